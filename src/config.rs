@@ -46,6 +46,16 @@ pub enum Mode {
     Corporate,
 }
 
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Firewall => "firewall",
+            Mode::DetectionOnly => "detection_only",
+            Mode::Corporate => "corporate",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
@@ -96,8 +106,13 @@ pub struct Prefixes {
 }
 
 impl Prefixes {
-    pub const RULES: [&'static str; 5] =
-        ["allowed", "blocked", "whitelisted", "blacklisted", "throttled"];
+    pub const RULES: [&'static str; 5] = [
+        "allowed",
+        "blocked",
+        "whitelisted",
+        "blacklisted",
+        "throttled",
+    ];
 
     pub fn get(&self, rule: &str) -> Option<&PrefixPair> {
         match rule {
@@ -202,7 +217,8 @@ impl Config {
 
         let trusted = dedup(raw.trusted.networks.into_iter().map(|n| n.0));
 
-        let mut blacklist: BTreeSet<IpNet> = raw.blacklist.entries.into_iter().map(|n| n.0).collect();
+        let mut blacklist: BTreeSet<IpNet> =
+            raw.blacklist.entries.into_iter().map(|n| n.0).collect();
         let base = path.parent().unwrap_or(Path::new("."));
         for file in &raw.blacklist.files {
             let full = if file.is_absolute() {
@@ -213,7 +229,10 @@ impl Config {
             let body = read_feed(&full).map_err(|e| ConfigError {
                 file: full.clone(),
                 line: None,
-                msg: format!("cannot read blacklist feed: {e}; fix: correct [blacklist] files in {}", path.display()),
+                msg: format!(
+                    "cannot read blacklist feed: {e}; fix: correct [blacklist] files in {}",
+                    path.display()
+                ),
             })?;
             parse_feed(&body, &mut blacklist).map_err(|(line, msg)| ConfigError {
                 file: full.clone(),
@@ -222,9 +241,15 @@ impl Config {
             })?;
         }
         let blacklist: Vec<IpNet> = blacklist.into_iter().collect();
-        for (what, list) in [("[trusted] networks", &trusted), ("[blacklist]", &blacklist)] {
+        for (what, list) in [
+            ("[trusted] networks", &trusted),
+            ("[blacklist]", &blacklist),
+        ] {
             for v6 in [false, true] {
-                let n = list.iter().filter(|n| matches!(n, IpNet::V6(_)) == v6).count();
+                let n = list
+                    .iter()
+                    .filter(|n| matches!(n, IpNet::V6(_)) == v6)
+                    .count();
                 if n > sets.maxelem as usize {
                     return Err(err_at(
                         None,
@@ -254,7 +279,10 @@ impl Config {
                 (None, None) => None,
             };
             if s.name.is_empty() || s.name.len() > 64 {
-                return Err(err_at(None, "a [[service]] needs a name of 1 to 64 characters".into()));
+                return Err(err_at(
+                    None,
+                    "a [[service]] needs a name of 1 to 64 characters".into(),
+                ));
             }
             services.push(Service {
                 name: s.name,
@@ -264,16 +292,34 @@ impl Config {
             });
         }
         if services.len() > 99 {
-            return Err(err_at(None, "more than 99 [[service]] entries; fix: merge them into port ranges".into()));
+            return Err(err_at(
+                None,
+                "more than 99 [[service]] entries; fix: merge them into port ranges".into(),
+            ));
         }
 
         let p = raw.logging.prefixes;
-        let allowed = p.allowed.map(|x| x.into_pair()).unwrap_or_else(|| default_pair("ALLOWED"));
-        let blocked = p.blocked.map(|x| x.into_pair()).unwrap_or_else(|| default_pair("BLOCKED"));
+        let allowed = p
+            .allowed
+            .map(|x| x.into_pair())
+            .unwrap_or_else(|| default_pair("ALLOWED"));
+        let blocked = p
+            .blocked
+            .map(|x| x.into_pair())
+            .unwrap_or_else(|| default_pair("BLOCKED"));
         let prefixes = Prefixes {
-            whitelisted: p.whitelisted.map(|x| x.into_pair()).unwrap_or_else(|| allowed.clone()),
-            blacklisted: p.blacklisted.map(|x| x.into_pair()).unwrap_or_else(|| blocked.clone()),
-            throttled: p.throttled.map(|x| x.into_pair()).unwrap_or_else(|| blocked.clone()),
+            whitelisted: p
+                .whitelisted
+                .map(|x| x.into_pair())
+                .unwrap_or_else(|| allowed.clone()),
+            blacklisted: p
+                .blacklisted
+                .map(|x| x.into_pair())
+                .unwrap_or_else(|| blocked.clone()),
+            throttled: p
+                .throttled
+                .map(|x| x.into_pair())
+                .unwrap_or_else(|| blocked.clone()),
             allowed,
             blocked,
         };
@@ -319,12 +365,17 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// Parse one IP or CIDR entry. Host bits are an error in the config itself (a
 /// likely typo) but are masked in feeds, which are written by other people.
 pub fn parse_net(s: &str, mask_host_bits: bool) -> Result<IpNet, String> {
-    let fix = "fix: write an address or network such as 192.0.2.1, 198.51.100.0/24 or 2001:db8::/32";
+    let fix =
+        "fix: write an address or network such as 192.0.2.1, 198.51.100.0/24 or 2001:db8::/32";
     let net = match s.parse::<IpNet>() {
         Ok(n) => n,
         Err(_) => match s.parse::<IpAddr>() {
             Ok(a) => IpNet::from(a),
-            Err(_) => return Err(format!("\"{s}\" is not an IP address or CIDR network; {fix}")),
+            Err(_) => {
+                return Err(format!(
+                    "\"{s}\" is not an IP address or CIDR network; {fix}"
+                ))
+            }
         },
     };
     // ::ffff:a.b.c.d is an IPv4 address in IPv6 clothing; the kernel sees IPv4.
@@ -358,11 +409,7 @@ pub fn parse_net(s: &str, mask_host_bits: bool) -> Result<IpNet, String> {
 /// feeds use `;`). Returns the first bad line's number and message.
 pub fn parse_feed(body: &str, out: &mut BTreeSet<IpNet>) -> Result<(), (usize, String)> {
     for (i, line) in body.lines().enumerate() {
-        let entry = line
-            .split(['#', ';'])
-            .next()
-            .unwrap_or("")
-            .trim();
+        let entry = line.split(['#', ';']).next().unwrap_or("").trim();
         if entry.is_empty() {
             continue;
         }
@@ -532,7 +579,12 @@ struct RawLogging {
 }
 
 /// An optional `rate`/`burst` pair with defaults of `per_second`/second and `burst`.
-fn limit_or(rate: Option<V<Rate>>, burst: Option<u32>, per_second: u32, default_burst: u32) -> Limit {
+fn limit_or(
+    rate: Option<V<Rate>>,
+    burst: Option<u32>,
+    per_second: u32,
+    default_burst: u32,
+) -> Limit {
     Limit {
         rate: rate.map(|r| r.0).unwrap_or(Rate {
             count: per_second,
@@ -632,7 +684,9 @@ struct ConfigNet(IpNet);
 impl<'de> Deserialize<'de> for ConfigNet {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_net(s.trim(), false).map(ConfigNet).map_err(de::Error::custom)
+        parse_net(s.trim(), false)
+            .map(ConfigNet)
+            .map_err(de::Error::custom)
     }
 }
 
@@ -662,7 +716,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let e = parse("mode = \"firewall\"\n\n[trusted]\nnetworks = [\"10.0.0.300/8\"]\n").unwrap_err();
+        let e =
+            parse("mode = \"firewall\"\n\n[trusted]\nnetworks = [\"10.0.0.300/8\"]\n").unwrap_err();
         assert_eq!(e.line, Some(4), "{e}");
         assert!(e.to_string().contains("test.toml:4:"), "{e}");
         assert!(e.to_string().contains("fix:"), "{e}");
@@ -670,7 +725,8 @@ mod tests {
         let e = parse("[[service]]\nname = \"x\"\nport = 70000\n").unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
 
-        let e = parse("[sets]\nblacklist = \"a-name-that-is-far-too-long-for-ipset\"\n").unwrap_err();
+        let e =
+            parse("[sets]\nblacklist = \"a-name-that-is-far-too-long-for-ipset\"\n").unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
         assert!(e.msg.contains("at most 28"), "{e}");
 
@@ -689,9 +745,17 @@ mod tests {
 
     #[test]
     fn host_bits_and_mapped_addresses() {
-        assert!(parse_net("192.0.2.5/24", false).unwrap_err().contains("192.0.2.0/24"));
-        assert_eq!(parse_net("192.0.2.5/24", true).unwrap().to_string(), "192.0.2.0/24");
-        assert_eq!(parse_net("::ffff:192.0.2.7", false).unwrap().to_string(), "192.0.2.7/32");
+        assert!(parse_net("192.0.2.5/24", false)
+            .unwrap_err()
+            .contains("192.0.2.0/24"));
+        assert_eq!(
+            parse_net("192.0.2.5/24", true).unwrap().to_string(),
+            "192.0.2.0/24"
+        );
+        assert_eq!(
+            parse_net("::ffff:192.0.2.7", false).unwrap().to_string(),
+            "192.0.2.7/32"
+        );
         assert!(parse_net("0.0.0.0/0", true).is_err());
         assert!(parse_net("::/0", true).is_err());
     }
@@ -708,7 +772,10 @@ mod tests {
         )
         .unwrap();
         let got: Vec<String> = c.blacklist.iter().map(|n| n.to_string()).collect();
-        assert_eq!(got, ["198.51.100.0/24", "203.0.113.9/32", "2001:db8::1/128"]);
+        assert_eq!(
+            got,
+            ["198.51.100.0/24", "203.0.113.9/32", "2001:db8::1/128"]
+        );
     }
 
     #[test]
@@ -754,7 +821,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.services[0].ports.to_iptables(), "8000:8080");
         assert_eq!(c.services[0].limit.unwrap().burst, 5);
-        assert_eq!(c.prefixes.get("blacklisted").unwrap().v6.as_str(), "FW6-BL: ");
+        assert_eq!(
+            c.prefixes.get("blacklisted").unwrap().v6.as_str(),
+            "FW6-BL: "
+        );
         assert!(c.prefixes.get("nosuch").is_none());
         assert!(parse("[[service]]\nname = \"x\"\nport = 22\nburst = 3\n").is_err());
     }

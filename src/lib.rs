@@ -2,5 +2,12 @@
 //! ruleset rendering, parsing) that takes data in and returns decisions, and
 //! thin adapters (backend, lock, confirm) that touch the kernel and filesystem.
 
+pub mod apply;
+pub mod backend;
+pub mod commands;
 pub mod config;
+pub mod confirm;
+pub mod ipset;
+pub mod lock;
 pub mod names;
+pub mod ruleset;

@@ -72,7 +72,9 @@ pub const LOG_PREFIX_MAX: usize = 29;
 impl LogPrefix {
     pub fn parse(s: &str) -> Result<LogPrefix, String> {
         if s.trim().is_empty() {
-            return Err("LOG prefix is empty; fix: use something like \"IPTABLES-BLOCKED: \"".into());
+            return Err(
+                "LOG prefix is empty; fix: use something like \"IPTABLES-BLOCKED: \"".into(),
+            );
         }
         if s.len() > LOG_PREFIX_MAX {
             return Err(format!(
@@ -227,7 +229,9 @@ mod tests {
     fn set_names() {
         assert!(SetName::parse("throttle-hard").is_ok());
         assert!(SetName::parse(&"a".repeat(28)).is_ok());
-        assert!(SetName::parse(&"a".repeat(29)).unwrap_err().contains("at most 28"));
+        assert!(SetName::parse(&"a".repeat(29))
+            .unwrap_err()
+            .contains("at most 28"));
         assert!(SetName::parse("-exist").is_err());
         assert!(SetName::parse("bad name").is_err());
         assert!(SetName::parse("x;rm").is_err());
@@ -257,7 +261,10 @@ mod tests {
     #[test]
     fn ports() {
         assert_eq!(PortRange::parse("22").unwrap().to_iptables(), "22");
-        assert_eq!(PortRange::parse("8000-8080").unwrap().to_iptables(), "8000:8080");
+        assert_eq!(
+            PortRange::parse("8000-8080").unwrap().to_iptables(),
+            "8000:8080"
+        );
         assert!(PortRange::parse("0").is_err());
         assert!(PortRange::parse("65536").is_err());
         assert!(PortRange::parse("90-80").is_err());

@@ -1,0 +1,148 @@
+//! Reading `ipset save` output (pure), and rendering the script that puts sets
+//! back as a snapshot had them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+/// One set as `ipset save` printed it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SavedSet {
+    /// The `create` line's words after the name: type, family, options.
+    pub params: Vec<String>,
+    /// `add` lines' words after the name: member and options (timeout ...).
+    pub members: Vec<Vec<String>>,
+}
+
+impl SavedSet {
+    pub fn kind(&self) -> &str {
+        self.params.first().map(String::as_str).unwrap_or("")
+    }
+
+    pub fn family(&self) -> &str {
+        self.option("family").unwrap_or("inet")
+    }
+
+    pub fn has_timeout(&self) -> bool {
+        self.option("timeout").is_some()
+    }
+
+    fn option(&self, key: &str) -> Option<&str> {
+        self.params
+            .windows(2)
+            .find(|w| w[0] == key)
+            .map(|w| w[1].as_str())
+    }
+
+    /// Members with a running timeout, as (member, seconds left).
+    pub fn timed(&self) -> Vec<(String, u32)> {
+        self.members
+            .iter()
+            .filter_map(|m| {
+                let secs: u32 = m.windows(2).find(|w| w[0] == "timeout")?[1].parse().ok()?;
+                (secs > 0).then(|| (m[0].clone(), secs))
+            })
+            .collect()
+    }
+}
+
+/// Parse `ipset save` (all sets). Unknown lines are ignored.
+pub fn parse_save(text: &str) -> BTreeMap<String, SavedSet> {
+    let mut sets: BTreeMap<String, SavedSet> = BTreeMap::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("create"), Some(name)) => {
+                sets.entry(name.to_string()).or_default().params =
+                    words.map(str::to_string).collect();
+            }
+            (Some("add"), Some(name)) => {
+                sets.entry(name.to_string())
+                    .or_default()
+                    .members
+                    .push(words.map(str::to_string).collect());
+            }
+            _ => {}
+        }
+    }
+    sets
+}
+
+/// `ipset restore` input that makes each of `ours` as it was in `before`:
+/// rebuilt through a temporary set and swapped if it existed, destroyed if it
+/// did not. `now` is what exists at the moment (temporary sets left by a failed
+/// step are destroyed too). Run after the rules that reference the sets have
+/// been rolled back, so destroying is allowed.
+pub fn render_rollback(
+    ours: &[String],
+    before: &BTreeMap<String, SavedSet>,
+    now: &BTreeSet<String>,
+    temp_name: impl Fn(usize) -> String,
+) -> String {
+    let mut out = String::new();
+    for i in 0..ours.len() {
+        if now.contains(&temp_name(i)) {
+            writeln!(out, "destroy {}", temp_name(i)).expect("write");
+        }
+    }
+    for (i, name) in ours.iter().enumerate() {
+        match before.get(name) {
+            Some(saved) if now.contains(name) => {
+                let tmp = temp_name(i);
+                writeln!(out, "create {tmp} {}", saved.params.join(" ")).expect("write");
+                for m in &saved.members {
+                    writeln!(out, "add {tmp} {}", m.join(" ")).expect("write");
+                }
+                writeln!(out, "swap {tmp} {name}\ndestroy {tmp}").expect("write");
+            }
+            Some(saved) => {
+                writeln!(out, "create {name} {}", saved.params.join(" ")).expect("write");
+                for m in &saved.members {
+                    writeln!(out, "add {name} {}", m.join(" ")).expect("write");
+                }
+            }
+            None if now.contains(name) => writeln!(out, "destroy {name}").expect("write"),
+            None => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAVE: &str = "create blacklist hash:net family inet hashsize 1024 maxelem 65536 timeout 0 bucketsize 12 initval 0x1\n\
+add blacklist 203.0.113.7 timeout 0\n\
+add blacklist 198.51.100.9 timeout 293\n\
+create other hash:ip family inet6 hashsize 1024 maxelem 65536\n\
+add other 2001:db8::1\n";
+
+    #[test]
+    fn parses_sets_and_timed_members() {
+        let s = parse_save(SAVE);
+        let bl = &s["blacklist"];
+        assert_eq!(bl.kind(), "hash:net");
+        assert_eq!(bl.family(), "inet");
+        assert!(bl.has_timeout());
+        assert_eq!(bl.timed(), vec![("198.51.100.9".to_string(), 293)]);
+        assert!(!s["other"].has_timeout());
+        assert_eq!(s["other"].family(), "inet6");
+    }
+
+    #[test]
+    fn rollback_rebuilds_existing_and_destroys_new() {
+        let before = parse_save(SAVE);
+        let ours = vec!["blacklist".to_string(), "whitelist".to_string()];
+        let now: BTreeSet<String> = ["blacklist", "whitelist", "tmp-0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let text = render_rollback(&ours, &before, &now, |i| format!("tmp-{i}"));
+        assert!(text.starts_with("destroy tmp-0\n"));
+        assert!(text
+            .contains("create tmp-0 hash:net family inet hashsize 1024 maxelem 65536 timeout 0"));
+        assert!(text.contains("add tmp-0 198.51.100.9 timeout 293\n"));
+        assert!(text.contains("swap tmp-0 blacklist\ndestroy tmp-0\n"));
+        assert!(text.ends_with("destroy whitelist\n"));
+    }
+}

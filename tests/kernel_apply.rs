@@ -1,0 +1,432 @@
+//! Kernel tests for `fwctl apply` (root, namespaces): real rules, real sets,
+//! real packets from a client namespace, IPv4 and IPv6. Run with
+//! `cargo test -- --include-ignored` as root (see README / .ci/run).
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+const KERNEL: &str = "needs root: kernel test";
+
+/// A config whose LOG prefixes carry `tag`, so this test finds its own lines.
+fn cfg_text(tag: &str, extra: &str) -> String {
+    format!(
+        r#"
+[trusted]
+networks = ["198.51.100.12", "2001:db8:100::12"]
+[blacklist]
+entries = ["198.51.100.11", "2001:db8:100::11"]
+[[service]]
+name = "ssh"
+port = 22
+[[service]]
+name = "web"
+port = 80
+[[service]]
+name = "tls"
+port = 443
+[throttle.hard]
+rate = "1/minute"
+burst = 3
+[logging.prefixes]
+allowed = {{ v4 = "{tag}-ALLOWED: ", v6 = "{tag}6-ALLOWED: " }}
+blocked = {{ v4 = "{tag}-BLOCKED: ", v6 = "{tag}6-BLOCKED: " }}
+{extra}
+"#
+    )
+}
+
+fn apply_ok(lab: &Lab, cfg: &std::path::Path) {
+    let out = lab.fwctl(&["--config", cfg.to_str().unwrap(), "apply"], &[]);
+    assert!(
+        out.status.success(),
+        "apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn packets_follow_the_policy_on_both_families() {
+    let _ = KERNEL;
+    let host_before = host_firewall();
+    let lab = Lab::new();
+    let (_d, cfg) = config(&cfg_text("FWTA", ""));
+    let _listeners = lab.listen(&[22, 80, 443, 8080]);
+    // Before apply everything answers: the lab itself works.
+    assert_eq!(lab.reach(src("benign").0, 8080), Reply::Connected);
+
+    let mut kmsg = Kmsg::open();
+    apply_ok(&lab, &cfg);
+    for fam in [0, 1] {
+        let pick = |role: &str| if fam == 0 { src(role).0 } else { src(role).1 };
+        for port in [22, 80, 443] {
+            assert_eq!(
+                lab.reach(pick("benign"), port),
+                Reply::Connected,
+                "allowed port {port} family {fam}"
+            );
+        }
+        // Other ports: silently dropped, listener or not (no RST, no refusal).
+        assert_eq!(
+            lab.reach(pick("benign"), 8080),
+            Reply::Silent,
+            "family {fam}"
+        );
+        assert_eq!(lab.reach(pick("benign"), 9), Reply::Silent, "family {fam}");
+        assert_eq!(
+            lab.reach(pick("blacklisted"), 80),
+            Reply::Silent,
+            "blacklisted, family {fam}"
+        );
+        assert_eq!(
+            lab.reach(pick("whitelisted"), 8080),
+            Reply::Connected,
+            "whitelisted, family {fam}"
+        );
+    }
+
+    // LOG lines with the configured prefixes reach the kernel log.
+    let want = [
+        "FWTA-BLOCKED: ",
+        "FWTA-ALLOWED: ",
+        "FWTA6-BLOCKED: ",
+        "FWTA6-ALLOWED: ",
+    ];
+    let lines = kmsg.wait_for("FWTA", Duration::from_secs(5), |got| {
+        want.iter().all(|w| got.iter().any(|l| l.contains(w)))
+            && got.iter().any(|l| {
+                l.contains("FWTA-BLOCKED: ")
+                    && l.contains("SRC=198.51.100.10 ")
+                    && l.contains("DPT=8080 ")
+            })
+    });
+    for w in want {
+        assert!(
+            lines.iter().any(|l| l.contains(w)),
+            "no {w:?} line in {lines:#?}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("FWTA-BLOCKED: ")
+            && l.contains("SRC=198.51.100.11 ")
+            && l.contains("DPT=80 ")),
+        "blacklisted source logged as blocked: {lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("FWTA6-BLOCKED: ")
+            && l.contains("SRC=2001:0db8:0100:0000:0000:0000:0000:0010")),
+        "IPv6 line with the full address: {lines:#?}"
+    );
+    drop(lab);
+    assert_eq!(
+        host_firewall(),
+        host_before,
+        "the host namespace's firewall changed"
+    );
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn throttled_source_is_rate_limited() {
+    let lab = Lab::new();
+    let (_d, cfg) = config(&cfg_text("FWTT", ""));
+    let _listeners = lab.listen(&[80]);
+    apply_ok(&lab, &cfg);
+    let (t4, t6) = src("throttled");
+    lab.exec_ok(
+        &lab.target,
+        &[
+            "ipset",
+            "add",
+            "throttle-hard",
+            &t4.to_string(),
+            "timeout",
+            "600",
+        ],
+    );
+    lab.exec_ok(
+        &lab.target,
+        &[
+            "ipset",
+            "add",
+            "throttle-hard_v6",
+            &t6.to_string(),
+            "timeout",
+            "600",
+        ],
+    );
+    for (t, b) in [(t4, src("benign").0), (t6, src("benign").1)] {
+        // 20 attempts at once; the hard throttle allows a burst of 3.
+        let p = lab.probe(t, 80, 20, Duration::from_millis(800));
+        assert!(
+            p.connected >= 1 && p.connected <= 3,
+            "throttled source got {p:?}"
+        );
+        assert_eq!(p.refused, 0);
+        let p = lab.probe(b, 80, 20, Duration::from_millis(800));
+        assert_eq!(
+            p.connected, 20,
+            "an unthrottled source is not limited: {p:?}"
+        );
+    }
+    // Within its rate a throttled source still reaches only allowed services.
+    let _more = lab.listen(&[8080]);
+    assert_eq!(lab.reach(t4, 8080), Reply::Silent);
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn reapply_is_idempotent_keeps_bans_and_foreign_rules() {
+    let lab = Lab::new();
+    let (_d, cfg) = config(&cfg_text("FWTR", ""));
+    // Another tool's rules, which fwctl must leave alone.
+    lab.exec_ok(&lab.target, &["iptables", "-N", "DOCKER-USER"]);
+    lab.exec_ok(
+        &lab.target,
+        &[
+            "iptables",
+            "-A",
+            "INPUT",
+            "-s",
+            "192.0.2.99",
+            "-j",
+            "ACCEPT",
+        ],
+    );
+    lab.exec_ok(
+        &lab.target,
+        &[
+            "ip6tables",
+            "-A",
+            "INPUT",
+            "-s",
+            "2001:db8:99::1",
+            "-j",
+            "ACCEPT",
+        ],
+    );
+    apply_ok(&lab, &cfg);
+    let first = lab.rules();
+    lab.exec_ok(
+        &lab.target,
+        &[
+            "ipset",
+            "add",
+            "blacklist",
+            "203.0.113.99",
+            "timeout",
+            "600",
+        ],
+    );
+    lab.exec_ok(
+        &lab.target,
+        &[
+            "ipset",
+            "add",
+            "throttle-hard_v6",
+            "2001:db8:5::5",
+            "timeout",
+            "600",
+        ],
+    );
+    apply_ok(&lab, &cfg);
+    let second = lab.rules();
+    assert_eq!(first, second, "a second apply changed iptables-save output");
+    assert_eq!(
+        second.matches("-A INPUT -j FWCTL-INPUT").count(),
+        2,
+        "one jump per family:\n{second}"
+    );
+    assert!(
+        second.contains(":DOCKER-USER") && second.contains("-A INPUT -s 192.0.2.99/32 -j ACCEPT")
+    );
+    assert!(second.contains("-A INPUT -s 2001:db8:99::1/128 -j ACCEPT"));
+    assert!(second.contains(":INPUT DROP"));
+    let bl = lab.set_members("blacklist");
+    let t = bl.get("203.0.113.99").copied().flatten().expect("ban kept");
+    assert!(t > 500 && t <= 600, "ban keeps its remaining time, got {t}");
+    assert_eq!(
+        bl.get("198.51.100.11"),
+        Some(&Some(0)),
+        "static entry present, permanent"
+    );
+    assert!(lab
+        .set_members("throttle-hard_v6")
+        .contains_key("2001:db8:5::5"));
+    assert!(
+        !lab.set_names().iter().any(|s| s.starts_with("fwctl-new")),
+        "temporary sets cleaned up"
+    );
+
+    // A changed config replaces static members but still keeps the bans.
+    let (_d2, cfg2) = config(&cfg_text("FWTR", "").replace("198.51.100.11\"", "198.51.100.15\""));
+    apply_ok(&lab, &cfg2);
+    let bl = lab.set_members("blacklist");
+    assert!(
+        bl.contains_key("198.51.100.15") && !bl.contains_key("198.51.100.11"),
+        "{bl:?}"
+    );
+    assert!(bl.contains_key("203.0.113.99"));
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_failing_step_rolls_everything_back() {
+    let lab = Lab::new();
+    let (_d, cfg) = config(&cfg_text("FWTF", ""));
+    apply_ok(&lab, &cfg);
+    let before_rules = lab.rules();
+    let before_bl = lab.set_members("blacklist");
+    // A second config that differs in rules and sets, with ip6tables-restore failing.
+    let (dir, cfg2) = config(
+        &cfg_text("FWTF", "[[service]]\nname = \"alt\"\nport = 8080\n")
+            .replace("198.51.100.11\"", "198.51.100.15\""),
+    );
+    let fake = dir.path().join("ip6tables-restore");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'simulated ip6tables failure' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = lab.fwctl(
+        &["--config", cfg2.to_str().unwrap(), "apply"],
+        &[("FWCTL_IP6TABLES_RESTORE", fake.to_str().unwrap())],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("ip6tables-restore") && err.contains("simulated ip6tables failure"),
+        "{err}"
+    );
+    assert!(err.contains("put back"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+    assert_eq!(lab.rules(), before_rules, "IPv4 rules were not rolled back");
+    assert_eq!(
+        lab.set_members("blacklist"),
+        before_bl,
+        "sets were not rolled back"
+    );
+    assert!(!lab.set_names().iter().any(|s| s.starts_with("fwctl-new")));
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn confirm_or_roll_back() {
+    let lab = Lab::new();
+    let (_d, cfg) = config(&cfg_text("FWTC", ""));
+    apply_ok(&lab, &cfg);
+    let old = lab.rules();
+    let (_d2, cfg2) = config(&cfg_text(
+        "FWTC",
+        "[[service]]\nname = \"alt\"\nport = 8080\n",
+    ));
+    let c2 = cfg2.to_str().unwrap();
+
+    // No confirmation: the old rules come back.
+    let out = lab.fwctl(&["--config", c2, "apply", "--confirm", "2s"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no confirmation within 2s"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(lab.rules(), old);
+
+    // Confirmed from another process: the new rules stay.
+    let mut child = lab
+        .fwctl_cmd(&["--config", c2, "apply", "--confirm", "60s"], &[])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("apply ended before waiting").unwrap();
+        if line.contains("waiting") {
+            break;
+        }
+    }
+    let out = lab.fwctl(&["confirm"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(child.wait().unwrap().success());
+    let new = lab.rules();
+    assert_ne!(new, old);
+    assert!(new.contains("--dport 8080 -j FWCTL-ALLOW"));
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn remove_takes_fwctl_out_cleanly() {
+    let lab = Lab::new();
+    lab.exec_ok(
+        &lab.target,
+        &[
+            "iptables",
+            "-A",
+            "INPUT",
+            "-s",
+            "192.0.2.99",
+            "-j",
+            "ACCEPT",
+        ],
+    );
+    let (_d, cfg) = config(&cfg_text("FWTX", ""));
+    apply_ok(&lab, &cfg);
+    let c = cfg.to_str().unwrap();
+    let out = lab.fwctl(&["--config", c, "remove"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rules = lab.rules();
+    assert!(!rules.contains("FWCTL"), "{rules}");
+    assert!(
+        rules.contains(":INPUT ACCEPT") && rules.contains("-A INPUT -s 192.0.2.99/32 -j ACCEPT")
+    );
+    assert_eq!(lab.set_names().len(), 8, "sets kept without --sets");
+    let out = lab.fwctl(&["--config", c, "remove", "--sets"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(lab.set_names().is_empty());
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn bad_input_changes_nothing() {
+    let lab = Lab::new();
+    let before = lab.rules();
+    let (_d, bad) = config("[trusted]\nnetworks = [\"198.51.100.300\"]\n");
+    let out = lab.fwctl(&["--config", bad.to_str().unwrap(), "apply"], &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("fwctl.toml:2:"), "{}", stderr(&out));
+
+    let (_d, good) = config(&cfg_text("FWTB", ""));
+    let g = good.to_str().unwrap();
+    let out = lab.fwctl(
+        &["--config", g, "apply"],
+        &[("FWCTL_IPSET", "/nonexistent/ipset")],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("apt-get install ipset"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A set of the right name but the wrong type: refused before anything changes.
+    lab.exec_ok(
+        &lab.target,
+        &["ipset", "create", "throttle-soft", "hash:net"],
+    );
+    let out = lab.fwctl(&["--config", g, "apply"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("set throttle-soft already exists"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(lab.rules(), before);
+    assert_eq!(lab.set_names(), ["throttle-soft"]);
+}
