@@ -75,7 +75,11 @@ pub fn apply(config: &Path, dry_run: bool, confirm: Option<Duration>) -> Result<
                 apply::prepare(&plan, &snap).map_err(|e| anyhow!(e))?;
                 (snap.current(&plan), "state read from the kernel")
             }
-            _ => (
+            (true, Err(_)) => (
+                Current::default(),
+                "iptables/ipset tools missing: the kernel was not read; this assumes nothing of fwctl's is installed yet",
+            ),
+            (false, _) => (
                 Current::default(),
                 "not root: the kernel was not read; this assumes nothing of fwctl's is installed yet",
             ),

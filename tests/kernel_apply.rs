@@ -430,3 +430,51 @@ fn bad_input_changes_nothing() {
     assert_eq!(lab.rules(), before);
     assert_eq!(lab.set_names(), ["throttle-soft"]);
 }
+
+/// A threat feed of 100 000 entries loads through one `ipset restore`. IPv6
+/// documentation addresses give room for that many distinct entries.
+pub fn write_feed(path: &std::path::Path, n: usize) {
+    let mut s = String::with_capacity(n * 24);
+    for i in 0..n {
+        s.push_str(&format!(
+            "2001:db8:{:x}:{:x}::1\n",
+            0x1000 + i / 65536,
+            i % 65536
+        ));
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_100k_entry_feed_loads_and_reloads() {
+    let lab = Lab::new();
+    let (dir, cfg) =
+        config("[blacklist]\nfiles = [\"feed.txt\"]\n[[service]]\nname = \"ssh\"\nport = 22\n");
+    write_feed(&dir.path().join("feed.txt"), 100_000);
+    apply_ok(&lab, &cfg);
+    let count = |set: &str| {
+        lab.exec_ok(&lab.target, &["ipset", "save", set])
+            .lines()
+            .filter(|l| l.starts_with("add "))
+            .count()
+    };
+    assert_eq!(count("blacklist_v6"), 100_000);
+    lab.exec_ok(
+        &lab.target,
+        &[
+            "ipset",
+            "add",
+            "blacklist_v6",
+            "2001:db8:ffff::9",
+            "timeout",
+            "600",
+        ],
+    );
+    apply_ok(&lab, &cfg);
+    assert_eq!(
+        count("blacklist_v6"),
+        100_001,
+        "feed reloaded and the ban kept"
+    );
+}
