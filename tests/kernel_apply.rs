@@ -139,28 +139,8 @@ fn throttled_source_is_rate_limited() {
     let _listeners = lab.listen(&[80]);
     apply_ok(&lab, &cfg);
     let (t4, t6) = src("throttled");
-    lab.exec_ok(
-        &lab.target,
-        &[
-            "ipset",
-            "add",
-            "throttle-hard",
-            &t4.to_string(),
-            "timeout",
-            "600",
-        ],
-    );
-    lab.exec_ok(
-        &lab.target,
-        &[
-            "ipset",
-            "add",
-            "throttle-hard_v6",
-            &t6.to_string(),
-            "timeout",
-            "600",
-        ],
-    );
+    lab.ban("throttle-hard", &t4.to_string(), 600);
+    lab.ban("throttle-hard_v6", &t6.to_string(), 600);
     for (t, b) in [(t4, src("benign").0), (t6, src("benign").1)] {
         // 20 attempts at once; the hard throttle allows a burst of 3.
         let p = lab.probe(t, 80, 20, Duration::from_millis(800));
@@ -213,28 +193,8 @@ fn reapply_is_idempotent_keeps_bans_and_foreign_rules() {
     );
     apply_ok(&lab, &cfg);
     let first = lab.rules();
-    lab.exec_ok(
-        &lab.target,
-        &[
-            "ipset",
-            "add",
-            "blacklist",
-            "203.0.113.99",
-            "timeout",
-            "600",
-        ],
-    );
-    lab.exec_ok(
-        &lab.target,
-        &[
-            "ipset",
-            "add",
-            "throttle-hard_v6",
-            "2001:db8:5::5",
-            "timeout",
-            "600",
-        ],
-    );
+    lab.ban("blacklist", "203.0.113.99", 600);
+    lab.ban("throttle-hard_v6", "2001:db8:5::5", 600);
     apply_ok(&lab, &cfg);
     let second = lab.rules();
     assert_eq!(first, second, "a second apply changed iptables-save output");
@@ -460,21 +420,51 @@ fn a_100k_entry_feed_loads_and_reloads() {
             .count()
     };
     assert_eq!(count("blacklist_v6"), 100_000);
-    lab.exec_ok(
-        &lab.target,
-        &[
-            "ipset",
-            "add",
-            "blacklist_v6",
-            "2001:db8:ffff::9",
-            "timeout",
-            "600",
-        ],
-    );
+    lab.ban("blacklist_v6", "2001:db8:ffff::9", 600);
     apply_ok(&lab, &cfg);
     assert_eq!(
         count("blacklist_v6"),
         100_001,
         "feed reloaded and the ban kept"
     );
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn detection_only_logs_but_drops_nothing() {
+    let lab = Lab::new();
+    let (_d, cfg) = config(&cfg_text("FWTD", "").replacen(
+        "\n[trusted]",
+        "mode = \"detection_only\"\n[trusted]",
+        1,
+    ));
+    let _listeners = lab.listen(&[80, 8080]);
+    let mut kmsg = Kmsg::open();
+    apply_ok(&lab, &cfg);
+    assert!(lab.rules().contains(":INPUT ACCEPT"));
+    for (b, bl) in [
+        (src("benign").0, src("blacklisted").0),
+        (src("benign").1, src("blacklisted").1),
+    ] {
+        assert_eq!(lab.reach(b, 8080), Reply::Connected);
+        assert_eq!(lab.reach(bl, 80), Reply::Connected);
+    }
+    let lines = kmsg.wait_for("FWTD", Duration::from_secs(5), |got| {
+        got.iter()
+            .filter(|l| l.contains("FWTD-BLOCKED: ") || l.contains("FWTD6-BLOCKED: "))
+            .count()
+            >= 4
+    });
+    for needle in [
+        "SRC=198.51.100.10 ",
+        "SRC=198.51.100.11 ",
+        "SRC=2001:0db8:0100:0000:0000:0000:0000:0011 ",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("BLOCKED: ") && l.contains(needle)),
+            "{needle} not logged as blocked: {lines:#?}"
+        );
+    }
 }

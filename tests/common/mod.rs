@@ -191,6 +191,14 @@ impl Lab {
             .collect()
     }
 
+    /// Add a member with a timeout to a set in the target, as a ban would.
+    pub fn ban(&self, set: &str, addr: &str, secs: u32) {
+        self.exec_ok(
+            &self.target,
+            &["ipset", "add", set, addr, "timeout", &secs.to_string()],
+        );
+    }
+
     pub fn set_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .exec_ok(&self.target, &["ipset", "list", "-n"])
