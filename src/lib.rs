@@ -9,5 +9,6 @@ pub mod config;
 pub mod confirm;
 pub mod ipset;
 pub mod lock;
+pub mod logline;
 pub mod names;
 pub mod ruleset;
