@@ -378,7 +378,7 @@ fn table(cfg: &Config, family: Family) -> Table {
 impl Rule {
     /// The rule's arguments as `iptables-save` prints them (so that a save
     /// after apply reads like the render).
-    pub fn render(&self, family: Family) -> String {
+    pub fn render(&self) -> String {
         let mut s = String::new();
         for m in &self.matches {
             match m {
@@ -399,7 +399,6 @@ impl Rule {
             }
             .expect("write to String");
         }
-        let _ = family;
         match &self.target {
             Target::Accept => s.push_str(" -j ACCEPT"),
             Target::Drop => s.push_str(" -j DROP"),
@@ -432,7 +431,7 @@ pub fn render_table(table: &Table, now: &TableState) -> String {
     writeln!(out, "-I INPUT 1 -j {MAIN_CHAIN}").expect("write");
     for c in &table.chains {
         for r in &c.rules {
-            writeln!(out, "-A {}{}", c.name, r.render(table.family)).expect("write");
+            writeln!(out, "-A {}{}", c.name, r.render()).expect("write");
         }
     }
     out.push_str("COMMIT\n");

@@ -37,6 +37,22 @@ blocked = {{ v4 = "{tag}-BLOCKED: ", v6 = "{tag}6-BLOCKED: " }}
     )
 }
 
+/// A rule of another tool in INPUT, which fwctl must leave alone.
+fn add_foreign_rule(lab: &Lab) {
+    lab.exec_ok(
+        &lab.target,
+        &[
+            "iptables",
+            "-A",
+            "INPUT",
+            "-s",
+            "192.0.2.99",
+            "-j",
+            "ACCEPT",
+        ],
+    );
+}
+
 fn apply_ok(lab: &Lab, cfg: &std::path::Path) {
     let out = lab.fwctl(&["--config", cfg.to_str().unwrap(), "apply"], &[]);
     assert!(
@@ -167,18 +183,7 @@ fn reapply_is_idempotent_keeps_bans_and_foreign_rules() {
     let (_d, cfg) = config(&cfg_text("FWTR", ""));
     // Another tool's rules, which fwctl must leave alone.
     lab.exec_ok(&lab.target, &["iptables", "-N", "DOCKER-USER"]);
-    lab.exec_ok(
-        &lab.target,
-        &[
-            "iptables",
-            "-A",
-            "INPUT",
-            "-s",
-            "192.0.2.99",
-            "-j",
-            "ACCEPT",
-        ],
-    );
+    add_foreign_rule(&lab);
     lab.exec_ok(
         &lab.target,
         &[
@@ -324,18 +329,7 @@ fn confirm_or_roll_back() {
 #[ignore = "needs root: kernel test"]
 fn remove_takes_fwctl_out_cleanly() {
     let lab = Lab::new();
-    lab.exec_ok(
-        &lab.target,
-        &[
-            "iptables",
-            "-A",
-            "INPUT",
-            "-s",
-            "192.0.2.99",
-            "-j",
-            "ACCEPT",
-        ],
-    );
+    add_foreign_rule(&lab);
     let (_d, cfg) = config(&cfg_text("FWTX", ""));
     apply_ok(&lab, &cfg);
     let c = cfg.to_str().unwrap();
