@@ -34,8 +34,7 @@ impl Snapshot {
 
     /// The state rendering needs: our jumps and chains, which sets exist, and
     /// the timed members (bans) of the plan's sets.
-    pub fn current(&self, plan: &Plan) -> Current {
-        let saved = ipset::parse_save(&self.sets);
+    fn current_from(&self, saved: &BTreeMap<String, SavedSet>, plan: &Plan) -> Current {
         let ours: BTreeSet<&str> = plan.sets.iter().map(|s| s.name.as_str()).collect();
         Current {
             v4: TableState::from_save(&self.v4),
@@ -58,17 +57,20 @@ pub struct Scripts {
     pub v6: String,
 }
 
-/// Render the scripts against the current state, refusing (before anything
-/// changes) when an existing set of the same name cannot be swapped with ours.
-pub fn prepare(plan: &Plan, snap: &Snapshot) -> Result<Scripts, String> {
+/// Render the scripts against the snapshot (returned with them), refusing
+/// (before anything changes) when an existing set of the same name cannot be
+/// swapped with ours. The `ipset save` text, large with a big feed, is parsed
+/// once here.
+pub fn prepare(plan: &Plan, snap: &Snapshot) -> Result<(Current, Scripts), String> {
     let saved = ipset::parse_save(&snap.sets);
     for set in &plan.sets {
         if let Some(s) = saved.get(&set.name) {
             check_compatible(&set.name, set, s)?;
         }
     }
-    let now = snap.current(plan);
-    Ok(render(plan, &now))
+    let now = snap.current_from(&saved, plan);
+    let scripts = render(plan, &now);
+    Ok((now, scripts))
 }
 
 pub fn render(plan: &Plan, now: &Current) -> Scripts {
@@ -267,7 +269,7 @@ mod tests {
         let mut b = fake();
         let p = plan();
         let snap = Snapshot::take(&mut b).unwrap();
-        let scripts = prepare(&p, &snap).unwrap();
+        let (_, scripts) = prepare(&p, &snap).unwrap();
         assert!(
             scripts.sets.contains("198.51.100.9 timeout 300"),
             "bans are carried over"
@@ -290,7 +292,7 @@ mod tests {
         b.fail_on = Some("restore V6 --noflush".into());
         let p = plan();
         let snap = Snapshot::take(&mut b).unwrap();
-        let scripts = prepare(&p, &snap).unwrap();
+        let (_, scripts) = prepare(&p, &snap).unwrap();
         let err = install(&mut b, &p, &snap, &scripts).unwrap_err();
         assert!(err.rollback.is_ok());
         let msg = err.to_string();
@@ -332,7 +334,7 @@ mod tests {
         let mut b = fake();
         let p = plan();
         let snap = Snapshot::take(&mut b).unwrap();
-        install(&mut b, &p, &snap, &prepare(&p, &snap).unwrap()).unwrap();
+        install(&mut b, &p, &snap, &prepare(&p, &snap).unwrap().1).unwrap();
         // The fake keeps the last restore input as "the table": use a save-like text.
         b.v4 = format!(
             "{}-A INPUT -j FWCTL-INPUT\n:FWCTL-INPUT - [0:0]\nCOMMIT\n",

@@ -72,8 +72,8 @@ pub fn apply(config: &Path, dry_run: bool, confirm: Option<Duration>) -> Result<
         let (now, note) = match (is_root(), System::locate()) {
             (true, Ok(mut sys)) => {
                 let snap = Snapshot::take(&mut sys).context("reading the current state")?;
-                apply::prepare(&plan, &snap).map_err(|e| anyhow!(e))?;
-                (snap.current(&plan), "state read from the kernel")
+                let (now, _) = apply::prepare(&plan, &snap).map_err(|e| anyhow!(e))?;
+                (now, "state read from the kernel")
             }
             (true, Err(_)) => (
                 Current::default(),
@@ -96,10 +96,10 @@ pub fn apply(config: &Path, dry_run: bool, confirm: Option<Duration>) -> Result<
         say!("fwctl: warning: no [[service]] and no [trusted] networks: no new connection can reach this host (SSH included)");
     }
     let snap = Snapshot::take(&mut sys).context("reading the current rules and sets")?;
-    let scripts = apply::prepare(&plan, &snap).map_err(|e| anyhow!(e))?;
+    let (now, scripts) = apply::prepare(&plan, &snap).map_err(|e| anyhow!(e))?;
     apply::install(&mut sys, &plan, &snap, &scripts)?;
     let statics: usize = plan.sets.iter().map(|s| s.members.len()).sum();
-    let carried: usize = snap.current(&plan).carried.values().map(Vec::len).sum();
+    let carried: usize = now.carried.values().map(Vec::len).sum();
     let rules = |t: &ruleset::Table| t.chains.iter().map(|c| c.rules.len()).sum::<usize>();
     say!(
         "fwctl: applied {} (mode {}): {} IPv4 + {} IPv6 rules, {} sets, {statics} static members, {carried} bans kept",

@@ -99,7 +99,7 @@ pub fn parse(line: &[u8], prefixes: &[&[u8]], clock: &Clock) -> Line {
         Proto::Tcp | Proto::Udp => match field(fields, b"DPT=").map(parse_u16) {
             Some(Some(p)) => Some(p),
             // A fragment has no ports; anything else without DPT= is cut short.
-            _ if contains(fields, b" FRAG:") || contains(fields, b"MF ") => None,
+            _ if find(fields, b" FRAG:").is_some() || find(fields, b"MF ").is_some() => None,
             _ => return Line::Malformed("TCP/UDP line without a readable DPT="),
         },
         _ => None,
@@ -111,10 +111,6 @@ pub fn parse(line: &[u8], prefixes: &[&[u8]], clock: &Clock) -> Line {
         proto,
         dport,
     })
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 fn find_prefix(line: &[u8], prefixes: &[&[u8]]) -> Option<(usize, usize)> {

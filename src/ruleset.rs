@@ -326,25 +326,30 @@ fn table(cfg: &Config, family: Family) -> Table {
         ]
     };
 
+    // The terminal chains: a (rate-limited) LOG line, then the verdict.
+    let terminal = |name, limiter_name, p, audit, verdict| Chain {
+        name,
+        rules: vec![log(limiter_name, p, audit), rule(vec![], verdict)],
+    };
     let chains = vec![
         Chain {
             name: MAIN_CHAIN,
             rules: main,
         },
-        Chain {
-            name: WHITELIST,
-            rules: vec![
-                log("fwctl-log-wl", &cfg.prefixes.whitelisted, true),
-                rule(vec![], Target::Accept),
-            ],
-        },
-        Chain {
-            name: BLACKLIST,
-            rules: vec![
-                log("fwctl-log-bl", &cfg.prefixes.blacklisted, false),
-                rule(vec![], drop.clone()),
-            ],
-        },
+        terminal(
+            WHITELIST,
+            "fwctl-log-wl",
+            &cfg.prefixes.whitelisted,
+            true,
+            Target::Accept,
+        ),
+        terminal(
+            BLACKLIST,
+            "fwctl-log-bl",
+            &cfg.prefixes.blacklisted,
+            false,
+            drop.clone(),
+        ),
         Chain {
             name: THROTTLE_HARD,
             rules: throttle(cfg.throttle_hard, "fwctl-thr-hard", "fwctl-log-thh"),
@@ -353,20 +358,14 @@ fn table(cfg: &Config, family: Family) -> Table {
             name: THROTTLE_SOFT,
             rules: throttle(cfg.throttle_soft, "fwctl-thr-soft", "fwctl-log-ths"),
         },
-        Chain {
-            name: ALLOW,
-            rules: vec![
-                log("fwctl-log-allow", &cfg.prefixes.allowed, true),
-                rule(vec![], Target::Accept),
-            ],
-        },
-        Chain {
-            name: BLOCK,
-            rules: vec![
-                log("fwctl-log-block", &cfg.prefixes.blocked, false),
-                rule(vec![], drop),
-            ],
-        },
+        terminal(
+            ALLOW,
+            "fwctl-log-allow",
+            &cfg.prefixes.allowed,
+            true,
+            Target::Accept,
+        ),
+        terminal(BLOCK, "fwctl-log-block", &cfg.prefixes.blocked, false, drop),
     ];
     Table {
         family,
