@@ -9,6 +9,8 @@ pub mod config;
 pub mod confirm;
 pub mod ipset;
 pub mod lock;
+pub mod loggen;
 pub mod logline;
 pub mod names;
 pub mod ruleset;
+pub mod scan;
