@@ -50,17 +50,28 @@ const TOOLS: [(&str, &str); 5] = [
 /// before anything changes. `FWCTL_<TOOL>` (e.g. `FWCTL_IPTABLES_RESTORE`)
 /// points at another binary, e.g. `iptables-legacy-restore`.
 pub struct System {
-    paths: Vec<PathBuf>,
+    /// Found tools, in `TOOLS` order (None: not wanted by this command).
+    paths: Vec<Option<PathBuf>>,
 }
 
 impl System {
+    /// Every tool `apply` needs.
     pub fn locate() -> Result<System, String> {
+        System::locate_only(&TOOLS.map(|t| t.0))
+    }
+
+    /// Only `wanted` (e.g. `scan` needs nothing but ipset).
+    pub fn locate_only(wanted: &[&str]) -> Result<System, String> {
         let mut paths = Vec::new();
         for (tool, package) in TOOLS {
+            if !wanted.contains(&tool) {
+                paths.push(None);
+                continue;
+            }
             let var = format!("FWCTL_{}", tool.to_uppercase().replace('-', "_"));
             let wanted = std::env::var_os(&var).unwrap_or_else(|| tool.into());
             match which::which(&wanted) {
-                Ok(p) => paths.push(p),
+                Ok(p) => paths.push(Some(p)),
                 Err(_) => {
                     return Err(format!(
                         "{} not found; fix: apt-get install {package}{}",
@@ -82,7 +93,7 @@ impl System {
             .iter()
             .position(|(t, _)| *t == tool)
             .expect("known tool");
-        &self.paths[i]
+        self.paths[i].as_ref().expect("tool located up front")
     }
 
     fn run(&self, tool: &str, args: &[&str], input: Option<&str>) -> StepResult<String> {
@@ -150,6 +161,32 @@ impl Backend for System {
     }
 }
 
+/// What `scan` asks of ipset: small reads and one batched add.
+pub trait SetStore {
+    /// `ipset list -t`: every set's header (type, family, timeout, size).
+    fn headers(&mut self) -> StepResult<String>;
+    /// `ipset save NAME`: one set with its members.
+    fn save_set(&mut self, name: &str) -> StepResult<String>;
+    /// `ipset -exist restore` of `add` lines: one process for every ban;
+    /// `-exist` so a member added meanwhile by another tool is no error.
+    fn add_members(&mut self, input: &str) -> StepResult<()>;
+}
+
+impl SetStore for System {
+    fn headers(&mut self) -> StepResult<String> {
+        self.run("ipset", &["list", "-t"], None)
+    }
+
+    fn save_set(&mut self, name: &str) -> StepResult<String> {
+        self.run("ipset", &["save", name], None)
+    }
+
+    fn add_members(&mut self, input: &str) -> StepResult<()> {
+        self.run("ipset", &["-exist", "restore"], Some(input))
+            .map(drop)
+    }
+}
+
 /// A recording fake: keeps the text of each table and the sets as a real
 /// kernel would after a restore (as far as the tests need), and can be told to
 /// fail a step.
@@ -206,6 +243,43 @@ impl Backend for Fake {
 
     fn restore_sets(&mut self, input: &str) -> StepResult<()> {
         self.record("restore sets".into())?;
+        self.sets.push_str(input);
+        Ok(())
+    }
+}
+
+/// For the fake: `ipset save` text (`sets`) as `ipset list -t` would show it.
+impl SetStore for Fake {
+    fn headers(&mut self) -> StepResult<String> {
+        self.record("list -t".into())?;
+        let mut out = String::new();
+        for (name, set) in crate::ipset::parse_save(&self.sets) {
+            let kind = set.kind().to_string();
+            let header = set.params.get(1..).unwrap_or(&[]).join(" ");
+            out += &format!(
+                "Name: {name}\nType: {kind}\nRevision: 1\nHeader: {header}\nSize in memory: 1\nReferences: 0\nNumber of entries: {}\n\n",
+                set.members.len()
+            );
+        }
+        Ok(out)
+    }
+
+    fn save_set(&mut self, name: &str) -> StepResult<String> {
+        self.record(format!("save {name}"))?;
+        let prefix = |l: &str| {
+            let mut w = l.split_whitespace().skip(1);
+            w.next() == Some(name)
+        };
+        Ok(self
+            .sets
+            .lines()
+            .filter(|l| prefix(l))
+            .map(|l| format!("{l}\n"))
+            .collect())
+    }
+
+    fn add_members(&mut self, input: &str) -> StepResult<()> {
+        self.record("add members".into())?;
         self.sets.push_str(input);
         Ok(())
     }

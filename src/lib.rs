@@ -7,6 +7,7 @@ pub mod backend;
 pub mod commands;
 pub mod config;
 pub mod confirm;
+pub mod host;
 pub mod ipset;
 pub mod lock;
 pub mod loggen;

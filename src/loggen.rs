@@ -67,7 +67,7 @@ pub struct Manifest {
 }
 
 /// About how long a generated line is; sizes the timeline.
-const AVG_LINE: u64 = 225;
+const AVG_LINE: u64 = 275;
 
 struct Rng(u64);
 
@@ -89,8 +89,9 @@ impl Rng {
     }
 }
 
-/// Background source `i`: IPv4 from the documentation ranges (then from
-/// 100.64.0.0/11 when more are wanted), every fifth one IPv6 in 2001:db8::/32.
+/// Background source `i`: every fifth IPv6 (2001:db8:100::/40), the rest
+/// IPv4 from 198.51.100.0/24 and 192.0.2.0/24, then 100.64.0.0/11 when more
+/// are wanted.
 pub fn background(i: u32) -> IpAddr {
     if i % 5 == 4 {
         return IpAddr::V6(Ipv6Addr::new(
@@ -104,26 +105,16 @@ pub fn background(i: u32) -> IpAddr {
             i as u16,
         ));
     }
-    let doc: [[u8; 3]; 3] = [[198, 51, 100], [203, 0, 113], [192, 0, 2]];
     let k = i - i / 5; // index among the IPv4 sources
-    if k < 3 * 254 {
-        let n = doc[(k / 254) as usize];
-        return IpAddr::V4(Ipv4Addr::new(n[0], n[1], n[2], (k % 254 + 1) as u8));
-    }
-    let k = k - 3 * 254;
-    IpAddr::V4(Ipv4Addr::new(
-        100,
-        64 + ((k >> 16) % 32) as u8,
-        (k >> 8) as u8,
-        k as u8,
-    ))
+    v4_from(k, &[[198, 51, 100], [192, 0, 2]], 64)
 }
 
-/// Offender `i` (and near misses, numbered after them): 2001:db8:bad::/48
-/// for every third, 100.96.0.0/11 otherwise; never a background source.
+/// Offender `i` (near misses are numbered after the offenders): every third
+/// IPv6 (2001:db8:bad::/48), the rest IPv4 from 203.0.113.0/24, then
+/// 100.96.0.0/11; never a background source.
 pub fn special(i: u32) -> IpAddr {
     if i % 3 == 2 {
-        IpAddr::V6(Ipv6Addr::new(
+        return IpAddr::V6(Ipv6Addr::new(
             0x2001,
             0xdb8,
             0xbad,
@@ -132,15 +123,26 @@ pub fn special(i: u32) -> IpAddr {
             0,
             (i >> 16) as u16,
             i as u16,
-        ))
-    } else {
-        IpAddr::V4(Ipv4Addr::new(
-            100,
-            96 + ((i >> 16) % 32) as u8,
-            (i >> 8) as u8,
-            i as u8,
-        ))
+        ));
     }
+    v4_from(i - i / 3, &[[203, 0, 113]], 96)
+}
+
+/// The `k`th address of the documentation /24s given (.1 to .254), then of
+/// 100.`second`.0.0/11.
+fn v4_from(k: u32, nets: &[[u8; 3]], second: u8) -> IpAddr {
+    let doc = 254 * nets.len() as u32;
+    if k < doc {
+        let n = nets[(k / 254) as usize];
+        return IpAddr::V4(Ipv4Addr::new(n[0], n[1], n[2], (k % 254 + 1) as u8));
+    }
+    let k = k - doc;
+    IpAddr::V4(Ipv4Addr::new(
+        100,
+        second + ((k >> 16) % 32) as u8,
+        (k >> 8) as u8,
+        k as u8,
+    ))
 }
 
 pub fn generate(spec: &Spec, out: &mut impl Write) -> io::Result<Manifest> {
@@ -427,4 +429,19 @@ pub fn full_v6(a: Ipv6Addr) -> String {
         "{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}:{:04x}",
         s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn offenders_and_background_sources_never_share_an_address() {
+        let bg: HashSet<IpAddr> = (0..300_000).map(background).collect();
+        let sp: HashSet<IpAddr> = (0..300_000).map(special).collect();
+        assert_eq!((bg.len(), sp.len()), (300_000, 300_000));
+        assert!(bg.is_disjoint(&sp));
+        assert_eq!(special(0), "203.0.113.1".parse::<IpAddr>().unwrap());
+    }
 }

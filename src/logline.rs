@@ -218,7 +218,7 @@ impl Parser {
         if time < self.window.0 || time > self.window.1 {
             return Line::Outside;
         }
-        if std::str::from_utf8(line).is_err() {
+        if !line.is_ascii() && std::str::from_utf8(line).is_err() {
             return Line::Malformed(Malformed::NotUtf8);
         }
         match fields(
@@ -242,7 +242,7 @@ impl Parser {
         let start = self.kernel.find(line)? + 9;
         let mut at = start;
         if line.get(at) == Some(&b'[') {
-            let close = memchr::memchr(b']', &line[at..])?;
+            let close = line[at..].iter().position(|&b| b == b']')?;
             at += close + 1 + usize::from(line.get(at + close + 1) == Some(&b' '));
         }
         let msg = &line[at..];
@@ -342,7 +342,7 @@ fn fields(
     // ICMP errors quote the offending packet in brackets with its own SRC=
     // and PROTO=; the sender's fields come before the bracket. The SRC we
     // took must not be the quoted one (outer fields cut away).
-    if memchr::memchr(b'[', &f[..s]).is_some() || memchr::memchr(b'[', &rest[..p]).is_some() {
+    if memchr::memchr(b'[', &f[..s + after_src + p]).is_some() {
         return Err(Malformed::NoSrc);
     }
     let (proto, after_proto) = value(&rest[p..]).ok_or(Malformed::NoProto)?;
@@ -375,7 +375,8 @@ fn has_frag(f: &[u8]) -> bool {
 /// The value at the start of `s` up to a space that must be there, and how
 /// far past that space the rest starts.
 fn value(s: &[u8]) -> Option<(&[u8], usize)> {
-    let end = memchr::memchr(b' ', s)?;
+    // Values are short: a plain loop beats a call into memchr here.
+    let end = s.iter().position(|&b| b == b' ')?;
     Some((&s[..end], end + 1))
 }
 
@@ -423,18 +424,38 @@ pub fn parse_addr(s: &[u8]) -> Option<IpAddr> {
     })
 }
 
-/// Dotted quad without leading zeros (what the kernel prints).
+/// Dotted quad without leading zeros (what the kernel prints), in one pass.
 fn fast_v4(s: &[u8]) -> Option<Ipv4Addr> {
+    if s.len() < 7 || s.len() > 15 {
+        return None;
+    }
     let mut out = [0u8; 4];
-    let mut parts = s.split(|&b| b == b'.');
-    for o in &mut out {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
+    let (mut part, mut val, mut len) = (0usize, 0u32, 0u8);
+    for &c in s {
+        if c == b'.' {
+            if len == 0 || part == 3 {
+                return None;
+            }
+            out[part] = val as u8;
+            (part, val, len) = (part + 1, 0, 0);
+        } else if c.is_ascii_digit() {
+            if len > 0 && val == 0 {
+                return None; // a leading zero
+            }
+            val = val * 10 + u32::from(c - b'0');
+            len += 1;
+            if val > 255 {
+                return None;
+            }
+        } else {
             return None;
         }
-        *o = u8::try_from(digits(p)?).ok()?;
     }
-    parts.next().is_none().then_some(Ipv4Addr::from(out))
+    if part != 3 || len == 0 {
+        return None;
+    }
+    out[3] = val as u8;
+    Some(Ipv4Addr::from(out))
 }
 
 /// The kernel's full IPv6 form: eight groups of four hex digits.

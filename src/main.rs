@@ -38,6 +38,17 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = fwctl::commands::parse_confirm)]
         confirm: Option<std::time::Duration>,
     },
+    /// Ban the sources with too many LOG lines of a rule within a time window (for cron).
+    ///
+    /// Reads the log rsyslog writes (only the part inside the window), counts the
+    /// matching lines per source address, and adds every source with MORE than
+    /// --howmany of them to --ipset (IPv6 ones to its _v6 twin) for --removeafter,
+    /// in one `ipset restore`. Never banned: the config's trusted networks, members of
+    /// the whitelist sets, loopback and this host's own addresses. Addresses already
+    /// in the set keep their timeout. Example (cron):
+    ///
+    ///   fwctl scan --rule blocked --type tcp --howmany 500 --within 30m --ipset throttle-hard --removeafter 2h
+    Scan(fwctl::scan::Options),
     /// Keep the rules of an `apply --confirm` that is waiting.
     Confirm,
     /// Take fwctl's rules out: jump, FWCTL-* chains, and the INPUT policy back to ACCEPT.
@@ -54,6 +65,7 @@ fn main() -> ExitCode {
         Command::Apply { dry_run, confirm } => {
             fwctl::commands::apply(&cli.config, dry_run, confirm)
         }
+        Command::Scan(opts) => fwctl::scan::run(&opts, &cli.config),
         Command::Confirm => fwctl::commands::confirm(),
         Command::Remove { sets } => fwctl::commands::remove(&cli.config, sets),
     };

@@ -46,19 +46,23 @@ impl TypeFilter {
 /// count they certainly have (flagged as a lower bound).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TopPorts {
-    /// (port, count, of which possibly other ports').
-    slots: Vec<(u16, u64, u64)>,
+    /// (port, count, of which possibly other ports'); the first `used` are
+    /// live. Inline, so a source costs no allocation of its own.
+    slots: [(u16, u32, u32); SLOTS],
+    used: u8,
     pub estimated: bool,
 }
 
 const SLOTS: usize = 8;
 
 impl TopPorts {
-    pub fn add(&mut self, port: u16, n: u64) {
-        if let Some(s) = self.slots.iter_mut().find(|s| s.0 == port) {
-            s.1 += n;
-        } else if self.slots.len() < SLOTS {
-            self.slots.push((port, n, 0));
+    pub fn add(&mut self, port: u16, n: u32) {
+        let used = usize::from(self.used);
+        if let Some(s) = self.slots[..used].iter_mut().find(|s| s.0 == port) {
+            s.1 = s.1.saturating_add(n);
+        } else if used < SLOTS {
+            self.slots[used] = (port, n, 0);
+            self.used += 1;
         } else {
             // Take over the least counted slot; its count becomes our error.
             let min = self
@@ -66,7 +70,7 @@ impl TopPorts {
                 .iter_mut()
                 .min_by_key(|s| s.1)
                 .expect("slots are full");
-            *min = (port, min.1 + n, min.1);
+            *min = (port, min.1.saturating_add(n), min.1);
             self.estimated = true;
         }
     }
@@ -74,7 +78,10 @@ impl TopPorts {
     /// Up to `n` ports with the hits they certainly have, most first (ties:
     /// lower port first).
     pub fn top(&self, n: usize) -> Vec<(u16, u64)> {
-        let mut v: Vec<(u16, u64)> = self.slots.iter().map(|s| (s.0, s.1 - s.2)).collect();
+        let mut v: Vec<(u16, u64)> = self.slots[..usize::from(self.used)]
+            .iter()
+            .map(|s| (s.0, u64::from(s.1 - s.2)))
+            .collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         v.truncate(n);
         v
@@ -82,11 +89,11 @@ impl TopPorts {
 
     fn merge(&mut self, other: &TopPorts) {
         self.estimated |= other.estimated;
-        for &(p, n, err) in &other.slots {
+        for &(p, n, err) in &other.slots[..usize::from(other.used)] {
             self.add(p, n);
             if err > 0 {
                 if let Some(s) = self.slots.iter_mut().find(|s| s.0 == p) {
-                    s.2 = (s.2 + err).min(s.1);
+                    s.2 = s.2.saturating_add(err).min(s.1);
                 }
             }
         }
@@ -112,6 +119,23 @@ impl Source {
     }
 }
 
+/// An address as one number: IPv4 as its IPv4-mapped IPv6 form (the parser
+/// never yields a mapped IPv6 address, so the two cannot collide).
+fn key(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+fn addr(k: u128) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(k);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
 /// Per-line outcome counts, and the sources seen in the window.
 #[derive(Clone, Debug)]
 pub struct Tally {
@@ -126,7 +150,8 @@ pub struct Tally {
     pub malformed: [u64; Malformed::ALL.len()],
     /// The first malformed line of each kind (cut to 300 bytes), to show.
     pub examples: [Option<String>; Malformed::ALL.len()],
-    pub sources: HashMap<IpAddr, Source, foldhash::fast::RandomState>,
+    /// Keyed by [`key`]: one u128 hashes faster than an `IpAddr`.
+    pub sources: HashMap<u128, Source, foldhash::fast::RandomState>,
 }
 
 impl Tally {
@@ -152,7 +177,7 @@ impl Tally {
         match parser.parse(line) {
             Line::Hit(h) if self.filter.wants(h.proto) => {
                 self.matched += 1;
-                let s = self.sources.entry(h.src).or_insert(Source {
+                let s = self.sources.entry(key(h.src)).or_insert(Source {
                     hits: 0,
                     first: h.time,
                     last: h.time,
@@ -221,13 +246,18 @@ impl Tally {
         }
     }
 
+    /// One source's tally.
+    pub fn get(&self, a: &IpAddr) -> Option<&Source> {
+        self.sources.get(&key(*a))
+    }
+
     /// Sources with more than `howmany` hits, most hits first (then by address).
     pub fn offenders(&self, howmany: u64) -> Vec<(IpAddr, Source)> {
         let mut v: Vec<(IpAddr, Source)> = self
             .sources
             .iter()
             .filter(|(_, s)| s.hits > howmany)
-            .map(|(a, s)| (*a, s.clone()))
+            .map(|(k, s)| (addr(*k), s.clone()))
             .collect();
         v.sort_by(|a, b| b.1.hits.cmp(&a.1.hits).then(a.0.cmp(&b.0)));
         v

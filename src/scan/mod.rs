@@ -1,5 +1,364 @@
 //! `fwctl scan`: read the LOG lines rsyslog writes, find the sources over a
 //! threshold inside a time window, and ban them into an ipset.
+//!
+//! Order of work: every check that can refuse the run (arguments, config,
+//! root, ipset binary, lock, target sets) comes before the log is read, and
+//! the kernel is changed once, at the end, by one `ipset -exist restore`.
 
 pub mod count;
+pub mod decide;
 pub mod reader;
+pub mod report;
+
+use crate::backend::{SetStore, System};
+use crate::config::{Config, Prefixes};
+use crate::ipset::{self, Header};
+use crate::logline::{Parser, Zone};
+use crate::names::SetName;
+use crate::{host, lock};
+use anyhow::{anyhow, bail, Context, Result};
+use count::{Tally, TypeFilter};
+use decide::{Known, Members};
+use reader::FileRead;
+use report::Report;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// ipset's largest timeout, in seconds.
+pub const MAX_TIMEOUT: u64 = 4_294_967;
+/// How long a run waits for another fwctl run (a slow scan, an apply) before
+/// giving up with a message; the next cron tick tries again.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// The log rsyslog writes (`-` reads standard input). When the window
+    /// starts before the file's first line, PATH.1 (the last rotation) is read too.
+    #[arg(long, value_name = "PATH", default_value = "/ram/iptables.log")]
+    pub log: PathBuf,
+    /// Which LOG lines count: a rule name of the config's [logging.prefixes]
+    /// (allowed, blocked, whitelisted, blacklisted, throttled); both its IPv4
+    /// and IPv6 prefix match.
+    #[arg(long, value_name = "NAME", default_value = "blocked")]
+    pub rule: String,
+    /// Which protocol counts (icmp also matches ICMPv6).
+    #[arg(long = "type", value_enum, value_name = "TYPE", default_value = "all")]
+    pub kind: TypeFilter,
+    /// A source is an offender with MORE than N matching lines in the window.
+    #[arg(long, value_name = "N")]
+    pub howmany: u64,
+    /// The window: this long, ending now (e.g. 90s, 30m, 1h, 1d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub within: u64,
+    /// The set offenders go into; IPv6 offenders go into NAME_v6.
+    #[arg(long, value_name = "NAME")]
+    pub ipset: String,
+    /// How long a ban lasts (the set member's timeout, e.g. 2h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub removeafter: u64,
+    /// Report what would be banned; change nothing. Works without root (then
+    /// the kernel's sets are not read, so whitelist and already-listed are not checked).
+    #[arg(long, alias = "dry-run")]
+    pub dryrun: bool,
+    /// Print one JSON document instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Pretend it is this moment, to audit an old log: RFC 3339
+    /// (2026-11-21T10:30:00Z, with an offset or Z) or local "2026-11-21 10:30:00".
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub now: Option<String>,
+}
+
+/// Whole seconds between 1 s and ipset's maximum timeout.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("\"{s}\" is not a duration ({e}); write e.g. 90s, 30m, 2h or 1d"))?;
+    let secs = d.as_secs();
+    if secs == 0 {
+        return Err(format!("\"{s}\" is zero; give at least 1s"));
+    }
+    if secs > MAX_TIMEOUT || d.subsec_nanos() != 0 && secs == MAX_TIMEOUT {
+        return Err(format!(
+            "\"{s}\" is longer than ipset's maximum timeout of {MAX_TIMEOUT}s (about 49 days)"
+        ));
+    }
+    Ok(secs)
+}
+
+/// `--now`: RFC 3339, or local wall-clock time without a zone.
+pub fn parse_now(s: &str, zone: &Zone) -> Result<i64, String> {
+    let bad = || {
+        format!("--now \"{s}\" is not a timestamp; write e.g. 2026-11-21T10:30:00Z or \"2026-11-21 10:30:00\" (local time)")
+    };
+    let mut p = Parser::new(&[], zone.clone(), 0, (0, 0));
+    let t = s.trim();
+    let b = t.as_bytes();
+    let local = b.len() == 19 || b.len() == 16;
+    if local && b.get(4) == Some(&b'-') && matches!(b.get(10), Some(b' ' | b'T')) {
+        // Local time: read it as UTC, then shift by the zone's offset.
+        let full = if b.len() == 16 {
+            format!("{}:00", &t)
+        } else {
+            t.to_string()
+        };
+        let utc = p
+            .timestamp(format!("{}T{}Z", &full[..10], &full[11..]).as_bytes())
+            .ok_or_else(bad)?;
+        return Ok(zone.to_utc(utc));
+    }
+    if b.len() >= 20 && b.get(10) == Some(&b'T') {
+        return p.timestamp(b).ok_or_else(bad);
+    }
+    Err(bad())
+}
+
+/// Everything checked and worked out before anything is read or touched.
+pub struct Plan {
+    pub opts: Options,
+    pub cfg: Config,
+    pub prefixes: Vec<Vec<u8>>,
+    /// Target sets: IPv4, IPv6.
+    pub sets: [String; 2],
+    pub whitelist: [String; 2],
+}
+
+impl Plan {
+    pub fn new(opts: &Options, config: &Path) -> Result<Plan> {
+        let cfg = Config::load(config).map_err(|e| anyhow!("{e}"))?;
+        let pair = cfg.prefixes.get(&opts.rule).ok_or_else(|| {
+            anyhow!(
+                "--rule {}: no such rule; fix: use one of {} (the LOG prefixes of {})",
+                opts.rule,
+                Prefixes::RULES.join(", "),
+                cfg.path.display()
+            )
+        })?;
+        let mut prefixes = vec![pair.v4.as_str().as_bytes().to_vec()];
+        if pair.v6.as_str() != pair.v4.as_str() {
+            prefixes.push(pair.v6.as_str().as_bytes().to_vec());
+        }
+        let base =
+            SetName::parse(&opts.ipset).map_err(|e| anyhow!("--ipset {}: {e}", opts.ipset))?;
+        let sets = [base.for_family(false), base.for_family(true)];
+        let whitelist = [
+            cfg.sets.whitelist.for_family(false),
+            cfg.sets.whitelist.for_family(true),
+        ];
+        if sets.iter().any(|s| whitelist.contains(s)) {
+            bail!(
+                "--ipset {}: that is the whitelist set, whose members are let in, not kept out; fix: name a blacklist or throttle set",
+                opts.ipset
+            );
+        }
+        Ok(Plan {
+            opts: opts.clone(),
+            cfg,
+            prefixes,
+            sets,
+            whitelist,
+        })
+    }
+
+    /// A target set must exist, be of the right family and take timeouts.
+    fn check_target(&self, headers: &std::collections::BTreeMap<String, Header>) -> Result<()> {
+        for (i, name) in self.sets.iter().enumerate() {
+            let (family, what) = if i == 0 {
+                ("inet", "IPv4")
+            } else {
+                ("inet6", "IPv6")
+            };
+            let Some(h) = headers.get(name) else {
+                bail!(
+                    "ipset {name} does not exist; fix: run `fwctl apply` (it creates {} and {}) or name an existing set with --ipset",
+                    self.sets[0],
+                    self.sets[1]
+                );
+            };
+            if h.family != family {
+                bail!(
+                    "ipset {name} has family {} but takes the {what} offenders; fix: {} must be family inet and {} family inet6 (as `fwctl apply` creates them)",
+                    h.family,
+                    self.sets[0],
+                    self.sets[1]
+                );
+            }
+            if !h.kind.starts_with("hash:ip") && !h.kind.starts_with("hash:net") {
+                bail!("ipset {name} is of type {}, which cannot take single addresses; fix: use a hash:ip or hash:net set", h.kind);
+            }
+            if !h.timeout {
+                bail!(
+                    "ipset {name} was created without timeout support, so --removeafter cannot expire bans; fix: recreate it with `timeout 0` (`fwctl apply` does)"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The host facts a run uses.
+pub struct Host {
+    pub now: i64,
+    pub zone: Zone,
+    pub own: Vec<IpAddr>,
+}
+
+/// Read the log through `read` and decide; with a store, read the sets and
+/// (unless dry) add the bans. Returns the report.
+pub fn execute(
+    plan: &Plan,
+    host: &Host,
+    mut store: Option<&mut dyn SetStore>,
+    read: impl FnOnce(&Parser, TypeFilter) -> std::io::Result<(Tally, Vec<FileRead>)>,
+) -> Result<Report> {
+    let o = &plan.opts;
+    let mut notes = Vec::new();
+    let headers = match store.as_deref_mut() {
+        Some(s) => {
+            let h = ipset::parse_headers(&s.headers().map_err(|e| anyhow!("{e}"))?);
+            match plan.check_target(&h) {
+                Ok(()) => {}
+                Err(e) if o.dryrun => notes.push(format!("a real run would fail: {e:#}")),
+                Err(e) => return Err(e),
+            }
+            Some(h)
+        }
+        None => {
+            notes.push(
+                "the kernel's sets were not read (not root, or no ipset): whitelist members and already-listed addresses were not checked".into(),
+            );
+            None
+        }
+    };
+
+    let window = (host.now - o.within as i64, host.now);
+    let prefixes: Vec<&[u8]> = plan.prefixes.iter().map(Vec::as_slice).collect();
+    let parser = Parser::new(&prefixes, host.zone.clone(), host.now, window);
+    let (tally, files) =
+        read(&parser, o.kind).with_context(|| format!("reading {}", o.log.display()))?;
+    let offenders = tally.offenders(o.howmany);
+
+    let mut known = Known {
+        trusted: plan.cfg.trusted.clone(),
+        whitelist_name: plan.whitelist[0].clone(),
+        own: host.own.clone(),
+        ..Known::default()
+    };
+    if let (Some(s), Some(h)) = (store.as_deref_mut(), &headers) {
+        for w in &plan.whitelist {
+            if h.contains_key(w) {
+                let text = s.save_set(w).map_err(|e| anyhow!("{e}"))?;
+                known.whitelist.extend(Members::from_save(&text));
+            }
+        }
+        for (fam, set) in plan.sets.iter().enumerate() {
+            let wanted = offenders
+                .iter()
+                .any(|(a, _)| usize::from(a.is_ipv6()) == fam);
+            if let (true, Some(hdr)) = (wanted, h.get(set)) {
+                let text = s.save_set(set).map_err(|e| anyhow!("{e}"))?;
+                known.listed.extend(Members::from_save(&text));
+                known.room[fam] = hdr.maxelem.map(|m| m.saturating_sub(hdr.entries));
+            }
+        }
+    }
+    let apply = !o.dryrun && store.is_some();
+    let decisions = decide::decide(offenders, &known, &plan.sets, apply);
+    let script = decide::restore_script(&decisions, o.removeafter);
+    let mut added = 0;
+    if apply && !script.is_empty() {
+        let s = store.expect("apply implies a store");
+        s.add_members(&script)
+            .map_err(|e| anyhow!("adding the bans: {e}"))?;
+        added = script.lines().count() as u64;
+    }
+    Ok(Report {
+        rule: o.rule.clone(),
+        kind: o.kind.as_str(),
+        howmany: o.howmany,
+        within_secs: o.within,
+        removeafter_secs: o.removeafter,
+        window_start: report::utc(window.0),
+        window_end: report::utc(window.1),
+        dryrun: o.dryrun,
+        files,
+        lines_read: tally.lines,
+        lines_matched: tally.matched,
+        lines_outside_window: tally.outside,
+        lines_other_type: tally.other_type,
+        lines_malformed: tally.malformed_total(),
+        malformed: report::malformed(&tally),
+        offenders: report::offenders(&decisions),
+        added,
+        notes,
+    })
+}
+
+/// The command: checks, lock, read, decide, ban, print.
+pub fn run(opts: &Options, config: &Path) -> Result<()> {
+    let plan = Plan::new(opts, config)?;
+    let root = crate::commands::is_root();
+    if !opts.dryrun && !root {
+        bail!("fwctl scan adds bans to ipsets and must run as root; fix: sudo fwctl scan ... (or add --dryrun to only look)");
+    }
+    let mut sys = match (opts.dryrun, root) {
+        (false, _) => Some(System::locate_only(&["ipset"]).map_err(|e| anyhow!(e))?),
+        (true, true) => System::locate_only(&["ipset"]).ok(),
+        (true, false) => None,
+    };
+    let _lock = if opts.dryrun {
+        None
+    } else {
+        Some(lock::acquire(&lock::run_dir(), LOCK_WAIT).map_err(|e| anyhow!(e))?)
+    };
+    let real_now = host::now();
+    let now = match &opts.now {
+        Some(s) => parse_now(s, &host::local_zone(real_now)).map_err(|e| anyhow!(e))?,
+        None => real_now,
+    };
+    let h = Host {
+        now,
+        zone: host::local_zone(now),
+        own: host::own_addresses(),
+    };
+    let log = opts.log.clone();
+    let report = execute(
+        &plan,
+        &h,
+        sys.as_mut().map(|s| s as &mut dyn SetStore),
+        |p, kind| {
+            if log.as_os_str() == "-" {
+                let t = reader::read_stream(std::io::stdin().lock(), p, kind)?;
+                Ok((
+                    t,
+                    vec![FileRead {
+                        path: log.clone(),
+                        size: 0,
+                        from: 0,
+                        to: 0,
+                        shrank: false,
+                    }],
+                ))
+            } else {
+                reader::read_log(&log, p, kind).map_err(|e| {
+                let fix = match e.kind() {
+                    std::io::ErrorKind::NotFound => "; fix: check that rsyslog writes it (see rsyslog/10-iptables.conf) or pass --log PATH",
+                    std::io::ErrorKind::PermissionDenied => "; fix: run as root or make it readable",
+                    _ => "",
+                };
+                std::io::Error::new(e.kind(), format!("{e}{fix}"))
+            })
+            }
+        },
+    )?;
+    let text = if opts.json {
+        report.json()
+    } else {
+        report.human()
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not worth a panic; the bans are in already.
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
+}

@@ -399,7 +399,7 @@ mod tests {
         assert_eq!(offenders(&t, spec.howmany), want);
         for near in &m.near_misses {
             assert!(
-                t.sources.get(near).is_some_and(|s| s.hits == spec.howmany),
+                t.get(near).is_some_and(|s| s.hits == spec.howmany),
                 "{near}"
             );
         }

@@ -1,0 +1,110 @@
+//! Facts about this host that the pure core takes as inputs: the clock, the
+//! local time zone's offsets, and the host's own addresses.
+
+use crate::logline::Zone;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Local minus UTC at `t`, from the C library (honours `TZ`).
+fn offset_at(t: i64) -> i64 {
+    // SAFETY: localtime_r writes only into the tm we pass.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        let tt = t as libc::time_t;
+        if libc::localtime_r(&tt, &mut tm).is_null() {
+            0
+        } else {
+            tm.tm_gmtoff as i64
+        }
+    }
+}
+
+/// The zone's offsets from 400 days before `now` to a day after: hourly
+/// samples (every real zone changes on an hour or half hour boundary, and a
+/// change is located to the second by bisection).
+pub fn local_zone(now: i64) -> Zone {
+    let start = now - 400 * 86_400;
+    let mut changes = vec![(start, offset_at(start))];
+    let mut t = start;
+    while t < now + 86_400 {
+        let next = t + 3600;
+        let (a, b) = (offset_at(t), offset_at(next));
+        if a != b {
+            let (mut lo, mut hi) = (t, next);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if offset_at(mid) == a {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            changes.push((hi, b));
+        }
+        t = next;
+    }
+    Zone::new(changes)
+}
+
+/// Every address configured on this host's interfaces (in the current
+/// network namespace), loopback included.
+pub fn own_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    // SAFETY: getifaddrs allocates a list we walk read-only and free once;
+    // each sockaddr is read as the type its family says.
+    unsafe {
+        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut head) != 0 {
+            return out;
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            let sa = (*cur).ifa_addr;
+            if !sa.is_null() {
+                match i32::from((*sa).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(sa as *const libc::sockaddr_in);
+                        out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                            sin.sin_addr.s_addr,
+                        ))));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(sa as *const libc::sockaddr_in6);
+                        out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+                    }
+                    _ => {}
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_among_our_addresses() {
+        assert!(own_addresses().contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    }
+
+    #[test]
+    fn the_local_zone_agrees_with_the_c_library() {
+        let now = now();
+        let z = local_zone(now);
+        for t in [now, now - 86_400 * 100, now - 86_400 * 300] {
+            assert_eq!(z.offset_at(t), offset_at(t));
+        }
+    }
+}
