@@ -178,3 +178,173 @@ fn help_explains_the_commands() {
         "{s}"
     );
 }
+
+const SAMPLE: &str = "rules/sample-iptables.log";
+
+/// The scan of the shipped sample that the README's first command runs,
+/// with some flags' values replaced and more arguments added.
+fn scan_with(set: &[(&str, &str)], extra: &[&str]) -> Command {
+    let mut args: Vec<(&str, &str)> = vec![
+        ("--config", "rules/fwctl.toml"),
+        ("--log", SAMPLE),
+        ("--now", "2026-11-21T12:00:00Z"),
+        ("--rule", "blocked"),
+        ("--type", "tcp"),
+        ("--howmany", "50"),
+        ("--within", "30m"),
+        ("--ipset", "throttle-hard"),
+        ("--removeafter", "2h"),
+    ];
+    for (flag, value) in set {
+        match args.iter_mut().find(|(f, _)| f == flag) {
+            Some(a) => a.1 = value,
+            None => args.push((flag, value)),
+        }
+    }
+    let mut all = vec!["scan"];
+    for (f, v) in &args {
+        all.extend([*f, *v]);
+    }
+    all.extend_from_slice(extra);
+    fwctl(&all)
+}
+
+fn sample_scan(extra: &[&str]) -> Command {
+    scan_with(&[], extra)
+}
+
+/// The spec the shipped sample was written with (see README).
+fn sample_spec() -> fwctl::loggen::Spec {
+    fwctl::loggen::Spec {
+        bytes: 256 << 10,
+        end: 1_795_262_400,
+        span: 6 * 3600,
+        sources: 300,
+        offenders: 4,
+        howmany: 50,
+        within: 1800,
+        seed: 7,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_shipped_sample_is_what_the_generator_writes() {
+    let mut log = Vec::new();
+    fwctl::loggen::generate(&sample_spec(), &mut log).unwrap();
+    let shipped = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(SAMPLE)).unwrap();
+    assert!(
+        log == shipped,
+        "{SAMPLE} is stale; regenerate it with: cargo run --release --example loggen -- --size 256K --sources 300 --offenders 4 --howmany 50 --within 30m --span 6h --end 2026-11-21T12:00:00Z --seed 7 --out {SAMPLE}"
+    );
+}
+
+#[test]
+fn scan_dryrun_of_the_sample_needs_no_root_and_finds_exactly_the_offenders() {
+    let mut log = Vec::new();
+    let m = fwctl::loggen::generate(&sample_spec(), &mut log).unwrap();
+    let out = as_user(sample_scan(&["--dryrun", "--json"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut got: Vec<(String, u64, String)> = v["offenders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["address"].as_str().unwrap().to_string(),
+                o["hits"].as_u64().unwrap(),
+                o["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, u64, String)> = m
+        .offenders
+        .iter()
+        .map(|(a, n)| (a.to_string(), *n, "would add".to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    // Only the window's part of the file is read.
+    let read = v["lines_read"].as_u64().unwrap();
+    assert!(read > 0 && read < m.lines, "{read} of {}", m.lines);
+    assert!(v["notes"][0].as_str().unwrap().contains("not read (not root"));
+
+    // The human summary says the same, one offender a line.
+    let out = as_user(sample_scan(&["--dryrun"]));
+    let s = text(&out.stdout);
+    for (a, n) in &m.offenders {
+        let row = s.lines().find(|l| l.trim_start().starts_with(&format!("{a} "))).unwrap_or_else(|| panic!("{a} in {s}"));
+        assert!(row.contains(&n.to_string()) && row.contains("would add to throttle-hard"), "{row}");
+    }
+    assert!(s.contains("lines: ") && s.contains("matched"), "{s}");
+}
+
+#[test]
+fn scan_reads_stdin_and_the_same_offenders_come_out() {
+    let file = as_user(sample_scan(&["--dryrun", "--json"]));
+    let mut c = scan_with(&[("--log", "-")], &["--dryrun", "--json"]);
+    c.stdin(std::fs::File::open(Path::new(env!("CARGO_MANIFEST_DIR")).join(SAMPLE)).unwrap());
+    let piped = as_user(c);
+    assert!(piped.status.success(), "{}", text(&piped.stderr));
+    let a: serde_json::Value = serde_json::from_slice(&file.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&piped.stdout).unwrap();
+    assert_eq!(a["offenders"], b["offenders"]);
+}
+
+#[test]
+fn scan_without_root_or_dryrun_is_refused() {
+    let out = as_user(sample_scan(&[]));
+    let err = one_line_error(&out);
+    assert!(err.contains("must run as root") && err.contains("--dryrun"), "{err}");
+}
+
+#[test]
+fn scan_refuses_bad_durations_and_names() {
+    for (flag, value, want) in [
+        ("--within", "0s", "is zero"),
+        ("--removeafter", "50d", "maximum timeout of 4294967s"),
+        ("--within", "soon", "not a duration"),
+        ("--howmany", "many", "invalid value"),
+        ("--type", "sctp", "invalid value"),
+    ] {
+        let out = as_user(scan_with(&[(flag, value)], &["--dryrun"]));
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = text(&out.stderr);
+        assert!(err.contains(want), "{flag} {value}: {err}");
+    }
+    for (flag, value, want) in [
+        ("--rule", "nosuch", "no such rule"),
+        ("--ipset", "whitelist", "whitelist set"),
+        ("--ipset", "bad name", "--ipset bad name"),
+        ("--now", "yesterday", "not a timestamp"),
+        ("--log", "/nonexistent/iptables.log", "rsyslog"),
+        ("--log", "/", "is a directory"),
+        ("--config", "/nonexistent.toml", "nonexistent.toml"),
+    ] {
+        let err = one_line_error(&as_user(scan_with(&[(flag, value)], &["--dryrun"])));
+        assert!(err.contains(want), "{flag} {value}: {err}");
+    }
+}
+
+#[test]
+fn scan_survives_garbage_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.log");
+    let mut bytes: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    bytes.extend_from_slice(b"\n2026-11-21T11:59:00Z h kernel: IPTABLES-BLOCKED: IN=e OUT= SRC=203.0.113.9\n");
+    bytes.extend_from_slice(b"2026-11-21T11:59:00Z h kernel: IPTABLES-BLOCKED: IN=e OUT= SRC=203.0.113.9 DST=192.0.2.1 PROTO=TCP SPT=1 DPT=22 \xff\n");
+    std::fs::write(&path, &bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let log = path.to_string_lossy().into_owned();
+    let out = as_user(scan_with(&[("--log", &log), ("--howmany", "0")], &["--dryrun", "--json"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["offenders"].as_array().unwrap().len(), 0);
+    assert_eq!(v["lines_malformed"].as_u64(), Some(2), "{v}");
+    let reasons: Vec<&str> = v["malformed"].as_array().unwrap().iter().map(|m| m["reason"].as_str().unwrap()).collect();
+    assert!(reasons.contains(&"not UTF-8") && reasons.iter().any(|r| r.contains("SRC")), "{reasons:?}");
+}

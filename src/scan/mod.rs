@@ -362,3 +362,154 @@ pub fn run(opts: &Options, config: &Path) -> Result<()> {
     let _ = out.write_all(text.as_bytes());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Fake;
+    use crate::loggen::{self, Spec};
+
+    const SETS: &str = "create whitelist hash:net family inet hashsize 1024 maxelem 65536\n\
+        add whitelist 203.0.113.2\n\
+        create whitelist_v6 hash:net family inet6 hashsize 1024 maxelem 65536\n\
+        create throttle-hard hash:ip family inet hashsize 1024 maxelem 65536 timeout 0\n\
+        add throttle-hard 203.0.113.3 timeout 500\n\
+        create throttle-hard_v6 hash:ip family inet6 hashsize 1024 maxelem 65536 timeout 0\n";
+
+    fn opts(dryrun: bool) -> Options {
+        Options {
+            log: PathBuf::from("generated"),
+            rule: "blocked".into(),
+            kind: TypeFilter::Tcp,
+            howmany: 50,
+            within: 1800,
+            ipset: "throttle-hard".into(),
+            removeafter: 7200,
+            dryrun,
+            json: false,
+            now: None,
+        }
+    }
+
+    fn config() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/fwctl.toml")
+    }
+
+    /// Run against a generated log (offenders 203.0.113.1, .2, .3, .4 and
+    /// 2001:db8:bad::2) and a fake ipset holding `sets`.
+    fn run_fake(o: &Options, sets: &str) -> (Result<Report>, Fake) {
+        let spec = Spec { offenders: 5, ..Spec::default() };
+        let mut log = Vec::new();
+        loggen::generate(&spec, &mut log).unwrap();
+        let plan = Plan::new(o, &config()).unwrap();
+        let host = Host {
+            now: spec.end,
+            zone: Zone::fixed(0),
+            own: vec!["203.0.113.4".parse().unwrap()],
+        };
+        let mut fake = Fake { sets: sets.into(), ..Fake::default() };
+        let r = execute(&plan, &host, Some(&mut fake), |p, kind| {
+            Ok((reader::read_stream(&log[..], p, kind)?, vec![]))
+        });
+        (r, fake)
+    }
+
+    fn actions(r: &Report) -> Vec<(String, &'static str, Option<String>)> {
+        r.offenders.iter().map(|o| (o.address.clone(), o.action, o.reason.clone())).collect()
+    }
+
+    #[test]
+    fn bans_go_in_one_restore_and_the_exceptions_are_kept() {
+        let (r, fake) = run_fake(&opts(false), SETS);
+        let r = r.unwrap();
+        let mut got = actions(&r);
+        got.sort();
+        let s = |a: &str, act: &'static str, why: Option<&str>| (a.to_string(), act, why.map(str::to_string));
+        assert_eq!(
+            got,
+            vec![
+                s("2001:db8:bad::2", "added", None),
+                s("203.0.113.1", "added", None),
+                s("203.0.113.2", "skipped", Some("in the whitelist set")),
+                s("203.0.113.3", "already listed", None),
+                s("203.0.113.4", "skipped", Some("this host's own address")),
+            ]
+        );
+        assert_eq!(r.added, 2);
+        // One batched add, after reading only the sets that matter.
+        assert_eq!(
+            fake.calls,
+            ["list -t", "save whitelist", "save whitelist_v6", "save throttle-hard", "save throttle-hard_v6", "add members"]
+        );
+        assert!(fake.sets.ends_with(
+            "add throttle-hard 203.0.113.1 timeout 7200\nadd throttle-hard_v6 2001:db8:bad::2 timeout 7200\n"
+        ) || fake.sets.ends_with(
+            "add throttle-hard_v6 2001:db8:bad::2 timeout 7200\nadd throttle-hard 203.0.113.1 timeout 7200\n"
+        ), "{}", fake.sets);
+        // The trusted network of the config is honoured too.
+        assert!(r.human().contains("added: 2"));
+    }
+
+    #[test]
+    fn dryrun_adds_nothing_and_says_would_add() {
+        let (r, fake) = run_fake(&opts(true), SETS);
+        let r = r.unwrap();
+        assert!(actions(&r).iter().any(|a| a.1 == "would add"));
+        assert!(!fake.calls.iter().any(|c| c == "add members"));
+        assert_eq!(fake.sets, SETS);
+    }
+
+    #[test]
+    fn a_missing_or_wrong_target_set_stops_the_run_before_any_change() {
+        let cases = [
+            (SETS.replace("create throttle-hard_v6 hash:ip family inet6", "create other hash:ip family inet6"), "ipset throttle-hard_v6 does not exist"),
+            (SETS.replace("create throttle-hard_v6 hash:ip family inet6", "create throttle-hard_v6 hash:ip family inet"), "has family inet but takes the IPv6 offenders"),
+            (SETS.replace("create throttle-hard hash:ip family inet hashsize 1024 maxelem 65536 timeout 0", "create throttle-hard hash:ip family inet hashsize 1024 maxelem 65536"), "without timeout support"),
+            (SETS.replace("create throttle-hard hash:ip", "create throttle-hard bitmap:port"), "cannot take single addresses"),
+        ];
+        for (sets, want) in cases {
+            let (r, fake) = run_fake(&opts(false), &sets);
+            let e = format!("{:#}", r.unwrap_err());
+            assert!(e.contains(want) && e.contains("fix:"), "{e}");
+            assert_eq!(fake.calls, ["list -t"], "{want}");
+            // A dry run says so instead of failing.
+            let (r, _) = run_fake(&opts(true), &sets);
+            assert!(r.unwrap().notes.iter().any(|n| n.contains(want)));
+        }
+    }
+
+    #[test]
+    fn the_whitelist_is_never_a_target_and_rules_must_exist() {
+        let o = Options { ipset: "whitelist".into(), ..opts(false) };
+        let e = Plan::new(&o, &config()).err().unwrap().to_string();
+        assert!(e.contains("whitelist set"), "{e}");
+        let o = Options { rule: "nosuch".into(), ..opts(false) };
+        let e = Plan::new(&o, &config()).err().unwrap().to_string();
+        assert!(e.contains("allowed, blocked"), "{e}");
+        let o = Options { ipset: "bad name!".into(), ..opts(false) };
+        assert!(Plan::new(&o, &config()).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("1d"), Ok(86_400));
+        assert_eq!(parse_duration("4294967s"), Ok(MAX_TIMEOUT));
+        for bad in ["0s", "4294968s", "50d", "soon", "-5m", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn now_timestamps() {
+        let z = Zone::fixed(3600);
+        assert_eq!(parse_now("2026-11-21T12:00:00Z", &z), Ok(1_795_262_400));
+        assert_eq!(parse_now("2026-11-21T13:00:00+01:00", &z), Ok(1_795_262_400));
+        assert_eq!(parse_now("2026-11-21T12:00:00.5Z", &z), Ok(1_795_262_400));
+        assert_eq!(parse_now("2026-11-21 13:00:00", &z), Ok(1_795_262_400));
+        assert_eq!(parse_now("2026-11-21 13:00", &z), Ok(1_795_262_400));
+        for bad in ["yesterday", "2026-11-21", "2026-13-21T12:00:00Z", "21/11/2026 10:00"] {
+            assert!(parse_now(bad, &z).is_err(), "{bad}");
+        }
+    }
+}
