@@ -269,14 +269,23 @@ fn scan_dryrun_of_the_sample_needs_no_root_and_finds_exactly_the_offenders() {
     // Only the window's part of the file is read.
     let read = v["lines_read"].as_u64().unwrap();
     assert!(read > 0 && read < m.lines, "{read} of {}", m.lines);
-    assert!(v["notes"][0].as_str().unwrap().contains("not read (not root"));
+    assert!(v["notes"][0]
+        .as_str()
+        .unwrap()
+        .contains("not read (not root"));
 
     // The human summary says the same, one offender a line.
     let out = as_user(sample_scan(&["--dryrun"]));
     let s = text(&out.stdout);
     for (a, n) in &m.offenders {
-        let row = s.lines().find(|l| l.trim_start().starts_with(&format!("{a} "))).unwrap_or_else(|| panic!("{a} in {s}"));
-        assert!(row.contains(&n.to_string()) && row.contains("would add to throttle-hard"), "{row}");
+        let row = s
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{a} ")))
+            .unwrap_or_else(|| panic!("{a} in {s}"));
+        assert!(
+            row.contains(&n.to_string()) && row.contains("would add to throttle-hard"),
+            "{row}"
+        );
     }
     assert!(s.contains("lines: ") && s.contains("matched"), "{s}");
 }
@@ -297,7 +306,10 @@ fn scan_reads_stdin_and_the_same_offenders_come_out() {
 fn scan_without_root_or_dryrun_is_refused() {
     let out = as_user(sample_scan(&[]));
     let err = one_line_error(&out);
-    assert!(err.contains("must run as root") && err.contains("--dryrun"), "{err}");
+    assert!(
+        err.contains("must run as root") && err.contains("--dryrun"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -332,19 +344,34 @@ fn scan_refuses_bad_durations_and_names() {
 fn scan_survives_garbage_and_reports_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("garbage.log");
-    let mut bytes: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    bytes.extend_from_slice(b"\n2026-11-21T11:59:00Z h kernel: IPTABLES-BLOCKED: IN=e OUT= SRC=203.0.113.9\n");
+    let mut bytes: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    bytes.extend_from_slice(
+        b"\n2026-11-21T11:59:00Z h kernel: IPTABLES-BLOCKED: IN=e OUT= SRC=203.0.113.9\n",
+    );
     bytes.extend_from_slice(b"2026-11-21T11:59:00Z h kernel: IPTABLES-BLOCKED: IN=e OUT= SRC=203.0.113.9 DST=192.0.2.1 PROTO=TCP SPT=1 DPT=22 \xff\n");
     std::fs::write(&path, &bytes).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let log = path.to_string_lossy().into_owned();
-    let out = as_user(scan_with(&[("--log", &log), ("--howmany", "0")], &["--dryrun", "--json"]));
+    let out = as_user(scan_with(
+        &[("--log", &log), ("--howmany", "0")],
+        &["--dryrun", "--json"],
+    ));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["offenders"].as_array().unwrap().len(), 0);
     assert_eq!(v["lines_malformed"].as_u64(), Some(2), "{v}");
-    let reasons: Vec<&str> = v["malformed"].as_array().unwrap().iter().map(|m| m["reason"].as_str().unwrap()).collect();
-    assert!(reasons.contains(&"not UTF-8") && reasons.iter().any(|r| r.contains("SRC")), "{reasons:?}");
+    let reasons: Vec<&str> = v["malformed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.contains(&"not UTF-8") && reasons.iter().any(|r| r.contains("SRC")),
+        "{reasons:?}"
+    );
 }

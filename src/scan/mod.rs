@@ -398,7 +398,10 @@ mod tests {
     /// Run against a generated log (offenders 203.0.113.1, .2, .3, .4 and
     /// 2001:db8:bad::2) and a fake ipset holding `sets`.
     fn run_fake(o: &Options, sets: &str) -> (Result<Report>, Fake) {
-        let spec = Spec { offenders: 5, ..Spec::default() };
+        let spec = Spec {
+            offenders: 5,
+            ..Spec::default()
+        };
         let mut log = Vec::new();
         loggen::generate(&spec, &mut log).unwrap();
         let plan = Plan::new(o, &config()).unwrap();
@@ -407,7 +410,10 @@ mod tests {
             zone: Zone::fixed(0),
             own: vec!["203.0.113.4".parse().unwrap()],
         };
-        let mut fake = Fake { sets: sets.into(), ..Fake::default() };
+        let mut fake = Fake {
+            sets: sets.into(),
+            ..Fake::default()
+        };
         let r = execute(&plan, &host, Some(&mut fake), |p, kind| {
             Ok((reader::read_stream(&log[..], p, kind)?, vec![]))
         });
@@ -415,7 +421,10 @@ mod tests {
     }
 
     fn actions(r: &Report) -> Vec<(String, &'static str, Option<String>)> {
-        r.offenders.iter().map(|o| (o.address.clone(), o.action, o.reason.clone())).collect()
+        r.offenders
+            .iter()
+            .map(|o| (o.address.clone(), o.action, o.reason.clone()))
+            .collect()
     }
 
     #[test]
@@ -424,7 +433,9 @@ mod tests {
         let r = r.unwrap();
         let mut got = actions(&r);
         got.sort();
-        let s = |a: &str, act: &'static str, why: Option<&str>| (a.to_string(), act, why.map(str::to_string));
+        let s = |a: &str, act: &'static str, why: Option<&str>| {
+            (a.to_string(), act, why.map(str::to_string))
+        };
         assert_eq!(
             got,
             vec![
@@ -439,7 +450,14 @@ mod tests {
         // One batched add, after reading only the sets that matter.
         assert_eq!(
             fake.calls,
-            ["list -t", "save whitelist", "save whitelist_v6", "save throttle-hard", "save throttle-hard_v6", "add members"]
+            [
+                "list -t",
+                "save whitelist",
+                "save whitelist_v6",
+                "save throttle-hard",
+                "save throttle-hard_v6",
+                "add members"
+            ]
         );
         assert!(fake.sets.ends_with(
             "add throttle-hard 203.0.113.1 timeout 7200\nadd throttle-hard_v6 2001:db8:bad::2 timeout 7200\n"
@@ -480,13 +498,22 @@ mod tests {
 
     #[test]
     fn the_whitelist_is_never_a_target_and_rules_must_exist() {
-        let o = Options { ipset: "whitelist".into(), ..opts(false) };
+        let o = Options {
+            ipset: "whitelist".into(),
+            ..opts(false)
+        };
         let e = Plan::new(&o, &config()).err().unwrap().to_string();
         assert!(e.contains("whitelist set"), "{e}");
-        let o = Options { rule: "nosuch".into(), ..opts(false) };
+        let o = Options {
+            rule: "nosuch".into(),
+            ..opts(false)
+        };
         let e = Plan::new(&o, &config()).err().unwrap().to_string();
         assert!(e.contains("allowed, blocked"), "{e}");
-        let o = Options { ipset: "bad name!".into(), ..opts(false) };
+        let o = Options {
+            ipset: "bad name!".into(),
+            ..opts(false)
+        };
         assert!(Plan::new(&o, &config()).is_err());
     }
 
@@ -504,11 +531,19 @@ mod tests {
     fn now_timestamps() {
         let z = Zone::fixed(3600);
         assert_eq!(parse_now("2026-11-21T12:00:00Z", &z), Ok(1_795_262_400));
-        assert_eq!(parse_now("2026-11-21T13:00:00+01:00", &z), Ok(1_795_262_400));
+        assert_eq!(
+            parse_now("2026-11-21T13:00:00+01:00", &z),
+            Ok(1_795_262_400)
+        );
         assert_eq!(parse_now("2026-11-21T12:00:00.5Z", &z), Ok(1_795_262_400));
         assert_eq!(parse_now("2026-11-21 13:00:00", &z), Ok(1_795_262_400));
         assert_eq!(parse_now("2026-11-21 13:00", &z), Ok(1_795_262_400));
-        for bad in ["yesterday", "2026-11-21", "2026-13-21T12:00:00Z", "21/11/2026 10:00"] {
+        for bad in [
+            "yesterday",
+            "2026-11-21",
+            "2026-13-21T12:00:00Z",
+            "21/11/2026 10:00",
+        ] {
             assert!(parse_now(bad, &z).is_err(), "{bad}");
         }
     }

@@ -1,0 +1,386 @@
+//! Kernel tests for `fwctl scan` (root, namespaces): real packets from the
+//! client namespace hit the fwctl ruleset, the kernel's LOG lines go through
+//! a private rsyslogd running the shipped rsyslog/10-iptables.conf (its output
+//! path pointed at a temp file), and `fwctl scan` bans into the real sets.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// LOG prefixes unique to this run (old runs' lines may still sit in the
+/// kernel's ring buffer, which rsyslog reads from the start), and matched
+/// by the shipped rsyslog rule (they contain IPTABLES- / IP6TABLES-).
+fn tag() -> String {
+    format!("FW{}", std::process::id() % 100_000)
+}
+
+fn cfg_text(tag: &str) -> String {
+    format!(
+        r#"
+[trusted]
+networks = ["198.51.100.12", "2001:db8:100::12"]
+[[service]]
+name = "web"
+port = 80
+[logging]
+rate = "1000/second"
+burst = 1000
+[logging.prefixes]
+allowed = {{ v4 = "{tag}IPTABLES-ALLOWED: ", v6 = "{tag}IP6TABLES-ALLOWED: " }}
+blocked = {{ v4 = "{tag}IPTABLES-BLOCKED: ", v6 = "{tag}IP6TABLES-BLOCKED: " }}
+"#
+    )
+}
+
+/// A private rsyslogd reading /dev/kmsg (imkmsg: it does not consume the
+/// messages, unlike imklog on /proc/kmsg) with the shipped rule.
+struct Rsyslog {
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Rsyslog {
+    fn start() -> Rsyslog {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("iptables.log");
+        let shipped = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("rsyslog/10-iptables.conf"),
+        )
+        .unwrap();
+        assert!(shipped.contains("/ram/iptables.log"));
+        let rule = shipped.replace("/ram/iptables.log", log.to_str().unwrap());
+        let conf = dir.path().join("rsyslog.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "global(workDirectory=\"{}\")\nmodule(load=\"imkmsg\")\n{rule}\n*.* stop\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("rsyslogd")
+            .args(["-n", "-f", conf.to_str().unwrap(), "-i"])
+            .arg(dir.path().join("pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rsyslogd (apt-get install rsyslog)");
+        Rsyslog {
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Wait until the log holds `n` lines containing every needle.
+    fn wait_lines(&self, needles: &[&str], n: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let count = text
+                .lines()
+                .filter(|l| needles.iter().all(|s| l.contains(s)))
+                .count();
+            if count >= n || Instant::now() > deadline {
+                return count;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn scan(lab: &Lab, cfg: &Path, log: &Path, set: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--config",
+        cfg.to_str().unwrap(),
+        "scan",
+        "--log",
+        log.to_str().unwrap(),
+        "--rule",
+        "blocked",
+        "--type",
+        "tcp",
+        "--howmany",
+        "10",
+        "--within",
+        "10m",
+        "--ipset",
+        set,
+        "--removeafter",
+        "1h",
+    ];
+    args.extend_from_slice(extra);
+    lab.fwctl(&args, &[])
+}
+
+/// Fire `n` SYNs from `src` at a closed port and wait for their LOG lines.
+fn attack(lab: &Lab, rs: &Rsyslog, src: std::net::IpAddr, port: u16, n: usize) {
+    let p = lab.probe(src, port, n, Duration::from_millis(300));
+    assert_eq!(
+        p.connected + p.refused,
+        0,
+        "port {port} must be closed and dropped"
+    );
+    let needle = format!(
+        "SRC={} ",
+        if src.is_ipv4() {
+            src.to_string()
+        } else {
+            full_v6(src)
+        }
+    );
+    let port = format!("DPT={port} ");
+    let got = rs.wait_lines(&[&needle, &port, &tag()], n);
+    assert!(got >= n, "rsyslog wrote {got} of {n} lines for {needle}");
+}
+
+fn full_v6(a: std::net::IpAddr) -> String {
+    let std::net::IpAddr::V6(v6) = a else {
+        unreachable!()
+    };
+    fwctl::loggen::full_v6(v6)
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn real_log_lines_ban_the_attacker_and_spare_the_benign_source() {
+    let host_before = host_firewall();
+    let lab = Lab::new();
+    let (_d, cfg) = config(&cfg_text(&tag()));
+    let out = lab.fwctl(&["--config", cfg.to_str().unwrap(), "apply"], &[]);
+    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+    let _listeners = lab.listen(&[80]);
+    let _kmsg = Kmsg::open(); // sets nf_log_all_netns=1
+    let rs = Rsyslog::start();
+
+    let (att4, att6) = src("attacker");
+    let (ben4, ben6) = src("benign");
+    let (tru4, _) = src("whitelisted");
+    // 15 blocked SYNs from the attacker (over the threshold of 10), 10 from
+    // the benign source (exactly the threshold: not over it), both families.
+    // The trusted source never reaches the blocked rule: it is accepted.
+    for (a, b) in [(att4, ben4), (att6, ben6)] {
+        attack(&lab, &rs, a, 8081, 15);
+        attack(&lab, &rs, b, 8082, 10);
+    }
+    assert_eq!(
+        lab.reach(tru4, 8083),
+        Reply::Refused,
+        "trusted: let in, port closed"
+    );
+
+    // A dry run (as root: the sets are read) changes nothing.
+    let before = (
+        lab.set_members("blacklist"),
+        lab.set_members("blacklist_v6"),
+    );
+    let out = scan(&lab, &cfg, &rs.log, "blacklist", &["--dryrun", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let acts: Vec<(String, String)> = v["offenders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["address"].as_str().unwrap().into(),
+                o["action"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        acts,
+        [
+            (att4.to_string(), "would add".to_string()),
+            (att6.to_string(), "would add".to_string())
+        ],
+        "{v}"
+    );
+    assert_eq!(
+        before,
+        (
+            lab.set_members("blacklist"),
+            lab.set_members("blacklist_v6")
+        )
+    );
+
+    // The real run bans both families with the right timeout.
+    let out = scan(&lab, &cfg, &rs.log, "blacklist", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary = text(&out.stdout);
+    assert!(summary.contains("added: 2"), "{summary}");
+    let v4 = lab.set_members("blacklist");
+    let v6 = lab.set_members("blacklist_v6");
+    for (set, a) in [(&v4, att4), (&v6, att6)] {
+        let t = set
+            .get(&a.to_string())
+            .copied()
+            .flatten()
+            .unwrap_or_else(|| panic!("{a} not in {set:?}"));
+        assert!((3590..=3600).contains(&t), "timeout {t}");
+    }
+    for a in [ben4, ben6] {
+        assert!(
+            !v4.contains_key(&a.to_string()) && !v6.contains_key(&a.to_string()),
+            "{a} banned"
+        );
+    }
+    let listed = lab.exec_ok(&lab.target, &["ipset", "list", "blacklist"]);
+    assert!(listed.contains(&format!("{att4} timeout")), "{listed}");
+
+    // The attacker's next packets are dropped, even to the open service; the
+    // benign source still gets through.
+    for (a, b) in [(att4, ben4), (att6, ben6)] {
+        assert_eq!(lab.reach(a, 80), Reply::Silent, "{a}");
+        assert_eq!(lab.reach(b, 80), Reply::Connected, "{b}");
+    }
+
+    // A second run finds the attacker already listed and keeps its timeout.
+    lab.exec_ok(
+        &lab.target,
+        &[
+            "ipset",
+            "add",
+            "-exist",
+            "blacklist",
+            &att4.to_string(),
+            "timeout",
+            "100",
+        ],
+    );
+    let out = scan(&lab, &cfg, &rs.log, "blacklist", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("already listed") && s.contains("added: 0"),
+        "{s}"
+    );
+    let t = lab.set_members("blacklist")[&att4.to_string()].unwrap();
+    assert!(t <= 100, "timeout reset to {t}");
+
+    drop(rs);
+    drop(lab);
+    assert_eq!(
+        host_firewall(),
+        host_before,
+        "the host's own firewall changed"
+    );
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn refusals_change_nothing() {
+    let lab = Lab::new();
+    let (_d, cfg) = config(&cfg_text("FWTR"));
+    let out = lab.fwctl(&["--config", cfg.to_str().unwrap(), "apply"], &[]);
+    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/sample-iptables.log");
+    // The sample's offenders, with its own prefixes and "now".
+    let (_d2, cfg2) = config(&cfg_text(""));
+    let sets_before = lab.exec_ok(&lab.target, &["ipset", "save"]);
+    let now = [
+        "--now",
+        "2026-11-21T12:00:00Z",
+        "--howmany",
+        "50",
+        "--within",
+        "30m",
+    ];
+
+    // No such set.
+    let mut args = vec![
+        "--config",
+        cfg2.to_str().unwrap(),
+        "scan",
+        "--log",
+        sample.to_str().unwrap(),
+        "--ipset",
+        "nosuch",
+        "--removeafter",
+        "1h",
+        "--rule",
+        "blocked",
+    ];
+    args.extend_from_slice(&now);
+    let out = lab.fwctl(&args, &[]);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("ipset nosuch does not exist")
+            && err.contains("fix:"),
+        "{err}"
+    );
+
+    // A set of the wrong family.
+    lab.exec_ok(
+        &lab.target,
+        &["ipset", "create", "mixed", "hash:ip", "timeout", "0"],
+    );
+    lab.exec_ok(
+        &lab.target,
+        &["ipset", "create", "mixed_v6", "hash:ip", "timeout", "0"],
+    );
+    args[6] = "mixed";
+    let out = lab.fwctl(&args, &[]);
+    assert!(
+        text(&out.stderr).contains("has family inet but takes the IPv6"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // No ipset binary.
+    args[6] = "blacklist";
+    let out = lab.fwctl(&args, &[("FWCTL_IPSET", "/nonexistent/ipset")]);
+    assert!(
+        text(&out.stderr).contains("apt-get install ipset"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Another run holds the lock: a clear message, nothing added.
+    let lock = fwctl::lock::acquire(lab.run_dir.path(), Duration::ZERO).unwrap();
+    let out = lab.fwctl(&args, &[]);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("another fwctl run")
+            && err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
+    drop(lock);
+
+    let mut sets_now = lab.exec_ok(&lab.target, &["ipset", "save"]);
+    sets_now = sets_now
+        .lines()
+        .filter(|l| !l.contains("mixed"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(sets_now, sets_before);
+
+    // And with the lock free, the sample's offenders go in.
+    let out = lab.fwctl(&args, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("added: 4"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(lab.set_members("blacklist").contains_key("203.0.113.1"));
+    assert!(lab
+        .set_members("blacklist_v6")
+        .contains_key("2001:db8:bad::2"));
+}
