@@ -164,11 +164,17 @@ pub fn decide(
         .collect()
 }
 
-/// The `ipset restore` input adding every decision to be added.
+/// The `ipset restore` input adding every decision to be added, grouped by
+/// set: ipset batches consecutive lines of one set into one netlink message.
 pub fn restore_script(decisions: &[Decision], timeout_secs: u64) -> String {
     let mut s = String::new();
-    for d in decisions.iter().filter(|d| d.action == Action::Added) {
-        s += &format!("add {} {} timeout {timeout_secs}\n", d.set, d.addr);
+    for v6 in [false, true] {
+        for d in decisions
+            .iter()
+            .filter(|d| d.action == Action::Added && d.addr.is_ipv6() == v6)
+        {
+            s += &format!("add {} {} timeout {timeout_secs}\n", d.set, d.addr);
+        }
     }
     s
 }

@@ -266,11 +266,13 @@ pub fn execute(
     let apply = !o.dryrun && store.is_some();
     let decisions = decide::decide(offenders, &known, &plan.sets, apply);
     let script = decide::restore_script(&decisions, o.removeafter);
-    let mut added = 0;
+    let (mut added, mut restore_ms) = (0, None);
     if apply && !script.is_empty() {
         let s = store.expect("apply implies a store");
+        let t = std::time::Instant::now();
         s.add_members(&script)
             .map_err(|e| anyhow!("adding the bans: {e}"))?;
+        restore_ms = Some(t.elapsed().as_millis() as u64);
         added = script.lines().count() as u64;
     }
     Ok(Report {
@@ -291,6 +293,7 @@ pub fn execute(
         malformed: report::malformed(&tally),
         offenders: report::offenders(&decisions),
         added,
+        restore_ms,
         notes,
     })
 }

@@ -29,6 +29,9 @@ pub struct Report {
     pub malformed: Vec<MalformedKind>,
     pub offenders: Vec<Offender>,
     pub added: u64,
+    /// How long the one `ipset restore` that added them took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_ms: Option<u64>,
     pub notes: Vec<String>,
 }
 
@@ -223,7 +226,10 @@ impl Report {
             let _ = writeln!(o, "note: {n}");
         }
         if !self.dryrun {
-            let _ = writeln!(o, "added: {}", self.added);
+            let _ = match self.restore_ms {
+                Some(ms) => writeln!(o, "added: {} (one ipset restore, {ms} ms)", self.added),
+                None => writeln!(o, "added: {}", self.added),
+            };
         }
         o
     }
