@@ -203,10 +203,6 @@ impl Parser {
         self.window
     }
 
-    pub fn prefixes(&self) -> &[Vec<u8>] {
-        &self.prefixes
-    }
-
     /// Parse one line (without its newline).
     pub fn parse(&mut self, line: &[u8]) -> Line {
         let Some((prefix, msg)) = self.message(line) else {

@@ -44,16 +44,13 @@ impl Members {
     /// From `ipset save` text of one or more sets (`add NAME MEMBER ...`).
     pub fn from_save(text: &str) -> Members {
         let mut m = Members::default();
-        for line in text.lines() {
-            let mut w = line.split_whitespace();
-            if w.next() != Some("add") {
-                continue;
-            }
-            let Some(member) = w.nth(1) else { continue };
-            if let Ok(a) = member.parse::<IpAddr>() {
-                m.exact.insert(a);
-            } else if let Ok(n) = member.parse::<IpNet>() {
-                m.nets.push(n);
+        for set in crate::ipset::parse_save(text).into_values() {
+            for member in set.members.iter().filter_map(|words| words.first()) {
+                if let Ok(a) = member.parse::<IpAddr>() {
+                    m.exact.insert(a);
+                } else if let Ok(n) = member.parse::<IpNet>() {
+                    m.nets.push(n);
+                }
             }
         }
         m
@@ -62,14 +59,6 @@ impl Members {
     pub fn extend(&mut self, other: Members) {
         self.exact.extend(other.exact);
         self.nets.extend(other.nets);
-    }
-
-    pub fn len(&self) -> usize {
-        self.exact.len() + self.nets.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     pub fn contains(&self, a: &IpAddr) -> bool {
