@@ -46,7 +46,10 @@ pub fn read_log(
     filter: TypeFilter,
 ) -> io::Result<(Tally, Vec<FileRead>)> {
     let file = open(path)?;
-    let (mut tally, read, starts_late) = read_file(&file, path, parser, filter)?;
+    let (mut tally, read) = read_file(&file, path, parser, filter)?;
+    // Reading from the first byte means the window starts at or before the
+    // file's first line: the lines before that are in the rotated copy.
+    let starts_late = read.from == 0;
     let mut reads = vec![read];
     let rotated = rotated_name(path);
     if starts_late && rotated.is_file() {
@@ -54,11 +57,11 @@ pub fn read_log(
         let mut magic = [0u8; 2];
         if old.read_at(&mut magic, 0)? == 2 && magic == [0x1f, 0x8b] {
             return Err(io::Error::other(format!(
-                "{} is compressed and the window reaches into it; fix: add `delaycompress` to the logrotate config (the shipped logrotate/iptables has it)",
+                "{} is compressed and the window reaches into it; fix: drop `compress` from the logrotate config or add `delaycompress` (the shipped logrotate/iptables does not compress)",
                 rotated.display()
             )));
         }
-        let (t, r, _) = read_file(&old, &rotated, parser, filter)?;
+        let (t, r) = read_file(&old, &rotated, parser, filter)?;
         tally.merge(t);
         reads.insert(0, r);
     }
@@ -79,24 +82,17 @@ fn open(path: &Path) -> io::Result<File> {
     Ok(f)
 }
 
-/// The tally of one file's window, what was read, and whether the window
-/// starts before the file's first line.
+/// The tally of one file's window, and what was read.
 fn read_file(
     file: &File,
     path: &Path,
     parser: &Parser,
     filter: TypeFilter,
-) -> io::Result<(Tally, FileRead, bool)> {
+) -> io::Result<(Tally, FileRead)> {
     let size = file.metadata()?.len();
     let mut p = parser.clone();
     let (start, end) = p.window();
-    let first = probe(file, 0, &mut p)?;
-    let starts_late = first.is_none_or(|(_, t)| t > start.saturating_sub(MARGIN));
-    let from = if starts_late {
-        0
-    } else {
-        search(file, size, &mut p, |t| t >= start.saturating_sub(MARGIN))?
-    };
+    let from = search(file, size, &mut p, |t| t >= start.saturating_sub(MARGIN))?;
     let to = search(file, size, &mut p, |t| t > end.saturating_add(MARGIN))?;
     let to = to.max(from);
     let cuts = split(file, from, to)?;
@@ -129,7 +125,6 @@ fn read_file(
             to,
             shrank,
         },
-        starts_late,
     ))
 }
 
