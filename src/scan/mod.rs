@@ -79,7 +79,7 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
     if secs == 0 {
         return Err(format!("\"{s}\" is zero; give at least 1s"));
     }
-    if secs > MAX_TIMEOUT || d.subsec_nanos() != 0 && secs == MAX_TIMEOUT {
+    if d > Duration::from_secs(MAX_TIMEOUT) {
         return Err(format!(
             "\"{s}\" is longer than ipset's maximum timeout of {MAX_TIMEOUT}s (about 49 days)"
         ));
