@@ -273,7 +273,11 @@ impl<W: Write> Writer<'_, W> {
     fn emit(&mut self, micros: i64, msg: std::fmt::Arguments) -> io::Result<()> {
         let stamp = self.stamp(micros);
         let uptime = (micros / 1000).rem_euclid(100_000_000) as f64 / 1000.0;
-        let line = format!("{stamp} {HOST} kernel: [{uptime:>12.6}] {msg}\n");
+        self.line(&format!("{stamp} {HOST} kernel: [{uptime:>12.6}] {msg}\n"))
+    }
+
+    /// One whole line (with its newline), counted.
+    fn line(&mut self, line: &str) -> io::Result<()> {
         self.bytes += line.len() as u64;
         self.lines += 1;
         self.out.write_all(line.as_bytes())
@@ -384,9 +388,7 @@ impl<W: Write> Writer<'_, W> {
                     src,
                     rng.below(65_536)
                 );
-                self.bytes += line.len() as u64;
-                self.lines += 1;
-                self.out.write_all(line.as_bytes())
+                self.line(&line)
             }
             960..=989 => {
                 // An ICMP error: the quoted packet's SRC is ours, not the sender's.
@@ -399,9 +401,7 @@ impl<W: Write> Writer<'_, W> {
                 // A line cut short (a crash, a full disk): malformed, never a hit.
                 let stamp = self.stamp(micros);
                 let line = format!("{stamp} {HOST} kernel: [ 1.000000] IPTABLES-BLOCKED: IN=eth0 OUT= MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 SRC=198.51.10\n");
-                self.bytes += line.len() as u64;
-                self.lines += 1;
-                self.out.write_all(line.as_bytes())
+                self.line(&line)
             }
         }
     }
