@@ -177,7 +177,8 @@ impl Tally {
         match parser.parse(line) {
             Line::Hit(h) if self.filter.wants(h.proto) => {
                 self.matched += 1;
-                let s = self.sources.entry(key(h.src)).or_insert(Source {
+                // Built only for a new source (measured: no speed difference).
+                let s = self.sources.entry(key(h.src)).or_insert_with(|| Source {
                     hits: 0,
                     first: h.time,
                     last: h.time,
