@@ -150,6 +150,8 @@ pub struct Config {
     pub icmp_echo: Option<Limit>,
     pub log_limit: Limit,
     pub prefixes: Prefixes,
+    /// The `[capture]` section: scan detection profile and ban settings.
+    pub capture: crate::capture::settings::Capture,
 }
 
 impl Config {
@@ -324,7 +326,11 @@ impl Config {
             blocked,
         };
 
+        let capture = crate::capture::settings::Capture::from_raw(raw.capture)
+            .map_err(|m| err_at(None, m))?;
+
         Ok(Config {
+            capture,
             path: path.to_path_buf(),
             mode: raw.mode,
             sets,
@@ -443,6 +449,8 @@ struct Raw {
     icmp: RawIcmp,
     #[serde(default)]
     logging: RawLogging,
+    #[serde(default)]
+    capture: crate::capture::settings::RawCapture,
 }
 
 #[derive(Deserialize)]

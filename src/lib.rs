@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod backend;
+pub mod capture;
 pub mod commands;
 pub mod config;
 pub mod confirm;

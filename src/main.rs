@@ -49,6 +49,18 @@ enum Command {
     ///
     ///   fwctl scan --rule blocked --type tcp --howmany 500 --within 30m --ipset throttle-hard --removeafter 2h
     Scan(fwctl::scan::Options),
+    /// Watch packets and ban port scanners as they scan (a long-running service).
+    ///
+    /// Reads probes (TCP without ACK: SYN, FIN, NULL, XMAS and odd flag sets; and UDP)
+    /// addressed to this host from an AF_PACKET socket with a kernel BPF filter, counts
+    /// the distinct ports each source probes within the profile's window, and bans a
+    /// source that crosses the threshold into the [capture] ban_set (blacklist and
+    /// blacklist_v6 by default) for a time that grows with each repeat offence. Also
+    /// reports distributed scans (many sources on one port). Never banned: trusted
+    /// networks and this host's addresses. Events go to stdout, one line each.
+    /// SIGINT/SIGTERM save the ban history and exit. --pcap replays a capture file
+    /// through the same detector without touching the kernel.
+    Capture(fwctl::capture::Options),
     /// Keep the rules of an `apply --confirm` that is waiting.
     Confirm,
     /// Take fwctl's rules out: jump, FWCTL-* chains, and the INPUT policy back to ACCEPT.
@@ -66,6 +78,7 @@ fn main() -> ExitCode {
             fwctl::commands::apply(&cli.config, dry_run, confirm)
         }
         Command::Scan(opts) => fwctl::scan::run(&opts, &cli.config),
+        Command::Capture(opts) => fwctl::capture::run(&opts, &cli.config),
         Command::Confirm => fwctl::commands::confirm(),
         Command::Remove { sets } => fwctl::commands::remove(&cli.config, sets),
     };

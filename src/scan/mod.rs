@@ -163,38 +163,49 @@ impl Plan {
 
     /// A target set must exist, be of the right family and take timeouts.
     fn check_target(&self, headers: &std::collections::BTreeMap<String, Header>) -> Result<()> {
-        for (i, name) in self.sets.iter().enumerate() {
-            let (family, what) = if i == 0 {
-                ("inet", "IPv4")
-            } else {
-                ("inet6", "IPv6")
-            };
-            let Some(h) = headers.get(name) else {
-                bail!(
-                    "ipset {name} does not exist; fix: run `fwctl apply` (it creates {} and {}) or name an existing set with --ipset",
-                    self.sets[0],
-                    self.sets[1]
-                );
-            };
-            if h.family != family {
-                bail!(
-                    "ipset {name} has family {} but takes the {what} offenders; fix: {} must be family inet and {} family inet6 (as `fwctl apply` creates them)",
-                    h.family,
-                    self.sets[0],
-                    self.sets[1]
-                );
-            }
-            if !h.kind.starts_with("hash:ip") && !h.kind.starts_with("hash:net") {
-                bail!("ipset {name} is of type {}, which cannot take single addresses; fix: use a hash:ip or hash:net set", h.kind);
-            }
-            if !h.timeout {
-                bail!(
-                    "ipset {name} was created without timeout support, so --removeafter cannot expire bans; fix: recreate it with `timeout 0` (`fwctl apply` does)"
-                );
-            }
-        }
-        Ok(())
+        check_sets(&self.sets, headers, "or name an existing set with --ipset")
     }
+}
+
+/// The ban sets (IPv4, IPv6) must exist, be of the right family and type and
+/// take timeouts. `other` ends the "does not exist" fix with the caller's
+/// own way of naming another set.
+pub fn check_sets(
+    sets: &[String; 2],
+    headers: &std::collections::BTreeMap<String, Header>,
+    other: &str,
+) -> Result<()> {
+    for (i, name) in sets.iter().enumerate() {
+        let (family, what) = if i == 0 {
+            ("inet", "IPv4")
+        } else {
+            ("inet6", "IPv6")
+        };
+        let Some(h) = headers.get(name) else {
+            bail!(
+                "ipset {name} does not exist; fix: run `fwctl apply` (it creates {} and {}) {other}",
+                sets[0],
+                sets[1]
+            );
+        };
+        if h.family != family {
+            bail!(
+                "ipset {name} has family {} but takes the {what} offenders; fix: {} must be family inet and {} family inet6 (as `fwctl apply` creates them)",
+                h.family,
+                sets[0],
+                sets[1]
+            );
+        }
+        if !h.kind.starts_with("hash:ip") && !h.kind.starts_with("hash:net") {
+            bail!("ipset {name} is of type {}, which cannot take single addresses; fix: use a hash:ip or hash:net set", h.kind);
+        }
+        if !h.timeout {
+            bail!(
+                "ipset {name} was created without timeout support, so bans cannot expire; fix: recreate it with `timeout 0` (`fwctl apply` does)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The host facts a run uses.

@@ -1,0 +1,687 @@
+//! The scan detector (pure): probes and their times in, events out. No clock,
+//! no I/O: the live capture passes kernel receive times, a replay passes the
+//! capture file's own timestamps, tests pass whatever they like.
+//!
+//! Per source it keeps the distinct destination ports probed within the
+//! profile's window. A scan is `ports` distinct ports inside the window.
+//! Repeats to the same port never add up (a user reaching the same service
+//! all day is one port). Plain SYNs to a TCP service the config allows, and
+//! UDP to an allowed UDP service, are *counted apart*: they are kept and
+//! reported but do not count toward the threshold, so a user of ssh, http and
+//! https is not a "scanner". FIN, NULL, XMAS and odd-flag probes count on any
+//! port, service or not: no legitimate client sends them.
+
+use super::packet::{Kind, Kinds, Probe};
+use super::table::Table;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// Microseconds since the Unix epoch.
+pub type Micros = u64;
+pub const SECOND: Micros = 1_000_000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    /// Distinct non-service ports within `window` that make a scan.
+    pub ports: u32,
+    pub window: Micros,
+    /// Ban durations in seconds for the 1st, 2nd, ... offence (the last repeats).
+    pub bans: Vec<u64>,
+}
+
+impl Profile {
+    pub fn named(name: &str) -> Option<Profile> {
+        const M: u64 = 60;
+        const H: u64 = 3600;
+        const D: u64 = 86400;
+        let (ports, window, bans) = match name {
+            "aggressive" => (3, H, vec![5 * M, H, 12 * H, 3 * D]),
+            "standard" => (7, 2 * H, vec![10 * M, 2 * H, D, 7 * D]),
+            "lenient" => (15, D, vec![30 * M, 4 * H, 2 * D, 14 * D]),
+            _ => return None,
+        };
+        Some(Profile {
+            name: name.into(),
+            ports,
+            window: window * SECOND,
+            bans,
+        })
+    }
+}
+
+/// What a service port is, for counting apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServicePorts {
+    pub udp: bool,
+    pub first: u16,
+    pub last: u16,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub profile: Profile,
+    /// Per destination port (TCP and UDP): probes from one source within the
+    /// window that are a scan on their own (e.g. 22 => 3).
+    pub port_thresholds: HashMap<u16, u32>,
+    pub services: Vec<ServicePorts>,
+    /// Most sources tracked at once.
+    pub capacity: usize,
+    /// IPv6 sources are tracked (and banned) as this prefix: 128 or e.g. 64.
+    pub v6_prefix: u8,
+    /// A distributed scan: at least this many sources probing one port
+    /// within `distributed_window`. 0 disables.
+    pub distributed_sources: u32,
+    pub distributed_window: Micros,
+}
+
+impl Settings {
+    pub fn for_profile(profile: Profile) -> Settings {
+        Settings {
+            profile,
+            port_thresholds: HashMap::new(),
+            services: Vec::new(),
+            capacity: 100_000,
+            v6_prefix: 128,
+            distributed_sources: 20,
+            distributed_window: 600 * SECOND,
+        }
+    }
+
+    fn is_service(&self, p: &Probe) -> bool {
+        let udp = match p.kind {
+            Kind::Syn => false,
+            Kind::Udp => true,
+            _ => return false,
+        };
+        self.services
+            .iter()
+            .any(|s| s.udp == udp && (s.first..=s.last).contains(&p.dport))
+    }
+}
+
+/// Why a source was reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// `ports` distinct ports within the window.
+    Ports,
+    /// This many probes to one port with its own threshold.
+    Port { port: u16, probes: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Scan(Scan),
+    Distributed {
+        time: Micros,
+        port: u16,
+        udp: bool,
+        sources: u32,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scan {
+    pub time: Micros,
+    pub source: IpNet,
+    pub key: u128,
+    pub reason: Reason,
+    /// Distinct ports within the window that counted toward the threshold.
+    pub counted: Vec<u16>,
+    /// Service ports seen (not counted).
+    pub services: Vec<u16>,
+    pub kinds: Kinds,
+    pub probes: u32,
+    pub first: Micros,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct PortSeen {
+    last: Micros,
+    first: Micros,
+    count: u32,
+    port: u16,
+    udp: bool,
+    service: bool,
+}
+
+/// What the detector keeps per source. The first port lives inline, so the
+/// one-packet sources of a spoofed flood cost no allocation.
+#[derive(Clone, Debug, Default)]
+pub struct Tracked {
+    first: Micros,
+    probes: u32,
+    kinds: Kinds,
+    quiet_until: Micros,
+    one: Option<PortSeen>,
+    more: Vec<PortSeen>,
+}
+
+impl Tracked {
+    fn ports(&self) -> impl Iterator<Item = &PortSeen> {
+        self.one.iter().chain(self.more.iter())
+    }
+
+    fn find(&mut self, port: u16, udp: bool) -> Option<&mut PortSeen> {
+        let hit = |p: &&mut PortSeen| p.port == port && p.udp == udp;
+        if let Some(p) = self.one.as_mut().filter(|p| p.port == port && p.udp == udp) {
+            return Some(p);
+        }
+        self.more.iter_mut().find(hit)
+    }
+
+    fn push(&mut self, p: PortSeen) {
+        if self.one.is_none() {
+            self.one = Some(p);
+        } else {
+            self.more.push(p);
+        }
+    }
+
+    /// Forget ports not probed within the window.
+    fn expire(&mut self, since: Micros) {
+        self.more.retain(|p| p.last >= since);
+        if self.one.is_some_and(|p| p.last < since) {
+            self.one = self.more.pop();
+        }
+    }
+
+    fn distinct(&self) -> usize {
+        self.ports().count()
+    }
+
+    fn reset(&mut self) {
+        self.one = None;
+        self.more = Vec::new();
+        self.probes = 0;
+        self.kinds = Kinds::default();
+    }
+}
+
+/// Per-port counts of new sources, over a sliding window estimated from the
+/// current and previous fixed windows (constant memory per port).
+#[derive(Clone, Copy, Default)]
+struct PortWindow {
+    start: Micros,
+    count: u32,
+    prev: u32,
+    alerted: Option<Micros>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub probes: u64,
+    pub new_sources: u64,
+    pub quiet: u64,
+    pub scans: u64,
+    pub distributed: u64,
+}
+
+pub struct Detector {
+    settings: Settings,
+    table: Table<Tracked>,
+    ports: Vec<PortWindow>,
+    pub stats: Stats,
+}
+
+impl Detector {
+    pub fn new(settings: Settings) -> Detector {
+        let ports = if settings.distributed_sources > 0 {
+            vec![PortWindow::default(); 2 * 65536]
+        } else {
+            Vec::new()
+        };
+        Detector {
+            table: Table::new(settings.capacity),
+            settings,
+            ports,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn tracked(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn evicted(&self) -> u64 {
+        self.table.evicted()
+    }
+
+    /// The tracking key of an address: IPv4 as a mapped address, IPv6 cut to
+    /// the configured prefix.
+    pub fn key(&self, a: IpAddr) -> u128 {
+        match a {
+            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6);
+                let p = u32::from(self.settings.v6_prefix.min(128));
+                if p == 0 {
+                    0
+                } else {
+                    bits & (u128::MAX << (128 - p))
+                }
+            }
+        }
+    }
+
+    /// The address or network a key stands for (what gets banned).
+    pub fn net(&self, key: u128) -> IpNet {
+        let v6 = std::net::Ipv6Addr::from(key);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpNet::V4(Ipv4Net::new(v4, 32).expect("/32")),
+            None => IpNet::V6(Ipv6Net::new(v6, self.settings.v6_prefix).expect("prefix <= 128")),
+        }
+    }
+
+    /// Say nothing more about `key` until `until` (it is banned, or was
+    /// reported in detection-only mode). Its ports start afresh after that.
+    pub fn quiet(&mut self, key: u128, until: Micros) {
+        let (t, _) = self.table.touch(key, Tracked::default);
+        t.reset();
+        t.quiet_until = until;
+    }
+
+    /// Feed one probe seen at `now`.
+    pub fn probe(&mut self, p: &Probe, now: Micros, out: &mut Vec<Event>) {
+        self.stats.probes += 1;
+        let key = self.key(p.src);
+        let window = self.settings.profile.window;
+        let service = self.settings.is_service(p);
+        let udp = p.kind.is_udp();
+        let (t, new) = self.table.touch(key, Tracked::default);
+        if new {
+            self.stats.new_sources += 1;
+            t.first = now;
+        }
+        if t.quiet_until > now {
+            self.stats.quiet += 1;
+            return;
+        }
+        if t.probes == 0 {
+            t.first = now;
+        }
+        t.probes = t.probes.saturating_add(1);
+        t.kinds.add(p.kind);
+        let since = now.saturating_sub(window);
+        let mut new_port = false;
+        let count = match t.find(p.dport, udp) {
+            Some(seen) => {
+                if seen.first < since {
+                    seen.first = now;
+                    seen.count = 0;
+                }
+                seen.last = now;
+                seen.count = seen.count.saturating_add(1);
+                // A port probed with an odd flag set is no longer a service visit.
+                seen.service &= service;
+                seen.count
+            }
+            None => {
+                t.expire(since);
+                t.push(PortSeen {
+                    last: now,
+                    first: now,
+                    count: 1,
+                    port: p.dport,
+                    udp,
+                    service,
+                });
+                new_port = true;
+                1
+            }
+        };
+        let counted = t.ports().filter(|s| !s.service).count() as u32;
+        let distinct = t.distinct();
+        let reason = if counted >= self.settings.profile.ports {
+            Some(Reason::Ports)
+        } else {
+            self.settings
+                .port_thresholds
+                .get(&p.dport)
+                .filter(|&&limit| count >= limit)
+                .map(|_| Reason::Port {
+                    port: p.dport,
+                    probes: count,
+                })
+        };
+        if let Some(reason) = reason {
+            let mut counted: Vec<u16> = t.ports().filter(|s| !s.service).map(|s| s.port).collect();
+            let mut services: Vec<u16> = t.ports().filter(|s| s.service).map(|s| s.port).collect();
+            counted.sort_unstable();
+            counted.dedup();
+            services.sort_unstable();
+            services.dedup();
+            let (kinds, probes, first) = (t.kinds, t.probes, t.first);
+            // Until the caller says otherwise, stay quiet for a window.
+            t.reset();
+            t.quiet_until = now + window;
+            self.stats.scans += 1;
+            out.push(Event::Scan(Scan {
+                time: now,
+                source: self.net(key),
+                key,
+                reason,
+                counted,
+                services,
+                kinds,
+                probes,
+                first,
+            }));
+        } else if distinct >= 2 {
+            self.table.promote(key);
+        }
+        if new_port && !service {
+            self.count_source(p, now, out);
+        }
+    }
+
+    fn count_source(&mut self, p: &Probe, now: Micros, out: &mut Vec<Event>) {
+        if self.ports.is_empty() {
+            return;
+        }
+        let udp = p.kind.is_udp();
+        let w = self.settings.distributed_window.max(1);
+        let slot = &mut self.ports[usize::from(udp) * 65536 + usize::from(p.dport)];
+        if now >= slot.start + 2 * w {
+            *slot = PortWindow {
+                start: now,
+                alerted: slot.alerted,
+                ..Default::default()
+            };
+        } else if now >= slot.start + w {
+            slot.prev = slot.count;
+            slot.count = 0;
+            slot.start += w;
+        }
+        slot.count += 1;
+        let elapsed = now - slot.start;
+        let est = u64::from(slot.count) + u64::from(slot.prev) * (w - elapsed.min(w)) / w;
+        let due = slot.alerted.is_none_or(|at| now >= at + w);
+        if est >= u64::from(self.settings.distributed_sources) && due {
+            slot.alerted = Some(now);
+            self.stats.distributed += 1;
+            out.push(Event::Distributed {
+                time: now,
+                port: p.dport,
+                udp,
+                sources: est as u32,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: Micros = 60 * SECOND;
+
+    fn probe(src: &str, dport: u16, kind: Kind) -> Probe {
+        Probe {
+            src: src.parse().unwrap(),
+            dst: "198.51.100.1".parse().unwrap(),
+            sport: 40000,
+            dport,
+            kind,
+        }
+    }
+
+    fn standard() -> Detector {
+        let mut s = Settings::for_profile(Profile::named("standard").unwrap());
+        s.services = vec![
+            ServicePorts {
+                udp: false,
+                first: 22,
+                last: 22,
+            },
+            ServicePorts {
+                udp: false,
+                first: 80,
+                last: 80,
+            },
+            ServicePorts {
+                udp: false,
+                first: 443,
+                last: 443,
+            },
+            ServicePorts {
+                udp: true,
+                first: 53,
+                last: 53,
+            },
+        ];
+        Detector::new(s)
+    }
+
+    /// Feed (minute, port, kind) probes from one source; the scans reported.
+    fn feed(d: &mut Detector, src: &str, probes: &[(u64, u16, Kind)]) -> Vec<Scan> {
+        let mut out = Vec::new();
+        for &(min, port, kind) in probes {
+            d.probe(&probe(src, port, kind), 1_000 * SECOND + min * M, &mut out);
+        }
+        out.into_iter()
+            .filter_map(|e| match e {
+                Event::Scan(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_scan_type_is_classified() {
+        for kind in Kind::ALL {
+            let mut d = standard();
+            let probes: Vec<_> = (0..7).map(|i| (0, 1000 + i, kind)).collect();
+            let scans = feed(&mut d, "203.0.113.5", &probes);
+            assert_eq!(scans.len(), 1, "{kind:?}");
+            assert_eq!(scans[0].kinds.label(), kind.name());
+            assert_eq!(scans[0].kinds.nmap(), kind.nmap());
+        }
+        let mut d = standard();
+        let probes: Vec<_> = (0..7)
+            .map(|i| (0, 1000 + i, if i % 2 == 0 { Kind::Syn } else { Kind::Udp }))
+            .collect();
+        let s = &feed(&mut d, "203.0.113.5", &probes)[0];
+        assert_eq!(
+            (s.kinds.label(), s.kinds.nmap().as_str()),
+            ("mixed", "-sS -sU")
+        );
+    }
+
+    #[test]
+    fn the_threshold_is_exact() {
+        let mut d = standard();
+        let six: Vec<_> = (0..6).map(|i| (i, 1000 + i as u16, Kind::Syn)).collect();
+        assert!(feed(&mut d, "203.0.113.5", &six).is_empty());
+        let s = feed(&mut d, "203.0.113.5", &[(6, 2000, Kind::Syn)]);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].counted, vec![1000, 1001, 1002, 1003, 1004, 1005, 2000]);
+        assert_eq!(s[0].reason, Reason::Ports);
+        assert_eq!(s[0].source.to_string(), "203.0.113.5/32");
+    }
+
+    #[test]
+    fn repeats_to_one_port_never_make_a_scan() {
+        let mut d = standard();
+        let many: Vec<_> = (0..5000).map(|i| (i / 10, 8080, Kind::Syn)).collect();
+        assert!(feed(&mut d, "198.51.100.10", &many).is_empty());
+    }
+
+    #[test]
+    fn service_ports_are_counted_apart_but_odd_flags_count_anywhere() {
+        let mut d = standard();
+        // A user of ssh, http, https and DNS, all day, plus five other ports.
+        let mut user: Vec<_> = (0..600)
+            .map(|i| (i, [22, 80, 443][i as usize % 3], Kind::Syn))
+            .collect();
+        user.push((1, 53, Kind::Udp));
+        user.extend((0..5).map(|i| (i, 3000 + i as u16, Kind::Syn)));
+        assert!(feed(&mut d, "198.51.100.10", &user).is_empty());
+        // A FIN scan of the same service ports does count.
+        let fins: Vec<_> = [22, 80, 443, 25, 110, 143, 993]
+            .iter()
+            .map(|&p| (0, p, Kind::Fin))
+            .collect();
+        let s = feed(&mut d, "203.0.113.9", &fins);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].counted.len(), 7);
+    }
+
+    #[test]
+    fn a_service_user_who_also_scans_reports_the_services_apart() {
+        let mut d = standard();
+        let mut probes = vec![(0, 22, Kind::Syn), (0, 80, Kind::Syn)];
+        probes.extend((0..7).map(|i| (1, 5000 + i as u16, Kind::Syn)));
+        let s = &feed(&mut d, "203.0.113.9", &probes)[0];
+        assert_eq!(s.services, vec![22, 80]);
+        assert_eq!(s.counted.len(), 7);
+        assert_eq!(s.probes, 9);
+    }
+
+    #[test]
+    fn slow_scans_inside_the_window_are_caught_and_older_ports_expire() {
+        // One probe every 15 minutes: 7 ports take 90 minutes, inside 2 h.
+        let mut d = standard();
+        let slow: Vec<_> = (0..7)
+            .map(|i| (i * 15, 1000 + i as u16, Kind::Syn))
+            .collect();
+        let s = feed(&mut d, "203.0.113.7", &slow);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].time - s[0].first, 90 * M);
+        // One probe every 21 minutes: 7 ports take 126 minutes, never 7 in 2 h.
+        let mut d = standard();
+        let slower: Vec<_> = (0..20)
+            .map(|i| (i * 21, 1000 + i as u16, Kind::Syn))
+            .collect();
+        assert!(feed(&mut d, "203.0.113.7", &slower).is_empty());
+    }
+
+    #[test]
+    fn per_port_thresholds_count_repeats() {
+        let mut d = standard();
+        d.settings.port_thresholds.insert(22, 3);
+        assert!(feed(
+            &mut d,
+            "203.0.113.2",
+            &[(0, 22, Kind::Syn), (1, 22, Kind::Syn)]
+        )
+        .is_empty());
+        let s = feed(&mut d, "203.0.113.2", &[(2, 22, Kind::Syn)]);
+        assert_eq!(
+            s[0].reason,
+            Reason::Port {
+                port: 22,
+                probes: 3
+            }
+        );
+        // Outside the window the count starts again.
+        let mut d = standard();
+        d.settings.port_thresholds.insert(22, 3);
+        let spaced = [(0, 22, Kind::Syn), (1, 22, Kind::Syn), (200, 22, Kind::Syn)];
+        assert!(feed(&mut d, "203.0.113.2", &spaced).is_empty());
+    }
+
+    #[test]
+    fn a_reported_source_is_quiet_until_told_otherwise() {
+        let mut d = standard();
+        let scan: Vec<_> = (0..7).map(|i| (0, 1000 + i, Kind::Syn)).collect();
+        assert_eq!(feed(&mut d, "203.0.113.5", &scan).len(), 1);
+        assert!(feed(&mut d, "203.0.113.5", &scan).is_empty());
+        let key = d.key("203.0.113.5".parse().unwrap());
+        // Banned for 10 minutes: after that, the same scan is reported again.
+        d.quiet(key, 1_000 * SECOND + 10 * M);
+        let later: Vec<_> = (0..7).map(|i| (11, 1000 + i, Kind::Syn)).collect();
+        assert_eq!(feed(&mut d, "203.0.113.5", &later).len(), 1);
+    }
+
+    #[test]
+    fn ipv6_sources_can_be_aggregated_to_a_64() {
+        let mut d = standard();
+        let mut out = Vec::new();
+        for i in 0..7u16 {
+            let src = format!("2001:db8:bad:1::{:x}", i + 1);
+            d.probe(&probe(&src, 1000 + i, Kind::Syn), SECOND, &mut out);
+        }
+        assert!(out.is_empty(), "per address: 7 sources of one port each");
+        d.settings.v6_prefix = 64;
+        for i in 0..7u16 {
+            let src = format!("2001:db8:bad:2::{:x}", i + 1);
+            d.probe(&probe(&src, 1000 + i, Kind::Syn), SECOND, &mut out);
+        }
+        match &out[..] {
+            [Event::Scan(s)] => assert_eq!(s.source.to_string(), "2001:db8:bad:2::/64"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_distributed_scan_is_reported_once_per_window() {
+        let mut d = standard();
+        let mut out = Vec::new();
+        for i in 0..19u32 {
+            let src = std::net::Ipv4Addr::from(0xcb00_7100 + i).to_string();
+            d.probe(&probe(&src, 23, Kind::Syn), SECOND + u64::from(i), &mut out);
+        }
+        assert!(out.is_empty());
+        for i in 19..60u32 {
+            let src = std::net::Ipv4Addr::from(0xcb00_7100 + i).to_string();
+            d.probe(&probe(&src, 23, Kind::Syn), SECOND + u64::from(i), &mut out);
+        }
+        assert_eq!(
+            out,
+            vec![Event::Distributed {
+                time: SECOND + 19,
+                port: 23,
+                udp: false,
+                sources: 20
+            }]
+        );
+        // Many users of a service port are not a distributed scan.
+        let mut out = Vec::new();
+        for i in 0..100u32 {
+            let src = std::net::Ipv4Addr::from(0xc633_6400 + i).to_string();
+            d.probe(&probe(&src, 443, Kind::Syn), SECOND, &mut out);
+        }
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_spoofed_flood_stays_in_bounds_and_the_scanner_is_still_caught() {
+        let mut s = Settings::for_profile(Profile::named("standard").unwrap());
+        s.capacity = 10_000;
+        let mut d = Detector::new(s);
+        let mut out = Vec::new();
+        let mut t = SECOND;
+        for i in 0..1_000_000u32 {
+            // A random-looking spoofed source per packet, to one port.
+            let src = IpAddr::V4(std::net::Ipv4Addr::from(i.wrapping_mul(2_654_435_761)));
+            let p = Probe {
+                src,
+                ..probe("192.0.2.1", 81, Kind::Syn)
+            };
+            d.probe(&p, t, &mut out);
+            // In the middle of the flood a real scanner probes a new port
+            // every 1000 flood packets (5 ms apart at 200 000 packets/s).
+            if (500_000..520_000).contains(&i) && i % 1000 == 0 {
+                let port = 1000 + (i / 1000) as u16;
+                d.probe(&probe("198.51.100.99", port, Kind::Syn), t, &mut out);
+            }
+            t += 5;
+        }
+        assert!(d.tracked() <= 10_000);
+        assert!(d.evicted() >= 980_000);
+        let scans: Vec<_> = out
+            .iter()
+            .filter_map(|e| match e {
+                Event::Scan(s) => Some(s.source.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(scans, vec!["198.51.100.99/32"]);
+    }
+}

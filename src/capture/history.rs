@@ -1,0 +1,187 @@
+//! Ban history (pure): repeat-offender counts, progressive durations and the
+//! bans still running, as kept in the state file. Times are Unix seconds.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// An offender is forgotten this long after its last ban ended: a source
+/// that behaves for a month starts again at the first step.
+pub const FORGET_AFTER: i64 = 30 * 86400;
+/// Most offenders remembered; past it the longest-quiet one is dropped.
+pub const MAX_RECORDS: usize = 100_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The banned address or network.
+    pub addr: IpNet,
+    /// The set it went into.
+    pub set: String,
+    /// How many times it was banned.
+    pub offences: u32,
+    /// When its last ban started and when it ends.
+    pub since: i64,
+    pub until: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct History {
+    records: HashMap<IpNet, Record>,
+}
+
+/// The state file body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StateFile {
+    pub version: u32,
+    pub bans: Vec<Record>,
+}
+
+pub const STATE_VERSION: u32 = 1;
+
+impl History {
+    pub fn from_records(records: Vec<Record>) -> History {
+        History {
+            records: records.into_iter().map(|r| (r.addr, r)).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn get(&self, addr: &IpNet) -> Option<&Record> {
+        self.records.get(addr)
+    }
+
+    /// The offence number and ban length (seconds) the next ban of `addr`
+    /// would get at `now`, given the profile's steps.
+    pub fn next_ban(&self, addr: &IpNet, now: i64, steps: &[u64]) -> (u32, u64) {
+        let before = match self.records.get(addr) {
+            Some(r) if now <= r.until + FORGET_AFTER => r.offences,
+            _ => 0,
+        };
+        let n = before + 1;
+        let idx = (n as usize - 1).min(steps.len().saturating_sub(1));
+        (n, steps.get(idx).copied().unwrap_or(600))
+    }
+
+    /// Record a ban that was made.
+    pub fn record(&mut self, addr: IpNet, set: &str, offence: u32, now: i64, secs: u64) {
+        if !self.records.contains_key(&addr) && self.records.len() >= MAX_RECORDS {
+            self.prune(now);
+            if self.records.len() >= MAX_RECORDS {
+                if let Some(oldest) = self
+                    .records
+                    .values()
+                    .min_by_key(|r| r.until)
+                    .map(|r| r.addr)
+                {
+                    self.records.remove(&oldest);
+                }
+            }
+        }
+        self.records.insert(
+            addr,
+            Record {
+                addr,
+                set: set.to_string(),
+                offences: offence,
+                since: now,
+                until: now + secs as i64,
+            },
+        );
+    }
+
+    /// Whether `addr` is under a ban at `now`.
+    pub fn banned(&self, addr: &IpNet, now: i64) -> Option<&Record> {
+        self.records.get(addr).filter(|r| r.until > now)
+    }
+
+    /// Drop offenders not seen for FORGET_AFTER.
+    pub fn prune(&mut self, now: i64) {
+        self.records.retain(|_, r| r.until + FORGET_AFTER >= now);
+    }
+
+    /// Bans still running at `now`, soonest end first.
+    pub fn active(&self, now: i64) -> Vec<&Record> {
+        let mut v: Vec<&Record> = self.records.values().filter(|r| r.until > now).collect();
+        v.sort_by_key(|r| (r.until, r.addr));
+        v
+    }
+
+    pub fn to_state(&self) -> StateFile {
+        let mut bans: Vec<Record> = self.records.values().cloned().collect();
+        bans.sort_by_key(|r| (r.until, r.addr));
+        StateFile {
+            version: STATE_VERSION,
+            bans,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEPS: [u64; 4] = [600, 7200, 86400, 604800];
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn durations_progress_and_stay_at_the_last_step() {
+        let mut h = History::default();
+        let a = net("203.0.113.5/32");
+        let mut now = 1_000_000;
+        let mut got = Vec::new();
+        for _ in 0..6 {
+            let (n, secs) = h.next_ban(&a, now, &STEPS);
+            h.record(a, "blacklist", n, now, secs);
+            got.push((n, secs));
+            now += secs as i64 + 60;
+        }
+        assert_eq!(
+            got,
+            vec![
+                (1, 600),
+                (2, 7200),
+                (3, 86400),
+                (4, 604800),
+                (5, 604800),
+                (6, 604800)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_month_of_good_behaviour_starts_over() {
+        let mut h = History::default();
+        let a = net("2001:db8::1/128");
+        h.record(a, "blacklist_v6", 3, 0, 600);
+        assert_eq!(h.next_ban(&a, 600 + FORGET_AFTER, &STEPS), (4, 604800));
+        assert_eq!(h.next_ban(&a, 601 + FORGET_AFTER, &STEPS), (1, 600));
+        h.prune(601 + FORGET_AFTER);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn active_bans_round_trip_through_the_state_file() {
+        let mut h = History::default();
+        h.record(net("203.0.113.7/32"), "blacklist", 1, 100, 600);
+        h.record(net("2001:db8:1::/64"), "blacklist_v6", 2, 100, 7200);
+        assert_eq!(
+            h.banned(&net("203.0.113.7/32"), 699).map(|r| r.offences),
+            Some(1)
+        );
+        assert!(h.banned(&net("203.0.113.7/32"), 700).is_none());
+        let text = serde_json::to_string(&h.to_state()).unwrap();
+        let back: StateFile = serde_json::from_str(&text).unwrap();
+        assert_eq!(History::from_records(back.bans), h);
+        assert_eq!(h.active(700).len(), 1);
+    }
+}

@@ -1,0 +1,300 @@
+//! Frame parsing (pure): from the bytes of one captured frame to the probe it
+//! carries, if any. A probe is a TCP segment without ACK or RST (SYN, FIN,
+//! NULL, XMAS and other odd flag sets: what opens a connection or what port
+//! scanners send) or a UDP datagram. Everything else (replies, established
+//! traffic, ICMP, later fragments) is `None`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// How a probe's flags classify it. The discriminants are bit positions in a
+/// [`Kinds`] mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Syn = 0,
+    Fin = 1,
+    Null = 2,
+    Xmas = 3,
+    /// Any other flag set without ACK (SYN+FIN, FIN+PSH, ...): nmap --scanflags.
+    Odd = 4,
+    Udp = 5,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Syn,
+        Kind::Fin,
+        Kind::Null,
+        Kind::Xmas,
+        Kind::Odd,
+        Kind::Udp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Syn => "SYN",
+            Kind::Fin => "FIN",
+            Kind::Null => "NULL",
+            Kind::Xmas => "XMAS",
+            Kind::Odd => "ODD-FLAGS",
+            Kind::Udp => "UDP",
+        }
+    }
+
+    /// The nmap option that sends this kind of probe.
+    pub fn nmap(self) -> &'static str {
+        match self {
+            Kind::Syn => "-sS",
+            Kind::Fin => "-sF",
+            Kind::Null => "-sN",
+            Kind::Xmas => "-sX",
+            Kind::Odd => "--scanflags",
+            Kind::Udp => "-sU",
+        }
+    }
+
+    pub fn is_udp(self) -> bool {
+        self == Kind::Udp
+    }
+}
+
+/// A set of kinds, as a bit mask.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Kinds(pub u8);
+
+impl Kinds {
+    pub fn add(&mut self, k: Kind) {
+        self.0 |= 1 << k as u8;
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Kind> {
+        Kind::ALL
+            .into_iter()
+            .filter(move |k| self.0 & (1 << *k as u8) != 0)
+    }
+
+    /// "SYN", "UDP", ... or "mixed" when more than one kind was seen.
+    pub fn label(self) -> &'static str {
+        let mut it = self.iter();
+        match (it.next(), it.next()) {
+            (Some(k), None) => k.name(),
+            (None, _) => "none",
+            _ => "mixed",
+        }
+    }
+
+    /// The nmap options that would produce this mix, e.g. "-sS" or "-sS -sU".
+    pub fn nmap(self) -> String {
+        self.iter().map(Kind::nmap).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// What one probe says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub kind: Kind,
+}
+
+/// The link layer a frame starts with (pcap LINKTYPE_* values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    Ethernet,
+    /// Raw IP, version from the first nibble (LINKTYPE_RAW 101, IPV4 228, IPV6 229).
+    Raw,
+    /// Linux cooked capture v1 (`tcpdump -i any` on older libpcap).
+    LinuxSll,
+    /// Linux cooked capture v2.
+    LinuxSll2,
+}
+
+impl Link {
+    /// From a pcap link type number.
+    pub fn from_linktype(n: i32) -> Option<Link> {
+        match n {
+            1 => Some(Link::Ethernet),
+            101 | 228 | 229 | 12 | 14 => Some(Link::Raw),
+            113 => Some(Link::LinuxSll),
+            276 => Some(Link::LinuxSll2),
+            _ => None,
+        }
+    }
+}
+
+const ETH_IPV4: u16 = 0x0800;
+const ETH_IPV6: u16 = 0x86dd;
+const ETH_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+/// Linux packet type "outgoing": our own packets, never probes against us.
+const PACKET_OUTGOING: u16 = 4;
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// Parse one frame. `None` for anything that is not a probe.
+pub fn parse(link: Link, frame: &[u8]) -> Option<Probe> {
+    let (ethertype, l3) = match link {
+        Link::Ethernet => {
+            let mut at = 12;
+            let mut et = be16(frame, at)?;
+            // Up to two tags (802.1Q, QinQ); the kernel usually strips the
+            // outer one into metadata, a capture file may keep both.
+            for _ in 0..2 {
+                if !ETH_VLAN.contains(&et) {
+                    break;
+                }
+                at += 4;
+                et = be16(frame, at)?;
+            }
+            (et, at + 2)
+        }
+        Link::Raw => match frame.first()? >> 4 {
+            4 => (ETH_IPV4, 0),
+            6 => (ETH_IPV6, 0),
+            _ => return None,
+        },
+        Link::LinuxSll => {
+            if be16(frame, 0)? == PACKET_OUTGOING {
+                return None;
+            }
+            (be16(frame, 14)?, 16)
+        }
+        Link::LinuxSll2 => {
+            if u16::from(*frame.get(10)?) == PACKET_OUTGOING {
+                return None;
+            }
+            (be16(frame, 0)?, 20)
+        }
+    };
+    let ip = frame.get(l3..)?;
+    match ethertype {
+        ETH_IPV4 => ipv4(ip),
+        ETH_IPV6 => ipv6(ip),
+        _ => None,
+    }
+}
+
+fn ipv4(ip: &[u8]) -> Option<Probe> {
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    if ip[0] >> 4 != 4 || ihl < 20 || ip.len() < ihl {
+        return None;
+    }
+    // Only the first fragment carries the ports.
+    if be16(ip, 6)? & 0x1fff != 0 {
+        return None;
+    }
+    let src = IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]));
+    let dst = IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
+    transport(ip[9], &ip[ihl..], src, dst)
+}
+
+fn ipv6(ip: &[u8]) -> Option<Probe> {
+    if ip.len() < 40 || ip[0] >> 4 != 6 {
+        return None;
+    }
+    let src = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).ok()?));
+    let dst = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).ok()?));
+    let mut next = ip[6];
+    let mut at = 40;
+    // Walk a few extension headers (hop-by-hop, routing, fragment, destination).
+    for _ in 0..4 {
+        match next {
+            0 | 43 | 60 => {
+                let len = (usize::from(*ip.get(at + 1)?) + 1) * 8;
+                next = *ip.get(at)?;
+                at += len;
+            }
+            44 => {
+                if be16(ip, at + 2)? & 0xfff8 != 0 {
+                    return None;
+                }
+                next = *ip.get(at)?;
+                at += 8;
+            }
+            _ => break,
+        }
+    }
+    transport(next, ip.get(at..)?, src, dst)
+}
+
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const PSH: u8 = 0x08;
+const ACK: u8 = 0x10;
+const URG: u8 = 0x20;
+
+/// Classify TCP flags; `None` for what is not a probe (ACK or RST set).
+pub fn classify(flags: u8) -> Option<Kind> {
+    if flags & (ACK | RST) != 0 {
+        return None;
+    }
+    // ECE and CWR (0xc0) ride along with ECN-capable SYNs; ignore them.
+    let f = flags & 0x3f;
+    Some(match f {
+        SYN => Kind::Syn,
+        FIN => Kind::Fin,
+        0 => Kind::Null,
+        x if x == FIN | PSH | URG => Kind::Xmas,
+        _ => Kind::Odd,
+    })
+}
+
+fn transport(proto: u8, l4: &[u8], src: IpAddr, dst: IpAddr) -> Option<Probe> {
+    let sport = be16(l4, 0)?;
+    let dport = be16(l4, 2)?;
+    let kind = match proto {
+        6 => classify(*l4.get(13)?)?,
+        17 => Kind::Udp,
+        _ => return None,
+    };
+    Some(Probe {
+        src,
+        dst,
+        sport,
+        dport,
+        kind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_classify_like_nmap_scan_types() {
+        assert_eq!(classify(SYN), Some(Kind::Syn));
+        assert_eq!(classify(SYN | 0xc0), Some(Kind::Syn));
+        assert_eq!(classify(FIN), Some(Kind::Fin));
+        assert_eq!(classify(0), Some(Kind::Null));
+        assert_eq!(classify(FIN | PSH | URG), Some(Kind::Xmas));
+        assert_eq!(classify(SYN | FIN), Some(Kind::Odd));
+        assert_eq!(classify(SYN | ACK), None);
+        assert_eq!(classify(FIN | ACK), None);
+        assert_eq!(classify(RST), None);
+        assert_eq!(classify(ACK), None);
+    }
+
+    #[test]
+    fn kinds_label_and_nmap() {
+        let mut k = Kinds::default();
+        assert_eq!(k.label(), "none");
+        k.add(Kind::Fin);
+        assert_eq!((k.label(), k.nmap().as_str()), ("FIN", "-sF"));
+        k.add(Kind::Udp);
+        assert_eq!((k.label(), k.nmap().as_str()), ("mixed", "-sF -sU"));
+    }
+
+    #[test]
+    fn garbage_and_short_frames_are_not_probes() {
+        for len in 0..80 {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            for link in [Link::Ethernet, Link::Raw, Link::LinuxSll, Link::LinuxSll2] {
+                // Must not panic; whatever it returns is fine for junk.
+                let _ = parse(link, &junk);
+            }
+        }
+    }
+}

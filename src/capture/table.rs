@@ -1,0 +1,273 @@
+//! A bounded table of tracked sources with segmented-LRU eviction (pure).
+//!
+//! Why two segments: a flood of spoofed sources sends one packet from each
+//! address. With a single LRU list that flood pushes out everyone, including
+//! a real scanner that probes a port every few seconds. Here a new source
+//! starts in the *probation* segment; once it has shown a second distinct
+//! port it is promoted to the *protected* segment. When the table is full the
+//! least recently seen probation entry goes first, so a one-packet flood only
+//! churns probation and never evicts a source that is actually scanning. The
+//! protected segment holds at most half the capacity; past that its least
+//! recently seen entry falls back to probation.
+//!
+//! Entries live in one slab (`Vec`) linked by indices, so touching, promoting
+//! and evicting are O(1) with no allocation after the slab is full.
+
+use std::collections::HashMap;
+
+const NIL: u32 = u32::MAX;
+const PROBATION: usize = 0;
+const PROTECTED: usize = 1;
+
+#[derive(Clone, Copy, Default)]
+struct List {
+    head: u32,
+    tail: u32,
+    len: usize,
+}
+
+struct Slot<V> {
+    key: u128,
+    prev: u32,
+    next: u32,
+    seg: u8,
+    val: V,
+}
+
+pub struct Table<V> {
+    map: HashMap<u128, u32, foldhash::fast::FixedState>,
+    slots: Vec<Slot<V>>,
+    free: Vec<u32>,
+    lists: [List; 2],
+    cap: usize,
+    evicted: u64,
+}
+
+impl<V> Table<V> {
+    /// A table holding at most `cap` entries (at least 2).
+    pub fn new(cap: usize) -> Table<V> {
+        let cap = cap.max(2);
+        let empty = List {
+            head: NIL,
+            tail: NIL,
+            len: 0,
+        };
+        Table {
+            map: HashMap::with_capacity_and_hasher(cap.min(1 << 20), Default::default()),
+            slots: Vec::new(),
+            free: Vec::new(),
+            lists: [empty, empty],
+            cap,
+            evicted: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// How many entries were evicted to make room, since the start.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// How many entries are in the protected segment.
+    pub fn protected(&self) -> usize {
+        self.lists[PROTECTED].len
+    }
+
+    pub fn get(&self, key: u128) -> Option<&V> {
+        self.map.get(&key).map(|&i| &self.slots[i as usize].val)
+    }
+
+    /// The entry for `key`, most recently seen now; a new one made by `make`
+    /// (evicting the least recently seen if full). The bool says "new".
+    pub fn touch(&mut self, key: u128, make: impl FnOnce() -> V) -> (&mut V, bool) {
+        if let Some(&i) = self.map.get(&key) {
+            let seg = usize::from(self.slots[i as usize].seg);
+            self.unlink(i);
+            self.push_front(seg, i);
+            return (&mut self.slots[i as usize].val, false);
+        }
+        if self.map.len() >= self.cap {
+            let seg = if self.lists[PROBATION].len > 0 {
+                PROBATION
+            } else {
+                PROTECTED
+            };
+            let victim = self.lists[seg].tail;
+            self.remove_index(victim);
+            self.evicted += 1;
+        }
+        let slot = Slot {
+            key,
+            prev: NIL,
+            next: NIL,
+            seg: PROBATION as u8,
+            val: make(),
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.map.insert(key, i);
+        self.push_front(PROBATION, i);
+        (&mut self.slots[i as usize].val, true)
+    }
+
+    /// Move `key` to the protected segment (it has shown scanner-like
+    /// behaviour worth keeping through a flood).
+    pub fn promote(&mut self, key: u128) {
+        let Some(&i) = self.map.get(&key) else { return };
+        if usize::from(self.slots[i as usize].seg) == PROTECTED {
+            return;
+        }
+        if self.lists[PROTECTED].len >= self.cap / 2 {
+            let old = self.lists[PROTECTED].tail;
+            self.unlink(old);
+            self.push_front(PROBATION, old);
+        }
+        self.unlink(i);
+        self.push_front(PROTECTED, i);
+    }
+
+    pub fn remove(&mut self, key: u128) -> Option<V>
+    where
+        V: Default,
+    {
+        let i = *self.map.get(&key)?;
+        let val = std::mem::take(&mut self.slots[i as usize].val);
+        self.remove_index(i);
+        Some(val)
+    }
+
+    /// Visit every entry (for expiry sweeps and reports).
+    pub fn retain(&mut self, mut keep: impl FnMut(u128, &mut V) -> bool) {
+        let keys: Vec<u32> = self.map.values().copied().collect();
+        for i in keys {
+            let slot = &mut self.slots[i as usize];
+            if !keep(slot.key, &mut slot.val) {
+                self.remove_index(i);
+            }
+        }
+    }
+
+    fn remove_index(&mut self, i: u32) {
+        self.unlink(i);
+        let key = self.slots[i as usize].key;
+        self.map.remove(&key);
+        self.free.push(i);
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let (prev, next, seg) = {
+            let s = &self.slots[i as usize];
+            (s.prev, s.next, usize::from(s.seg))
+        };
+        if prev == NIL {
+            self.lists[seg].head = next;
+        } else {
+            self.slots[prev as usize].next = next;
+        }
+        if next == NIL {
+            self.lists[seg].tail = prev;
+        } else {
+            self.slots[next as usize].prev = prev;
+        }
+        self.lists[seg].len -= 1;
+    }
+
+    fn push_front(&mut self, seg: usize, i: u32) {
+        let head = self.lists[seg].head;
+        {
+            let s = &mut self.slots[i as usize];
+            s.prev = NIL;
+            s.next = head;
+            s.seg = seg as u8;
+        }
+        if head == NIL {
+            self.lists[seg].tail = i;
+        } else {
+            self.slots[head as usize].prev = i;
+        }
+        self.lists[seg].head = i;
+        self.lists[seg].len += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicts_the_least_recently_seen() {
+        let mut t: Table<u32> = Table::new(3);
+        for k in 1..=3 {
+            t.touch(k, || 0);
+        }
+        t.touch(1, || 0); // 2 is now the oldest
+        let (_, new) = t.touch(4, || 0);
+        assert!(new);
+        assert!(t.get(2).is_none());
+        assert!(t.get(1).is_some() && t.get(3).is_some() && t.get(4).is_some());
+        assert_eq!((t.len(), t.evicted()), (3, 1));
+    }
+
+    #[test]
+    fn a_one_packet_flood_never_evicts_a_promoted_entry() {
+        let mut t: Table<u32> = Table::new(100);
+        t.touch(7, || 0);
+        t.promote(7);
+        for k in 1000..200_000u128 {
+            t.touch(k, || 0);
+        }
+        assert!(t.get(7).is_some());
+        assert_eq!(t.len(), 100);
+        assert_eq!(t.protected(), 1);
+    }
+
+    #[test]
+    fn protected_is_capped_at_half_and_demotes_its_oldest() {
+        let mut t: Table<u32> = Table::new(4);
+        for k in 1..=3 {
+            t.touch(k, || 0);
+            t.promote(k);
+        }
+        assert_eq!(t.protected(), 2);
+        // 1 was demoted to probation and goes first when room is needed.
+        t.touch(10, || 0);
+        t.touch(11, || 0);
+        assert!(t.get(1).is_none());
+        assert!(t.get(2).is_some() && t.get(3).is_some());
+    }
+
+    #[test]
+    fn removal_and_reuse_keep_the_lists_consistent() {
+        let mut t: Table<u32> = Table::new(8);
+        for k in 0..8 {
+            *t.touch(k, || 0).0 = k as u32;
+        }
+        assert_eq!(t.remove(3), Some(3));
+        t.retain(|k, _| k % 2 == 0);
+        assert_eq!(t.len(), 4);
+        for k in 100..120 {
+            t.touch(k, || 1);
+        }
+        assert_eq!(t.len(), 8);
+        assert_eq!(t.lists[0].len + t.lists[1].len, 8);
+    }
+}
