@@ -56,6 +56,15 @@ impl Banner for Recorder {
     }
 }
 
+/// A UDP datagram from a privileged port to an unprivileged one is taken for
+/// a reply to this host's own query (DNS, NTP, ...), not a probe: UDP has no
+/// flags to tell, and every answer to a resolver lookup would otherwise count
+/// as a probe of a new high port. nmap -sU sends from a high port unless told
+/// otherwise (-g 53 evades this, as it evades most firewalls' DNS rules).
+pub fn is_reply(p: &packet::Probe) -> bool {
+    p.kind == packet::Kind::Udp && p.sport < 1024 && p.dport >= 1024
+}
+
 /// Which destinations count as "this host".
 #[derive(Clone, Debug, Default)]
 pub struct Dests {
@@ -137,7 +146,7 @@ impl Engine {
         let Some(p) = packet::parse(link, data) else {
             return Ok(());
         };
-        if !self.dests.contains(&p.dst) || self.own.contains(&p.src) {
+        if !self.dests.contains(&p.dst) || self.own.contains(&p.src) || is_reply(&p) {
             return Ok(());
         }
         self.counts.probes += 1;
@@ -483,6 +492,26 @@ mod tests {
         r.scan("203.0.113.5", "198.51.100.200", 10, 1000);
         assert!(r.events().is_empty());
         assert_eq!(r.e.counts.probes, 0);
+    }
+
+    #[test]
+    fn udp_replies_to_our_own_queries_are_not_probes() {
+        let mut r = Rig::new(Mode::Ban);
+        for (i, port) in (33000..33010u16).enumerate() {
+            let mut f = frame_of(&packet::Probe {
+                src: "203.0.113.53".parse().unwrap(),
+                dst: "198.51.100.1".parse().unwrap(),
+                sport: 53,
+                dport: port,
+                kind: packet::Kind::Syn,
+            });
+            f[9] = 17; // UDP instead of TCP
+            let now = (1000 + i as u64) * SECOND;
+            r.e.frame(Link::Raw, &f, now, &mut r.banner, &mut r.sink, &|| now)
+                .unwrap();
+        }
+        assert_eq!(r.e.counts.probes, 0);
+        assert!(r.events().is_empty());
     }
 
     #[test]

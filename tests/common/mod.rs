@@ -61,6 +61,9 @@ fn must(args: &[&str]) -> String {
 pub struct Lab {
     pub target: String,
     pub client: String,
+    /// The veth ends: in the target, in the client.
+    pub target_if: String,
+    pub client_if: String,
     pub run_dir: tempfile::TempDir,
 }
 
@@ -69,15 +72,17 @@ impl Lab {
         assert!(unsafe { libc::geteuid() } == 0, "kernel tests need root");
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let id = format!("{}{n}", std::process::id() % 100_000);
+        let (vt, vc) = (format!("fw{id}a"), format!("fw{id}b"));
         let lab = Lab {
             target: format!("fwt{id}t"),
             client: format!("fwt{id}c"),
+            target_if: vt.clone(),
+            client_if: vc.clone(),
             run_dir: tempfile::tempdir().unwrap(),
         };
         // From here on Drop cleans up, whatever fails below.
         must(&["ip", "netns", "add", &lab.target]);
         must(&["ip", "netns", "add", &lab.client]);
-        let (vt, vc) = (format!("fw{id}a"), format!("fw{id}b"));
         must(&[
             "ip",
             "link",

@@ -80,7 +80,14 @@ fn ip_step(
 }
 
 /// An Ethernet frame carrying one TCP segment (optionally VLAN-tagged).
-pub fn tcp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, f: Flags, vlan: Option<u16>) -> Vec<u8> {
+pub fn tcp(
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    f: Flags,
+    vlan: Option<u16>,
+) -> Vec<u8> {
     let mut b = ip_step(src, dst, vlan).tcp(sport, dport, 1000, 1024);
     if f.syn {
         b = b.syn();

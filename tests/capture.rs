@@ -1,0 +1,497 @@
+//! Capture without root: frames built with etherparse through the parser and
+//! the BPF filter, and pcap/pcapng files replayed through `fwctl capture`.
+
+#[path = "common/pkt.rs"]
+mod pkt;
+
+use fwctl::capture::bpf;
+use fwctl::capture::packet::{parse, Kind, Link};
+use pkt::{Flags, FIN, NULL, SYN, SYN_ACK, XMAS};
+use serde_json::Value;
+use std::net::IpAddr;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const ATTACKER: &str = "203.0.113.66";
+const ATTACKER6: &str = "2001:db8:bad::66";
+const TARGET: &str = "198.51.100.1";
+const TARGET6: &str = "2001:db8:100::1";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+const ETHER: u32 = 1;
+const HOST: u32 = 0;
+const OUTGOING: u32 = 4;
+
+#[test]
+fn every_probe_kind_parses_and_passes_the_kernel_filter() {
+    let prog = bpf::program();
+    let odd = Flags {
+        syn: true,
+        fin: true,
+        ..NULL
+    };
+    let cases: Vec<(Vec<u8>, Kind)> = vec![
+        (
+            pkt::tcp(ip(ATTACKER), ip(TARGET), 4000, 22, SYN, None),
+            Kind::Syn,
+        ),
+        (
+            pkt::tcp(ip(ATTACKER), ip(TARGET), 4000, 23, FIN, None),
+            Kind::Fin,
+        ),
+        (
+            pkt::tcp(ip(ATTACKER), ip(TARGET), 4000, 24, NULL, None),
+            Kind::Null,
+        ),
+        (
+            pkt::tcp(ip(ATTACKER), ip(TARGET), 4000, 25, XMAS, None),
+            Kind::Xmas,
+        ),
+        (
+            pkt::tcp(ip(ATTACKER), ip(TARGET), 4000, 26, odd, None),
+            Kind::Odd,
+        ),
+        (pkt::udp(ip(ATTACKER), ip(TARGET), 4000, 161), Kind::Udp),
+        (
+            pkt::tcp(ip(ATTACKER6), ip(TARGET6), 4000, 22, SYN, None),
+            Kind::Syn,
+        ),
+        (
+            pkt::tcp(ip(ATTACKER6), ip(TARGET6), 4000, 22, XMAS, None),
+            Kind::Xmas,
+        ),
+        (pkt::udp(ip(ATTACKER6), ip(TARGET6), 4000, 53), Kind::Udp),
+        (
+            pkt::tcp(ip(ATTACKER), ip(TARGET), 4000, 80, SYN, Some(7)),
+            Kind::Syn,
+        ),
+        (
+            pkt::tcp(ip(ATTACKER6), ip(TARGET6), 4000, 80, FIN, Some(7)),
+            Kind::Fin,
+        ),
+    ];
+    for (frame, kind) in &cases {
+        let p = parse(Link::Ethernet, frame).unwrap_or_else(|| panic!("{kind:?} not parsed"));
+        assert_eq!(p.kind, *kind);
+        assert!(p.src == ip(ATTACKER) || p.src == ip(ATTACKER6));
+        assert_eq!(p.sport, 4000);
+        assert_eq!(
+            bpf::run(&prog, frame, HOST, ETHER),
+            bpf::SNAP,
+            "{kind:?} dropped by BPF"
+        );
+        // Our own outgoing packets never reach user space.
+        assert_eq!(bpf::run(&prog, frame, OUTGOING, ETHER), 0);
+    }
+}
+
+#[test]
+fn replies_and_established_traffic_are_filtered_out() {
+    let prog = bpf::program();
+    let rst = Flags { rst: true, ..NULL };
+    let ack = Flags { ack: true, ..NULL };
+    for frame in [
+        pkt::tcp(ip(ATTACKER), ip(TARGET), 4000, 22, SYN_ACK, None),
+        pkt::tcp(ip(ATTACKER), ip(TARGET), 4000, 22, rst, None),
+        pkt::tcp(ip(ATTACKER), ip(TARGET), 4000, 22, ack, None),
+        pkt::tcp(ip(ATTACKER6), ip(TARGET6), 4000, 22, SYN_ACK, None),
+        pkt::tcp(ip(ATTACKER), ip(TARGET), 4000, 22, ack, Some(9)),
+    ] {
+        assert_eq!(parse(Link::Ethernet, &frame), None);
+        assert_eq!(bpf::run(&prog, &frame, HOST, ETHER), 0);
+    }
+    // An ARP frame (not IP) is dropped too.
+    let mut arp = vec![0u8; 42];
+    arp[12] = 0x08;
+    arp[13] = 0x06;
+    assert_eq!(bpf::run(&prog, &arp, HOST, ETHER), 0);
+    assert_eq!(parse(Link::Ethernet, &arp), None);
+}
+
+#[test]
+fn truncated_frames_never_panic_and_never_pass_half_parsed() {
+    let prog = bpf::program();
+    let full = pkt::tcp(ip(ATTACKER6), ip(TARGET6), 4000, 22, SYN, Some(3));
+    for len in 0..full.len() {
+        let cut = &full[..len];
+        let _ = parse(Link::Ethernet, cut);
+        let _ = bpf::run(&prog, cut, HOST, ETHER);
+    }
+}
+
+fn fwctl(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fwctl"));
+    c.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+/// Run as an ordinary user even when the suite runs as root: a replay needs no privilege.
+fn as_user(mut c: Command) -> Output {
+    if unsafe { libc::geteuid() } == 0 {
+        c.uid(65534).gid(65534);
+    }
+    c.output().unwrap()
+}
+
+fn events(out: &Output) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "fwctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+fn of<'a>(evs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    evs.iter().filter(|e| e["event"] == kind).collect()
+}
+
+/// A world-readable temporary directory (the replay runs as nobody).
+fn tmp() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        d.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    d
+}
+
+fn write_config(dir: &Path, capture: &str) -> String {
+    let p = dir.join("fwctl.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[trusted]\nnetworks = [\"192.0.2.0/24\"]\n[[service]]\nname = \"ssh\"\nport = 22\n[[service]]\nname = \"http\"\nport = 80\n[capture]\n{capture}\n"
+        ),
+    )
+    .unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+const T0: u64 = 1_763_726_400_000_000; // 2025-11-21T12:00:00Z
+
+/// A mixed capture: a benign client on services, a SYN scan, an IPv6 XMAS
+/// scan, a UDP scan, a trusted scanner, and replies that must not count.
+fn mixed_capture() -> Vec<(u64, Vec<u8>)> {
+    let mut f = Vec::new();
+    let mut t = T0;
+    let mut push = |frame: Vec<u8>, step: u64, f: &mut Vec<(u64, Vec<u8>)>| {
+        t += step;
+        f.push((t, frame));
+    };
+    for i in 0..50u16 {
+        let port = if i % 2 == 0 { 22 } else { 80 };
+        push(
+            pkt::tcp(ip("198.51.100.10"), ip(TARGET), 40000 + i, port, SYN, None),
+            1000,
+            &mut f,
+        );
+        push(
+            pkt::tcp(
+                ip(TARGET),
+                ip("198.51.100.10"),
+                port,
+                40000 + i,
+                SYN_ACK,
+                None,
+            ),
+            10,
+            &mut f,
+        );
+    }
+    for port in [21, 23, 25, 110, 135, 139, 445] {
+        push(
+            pkt::tcp(ip(ATTACKER), ip(TARGET), 51000, port, SYN, None),
+            500,
+            &mut f,
+        );
+    }
+    for port in 1000..1007 {
+        push(
+            pkt::tcp(ip(ATTACKER6), ip(TARGET6), 51000, port, XMAS, Some(5)),
+            500,
+            &mut f,
+        );
+    }
+    for port in [53, 67, 69, 123, 137, 161, 500] {
+        push(
+            pkt::udp(ip("203.0.113.77"), ip(TARGET), 51000, port),
+            500,
+            &mut f,
+        );
+    }
+    for port in 2000..2010 {
+        push(
+            pkt::tcp(ip("192.0.2.9"), ip(TARGET), 51000, port, SYN, None),
+            500,
+            &mut f,
+        );
+    }
+    f
+}
+
+fn write_pcap(path: &Path, frames: &[(u64, Vec<u8>)]) {
+    let mut w = pkt::Pcap::new(std::io::BufWriter::new(
+        std::fs::File::create(path).unwrap(),
+    ));
+    for (t, fr) in frames {
+        w.packet(*t, fr);
+    }
+    w.finish();
+}
+
+#[test]
+fn a_pcap_replay_reports_each_scan_with_its_type() {
+    let dir = tmp();
+    let cfg = write_config(dir.path(), "");
+    let pcap = dir.path().join("mixed.pcap");
+    write_pcap(&pcap, &mixed_capture());
+    let out = as_user(fwctl(&[
+        "--config",
+        &cfg,
+        "capture",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--json",
+    ]));
+    let evs = events(&out);
+    let scans = of(&evs, "scan_detected");
+    let found: Vec<(String, String, String)> = scans
+        .iter()
+        .map(|s| {
+            (
+                s["src"].as_str().unwrap().to_string(),
+                s["scan_type"].as_str().unwrap().to_string(),
+                s["nmap"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (ATTACKER.to_string(), "SYN".into(), "-sS".into()),
+            (ATTACKER6.to_string(), "XMAS".into(), "-sX".into()),
+            ("203.0.113.77".to_string(), "UDP".into(), "-sU".into()),
+            ("192.0.2.9".to_string(), "SYN".into(), "-sS".into()),
+        ]
+    );
+    assert_eq!(
+        scans[0]["ports"],
+        serde_json::json!([21, 23, 25, 110, 135, 139, 445])
+    );
+    assert_eq!(scans[0]["time"], "2025-11-21T12:00:00.054Z");
+    assert_eq!(scans[3]["action"], "not banned: trusted network");
+    let blocked = of(&evs, "ip_blocked");
+    assert_eq!(blocked.len(), 3, "the trusted scanner is not banned");
+    assert_eq!(blocked[1]["set"], "blacklist_v6");
+    assert_eq!(blocked[0]["ban_seconds"], 600);
+    assert_eq!(blocked[0]["applied"], false);
+    let stats = of(&evs, "capture_stats");
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0]["frames"], 131);
+    assert_eq!(stats[0]["probes"], 81, "SYN-ACK replies are not probes");
+    assert_eq!(stats[0]["scans"], 4);
+}
+
+#[test]
+fn pcapng_with_nanosecond_timestamps_replays_the_same() {
+    let dir = tmp();
+    let cfg = write_config(dir.path(), "");
+    let ng = dir.path().join("mixed.pcapng");
+    std::fs::write(&ng, pkt::pcapng(&mixed_capture())).unwrap();
+    let evs = events(&as_user(fwctl(&[
+        "--config",
+        &cfg,
+        "capture",
+        "--pcap",
+        ng.to_str().unwrap(),
+        "--json",
+    ])));
+    let scans = of(&evs, "scan_detected");
+    assert_eq!(scans.len(), 4);
+    assert_eq!(scans[0]["time"], "2025-11-21T12:00:00.054Z");
+    assert_eq!(of(&evs, "capture_stats")[0]["frames"], 131);
+}
+
+#[test]
+fn replay_with_a_state_file_shows_progressive_bans_and_slow_scans() {
+    let dir = tmp();
+    let cfg = write_config(dir.path(), "profile = \"aggressive\"");
+    let state = dir.path().join("state.json");
+    // A slow scanner: one port every 10 minutes, three ports (caught in 20
+    // minutes, inside the 1 h window); it comes back after each ban ends.
+    let mut frames = Vec::new();
+    let mut t = T0;
+    for round in 0..4u64 {
+        for i in 0..3u16 {
+            frames.push((
+                t,
+                pkt::tcp(ip(ATTACKER), ip(TARGET), 50000, 3000 + i, FIN, None),
+            ));
+            t += 600_000_000;
+        }
+        // Wait out the ban: 5m, 1h, 12h, 3d.
+        t += [300, 3600, 43200, 259200][round as usize] * 1_000_000;
+    }
+    let pcap = dir.path().join("slow.pcap");
+    write_pcap(&pcap, &frames);
+    let evs = events(&as_user(fwctl(&[
+        "--config",
+        &cfg,
+        "capture",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--json",
+        "--state",
+        state.to_str().unwrap(),
+    ])));
+    let bans: Vec<u64> = of(&evs, "ip_blocked")
+        .iter()
+        .map(|b| b["ban_seconds"].as_u64().unwrap())
+        .collect();
+    assert_eq!(bans, vec![300, 3600, 43200, 259200]);
+    assert_eq!(of(&evs, "scan_detected")[0]["duration_s"], 1200);
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["bans"][0]["offences"], 4);
+    assert_eq!(saved["bans"][0]["addr"], "203.0.113.66/32");
+    // Replaying again continues from the saved history: the 5th ban is 3d too.
+    let evs = events(&as_user(fwctl(&[
+        "--config",
+        &cfg,
+        "capture",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--json",
+        "--state",
+        state.to_str().unwrap(),
+    ])));
+    assert_eq!(of(&evs, "ip_blocked")[0]["ban_seconds"], 259200);
+}
+
+#[test]
+fn readable_output_is_one_line_per_event() {
+    let dir = tmp();
+    let cfg = write_config(dir.path(), "");
+    let pcap = dir.path().join("mixed.pcap");
+    write_pcap(&pcap, &mixed_capture());
+    let out = as_user(fwctl(&[
+        "--config",
+        &cfg,
+        "capture",
+        "--pcap",
+        pcap.to_str().unwrap(),
+    ]));
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4 + 3 + 1, "{text}");
+    assert!(
+        lines[0].contains("scan_detected 203.0.113.66 SYN scan (-sS) 7 distinct ports within 2h"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("ip_blocked 203.0.113.66 in blacklist for 10m (offence 1"),
+        "{}",
+        lines[1]
+    );
+}
+
+#[test]
+fn bad_input_gets_one_line_with_the_fix() {
+    let dir = tmp();
+    let cfg = write_config(dir.path(), "");
+    let junk = dir.path().join("junk.pcap");
+    std::fs::write(&junk, b"this is not a capture file at all, just text\n").unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--pcap", "/nonexistent/x.pcap"],
+            "cannot open capture file",
+        ),
+        (
+            vec!["--pcap", junk.to_str().unwrap()],
+            "not a pcap or pcapng file",
+        ),
+        (vec!["--iface", "no/such"], "is not an interface name"),
+        (vec!["--stats-every", "0s"], "not a duration of 1s or more"),
+        (
+            vec!["--pcap", junk.to_str().unwrap(), "--protect", "300.0.0.1"],
+            "--protect 300.0.0.1",
+        ),
+        (vec![], "must run as root"),
+    ];
+    for (args, want) in cases {
+        let mut full = vec!["--config", &cfg, "capture"];
+        full.extend(&args);
+        let out = as_user(fwctl(&full));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        // One line (clap adds a "try --help" line to its own errors).
+        let lines = err.lines().filter(|l| !l.trim().is_empty()).count();
+        assert!(lines <= 2, "{args:?}: {err}");
+    }
+    // A bad [capture] section is a config error with the fix.
+    let bad = write_config(dir.path(), "profile = \"paranoid\"");
+    let out = as_user(fwctl(&[
+        "--config",
+        &bad,
+        "capture",
+        "--pcap",
+        junk.to_str().unwrap(),
+    ]));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("aggressive, standard, lenient or custom")
+    );
+}
+
+#[test]
+fn a_corrupt_state_file_is_set_aside_not_a_crash() {
+    let dir = tmp();
+    let cfg = write_config(dir.path(), "");
+    let state = dir.path().join("state.json");
+    std::fs::write(
+        &state,
+        "{\"version\": 1, \"bans\": [ {\"addr\": \"nonsense\"",
+    )
+    .unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let pcap = dir.path().join("mixed.pcap");
+    write_pcap(&pcap, &mixed_capture());
+    let out = as_user(fwctl(&[
+        "--config",
+        &cfg,
+        "capture",
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--json",
+        "--state",
+        state.to_str().unwrap(),
+    ]));
+    let evs = events(&out);
+    assert_eq!(of(&evs, "ip_blocked").len(), 3);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is corrupt") && err.contains("moved it to"),
+        "{err}"
+    );
+    let aside = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.json.corrupt-")
+        });
+    assert!(aside);
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["bans"].as_array().unwrap().len(), 3);
+}

@@ -1,0 +1,397 @@
+//! Kernel tests for `fwctl capture` (root, namespaces): fwctl applies its
+//! ruleset and runs capture in the target namespace; nmap and hping3 scan it
+//! from the client namespace. Every scan must be reported with its type, the
+//! scanner must land in the set and then be dropped; a benign client using
+//! services must never be banned; a spoofed flood must stay within memory.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+const CONFIG: &str = r#"
+[[service]]
+name = "ssh"
+port = 22
+[[service]]
+name = "http"
+port = 80
+[capture]
+profile = "aggressive"
+"#;
+
+/// A running `fwctl capture` with its events arriving on a channel.
+struct Capture {
+    child: Child,
+    events: Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Capture {
+    fn start(lab: &Lab, cfg: &Path, state: &Path, extra: &[&str]) -> Capture {
+        let mut args = vec![
+            "--config",
+            cfg.to_str().unwrap(),
+            "capture",
+            "--json",
+            "--state",
+            state.to_str().unwrap(),
+            "--iface",
+            &lab.target_if,
+        ];
+        args.extend_from_slice(extra);
+        let mut child = lab
+            .fwctl_cmd(&args, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The first stderr line is printed once the socket is open and the
+        // filter attached: from then on no probe is missed.
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        err.read_line(&mut first).unwrap();
+        assert!(
+            first.contains("fwctl: capture on"),
+            "capture did not start: {first}"
+        );
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            while err.read_line(&mut rest).unwrap_or(0) > 0 {
+                eprint!("capture stderr: {rest}");
+                rest.clear();
+            }
+        });
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                let v: Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Capture {
+            child,
+            events: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Collect events until `done` holds for all seen so far, or `limit` passes.
+    fn wait_for(&mut self, limit: Duration, done: impl Fn(&[Value]) -> bool) -> bool {
+        let end = Instant::now() + limit;
+        while !done(&self.seen) {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => self.seen.push(v),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    fn of(&self, kind: &str) -> Vec<&Value> {
+        self.seen.iter().filter(|e| e["event"] == kind).collect()
+    }
+
+    fn blocked(&self, src: &str) -> bool {
+        self.of("ip_blocked").iter().any(|e| e["src"] == src)
+    }
+
+    /// SIGTERM, wait for a clean exit, and collect the last events.
+    fn stop(mut self) -> Vec<Value> {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "capture exited with {status}");
+        self.seen.extend(self.events.iter());
+        std::mem::take(&mut self.seen)
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nmap(lab: &Lab, src: &str, args: &[&str]) {
+    let dst = if src.contains(':') { TARGET6 } else { TARGET4 };
+    let mut v = vec![
+        "nmap",
+        "-n",
+        "-Pn",
+        "--max-retries",
+        "0",
+        "--host-timeout",
+        "30s",
+    ];
+    if src.contains(':') {
+        v.push("-6");
+    }
+    v.extend_from_slice(&["-e", &lab.client_if, "-S", src]);
+    v.extend_from_slice(args);
+    v.push(dst);
+    lab.exec_ok(&lab.client, &v);
+}
+
+fn add_sources(lab: &Lab, addrs: &[&str]) {
+    for a in addrs {
+        let len = if a.contains(':') { "64" } else { "24" };
+        let mut args = vec!["addr", "add"];
+        let cidr = format!("{a}/{len}");
+        args.push(&cidr);
+        args.extend_from_slice(&["dev", &lab.client_if]);
+        if a.contains(':') {
+            args.push("nodad");
+        }
+        lab.ip(&lab.client, &args);
+    }
+}
+
+fn apply(lab: &Lab, cfg: &Path) {
+    let out = lab.fwctl(&["--config", cfg.to_str().unwrap(), "apply"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn every_nmap_scan_type_is_detected_banned_and_then_dropped() {
+    let host_before = host_firewall();
+    let lab = Lab::new();
+    let (dir, cfg) = config(CONFIG);
+    apply(&lab, &cfg);
+    let _listeners = lab.listen(&[22, 80]);
+    // One attacker address per scan, so each is detected and banned on its own.
+    let scans: [(&str, &str, &[&str]); 7] = [
+        ("198.51.100.21", "SYN", &["-sS", "-p", "1000-1004"]),
+        ("198.51.100.22", "FIN", &["-sF", "-p", "1000-1004"]),
+        ("198.51.100.23", "NULL", &["-sN", "-p", "1000-1004"]),
+        ("198.51.100.24", "XMAS", &["-sX", "-p", "1000-1004"]),
+        ("198.51.100.25", "UDP", &["-sU", "-p", "1000-1004"]),
+        // Slow: one probe every 2 seconds, one at a time.
+        (
+            "198.51.100.26",
+            "SYN",
+            &[
+                "-sS",
+                "-p",
+                "2000-2002",
+                "--scan-delay",
+                "2s",
+                "--max-parallelism",
+                "1",
+            ],
+        ),
+        ("2001:db8:100::21", "SYN", &["-sS", "-p", "1000-1004"]),
+    ];
+    add_sources(&lab, &scans.map(|s| s.0));
+    // Before the scan, an attacker can still reach the web service.
+    let first: IpAddr = scans[0].0.parse().unwrap();
+    assert_eq!(lab.reach(first, 80), Reply::Connected);
+
+    let state = dir.path().join("state.json");
+    let mut cap = Capture::start(&lab, &cfg, &state, &[]);
+    // A benign client: repeated connections to ssh and http, in both families.
+    let (b4, b6) = src("benign");
+    for src in [b4, b6] {
+        for port in [22, 80] {
+            let p = lab.probe(src, port, 20, Duration::from_secs(3));
+            assert_eq!(p.connected, 20, "benign {src} port {port}: {p:?}");
+        }
+    }
+    for (addr, _, args) in &scans {
+        nmap(&lab, addr, args);
+    }
+    let all = scans.map(|s| s.0);
+    let ok = cap.wait_for(Duration::from_secs(30), |seen| {
+        all.iter().all(|a| {
+            seen.iter()
+                .any(|e| e["event"] == "ip_blocked" && e["src"] == *a)
+        })
+    });
+    assert!(ok, "not every scanner was banned: {:#?}", cap.seen);
+    for (addr, kind, _) in &scans {
+        let det = cap.of("scan_detected");
+        let d = det.iter().find(|e| e["src"] == *addr).unwrap();
+        assert_eq!(d["scan_type"], *kind, "{addr}: {d}");
+        assert_eq!(d["profile"], "aggressive");
+        let set = if addr.contains(':') {
+            "blacklist_v6"
+        } else {
+            "blacklist"
+        };
+        let members = lab.set_members(set);
+        let t = members
+            .get(*addr)
+            .unwrap_or_else(|| panic!("{addr} not in {set}"));
+        assert!(
+            matches!(t, Some(s) if *s > 250 && *s <= 300),
+            "{addr}: timeout {t:?}"
+        );
+    }
+    let slow = cap
+        .of("scan_detected")
+        .into_iter()
+        .find(|e| e["src"] == "198.51.100.26")
+        .unwrap()
+        .clone();
+    assert!(
+        slow["duration_s"].as_u64().unwrap() >= 3,
+        "slow scan: {slow}"
+    );
+    // Banned: the attacker's packets are now dropped, even to an open service.
+    assert_eq!(lab.reach(first, 80), Reply::Silent);
+    assert_eq!(
+        lab.reach("2001:db8:100::21".parse().unwrap(), 80),
+        Reply::Silent
+    );
+    // The benign client was never reported, and still gets in.
+    for src in [b4.to_string(), b6.to_string()] {
+        assert!(
+            !cap.seen.iter().any(|e| e["src"] == src),
+            "benign {src} reported"
+        );
+    }
+    assert_eq!(lab.reach(b4, 22), Reply::Connected);
+
+    let events = cap.stop();
+    let stats = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "capture_stats")
+        .unwrap();
+    assert_eq!(stats["bans"], 7);
+    let latencies: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "ip_blocked")
+        .map(|e| e["latency_us"].as_u64().unwrap())
+        .collect();
+    assert!(latencies.iter().all(|&l| l < 1_000_000), "{latencies:?}");
+    // The ban history was saved on SIGTERM.
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["bans"].as_array().unwrap().len(), 7);
+    drop(lab);
+    assert_eq!(host_firewall(), host_before);
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_spoofed_flood_stays_in_bounds_and_a_scanner_inside_it_is_caught() {
+    let lab = Lab::new();
+    let (dir, cfg) = config(&format!("{CONFIG}max_sources = 5000\n"));
+    apply(&lab, &cfg);
+    let state = dir.path().join("state.json");
+    let mut cap = Capture::start(&lab, &cfg, &state, &[]);
+    // 100 000 SYNs from random spoofed sources to one port, as fast as
+    // hping3 sends them; bounded by count.
+    let client = lab.client.clone();
+    let flood = std::thread::spawn(move || {
+        std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &client,
+                "hping3",
+                "-q",
+                "-S",
+                "-p",
+                "81",
+                "--rand-source",
+                "-c",
+                "100000",
+                "-i",
+                "u5",
+                TARGET4,
+            ])
+            .output()
+            .unwrap()
+    });
+    // The real scanner, in the middle of the flood.
+    let (attacker, _) = src("attacker");
+    nmap(&lab, &attacker.to_string(), &["-sS", "-p", "3000-3009"]);
+    let ok = cap.wait_for(Duration::from_secs(20), |seen| {
+        seen.iter()
+            .any(|e| e["event"] == "ip_blocked" && e["src"] == attacker.to_string())
+    });
+    assert!(ok, "the scanner in the flood was not banned");
+    let out = flood.join().unwrap();
+    // hping3 exits 1 when nothing answers (the ruleset drops the flood).
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("100000 packets transmitted"),
+        "hping3: {said}"
+    );
+    let events = cap.stop();
+    let stats = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "capture_stats")
+        .unwrap();
+    let n = |k: &str| stats[k].as_u64().unwrap();
+    assert!(n("probes") >= 90_000, "{stats}");
+    assert!(n("tracked") <= 5000, "{stats}");
+    assert!(n("evicted") >= 80_000, "{stats}");
+    assert!(n("peak_rss_kb") < 100 * 1024, "{stats}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "distributed_scan" && e["port"] == 81),
+        "the flood on port 81 is a distributed scan"
+    );
+    // Spoofed one-packet sources are never banned.
+    assert_eq!(n("bans"), 1, "{stats}");
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn detect_only_bans_nothing_and_a_missing_set_is_refused() {
+    let lab = Lab::new();
+    let (dir, cfg) = config(CONFIG);
+    // No apply yet: the ban set does not exist.
+    let state = dir.path().join("state.json");
+    let out = lab.fwctl(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "capture",
+            "--state",
+            state.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("ipset blacklist does not exist; fix: run `fwctl apply`"),
+        "{err}"
+    );
+    assert!(!state.exists());
+
+    apply(&lab, &cfg);
+    let mut cap = Capture::start(&lab, &cfg, &state, &["--detect-only"]);
+    let (attacker, _) = src("attacker");
+    nmap(&lab, &attacker.to_string(), &["-sX", "-p", "4000-4004"]);
+    let ok = cap.wait_for(Duration::from_secs(20), |seen| {
+        seen.iter().any(|e| e["event"] == "scan_detected")
+    });
+    assert!(ok);
+    let d = cap.of("scan_detected")[0].clone();
+    assert_eq!(d["action"], "not banned: detection only");
+    assert_eq!(d["scan_type"], "XMAS");
+    cap.stop();
+    assert!(lab.set_members("blacklist").is_empty());
+}
