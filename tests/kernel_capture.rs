@@ -102,10 +102,6 @@ impl Capture {
         self.seen.iter().filter(|e| e["event"] == kind).collect()
     }
 
-    fn blocked(&self, src: &str) -> bool {
-        self.of("ip_blocked").iter().any(|e| e["src"] == src)
-    }
-
     /// SIGTERM, wait for a clean exit, and collect the last events.
     fn stop(mut self) -> Vec<Value> {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
