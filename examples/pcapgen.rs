@@ -49,7 +49,7 @@ fn main() {
         if scanners > 0 && i % every == every / 2 && scan_step < scanners * 10 {
             let s = scan_step / 10;
             let src = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1 + s as u8));
-            if scan_step % 10 == 0 {
+            if scan_step.is_multiple_of(10) {
                 scanner_addrs.push(src);
             }
             let port = 1000 + (scan_step % 10) as u16;
