@@ -495,3 +495,23 @@ fn a_corrupt_state_file_is_set_aside_not_a_crash() {
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(saved["bans"].as_array().unwrap().len(), 3);
 }
+
+/// The sample shipped for newcomers (README): rules/sample-scan.pcap, made by
+/// `cargo run --release --example pcapgen -- --packets 1500 --scanners 3 --seed 7 --out rules/sample-scan.pcap`.
+#[test]
+fn the_shipped_sample_pcap_shows_its_three_scanners() {
+    let evs = events(&as_user(fwctl(&[
+        "--config",
+        "rules/fwctl.toml",
+        "capture",
+        "--pcap",
+        "rules/sample-scan.pcap",
+        "--json",
+    ])));
+    let banned: Vec<&str> = of(&evs, "ip_blocked")
+        .iter()
+        .map(|e| e["src"].as_str().unwrap())
+        .collect();
+    assert_eq!(banned, vec!["203.0.113.1", "203.0.113.2", "203.0.113.3"]);
+    assert_eq!(of(&evs, "capture_stats")[0]["frames"], 1500);
+}

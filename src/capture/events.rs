@@ -114,18 +114,29 @@ pub fn human(ev: &Value) -> String {
             n(ev, "sources"),
             span(n(ev, "window_s")),
         ),
-        "capture_stats" => format!(
-            "{t} capture_stats frames {} probes {} tracked {}/{} evicted {} scans {} bans {} kernel_drops {} rss {} kB",
-            n(ev, "frames"),
-            n(ev, "probes"),
-            n(ev, "tracked"),
-            n(ev, "capacity"),
-            n(ev, "evicted"),
-            n(ev, "scans"),
-            n(ev, "bans"),
-            n(ev, "kernel_drops"),
-            n(ev, "rss_kb"),
-        ),
+        "capture_stats" => {
+            let mut line = format!(
+                "{t} capture_stats frames {} probes {} tracked {}/{} evicted {} scans {} bans {}",
+                n(ev, "frames"),
+                n(ev, "probes"),
+                n(ev, "tracked"),
+                n(ev, "capacity"),
+                n(ev, "evicted"),
+                n(ev, "scans"),
+                n(ev, "bans"),
+            );
+            // Live runs have kernel counters; a replay has its own rate.
+            for (key, label) in [
+                ("kernel_drops", "kernel_drops"),
+                ("frames_per_second", "frames/s"),
+                ("rss_kb", "rss_kB"),
+            ] {
+                if ev.get(key).is_some() {
+                    line.push_str(&format!(" {label} {}", n(ev, key)));
+                }
+            }
+            line
+        }
         "ban_failed" => format!("{t} ban_failed {}: {}", s(ev, "src"), s(ev, "error")),
         other => format!("{t} {other} {ev}"),
     }
