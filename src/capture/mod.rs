@@ -267,6 +267,7 @@ fn run_live(config: &Config, opts: &Options) -> Result<()> {
     let mut last_stats = Instant::now();
     let mut last_save = Instant::now();
     let mut last_own = Instant::now();
+    let mut save_failing = false;
     let mut failed: Option<std::io::Error> = None;
     while !stop.load(Ordering::Relaxed) {
         sock.recv(|f| {
@@ -280,8 +281,22 @@ fn run_live(config: &Config, opts: &Options) -> Result<()> {
             return Err(err).context("writing events");
         }
         if e.dirty && last_save.elapsed() >= Duration::from_secs(1) {
-            state::save(&state_path, &e.history)?;
-            e.dirty = false;
+            // A full or read-only disk must not stop the banning: warn once,
+            // keep the history in memory and try again every second.
+            match state::save(&state_path, &e.history) {
+                Ok(()) => {
+                    if save_failing {
+                        eprintln!("fwctl: state file {} written again", state_path.display());
+                    }
+                    save_failing = false;
+                    e.dirty = false;
+                }
+                Err(err) if !save_failing => {
+                    eprintln!("fwctl: warning: {err:#}; bans go on, the history is kept in memory and saved when it can be");
+                    save_failing = true;
+                }
+                Err(_) => {}
+            }
             last_save = Instant::now();
         }
         if last_own.elapsed() >= Duration::from_secs(30) {
