@@ -9,6 +9,7 @@
 #[path = "../tests/common/pkt.rs"]
 mod pkt;
 
+use fwctl::loggen::Rng;
 use std::io::BufWriter;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -18,17 +19,6 @@ fn arg(name: &str, default: &str) -> String {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| default.to_string())
-}
-
-/// xorshift64*: reproducible and fast.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }
 
 fn main() {

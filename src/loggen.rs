@@ -69,10 +69,12 @@ pub struct Manifest {
 /// About how long a generated line is; sizes the timeline.
 const AVG_LINE: u64 = 275;
 
-struct Rng(u64);
+/// xorshift64* (also drives examples/pcapgen.rs).
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
         // xorshift64*: fast, deterministic, good enough for a test log.
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;

@@ -153,6 +153,13 @@ fn of<'a>(evs: &'a [Value], kind: &str) -> Vec<&'a Value> {
     evs.iter().filter(|e| e["event"] == kind).collect()
 }
 
+/// `fwctl --config CFG capture --pcap PCAP EXTRA...`, as an ordinary user.
+fn replay(cfg: &str, pcap: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["--config", cfg, "capture", "--pcap", pcap];
+    args.extend_from_slice(extra);
+    as_user(fwctl(&args))
+}
+
 /// A world-readable temporary directory (the replay runs as nobody).
 fn tmp() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
@@ -254,14 +261,7 @@ fn a_pcap_replay_reports_each_scan_with_its_type() {
     let cfg = write_config(dir.path(), "");
     let pcap = dir.path().join("mixed.pcap");
     write_pcap(&pcap, &mixed_capture());
-    let out = as_user(fwctl(&[
-        "--config",
-        &cfg,
-        "capture",
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--json",
-    ]));
+    let out = replay(&cfg, pcap.to_str().unwrap(), &["--json"]);
     let evs = events(&out);
     let scans = of(&evs, "scan_detected");
     let found: Vec<(String, String, String)> = scans
@@ -307,14 +307,7 @@ fn pcapng_with_nanosecond_timestamps_replays_the_same() {
     let cfg = write_config(dir.path(), "");
     let ng = dir.path().join("mixed.pcapng");
     std::fs::write(&ng, pkt::pcapng(&mixed_capture())).unwrap();
-    let evs = events(&as_user(fwctl(&[
-        "--config",
-        &cfg,
-        "capture",
-        "--pcap",
-        ng.to_str().unwrap(),
-        "--json",
-    ])));
+    let evs = events(&replay(&cfg, ng.to_str().unwrap(), &["--json"]));
     let scans = of(&evs, "scan_detected");
     assert_eq!(scans.len(), 4);
     assert_eq!(scans[0]["time"], "2025-11-21T12:00:00.054Z");
@@ -343,16 +336,11 @@ fn replay_with_a_state_file_shows_progressive_bans_and_slow_scans() {
     }
     let pcap = dir.path().join("slow.pcap");
     write_pcap(&pcap, &frames);
-    let evs = events(&as_user(fwctl(&[
-        "--config",
+    let evs = events(&replay(
         &cfg,
-        "capture",
-        "--pcap",
         pcap.to_str().unwrap(),
-        "--json",
-        "--state",
-        state.to_str().unwrap(),
-    ])));
+        &["--json", "--state", state.to_str().unwrap()],
+    ));
     let bans: Vec<u64> = of(&evs, "ip_blocked")
         .iter()
         .map(|b| b["ban_seconds"].as_u64().unwrap())
@@ -363,16 +351,11 @@ fn replay_with_a_state_file_shows_progressive_bans_and_slow_scans() {
     assert_eq!(saved["bans"][0]["offences"], 4);
     assert_eq!(saved["bans"][0]["addr"], "203.0.113.66/32");
     // Replaying again continues from the saved history: the 5th ban is 3d too.
-    let evs = events(&as_user(fwctl(&[
-        "--config",
+    let evs = events(&replay(
         &cfg,
-        "capture",
-        "--pcap",
         pcap.to_str().unwrap(),
-        "--json",
-        "--state",
-        state.to_str().unwrap(),
-    ])));
+        &["--json", "--state", state.to_str().unwrap()],
+    ));
     assert_eq!(of(&evs, "ip_blocked")[0]["ban_seconds"], 259200);
 }
 
@@ -382,13 +365,7 @@ fn readable_output_is_one_line_per_event() {
     let cfg = write_config(dir.path(), "");
     let pcap = dir.path().join("mixed.pcap");
     write_pcap(&pcap, &mixed_capture());
-    let out = as_user(fwctl(&[
-        "--config",
-        &cfg,
-        "capture",
-        "--pcap",
-        pcap.to_str().unwrap(),
-    ]));
+    let out = replay(&cfg, pcap.to_str().unwrap(), &[]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
@@ -441,13 +418,7 @@ fn bad_input_gets_one_line_with_the_fix() {
     }
     // A bad [capture] section is a config error with the fix.
     let bad = write_config(dir.path(), "profile = \"paranoid\"");
-    let out = as_user(fwctl(&[
-        "--config",
-        &bad,
-        "capture",
-        "--pcap",
-        junk.to_str().unwrap(),
-    ]));
+    let out = replay(&bad, junk.to_str().unwrap(), &[]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("aggressive, standard, lenient or custom")
     );
@@ -466,16 +437,11 @@ fn a_corrupt_state_file_is_set_aside_not_a_crash() {
     std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
     let pcap = dir.path().join("mixed.pcap");
     write_pcap(&pcap, &mixed_capture());
-    let out = as_user(fwctl(&[
-        "--config",
+    let out = replay(
         &cfg,
-        "capture",
-        "--pcap",
         pcap.to_str().unwrap(),
-        "--json",
-        "--state",
-        state.to_str().unwrap(),
-    ]));
+        &["--json", "--state", state.to_str().unwrap()],
+    );
     let evs = events(&out);
     assert_eq!(of(&evs, "ip_blocked").len(), 3);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -500,14 +466,11 @@ fn a_corrupt_state_file_is_set_aside_not_a_crash() {
 /// `cargo run --release --example pcapgen -- --packets 1500 --scanners 3 --seed 7 --out rules/sample-scan.pcap`.
 #[test]
 fn the_shipped_sample_pcap_shows_its_three_scanners() {
-    let evs = events(&as_user(fwctl(&[
-        "--config",
+    let evs = events(&replay(
         "rules/fwctl.toml",
-        "capture",
-        "--pcap",
         "rules/sample-scan.pcap",
-        "--json",
-    ])));
+        &["--json"],
+    ));
     let banned: Vec<&str> = of(&evs, "ip_blocked")
         .iter()
         .map(|e| e["src"].as_str().unwrap())

@@ -119,6 +119,15 @@ impl Drop for Capture {
     }
 }
 
+/// The capture_stats event written at exit.
+fn last_stats(events: &[Value]) -> &Value {
+    events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "capture_stats")
+        .expect("a capture_stats event at exit")
+}
+
 fn nmap(lab: &Lab, src: &str, args: &[&str]) {
     let dst = if src.contains(':') { TARGET6 } else { TARGET4 };
     let mut v = vec![
@@ -264,11 +273,7 @@ fn every_nmap_scan_type_is_detected_banned_and_then_dropped() {
     assert_eq!(lab.reach(b4, 22), Reply::Connected);
 
     let events = cap.stop();
-    let stats = events
-        .iter()
-        .rev()
-        .find(|e| e["event"] == "capture_stats")
-        .unwrap();
+    let stats = last_stats(&events);
     assert_eq!(stats["bans"], 7);
     let latencies: Vec<u64> = events
         .iter()
@@ -332,11 +337,7 @@ fn a_spoofed_flood_stays_in_bounds_and_a_scanner_inside_it_is_caught() {
         "hping3: {said}"
     );
     let events = cap.stop();
-    let stats = events
-        .iter()
-        .rev()
-        .find(|e| e["event"] == "capture_stats")
-        .unwrap();
+    let stats = last_stats(&events);
     let n = |k: &str| stats[k].as_u64().unwrap();
     assert!(n("probes") >= 90_000, "{stats}");
     assert!(n("tracked") <= 5000, "{stats}");
