@@ -433,7 +433,8 @@ pub fn parse_feed(body: &str, out: &mut BTreeSet<IpNet>) -> Result<(), (usize, S
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
-    #[serde(default)]
+    // `firewall_mode` is the name the capture issue uses for the same key.
+    #[serde(default, alias = "firewall_mode")]
     mode: Mode,
     #[serde(default)]
     sets: RawSets,
@@ -818,6 +819,12 @@ mod tests {
     fn duplicate_set_names_are_refused() {
         let e = parse("[sets]\nwhitelist = \"x\"\nblacklist = \"x\"\n").unwrap_err();
         assert!(e.msg.contains("distinct"), "{e}");
+    }
+
+    #[test]
+    fn firewall_mode_is_another_name_for_mode() {
+        let c = parse("firewall_mode = \"detection_only\"").unwrap();
+        assert_eq!(c.mode, Mode::DetectionOnly);
     }
 
     #[test]
