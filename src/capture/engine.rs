@@ -192,13 +192,7 @@ impl Engine {
         if self.own.contains(&a) {
             return Some("this host's own address");
         }
-        let unicast = match a {
-            IpAddr::V4(v4) => {
-                !(v4.is_loopback() || v4.is_multicast() || v4.is_broadcast() || v4.is_unspecified())
-            }
-            IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_multicast() || v6.is_unspecified()),
-        };
-        (!unicast).then_some("not a unicast address")
+        crate::scan::decide::special(&a)
     }
 
     fn scan(

@@ -6,17 +6,8 @@ use std::io::{self, Write};
 
 /// RFC 3339 UTC time with milliseconds, from Unix microseconds.
 pub fn time(us: u64) -> String {
-    let secs = (us / 1_000_000) as i64;
-    let ms = (us / 1000) % 1000;
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    let (y, m, d) = crate::logline::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let utc = crate::scan::report::utc((us / 1_000_000) as i64);
+    format!("{}.{:03}Z", utc.trim_end_matches('Z'), (us / 1000) % 1000)
 }
 
 /// "10m", "2h", "1d", "7d" style, for readable lines.

@@ -50,13 +50,10 @@ pub struct RawCapture {
     state_file: Option<PathBuf>,
 }
 
+/// A `[capture]` duration: the same rules as `scan --removeafter` (1 s to
+/// ipset's maximum timeout), with the key named.
 fn duration(key: &str, s: &str) -> Result<u64, String> {
-    match humantime::parse_duration(s) {
-        Ok(d) if d.as_secs() >= 1 && d.as_secs() <= crate::scan::MAX_TIMEOUT => Ok(d.as_secs()),
-        _ => Err(format!(
-            "[capture] {key} = \"{s}\" is not a duration from 1s to 49 days; fix: e.g. \"30m\", \"2h\", \"7d\""
-        )),
-    }
+    crate::scan::parse_duration(s).map_err(|e| format!("[capture] {key} = {e}"))
 }
 
 impl Capture {

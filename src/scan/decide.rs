@@ -90,17 +90,22 @@ pub struct Decision {
     pub action: Action,
 }
 
-/// Why `a` must never be banned, if it must not.
-fn never_ban(a: &IpAddr, k: &Known) -> Option<String> {
+/// Why `a` can never be a ban target by its kind alone (scan and capture).
+pub fn special(a: &IpAddr) -> Option<&'static str> {
     if a.is_loopback() {
-        return Some("loopback address".into());
+        return Some("loopback address");
     }
     let special = match a {
         IpAddr::V4(v4) => v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast(),
         IpAddr::V6(v6) => v6.is_unspecified() || v6.is_multicast(),
     };
-    if special {
-        return Some("not a unicast address".into());
+    special.then_some("not a unicast address")
+}
+
+/// Why `a` must never be banned, if it must not.
+fn never_ban(a: &IpAddr, k: &Known) -> Option<String> {
+    if let Some(why) = special(a) {
+        return Some(why.into());
     }
     if k.own.contains(a) {
         return Some("this host's own address".into());
