@@ -164,11 +164,10 @@ impl Tracked {
     }
 
     fn find(&mut self, port: u16, udp: bool) -> Option<&mut PortSeen> {
-        let hit = |p: &&mut PortSeen| p.port == port && p.udp == udp;
-        if let Some(p) = self.one.as_mut().filter(|p| p.port == port && p.udp == udp) {
-            return Some(p);
-        }
-        self.more.iter_mut().find(hit)
+        self.one
+            .iter_mut()
+            .chain(self.more.iter_mut())
+            .find(|p| p.port == port && p.udp == udp)
     }
 
     fn push(&mut self, p: PortSeen) {
@@ -185,10 +184,6 @@ impl Tracked {
         if self.one.is_some_and(|p| p.last < since) {
             self.one = self.more.pop();
         }
-    }
-
-    fn distinct(&self) -> usize {
-        self.ports().count()
     }
 
     fn reset(&mut self) {
@@ -211,9 +206,6 @@ struct PortWindow {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    pub probes: u64,
-    pub new_sources: u64,
-    pub quiet: u64,
     pub scans: u64,
     pub distributed: u64,
 }
@@ -288,18 +280,12 @@ impl Detector {
 
     /// Feed one probe seen at `now`.
     pub fn probe(&mut self, p: &Probe, now: Micros, out: &mut Vec<Event>) {
-        self.stats.probes += 1;
         let key = self.key(p.src);
         let window = self.settings.profile.window;
         let service = self.settings.is_service(p);
         let udp = p.kind.is_udp();
-        let (t, new) = self.table.touch(key, Tracked::default);
-        if new {
-            self.stats.new_sources += 1;
-            t.first = now;
-        }
+        let (t, _) = self.table.touch(key, Tracked::default);
         if t.quiet_until > now {
-            self.stats.quiet += 1;
             return;
         }
         if t.probes == 0 {
@@ -335,8 +321,9 @@ impl Detector {
                 1
             }
         };
-        let counted = t.ports().filter(|s| !s.service).count() as u32;
-        let distinct = t.distinct();
+        let (counted, distinct) = t
+            .ports()
+            .fold((0u32, 0u32), |(c, d), s| (c + u32::from(!s.service), d + 1));
         let reason = if counted >= self.settings.profile.ports {
             Some(Reason::Ports)
         } else {

@@ -37,7 +37,6 @@ struct Slot<V> {
 pub struct Table<V> {
     map: HashMap<u128, u32, foldhash::fast::FixedState>,
     slots: Vec<Slot<V>>,
-    free: Vec<u32>,
     lists: [List; 2],
     cap: usize,
     evicted: u64,
@@ -55,7 +54,6 @@ impl<V> Table<V> {
         Table {
             map: HashMap::with_capacity_and_hasher(cap.min(1 << 20), Default::default()),
             slots: Vec::new(),
-            free: Vec::new(),
             lists: [empty, empty],
             cap,
             evicted: 0,
@@ -68,10 +66,6 @@ impl<V> Table<V> {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.cap
     }
 
     /// How many entries were evicted to make room, since the start.
@@ -97,16 +91,6 @@ impl<V> Table<V> {
             self.push_front(seg, i);
             return (&mut self.slots[i as usize].val, false);
         }
-        if self.map.len() >= self.cap {
-            let seg = if self.lists[PROBATION].len > 0 {
-                PROBATION
-            } else {
-                PROTECTED
-            };
-            let victim = self.lists[seg].tail;
-            self.remove_index(victim);
-            self.evicted += 1;
-        }
         let slot = Slot {
             key,
             prev: NIL,
@@ -114,15 +98,23 @@ impl<V> Table<V> {
             seg: PROBATION as u8,
             val: make(),
         };
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = slot;
-                i
-            }
-            None => {
-                self.slots.push(slot);
-                (self.slots.len() - 1) as u32
-            }
+        let i = if self.map.len() >= self.cap {
+            // Full: the new entry takes the slot of the least recently seen
+            // probation entry (protected only when probation is empty).
+            let seg = if self.lists[PROBATION].len > 0 {
+                PROBATION
+            } else {
+                PROTECTED
+            };
+            let victim = self.lists[seg].tail;
+            self.unlink(victim);
+            self.map.remove(&self.slots[victim as usize].key);
+            self.evicted += 1;
+            self.slots[victim as usize] = slot;
+            victim
+        } else {
+            self.slots.push(slot);
+            (self.slots.len() - 1) as u32
         };
         self.map.insert(key, i);
         self.push_front(PROBATION, i);
@@ -143,34 +135,6 @@ impl<V> Table<V> {
         }
         self.unlink(i);
         self.push_front(PROTECTED, i);
-    }
-
-    pub fn remove(&mut self, key: u128) -> Option<V>
-    where
-        V: Default,
-    {
-        let i = *self.map.get(&key)?;
-        let val = std::mem::take(&mut self.slots[i as usize].val);
-        self.remove_index(i);
-        Some(val)
-    }
-
-    /// Visit every entry (for expiry sweeps and reports).
-    pub fn retain(&mut self, mut keep: impl FnMut(u128, &mut V) -> bool) {
-        let keys: Vec<u32> = self.map.values().copied().collect();
-        for i in keys {
-            let slot = &mut self.slots[i as usize];
-            if !keep(slot.key, &mut slot.val) {
-                self.remove_index(i);
-            }
-        }
-    }
-
-    fn remove_index(&mut self, i: u32) {
-        self.unlink(i);
-        let key = self.slots[i as usize].key;
-        self.map.remove(&key);
-        self.free.push(i);
     }
 
     fn unlink(&mut self, i: u32) {
@@ -256,18 +220,20 @@ mod tests {
     }
 
     #[test]
-    fn removal_and_reuse_keep_the_lists_consistent() {
+    fn slot_reuse_by_eviction_keeps_the_lists_consistent() {
         let mut t: Table<u32> = Table::new(8);
         for k in 0..8 {
             *t.touch(k, || 0).0 = k as u32;
         }
-        assert_eq!(t.remove(3), Some(3));
-        t.retain(|k, _| k % 2 == 0);
-        assert_eq!(t.len(), 4);
+        for k in [0, 2, 4, 6] {
+            t.promote(k);
+        }
         for k in 100..120 {
             t.touch(k, || 1);
         }
         assert_eq!(t.len(), 8);
         assert_eq!(t.lists[0].len + t.lists[1].len, 8);
+        assert_eq!(t.slots.len(), 8);
+        assert!([0, 2, 4, 6].iter().all(|&k| t.get(k) == Some(&(k as u32))));
     }
 }
