@@ -6,9 +6,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Seconds since the epoch.
 pub fn now() -> i64 {
+    (now_micros() / 1_000_000) as i64
+}
+
+/// The wall clock in microseconds since the epoch (capture: frames without a
+/// kernel timestamp, and ban latency against the kernel's receive time).
+pub fn now_micros() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Local minus UTC at `t`, from the C library (honours `TZ`).

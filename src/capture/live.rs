@@ -99,6 +99,24 @@ impl Live {
             drops: 0,
             kernel_packets: 0,
         };
+        // The batch's headers point into the buffers above, once for all
+        // calls: the vectors live on the heap and are never resized.
+        for i in 0..BATCH {
+            live.iovecs.push(libc::iovec {
+                iov_base: live.frames[i].as_mut_ptr().cast(),
+                iov_len: FRAME,
+            });
+        }
+        for i in 0..BATCH {
+            // SAFETY: mmsghdr is plain old data; the pointers stay valid for
+            // the life of `live` (heap buffers, never resized).
+            let mut h: libc::mmsghdr = unsafe { zeroed() };
+            h.msg_hdr.msg_name = (&mut live.names[i] as *mut libc::sockaddr_ll).cast();
+            h.msg_hdr.msg_iov = &mut live.iovecs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = live.controls[i].as_mut_ptr().cast();
+            live.headers.push(h);
+        }
         // The filter goes on before bind, so unfiltered traffic never queues.
         let prog = bpf::program();
         let fprog = libc::sock_fprog {
@@ -151,25 +169,10 @@ impl Live {
     /// Receive a batch (waits up to POLL_MS for the first frame) and hand
     /// each frame to `f`. Returns how many frames came.
     pub fn recv(&mut self, mut f: impl FnMut(Frame)) -> io::Result<usize> {
-        self.iovecs.clear();
-        self.headers.clear();
-        for i in 0..BATCH {
-            self.iovecs.push(libc::iovec {
-                iov_base: self.frames[i].as_mut_ptr().cast(),
-                iov_len: FRAME,
-            });
-        }
-        for i in 0..BATCH {
-            // SAFETY: mmsghdr is plain old data; the pointers set below stay
-            // valid (vectors are not resized) until recvmmsg returns.
-            let mut h: libc::mmsghdr = unsafe { zeroed() };
-            h.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_ll).cast();
+        // The kernel writes back the name and control lengths; reset them.
+        for h in &mut self.headers {
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_ll>() as u32;
-            h.msg_hdr.msg_iov = &mut self.iovecs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = self.controls[i].as_mut_ptr().cast();
             h.msg_hdr.msg_controllen = CONTROL;
-            self.headers.push(h);
         }
         // SAFETY: headers point into buffers we own for the whole call.
         let n = unsafe {
@@ -198,7 +201,7 @@ impl Live {
             if self.names[i].sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
-            let time = timestamp(&h.msg_hdr).unwrap_or_else(now_micros);
+            let time = timestamp(&h.msg_hdr).unwrap_or_else(crate::host::now_micros);
             f(Frame {
                 link,
                 data: &self.frames[i][..len],
@@ -244,15 +247,6 @@ fn timestamp(h: &libc::msghdr) -> Option<Micros> {
         }
     }
     None
-}
-
-/// The wall clock in microseconds (for frames without a timestamp, and for
-/// measuring ban latency against the kernel's receive time).
-pub fn now_micros() -> Micros {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 impl Drop for Live {

@@ -263,7 +263,7 @@ fn run_live(config: &Config, opts: &Options) -> Result<()> {
         },
         config.capture.max_sources
     );
-    let clock = live::now_micros;
+    let clock = crate::host::now_micros;
     let mut last_stats = Instant::now();
     let mut last_save = Instant::now();
     let mut last_own = Instant::now();
@@ -327,5 +327,5 @@ fn live_stats(e: &Engine, sock: &mut live::Live) -> serde_json::Value {
     f["kernel_packets"] = serde_json::json!(sock.kernel_packets);
     f["rss_kb"] = serde_json::json!(rss);
     f["peak_rss_kb"] = serde_json::json!(peak);
-    events::stats(live::now_micros(), f)
+    events::stats(crate::host::now_micros(), f)
 }
