@@ -32,13 +32,17 @@ pub struct Lock {
 
 pub fn acquire(dir: &Path, wait: Duration) -> Result<Lock, String> {
     ensure_run_dir(dir)?;
-    let path = dir.join("lock");
+    acquire_file(&dir.join("lock"), wait)
+}
+
+/// Lock `path` (created if missing), waiting up to `wait` for its holder.
+pub fn acquire_file(path: &Path, wait: Duration) -> Result<Lock, String> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
+        .open(path)
         .map_err(|e| format!("cannot open lock file {}: {e}", path.display()))?;
     let deadline = Instant::now() + wait;
     loop {
@@ -69,6 +73,20 @@ pub fn acquire(dir: &Path, wait: Duration) -> Result<Lock, String> {
     Ok(Lock { _file: file })
 }
 
+/// The pid in a lock file whose lock is held right now (by a live process:
+/// the kernel drops a flock when its holder dies); None when it is free.
+pub fn holder(path: &Path) -> Option<String> {
+    let mut file = File::open(path).ok()?;
+    // SAFETY: flock on a file descriptor we own; a shared probe released at close.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    if rc == 0 {
+        return None;
+    }
+    let mut pid = String::new();
+    let _ = file.read_to_string(&mut pid);
+    Some(pid.trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,7 +103,12 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("changed nothing"), "{err}");
+        assert_eq!(
+            holder(&dir.path().join("lock")),
+            Some(std::process::id().to_string())
+        );
         drop(first);
+        assert_eq!(holder(&dir.path().join("lock")), None);
         assert!(acquire(dir.path(), Duration::ZERO).is_ok());
     }
 }

@@ -5,9 +5,9 @@
 
 use super::detect::{Detector, Event, Micros, Reason, Scan, SECOND};
 use super::events::{time, Sink};
-use super::history::History;
 use super::netlink::Added;
 use super::packet::{self, Link};
+use crate::state::history::History;
 use ipnet::IpNet;
 use serde_json::{json, Value};
 use std::collections::HashSet;

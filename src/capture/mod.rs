@@ -11,16 +11,15 @@ pub mod bpf;
 pub mod detect;
 pub mod engine;
 pub mod events;
-pub mod history;
 pub mod live;
 pub mod netlink;
 pub mod packet;
 pub mod replay;
 pub mod settings;
-pub mod state;
 pub mod table;
 
 use crate::config::{Config, Mode as ConfigMode};
+use crate::state::{self, history};
 use anyhow::{bail, Context, Result};
 use engine::{Engine, Mode, Recorder};
 use events::Sink;
@@ -58,10 +57,6 @@ pub struct Options {
     /// Append events to FILE instead of writing them to stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Ban history file (default: [capture] state_file, /var/lib/fwctl/state.json).
-    /// A replay reads and writes one only when this is given.
-    #[arg(long, value_name = "FILE")]
-    pub state: Option<PathBuf>,
     /// A destination address or network that counts as this host, beyond its
     /// own addresses (repeatable; adds to [capture] protected). A replay with
     /// none counts every destination.
@@ -139,7 +134,8 @@ fn engine(
     Ok(e)
 }
 
-pub fn run(opts: &Options, config_path: &Path) -> Result<()> {
+/// `state`: the global --state (a replay reads and writes one only when given).
+pub fn run(opts: &Options, config_path: &Path, state: Option<&Path>) -> Result<()> {
     let config = Config::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(iface) = &opts.iface {
         if iface.is_empty() || iface.len() > 15 || iface.contains(['/', ' ', '\0']) {
@@ -147,17 +143,17 @@ pub fn run(opts: &Options, config_path: &Path) -> Result<()> {
         }
     }
     match &opts.pcap {
-        Some(p) => run_replay(&config, opts, p),
-        None => run_live(&config, opts),
+        Some(p) => run_replay(&config, opts, p, state),
+        None => run_live(&config, opts, state),
     }
 }
 
-fn run_replay(config: &Config, opts: &Options, path: &Path) -> Result<()> {
+fn run_replay(config: &Config, opts: &Options, path: &Path, state: Option<&Path>) -> Result<()> {
     let now = crate::host::now();
-    let (history, warning) = match &opts.state {
+    let (history, warning) = match state {
         Some(p) => {
             let l = state::load(p, now)?;
-            (l.history, l.warning)
+            (l.state.history, l.warning)
         }
         None => Default::default(),
     };
@@ -193,13 +189,28 @@ fn run_replay(config: &Config, opts: &Options, path: &Path) -> Result<()> {
     }
     sink.emit(&events::stats(last, fields))?;
     sink.flush()?;
-    if let Some(p) = &opts.state {
-        state::save(p, &e.history)?;
+    if let Some(p) = state {
+        save_history(p, &mut e.history, (last / 1_000_000) as i64)?;
     }
     Ok(())
 }
 
-fn run_live(config: &Config, opts: &Options) -> Result<()> {
+/// Merge the in-memory history with the file (bans and unbans made by other
+/// commands meanwhile win where they are newer) and write it back.
+/// `now` is the clock the history was made with (a replay's is the packets').
+fn save_history(path: &Path, mem: &mut history::History, now: i64) -> Result<()> {
+    let ((), warning) = state::update(path, now, |st| {
+        mem.merge(&st.history);
+        mem.prune(now);
+        st.history = mem.clone();
+    })?;
+    if let Some(w) = warning {
+        eprintln!("fwctl: warning: {w}");
+    }
+    Ok(())
+}
+
+fn run_live(config: &Config, opts: &Options, state: Option<&Path>) -> Result<()> {
     if !crate::commands::is_root() {
         bail!("fwctl capture reads raw packets and changes ipsets, so it must run as root; fix: sudo fwctl capture ... (or replay a file with --pcap)");
     }
@@ -217,16 +228,21 @@ fn run_live(config: &Config, opts: &Options) -> Result<()> {
         Some(name) => live::ifindex(name)?,
         None => 0,
     };
-    let state_path = opts
-        .state
-        .clone()
-        .unwrap_or_else(|| config.capture.state_file.clone());
-    let loaded = state::load(&state_path, crate::host::now())?;
-    if let Some(w) = &loaded.warning {
-        eprintln!("fwctl: warning: {w}");
-    }
-    // Prove the state file can be written now, not at the first ban.
-    state::save(&state_path, &loaded.history).with_context(|| {
+    let state_path = crate::commands::state_path(state, config);
+    // One capture per run directory: a second one would ban twice and fight
+    // over the state file. Held until exit; `fwctl status` reads it.
+    let _running = crate::lock::acquire_file(&crate::commands::capture_lock(), Duration::ZERO)
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "fwctl capture is already running{}; fix: stop it first (systemctl stop fwctl-capture)",
+                crate::lock::holder(&crate::commands::capture_lock())
+                    .map(|p| format!(" (pid {p})"))
+                    .unwrap_or_default()
+            )
+        })?;
+    // Load the history, and prove the state file can be written now, not at the first ban.
+    let mut loaded = history::History::default();
+    save_history(&state_path, &mut loaded, crate::host::now()).with_context(|| {
         format!(
             "the state file {} must be writable; fix: create its directory or pass --state",
             state_path.display()
@@ -237,7 +253,7 @@ fn run_live(config: &Config, opts: &Options) -> Result<()> {
     } else {
         Mode::Ban
     };
-    let mut e = engine(config, opts, mode, loaded.history)?;
+    let mut e = engine(config, opts, mode, loaded)?;
     let refresh_own = |e: &mut Engine| {
         e.own = crate::host::own_addresses().into_iter().collect();
         e.dests.exact = e.own.clone();
@@ -283,7 +299,7 @@ fn run_live(config: &Config, opts: &Options) -> Result<()> {
         if e.dirty && last_save.elapsed() >= Duration::from_secs(1) {
             // A full or read-only disk must not stop the banning: warn once,
             // keep the history in memory and try again every second.
-            match state::save(&state_path, &e.history) {
+            match save_history(&state_path, &mut e.history, crate::host::now()) {
                 Ok(()) => {
                     if save_failing {
                         eprintln!("fwctl: state file {} written again", state_path.display());
@@ -308,8 +324,7 @@ fn run_live(config: &Config, opts: &Options) -> Result<()> {
             last_stats = Instant::now();
         }
     }
-    e.history.prune(crate::host::now());
-    state::save(&state_path, &e.history)?;
+    save_history(&state_path, &mut e.history, crate::host::now())?;
     sink.emit(&live_stats(&e, &mut sock))?;
     sink.flush()?;
     eprintln!(

@@ -147,7 +147,7 @@ impl Capture {
             },
             state_file: raw
                 .state_file
-                .unwrap_or_else(|| PathBuf::from(super::state::DEFAULT_PATH)),
+                .unwrap_or_else(|| PathBuf::from(crate::state::DEFAULT_PATH)),
         })
     }
 }

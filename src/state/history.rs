@@ -22,21 +22,24 @@ pub struct Record {
     /// When its last ban started and when it ends.
     pub since: i64,
     pub until: i64,
+    /// When this record last changed (a ban, or an unban ending it early).
+    /// Writers that hold the history in memory (capture) merge by it, so a
+    /// `fwctl ban`/`unban` made meanwhile is not overwritten. Files written
+    /// before it existed read as 0, meaning `since`.
+    #[serde(default)]
+    pub updated: i64,
+}
+
+impl Record {
+    fn stamp(&self) -> i64 {
+        self.updated.max(self.since)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct History {
     records: HashMap<IpNet, Record>,
 }
-
-/// The state file body.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct StateFile {
-    pub version: u32,
-    pub bans: Vec<Record>,
-}
-
-pub const STATE_VERSION: u32 = 1;
 
 impl History {
     pub fn from_records(records: Vec<Record>) -> History {
@@ -92,8 +95,35 @@ impl History {
                 offences: offence,
                 since: now,
                 until: now + secs as i64,
+                updated: now,
             },
         );
+    }
+
+    /// End the ban of `addr` at `now` (an unban), keeping its offence count.
+    /// Returns whether a ban was running.
+    pub fn end(&mut self, addr: &IpNet, now: i64) -> bool {
+        match self.records.get_mut(addr) {
+            Some(r) if r.until > now => {
+                r.until = now;
+                r.updated = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Take from `other` every record that changed after ours (or that we
+    /// lack): the union of two writers' histories, newest change winning.
+    pub fn merge(&mut self, other: &History) {
+        for (addr, theirs) in &other.records {
+            match self.records.get(addr) {
+                Some(ours) if ours.stamp() >= theirs.stamp() => {}
+                _ => {
+                    self.records.insert(*addr, theirs.clone());
+                }
+            }
+        }
     }
 
     /// Whether `addr` is under a ban at `now`.
@@ -113,13 +143,11 @@ impl History {
         v
     }
 
-    pub fn to_state(&self) -> StateFile {
+    /// Every record, soonest end first (the state file's order).
+    pub fn records(&self) -> Vec<Record> {
         let mut bans: Vec<Record> = self.records.values().cloned().collect();
         bans.sort_by_key(|r| (r.until, r.addr));
-        StateFile {
-            version: STATE_VERSION,
-            bans,
-        }
+        bans
     }
 }
 
@@ -179,9 +207,36 @@ mod tests {
             Some(1)
         );
         assert!(h.banned(&net("203.0.113.7/32"), 700).is_none());
-        let text = serde_json::to_string(&h.to_state()).unwrap();
-        let back: StateFile = serde_json::from_str(&text).unwrap();
-        assert_eq!(History::from_records(back.bans), h);
+        let text = serde_json::to_string(&h.records()).unwrap();
+        let back: Vec<Record> = serde_json::from_str(&text).unwrap();
+        assert_eq!(History::from_records(back), h);
         assert_eq!(h.active(700).len(), 1);
+        // A file from before `updated` existed still reads.
+        let old =
+            r#"[{"addr":"203.0.113.7/32","set":"blacklist","offences":1,"since":5,"until":9}]"#;
+        let old: Vec<Record> = serde_json::from_str(old).unwrap();
+        assert_eq!(old[0].updated, 0);
+    }
+
+    #[test]
+    fn merge_keeps_the_newest_change_of_each_address() {
+        let a = net("203.0.113.7/32");
+        let b = net("203.0.113.8/32");
+        // Capture's memory: a banned at 100.
+        let mut mem = History::default();
+        mem.record(a, "blacklist", 1, 100, 600);
+        // The file: meanwhile an admin unbanned a (at 150) and banned b.
+        let mut file = mem.clone();
+        assert!(file.end(&a, 150));
+        assert!(!file.end(&a, 160), "already ended");
+        file.record(b, "blacklist", 1, 155, 3600);
+        mem.merge(&file);
+        assert!(mem.banned(&a, 151).is_none(), "the unban wins");
+        assert_eq!(mem.get(&a).unwrap().offences, 1, "history kept");
+        assert!(mem.banned(&b, 200).is_some());
+        // A newer ban in memory wins over the older file record.
+        mem.record(a, "blacklist", 2, 300, 7200);
+        mem.merge(&file);
+        assert_eq!(mem.banned(&a, 301).unwrap().offences, 2);
     }
 }
