@@ -5,6 +5,7 @@
 use crate::backend::{Backend, StepError};
 use crate::ipset::{self, SavedSet};
 use crate::ruleset::{self, Current, Family, Plan, TableState};
+use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -45,6 +46,7 @@ impl Snapshot {
                 .filter(|(name, _)| ours.contains(name.as_str()))
                 .map(|(name, s)| (name.clone(), s.timed()))
                 .collect(),
+            restored: 0,
         }
     }
 }
@@ -57,20 +59,51 @@ pub struct Scripts {
     pub v6: String,
 }
 
+/// A ban the state file knows is still running: (set, address, seconds left).
+pub type Ban = (String, IpNet, u32);
+
 /// Render the scripts against the snapshot (returned with them), refusing
 /// (before anything changes) when an existing set of the same name cannot be
 /// swapped with ours. The `ipset save` text, large with a big feed, is parsed
-/// once here.
-pub fn prepare(plan: &Plan, snap: &Snapshot) -> Result<(Current, Scripts), String> {
+/// once here. `bans` from the state file that the kernel's sets lack (after
+/// a reboot or a flush) are put back with the time they have left; the
+/// kernel's own timeout wins for a ban it still holds. `Current::restored`
+/// counts them.
+pub fn prepare(plan: &Plan, snap: &Snapshot, bans: &[Ban]) -> Result<(Current, Scripts), String> {
     let saved = ipset::parse_save(&snap.sets);
     for set in &plan.sets {
         if let Some(s) = saved.get(&set.name) {
             check_compatible(&set.name, set, s)?;
         }
     }
-    let now = snap.current_from(&saved, plan);
+    let mut now = snap.current_from(&saved, plan);
+    restore_bans(&mut now, plan, bans);
     let scripts = render(plan, &now);
     Ok((now, scripts))
+}
+
+fn restore_bans(now: &mut Current, plan: &Plan, bans: &[Ban]) {
+    let parse = |m: &str| crate::ban::target::parse_addr(m).ok();
+    for set in &plan.sets {
+        let mine: Vec<&Ban> = bans.iter().filter(|b| b.0 == set.name).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let carried = now.carried.entry(set.name.clone()).or_default();
+        let mut have: BTreeSet<IpNet> = carried.iter().filter_map(|(m, _)| parse(m)).collect();
+        have.extend(set.members.iter().copied());
+        for (_, addr, secs) in mine {
+            let single = addr.prefix_len() == addr.max_prefix_len();
+            let family_ok = Family::of(addr) == set.family;
+            if *secs == 0 || !family_ok || (set.kind == ruleset::SetKind::HashIp && !single) {
+                continue;
+            }
+            if have.insert(*addr) {
+                carried.push((crate::ban::target::member(addr), *secs));
+                now.restored += 1;
+            }
+        }
+    }
 }
 
 pub fn render(plan: &Plan, now: &Current) -> Scripts {
@@ -269,7 +302,7 @@ mod tests {
         let mut b = fake();
         let p = plan();
         let snap = Snapshot::take(&mut b).unwrap();
-        let (_, scripts) = prepare(&p, &snap).unwrap();
+        let (_, scripts) = prepare(&p, &snap, &[]).unwrap();
         assert!(
             scripts.sets.contains("198.51.100.9 timeout 300"),
             "bans are carried over"
@@ -292,7 +325,7 @@ mod tests {
         b.fail_on = Some("restore V6 --noflush".into());
         let p = plan();
         let snap = Snapshot::take(&mut b).unwrap();
-        let (_, scripts) = prepare(&p, &snap).unwrap();
+        let (_, scripts) = prepare(&p, &snap, &[]).unwrap();
         let err = install(&mut b, &p, &snap, &scripts).unwrap_err();
         assert!(err.rollback.is_ok());
         let msg = err.to_string();
@@ -320,7 +353,7 @@ mod tests {
         let mut b = fake();
         b.sets = "create throttle-hard hash:net family inet hashsize 1024 maxelem 65536\n".into();
         let snap = Snapshot::take(&mut b).unwrap();
-        let err = prepare(&plan(), &snap).unwrap_err();
+        let err = prepare(&plan(), &snap, &[]).unwrap_err();
         assert!(
             err.contains("set throttle-hard already exists as hash:net"),
             "{err}"
@@ -334,7 +367,7 @@ mod tests {
         let mut b = fake();
         let p = plan();
         let snap = Snapshot::take(&mut b).unwrap();
-        install(&mut b, &p, &snap, &prepare(&p, &snap).unwrap().1).unwrap();
+        install(&mut b, &p, &snap, &prepare(&p, &snap, &[]).unwrap().1).unwrap();
         // The fake keeps the last restore input as "the table": use a save-like text.
         b.v4 = format!(
             "{}-A INPUT -j FWCTL-INPUT\n:FWCTL-INPUT - [0:0]\nCOMMIT\n",
@@ -347,6 +380,37 @@ mod tests {
         assert!(
             b.sets.contains("destroy blacklist\n")
                 && b.sets.ends_with("destroy throttle-soft_v6\n")
+        );
+    }
+
+    #[test]
+    fn state_bans_missing_from_the_kernel_come_back_with_their_time_left() {
+        let mut b = fake();
+        let p = plan();
+        let snap = Snapshot::take(&mut b).unwrap();
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        let bans: Vec<Ban> = vec![
+            // Still in the kernel with 300 s: the kernel's timeout stands.
+            ("blacklist".into(), net("198.51.100.9/32"), 900),
+            // Lost in a flush or a reboot: back with what it has left.
+            ("blacklist".into(), net("203.0.113.0/24"), 120),
+            ("throttle-hard_v6".into(), net("2001:db8::7/128"), 60),
+            // Not one of this config's sets, or not a fit for it: skipped.
+            ("other".into(), net("203.0.113.8/32"), 60),
+            ("throttle-hard".into(), net("203.0.113.0/28"), 60),
+        ];
+        let (now, scripts) = prepare(&p, &snap, &bans).unwrap();
+        assert_eq!(now.restored, 2);
+        let s = &scripts.sets;
+        assert!(
+            s.contains(" 198.51.100.9 timeout 300\n") && !s.contains("timeout 900"),
+            "{s}"
+        );
+        assert!(s.contains(" 203.0.113.0/24 timeout 120\n"), "{s}");
+        assert!(s.contains(" 2001:db8::7 timeout 60\n"), "{s}");
+        assert!(
+            !s.contains("203.0.113.8") && !s.contains("203.0.113.0/28"),
+            "{s}"
         );
     }
 

@@ -8,9 +8,10 @@ use crate::config::{Config, Mode};
 use crate::confirm::{self, Outcome};
 use crate::lock;
 use crate::ruleset::{self, Current, Plan};
+use crate::state;
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long a run waits for another fwctl run to finish before giving up.
@@ -25,6 +26,18 @@ pub fn parse_confirm(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(d)
+}
+
+/// The state file: --state (or FWCTL_STATE), else the config's
+/// [capture] state_file, else /var/lib/fwctl/state.json.
+pub fn state_path(arg: Option<&Path>, cfg: &Config) -> PathBuf {
+    arg.map(Path::to_path_buf)
+        .unwrap_or_else(|| cfg.capture.state_file.clone())
+}
+
+/// The lock a running capture holds (its pid inside), in the run directory.
+pub fn capture_lock() -> PathBuf {
+    lock::run_dir().join("capture.pid")
 }
 
 pub fn is_root() -> bool {
@@ -65,15 +78,67 @@ pub fn dry_run_text(cfg: &Config, plan: &Plan, now: &Current, state_note: &str) 
     )
 }
 
-pub fn apply(config: &Path, dry_run: bool, confirm: Option<Duration>) -> Result<()> {
+/// The state file's running bans, as apply restores them (trusted and
+/// whitelisted addresses excepted: the config may have changed since).
+fn state_bans(cfg: &Config, path: &Path, t: i64) -> Result<Vec<apply::Ban>> {
+    let loaded = state::read(path)?;
+    if let Some(w) = loaded.warning {
+        say!("fwctl: warning: {w}");
+    }
+    Ok(loaded
+        .state
+        .history
+        .active(t)
+        .into_iter()
+        .filter(|r| {
+            !cfg.trusted
+                .iter()
+                .any(|n| n.contains(&r.addr) || r.addr.contains(n))
+        })
+        .map(|r| {
+            let left = (r.until - t).clamp(1, crate::scan::MAX_TIMEOUT as i64) as u32;
+            (r.set.clone(), r.addr, left)
+        })
+        .collect())
+}
+
+/// Note what was installed (fwctl's rules as the kernel prints them back),
+/// so `status` tells drift from a config edit. A failure only warns: the
+/// rules are in.
+fn record_applied(sys: &mut System, cfg: &Config, plan: &Plan, path: &Path, t: i64) {
+    let saved = (|| -> Result<state::Applied> {
+        let e = |e: crate::backend::StepError| anyhow!("{e}");
+        Ok(state::Applied {
+            at: t,
+            config: cfg.path.clone(),
+            digest: crate::status::drift::digest(plan),
+            v4: crate::status::drift::ours(&sys.save_table(ruleset::Family::V4).map_err(e)?),
+            v6: crate::status::drift::ours(&sys.save_table(ruleset::Family::V6).map_err(e)?),
+        })
+    })()
+    .and_then(|a| state::update(path, t, |st| st.applied = Some(a)).map(drop));
+    if let Err(e) = saved {
+        say!("fwctl: warning: could not record this apply in the state file ({e:#}); `fwctl status` cannot check for drift");
+    }
+}
+
+pub fn apply(
+    config: &Path,
+    dry_run: bool,
+    confirm: Option<Duration>,
+    state_arg: Option<&Path>,
+) -> Result<()> {
     let (cfg, plan) = load(config)?;
+    let state_file = state_path(state_arg, &cfg);
+    let t = crate::host::now();
     if dry_run {
         // Read the kernel when we can (exact output); otherwise say what we assumed.
         let (now, note) = match (is_root(), System::locate()) {
             (true, Ok(mut sys)) => {
                 let snap = Snapshot::take(&mut sys).context("reading the current state")?;
-                let (now, _) = apply::prepare(&plan, &snap).map_err(|e| anyhow!(e))?;
-                (now, "state read from the kernel")
+                let bans = state_bans(&cfg, &state_file, t)?;
+                let (now, _) = apply::prepare(&plan, &snap, &bans).map_err(|e| anyhow!(e))?;
+                (now, "state read from the kernel and the state file")
             }
             (true, Err(_)) => (
                 Current::default(),
@@ -95,21 +160,25 @@ pub fn apply(config: &Path, dry_run: bool, confirm: Option<Duration>) -> Result<
     if cfg.services.is_empty() && cfg.trusted.is_empty() && cfg.mode != Mode::DetectionOnly {
         say!("fwctl: warning: no [[service]] and no [trusted] networks: no new connection can reach this host (SSH included)");
     }
+    let bans = state_bans(&cfg, &state_file, t)?;
     let snap = Snapshot::take(&mut sys).context("reading the current rules and sets")?;
-    let (now, scripts) = apply::prepare(&plan, &snap).map_err(|e| anyhow!(e))?;
+    let (now, scripts) = apply::prepare(&plan, &snap, &bans).map_err(|e| anyhow!(e))?;
     apply::install(&mut sys, &plan, &snap, &scripts)?;
     let statics: usize = plan.sets.iter().map(|s| s.members.len()).sum();
     let carried: usize = now.carried.values().map(Vec::len).sum();
     let rules = |t: &ruleset::Table| t.chains.iter().map(|c| c.rules.len()).sum::<usize>();
     say!(
-        "fwctl: applied {} (mode {}): {} IPv4 + {} IPv6 rules, {} sets, {statics} static members, {carried} bans kept",
+        "fwctl: applied {} (mode {}): {} IPv4 + {} IPv6 rules, {} sets, {statics} static members, {} bans kept, {} restored from the state file",
         cfg.path.display(),
         cfg.mode.as_str(),
         rules(&plan.v4),
         rules(&plan.v6),
-        plan.sets.len()
+        plan.sets.len(),
+        carried - now.restored,
+        now.restored
     );
     let Some(window) = confirm else {
+        record_applied(&mut sys, &cfg, &plan, &state_file, t);
         return Ok(());
     };
     let tty = std::io::stdin().is_terminal();
@@ -121,6 +190,7 @@ pub fn apply(config: &Path, dry_run: bool, confirm: Option<Duration>) -> Result<
     let outcome = confirm::wait(&run_dir, window, tty).context("waiting for confirmation")?;
     if outcome == Outcome::Confirmed {
         say!("fwctl: confirmed; the new rules stay");
+        record_applied(&mut sys, &cfg, &plan, &state_file, t);
         return Ok(());
     }
     let why = match outcome {

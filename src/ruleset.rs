@@ -147,6 +147,8 @@ pub struct Current {
     pub sets: BTreeSet<String>,
     /// Timed members of our sets, with their remaining seconds, to carry over.
     pub carried: BTreeMap<String, Vec<(String, u32)>>,
+    /// How many of `carried` came from the state file, not the kernel.
+    pub restored: usize,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

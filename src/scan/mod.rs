@@ -309,8 +309,44 @@ pub fn execute(
     })
 }
 
+/// Record a real run in the state file: its bans (so a reboot's apply
+/// restores them with the time left) and the run itself (for `status`).
+/// A failure only warns: the bans are in the kernel already.
+fn record(report: &Report, ipset: &str, path: &Path, now: i64) {
+    let added: Vec<(ipnet::IpNet, &str)> = report
+        .offenders
+        .iter()
+        .filter(|o| o.action == "added")
+        .filter_map(|o| Some((o.address.parse::<IpAddr>().ok()?.into(), o.set.as_str())))
+        .collect();
+    let secs = report.removeafter_secs;
+    let run = crate::state::ScanRun {
+        at: now,
+        rule: report.rule.clone(),
+        kind: report.kind.to_string(),
+        ipset: ipset.to_string(),
+        lines_matched: report.lines_matched,
+        offenders: report.offenders.len() as u64,
+        added: report.added,
+    };
+    let result = crate::state::update(path, now, |st| {
+        for (addr, set) in added {
+            let (n, _) = st.history.next_ban(&addr, now, &[secs]);
+            st.history.record(addr, set, n, now, secs);
+        }
+        st.note_scan(run);
+    });
+    match result {
+        Ok((_, Some(w))) => eprintln!("fwctl: warning: {w}"),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "fwctl: warning: the bans are in, but the state file was not written ({e:#}); they will not be restored after a reboot"
+        ),
+    }
+}
+
 /// The command: checks, lock, read, decide, ban, print.
-pub fn run(opts: &Options, config: &Path) -> Result<()> {
+pub fn run(opts: &Options, config: &Path, state: Option<&Path>) -> Result<()> {
     let plan = Plan::new(opts, config)?;
     let root = crate::commands::is_root();
     if !opts.dryrun && !root {
@@ -366,6 +402,10 @@ pub fn run(opts: &Options, config: &Path) -> Result<()> {
             }
         },
     )?;
+    if !opts.dryrun {
+        let path = crate::commands::state_path(state, &plan.cfg);
+        record(&report, &opts.ipset, &path, real_now);
+    }
     let text = if opts.json {
         report.json()
     } else {
