@@ -4,10 +4,12 @@
 
 pub mod apply;
 pub mod backend;
+pub mod ban;
 pub mod capture;
 pub mod commands;
 pub mod config;
 pub mod confirm;
+pub mod doctor;
 pub mod host;
 pub mod ipset;
 pub mod lock;
@@ -16,3 +18,5 @@ pub mod logline;
 pub mod names;
 pub mod ruleset;
 pub mod scan;
+pub mod state;
+pub mod status;

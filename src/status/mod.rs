@@ -1,0 +1,513 @@
+//! `fwctl status`: is fwctl's ruleset installed and still what the config
+//! says, how full are the sets, what expires next, when did each scan rule
+//! last run, is capture running. `evaluate` is pure (the kernel's text, the
+//! state file and the clock are inputs); `run` gathers them and, with
+//! --repair, runs the apply that puts flushed rules, sets and bans back.
+
+pub mod drift;
+
+use crate::ban;
+use crate::config::Config;
+use crate::ipset::Header;
+use crate::ruleset::{Family, Plan};
+use crate::scan::report::utc;
+use crate::state::{self, State};
+use anyhow::{anyhow, Result};
+use ipnet::IpNet;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// A set this full (percent) is a problem: bans start failing at 100.
+const FULL_WARN: f64 = 90.0;
+/// How many of the soonest expiries are shown.
+const SOONEST: usize = 5;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+    /// If rules, sets or bans are missing or changed, run `fwctl apply` to
+    /// put them back (bans the state file knows come back with the time they
+    /// have left), then report again.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// What status reads, gathered by `run` (or a test).
+pub struct Facts<'a> {
+    pub cfg: &'a Config,
+    pub plan: &'a Plan,
+    /// `iptables-save` and `ip6tables-save` output.
+    pub v4: String,
+    pub v6: String,
+    /// `ipset list -t`, and `ipset save` of each of fwctl's sets that exists.
+    pub headers: BTreeMap<String, Header>,
+    pub saves: BTreeMap<String, String>,
+    pub state: State,
+    pub state_path: PathBuf,
+    /// The pid of a running capture, if one runs.
+    pub capture_pid: Option<String>,
+    pub now: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub config: PathBuf,
+    pub mode: &'static str,
+    pub healthy: bool,
+    /// Each problem with its fix.
+    pub problems: Vec<String>,
+    /// Whether `status --repair` (an apply) fixes the problems.
+    pub repairable: bool,
+    pub rules: Vec<Rules>,
+    pub last_apply: Option<LastApply>,
+    pub sets: Vec<SetStatus>,
+    pub soonest_expiries: Vec<ban::Entry>,
+    pub state: StateStatus,
+    pub scans: Vec<ScanStatus>,
+    pub capture: Capture,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rules {
+    pub family: &'static str,
+    pub installed: bool,
+    pub policy: String,
+    /// Lines of fwctl's rules the last apply installed that are gone, and
+    /// lines that were not there then (iptables-save form).
+    pub missing: Vec<String>,
+    pub extra: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastApply {
+    pub at: String,
+    pub ago_secs: i64,
+    pub config_changed: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SetStatus {
+    pub name: String,
+    pub exists: bool,
+    pub entries: u64,
+    pub capacity: u64,
+    pub percent_full: f64,
+    /// Members with a timeout: the bans.
+    pub bans: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StateStatus {
+    pub path: PathBuf,
+    pub active_bans: usize,
+    /// Running bans the state file knows that the kernel's sets lack.
+    pub missing_from_kernel: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScanStatus {
+    pub rule: String,
+    pub kind: String,
+    pub ipset: String,
+    pub at: String,
+    pub ago_secs: i64,
+    pub offenders: u64,
+    pub added: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Capture {
+    pub running: bool,
+    pub pid: Option<String>,
+}
+
+fn family_rules(
+    family: Family,
+    save: &str,
+    plan: &Plan,
+    then: Option<&[String]>,
+    problems: &mut Vec<String>,
+) -> Rules {
+    let (name, table) = match family {
+        Family::V4 => ("IPv4", &plan.v4),
+        Family::V6 => ("IPv6", &plan.v6),
+    };
+    let now = drift::ours(save);
+    let policy = now
+        .iter()
+        .find_map(|l| l.strip_prefix("policy INPUT "))
+        .unwrap_or("ACCEPT")
+        .to_string();
+    let has = |l: &str| now.iter().any(|x| x == l);
+    let installed = has("jump at INPUT 1") || now.iter().any(|l| l.starts_with(':'));
+    let mut missing = Vec::new();
+    let mut extra = Vec::new();
+    if !installed {
+        problems.push(format!(
+            "{name}: fwctl's rules are not installed; fix: sudo fwctl apply"
+        ));
+    } else {
+        if let Some(then) = then {
+            (missing, extra) = drift::diff(then, &now);
+        }
+        // Checked against the plan too, for a kernel changed before any
+        // recorded apply (or whose record is gone).
+        let mut plan_miss: Vec<String> = Vec::new();
+        if !has("jump at INPUT 1") {
+            plan_miss.push("jump at INPUT 1".into());
+        }
+        for c in &table.chains {
+            let decl = format!(":{}", c.name);
+            let rules = now
+                .iter()
+                .filter(|l| l.starts_with(&format!("-A {} ", c.name)))
+                .count();
+            if !has(&decl) {
+                plan_miss.push(decl);
+            } else if then.is_none() && rules != c.rules.len() {
+                plan_miss.push(format!(
+                    "{} rules in {} (has {rules})",
+                    c.rules.len(),
+                    c.name
+                ));
+            }
+        }
+        let want_policy = if table.drop_policy { "DROP" } else { "ACCEPT" };
+        if policy != want_policy {
+            plan_miss.push(format!("policy INPUT {want_policy}"));
+        }
+        for m in plan_miss {
+            if !missing.contains(&m) {
+                missing.push(m);
+            }
+        }
+        if !missing.is_empty() || !extra.is_empty() {
+            problems.push(format!(
+                "{name}: fwctl's rules changed behind its back ({} missing, {} extra: e.g. {}); fix: sudo fwctl status --repair",
+                missing.len(),
+                extra.len(),
+                missing.first().or(extra.first()).map(String::as_str).unwrap_or("order")
+            ));
+        }
+    }
+    Rules {
+        family: if family == Family::V4 { "ipv4" } else { "ipv6" },
+        installed,
+        policy,
+        missing,
+        extra,
+    }
+}
+
+pub fn evaluate(f: &Facts) -> Status {
+    let mut problems = Vec::new();
+    let digest = drift::digest(f.plan);
+    let applied = f.state.applied.as_ref();
+    let config_changed = applied.is_some_and(|a| a.digest != digest);
+    // Exact comparison only against an apply of this same config.
+    let then = |v: fn(&state::Applied) -> &Vec<String>| {
+        applied.filter(|_| !config_changed).map(|a| v(a).as_slice())
+    };
+    let rules = vec![
+        family_rules(Family::V4, &f.v4, f.plan, then(|a| &a.v4), &mut problems),
+        family_rules(Family::V6, &f.v6, f.plan, then(|a| &a.v6), &mut problems),
+    ];
+    if config_changed {
+        problems.push(format!(
+            "{} changed since the last apply ({}); fix: sudo fwctl apply",
+            f.cfg.path.display(),
+            utc(applied.map(|a| a.at).unwrap_or(0))
+        ));
+    }
+
+    let mut full = 0;
+    let mut sets = Vec::new();
+    let mut present: BTreeSet<(String, IpNet)> = BTreeSet::new();
+    for p in &f.plan.sets {
+        let h = f.headers.get(&p.name);
+        let capacity = h.and_then(|h| h.maxelem).unwrap_or(u64::from(p.maxelem));
+        let entries = h.map(|h| h.entries).unwrap_or(0);
+        let mut bans = 0;
+        if let Some(text) = f.saves.get(&p.name) {
+            for set in crate::ipset::parse_save(text).into_values() {
+                for m in &set.members {
+                    // Config members carry `timeout 0` (permanent) in a set with timeouts.
+                    let timed = m.windows(2).any(|w| w[0] == "timeout" && w[1] != "0");
+                    if timed {
+                        bans += 1;
+                    }
+                    if let Some(a) = m.first().and_then(|w| ban::target::parse_addr(w).ok()) {
+                        present.insert((p.name.clone(), a));
+                    }
+                }
+            }
+        }
+        let percent = if capacity == 0 {
+            0.0
+        } else {
+            (entries as f64 * 1000.0 / capacity as f64).round() / 10.0
+        };
+        if h.is_none() {
+            problems.push(format!(
+                "set {} does not exist; fix: sudo fwctl apply",
+                p.name
+            ));
+        } else if percent >= FULL_WARN {
+            full += 1;
+            problems.push(format!(
+                "set {} is {percent}% full ({entries} of {capacity}): new bans fail when it is full; fix: raise [sets] maxelem and apply",
+                p.name
+            ));
+        }
+        sets.push(SetStatus {
+            name: p.name.clone(),
+            exists: h.is_some(),
+            entries,
+            capacity,
+            percent_full: percent,
+            bans,
+        });
+    }
+
+    let ours: BTreeSet<&str> = f.plan.sets.iter().map(|s| s.name.as_str()).collect();
+    let active = f.state.history.active(f.now);
+    let missing_from_kernel = active
+        .iter()
+        .filter(|r| ours.contains(r.set.as_str()) && !present.contains(&(r.set.clone(), r.addr)))
+        .count();
+    if missing_from_kernel > 0 {
+        problems.push(format!(
+            "{missing_from_kernel} running bans in the state file are not in the kernel's sets (flushed or rebooted?); fix: sudo fwctl status --repair"
+        ));
+    }
+    let mut soonest = ban::entries(&f.saves, &f.state.history.records());
+    soonest.retain(|e| e.expires_in.is_some());
+    soonest.truncate(SOONEST);
+
+    let mut scans: Vec<ScanStatus> = f
+        .state
+        .scans
+        .iter()
+        .map(|s| ScanStatus {
+            rule: s.rule.clone(),
+            kind: s.kind.clone(),
+            ipset: s.ipset.clone(),
+            at: utc(s.at),
+            ago_secs: f.now - s.at,
+            offenders: s.offenders,
+            added: s.added,
+        })
+        .collect();
+    scans.sort_by_key(|s| s.ago_secs);
+
+    // Everything but a full set is what an apply puts back.
+    let repairable = problems.len() > full;
+    Status {
+        config: f.cfg.path.clone(),
+        mode: f.cfg.mode.as_str(),
+        healthy: problems.is_empty(),
+        problems,
+        repairable,
+        rules,
+        last_apply: applied.map(|a| LastApply {
+            at: utc(a.at),
+            ago_secs: f.now - a.at,
+            config_changed,
+        }),
+        sets,
+        soonest_expiries: soonest,
+        state: StateStatus {
+            path: f.state_path.clone(),
+            active_bans: active.len(),
+            missing_from_kernel,
+        },
+        scans,
+        capture: Capture {
+            running: f.capture_pid.is_some(),
+            pid: f.capture_pid.clone(),
+        },
+    }
+}
+
+fn ago(secs: i64) -> String {
+    if secs < 0 {
+        return "in the future (clock changed?)".into();
+    }
+    format!(
+        "{} ago",
+        humantime::format_duration(std::time::Duration::from_secs(secs as u64))
+    )
+}
+
+impl Status {
+    pub fn human(&self) -> String {
+        let mut o = String::new();
+        let mut line = |s: String| {
+            o.push_str(&s);
+            o.push('\n');
+        };
+        line(format!(
+            "fwctl status: {} (config {}, mode {})",
+            if self.healthy { "OK" } else { "ATTENTION" },
+            self.config.display(),
+            self.mode
+        ));
+        for r in &self.rules {
+            let state = if !r.installed {
+                "not installed".to_string()
+            } else if r.missing.is_empty() && r.extra.is_empty() {
+                "installed, as applied".to_string()
+            } else {
+                format!(
+                    "DRIFT: {} missing, {} extra",
+                    r.missing.len(),
+                    r.extra.len()
+                )
+            };
+            line(format!(
+                "rules {}: {state}; INPUT policy {}",
+                r.family, r.policy
+            ));
+            for m in &r.missing {
+                line(format!("  - {m}"));
+            }
+            for m in &r.extra {
+                line(format!("  + {m}"));
+            }
+        }
+        match &self.last_apply {
+            Some(a) => line(format!(
+                "last apply: {} ({}){}",
+                a.at,
+                ago(a.ago_secs),
+                if a.config_changed {
+                    "; the config changed since"
+                } else {
+                    ""
+                }
+            )),
+            None => line("last apply: none recorded in the state file".into()),
+        }
+        line("sets:".into());
+        for s in &self.sets {
+            if s.exists {
+                line(format!(
+                    "  {:<20} {:>8} of {:<8} ({:>5.1}% full), {} bans",
+                    s.name, s.entries, s.capacity, s.percent_full, s.bans
+                ));
+            } else {
+                line(format!("  {:<20} MISSING", s.name));
+            }
+        }
+        if !self.soonest_expiries.is_empty() {
+            line("soonest expiries:".into());
+            for e in &self.soonest_expiries {
+                line(format!(
+                    "  {:<20} {:<40} in {}",
+                    e.set,
+                    e.address,
+                    humantime::format_duration(std::time::Duration::from_secs(
+                        e.expires_in.unwrap_or(0)
+                    ))
+                ));
+            }
+        }
+        line(format!(
+            "state file {}: {} running bans, {} of them missing from the kernel",
+            self.state.path.display(),
+            self.state.active_bans,
+            self.state.missing_from_kernel
+        ));
+        if self.scans.is_empty() {
+            line("last scan: none recorded".into());
+        }
+        for s in &self.scans {
+            line(format!(
+                "last scan {} {} -> {}: {} ({}), {} offenders, {} added",
+                s.rule,
+                s.kind,
+                s.ipset,
+                s.at,
+                ago(s.ago_secs),
+                s.offenders,
+                s.added
+            ));
+        }
+        line(match &self.capture.pid {
+            Some(p) => format!("capture: running (pid {p})"),
+            None => "capture: not running".into(),
+        });
+        for p in &self.problems {
+            line(format!("problem: {p}"));
+        }
+        o
+    }
+}
+
+/// Read the kernel, the state file and the capture lock.
+fn gather<'a>(
+    cfg: &'a Config,
+    plan: &'a Plan,
+    state_path: &Path,
+    sys: &mut crate::backend::System,
+) -> Result<Facts<'a>> {
+    use crate::backend::{Backend, SetStore};
+    let e = |e: crate::backend::StepError| anyhow!("{e}");
+    let v4 = sys.save_table(Family::V4).map_err(e)?;
+    let v6 = sys.save_table(Family::V6).map_err(e)?;
+    let headers = crate::ipset::parse_headers(&sys.headers().map_err(e)?);
+    let mut saves = BTreeMap::new();
+    for s in &plan.sets {
+        if headers.contains_key(&s.name) {
+            saves.insert(s.name.clone(), sys.save_set(&s.name).map_err(e)?);
+        }
+    }
+    let loaded = state::read(state_path)?;
+    if let Some(w) = loaded.warning {
+        eprintln!("fwctl: warning: {w}");
+    }
+    Ok(Facts {
+        cfg,
+        plan,
+        v4,
+        v6,
+        headers,
+        saves,
+        state: loaded.state,
+        state_path: state_path.to_path_buf(),
+        capture_pid: crate::lock::holder(&crate::commands::capture_lock()),
+        now: crate::host::now(),
+    })
+}
+
+/// Returns whether everything is as it should be (the exit status).
+pub fn run(o: &Options, config: &Path, state_arg: Option<&Path>) -> Result<bool> {
+    let cfg = Config::load(config).map_err(|e| anyhow!("{e}"))?;
+    let plan = crate::ruleset::build(&cfg);
+    if !crate::commands::is_root() {
+        anyhow::bail!("fwctl status reads the kernel's rules and sets, which needs root; fix: sudo fwctl status");
+    }
+    let mut sys = crate::backend::System::locate().map_err(|e| anyhow!(e))?;
+    let path = crate::commands::state_path(state_arg, &cfg);
+    let mut status = evaluate(&gather(&cfg, &plan, &path, &mut sys)?);
+    if o.repair && !status.healthy {
+        if status.repairable {
+            eprintln!("fwctl: repairing: {}", status.problems.join("; "));
+            crate::commands::apply(config, false, None, state_arg)?;
+            status = evaluate(&gather(&cfg, &plan, &path, &mut sys)?);
+        } else {
+            eprintln!("fwctl: nothing to repair: a full set needs a bigger [sets] maxelem, which an apply alone does not change");
+        }
+    }
+    let text = if o.json {
+        serde_json::to_string_pretty(&status).expect("json") + "\n"
+    } else {
+        status.human()
+    };
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Ok(status.healthy)
+}
