@@ -1,6 +1,6 @@
 //! fwctl: argument parsing and dispatch only; the work is in the library.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,6 +17,11 @@ struct Cli {
     /// The config file.
     #[arg(long, global = true, value_name = "PATH", default_value = fwctl::config::DEFAULT_PATH)]
     config: PathBuf,
+    /// The state file: active bans with their end times, repeat offenders,
+    /// the last scan runs and the last apply (default: the config's
+    /// [capture] state_file, /var/lib/fwctl/state.json).
+    #[arg(long, global = true, value_name = "FILE", env = "FWCTL_STATE")]
+    state: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +66,51 @@ enum Command {
     /// SIGINT/SIGTERM save the ban history and exit. --pcap replays a capture file
     /// through the same detector without touching the kernel.
     Capture(fwctl::capture::Options),
+    /// Show whether fwctl's rules are installed and unchanged, how full each
+    /// set is, the soonest expiries, the last scan runs and whether capture runs.
+    ///
+    /// Drift (rules flushed or edited behind fwctl's back) is found by comparing
+    /// the kernel's rules with what the last apply installed, and with the config.
+    /// Exit status: 0 all well, 2 something needs attention (listed with its fix),
+    /// 1 status itself failed.
+    Status(fwctl::status::Options),
+    /// Ban an address or network by hand (IPv4 or IPv6; the family's set is picked).
+    ///
+    /// Refused for trusted (whitelisted) addresses, this host's own addresses and
+    /// the whitelist set. Banning an address that is already banned sets its new
+    /// time. The ban is recorded in the state file, so a reboot's apply restores
+    /// it with the time it has left. Examples:
+    ///
+    ///   fwctl ban 203.0.113.5
+    ///   fwctl ban 2001:db8:bad::/64 --for 7d
+    ///   fwctl ban 203.0.113.5 --set throttle-hard --for 2h
+    Ban(fwctl::ban::BanOptions),
+    /// Lift a ban: take the address out of every ban set and end it in the state file.
+    Unban(fwctl::ban::UnbanOptions),
+    /// List the members of fwctl's sets (or of one) with the time each ban has left.
+    List(fwctl::ban::ListOptions),
+    /// Check what a working install needs, and say how to fix each miss.
+    ///
+    /// Root, the iptables tools and which backend (nf_tables or legacy) the
+    /// system uses, ipset and the kernel modules, the tmpfs log mount, the rsyslog
+    /// rule and whether the log is written, the cron entries or timer, the state
+    /// file. Exit status 0 when every check passes, 2 otherwise.
+    Doctor(fwctl::doctor::Options),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    ///   fwctl completions bash > /etc/bash_completion.d/fwctl
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page fwctl(8) (roff), or write one page per subcommand into --dir.
+    ///
+    ///   fwctl man > /usr/local/share/man/man8/fwctl.8
+    Man {
+        /// Write fwctl.8 and fwctl-SUBCOMMAND.8 into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Keep the rules of an `apply --confirm` that is waiting.
     Confirm,
     /// Take fwctl's rules out: jump, FWCTL-* chains, and the INPUT policy back to ACCEPT.
@@ -73,21 +123,59 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (config, state) = (&cli.config, cli.state.as_deref());
+    // Ok(false): the command ran and found something that needs attention.
     let result = match cli.command {
         Command::Apply { dry_run, confirm } => {
-            fwctl::commands::apply(&cli.config, dry_run, confirm)
+            fwctl::commands::apply(config, dry_run, confirm, state).map(|()| true)
         }
-        Command::Scan(opts) => fwctl::scan::run(&opts, &cli.config),
-        Command::Capture(opts) => fwctl::capture::run(&opts, &cli.config),
-        Command::Confirm => fwctl::commands::confirm(),
-        Command::Remove { sets } => fwctl::commands::remove(&cli.config, sets),
+        Command::Scan(opts) => fwctl::scan::run(&opts, config, state).map(|()| true),
+        Command::Capture(opts) => fwctl::capture::run(&opts, config, state).map(|()| true),
+        Command::Status(opts) => fwctl::status::run(&opts, config, state),
+        Command::Ban(opts) => fwctl::ban::ban(&opts, config, state).map(|()| true),
+        Command::Unban(opts) => fwctl::ban::unban(&opts, config, state).map(|()| true),
+        Command::List(opts) => fwctl::ban::list(&opts, config, state).map(|()| true),
+        Command::Doctor(opts) => fwctl::doctor::run(&opts, config, state),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "fwctl", &mut std::io::stdout());
+            Ok(true)
+        }
+        Command::Man { dir } => man(dir.as_deref()).map(|()| true),
+        Command::Confirm => fwctl::commands::confirm().map(|()| true),
+        Command::Remove { sets } => fwctl::commands::remove(config, sets).map(|()| true),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
         Err(e) => {
             // One line: anyhow's alternate form joins the context chain with ": ".
             eprintln!("fwctl: error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// fwctl(8) on stdout, or fwctl.8 and one fwctl-SUB.8 per subcommand in `dir`.
+fn man(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let cmd = Cli::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(cmd)
+            .section("8")
+            .render(&mut std::io::stdout())?;
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let write = |name: String, c: clap::Command| -> anyhow::Result<()> {
+        let path = dir.join(format!("{name}.8"));
+        let mut f =
+            std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
+        clap_mangen::Man::new(c).section("8").render(&mut f)?;
+        Ok(())
+    };
+    for sub in cmd.get_subcommands() {
+        let name = format!("fwctl-{}", sub.get_name());
+        write(name.clone(), sub.clone().display_name(name))?;
+    }
+    write("fwctl".into(), cmd)
 }
