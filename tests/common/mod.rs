@@ -65,6 +65,8 @@ pub struct Lab {
     pub target_if: String,
     pub client_if: String,
     pub run_dir: tempfile::TempDir,
+    /// Holds this lab's state file (FWCTL_STATE), never the host's /var/lib/fwctl.
+    pub state_dir: tempfile::TempDir,
 }
 
 impl Lab {
@@ -79,6 +81,7 @@ impl Lab {
             target_if: vt.clone(),
             client_if: vc.clone(),
             run_dir: tempfile::tempdir().unwrap(),
+            state_dir: tempfile::tempdir().unwrap(),
         };
         // From here on Drop cleans up, whatever fails below.
         must(&["ip", "netns", "add", &lab.target]);
@@ -163,11 +166,17 @@ impl Lab {
         c.args(["netns", "exec", &self.target, fwctl_bin()])
             .args(args);
         c.env("FWCTL_RUN_DIR", self.run_dir.path());
+        c.env("FWCTL_STATE", self.state_path());
         for (k, v) in env {
             c.env(k, v);
         }
         c.stdin(Stdio::null());
         c
+    }
+
+    /// This lab's state file.
+    pub fn state_path(&self) -> PathBuf {
+        self.state_dir.path().join("state.json")
     }
 
     /// `iptables-save` and `ip6tables-save` of the target, with counters and
