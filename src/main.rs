@@ -175,7 +175,13 @@ fn man(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
     };
     for sub in cmd.get_subcommands() {
         let name = format!("fwctl-{}", sub.get_name());
-        write(name.clone(), sub.clone().display_name(name))?;
+        write(
+            name.clone(),
+            sub.clone()
+                .bin_name(format!("fwctl {}", sub.get_name()))
+                .display_name(name)
+                .version(env!("CARGO_PKG_VERSION")),
+        )?;
     }
     write("fwctl".into(), cmd)
 }

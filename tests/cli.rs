@@ -375,3 +375,161 @@ fn scan_survives_garbage_and_reports_it() {
         "{reasons:?}"
     );
 }
+
+/// Bad input to the day-to-day commands is refused with one line naming the
+/// problem and the fix, before root or the kernel is needed.
+#[test]
+fn ban_unban_list_refuse_bad_input_before_touching_anything() {
+    let cases: [(&[&str], &str); 11] = [
+        (&["ban", "203.0.113.300"], "is not an IPv4 or IPv6 address"),
+        (&["ban", "example.com"], "fix: write e.g. 203.0.113.5"),
+        (
+            &["ban", "203.0.113.5/24"],
+            "host bits set; fix: write the network as 203.0.113.0/24",
+        ),
+        (
+            &["ban", "203.0.113.5", "--set", "nosuch"],
+            "unknown set \"nosuch\"; fix:",
+        ),
+        (
+            &["ban", "203.0.113.5", "--set", "whitelist"],
+            "refuses bans",
+        ),
+        (
+            &["ban", "2001:db8::5", "--set", "whitelist_v6"],
+            "refuses bans",
+        ),
+        (
+            &["ban", "203.0.113.5", "--set", "blacklist_v6"],
+            "is the IPv6 set but 203.0.113.5 is IPv4",
+        ),
+        (&["ban", "127.0.0.1"], "loopback"),
+        (&["unban", "nonsense"], "is not an IPv4 or IPv6 address"),
+        (&["list", "nosuch"], "unknown set"),
+        (&["ban", "203.0.113.5", "--for", "50d"], "maximum timeout"),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["--config", "rules/fwctl.toml"];
+        all.extend_from_slice(args);
+        let out = as_user(fwctl(&all));
+        let err = if args.contains(&"--for") {
+            // clap's own message for a bad value: several lines, exit 2.
+            assert_eq!(out.status.code(), Some(2));
+            text(&out.stderr)
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{args:?}");
+            one_line_error(&out)
+        };
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+/// An address in the config's trusted networks is never banned.
+#[test]
+fn a_whitelisted_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[trusted]\nnetworks = [\"192.0.2.0/24\", \"2001:db8:1::/48\"]\n",
+    )
+    .unwrap();
+    for addr in ["192.0.2.44", "2001:db8:1::9", "192.0.0.0/16"] {
+        let out = as_user(fwctl(&["--config", cfg.to_str().unwrap(), "ban", addr]));
+        let err = one_line_error(&out);
+        assert!(err.contains("is whitelisted (trusted network"), "{err}");
+    }
+}
+
+/// Commands that read or change the kernel say how to get root.
+#[test]
+fn status_ban_list_doctor_without_root() {
+    for args in [
+        &["status"][..],
+        &["ban", "203.0.113.5"],
+        &["unban", "203.0.113.5"],
+        &["list"],
+    ] {
+        let mut all = vec!["--config", "rules/fwctl.toml"];
+        all.extend_from_slice(args);
+        let err = one_line_error(&as_user(fwctl(&all)));
+        assert!(
+            err.contains("root") && err.contains("fix: sudo fwctl"),
+            "{err}"
+        );
+    }
+    // doctor runs every check anyway and says root is missing.
+    let out = as_user(fwctl(&["--config", "rules/fwctl.toml", "doctor"]));
+    assert_eq!(out.status.code(), Some(2));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("FAIL  root") && s.contains("fix: sudo fwctl doctor"),
+        "{s}"
+    );
+    assert!(s.contains("ok    config"), "{s}");
+    let out = as_user(fwctl(&[
+        "--config",
+        "/nonexistent.toml",
+        "doctor",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let config = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "config")
+        .unwrap();
+    assert_eq!(config["level"], "fail");
+}
+
+/// Completions and man pages come from the clap definitions: every
+/// subcommand is in them.
+#[test]
+fn completions_and_man_pages_cover_every_subcommand() {
+    let subs = [
+        "apply", "scan", "capture", "status", "ban", "unban", "list", "doctor",
+    ];
+    for shell in ["bash", "zsh", "fish"] {
+        let out = fwctl(&["completions", shell]).output().unwrap();
+        assert!(out.status.success());
+        let s = text(&out.stdout);
+        for sub in subs {
+            assert!(s.contains(sub), "{shell} completion lacks {sub}");
+        }
+        assert!(s.contains("removeafter") && s.contains("repair"), "{shell}");
+    }
+    let out = fwctl(&["man"]).output().unwrap();
+    let page = text(&out.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH fwctl 8"),
+        "{page}"
+    );
+    for sub in subs {
+        assert!(
+            page.contains(&format!("fwctl\\-{sub}")),
+            "man page lacks {sub}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = fwctl(&["man", "--dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for sub in subs {
+        let p = dir.path().join(format!("fwctl-{sub}.8"));
+        let t = std::fs::read_to_string(&p).unwrap();
+        assert!(t.contains(&format!(".TH fwctl-{sub} 8")), "{}", p.display());
+    }
+    // man(1) renders it without complaint, where man is installed.
+    if let Ok(out) = Command::new("man")
+        .arg("-l")
+        .arg(dir.path().join("fwctl-ban.8"))
+        .env("MANWIDTH", "80")
+        .output()
+    {
+        if out.status.success() {
+            assert!(text(&out.stdout).contains("whitelist"));
+        }
+    }
+}

@@ -34,6 +34,10 @@ struct Capture {
 
 impl Capture {
     fn start(lab: &Lab, cfg: &Path, state: &Path, extra: &[&str]) -> Capture {
+        Capture::start_via(lab, &[], cfg, state, extra)
+    }
+
+    fn start_via(lab: &Lab, wrapper: &[&str], cfg: &Path, state: &Path, extra: &[&str]) -> Capture {
         let mut args = vec![
             "--config",
             cfg.to_str().unwrap(),
@@ -46,7 +50,7 @@ impl Capture {
         ];
         args.extend_from_slice(extra);
         let mut child = lab
-            .fwctl_cmd(&args, &[])
+            .fwctl_cmd_via(wrapper, &args, &[])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -393,4 +397,70 @@ fn detect_only_bans_nothing_and_a_missing_set_is_refused() {
     assert_eq!(d["scan_type"], "XMAS");
     cap.stop();
     assert!(lab.set_members("blacklist").is_empty());
+}
+
+/// fwctl-capture.service keeps only CAP_NET_ADMIN and CAP_NET_RAW: capture
+/// run with exactly the unit's capability set (read from the unit file) and
+/// no-new-privs still opens its socket, detects a scan and bans it.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn capture_works_with_only_the_service_units_capabilities() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/fwctl-capture.service"),
+    )
+    .unwrap();
+    let caps: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .unwrap()
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    assert_eq!(caps, ["+net_admin", "+net_raw"]);
+    let bounding = format!("-all,{}", caps.join(","));
+    let wrapper = [
+        "setpriv",
+        "--bounding-set",
+        &bounding,
+        "--inh-caps",
+        "-all",
+        "--no-new-privs",
+        "--",
+    ];
+    let lab = Lab::new();
+    let (_d, cfg) = config(CONFIG);
+    apply(&lab, &cfg);
+    let state = lab.state_dir.path().join("capture.json");
+    let mut cap = Capture::start_via(&lab, &wrapper, &cfg, &state, &[]);
+    // The process holds exactly the two capabilities (bits 12 and 13).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", cap.child.id())).unwrap();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(
+        u64::from_str_radix(&eff, 16).unwrap(),
+        (1 << 12) | (1 << 13),
+        "{eff}"
+    );
+    let (attacker, _) = src("attacker");
+    nmap(&lab, &attacker.to_string(), &["-sS", "-p", "3000-3009"]);
+    assert!(
+        cap.wait_for(Duration::from_secs(10), |e| e
+            .iter()
+            .any(|v| v["event"] == "ip_blocked")),
+        "no ban: {:?}",
+        cap.seen
+    );
+    assert!(lab
+        .set_members("blacklist")
+        .contains_key(&attacker.to_string()));
+    let evs = cap.stop();
+    assert!(evs.iter().any(|e| e["event"] == "capture_stats"));
+    assert!(
+        state.exists(),
+        "the state file is written without CAP_DAC_OVERRIDE"
+    );
 }

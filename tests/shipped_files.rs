@@ -199,3 +199,190 @@ fn check_scan_entry(cmd: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The `Key=value` lines of a unit file's section (`ExecStart` may repeat).
+fn unit_values(unit: &str, key: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(root().join("systemd").join(unit)).unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every shipped unit passes `systemd-analyze verify` with no complaint (an
+/// unknown key or a bad value is only a warning there, so stderr must be
+/// empty too), with ExecStart pointed at the binary under test.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn systemd_units_pass_systemd_analyze_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let units = [
+        "ram.mount",
+        "fwctl-apply.service",
+        "fwctl-capture.service",
+        "fwctl-scan.service",
+        "fwctl-scan.timer",
+    ];
+    for u in units {
+        let text = std::fs::read_to_string(root().join("systemd").join(u))
+            .unwrap()
+            .replace("/usr/local/sbin/fwctl", env!("CARGO_BIN_EXE_fwctl"));
+        std::fs::write(dir.path().join(u), text).unwrap();
+    }
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(units)
+        .current_dir(dir.path())
+        .output()
+        .expect("systemd-analyze (apt-get install systemd)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "{err}");
+    // A broken unit is caught, so the check above means something.
+    std::fs::write(
+        dir.path().join("broken.service"),
+        "[Service]\nType=oneshoot\nExecStart=/bin/true\n",
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no", "broken.service"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.stderr.is_empty());
+}
+
+/// The commands the units run are accepted by the binary: the scan lines
+/// (dry runs over the sample, and the same rules as cron/fwctl), apply
+/// (dry run) and capture (a replay of the sample capture).
+#[test]
+fn systemd_unit_commands_run() {
+    let words = |l: &str| -> Vec<String> { l.split_whitespace().map(str::to_string).collect() };
+    let scans: Vec<Vec<String>> = unit_values("fwctl-scan.service", "ExecStart")
+        .iter()
+        .map(|l| words(l))
+        .collect();
+    assert_eq!(scans.len(), 3);
+    let cron = std::fs::read_to_string(root().join("cron/fwctl")).unwrap();
+    for s in &scans {
+        assert_eq!(s[0], "/usr/local/sbin/fwctl");
+        let args: Vec<&str> = s[1..].iter().map(String::as_str).collect();
+        // `--config /etc/fwctl/fwctl.toml` is replaced by the test's.
+        let rule: Vec<&str> = args
+            .iter()
+            .copied()
+            .filter(|a| *a != "--config" && *a != "/etc/fwctl/fwctl.toml")
+            .collect();
+        assert!(
+            cron.contains(&rule.join(" ")),
+            "{rule:?} is not a cron/fwctl rule"
+        );
+        check_scan_entry(&["fwctl"].into_iter().chain(rule).collect::<Vec<_>>());
+    }
+    let run = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fwctl"));
+        c.args(args);
+        if unsafe { libc::geteuid() } == 0 {
+            use std::os::unix::process::CommandExt;
+            c.uid(65534).gid(65534);
+        }
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let cfg = root().join("rules/fwctl.toml");
+    let cfg = cfg.to_str().unwrap();
+    for line in unit_values("fwctl-apply.service", "ExecStart") {
+        let w = words(&line);
+        assert_eq!(w[1..], ["apply", "--config", "/etc/fwctl/fwctl.toml"]);
+        run(&["apply", "--config", cfg, "--dry-run"]);
+    }
+    let w = words(&unit_values("fwctl-capture.service", "ExecStart")[0]);
+    assert_eq!(w[1..4], ["capture", "--config", "/etc/fwctl/fwctl.toml"]);
+    let sample = root().join("rules/sample-scan.pcap");
+    let mut args = vec![
+        "capture",
+        "--config",
+        cfg,
+        "--pcap",
+        sample.to_str().unwrap(),
+    ];
+    args.extend(w[4..].iter().map(String::as_str));
+    run(&args);
+}
+
+/// The fstab line and the mount unit describe the same tmpfs, sized for what
+/// logrotate/iptables lets the log grow to, and the kernel accepts its
+/// options (mounted in a private mount namespace that ends with the command).
+#[test]
+#[ignore = "needs root: kernel test"]
+fn tmpfs_fstab_line_and_mount_unit_agree_and_mount() {
+    let fstab = std::fs::read_to_string(root().join("tmpfs/fstab")).unwrap();
+    let lines: Vec<Vec<&str>> = fstab
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines.len(), 1, "{fstab}");
+    let f = &lines[0];
+    assert_eq!(
+        (f.len(), f[0], f[1], f[2], f[4], f[5]),
+        (6, "tmpfs", "/ram", "tmpfs", "0", "0")
+    );
+    assert_eq!(unit_values("ram.mount", "Where"), ["/ram"]);
+    assert_eq!(unit_values("ram.mount", "Type"), ["tmpfs"]);
+    assert_eq!(unit_values("ram.mount", "Options"), [f[3]]);
+    // logrotate/iptables: "size the tmpfs at 256 MB or more".
+    let rotate = std::fs::read_to_string(root().join("logrotate/iptables")).unwrap();
+    assert!(rotate.contains("size the tmpfs at 256 MB or more"));
+    let size = f[3]
+        .split(',')
+        .find_map(|o| o.strip_prefix("size="))
+        .unwrap();
+    let mb: u64 = size.strip_suffix('m').unwrap().parse().unwrap();
+    assert!(mb >= 256, "{size}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            f[3],
+            "tmpfs",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=256m,bogus",
+            "tmpfs",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a bad option is refused, so the check means something"
+    );
+}

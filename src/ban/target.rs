@@ -102,6 +102,7 @@ pub fn ban_set(
 ) -> Result<String, String> {
     let name = set.unwrap_or("blacklist");
     let v6 = matches!(addr, IpNet::V6(_));
+    let shown = member(addr);
     let (role, pinned) = role_of(cfg, name).ok_or_else(|| unknown(cfg, name))?;
     if role == "whitelist" {
         return Err(format!(
@@ -111,7 +112,7 @@ pub fn ban_set(
     }
     if pinned.is_some_and(|p| p != v6) {
         return Err(format!(
-            "{name} is the IPv{} set but {addr} is IPv{}; fix: leave the family to fwctl (--set {role})",
+            "{name} is the IPv{} set but {shown} is IPv{}; fix: leave the family to fwctl (--set {role})",
             if v6 { 4 } else { 6 },
             if v6 { 6 } else { 4 }
         ));
@@ -137,24 +138,26 @@ pub fn ban_set(
 
 /// Why `addr` must never be banned: loopback and the like, this host's own
 /// addresses, the config's trusted networks (a network overlapping one too).
-pub fn refuse(cfg: &Config, own: &[IpAddr], addr: &IpNet) -> Option<String> {
-    let host = addr.addr();
+pub fn refuse(cfg: &Config, own: &[IpAddr], net: &IpNet) -> Option<String> {
+    let host = net.addr();
+    let addr = member(net);
+    let addr = &addr;
     if let Some(why) = crate::scan::decide::special(&host) {
         return Some(format!("{addr} is a {why} and is never banned"));
-    }
-    if let Some(a) = own.iter().find(|a| addr.contains(*a)) {
-        return Some(format!(
-            "{addr} covers {a}, this host's own address; banning it would cut the host off from itself"
-        ));
     }
     if let Some(t) = cfg
         .trusted
         .iter()
-        .find(|t| t.contains(addr) || addr.contains(*t))
+        .find(|t| t.contains(net) || net.contains(*t))
     {
         return Some(format!(
             "{addr} is whitelisted (trusted network {t} in {}); fix: remove it from [trusted] first if it really must be banned",
             cfg.path.display()
+        ));
+    }
+    if let Some(a) = own.iter().find(|a| net.contains(*a)) {
+        return Some(format!(
+            "{addr} covers {a}, this host's own address; banning it would cut the host off from itself"
         ));
     }
     None

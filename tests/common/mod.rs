@@ -162,8 +162,15 @@ impl Lab {
     }
 
     pub fn fwctl_cmd(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        self.fwctl_cmd_via(&[], args, env)
+    }
+
+    /// `fwctl ARGS` run through `wrapper` (e.g. setpriv with its options).
+    pub fn fwctl_cmd_via(&self, wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.target, fwctl_bin()])
+        c.args(["netns", "exec", &self.target])
+            .args(wrapper)
+            .arg(fwctl_bin())
             .args(args);
         c.env("FWCTL_RUN_DIR", self.run_dir.path());
         c.env("FWCTL_STATE", self.state_path());
