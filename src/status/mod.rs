@@ -511,3 +511,156 @@ pub fn run(o: &Options, config: &Path, state_arg: Option<&Path>) -> Result<bool>
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     Ok(status.healthy)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ruleset::{render_sets, render_table, Current, TableState};
+
+    fn cfg() -> Config {
+        Config::parse(
+            "[[service]]\nname = \"ssh\"\nport = 22\n",
+            Path::new("/etc/fwctl/fwctl.toml"),
+            &|_| Ok(String::new()),
+        )
+        .unwrap()
+    }
+
+    /// What the kernel would print right after applying `plan`: the
+    /// rendered rules in save form, as far as `drift::ours` reads them.
+    fn installed(plan: &Plan, family: Family) -> String {
+        let t = match family {
+            Family::V4 => &plan.v4,
+            Family::V6 => &plan.v6,
+        };
+        let text = render_table(t, &TableState::default());
+        let mut out = String::from("*filter\n:INPUT DROP [0:0]\n");
+        for l in text.lines() {
+            if l.starts_with(':') {
+                out += &format!("{l}\n");
+            } else if let Some(r) = l.strip_prefix("-I INPUT 1 ") {
+                out += &format!("-A INPUT {r}\n");
+            } else if l.starts_with("-A ") {
+                out += &format!("{l}\n");
+            }
+        }
+        out + "COMMIT\n"
+    }
+
+    fn facts<'a>(cfg: &'a Config, plan: &'a Plan) -> Facts<'a> {
+        let sets = render_sets(&plan.sets, &Current::default());
+        let mut headers = BTreeMap::new();
+        let mut saves = BTreeMap::new();
+        for s in &plan.sets {
+            headers.insert(
+                s.name.clone(),
+                Header {
+                    kind: s.kind.as_str().into(),
+                    family: s.family.ipset_family().into(),
+                    maxelem: Some(100),
+                    timeout: true,
+                    entries: 0,
+                },
+            );
+            saves.insert(s.name.clone(), format!("create {} hash:ip\n", s.name));
+        }
+        assert!(!sets.is_empty());
+        let v4 = installed(plan, Family::V4);
+        let v6 = installed(plan, Family::V6);
+        let mut state = State::default();
+        state.applied = Some(state::Applied {
+            at: 1000,
+            config: cfg.path.clone(),
+            digest: drift::digest(plan),
+            v4: drift::ours(&v4),
+            v6: drift::ours(&v6),
+        });
+        Facts {
+            cfg,
+            plan,
+            v4,
+            v6,
+            headers,
+            saves,
+            state,
+            state_path: "/var/lib/fwctl/state.json".into(),
+            capture_pid: None,
+            now: 2000,
+        }
+    }
+
+    #[test]
+    fn as_applied_is_healthy() {
+        let c = cfg();
+        let p = crate::ruleset::build(&c);
+        let s = evaluate(&facts(&c, &p));
+        assert!(s.healthy, "{:?}", s.problems);
+        assert_eq!(s.last_apply.unwrap().ago_secs, 1000);
+        assert!(s.rules.iter().all(|r| r.installed && r.policy == "DROP"));
+    }
+
+    #[test]
+    fn drift_missing_sets_fullness_and_lost_bans_are_each_a_problem() {
+        let c = cfg();
+        let p = crate::ruleset::build(&c);
+        let mut f = facts(&c, &p);
+        // A rule deleted from fwctl's chain, one added in IPv6.
+        f.v4 = f.v4.replacen("-A FWCTL-INPUT -i lo -j ACCEPT\n", "", 1);
+        f.v6 = f.v6.replace(
+            "COMMIT",
+            "-A FWCTL-INPUT -s 2001:db8::1/128 -j ACCEPT\nCOMMIT",
+        );
+        f.headers.remove("throttle-soft_v6");
+        f.headers.get_mut("blacklist").unwrap().entries = 95;
+        f.state
+            .history
+            .record("203.0.113.5/32".parse().unwrap(), "blacklist", 1, 1900, 600);
+        let s = evaluate(&f);
+        assert!(!s.healthy);
+        assert_eq!(s.rules[0].missing, ["-A FWCTL-INPUT -i lo -j ACCEPT"]);
+        assert_eq!(
+            s.rules[1].extra,
+            ["-A FWCTL-INPUT -s 2001:db8::1/128 -j ACCEPT"]
+        );
+        let p = s.problems.join("\n");
+        for want in [
+            "IPv4: fwctl's rules changed",
+            "IPv6: fwctl's rules changed",
+            "set throttle-soft_v6 does not exist",
+            "set blacklist is 95% full",
+            "1 running bans in the state file are not in the kernel",
+        ] {
+            assert!(p.contains(want), "{want}: {p}");
+        }
+        assert!(s.repairable);
+        assert_eq!(s.state.missing_from_kernel, 1);
+    }
+
+    #[test]
+    fn not_installed_and_a_changed_config_are_told_apart() {
+        let c = cfg();
+        let p = crate::ruleset::build(&c);
+        let mut f = facts(&c, &p);
+        f.v4 = "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n".into();
+        f.state.applied.as_mut().unwrap().digest = "0000000000000000".into();
+        let s = evaluate(&f);
+        assert!(!s.rules[0].installed);
+        let p = s.problems.join("\n");
+        assert!(
+            p.contains("IPv4: fwctl's rules are not installed; fix: sudo fwctl apply"),
+            "{p}"
+        );
+        assert!(p.contains("changed since the last apply"), "{p}");
+        assert!(s.last_apply.unwrap().config_changed);
+        // Only a full set is left: nothing for --repair to do.
+        let plan = p_of(&c);
+        let mut f = facts(&c, &plan);
+        f.headers.get_mut("whitelist").unwrap().entries = 100;
+        let s = evaluate(&f);
+        assert!(!s.healthy && !s.repairable);
+    }
+
+    fn p_of(c: &Config) -> Plan {
+        crate::ruleset::build(c)
+    }
+}
