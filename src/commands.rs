@@ -80,12 +80,20 @@ pub fn dry_run_text(cfg: &Config, plan: &Plan, now: &Current, state_note: &str) 
 
 /// The state file's running bans, as apply restores them (trusted and
 /// whitelisted addresses excepted: the config may have changed since).
-fn state_bans(cfg: &Config, path: &Path, t: i64) -> Result<Vec<apply::Ban>> {
-    let loaded = state::read(path)?;
+/// An unreadable state file only warns: the ruleset matters more at boot
+/// than the bans, and a failed apply would leave the host open.
+fn state_bans(cfg: &Config, path: &Path, t: i64) -> Vec<apply::Ban> {
+    let loaded = match state::read(path) {
+        Ok(l) => l,
+        Err(e) => {
+            say!("fwctl: warning: {e:#}; applying without restoring its bans");
+            return Vec::new();
+        }
+    };
     if let Some(w) = loaded.warning {
         say!("fwctl: warning: {w}");
     }
-    Ok(loaded
+    loaded
         .state
         .history
         .active(t)
@@ -99,7 +107,7 @@ fn state_bans(cfg: &Config, path: &Path, t: i64) -> Result<Vec<apply::Ban>> {
             let left = (r.until - t).clamp(1, crate::scan::MAX_TIMEOUT as i64) as u32;
             (r.set.clone(), r.addr, left)
         })
-        .collect())
+        .collect()
 }
 
 /// Note what was installed (fwctl's rules as the kernel prints them back),
@@ -136,7 +144,7 @@ pub fn apply(
         let (now, note) = match (is_root(), System::locate()) {
             (true, Ok(mut sys)) => {
                 let snap = Snapshot::take(&mut sys).context("reading the current state")?;
-                let bans = state_bans(&cfg, &state_file, t)?;
+                let bans = state_bans(&cfg, &state_file, t);
                 let (now, _) = apply::prepare(&plan, &snap, &bans).map_err(|e| anyhow!(e))?;
                 (now, "state read from the kernel and the state file")
             }
@@ -160,7 +168,7 @@ pub fn apply(
     if cfg.services.is_empty() && cfg.trusted.is_empty() && cfg.mode != Mode::DetectionOnly {
         say!("fwctl: warning: no [[service]] and no [trusted] networks: no new connection can reach this host (SSH included)");
     }
-    let bans = state_bans(&cfg, &state_file, t)?;
+    let bans = state_bans(&cfg, &state_file, t);
     let snap = Snapshot::take(&mut sys).context("reading the current rules and sets")?;
     let (now, scripts) = apply::prepare(&plan, &snap, &bans).map_err(|e| anyhow!(e))?;
     apply::install(&mut sys, &plan, &snap, &scripts)?;

@@ -398,6 +398,20 @@ fn reboot_path_restores_unexpired_bans_with_their_remaining_time() {
     assert_eq!(o.lab.reach(a4, 22), Reply::Silent);
     let (v, code) = o.status(&[]);
     assert_eq!(code, 0, "{v}");
+
+    // A state file that cannot be read does not stop the boot apply: the
+    // ruleset goes in (with a warning), the host is never left open.
+    std::fs::remove_file(o.lab.state_path()).unwrap();
+    std::fs::create_dir(o.lab.state_path()).unwrap();
+    o.lab.exec_ok(&o.lab.target, &["iptables", "-F"]);
+    let out = o.run(&["apply"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("applying without restoring its bans"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(o.lab.reach(a4, 22), Reply::Silent);
 }
 
 #[test]

@@ -344,43 +344,21 @@ fn tmpfs_fstab_line_and_mount_unit_agree_and_mount() {
     let mb: u64 = size.strip_suffix('m').unwrap().parse().unwrap();
     assert!(mb >= 256, "{size}");
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "mount",
-            "-t",
-            "tmpfs",
-            "-o",
-            f[3],
-            "tmpfs",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let mount = |opts: &str| {
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--"])
+            .args(["mount", "-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = mount(f[3]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "mount",
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=256m,bogus",
-            "tmpfs",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = mount("size=256m,bogus");
     assert!(
         !out.status.success(),
         "a bad option is refused, so the check means something"
