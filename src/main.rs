@@ -11,7 +11,9 @@ use std::process::ExitCode;
     about = "Host firewall toolkit: a default-drop dual-stack iptables/ipset ruleset from one TOML file",
     long_about = "fwctl renders a default-drop, dual-stack (iptables + ip6tables) ruleset backed by ipsets \
 (whitelist, blacklist, throttle-soft, throttle-hard, each with an _v6 twin) from a TOML config and installs \
-it atomically, rolling back if any step fails."
+it atomically, rolling back if any step fails (apply). It bans sources over LOG-line thresholds from cron \
+(scan), bans port scanners as they scan (capture), and keeps bans across reboots in its state file. \
+Day to day: status (drift, set fullness, expiries), ban, unban, list, doctor (what an install lacks)."
 )]
 struct Cli {
     /// The config file.
