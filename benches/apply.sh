@@ -27,8 +27,8 @@ measure() { # label config
   local label=$1 cfg=$2 first=() again=()
   for _ in $(seq "$runs"); do
     ip netns add "$ns"
-    local t0; t0=$(now); FWCTL_RUN_DIR=$work ip netns exec "$ns" "$bin" --config "$cfg" apply 2>/dev/null; first+=($(( ($(now) - t0) / 1000000 )))
-    t0=$(now); FWCTL_RUN_DIR=$work ip netns exec "$ns" "$bin" --config "$cfg" apply 2>/dev/null; again+=($(( ($(now) - t0) / 1000000 )))
+    local t0; t0=$(now); FWCTL_RUN_DIR=$work FWCTL_STATE=$work/state.json ip netns exec "$ns" "$bin" --config "$cfg" apply 2>/dev/null; first+=($(( ($(now) - t0) / 1000000 )))
+    t0=$(now); FWCTL_RUN_DIR=$work FWCTL_STATE=$work/state.json ip netns exec "$ns" "$bin" --config "$cfg" apply 2>/dev/null; again+=($(( ($(now) - t0) / 1000000 )))
     ip netns del "$ns"
   done
   stats() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {printf "best %5d ms   median %5d ms", a[1], a[int((NR+1)/2)]}'; }

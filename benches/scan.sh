@@ -83,7 +83,7 @@ for _ in $(seq "$runs"); do
     ip netns exec "$ns" ipset create "$1" hash:ip family "$3" maxelem 262144 timeout 0
   done
   t0=$(date +%s%N)
-  out=$(FWCTL_RUN_DIR=$work ip netns exec "$ns" "$bin" scan --config rules/fwctl.toml --log "$log" \
+  out=$(FWCTL_RUN_DIR=$work FWCTL_STATE=$work/state.json ip netns exec "$ns" "$bin" scan --config rules/fwctl.toml --log "$log" \
     --now "$end" --rule blocked --type tcp --howmany 1 --within 30m --ipset blacklist --removeafter 2h)
   times+=($(( ($(date +%s%N) - t0) / 1000000 )))
   n=$(( $(ip netns exec "$ns" ipset list -t blacklist | awk '/entries/ {print $4}') + \
