@@ -98,11 +98,8 @@ fn state_bans(cfg: &Config, path: &Path, t: i64) -> Vec<apply::Ban> {
         .history
         .active(t)
         .into_iter()
-        .filter(|r| {
-            !cfg.trusted
-                .iter()
-                .any(|n| n.contains(&r.addr) || r.addr.contains(n))
-        })
+        // The same refusal as `fwctl ban` (own addresses are not known at boot).
+        .filter(|r| crate::ban::target::refuse(cfg, &[], &r.addr).is_none())
         .map(|r| {
             let left = (r.until - t).clamp(1, crate::scan::MAX_TIMEOUT as i64) as u32;
             (r.set.clone(), r.addr, left)

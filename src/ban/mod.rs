@@ -68,7 +68,8 @@ fn need_root(what: &str) -> Result<()> {
     Ok(())
 }
 
-fn human(secs: u64) -> String {
+/// A duration as people read it: `1h 59m 59s`.
+pub fn human(secs: u64) -> String {
     humantime::format_duration(Duration::from_secs(secs)).to_string()
 }
 

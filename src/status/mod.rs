@@ -223,28 +223,26 @@ pub fn evaluate(f: &Facts) -> Status {
         ));
     }
 
+    // Every member of fwctl's sets, parsed once: bans per set, what the
+    // kernel holds, and the soonest expiries all come from it.
+    let members = ban::entries(&f.saves, &f.state.history.records());
+    let mut bans_in: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut present: BTreeSet<(&str, IpNet)> = BTreeSet::new();
+    for e in &members {
+        if e.expires_in.is_some() {
+            *bans_in.entry(e.set.as_str()).or_default() += 1;
+        }
+        if let Ok(a) = ban::target::parse_addr(&e.address) {
+            present.insert((e.set.as_str(), a));
+        }
+    }
     let mut full = 0;
     let mut sets = Vec::new();
-    let mut present: BTreeSet<(String, IpNet)> = BTreeSet::new();
     for p in &f.plan.sets {
         let h = f.headers.get(&p.name);
         let capacity = h.and_then(|h| h.maxelem).unwrap_or(u64::from(p.maxelem));
         let entries = h.map(|h| h.entries).unwrap_or(0);
-        let mut bans = 0;
-        if let Some(text) = f.saves.get(&p.name) {
-            for set in crate::ipset::parse_save(text).into_values() {
-                for m in &set.members {
-                    // Config members carry `timeout 0` (permanent) in a set with timeouts.
-                    let timed = m.windows(2).any(|w| w[0] == "timeout" && w[1] != "0");
-                    if timed {
-                        bans += 1;
-                    }
-                    if let Some(a) = m.first().and_then(|w| ban::target::parse_addr(w).ok()) {
-                        present.insert((p.name.clone(), a));
-                    }
-                }
-            }
-        }
+        let bans = bans_in.get(p.name.as_str()).copied().unwrap_or(0);
         let percent = if capacity == 0 {
             0.0
         } else {
@@ -276,16 +274,19 @@ pub fn evaluate(f: &Facts) -> Status {
     let active = f.state.history.active(f.now);
     let missing_from_kernel = active
         .iter()
-        .filter(|r| ours.contains(r.set.as_str()) && !present.contains(&(r.set.clone(), r.addr)))
+        .filter(|r| ours.contains(r.set.as_str()) && !present.contains(&(r.set.as_str(), r.addr)))
         .count();
     if missing_from_kernel > 0 {
         problems.push(format!(
             "{missing_from_kernel} running bans in the state file are not in the kernel's sets (flushed or rebooted?); fix: sudo fwctl status --repair"
         ));
     }
-    let mut soonest = ban::entries(&f.saves, &f.state.history.records());
-    soonest.retain(|e| e.expires_in.is_some());
-    soonest.truncate(SOONEST);
+    // Entries come soonest expiry first, the permanent ones last.
+    let soonest: Vec<ban::Entry> = members
+        .into_iter()
+        .filter(|e| e.expires_in.is_some())
+        .take(SOONEST)
+        .collect();
 
     let mut scans: Vec<ScanStatus> = f
         .state
@@ -336,10 +337,7 @@ fn ago(secs: i64) -> String {
     if secs < 0 {
         return "in the future (clock changed?)".into();
     }
-    format!(
-        "{} ago",
-        humantime::format_duration(std::time::Duration::from_secs(secs as u64))
-    )
+    format!("{} ago", ban::human(secs as u64))
 }
 
 impl Status {
@@ -409,9 +407,7 @@ impl Status {
                     "  {:<20} {:<40} in {}",
                     e.set,
                     e.address,
-                    humantime::format_duration(std::time::Duration::from_secs(
-                        e.expires_in.unwrap_or(0)
-                    ))
+                    ban::human(e.expires_in.unwrap_or(0))
                 ));
             }
         }
