@@ -199,11 +199,13 @@ fn run_replay(config: &Config, opts: &Options, path: &Path, state: Option<&Path>
 /// commands meanwhile win where they are newer) and write it back.
 /// `now` is the clock the history was made with (a replay's is the packets').
 fn save_history(path: &Path, mem: &mut history::History, now: i64) -> Result<()> {
-    let ((), warning) = state::update(path, now, |st| {
-        mem.merge(&st.history);
-        mem.prune(now);
-        st.history = mem.clone();
+    // The file takes what changed in memory since (newest change wins);
+    // the merged history written is then the one kept in memory.
+    let (written, warning) = state::update_state(path, now, |st| {
+        st.history.merge(mem);
+        st.history.prune(now);
     })?;
+    *mem = written.history;
     if let Some(w) = warning {
         eprintln!("fwctl: warning: {w}");
     }

@@ -198,14 +198,26 @@ pub fn update<T>(
     now: i64,
     f: impl FnOnce(&mut State) -> T,
 ) -> Result<(T, Option<String>)> {
+    let mut out = None;
+    let (_, warning) = update_state(path, now, |st| out = Some(f(st)))?;
+    Ok((out.expect("update ran the change"), warning))
+}
+
+/// `update`, returning the state as written: a writer that keeps the state
+/// in memory (capture) takes it back without copying it.
+pub fn update_state(
+    path: &Path,
+    now: i64,
+    f: impl FnOnce(&mut State),
+) -> Result<(State, Option<String>)> {
     let dir = dir_of(path);
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create state directory {}", dir.display()))?;
     let _lock = crate::lock::acquire_file(&lock_name(path), LOCK_WAIT).map_err(|e| anyhow!(e))?;
     let mut loaded = load(path, now)?;
-    let out = f(&mut loaded.state);
+    f(&mut loaded.state);
     save(path, &loaded.state)?;
-    Ok((out, loaded.warning))
+    Ok((loaded.state, loaded.warning))
 }
 
 /// Write the state atomically, creating the directory if needed. Callers
