@@ -1,5 +1,5 @@
 //! Write a realistic fwctl log with a known set of offenders (see
-//! `fwctl::loggen`), for benchmarks and by-hand trials:
+//! `fwctl::testing::loggen`), for benchmarks and by-hand trials:
 //!
 //!   cargo run --release --example loggen -- --size 1G --out /dev/shm/iptables.log
 //!
@@ -7,7 +7,7 @@
 //! script can compare them with what `fwctl scan` finds.
 
 use clap::Parser;
-use fwctl::loggen::{self, Format, Spec};
+use fwctl::testing::loggen::{self, Format, Spec};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 

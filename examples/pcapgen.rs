@@ -9,7 +9,7 @@
 #[path = "../tests/common/pkt.rs"]
 mod pkt;
 
-use fwctl::loggen::Rng;
+use fwctl::testing::loggen::Rng;
 use std::io::BufWriter;
 use std::net::{IpAddr, Ipv4Addr};
 

@@ -1,127 +1,9 @@
 //! fwctl: argument parsing and dispatch only; the work is in the library.
 
-use clap::{CommandFactory, Parser, Subcommand};
-use std::path::PathBuf;
+use clap::{CommandFactory, Parser};
+use fwctl::cli::{Cli, Command};
+use fwctl::cmd;
 use std::process::ExitCode;
-
-#[derive(Parser)]
-#[command(
-    name = "fwctl",
-    version,
-    about = "Host firewall toolkit: a default-drop dual-stack iptables/ipset ruleset from one TOML file",
-    long_about = "fwctl renders a default-drop, dual-stack (iptables + ip6tables) ruleset backed by ipsets \
-(whitelist, blacklist, throttle-soft, throttle-hard, each with an _v6 twin) from a TOML config and installs \
-it atomically, rolling back if any step fails (apply). It bans sources over LOG-line thresholds from cron \
-(scan), bans port scanners as they scan (capture), and keeps bans across reboots in its state file. \
-Day to day: status (drift, set fullness, expiries), ban, unban, list, doctor (what an install lacks)."
-)]
-struct Cli {
-    /// The config file.
-    #[arg(long, global = true, value_name = "PATH", default_value = fwctl::config::DEFAULT_PATH)]
-    config: PathBuf,
-    /// The state file: active bans with their end times, repeat offenders,
-    /// the last scan runs and the last apply (default: the config's
-    /// [capture] state_file, /var/lib/fwctl/state.json).
-    #[arg(long, global = true, value_name = "FILE", env = "FWCTL_STATE")]
-    state: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Install the ruleset and sets from the config (root), or print them with --dry-run.
-    ///
-    /// fwctl owns its FWCTL-* chains, one jump at the top of INPUT and the INPUT policy;
-    /// other chains and tables (Docker's, other tools') are left alone. Bans in the sets
-    /// (members with a timeout) survive a re-apply.
-    Apply {
-        /// Print the ipset and iptables-restore input that would be installed; change nothing.
-        /// Without root the kernel is not read, so the output assumes nothing is installed yet.
-        #[arg(long)]
-        dry_run: bool,
-        /// After installing, wait this long (e.g. 60s, 5m) for Enter on the terminal or
-        /// `fwctl confirm` from another shell; without it the old rules are put back.
-        #[arg(long, value_name = "DURATION", value_parser = fwctl::commands::parse_confirm)]
-        confirm: Option<std::time::Duration>,
-    },
-    /// Ban the sources with too many LOG lines of a rule within a time window (for cron).
-    ///
-    /// Reads the log rsyslog writes (only the part inside the window), counts the
-    /// matching lines per source address, and adds every source with MORE than
-    /// --howmany of them to --ipset (IPv6 ones to its _v6 twin) for --removeafter,
-    /// in one `ipset restore`. Never banned: the config's trusted networks, members of
-    /// the whitelist sets, loopback and this host's own addresses. Addresses already
-    /// in the set keep their timeout. Example (cron):
-    ///
-    ///   fwctl scan --rule blocked --type tcp --howmany 500 --within 30m --ipset throttle-hard --removeafter 2h
-    Scan(fwctl::scan::Options),
-    /// Watch packets and ban port scanners as they scan (a long-running service).
-    ///
-    /// Reads probes (TCP without ACK: SYN, FIN, NULL, XMAS and odd flag sets; and UDP)
-    /// addressed to this host from an AF_PACKET socket with a kernel BPF filter, counts
-    /// the distinct ports each source probes within the profile's window, and bans a
-    /// source that crosses the threshold into the [capture] ban_set (blacklist and
-    /// blacklist_v6 by default) for a time that grows with each repeat offence. Also
-    /// reports distributed scans (many sources on one port). Never banned: trusted
-    /// networks and this host's addresses. Events go to stdout, one line each.
-    /// SIGINT/SIGTERM save the ban history and exit. --pcap replays a capture file
-    /// through the same detector without touching the kernel.
-    Capture(fwctl::capture::Options),
-    /// Show whether fwctl's rules are installed and unchanged, how full each
-    /// set is, the soonest expiries, the last scan runs and whether capture runs.
-    ///
-    /// Drift (rules flushed or edited behind fwctl's back) is found by comparing
-    /// the kernel's rules with what the last apply installed, and with the config.
-    /// Exit status: 0 all well, 2 something needs attention (listed with its fix),
-    /// 1 status itself failed.
-    Status(fwctl::status::Options),
-    /// Ban an address or network by hand (IPv4 or IPv6; the family's set is picked).
-    ///
-    /// Refused for trusted (whitelisted) addresses, this host's own addresses and
-    /// the whitelist set. Banning an address that is already banned sets its new
-    /// time. The ban is recorded in the state file, so a reboot's apply restores
-    /// it with the time it has left. Examples:
-    ///
-    ///   fwctl ban 203.0.113.5
-    ///   fwctl ban 2001:db8:bad::/64 --for 7d
-    ///   fwctl ban 203.0.113.5 --set throttle-hard --for 2h
-    Ban(fwctl::ban::BanOptions),
-    /// Lift a ban: take the address out of every ban set and end it in the state file.
-    Unban(fwctl::ban::UnbanOptions),
-    /// List the members of fwctl's sets (or of one) with the time each ban has left.
-    List(fwctl::ban::ListOptions),
-    /// Check what a working install needs, and say how to fix each miss.
-    ///
-    /// Root, the iptables tools and which backend (nf_tables or legacy) the
-    /// system uses, ipset and the kernel modules, the tmpfs log mount, the rsyslog
-    /// rule and whether the log is written, the cron entries or timer, the state
-    /// file. Exit status 0 when every check passes, 2 otherwise.
-    Doctor(fwctl::doctor::Options),
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    ///
-    ///   fwctl completions bash > /etc/bash_completion.d/fwctl
-    Completions {
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
-    /// Print the man page fwctl(8) (roff), or write one page per subcommand into --dir.
-    ///
-    ///   fwctl man > /usr/local/share/man/man8/fwctl.8
-    Man {
-        /// Write fwctl.8 and fwctl-SUBCOMMAND.8 into this directory.
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-    },
-    /// Keep the rules of an `apply --confirm` that is waiting.
-    Confirm,
-    /// Take fwctl's rules out: jump, FWCTL-* chains, and the INPUT policy back to ACCEPT.
-    Remove {
-        /// Also destroy fwctl's sets (and with them every ban in them).
-        #[arg(long)]
-        sets: bool,
-    },
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -129,22 +11,21 @@ fn main() -> ExitCode {
     // Ok(false): the command ran and found something that needs attention.
     let result = match cli.command {
         Command::Apply { dry_run, confirm } => {
-            fwctl::commands::apply(config, dry_run, confirm, state).map(|()| true)
+            cmd::apply::apply(config, dry_run, confirm, state).map(|()| true)
         }
-        Command::Scan(opts) => fwctl::scan::run(&opts, config, state).map(|()| true),
-        Command::Capture(opts) => fwctl::capture::run(&opts, config, state).map(|()| true),
-        Command::Status(opts) => fwctl::status::run(&opts, config, state),
-        Command::Ban(opts) => fwctl::ban::ban(&opts, config, state).map(|()| true),
-        Command::Unban(opts) => fwctl::ban::unban(&opts, config, state).map(|()| true),
-        Command::List(opts) => fwctl::ban::list(&opts, config, state).map(|()| true),
-        Command::Doctor(opts) => fwctl::doctor::run(&opts, config, state),
+        Command::Scan(opts) => cmd::scan::run(&opts, config, state).map(|()| true),
+        Command::Capture(opts) => cmd::capture::run(&opts, config, state).map(|()| true),
+        Command::Status(opts) => cmd::status::run(&opts, config, state),
+        Command::Ban(opts) => cmd::ban::ban(&opts, config, state).map(|()| true),
+        Command::Unban(opts) => cmd::unban::unban(&opts, config, state).map(|()| true),
+        Command::List(opts) => cmd::list::list(&opts, config, state).map(|()| true),
+        Command::Doctor(opts) => cmd::doctor::run(&opts, config, state),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "fwctl", &mut std::io::stdout());
-            Ok(true)
+            cmd::man::completions(shell, Cli::command()).map(|()| true)
         }
-        Command::Man { dir } => man(dir.as_deref()).map(|()| true),
-        Command::Confirm => fwctl::commands::confirm().map(|()| true),
-        Command::Remove { sets } => fwctl::commands::remove(config, sets).map(|()| true),
+        Command::Man { dir } => cmd::man::man(dir.as_deref(), Cli::command()).map(|()| true),
+        Command::Confirm => cmd::apply::confirm().map(|()| true),
+        Command::Remove { sets } => cmd::apply::remove(config, sets).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -155,35 +36,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// fwctl(8) on stdout, or fwctl.8 and one fwctl-SUB.8 per subcommand in `dir`.
-fn man(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let cmd = Cli::command();
-    let Some(dir) = dir else {
-        clap_mangen::Man::new(cmd)
-            .section("8")
-            .render(&mut std::io::stdout())?;
-        return Ok(());
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let write = |name: String, c: clap::Command| -> anyhow::Result<()> {
-        let path = dir.join(format!("{name}.8"));
-        let mut f =
-            std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
-        clap_mangen::Man::new(c).section("8").render(&mut f)?;
-        Ok(())
-    };
-    for sub in cmd.get_subcommands() {
-        let name = format!("fwctl-{}", sub.get_name());
-        write(
-            name.clone(),
-            sub.clone()
-                .bin_name(format!("fwctl {}", sub.get_name()))
-                .display_name(name)
-                .version(env!("CARGO_PKG_VERSION")),
-        )?;
-    }
-    write("fwctl".into(), cmd)
 }

@@ -4,8 +4,8 @@
 #[path = "common/pkt.rs"]
 mod pkt;
 
-use fwctl::capture::bpf;
-use fwctl::capture::packet::{parse, Kind, Link};
+use fwctl::core::capture::bpf;
+use fwctl::core::capture::packet::{parse, Kind, Link};
 use pkt::{Flags, FIN, NULL, SYN, SYN_ACK, XMAS};
 use serde_json::Value;
 use std::net::IpAddr;
@@ -288,7 +288,10 @@ fn a_pcap_replay_reports_each_scan_with_its_type() {
         serde_json::json!([21, 23, 25, 110, 135, 139, 445])
     );
     assert_eq!(scans[0]["time"], "2025-11-21T12:00:00.054Z");
-    assert_eq!(scans[3]["action"], "not banned: trusted network");
+    assert_eq!(
+        scans[3]["action"],
+        "not banned: in trusted network 192.0.2.0/24 (config)"
+    );
     let blocked = of(&evs, "ip_blocked");
     assert_eq!(blocked.len(), 3, "the trusted scanner is not banned");
     assert_eq!(blocked[1]["set"], "blacklist_v6");

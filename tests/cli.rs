@@ -214,8 +214,8 @@ fn sample_scan(extra: &[&str]) -> Command {
 }
 
 /// The spec the shipped sample was written with (see README).
-fn sample_spec() -> fwctl::loggen::Spec {
-    fwctl::loggen::Spec {
+fn sample_spec() -> fwctl::testing::loggen::Spec {
+    fwctl::testing::loggen::Spec {
         bytes: 256 << 10,
         end: 1_795_262_400,
         span: 6 * 3600,
@@ -231,7 +231,7 @@ fn sample_spec() -> fwctl::loggen::Spec {
 #[test]
 fn the_shipped_sample_is_what_the_generator_writes() {
     let mut log = Vec::new();
-    fwctl::loggen::generate(&sample_spec(), &mut log).unwrap();
+    fwctl::testing::loggen::generate(&sample_spec(), &mut log).unwrap();
     let shipped = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(SAMPLE)).unwrap();
     assert!(
         log == shipped,
@@ -242,7 +242,7 @@ fn the_shipped_sample_is_what_the_generator_writes() {
 #[test]
 fn scan_dryrun_of_the_sample_needs_no_root_and_finds_exactly_the_offenders() {
     let mut log = Vec::new();
-    let m = fwctl::loggen::generate(&sample_spec(), &mut log).unwrap();
+    let m = fwctl::testing::loggen::generate(&sample_spec(), &mut log).unwrap();
     let out = as_user(sample_scan(&["--dryrun", "--json"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -3,9 +3,9 @@
 //! tests/golden/. Regenerate after an intended change with
 //! `UPDATE_GOLDEN=1 cargo test --test golden` and review the diff.
 
-use fwctl::commands::dry_run_text;
-use fwctl::config::Config;
-use fwctl::ruleset::{self, Current};
+use fwctl::core::apply::dry_run_text;
+use fwctl::core::config::Config;
+use fwctl::core::ruleset::{self, Current};
 use std::path::Path;
 
 #[test]

@@ -152,7 +152,7 @@ fn full_v6(a: std::net::IpAddr) -> String {
     let std::net::IpAddr::V6(v6) = a else {
         unreachable!()
     };
-    fwctl::loggen::full_v6(v6)
+    fwctl::testing::loggen::full_v6(v6)
 }
 
 #[test]
@@ -352,7 +352,7 @@ fn refusals_change_nothing() {
     );
 
     // Another run holds the lock: a clear message, nothing added.
-    let lock = fwctl::lock::acquire(lab.run_dir.path(), Duration::ZERO).unwrap();
+    let lock = fwctl::sys::lock::acquire(lab.run_dir.path(), Duration::ZERO).unwrap();
     let out = lab.fwctl(&args, &[]);
     let err = text(&out.stderr);
     assert!(

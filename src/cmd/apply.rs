@@ -1,0 +1,473 @@
+//! `fwctl apply`, `confirm` and `remove`: install the config's ruleset in
+//! three steps (sets, IPv4 rules, IPv6 rules) against the [`Backend`] port,
+//! put the snapshot back if any step fails, wait for a confirmation, and take
+//! fwctl back out. Checks that can fail (config, root, tools, lock) all run
+//! before the first change.
+
+use super::{load, say};
+use crate::core::apply::{self, Snapshot};
+use crate::core::config::{Config, Mode};
+use crate::core::policy::Policy;
+use crate::core::ruleset::{self, Current, Family, Plan};
+use crate::core::state;
+use crate::ports::{Backend, StepError};
+use crate::sys::confirm::{self, Outcome};
+use crate::sys::tools::System;
+use crate::sys::{host, lock, statefile};
+use crate::units::duration::MAX_TIMEOUT;
+use anyhow::{anyhow, bail, Context, Result};
+use std::fmt;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
+
+/// How long a run waits for another fwctl run to finish before giving up.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// A failed install: which step failed, and whether putting things back worked.
+#[derive(Debug)]
+pub struct ApplyError {
+    pub failed: StepError,
+    pub rollback: Result<(), StepError>,
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.failed)?;
+        match &self.rollback {
+            Ok(()) => write!(f, "; the previous rules and sets were put back"),
+            Err(e) => write!(
+                f,
+                "; ROLLBACK ALSO FAILED ({e}): check `iptables-save` and `ipset list` by hand"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+/// What the kernel has now.
+pub fn snapshot(b: &mut dyn Backend) -> Result<Snapshot, StepError> {
+    Ok(Snapshot {
+        v4: b.save_table(Family::V4)?,
+        v6: b.save_table(Family::V6)?,
+        sets: b.save_sets()?,
+    })
+}
+
+/// Install the scripts; on any failure restore `snap` and report.
+pub fn install(
+    b: &mut dyn Backend,
+    plan: &Plan,
+    snap: &Snapshot,
+    scripts: &apply::Scripts,
+) -> Result<(), ApplyError> {
+    // Each restore is atomic on its own, so only the steps that succeeded
+    // before the failing one need undoing.
+    let mut changed = Vec::new();
+    let mut steps = |b: &mut dyn Backend| -> Result<(), StepError> {
+        b.restore_sets(&scripts.sets)?;
+        b.restore_table(Family::V4, &scripts.v4, true)?;
+        changed.push(Family::V4);
+        b.restore_table(Family::V6, &scripts.v6, true)?;
+        changed.push(Family::V6);
+        Ok(())
+    };
+    let result = steps(b);
+    result.map_err(|failed| ApplyError {
+        failed,
+        rollback: rollback(b, &apply::set_names(plan), snap, &changed),
+    })
+}
+
+/// Put the filter tables of `tables` and fwctl's sets back as `snap` had
+/// them. Tables go first so the sets are no longer referenced when some must
+/// be destroyed.
+pub fn rollback(
+    b: &mut dyn Backend,
+    ours: &[String],
+    snap: &Snapshot,
+    tables: &[Family],
+) -> Result<(), StepError> {
+    let mut first_err = None;
+    for &family in tables {
+        if let Err(e) = b.restore_table(family, &apply::rollback_table(snap, family), false) {
+            first_err.get_or_insert(e);
+        }
+    }
+    match b.save_sets() {
+        Ok(now) => {
+            let script = apply::rollback_sets(ours, snap, &now);
+            if !script.is_empty() {
+                if let Err(e) = b.restore_sets(&script) {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(e) => {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Take fwctl's jump, chains and INPUT policy out of both families; destroy
+/// fwctl's sets too if asked. Restores the snapshot if a step fails.
+pub fn take_out(
+    b: &mut dyn Backend,
+    ours: &[String],
+    destroy_sets: bool,
+) -> Result<(), ApplyError> {
+    let snap = snapshot(b).map_err(|failed| ApplyError {
+        failed,
+        rollback: Ok(()),
+    })?;
+    let steps = |b: &mut dyn Backend| -> Result<(), StepError> {
+        for family in [Family::V4, Family::V6] {
+            if let Some(script) = apply::removal(&snap, family) {
+                b.restore_table(family, &script, true)?;
+            }
+        }
+        if destroy_sets {
+            let script = apply::destroy_sets(ours, &snap);
+            if !script.is_empty() {
+                b.restore_sets(&script)?;
+            }
+        }
+        Ok(())
+    };
+    steps(b).map_err(|failed| ApplyError {
+        failed,
+        rollback: rollback(b, ours, &snap, &[Family::V4, Family::V6]),
+    })
+}
+
+/// The state file's running bans, as apply restores them (refused by the
+/// never-ban policy excepted: the config may have changed since). An
+/// unreadable state file only warns: the ruleset matters more at boot than
+/// the bans, and a failed apply would leave the host open.
+fn state_bans(cfg: &Config, path: &Path, t: i64) -> Vec<apply::Ban> {
+    let loaded = match statefile::read(path) {
+        Ok(l) => l,
+        Err(e) => {
+            say!("fwctl: warning: {e}; applying without restoring its bans");
+            return Vec::new();
+        }
+    };
+    if let Some(w) = loaded.warning {
+        say!("fwctl: warning: {w}");
+    }
+    // The same policy as every ban (own addresses are not known at boot).
+    let policy = Policy {
+        trusted: cfg.trusted.clone(),
+        ..Policy::default()
+    };
+    loaded
+        .state
+        .history
+        .active(t)
+        .into_iter()
+        .filter(|r| policy.check(&r.addr).is_none())
+        .map(|r| {
+            let left = (r.until - t).clamp(1, MAX_TIMEOUT as i64) as u32;
+            (r.set.clone(), r.addr, left)
+        })
+        .collect()
+}
+
+/// Note what was installed (fwctl's rules as the kernel prints them back),
+/// so `status` tells drift from a config edit. A failure only warns: the
+/// rules are in.
+fn record_applied(sys: &mut System, cfg: &Config, plan: &Plan, path: &Path, t: i64) {
+    let saved = (|| -> Result<state::Applied> {
+        Ok(state::Applied {
+            at: t,
+            config: cfg.path.clone(),
+            digest: ruleset::drift::digest(plan),
+            v4: ruleset::drift::ours(&sys.save_table(Family::V4)?),
+            v6: ruleset::drift::ours(&sys.save_table(Family::V6)?),
+        })
+    })()
+    .and_then(|a| Ok(statefile::update(path, t, |st| st.applied = Some(a)).map(drop)?));
+    if let Err(e) = saved {
+        say!("fwctl: warning: could not record this apply in the state file ({e:#}); `fwctl status` cannot check for drift");
+    }
+}
+
+pub fn apply(
+    config: &Path,
+    dry_run: bool,
+    confirm: Option<Duration>,
+    state_arg: Option<&Path>,
+) -> Result<()> {
+    let (cfg, plan) = load(config)?;
+    let state_file = cfg.state_path(state_arg);
+    let t = host::now();
+    if dry_run {
+        // Read the kernel when we can (exact output); otherwise say what we assumed.
+        let (now, note) = match (host::is_root(), System::locate()) {
+            (true, Ok(mut sys)) => {
+                let snap = snapshot(&mut sys).context("reading the current state")?;
+                let bans = state_bans(&cfg, &state_file, t);
+                let (now, _) = apply::prepare(&plan, &snap, &bans)?;
+                (now, "state read from the kernel and the state file")
+            }
+            (true, Err(_)) => (
+                Current::default(),
+                "iptables/ipset tools missing: the kernel was not read; this assumes nothing of fwctl's is installed yet",
+            ),
+            (false, _) => (
+                Current::default(),
+                "not root: the kernel was not read; this assumes nothing of fwctl's is installed yet",
+            ),
+        };
+        let mut out = std::io::stdout().lock();
+        out.write_all(apply::dry_run_text(&cfg, &plan, &now, note).as_bytes())?;
+        return Ok(());
+    }
+    if !host::is_root() {
+        bail!("fwctl apply changes the kernel firewall and must run as root; fix: sudo fwctl apply (or --dry-run to only look)");
+    }
+    let mut sys = System::locate()?;
+    let run_dir = lock::run_dir();
+    let _lock = lock::acquire(&run_dir, LOCK_WAIT)?;
+    if cfg.services.is_empty() && cfg.trusted.is_empty() && cfg.mode != Mode::DetectionOnly {
+        say!("fwctl: warning: no [[service]] and no [trusted] networks: no new connection can reach this host (SSH included)");
+    }
+    let bans = state_bans(&cfg, &state_file, t);
+    let snap = snapshot(&mut sys).context("reading the current rules and sets")?;
+    let (now, scripts) = apply::prepare(&plan, &snap, &bans)?;
+    install(&mut sys, &plan, &snap, &scripts)?;
+    let statics: usize = plan.sets.iter().map(|s| s.members.len()).sum();
+    let carried: usize = now.carried.values().map(Vec::len).sum();
+    let rules = |t: &ruleset::Table| t.chains.iter().map(|c| c.rules.len()).sum::<usize>();
+    say!(
+        "fwctl: applied {} (mode {}): {} IPv4 + {} IPv6 rules, {} sets, {statics} static members, {} bans kept, {} restored from the state file",
+        cfg.path.display(),
+        cfg.mode.as_str(),
+        rules(&plan.v4),
+        rules(&plan.v6),
+        plan.sets.len(),
+        carried - now.restored,
+        now.restored
+    );
+    let Some(window) = confirm else {
+        record_applied(&mut sys, &cfg, &plan, &state_file, t);
+        return Ok(());
+    };
+    let tty = std::io::stdin().is_terminal();
+    say!(
+        "fwctl: waiting {} for confirmation: {}run `fwctl confirm` from another shell, or the previous rules are put back",
+        humantime::format_duration(window),
+        if tty { "press Enter here or " } else { "" }
+    );
+    let outcome = confirm::wait(&run_dir, window, tty).context("waiting for confirmation")?;
+    if outcome == Outcome::Confirmed {
+        say!("fwctl: confirmed; the new rules stay");
+        record_applied(&mut sys, &cfg, &plan, &state_file, t);
+        return Ok(());
+    }
+    let why = match outcome {
+        Outcome::Interrupted(sig) => format!("interrupted by signal {sig}"),
+        _ => format!(
+            "no confirmation within {}",
+            humantime::format_duration(window)
+        ),
+    };
+    rollback(
+        &mut sys,
+        &apply::set_names(&plan),
+        &snap,
+        &[Family::V4, Family::V6],
+    )
+    .map_err(|e| {
+        anyhow!(
+            "{why}, and rolling back failed: {e}; check `iptables-save` and `ipset list` by hand"
+        )
+    })?;
+    bail!("{why}: the previous rules and sets were put back")
+}
+
+pub fn confirm() -> Result<()> {
+    confirm::send(&lock::run_dir())?;
+    say!("fwctl: confirmation sent");
+    Ok(())
+}
+
+pub fn remove(config: &Path, sets: bool) -> Result<()> {
+    // The config names the sets; without one, fall back to the default names.
+    let plan = match Config::load(config) {
+        Ok(cfg) => ruleset::build(&cfg),
+        Err(e) if !config.exists() => {
+            say!("fwctl: note: {e}; using the default set names");
+            ruleset::build(&Config::parse("", config, &|_| Ok(String::new()))?)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !host::is_root() {
+        bail!(
+            "fwctl remove changes the kernel firewall and must run as root; fix: sudo fwctl remove"
+        );
+    }
+    let mut sys = System::locate()?;
+    let _lock = lock::acquire(&lock::run_dir(), LOCK_WAIT)?;
+    take_out(&mut sys, &apply::set_names(&plan), sets)?;
+    say!(
+        "fwctl: removed fwctl's chains and INPUT jump; INPUT policy is ACCEPT{}",
+        if sets {
+            "; sets destroyed"
+        } else {
+            "; sets kept (use --sets to destroy them)"
+        }
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::apply::{prepare, Ban};
+    use crate::testing::fake::Fake;
+    use ipnet::IpNet;
+
+    fn plan() -> Plan {
+        let c = Config::parse(
+            "[[service]]\nname = \"ssh\"\nport = 22\n",
+            Path::new("/t.toml"),
+            &|_| Ok(String::new()),
+        )
+        .unwrap();
+        ruleset::build(&c)
+    }
+
+    const BEFORE_V4: &str = "*filter\n:INPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n-A INPUT -s 192.0.2.9/32 -j ACCEPT\nCOMMIT\n";
+
+    fn fake() -> Fake {
+        Fake {
+            v4: BEFORE_V4.into(),
+            v6: String::new(),
+            sets: "create blacklist hash:net family inet hashsize 1024 maxelem 262144 timeout 0\n\
+                   add blacklist 198.51.100.9 timeout 300\n"
+                .into(),
+            ..Fake::default()
+        }
+    }
+
+    #[test]
+    fn installs_sets_then_v4_then_v6() {
+        let mut b = fake();
+        let p = plan();
+        let snap = snapshot(&mut b).unwrap();
+        let (_, scripts) = prepare(&p, &snap, &[]).unwrap();
+        assert!(
+            scripts.sets.contains("198.51.100.9 timeout 300"),
+            "bans are carried over"
+        );
+        install(&mut b, &p, &snap, &scripts).unwrap();
+        assert_eq!(
+            b.calls[3..],
+            [
+                "restore sets",
+                "restore V4 --noflush",
+                "restore V6 --noflush"
+            ]
+        );
+        assert!(b.v4.contains("-I INPUT 1 -j FWCTL-INPUT"));
+    }
+
+    #[test]
+    fn a_failing_step_puts_everything_back() {
+        let mut b = fake();
+        b.fail_on = Some("restore V6 --noflush".into());
+        let p = plan();
+        let snap = snapshot(&mut b).unwrap();
+        let (_, scripts) = prepare(&p, &snap, &[]).unwrap();
+        let err = install(&mut b, &p, &snap, &scripts).unwrap_err();
+        assert!(err.rollback.is_ok());
+        let msg = err.to_string();
+        assert!(
+            msg.contains("restore V6 --noflush failed: injected failure"),
+            "{msg}"
+        );
+        assert!(msg.contains("put back"), "{msg}");
+        // The IPv4 table is the snapshot again, Docker's chain included.
+        assert_eq!(b.v4, BEFORE_V4);
+        assert!(
+            b.v6.is_empty(),
+            "the failed (atomic) IPv6 step is not re-run"
+        );
+        assert!(!b.calls.contains(&"restore V6".to_string()));
+        assert_eq!(
+            b.calls.last().unwrap(),
+            "restore sets",
+            "sets were rolled back too"
+        );
+    }
+
+    #[test]
+    fn incompatible_existing_set_is_refused_before_any_change() {
+        let mut b = fake();
+        b.sets = "create throttle-hard hash:net family inet hashsize 1024 maxelem 65536\n".into();
+        let snap = snapshot(&mut b).unwrap();
+        let err = prepare(&plan(), &snap, &[]).unwrap_err();
+        assert!(
+            err.0
+                .contains("set throttle-hard already exists as hash:net"),
+            "{err}"
+        );
+        assert!(err.0.contains("fix:"), "{err}");
+        assert!(b.calls.iter().all(|c| c.starts_with("save")));
+    }
+
+    #[test]
+    fn remove_takes_out_only_what_is_ours() {
+        let mut b = fake();
+        let p = plan();
+        let snap = snapshot(&mut b).unwrap();
+        install(&mut b, &p, &snap, &prepare(&p, &snap, &[]).unwrap().1).unwrap();
+        // The fake keeps the last restore input as "the table": use a save-like text.
+        b.v4 = format!(
+            "{}-A INPUT -j FWCTL-INPUT\n:FWCTL-INPUT - [0:0]\nCOMMIT\n",
+            &BEFORE_V4[..BEFORE_V4.len() - 7]
+        );
+        b.calls.clear();
+        take_out(&mut b, &apply::set_names(&p), true).unwrap();
+        assert!(b.v4.contains("-D INPUT -j FWCTL-INPUT") && b.v4.contains("-X FWCTL-INPUT"));
+        assert!(!b.v4.contains("DOCKER"));
+        assert!(
+            b.sets.contains("destroy blacklist\n")
+                && b.sets.ends_with("destroy throttle-soft_v6\n")
+        );
+    }
+
+    #[test]
+    fn state_bans_missing_from_the_kernel_come_back_with_their_time_left() {
+        let mut b = fake();
+        let p = plan();
+        let snap = snapshot(&mut b).unwrap();
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        let bans: Vec<Ban> = vec![
+            // Still in the kernel with 300 s: the kernel's timeout stands.
+            ("blacklist".into(), net("198.51.100.9/32"), 900),
+            // Lost in a flush or a reboot: back with what it has left.
+            ("blacklist".into(), net("203.0.113.0/24"), 120),
+            ("throttle-hard_v6".into(), net("2001:db8::7/128"), 60),
+            // Not one of this config's sets, or not a fit for it: skipped.
+            ("other".into(), net("203.0.113.8/32"), 60),
+            ("throttle-hard".into(), net("203.0.113.0/28"), 60),
+        ];
+        let (now, scripts) = prepare(&p, &snap, &bans).unwrap();
+        assert_eq!(now.restored, 2);
+        let s = &scripts.sets;
+        assert!(
+            s.contains(" 198.51.100.9 timeout 300\n") && !s.contains("timeout 900"),
+            "{s}"
+        );
+        assert!(s.contains(" 203.0.113.0/24 timeout 120\n"), "{s}");
+        assert!(s.contains(" 2001:db8::7 timeout 60\n"), "{s}");
+        assert!(
+            !s.contains("203.0.113.8") && !s.contains("203.0.113.0/28"),
+            "{s}"
+        );
+    }
+}

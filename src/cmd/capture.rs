@@ -1,0 +1,393 @@
+//! `fwctl capture`: live port-scan detection and banning, and the replay of
+//! capture files through the same detector. The core engine decides; this
+//! file feeds it frames from a [`PacketSource`] (the AF_PACKET socket, or a
+//! pcap file), makes its bans through the [`Banner`] (netlink), keeps the
+//! state file and writes the events.
+
+use super::say;
+use crate::core::capture::detect::{self, Micros};
+use crate::core::capture::engine::{Added, BanFailed, Engine, Mode};
+use crate::core::capture::events::Event;
+use crate::core::config::{self, Config, Mode as ConfigMode};
+use crate::core::history::History;
+use crate::core::policy::Members;
+use crate::ports::{Banner, Clock, PacketSource, Received, SetStore};
+use crate::sys::host::{self, SystemClock};
+use crate::sys::tools::System;
+use crate::sys::{lock, netlink, packet, pcap, statefile};
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Profiles ([capture] profile in the config): aggressive = 3 ports in 1h, bans 5m/1h/12h/3d;
+standard = 7 ports in 2h, bans 10m/2h/1d/7d; lenient = 15 ports in 24h, bans 30m/4h/2d/14d;
+custom = your ports, window and bans. Plain SYNs to the config's TCP services (and UDP to
+its UDP services) are counted apart and never make a scan on their own.
+
+Examples:
+  fwctl capture --iface eth0 --json             run as a service, events as JSON lines
+  fwctl capture --detect-only                   watch every interface, ban nothing
+  fwctl capture --pcap attack.pcap              replay a capture file; changes nothing")]
+pub struct Options {
+    /// Interface to watch (default: every interface).
+    #[arg(long, value_name = "IFACE")]
+    pub iface: Option<String>,
+    /// Replay a pcap or pcapng file through the detector instead of watching
+    /// live traffic, with the packets' own timestamps as the clock. Bans are
+    /// decided and reported, never applied.
+    #[arg(long, value_name = "FILE", conflicts_with = "iface")]
+    pub pcap: Option<PathBuf>,
+    /// Report scans without banning (the config's mode = "detection_only" does the same).
+    #[arg(long)]
+    pub detect_only: bool,
+    /// Write each event as one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Append events to FILE instead of writing them to stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// A destination address or network that counts as this host, beyond its
+    /// own addresses (repeatable; adds to [capture] protected). A replay with
+    /// none counts every destination.
+    #[arg(long = "protect", value_name = "ADDR[/LEN]")]
+    pub protect: Vec<String>,
+    /// How often to write a capture_stats event.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_every)]
+    pub stats_every: Duration,
+}
+
+fn parse_every(s: &str) -> Result<Duration, crate::units::Invalid> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+        _ => Err(crate::units::Invalid(format!(
+            "\"{s}\" is not a duration of 1s or more (e.g. 30s, 5m)"
+        ))),
+    }
+}
+
+/// Where events are written: one JSON object or one readable line each.
+pub struct Sink {
+    out: Box<dyn Write>,
+    json: bool,
+    /// Flush after every event (live: a reader sees it at once).
+    eager: bool,
+}
+
+impl Sink {
+    pub fn new(out: Box<dyn Write>, json: bool, eager: bool) -> Sink {
+        Sink { out, json, eager }
+    }
+
+    pub fn emit(&mut self, ev: &Event) -> std::io::Result<()> {
+        let line = if self.json { ev.json() } else { ev.human() };
+        self.out.write_all(line.as_bytes())?;
+        self.out.write_all(b"\n")?;
+        if self.eager {
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Write and forget every event in `evs`.
+    pub fn drain(&mut self, evs: &mut Vec<Event>) -> std::io::Result<()> {
+        for ev in evs.drain(..) {
+            self.emit(&ev)?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn open_sink(opts: &Options, eager: bool) -> Result<Sink> {
+    let out: Box<dyn Write> = match &opts.output {
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| {
+                    format!(
+                        "cannot open event file {}; fix: check the directory exists and is writable",
+                        p.display()
+                    )
+                })?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    Ok(Sink::new(
+        Box::new(std::io::BufWriter::with_capacity(1 << 16, out)),
+        opts.json,
+        eager,
+    ))
+}
+
+fn protected(config: &Config, opts: &Options) -> Result<Vec<ipnet::IpNet>> {
+    let mut v = config.capture.protected.clone();
+    for s in &opts.protect {
+        v.push(
+            crate::units::addr::parse_net(s, true)
+                .map_err(|e| anyhow::anyhow!("--protect {s}: {e}"))?,
+        );
+    }
+    Ok(v)
+}
+
+fn engine(config: &Config, opts: &Options, mode: Mode, history: History) -> Result<Engine> {
+    let detector = detect::Detector::new(config::detector_settings(config));
+    let mut e = Engine::new(detector, history, config::ban_sets(config), mode);
+    e.policy.trusted = config.trusted.clone();
+    e.policy.whitelist_name = config.sets.whitelist.to_string();
+    e.dests.nets = protected(config, opts)?;
+    Ok(e)
+}
+
+/// `state`: the global --state (a replay reads and writes one only when given).
+pub fn run(opts: &Options, config_path: &Path, state: Option<&Path>) -> Result<()> {
+    let config = Config::load(config_path)?;
+    if let Some(iface) = &opts.iface {
+        if iface.is_empty() || iface.len() > 15 || iface.contains(['/', ' ', '\0']) {
+            bail!("--iface \"{iface}\" is not an interface name; fix: pick one from `ip -br link`");
+        }
+    }
+    match &opts.pcap {
+        Some(p) => run_replay(&config, opts, p, state),
+        None => run_live(&config, opts, state),
+    }
+}
+
+fn run_replay(config: &Config, opts: &Options, path: &Path, state: Option<&Path>) -> Result<()> {
+    let now = host::now();
+    let (history, warning) = match state {
+        Some(p) => {
+            let l = statefile::load(p, now)?;
+            (l.state.history, l.warning)
+        }
+        None => Default::default(),
+    };
+    if let Some(w) = warning {
+        say!("fwctl: warning: {w}");
+    }
+    let mut e = engine(config, opts, Mode::Replay, history)?;
+    e.dests.any = e.dests.nets.is_empty();
+    let mut source = pcap::Pcap::open(path)?;
+    let mut sink = open_sink(opts, false)?;
+    let started = Instant::now();
+    let mut last: Micros = 0;
+    let mut out = Vec::new();
+    let mut written = Ok(());
+    // A replay decides bans and never makes one.
+    let mut no_ban = |_: &str, _: ipnet::IpNet, _: u32| -> Result<Added, BanFailed> {
+        Err(BanFailed("a replay makes no bans".into()))
+    };
+    loop {
+        let got = source.recv(&mut |f| {
+            last = f.time;
+            let t = f.time;
+            e.frame(f.link, f.data, t, &mut no_ban, &|| t, &mut out);
+            if written.is_ok() {
+                written = sink.drain(&mut out);
+            }
+        })?;
+        if got == Received::End {
+            break;
+        }
+    }
+    written.context("writing events")?;
+    let secs = started.elapsed().as_secs_f64();
+    let mut stats = e.stats(last);
+    stats.replay_seconds = Some((secs * 1000.0).round() / 1000.0);
+    stats.frames_per_second = Some((e.counts.frames as f64 / secs.max(1e-9)) as u64);
+    stats.rss_kb = Some(host::memory_kb().0);
+    let skipped = &source.skipped;
+    if skipped.other_link > 0 {
+        stats.skipped_other_link = Some(skipped.other_link);
+        say!(
+            "fwctl: warning: skipped {} frames of link types {:?} that capture cannot parse (it reads Ethernet, raw IP and Linux cooked captures)",
+            skipped.other_link, skipped.linktypes
+        );
+    }
+    sink.emit(&Event::CaptureStats(stats))?;
+    sink.flush()?;
+    if let Some(p) = state {
+        save_history(p, &mut e.history, (last / 1_000_000) as i64)?;
+    }
+    Ok(())
+}
+
+/// Merge the in-memory history with the file (bans and unbans made by other
+/// commands meanwhile win where they are newer) and write it back.
+/// `now` is the clock the history was made with (a replay's is the packets').
+fn save_history(path: &Path, mem: &mut History, now: i64) -> Result<()> {
+    // The file takes what changed in memory since (newest change wins);
+    // the merged history written is then the one kept in memory.
+    let (written, warning) = statefile::update_state(path, now, |st| {
+        st.history.merge(mem);
+        st.history.prune(now);
+    })?;
+    *mem = written.history;
+    if let Some(w) = warning {
+        say!("fwctl: warning: {w}");
+    }
+    Ok(())
+}
+
+/// The kernel's whitelist sets' members, for the never-ban policy.
+fn whitelist(sys: Option<&mut System>, config: &Config) -> Members {
+    let mut m = Members::default();
+    let Some(sys) = sys else { return m };
+    for v6 in [false, true] {
+        if let Ok(text) = sys.save_set(&config.sets.whitelist.for_family(v6)) {
+            m.extend(Members::from_save(&text));
+        }
+    }
+    m
+}
+
+fn run_live(config: &Config, opts: &Options, state: Option<&Path>) -> Result<()> {
+    if !host::is_root() {
+        bail!("fwctl capture reads raw packets and changes ipsets, so it must run as root; fix: sudo fwctl capture ... (or replay a file with --pcap)");
+    }
+    let detect_only = opts.detect_only || config.mode == ConfigMode::DetectionOnly;
+    let sets = config::ban_sets(config);
+    let mut sys = System::locate_only(&["ipset"]);
+    if !detect_only {
+        let sys = sys.as_mut().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let headers = crate::core::ruleset::ipset::parse_headers(&sys.headers()?);
+        crate::core::ban::check_ban_sets(
+            &sets,
+            &headers,
+            "or set [capture] ban_set in the config",
+        )?;
+    }
+    let index = match &opts.iface {
+        Some(name) => packet::ifindex(name)?,
+        None => 0,
+    };
+    let state_path = config.state_path(state);
+    // One capture per run directory: a second one would ban twice and fight
+    // over the state file. Held until exit; `fwctl status` reads it.
+    let _running = lock::acquire_file(&lock::capture_lock(), Duration::ZERO).map_err(|_| {
+        anyhow::anyhow!(
+            "fwctl capture is already running{}; fix: stop it first (systemctl stop fwctl-capture)",
+            lock::holder(&lock::capture_lock())
+                .map(|p| format!(" (pid {p})"))
+                .unwrap_or_default()
+        )
+    })?;
+    // Load the history, and prove the state file can be written now, not at the first ban.
+    let mut loaded = History::default();
+    save_history(&state_path, &mut loaded, host::now()).with_context(|| {
+        format!(
+            "the state file {} must be writable; fix: create its directory or pass --state",
+            state_path.display()
+        )
+    })?;
+    let mode = if detect_only {
+        Mode::DetectOnly
+    } else {
+        Mode::Ban
+    };
+    let mut e = engine(config, opts, mode, loaded)?;
+    let refresh = |e: &mut Engine, sys: Option<&mut System>| {
+        e.set_own(host::own_addresses());
+        e.policy.whitelist = whitelist(sys, config);
+    };
+    refresh(&mut e, sys.as_mut().ok());
+    let mut banner = netlink::Ipset::open().context("netlink socket for ipset")?;
+    let mut sock = packet::Live::open(index).map_err(|err| {
+        anyhow::anyhow!("cannot open the packet socket: {err}; fix: run as root (CAP_NET_RAW)")
+    })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("signal handler")?;
+    }
+    let mut sink = open_sink(opts, true)?;
+    say!(
+        "fwctl: capture on {} (profile {}, {}), {} tracked sources at most",
+        opts.iface.as_deref().unwrap_or("every interface"),
+        config.capture.profile.name,
+        if detect_only {
+            "detection only".to_string()
+        } else {
+            format!("banning into {} / {}", sets[0], sets[1])
+        },
+        config.capture.max_sources
+    );
+    let clock = SystemClock;
+    let now_us = || clock.now_micros();
+    let mut last_stats = Instant::now();
+    let mut last_save = Instant::now();
+    let mut last_own = Instant::now();
+    let mut save_failing = false;
+    let mut failed: Option<std::io::Error> = None;
+    let mut out = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        sock.recv(&mut |f: crate::ports::Frame| {
+            let mut ban = |set: &str, net, secs| Banner::add(&mut banner, set, net, secs);
+            e.frame(f.link, f.data, f.time, &mut ban, &now_us, &mut out);
+            if failed.is_none() {
+                if let Err(err) = sink.drain(&mut out) {
+                    failed = Some(err);
+                }
+            }
+            out.clear();
+        })?;
+        if let Some(err) = failed.take() {
+            return Err(err).context("writing events");
+        }
+        if e.dirty && last_save.elapsed() >= Duration::from_secs(1) {
+            // A full or read-only disk must not stop the banning: warn once,
+            // keep the history in memory and try again every second.
+            match save_history(&state_path, &mut e.history, host::now()) {
+                Ok(()) => {
+                    if save_failing {
+                        say!("fwctl: state file {} written again", state_path.display());
+                    }
+                    save_failing = false;
+                    e.dirty = false;
+                }
+                Err(err) if !save_failing => {
+                    say!("fwctl: warning: {err:#}; bans go on, the history is kept in memory and saved when it can be");
+                    save_failing = true;
+                }
+                Err(_) => {}
+            }
+            last_save = Instant::now();
+        }
+        if last_own.elapsed() >= Duration::from_secs(30) {
+            refresh(&mut e, sys.as_mut().ok());
+            last_own = Instant::now();
+        }
+        if last_stats.elapsed() >= opts.stats_every {
+            sink.emit(&live_stats(&e, &mut sock))?;
+            last_stats = Instant::now();
+        }
+    }
+    save_history(&state_path, &mut e.history, host::now())?;
+    sink.emit(&live_stats(&e, &mut sock))?;
+    sink.flush()?;
+    say!(
+        "fwctl: capture stopped; state saved to {}",
+        state_path.display()
+    );
+    Ok(())
+}
+
+fn live_stats(e: &Engine, sock: &mut packet::Live) -> Event {
+    sock.read_stats();
+    let mut s = e.stats(host::now_micros());
+    let (rss, peak) = host::memory_kb();
+    s.kernel_drops = Some(sock.drops);
+    s.kernel_packets = Some(sock.kernel_packets);
+    s.rss_kb = Some(rss);
+    s.peak_rss_kb = Some(peak);
+    Event::CaptureStats(s)
+}

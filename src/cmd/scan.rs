@@ -1,0 +1,493 @@
+//! `fwctl scan`: read the LOG lines rsyslog writes, find the sources over a
+//! threshold inside a time window, and ban them into an ipset.
+//!
+//! Order of work: every check that can refuse the run (arguments, config,
+//! root, ipset binary, lock, target sets) comes before the log is read, and
+//! the kernel is changed once, at the end, by one `ipset -exist restore`.
+
+use crate::core::ban::check_ban_sets;
+use crate::core::config::{Config, Prefixes};
+use crate::core::logline::Parser;
+use crate::core::policy::{Members, Policy};
+use crate::core::ruleset::ipset::{self, Header};
+use crate::core::scan::count::{Tally, TypeFilter};
+use crate::core::scan::decide::{self, Known};
+use crate::core::scan::report::{self, Report};
+use crate::core::scan::{parse_now, FileRead};
+use crate::ports::SetStore;
+use crate::sys::tools::System;
+use crate::sys::{host, lock, logfile, statefile};
+use crate::units::duration::{parse_timeout, parse_window};
+use crate::units::names::SetName;
+use crate::units::time::{utc, Zone};
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+/// How long a run waits for another fwctl run (a slow scan, an apply) before
+/// giving up with a message; the next cron tick tries again.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// The log rsyslog writes (`-` reads standard input). When the window
+    /// starts before the file's first line, PATH.1 (the last rotation) is read too.
+    #[arg(long, value_name = "PATH", default_value = "/ram/iptables.log")]
+    pub log: PathBuf,
+    /// Which LOG lines count: a rule name of the config's [logging.prefixes]
+    /// (allowed, blocked, whitelisted, blacklisted, throttled); both its IPv4
+    /// and IPv6 prefix match.
+    #[arg(long, value_name = "NAME", default_value = "blocked")]
+    pub rule: String,
+    /// Which protocol counts (icmp also matches ICMPv6).
+    #[arg(long = "type", value_enum, value_name = "TYPE", default_value = "all")]
+    pub kind: TypeFilter,
+    /// A source is an offender with MORE than N matching lines in the window.
+    #[arg(long, value_name = "N")]
+    pub howmany: u64,
+    /// The window: this long, ending now (e.g. 90s, 30m, 1h, 1d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_window)]
+    pub within: u64,
+    /// The set offenders go into; IPv6 offenders go into NAME_v6.
+    #[arg(long, value_name = "NAME")]
+    pub ipset: String,
+    /// How long a ban lasts (the set member's timeout, e.g. 2h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub removeafter: u64,
+    /// Report what would be banned; change nothing. Works without root (then
+    /// the kernel's sets are not read, so whitelist and already-listed are not checked).
+    #[arg(long, alias = "dry-run")]
+    pub dryrun: bool,
+    /// Print one JSON document instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Pretend it is this moment, to audit an old log: RFC 3339
+    /// (2026-11-21T10:30:00Z, with an offset or Z) or local "2026-11-21 10:30:00".
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub now: Option<String>,
+}
+
+/// Everything checked and worked out before anything is read or touched.
+pub struct Plan {
+    pub opts: Options,
+    pub cfg: Config,
+    pub prefixes: Vec<Vec<u8>>,
+    /// Target sets: IPv4, IPv6.
+    pub sets: [String; 2],
+    pub whitelist: [String; 2],
+}
+
+impl Plan {
+    pub fn new(opts: &Options, config: &Path) -> Result<Plan> {
+        let cfg = Config::load(config)?;
+        let pair = cfg.prefixes.get(&opts.rule).ok_or_else(|| {
+            anyhow!(
+                "--rule {}: no such rule; fix: use one of {} (the LOG prefixes of {})",
+                opts.rule,
+                Prefixes::RULES.join(", "),
+                cfg.path.display()
+            )
+        })?;
+        let mut prefixes = vec![pair.v4.as_str().as_bytes().to_vec()];
+        if pair.v6.as_str() != pair.v4.as_str() {
+            prefixes.push(pair.v6.as_str().as_bytes().to_vec());
+        }
+        let base =
+            SetName::parse(&opts.ipset).map_err(|e| anyhow!("--ipset {}: {e}", opts.ipset))?;
+        let sets = [base.for_family(false), base.for_family(true)];
+        let whitelist = [
+            cfg.sets.whitelist.for_family(false),
+            cfg.sets.whitelist.for_family(true),
+        ];
+        if sets.iter().any(|s| whitelist.contains(s)) {
+            bail!(
+                "--ipset {}: that is the whitelist set, whose members are let in, not kept out; fix: name a blacklist or throttle set",
+                opts.ipset
+            );
+        }
+        Ok(Plan {
+            opts: opts.clone(),
+            cfg,
+            prefixes,
+            sets,
+            whitelist,
+        })
+    }
+
+    /// A target set must exist, be of the right family and take timeouts.
+    fn check_target(&self, headers: &std::collections::BTreeMap<String, Header>) -> Result<()> {
+        Ok(check_ban_sets(
+            &self.sets,
+            headers,
+            "or name an existing set with --ipset",
+        )?)
+    }
+}
+
+/// The host facts a run uses.
+pub struct Host {
+    pub now: i64,
+    pub zone: Zone,
+    pub own: Vec<IpAddr>,
+}
+
+/// Read the log through `read` and decide; with a store, read the sets and
+/// (unless dry) add the bans. Returns the report.
+pub fn execute(
+    plan: &Plan,
+    host: &Host,
+    mut store: Option<&mut dyn SetStore>,
+    read: impl FnOnce(&Parser, TypeFilter) -> std::io::Result<(Tally, Vec<FileRead>)>,
+) -> Result<Report> {
+    let o = &plan.opts;
+    let mut notes = Vec::new();
+    let headers = match store.as_deref_mut() {
+        Some(s) => {
+            let h = ipset::parse_headers(&s.headers()?);
+            match plan.check_target(&h) {
+                Ok(()) => {}
+                Err(e) if o.dryrun => notes.push(format!("a real run would fail: {e:#}")),
+                Err(e) => return Err(e),
+            }
+            Some(h)
+        }
+        None => {
+            notes.push(
+                "the kernel's sets were not read (not root, or no ipset): whitelist members and already-listed addresses were not checked".into(),
+            );
+            None
+        }
+    };
+
+    let window = (host.now - o.within as i64, host.now);
+    let prefixes: Vec<&[u8]> = plan.prefixes.iter().map(Vec::as_slice).collect();
+    let parser = Parser::new(&prefixes, host.zone.clone(), host.now, window);
+    let (tally, files) =
+        read(&parser, o.kind).with_context(|| format!("reading {}", o.log.display()))?;
+    let offenders = tally.offenders(o.howmany);
+
+    let mut known = Known {
+        policy: Policy {
+            trusted: plan.cfg.trusted.clone(),
+            whitelist_name: plan.whitelist[0].clone(),
+            own: host.own.clone(),
+            ..Policy::default()
+        },
+        ..Known::default()
+    };
+    if let (Some(s), Some(h)) = (store.as_deref_mut(), &headers) {
+        for w in &plan.whitelist {
+            if h.contains_key(w) {
+                let text = s.save_set(w)?;
+                known.policy.whitelist.extend(Members::from_save(&text));
+            }
+        }
+        for (fam, set) in plan.sets.iter().enumerate() {
+            let wanted = offenders
+                .iter()
+                .any(|(a, _)| usize::from(a.is_ipv6()) == fam);
+            if let (true, Some(hdr)) = (wanted, h.get(set)) {
+                let text = s.save_set(set)?;
+                known.listed.extend(Members::from_save(&text));
+                known.room[fam] = hdr.maxelem.map(|m| m.saturating_sub(hdr.entries));
+            }
+        }
+    }
+    let apply = !o.dryrun && store.is_some();
+    let decisions = decide::decide(offenders, &known, &plan.sets, apply);
+    let script = decide::restore_script(&decisions, o.removeafter);
+    let (mut added, mut restore_ms) = (0, None);
+    if apply && !script.is_empty() {
+        let s = store.expect("apply implies a store");
+        let t = std::time::Instant::now();
+        s.add_members(&script)
+            .map_err(|e| anyhow!("adding the bans: {e}"))?;
+        restore_ms = Some(t.elapsed().as_millis() as u64);
+        added = script.lines().count() as u64;
+    }
+    Ok(Report {
+        rule: o.rule.clone(),
+        kind: o.kind.as_str(),
+        howmany: o.howmany,
+        within_secs: o.within,
+        removeafter_secs: o.removeafter,
+        window_start: utc(window.0),
+        window_end: utc(window.1),
+        dryrun: o.dryrun,
+        files,
+        lines_read: tally.lines,
+        lines_matched: tally.matched,
+        lines_outside_window: tally.outside,
+        lines_other_type: tally.other_type,
+        lines_malformed: tally.malformed_total(),
+        malformed: report::malformed(&tally),
+        offenders: report::offenders(&decisions),
+        added,
+        restore_ms,
+        notes,
+    })
+}
+
+/// Record a real run in the state file: its bans (so a reboot's apply
+/// restores them with the time left) and the run itself (for `status`).
+/// A failure only warns: the bans are in the kernel already.
+fn record(report: &Report, ipset: &str, path: &Path, now: i64) {
+    let added: Vec<(ipnet::IpNet, &str)> = report
+        .offenders
+        .iter()
+        .filter(|o| o.action == "added")
+        .filter_map(|o| Some((o.address.parse::<IpAddr>().ok()?.into(), o.set.as_str())))
+        .collect();
+    let secs = report.removeafter_secs;
+    let run = crate::core::state::ScanRun {
+        at: now,
+        rule: report.rule.clone(),
+        kind: report.kind.to_string(),
+        ipset: ipset.to_string(),
+        lines_matched: report.lines_matched,
+        offenders: report.offenders.len() as u64,
+        added: report.added,
+    };
+    let result = statefile::update(path, now, |st| {
+        for (addr, set) in added {
+            let (n, _) = st.history.next_ban(&addr, now, &[secs]);
+            st.history.record(addr, set, n, now, secs);
+        }
+        st.note_scan(run);
+    });
+    match result {
+        Ok((_, Some(w))) => eprintln!("fwctl: warning: {w}"),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "fwctl: warning: the bans are in, but the state file was not written ({e}); they will not be restored after a reboot"
+        ),
+    }
+}
+
+/// The command: checks, lock, read, decide, ban, print.
+pub fn run(opts: &Options, config: &Path, state: Option<&Path>) -> Result<()> {
+    let plan = Plan::new(opts, config)?;
+    let root = host::is_root();
+    if !opts.dryrun && !root {
+        bail!("fwctl scan adds bans to ipsets and must run as root; fix: sudo fwctl scan ... (or add --dryrun to only look)");
+    }
+    let mut sys = match (opts.dryrun, root) {
+        (false, _) => Some(System::locate_only(&["ipset"])?),
+        (true, true) => System::locate_only(&["ipset"]).ok(),
+        (true, false) => None,
+    };
+    let _lock = if opts.dryrun {
+        None
+    } else {
+        Some(lock::acquire(&lock::run_dir(), LOCK_WAIT)?)
+    };
+    let real_now = host::now();
+    let now = match &opts.now {
+        Some(s) => parse_now(s, &host::local_zone(real_now))?,
+        None => real_now,
+    };
+    let h = Host {
+        now,
+        zone: host::local_zone(now),
+        own: host::own_addresses(),
+    };
+    let log = opts.log.clone();
+    let report = execute(
+        &plan,
+        &h,
+        sys.as_mut().map(|s| s as &mut dyn SetStore),
+        |p, kind| {
+            if log.as_os_str() == "-" {
+                let t = logfile::read_stream(std::io::stdin().lock(), p, kind)?;
+                Ok((
+                    t,
+                    vec![FileRead {
+                        path: log.clone(),
+                        size: 0,
+                        from: 0,
+                        to: 0,
+                        shrank: false,
+                    }],
+                ))
+            } else {
+                logfile::read_log(&log, p, kind).map_err(|e| {
+                let fix = match e.kind() {
+                    std::io::ErrorKind::NotFound => "; fix: check that rsyslog writes it (see rsyslog/10-iptables.conf) or pass --log PATH",
+                    std::io::ErrorKind::PermissionDenied => "; fix: run as root or make it readable",
+                    _ => "",
+                };
+                std::io::Error::new(e.kind(), format!("{e}{fix}"))
+            })
+            }
+        },
+    )?;
+    if !opts.dryrun {
+        let path = plan.cfg.state_path(state);
+        record(&report, &opts.ipset, &path, real_now);
+    }
+    let text = if opts.json {
+        report.json()
+    } else {
+        report.human()
+    };
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not worth a panic; the bans are in already.
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::fake::Fake;
+    use crate::testing::loggen::{self, Spec};
+
+    const SETS: &str = "create whitelist hash:net family inet hashsize 1024 maxelem 65536\n\
+        add whitelist 203.0.113.2\n\
+        create whitelist_v6 hash:net family inet6 hashsize 1024 maxelem 65536\n\
+        create throttle-hard hash:ip family inet hashsize 1024 maxelem 65536 timeout 0\n\
+        add throttle-hard 203.0.113.3 timeout 500\n\
+        create throttle-hard_v6 hash:ip family inet6 hashsize 1024 maxelem 65536 timeout 0\n";
+
+    fn opts(dryrun: bool) -> Options {
+        Options {
+            log: PathBuf::from("generated"),
+            rule: "blocked".into(),
+            kind: TypeFilter::Tcp,
+            howmany: 50,
+            within: 1800,
+            ipset: "throttle-hard".into(),
+            removeafter: 7200,
+            dryrun,
+            json: false,
+            now: None,
+        }
+    }
+
+    fn config() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/fwctl.toml")
+    }
+
+    /// Run against a generated log (offenders 203.0.113.1, .2, .3, .4 and
+    /// 2001:db8:bad::2) and a fake ipset holding `sets`.
+    fn run_fake(o: &Options, sets: &str) -> (Result<Report>, Fake) {
+        let spec = Spec {
+            offenders: 5,
+            ..Spec::default()
+        };
+        let mut log = Vec::new();
+        loggen::generate(&spec, &mut log).unwrap();
+        let plan = Plan::new(o, &config()).unwrap();
+        let host = Host {
+            now: spec.end,
+            zone: Zone::fixed(0),
+            own: vec!["203.0.113.4".parse().unwrap()],
+        };
+        let mut fake = Fake {
+            sets: sets.into(),
+            ..Fake::default()
+        };
+        let r = execute(&plan, &host, Some(&mut fake), |p, kind| {
+            Ok((logfile::read_stream(&log[..], p, kind)?, vec![]))
+        });
+        (r, fake)
+    }
+
+    fn actions(r: &Report) -> Vec<(String, &'static str, Option<String>)> {
+        r.offenders
+            .iter()
+            .map(|o| (o.address.clone(), o.action, o.reason.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn bans_go_in_one_restore_and_the_exceptions_are_kept() {
+        let (r, fake) = run_fake(&opts(false), SETS);
+        let r = r.unwrap();
+        let mut got = actions(&r);
+        got.sort();
+        let s = |a: &str, act: &'static str, why: Option<&str>| {
+            (a.to_string(), act, why.map(str::to_string))
+        };
+        assert_eq!(
+            got,
+            vec![
+                s("2001:db8:bad::2", "added", None),
+                s("203.0.113.1", "added", None),
+                s("203.0.113.2", "skipped", Some("in the whitelist set")),
+                s("203.0.113.3", "already listed", None),
+                s("203.0.113.4", "skipped", Some("this host's own address")),
+            ]
+        );
+        assert_eq!(r.added, 2);
+        // One batched add, after reading only the sets that matter.
+        assert_eq!(
+            fake.calls,
+            [
+                "list -t",
+                "save whitelist",
+                "save whitelist_v6",
+                "save throttle-hard",
+                "save throttle-hard_v6",
+                "add members"
+            ]
+        );
+        assert!(fake.sets.ends_with(
+            "add throttle-hard 203.0.113.1 timeout 7200\nadd throttle-hard_v6 2001:db8:bad::2 timeout 7200\n"
+        ) || fake.sets.ends_with(
+            "add throttle-hard_v6 2001:db8:bad::2 timeout 7200\nadd throttle-hard 203.0.113.1 timeout 7200\n"
+        ), "{}", fake.sets);
+        // The trusted network of the config is honoured too.
+        assert!(r.human().contains("added: 2"));
+    }
+
+    #[test]
+    fn dryrun_adds_nothing_and_says_would_add() {
+        let (r, fake) = run_fake(&opts(true), SETS);
+        let r = r.unwrap();
+        assert!(actions(&r).iter().any(|a| a.1 == "would add"));
+        assert!(!fake.calls.iter().any(|c| c == "add members"));
+        assert_eq!(fake.sets, SETS);
+    }
+
+    #[test]
+    fn a_missing_or_wrong_target_set_stops_the_run_before_any_change() {
+        let cases = [
+            (SETS.replace("create throttle-hard_v6 hash:ip family inet6", "create other hash:ip family inet6"), "ipset throttle-hard_v6 does not exist"),
+            (SETS.replace("create throttle-hard_v6 hash:ip family inet6", "create throttle-hard_v6 hash:ip family inet"), "has family inet but takes the IPv6 offenders"),
+            (SETS.replace("create throttle-hard hash:ip family inet hashsize 1024 maxelem 65536 timeout 0", "create throttle-hard hash:ip family inet hashsize 1024 maxelem 65536"), "without timeout support"),
+            (SETS.replace("create throttle-hard hash:ip", "create throttle-hard bitmap:port"), "cannot take single addresses"),
+        ];
+        for (sets, want) in cases {
+            let (r, fake) = run_fake(&opts(false), &sets);
+            let e = format!("{:#}", r.unwrap_err());
+            assert!(e.contains(want) && e.contains("fix:"), "{e}");
+            assert_eq!(fake.calls, ["list -t"], "{want}");
+            // A dry run says so instead of failing.
+            let (r, _) = run_fake(&opts(true), &sets);
+            assert!(r.unwrap().notes.iter().any(|n| n.contains(want)));
+        }
+    }
+
+    #[test]
+    fn the_whitelist_is_never_a_target_and_rules_must_exist() {
+        let o = Options {
+            ipset: "whitelist".into(),
+            ..opts(false)
+        };
+        let e = Plan::new(&o, &config()).err().unwrap().to_string();
+        assert!(e.contains("whitelist set"), "{e}");
+        let o = Options {
+            rule: "nosuch".into(),
+            ..opts(false)
+        };
+        let e = Plan::new(&o, &config()).err().unwrap().to_string();
+        assert!(e.contains("allowed, blocked"), "{e}");
+        let o = Options {
+            ipset: "bad name!".into(),
+            ..opts(false)
+        };
+        assert!(Plan::new(&o, &config()).is_err());
+    }
+}

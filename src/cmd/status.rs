@@ -1,0 +1,87 @@
+//! `fwctl status`: gathers what `core::status` evaluates (the kernel's rules
+//! and sets, the state file, the capture lock), and --repair.
+
+use crate::core::config::Config;
+use crate::core::ruleset::{self, ipset, Family, Plan};
+use crate::core::status::{evaluate, Facts};
+use crate::ports::{Backend, SetStore};
+use crate::sys::tools::System;
+use crate::sys::{host, lock, statefile};
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+    /// If rules, sets or bans are missing or changed, run `fwctl apply` to
+    /// put them back (bans the state file knows come back with the time they
+    /// have left), then report again.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// Read the kernel, the state file and the capture lock.
+fn gather<'a>(
+    cfg: &'a Config,
+    plan: &'a Plan,
+    state_path: &Path,
+    sys: &mut System,
+) -> Result<Facts<'a>> {
+    let v4 = sys.save_table(Family::V4)?;
+    let v6 = sys.save_table(Family::V6)?;
+    let headers = ipset::parse_headers(&sys.headers()?);
+    let mut saves = BTreeMap::new();
+    for s in &plan.sets {
+        if headers.contains_key(&s.name) {
+            saves.insert(s.name.clone(), sys.save_set(&s.name)?);
+        }
+    }
+    let loaded = statefile::read(state_path)?;
+    if let Some(w) = loaded.warning {
+        eprintln!("fwctl: warning: {w}");
+    }
+    Ok(Facts {
+        cfg,
+        plan,
+        v4,
+        v6,
+        headers,
+        saves,
+        state: loaded.state,
+        state_path: state_path.to_path_buf(),
+        capture_pid: lock::holder(&lock::capture_lock()),
+        now: host::now(),
+    })
+}
+
+/// Returns whether everything is as it should be (the exit status).
+pub fn run(o: &Options, config: &Path, state_arg: Option<&Path>) -> Result<bool> {
+    let cfg = Config::load(config)?;
+    let plan = ruleset::build(&cfg);
+    if !host::is_root() {
+        anyhow::bail!("fwctl status reads the kernel's rules and sets, which needs root; fix: sudo fwctl status");
+    }
+    let mut sys = System::locate()?;
+    let path = cfg.state_path(state_arg);
+    let mut status = evaluate(&gather(&cfg, &plan, &path, &mut sys)?);
+    if o.repair && !status.healthy {
+        if status.repairable {
+            eprintln!("fwctl: repairing: {}", status.problems.join("; "));
+            super::apply::apply(config, false, None, state_arg)?;
+            status = evaluate(&gather(&cfg, &plan, &path, &mut sys)?);
+        } else {
+            eprintln!("fwctl: nothing to repair: a full set needs a bigger [sets] maxelem, which an apply alone does not change");
+        }
+    }
+    let text = if o.json {
+        serde_json::to_string_pretty(&status).expect("json") + "\n"
+    } else {
+        status.human()
+    };
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Ok(status.healthy)
+}

@@ -1,0 +1,87 @@
+//! `fwctl unban`: take an address out of every ban set and end its ban in
+//! the state file (its offence count stays, for progressive capture bans).
+
+use super::load;
+use crate::core::ban as target;
+use crate::core::ruleset::ipset;
+use crate::ports::SetStore;
+use crate::sys::tools::System;
+use crate::sys::{host, lock, statefile};
+use crate::units::addr::{member, parse_addr};
+use anyhow::{anyhow, bail, Result};
+use ipnet::IpNet;
+use std::path::Path;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct UnbanOptions {
+    /// The address or network to take out of every ban set (as it was banned).
+    #[arg(value_name = "ADDR")]
+    pub addr: String,
+}
+
+pub fn unban(o: &UnbanOptions, config: &Path, state_arg: Option<&Path>) -> Result<()> {
+    let (cfg, _) = load(config)?;
+    let addr = parse_addr(&o.addr)?;
+    if !host::is_root() {
+        bail!("fwctl unban reads and changes the kernel's ipsets and must run as root; fix: sudo fwctl unban ...");
+    }
+    let mut sys = System::locate_only(&["ipset"])?;
+    let _lock = lock::acquire(&lock::run_dir(), super::ban::LOCK_WAIT)?;
+    let v6 = matches!(addr, IpNet::V6(_));
+    let headers = ipset::parse_headers(&sys.headers()?);
+    let shown = member(&addr);
+    let mut script = String::new();
+    let mut found = Vec::new();
+    let mut inside = Vec::new();
+    for role in target::BAN_ROLES {
+        let set = target::sets_named(&cfg, role)?[usize::from(v6)].clone();
+        if !headers.contains_key(&set) {
+            continue;
+        }
+        let saved = ipset::parse_save(&sys.save_set(&set)?);
+        for m in saved.values().flat_map(|s| &s.members) {
+            let Some(net) = m.first().and_then(|w| parse_addr(w).ok()) else {
+                continue;
+            };
+            if net == addr {
+                script += &format!("del {set} {shown}\n");
+                found.push(set.clone());
+            } else if net.contains(&addr) {
+                inside.push(format!("{} in {set}", member(&net)));
+            }
+        }
+    }
+    if !script.is_empty() {
+        sys.add_members(&script)
+            .map_err(|e| anyhow!("removing {shown}: {e}"))?;
+    }
+    let now = host::now();
+    let path = cfg.state_path(state_arg);
+    let ended = match statefile::update(&path, now, |st| st.history.end(&addr, now)) {
+        Ok((ended, _)) => ended,
+        Err(e) => {
+            eprintln!("fwctl: warning: could not record the unban in the state file ({e}); a reboot may restore the ban");
+            false
+        }
+    };
+    if found.is_empty() && !ended {
+        let hint = if inside.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (it is inside the banned {}; unban that instead)",
+                inside.join(", ")
+            )
+        };
+        bail!("{shown} is not banned in any of fwctl's ban sets{hint}; nothing changed");
+    }
+    if found.is_empty() {
+        println!("fwctl: {shown} was not in the kernel's sets; its ban is ended in the state file so it is not restored");
+    } else {
+        println!("fwctl: unbanned {shown} from {}", found.join(", "));
+    }
+    if !inside.is_empty() {
+        println!("fwctl: note: it is still covered by {}", inside.join(", "));
+    }
+    Ok(())
+}

@@ -1,0 +1,525 @@
+//! What capture does with each frame (pure): parse it, keep only probes
+//! addressed to this host, feed the detector, and turn its reports into bans
+//! (progressive durations from the history) and events. The ban itself is
+//! made by whoever drives the engine (netlink live, nothing in a replay, a
+//! recording closure in tests), through the function it passes in.
+
+use super::detect::{Detector, Event as Detected, Micros, Reason, Scan, SECOND};
+use super::events::{self, span, time, Event};
+use super::packet::{self, Link};
+use crate::core::history::History;
+use crate::core::policy::Policy;
+use crate::units::addr::member;
+use ipnet::IpNet;
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+/// What adding a ban to a set did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Added {
+    /// The entry is in the set now, with the timeout given.
+    Added,
+    /// It was there already; its timeout was not touched.
+    AlreadyListed,
+}
+
+/// A ban that could not be made, with the reason and the fix.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BanFailed(pub String);
+
+/// Makes a ban: (set, address or network, seconds).
+pub type BanFn<'a> = dyn FnMut(&str, IpNet, u32) -> Result<Added, BanFailed> + 'a;
+
+/// A UDP datagram from a privileged port to an unprivileged one is taken for
+/// a reply to this host's own query (DNS, NTP, ...), not a probe: UDP has no
+/// flags to tell, and every answer to a resolver lookup would otherwise count
+/// as a probe of a new high port. nmap -sU sends from a high port unless told
+/// otherwise (-g 53 evades this, as it evades most firewalls' DNS rules).
+pub fn is_reply(p: &packet::Probe) -> bool {
+    p.kind == packet::Kind::Udp && p.sport < 1024 && p.dport >= 1024
+}
+
+/// Which destinations count as "this host".
+#[derive(Clone, Debug, Default)]
+pub struct Dests {
+    pub exact: HashSet<IpAddr>,
+    pub nets: Vec<IpNet>,
+    /// Every destination counts (a replay with no protected addresses given).
+    pub any: bool,
+}
+
+impl Dests {
+    pub fn contains(&self, a: &IpAddr) -> bool {
+        self.any || self.exact.contains(a) || self.nets.iter().any(|n| n.contains(a))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Ban through the ban function.
+    Ban,
+    /// Report only (`--detect-only` or mode = "detection_only").
+    DetectOnly,
+    /// A replay: bans are decided and reported, never applied.
+    Replay,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Counts {
+    pub frames: u64,
+    /// Probes addressed to this host (what the detector saw).
+    pub probes: u64,
+    pub bans: u64,
+    pub ban_failures: u64,
+}
+
+pub struct Engine {
+    pub detector: Detector,
+    pub history: History,
+    /// Ban sets: IPv4, IPv6.
+    pub sets: [String; 2],
+    /// Who is never banned.
+    pub policy: Policy,
+    pub dests: Dests,
+    /// This host's own addresses: never tracked as sources.
+    pub own: HashSet<IpAddr>,
+    pub mode: Mode,
+    pub counts: Counts,
+    /// The history changed since the state file was last written.
+    pub dirty: bool,
+    detected: Vec<Detected>,
+}
+
+impl Engine {
+    pub fn new(detector: Detector, history: History, sets: [String; 2], mode: Mode) -> Engine {
+        Engine {
+            detector,
+            history,
+            sets,
+            policy: Policy::default(),
+            dests: Dests::default(),
+            own: HashSet::new(),
+            mode,
+            counts: Counts::default(),
+            dirty: false,
+            detected: Vec::new(),
+        }
+    }
+
+    /// This host's own addresses (re-read now and then by the caller).
+    pub fn set_own(&mut self, own: Vec<IpAddr>) {
+        self.own = own.iter().copied().collect();
+        self.dests.exact = self.own.clone();
+        self.policy.own = own;
+    }
+
+    /// One captured frame received at `now` (µs). `ban` makes a ban (live
+    /// only); `clock` reads the wall clock after a ban, for the latency
+    /// figure. Events go to `out`.
+    pub fn frame(
+        &mut self,
+        link: Link,
+        data: &[u8],
+        now: Micros,
+        ban: &mut BanFn,
+        clock: &dyn Fn() -> Micros,
+        out: &mut Vec<Event>,
+    ) {
+        self.counts.frames += 1;
+        let Some(p) = packet::parse(link, data) else {
+            return;
+        };
+        if !self.dests.contains(&p.dst) || self.own.contains(&p.src) || is_reply(&p) {
+            return;
+        }
+        self.counts.probes += 1;
+        self.detector.probe(&p, now, &mut self.detected);
+        if self.detected.is_empty() {
+            return;
+        }
+        let detected = std::mem::take(&mut self.detected);
+        for d in &detected {
+            match d {
+                Detected::Scan(s) => self.scan(s, ban, clock, out),
+                Detected::Distributed {
+                    time: t,
+                    port,
+                    udp,
+                    sources,
+                } => out.push(Event::DistributedScan(events::DistributedScan {
+                    time: time(*t),
+                    proto: if *udp { "udp" } else { "tcp" },
+                    port: *port,
+                    sources: *sources,
+                    window_s: self.detector.settings().distributed_window / SECOND,
+                    profile: self.detector.settings().profile.name.clone(),
+                })),
+            }
+        }
+        self.detected = detected;
+        self.detected.clear();
+    }
+
+    fn scan(
+        &mut self,
+        s: &Scan,
+        ban: &mut BanFn,
+        clock: &dyn Fn() -> Micros,
+        out: &mut Vec<Event>,
+    ) {
+        let settings = self.detector.settings();
+        let profile = settings.profile.clone();
+        let window = profile.window;
+        let reason = match &s.reason {
+            Reason::Ports => format!(
+                "{} distinct ports within {}",
+                s.counted.len(),
+                span(window / SECOND)
+            ),
+            Reason::Port { port, probes } => format!(
+                "{probes} probes to port {port} within {} (its threshold is {})",
+                span(window / SECOND),
+                settings.port_thresholds.get(port).copied().unwrap_or(0)
+            ),
+        };
+        let now_s = (s.time / SECOND) as i64;
+        let (offence, secs) = self.history.next_ban(&s.source, now_s, &profile.bans);
+        let set = self.sets[usize::from(s.source.addr().is_ipv6())].clone();
+        let mut quiet_until = s.time.saturating_add(window);
+        let mut blocked: Option<Event> = None;
+        let action: String = if let Some(why) = self.policy.check(&s.source) {
+            format!("not banned: {why}")
+        } else {
+            match self.mode {
+                Mode::DetectOnly => "not banned: detection only".into(),
+                Mode::Replay | Mode::Ban => {
+                    let applied = if self.mode == Mode::Ban {
+                        Some(ban(&set, s.source, secs as u32))
+                    } else {
+                        None
+                    };
+                    match applied {
+                        Some(Err(e)) => {
+                            self.counts.ban_failures += 1;
+                            format!("ban failed: {e}")
+                        }
+                        Some(Ok(Added::AlreadyListed)) => {
+                            quiet_until = s.time.saturating_add(secs * SECOND);
+                            format!("not banned: already in {set} (its timeout is left alone)")
+                        }
+                        Some(Ok(Added::Added)) | None => {
+                            self.history.record(s.source, &set, offence, now_s, secs);
+                            self.dirty = true;
+                            self.counts.bans += 1;
+                            quiet_until = s.time.saturating_add(secs * SECOND);
+                            let latency = applied.is_some().then(|| clock().saturating_sub(s.time));
+                            blocked = Some(Event::IpBlocked(events::IpBlocked {
+                                time: time(s.time),
+                                src: member(&s.source),
+                                set: set.clone(),
+                                ban_seconds: secs,
+                                offence,
+                                until: time(s.time.saturating_add(secs * SECOND)),
+                                profile: profile.name.clone(),
+                                scan_type: s.kinds.label(),
+                                applied: applied.is_some(),
+                                latency_us: latency,
+                            }));
+                            if applied.is_some() {
+                                format!("banned for {}", span(secs))
+                            } else {
+                                format!("would ban for {} (replay)", span(secs))
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        self.detector.quiet(s.key, quiet_until);
+        out.push(Event::ScanDetected(events::ScanDetected {
+            time: time(s.time),
+            src: member(&s.source),
+            scan_type: s.kinds.label(),
+            nmap: s.kinds.nmap(),
+            reason,
+            ports: s.counted.clone(),
+            port_count: s.counted.len(),
+            service_ports: s.services.clone(),
+            probes: s.probes,
+            first_seen: time(s.first),
+            duration_s: s.time.saturating_sub(s.first) / SECOND,
+            profile: profile.name.clone(),
+            action,
+        }));
+        if let Some(b) = blocked {
+            out.push(b);
+        }
+    }
+
+    /// The counters for a `capture_stats` event at `now` (µs).
+    pub fn stats(&self, now: Micros) -> events::CaptureStats {
+        let d = &self.detector;
+        events::CaptureStats {
+            time: time(now),
+            frames: self.counts.frames,
+            probes: self.counts.probes,
+            tracked: d.tracked(),
+            capacity: d.settings().capacity,
+            evicted: d.evicted(),
+            scans: d.stats.scans,
+            distributed: d.stats.distributed,
+            bans: self.counts.bans,
+            ban_failures: self.counts.ban_failures,
+            profile: d.settings().profile.name.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::detect::{Profile, Settings};
+    use super::*;
+    use serde_json::Value;
+
+    /// A ban function that records what it was asked, with addresses that
+    /// are "already listed" and an optional error for every add.
+    #[derive(Default)]
+    struct Recorder {
+        adds: Vec<(String, IpNet, u32)>,
+        listed: HashSet<IpNet>,
+        fail: Option<String>,
+    }
+
+    impl Recorder {
+        fn add(&mut self, set: &str, net: IpNet, secs: u32) -> Result<Added, BanFailed> {
+            if let Some(e) = &self.fail {
+                return Err(BanFailed(e.clone()));
+            }
+            if !self.listed.insert(net) {
+                return Ok(Added::AlreadyListed);
+            }
+            self.adds.push((set.to_string(), net, secs));
+            Ok(Added::Added)
+        }
+    }
+
+    struct Rig {
+        e: Engine,
+        banner: Recorder,
+        out: Vec<Event>,
+    }
+
+    impl Rig {
+        fn new(mode: Mode) -> Rig {
+            let d = Detector::new(Settings::for_profile(Profile::named("aggressive").unwrap()));
+            let mut e = Engine::new(
+                d,
+                History::default(),
+                ["blacklist".into(), "blacklist_v6".into()],
+                mode,
+            );
+            e.dests.exact.insert("198.51.100.1".parse().unwrap());
+            e.dests.exact.insert("2001:db8:100::1".parse().unwrap());
+            e.policy.trusted = vec!["192.0.2.0/24".parse().unwrap()];
+            Rig {
+                e,
+                banner: Recorder::default(),
+                out: Vec::new(),
+            }
+        }
+
+        fn feed(&mut self, frame: &[u8], now: Micros) {
+            let banner = &mut self.banner;
+            self.e.frame(
+                Link::Raw,
+                frame,
+                now,
+                &mut |set, net, secs| banner.add(set, net, secs),
+                &|| now + 250,
+                &mut self.out,
+            );
+        }
+
+        /// A SYN scan of `ports` ports from `src` to `dst`, starting at `t` seconds.
+        fn scan(&mut self, src: &str, dst: &str, ports: u16, t: u64) {
+            for i in 0..ports {
+                let p = packet::Probe {
+                    src: src.parse().unwrap(),
+                    dst: dst.parse().unwrap(),
+                    sport: 5555,
+                    dport: 1000 + i,
+                    kind: packet::Kind::Syn,
+                };
+                self.feed(&frame_of(&p), (t + u64::from(i)) * SECOND);
+            }
+        }
+
+        fn events(&self) -> Vec<Value> {
+            self.out
+                .iter()
+                .map(|e| serde_json::from_str(&e.json()).unwrap())
+                .collect()
+        }
+
+        fn of(&self, kind: &str) -> Vec<Value> {
+            self.events()
+                .into_iter()
+                .filter(|e| e["event"] == kind)
+                .collect()
+        }
+    }
+
+    /// A raw IPv4/IPv6 + TCP SYN packet for a probe (enough for the parser).
+    fn frame_of(p: &packet::Probe) -> Vec<u8> {
+        let mut f = Vec::new();
+        match (p.src, p.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0]);
+                f.extend_from_slice(&s.octets());
+                f.extend_from_slice(&d.octets());
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                f.extend_from_slice(&[0x60, 0, 0, 0, 0, 20, 6, 64]);
+                f.extend_from_slice(&s.octets());
+                f.extend_from_slice(&d.octets());
+            }
+            _ => unreachable!(),
+        }
+        f.extend_from_slice(&p.sport.to_be_bytes());
+        f.extend_from_slice(&p.dport.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 4, 0, 0, 0, 0, 0]);
+        f
+    }
+
+    #[test]
+    fn a_scan_is_banned_with_latency_and_recorded() {
+        let mut r = Rig::new(Mode::Ban);
+        r.scan("203.0.113.5", "198.51.100.1", 3, 1000);
+        assert_eq!(
+            r.banner.adds,
+            vec![("blacklist".into(), "203.0.113.5/32".parse().unwrap(), 300)]
+        );
+        let b = &r.of("ip_blocked")[0];
+        assert_eq!(b["latency_us"], 250);
+        assert_eq!(b["src"], "203.0.113.5");
+        assert_eq!(r.of("scan_detected")[0]["action"], "banned for 5m");
+        assert!(r.e.dirty);
+        assert_eq!(r.e.history.active(1002).len(), 1);
+    }
+
+    #[test]
+    fn repeat_offenders_get_longer_bans() {
+        let mut r = Rig::new(Mode::Ban);
+        let mut t = 1000;
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            r.banner.listed.clear(); // the kernel let the last ban expire
+            r.scan("2001:db8:bad::7", "2001:db8:100::1", 3, t);
+            let (_, net, secs) = r.banner.adds.last().unwrap().clone();
+            assert_eq!(net.to_string(), "2001:db8:bad::7/128");
+            got.push(secs);
+            t += u64::from(secs) + 10;
+        }
+        assert_eq!(got, vec![300, 3600, 43200, 259200, 259200]);
+        assert_eq!(r.banner.adds[0].0, "blacklist_v6");
+    }
+
+    #[test]
+    fn while_banned_the_source_is_quiet() {
+        let mut r = Rig::new(Mode::Ban);
+        r.scan("203.0.113.5", "198.51.100.1", 3, 1000);
+        r.scan("203.0.113.5", "198.51.100.1", 3, 1100);
+        assert_eq!(r.banner.adds.len(), 1);
+        assert_eq!(r.of("scan_detected").len(), 1);
+    }
+
+    #[test]
+    fn trusted_and_own_addresses_are_never_banned_even_when_spoofed() {
+        let mut r = Rig::new(Mode::Ban);
+        r.scan("192.0.2.77", "198.51.100.1", 10, 1000);
+        assert!(r.banner.adds.is_empty());
+        let s = &r.of("scan_detected")[0];
+        assert_eq!(
+            s["action"],
+            "not banned: in trusted network 192.0.2.0/24 (config)"
+        );
+        assert!(r.of("ip_blocked").is_empty());
+        // Probes from this host's own address are not even tracked.
+        r.e.set_own(vec!["198.51.100.2".parse().unwrap()]);
+        r.e.dests.exact.insert("198.51.100.1".parse().unwrap());
+        r.scan("198.51.100.2", "198.51.100.1", 10, 2000);
+        assert_eq!(r.of("scan_detected").len(), 1);
+    }
+
+    #[test]
+    fn only_probes_to_this_host_count() {
+        let mut r = Rig::new(Mode::Ban);
+        r.scan("203.0.113.5", "198.51.100.200", 10, 1000);
+        assert!(r.events().is_empty());
+        assert_eq!(r.e.counts.probes, 0);
+    }
+
+    #[test]
+    fn udp_replies_to_our_own_queries_are_not_probes() {
+        let mut r = Rig::new(Mode::Ban);
+        for (i, port) in (33000..33010u16).enumerate() {
+            let mut f = frame_of(&packet::Probe {
+                src: "203.0.113.53".parse().unwrap(),
+                dst: "198.51.100.1".parse().unwrap(),
+                sport: 53,
+                dport: port,
+                kind: packet::Kind::Syn,
+            });
+            f[9] = 17; // UDP instead of TCP
+            r.feed(&f, (1000 + i as u64) * SECOND);
+        }
+        assert_eq!(r.e.counts.probes, 0);
+        assert!(r.events().is_empty());
+    }
+
+    #[test]
+    fn detect_only_reports_without_banning() {
+        let mut r = Rig::new(Mode::DetectOnly);
+        r.scan("203.0.113.5", "198.51.100.1", 3, 1000);
+        assert!(r.banner.adds.is_empty());
+        assert_eq!(
+            r.of("scan_detected")[0]["action"],
+            "not banned: detection only"
+        );
+        assert!(r.of("ip_blocked").is_empty());
+    }
+
+    #[test]
+    fn replay_decides_but_never_applies() {
+        let mut r = Rig::new(Mode::Replay);
+        r.scan("203.0.113.5", "198.51.100.1", 3, 1000);
+        assert!(r.banner.adds.is_empty());
+        let b = &r.of("ip_blocked")[0];
+        assert_eq!(
+            (b["applied"].as_bool(), b["ban_seconds"].as_u64()),
+            (Some(false), Some(300))
+        );
+        assert!(b.get("latency_us").is_none());
+    }
+
+    #[test]
+    fn already_listed_and_failed_bans_are_reported() {
+        let mut r = Rig::new(Mode::Ban);
+        r.banner.listed.insert("203.0.113.5/32".parse().unwrap());
+        r.scan("203.0.113.5", "198.51.100.1", 3, 1000);
+        assert!(r.of("scan_detected")[0]["action"]
+            .as_str()
+            .unwrap()
+            .starts_with("not banned: already in blacklist"));
+        assert!(r.e.history.is_empty());
+        r.banner.fail = Some("ipset blacklist does not exist; fix: run `fwctl apply`".into());
+        r.scan("203.0.113.6", "198.51.100.1", 3, 1000);
+        assert_eq!(r.e.counts.ban_failures, 1);
+        assert!(r.of("scan_detected")[1]["action"]
+            .as_str()
+            .unwrap()
+            .contains("fwctl apply"));
+    }
+}

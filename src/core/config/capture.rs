@@ -1,0 +1,205 @@
+//! The `[capture]` section of the config: parsed and validated here, turned
+//! into the detector's [`Settings`] with the config's services and trusted
+//! networks.
+
+use crate::core::capture::detect::{Profile, SECOND};
+use crate::units::duration::{parse_timeout, parse_window};
+use crate::units::Invalid;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The validated `[capture]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capture {
+    pub profile: Profile,
+    pub port_thresholds: BTreeMap<u16, u32>,
+    /// Destination addresses that count as this host, beyond its own.
+    pub protected: Vec<IpNet>,
+    /// Which of the config's sets takes the bans ("blacklist", ...).
+    pub ban_set: String,
+    pub max_sources: usize,
+    pub ipv6_prefix: u8,
+    pub distributed_sources: u32,
+    pub distributed_window: u64,
+    pub state_file: PathBuf,
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Capture::from_raw(RawCapture::default()).expect("defaults are valid")
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapture {
+    profile: Option<String>,
+    ports: Option<u32>,
+    window: Option<String>,
+    bans: Option<Vec<String>>,
+    #[serde(default)]
+    port_thresholds: BTreeMap<String, u32>,
+    #[serde(default)]
+    protected: Vec<String>,
+    ban_set: Option<String>,
+    max_sources: Option<usize>,
+    ipv6_prefix: Option<u8>,
+    distributed_sources: Option<u32>,
+    distributed_window: Option<String>,
+    state_file: Option<PathBuf>,
+}
+
+/// A `[capture]` ban duration: the same rules as `scan --removeafter`, with
+/// the key named.
+fn timeout(key: &str, s: &str) -> Result<u64, Invalid> {
+    parse_timeout(s).map_err(|e| Invalid(format!("[capture] {key} = {e}")))
+}
+
+/// A `[capture]` window: a span to look back over, with the key named.
+fn span(key: &str, s: &str) -> Result<u64, Invalid> {
+    parse_window(s).map_err(|e| Invalid(format!("[capture] {key} = {e}")))
+}
+
+impl Capture {
+    pub fn from_raw(raw: RawCapture) -> Result<Capture, Invalid> {
+        let name = raw.profile.unwrap_or_else(|| "standard".into());
+        let custom_keys = raw.ports.is_some() || raw.window.is_some() || raw.bans.is_some();
+        let profile = if name == "custom" {
+            let (Some(ports), Some(window), Some(bans)) = (raw.ports, raw.window, raw.bans) else {
+                return Err("[capture] profile = \"custom\" needs ports, window and bans; fix: e.g. ports = 10, window = \"30m\", bans = [\"15m\", \"1h\", \"1d\"]".into());
+            };
+            if !(1..=1000).contains(&ports) {
+                return Err(Invalid(format!(
+                    "[capture] ports = {ports} is out of range; fix: 1 to 1000 distinct ports"
+                )));
+            }
+            if bans.is_empty() {
+                return Err(
+                    "[capture] bans is empty; fix: at least one ban duration, e.g. [\"10m\"]"
+                        .into(),
+                );
+            }
+            Profile {
+                name,
+                ports,
+                window: span("window", &window)? * SECOND,
+                bans: bans
+                    .iter()
+                    .map(|b| timeout("bans", b))
+                    .collect::<Result<_, _>>()?,
+            }
+        } else {
+            let Some(p) = Profile::named(&name) else {
+                return Err(Invalid(format!("[capture] profile = \"{name}\" is unknown; fix: aggressive, standard, lenient or custom")));
+            };
+            if custom_keys {
+                return Err(Invalid(format!("[capture] ports, window and bans belong to profile = \"custom\"; fix: remove them or set profile = \"custom\" (\"{name}\" has its own)")));
+            }
+            p
+        };
+        let mut port_thresholds = BTreeMap::new();
+        for (port, n) in raw.port_thresholds {
+            let p = match port.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    return Err(Invalid(format!(
+                        "[capture.port_thresholds] \"{port}\" is not a port; fix: keys are port numbers, e.g. 22 = 3"
+                    )))
+                }
+            };
+            if n == 0 {
+                return Err(Invalid(format!(
+                    "[capture.port_thresholds] {port} = 0; fix: at least 1 probe"
+                )));
+            }
+            port_thresholds.insert(p, n);
+        }
+        let protected = raw
+            .protected
+            .iter()
+            .map(|s| {
+                crate::units::addr::parse_net(s, true)
+                    .map_err(|e| Invalid(format!("[capture] protected: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ban_set = raw.ban_set.unwrap_or_else(|| "blacklist".into());
+        if !["blacklist", "throttle_soft", "throttle_hard"].contains(&ban_set.as_str()) {
+            return Err(Invalid(format!("[capture] ban_set = \"{ban_set}\"; fix: one of the [sets] keys blacklist, throttle_soft or throttle_hard (the whitelist never takes bans)")));
+        }
+        let max_sources = raw.max_sources.unwrap_or(100_000);
+        if !(100..=10_000_000).contains(&max_sources) {
+            return Err(Invalid(format!(
+                "[capture] max_sources = {max_sources} is out of range; fix: 100 to 10000000"
+            )));
+        }
+        let ipv6_prefix = raw.ipv6_prefix.unwrap_or(128);
+        if !(32..=128).contains(&ipv6_prefix) {
+            return Err(Invalid(format!(
+                "[capture] ipv6_prefix = {ipv6_prefix}; fix: 128 (each address) or a prefix such as 64 (one /64 per source)"
+            )));
+        }
+        Ok(Capture {
+            profile,
+            port_thresholds,
+            protected,
+            ban_set,
+            max_sources,
+            ipv6_prefix,
+            distributed_sources: raw.distributed_sources.unwrap_or(20),
+            distributed_window: match raw.distributed_window {
+                Some(w) => span("distributed_window", &w)?,
+                None => 600,
+            },
+            state_file: raw
+                .state_file
+                .unwrap_or_else(|| PathBuf::from(crate::core::state::DEFAULT_PATH)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Capture, String> {
+        let raw: RawCapture = toml::from_str(text).map_err(|e| e.to_string())?;
+        Capture::from_raw(raw).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn named_profiles_and_custom() {
+        let c = parse("").unwrap();
+        assert_eq!((c.profile.name.as_str(), c.profile.ports), ("standard", 7));
+        assert_eq!(c.profile.bans, vec![600, 7200, 86400, 604800]);
+        let c = parse("profile = \"aggressive\"").unwrap();
+        assert_eq!((c.profile.ports, c.profile.window), (3, 3600 * SECOND));
+        let c = parse("profile = \"custom\"\nports = 4\nwindow = \"10m\"\nbans = [\"1m\", \"1h\"]\n[port_thresholds]\n22 = 3\n").unwrap();
+        assert_eq!(c.profile.bans, vec![60, 3600]);
+        assert_eq!(c.port_thresholds.get(&22), Some(&3));
+    }
+
+    #[test]
+    fn mistakes_name_the_fix() {
+        for (text, want) in [
+            (
+                "profile = \"paranoid\"",
+                "aggressive, standard, lenient or custom",
+            ),
+            (
+                "profile = \"custom\"\nports = 4",
+                "needs ports, window and bans",
+            ),
+            ("ports = 4", "belong to profile = \"custom\""),
+            ("ban_set = \"whitelist\"", "never takes bans"),
+            ("[port_thresholds]\nssh = 3", "keys are port numbers"),
+            ("ipv6_prefix = 12", "128 (each address)"),
+            ("distributed_window = \"soon\"", "not a duration"),
+            ("protected = [\"300.1.1.1\"]", "protected"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+}

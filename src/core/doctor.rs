@@ -1,0 +1,464 @@
+//! `fwctl doctor`, the checks (pure): what a working install needs, each
+//! check with its fix, judged from facts the system layer gathers
+//! (`sys::doctor`) without changing anything.
+
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Check {
+    pub name: &'static str,
+    pub level: Level,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+/// Which iptables a backend is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Nft,
+    Legacy,
+}
+
+/// fwctl's footprint in one backend: chains named FWCTL-*, rules in them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub chains: usize,
+    /// Every rule of the filter table (ours or not).
+    pub rules: usize,
+}
+
+/// What the machine showed.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    pub root: bool,
+    /// Tools missing from PATH (with their package).
+    pub missing_tools: Vec<(String, String)>,
+    /// `iptables -V` (e.g. "iptables v1.8.9 (nf_tables)").
+    pub iptables_version: Option<String>,
+    /// fwctl's chains in each backend (None: that backend was not readable).
+    pub nft: Option<Footprint>,
+    pub legacy: Option<Footprint>,
+    /// Why `ipset list -n` failed (None: it worked).
+    pub ipset_error: Option<String>,
+    /// Kernel modules fwctl's rules use that are neither loaded, built in
+    /// nor installed; None when the machine cannot tell (no module lists).
+    pub modules_missing: Option<Vec<String>>,
+    pub config_error: Option<String>,
+    pub config_path: PathBuf,
+    /// The log path and the file system holding its directory
+    /// (mount point, type), from /proc/self/mountinfo.
+    pub log: PathBuf,
+    pub log_mount: Option<(String, String)>,
+    /// Age of the log's last write in seconds (None: no file).
+    pub log_age: Option<u64>,
+    /// rsyslog config files that route the fwctl prefixes to the log.
+    pub rsyslog_rules: Vec<PathBuf>,
+    pub rsyslog_running: bool,
+    /// Files with `fwctl scan` cron lines, and an enabled fwctl-scan timer.
+    pub cron_files: Vec<PathBuf>,
+    pub scan_timer: bool,
+    /// Boot apply: an enabled fwctl-apply.service or an @reboot line.
+    pub boot_apply: bool,
+    pub state_path: PathBuf,
+    /// Why the state file cannot be written (None: it can).
+    pub state_error: Option<String>,
+}
+
+fn check(name: &'static str, level: Level, detail: String, fix: Option<&str>) -> Check {
+    Check {
+        name,
+        level,
+        detail,
+        fix: fix.map(str::to_string),
+    }
+}
+
+pub fn backend_of(version: &str) -> Option<Backend> {
+    if version.contains("nf_tables") {
+        Some(Backend::Nft)
+    } else if version.contains("legacy") {
+        Some(Backend::Legacy)
+    } else {
+        None
+    }
+}
+
+/// The checks, in the order an install goes.
+pub fn checks(f: &Facts) -> Vec<Check> {
+    use Level::*;
+    let mut v = Vec::new();
+    v.push(if f.root {
+        check("root", Ok, "running as root".into(), None)
+    } else {
+        check(
+            "root",
+            Fail,
+            "not root: the kernel's rules and sets cannot be read, so several checks below are partial".into(),
+            Some("sudo fwctl doctor"),
+        )
+    });
+    v.push(match &f.config_error {
+        None => check(
+            "config",
+            Ok,
+            format!("{} is valid", f.config_path.display()),
+            None,
+        ),
+        Some(e) => check(
+            "config",
+            Fail,
+            e.clone(),
+            Some("cp rules/fwctl.toml /etc/fwctl/fwctl.toml and edit it, or pass --config"),
+        ),
+    });
+    v.push(if f.missing_tools.is_empty() {
+        check(
+            "tools",
+            Ok,
+            "iptables, ip6tables (save/restore) and ipset found".into(),
+            None,
+        )
+    } else {
+        let names: Vec<&str> = f.missing_tools.iter().map(|t| t.0.as_str()).collect();
+        let mut pkgs: Vec<&str> = f.missing_tools.iter().map(|t| t.1.as_str()).collect();
+        pkgs.dedup();
+        check(
+            "tools",
+            Fail,
+            format!("not found: {}", names.join(", ")),
+            Some(&format!("apt-get install {}", pkgs.join(" "))),
+        )
+    });
+    v.push(backend_check(f));
+    v.push(match &f.ipset_error {
+        None => check(
+            "ipset",
+            Ok,
+            "ipset talks to the kernel (ip_set loaded)".into(),
+            None,
+        ),
+        Some(e) => check(
+            "ipset",
+            Fail,
+            format!("ipset cannot reach the kernel: {e}"),
+            Some("load the module: modprobe ip_set (package linux-modules-extra on some kernels)"),
+        ),
+    });
+    v.push(match &f.modules_missing {
+        Some(m) if m.is_empty() => check("modules", Ok, "the netfilter modules fwctl uses are built in, loaded or installed".into(), None),
+        Some(m) => check("modules", Fail, format!("not in this kernel: {}", m.join(", ")), Some("install your kernel's extra modules package (linux-modules-extra-$(uname -r)) or a kernel with them")),
+        None if f.nft.as_ref().is_some_and(|n| n.chains > 0) || f.legacy.as_ref().is_some_and(|n| n.chains > 0) => check("modules", Ok, "no module list on this machine, but fwctl's rules are installed, so the kernel has what they use".into(), None),
+        None => check("modules", Warn, "no module list on this machine (/lib/modules): cannot tell; `fwctl apply` will say if a match is missing".into(), None),
+    });
+    let dir = f
+        .log
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    v.push(match &f.log_mount {
+        Some((mp, t)) if t == "tmpfs" => check("tmpfs", Ok, format!("{dir} is on tmpfs (mounted at {mp})"), None),
+        Some((mp, t)) => check(
+            "tmpfs",
+            Fail,
+            format!("{dir} is on {t} (mounted at {mp}), not a RAM disk: a flood of LOG lines wears the disk"),
+            Some("install the mount: cp systemd/ram.mount /etc/systemd/system/ && systemctl enable --now ram.mount (or add tmpfs/fstab to /etc/fstab and mount /ram)"),
+        ),
+        None => check("tmpfs", Fail, format!("{dir} does not exist"), Some("mkdir /ram and mount it as tmpfs (systemd/ram.mount or the line in tmpfs/fstab)")),
+    });
+    v.push(if f.rsyslog_rules.is_empty() {
+        check(
+            "rsyslog rule",
+            Fail,
+            format!(
+                "no rsyslog rule sends the fwctl LOG prefixes to {}",
+                f.log.display()
+            ),
+            Some("cp rsyslog/10-iptables.conf /etc/rsyslog.d/ && systemctl restart rsyslog"),
+        )
+    } else {
+        let files: Vec<String> = f
+            .rsyslog_rules
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        check("rsyslog rule", Ok, format!("in {}", files.join(", ")), None)
+    });
+    v.push(if f.rsyslog_running {
+        check("rsyslog", Ok, "rsyslogd is running".into(), None)
+    } else {
+        check(
+            "rsyslog",
+            Fail,
+            "rsyslogd is not running: nothing writes the log".into(),
+            Some("apt-get install rsyslog && systemctl enable --now rsyslog"),
+        )
+    });
+    v.push(match f.log_age {
+        Some(a) if a <= 3600 => check("log", Ok, format!("{} written {a}s ago", f.log.display()), None),
+        Some(a) => check(
+            "log",
+            Warn,
+            format!("{} last written {}h ago: a quiet host, or the LOG lines do not arrive", f.log.display(), a / 3600),
+            Some("check with: logger -p kern.warning 'IPTABLES-BLOCKED: test' (the line should appear in the log)"),
+        ),
+        None => check("log", Fail, format!("{} does not exist: `fwctl scan` has nothing to read", f.log.display()), Some("install the rsyslog rule and restart rsyslog; apply the ruleset so the kernel logs")),
+    });
+    v.push(if !f.cron_files.is_empty() || f.scan_timer {
+        let mut what: Vec<String> = f
+            .cron_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        if f.scan_timer {
+            what.push("fwctl-scan.timer".into());
+        }
+        check(
+            "scan schedule",
+            Ok,
+            format!("scan runs from {}", what.join(", ")),
+            None,
+        )
+    } else {
+        check(
+            "scan schedule",
+            Fail,
+            "no cron entry and no timer runs `fwctl scan`".into(),
+            Some("cp cron/fwctl /etc/cron.d/fwctl (or enable systemd/fwctl-scan.timer)"),
+        )
+    });
+    v.push(if f.boot_apply {
+        check("boot apply", Ok, "the ruleset and bans are restored at boot".into(), None)
+    } else {
+        check("boot apply", Fail, "nothing runs `fwctl apply` at boot: after a reboot the host is open and bans are gone".into(), Some("cp systemd/fwctl-apply.service /etc/systemd/system/ && systemctl enable fwctl-apply.service (or the @reboot line of cron/fwctl)"))
+    });
+    v.push(match &f.state_error {
+        None => check(
+            "state file",
+            Ok,
+            format!("{} can be written", f.state_path.display()),
+            None,
+        ),
+        Some(e) => check(
+            "state file",
+            Fail,
+            format!("{}: {e}", f.state_path.display()),
+            Some("mkdir -p /var/lib/fwctl (as root), or pass --state"),
+        ),
+    });
+    v
+}
+
+fn backend_check(f: &Facts) -> Check {
+    use Level::*;
+    let Some(version) = &f.iptables_version else {
+        return check(
+            "backend",
+            Fail,
+            "iptables -V did not run".into(),
+            Some("apt-get install iptables"),
+        );
+    };
+    let Some(used) = backend_of(version) else {
+        return check(
+            "backend",
+            Warn,
+            format!("cannot tell the backend from \"{version}\""),
+            None,
+        );
+    };
+    let (ours, other, name, other_name, switch) = match used {
+        Backend::Nft => (
+            &f.nft,
+            &f.legacy,
+            "nf_tables",
+            "legacy",
+            "update-alternatives --set iptables /usr/sbin/iptables-legacy",
+        ),
+        Backend::Legacy => (
+            &f.legacy,
+            &f.nft,
+            "legacy",
+            "nf_tables",
+            "update-alternatives --set iptables /usr/sbin/iptables-nft",
+        ),
+    };
+    let theirs = other.clone().unwrap_or_default();
+    if theirs.chains > 0 && ours.as_ref().is_none_or(|o| o.chains == 0) {
+        return check(
+            "backend",
+            Fail,
+            format!("iptables is {name}, but fwctl's chains are in the {other_name} backend: a new apply would install a second copy and the old rules keep dropping"),
+            Some(&format!("remove them with the other backend (FWCTL_IPTABLES_RESTORE=iptables-{}-restore ... fwctl remove) or switch: {switch}", if used == Backend::Nft { "legacy" } else { "nft" })),
+        );
+    }
+    if theirs.rules > 0 {
+        return check(
+            "backend",
+            Warn,
+            format!("iptables is {name}; the {other_name} backend also has {} rules (another tool's?): packets pass both, and a drop in either wins", theirs.rules),
+            Some("make every firewall tool use one backend (update-alternatives --config iptables)"),
+        );
+    }
+    check(
+        "backend",
+        Ok,
+        format!("iptables is {name} ({version}); nothing in the {other_name} backend"),
+        None,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> Facts {
+        Facts {
+            root: true,
+            iptables_version: Some("iptables v1.8.9 (nf_tables)".into()),
+            nft: Some(Footprint {
+                chains: 6,
+                rules: 40,
+            }),
+            legacy: None,
+            modules_missing: Some(vec![]),
+            config_path: "/etc/fwctl/fwctl.toml".into(),
+            log: "/ram/iptables.log".into(),
+            log_mount: Some(("/ram".into(), "tmpfs".into())),
+            log_age: Some(5),
+            rsyslog_rules: vec!["/etc/rsyslog.d/10-iptables.conf".into()],
+            rsyslog_running: true,
+            cron_files: vec!["/etc/cron.d/fwctl".into()],
+            boot_apply: true,
+            state_path: "/var/lib/fwctl/state.json".into(),
+            ..Facts::default()
+        }
+    }
+
+    fn level(f: &Facts, name: &str) -> (Level, String) {
+        let c = checks(f).into_iter().find(|c| c.name == name).unwrap();
+        (
+            c.level,
+            format!("{} {}", c.detail, c.fix.unwrap_or_default()),
+        )
+    }
+
+    #[test]
+    fn a_good_install_passes_every_check() {
+        let all = checks(&good());
+        assert!(all.iter().all(|c| c.level == Level::Ok), "{all:#?}");
+        assert_eq!(all.len(), 13);
+    }
+
+    #[test]
+    fn each_miss_fails_with_its_fix() {
+        type Change = Box<dyn Fn(&mut Facts)>;
+        let cases: Vec<(&str, Change, &str)> = vec![
+            ("root", Box::new(|f| f.root = false), "sudo"),
+            (
+                "tools",
+                Box::new(|f| f.missing_tools = vec![("ipset".into(), "ipset".into())]),
+                "apt-get install ipset",
+            ),
+            (
+                "tmpfs",
+                Box::new(|f| f.log_mount = Some(("/".into(), "ext4".into()))),
+                "ram.mount",
+            ),
+            (
+                "rsyslog rule",
+                Box::new(|f| f.rsyslog_rules.clear()),
+                "10-iptables.conf",
+            ),
+            (
+                "rsyslog",
+                Box::new(|f| f.rsyslog_running = false),
+                "enable --now rsyslog",
+            ),
+            ("log", Box::new(|f| f.log_age = None), "does not exist"),
+            (
+                "scan schedule",
+                Box::new(|f| f.cron_files.clear()),
+                "cron/fwctl",
+            ),
+            (
+                "boot apply",
+                Box::new(|f| f.boot_apply = false),
+                "fwctl-apply.service",
+            ),
+            (
+                "ipset",
+                Box::new(|f| f.ipset_error = Some("Kernel error".into())),
+                "modprobe ip_set",
+            ),
+            (
+                "modules",
+                Box::new(|f| f.modules_missing = Some(vec!["xt_set".into()])),
+                "xt_set",
+            ),
+            (
+                "state file",
+                Box::new(|f| f.state_error = Some("read-only".into())),
+                "mkdir -p /var/lib/fwctl",
+            ),
+        ];
+        for (name, change, want) in cases {
+            let mut f = good();
+            change(&mut f);
+            let (l, text) = level(&f, name);
+            assert_eq!(l, Level::Fail, "{name}: {text}");
+            assert!(text.contains(want), "{name}: {text}");
+        }
+        let mut f = good();
+        f.log_age = Some(7200);
+        assert_eq!(level(&f, "log").0, Level::Warn);
+        f.cron_files.clear();
+        f.scan_timer = true;
+        assert_eq!(level(&f, "scan schedule").0, Level::Ok);
+    }
+
+    #[test]
+    fn the_backend_check_finds_rules_where_nothing_reads_them() {
+        let mut f = good();
+        assert!(level(&f, "backend").1.contains("iptables is nf_tables"));
+        // Installed earlier with iptables-legacy; the system now uses nft.
+        f.nft = Some(Footprint {
+            chains: 0,
+            rules: 0,
+        });
+        f.legacy = Some(Footprint {
+            chains: 6,
+            rules: 40,
+        });
+        let (l, text) = level(&f, "backend");
+        assert_eq!(l, Level::Fail);
+        assert!(text.contains("chains are in the legacy backend"), "{text}");
+        // Someone else's rules in the other backend: a warning.
+        f.nft = Some(Footprint {
+            chains: 6,
+            rules: 40,
+        });
+        f.legacy = Some(Footprint {
+            chains: 0,
+            rules: 3,
+        });
+        assert_eq!(level(&f, "backend").0, Level::Warn);
+        f.iptables_version = Some("iptables v1.8.9 (legacy)".into());
+        f.legacy = Some(Footprint {
+            chains: 6,
+            rules: 40,
+        });
+        f.nft = Some(Footprint::default());
+        assert!(level(&f, "backend").1.contains("iptables is legacy"));
+        assert_eq!(backend_of("iptables v1.4.21"), None);
+    }
+}

@@ -1,0 +1,19 @@
+//! The pure core: data and time in, decisions out. Nothing here reads a
+//! file, runs a program or asks the clock; every module is tested without
+//! root. Config (with its `[capture]` schema), the never-ban policy, the
+//! ruleset as data and its renders, log lines, scan counting and decisions,
+//! capture detection, the ban history and the state file's contents, and the
+//! evaluations behind `status` and `doctor`.
+
+pub mod apply;
+pub mod ban;
+pub mod capture;
+pub mod config;
+pub mod doctor;
+pub mod history;
+pub mod logline;
+pub mod policy;
+pub mod ruleset;
+pub mod scan;
+pub mod state;
+pub mod status;

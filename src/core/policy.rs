@@ -1,0 +1,201 @@
+//! The never-ban policy (pure): one answer to "may this address or network be
+//! banned here?", asked by scan, capture, a manual ban and the boot-time
+//! restore alike. Never banned: loopback and non-unicast addresses, this
+//! host's own addresses, the config's trusted networks and the members of
+//! the kernel's whitelist sets (which an admin may have filled by hand). A
+//! network is refused when it overlaps any of them.
+
+use super::ruleset::ipset;
+use crate::units::addr::special;
+use ipnet::IpNet;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+
+/// Members of a set: single addresses and networks (hash:net sets).
+#[derive(Clone, Debug, Default)]
+pub struct Members {
+    exact: HashSet<IpAddr>,
+    nets: Vec<IpNet>,
+}
+
+impl Members {
+    /// From `ipset save` text of one or more sets (`add NAME MEMBER ...`).
+    pub fn from_save(text: &str) -> Members {
+        let mut m = Members::default();
+        for set in ipset::parse_save(text).into_values() {
+            for member in set.members.iter().filter_map(|words| words.first()) {
+                if let Ok(a) = member.parse::<IpAddr>() {
+                    m.exact.insert(a);
+                } else if let Ok(n) = member.parse::<IpNet>() {
+                    m.nets.push(n);
+                }
+            }
+        }
+        m
+    }
+
+    pub fn extend(&mut self, other: Members) {
+        self.exact.extend(other.exact);
+        self.nets.extend(other.nets);
+    }
+
+    pub fn contains(&self, a: &IpAddr) -> bool {
+        self.exact.contains(a) || self.nets.iter().any(|n| n.contains(a))
+    }
+
+    /// A member that `net` covers or that covers `net`.
+    pub fn overlap(&self, net: &IpNet) -> Option<IpNet> {
+        if net.prefix_len() == net.max_prefix_len() {
+            return self
+                .contains(&net.addr())
+                .then(|| self.nets.iter().find(|n| n.contains(&net.addr())).copied())
+                .map(|n| n.unwrap_or(*net));
+        }
+        if let Some(a) = self.exact.iter().find(|a| net.contains(*a)) {
+            return Some(IpNet::from(*a));
+        }
+        self.nets
+            .iter()
+            .find(|n| n.contains(net) || net.contains(*n))
+            .copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.nets.is_empty()
+    }
+}
+
+/// Why an address or network must never be banned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Loopback, multicast, broadcast, unspecified.
+    Special(&'static str),
+    /// This host's own address (`covered`: the network being banned holds it).
+    Own { addr: IpAddr, covered: bool },
+    /// Overlaps one of the config's trusted networks.
+    Trusted(IpNet),
+    /// In (or overlapping a member of) the kernel's whitelist set.
+    Whitelisted { set: String },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Special(why) => f.write_str(why),
+            Refusal::Own { covered: false, .. } => f.write_str("this host's own address"),
+            Refusal::Own {
+                addr,
+                covered: true,
+            } => write!(f, "covers {addr}, this host's own address"),
+            Refusal::Trusted(n) => write!(f, "in trusted network {n} (config)"),
+            Refusal::Whitelisted { set } => write!(f, "in the {set} set"),
+        }
+    }
+}
+
+/// What the config, the kernel and the host say about who is never banned.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    /// The config's trusted networks.
+    pub trusted: Vec<IpNet>,
+    /// Members of the kernel's whitelist sets (both families), and the
+    /// set's name for the reason.
+    pub whitelist: Members,
+    pub whitelist_name: String,
+    /// This host's own addresses.
+    pub own: Vec<IpAddr>,
+}
+
+impl Policy {
+    /// Why `net` must not be banned, if it must not.
+    pub fn check(&self, net: &IpNet) -> Option<Refusal> {
+        let host = net.addr();
+        let single = net.prefix_len() == net.max_prefix_len();
+        if let Some(why) = special(&host) {
+            return Some(Refusal::Special(why));
+        }
+        if let Some(t) = self
+            .trusted
+            .iter()
+            .find(|t| t.contains(net) || net.contains(*t))
+        {
+            return Some(Refusal::Trusted(*t));
+        }
+        if let Some(a) = self.own.iter().find(|a| net.contains(*a)) {
+            return Some(Refusal::Own {
+                addr: *a,
+                covered: !single,
+            });
+        }
+        if self.whitelist.overlap(net).is_some() {
+            return Some(Refusal::Whitelisted {
+                set: self.whitelist_name.clone(),
+            });
+        }
+        None
+    }
+
+    /// `check` for a single address.
+    pub fn check_addr(&self, a: &IpAddr) -> Option<Refusal> {
+        self.check(&IpNet::from(*a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        crate::units::addr::parse_addr(s).unwrap()
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            trusted: vec![net("192.0.2.0/24"), net("2001:db8:1::/48")],
+            whitelist: Members::from_save(
+                "add whitelist 198.51.100.0/28\nadd whitelist 203.0.113.7\n",
+            ),
+            whitelist_name: "whitelist".into(),
+            own: vec!["198.51.100.200".parse().unwrap()],
+        }
+    }
+
+    #[test]
+    fn every_reason_and_networks_that_overlap_one() {
+        let p = policy();
+        let why = |s: &str| p.check(&net(s)).map(|r| r.to_string());
+        assert_eq!(why("127.0.0.1").as_deref(), Some("loopback address"));
+        assert_eq!(why("224.0.0.1").as_deref(), Some("not a unicast address"));
+        assert_eq!(why("ff02::1").as_deref(), Some("not a unicast address"));
+        assert_eq!(
+            why("198.51.100.200").as_deref(),
+            Some("this host's own address")
+        );
+        assert_eq!(
+            why("198.51.100.128/25").as_deref(),
+            Some("covers 198.51.100.200, this host's own address")
+        );
+        assert_eq!(
+            why("192.0.2.7").as_deref(),
+            Some("in trusted network 192.0.2.0/24 (config)")
+        );
+        assert!(why("2001:db8:1:2::9").unwrap().contains("trusted"));
+        assert!(
+            why("192.0.0.0/16").unwrap().contains("trusted"),
+            "covers a trusted network"
+        );
+        assert_eq!(why("198.51.100.3").as_deref(), Some("in the whitelist set"));
+        assert_eq!(why("203.0.113.7").as_deref(), Some("in the whitelist set"));
+        assert_eq!(
+            why("203.0.113.0/24").as_deref(),
+            Some("in the whitelist set")
+        );
+        assert_eq!(
+            why("198.51.100.0/24").as_deref(),
+            Some("covers 198.51.100.200, this host's own address")
+        );
+        assert_eq!(why("203.0.113.5"), None);
+        assert_eq!(why("2001:db8:2::1"), None);
+    }
+}

@@ -1,0 +1,579 @@
+//! The ruleset as data, and its rendering to `ipset restore` and
+//! `iptables-restore --noflush` text. Pure: the kernel's current state comes in
+//! as [`Current`], so the same inputs always render the same bytes (golden tests
+//! pin them).
+//!
+//! fwctl owns the chains named `FWCTL-*`, one jump at the top of INPUT and the
+//! INPUT policy. Everything else in the filter table is left alone, which is why
+//! we restore with `--noflush` and delete our old jump by count rather than
+//! rewriting the whole table.
+
+pub mod drift;
+pub mod ipset;
+pub mod save;
+
+use crate::core::config::{Config, Limit, Mode, PrefixPair};
+pub use crate::units::addr::Family;
+use crate::units::names::{LogPrefix, PortRange};
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+pub use save::{TableState, CHAIN_PREFIX, MAIN_CHAIN};
+const WHITELIST: &str = "FWCTL-WHITELIST";
+const BLACKLIST: &str = "FWCTL-BLACKLIST";
+const THROTTLE_HARD: &str = "FWCTL-THROTTLE-HARD";
+const THROTTLE_SOFT: &str = "FWCTL-THROTTLE-SOFT";
+const ALLOW: &str = "FWCTL-ALLOW";
+const BLOCK: &str = "FWCTL-BLOCK";
+
+/// Every chain fwctl owns, in the order they are declared.
+pub const CHAINS: [&str; 7] = [
+    MAIN_CHAIN,
+    WHITELIST,
+    BLACKLIST,
+    THROTTLE_HARD,
+    THROTTLE_SOFT,
+    ALLOW,
+    BLOCK,
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetKind {
+    /// Single addresses: what `scan` and `capture` ban.
+    HashIp,
+    /// Addresses and networks: trusted networks, threat feeds.
+    HashNet,
+}
+
+impl SetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetKind::HashIp => "hash:ip",
+            SetKind::HashNet => "hash:net",
+        }
+    }
+}
+
+/// One kernel set and the members the config puts in it. Members without a
+/// timeout belong to the config; members with one were added by `scan`,
+/// `capture` or `ban` and are carried over on re-apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetPlan {
+    pub name: String,
+    pub kind: SetKind,
+    pub family: Family,
+    pub maxelem: u32,
+    pub members: Vec<IpNet>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Match {
+    InIface(&'static str),
+    CtState(&'static str),
+    SrcSet(String),
+    Port(&'static str, PortRange),
+    Icmp(u8),
+    Icmp6(u8),
+    /// Per-source rate: matches while the source is within `limit`.
+    HashLimit {
+        name: String,
+        limit: Limit,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Accept,
+    Drop,
+    Return,
+    Jump(&'static str),
+    Log(LogPrefix),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub matches: Vec<Match>,
+    pub target: Target,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chain {
+    pub name: &'static str,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table {
+    pub family: Family,
+    /// The INPUT policy: DROP unless the mode is detection-only.
+    pub drop_policy: bool,
+    pub chains: Vec<Chain>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub sets: Vec<SetPlan>,
+    pub v4: Table,
+    pub v6: Table,
+}
+
+/// What is in the kernel now, as far as rendering needs to know.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Current {
+    pub v4: TableState,
+    pub v6: TableState,
+    /// Every set name that exists (ours or not: a stale temp set must be cleared).
+    pub sets: BTreeSet<String>,
+    /// Timed members of our sets, with their remaining seconds, to carry over.
+    pub carried: BTreeMap<String, Vec<(String, u32)>>,
+    /// How many of `carried` came from the state file, not the kernel.
+    pub restored: usize,
+}
+
+/// The kernel name of a set for one family.
+fn set_name(base: &crate::units::names::SetName, family: Family) -> String {
+    base.for_family(family.is_v6())
+}
+
+/// Temporary set names used while rebuilding a set, swapped in at the end.
+/// Short and fixed so they can never collide with the 31-character limit.
+pub fn temp_set_name(index: usize) -> String {
+    format!("fwctl-new-{index}")
+}
+
+pub fn build(cfg: &Config) -> Plan {
+    let mut sets = Vec::new();
+    for family in [Family::V4, Family::V6] {
+        let only = |list: &[IpNet]| -> Vec<IpNet> {
+            list.iter()
+                .filter(|n| Family::of(n) == family)
+                .copied()
+                .collect()
+        };
+        let mut add = |base: &crate::units::names::SetName, kind, members| {
+            sets.push(SetPlan {
+                name: set_name(base, family),
+                kind,
+                family,
+                maxelem: cfg.sets.maxelem,
+                members,
+            })
+        };
+        add(&cfg.sets.whitelist, SetKind::HashNet, only(&cfg.trusted));
+        add(&cfg.sets.blacklist, SetKind::HashNet, only(&cfg.blacklist));
+        add(&cfg.sets.throttle_hard, SetKind::HashIp, vec![]);
+        add(&cfg.sets.throttle_soft, SetKind::HashIp, vec![]);
+    }
+    Plan {
+        sets,
+        v4: table(cfg, Family::V4),
+        v6: table(cfg, Family::V6),
+    }
+}
+
+fn rule(matches: Vec<Match>, target: Target) -> Rule {
+    Rule { matches, target }
+}
+
+fn limiter(name: &str, limit: Limit) -> Match {
+    Match::HashLimit {
+        name: name.to_string(),
+        limit,
+    }
+}
+
+fn table(cfg: &Config, family: Family) -> Table {
+    let detect_only = cfg.mode == Mode::DetectionOnly;
+    // In detection-only mode every verdict that would drop accepts instead, so
+    // the log shows what the firewall would do without anyone being cut off.
+    let drop = if detect_only {
+        Target::Accept
+    } else {
+        Target::Drop
+    };
+    let prefix = |p: &PrefixPair| match family {
+        Family::V4 => p.v4.clone(),
+        Family::V6 => p.v6.clone(),
+    };
+    // Log lines are limited per source so a flood cannot fill the RAM disk,
+    // yet every scanner still leaves a trace. Corporate mode logs every allowed
+    // new connection, for audit.
+    let log = |name: &str, p: &PrefixPair, audit: bool| {
+        let m = if audit && cfg.mode == Mode::Corporate {
+            vec![]
+        } else {
+            vec![limiter(name, cfg.log_limit)]
+        };
+        rule(m, Target::Log(prefix(p)))
+    };
+    let set = |base: &crate::units::names::SetName| Match::SrcSet(set_name(base, family));
+
+    let mut main = vec![rule(vec![Match::InIface("lo")], Target::Accept)];
+    if family == Family::V6 {
+        // Neighbour discovery and ICMPv6 errors come first: without them IPv6
+        // itself stops working (no address resolution, no path MTU).
+        for t in [1u8, 2, 3, 4, 133, 134, 135, 136] {
+            main.push(rule(vec![Match::Icmp6(t)], Target::Accept));
+        }
+    }
+    if !detect_only {
+        main.push(rule(vec![Match::CtState("INVALID")], Target::Drop));
+    }
+    main.push(rule(
+        vec![Match::CtState("RELATED,ESTABLISHED")],
+        Target::Accept,
+    ));
+    main.push(rule(
+        vec![set(&cfg.sets.whitelist)],
+        Target::Jump(WHITELIST),
+    ));
+    main.push(rule(
+        vec![set(&cfg.sets.blacklist)],
+        Target::Jump(BLACKLIST),
+    ));
+    main.push(rule(
+        vec![set(&cfg.sets.throttle_hard)],
+        Target::Jump(THROTTLE_HARD),
+    ));
+    main.push(rule(
+        vec![set(&cfg.sets.throttle_soft)],
+        Target::Jump(THROTTLE_SOFT),
+    ));
+    if let Some(limit) = cfg.icmp_echo {
+        let echo = match family {
+            Family::V4 => Match::Icmp(8),
+            Family::V6 => Match::Icmp6(128),
+        };
+        // Within the rate: accepted unlogged (pings are routine). Over it: falls
+        // through to FWCTL-BLOCK, so an ICMP flood shows up as blocked lines.
+        main.push(rule(
+            vec![echo, limiter("fwctl-icmp", limit)],
+            Target::Accept,
+        ));
+    }
+    for (i, svc) in cfg.services.iter().enumerate() {
+        let mut m = vec![Match::Port(svc.protocol.as_str(), svc.ports)];
+        if let Some(limit) = svc.limit {
+            // Over the per-source rate the packet falls through to FWCTL-BLOCK.
+            m.push(limiter(&format!("fwctl-svc-{i}"), limit));
+        }
+        main.push(rule(m, Target::Jump(ALLOW)));
+    }
+    main.push(rule(vec![], Target::Jump(BLOCK)));
+
+    // A throttled source within its rate goes back to the normal path (it
+    // still only reaches allowed services); over the rate it is dropped.
+    let throttle = |limit: Limit, name: &str, log_name: &str| {
+        vec![
+            rule(vec![limiter(name, limit)], Target::Return),
+            log(log_name, &cfg.prefixes.throttled, false),
+            rule(vec![], drop.clone()),
+        ]
+    };
+
+    // The terminal chains: a (rate-limited) LOG line, then the verdict.
+    let terminal = |name, limiter_name, p, audit, verdict| Chain {
+        name,
+        rules: vec![log(limiter_name, p, audit), rule(vec![], verdict)],
+    };
+    let chains = vec![
+        Chain {
+            name: MAIN_CHAIN,
+            rules: main,
+        },
+        terminal(
+            WHITELIST,
+            "fwctl-log-wl",
+            &cfg.prefixes.whitelisted,
+            true,
+            Target::Accept,
+        ),
+        terminal(
+            BLACKLIST,
+            "fwctl-log-bl",
+            &cfg.prefixes.blacklisted,
+            false,
+            drop.clone(),
+        ),
+        Chain {
+            name: THROTTLE_HARD,
+            rules: throttle(cfg.throttle_hard, "fwctl-thr-hard", "fwctl-log-thh"),
+        },
+        Chain {
+            name: THROTTLE_SOFT,
+            rules: throttle(cfg.throttle_soft, "fwctl-thr-soft", "fwctl-log-ths"),
+        },
+        terminal(
+            ALLOW,
+            "fwctl-log-allow",
+            &cfg.prefixes.allowed,
+            true,
+            Target::Accept,
+        ),
+        terminal(BLOCK, "fwctl-log-block", &cfg.prefixes.blocked, false, drop),
+    ];
+    Table {
+        family,
+        drop_policy: !detect_only,
+        chains,
+    }
+}
+
+impl Rule {
+    /// The rule's arguments as `iptables-save` prints them (so that a save
+    /// after apply reads like the render).
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for m in &self.matches {
+            match m {
+                Match::InIface(i) => write!(s, " -i {i}"),
+                Match::CtState(st) => write!(s, " -m conntrack --ctstate {st}"),
+                Match::SrcSet(name) => write!(s, " -m set --match-set {name} src"),
+                Match::Port(proto, p) => {
+                    write!(s, " -p {proto} -m {proto} --dport {}", p.to_iptables())
+                }
+                Match::Icmp(t) => write!(s, " -p icmp -m icmp --icmp-type {t}"),
+                Match::Icmp6(t) => write!(s, " -p ipv6-icmp -m icmp6 --icmpv6-type {t}"),
+                Match::HashLimit { name, limit } => write!(
+                    s,
+                    " -m hashlimit --hashlimit-upto {} --hashlimit-burst {} --hashlimit-mode srcip --hashlimit-name {name}",
+                    limit.rate.to_iptables(),
+                    limit.burst
+                ),
+            }
+            .expect("write to String");
+        }
+        match &self.target {
+            Target::Accept => s.push_str(" -j ACCEPT"),
+            Target::Drop => s.push_str(" -j DROP"),
+            Target::Return => s.push_str(" -j RETURN"),
+            Target::Jump(c) => write!(s, " -j {c}").expect("write to String"),
+            // LogPrefix has no quotes or backslashes, so plain quoting is safe.
+            Target::Log(p) => write!(s, " -j LOG --log-prefix \"{}\"", p.as_str()).expect("write"),
+        }
+        s
+    }
+}
+
+/// `iptables-restore --noflush` input that installs `table`. Declaring our
+/// chains flushes them; builtin chains keep their rules; the old jump is
+/// deleted as many times as it exists and one is inserted at the top.
+pub fn render_table(table: &Table, now: &TableState) -> String {
+    let mut out = String::from("*filter\n");
+    let policy = if table.drop_policy { "DROP" } else { "ACCEPT" };
+    writeln!(out, ":INPUT {policy} [0:0]").expect("write");
+    for c in &table.chains {
+        writeln!(out, ":{} - [0:0]", c.name).expect("write");
+    }
+    // A chain left from another fwctl version would keep stale rules: flush it.
+    for stale in now.chains.iter().filter(|c| !CHAINS.contains(&c.as_str())) {
+        writeln!(out, "-F {stale}").expect("write");
+    }
+    for _ in 0..now.input_jumps {
+        writeln!(out, "-D INPUT -j {MAIN_CHAIN}").expect("write");
+    }
+    writeln!(out, "-I INPUT 1 -j {MAIN_CHAIN}").expect("write");
+    for c in &table.chains {
+        for r in &c.rules {
+            writeln!(out, "-A {}{}", c.name, r.render()).expect("write");
+        }
+    }
+    out.push_str("COMMIT\n");
+    out
+}
+
+/// `iptables-restore --noflush` input that takes fwctl back out: jump gone,
+/// chains flushed and deleted, INPUT policy back to ACCEPT.
+pub fn render_removal(now: &TableState) -> String {
+    let mut out = String::from("*filter\n:INPUT ACCEPT [0:0]\n");
+    for _ in 0..now.input_jumps {
+        writeln!(out, "-D INPUT -j {MAIN_CHAIN}").expect("write");
+    }
+    for c in &now.chains {
+        writeln!(out, "-F {c}").expect("write");
+    }
+    for c in &now.chains {
+        writeln!(out, "-X {c}").expect("write");
+    }
+    out.push_str("COMMIT\n");
+    out
+}
+
+/// A hash size that fits `n` entries without the kernel resizing the table
+/// over and over while a large feed loads.
+fn hashsize(n: usize) -> usize {
+    n.next_power_of_two().clamp(1024, 1 << 24)
+}
+
+fn create_line(name: &str, set: &SetPlan, entries: usize) -> String {
+    format!(
+        "create {name} {} family {} hashsize {} maxelem {} timeout 0\n",
+        set.kind.as_str(),
+        set.family.ipset_family(),
+        hashsize(entries),
+        set.maxelem
+    )
+}
+
+/// `ipset restore` input that rebuilds every set: each set's new contents are
+/// built in a temporary set, then all are swapped in (atomic per set) and the
+/// temporaries destroyed. A failure while filling leaves the live sets as they
+/// were. Timed members (bans) are carried over with their remaining time.
+pub fn render_sets(sets: &[SetPlan], now: &Current) -> String {
+    let mut out = String::new();
+    for (i, set) in sets.iter().enumerate() {
+        let tmp = temp_set_name(i);
+        if now.sets.contains(&tmp) {
+            // Left by an interrupted run.
+            writeln!(out, "destroy {tmp}").expect("write");
+        }
+        let statics: BTreeSet<String> =
+            set.members.iter().map(crate::units::addr::member).collect();
+        let carried: Vec<&(String, u32)> = now
+            .carried
+            .get(&set.name)
+            .map(|v| v.iter().filter(|(e, _)| !statics.contains(e)).collect())
+            .unwrap_or_default();
+        if !now.sets.contains(&set.name) {
+            out.push_str(&create_line(&set.name, set, 0));
+        }
+        out.push_str(&create_line(&tmp, set, statics.len() + carried.len()));
+        for m in &statics {
+            writeln!(out, "add {tmp} {m}").expect("write");
+        }
+        for (m, secs) in carried {
+            writeln!(out, "add {tmp} {m} timeout {secs}").expect("write");
+        }
+    }
+    for (i, set) in sets.iter().enumerate() {
+        writeln!(out, "swap {} {}", temp_set_name(i), set.name).expect("write");
+    }
+    for i in 0..sets.len() {
+        writeln!(out, "destroy {}", temp_set_name(i)).expect("write");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn cfg(text: &str) -> Config {
+        Config::parse(text, Path::new("/t.toml"), &|_| Ok(String::new())).unwrap()
+    }
+
+    #[test]
+    fn order_of_the_input_path() {
+        let plan = build(&cfg(
+            "[[service]]\nname = \"ssh\"\nport = 22\nrate = \"10/minute\"\n",
+        ));
+        let text = render_table(&plan.v4, &TableState::default());
+        let pos = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing in\n{text}"))
+        };
+        assert!(pos("-A FWCTL-INPUT -i lo -j ACCEPT") < pos("--ctstate INVALID -j DROP"));
+        assert!(pos("--ctstate INVALID") < pos("--ctstate RELATED,ESTABLISHED"));
+        assert!(pos("RELATED,ESTABLISHED") < pos("--match-set whitelist src"));
+        assert!(pos("--match-set whitelist src") < pos("--match-set blacklist src"));
+        assert!(pos("--match-set blacklist src") < pos("--match-set throttle-hard src"));
+        assert!(pos("--match-set throttle-hard src") < pos("--match-set throttle-soft src"));
+        assert!(pos("--match-set throttle-soft src") < pos("--dport 22"));
+        assert!(pos("--dport 22") < pos("-A FWCTL-INPUT -j FWCTL-BLOCK"));
+        assert!(text.contains(":INPUT DROP"));
+        assert!(text.contains("-A FWCTL-BLOCK -j DROP"));
+    }
+
+    #[test]
+    fn ipv6_keeps_neighbour_discovery_ahead_of_invalid() {
+        let plan = build(&cfg(""));
+        let text = render_table(&plan.v6, &TableState::default());
+        let nd = text.find("--icmpv6-type 135 -j ACCEPT").unwrap();
+        assert!(nd < text.find("INVALID").unwrap());
+        assert!(text.contains("--match-set blacklist_v6 src"));
+        assert!(text.contains("IP6TABLES-BLOCKED: "));
+        assert!(!text.contains("\"IPTABLES-"));
+    }
+
+    #[test]
+    fn detection_only_never_drops() {
+        let plan = build(&cfg("mode = \"detection_only\"\n"));
+        for t in [&plan.v4, &plan.v6] {
+            let text = render_table(t, &TableState::default());
+            assert!(!text.contains("DROP"), "{text}");
+            assert!(text.contains("-j LOG --log-prefix"));
+        }
+    }
+
+    #[test]
+    fn corporate_logs_every_allowed_connection() {
+        let plan = build(&cfg("mode = \"corporate\"\n"));
+        let text = render_table(&plan.v4, &TableState::default());
+        assert!(text.contains("-A FWCTL-ALLOW -j LOG --log-prefix \"IPTABLES-ALLOWED: \""));
+        assert!(text.contains("-A FWCTL-BLOCK -m hashlimit"));
+    }
+
+    #[test]
+    fn old_jumps_are_deleted_by_count() {
+        let plan = build(&cfg(""));
+        let now = TableState {
+            input_jumps: 2,
+            chains: ["FWCTL-INPUT".to_string(), "FWCTL-OLD".to_string()].into(),
+        };
+        let text = render_table(&plan.v4, &now);
+        assert_eq!(text.matches("-D INPUT -j FWCTL-INPUT").count(), 2);
+        assert_eq!(text.matches("-I INPUT 1 -j FWCTL-INPUT").count(), 1);
+        assert!(text.contains("-F FWCTL-OLD"));
+    }
+
+    #[test]
+    fn table_state_reads_iptables_save() {
+        let save = "# Generated\n*nat\n:FWCTL-X - [0:0]\n-A INPUT -j FWCTL-INPUT\nCOMMIT\n*filter\n:INPUT DROP [5:300]\n\
+                    :DOCKER - [0:0]\n:FWCTL-INPUT - [0:0]\n-A INPUT -j FWCTL-INPUT\n-A INPUT -s 192.0.2.9/32 -j ACCEPT\nCOMMIT\n";
+        let st = TableState::from_save(save);
+        assert_eq!(st.input_jumps, 1);
+        assert_eq!(st.chains, ["FWCTL-INPUT".to_string()].into());
+        let rm = render_removal(&st);
+        assert!(rm.contains(":INPUT ACCEPT") && rm.contains("-X FWCTL-INPUT"));
+        assert!(!rm.contains("DOCKER"));
+    }
+
+    #[test]
+    fn sets_are_rebuilt_and_swapped_keeping_bans() {
+        let plan = build(&cfg(
+            "[trusted]\nnetworks = [\"192.0.2.0/24\"]\n[blacklist]\nentries = [\"203.0.113.7\"]\n",
+        ));
+        let mut now = Current::default();
+        now.sets.insert("blacklist".into());
+        now.sets.insert(temp_set_name(1));
+        now.carried.insert(
+            "blacklist".into(),
+            vec![("198.51.100.9".into(), 300), ("203.0.113.7".into(), 50)],
+        );
+        let text = render_sets(&plan.sets, &now);
+        assert!(text.contains(
+            "create whitelist hash:net family inet hashsize 1024 maxelem 262144 timeout 0\n"
+        ));
+        assert!(
+            !text.contains("create blacklist "),
+            "existing sets are not re-created:\n{text}"
+        );
+        assert!(text.contains("destroy fwctl-new-1\ncreate fwctl-new-1 "));
+        assert!(text.contains("add fwctl-new-0 192.0.2.0/24\n"));
+        assert!(text.contains("add fwctl-new-1 203.0.113.7\n"));
+        assert!(text.contains("add fwctl-new-1 198.51.100.9 timeout 300\n"));
+        assert!(
+            !text.contains("203.0.113.7 timeout"),
+            "a static entry is not also carried"
+        );
+        assert!(text.contains("create throttle-hard_v6 hash:ip family inet6"));
+        let swap = text.find("swap fwctl-new-0 whitelist").unwrap();
+        assert!(
+            text.rfind("add ").unwrap() < swap,
+            "all fills happen before any swap"
+        );
+        assert_eq!(text.matches("swap ").count(), 8);
+    }
+}

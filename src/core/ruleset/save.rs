@@ -1,0 +1,172 @@
+//! The one reader of `iptables-save` output (pure). Apply, rollback, drift
+//! and doctor all look at the same data: which tables were printed, the
+//! builtin chains' policies, the user chains declared, and every rule in
+//! order. Counters are dropped; rules are kept as the kernel printed them.
+
+use std::collections::BTreeSet;
+
+/// fwctl owns the chains named so, and one jump to its main chain in INPUT.
+pub const CHAIN_PREFIX: &str = "FWCTL-";
+pub const MAIN_CHAIN: &str = "FWCTL-INPUT";
+
+/// One table of an `iptables-save` text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Saved {
+    /// The table was printed at all (`*filter` ... `COMMIT`).
+    pub found: bool,
+    /// Builtin chains and their policies, in order (`:INPUT DROP`).
+    pub policies: Vec<(String, String)>,
+    /// User chains, in the order declared (`:DOCKER -`).
+    pub chains: Vec<String>,
+    /// Every rule: (chain, the whole `-A CHAIN ...` line), in order.
+    pub rules: Vec<(String, String)>,
+}
+
+impl Saved {
+    /// The `table` part of `save` (other tables are skipped).
+    pub fn parse(save: &str, table: &str) -> Saved {
+        let mut out = Saved::default();
+        let mut inside = false;
+        for line in save.lines().map(str::trim_end) {
+            if let Some(t) = line.strip_prefix('*') {
+                inside = t == table;
+                out.found |= inside;
+                continue;
+            }
+            if !inside {
+                continue;
+            }
+            if line == "COMMIT" {
+                inside = false;
+            } else if let Some(decl) = line.strip_prefix(':') {
+                let mut w = decl.split_whitespace();
+                match (w.next(), w.next()) {
+                    (Some(name), Some("-")) | (Some(name), None) => out.chains.push(name.into()),
+                    (Some(name), Some(policy)) => out.policies.push((name.into(), policy.into())),
+                    _ => {}
+                }
+            } else if let Some(rest) = line.strip_prefix("-A ") {
+                let chain = rest.split_whitespace().next().unwrap_or("");
+                out.rules.push((chain.to_string(), line.to_string()));
+            }
+        }
+        out
+    }
+
+    /// The filter table of `save`.
+    pub fn filter(save: &str) -> Saved {
+        Saved::parse(save, "filter")
+    }
+
+    pub fn policy(&self, chain: &str) -> Option<&str> {
+        self.policies
+            .iter()
+            .find(|(c, _)| c == chain)
+            .map(|(_, p)| p.as_str())
+    }
+
+    /// The user chains fwctl owns (named `FWCTL-*`).
+    pub fn fwctl_chains(&self) -> impl Iterator<Item = &str> {
+        self.chains
+            .iter()
+            .map(String::as_str)
+            .filter(|c| c.starts_with(CHAIN_PREFIX))
+    }
+
+    /// The rules of one chain, in order.
+    pub fn rules_of<'a>(&'a self, chain: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.rules
+            .iter()
+            .filter(move |(c, _)| c == chain)
+            .map(|(_, l)| l.as_str())
+    }
+
+    /// Where the jump to fwctl's main chain sits in INPUT (1-based).
+    pub fn jump_positions(&self) -> Vec<usize> {
+        let jump = format!("-A INPUT -j {MAIN_CHAIN}");
+        self.rules_of("INPUT")
+            .enumerate()
+            .filter(|(_, l)| *l == jump)
+            .map(|(i, _)| i + 1)
+            .collect()
+    }
+
+    /// The table as `iptables-restore` input (without --noflush it replaces
+    /// the table); an empty filter table when none was printed.
+    pub fn restore_text(&self, table: &str) -> String {
+        if !self.found {
+            return format!(
+                "*{table}\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+            );
+        }
+        let mut out = format!("*{table}\n");
+        for (c, p) in &self.policies {
+            out += &format!(":{c} {p} [0:0]\n");
+        }
+        for c in &self.chains {
+            out += &format!(":{c} - [0:0]\n");
+        }
+        for (_, l) in &self.rules {
+            out += l;
+            out.push('\n');
+        }
+        out + "COMMIT\n"
+    }
+}
+
+/// What rendering needs to know of one family's table: fwctl's jumps and chains.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableState {
+    /// How many `-A INPUT -j FWCTL-INPUT` rules exist.
+    pub input_jumps: usize,
+    /// The FWCTL-* chains that exist.
+    pub chains: BTreeSet<String>,
+}
+
+impl TableState {
+    /// Read the filter table of `iptables-save` output.
+    pub fn from_save(save: &str) -> TableState {
+        TableState::of(&Saved::filter(save))
+    }
+
+    pub fn of(saved: &Saved) -> TableState {
+        TableState {
+            input_jumps: saved.jump_positions().len(),
+            chains: saved.fwctl_chains().map(str::to_string).collect(),
+        }
+    }
+
+    pub fn is_installed(&self) -> bool {
+        self.input_jumps > 0 || !self.chains.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAVE: &str = "# Generated\n*nat\n:FWCTL-X - [0:0]\n-A INPUT -j FWCTL-INPUT\nCOMMIT\n*filter\n:INPUT DROP [5:300]\n\
+                        :FORWARD ACCEPT [0:0]\n:DOCKER - [0:0]\n:FWCTL-INPUT - [0:0]\n-A INPUT -s 192.0.2.9/32 -j ACCEPT\n\
+                        -A INPUT -j FWCTL-INPUT\n-A FWCTL-INPUT -i lo -j ACCEPT\n-A DOCKER -j RETURN\nCOMMIT\n# Completed\n";
+
+    #[test]
+    fn the_filter_table_as_data() {
+        let s = Saved::filter(SAVE);
+        assert!(s.found);
+        assert_eq!(s.policy("INPUT"), Some("DROP"));
+        assert_eq!(s.chains, ["DOCKER", "FWCTL-INPUT"]);
+        assert_eq!(s.fwctl_chains().collect::<Vec<_>>(), ["FWCTL-INPUT"]);
+        assert_eq!(s.jump_positions(), [2]);
+        assert_eq!(
+            s.rules_of("FWCTL-INPUT").collect::<Vec<_>>(),
+            ["-A FWCTL-INPUT -i lo -j ACCEPT"]
+        );
+        assert_eq!(s.rules.len(), 4);
+        assert!(!Saved::filter("").found);
+        assert!(Saved::filter("")
+            .restore_text("filter")
+            .contains(":INPUT ACCEPT"));
+        let again = Saved::filter(&s.restore_text("filter"));
+        assert_eq!(again, s);
+    }
+}

@@ -1,0 +1,414 @@
+//! Window counting (pure): lines in, per-source tallies out. Memory grows
+//! with the number of distinct sources inside the window, never with the
+//! amount of log read: lines outside the window or of other rules and types
+//! are counted and dropped.
+
+use crate::core::logline::{Line, Malformed, Parser, Proto};
+use memchr::memmem::Finder;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// `--type`: which protocols count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TypeFilter {
+    Tcp,
+    Udp,
+    /// ICMP and ICMPv6.
+    Icmp,
+    All,
+}
+
+impl TypeFilter {
+    pub fn wants(self, proto: Proto) -> bool {
+        match self {
+            TypeFilter::Tcp => proto == Proto::Tcp,
+            TypeFilter::Udp => proto == Proto::Udp,
+            TypeFilter::Icmp => matches!(proto, Proto::Icmp | Proto::Icmpv6),
+            TypeFilter::All => true,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TypeFilter::Tcp => "tcp",
+            TypeFilter::Udp => "udp",
+            TypeFilter::Icmp => "icmp",
+            TypeFilter::All => "all",
+        }
+    }
+}
+
+/// The most hit destination ports of one source, in bounded space (the
+/// space-saving algorithm). Exact while a source has hit at most `SLOTS`
+/// distinct ports; beyond that each slot keeps how much of its count may
+/// belong to ports it replaced, and ports are ranked and reported by the
+/// count they certainly have (flagged as a lower bound).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopPorts {
+    /// (port, count, of which possibly other ports'); the first `used` are
+    /// live. Inline, so a source costs no allocation of its own.
+    slots: [(u16, u32, u32); SLOTS],
+    used: u8,
+    pub estimated: bool,
+}
+
+const SLOTS: usize = 8;
+
+impl TopPorts {
+    pub fn add(&mut self, port: u16, n: u32) {
+        let used = usize::from(self.used);
+        if let Some(s) = self.slots[..used].iter_mut().find(|s| s.0 == port) {
+            s.1 = s.1.saturating_add(n);
+        } else if used < SLOTS {
+            self.slots[used] = (port, n, 0);
+            self.used += 1;
+        } else {
+            // Take over the least counted slot; its count becomes our error.
+            let min = self
+                .slots
+                .iter_mut()
+                .min_by_key(|s| s.1)
+                .expect("slots are full");
+            *min = (port, min.1.saturating_add(n), min.1);
+            self.estimated = true;
+        }
+    }
+
+    /// Up to `n` ports with the hits they certainly have, most first (ties:
+    /// lower port first).
+    pub fn top(&self, n: usize) -> Vec<(u16, u64)> {
+        let mut v: Vec<(u16, u64)> = self.slots[..usize::from(self.used)]
+            .iter()
+            .map(|s| (s.0, u64::from(s.1 - s.2)))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(n);
+        v
+    }
+
+    fn merge(&mut self, other: &TopPorts) {
+        self.estimated |= other.estimated;
+        for &(p, n, err) in &other.slots[..usize::from(other.used)] {
+            self.add(p, n);
+            if err > 0 {
+                if let Some(s) = self.slots.iter_mut().find(|s| s.0 == p) {
+                    s.2 = s.2.saturating_add(err).min(s.1);
+                }
+            }
+        }
+    }
+}
+
+/// One source's hits inside the window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub hits: u64,
+    /// Earliest and latest hit (lines may be slightly out of order).
+    pub first: i64,
+    pub last: i64,
+    pub ports: TopPorts,
+}
+
+impl Source {
+    fn merge(&mut self, o: &Source) {
+        self.hits += o.hits;
+        self.first = self.first.min(o.first);
+        self.last = self.last.max(o.last);
+        self.ports.merge(&o.ports);
+    }
+}
+
+/// An address as one number: IPv4 as its IPv4-mapped IPv6 form (the parser
+/// never yields a mapped IPv6 address, so the two cannot collide).
+fn key(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+fn addr(k: u128) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(k);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// Per-line outcome counts, and the sources seen in the window.
+#[derive(Clone, Debug)]
+pub struct Tally {
+    pub filter: TypeFilter,
+    pub lines: u64,
+    /// Lines of the rule and type inside the window.
+    pub matched: u64,
+    /// Lines of the rule outside the window.
+    pub outside: u64,
+    /// Lines of the rule inside the window but of another protocol.
+    pub other_type: u64,
+    pub malformed: [u64; Malformed::ALL.len()],
+    /// The first malformed line of each kind (cut to 300 bytes), to show.
+    pub examples: [Option<String>; Malformed::ALL.len()],
+    /// Keyed by [`key`]: one u128 hashes faster than an `IpAddr`.
+    pub sources: HashMap<u128, Source, foldhash::fast::RandomState>,
+}
+
+impl Tally {
+    pub fn new(filter: TypeFilter) -> Tally {
+        Tally {
+            filter,
+            lines: 0,
+            matched: 0,
+            outside: 0,
+            other_type: 0,
+            malformed: [0; Malformed::ALL.len()],
+            examples: Default::default(),
+            sources: HashMap::default(),
+        }
+    }
+
+    pub fn malformed_total(&self) -> u64 {
+        self.malformed.iter().sum()
+    }
+
+    /// One line, without its newline.
+    pub fn feed_line(&mut self, parser: &mut Parser, line: &[u8]) {
+        match parser.parse(line) {
+            Line::Hit(h) if self.filter.wants(h.proto) => {
+                self.matched += 1;
+                // Built only for a new source (measured: no speed difference).
+                let s = self.sources.entry(key(h.src)).or_insert_with(|| Source {
+                    hits: 0,
+                    first: h.time,
+                    last: h.time,
+                    ports: TopPorts::default(),
+                });
+                s.hits += 1;
+                s.first = s.first.min(h.time);
+                s.last = s.last.max(h.time);
+                if let Some(p) = h.dport {
+                    s.ports.add(p, 1);
+                }
+            }
+            Line::Hit(_) => self.other_type += 1,
+            Line::Outside => self.outside += 1,
+            Line::Other => {}
+            Line::Malformed(why) => {
+                let i = why.index();
+                self.malformed[i] += 1;
+                if self.examples[i].is_none() {
+                    let cut = &line[..line.len().min(300)];
+                    self.examples[i] = Some(String::from_utf8_lossy(cut).into_owned());
+                }
+            }
+        }
+    }
+
+    /// Whole lines, each ending in a newline except perhaps the last. Only
+    /// lines holding the parser's needle are looked at; the rest are counted.
+    pub fn feed_buffer(&mut self, parser: &mut Parser, finder: &Finder, buf: &[u8]) {
+        self.lines += memchr::memchr_iter(b'\n', buf).count() as u64;
+        if buf.last().is_some_and(|&b| b != b'\n') {
+            self.lines += 1;
+        }
+        let mut from = 0;
+        while from < buf.len() {
+            let Some(i) = finder.find(&buf[from..]) else {
+                break;
+            };
+            let at = from + i;
+            let start = memchr::memrchr(b'\n', &buf[from..at]).map_or(from, |j| from + j + 1);
+            let end = memchr::memchr(b'\n', &buf[at..]).map_or(buf.len(), |j| at + j);
+            self.feed_line(parser, &buf[start..end]);
+            from = end + 1;
+        }
+    }
+
+    /// Fold another part's tally (another thread, another file) into this one.
+    pub fn merge(&mut self, other: Tally) {
+        self.lines += other.lines;
+        self.matched += other.matched;
+        self.outside += other.outside;
+        self.other_type += other.other_type;
+        for i in 0..self.malformed.len() {
+            self.malformed[i] += other.malformed[i];
+            if self.examples[i].is_none() {
+                self.examples[i].clone_from(&other.examples[i]);
+            }
+        }
+        for (addr, s) in other.sources {
+            match self.sources.entry(addr) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&s),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(s);
+                }
+            }
+        }
+    }
+
+    /// One source's tally.
+    pub fn get(&self, a: &IpAddr) -> Option<&Source> {
+        self.sources.get(&key(*a))
+    }
+
+    /// Sources with more than `howmany` hits, most hits first (then by address).
+    pub fn offenders(&self, howmany: u64) -> Vec<(IpAddr, Source)> {
+        let mut v: Vec<(IpAddr, Source)> = self
+            .sources
+            .iter()
+            .filter(|(_, s)| s.hits > howmany)
+            .map(|(k, s)| (addr(*k), s.clone()))
+            .collect();
+        v.sort_by(|a, b| b.1.hits.cmp(&a.1.hits).then(a.0.cmp(&b.0)));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::time::{civil_from_days, Zone};
+
+    const T0: i64 = 1_795_262_400; // 2026-11-21T12:00:00Z
+    const BLOCKED: [&[u8]; 2] = [b"IPTABLES-BLOCKED: ", b"IP6TABLES-BLOCKED: "];
+
+    fn stamp(t: i64) -> String {
+        let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+        let s = t.rem_euclid(86_400);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000000+00:00",
+            s / 3600,
+            s / 60 % 60,
+            s % 60
+        )
+    }
+
+    fn line(t: i64, src: &str, proto: &str, dpt: u16) -> String {
+        let v6 = src.contains(':');
+        format!(
+            "{} host kernel: [ 1.5] {}: IN=eth0 OUT= MAC=00 SRC={src} DST=x LEN=40 PROTO={proto} SPT=4000 DPT={dpt} SYN URGP=0 \n",
+            stamp(t),
+            if v6 { "IP6TABLES-BLOCKED" } else { "IPTABLES-BLOCKED" }
+        )
+    }
+
+    /// The tally of `lines` for a window of `within` seconds ending at `now`.
+    fn tally(lines: &str, now: i64, within: i64, filter: TypeFilter) -> Tally {
+        let mut p = Parser::new(&BLOCKED, Zone::fixed(0), now, (now - within, now));
+        let f = Finder::new(p.needle()).into_owned();
+        let mut t = Tally::new(filter);
+        t.feed_buffer(&mut p, &f, lines.as_bytes());
+        t
+    }
+
+    fn burst(n: usize, src: &str, start: i64) -> String {
+        (0..n)
+            .map(|i| line(start + i as i64, src, "TCP", 22))
+            .collect()
+    }
+
+    #[test]
+    fn exactly_n_hits_is_not_an_offender_n_plus_one_is() {
+        let log = burst(5, "192.0.2.5", T0 - 100) + &burst(6, "192.0.2.6", T0 - 100);
+        let t = tally(&log, T0, 1800, TypeFilter::Tcp);
+        let off = t.offenders(5);
+        assert_eq!(off.len(), 1);
+        assert_eq!(off[0].0, "192.0.2.6".parse::<IpAddr>().unwrap());
+        assert_eq!(off[0].1.hits, 6);
+        assert_eq!((t.lines, t.matched), (11, 11));
+    }
+
+    #[test]
+    fn a_hit_just_outside_the_window_does_not_count() {
+        // Six hits, the first one second before the window opens; the window
+        // includes its first second and "now".
+        let src = "192.0.2.7";
+        let mut log = line(T0 - 1801, src, "TCP", 22);
+        for t in [T0 - 1800, T0 - 5, T0 - 4, T0 - 3, T0] {
+            log += &line(t, src, "TCP", 22);
+        }
+        log += &line(T0 + 1, src, "TCP", 22); // after "now" (an audit with --now)
+        let t = tally(&log, T0, 1800, TypeFilter::Tcp);
+        assert!(t.offenders(5).is_empty());
+        assert_eq!(t.offenders(4)[0].1.hits, 5);
+        assert_eq!(t.outside, 2);
+    }
+
+    #[test]
+    fn out_of_order_timestamps_count_and_set_first_and_last() {
+        let src = "2001:db8::9";
+        let log: String = [T0 - 10, T0 - 50, T0 - 20, T0 - 5, T0 - 40]
+            .iter()
+            .map(|&t| {
+                line(
+                    t,
+                    "2001:0db8:0000:0000:0000:0000:0000:0009",
+                    "TCP",
+                    80 + (t % 2) as u16,
+                )
+            })
+            .collect();
+        let t = tally(&log, T0, 60, TypeFilter::Tcp);
+        let (addr, s) = &t.offenders(4)[0];
+        assert_eq!(*addr, src.parse::<IpAddr>().unwrap());
+        assert_eq!((s.hits, s.first, s.last), (5, T0 - 50, T0 - 5));
+        assert_eq!(s.ports.top(3), vec![(80, 4), (81, 1)]);
+    }
+
+    #[test]
+    fn type_filter_and_other_lines() {
+        let mut log = burst(3, "192.0.2.8", T0 - 10);
+        log += &line(T0 - 5, "192.0.2.8", "UDP", 53);
+        log += &line(T0 - 5, "192.0.2.8", "ICMP", 0).replace(" SPT=4000 DPT=0", " TYPE=8");
+        log += "2026-11-21T11:59:00Z host sshd[2]: not ours\n";
+        log += "2026-11-21T11:59:00Z host kernel: IPTABLES-BLOCKED: IN=e OUT= SRC=192.0.2.8";
+        let t = tally(&log, T0, 60, TypeFilter::Tcp);
+        assert_eq!((t.lines, t.matched, t.other_type), (7, 3, 2));
+        assert_eq!(t.malformed_total(), 1);
+        assert!(t.examples[Malformed::NoSrc.index()]
+            .as_ref()
+            .unwrap()
+            .ends_with("SRC=192.0.2.8"));
+        let t = tally(&log, T0, 60, TypeFilter::Icmp);
+        assert_eq!(t.matched, 1);
+        let t = tally(&log, T0, 60, TypeFilter::All);
+        assert_eq!(t.offenders(4)[0].1.hits, 5);
+    }
+
+    #[test]
+    fn splitting_the_input_anywhere_between_lines_gives_the_same_tally() {
+        let log = burst(7, "192.0.2.9", T0 - 30)
+            + &burst(3, "198.51.100.1", T0 - 20)
+            + "junk line\n"
+            + &burst(2, "192.0.2.9", T0 - 10);
+        let whole = tally(&log, T0, 60, TypeFilter::Tcp);
+        let ends: Vec<usize> = log.match_indices('\n').map(|(i, _)| i + 1).collect();
+        for &cut in &ends {
+            let mut a = tally(&log[..cut], T0, 60, TypeFilter::Tcp);
+            a.merge(tally(&log[cut..], T0, 60, TypeFilter::Tcp));
+            assert_eq!((a.lines, a.matched), (whole.lines, whole.matched));
+            assert_eq!(a.offenders(0), whole.offenders(0));
+        }
+    }
+
+    #[test]
+    fn top_ports_are_exact_for_few_ports_and_flagged_estimates_beyond() {
+        let mut p = TopPorts::default();
+        for (port, n) in [(22, 5), (80, 3), (443, 3)] {
+            p.add(port, n);
+        }
+        assert_eq!(p.top(2), vec![(22, 5), (80, 3)]);
+        assert!(!p.estimated);
+        // A heavy port among a hundred one-off probes keeps its exact count;
+        // the one-offs are never reported above what they certainly have.
+        for port in 1000..1100 {
+            p.add(port, 1);
+            p.add(22, 1);
+        }
+        assert!(p.estimated);
+        let top = p.top(3);
+        assert_eq!(top[0], (22, 105));
+        assert!(top[1..].iter().all(|&(_, n)| n <= 1), "{top:?}");
+    }
+}

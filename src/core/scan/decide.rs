@@ -1,0 +1,208 @@
+//! What to do with each offender (pure): skip the addresses that must never
+//! be banned, leave the ones already listed alone (their timeout stands), and
+//! write the one `ipset restore` script that adds the rest.
+
+use super::count::Source;
+use crate::core::policy::{Members, Policy};
+use std::net::IpAddr;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Added,
+    WouldAdd,
+    AlreadyListed,
+    Skipped(String),
+}
+
+impl Action {
+    pub fn word(&self) -> &'static str {
+        match self {
+            Action::Added => "added",
+            Action::WouldAdd => "would add",
+            Action::AlreadyListed => "already listed",
+            Action::Skipped(_) => "skipped",
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Action::Skipped(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// What the config and the kernel say about addresses.
+#[derive(Clone, Debug, Default)]
+pub struct Known {
+    /// Who is never banned.
+    pub policy: Policy,
+    /// Members of the target sets (both families).
+    pub listed: Members,
+    /// Free entries in the v4 and v6 target sets (None: unknown).
+    pub room: [Option<u64>; 2],
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub addr: IpAddr,
+    pub source: Source,
+    /// The set it goes (or would go) into.
+    pub set: String,
+    pub action: Action,
+}
+
+/// `sets` are the target set names (v4, v6). With `apply` false nothing is
+/// added and the actions say "would add".
+pub fn decide(
+    offenders: Vec<(IpAddr, Source)>,
+    known: &Known,
+    sets: &[String; 2],
+    apply: bool,
+) -> Vec<Decision> {
+    let mut room = known.room;
+    offenders
+        .into_iter()
+        .map(|(addr, source)| {
+            let fam = usize::from(addr.is_ipv6());
+            let action = if let Some(why) = known.policy.check_addr(&addr) {
+                Action::Skipped(why.to_string())
+            } else if known.listed.contains(&addr) {
+                Action::AlreadyListed
+            } else if room[fam] == Some(0) {
+                Action::Skipped(format!("{} is full (maxelem reached)", sets[fam]))
+            } else {
+                if let Some(r) = &mut room[fam] {
+                    *r -= 1;
+                }
+                if apply {
+                    Action::Added
+                } else {
+                    Action::WouldAdd
+                }
+            };
+            Decision {
+                addr,
+                source,
+                set: sets[fam].clone(),
+                action,
+            }
+        })
+        .collect()
+}
+
+/// The `ipset restore` input adding every decision to be added, grouped by
+/// set: ipset batches consecutive lines of one set into one netlink message.
+pub fn restore_script(decisions: &[Decision], timeout_secs: u64) -> String {
+    let mut s = String::new();
+    for v6 in [false, true] {
+        for d in decisions
+            .iter()
+            .filter(|d| d.action == Action::Added && d.addr.is_ipv6() == v6)
+        {
+            s += &format!("add {} {} timeout {timeout_secs}\n", d.set, d.addr);
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::scan::count::TopPorts;
+
+    fn src(hits: u64) -> Source {
+        Source {
+            hits,
+            first: 0,
+            last: 1,
+            ports: TopPorts::default(),
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn sets() -> [String; 2] {
+        ["throttle-hard".into(), "throttle-hard_v6".into()]
+    }
+
+    #[test]
+    fn each_reason_to_skip_and_the_rest_added_to_their_familys_set() {
+        let known = Known {
+            policy: Policy {
+                trusted: vec!["192.0.2.0/28".parse().unwrap()],
+                whitelist: Members::from_save(
+                    "create whitelist hash:net family inet\nadd whitelist 198.51.100.0/24\nadd whitelist 203.0.113.7\n",
+                ),
+                whitelist_name: "whitelist".into(),
+                own: vec![ip("203.0.113.1"), ip("2001:db8::1")],
+            },
+            listed: Members::from_save("add throttle-hard 203.0.113.50 timeout 99\n"),
+            room: [None, None],
+        };
+        let cases = [
+            ("127.0.0.1", Action::Skipped("loopback address".into())),
+            ("::1", Action::Skipped("loopback address".into())),
+            ("0.0.0.0", Action::Skipped("not a unicast address".into())),
+            ("ff02::1", Action::Skipped("not a unicast address".into())),
+            (
+                "203.0.113.1",
+                Action::Skipped("this host's own address".into()),
+            ),
+            (
+                "2001:db8::1",
+                Action::Skipped("this host's own address".into()),
+            ),
+            (
+                "192.0.2.9",
+                Action::Skipped("in trusted network 192.0.2.0/28 (config)".into()),
+            ),
+            (
+                "198.51.100.77",
+                Action::Skipped("in the whitelist set".into()),
+            ),
+            (
+                "203.0.113.7",
+                Action::Skipped("in the whitelist set".into()),
+            ),
+            ("203.0.113.50", Action::AlreadyListed),
+            ("192.0.2.16", Action::Added),
+            ("2001:db8::66", Action::Added),
+        ];
+        let offenders = cases.iter().map(|(a, _)| (ip(a), src(9))).collect();
+        let d = decide(offenders, &known, &sets(), true);
+        for (got, (addr, want)) in d.iter().zip(&cases) {
+            assert_eq!(&got.action, want, "{addr}");
+        }
+        assert_eq!(d[11].set, "throttle-hard_v6");
+        assert_eq!(
+            restore_script(&d, 7200),
+            "add throttle-hard 192.0.2.16 timeout 7200\nadd throttle-hard_v6 2001:db8::66 timeout 7200\n"
+        );
+        let dry = decide(vec![(ip("192.0.2.16"), src(9))], &known, &sets(), false);
+        assert_eq!(dry[0].action, Action::WouldAdd);
+        assert_eq!(restore_script(&dry, 7200), "");
+    }
+
+    #[test]
+    fn a_full_set_takes_what_fits() {
+        let known = Known {
+            room: [Some(1), None],
+            ..Known::default()
+        };
+        let offenders = vec![
+            (ip("192.0.2.20"), src(9)),
+            (ip("192.0.2.21"), src(8)),
+            (ip("2001:db8::5"), src(7)),
+        ];
+        let d = decide(offenders, &known, &sets(), true);
+        assert_eq!(d[0].action, Action::Added);
+        assert_eq!(
+            d[1].action,
+            Action::Skipped("throttle-hard is full (maxelem reached)".into())
+        );
+        assert_eq!(d[2].action, Action::Added);
+    }
+}

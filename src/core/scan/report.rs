@@ -1,0 +1,237 @@
+//! What a scan run says (pure): one structure, printed as a human summary or
+//! as one JSON document for scripts.
+
+use super::count::Tally;
+use super::decide::Decision;
+use super::FileRead;
+use crate::core::logline::Malformed;
+use crate::units::time::utc;
+use serde::Serialize;
+use std::fmt::Write;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub rule: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub howmany: u64,
+    pub within_secs: u64,
+    pub removeafter_secs: u64,
+    pub window_start: String,
+    pub window_end: String,
+    pub dryrun: bool,
+    /// The log files read, or "-" for stdin.
+    pub files: Vec<FileRead>,
+    pub lines_read: u64,
+    pub lines_matched: u64,
+    pub lines_outside_window: u64,
+    pub lines_other_type: u64,
+    pub lines_malformed: u64,
+    pub malformed: Vec<MalformedKind>,
+    pub offenders: Vec<Offender>,
+    pub added: u64,
+    /// How long the one `ipset restore` that added them took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_ms: Option<u64>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MalformedKind {
+    pub reason: &'static str,
+    pub count: u64,
+    pub example: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Offender {
+    pub address: String,
+    pub family: &'static str,
+    pub hits: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub top_ports: Vec<PortHits>,
+    /// Ports counted in bounded space: counts are lower bounds.
+    pub ports_estimated: bool,
+    pub set: String,
+    pub action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PortHits {
+    pub port: u16,
+    pub hits: u64,
+}
+
+/// The counts and examples of malformed lines, by reason.
+pub fn malformed(t: &Tally) -> Vec<MalformedKind> {
+    Malformed::ALL
+        .iter()
+        .filter(|m| t.malformed[m.index()] > 0)
+        .map(|m| MalformedKind {
+            reason: m.as_str(),
+            count: t.malformed[m.index()],
+            example: t.examples[m.index()].clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+pub fn offenders(decisions: &[Decision]) -> Vec<Offender> {
+    decisions
+        .iter()
+        .map(|d| Offender {
+            address: d.addr.to_string(),
+            family: if d.addr.is_ipv6() { "ipv6" } else { "ipv4" },
+            hits: d.source.hits,
+            first_seen: utc(d.source.first),
+            last_seen: utc(d.source.last),
+            top_ports: d
+                .source
+                .ports
+                .top(3)
+                .into_iter()
+                .map(|(port, hits)| PortHits { port, hits })
+                .collect(),
+            ports_estimated: d.source.ports.estimated,
+            set: d.set.clone(),
+            action: d.action.word(),
+            reason: d.action.reason().map(str::to_string),
+        })
+        .collect()
+}
+
+fn size(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / f64::from(1u32 << 30)),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+impl Report {
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("plain data") + "\n"
+    }
+
+    pub fn human(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "fwctl scan{}: rule {}, type {}, more than {} hits within {} ({} .. {})",
+            if self.dryrun { " --dryrun" } else { "" },
+            self.rule,
+            self.kind,
+            self.howmany,
+            humantime::format_duration(std::time::Duration::from_secs(self.within_secs)),
+            self.window_start,
+            self.window_end
+        );
+        for f in &self.files {
+            let part = if f.path.as_os_str() == "-" {
+                String::new()
+            } else if f.from == 0 && f.to == f.size {
+                format!(": all {}", size(f.size))
+            } else {
+                format!(
+                    ": {} from offset {} of {} (the rest is outside the window)",
+                    size(f.to - f.from),
+                    size(f.from),
+                    size(f.size)
+                )
+            };
+            let _ = writeln!(o, "read {}{part}", f.path.display());
+            if f.shrank {
+                let _ = writeln!(
+                    o,
+                    "  note: the file shrank while it was read (rotated with copytruncate?); the part that vanished was not counted"
+                );
+            }
+        }
+        let _ = writeln!(
+            o,
+            "lines: {} read, {} matched, {} outside the window, {} of other protocols, {} malformed",
+            self.lines_read,
+            self.lines_matched,
+            self.lines_outside_window,
+            self.lines_other_type,
+            self.lines_malformed
+        );
+        for m in &self.malformed {
+            let _ = writeln!(
+                o,
+                "  malformed ({}): {}, e.g. {}",
+                m.reason, m.count, m.example
+            );
+        }
+        if self.offenders.is_empty() {
+            let _ = writeln!(o, "offenders: none");
+        } else {
+            let _ = writeln!(o, "offenders: {}", self.offenders.len());
+            let _ = writeln!(
+                o,
+                "  {:<39} {:>8}  {:<20}  {:<20}  {:<26}  ACTION",
+                "ADDRESS", "HITS", "FIRST SEEN", "LAST SEEN", "TOP PORTS"
+            );
+            for f in &self.offenders {
+                let ports: Vec<String> = f
+                    .top_ports
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}:{}{}",
+                            p.port,
+                            if f.ports_estimated { ">=" } else { "" },
+                            p.hits
+                        )
+                    })
+                    .collect();
+                let ports = if ports.is_empty() {
+                    "-".to_string()
+                } else {
+                    ports.join(" ")
+                };
+                let action = match (&f.reason, f.action) {
+                    (Some(r), _) => format!("skipped: {r}"),
+                    (None, "added") => {
+                        format!("added to {} (timeout {}s)", f.set, self.removeafter_secs)
+                    }
+                    (None, "would add") => format!(
+                        "would add to {} (timeout {}s)",
+                        f.set, self.removeafter_secs
+                    ),
+                    (None, a) => format!("{a} in {}", f.set),
+                };
+                let _ = writeln!(
+                    o,
+                    "  {:<39} {:>8}  {:<20}  {:<20}  {:<26}  {action}",
+                    f.address, f.hits, f.first_seen, f.last_seen, ports
+                );
+            }
+        }
+        for n in &self.notes {
+            let _ = writeln!(o, "note: {n}");
+        }
+        if !self.dryrun {
+            let _ = match self.restore_ms {
+                Some(ms) => writeln!(o, "added: {} (one ipset restore, {ms} ms)", self.added),
+                None => writeln!(o, "added: {}", self.added),
+            };
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(3 << 20), "3.0 MiB");
+        assert_eq!(size(1 << 30), "1.00 GiB");
+    }
+}

@@ -1,0 +1,104 @@
+//! The state file's contents (pure): what must outlive a reboot or a
+//! restart, since the tmpfs log and the kernel's sets do not. It holds the
+//! ban history (every ban with its set and end time, and repeat-offender
+//! counts), the last run of each scan rule, and what the last apply
+//! installed (to tell drift from a changed config). Reading and writing the
+//! file (atomically, under its lock) is the system layer's part.
+
+use super::history::{History, Record};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+pub const DEFAULT_PATH: &str = "/var/lib/fwctl/state.json";
+pub const STATE_VERSION: u32 = 1;
+/// How many distinct scan rules keep their last run.
+const MAX_SCAN_RULES: usize = 32;
+/// The last run of one scan rule (rule, type and target set).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanRun {
+    pub at: i64,
+    pub rule: String,
+    pub kind: String,
+    pub ipset: String,
+    pub lines_matched: u64,
+    pub offenders: u64,
+    pub added: u64,
+}
+
+/// What the last `fwctl apply` installed: the config it read, a digest of
+/// the rules it rendered, and fwctl's rules as the kernel printed them back
+/// right after (`iptables-save` form, so a later save compares line by line).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub at: i64,
+    pub config: PathBuf,
+    pub digest: String,
+    pub v4: Vec<String>,
+    pub v6: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct State {
+    pub history: History,
+    pub scans: Vec<ScanRun>,
+    pub applied: Option<Applied>,
+}
+
+/// The file body.
+#[derive(Debug, Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    bans: Vec<Record>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    scans: Vec<ScanRun>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    applied: Option<Applied>,
+}
+
+impl State {
+    /// Keep `run` as its rule's last run.
+    pub fn note_scan(&mut self, run: ScanRun) {
+        self.scans
+            .retain(|s| (&s.rule, &s.kind, &s.ipset) != (&run.rule, &run.kind, &run.ipset));
+        self.scans.push(run);
+        if self.scans.len() > MAX_SCAN_RULES {
+            self.scans.sort_by_key(|s| std::cmp::Reverse(s.at));
+            self.scans.truncate(MAX_SCAN_RULES);
+        }
+    }
+}
+
+/// Why a state file's text is not a state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Corrupt {
+    #[error("{0}")]
+    Json(String),
+    #[error("unknown version {0}")]
+    Version(u32),
+}
+
+/// Parse a state file's text.
+pub fn parse(text: &[u8]) -> Result<State, Corrupt> {
+    let f: StateFile = serde_json::from_slice(text).map_err(|e| Corrupt::Json(e.to_string()))?;
+    if f.version != STATE_VERSION {
+        return Err(Corrupt::Version(f.version));
+    }
+    Ok(State {
+        history: History::from_records(f.bans),
+        scans: f.scans,
+        applied: f.applied,
+    })
+}
+
+/// The file's text for a state.
+pub fn to_text(state: &State) -> Vec<u8> {
+    let body = StateFile {
+        version: STATE_VERSION,
+        bans: state.history.records(),
+        scans: state.scans.clone(),
+        applied: state.applied.clone(),
+    };
+    let mut text = serde_json::to_vec_pretty(&body).expect("state serializes");
+    text.push(b'\n');
+    text
+}

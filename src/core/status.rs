@@ -1,0 +1,620 @@
+//! `fwctl status`, the evaluation (pure): is fwctl's ruleset installed and
+//! still what the config says, how full are the sets, what expires next, when
+//! did each scan rule last run, is capture running. The kernel's text, the
+//! state file and the clock are inputs; `cmd::status` gathers them.
+
+use super::ban;
+use super::config::Config;
+use super::ruleset::drift;
+use super::ruleset::ipset::Header;
+use super::ruleset::{Family, Plan};
+use super::state::{self, State};
+use crate::units::addr::parse_addr;
+use crate::units::duration::human;
+use crate::units::time::utc;
+use ipnet::IpNet;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+/// A set this full (percent) is a problem: bans start failing at 100.
+const FULL_WARN: f64 = 90.0;
+/// How many of the soonest expiries are shown.
+const SOONEST: usize = 5;
+
+/// What status reads, gathered by `run` (or a test).
+pub struct Facts<'a> {
+    pub cfg: &'a Config,
+    pub plan: &'a Plan,
+    /// `iptables-save` and `ip6tables-save` output.
+    pub v4: String,
+    pub v6: String,
+    /// `ipset list -t`, and `ipset save` of each of fwctl's sets that exists.
+    pub headers: BTreeMap<String, Header>,
+    pub saves: BTreeMap<String, String>,
+    pub state: State,
+    pub state_path: PathBuf,
+    /// The pid of a running capture, if one runs.
+    pub capture_pid: Option<String>,
+    pub now: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub config: PathBuf,
+    pub mode: &'static str,
+    pub healthy: bool,
+    /// Each problem with its fix.
+    pub problems: Vec<String>,
+    /// Whether `status --repair` (an apply) fixes the problems.
+    pub repairable: bool,
+    pub rules: Vec<Rules>,
+    pub last_apply: Option<LastApply>,
+    pub sets: Vec<SetStatus>,
+    pub soonest_expiries: Vec<ban::Entry>,
+    pub state: StateStatus,
+    pub scans: Vec<ScanStatus>,
+    pub capture: Capture,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Rules {
+    pub family: &'static str,
+    pub installed: bool,
+    pub policy: String,
+    /// Lines of fwctl's rules the last apply installed that are gone, and
+    /// lines that were not there then (iptables-save form).
+    pub missing: Vec<String>,
+    pub extra: Vec<String>,
+    /// Lines still there but no longer in the order the apply left them
+    /// (packets meet rules in order, so a moved rule is drift too).
+    pub moved: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LastApply {
+    pub at: String,
+    pub ago_secs: i64,
+    pub config_changed: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SetStatus {
+    pub name: String,
+    pub exists: bool,
+    pub entries: u64,
+    pub capacity: u64,
+    pub percent_full: f64,
+    /// Members with a timeout: the bans.
+    pub bans: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StateStatus {
+    pub path: PathBuf,
+    pub active_bans: usize,
+    /// Running bans the state file knows that the kernel's sets lack.
+    pub missing_from_kernel: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScanStatus {
+    pub rule: String,
+    pub kind: String,
+    pub ipset: String,
+    pub at: String,
+    pub ago_secs: i64,
+    pub offenders: u64,
+    pub added: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Capture {
+    pub running: bool,
+    pub pid: Option<String>,
+}
+
+fn family_rules(
+    family: Family,
+    save: &str,
+    plan: &Plan,
+    then: Option<&[String]>,
+    problems: &mut Vec<String>,
+) -> Rules {
+    let (name, table) = match family {
+        Family::V4 => ("IPv4", &plan.v4),
+        Family::V6 => ("IPv6", &plan.v6),
+    };
+    let now = drift::ours(save);
+    let policy = now
+        .iter()
+        .find_map(|l| l.strip_prefix("policy INPUT "))
+        .unwrap_or("ACCEPT")
+        .to_string();
+    let has = |l: &str| now.iter().any(|x| x == l);
+    let installed = has("jump at INPUT 1") || now.iter().any(|l| l.starts_with(':'));
+    let mut missing = Vec::new();
+    let mut extra = Vec::new();
+    let mut moved = Vec::new();
+    if !installed {
+        problems.push(format!(
+            "{name}: fwctl's rules are not installed; fix: sudo fwctl apply"
+        ));
+    } else {
+        if let Some(then) = then {
+            let d = drift::diff(then, &now);
+            (missing, extra, moved) = (d.missing, d.extra, d.moved);
+        }
+        // Checked against the plan too, for a kernel changed before any
+        // recorded apply (or whose record is gone).
+        let mut plan_miss: Vec<String> = Vec::new();
+        if !has("jump at INPUT 1") {
+            plan_miss.push("jump at INPUT 1".into());
+        }
+        for c in &table.chains {
+            let decl = format!(":{}", c.name);
+            let rules = now
+                .iter()
+                .filter(|l| l.starts_with(&format!("-A {} ", c.name)))
+                .count();
+            if !has(&decl) {
+                plan_miss.push(decl);
+            } else if then.is_none() && rules != c.rules.len() {
+                plan_miss.push(format!(
+                    "{} rules in {} (has {rules})",
+                    c.rules.len(),
+                    c.name
+                ));
+            }
+        }
+        let want_policy = if table.drop_policy { "DROP" } else { "ACCEPT" };
+        if policy != want_policy {
+            plan_miss.push(format!("policy INPUT {want_policy}"));
+        }
+        for m in plan_miss {
+            if !missing.contains(&m) {
+                missing.push(m);
+            }
+        }
+        if !missing.is_empty() || !extra.is_empty() || !moved.is_empty() {
+            problems.push(format!(
+                "{name}: fwctl's rules changed behind its back ({} missing, {} extra, {} moved: e.g. {}); fix: sudo fwctl status --repair",
+                missing.len(),
+                extra.len(),
+                moved.len(),
+                missing
+                    .first()
+                    .or(extra.first())
+                    .or(moved.first())
+                    .map(String::as_str)
+                    .unwrap_or("order")
+            ));
+        }
+    }
+    Rules {
+        family: if family == Family::V4 { "ipv4" } else { "ipv6" },
+        installed,
+        policy,
+        missing,
+        extra,
+        moved,
+    }
+}
+
+pub fn evaluate(f: &Facts) -> Status {
+    let mut problems = Vec::new();
+    let digest = drift::digest(f.plan);
+    let applied = f.state.applied.as_ref();
+    let config_changed = applied.is_some_and(|a| a.digest != digest);
+    // Exact comparison only against an apply of this same config.
+    let then = |v: fn(&state::Applied) -> &Vec<String>| {
+        applied.filter(|_| !config_changed).map(|a| v(a).as_slice())
+    };
+    let rules = vec![
+        family_rules(Family::V4, &f.v4, f.plan, then(|a| &a.v4), &mut problems),
+        family_rules(Family::V6, &f.v6, f.plan, then(|a| &a.v6), &mut problems),
+    ];
+    if config_changed {
+        problems.push(format!(
+            "{} changed since the last apply ({}); fix: sudo fwctl apply",
+            f.cfg.path.display(),
+            utc(applied.map(|a| a.at).unwrap_or(0))
+        ));
+    }
+
+    // Every member of fwctl's sets, parsed once: bans per set, what the
+    // kernel holds, and the soonest expiries all come from it.
+    let members = ban::entries(&f.saves, &f.state.history.records());
+    let mut bans_in: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut present: BTreeSet<(&str, IpNet)> = BTreeSet::new();
+    for e in &members {
+        if e.expires_in.is_some() {
+            *bans_in.entry(e.set.as_str()).or_default() += 1;
+        }
+        if let Ok(a) = parse_addr(&e.address) {
+            present.insert((e.set.as_str(), a));
+        }
+    }
+    let mut full = 0;
+    let mut sets = Vec::new();
+    for p in &f.plan.sets {
+        let h = f.headers.get(&p.name);
+        let capacity = h.and_then(|h| h.maxelem).unwrap_or(u64::from(p.maxelem));
+        let entries = h.map(|h| h.entries).unwrap_or(0);
+        let bans = bans_in.get(p.name.as_str()).copied().unwrap_or(0);
+        let percent = if capacity == 0 {
+            0.0
+        } else {
+            (entries as f64 * 1000.0 / capacity as f64).round() / 10.0
+        };
+        if h.is_none() {
+            problems.push(format!(
+                "set {} does not exist; fix: sudo fwctl apply",
+                p.name
+            ));
+        } else if percent >= FULL_WARN {
+            full += 1;
+            problems.push(format!(
+                "set {} is {percent}% full ({entries} of {capacity}): new bans fail when it is full; fix: raise [sets] maxelem and apply",
+                p.name
+            ));
+        }
+        sets.push(SetStatus {
+            name: p.name.clone(),
+            exists: h.is_some(),
+            entries,
+            capacity,
+            percent_full: percent,
+            bans,
+        });
+    }
+
+    let ours: BTreeSet<&str> = f.plan.sets.iter().map(|s| s.name.as_str()).collect();
+    let active = f.state.history.active(f.now);
+    let missing_from_kernel = active
+        .iter()
+        .filter(|r| ours.contains(r.set.as_str()) && !present.contains(&(r.set.as_str(), r.addr)))
+        .count();
+    if missing_from_kernel > 0 {
+        problems.push(format!(
+            "{missing_from_kernel} running bans in the state file are not in the kernel's sets (flushed or rebooted?); fix: sudo fwctl status --repair"
+        ));
+    }
+    // Entries come soonest expiry first, the permanent ones last.
+    let soonest: Vec<ban::Entry> = members
+        .into_iter()
+        .filter(|e| e.expires_in.is_some())
+        .take(SOONEST)
+        .collect();
+
+    let mut scans: Vec<ScanStatus> = f
+        .state
+        .scans
+        .iter()
+        .map(|s| ScanStatus {
+            rule: s.rule.clone(),
+            kind: s.kind.clone(),
+            ipset: s.ipset.clone(),
+            at: utc(s.at),
+            ago_secs: f.now - s.at,
+            offenders: s.offenders,
+            added: s.added,
+        })
+        .collect();
+    scans.sort_by_key(|s| s.ago_secs);
+
+    // Everything but a full set is what an apply puts back.
+    let repairable = problems.len() > full;
+    Status {
+        config: f.cfg.path.clone(),
+        mode: f.cfg.mode.as_str(),
+        healthy: problems.is_empty(),
+        problems,
+        repairable,
+        rules,
+        last_apply: applied.map(|a| LastApply {
+            at: utc(a.at),
+            ago_secs: f.now - a.at,
+            config_changed,
+        }),
+        sets,
+        soonest_expiries: soonest,
+        state: StateStatus {
+            path: f.state_path.clone(),
+            active_bans: active.len(),
+            missing_from_kernel,
+        },
+        scans,
+        capture: Capture {
+            running: f.capture_pid.is_some(),
+            pid: f.capture_pid.clone(),
+        },
+    }
+}
+
+fn ago(secs: i64) -> String {
+    if secs < 0 {
+        return "in the future (clock changed?)".into();
+    }
+    format!("{} ago", human(secs as u64))
+}
+
+impl Status {
+    pub fn human(&self) -> String {
+        let mut o = String::new();
+        let mut line = |s: String| {
+            o.push_str(&s);
+            o.push('\n');
+        };
+        line(format!(
+            "fwctl status: {} (config {}, mode {})",
+            if self.healthy { "OK" } else { "ATTENTION" },
+            self.config.display(),
+            self.mode
+        ));
+        for r in &self.rules {
+            let state = if !r.installed {
+                "not installed".to_string()
+            } else if r.missing.is_empty() && r.extra.is_empty() && r.moved.is_empty() {
+                "installed, as applied".to_string()
+            } else {
+                format!(
+                    "DRIFT: {} missing, {} extra, {} moved",
+                    r.missing.len(),
+                    r.extra.len(),
+                    r.moved.len()
+                )
+            };
+            line(format!(
+                "rules {}: {state}; INPUT policy {}",
+                r.family, r.policy
+            ));
+            for m in &r.missing {
+                line(format!("  - {m}"));
+            }
+            for m in &r.extra {
+                line(format!("  + {m}"));
+            }
+            for m in &r.moved {
+                line(format!("  ~ {m} (moved)"));
+            }
+        }
+        match &self.last_apply {
+            Some(a) => line(format!(
+                "last apply: {} ({}){}",
+                a.at,
+                ago(a.ago_secs),
+                if a.config_changed {
+                    "; the config changed since"
+                } else {
+                    ""
+                }
+            )),
+            None => line("last apply: none recorded in the state file".into()),
+        }
+        line("sets:".into());
+        for s in &self.sets {
+            if s.exists {
+                line(format!(
+                    "  {:<20} {:>8} of {:<8} ({:>5.1}% full), {} bans",
+                    s.name, s.entries, s.capacity, s.percent_full, s.bans
+                ));
+            } else {
+                line(format!("  {:<20} MISSING", s.name));
+            }
+        }
+        if !self.soonest_expiries.is_empty() {
+            line("soonest expiries:".into());
+            for e in &self.soonest_expiries {
+                line(format!(
+                    "  {:<20} {:<40} in {}",
+                    e.set,
+                    e.address,
+                    human(e.expires_in.unwrap_or(0))
+                ));
+            }
+        }
+        line(format!(
+            "state file {}: {} running bans, {} of them missing from the kernel",
+            self.state.path.display(),
+            self.state.active_bans,
+            self.state.missing_from_kernel
+        ));
+        if self.scans.is_empty() {
+            line("last scan: none recorded".into());
+        }
+        for s in &self.scans {
+            line(format!(
+                "last scan {} {} -> {}: {} ({}), {} offenders, {} added",
+                s.rule,
+                s.kind,
+                s.ipset,
+                s.at,
+                ago(s.ago_secs),
+                s.offenders,
+                s.added
+            ));
+        }
+        line(match &self.capture.pid {
+            Some(p) => format!("capture: running (pid {p})"),
+            None => "capture: not running".into(),
+        });
+        for p in &self.problems {
+            line(format!("problem: {p}"));
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ruleset::{render_sets, render_table, Current, TableState};
+    use std::path::Path;
+
+    fn cfg() -> Config {
+        Config::parse(
+            "[[service]]\nname = \"ssh\"\nport = 22\n",
+            Path::new("/etc/fwctl/fwctl.toml"),
+            &|_| Ok(String::new()),
+        )
+        .unwrap()
+    }
+
+    /// What the kernel would print right after applying `plan`: the
+    /// rendered rules in save form, as far as `drift::ours` reads them.
+    fn installed(plan: &Plan, family: Family) -> String {
+        let t = match family {
+            Family::V4 => &plan.v4,
+            Family::V6 => &plan.v6,
+        };
+        let text = render_table(t, &TableState::default());
+        let mut out = String::from("*filter\n:INPUT DROP [0:0]\n");
+        for l in text.lines() {
+            if l.starts_with(':') {
+                out += &format!("{l}\n");
+            } else if let Some(r) = l.strip_prefix("-I INPUT 1 ") {
+                out += &format!("-A INPUT {r}\n");
+            } else if l.starts_with("-A ") {
+                out += &format!("{l}\n");
+            }
+        }
+        out + "COMMIT\n"
+    }
+
+    fn facts<'a>(cfg: &'a Config, plan: &'a Plan) -> Facts<'a> {
+        let sets = render_sets(&plan.sets, &Current::default());
+        let mut headers = BTreeMap::new();
+        let mut saves = BTreeMap::new();
+        for s in &plan.sets {
+            headers.insert(
+                s.name.clone(),
+                Header {
+                    kind: s.kind.as_str().into(),
+                    family: s.family.ipset_family().into(),
+                    maxelem: Some(100),
+                    timeout: true,
+                    entries: 0,
+                },
+            );
+            saves.insert(s.name.clone(), format!("create {} hash:ip\n", s.name));
+        }
+        assert!(!sets.is_empty());
+        let v4 = installed(plan, Family::V4);
+        let v6 = installed(plan, Family::V6);
+        let mut state = State::default();
+        state.applied = Some(state::Applied {
+            at: 1000,
+            config: cfg.path.clone(),
+            digest: drift::digest(plan),
+            v4: drift::ours(&v4),
+            v6: drift::ours(&v6),
+        });
+        Facts {
+            cfg,
+            plan,
+            v4,
+            v6,
+            headers,
+            saves,
+            state,
+            state_path: "/var/lib/fwctl/state.json".into(),
+            capture_pid: None,
+            now: 2000,
+        }
+    }
+
+    #[test]
+    fn as_applied_is_healthy() {
+        let c = cfg();
+        let p = crate::core::ruleset::build(&c);
+        let s = evaluate(&facts(&c, &p));
+        assert!(s.healthy, "{:?}", s.problems);
+        assert_eq!(s.last_apply.unwrap().ago_secs, 1000);
+        assert!(s.rules.iter().all(|r| r.installed && r.policy == "DROP"));
+    }
+
+    #[test]
+    fn drift_missing_sets_fullness_and_lost_bans_are_each_a_problem() {
+        let c = cfg();
+        let p = crate::core::ruleset::build(&c);
+        let mut f = facts(&c, &p);
+        // A rule deleted from fwctl's chain, one added in IPv6.
+        f.v4 = f.v4.replacen("-A FWCTL-INPUT -i lo -j ACCEPT\n", "", 1);
+        f.v6 = f.v6.replace(
+            "COMMIT",
+            "-A FWCTL-INPUT -s 2001:db8::1/128 -j ACCEPT\nCOMMIT",
+        );
+        f.headers.remove("throttle-soft_v6");
+        f.headers.get_mut("blacklist").unwrap().entries = 95;
+        f.state
+            .history
+            .record("203.0.113.5/32".parse().unwrap(), "blacklist", 1, 1900, 600);
+        let s = evaluate(&f);
+        assert!(!s.healthy);
+        assert_eq!(s.rules[0].missing, ["-A FWCTL-INPUT -i lo -j ACCEPT"]);
+        assert_eq!(
+            s.rules[1].extra,
+            ["-A FWCTL-INPUT -s 2001:db8::1/128 -j ACCEPT"]
+        );
+        let p = s.problems.join("\n");
+        for want in [
+            "IPv4: fwctl's rules changed",
+            "IPv6: fwctl's rules changed",
+            "set throttle-soft_v6 does not exist",
+            "set blacklist is 95% full",
+            "1 running bans in the state file are not in the kernel",
+        ] {
+            assert!(p.contains(want), "{want}: {p}");
+        }
+        assert!(s.repairable);
+        assert_eq!(s.state.missing_from_kernel, 1);
+    }
+
+    #[test]
+    fn not_installed_and_a_changed_config_are_told_apart() {
+        let c = cfg();
+        let p = crate::core::ruleset::build(&c);
+        let mut f = facts(&c, &p);
+        f.v4 = "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n".into();
+        f.state.applied.as_mut().unwrap().digest = "0000000000000000".into();
+        let s = evaluate(&f);
+        assert!(!s.rules[0].installed);
+        let p = s.problems.join("\n");
+        assert!(
+            p.contains("IPv4: fwctl's rules are not installed; fix: sudo fwctl apply"),
+            "{p}"
+        );
+        assert!(p.contains("changed since the last apply"), "{p}");
+        assert!(s.last_apply.unwrap().config_changed);
+        // Only a full set is left: nothing for --repair to do.
+        let plan = p_of(&c);
+        let mut f = facts(&c, &plan);
+        f.headers.get_mut("whitelist").unwrap().entries = 100;
+        let s = evaluate(&f);
+        assert!(!s.healthy && !s.repairable);
+    }
+
+    #[test]
+    fn a_rule_moved_within_fwctls_chain_is_drift() {
+        let c = cfg();
+        let p = crate::core::ruleset::build(&c);
+        let mut f = facts(&c, &p);
+        // The loopback accept moved from the top of FWCTL-INPUT to its end.
+        let lo = "-A FWCTL-INPUT -i lo -j ACCEPT\n";
+        f.v4 = f.v4.replacen(lo, "", 1).replacen(
+            "-A FWCTL-INPUT -j FWCTL-BLOCK\n",
+            &format!("-A FWCTL-INPUT -j FWCTL-BLOCK\n{lo}"),
+            1,
+        );
+        let s = evaluate(&f);
+        assert!(!s.healthy);
+        assert!(s.rules[0].missing.is_empty() && s.rules[0].extra.is_empty());
+        assert!(!s.rules[0].moved.is_empty(), "{:?}", s.rules[0]);
+        assert!(s.problems[0].contains("moved"), "{:?}", s.problems);
+    }
+
+    fn p_of(c: &Config) -> Plan {
+        crate::core::ruleset::build(c)
+    }
+}

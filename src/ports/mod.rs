@@ -1,0 +1,86 @@
+//! The ports: small traits the commands drive, each implemented by the real
+//! system in `sys` and by recording fakes in tests (`testing`). Nothing here
+//! touches the system itself.
+
+use crate::core::capture::detect::Micros;
+use crate::core::capture::engine::{Added, BanFailed};
+use crate::core::capture::packet::Link;
+use crate::units::addr::Family;
+use ipnet::IpNet;
+use std::fmt;
+use std::io;
+
+/// A step that failed, with the tool's own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepError {
+    pub step: String,
+    pub detail: String,
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let detail = self.detail.trim().replace('\n', " | ");
+        write!(f, "{} failed: {detail}", self.step)
+    }
+}
+
+impl std::error::Error for StepError {}
+
+pub type StepResult<T> = Result<T, StepError>;
+
+/// The kernel's filter tables and sets, as `apply` reads and replaces them.
+pub trait Backend {
+    /// `iptables-save -t filter` (or ip6tables-save).
+    fn save_table(&mut self, family: Family) -> StepResult<String>;
+    /// `iptables-restore` with `input`; `noflush` keeps rules fwctl does not own.
+    fn restore_table(&mut self, family: Family, input: &str, noflush: bool) -> StepResult<()>;
+    /// `ipset save` (every set).
+    fn save_sets(&mut self) -> StepResult<String>;
+    /// One `ipset restore` run.
+    fn restore_sets(&mut self, input: &str) -> StepResult<()>;
+}
+
+/// What `scan`, `ban` and `list` ask of ipset: small reads and one batched change.
+pub trait SetStore {
+    /// `ipset list -t`: every set's header (type, family, timeout, size).
+    fn headers(&mut self) -> StepResult<String>;
+    /// `ipset save NAME`: one set with its members.
+    fn save_set(&mut self, name: &str) -> StepResult<String>;
+    /// `ipset -exist restore` of `add`/`del` lines: one process for every
+    /// ban; `-exist` so a member added meanwhile by another tool is no error.
+    fn add_members(&mut self, input: &str) -> StepResult<()>;
+}
+
+/// Capture's ban path: one ban, as fast as the kernel takes it.
+pub trait Banner {
+    fn add(&mut self, set: &str, net: IpNet, secs: u32) -> Result<Added, BanFailed>;
+}
+
+/// One received frame.
+pub struct Frame<'a> {
+    pub link: Link,
+    pub data: &'a [u8],
+    /// When the kernel received it (µs since the epoch), or the capture
+    /// file's timestamp.
+    pub time: Micros,
+}
+
+/// What one receive call brought.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// This many frames (possibly none: the wait timed out).
+    Frames(usize),
+    /// The source has no more (the end of a capture file).
+    End,
+}
+
+/// Where capture's frames come from: the live packet socket or a capture file.
+pub trait PacketSource {
+    /// Hand the next frames to `f`.
+    fn recv(&mut self, f: &mut dyn FnMut(Frame)) -> io::Result<Received>;
+}
+
+/// The wall clock, in microseconds since the epoch.
+pub trait Clock {
+    fn now_micros(&self) -> Micros;
+}

@@ -1,0 +1,126 @@
+//! Facts about this host that the pure core takes as inputs: the clock, the
+//! local time zone's offsets, the host's own addresses, who we run as, and
+//! our memory use.
+
+use crate::units::time::Zone;
+use std::net::IpAddr;
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    (now_micros() / 1_000_000) as i64
+}
+
+/// The wall clock in microseconds since the epoch (capture: frames without a
+/// kernel timestamp, and ban latency against the kernel's receive time).
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The system clock as a [`crate::ports::Clock`].
+pub struct SystemClock;
+
+impl crate::ports::Clock for SystemClock {
+    fn now_micros(&self) -> u64 {
+        now_micros()
+    }
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Local minus UTC at `t`, from the C library (honours `TZ`).
+fn offset_at(t: i64) -> i64 {
+    // SAFETY: localtime_r writes only into the tm we pass.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        let tt = t as libc::time_t;
+        if libc::localtime_r(&tt, &mut tm).is_null() {
+            0
+        } else {
+            tm.tm_gmtoff as i64
+        }
+    }
+}
+
+/// The zone's offsets from 400 days before `now` to a day after: daily
+/// samples (zones change their offset at most a few times a year, months
+/// apart), each change located to the second by bisection.
+pub fn local_zone(now: i64) -> Zone {
+    let start = now - 400 * 86_400;
+    let mut changes = vec![(start, offset_at(start))];
+    let mut t = start;
+    while t < now + 86_400 {
+        let next = t + 86_400;
+        let (a, b) = (offset_at(t), offset_at(next));
+        if a != b {
+            let (mut lo, mut hi) = (t, next);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if offset_at(mid) == a {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            changes.push((hi, b));
+        }
+        t = next;
+    }
+    Zone::new(changes)
+}
+
+/// Every address configured on this host's interfaces (in the current
+/// network namespace), loopback included.
+pub fn own_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for a in addrs {
+            let Some(sa) = a.address else { continue };
+            if let Some(v4) = sa.as_sockaddr_in() {
+                out.push(IpAddr::V4(v4.ip()));
+            } else if let Some(v6) = sa.as_sockaddr_in6() {
+                out.push(IpAddr::V6(v6.ip()));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Resident and peak memory in kB, from /proc/self/status.
+pub fn memory_kb() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_among_our_addresses() {
+        assert!(own_addresses().contains(&IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)));
+    }
+
+    #[test]
+    fn the_local_zone_agrees_with_the_c_library() {
+        let now = now();
+        let z = local_zone(now);
+        // Every 7 hours over the covered span (run with e.g. TZ=Europe/Berlin
+        // to cross real DST changes).
+        for k in 0..(399 * 24 / 7) {
+            let t = now - k * 7 * 3600;
+            assert_eq!(z.offset_at(t), offset_at(t), "{t}");
+        }
+    }
+}

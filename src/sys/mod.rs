@@ -1,0 +1,16 @@
+//! The system layer: everything that touches the machine. Every process
+//! spawn (`tools`), every system call fwctl makes by hand and every `unsafe`
+//! block lives under here: netlink ipset adds, the AF_PACKET socket, the
+//! lock files, the confirmation FIFO and its signals, the host's addresses
+//! and time zone, the state file, the log and capture files.
+
+pub mod confirm;
+pub mod doctor;
+pub mod host;
+pub mod lock;
+pub mod logfile;
+pub mod netlink;
+pub mod packet;
+pub mod pcap;
+pub mod statefile;
+pub mod tools;

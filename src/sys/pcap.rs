@@ -1,0 +1,226 @@
+//! The offline packet source: pcap and pcapng files (through pcap-parser,
+//! which streams both through a fixed buffer), with each packet's own
+//! timestamp as the clock.
+
+use crate::core::capture::packet::Link;
+use crate::ports::{Frame, PacketSource, Received};
+use pcap_parser::pcapng::Block;
+use pcap_parser::traits::PcapReaderIterator;
+use pcap_parser::{PcapBlockOwned, PcapError};
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+const BUFFER: usize = 1 << 20;
+/// Frames handed over per receive call.
+const BATCH: usize = 64;
+
+/// Why a capture file cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("cannot open capture file {}: {err}; fix: check the path and its permissions", path.display())]
+    Open { path: PathBuf, err: io::Error },
+    #[error("capture file {} is empty", path.display())]
+    Empty { path: PathBuf },
+    #[error("{} is not a pcap or pcapng file ({why}); fix: give a file written by tcpdump -w or Wireshark", path.display())]
+    NotPcap { path: PathBuf, why: String },
+    #[error("{}: cannot read on ({why})", path.display())]
+    Read { path: PathBuf, why: String },
+    #[error("{}: damaged capture file after byte {at} ({why})", path.display())]
+    Damaged {
+        path: PathBuf,
+        at: usize,
+        why: String,
+    },
+}
+
+/// Per pcapng interface: link type and timestamp resolution/offset.
+struct Iface {
+    link: Option<Link>,
+    linktype: i32,
+    resolution: u64,
+    offset: i64,
+}
+
+/// Counters of what a replay skipped.
+#[derive(Debug, Default)]
+pub struct Skipped {
+    /// Frames on links we cannot parse (and their link type).
+    pub other_link: u64,
+    pub linktypes: Vec<i32>,
+}
+
+pub struct Pcap {
+    path: PathBuf,
+    reader: Box<dyn PcapReaderIterator>,
+    legacy: Option<(Option<Link>, i32, bool)>,
+    ifaces: Vec<Iface>,
+    pub skipped: Skipped,
+    done: bool,
+}
+
+impl Pcap {
+    pub fn open(path: &Path) -> Result<Pcap, ReplayError> {
+        let file = File::open(path).map_err(|err| ReplayError::Open {
+            path: path.to_path_buf(),
+            err,
+        })?;
+        let reader = match pcap_parser::create_reader(BUFFER, file) {
+            Ok(r) => r,
+            Err(PcapError::Eof) => {
+                return Err(ReplayError::Empty {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(e) => {
+                return Err(ReplayError::NotPcap {
+                    path: path.to_path_buf(),
+                    why: format!("{e:?}"),
+                })
+            }
+        };
+        Ok(Pcap {
+            path: path.to_path_buf(),
+            reader,
+            legacy: None,
+            ifaces: Vec::new(),
+            skipped: Skipped::default(),
+            done: false,
+        })
+    }
+
+    /// Up to BATCH frames in file order; Ok(false) at the end.
+    fn next_batch(&mut self, f: &mut dyn FnMut(Frame)) -> Result<(usize, bool), ReplayError> {
+        enum Step {
+            Consume(usize),
+            Done,
+            Refill,
+            Fail(String),
+        }
+        let mut n = 0;
+        while n < BATCH {
+            // The reader's errors borrow its buffer: turn each answer into an
+            // owned step before touching the reader again.
+            let step = match self.reader.next() {
+                Ok((used, block)) => match block {
+                    PcapBlockOwned::LegacyHeader(h) => {
+                        self.legacy = Some((
+                            Link::from_linktype(h.network.0),
+                            h.network.0,
+                            h.is_nanosecond_precision(),
+                        ));
+                        Step::Consume(used)
+                    }
+                    PcapBlockOwned::Legacy(b) => {
+                        let (link, lt, nanos) = self.legacy.unwrap_or((None, -1, false));
+                        let frac = if nanos {
+                            u64::from(b.ts_usec) / 1000
+                        } else {
+                            u64::from(b.ts_usec)
+                        };
+                        let time = u64::from(b.ts_sec) * 1_000_000 + frac;
+                        match link {
+                            Some(link) => {
+                                f(Frame {
+                                    link,
+                                    data: b.data,
+                                    time,
+                                });
+                                n += 1;
+                            }
+                            None => skip(&mut self.skipped, lt),
+                        }
+                        Step::Consume(used)
+                    }
+                    PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                        self.ifaces.clear();
+                        Step::Consume(used)
+                    }
+                    PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                        self.ifaces.push(Iface {
+                            link: Link::from_linktype(idb.linktype.0),
+                            linktype: idb.linktype.0,
+                            resolution: idb.ts_resolution().unwrap_or(1_000_000),
+                            offset: idb.ts_offset(),
+                        });
+                        Step::Consume(used)
+                    }
+                    PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                        match self.ifaces.get(epb.if_id as usize) {
+                            None => Step::Fail(format!(
+                                "packet for interface {} that the file never described",
+                                epb.if_id
+                            )),
+                            Some(i) => {
+                                let (secs, frac) =
+                                    epb.decode_ts(i.offset.max(0) as u64, i.resolution);
+                                let time = u64::from(secs) * 1_000_000
+                                    + u64::from(frac) * 1_000_000 / i.resolution.max(1);
+                                let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
+                                match i.link {
+                                    Some(link) => {
+                                        f(Frame { link, data, time });
+                                        n += 1;
+                                    }
+                                    None => skip(&mut self.skipped, i.linktype),
+                                }
+                                Step::Consume(used)
+                            }
+                        }
+                    }
+                    _ => Step::Consume(used),
+                },
+                Err(PcapError::Eof) => Step::Done,
+                Err(PcapError::Incomplete(_)) => Step::Refill,
+                Err(e) => Step::Fail(format!("{e:?}")),
+            };
+            match step {
+                Step::Consume(used) => self.reader.consume(used),
+                Step::Done => return Ok((n, false)),
+                Step::Refill => {
+                    if self.reader.reader_exhausted() {
+                        // A capture cut short (tcpdump killed mid-write): keep
+                        // what was read, as tcpdump -r does.
+                        return Ok((n, false));
+                    }
+                    if let Err(e) = self.reader.refill() {
+                        return Err(ReplayError::Read {
+                            path: self.path.clone(),
+                            why: format!("{e:?}"),
+                        });
+                    }
+                }
+                Step::Fail(why) => {
+                    return Err(ReplayError::Damaged {
+                        path: self.path.clone(),
+                        at: self.reader.consumed(),
+                        why,
+                    })
+                }
+            }
+        }
+        Ok((n, true))
+    }
+}
+
+impl PacketSource for Pcap {
+    fn recv(&mut self, f: &mut dyn FnMut(Frame)) -> io::Result<Received> {
+        if self.done {
+            return Ok(Received::End);
+        }
+        let (n, more) = self.next_batch(f).map_err(io::Error::other)?;
+        self.done = !more;
+        Ok(if n == 0 && !more {
+            Received::End
+        } else {
+            Received::Frames(n)
+        })
+    }
+}
+
+fn skip(s: &mut Skipped, lt: i32) {
+    s.other_link += 1;
+    if !s.linktypes.contains(&lt) {
+        s.linktypes.push(lt);
+    }
+}
