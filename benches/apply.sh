@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 cargo build --release --quiet
-bin=$PWD/target/release/fwctl
+# FWCTL_BIN: another build to measure (benches/compare.sh runs two side by side).
+bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 ns=fwbench$$
 work=$(mktemp -d)
 cleanup() { ip netns del "$ns" 2>/dev/null || true; rm -rf "$work"; }

@@ -17,7 +17,8 @@ cd "$(dirname "$0")/.."
 runs=${1:-5}
 packets=${2:-10000000}
 cargo build --release --quiet --bin fwctl --example pcapgen
-bin=$PWD/target/release/fwctl
+# FWCTL_BIN: another build to measure (benches/compare.sh runs two side by side).
+bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 work=$(mktemp -d /dev/shm/fwctl-capbench.XXXXXX)
 t=fwcb$$t c=fwcb$$c
 cleanup() {

@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 runs=${1:-5}
 sizes=${2:-"100M 1G"}
 cargo build --release --quiet --bin fwctl --example loggen
-bin=$PWD/target/release/fwctl
+# FWCTL_BIN: another build to measure (benches/compare.sh runs two side by side).
+bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 gen=$PWD/target/release/examples/loggen
 work=$(mktemp -d /dev/shm/fwctl-bench.XXXXXX)
 ns=fwbench$$
