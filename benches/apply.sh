@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-cargo build --release --quiet
-# FWCTL_BIN: another build to measure (benches/compare.sh runs two side by side).
+# FWCTL_BIN (and FWCTL_EXAMPLES for the generators): builds made elsewhere,
+# e.g. by benches/compare.sh; nothing is built then.
+[ -n "${FWCTL_BIN:-}" ] || cargo build --release --quiet
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 ns=fwbench$$
 work=$(mktemp -d)

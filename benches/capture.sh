@@ -16,8 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 packets=${2:-10000000}
-cargo build --release --quiet --bin fwctl --example pcapgen
-# FWCTL_BIN: another build to measure (benches/compare.sh runs two side by side).
+# FWCTL_BIN (and FWCTL_EXAMPLES for the generators): builds made elsewhere,
+# e.g. by benches/compare.sh; nothing is built then.
+[ -n "${FWCTL_BIN:-}" ] || cargo build --release --quiet --bin fwctl --example pcapgen
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 work=$(mktemp -d /dev/shm/fwctl-capbench.XXXXXX)
 t=fwcb$$t c=fwcb$$c
@@ -47,7 +48,7 @@ ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) / 1e6 }'; }
 best_median() { sort -n | awk '{ v[NR] = $1 } END { printf "best %d ms  median %d ms", v[1], v[int((NR + 1) / 2)] }'; }
 
 echo "== replay"
-"$PWD/target/release/examples/pcapgen" --packets "$packets" --out "$work/cap.pcap" >"$work/scanners"
+"${FWCTL_EXAMPLES:-$PWD/target/release/examples}/pcapgen" --packets "$packets" --out "$work/cap.pcap" >"$work/scanners"
 cat "$work/cap.pcap" >/dev/null
 echo "pcap: $packets frames, $(stat -c %s "$work/cap.pcap") bytes, $(wc -l <"$work/scanners") scanners"
 for _ in $(seq "$runs"); do

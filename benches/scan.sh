@@ -13,10 +13,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 sizes=${2:-"100M 1G"}
-cargo build --release --quiet --bin fwctl --example loggen
-# FWCTL_BIN: another build to measure (benches/compare.sh runs two side by side).
+# FWCTL_BIN (and FWCTL_EXAMPLES for the generators): builds made elsewhere,
+# e.g. by benches/compare.sh; nothing is built then.
+[ -n "${FWCTL_BIN:-}" ] || cargo build --release --quiet --bin fwctl --example loggen
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
-gen=$PWD/target/release/examples/loggen
+gen=${FWCTL_EXAMPLES:-$PWD/target/release/examples}/loggen
 work=$(mktemp -d /dev/shm/fwctl-bench.XXXXXX)
 ns=fwbench$$
 cleanup() { ip netns del "$ns" 2>/dev/null || true; rm -rf "$work"; }
