@@ -17,9 +17,10 @@ it atomically, rolling back if any step fails (apply). It bans sources over LOG-
 Day to day: status (drift, set fullness, expiries), ban, unban, list, doctor (what an install lacks)."
 )]
 pub struct Cli {
-    /// The config file.
-    #[arg(long, global = true, value_name = "PATH", default_value = crate::core::config::DEFAULT_PATH)]
-    pub config: PathBuf,
+    /// The config file [default: /etc/fwctl/fwctl.toml; when that does not
+    /// exist, every command but a real apply runs on built-in defaults].
+    #[arg(long, global = true, value_name = "PATH", env = "FWCTL_CONFIG")]
+    pub config: Option<PathBuf>,
     /// The state file: active bans with their end times, repeat offenders,
     /// the last scan runs and the last apply (default: the config's
     /// [capture] state_file, /var/lib/fwctl/state.json).
@@ -53,9 +54,7 @@ pub enum Command {
     /// --howmany of them to --ipset (IPv6 ones to its _v6 twin) for --removeafter,
     /// in one `ipset restore`. Never banned: the config's trusted networks, members of
     /// the whitelist sets, loopback and this host's own addresses. Addresses already
-    /// in the set keep their timeout. Example (cron):
-    ///
-    ///   fwctl scan --rule blocked --type tcp --howmany 500 --within 30m --ipset throttle-hard --removeafter 2h
+    /// in the set keep their timeout.
     Scan(crate::cmd::scan::Options),
     /// Watch packets and ban port scanners as they scan (a long-running service).
     ///
@@ -82,11 +81,7 @@ pub enum Command {
     /// Refused for trusted (whitelisted) addresses, this host's own addresses and
     /// the whitelist set. Banning an address that is already banned sets its new
     /// time. The ban is recorded in the state file, so a reboot's apply restores
-    /// it with the time it has left. Examples:
-    ///
-    ///   fwctl ban 203.0.113.5
-    ///   fwctl ban 2001:db8:bad::/64 --for 7d
-    ///   fwctl ban 203.0.113.5 --set throttle-hard --for 2h
+    /// it with the time it has left.
     Ban(crate::cmd::ban::BanOptions),
     /// Lift a ban: take the address out of every ban set and end it in the state file.
     Unban(crate::cmd::unban::UnbanOptions),
@@ -100,15 +95,15 @@ pub enum Command {
     /// file. Exit status 0 when every check passes, 2 otherwise.
     Doctor(crate::cmd::doctor::Options),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    ///
-    ///   fwctl completions bash > /etc/bash_completion.d/fwctl
+    #[command(after_help = "Example:\n  fwctl completions bash > /etc/bash_completion.d/fwctl")]
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Print the man page fwctl(8) (roff), or write one page per subcommand into --dir.
-    ///
-    ///   fwctl man > /usr/local/share/man/man8/fwctl.8
+    #[command(
+        after_help = "Examples:\n  fwctl man > /usr/local/share/man/man8/fwctl.8\n  fwctl man --dir /usr/local/share/man/man8"
+    )]
     Man {
         /// Write fwctl.8 and fwctl-SUBCOMMAND.8 into this directory.
         #[arg(long, value_name = "DIR")]

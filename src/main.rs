@@ -2,34 +2,39 @@
 
 use clap::{CommandFactory, Parser};
 use fwctl::cli::{Cli, Command};
-use fwctl::cmd;
+use fwctl::cmd::{self, Invocation};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (config, state) = (&cli.config, cli.state.as_deref());
+    let inv = Invocation {
+        config: cli.config,
+        state: cli.state,
+    };
     // Ok(false): the command ran and found something that needs attention.
     let result = match cli.command {
         Command::Apply { dry_run, confirm } => {
-            cmd::apply::apply(config, dry_run, confirm, state).map(|()| true)
+            cmd::apply::apply(&inv, dry_run, confirm).map(|()| true)
         }
-        Command::Scan(opts) => cmd::scan::run(&opts, config, state).map(|()| true),
-        Command::Capture(opts) => cmd::capture::run(&opts, config, state).map(|()| true),
-        Command::Status(opts) => cmd::status::run(&opts, config, state),
-        Command::Ban(opts) => cmd::ban::ban(&opts, config, state).map(|()| true),
-        Command::Unban(opts) => cmd::unban::unban(&opts, config, state).map(|()| true),
-        Command::List(opts) => cmd::list::list(&opts, config, state).map(|()| true),
-        Command::Doctor(opts) => cmd::doctor::run(&opts, config, state),
+        Command::Scan(opts) => cmd::scan::run(&opts, &inv).map(|()| true),
+        Command::Capture(opts) => cmd::capture::run(&opts, &inv).map(|()| true),
+        Command::Status(opts) => cmd::status::run(&opts, &inv),
+        Command::Ban(opts) => cmd::ban::ban(&opts, &inv).map(|()| true),
+        Command::Unban(opts) => cmd::unban::unban(&opts, &inv).map(|()| true),
+        Command::List(opts) => cmd::list::list(&opts, &inv).map(|()| true),
+        Command::Doctor(opts) => cmd::doctor::run(&opts, &inv),
         Command::Completions { shell } => {
             cmd::man::completions(shell, Cli::command()).map(|()| true)
         }
         Command::Man { dir } => cmd::man::man(dir.as_deref(), Cli::command()).map(|()| true),
         Command::Confirm => cmd::apply::confirm().map(|()| true),
-        Command::Remove { sets } => cmd::apply::remove(config, sets).map(|()| true),
+        Command::Remove { sets } => cmd::apply::remove(&inv, sets).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(2),
+        // `fwctl man | head`: the reader had enough; nothing to report.
+        Err(e) if cmd::closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: anyhow's alternate form joins the context chain with ": ".
             eprintln!("fwctl: error: {e:#}");

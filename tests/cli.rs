@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 fn fwctl(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fwctl"));
     c.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    c.env_remove("FWCTL_CONFIG").env_remove("FWCTL_STATE");
     c.env(
         "FWCTL_RUN_DIR",
         std::env::temp_dir().join(format!("fwctl-cli-{}", std::process::id())),
@@ -239,11 +240,68 @@ fn the_shipped_sample_is_what_the_generator_writes() {
     );
 }
 
+/// The offenders of a scan's JSON report: (address, hits, action).
+fn offender_actions(v: &serde_json::Value) -> Vec<(String, u64, String)> {
+    let mut got: Vec<(String, u64, String)> = v["offenders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["address"].as_str().unwrap().to_string(),
+                o["hits"].as_u64().unwrap(),
+                o["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    got
+}
+
+/// The shipped config blacklists the networks the sample's attackers come
+/// from: they are dropped already, and a scan says so instead of adding them
+/// to another set.
+#[test]
+fn sample_offenders_inside_the_shipped_blacklist_are_already_blocked() {
+    let mut log = Vec::new();
+    let m = fwctl::testing::loggen::generate(&sample_spec(), &mut log).unwrap();
+    let out = as_user(sample_scan(&["--dryrun", "--json"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut want: Vec<(String, u64, String)> = m
+        .offenders
+        .iter()
+        .map(|(a, n)| (a.to_string(), *n, "already blocked".to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(offender_actions(&v), want);
+    let s = text(&as_user(sample_scan(&["--dryrun"])).stdout);
+    assert!(
+        s.contains("already blocked by blacklist 203.0.113.0/28"),
+        "{s}"
+    );
+    assert!(
+        s.contains("already blocked by blacklist_v6 2001:db8:bad::/48"),
+        "{s}"
+    );
+    assert!(!s.contains("would add"), "{s}");
+}
+
 #[test]
 fn scan_dryrun_of_the_sample_needs_no_root_and_finds_exactly_the_offenders() {
     let mut log = Vec::new();
     let m = fwctl::testing::loggen::generate(&sample_spec(), &mut log).unwrap();
-    let out = as_user(sample_scan(&["--dryrun", "--json"]));
+    // The shipped config without its blacklist.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("fwctl.toml");
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/fwctl.toml"))
+            .unwrap();
+    let start = shipped.find("[blacklist]").unwrap();
+    let end = start + shipped[start..].find("\n[[service]]").unwrap();
+    std::fs::write(&cfg, format!("{}{}", &shipped[..start], &shipped[end..])).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let out = as_user(scan_with(&[("--config", cfg)], &["--dryrun", "--json"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut got: Vec<(String, u64, String)> = v["offenders"]
@@ -275,7 +333,7 @@ fn scan_dryrun_of_the_sample_needs_no_root_and_finds_exactly_the_offenders() {
         .contains("not read (not root"));
 
     // The human summary says the same, one offender a line.
-    let out = as_user(sample_scan(&["--dryrun"]));
+    let out = as_user(scan_with(&[("--config", cfg)], &["--dryrun"]));
     let s = text(&out.stdout);
     for (a, n) in &m.offenders {
         let row = s
@@ -316,7 +374,7 @@ fn scan_without_root_or_dryrun_is_refused() {
 fn scan_refuses_bad_durations_and_names() {
     for (flag, value, want) in [
         ("--within", "0s", "is zero"),
-        ("--removeafter", "50d", "maximum timeout of 4294967s"),
+        ("--removeafter", "30d", "largest ipset timeout, 2147483s"),
         ("--within", "soon", "not a duration"),
         ("--howmany", "many", "invalid value"),
         ("--type", "sctp", "invalid value"),
@@ -406,7 +464,10 @@ fn ban_unban_list_refuse_bad_input_before_touching_anything() {
         (&["ban", "127.0.0.1"], "loopback"),
         (&["unban", "nonsense"], "is not an IPv4 or IPv6 address"),
         (&["list", "nosuch"], "unknown set"),
-        (&["ban", "203.0.113.5", "--for", "50d"], "maximum timeout"),
+        (
+            &["ban", "203.0.113.5", "--for", "30d"],
+            "largest ipset timeout",
+        ),
     ];
     for (args, want) in cases {
         let mut all = vec!["--config", "rules/fwctl.toml"];
@@ -463,7 +524,7 @@ fn status_ban_list_doctor_without_root() {
     assert_eq!(out.status.code(), Some(2));
     let s = text(&out.stdout);
     assert!(
-        s.contains("FAIL  root") && s.contains("fix: sudo fwctl doctor"),
+        s.contains("FAIL  root") && s.contains("fix: sudo fwctl --config rules/fwctl.toml doctor"),
         "{s}"
     );
     assert!(s.contains("ok    config"), "{s}");
@@ -532,4 +593,191 @@ fn completions_and_man_pages_cover_every_subcommand() {
             assert!(text(&out.stdout).contains("whitelist"));
         }
     }
+}
+
+/// The design card's own command, on a host without /etc/fwctl/fwctl.toml:
+/// it runs on the built-in defaults, says so in one line, finds the sample's
+/// offenders, and says the window lies after the log with the --now to use.
+#[test]
+fn the_design_cards_command_runs_on_a_fresh_host() {
+    assert!(
+        !Path::new("/etc/fwctl/fwctl.toml").exists(),
+        "this test needs a host without /etc/fwctl/fwctl.toml"
+    );
+    let args = [
+        "scan",
+        "--rule",
+        "blocked",
+        "--howmany",
+        "500",
+        "--within",
+        "30m",
+        "--ipset",
+        "blacklist",
+        "--removeafter",
+        "1h",
+        "--dryrun",
+        "--log",
+        SAMPLE,
+    ];
+    let out = as_user(fwctl(&args));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("built-in defaults"), "{err}");
+    let s = text(&out.stdout);
+    let note = s
+        .lines()
+        .find(|l| l.starts_with("note: the log ends at"))
+        .unwrap_or_else(|| panic!("{s}"));
+    // The sample's last line is at 2026-11-21T11:59:56Z.
+    let end = "2026-11-21T11:59:56Z";
+    assert!(
+        note.starts_with(&format!("note: the log ends at {end}, "))
+            && note.ends_with(&format!(
+                " days before the window; to audit an old log add --now {end}"
+            )),
+        "{note}"
+    );
+    // With that --now, the built-in defaults (no blacklist) would ban the
+    // sample's four offenders.
+    let mut args = args.to_vec();
+    args[4] = "50";
+    args.extend(["--now", "2026-11-21T12:00:00Z", "--json"]);
+    let out = as_user(fwctl(&args));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = offender_actions(&v);
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert!(got.iter().all(|o| o.2 == "would add"), "{got:?}");
+}
+
+#[test]
+fn apply_without_a_config_shows_the_defaults_but_installs_nothing() {
+    assert!(!Path::new("/etc/fwctl/fwctl.toml").exists());
+    let out = as_user(fwctl(&["apply", "--dry-run"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("built-in defaults"), "{err}");
+    assert!(
+        err.contains("no [[service]] and no [trusted] networks"),
+        "the lock-out warning: {err}"
+    );
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("-A FWCTL-INPUT -j FWCTL-BLOCK") && !s.contains("--dport"),
+        "{s}"
+    );
+    // A real apply refuses (as root too: it checks before anything else).
+    for user in [true, false] {
+        let c = fwctl(&["apply"]);
+        let out = if user {
+            as_user(c)
+        } else {
+            {
+                let mut c = c;
+                c.output().unwrap()
+            }
+        };
+        let err = one_line_error(&out);
+        assert!(
+            err.contains("no config")
+                && err.contains("fix: cp rules/fwctl.toml /etc/fwctl/fwctl.toml"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn fwctl_config_names_the_config_and_a_named_file_must_exist() {
+    let by_flag = as_user(fwctl(&[
+        "apply",
+        "--dry-run",
+        "--config",
+        "rules/fwctl.toml",
+    ]));
+    let mut c = fwctl(&["apply", "--dry-run"]);
+    c.env("FWCTL_CONFIG", "rules/fwctl.toml");
+    let by_env = as_user(c);
+    assert!(by_env.status.success(), "{}", text(&by_env.stderr));
+    assert_eq!(by_env.stdout, by_flag.stdout);
+    let mut c = fwctl(&["apply", "--dry-run"]);
+    c.env("FWCTL_CONFIG", "/nonexistent/fw.toml");
+    let err = one_line_error(&as_user(c));
+    assert!(err.contains("/nonexistent/fw.toml"), "{err}");
+}
+
+/// Output piped into a reader that stops early ends the run quietly: no
+/// "Broken pipe", no panic, exit 0.
+#[test]
+fn output_piped_into_head_never_errors() {
+    use std::io::Read;
+    for args in [
+        &["man"][..],
+        &["completions", "fish"],
+        &["completions", "bash"],
+        &["apply", "--dry-run", "--config", "rules/fwctl.toml"],
+    ] {
+        for _ in 0..10 {
+            let mut c = fwctl(args);
+            c.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = c.spawn().unwrap();
+            let mut first = [0u8; 16];
+            child
+                .stdout
+                .as_mut()
+                .unwrap()
+                .read_exact(&mut first)
+                .unwrap();
+            drop(child.stdout.take());
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(text(&out.stderr), "", "{args:?}");
+            assert!(out.status.success(), "{args:?}: {:?}", out.status);
+        }
+    }
+}
+
+#[test]
+fn help_and_man_pages_keep_each_example_on_its_line() {
+    let out = fwctl(&["ban", "--help"]).output().unwrap();
+    let s = text(&out.stdout);
+    for ex in [
+        "  fwctl ban 203.0.113.5\n",
+        "  fwctl ban 2001:db8:bad::/64 --for 7d\n",
+        "  fwctl ban 203.0.113.5 --set throttle-hard --for 2h\n",
+    ] {
+        assert!(s.contains(ex), "{ex:?} in {s}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = fwctl(&["man", "--dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let page = std::fs::read_to_string(dir.path().join("fwctl-ban.8")).unwrap();
+    let ex = page.find(".SH EXAMPLES").expect("an EXAMPLES section");
+    let lines: Vec<&str> = page[ex..].lines().collect();
+    assert!(lines.contains(&".nf"), "{page}");
+    assert!(lines.contains(&"fwctl ban 203.0.113.5"), "{page}");
+    assert!(
+        lines.contains(&"fwctl ban 2001:db8:bad::/64 \\-\\-for 7d"),
+        "{page}"
+    );
+    // The synopsis shows the global options.
+    let syn = &page[page.find(".SH SYNOPSIS").unwrap()..page.find(".SH DESCRIPTION").unwrap()];
+    assert!(syn.contains("config") && syn.contains("state"), "{syn}");
+}
+
+#[test]
+fn refusals_read_right() {
+    let err = one_line_error(&as_user(fwctl(&[
+        "--config",
+        "rules/fwctl.toml",
+        "ban",
+        "224.0.0.1",
+    ])));
+    assert!(
+        err.contains("224.0.0.1 is never banned (not a unicast address)"),
+        "{err}"
+    );
+    assert!(!err.contains("is a not"), "{err}");
 }

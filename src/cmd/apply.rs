@@ -4,7 +4,7 @@
 //! fwctl back out. Checks that can fail (config, root, tools, lock) all run
 //! before the first change.
 
-use super::{load, say};
+use super::{say, Invocation};
 use crate::core::apply::{self, Snapshot};
 use crate::core::config::{Config, Mode};
 use crate::core::policy::Policy;
@@ -17,7 +17,7 @@ use crate::sys::{host, lock, statefile};
 use crate::units::duration::MAX_TIMEOUT;
 use anyhow::{anyhow, bail, Context, Result};
 use std::fmt;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
 
@@ -194,15 +194,25 @@ fn record_applied(sys: &mut System, cfg: &Config, plan: &Plan, path: &Path, t: i
     }
 }
 
-pub fn apply(
-    config: &Path,
-    dry_run: bool,
-    confirm: Option<Duration>,
-    state_arg: Option<&Path>,
-) -> Result<()> {
-    let (cfg, plan) = load(config)?;
-    let state_file = cfg.state_path(state_arg);
+/// Without --config and without /etc/fwctl/fwctl.toml, a dry run shows the
+/// built-in defaults; a real apply refuses them: they let no new connection
+/// in, SSH included.
+pub fn apply(inv: &Invocation, dry_run: bool, confirm: Option<Duration>) -> Result<()> {
+    if !dry_run && inv.builtin() {
+        bail!(
+            "no config: {} does not exist, and apply does not install the built-in defaults (no service and no trusted network: nothing could connect, SSH included); fix: cp rules/fwctl.toml {} and set your [[service]] and [trusted] entries, or pass --config PATH",
+            crate::core::config::DEFAULT_PATH,
+            crate::core::config::DEFAULT_PATH
+        );
+    }
+    let (cfg, plan) = inv.load_plan()?;
+    let state_file = cfg.state_path(inv.state());
     let t = host::now();
+    let locked_out =
+        cfg.services.is_empty() && cfg.trusted.is_empty() && cfg.mode != Mode::DetectionOnly;
+    if locked_out {
+        say!("fwctl: warning: no [[service]] and no [trusted] networks: no new connection can reach this host (SSH included)");
+    }
     if dry_run {
         // Read the kernel when we can (exact output); otherwise say what we assumed.
         let (now, note) = match (host::is_root(), System::locate()) {
@@ -221,9 +231,7 @@ pub fn apply(
                 "not root: the kernel was not read; this assumes nothing of fwctl's is installed yet",
             ),
         };
-        let mut out = std::io::stdout().lock();
-        out.write_all(apply::dry_run_text(&cfg, &plan, &now, note).as_bytes())?;
-        return Ok(());
+        return super::out(apply::dry_run_text(&cfg, &plan, &now, note));
     }
     if !host::is_root() {
         bail!("fwctl apply changes the kernel firewall and must run as root; fix: sudo fwctl apply (or --dry-run to only look)");
@@ -231,9 +239,6 @@ pub fn apply(
     let mut sys = System::locate()?;
     let run_dir = lock::run_dir();
     let _lock = lock::acquire(&run_dir, LOCK_WAIT)?;
-    if cfg.services.is_empty() && cfg.trusted.is_empty() && cfg.mode != Mode::DetectionOnly {
-        say!("fwctl: warning: no [[service]] and no [trusted] networks: no new connection can reach this host (SSH included)");
-    }
     let bans = state_bans(&cfg, &state_file, t);
     let snap = snapshot(&mut sys).context("reading the current rules and sets")?;
     let (now, scripts) = apply::prepare(&plan, &snap, &bans)?;
@@ -294,13 +299,15 @@ pub fn confirm() -> Result<()> {
     Ok(())
 }
 
-pub fn remove(config: &Path, sets: bool) -> Result<()> {
-    // The config names the sets; without one, fall back to the default names.
+pub fn remove(inv: &Invocation, sets: bool) -> Result<()> {
+    // The config names the sets; without one (even a named one that is
+    // gone: removing must work after the config was deleted), the default names.
+    let config = inv.config_path();
     let plan = match Config::load(config) {
         Ok(cfg) => ruleset::build(&cfg),
         Err(e) if !config.exists() => {
             say!("fwctl: note: {e}; using the default set names");
-            ruleset::build(&Config::parse("", config, &|_| Ok(String::new()))?)
+            ruleset::build(&Config::builtin())
         }
         Err(e) => return Err(e.into()),
     };

@@ -4,7 +4,7 @@
 //! and the state file records it, so the boot-time apply puts a ban back with
 //! the time it has left.
 
-use super::load;
+use super::Invocation;
 use crate::core::ban::{self as target, check_ban_sets};
 use crate::core::policy::{Members, Policy, Refusal};
 use crate::core::ruleset::ipset;
@@ -24,6 +24,11 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_FOR: &str = "1d";
 
 #[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "\
+Examples:
+  fwctl ban 203.0.113.5
+  fwctl ban 2001:db8:bad::/64 --for 7d
+  fwctl ban 203.0.113.5 --set throttle-hard --for 2h")]
 pub struct BanOptions {
     /// The address or network to ban (IPv4 or IPv6; a network only into blacklist).
     #[arg(value_name = "ADDR")]
@@ -56,8 +61,8 @@ pub fn refusal_text(r: &Refusal, addr: &IpNet, config: &Path) -> String {
     }
 }
 
-pub fn ban(o: &BanOptions, config: &Path, state_arg: Option<&Path>) -> Result<()> {
-    let (cfg, plan) = load(config)?;
+pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
+    let (cfg, plan) = inv.load_plan()?;
     let addr = parse_addr(&o.addr)?;
     let set = target::ban_set(&cfg, &plan, o.set.as_deref(), &addr)?;
     let mut policy = Policy {
@@ -79,7 +84,12 @@ pub fn ban(o: &BanOptions, config: &Path, state_arg: Option<&Path>) -> Result<()
         .unwrap_or("blacklist");
     let twins = target::sets_named(&cfg, role)?;
     let headers = ipset::parse_headers(&sys.headers()?);
-    check_ban_sets(&[twins[0].clone(), twins[1].clone()], &headers, "")?;
+    check_ban_sets(
+        &[twins[0].clone(), twins[1].clone()],
+        &headers,
+        &inv.fix("apply"),
+        "",
+    )?;
     // The kernel's whitelist, which an admin may have filled by hand.
     if headers.contains_key(&policy.whitelist_name) {
         policy.whitelist = Members::from_save(&sys.save_set(&policy.whitelist_name)?);
@@ -91,7 +101,7 @@ pub fn ban(o: &BanOptions, config: &Path, state_arg: Option<&Path>) -> Result<()
     sys.add_members(&format!("add {set} {shown} timeout {}\n", o.duration))
         .map_err(|e| anyhow!("adding {shown} to {set}: {e}"))?;
     let now = host::now();
-    let path = cfg.state_path(state_arg);
+    let path = cfg.state_path(inv.state());
     let offence = match statefile::update(&path, now, |st| {
         let (n, _) = st.history.next_ban(&addr, now, &[o.duration]);
         st.history.record(addr, &set, n, now, o.duration);
@@ -108,12 +118,11 @@ pub fn ban(o: &BanOptions, config: &Path, state_arg: Option<&Path>) -> Result<()
             "not recorded".into()
         }
     };
-    println!(
-        "fwctl: banned {shown} in {set} for {} (until {}; {offence})",
+    super::out(format!(
+        "fwctl: banned {shown} in {set} for {} (until {}; {offence})\n",
         human(o.duration),
         utc(now + o.duration as i64)
-    );
-    Ok(())
+    ))
 }
 
 #[cfg(test)]

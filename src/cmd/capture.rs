@@ -4,7 +4,7 @@
 //! pcap file), makes its bans through the [`Banner`] (netlink), keeps the
 //! state file and writes the events.
 
-use super::say;
+use super::{say, Invocation};
 use crate::core::capture::detect::{self, Micros};
 use crate::core::capture::engine::{Added, BanFailed, Engine, Mode};
 use crate::core::capture::events::Event;
@@ -150,8 +150,9 @@ fn engine(config: &Config, opts: &Options, mode: Mode, history: History) -> Resu
 }
 
 /// `state`: the global --state (a replay reads and writes one only when given).
-pub fn run(opts: &Options, config_path: &Path, state: Option<&Path>) -> Result<()> {
-    let config = Config::load(config_path)?;
+pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
+    let config = inv.load()?;
+    let state = inv.state();
     if let Some(iface) = &opts.iface {
         if iface.is_empty() || iface.len() > 15 || iface.contains(['/', ' ', '\0']) {
             bail!("--iface \"{iface}\" is not an interface name; fix: pick one from `ip -br link`");
@@ -159,7 +160,7 @@ pub fn run(opts: &Options, config_path: &Path, state: Option<&Path>) -> Result<(
     }
     match &opts.pcap {
         Some(p) => run_replay(&config, opts, p, state),
-        None => run_live(&config, opts, state),
+        None => run_live(&config, opts, inv),
     }
 }
 
@@ -251,7 +252,8 @@ fn whitelist(sys: Option<&mut System>, config: &Config) -> Members {
     m
 }
 
-fn run_live(config: &Config, opts: &Options, state: Option<&Path>) -> Result<()> {
+fn run_live(config: &Config, opts: &Options, inv: &Invocation) -> Result<()> {
+    let state = inv.state();
     if !host::is_root() {
         bail!("fwctl capture reads raw packets and changes ipsets, so it must run as root; fix: sudo fwctl capture ... (or replay a file with --pcap)");
     }
@@ -264,6 +266,7 @@ fn run_live(config: &Config, opts: &Options, state: Option<&Path>) -> Result<()>
         crate::core::ban::check_ban_sets(
             &sets,
             &headers,
+            &inv.fix("apply"),
             "or set [capture] ban_set in the config",
         )?;
     }

@@ -14,37 +14,41 @@ pub struct Options {
     pub json: bool,
 }
 
-pub fn run(
-    o: &Options,
-    config: &std::path::Path,
-    state: Option<&std::path::Path>,
-) -> anyhow::Result<bool> {
-    let facts = sys::doctor::gather(&o.log, config, state);
+pub fn run(o: &Options, inv: &super::Invocation) -> anyhow::Result<bool> {
+    let facts = sys::doctor::gather(
+        &o.log,
+        inv.config_path(),
+        inv.builtin(),
+        inv.state(),
+        inv.sudo(),
+    );
     let list = checks(&facts);
     let failed = list.iter().filter(|c| c.level == Level::Fail).count();
-    if o.json {
+    let text = if o.json {
         let doc = serde_json::json!({ "checks": list, "failed": failed });
-        println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+        serde_json::to_string_pretty(&doc).expect("json") + "\n"
     } else {
+        let mut t = String::new();
         for c in &list {
             let tag = match c.level {
                 Level::Ok => "ok  ",
                 Level::Warn => "WARN",
                 Level::Fail => "FAIL",
             };
-            println!("{tag}  {:<14} {}", c.name, c.detail);
+            t += &format!("{tag}  {:<14} {}\n", c.name, c.detail);
             if let Some(fix) = &c.fix {
-                println!("      {:<14} fix: {fix}", "");
+                t += &format!("      {:<14} fix: {fix}\n", "");
             }
         }
-        println!(
-            "{}",
-            if failed == 0 {
-                "fwctl doctor: every check passed".to_string()
-            } else {
-                format!("fwctl doctor: {failed} checks failed")
-            }
-        );
-    }
+        t + &if failed == 0 {
+            "fwctl doctor: every check passed\n".to_string()
+        } else {
+            format!(
+                "fwctl doctor: {} failed\n",
+                crate::units::duration::count(failed as u64, "check", "checks")
+            )
+        }
+    };
+    super::out(text)?;
     Ok(failed == 0)
 }

@@ -5,6 +5,7 @@
 //! root, ipset binary, lock, target sets) comes before the log is read, and
 //! the kernel is changed once, at the end, by one `ipset -exist restore`.
 
+use super::Invocation;
 use crate::core::ban::check_ban_sets;
 use crate::core::config::{Config, Prefixes};
 use crate::core::logline::Parser;
@@ -20,8 +21,7 @@ use crate::sys::{host, lock, logfile, statefile};
 use crate::units::duration::{parse_timeout, parse_window};
 use crate::units::names::SetName;
 use crate::units::time::{utc, Zone};
-use anyhow::{anyhow, bail, Context, Result};
-use std::io::Write;
+use anyhow::{anyhow, bail, Result};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +30,12 @@ use std::time::Duration;
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "\
+Examples (cron, as in cron/fwctl):
+  fwctl scan --rule blocked --type tcp --howmany 500 --within 30m --ipset throttle-hard --removeafter 2h
+  fwctl scan --rule blocked --howmany 2000 --within 1h --ipset blacklist --removeafter 1d
+Audit an old log without changing anything:
+  fwctl scan --dryrun --log rules/sample-iptables.log --now 2026-11-21T12:00:00Z --rule blocked --howmany 50 --within 30m --ipset throttle-hard --removeafter 2h")]
 pub struct Options {
     /// The log rsyslog writes (`-` reads standard input). When the window
     /// starts before the file's first line, PATH.1 (the last rotation) is read too.
@@ -76,11 +82,12 @@ pub struct Plan {
     /// Target sets: IPv4, IPv6.
     pub sets: [String; 2],
     pub whitelist: [String; 2],
+    /// The apply command that creates the sets, for the fixes.
+    pub apply_fix: String,
 }
 
 impl Plan {
-    pub fn new(opts: &Options, config: &Path) -> Result<Plan> {
-        let cfg = Config::load(config)?;
+    pub fn new(opts: &Options, cfg: Config) -> Result<Plan> {
         let pair = cfg.prefixes.get(&opts.rule).ok_or_else(|| {
             anyhow!(
                 "--rule {}: no such rule; fix: use one of {} (the LOG prefixes of {})",
@@ -112,6 +119,7 @@ impl Plan {
             prefixes,
             sets,
             whitelist,
+            apply_fix: "sudo fwctl apply".into(),
         })
     }
 
@@ -120,6 +128,7 @@ impl Plan {
         Ok(check_ban_sets(
             &self.sets,
             headers,
+            &self.apply_fix,
             "or name an existing set with --ipset",
         )?)
     }
@@ -138,7 +147,7 @@ pub fn execute(
     plan: &Plan,
     host: &Host,
     mut store: Option<&mut dyn SetStore>,
-    read: impl FnOnce(&Parser, TypeFilter) -> std::io::Result<(Tally, Vec<FileRead>)>,
+    read: impl FnOnce(&Parser, TypeFilter) -> Result<(Tally, Vec<FileRead>), logfile::LogError>,
 ) -> Result<Report> {
     let o = &plan.opts;
     let mut notes = Vec::new();
@@ -163,8 +172,8 @@ pub fn execute(
     let window = (host.now - o.within as i64, host.now);
     let prefixes: Vec<&[u8]> = plan.prefixes.iter().map(Vec::as_slice).collect();
     let parser = Parser::new(&prefixes, host.zone.clone(), host.now, window);
-    let (tally, files) =
-        read(&parser, o.kind).with_context(|| format!("reading {}", o.log.display()))?;
+    let (tally, files) = read(&parser, o.kind)?;
+    notes.extend(crate::core::scan::window_notes(&files, window));
     let offenders = tally.offenders(o.howmany);
 
     let mut known = Known {
@@ -174,8 +183,17 @@ pub fn execute(
             own: host.own.clone(),
             ..Policy::default()
         },
+        blocked_names: [
+            plan.cfg.sets.blacklist.for_family(false),
+            plan.cfg.sets.blacklist.for_family(true),
+        ],
         ..Known::default()
     };
+    // An offender the blacklist covers is dropped already: the config's
+    // entries, and (below) what the kernel's blacklist holds.
+    for n in &plan.cfg.blacklist {
+        known.blocked.insert(*n);
+    }
     if let (Some(s), Some(h)) = (store.as_deref_mut(), &headers) {
         for w in &plan.whitelist {
             if h.contains_key(w) {
@@ -187,10 +205,23 @@ pub fn execute(
             let wanted = offenders
                 .iter()
                 .any(|(a, _)| usize::from(a.is_ipv6()) == fam);
-            if let (true, Some(hdr)) = (wanted, h.get(set)) {
+            if !wanted {
+                continue;
+            }
+            let mut target_text = None;
+            if let Some(hdr) = h.get(set) {
                 let text = s.save_set(set)?;
                 known.listed.extend(Members::from_save(&text));
                 known.room[fam] = hdr.maxelem.map(|m| m.saturating_sub(hdr.entries));
+                target_text = Some(text);
+            }
+            let bl = known.blocked_names[fam].clone();
+            if h.contains_key(&bl) {
+                let text = match target_text {
+                    Some(t) if bl == *set => t,
+                    _ => s.save_set(&bl)?,
+                };
+                known.blocked.extend(Members::from_save(&text));
             }
         }
     }
@@ -266,8 +297,10 @@ fn record(report: &Report, ipset: &str, path: &Path, now: i64) {
 }
 
 /// The command: checks, lock, read, decide, ban, print.
-pub fn run(opts: &Options, config: &Path, state: Option<&Path>) -> Result<()> {
-    let plan = Plan::new(opts, config)?;
+pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
+    let mut plan = Plan::new(opts, inv.load()?)?;
+    plan.apply_fix = inv.fix("apply");
+    let state = inv.state();
     let root = host::is_root();
     if !opts.dryrun && !root {
         bail!("fwctl scan adds bans to ipsets and must run as root; fix: sudo fwctl scan ... (or add --dryrun to only look)");
@@ -299,7 +332,12 @@ pub fn run(opts: &Options, config: &Path, state: Option<&Path>) -> Result<()> {
         sys.as_mut().map(|s| s as &mut dyn SetStore),
         |p, kind| {
             if log.as_os_str() == "-" {
-                let t = logfile::read_stream(std::io::stdin().lock(), p, kind)?;
+                let t = logfile::read_stream(std::io::stdin().lock(), p, kind).map_err(|err| {
+                    logfile::LogError::Read {
+                        path: log.clone(),
+                        err,
+                    }
+                })?;
                 Ok((
                     t,
                     vec![FileRead {
@@ -308,17 +346,13 @@ pub fn run(opts: &Options, config: &Path, state: Option<&Path>) -> Result<()> {
                         from: 0,
                         to: 0,
                         shrank: false,
+                        first_time: None,
+                        last_time: None,
+                        note: None,
                     }],
                 ))
             } else {
-                logfile::read_log(&log, p, kind).map_err(|e| {
-                let fix = match e.kind() {
-                    std::io::ErrorKind::NotFound => "; fix: check that rsyslog writes it (see rsyslog/10-iptables.conf) or pass --log PATH",
-                    std::io::ErrorKind::PermissionDenied => "; fix: run as root or make it readable",
-                    _ => "",
-                };
-                std::io::Error::new(e.kind(), format!("{e}{fix}"))
-            })
+                logfile::read_log(&log, p, kind)
             }
         },
     )?;
@@ -331,10 +365,8 @@ pub fn run(opts: &Options, config: &Path, state: Option<&Path>) -> Result<()> {
     } else {
         report.human()
     };
-    let mut out = std::io::stdout().lock();
-    // A closed pipe (`| head`) is not worth a panic; the bans are in already.
-    let _ = out.write_all(text.as_bytes());
-    Ok(())
+    // A closed pipe (`| head`) ends the run quietly; the bans are in already.
+    super::out(text)
 }
 
 #[cfg(test)]
@@ -365,20 +397,33 @@ mod tests {
         }
     }
 
-    fn config() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/fwctl.toml")
+    /// The shipped config.
+    fn shipped() -> Config {
+        Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/fwctl.toml")).unwrap()
+    }
+
+    /// The shipped config without its blacklist (which covers the
+    /// generated offenders).
+    fn config() -> Config {
+        let mut c = shipped();
+        c.blacklist.clear();
+        c
     }
 
     /// Run against a generated log (offenders 203.0.113.1, .2, .3, .4 and
     /// 2001:db8:bad::2) and a fake ipset holding `sets`.
     fn run_fake(o: &Options, sets: &str) -> (Result<Report>, Fake) {
+        run_fake_with(o, config(), sets)
+    }
+
+    fn run_fake_with(o: &Options, cfg: Config, sets: &str) -> (Result<Report>, Fake) {
         let spec = Spec {
             offenders: 5,
             ..Spec::default()
         };
         let mut log = Vec::new();
         loggen::generate(&spec, &mut log).unwrap();
-        let plan = Plan::new(o, &config()).unwrap();
+        let plan = Plan::new(o, cfg).unwrap();
         let host = Host {
             now: spec.end,
             zone: Zone::fixed(0),
@@ -389,7 +434,7 @@ mod tests {
             ..Fake::default()
         };
         let r = execute(&plan, &host, Some(&mut fake), |p, kind| {
-            Ok((logfile::read_stream(&log[..], p, kind)?, vec![]))
+            Ok((logfile::read_stream(&log[..], p, kind).unwrap(), vec![]))
         });
         (r, fake)
     }
@@ -442,6 +487,39 @@ mod tests {
         assert!(r.human().contains("added: 2"));
     }
 
+    /// The shipped config blacklists 203.0.113.0/28 and 2001:db8:bad::/48,
+    /// where the generated offenders sit: they are dropped already, so they
+    /// are reported as blocked and go into no other set.
+    #[test]
+    fn offenders_the_blacklist_covers_are_reported_not_banned_again() {
+        for (sets, kernel) in [(SETS.to_string(), false), (format!("{SETS}create blacklist hash:net family inet hashsize 1024 maxelem 65536 timeout 0\nadd blacklist 203.0.113.0/28\n"), true)] {
+            let mut cfg = shipped();
+            if kernel {
+                // Only the kernel's blacklist knows it.
+                cfg.blacklist.retain(|n| n.addr().is_ipv6());
+            }
+            let (r, fake) = run_fake_with(&opts(false), cfg, &sets);
+            let r = r.unwrap();
+            let by: Vec<(String, Option<String>)> = r
+                .offenders
+                .iter()
+                .filter(|o| o.action == "already blocked")
+                .map(|o| (o.address.clone(), o.blocked_by.clone()))
+                .collect();
+            assert!(
+                by.contains(&("203.0.113.1".into(), Some("blacklist 203.0.113.0/28".into()))),
+                "{by:?}"
+            );
+            assert!(by.contains(&(
+                "2001:db8:bad::2".into(),
+                Some("blacklist_v6 2001:db8:bad::/48".into())
+            )));
+            assert!(r.human().contains("already blocked by blacklist 203.0.113.0/28"));
+            assert_eq!(r.added, 0);
+            assert!(!fake.calls.iter().any(|c| c == "add members"), "{:?}", fake.calls);
+        }
+    }
+
     #[test]
     fn dryrun_adds_nothing_and_says_would_add() {
         let (r, fake) = run_fake(&opts(true), SETS);
@@ -476,18 +554,18 @@ mod tests {
             ipset: "whitelist".into(),
             ..opts(false)
         };
-        let e = Plan::new(&o, &config()).err().unwrap().to_string();
+        let e = Plan::new(&o, config()).err().unwrap().to_string();
         assert!(e.contains("whitelist set"), "{e}");
         let o = Options {
             rule: "nosuch".into(),
             ..opts(false)
         };
-        let e = Plan::new(&o, &config()).err().unwrap().to_string();
+        let e = Plan::new(&o, config()).err().unwrap().to_string();
         assert!(e.contains("allowed, blocked"), "{e}");
         let o = Options {
             ipset: "bad name!".into(),
             ..opts(false)
         };
-        assert!(Plan::new(&o, &config()).is_err());
+        assert!(Plan::new(&o, config()).is_err());
     }
 }

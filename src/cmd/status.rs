@@ -1,6 +1,7 @@
 //! `fwctl status`: gathers what `core::status` evaluates (the kernel's rules
 //! and sets, the state file, the capture lock), and --repair.
 
+use super::Invocation;
 use crate::core::config::Config;
 use crate::core::ruleset::{self, ipset, Family, Plan};
 use crate::core::status::{evaluate, Facts};
@@ -29,6 +30,7 @@ fn gather<'a>(
     plan: &'a Plan,
     state_path: &Path,
     sys: &mut System,
+    invoke: String,
 ) -> Result<Facts<'a>> {
     let v4 = sys.save_table(Family::V4)?;
     let v6 = sys.save_table(Family::V6)?;
@@ -39,10 +41,8 @@ fn gather<'a>(
             saves.insert(s.name.clone(), sys.save_set(&s.name)?);
         }
     }
+    // A corrupt file is a problem of the evaluation (exit 2), not a warning.
     let loaded = statefile::read(state_path)?;
-    if let Some(w) = loaded.warning {
-        eprintln!("fwctl: warning: {w}");
-    }
     Ok(Facts {
         cfg,
         plan,
@@ -52,26 +52,31 @@ fn gather<'a>(
         saves,
         state: loaded.state,
         state_path: state_path.to_path_buf(),
+        state_warning: loaded.warning,
         capture_pid: lock::holder(&lock::capture_lock()),
         now: host::now(),
+        invoke,
     })
 }
 
 /// Returns whether everything is as it should be (the exit status).
-pub fn run(o: &Options, config: &Path, state_arg: Option<&Path>) -> Result<bool> {
-    let cfg = Config::load(config)?;
+pub fn run(o: &Options, inv: &Invocation) -> Result<bool> {
+    let cfg = inv.load()?;
     let plan = ruleset::build(&cfg);
     if !host::is_root() {
-        anyhow::bail!("fwctl status reads the kernel's rules and sets, which needs root; fix: sudo fwctl status");
+        anyhow::bail!(
+            "fwctl status reads the kernel's rules and sets, which needs root; fix: {}",
+            inv.fix("status")
+        );
     }
     let mut sys = System::locate()?;
-    let path = cfg.state_path(state_arg);
-    let mut status = evaluate(&gather(&cfg, &plan, &path, &mut sys)?);
+    let path = cfg.state_path(inv.state());
+    let mut status = evaluate(&gather(&cfg, &plan, &path, &mut sys, inv.sudo())?);
     if o.repair && !status.healthy {
         if status.repairable {
             eprintln!("fwctl: repairing: {}", status.problems.join("; "));
-            super::apply::apply(config, false, None, state_arg)?;
-            status = evaluate(&gather(&cfg, &plan, &path, &mut sys)?);
+            super::apply::apply(inv, false, None)?;
+            status = evaluate(&gather(&cfg, &plan, &path, &mut sys, inv.sudo())?);
         } else {
             eprintln!("fwctl: nothing to repair: a full set needs a bigger [sets] maxelem, which an apply alone does not change");
         }
@@ -81,7 +86,6 @@ pub fn run(o: &Options, config: &Path, state_arg: Option<&Path>) -> Result<bool>
     } else {
         status.human()
     };
-    use std::io::Write;
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    super::out(text)?;
     Ok(status.healthy)
 }

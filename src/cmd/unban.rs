@@ -1,7 +1,7 @@
 //! `fwctl unban`: take an address out of every ban set and end its ban in
 //! the state file (its offence count stays, for progressive capture bans).
 
-use super::load;
+use super::Invocation;
 use crate::core::ban as target;
 use crate::core::ruleset::ipset;
 use crate::ports::SetStore;
@@ -10,7 +10,6 @@ use crate::sys::{host, lock, statefile};
 use crate::units::addr::{member, parse_addr};
 use anyhow::{anyhow, bail, Result};
 use ipnet::IpNet;
-use std::path::Path;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct UnbanOptions {
@@ -19,8 +18,8 @@ pub struct UnbanOptions {
     pub addr: String,
 }
 
-pub fn unban(o: &UnbanOptions, config: &Path, state_arg: Option<&Path>) -> Result<()> {
-    let (cfg, _) = load(config)?;
+pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
+    let cfg = inv.load()?;
     let addr = parse_addr(&o.addr)?;
     if !host::is_root() {
         bail!("fwctl unban reads and changes the kernel's ipsets and must run as root; fix: sudo fwctl unban ...");
@@ -56,7 +55,7 @@ pub fn unban(o: &UnbanOptions, config: &Path, state_arg: Option<&Path>) -> Resul
             .map_err(|e| anyhow!("removing {shown}: {e}"))?;
     }
     let now = host::now();
-    let path = cfg.state_path(state_arg);
+    let path = cfg.state_path(inv.state());
     let ended = match statefile::update(&path, now, |st| st.history.end(&addr, now)) {
         Ok((ended, _)) => ended,
         Err(e) => {
@@ -76,12 +75,18 @@ pub fn unban(o: &UnbanOptions, config: &Path, state_arg: Option<&Path>) -> Resul
         bail!("{shown} is not banned in any of fwctl's ban sets{hint}; nothing changed");
     }
     if found.is_empty() {
-        println!("fwctl: {shown} was not in the kernel's sets; its ban is ended in the state file so it is not restored");
+        super::out(format!("fwctl: {shown} was not in the kernel's sets; its ban is ended in the state file so it is not restored\n"))?;
     } else {
-        println!("fwctl: unbanned {shown} from {}", found.join(", "));
+        super::out(format!(
+            "fwctl: unbanned {shown} from {}\n",
+            found.join(", ")
+        ))?;
     }
     if !inside.is_empty() {
-        println!("fwctl: note: it is still covered by {}", inside.join(", "));
+        super::out(format!(
+            "fwctl: note: it is still covered by {}\n",
+            inside.join(", ")
+        ))?;
     }
     Ok(())
 }

@@ -118,9 +118,11 @@ pub fn ban_set(
 /// The ban sets (IPv4, IPv6) must exist, be of the right family and type and
 /// take timeouts. `other` ends the "does not exist" fix with the caller's
 /// own way of naming another set.
+/// `apply` is the command that creates them, as the fix says it.
 pub fn check_ban_sets(
     sets: &[String; 2],
     headers: &BTreeMap<String, Header>,
+    apply: &str,
     other: &str,
 ) -> Result<(), Invalid> {
     for (i, name) in sets.iter().enumerate() {
@@ -131,7 +133,7 @@ pub fn check_ban_sets(
         };
         let Some(h) = headers.get(name) else {
             return Err(Invalid(format!(
-                "ipset {name} does not exist; fix: run `fwctl apply` (it creates {} and {}) {other}",
+                "ipset {name} does not exist; fix: run `{apply}` (it creates {} and {}) {other}",
                 sets[0], sets[1]
             )));
         };
@@ -146,7 +148,7 @@ pub fn check_ban_sets(
         }
         if !h.timeout {
             return Err(Invalid(format!(
-                "ipset {name} was created without timeout support, so bans cannot expire; fix: recreate it with `timeout 0` (`fwctl apply` does)"
+                "ipset {name} was created without timeout support, so bans cannot expire; fix: recreate it with `timeout 0` (`{apply}` does)"
             )));
         }
     }

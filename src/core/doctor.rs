@@ -40,6 +40,8 @@ pub struct Footprint {
 /// What the machine showed.
 #[derive(Clone, Debug, Default)]
 pub struct Facts {
+    /// `sudo fwctl` with the --config and --state the user gave, for the fixes.
+    pub invoke: String,
     pub root: bool,
     /// Tools missing from PATH (with their package).
     pub missing_tools: Vec<(String, String)>,
@@ -104,7 +106,7 @@ pub fn checks(f: &Facts) -> Vec<Check> {
             "root",
             Fail,
             "not root: the kernel's rules and sets cannot be read, so several checks below are partial".into(),
-            Some("sudo fwctl doctor"),
+            Some(&format!("{} doctor", f.invoke)),
         )
     });
     v.push(match &f.config_error {
@@ -252,7 +254,13 @@ pub fn checks(f: &Facts) -> Vec<Check> {
             "state file",
             Fail,
             format!("{}: {e}", f.state_path.display()),
-            Some("mkdir -p /var/lib/fwctl (as root), or pass --state"),
+            Some(&format!(
+                "mkdir -p {} (as root), or pass --state",
+                f.state_path
+                    .parent()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|| ".".into())
+            )),
         ),
     });
     v
@@ -298,7 +306,17 @@ fn backend_check(f: &Facts) -> Check {
             "backend",
             Fail,
             format!("iptables is {name}, but fwctl's chains are in the {other_name} backend: a new apply would install a second copy and the old rules keep dropping"),
-            Some(&format!("remove them with the other backend (FWCTL_IPTABLES_RESTORE=iptables-{}-restore ... fwctl remove) or switch: {switch}", if used == Backend::Nft { "legacy" } else { "nft" })),
+            Some(&{
+                let other = if used == Backend::Nft { "legacy" } else { "nft" };
+                let tools = ["iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore"]
+                    .map(|t| {
+                        let (fam, verb) = t.split_once('-').expect("tool-verb");
+                        format!("FWCTL_{}={fam}-{other}-{verb}", t.to_uppercase().replace('-', "_"))
+                    })
+                    .join(" ");
+                let rest = f.invoke.strip_prefix("sudo fwctl").unwrap_or("");
+                format!("remove them with the other backend (sudo env {tools} fwctl{rest} remove) or switch: {switch}")
+            }),
         );
     }
     if theirs.rules > 0 {
@@ -323,6 +341,7 @@ mod tests {
 
     fn good() -> Facts {
         Facts {
+            invoke: "sudo fwctl --config /srv/f.toml".into(),
             root: true,
             iptables_version: Some("iptables v1.8.9 (nf_tables)".into()),
             nft: Some(Footprint {
@@ -363,7 +382,11 @@ mod tests {
     fn each_miss_fails_with_its_fix() {
         type Change = Box<dyn Fn(&mut Facts)>;
         let cases: Vec<(&str, Change, &str)> = vec![
-            ("root", Box::new(|f| f.root = false), "sudo"),
+            (
+                "root",
+                Box::new(|f| f.root = false),
+                "sudo fwctl --config /srv/f.toml doctor",
+            ),
             (
                 "tools",
                 Box::new(|f| f.missing_tools = vec![("ipset".into(), "ipset".into())]),

@@ -10,7 +10,7 @@ use super::ruleset::ipset::Header;
 use super::ruleset::{Family, Plan};
 use super::state::{self, State};
 use crate::units::addr::parse_addr;
-use crate::units::duration::human;
+use crate::units::duration::{count, human};
 use crate::units::time::utc;
 use ipnet::IpNet;
 use serde::Serialize;
@@ -34,9 +34,13 @@ pub struct Facts<'a> {
     pub saves: BTreeMap<String, String>,
     pub state: State,
     pub state_path: PathBuf,
+    /// Why the state file could not be read as state (it is corrupt).
+    pub state_warning: Option<String>,
     /// The pid of a running capture, if one runs.
     pub capture_pid: Option<String>,
     pub now: i64,
+    /// `sudo fwctl` with the --config and --state the user gave, for the fixes.
+    pub invoke: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -119,6 +123,7 @@ fn family_rules(
     save: &str,
     plan: &Plan,
     then: Option<&[String]>,
+    invoke: &str,
     problems: &mut Vec<String>,
 ) -> Rules {
     let (name, table) = match family {
@@ -138,7 +143,7 @@ fn family_rules(
     let mut moved = Vec::new();
     if !installed {
         problems.push(format!(
-            "{name}: fwctl's rules are not installed; fix: sudo fwctl apply"
+            "{name}: fwctl's rules are not installed; fix: {invoke} apply"
         ));
     } else {
         if let Some(then) = then {
@@ -178,7 +183,7 @@ fn family_rules(
         }
         if !missing.is_empty() || !extra.is_empty() || !moved.is_empty() {
             problems.push(format!(
-                "{name}: fwctl's rules changed behind its back ({} missing, {} extra, {} moved: e.g. {}); fix: sudo fwctl status --repair",
+                "{name}: fwctl's rules changed behind its back ({} missing, {} extra, {} moved: e.g. {}); fix: {invoke} status --repair",
                 missing.len(),
                 extra.len(),
                 moved.len(),
@@ -211,14 +216,35 @@ pub fn evaluate(f: &Facts) -> Status {
         applied.filter(|_| !config_changed).map(|a| v(a).as_slice())
     };
     let rules = vec![
-        family_rules(Family::V4, &f.v4, f.plan, then(|a| &a.v4), &mut problems),
-        family_rules(Family::V6, &f.v6, f.plan, then(|a| &a.v6), &mut problems),
+        family_rules(
+            Family::V4,
+            &f.v4,
+            f.plan,
+            then(|a| &a.v4),
+            &f.invoke,
+            &mut problems,
+        ),
+        family_rules(
+            Family::V6,
+            &f.v6,
+            f.plan,
+            then(|a| &a.v6),
+            &f.invoke,
+            &mut problems,
+        ),
     ];
     if config_changed {
         problems.push(format!(
-            "{} changed since the last apply ({}); fix: sudo fwctl apply",
+            "{} changed since the last apply ({}); fix: {} apply",
             f.cfg.path.display(),
-            utc(applied.map(|a| a.at).unwrap_or(0))
+            utc(applied.map(|a| a.at).unwrap_or(0)),
+            f.invoke
+        ));
+    }
+    if let Some(w) = &f.state_warning {
+        problems.push(format!(
+            "{w}; fix: {} apply (it sets the file aside and starts a new one)",
+            f.invoke
         ));
     }
 
@@ -249,8 +275,8 @@ pub fn evaluate(f: &Facts) -> Status {
         };
         if h.is_none() {
             problems.push(format!(
-                "set {} does not exist; fix: sudo fwctl apply",
-                p.name
+                "set {} does not exist; fix: {} apply",
+                p.name, f.invoke
             ));
         } else if percent >= FULL_WARN {
             full += 1;
@@ -277,7 +303,10 @@ pub fn evaluate(f: &Facts) -> Status {
         .count();
     if missing_from_kernel > 0 {
         problems.push(format!(
-            "{missing_from_kernel} running bans in the state file are not in the kernel's sets (flushed or rebooted?); fix: sudo fwctl status --repair"
+            "{} in the state file {} not in the kernel's sets (flushed or rebooted?); fix: {} status --repair",
+            count(missing_from_kernel as u64, "running ban", "running bans"),
+            if missing_from_kernel == 1 { "is" } else { "are" },
+            f.invoke
         ));
     }
     // Entries come soonest expiry first, the permanent ones last.
@@ -396,8 +425,12 @@ impl Status {
         for s in &self.sets {
             if s.exists {
                 line(format!(
-                    "  {:<20} {:>8} of {:<8} ({:>5.1}% full), {} bans",
-                    s.name, s.entries, s.capacity, s.percent_full, s.bans
+                    "  {:<20} {:>8} of {:<8} ({:>5.1}% full), {}",
+                    s.name,
+                    s.entries,
+                    s.capacity,
+                    s.percent_full,
+                    count(s.bans, "ban", "bans")
                 ));
             } else {
                 line(format!("  {:<20} MISSING", s.name));
@@ -415,9 +448,9 @@ impl Status {
             }
         }
         line(format!(
-            "state file {}: {} running bans, {} of them missing from the kernel",
+            "state file {}: {}, {} of them missing from the kernel",
             self.state.path.display(),
-            self.state.active_bans,
+            count(self.state.active_bans as u64, "running ban", "running bans"),
             self.state.missing_from_kernel
         ));
         if self.scans.is_empty() {
@@ -519,8 +552,10 @@ mod tests {
             saves,
             state,
             state_path: "/var/lib/fwctl/state.json".into(),
+            state_warning: None,
             capture_pid: None,
             now: 2000,
+            invoke: "sudo fwctl".into(),
         }
     }
 
@@ -563,7 +598,7 @@ mod tests {
             "IPv6: fwctl's rules changed",
             "set throttle-soft_v6 does not exist",
             "set blacklist is 95% full",
-            "1 running bans in the state file are not in the kernel",
+            "1 running ban in the state file is not in the kernel",
         ] {
             assert!(p.contains(want), "{want}: {p}");
         }

@@ -156,9 +156,24 @@ fn writable(path: &Path) -> Option<String> {
     Some("no existing parent directory".into())
 }
 
-/// `log`: the log rsyslog should write (as for `fwctl scan --log`).
-pub fn gather(log: &Path, config: &Path, state: Option<&Path>) -> Facts {
-    let cfg = Config::load(config);
+/// `log`: the log rsyslog should write (as for `fwctl scan --log`);
+/// `builtin`: no config was named and none is at the default path;
+/// `invoke`: `sudo fwctl` with the user's --config and --state.
+pub fn gather(
+    log: &Path,
+    config: &Path,
+    builtin: bool,
+    state: Option<&Path>,
+    invoke: String,
+) -> Facts {
+    let cfg = if builtin {
+        Err(format!(
+            "no config: {} does not exist; every command but apply runs on the built-in defaults (no services, no trusted networks)",
+            config.display()
+        ))
+    } else {
+        Config::load(config).map_err(|e| e.to_string())
+    };
     let state_path = match &cfg {
         Ok(c) => c.state_path(state),
         Err(_) => state
@@ -218,6 +233,7 @@ pub fn gather(log: &Path, config: &Path, state: Option<&Path>) -> Facts {
             .any(|d| d.join(unit).exists())
     };
     Facts {
+        invoke,
         root,
         missing_tools: TOOLS
             .iter()
@@ -229,7 +245,7 @@ pub fn gather(log: &Path, config: &Path, state: Option<&Path>) -> Facts {
         legacy: legacy(),
         ipset_error,
         modules_missing: modules_missing(),
-        config_error: cfg.as_ref().err().map(|e| e.to_string()),
+        config_error: cfg.as_ref().err().cloned(),
         config_path: config.to_path_buf(),
         log: log.to_path_buf(),
         log_mount,

@@ -4,10 +4,21 @@
 //! window's start is found by a binary search over byte offsets (rsyslog
 //! writes lines nearly in time order), widened by [`MARGIN`] for lines that
 //! arrive slightly out of order; the same is done for the window's end when
-//! `--now` points into the past. The part between is read with `pread` into a
-//! fixed buffer per thread (never the whole file, never `mmap`: a log
-//! truncated by logrotate's copytruncate under an mmap would kill us with
-//! SIGBUS) and split over the CPUs when it is large.
+//! `--now` points into the past. Bytes that are not log lines (a stretch of
+//! NULs after a crash, one huge line, binary garbage) are skipped, however
+//! long, to the next line with a timestamp. The part between is read with
+//! `pread` into a fixed buffer per thread (never the whole file, never
+//! `mmap`: a log truncated by logrotate's copytruncate under an mmap would
+//! kill us with SIGBUS) and split over the CPUs when it is large.
+//!
+//! A line is counted at most once whatever rotation happens during the read.
+//! A file is known by its device, inode and a hash of its first line; the
+//! reader checks after every buffer that the file it reads still has its
+//! first line and its length. After a copytruncate the rest of the old
+//! content is read from the copy (`PATH.1`, recognised by that same first
+//! line) and the truncated file only for what was written since; after a
+//! rename the open descriptor still holds the old content, and the new file
+//! at `PATH` is read for what was written after the rotation.
 
 use crate::core::logline::Parser;
 use crate::core::scan::count::{Tally, TypeFilter};
@@ -15,7 +26,7 @@ use crate::core::scan::FileRead;
 use memchr::memmem::Finder;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Slack around the window for lines written out of time order (seconds).
@@ -24,35 +35,83 @@ pub const MARGIN: i64 = 300;
 const BUF: usize = 1 << 20;
 /// Ranges smaller than this are not worth a second thread.
 const SPLIT_MIN: u64 = 4 << 20;
+/// How much of a line's start is kept to read its timestamp from.
+const HEAD: usize = 64;
+/// How far into a file its first line is looked for (identity).
+const IDENT_BYTES: usize = 4096;
+/// Chunk size of the forward and backward scans for timestamped lines.
+const SCAN: usize = 64 * 1024;
 
-/// Read `path` for the parser's window, and `path.1` too when the window
-/// starts before `path`'s first line (just after a rotation).
-pub fn read_log(
-    path: &Path,
-    parser: &Parser,
-    filter: TypeFilter,
-) -> io::Result<(Tally, Vec<FileRead>)> {
-    let file = open(path)?;
-    let (mut tally, read) = read_file(&file, path, parser, filter)?;
-    // Reading from the first byte means the window starts at or before the
-    // file's first line: the lines before that are in the rotated copy.
-    let starts_late = read.from == 0;
-    let mut reads = vec![read];
-    let rotated = rotated_name(path);
-    if starts_late && rotated.is_file() {
-        let old = open(&rotated)?;
-        let mut magic = [0u8; 2];
-        if old.read_at(&mut magic, 0)? == 2 && magic == [0x1f, 0x8b] {
-            return Err(io::Error::other(format!(
-                "{} is compressed and the window reaches into it; fix: drop `compress` from the logrotate config or add `delaycompress` (the shipped logrotate/iptables does not compress)",
-                rotated.display()
-            )));
+/// Why a log could not be read. Each message names the file and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot read {}: {err}{}", path.display(), open_fix(err))]
+    Open { path: PathBuf, err: io::Error },
+    #[error("{} is a directory; fix: pass the log file with --log PATH", path.display())]
+    Directory { path: PathBuf },
+    #[error("{} looks like gzip; fix: zcat {} | fwctl scan --log - ... (with the same options)", path.display(), path.display())]
+    Gzip { path: PathBuf },
+    #[error("{} is compressed and the window reaches into it; fix: drop `compress` from the logrotate config or add `delaycompress` (the shipped logrotate/iptables does not compress)", path.display())]
+    RotatedGzip { path: PathBuf },
+    #[error("no line of {} has a timestamp fwctl can read (RFC 3339 like 2026-11-21T10:00:01+00:00, or Nov 21 10:00:01); fix: check that --log names the log rsyslog writes (see rsyslog/10-iptables.conf)", path.display())]
+    NoTimestamps { path: PathBuf },
+    #[error("reading {}: {err}", path.display())]
+    Read { path: PathBuf, err: io::Error },
+}
+
+fn open_fix(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::NotFound => {
+            "; fix: check that rsyslog writes it (see rsyslog/10-iptables.conf) or pass --log PATH"
         }
-        let (t, r) = read_file(&old, &rotated, parser, filter)?;
-        tally.merge(t);
-        reads.insert(0, r);
+        io::ErrorKind::PermissionDenied => "; fix: run as root or make it readable",
+        _ => "",
     }
-    Ok((tally, reads))
+}
+
+/// Called with the file offset reached after each buffer is read (tests
+/// rotate the log from here; the real reader passes a no-op).
+pub type Hook<'a> = dyn Fn(u64) + Sync + 'a;
+
+/// A file's identity: device, inode, and a hash of its first line (None
+/// while the file has no complete first line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ident {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    head: Option<u64>,
+}
+
+impl Ident {
+    fn same_inode(&self, o: &Ident) -> bool {
+        (self.dev, self.ino) == (o.dev, o.ino)
+    }
+}
+
+/// FNV-1a of the first line (up to IDENT_BYTES), if it is complete.
+fn head_hash(file: &File) -> io::Result<Option<u64>> {
+    let mut buf = [0u8; IDENT_BYTES];
+    let n = read_full(file, &mut buf, 0)?;
+    let Some(end) = memchr::memchr(b'\n', &buf[..n]).or((n == IDENT_BYTES).then_some(n)) else {
+        return Ok(None);
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in &buf[..end] {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    Ok(Some(h))
+}
+
+fn ident(file: &File) -> io::Result<Ident> {
+    let m = file.metadata()?;
+    Ok(Ident {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.len(),
+        head: head_hash(file)?,
+    })
 }
 
 fn rotated_name(path: &Path) -> PathBuf {
@@ -61,34 +120,235 @@ fn rotated_name(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn open(path: &Path) -> io::Result<File> {
-    let f = File::open(path)?;
-    if f.metadata()?.is_dir() {
-        return Err(io::Error::other("is a directory"));
+fn open(path: &Path) -> Result<File, LogError> {
+    let f = File::open(path).map_err(|err| LogError::Open {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    let m = f.metadata().map_err(|err| LogError::Open {
+        path: path.to_path_buf(),
+        err,
+    })?;
+    if m.is_dir() {
+        return Err(LogError::Directory {
+            path: path.to_path_buf(),
+        });
     }
     Ok(f)
 }
 
-/// The tally of one file's window, and what was read.
+/// A file at `path` with its identity, if there is one.
+fn open_if_there(path: &Path) -> Result<Option<(File, Ident)>, LogError> {
+    match File::open(path) {
+        Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => {
+            let id = ident(&f).map_err(|err| LogError::Read {
+                path: path.to_path_buf(),
+                err,
+            })?;
+            Ok(Some((f, id)))
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(LogError::Open {
+            path: path.to_path_buf(),
+            err,
+        }),
+    }
+}
+
+fn gzip(file: &File) -> bool {
+    let mut magic = [0u8; 2];
+    matches!(file.read_at(&mut magic, 0), Ok(2)) && magic == [0x1f, 0x8b]
+}
+
+/// Read `path` for the parser's window, and `path.1` too when the window
+/// starts before `path`'s first line (just after a rotation).
+pub fn read_log(
+    path: &Path,
+    parser: &Parser,
+    filter: TypeFilter,
+) -> Result<(Tally, Vec<FileRead>), LogError> {
+    read_log_watched(path, parser, filter, &|_| {})
+}
+
+/// `read_log` with a hook called after every buffer read.
+pub fn read_log_watched(
+    path: &Path,
+    parser: &Parser,
+    filter: TypeFilter,
+    hook: &Hook,
+) -> Result<(Tally, Vec<FileRead>), LogError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |err| LogError::Read { path, err }
+    };
+    let file = open(path)?;
+    if gzip(&file) {
+        return Err(LogError::Gzip {
+            path: path.to_path_buf(),
+        });
+    }
+    let id = ident(&file).map_err(io(path))?;
+    if id.size > 0
+        && probe(&file, 0, &mut parser.clone())
+            .map_err(io(path))?
+            .is_none()
+    {
+        return Err(LogError::NoTimestamps {
+            path: path.to_path_buf(),
+        });
+    }
+    // The last rotation, opened now: whatever renames it later, this
+    // descriptor keeps what it held.
+    let older_path = rotated_name(path);
+    let older = open_if_there(&older_path)?;
+    let mut part = read_file(&file, path, parser, filter, id.head, hook).map_err(io(path))?;
+    let mut tally = std::mem::replace(&mut part.tally, Tally::new(filter));
+    let mut reads = Vec::new();
+
+    // Reading from the first byte means the window starts at or before the
+    // file's first line: the lines before that are in the last rotation
+    // (unless that "rotation" is this very file, renamed in between, or a
+    // copy of it).
+    if part.read.from == 0 {
+        if let Some((old, oid)) = &older {
+            if !oid.same_inode(&id) && oid.head != id.head {
+                if gzip(old) {
+                    return Err(LogError::RotatedGzip { path: older_path });
+                }
+                let p = read_file(old, &older_path, parser, filter, oid.head, &|_| {})
+                    .map_err(io(&older_path))?;
+                tally.merge(p.tally);
+                reads.push(p.read);
+            }
+        }
+    }
+
+    let mut after = Vec::new();
+    if !part.missing.is_empty() {
+        // Copytruncate while reading: the rest of what was there is in the
+        // copy, which starts with the same first line.
+        part.read.shrank = true;
+        let end = part.missing.iter().map(|m| m.to).max().unwrap_or(0);
+        let lost: u64 = part.missing.iter().map(|m| m.to - m.at).sum();
+        match open_if_there(&older_path)? {
+            Some((copy, cid)) if !cid.same_inode(&id) && cid.head == id.head && cid.size >= end => {
+                for m in &part.missing {
+                    let (t, _) = read_range(
+                        &copy,
+                        m.at,
+                        m.to,
+                        parser,
+                        filter,
+                        m.skipping,
+                        &Watch {
+                            head: cid.head,
+                            hook: &|_| {},
+                        },
+                    )
+                    .map_err(io(&older_path))?;
+                    tally.merge(t);
+                }
+                part.read.note = Some(format!(
+                    "rotated with copytruncate while it was read: the rest of the window was read from the copy {}",
+                    older_path.display()
+                ));
+            }
+            _ => {
+                part.read.note = Some(format!(
+                    "rotated while it was read, and no copy of the old content is at {}: {lost} bytes of the window were not read",
+                    older_path.display()
+                ));
+            }
+        }
+        // Whatever was written to the truncated file since.
+        let nid = ident(&file).map_err(io(path))?;
+        if nid.head.is_some() && nid.head != id.head {
+            let mut p =
+                read_file(&file, path, parser, filter, nid.head, &|_| {}).map_err(io(path))?;
+            tally.merge(std::mem::replace(&mut p.tally, Tally::new(filter)));
+            p.read.note = Some("written after the rotation".into());
+            after.push(p.read);
+        }
+    }
+    // Renamed while reading: the descriptor held the old content to its
+    // end; the new file at PATH has what was written after the rotation.
+    if let Some((now, nid)) = open_if_there(path)? {
+        if !nid.same_inode(&id) && nid.head != id.head {
+            let mut p =
+                read_file(&now, path, parser, filter, nid.head, &|_| {}).map_err(io(path))?;
+            tally.merge(std::mem::replace(&mut p.tally, Tally::new(filter)));
+            p.read.note =
+                Some("a new file, created by a rotation while the old one was read".into());
+            part.read.note.get_or_insert_with(|| {
+                format!(
+                    "rotated (renamed to {}) while it was read; read to its end",
+                    older_path.display()
+                )
+            });
+            after.push(p.read);
+        }
+    }
+    reads.push(part.read);
+    reads.extend(after);
+    Ok((tally, reads))
+}
+
+/// A byte range of the window not read because the file changed under us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Missing {
+    at: u64,
+    to: u64,
+    /// The range starts inside an over-long line being skipped.
+    skipping: bool,
+}
+
+/// One file's part of a read.
+struct Part {
+    tally: Tally,
+    read: FileRead,
+    missing: Vec<Missing>,
+}
+
+/// What a reader checks after every buffer: the file still starts with its
+/// first line (a copytruncate that refilled it starts with another one).
+struct Watch<'a> {
+    head: Option<u64>,
+    hook: &'a Hook<'a>,
+}
+
+/// The tally of one file's window, what was read, and what could not be.
 fn read_file(
     file: &File,
     path: &Path,
     parser: &Parser,
     filter: TypeFilter,
-) -> io::Result<(Tally, FileRead)> {
+    head: Option<u64>,
+    hook: &Hook,
+) -> io::Result<Part> {
     let size = file.metadata()?.len();
     let mut p = parser.clone();
     let (start, end) = p.window();
     let from = search(file, size, &mut p, |t| t >= start.saturating_sub(MARGIN))?;
     let to = search(file, size, &mut p, |t| t > end.saturating_add(MARGIN))?;
     let to = to.max(from);
+    let (first_time, last_time) = if from == to && size > 0 {
+        (
+            probe(file, 0, &mut p)?.map(|(_, t)| t),
+            last_timestamp(file, size, &mut p)?,
+        )
+    } else {
+        (None, None)
+    };
     let cuts = split(file, from, to)?;
-    let parts: Vec<io::Result<(Tally, bool)>> = std::thread::scope(|s| {
+    let watch = Watch { head, hook };
+    let parts: Vec<io::Result<(Tally, RangeEnd)>> = std::thread::scope(|s| {
         let handles: Vec<_> = cuts
             .windows(2)
             .map(|w| {
                 let (a, b) = (w[0], w[1]);
-                s.spawn(move || read_range(file, a, b, parser, filter))
+                let watch = &watch;
+                s.spawn(move || read_range(file, a, b, parser, filter, false, watch))
             })
             .collect();
         handles
@@ -97,63 +357,126 @@ fn read_file(
             .collect()
     });
     let mut tally = Tally::new(filter);
-    let mut shrank = false;
-    for part in parts {
-        let (t, s) = part?;
+    let mut missing = Vec::new();
+    for (part, w) in parts.into_iter().zip(cuts.windows(2)) {
+        let (t, end) = part?;
         tally.merge(t);
-        shrank |= s;
+        if let RangeEnd::Cut { at, skipping } = end {
+            missing.push(Missing {
+                at,
+                to: w[1],
+                skipping,
+            });
+        }
     }
-    Ok((
+    Ok(Part {
         tally,
-        FileRead {
+        read: FileRead {
             path: path.to_owned(),
             size,
             from,
             to,
-            shrank,
+            shrank: !missing.is_empty(),
+            first_time,
+            last_time,
+            note: None,
         },
-    ))
+        missing,
+    })
 }
 
 /// The first line starting at or after `at` that has a readable timestamp:
-/// (where it starts, its time). Looks at most 1 MiB ahead.
+/// (where it starts, its time). Lines without one are skipped, however long
+/// or many; only the first HEAD bytes of each line are kept.
 fn probe(file: &File, at: u64, p: &mut Parser) -> io::Result<Option<(u64, i64)>> {
+    let mut buf = vec![0u8; SCAN];
     // Start one byte early: if that byte ends a line, a line starts at `at`.
-    let base = at.saturating_sub(1);
-    let mut want = 4096;
+    let mut pos = at.saturating_sub(1);
+    // Looking for the start of a line (when `at` may be inside one).
+    let mut seeking = at > 0;
+    let mut start = at;
+    let mut head: Vec<u8> = Vec::with_capacity(HEAD);
     loop {
-        let mut buf = vec![0u8; want];
-        let n = read_full(file, &mut buf, base)?;
+        let n = read_full(file, &mut buf, pos)?;
         let data = &buf[..n];
         let mut i = 0;
-        if at > 0 {
-            match memchr::memchr(b'\n', data) {
-                Some(j) => i = j + 1,
-                None if n < want => return Ok(None),
-                None => {
-                    if want >= BUF {
-                        return Ok(None);
+        while i < n {
+            if seeking {
+                match memchr::memchr(b'\n', &data[i..]) {
+                    Some(j) => {
+                        seeking = false;
+                        start = pos + (i + j) as u64 + 1;
+                        i += j + 1;
+                        continue;
                     }
-                    want *= 4;
-                    continue;
+                    None => break,
+                }
+            }
+            match memchr::memchr(b'\n', &data[i..]) {
+                Some(j) => {
+                    let room = HEAD.saturating_sub(head.len());
+                    head.extend_from_slice(&data[i..i + j.min(room)]);
+                    if let Some(t) = p.timestamp(&head) {
+                        return Ok(Some((start, t)));
+                    }
+                    head.clear();
+                    i += j + 1;
+                    start = pos + i as u64;
+                }
+                None => {
+                    let room = HEAD.saturating_sub(head.len());
+                    head.extend_from_slice(&data[i..n.min(i + room)]);
+                    break;
                 }
             }
         }
-        while let Some(j) = memchr::memchr(b'\n', &data[i..]) {
-            if let Some(t) = p.timestamp(&data[i..i + j]) {
-                return Ok(Some((base + i as u64, t)));
-            }
-            i += j + 1;
-        }
-        if n < want {
+        if n < buf.len() {
             // The last line has no newline yet (being written): still a line.
-            return Ok(p.timestamp(&data[i..]).map(|t| (base + i as u64, t)));
+            return Ok((!seeking && !head.is_empty())
+                .then(|| p.timestamp(&head).map(|t| (start, t)))
+                .flatten());
         }
-        if want >= BUF {
-            return Ok(None);
-        }
-        want *= 4;
+        pos += n as u64;
     }
+}
+
+/// The time of the last line of the file that has one (scanning back from
+/// the end, past lines without one).
+fn last_timestamp(file: &File, size: u64, p: &mut Parser) -> io::Result<Option<i64>> {
+    let mut buf = vec![0u8; SCAN + HEAD];
+    // Lines starting before `end` are yet to be looked at.
+    let mut end = size;
+    while end > 0 {
+        let from = end.saturating_sub(SCAN as u64);
+        // A little past `end`, so a line starting just before it has its head.
+        let upto = (end + HEAD as u64).min(size);
+        let n = read_full(file, &mut buf[..(upto - from) as usize], from)?;
+        let data = &buf[..n];
+        let limit = ((end - from) as usize).min(n);
+        let mut starts: Vec<usize> = memchr::memchr_iter(b'\n', &data[..limit])
+            .map(|j| j + 1)
+            .filter(|&s| s < limit)
+            .collect();
+        if from == 0 {
+            starts.insert(0, 0);
+        }
+        for &s in starts.iter().rev() {
+            let line_end = memchr::memchr(b'\n', &data[s..]).map_or(n, |j| s + j);
+            if let Some(t) = p.timestamp(&data[s..line_end.min(s + HEAD)]) {
+                return Ok(Some(t));
+            }
+        }
+        if from == 0 {
+            break;
+        }
+        // The piece before this chunk's first line start belongs to a line
+        // that starts further back (perhaps right at `from`).
+        end = match starts.first() {
+            Some(&s) => from + s as u64,
+            None => from + 1,
+        };
+    }
+    Ok(None)
 }
 
 /// The start of the first line whose time satisfies `after` (lines assumed
@@ -176,7 +499,7 @@ fn line_start(file: &File, at: u64, size: u64) -> io::Result<u64> {
         return Ok(at.min(size));
     }
     let mut pos = at - 1;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; SCAN];
     loop {
         let n = read_full(file, &mut buf, pos)?;
         if let Some(j) = memchr::memchr(b'\n', &buf[..n]) {
@@ -217,75 +540,105 @@ fn read_full(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Tally [from, to) of a file; true when the file shrank under us.
+/// How a range's read ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RangeEnd {
+    Done,
+    /// The file changed under us (truncated, or refilled with other lines):
+    /// nothing from `at` on was counted.
+    Cut {
+        at: u64,
+        skipping: bool,
+    },
+}
+
+/// Tally [from, to) of a file, stopping at the first sign that the file is
+/// no longer the one we started on.
 fn read_range(
     file: &File,
     from: u64,
     to: u64,
     parser: &Parser,
     filter: TypeFilter,
-) -> io::Result<(Tally, bool)> {
+    skipping: bool,
+    watch: &Watch,
+) -> io::Result<(Tally, RangeEnd)> {
     let mut off = from;
-    let mut shrank = false;
-    let tally = feed(parser, filter, |buf| {
+    let (tally, stop) = feed(parser, filter, skipping, |buf| {
         let want = (buf.len() as u64).min(to - off) as usize;
         if want == 0 {
             return Ok(Fill::End);
         }
         let n = read_full(file, &mut buf[..want], off)?;
-        off += n as u64;
-        // Truncated (copytruncate) while we read: what follows may be new
-        // lines at old offsets; stop rather than splice two files' bytes.
-        if n < want || file.metadata()?.len() < off {
-            shrank = true;
-            return Ok(Fill::Shrank(n));
+        (watch.hook)(off + n as u64);
+        // Truncated (copytruncate) or refilled while we read: what we just
+        // read may be new lines at old offsets; count none of it.
+        if n < want
+            || file.metadata()?.len() < off + n as u64
+            || (watch.head.is_some() && head_hash(file)? != watch.head)
+        {
+            return Ok(Fill::Cut);
         }
+        off += n as u64;
         Ok(Fill::Data(n))
     })?;
-    Ok((tally, shrank))
+    Ok((
+        tally,
+        match stop {
+            None => RangeEnd::Done,
+            Some((uncounted, skipping)) => RangeEnd::Cut {
+                at: from + uncounted,
+                skipping,
+            },
+        },
+    ))
 }
 
 /// Tally a stream (stdin): the window filter applies, nothing is skipped.
 pub fn read_stream(mut r: impl Read, parser: &Parser, filter: TypeFilter) -> io::Result<Tally> {
-    feed(parser, filter, |buf| loop {
+    let (tally, _) = feed(parser, filter, false, |buf| loop {
         match r.read(buf) {
             Ok(0) => return Ok(Fill::End),
             Ok(n) => return Ok(Fill::Data(n)),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-    })
+    })?;
+    Ok(tally)
 }
 
 enum Fill {
     Data(usize),
     /// The end: a last line without a newline still counts.
     End,
-    /// The last data: its whole lines count, a partial line at its end is
-    /// dropped (the rest of that line is gone).
-    Shrank(usize),
+    /// Stop without counting what has not been counted yet.
+    Cut,
 }
 
-/// Fill a buffer from `fill`, hand the whole lines to the tally,
-/// carry the partial last line over. A line longer than the buffer is counted
-/// and skipped (no LOG line comes near that size).
+/// Fill a buffer from `fill`, hand the whole lines to the tally, carry the
+/// partial last line over. A line longer than the buffer is counted and
+/// skipped (no LOG line comes near that size). On a cut, returns how many
+/// bytes from the start were counted for sure (everything before the
+/// carried partial line) and whether an over-long line was being skipped.
 fn feed(
     parser: &Parser,
     filter: TypeFilter,
+    mut skipping: bool,
     mut fill: impl FnMut(&mut [u8]) -> io::Result<Fill>,
-) -> io::Result<Tally> {
+) -> io::Result<(Tally, Option<(u64, bool)>)> {
     let mut p = parser.clone();
     let finder = Finder::new(p.needle()).into_owned();
     let mut tally = Tally::new(filter);
     let mut buf = vec![0u8; BUF];
     let mut carry = 0;
-    let mut skipping = false;
+    let mut fed: u64 = 0;
     loop {
-        let (n, last) = match fill(&mut buf[carry..])? {
-            Fill::Data(n) => (n, false),
+        let n = match fill(&mut buf[carry..])? {
+            Fill::Data(n) => n,
             Fill::End => break,
-            Fill::Shrank(n) => (n, true),
+            Fill::Cut => return Ok((tally, Some((fed - carry as u64, skipping)))),
         };
+        fed += n as u64;
         let end = carry + n;
         let mut start = 0;
         if skipping {
@@ -296,9 +649,6 @@ fn feed(
                 }
                 None => {
                     carry = 0;
-                    if last {
-                        return Ok(tally);
-                    }
                     continue;
                 }
             }
@@ -320,16 +670,12 @@ fn feed(
                 carry = end - start;
             }
         }
-        if last {
-            return Ok(tally);
-        }
     }
     if carry > 0 && !skipping {
         tally.feed_buffer(&mut p, &finder, &buf[..carry]);
     }
-    Ok(tally)
+    Ok((tally, None))
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,6 +684,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::io::Write;
     use std::net::IpAddr;
+    use std::os::unix::fs::FileExt;
 
     const BLOCKED: [&[u8]; 2] = [b"IPTABLES-BLOCKED: ", b"IP6TABLES-BLOCKED: "];
 
@@ -485,7 +832,7 @@ mod tests {
         );
 
         // Compressed right away (no delaycompress): said, not misread.
-        std::fs::write(dir.path().join("iptables.log.1"), [0x1f, 0x8b, 8, 0]).unwrap();
+        std::fs::write(dir.path().join("iptables.log.1"), [0x1f, 0x8b, 8, 0, 1, 2]).unwrap();
         let err = read_log(&path, &p, TypeFilter::Tcp)
             .unwrap_err()
             .to_string();
@@ -498,10 +845,30 @@ mod tests {
         let (log, _) = generated(&spec);
         let f = file_with(&log[..log.len() / 2 + 7]);
         let p = parser(&spec, Zone::fixed(0), spec.span);
-        let (t, shrank) =
-            read_range(f.as_file(), 0, log.len() as u64, &p, TypeFilter::Tcp).unwrap();
-        assert!(shrank);
-        assert!(t.lines > 0);
+        let watch = Watch {
+            head: head_hash(f.as_file()).unwrap(),
+            hook: &|_| {},
+        };
+        let (t, end) = read_range(
+            f.as_file(),
+            0,
+            log.len() as u64,
+            &p,
+            TypeFilter::Tcp,
+            false,
+            &watch,
+        )
+        .unwrap();
+        // Nothing of the short last buffer counts, and the cut says where
+        // counting stopped: the start of a line.
+        let RangeEnd::Cut { at, skipping } = end else {
+            panic!("{end:?}")
+        };
+        assert!(!skipping && (at == 0 || log[at as usize - 1] == b'\n'));
+        assert_eq!(
+            t.lines,
+            log[..at as usize].iter().filter(|&&b| b == b'\n').count() as u64
+        );
     }
 
     #[test]
@@ -524,11 +891,201 @@ mod tests {
     fn empty_and_timeless_files() {
         let spec = Spec::default();
         let p = parser(&spec, Zone::fixed(0), spec.within);
-        for content in [&b""[..], b"no time here\nnor here\n"] {
+        let f = file_with(b"");
+        let (t, reads) = read_log(f.path(), &p, TypeFilter::Tcp).unwrap();
+        assert_eq!((t.matched, reads[0].from, reads[0].size), (0, 0, 0));
+        // A file none of whose lines has a timestamp is not a log: said so.
+        for content in [&b"no time here\nnor here\n"[..], &[0u8; 100_000][..]] {
             let f = file_with(content);
+            let err = read_log(f.path(), &p, TypeFilter::Tcp)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("no line of") && err.contains("fix:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn gzip_is_refused_with_the_way_to_read_it() {
+        let spec = Spec::default();
+        let p = parser(&spec, Zone::fixed(0), spec.within);
+        let f = file_with(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3]);
+        let err = read_log(f.path(), &p, TypeFilter::Tcp)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("looks like gzip") && err.contains("| fwctl scan --log -"),
+            "{err}"
+        );
+    }
+
+    /// Junk before the log (a crash's NULs, one huge line, random bytes)
+    /// hides nothing: the window is found past it.
+    #[test]
+    fn junk_of_any_length_before_the_log_is_skipped() {
+        let spec = Spec {
+            bytes: 2 << 20,
+            ..Spec::default()
+        };
+        let (log, m) = generated(&spec);
+        let p = parser(&spec, Zone::fixed(0), spec.within);
+        let want: BTreeSet<_> = m.offenders.iter().copied().collect();
+        let mut random = Vec::with_capacity(3 << 20);
+        let mut rng = loggen::Rng(7);
+        while random.len() < 3 << 20 {
+            random.extend_from_slice(&rng.next().to_le_bytes());
+        }
+        let mut huge_line = vec![b'x'; 4 << 20];
+        huge_line.push(b'\n');
+        for junk in [vec![0u8; 8 << 20], huge_line, random] {
+            let mut all = junk.clone();
+            all.extend_from_slice(&log);
+            let f = file_with(&all);
             let (t, reads) = read_log(f.path(), &p, TypeFilter::Tcp).unwrap();
-            assert_eq!(t.matched, 0);
-            assert_eq!(reads[0].from, 0);
+            assert_eq!(
+                offenders(&t, spec.howmany),
+                want,
+                "junk of {} bytes",
+                junk.len()
+            );
+            let r = &reads[0];
+            assert!(r.from > junk.len() as u64 && r.to == r.size, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn a_window_after_the_logs_end_knows_when_the_log_ends() {
+        let spec = Spec::default();
+        let (log, _) = generated(&spec);
+        let f = file_with(&log);
+        let later = spec.end + 11 * 86_400;
+        let p = Parser::new(&BLOCKED, Zone::fixed(0), later, (later - 1800, later));
+        let (t, reads) = read_log(f.path(), &p, TypeFilter::Tcp).unwrap();
+        let r = &reads[0];
+        assert_eq!((t.matched, r.from, r.to), (0, r.size, r.size));
+        assert!(
+            r.last_time
+                .is_some_and(|t| t > spec.end - 60 && t <= spec.end),
+            "{r:?}"
+        );
+        assert!(r.first_time.is_some_and(|t| t <= spec.end - spec.span + 60));
+        // A window inside the log leaves both unset.
+        let p = parser(&spec, Zone::fixed(0), spec.within);
+        let (_, reads) = read_log(f.path(), &p, TypeFilter::Tcp).unwrap();
+        assert_eq!((reads[0].first_time, reads[0].last_time), (None, None));
+    }
+
+    /// Lines from a source the generated log lacks, inside the window.
+    fn extra_lines(spec: &Spec, n: usize) -> Vec<u8> {
+        let t = crate::units::time::utc(spec.end - 10).replace('Z', ".000000+00:00");
+        (0..n)
+            .map(|i| format!("{t} fw1 kernel: [ 1.5] IPTABLES-BLOCKED: IN=eth0 OUT= MAC=00 SRC=203.0.113.200 DST=198.51.100.1 LEN=40 PROTO=TCP SPT={} DPT=22 SYN URGP=0 \n", 4000 + i))
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Rotation {
+        CopyTruncate,
+        Rename,
+    }
+
+    /// Rotate `path` once, when the reader has read past `at`; then write
+    /// `extra` to the (new or truncated) log, as rsyslog would.
+    fn rotator(path: &Path, how: Rotation, at: u64, extra: Vec<u8>) -> impl Fn(u64) + Sync {
+        let path = path.to_path_buf();
+        let done = std::sync::Mutex::new(false);
+        move |off| {
+            let mut done = done.lock().unwrap();
+            if *done || off < at {
+                return;
+            }
+            *done = true;
+            let one = rotated_name(&path);
+            let mut two = one.as_os_str().to_owned();
+            two.push(".2");
+            if one.exists() {
+                std::fs::rename(&one, PathBuf::from(two)).unwrap();
+            }
+            match how {
+                Rotation::CopyTruncate => {
+                    std::fs::copy(&path, &one).unwrap();
+                    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                    f.set_len(0).unwrap();
+                    f.write_all_at(&extra, 0).unwrap();
+                }
+                Rotation::Rename => {
+                    std::fs::rename(&path, &one).unwrap();
+                    std::fs::write(&path, &extra).unwrap();
+                }
+            }
+        }
+    }
+
+    fn summary(t: &Tally) -> (u64, u64, BTreeSet<(IpAddr, u64)>) {
+        (t.lines, t.matched, offenders(t, 0))
+    }
+
+    /// The bug once seen: a 1 GB log copytruncated while a scan read it was
+    /// read twice (6.7 M lines instead of 3.7 M) and an address with 40 hits
+    /// was banned against a threshold of 50. Whatever the rotation and
+    /// wherever it falls, every line is counted exactly once: the result is
+    /// the run without rotation plus the lines written after it.
+    #[test]
+    fn a_rotation_during_the_read_counts_every_line_once() {
+        let spec = Spec {
+            bytes: 12 << 20,
+            span: 3600,
+            within: 3600,
+            howmany: 200,
+            ..Spec::default()
+        };
+        let (log, _) = generated(&spec);
+        let (older, _) = generated(&Spec {
+            bytes: 1 << 20,
+            end: spec.end - spec.span,
+            seed: 9,
+            ..spec.clone()
+        });
+        let extra = extra_lines(&spec, 40);
+        let p = parser(&spec, Zone::fixed(0), spec.within + 120);
+        for with_older in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("big.log");
+            let setup = || {
+                for f in ["big.log.1", "big.log.1.2"] {
+                    let _ = std::fs::remove_file(dir.path().join(f));
+                }
+                std::fs::write(&path, &log).unwrap();
+                if with_older {
+                    std::fs::write(rotated_name(&path), &older).unwrap();
+                }
+            };
+            setup();
+            let (mut want, base_reads) = read_log(&path, &p, TypeFilter::Tcp).unwrap();
+            assert_eq!(base_reads.len(), 1 + usize::from(with_older));
+            want.merge(read_stream(&extra[..], &p, TypeFilter::Tcp).unwrap());
+            for how in [Rotation::CopyTruncate, Rotation::Rename] {
+                for at in [
+                    1u64,
+                    log.len() as u64 / 20,
+                    log.len() as u64 / 2,
+                    log.len() as u64 * 19 / 20,
+                ] {
+                    setup();
+                    let hook = rotator(&path, how, at, extra.clone());
+                    let (got, reads) = read_log_watched(&path, &p, TypeFilter::Tcp, &hook).unwrap();
+                    let case = format!("{how:?} at {at}, older file: {with_older}: {reads:?}");
+                    let (g, w) = (summary(&got), summary(&want));
+                    assert_eq!((g.0, g.1), (w.0, w.1), "{case}");
+                    assert_eq!(g.2, w.2, "{case}");
+                    assert!(
+                        got.get(&"203.0.113.200".parse().unwrap())
+                            .is_some_and(|s| s.hits == 40),
+                        "{case}"
+                    );
+                    assert!(reads.iter().any(|r| r.note.is_some()), "{case}");
+                }
+            }
         }
     }
 }

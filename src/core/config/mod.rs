@@ -19,6 +19,15 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PATH: &str = "/etc/fwctl/fwctl.toml";
 
+/// What fwctl uses when no config exists (every command but a real apply):
+/// the set names, LOG prefixes and capture profile of the shipped
+/// `rules/fwctl.toml` (a test keeps the two in step), without its services,
+/// trusted networks or blacklist.
+pub const BUILTIN: &str =
+    "[capture]\nprofile = \"standard\"\n\n[capture.port_thresholds]\n23 = 2\n3389 = 3\n";
+/// The name the built-in defaults go by where a config file's path would show.
+pub const BUILTIN_NAME: &str = "(built-in defaults)";
+
 /// A config problem, with the place it was found.
 #[derive(Debug, thiserror::Error)]
 #[error("{}{}: {msg}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -154,6 +163,19 @@ impl Config {
     pub fn state_path(&self, arg: Option<&Path>) -> PathBuf {
         arg.map(Path::to_path_buf)
             .unwrap_or_else(|| self.capture.state_file.clone())
+    }
+
+    /// The built-in defaults.
+    pub fn builtin() -> Config {
+        Config::parse(BUILTIN, Path::new(BUILTIN_NAME), &|_| {
+            Err(std::io::Error::other("the built-in defaults name no feed"))
+        })
+        .expect("the built-in defaults are valid")
+    }
+
+    /// Whether this is the built-in defaults rather than a file.
+    pub fn is_builtin(&self) -> bool {
+        self.path == Path::new(BUILTIN_NAME)
     }
 
     /// Read and validate a config file and the blacklist feeds it names.
@@ -797,6 +819,29 @@ mod tests {
     fn duplicate_set_names_are_refused() {
         let e = parse("[sets]\nwhitelist = \"x\"\nblacklist = \"x\"\n").unwrap_err();
         assert!(e.msg.contains("distinct"), "{e}");
+    }
+
+    #[test]
+    fn the_builtin_defaults_are_the_shipped_configs_names_prefixes_and_profile() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/fwctl.toml");
+        let shipped = Config::load(&shipped).unwrap();
+        let b = Config::builtin();
+        assert!(b.is_builtin() && !shipped.is_builtin());
+        assert_eq!(b.sets, shipped.sets);
+        assert_eq!(b.prefixes, shipped.prefixes);
+        assert_eq!(b.mode, shipped.mode);
+        assert_eq!(b.capture, shipped.capture);
+        assert_eq!(
+            (b.throttle_soft, b.throttle_hard, b.icmp_echo, b.log_limit),
+            (
+                shipped.throttle_soft,
+                shipped.throttle_hard,
+                shipped.icmp_echo,
+                shipped.log_limit
+            )
+        );
+        assert!(b.services.is_empty() && b.trusted.is_empty() && b.blacklist.is_empty());
+        assert!(!shipped.services.is_empty() && !shipped.trusted.is_empty());
     }
 
     #[test]

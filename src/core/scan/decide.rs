@@ -11,6 +11,9 @@ pub enum Action {
     Added,
     WouldAdd,
     AlreadyListed,
+    /// Already dropped: a member of the blacklist covers it (the set and
+    /// the member, e.g. "blacklist 203.0.113.0/28").
+    AlreadyBlocked(String),
     Skipped(String),
 }
 
@@ -20,6 +23,7 @@ impl Action {
             Action::Added => "added",
             Action::WouldAdd => "would add",
             Action::AlreadyListed => "already listed",
+            Action::AlreadyBlocked(_) => "already blocked",
             Action::Skipped(_) => "skipped",
         }
     }
@@ -27,6 +31,14 @@ impl Action {
     pub fn reason(&self) -> Option<&str> {
         match self {
             Action::Skipped(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// What already blocks the address ("blacklist 203.0.113.0/28").
+    pub fn blocked_by(&self) -> Option<&str> {
+        match self {
+            Action::AlreadyBlocked(b) => Some(b),
             _ => None,
         }
     }
@@ -39,6 +51,10 @@ pub struct Known {
     pub policy: Policy,
     /// Members of the target sets (both families).
     pub listed: Members,
+    /// Members of the blacklist (the config's and the kernel's, both
+    /// families), and the blacklist's kernel names (IPv4, IPv6).
+    pub blocked: Members,
+    pub blocked_names: [String; 2],
     /// Free entries in the v4 and v6 target sets (None: unknown).
     pub room: [Option<u64>; 2],
 }
@@ -69,6 +85,12 @@ pub fn decide(
                 Action::Skipped(why.to_string())
             } else if known.listed.contains(&addr) {
                 Action::AlreadyListed
+            } else if let Some(net) = known.blocked.holding(&addr) {
+                Action::AlreadyBlocked(format!(
+                    "{} {}",
+                    known.blocked_names[fam],
+                    crate::units::addr::member(&net)
+                ))
             } else if room[fam] == Some(0) {
                 Action::Skipped(format!("{} is full (maxelem reached)", sets[fam]))
             } else {
@@ -141,6 +163,7 @@ mod tests {
             },
             listed: Members::from_save("add throttle-hard 203.0.113.50 timeout 99\n"),
             room: [None, None],
+            ..Known::default()
         };
         let cases = [
             ("127.0.0.1", Action::Skipped("loopback address".into())),
@@ -184,6 +207,44 @@ mod tests {
         let dry = decide(vec![(ip("192.0.2.16"), src(9))], &known, &sets(), false);
         assert_eq!(dry[0].action, Action::WouldAdd);
         assert_eq!(restore_script(&dry, 7200), "");
+    }
+
+    #[test]
+    fn an_offender_the_blacklist_covers_is_already_blocked() {
+        let mut blocked = Members::default();
+        blocked.insert("203.0.113.0/28".parse().unwrap());
+        blocked.insert("2001:db8:bad::/48".parse().unwrap());
+        let known = Known {
+            blocked,
+            blocked_names: ["blacklist".into(), "blacklist_v6".into()],
+            listed: Members::from_save("add throttle-hard 203.0.113.3 timeout 99\n"),
+            ..Known::default()
+        };
+        let offenders = vec![
+            (ip("203.0.113.1"), src(9)),
+            (ip("2001:db8:bad::2"), src(9)),
+            (ip("203.0.113.3"), src(9)),
+            (ip("203.0.113.77"), src(9)),
+        ];
+        let d = decide(offenders, &known, &sets(), true);
+        assert_eq!(
+            d[0].action,
+            Action::AlreadyBlocked("blacklist 203.0.113.0/28".into())
+        );
+        assert_eq!(
+            d[1].action,
+            Action::AlreadyBlocked("blacklist_v6 2001:db8:bad::/48".into())
+        );
+        assert_eq!(
+            d[2].action,
+            Action::AlreadyListed,
+            "its own set's timeout stands"
+        );
+        assert_eq!(d[3].action, Action::Added);
+        assert_eq!(
+            restore_script(&d, 60),
+            "add throttle-hard 203.0.113.77 timeout 60\n"
+        );
     }
 
     #[test]

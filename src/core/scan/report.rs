@@ -5,6 +5,7 @@ use super::count::Tally;
 use super::decide::Decision;
 use super::FileRead;
 use crate::core::logline::Malformed;
+use crate::units::duration::human;
 use crate::units::time::utc;
 use serde::Serialize;
 use std::fmt::Write;
@@ -57,6 +58,9 @@ pub struct Offender {
     pub action: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For "already blocked": the blacklist member that covers it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -98,6 +102,7 @@ pub fn offenders(decisions: &[Decision]) -> Vec<Offender> {
             set: d.set.clone(),
             action: d.action.word(),
             reason: d.action.reason().map(str::to_string),
+            blocked_by: d.action.blocked_by().map(str::to_string),
         })
         .collect()
 }
@@ -125,7 +130,7 @@ impl Report {
             self.rule,
             self.kind,
             self.howmany,
-            humantime::format_duration(std::time::Duration::from_secs(self.within_secs)),
+            human(self.within_secs),
             self.window_start,
             self.window_end
         );
@@ -143,11 +148,8 @@ impl Report {
                 )
             };
             let _ = writeln!(o, "read {}{part}", f.path.display());
-            if f.shrank {
-                let _ = writeln!(
-                    o,
-                    "  note: the file shrank while it was read (rotated with copytruncate?); the part that vanished was not counted"
-                );
+            if let Some(n) = &f.note {
+                let _ = writeln!(o, "  note: {n}");
             }
         }
         let _ = writeln!(
@@ -176,6 +178,8 @@ impl Report {
                 "ADDRESS", "HITS", "FIRST SEEN", "LAST SEEN", "TOP PORTS"
             );
             for f in &self.offenders {
+                // A source that hit many ports is counted in bounded space:
+                // its counts are lower bounds, shown as "10+".
                 let ports: Vec<String> = f
                     .top_ports
                     .iter()
@@ -183,8 +187,8 @@ impl Report {
                         format!(
                             "{}:{}{}",
                             p.port,
-                            if f.ports_estimated { ">=" } else { "" },
-                            p.hits
+                            p.hits,
+                            if f.ports_estimated { "+" } else { "" }
                         )
                     })
                     .collect();
@@ -193,21 +197,28 @@ impl Report {
                 } else {
                     ports.join(" ")
                 };
-                let action = match (&f.reason, f.action) {
-                    (Some(r), _) => format!("skipped: {r}"),
-                    (None, "added") => {
+                let action = match (&f.reason, &f.blocked_by, f.action) {
+                    (Some(r), _, _) => format!("skipped: {r}"),
+                    (None, Some(b), _) => format!("already blocked by {b}"),
+                    (None, None, "added") => {
                         format!("added to {} (timeout {}s)", f.set, self.removeafter_secs)
                     }
-                    (None, "would add") => format!(
+                    (None, None, "would add") => format!(
                         "would add to {} (timeout {}s)",
                         f.set, self.removeafter_secs
                     ),
-                    (None, a) => format!("{a} in {}", f.set),
+                    (None, None, a) => format!("{a} in {}", f.set),
                 };
                 let _ = writeln!(
                     o,
                     "  {:<39} {:>8}  {:<20}  {:<20}  {:<26}  {action}",
                     f.address, f.hits, f.first_seen, f.last_seen, ports
+                );
+            }
+            if self.offenders.iter().any(|f| f.ports_estimated) {
+                let _ = writeln!(
+                    o,
+                    "  (TOP PORTS 443:10+ means at least 10 hits on port 443: a source that hit more than 8 ports is counted in bounded space)"
                 );
             }
         }
