@@ -112,14 +112,34 @@ fn replies_and_established_traffic_are_filtered_out() {
     assert_eq!(parse(Link::Ethernet, &arp), None);
 }
 
+/// A frame cut short anywhere is either dropped or read as the whole frame
+/// is: never a half-read probe (wrong ports or flags), in user space or in
+/// the kernel filter.
 #[test]
 fn truncated_frames_never_panic_and_never_pass_half_parsed() {
     let prog = bpf::program();
-    let full = pkt::tcp(ip(ATTACKER6), ip(TARGET6), 4000, 22, SYN, Some(3));
-    for len in 0..full.len() {
-        let cut = &full[..len];
-        let _ = parse(Link::Ethernet, cut);
-        let _ = bpf::run(&prog, cut, HOST, ETHER);
+    for full in [
+        pkt::tcp(ip(ATTACKER6), ip(TARGET6), 4000, 22, SYN, Some(3)),
+        pkt::tcp(ip(ATTACKER), ip(TARGET), 4000, 23, FIN, None),
+    ] {
+        let whole = parse(Link::Ethernet, &full).expect("the whole frame is a probe");
+        let passed = bpf::run(&prog, &full, HOST, ETHER);
+        assert!(passed > 0);
+        // Ethernet (+ VLAN tag), the IP header, and the TCP header up to its
+        // flags byte: anything shorter lacks part of the probe.
+        let vlan = if whole.src.is_ipv6() { 4 } else { 0 };
+        let ip_len = if whole.src.is_ipv6() { 40 } else { 20 };
+        let needed = 14 + vlan + ip_len + 14;
+        for len in 0..full.len() {
+            let cut = &full[..len];
+            if len < needed {
+                assert_eq!(parse(Link::Ethernet, cut), None, "{len} bytes");
+                assert_eq!(bpf::run(&prog, cut, HOST, ETHER), 0, "{len} bytes");
+            } else {
+                assert_eq!(parse(Link::Ethernet, cut), Some(whole), "{len} bytes");
+                assert_eq!(bpf::run(&prog, cut, HOST, ETHER), passed, "{len} bytes");
+            }
+        }
     }
 }
 
@@ -317,8 +337,27 @@ fn pcapng_with_nanosecond_timestamps_replays_the_same() {
     assert_eq!(of(&evs, "capture_stats")[0]["frames"], 131);
 }
 
+/// Every file in `dir` with its bytes.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A replay once wrote its bans into the state file: the next apply
+/// installed them in the kernel, and a second replay made them repeat
+/// offences. It reads and writes nothing but its input and --output.
 #[test]
-fn replay_with_a_state_file_shows_progressive_bans_and_slow_scans() {
+fn replay_shows_progressive_bans_and_slow_scans_and_touches_no_state_file() {
     let dir = tmp();
     let cfg = write_config(dir.path(), "profile = \"aggressive\"");
     let state = dir.path().join("state.json");
@@ -339,27 +378,52 @@ fn replay_with_a_state_file_shows_progressive_bans_and_slow_scans() {
     }
     let pcap = dir.path().join("slow.pcap");
     write_pcap(&pcap, &frames);
-    let evs = events(&replay(
+    // A state file with a ban of its own, named both ways.
+    let before = "{\"version\": 1, \"bans\": [{\"addr\": \"203.0.113.66/32\", \"set\": \"blacklist\", \"offences\": 7, \"since\": 1, \"until\": 9999999999}]}\n";
+    std::fs::write(&state, before).unwrap();
+    let files = snapshot(dir.path());
+    for _ in 0..2 {
+        let mut c = fwctl(&[
+            "--config",
+            &cfg,
+            "capture",
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--json",
+            "--state",
+            state.to_str().unwrap(),
+        ]);
+        c.env("FWCTL_STATE", &state);
+        let out = as_user(c);
+        let evs = events(&out);
+        // The same every time: the repeat offences come from the file itself.
+        let bans: Vec<u64> = of(&evs, "ip_blocked")
+            .iter()
+            .map(|b| b["ban_seconds"].as_u64().unwrap())
+            .collect();
+        assert_eq!(bans, vec![300, 3600, 43200, 259200]);
+        assert_eq!(of(&evs, "ip_blocked")[0]["offence"], 1);
+        assert_eq!(of(&evs, "scan_detected")[0]["duration_s"], 1200);
+        assert!(String::from_utf8_lossy(&out.stderr)
+            .contains("neither reads nor writes the state file"));
+        assert_eq!(
+            snapshot(dir.path()),
+            files,
+            "nothing but the input was touched"
+        );
+    }
+    // --output is the one file a replay writes.
+    let out_file = dir.path().join("events.json");
+    let out = replay(
         &cfg,
         pcap.to_str().unwrap(),
-        &["--json", "--state", state.to_str().unwrap()],
-    ));
-    let bans: Vec<u64> = of(&evs, "ip_blocked")
-        .iter()
-        .map(|b| b["ban_seconds"].as_u64().unwrap())
-        .collect();
-    assert_eq!(bans, vec![300, 3600, 43200, 259200]);
-    assert_eq!(of(&evs, "scan_detected")[0]["duration_s"], 1200);
-    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-    assert_eq!(saved["bans"][0]["offences"], 4);
-    assert_eq!(saved["bans"][0]["addr"], "203.0.113.66/32");
-    // Replaying again continues from the saved history: the 5th ban is 3d too.
-    let evs = events(&replay(
-        &cfg,
-        pcap.to_str().unwrap(),
-        &["--json", "--state", state.to_str().unwrap()],
-    ));
-    assert_eq!(of(&evs, "ip_blocked")[0]["ban_seconds"], 259200);
+        &["--json", "--output", out_file.to_str().unwrap()],
+    );
+    assert!(out.status.success());
+    let mut want = files.clone();
+    want.push(("events.json".into(), std::fs::read(&out_file).unwrap()));
+    want.sort();
+    assert_eq!(snapshot(dir.path()), want);
 }
 
 #[test]
@@ -427,8 +491,9 @@ fn bad_input_gets_one_line_with_the_fix() {
     );
 }
 
+/// A replay leaves even a corrupt state file alone.
 #[test]
-fn a_corrupt_state_file_is_set_aside_not_a_crash() {
+fn a_corrupt_state_file_is_left_alone_by_a_replay() {
     let dir = tmp();
     let cfg = write_config(dir.path(), "");
     let state = dir.path().join("state.json");
@@ -447,22 +512,15 @@ fn a_corrupt_state_file_is_set_aside_not_a_crash() {
     );
     let evs = events(&out);
     assert_eq!(of(&evs, "ip_blocked").len(), 3);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("is corrupt") && err.contains("moved it to"),
-        "{err}"
+    assert_eq!(
+        std::fs::read_to_string(&state).unwrap(),
+        "{\"version\": 1, \"bans\": [ {\"addr\": \"nonsense\""
     );
-    let aside = std::fs::read_dir(dir.path())
+    assert!(!std::fs::read_dir(dir.path()).unwrap().any(|e| e
         .unwrap()
-        .filter_map(|e| e.ok())
-        .any(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("state.json.corrupt-")
-        });
-    assert!(aside);
-    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-    assert_eq!(saved["bans"].as_array().unwrap().len(), 3);
+        .file_name()
+        .to_string_lossy()
+        .contains("corrupt")));
 }
 
 /// The sample shipped for newcomers (README): rules/sample-scan.pcap, made by

@@ -495,7 +495,12 @@ fn a_whitelisted_address_is_refused() {
         "[trusted]\nnetworks = [\"192.0.2.0/24\", \"2001:db8:1::/48\"]\n",
     )
     .unwrap();
-    for addr in ["192.0.2.44", "2001:db8:1::9", "192.0.0.0/16"] {
+    for addr in [
+        "192.0.2.44",
+        "2001:db8:1::9",
+        "192.0.0.0/16",
+        "::ffff:192.0.2.44",
+    ] {
         let out = as_user(fwctl(&["--config", cfg.to_str().unwrap(), "ban", addr]));
         let err = one_line_error(&out);
         assert!(err.contains("is whitelisted (trusted network"), "{err}");

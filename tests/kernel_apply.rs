@@ -7,8 +7,6 @@ use common::*;
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-const KERNEL: &str = "needs root: kernel test";
-
 /// A config whose LOG prefixes carry `tag`, so this test finds its own lines.
 fn cfg_text(tag: &str, extra: &str) -> String {
     format!(
@@ -69,7 +67,6 @@ fn stderr(out: &std::process::Output) -> String {
 #[test]
 #[ignore = "needs root: kernel test"]
 fn packets_follow_the_policy_on_both_families() {
-    let _ = KERNEL;
     let host_before = host_firewall();
     let lab = Lab::new();
     let (_d, cfg) = config(&cfg_text("FWTA", ""));
@@ -323,6 +320,195 @@ fn confirm_or_roll_back() {
     let new = lab.rules();
     assert_ne!(new, old);
     assert!(new.contains("--dport 8080 -j FWCTL-ALLOW"));
+}
+
+/// A rollback once restored the whole filter table from the snapshot taken
+/// before the confirm window, wiping what other tools (Docker) and fwctl's
+/// own scan or capture added meanwhile. Now it puts back only fwctl's
+/// chains, jump and policy, and keeps every ban.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_rollback_keeps_what_others_added_during_the_confirm_window() {
+    let lab = Lab::new();
+    let (_d, cfg) = config(&cfg_text("FWTK", ""));
+    apply_ok(&lab, &cfg);
+    let ours_before: Vec<String> = lab
+        .rules()
+        .lines()
+        .filter(|l| l.contains("FWCTL"))
+        .map(str::to_string)
+        .collect();
+    let (_d2, cfg2) = config(&cfg_text(
+        "FWTK",
+        "[[service]]\nname = \"alt\"\nport = 8080\n",
+    ));
+    let mut child = lab
+        .fwctl_cmd(
+            &[
+                "--config",
+                cfg2.to_str().unwrap(),
+                "apply",
+                "--confirm",
+                "3s",
+            ],
+            &[],
+        )
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("apply ended before waiting").unwrap();
+        if line.contains("waiting") {
+            break;
+        }
+    }
+    // Meanwhile: another tool's chain and rule, and a ban.
+    for args in [
+        &["iptables", "-N", "OTHER-TOOL"][..],
+        &["iptables", "-A", "OTHER-TOOL", "-j", "RETURN"],
+        &[
+            "iptables",
+            "-I",
+            "INPUT",
+            "1",
+            "-s",
+            "192.0.2.77",
+            "-j",
+            "OTHER-TOOL",
+        ],
+        &[
+            "ip6tables",
+            "-I",
+            "INPUT",
+            "1",
+            "-s",
+            "2001:db8:77::1",
+            "-j",
+            "ACCEPT",
+        ],
+        &[
+            "ipset",
+            "add",
+            "blacklist",
+            "203.0.113.50",
+            "timeout",
+            "600",
+        ],
+    ] {
+        lab.exec_ok(&lab.target, args);
+    }
+    let status = child.wait().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(!status.success(), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("no confirmation within 3s")),
+        "{rest:?}"
+    );
+    let rules = lab.rules();
+    assert!(rules.contains(":OTHER-TOOL"), "{rules}");
+    assert!(
+        rules.contains("-A INPUT -s 192.0.2.77/32 -j OTHER-TOOL"),
+        "{rules}"
+    );
+    assert!(
+        rules.contains("-A INPUT -s 2001:db8:77::1/128 -j ACCEPT"),
+        "{rules}"
+    );
+    assert!(
+        !rules.contains("--dport 8080"),
+        "the new rules are gone: {rules}"
+    );
+    let ours_after: Vec<String> = rules
+        .lines()
+        .filter(|l| l.contains("FWCTL"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ours_after, ours_before, "fwctl's part is as before");
+    let bl = lab.set_members("blacklist");
+    assert!(
+        bl.get("203.0.113.50")
+            .is_some_and(|t| t.is_some_and(|t| t > 500)),
+        "{bl:?}"
+    );
+    assert!(
+        bl.contains_key("198.51.100.11"),
+        "the config's member is back: {bl:?}"
+    );
+}
+
+/// `FWCTL_IPTABLES_SAVE=/bin/true fwctl apply` once exited 0 with two jumps.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_save_tool_that_lies_changes_nothing_and_one_jump_stays_one() {
+    let lab = Lab::new();
+    let (dir, cfg) = config(&cfg_text("FWTJ", ""));
+    apply_ok(&lab, &cfg);
+    let before = lab.rules();
+    let out = lab.fwctl(
+        &["--config", cfg.to_str().unwrap(), "apply"],
+        &[("FWCTL_IPTABLES_SAVE", "/bin/true")],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("printed no filter table"), "{err}");
+    assert_eq!(lab.rules(), before, "nothing changed");
+    // A save that prints an empty filter table hides our jump from the
+    // render: apply inserts a second one, and then takes it out again.
+    let fake = dir.path().join("iptables-save");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n[ -e \"$0.used\" ] && exec iptables-save \"$@\"\ntouch \"$0.used\"\nprintf '*filter\\n:INPUT ACCEPT [0:0]\\nCOMMIT\\n'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = lab.fwctl(
+        &["--config", cfg.to_str().unwrap(), "apply"],
+        &[("FWCTL_IPTABLES_SAVE", fake.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("more than one jump"),
+        "{}",
+        stderr(&out)
+    );
+    let v4 = lab.exec_ok(&lab.target, &["iptables-save", "-t", "filter"]);
+    assert_eq!(v4.matches("-A INPUT -j FWCTL-INPUT").count(), 1, "{v4}");
+}
+
+/// The kernel takes ipset timeouts up to 2147483 s, not ipset's 4294967.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn the_kernels_largest_timeout_is_what_fwctl_allows() {
+    let lab = Lab::new();
+    lab.exec_ok(
+        &lab.target,
+        &["ipset", "create", "fwt-t", "hash:ip", "timeout", "0"],
+    );
+    let max = fwctl::units::duration::MAX_TIMEOUT;
+    lab.exec_ok(
+        &lab.target,
+        &[
+            "ipset",
+            "add",
+            "fwt-t",
+            "203.0.113.1",
+            "timeout",
+            &max.to_string(),
+        ],
+    );
+    let over = lab.exec(
+        &lab.target,
+        &[
+            "ipset",
+            "add",
+            "fwt-t",
+            "203.0.113.2",
+            "timeout",
+            &(max + 1).to_string(),
+        ],
+    );
+    assert!(!over.status.success(), "the kernel took {}", max + 1);
 }
 
 #[test]

@@ -378,10 +378,13 @@ fn detect_only_bans_nothing_and_a_missing_set_is_refused() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(
-        err.contains("ipset blacklist does not exist; fix: run `fwctl apply`"),
-        "{err}"
+    // The fix names the same config and state file.
+    let fix = format!(
+        "ipset blacklist does not exist; fix: run `sudo fwctl --config {} --state {} apply`",
+        cfg.display(),
+        state.display()
     );
+    assert!(err.contains(&fix), "{fix} in {err}");
     assert!(!state.exists());
 
     apply(&lab, &cfg);

@@ -98,7 +98,7 @@ fn ban_unban_and_list_on_both_families() {
     // IPv4 into the default set (blacklist) for the default day.
     let out = ok(&o.run(&["ban", &a4.to_string()]), "ban v4");
     assert!(
-        out.contains("banned 198.51.100.14 in blacklist for 1day"),
+        out.contains("banned 198.51.100.14 in blacklist for 1d (until"),
         "{out}"
     );
     let t = o.timeout("blacklist", "198.51.100.14").unwrap();
@@ -281,6 +281,14 @@ fn status_reports_drift_and_repair_puts_rules_and_bans_back() {
         p.contains("IPv4: fwctl's rules changed") && p.contains("status --repair"),
         "{p}"
     );
+    // The fix acts on the same files: the --config given and the state file
+    // (named through FWCTL_STATE, which sudo would drop).
+    let fix = format!(
+        "fix: sudo fwctl --config {} --state {} status --repair",
+        o.cfg,
+        o.lab.state_path().display()
+    );
+    assert!(p.contains(&fix), "{fix} in {p}");
     let human = text(&o.run(&["status"]));
     assert!(
         human.contains("DRIFT") && human.contains("- jump at INPUT 1"),
@@ -468,6 +476,25 @@ fn status_shows_the_last_scan_and_a_running_capture() {
     child.wait().unwrap();
     let (v, _) = o.status(&[]);
     assert_eq!(v["capture"]["running"], false);
+
+    // A run directory that does not exist yet is made (it once read as
+    // "already running").
+    let fresh = o.lab.run_dir.path().join("not/yet");
+    let mut child = o
+        .lab
+        .fwctl_cmd(&["--config", &o.cfg, "capture", "--detect-only"], &[])
+        .env("FWCTL_RUN_DIR", &fresh)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    assert!(line.contains("fwctl: capture on"), "{line}");
+    assert!(fresh.join("capture.pid").exists());
 }
 
 #[test]

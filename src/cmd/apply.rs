@@ -46,13 +46,56 @@ impl fmt::Display for ApplyError {
 
 impl std::error::Error for ApplyError {}
 
-/// What the kernel has now.
+/// What the kernel has now. A table save without a filter table is an
+/// error: `iptables-save -t filter` always prints one, so the save tool is
+/// not reading this kernel (FWCTL_IPTABLES_SAVE=/bin/true), and rules
+/// rendered against "nothing there" would add a second jump.
 pub fn snapshot(b: &mut dyn Backend) -> Result<Snapshot, StepError> {
+    let table = |b: &mut dyn Backend, family| -> Result<String, StepError> {
+        let s = b.save_table(family)?;
+        apply::check_saved(&s, family).map_err(|e| StepError {
+            step: format!(
+                "{}-save -t filter",
+                if family.is_v6() {
+                    "ip6tables"
+                } else {
+                    "iptables"
+                }
+            ),
+            detail: e.0,
+        })?;
+        Ok(s)
+    };
     Ok(Snapshot {
-        v4: b.save_table(Family::V4)?,
-        v6: b.save_table(Family::V6)?,
+        v4: table(b, Family::V4)?,
+        v6: table(b, Family::V6)?,
         sets: b.save_sets()?,
     })
+}
+
+/// After an install, exactly one jump to fwctl's chain in each INPUT,
+/// whatever the snapshot's save printed: extra ones are deleted. Returns
+/// both tables as the kernel prints them now (the record for `status`).
+pub fn settle_jumps(b: &mut dyn Backend) -> Result<(String, String)> {
+    let mut saves = Vec::new();
+    for family in [Family::V4, Family::V6] {
+        let mut save = b.save_table(family)?;
+        if let Some(script) = apply::extra_jumps(&save, family)? {
+            say!(
+                "fwctl: warning: {} INPUT had more than one jump to {}; the extra ones were deleted",
+                family.name(),
+                ruleset::MAIN_CHAIN
+            );
+            b.restore_table(family, &script, true)?;
+            save = b.save_table(family)?;
+            if apply::extra_jumps(&save, family)?.is_some() {
+                bail!("{} INPUT still has more than one jump to {}; fix: check `iptables-save` by hand", family.name(), ruleset::MAIN_CHAIN);
+            }
+        }
+        saves.push(save);
+    }
+    let v6 = saves.pop().expect("two");
+    Ok((saves.pop().expect("two"), v6))
 }
 
 /// Install the scripts; on any failure restore `snap` and report.
@@ -80,9 +123,11 @@ pub fn install(
     })
 }
 
-/// Put the filter tables of `tables` and fwctl's sets back as `snap` had
-/// them. Tables go first so the sets are no longer referenced when some must
-/// be destroyed.
+/// Put fwctl's part of the filter tables of `tables` (its chains, its jump,
+/// the INPUT policy) and fwctl's sets back as `snap` had them, with
+/// --noflush: rules, chains and bans that others added since stay. Tables
+/// go first so the sets are no longer referenced when some must be
+/// destroyed.
 pub fn rollback(
     b: &mut dyn Backend,
     ours: &[String],
@@ -91,7 +136,10 @@ pub fn rollback(
 ) -> Result<(), StepError> {
     let mut first_err = None;
     for &family in tables {
-        if let Err(e) = b.restore_table(family, &apply::rollback_table(snap, family), false) {
+        let result = b.save_table(family).and_then(|now| {
+            b.restore_table(family, &apply::rollback_table(snap, &now, family), true)
+        });
+        if let Err(e) = result {
             first_err.get_or_insert(e);
         }
     }
@@ -175,22 +223,20 @@ fn state_bans(cfg: &Config, path: &Path, t: i64) -> Vec<apply::Ban> {
         .collect()
 }
 
-/// Note what was installed (fwctl's rules as the kernel prints them back),
-/// so `status` tells drift from a config edit. A failure only warns: the
-/// rules are in.
-fn record_applied(sys: &mut System, cfg: &Config, plan: &Plan, path: &Path, t: i64) {
-    let saved = (|| -> Result<state::Applied> {
-        Ok(state::Applied {
-            at: t,
-            config: cfg.path.clone(),
-            digest: ruleset::drift::digest(plan),
-            v4: ruleset::drift::ours(&sys.save_table(Family::V4)?),
-            v6: ruleset::drift::ours(&sys.save_table(Family::V6)?),
-        })
-    })()
-    .and_then(|a| Ok(statefile::update(path, t, |st| st.applied = Some(a)).map(drop)?));
+/// Note what was installed (fwctl's rules as the kernel printed them back
+/// right after), so `status` tells drift from a config edit. A failure only
+/// warns: the rules are in.
+fn record_applied(saves: &(String, String), cfg: &Config, plan: &Plan, path: &Path, t: i64) {
+    let applied = state::Applied {
+        at: t,
+        config: cfg.path.clone(),
+        digest: ruleset::drift::digest(plan),
+        v4: ruleset::drift::ours(&saves.0),
+        v6: ruleset::drift::ours(&saves.1),
+    };
+    let saved = statefile::update(path, t, |st| st.applied = Some(applied));
     if let Err(e) = saved {
-        say!("fwctl: warning: could not record this apply in the state file ({e:#}); `fwctl status` cannot check for drift");
+        say!("fwctl: warning: could not record this apply in the state file ({e}); `fwctl status` cannot check for drift");
     }
 }
 
@@ -243,6 +289,7 @@ pub fn apply(inv: &Invocation, dry_run: bool, confirm: Option<Duration>) -> Resu
     let snap = snapshot(&mut sys).context("reading the current rules and sets")?;
     let (now, scripts) = apply::prepare(&plan, &snap, &bans)?;
     install(&mut sys, &plan, &snap, &scripts)?;
+    let saves = settle_jumps(&mut sys)?;
     let statics: usize = plan.sets.iter().map(|s| s.members.len()).sum();
     let carried: usize = now.carried.values().map(Vec::len).sum();
     let rules = |t: &ruleset::Table| t.chains.iter().map(|c| c.rules.len()).sum::<usize>();
@@ -257,7 +304,7 @@ pub fn apply(inv: &Invocation, dry_run: bool, confirm: Option<Duration>) -> Resu
         now.restored
     );
     let Some(window) = confirm else {
-        record_applied(&mut sys, &cfg, &plan, &state_file, t);
+        record_applied(&saves, &cfg, &plan, &state_file, t);
         return Ok(());
     };
     let tty = std::io::stdin().is_terminal();
@@ -269,7 +316,7 @@ pub fn apply(inv: &Invocation, dry_run: bool, confirm: Option<Duration>) -> Resu
     let outcome = confirm::wait(&run_dir, window, tty).context("waiting for confirmation")?;
     if outcome == Outcome::Confirmed {
         say!("fwctl: confirmed; the new rules stay");
-        record_applied(&mut sys, &cfg, &plan, &state_file, t);
+        record_applied(&saves, &cfg, &plan, &state_file, t);
         return Ok(());
     }
     let why = match outcome {
@@ -334,6 +381,7 @@ pub fn remove(inv: &Invocation, sets: bool) -> Result<()> {
 mod tests {
     use super::*;
     use crate::core::apply::{prepare, Ban};
+    use crate::core::ruleset::save::Saved;
     use crate::testing::fake::Fake;
     use ipnet::IpNet;
 
@@ -347,12 +395,15 @@ mod tests {
         ruleset::build(&c)
     }
 
-    const BEFORE_V4: &str = "*filter\n:INPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n-A INPUT -s 192.0.2.9/32 -j ACCEPT\nCOMMIT\n";
+    const BEFORE_V4: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:DOCKER - [0:0]\n-A INPUT -s 192.0.2.9/32 -j ACCEPT\nCOMMIT\n";
+
+    const EMPTY: &str =
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
 
     fn fake() -> Fake {
         Fake {
             v4: BEFORE_V4.into(),
-            v6: String::new(),
+            v6: EMPTY.into(),
             sets: "create blacklist hash:net family inet hashsize 1024 maxelem 262144 timeout 0\n\
                    add blacklist 198.51.100.9 timeout 300\n"
                 .into(),
@@ -379,7 +430,98 @@ mod tests {
                 "restore V6 --noflush"
             ]
         );
-        assert!(b.v4.contains("-I INPUT 1 -j FWCTL-INPUT"));
+        let v4 = Saved::filter(&b.v4);
+        assert_eq!(v4.jump_positions(), [1]);
+        assert_eq!(v4.policy("INPUT"), Some("DROP"));
+        assert!(b.v4.contains("-A INPUT -s 192.0.2.9/32 -j ACCEPT") && b.v4.contains(":DOCKER"));
+        // Applied again over itself: still one jump.
+        let snap = snapshot(&mut b).unwrap();
+        let (_, scripts) = prepare(&p, &snap, &[]).unwrap();
+        install(&mut b, &p, &snap, &scripts).unwrap();
+        assert_eq!(Saved::filter(&b.v4).jump_positions(), [1]);
+        assert_eq!(settle_jumps(&mut b).unwrap().0, b.v4);
+    }
+
+    /// A save that hides rules (FWCTL_IPTABLES_SAVE=/bin/true) is refused
+    /// before anything changes; a save that hid our jump once let apply add
+    /// a second one, which settle_jumps takes out.
+    #[test]
+    fn a_save_that_lies_changes_nothing_or_leaves_one_jump() {
+        let mut b = fake();
+        b.v4 = String::new();
+        let e = snapshot(&mut b).unwrap_err().to_string();
+        assert!(e.contains("printed no filter table"), "{e}");
+        assert!(b.calls.iter().all(|c| c.starts_with("save")));
+        let mut b = fake();
+        let p = plan();
+        let snap = snapshot(&mut b).unwrap();
+        install(&mut b, &p, &snap, &prepare(&p, &snap, &[]).unwrap().1).unwrap();
+        // The next apply is told "nothing there" and inserts a second jump.
+        let blind = Snapshot {
+            v4: BEFORE_V4.into(),
+            ..snapshot(&mut b).unwrap()
+        };
+        install(&mut b, &p, &blind, &prepare(&p, &blind, &[]).unwrap().1).unwrap();
+        assert_eq!(Saved::filter(&b.v4).jump_positions().len(), 2);
+        let (v4, _) = settle_jumps(&mut b).unwrap();
+        assert_eq!(Saved::filter(&v4).jump_positions(), [1]);
+    }
+
+    /// During a --confirm window another tool adds a chain and a rule and a
+    /// ban arrives; the rollback keeps all three and takes out only fwctl.
+    #[test]
+    fn a_rollback_keeps_what_others_added_meanwhile() {
+        let mut b = fake();
+        let p = plan();
+        let snap = snapshot(&mut b).unwrap();
+        install(&mut b, &p, &snap, &prepare(&p, &snap, &[]).unwrap().1).unwrap();
+        b.restore_table(
+            Family::V4,
+            "*filter\n:EXTRA - [0:0]\n-I INPUT 1 -s 192.0.2.77/32 -j ACCEPT\n-A EXTRA -j RETURN\nCOMMIT\n",
+            true,
+        )
+        .unwrap();
+        b.sets.push_str("add blacklist 203.0.113.50 timeout 600\n");
+        let before = b.sets.len();
+        rollback(
+            &mut b,
+            &apply::set_names(&p),
+            &snap,
+            &[Family::V4, Family::V6],
+        )
+        .unwrap();
+        // The sets' rollback script (what the fake appended) keeps the ban.
+        let script = b.sets[before..].to_string();
+        let tmp = script
+            .lines()
+            .find_map(|l| {
+                l.strip_suffix(" blacklist")
+                    .and_then(|l| l.strip_prefix("swap "))
+            })
+            .unwrap_or_else(|| panic!("{script}"));
+        assert!(
+            script.contains(&format!("add {tmp} 203.0.113.50 timeout 600\n")),
+            "{script}"
+        );
+        let v4 = Saved::filter(&b.v4);
+        assert_eq!(v4.fwctl_chains().count(), 0, "{}", b.v4);
+        assert!(v4.jump_positions().is_empty());
+        assert_eq!(v4.policy("INPUT"), Some("ACCEPT"));
+        assert!(
+            v4.chains.contains(&"EXTRA".to_string()) && v4.chains.contains(&"DOCKER".to_string())
+        );
+        assert!(
+            b.v4.contains("-A INPUT -s 192.0.2.77/32 -j ACCEPT"),
+            "{}",
+            b.v4
+        );
+        assert!(b.v4.contains("-A INPUT -s 192.0.2.9/32 -j ACCEPT"));
+        assert!(b
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("restore V"))
+            .all(|c| c.ends_with("--noflush")));
+        assert!(Saved::filter(&b.v6).fwctl_chains().next().is_none());
     }
 
     #[test]
@@ -398,12 +540,19 @@ mod tests {
         );
         assert!(msg.contains("put back"), "{msg}");
         // The IPv4 table is the snapshot again, Docker's chain included.
-        assert_eq!(b.v4, BEFORE_V4);
-        assert!(
-            b.v6.is_empty(),
+        assert_eq!(Saved::filter(&b.v4), Saved::filter(BEFORE_V4));
+        assert_eq!(
+            Saved::filter(&b.v6),
+            Saved::filter(EMPTY),
             "the failed (atomic) IPv6 step is not re-run"
         );
-        assert!(!b.calls.contains(&"restore V6".to_string()));
+        assert_eq!(
+            b.calls
+                .iter()
+                .filter(|c| c.starts_with("restore V6"))
+                .count(),
+            1
+        );
         assert_eq!(
             b.calls.last().unwrap(),
             "restore sets",
@@ -432,15 +581,10 @@ mod tests {
         let p = plan();
         let snap = snapshot(&mut b).unwrap();
         install(&mut b, &p, &snap, &prepare(&p, &snap, &[]).unwrap().1).unwrap();
-        // The fake keeps the last restore input as "the table": use a save-like text.
-        b.v4 = format!(
-            "{}-A INPUT -j FWCTL-INPUT\n:FWCTL-INPUT - [0:0]\nCOMMIT\n",
-            &BEFORE_V4[..BEFORE_V4.len() - 7]
-        );
         b.calls.clear();
         take_out(&mut b, &apply::set_names(&p), true).unwrap();
-        assert!(b.v4.contains("-D INPUT -j FWCTL-INPUT") && b.v4.contains("-X FWCTL-INPUT"));
-        assert!(!b.v4.contains("DOCKER"));
+        assert_eq!(Saved::filter(&b.v4), Saved::filter(BEFORE_V4), "{}", b.v4);
+        assert!(Saved::filter(&b.v6).fwctl_chains().next().is_none());
         assert!(
             b.sets.contains("destroy blacklist\n")
                 && b.sets.ends_with("destroy throttle-soft_v6\n")

@@ -39,7 +39,8 @@ pub struct Options {
     pub iface: Option<String>,
     /// Replay a pcap or pcapng file through the detector instead of watching
     /// live traffic, with the packets' own timestamps as the clock. Bans are
-    /// decided and reported, never applied.
+    /// decided and reported, never applied; nothing but FILE and --output is
+    /// read or written (no state file).
     #[arg(long, value_name = "FILE", conflicts_with = "iface")]
     pub pcap: Option<PathBuf>,
     /// Report scans without banning (the config's mode = "detection_only" does the same).
@@ -149,7 +150,6 @@ fn engine(config: &Config, opts: &Options, mode: Mode, history: History) -> Resu
     Ok(e)
 }
 
-/// `state`: the global --state (a replay reads and writes one only when given).
 pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     let config = inv.load()?;
     let state = inv.state();
@@ -159,24 +159,19 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
         }
     }
     match &opts.pcap {
-        Some(p) => run_replay(&config, opts, p, state),
+        Some(p) => run_replay(&config, opts, p, state.is_some()),
         None => run_live(&config, opts, inv),
     }
 }
 
-fn run_replay(config: &Config, opts: &Options, path: &Path, state: Option<&Path>) -> Result<()> {
-    let now = host::now();
-    let (history, warning) = match state {
-        Some(p) => {
-            let l = statefile::load(p, now)?;
-            (l.state.history, l.warning)
-        }
-        None => Default::default(),
-    };
-    if let Some(w) = warning {
-        say!("fwctl: warning: {w}");
+/// A replay reads and writes nothing but its input and --output: its bans
+/// are decisions to look at, so no state file learns of them (an apply would
+/// install them, a second replay would count them as repeat offences).
+fn run_replay(config: &Config, opts: &Options, path: &Path, state_named: bool) -> Result<()> {
+    if state_named {
+        say!("fwctl: note: a replay neither reads nor writes the state file; its repeat offences are counted within the file alone");
     }
-    let mut e = engine(config, opts, Mode::Replay, history)?;
+    let mut e = engine(config, opts, Mode::Replay, History::default())?;
     e.dests.any = e.dests.nets.is_empty();
     let mut source = pcap::Pcap::open(path)?;
     let mut sink = open_sink(opts, false)?;
@@ -217,9 +212,6 @@ fn run_replay(config: &Config, opts: &Options, path: &Path, state: Option<&Path>
     }
     sink.emit(&Event::CaptureStats(stats))?;
     sink.flush()?;
-    if let Some(p) = state {
-        save_history(p, &mut e.history, (last / 1_000_000) as i64)?;
-    }
     Ok(())
 }
 
@@ -277,14 +269,17 @@ fn run_live(config: &Config, opts: &Options, inv: &Invocation) -> Result<()> {
     let state_path = config.state_path(state);
     // One capture per run directory: a second one would ban twice and fight
     // over the state file. Held until exit; `fwctl status` reads it.
-    let _running = lock::acquire_file(&lock::capture_lock(), Duration::ZERO).map_err(|_| {
-        anyhow::anyhow!(
+    // The run directory is made if missing (as for every other lock), and
+    // only a lock held by a live capture reads as "already running".
+    lock::ensure_run_dir(&lock::run_dir())?;
+    let _running = match lock::acquire_file(&lock::capture_lock(), Duration::ZERO) {
+        Ok(l) => l,
+        Err(lock::LockError::Held { pid, .. }) => bail!(
             "fwctl capture is already running{}; fix: stop it first (systemctl stop fwctl-capture)",
-            lock::holder(&lock::capture_lock())
-                .map(|p| format!(" (pid {p})"))
-                .unwrap_or_default()
-        )
-    })?;
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        ),
+        Err(e) => return Err(e.into()),
+    };
     // Load the history, and prove the state file can be written now, not at the first ban.
     let mut loaded = History::default();
     save_history(&state_path, &mut loaded, host::now()).with_context(|| {

@@ -127,18 +127,100 @@ pub fn set_names(plan: &Plan) -> Vec<String> {
     plan.sets.iter().map(|s| s.name.clone()).collect()
 }
 
-/// The `iptables-restore` input (without --noflush) that puts one family's
-/// filter table back as the snapshot had it.
-pub fn rollback_table(snap: &Snapshot, family: Family) -> String {
-    Saved::filter(snap.table(family)).restore_text("filter")
+/// The `iptables-restore --noflush` input that puts fwctl's part of one
+/// family's filter table back as the snapshot had it: its chains with their
+/// rules, its jump from INPUT and the INPUT policy. `now` is the table as it
+/// is at rollback time; everything in it that is not fwctl's (rules and
+/// chains another tool added, before the snapshot or since) stays.
+pub fn rollback_table(snap: &Snapshot, now: &str, family: Family) -> String {
+    let then = Saved::filter(snap.table(family));
+    let now = Saved::filter(now);
+    let mut out = format!(
+        "*filter\n:INPUT {} [0:0]\n",
+        then.policy("INPUT").unwrap_or("ACCEPT")
+    );
+    let then_chains: BTreeSet<&str> = then.fwctl_chains().collect();
+    // Declaring a chain flushes it (or creates it): then's chains come back
+    // with then's rules only.
+    for c in then.fwctl_chains() {
+        out += &format!(":{c} - [0:0]\n");
+    }
+    let gone: Vec<&str> = now
+        .fwctl_chains()
+        .filter(|c| !then_chains.contains(c))
+        .collect();
+    for c in &gone {
+        out += &format!("-F {c}\n");
+    }
+    // Our jumps now, by rule number from the bottom so the numbers hold.
+    let jumps_now = now.jump_positions();
+    for p in jumps_now.iter().rev() {
+        out += &format!("-D INPUT {p}\n");
+    }
+    // Then's jumps at then's positions, as far as INPUT is that long now.
+    let others = now.rules_of("INPUT").count() - jumps_now.len();
+    for (k, p) in then.jump_positions().into_iter().enumerate() {
+        // INPUT holds the other rules and the k jumps inserted before.
+        let room = others + k + 1;
+        out += &format!("-I INPUT {} -j {}\n", p.min(room), ruleset::MAIN_CHAIN);
+    }
+    for (c, line) in &then.rules {
+        if then_chains.contains(c.as_str()) {
+            out += line;
+            out.push('\n');
+        }
+    }
+    for c in &gone {
+        out += &format!("-X {c}\n");
+    }
+    out + "COMMIT\n"
 }
 
 /// The `ipset restore` input that puts `ours` back as the snapshot had them,
-/// given the set names that exist now.
+/// keeping every ban they hold `now` (the `ipset save` text of now).
 pub fn rollback_sets(ours: &[String], snap: &Snapshot, now: &str) -> String {
     let before: BTreeMap<String, SavedSet> = ipset::parse_save(&snap.sets);
-    let now: BTreeSet<String> = ipset::parse_save(now).into_keys().collect();
+    let now: BTreeMap<String, SavedSet> = ipset::parse_save(now);
     ipset::render_rollback(ours, &before, &now, ruleset::temp_set_name)
+}
+
+/// Why the kernel's tables cannot be trusted to be what a save printed.
+pub fn check_saved(save: &str, family: Family) -> Result<(), Invalid> {
+    if Saved::filter(save).found {
+        return Ok(());
+    }
+    let tool = match family {
+        Family::V4 => "iptables-save",
+        Family::V6 => "ip6tables-save",
+    };
+    Err(Invalid(format!(
+        "{tool} -t filter printed no filter table ({} bytes): fwctl cannot see the rules it would change, so nothing was changed; fix: check that FWCTL_{} (or {tool} on PATH) is the real {tool}",
+        save.len(),
+        tool.to_uppercase().replace('-', "_")
+    )))
+}
+
+/// After an install: exactly one jump to fwctl's chain must be in INPUT.
+/// The `iptables-restore --noflush` input that deletes the extra ones (by
+/// rule number, keeping the first), or None when there is exactly one.
+pub fn extra_jumps(save: &str, family: Family) -> Result<Option<String>, Invalid> {
+    check_saved(save, family)?;
+    let jumps = Saved::filter(save).jump_positions();
+    match jumps.len() {
+        0 => Err(Invalid(format!(
+            "after installing, {} INPUT has no jump to {}; fix: run fwctl apply again and check `iptables-save`",
+            family.name(),
+            ruleset::MAIN_CHAIN
+        ))),
+        1 => Ok(None),
+        _ => {
+            let mut s = String::from("*filter\n");
+            for p in jumps[1..].iter().rev() {
+                s += &format!("-D INPUT {p}\n");
+            }
+            Ok(Some(s + "COMMIT\n"))
+        }
+    }
 }
 
 /// The `iptables-restore --noflush` input that takes fwctl out of one
@@ -181,17 +263,63 @@ pub fn dry_run_text(
 mod tests {
     use super::*;
 
+    /// A rollback once restored the whole filter table from a snapshot up
+    /// to an hour old, wiping what Docker added meanwhile. It puts back
+    /// fwctl's part only and leaves everything else as it is now.
     #[test]
-    fn a_rollback_table_is_the_snapshot_s_filter_table() {
+    fn a_rollback_puts_back_fwctls_part_and_nothing_else() {
         let snap = Snapshot {
-            v4: "# x\n*nat\nCOMMIT\n*filter\n:INPUT DROP [1:2]\n:DOCKER - [0:0]\n-A INPUT -j DOCKER\nCOMMIT\n# done\n".into(),
+            v4: "*filter\n:INPUT ACCEPT [1:2]\n:FWCTL-INPUT - [0:0]\n:FWCTL-OLD - [0:0]\n\
+                 -A INPUT -j FWCTL-INPUT\n-A INPUT -s 192.0.2.9/32 -j ACCEPT\n\
+                 -A FWCTL-INPUT -i lo -j ACCEPT\n-A FWCTL-OLD -j RETURN\nCOMMIT\n"
+                .into(),
             ..Snapshot::default()
         };
+        // Now: the new apply's chains and policy, a Docker chain and rule
+        // added meanwhile above our jump.
+        let now = "*filter\n:INPUT DROP [0:0]\n:DOCKER - [0:0]\n:FWCTL-INPUT - [0:0]\n:FWCTL-NEW - [0:0]\n\
+                   -A INPUT -j DOCKER\n-A INPUT -j FWCTL-INPUT\n-A INPUT -s 192.0.2.9/32 -j ACCEPT\n\
+                   -A DOCKER -j RETURN\n-A FWCTL-INPUT -j FWCTL-NEW\n-A FWCTL-NEW -j DROP\nCOMMIT\n";
+        let s = rollback_table(&snap, now, Family::V4);
         assert_eq!(
-            rollback_table(&snap, Family::V4),
-            "*filter\n:INPUT DROP [0:0]\n:DOCKER - [0:0]\n-A INPUT -j DOCKER\nCOMMIT\n"
+            s,
+            "*filter\n:INPUT ACCEPT [0:0]\n:FWCTL-INPUT - [0:0]\n:FWCTL-OLD - [0:0]\n-F FWCTL-NEW\n\
+             -D INPUT 2\n-I INPUT 1 -j FWCTL-INPUT\n-A FWCTL-INPUT -i lo -j ACCEPT\n-A FWCTL-OLD -j RETURN\n\
+             -X FWCTL-NEW\nCOMMIT\n"
         );
-        // Nothing printed: an empty filter table.
-        assert!(rollback_table(&snap, Family::V6).starts_with("*filter\n:INPUT ACCEPT"));
+        assert!(!s.contains("DOCKER") && !s.contains("192.0.2.9"));
+        // A first apply rolled back: fwctl leaves nothing behind.
+        let first = Snapshot {
+            v4: "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n".into(),
+            ..Snapshot::default()
+        };
+        let s = rollback_table(&first, now, Family::V4);
+        assert!(
+            s.contains("-F FWCTL-INPUT\n")
+                && s.contains("-X FWCTL-INPUT\n")
+                && s.contains("-D INPUT 2\n"),
+            "{s}"
+        );
+        assert!(!s.contains("-I INPUT"), "{s}");
+    }
+
+    /// `FWCTL_IPTABLES_SAVE=/bin/true fwctl apply` once left two jumps.
+    #[test]
+    fn a_save_without_a_filter_table_is_refused_and_extra_jumps_found() {
+        let e = check_saved("", Family::V4).unwrap_err();
+        assert!(
+            e.0.contains("iptables-save -t filter printed no filter table")
+                && e.0.contains("FWCTL_IPTABLES_SAVE"),
+            "{e}"
+        );
+        assert!(check_saved("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", Family::V6).is_ok());
+        let two = "*filter\n:INPUT DROP [0:0]\n-A INPUT -j FWCTL-INPUT\n-A INPUT -p tcp -j ACCEPT\n-A INPUT -j FWCTL-INPUT\nCOMMIT\n";
+        assert_eq!(
+            extra_jumps(two, Family::V4).unwrap().as_deref(),
+            Some("*filter\n-D INPUT 3\nCOMMIT\n")
+        );
+        let one = "*filter\n:INPUT DROP [0:0]\n-A INPUT -j FWCTL-INPUT\nCOMMIT\n";
+        assert_eq!(extra_jumps(one, Family::V4).unwrap(), None);
+        assert!(extra_jumps("*filter\nCOMMIT\n", Family::V4).is_err());
     }
 }

@@ -237,6 +237,8 @@ mod tests {
         let v6 = net("2001:db8:9::5");
         assert_eq!(ban_set(&c, &p, None, &v4).unwrap(), "blacklist");
         assert_eq!(ban_set(&c, &p, None, &v6).unwrap(), "blacklist_v6");
+        let mapped = net("::ffff:198.51.100.77");
+        assert_eq!(ban_set(&c, &p, None, &mapped).unwrap(), "blacklist");
         assert_eq!(
             ban_set(&c, &p, Some("throttle-hard"), &v6).unwrap(),
             "throttle-hard_v6"

@@ -112,15 +112,47 @@ mod tests {
         assert!(own_addresses().contains(&IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)));
     }
 
-    #[test]
-    fn the_local_zone_agrees_with_the_c_library() {
+    /// The zone as sampled, against the C library every 7 hours over the
+    /// span it covers.
+    fn zone_matches_the_c_library() -> Zone {
         let now = now();
         let z = local_zone(now);
-        // Every 7 hours over the covered span (run with e.g. TZ=Europe/Berlin
-        // to cross real DST changes).
         for k in 0..(399 * 24 / 7) {
             let t = now - k * 7 * 3600;
             assert_eq!(z.offset_at(t), offset_at(t), "{t}");
         }
+        z
+    }
+
+    /// Under UTC (the usual zone of CI) no offset ever changes and the
+    /// comparison proves little; so it runs again in a child process in a
+    /// zone with daylight saving time, given as a POSIX rule (no tzdata
+    /// needed), and that child must see two offsets.
+    #[test]
+    fn the_local_zone_agrees_with_the_c_library() {
+        let z = zone_matches_the_c_library();
+        let here = "sys::host::tests::the_local_zone_agrees_with_the_c_library";
+        if std::env::var_os("FWCTL_ZONE_CHILD").is_some() {
+            let t = now();
+            assert_ne!(
+                z.offset_at(t),
+                z.offset_at(t - 182 * 86_400),
+                "TZ={:?} has no DST change in the sampled year",
+                std::env::var("TZ")
+            );
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", here, "--test-threads", "1"])
+            .env("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")
+            .env("FWCTL_ZONE_CHILD", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -94,14 +94,16 @@ pub fn load(path: &Path, now: i64) -> Result<Loaded> {
             warning: None,
         }),
         Err(why) => {
-            let aside = aside_name(path, now);
-            if let Err(err) = std::fs::rename(path, &aside) {
-                return Err(StateError::Aside {
-                    path: path.to_path_buf(),
-                    why,
-                    err,
-                });
-            }
+            let aside = match set_aside(path, now) {
+                Ok(a) => a,
+                Err(err) => {
+                    return Err(StateError::Aside {
+                        path: path.to_path_buf(),
+                        why,
+                        err,
+                    })
+                }
+            };
             Ok(Loaded {
                 state: State::default(),
                 warning: Some(format!(
@@ -114,10 +116,27 @@ pub fn load(path: &Path, now: i64) -> Result<Loaded> {
     }
 }
 
-fn aside_name(path: &Path, now: i64) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(format!(".corrupt-{now}"));
-    PathBuf::from(name)
+/// Move a corrupt file to `PATH.corrupt-<now>` (or `-<now>-2`, `-3`, ...):
+/// linked under the new name first, which fails rather than replace a file
+/// set aside before, then unlinked, so no corrupt file is ever lost.
+fn set_aside(path: &Path, now: i64) -> io::Result<PathBuf> {
+    for n in 1.. {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".corrupt-{now}"));
+        if n > 1 {
+            name.push(format!("-{n}"));
+        }
+        let aside = PathBuf::from(name);
+        match std::fs::hard_link(path, &aside) {
+            Ok(()) => {
+                std::fs::remove_file(path)?;
+                return Ok(aside);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("an unbounded range")
 }
 
 fn lock_name(path: &Path) -> PathBuf {
@@ -230,6 +249,19 @@ mod tests {
         );
         assert!(!path.exists());
         assert!(dir.path().join("sub/state.json.corrupt-100").exists());
+
+        // Another corrupt file set aside in the same second keeps both.
+        std::fs::write(&path, b"second").unwrap();
+        let w = load(&path, 100).unwrap().warning.unwrap();
+        assert!(w.contains("state.json.corrupt-100-2"), "{w}");
+        assert_eq!(
+            std::fs::read(dir.path().join("sub/state.json.corrupt-100")).unwrap(),
+            b"{ not json"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("sub/state.json.corrupt-100-2")).unwrap(),
+            b"second"
+        );
 
         assert!(load(&dir.path().join("missing.json"), 1)
             .unwrap()

@@ -92,7 +92,8 @@ pub fn parse_net(s: &str, mask_host_bits: bool) -> Result<IpNet, Invalid> {
 }
 
 /// An address or network typed by the admin: `203.0.113.5`, `2001:db8::/64`.
-/// A host route (/32, /128) is kept as the address itself.
+/// A host route (/32, /128) is kept as the address itself; `::ffff:a.b.c.d`
+/// is the IPv4 address it stands for.
 pub fn parse_addr(s: &str) -> Result<IpNet, Invalid> {
     let net = match s.parse::<IpAddr>() {
         Ok(a) => IpNet::from(a),
@@ -100,6 +101,7 @@ pub fn parse_addr(s: &str) -> Result<IpNet, Invalid> {
             Invalid(format!("\"{s}\" is not an IPv4 or IPv6 address or network; fix: write e.g. 203.0.113.5, 2001:db8::5 or 203.0.113.0/24"))
         })?,
     };
+    let net = unmap(net);
     if net.trunc() != net {
         return Err(Invalid(format!(
             "\"{s}\" has host bits set; fix: write the network as {}",
@@ -179,6 +181,17 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// `fwctl ban ::ffff:192.0.2.10` once slipped past the trusted 192.0.2.10
+    /// and `ban ::ffff:198.51.100.77` went into blacklist_v6, where no IPv4
+    /// packet ever meets it.
+    #[test]
+    fn ipv4_mapped_addresses_are_ipv4() {
+        assert_eq!(net("::ffff:198.51.100.77"), net("198.51.100.77"));
+        assert_eq!(net("::ffff:192.0.2.0/120"), net("192.0.2.0/24"));
+        assert_eq!(Family::of(&net("::ffff:198.51.100.77")), Family::V4);
+        assert_eq!(Family::of(&net("2001:db8::1")), Family::V6);
     }
 
     #[test]

@@ -346,7 +346,7 @@ impl Detector {
             let (kinds, probes, first) = (t.kinds, t.probes, t.first);
             // Until the caller says otherwise, stay quiet for a window.
             t.reset();
-            t.quiet_until = now + window;
+            t.quiet_until = now.saturating_add(window);
             self.stats.scans += 1;
             out.push(Event::Scan(Scan {
                 time: now,
@@ -374,21 +374,24 @@ impl Detector {
         let udp = p.kind.is_udp();
         let w = self.settings.distributed_window.max(1);
         let slot = &mut self.ports[usize::from(udp) * 65536 + usize::from(p.dport)];
-        if now >= slot.start + 2 * w {
+        // Times may come out of order (pcapng merges, multi-queue NICs): a
+        // probe from before the current window counts in it, and no
+        // difference is taken the wrong way round.
+        if now >= slot.start.saturating_add(w.saturating_mul(2)) {
             *slot = PortWindow {
                 start: now,
                 alerted: slot.alerted,
                 ..Default::default()
             };
-        } else if now >= slot.start + w {
+        } else if now >= slot.start.saturating_add(w) {
             slot.prev = slot.count;
             slot.count = 0;
             slot.start += w;
         }
-        slot.count += 1;
-        let elapsed = now - slot.start;
+        slot.count = slot.count.saturating_add(1);
+        let elapsed = now.saturating_sub(slot.start);
         let est = u64::from(slot.count) + u64::from(slot.prev) * (w - elapsed.min(w)) / w;
-        let due = slot.alerted.is_none_or(|at| now >= at + w);
+        let due = slot.alerted.is_none_or(|at| now >= at.saturating_add(w));
         if est >= u64::from(self.settings.distributed_sources) && due {
             slot.alerted = Some(now);
             self.stats.distributed += 1;

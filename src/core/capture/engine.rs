@@ -393,6 +393,40 @@ mod tests {
         f
     }
 
+    proptest::proptest! {
+        /// Packet times out of order (pcapng merges, multi-queue NICs) once
+        /// underflowed the detector's arithmetic. Any order of any times,
+        /// from scanners and a flood of one-packet sources, is taken in stride.
+        #[test]
+        fn out_of_order_times_never_panic(
+            probes in proptest::collection::vec((0u8..12, 0u16..40, 0u64..5_000_000_000_000u64), 1..400),
+            flood in proptest::bool::ANY,
+        ) {
+            for mode in [Mode::Ban, Mode::Replay, Mode::DetectOnly] {
+                let mut r = Rig::new(mode);
+                r.e.detector = Detector::new(Settings {
+                    capacity: 100,
+                    distributed_sources: 3,
+                    distributed_window: 60 * SECOND,
+                    ..Settings::for_profile(Profile::named("aggressive").unwrap())
+                });
+                for &(src, port, t) in &probes {
+                    let src = if flood { format!("198.18.{}.{}", t % 250, port) } else { format!("203.0.113.{}", 10 + src) };
+                    let p = packet::Probe {
+                        src: src.parse().unwrap(),
+                        dst: "198.51.100.1".parse().unwrap(),
+                        sport: 40000,
+                        dport: 1000 + port,
+                        kind: packet::Kind::Syn,
+                    };
+                    r.feed(&frame_of(&p), t);
+                }
+                proptest::prop_assert!(r.e.detector.tracked() <= 100);
+                proptest::prop_assert_eq!(r.e.counts.frames, probes.len() as u64);
+            }
+        }
+    }
+
     #[test]
     fn a_scan_is_banned_with_latency_and_recorded() {
         let mut r = Rig::new(Mode::Ban);

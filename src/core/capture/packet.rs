@@ -287,14 +287,36 @@ mod tests {
         assert_eq!((k.label(), k.nmap().as_str()), ("mixed", "-sF -sU"));
     }
 
+    /// A raw IPv4 SYN from 203.0.113.5:4000 to 198.51.100.1:22.
+    fn syn() -> Vec<u8> {
+        let mut f = vec![0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0];
+        f.extend_from_slice(&[203, 0, 113, 5, 198, 51, 100, 1]);
+        f.extend_from_slice(&4000u16.to_be_bytes());
+        f.extend_from_slice(&22u16.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, SYN, 4, 0, 0, 0, 0, 0]);
+        f
+    }
+
     #[test]
     fn garbage_and_short_frames_are_not_probes() {
+        // Bytes that follow no header layout are never a probe, on any link.
         for len in 0..80 {
             let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
             for link in [Link::Ethernet, Link::Raw, Link::LinuxSll, Link::LinuxSll2] {
-                // Must not panic; whatever it returns is fine for junk.
-                let _ = parse(link, &junk);
+                assert_eq!(parse(link, &junk), None, "{link:?}, {len} bytes");
             }
         }
+        // A real SYN is one, and every cut of it short of its flags byte is not.
+        let f = syn();
+        let p = parse(Link::Raw, &f).unwrap();
+        assert_eq!((p.sport, p.dport, p.kind), (4000, 22, Kind::Syn));
+        for len in 0..34 {
+            assert_eq!(parse(Link::Raw, &f[..len]), None, "{len} bytes");
+        }
+        assert_eq!(parse(Link::Raw, &f[..34]), Some(p));
+        // An IPv4 header claiming more than the frame holds is not read.
+        let mut bad = f.clone();
+        bad[0] = 0x4f;
+        assert_eq!(parse(Link::Raw, &bad[..40]), None);
     }
 }

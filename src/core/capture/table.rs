@@ -35,7 +35,9 @@ struct Slot<V> {
 }
 
 pub struct Table<V> {
-    map: HashMap<u128, u32, foldhash::fast::FixedState>,
+    /// Keyed by attacker-chosen addresses: the hasher is seeded at random
+    /// per table, so nobody can aim a flood at one bucket (HashDoS).
+    map: HashMap<u128, u32, foldhash::fast::RandomState>,
     slots: Vec<Slot<V>>,
     lists: [List; 2],
     cap: usize,
@@ -176,6 +178,18 @@ impl<V> Table<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fixed seed let anyone who knows it aim spoofed sources at one
+    /// bucket. Two tables hash the same key differently.
+    #[test]
+    fn the_hasher_is_seeded_at_random() {
+        use std::hash::BuildHasher;
+        let (a, b): (Table<u8>, Table<u8>) = (Table::new(4), Table::new(4));
+        let differ = (0..8u128)
+            .filter(|k| a.map.hasher().hash_one(k) != b.map.hasher().hash_one(k))
+            .count();
+        assert!(differ >= 7, "{differ} of 8 keys hash apart");
+    }
 
     #[test]
     fn evicts_the_least_recently_seen() {

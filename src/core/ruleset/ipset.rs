@@ -1,7 +1,7 @@
 //! Reading `ipset save` output (pure), and rendering the script that puts sets
 //! back as a snapshot had them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// One set as `ipset save` printed it.
@@ -38,10 +38,28 @@ impl SavedSet {
         self.members
             .iter()
             .filter_map(|m| {
-                let secs: u32 = m.windows(2).find(|w| w[0] == "timeout")?[1].parse().ok()?;
-                (secs > 0).then(|| (m[0].clone(), secs))
+                let secs = SavedSet::timeout_of(m).filter(|s| *s > 0)?;
+                Some((m.first()?.clone(), secs))
             })
             .collect()
+    }
+
+    fn timeout_of(m: &[String]) -> Option<u32> {
+        m.windows(2).find(|w| w[0] == "timeout")?[1].parse().ok()
+    }
+
+    /// Members with a running timeout (bans), as ipset printed them.
+    pub fn timed_words(&self) -> impl Iterator<Item = &Vec<String>> {
+        self.members
+            .iter()
+            .filter(|m| SavedSet::timeout_of(m).is_some_and(|s| s > 0))
+    }
+
+    /// Members without one (the config's), as ipset printed them.
+    pub fn untimed_words(&self) -> impl Iterator<Item = &Vec<String>> {
+        self.members
+            .iter()
+            .filter(|m| SavedSet::timeout_of(m).is_none_or(|s| s == 0))
     }
 }
 
@@ -110,41 +128,48 @@ pub fn parse_headers(text: &str) -> BTreeMap<String, Header> {
     sets
 }
 
-/// `ipset restore` input that makes each of `ours` as it was in `before`:
-/// rebuilt through a temporary set and swapped if it existed, destroyed if it
-/// did not. `now` is what exists at the moment (temporary sets left by a failed
-/// step are destroyed too). Run after the rules that reference the sets have
-/// been rolled back, so destroying is allowed.
+/// `ipset restore` input that puts each of `ours` back as it was in
+/// `before`, keeping every ban it holds `now`: the config's members (no
+/// timeout) of then, and the bans of now with the time they have left (a ban
+/// that scan or capture made meanwhile is kept; one that ended meanwhile
+/// stays ended). A set that existed is rebuilt through a temporary set and
+/// swapped; one that was gone is created; one this apply created is
+/// destroyed, unless bans went into it meanwhile. Temporary sets left by a
+/// failed step are destroyed too. Run after the rules that reference the
+/// sets have been rolled back, so destroying is allowed.
 pub fn render_rollback(
     ours: &[String],
     before: &BTreeMap<String, SavedSet>,
-    now: &BTreeSet<String>,
+    now: &BTreeMap<String, SavedSet>,
     temp_name: impl Fn(usize) -> String,
 ) -> String {
     let mut out = String::new();
     for i in 0..ours.len() {
-        if now.contains(&temp_name(i)) {
+        if now.contains_key(&temp_name(i)) {
             writeln!(out, "destroy {}", temp_name(i)).expect("write");
         }
     }
+    let fill = |out: &mut String, into: &str, then: &SavedSet, kept: Option<&SavedSet>| {
+        writeln!(out, "create {into} {}", then.params.join(" ")).expect("write");
+        for m in then.untimed_words() {
+            writeln!(out, "add {into} {}", m.join(" ")).expect("write");
+        }
+        for m in kept.into_iter().flat_map(SavedSet::timed_words) {
+            writeln!(out, "add {into} {}", m.join(" ")).expect("write");
+        }
+    };
     for (i, name) in ours.iter().enumerate() {
-        match before.get(name) {
-            Some(saved) if now.contains(name) => {
+        match (before.get(name), now.get(name)) {
+            (Some(then), Some(current)) => {
                 let tmp = temp_name(i);
-                writeln!(out, "create {tmp} {}", saved.params.join(" ")).expect("write");
-                for m in &saved.members {
-                    writeln!(out, "add {tmp} {}", m.join(" ")).expect("write");
-                }
+                fill(&mut out, &tmp, then, Some(current));
                 writeln!(out, "swap {tmp} {name}\ndestroy {tmp}").expect("write");
             }
-            Some(saved) => {
-                writeln!(out, "create {name} {}", saved.params.join(" ")).expect("write");
-                for m in &saved.members {
-                    writeln!(out, "add {name} {}", m.join(" ")).expect("write");
-                }
+            (Some(then), None) => fill(&mut out, name, then, None),
+            (None, Some(current)) if current.timed_words().next().is_none() => {
+                writeln!(out, "destroy {name}").expect("write")
             }
-            None if now.contains(name) => writeln!(out, "destroy {name}").expect("write"),
-            None => {}
+            (None, _) => {}
         }
     }
     out
@@ -192,8 +217,18 @@ add other 2001:db8::1\n";
     #[test]
     fn rollback_rebuilds_existing_and_destroys_new() {
         let before = parse_save(SAVE);
-        let ours = vec!["blacklist".to_string(), "whitelist".to_string()];
-        let now: BTreeSet<String> = ["blacklist", "whitelist", "tmp-0"]
+        // Now: the blacklist lost its old ban (it expired) and gained a new
+        // one; this apply made the whitelist (empty) and throttle (a ban in it).
+        let now = parse_save(
+            "create blacklist hash:net family inet hashsize 1024 maxelem 65536 timeout 0\n\
+             add blacklist 203.0.113.7 timeout 0\n\
+             add blacklist 203.0.113.60 timeout 500\n\
+             create whitelist hash:net family inet\n\
+             create throttle hash:ip family inet timeout 0\n\
+             add throttle 203.0.113.61 timeout 40\n\
+             create tmp-0 hash:net family inet\n",
+        );
+        let ours: Vec<String> = ["blacklist", "whitelist", "throttle"]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -201,8 +236,20 @@ add other 2001:db8::1\n";
         assert!(text.starts_with("destroy tmp-0\n"));
         assert!(text
             .contains("create tmp-0 hash:net family inet hashsize 1024 maxelem 65536 timeout 0"));
-        assert!(text.contains("add tmp-0 198.51.100.9 timeout 293\n"));
+        assert!(text.contains("add tmp-0 203.0.113.7 timeout 0\n"), "{text}");
+        assert!(
+            text.contains("add tmp-0 203.0.113.60 timeout 500\n"),
+            "the ban of now: {text}"
+        );
+        assert!(
+            !text.contains("198.51.100.9"),
+            "the ban that ended stays ended: {text}"
+        );
         assert!(text.contains("swap tmp-0 blacklist\ndestroy tmp-0\n"));
-        assert!(text.ends_with("destroy whitelist\n"));
+        assert!(text.contains("destroy whitelist\n"));
+        assert!(
+            !text.contains("destroy throttle"),
+            "a set with bans is kept: {text}"
+        );
     }
 }
