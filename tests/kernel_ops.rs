@@ -281,6 +281,13 @@ fn status_reports_drift_and_repair_puts_rules_and_bans_back() {
         p.contains("IPv4: fwctl's rules changed") && p.contains("status --repair"),
         "{p}"
     );
+    // A corrupt state file needs attention too (exit 2), with its fix.
+    let good_state = std::fs::read(o.lab.state_path()).unwrap();
+    std::fs::write(o.lab.state_path(), b"{ not json").unwrap();
+    let (cv, code) = o.status(&[]);
+    assert_eq!(code, 2, "{cv}");
+    assert!(problems(&cv).contains("is corrupt"), "{cv}");
+    std::fs::write(o.lab.state_path(), good_state).unwrap();
     // The fix acts on the same files: the --config given and the state file
     // (named through FWCTL_STATE, which sudo would drop).
     let fix = format!(

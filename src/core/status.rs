@@ -630,6 +630,23 @@ mod tests {
         assert!(!s.healthy && !s.repairable);
     }
 
+    /// A corrupt state file once left status at exit 0 with "OK".
+    #[test]
+    fn a_corrupt_state_file_needs_attention() {
+        let c = cfg();
+        let p = crate::core::ruleset::build(&c);
+        let mut f = facts(&c, &p);
+        f.state_warning = Some("state file /var/lib/fwctl/state.json is corrupt (EOF)".into());
+        let s = evaluate(&f);
+        assert!(!s.healthy && s.repairable);
+        assert!(
+            s.problems[0].contains("is corrupt") && s.problems[0].contains("fix: sudo fwctl apply"),
+            "{:?}",
+            s.problems
+        );
+        assert!(s.human().starts_with("fwctl status: ATTENTION"));
+    }
+
     #[test]
     fn a_rule_moved_within_fwctls_chain_is_drift() {
         let c = cfg();
