@@ -304,19 +304,7 @@ fn scan_dryrun_of_the_sample_needs_no_root_and_finds_exactly_the_offenders() {
     let out = as_user(scan_with(&[("--config", cfg)], &["--dryrun", "--json"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut got: Vec<(String, u64, String)> = v["offenders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["address"].as_str().unwrap().to_string(),
-                o["hits"].as_u64().unwrap(),
-                o["action"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    got.sort();
+    let got = offender_actions(&v);
     let mut want: Vec<(String, u64, String)> = m
         .offenders
         .iter()

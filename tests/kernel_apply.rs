@@ -60,6 +60,32 @@ fn apply_ok(lab: &Lab, cfg: &std::path::Path) {
     );
 }
 
+/// `apply --confirm WINDOW` in the background, once it waits for the
+/// confirmation (it said so on stderr); the rest of its stderr follows.
+/// (Should apply end before waiting, the test fails: its child is gone then.)
+#[allow(clippy::zombie_processes)]
+fn apply_waiting(
+    lab: &Lab,
+    cfg: &str,
+    window: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
+    let mut child = lab
+        .fwctl_cmd(&["--config", cfg, "apply", "--confirm", window], &[])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("apply ended before waiting").unwrap();
+        if line.contains("waiting") {
+            return (child, lines);
+        }
+    }
+}
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -302,18 +328,7 @@ fn confirm_or_roll_back() {
     assert_eq!(lab.rules(), old);
 
     // Confirmed from another process: the new rules stay.
-    let mut child = lab
-        .fwctl_cmd(&["--config", c2, "apply", "--confirm", "60s"], &[])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("apply ended before waiting").unwrap();
-        if line.contains("waiting") {
-            break;
-        }
-    }
+    let (mut child, _lines) = apply_waiting(&lab, c2, "60s");
     let out = lab.fwctl(&["confirm"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(child.wait().unwrap().success());
@@ -342,27 +357,7 @@ fn a_rollback_keeps_what_others_added_during_the_confirm_window() {
         "FWTK",
         "[[service]]\nname = \"alt\"\nport = 8080\n",
     ));
-    let mut child = lab
-        .fwctl_cmd(
-            &[
-                "--config",
-                cfg2.to_str().unwrap(),
-                "apply",
-                "--confirm",
-                "3s",
-            ],
-            &[],
-        )
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("apply ended before waiting").unwrap();
-        if line.contains("waiting") {
-            break;
-        }
-    }
+    let (mut child, lines) = apply_waiting(&lab, cfg2.to_str().unwrap(), "3s");
     // Meanwhile: another tool's chain and rule, and a ban.
     for args in [
         &["iptables", "-N", "OTHER-TOOL"][..],

@@ -75,6 +75,22 @@ impl Ops {
         self.lab.set_members(set).get(member).copied().flatten()
     }
 
+    /// `capture --detect-only` running in the background, and the first
+    /// line it wrote to stderr.
+    fn capture(&self, env: &[(&str, &str)]) -> (std::process::Child, String) {
+        let mut child = self
+            .lab
+            .fwctl_cmd(&["--config", &self.cfg, "capture", "--detect-only"], env)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        (child, line)
+    }
+
     fn state(&self) -> Value {
         serde_json::from_str(&std::fs::read_to_string(self.lab.state_path()).unwrap()).unwrap()
     }
@@ -463,16 +479,7 @@ fn status_shows_the_last_scan_and_a_running_capture() {
     // The scan's bans are in the state file too, for the reboot path.
     assert_eq!(v["state"]["active_bans"].as_u64(), s["added"].as_u64());
 
-    let mut child = o
-        .lab
-        .fwctl_cmd(&["--config", &o.cfg, "capture", "--detect-only"], &[])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
+    let (mut child, line) = o.capture(&[]);
     assert!(line.contains("fwctl: capture on"), "{line}");
     let (v, _) = o.status(&[]);
     assert_eq!(v["capture"]["running"], true, "{v}");
@@ -487,17 +494,7 @@ fn status_shows_the_last_scan_and_a_running_capture() {
     // A run directory that does not exist yet is made (it once read as
     // "already running").
     let fresh = o.lab.run_dir.path().join("not/yet");
-    let mut child = o
-        .lab
-        .fwctl_cmd(&["--config", &o.cfg, "capture", "--detect-only"], &[])
-        .env("FWCTL_RUN_DIR", &fresh)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
+    let (mut child, line) = o.capture(&[("FWCTL_RUN_DIR", fresh.to_str().unwrap())]);
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     child.wait().unwrap();
     assert!(line.contains("fwctl: capture on"), "{line}");

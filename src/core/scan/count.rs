@@ -268,20 +268,14 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::units::time::{civil_from_days, Zone};
+    use crate::units::time::Zone;
 
     const T0: i64 = 1_795_262_400; // 2026-11-21T12:00:00Z
     const BLOCKED: [&[u8]; 2] = [b"IPTABLES-BLOCKED: ", b"IP6TABLES-BLOCKED: "];
 
+    /// rsyslog's RFC 3339 stamp, with microseconds.
     fn stamp(t: i64) -> String {
-        let (y, m, d) = civil_from_days(t.div_euclid(86_400));
-        let s = t.rem_euclid(86_400);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000000+00:00",
-            s / 3600,
-            s / 60 % 60,
-            s % 60
-        )
+        crate::units::time::utc(t).replace('Z', ".000000+00:00")
     }
 
     fn line(t: i64, src: &str, proto: &str, dpt: u16) -> String {
