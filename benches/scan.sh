@@ -19,6 +19,9 @@ sizes=${2:-"100M 1G"}
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 gen=${FWCTL_EXAMPLES:-$PWD/target/release/examples}/loggen
 work=$(mktemp -d /dev/shm/fwctl-bench.XXXXXX)
+# An empty config: the defaults, without the shipped [blacklist] (which covers the
+# generated offenders: they would be "already blocked" rather than found).
+: >"$work/bench.toml"
 ns=fwbench$$
 cleanup() { ip netns del "$ns" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -57,7 +60,7 @@ for size in $sizes; do
   bytes=$(stat -c %s "$log")
   cat "$log" >/dev/null
   echo "log $size: $bytes bytes, $(wc -l <"$log") lines, 21 h, 10 000 background sources, $(grep -c '^offender' "$work/manifest") offenders"
-  scan=("$bin" scan --config rules/fwctl.toml --log "$log" --now "$end" --rule blocked --type tcp
+  scan=("$bin" scan --config "$work/bench.toml" --log "$log" --now "$end" --rule blocked --type tcp
         --howmany 500 --ipset throttle-hard --removeafter 2h --dryrun)
   if [ -n "$rg" ]; then run "rg -c IPTABLES-BLOCKED" "$rg" -c IPTABLES-BLOCKED "$log"
   else echo "  rg not installed (apt-get install ripgrep): no reference"; fi
@@ -85,7 +88,7 @@ for _ in $(seq "$runs"); do
     ip netns exec "$ns" ipset create "$1" hash:ip family "$3" maxelem 262144 timeout 0
   done
   t0=$(date +%s%N)
-  out=$(FWCTL_RUN_DIR=$work FWCTL_STATE=$work/state.json ip netns exec "$ns" "$bin" scan --config rules/fwctl.toml --log "$log" \
+  out=$(FWCTL_RUN_DIR=$work FWCTL_STATE=$work/state.json ip netns exec "$ns" "$bin" scan --config "$work/bench.toml" --log "$log" \
     --now "$end" --rule blocked --type tcp --howmany 1 --within 30m --ipset blacklist --removeafter 2h)
   times+=($(( ($(date +%s%N) - t0) / 1000000 )))
   n=$(( $(ip netns exec "$ns" ipset list -t blacklist | awk '/entries/ {print $4}') + \
