@@ -179,17 +179,22 @@ fn run_replay(config: &Config, opts: &Options, path: &Path, state_named: bool) -
     let mut last: Micros = 0;
     let mut out = Vec::new();
     let mut written = Ok(());
-    // A replay decides bans and never makes one.
+    // A replay decides bans and never makes one, so it never reads a clock
+    // for their latency either. (Per frame only what must be done is: the
+    // events are written only when there are some.)
     let mut no_ban = |_: &str, _: ipnet::IpNet, _: u32| -> Result<Added, BanFailed> {
         Err(BanFailed("a replay makes no bans".into()))
     };
+    let no_clock = || 0;
     loop {
         let got = source.recv(&mut |f| {
             last = f.time;
-            let t = f.time;
-            e.frame(f.link, f.data, t, &mut no_ban, &|| t, &mut out);
-            if written.is_ok() {
-                written = sink.drain(&mut out);
+            e.frame(f.link, f.data, f.time, &mut no_ban, &no_clock, &mut out);
+            if !out.is_empty() {
+                if written.is_ok() {
+                    written = sink.drain(&mut out);
+                }
+                out.clear();
             }
         })?;
         if got == Received::End {
@@ -328,15 +333,17 @@ fn run_live(config: &Config, opts: &Options, inv: &Invocation) -> Result<()> {
     let mut failed: Option<std::io::Error> = None;
     let mut out = Vec::new();
     while !stop.load(Ordering::Relaxed) {
+        let mut ban = |set: &str, net, secs| Banner::add(&mut banner, set, net, secs);
         sock.recv(&mut |f: crate::ports::Frame| {
-            let mut ban = |set: &str, net, secs| Banner::add(&mut banner, set, net, secs);
             e.frame(f.link, f.data, f.time, &mut ban, &now_us, &mut out);
-            if failed.is_none() {
-                if let Err(err) = sink.drain(&mut out) {
-                    failed = Some(err);
+            if !out.is_empty() {
+                if failed.is_none() {
+                    if let Err(err) = sink.drain(&mut out) {
+                        failed = Some(err);
+                    }
                 }
+                out.clear();
             }
-            out.clear();
         })?;
         if let Some(err) = failed.take() {
             return Err(err).context("writing events");
