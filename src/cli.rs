@@ -109,6 +109,11 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Webhook notifications: `fwctl notify test [--sink NAME]`.
+    Notify {
+        #[command(subcommand)]
+        command: crate::cmd::notify::NotifyCommand,
+    },
     /// Keep the rules of an `apply --confirm` that is waiting.
     Confirm,
     /// Take fwctl's rules out: jump, FWCTL-* chains, and the INPUT policy back to ACCEPT.

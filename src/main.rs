@@ -27,6 +27,9 @@ fn main() -> ExitCode {
             cmd::man::completions(shell, Cli::command()).map(|()| true)
         }
         Command::Man { dir } => cmd::man::man(dir.as_deref(), Cli::command()).map(|()| true),
+        Command::Notify {
+            command: cmd::notify::NotifyCommand::Test(opts),
+        } => cmd::notify::test(&opts, &inv).map(|()| true),
         Command::Confirm => cmd::apply::confirm().map(|()| true),
         Command::Remove { sets } => cmd::apply::remove(&inv, sets).map(|()| true),
     };

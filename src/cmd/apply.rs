@@ -4,9 +4,11 @@
 //! fwctl back out. Checks that can fail (config, root, tools, lock) all run
 //! before the first change.
 
+use super::notify::{Life, Notifier};
 use super::{say, Invocation};
 use crate::core::apply::{self, Snapshot};
 use crate::core::config::{Config, Mode};
+use crate::core::notify::Notice;
 use crate::core::policy::Policy;
 use crate::core::ruleset::{self, Current, Family, Plan};
 use crate::core::state;
@@ -233,6 +235,7 @@ fn record_applied(saves: &(String, String), cfg: &Config, plan: &Plan, path: &Pa
         digest: ruleset::drift::digest(plan),
         v4: ruleset::drift::ours(&saves.0),
         v6: ruleset::drift::ours(&saves.1),
+        sets: plan.sets.len(),
     };
     let saved = statefile::update(path, t, |st| st.applied = Some(applied));
     if let Err(e) = saved {
@@ -285,27 +288,81 @@ pub fn apply(inv: &Invocation, dry_run: bool, confirm: Option<Duration>) -> Resu
     let mut sys = System::locate()?;
     let run_dir = lock::run_dir();
     let _lock = lock::acquire(&run_dir, LOCK_WAIT)?;
-    let bans = state_bans(&cfg, &state_file, t);
-    let snap = snapshot(&mut sys).context("reading the current rules and sets")?;
-    let (now, scripts) = apply::prepare(&plan, &snap, &bans)?;
-    install(&mut sys, &plan, &snap, &scripts)?;
-    let saves = settle_jumps(&mut sys)?;
+    let notifier = Notifier::start(&cfg, &state_file, Life::Run)?;
+    let config = cfg.path.display().to_string();
+    // Every end of a real apply is told (apply, apply_failed, rollback) and
+    // leaves the metrics textfile behind.
+    let tell = |notice: Option<Notice>| {
+        if let (Some(n), Some(notice)) = (&notifier, notice) {
+            n.send(notice);
+        }
+    };
+    let result = install_and_confirm(&mut sys, &cfg, &plan, &state_file, t, confirm, &run_dir);
+    match &result {
+        Ok(Some(counts)) => tell(Some(Notice::Apply {
+            config: config.clone(),
+            rules_v4: counts.0,
+            rules_v6: counts.1,
+            sets: plan.sets.len(),
+            restored: counts.2,
+        })),
+        Ok(None) => {}
+        Err(e) => tell(Some(match e.downcast_ref::<RolledBack>() {
+            Some(r) => Notice::Rollback {
+                config: config.clone(),
+                reason: r.0.clone(),
+            },
+            None => Notice::ApplyFailed {
+                config: config.clone(),
+                error: format!("{e:#}"),
+            },
+        })),
+    }
+    if let Some(n) = notifier {
+        n.finish(super::scan::NOTIFY_WAIT);
+    }
+    super::metrics::write_textfile(&cfg, &state_file);
+    result.map(drop)
+}
+
+/// An apply whose confirmation did not come: the previous rules are back.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}: the previous rules and sets were put back")]
+struct RolledBack(String);
+
+/// Install, settle the jump, wait for the confirmation if asked; the rule
+/// counts and the bans restored on success.
+fn install_and_confirm(
+    sys: &mut System,
+    cfg: &Config,
+    plan: &Plan,
+    state_file: &Path,
+    t: i64,
+    confirm: Option<Duration>,
+    run_dir: &Path,
+) -> Result<Option<(usize, usize, usize)>> {
+    let bans = state_bans(cfg, state_file, t);
+    let snap = snapshot(sys).context("reading the current rules and sets")?;
+    let (now, scripts) = apply::prepare(plan, &snap, &bans)?;
+    install(sys, plan, &snap, &scripts)?;
+    let saves = settle_jumps(sys)?;
     let statics: usize = plan.sets.iter().map(|s| s.members.len()).sum();
     let carried: usize = now.carried.values().map(Vec::len).sum();
     let rules = |t: &ruleset::Table| t.chains.iter().map(|c| c.rules.len()).sum::<usize>();
+    let counts = (rules(&plan.v4), rules(&plan.v6), now.restored);
     say!(
         "fwctl: applied {} (mode {}): {} IPv4 + {} IPv6 rules, {} sets, {statics} static members, {} bans kept, {} restored from the state file",
         cfg.path.display(),
         cfg.mode.as_str(),
-        rules(&plan.v4),
-        rules(&plan.v6),
+        counts.0,
+        counts.1,
         plan.sets.len(),
         carried - now.restored,
         now.restored
     );
     let Some(window) = confirm else {
-        record_applied(&saves, &cfg, &plan, &state_file, t);
-        return Ok(());
+        record_applied(&saves, cfg, plan, state_file, t);
+        return Ok(Some(counts));
     };
     let tty = std::io::stdin().is_terminal();
     say!(
@@ -313,11 +370,11 @@ pub fn apply(inv: &Invocation, dry_run: bool, confirm: Option<Duration>) -> Resu
         humantime::format_duration(window),
         if tty { "press Enter here or " } else { "" }
     );
-    let outcome = confirm::wait(&run_dir, window, tty).context("waiting for confirmation")?;
+    let outcome = confirm::wait(run_dir, window, tty).context("waiting for confirmation")?;
     if outcome == Outcome::Confirmed {
         say!("fwctl: confirmed; the new rules stay");
-        record_applied(&saves, &cfg, &plan, &state_file, t);
-        return Ok(());
+        record_applied(&saves, cfg, plan, state_file, t);
+        return Ok(Some(counts));
     }
     let why = match outcome {
         Outcome::Interrupted(sig) => format!("interrupted by signal {sig}"),
@@ -327,8 +384,8 @@ pub fn apply(inv: &Invocation, dry_run: bool, confirm: Option<Duration>) -> Resu
         ),
     };
     rollback(
-        &mut sys,
-        &apply::set_names(&plan),
+        sys,
+        &apply::set_names(plan),
         &snap,
         &[Family::V4, Family::V6],
     )
@@ -337,7 +394,7 @@ pub fn apply(inv: &Invocation, dry_run: bool, confirm: Option<Duration>) -> Resu
             "{why}, and rolling back failed: {e}; check `iptables-save` and `ipset list` by hand"
         )
     })?;
-    bail!("{why}: the previous rules and sets were put back")
+    Err(RolledBack(why).into())
 }
 
 pub fn confirm() -> Result<()> {

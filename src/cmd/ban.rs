@@ -4,8 +4,10 @@
 //! and the state file records it, so the boot-time apply puts a ban back with
 //! the time it has left.
 
+use super::notify::{Life, Notifier};
 use super::Invocation;
 use crate::core::ban::{self as target, check_ban_sets};
+use crate::core::notify::{Notice, Origin};
 use crate::core::policy::{Members, Policy, Refusal};
 use crate::core::ruleset::ipset;
 use crate::ports::SetStore;
@@ -79,6 +81,8 @@ pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
     }
     let mut sys = System::locate_only(&["ipset"])?;
     let _lock = lock::acquire(&lock::run_dir(), LOCK_WAIT)?;
+    let path = cfg.state_path(inv.state());
+    let notifier = Notifier::start(&cfg, &path, Life::Run)?;
     let role = target::role_of(&cfg, &set)
         .map(|r| r.0)
         .unwrap_or("blacklist");
@@ -101,8 +105,7 @@ pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
     sys.add_members(&format!("add {set} {shown} timeout {}\n", o.duration))
         .map_err(|e| anyhow!("adding {shown} to {set}: {e}"))?;
     let now = host::now();
-    let path = cfg.state_path(inv.state());
-    let offence = match statefile::update(&path, now, |st| {
+    let (offence, n) = match statefile::update(&path, now, |st| {
         let (n, _) = st.history.next_ban(&addr, now, &[o.duration]);
         st.history.record(addr, &set, n, now, o.duration);
         n
@@ -111,13 +114,26 @@ pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
             if let Some(w) = warning {
                 eprintln!("fwctl: warning: {w}");
             }
-            format!("offence {n}")
+            (format!("offence {n}"), n)
         }
         Err(e) => {
             eprintln!("fwctl: warning: the ban is in the kernel but not in the state file ({e}); it will not be restored after a reboot");
-            "not recorded".into()
+            ("not recorded".into(), 1)
         }
     };
+    if let Some(notifier) = notifier {
+        notifier.send(Notice::IpBlocked {
+            address: shown.clone(),
+            set: set.clone(),
+            reason: "banned by hand (fwctl ban)".into(),
+            offence: n,
+            duration_s: o.duration,
+            until: utc(now + o.duration as i64),
+            origin: Origin::Manual,
+        });
+        notifier.finish(super::scan::NOTIFY_WAIT);
+    }
+    super::metrics::write_textfile(&cfg, &path);
     super::out(format!(
         "fwctl: banned {shown} in {set} for {} (until {}; {offence})\n",
         human(o.duration),

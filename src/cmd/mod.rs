@@ -9,6 +9,8 @@ pub mod capture;
 pub mod doctor;
 pub mod list;
 pub mod man;
+pub mod metrics;
+pub mod notify;
 pub mod scan;
 pub mod status;
 pub mod unban;

@@ -5,10 +5,12 @@
 //! root, ipset binary, lock, target sets) comes before the log is read, and
 //! the kernel is changed once, at the end, by one `ipset -exist restore`.
 
+use super::notify::{Life, Notifier};
 use super::Invocation;
 use crate::core::ban::check_ban_sets;
 use crate::core::config::{Config, Prefixes};
 use crate::core::logline::Parser;
+use crate::core::notify::{Notice, Origin};
 use crate::core::policy::{Members, Policy};
 use crate::core::ruleset::ipset::{self, Header};
 use crate::core::scan::count::{Tally, TypeFilter};
@@ -28,6 +30,8 @@ use std::time::Duration;
 /// How long a run waits for another fwctl run (a slow scan, an apply) before
 /// giving up with a message; the next cron tick tries again.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// How long a scan waits for its notifications at most.
+pub const NOTIFY_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = "\
@@ -149,6 +153,7 @@ pub fn execute(
     mut store: Option<&mut dyn SetStore>,
     read: impl FnOnce(&Parser, TypeFilter) -> Result<(Tally, Vec<FileRead>), logfile::LogError>,
 ) -> Result<Report> {
+    let started = std::time::Instant::now();
     let o = &plan.opts;
     let mut notes = Vec::new();
     let headers = match store.as_deref_mut() {
@@ -256,6 +261,7 @@ pub fn execute(
         offenders: report::offenders(&decisions),
         added,
         restore_ms,
+        duration_ms: started.elapsed().as_millis() as u64,
         notes,
     })
 }
@@ -263,7 +269,8 @@ pub fn execute(
 /// Record a real run in the state file: its bans (so a reboot's apply
 /// restores them with the time left) and the run itself (for `status`).
 /// A failure only warns: the bans are in the kernel already.
-fn record(report: &Report, ipset: &str, path: &Path, now: i64) {
+/// Returns each ban's offence number (for the notifications).
+fn record(report: &Report, ipset: &str, path: &Path, now: i64) -> Vec<u32> {
     let added: Vec<(ipnet::IpNet, &str)> = report
         .offenders
         .iter()
@@ -279,21 +286,77 @@ fn record(report: &Report, ipset: &str, path: &Path, now: i64) {
         lines_matched: report.lines_matched,
         offenders: report.offenders.len() as u64,
         added: report.added,
+        lines_read: report.lines_read,
+        lines_malformed: report.lines_malformed,
+        duration_ms: report.duration_ms,
     };
+    let count = added.len();
     let result = statefile::update(path, now, |st| {
+        let mut offences = Vec::new();
         for (addr, set) in added {
             let (n, _) = st.history.next_ban(&addr, now, &[secs]);
             st.history.record(addr, set, n, now, secs);
+            offences.push(n);
         }
         st.note_scan(run);
+        offences
     });
     match result {
-        Ok((_, Some(w))) => eprintln!("fwctl: warning: {w}"),
-        Ok(_) => {}
-        Err(e) => eprintln!(
-            "fwctl: warning: the bans are in, but the state file was not written ({e}); they will not be restored after a reboot"
-        ),
+        Ok((offences, warning)) => {
+            if let Some(w) = warning {
+                eprintln!("fwctl: warning: {w}");
+            }
+            offences
+        }
+        Err(e) => {
+            eprintln!(
+                "fwctl: warning: the bans are in, but the state file was not written ({e}); they will not be restored after a reboot"
+            );
+            vec![1; count]
+        }
     }
+}
+
+/// The notifications of a real run that banned: one `ip_blocked` per ban
+/// (the sinks gather them into a summary) and the `scan_run`.
+fn notify(n: &Notifier, report: &Report, offences: &[u32], now: i64) {
+    let added: Vec<&report::Offender> = report
+        .offenders
+        .iter()
+        .filter(|o| o.action == "added")
+        .collect();
+    if added.is_empty() {
+        return;
+    }
+    let secs = report.removeafter_secs;
+    let within = crate::units::duration::human(report.within_secs);
+    for (o, offence) in added
+        .iter()
+        .zip(offences.iter().chain(std::iter::repeat(&1)))
+    {
+        n.send(Notice::IpBlocked {
+            address: o.address.clone(),
+            set: o.set.clone(),
+            reason: format!(
+                "scan rule {}: {} {} lines within {within} (more than {})",
+                report.rule, o.hits, report.kind, report.howmany
+            ),
+            offence: *offence,
+            duration_s: secs,
+            until: utc(now + secs as i64),
+            origin: Origin::Scan,
+        });
+    }
+    n.send(Notice::ScanRun {
+        rule: report.rule.clone(),
+        kind: report.kind.to_string(),
+        ipset: added[0].set.trim_end_matches("_v6").to_string(),
+        lines_read: report.lines_read,
+        lines_matched: report.lines_matched,
+        offenders: report.offenders.len() as u64,
+        added: report.added,
+        addresses: added.iter().map(|o| o.address.clone()).collect(),
+    });
 }
 
 /// The command: checks, lock, read, decide, ban, print.
@@ -314,6 +377,13 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
         None
     } else {
         Some(lock::acquire(&lock::run_dir(), LOCK_WAIT)?)
+    };
+    let state_file = plan.cfg.state_path(state);
+    // Sinks (and their secret files) are checked before anything changes.
+    let notifier = if opts.dryrun {
+        None
+    } else {
+        Notifier::start(&plan.cfg, &state_file, Life::Run)?
     };
     let real_now = host::now();
     let now = match &opts.now {
@@ -357,8 +427,14 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
         },
     )?;
     if !opts.dryrun {
-        let path = plan.cfg.state_path(state);
-        record(&report, &opts.ipset, &path, real_now);
+        let offences = record(&report, &opts.ipset, &state_file, real_now);
+        if let Some(n) = notifier {
+            notify(&n, &report, &offences, real_now);
+            // A cron run waits a few seconds at most; what is not delivered
+            // by then waits in the outbox for the next run.
+            n.finish(NOTIFY_WAIT);
+        }
+        super::metrics::write_textfile(&plan.cfg, &state_file);
     }
     let text = if opts.json {
         report.json()

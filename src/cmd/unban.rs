@@ -1,8 +1,10 @@
 //! `fwctl unban`: take an address out of every ban set and end its ban in
 //! the state file (its offence count stays, for progressive capture bans).
 
+use super::notify::{Life, Notifier};
 use super::Invocation;
 use crate::core::ban as target;
+use crate::core::notify::{Notice, Origin};
 use crate::core::ruleset::ipset;
 use crate::ports::SetStore;
 use crate::sys::tools::System;
@@ -26,6 +28,7 @@ pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
     }
     let mut sys = System::locate_only(&["ipset"])?;
     let _lock = lock::acquire(&lock::run_dir(), super::ban::LOCK_WAIT)?;
+    let notifier = Notifier::start(&cfg, &cfg.state_path(inv.state()), Life::Run)?;
     let v6 = matches!(addr, IpNet::V6(_));
     let headers = ipset::parse_headers(&sys.headers()?);
     let shown = member(&addr);
@@ -73,6 +76,14 @@ pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
             )
         };
         bail!("{shown} is not banned in any of fwctl's ban sets{hint}; nothing changed");
+    }
+    if let Some(n) = notifier {
+        n.send(Notice::Unban {
+            address: shown.clone(),
+            sets: found.clone(),
+            origin: Origin::Manual,
+        });
+        n.finish(super::scan::NOTIFY_WAIT);
     }
     if found.is_empty() {
         super::out(format!("fwctl: {shown} was not in the kernel's sets; its ban is ended in the state file so it is not restored\n"))?;

@@ -12,6 +12,8 @@ pub mod config;
 pub mod doctor;
 pub mod history;
 pub mod logline;
+pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod ruleset;
 pub mod scan;

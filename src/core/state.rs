@@ -23,6 +23,13 @@ pub struct ScanRun {
     pub lines_matched: u64,
     pub offenders: u64,
     pub added: u64,
+    /// (Files written before these existed read them as 0.)
+    #[serde(default)]
+    pub lines_read: u64,
+    #[serde(default)]
+    pub lines_malformed: u64,
+    #[serde(default)]
+    pub duration_ms: u64,
 }
 
 /// What the last `fwctl apply` installed: the config it read, a digest of
@@ -35,6 +42,22 @@ pub struct Applied {
     pub digest: String,
     pub v4: Vec<String>,
     pub v6: Vec<String>,
+    /// How many sets it installed.
+    #[serde(default)]
+    pub sets: usize,
+}
+
+/// What the last check of the installed rules (status, or capture's watch)
+/// found, for the metrics and so a drift is told once, not at every check.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checked {
+    pub at: i64,
+    pub problems: Vec<String>,
+    /// Drift per family (IPv4, IPv6).
+    pub drift: [bool; 2],
+    /// The drift last notified (its lines), so the same drift is not sent again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,6 +65,7 @@ pub struct State {
     pub history: History,
     pub scans: Vec<ScanRun>,
     pub applied: Option<Applied>,
+    pub status: Option<Checked>,
 }
 
 /// The file body.
@@ -53,6 +77,8 @@ struct StateFile {
     scans: Vec<ScanRun>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     applied: Option<Applied>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<Checked>,
 }
 
 impl State {
@@ -87,6 +113,7 @@ pub fn parse(text: &[u8]) -> Result<State, Corrupt> {
         history: History::from_records(f.bans),
         scans: f.scans,
         applied: f.applied,
+        status: f.status,
     })
 }
 
@@ -97,6 +124,7 @@ pub fn to_text(state: &State) -> Vec<u8> {
         bans: state.history.records(),
         scans: state.scans.clone(),
         applied: state.applied.clone(),
+        status: state.status.clone(),
     };
     let mut text = serde_json::to_vec_pretty(&body).expect("state serializes");
     text.push(b'\n');

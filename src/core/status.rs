@@ -542,6 +542,7 @@ mod tests {
             digest: drift::digest(plan),
             v4: drift::ours(&v4),
             v6: drift::ours(&v6),
+            sets: plan.sets.len(),
         });
         Facts {
             cfg,

@@ -84,3 +84,14 @@ pub trait PacketSource {
 pub trait Clock {
     fn now_micros(&self) -> Micros;
 }
+
+/// Where notifications go: one HTTP POST, answered (or not) within `timeout`.
+pub trait Transport: Send {
+    fn post(
+        &mut self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+        timeout: std::time::Duration,
+    ) -> crate::core::notify::Attempt;
+}

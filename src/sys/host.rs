@@ -27,6 +27,15 @@ impl crate::ports::Clock for SystemClock {
     }
 }
 
+/// This host's name, for notifications ("localhost" if it has none).
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

@@ -7,10 +7,13 @@
 pub mod confirm;
 pub mod doctor;
 pub mod host;
+pub mod http;
 pub mod lock;
 pub mod logfile;
 pub mod netlink;
+pub mod outbox;
 pub mod packet;
 pub mod pcap;
+pub mod secret;
 pub mod statefile;
 pub mod tools;

@@ -283,6 +283,9 @@ mod tests {
             lines_matched: 10,
             offenders: 1,
             added: 1,
+            lines_read: 20,
+            lines_malformed: 0,
+            duration_ms: 5,
         };
         update(&path, 60, |s| s.note_scan(run.clone())).unwrap();
         update(&path, 61, |s| {

@@ -5,6 +5,7 @@
 //! `FILE:LINE: what is wrong; fix: ...` and nothing gets installed.
 
 pub mod capture;
+pub mod notify;
 
 use crate::core::capture::detect::{ServicePorts, Settings, SECOND};
 use crate::units::addr::parse_net;
@@ -155,6 +156,10 @@ pub struct Config {
     pub prefixes: Prefixes,
     /// The `[capture]` section: scan detection profile and ban settings.
     pub capture: capture::Capture,
+    /// Webhook sinks (`[[notify]]`).
+    pub notify: Vec<notify::NotifySink>,
+    /// `[metrics]`: capture's endpoint and the textfile directory.
+    pub metrics: notify::Metrics,
 }
 
 impl Config {
@@ -350,9 +355,26 @@ impl Config {
         };
 
         let capture = capture::Capture::from_raw(raw.capture).map_err(|m| err_at(None, m.0))?;
+        let mut sinks = Vec::new();
+        for n in raw.notify {
+            let s = n.validate().map_err(|m| err_at(None, m.0))?;
+            if sinks.iter().any(|o: &notify::NotifySink| o.name == s.name) {
+                return Err(err_at(
+                    None,
+                    format!(
+                        "two [[notify]] sinks are named \"{}\"; fix: give each its own name",
+                        s.name
+                    ),
+                ));
+            }
+            sinks.push(s);
+        }
+        let metrics = raw.metrics.validate().map_err(|m| err_at(None, m.0))?;
 
         Ok(Config {
             capture,
+            notify: sinks,
+            metrics,
             path: path.to_path_buf(),
             mode: raw.mode,
             sets,
@@ -466,6 +488,10 @@ struct Raw {
     logging: RawLogging,
     #[serde(default)]
     capture: capture::RawCapture,
+    #[serde(default)]
+    notify: Vec<notify::RawNotify>,
+    #[serde(default)]
+    metrics: notify::RawMetrics,
 }
 
 #[derive(Deserialize)]

@@ -34,6 +34,8 @@ pub struct Report {
     /// How long the one `ipset restore` that added them took.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restore_ms: Option<u64>,
+    /// The whole run: checks, read, decisions and the restore.
+    pub duration_ms: u64,
     pub notes: Vec<String>,
 }
 

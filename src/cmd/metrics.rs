@@ -1,0 +1,34 @@
+//! The metrics a command leaves behind: node_exporter's textfile
+//! (`fwctl.prom` in [metrics] textfile_dir), written atomically from the
+//! state file after every scan, apply and status.
+
+use crate::core::config::Config;
+use crate::core::metrics::textfile;
+use crate::sys::{outbox, statefile};
+use std::io::Write;
+use std::path::Path;
+
+/// Write `fwctl.prom` if the config asks for it; a failure only warns (the
+/// command's work is done).
+pub fn write_textfile(cfg: &Config, state_file: &Path) {
+    let Some(dir) = &cfg.metrics.textfile_dir else {
+        return;
+    };
+    let result = (|| -> anyhow::Result<()> {
+        let state = statefile::read(state_file)?.state;
+        let text = textfile(&state, outbox::waiting(&outbox::path_for(state_file)));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(text.as_bytes())?;
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        tmp.persist(dir.join("fwctl.prom"))?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        super::say!(
+            "fwctl: warning: cannot write {}/fwctl.prom ({e:#}); fix: create the directory or correct [metrics] textfile_dir",
+            dir.display()
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! The `[[notify]]` and `[metrics]` sections: webhook sinks and where the
+//! Prometheus metrics go, validated while the file and line are known.
+
+use crate::core::notify::{check_name, Format, EVENTS};
+use crate::units::Invalid;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One webhook sink.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotifySink {
+    pub name: String,
+    /// http:// or https://.
+    pub url: String,
+    pub format: Format,
+    /// The HMAC key's file (never the key itself in the config).
+    pub secret_file: Option<PathBuf>,
+    /// The events it takes (all when the config names none).
+    pub events: Vec<String>,
+    /// How long one request may take.
+    pub timeout: Duration,
+}
+
+impl NotifySink {
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == event)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    name: String,
+    url: String,
+    #[serde(default = "json")]
+    format: Format,
+    secret_file: Option<PathBuf>,
+    #[serde(default)]
+    events: Vec<String>,
+    timeout: Option<String>,
+}
+
+fn json() -> Format {
+    Format::Json
+}
+
+impl RawNotify {
+    pub fn validate(self) -> Result<NotifySink, Invalid> {
+        check_name(&self.name)?;
+        let n = &self.name;
+        let url = url::Url::parse(&self.url).map_err(|e| {
+            Invalid(format!(
+                "[[notify]] {n}: url \"{}\" is not a URL ({e}); fix: e.g. https://hooks.example.net/fwctl",
+                self.url
+            ))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(Invalid(format!(
+                "[[notify]] {n}: url \"{}\" must be http:// or https:// with a host",
+                self.url
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Invalid(format!(
+                "[[notify]] {n}: url \"{}\" holds a user name or password; fix: keep secrets out of the config (secret_file signs the requests)",
+                self.url
+            )));
+        }
+        for e in &self.events {
+            if !EVENTS.contains(&e.as_str()) {
+                return Err(Invalid(format!(
+                    "[[notify]] {n}: unknown event \"{e}\"; fix: one of {}",
+                    EVENTS.join(", ")
+                )));
+            }
+        }
+        let timeout = match &self.timeout {
+            None => Duration::from_secs(5),
+            Some(t) => match humantime::parse_duration(t) {
+                Ok(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(60) => d,
+                _ => {
+                    return Err(Invalid(format!(
+                        "[[notify]] {n}: timeout = \"{t}\"; fix: a duration from 100ms to 60s, e.g. \"5s\""
+                    )))
+                }
+            },
+        };
+        Ok(NotifySink {
+            name: self.name,
+            url: self.url,
+            format: self.format,
+            secret_file: self.secret_file,
+            events: self.events,
+            timeout,
+        })
+    }
+}
+
+/// Where the metrics go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metrics {
+    /// capture's /metrics endpoint (None: off).
+    pub listen: Option<SocketAddr>,
+    /// The node_exporter textfile directory scan, apply and status write
+    /// `fwctl.prom` into (None: off).
+    pub textfile_dir: Option<PathBuf>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            listen: Some(DEFAULT_LISTEN.parse().expect("valid")),
+            textfile_dir: None,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    listen: Option<String>,
+    textfile_dir: Option<PathBuf>,
+}
+
+impl RawMetrics {
+    pub fn validate(self) -> Result<Metrics, Invalid> {
+        let listen = match self.listen.as_deref() {
+            None => Metrics::default().listen,
+            Some("") => None,
+            Some(s) => Some(s.parse::<SocketAddr>().map_err(|_| {
+                Invalid(format!(
+                    "[metrics] listen = \"{s}\" is not ADDRESS:PORT; fix: e.g. \"{DEFAULT_LISTEN}\", or \"\" to turn the endpoint off"
+                ))
+            })?),
+        };
+        if let Some(d) = &self.textfile_dir {
+            if !d.is_absolute() {
+                return Err(Invalid(format!(
+                    "[metrics] textfile_dir = \"{}\" is relative; fix: an absolute directory, e.g. /var/lib/prometheus/node-exporter",
+                    d.display()
+                )));
+            }
+        }
+        Ok(Metrics {
+            listen,
+            textfile_dir: self.textfile_dir,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(text: &str) -> Result<NotifySink, String> {
+        let raw: RawNotify = toml::from_str(text).map_err(|e| e.to_string())?;
+        raw.validate().map_err(|e| e.0)
+    }
+
+    #[test]
+    fn sinks_and_their_mistakes() {
+        let s = sink("name = \"ops\"\nurl = \"https://hooks.example.net/fwctl\"\nformat = \"slack\"\nevents = [\"ip_blocked\", \"drift\"]\ntimeout = \"2s\"\n").unwrap();
+        assert_eq!(
+            (s.format, s.timeout),
+            (Format::Slack, Duration::from_secs(2))
+        );
+        assert!(s.wants("drift") && !s.wants("apply"));
+        let all = sink("name = \"a\"\nurl = \"http://192.0.2.1:8080/x\"\n").unwrap();
+        assert!(all.wants("apply") && all.timeout == Duration::from_secs(5));
+        for (text, want) in [
+            ("name = \"a b\"\nurl = \"http://x\"", "letters, digits"),
+            ("name = \"a\"\nurl = \"ftp://x/y\"", "http:// or https://"),
+            ("name = \"a\"\nurl = \"not a url\"", "is not a URL"),
+            (
+                "name = \"a\"\nurl = \"https://u:pw@x/y\"",
+                "keep secrets out",
+            ),
+            (
+                "name = \"a\"\nurl = \"http://x\"\nevents = [\"ip_banned\"]",
+                "unknown event \"ip_banned\"",
+            ),
+            (
+                "name = \"a\"\nurl = \"http://x\"\ntimeout = \"5m\"",
+                "100ms to 60s",
+            ),
+            (
+                "name = \"a\"\nurl = \"http://x\"\nformat = \"xml\"",
+                "unknown variant",
+            ),
+            (
+                "name = \"a\"\nurl = \"http://x\"\nsecret = \"hunter2\"",
+                "unknown field",
+            ),
+        ] {
+            let e = sink(text).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn metrics_default_on_localhost_and_can_be_off() {
+        let m: RawMetrics = toml::from_str("").unwrap();
+        assert_eq!(
+            m.validate().unwrap().listen,
+            Some(DEFAULT_LISTEN.parse().unwrap())
+        );
+        let m: RawMetrics = toml::from_str("listen = \"\"").unwrap();
+        assert_eq!(m.validate().unwrap().listen, None);
+        let m: RawMetrics = toml::from_str("listen = \"9469\"").unwrap();
+        assert!(m.validate().unwrap_err().0.contains("ADDRESS:PORT"));
+        let m: RawMetrics = toml::from_str("textfile_dir = \"prom\"").unwrap();
+        assert!(m.validate().unwrap_err().0.contains("relative"));
+    }
+}

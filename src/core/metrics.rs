@@ -1,0 +1,425 @@
+//! Metrics in the Prometheus text format (pure): capture's live counters as
+//! its `/metrics` endpoint serves them, and what cron scans, apply and status
+//! leave in node_exporter's textfile directory. The names here are the ones
+//! the shipped dashboard and alert rules use (a test checks every one).
+
+use crate::core::state::State;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Ban latency buckets, in seconds (capture bans in about 0.1 ms).
+pub const LATENCY_BUCKETS: [f64; 10] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn labels(l: &[(&str, &str)]) -> String {
+    if l.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = l
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// A text exposition being written: each family once, with HELP and TYPE.
+#[derive(Default)]
+pub struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    fn head(&mut self, name: &str, help: &str, kind: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// A family of samples (counter or gauge), one per label set.
+    pub fn family(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        samples: &[(Vec<(&str, &str)>, f64)],
+    ) {
+        self.head(name, help, kind);
+        for (l, v) in samples {
+            let _ = writeln!(self.out, "{name}{} {}", labels(l), number(*v));
+        }
+    }
+
+    pub fn one(&mut self, name: &str, kind: &str, help: &str, v: f64) {
+        self.family(name, kind, help, &[(vec![], v)]);
+    }
+
+    pub fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
+        self.head(name, help, "histogram");
+        let mut cum = 0;
+        for (b, n) in LATENCY_BUCKETS.iter().zip(&h.counts) {
+            cum += n;
+            let _ = writeln!(self.out, "{name}_bucket{{le=\"{b}\"}} {cum}");
+        }
+        let _ = writeln!(self.out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(self.out, "{name}_sum {}", number(h.sum));
+        let _ = writeln!(self.out, "{name}_count {}", h.count);
+    }
+
+    pub fn text(self) -> String {
+        self.out
+    }
+}
+
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// A latency histogram over [`LATENCY_BUCKETS`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); beyond the last: only in count.
+    pub counts: [u64; LATENCY_BUCKETS.len()],
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, secs: f64) {
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+            self.counts[i] += 1;
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+}
+
+/// Per notification sink: sent, failed (given up), dropped (queue full).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SinkCounts {
+    pub sent: u64,
+    pub failed: u64,
+    pub dropped: u64,
+}
+
+/// What capture exports.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CaptureMetrics {
+    pub frames: u64,
+    /// Probes by protocol ("tcp", "udp").
+    pub probes: BTreeMap<String, u64>,
+    /// Scans detected by type ("SYN", "XMAS", ...).
+    pub scans: BTreeMap<String, u64>,
+    /// Bans by (set, source).
+    pub bans: BTreeMap<(String, String), u64>,
+    pub ban_failures: u64,
+    pub latency: Histogram,
+    pub kernel_drops: u64,
+    pub tracked: u64,
+    pub notify: BTreeMap<String, SinkCounts>,
+    /// The kernel's sets: name -> (entries, capacity).
+    pub sets: BTreeMap<String, (u64, u64)>,
+    /// fwctl's rules changed behind its back, per family ("ipv4", "ipv6").
+    pub drift: BTreeMap<String, bool>,
+    pub started: i64,
+}
+
+impl CaptureMetrics {
+    pub fn render(&self) -> String {
+        let mut e = Exposition::default();
+        e.one(
+            "fwctl_frames_total",
+            "counter",
+            "Frames capture read.",
+            self.frames as f64,
+        );
+        let probes: Vec<_> = self
+            .probes
+            .iter()
+            .map(|(p, n)| (vec![("proto", p.as_str())], *n as f64))
+            .collect();
+        e.family(
+            "fwctl_probes_total",
+            "counter",
+            "Probes addressed to this host, by protocol.",
+            &probes,
+        );
+        let scans: Vec<_> = self
+            .scans
+            .iter()
+            .map(|(t, n)| (vec![("type", t.as_str())], *n as f64))
+            .collect();
+        e.family(
+            "fwctl_scans_detected_total",
+            "counter",
+            "Port scans detected, by scan type.",
+            &scans,
+        );
+        let bans: Vec<_> = self
+            .bans
+            .iter()
+            .map(|((set, source), n)| {
+                (
+                    vec![("set", set.as_str()), ("source", source.as_str())],
+                    *n as f64,
+                )
+            })
+            .collect();
+        e.family(
+            "fwctl_bans_total",
+            "counter",
+            "Bans made, by set and by what made them.",
+            &bans,
+        );
+        e.one(
+            "fwctl_ban_failures_total",
+            "counter",
+            "Bans the kernel refused.",
+            self.ban_failures as f64,
+        );
+        e.histogram(
+            "fwctl_ban_latency_seconds",
+            "From the kernel's receive time of the packet that crossed the threshold to the ipset's acknowledgement.",
+            &self.latency,
+        );
+        e.one(
+            "fwctl_kernel_drops_total",
+            "counter",
+            "Frames the kernel dropped before capture read them.",
+            self.kernel_drops as f64,
+        );
+        e.one(
+            "fwctl_tracked_sources",
+            "gauge",
+            "Sources the detector tracks now.",
+            self.tracked as f64,
+        );
+        for (name, help, f) in [
+            (
+                "fwctl_notify_sent_total",
+                "Notifications delivered, by sink.",
+                (|c: &SinkCounts| c.sent) as fn(&SinkCounts) -> u64,
+            ),
+            (
+                "fwctl_notify_failed_total",
+                "Notifications given up on (kept in the outbox when retryable), by sink.",
+                |c| c.failed,
+            ),
+            (
+                "fwctl_notify_dropped_total",
+                "Notifications dropped because the queue was full, by sink.",
+                |c| c.dropped,
+            ),
+        ] {
+            let s: Vec<_> = self
+                .notify
+                .iter()
+                .map(|(k, c)| (vec![("sink", k.as_str())], f(c) as f64))
+                .collect();
+            e.family(name, "counter", help, &s);
+        }
+        let entries: Vec<_> = self
+            .sets
+            .iter()
+            .map(|(k, (n, _))| (vec![("set", k.as_str())], *n as f64))
+            .collect();
+        e.family(
+            "fwctl_set_entries",
+            "gauge",
+            "Members of each of fwctl's sets in the kernel.",
+            &entries,
+        );
+        let cap: Vec<_> = self
+            .sets
+            .iter()
+            .map(|(k, (_, c))| (vec![("set", k.as_str())], *c as f64))
+            .collect();
+        e.family(
+            "fwctl_set_capacity",
+            "gauge",
+            "The most members each of fwctl's sets takes (maxelem).",
+            &cap,
+        );
+        let drift: Vec<_> = self
+            .drift
+            .iter()
+            .map(|(k, d)| (vec![("family", k.as_str())], f64::from(u8::from(*d))))
+            .collect();
+        e.family(
+            "fwctl_rules_drift",
+            "gauge",
+            "1 while fwctl's rules differ from what the last apply installed.",
+            &drift,
+        );
+        e.one(
+            "fwctl_capture_start_time_seconds",
+            "gauge",
+            "When this capture started (Unix time).",
+            self.started as f64,
+        );
+        e.text()
+    }
+}
+
+/// What scan, apply and status leave for node_exporter's textfile
+/// collector, from the state file (so every rule's last run is there,
+/// whichever command wrote last) and the outbox's size.
+pub fn textfile(state: &State, outbox: usize) -> String {
+    let mut e = Exposition::default();
+    let runs: Vec<(Vec<(&str, &str)>, &crate::core::state::ScanRun)> = state
+        .scans
+        .iter()
+        .map(|s| {
+            (
+                vec![
+                    ("rule", s.rule.as_str()),
+                    ("type", s.kind.as_str()),
+                    ("ipset", s.ipset.as_str()),
+                ],
+                s,
+            )
+        })
+        .collect();
+    type Field = fn(&crate::core::state::ScanRun) -> f64;
+    let fields: [(&str, &str, Field); 7] = [
+        (
+            "fwctl_scan_last_run_timestamp_seconds",
+            "When the scan rule last ran (Unix time).",
+            |s| s.at as f64,
+        ),
+        (
+            "fwctl_scan_duration_seconds",
+            "How long the scan rule's last run took.",
+            |s| s.duration_ms as f64 / 1000.0,
+        ),
+        (
+            "fwctl_scan_lines_read",
+            "Log lines the last run read.",
+            |s| s.lines_read as f64,
+        ),
+        (
+            "fwctl_scan_lines_matched",
+            "Lines of the rule and type inside the window, last run.",
+            |s| s.lines_matched as f64,
+        ),
+        (
+            "fwctl_scan_lines_malformed",
+            "Lines the last run could not read.",
+            |s| s.lines_malformed as f64,
+        ),
+        (
+            "fwctl_scan_offenders",
+            "Sources over the threshold, last run.",
+            |s| s.offenders as f64,
+        ),
+        ("fwctl_scan_bans", "Bans the last run made.", |s| {
+            s.added as f64
+        }),
+    ];
+    for (name, help, f) in fields {
+        let samples: Vec<_> = runs.iter().map(|(l, s)| (l.clone(), f(s))).collect();
+        e.family(name, "gauge", help, &samples);
+    }
+    if let Some(a) = &state.applied {
+        e.one(
+            "fwctl_apply_last_success_timestamp_seconds",
+            "gauge",
+            "When fwctl apply last installed the ruleset (Unix time).",
+            a.at as f64,
+        );
+        let count = |v: &[String]| v.iter().filter(|l| l.starts_with("-A ")).count() as f64;
+        e.family(
+            "fwctl_apply_rules",
+            "gauge",
+            "fwctl's rules the last apply installed, per family.",
+            &[
+                (vec![("family", "ipv4")], count(&a.v4)),
+                (vec![("family", "ipv6")], count(&a.v6)),
+            ],
+        );
+        e.one(
+            "fwctl_apply_sets",
+            "gauge",
+            "fwctl's sets the last apply installed.",
+            a.sets as f64,
+        );
+    }
+    if let Some(st) = &state.status {
+        e.one(
+            "fwctl_status_last_run_timestamp_seconds",
+            "gauge",
+            "When fwctl status (or capture) last checked (Unix time).",
+            st.at as f64,
+        );
+        e.one(
+            "fwctl_status_problems",
+            "gauge",
+            "Problems the last check found.",
+            st.problems.len() as f64,
+        );
+        e.family(
+            "fwctl_rules_drift",
+            "gauge",
+            "1 while fwctl's rules differ from what the last apply installed.",
+            &[
+                (vec![("family", "ipv4")], f64::from(u8::from(st.drift[0]))),
+                (vec![("family", "ipv6")], f64::from(u8::from(st.drift[1]))),
+            ],
+        );
+    }
+    e.one(
+        "fwctl_notify_outbox_events",
+        "gauge",
+        "Notifications waiting in the outbox for a later run.",
+        outbox as f64,
+    );
+    e.text()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_metrics_render_in_the_text_format() {
+        let mut m = CaptureMetrics {
+            frames: 10,
+            ..CaptureMetrics::default()
+        };
+        m.probes.insert("tcp".into(), 7);
+        m.bans.insert(("blacklist".into(), "capture".into()), 2);
+        m.latency.observe(0.00012);
+        m.latency.observe(0.003);
+        m.notify.insert(
+            "ops".into(),
+            SinkCounts {
+                sent: 1,
+                failed: 0,
+                dropped: 0,
+            },
+        );
+        m.sets.insert("blacklist".into(), (5, 65536));
+        m.drift.insert("ipv4".into(), true);
+        let t = m.render();
+        assert!(
+            t.contains("# TYPE fwctl_frames_total counter\nfwctl_frames_total 10\n"),
+            "{t}"
+        );
+        assert!(t.contains("fwctl_bans_total{set=\"blacklist\",source=\"capture\"} 2\n"));
+        assert!(t.contains("fwctl_ban_latency_seconds_bucket{le=\"0.00025\"} 1\n"));
+        assert!(t.contains("fwctl_ban_latency_seconds_bucket{le=\"0.005\"} 2\n"));
+        assert!(t.contains("fwctl_ban_latency_seconds_count 2\n"));
+        assert!(t.contains("fwctl_notify_sent_total{sink=\"ops\"} 1\n"));
+        assert!(t.contains("fwctl_set_capacity{set=\"blacklist\"} 65536\n"));
+        assert!(t.contains("fwctl_rules_drift{family=\"ipv4\"} 1\n"));
+        assert_eq!(labels(&[("a", "x\"y\\z\n")]), "{a=\"x\\\"y\\\\z\\n\"}");
+    }
+}

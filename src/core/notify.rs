@@ -1,0 +1,673 @@
+//! What fwctl tells people (pure): the notifications, their two wire
+//! formats (fwctl's JSON document and a chat message `{"text": ...}` that
+//! Slack, Mattermost and Rocket.Chat accept), the HMAC-SHA256 signature, the
+//! aggregation of bursts per sink, the retry policy and the bounded outbox.
+//! Sending them is the system layer's part; time and randomness come in as
+//! arguments.
+
+use crate::units::duration::human;
+use crate::units::Invalid;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// How long a sink gathers the events that follow one it sent, before it
+/// sends them as one summary (in milliseconds).
+pub const INTERVAL_MS: u64 = 10_000;
+/// Most addresses a chat summary names (the JSON summary carries all).
+const CHAT_NAMES: usize = 20;
+
+/// Which fwctl did something: the origin of a ban or unban.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Capture,
+    Scan,
+    Manual,
+    Fleet,
+}
+
+/// One notification's content, tagged by its event name (the names the
+/// config's `events` list and receivers' filters use).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Notice {
+    IpBlocked {
+        address: String,
+        set: String,
+        reason: String,
+        offence: u32,
+        duration_s: u64,
+        until: String,
+        origin: Origin,
+    },
+    ScanDetected {
+        address: String,
+        scan_type: String,
+        nmap: String,
+        reason: String,
+        ports: Vec<u16>,
+        action: String,
+    },
+    DistributedScan {
+        proto: String,
+        port: u16,
+        sources: u32,
+        window_s: u64,
+    },
+    ScanRun {
+        rule: String,
+        #[serde(rename = "type")]
+        kind: String,
+        ipset: String,
+        lines_read: u64,
+        lines_matched: u64,
+        offenders: u64,
+        added: u64,
+        addresses: Vec<String>,
+    },
+    Unban {
+        address: String,
+        sets: Vec<String>,
+        origin: Origin,
+    },
+    Apply {
+        config: String,
+        rules_v4: usize,
+        rules_v6: usize,
+        sets: usize,
+        restored: usize,
+    },
+    ApplyFailed {
+        config: String,
+        error: String,
+    },
+    Rollback {
+        config: String,
+        reason: String,
+    },
+    Drift {
+        problems: Vec<String>,
+    },
+    CaptureDown {
+        error: String,
+    },
+    Test {
+        message: String,
+    },
+}
+
+/// The event names, as the config writes them.
+pub const EVENTS: [&str; 11] = [
+    "ip_blocked",
+    "scan_detected",
+    "distributed_scan",
+    "scan_run",
+    "unban",
+    "apply",
+    "apply_failed",
+    "rollback",
+    "drift",
+    "capture_down",
+    "test",
+];
+
+impl Notice {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Notice::IpBlocked { .. } => "ip_blocked",
+            Notice::ScanDetected { .. } => "scan_detected",
+            Notice::DistributedScan { .. } => "distributed_scan",
+            Notice::ScanRun { .. } => "scan_run",
+            Notice::Unban { .. } => "unban",
+            Notice::Apply { .. } => "apply",
+            Notice::ApplyFailed { .. } => "apply_failed",
+            Notice::Rollback { .. } => "rollback",
+            Notice::Drift { .. } => "drift",
+            Notice::CaptureDown { .. } => "capture_down",
+            Notice::Test { .. } => "test",
+        }
+    }
+
+    /// The address it is about, if any (for summaries).
+    fn address(&self) -> Option<&str> {
+        match self {
+            Notice::IpBlocked { address, .. }
+            | Notice::ScanDetected { address, .. }
+            | Notice::Unban { address, .. } => Some(address),
+            _ => None,
+        }
+    }
+
+    /// One readable line, for chat.
+    pub fn text(&self) -> String {
+        match self {
+            Notice::IpBlocked {
+                address,
+                set,
+                reason,
+                offence,
+                duration_s,
+                until,
+                origin,
+            } => format!(
+                "Security Alert: action taken against {address}: banned into {set} for {} (until {until}, offence {offence}); reason: {reason}; by {}",
+                human(*duration_s),
+                origin_name(*origin)
+            ),
+            Notice::ScanDetected {
+                address,
+                scan_type,
+                nmap,
+                reason,
+                action,
+                ..
+            } => format!("Port scan from {address}: {scan_type} ({nmap}), {reason}; {action}"),
+            Notice::DistributedScan {
+                proto,
+                port,
+                sources,
+                window_s,
+            } => format!(
+                "Distributed scan: {sources} sources on {proto} port {port} within {}",
+                human(*window_s)
+            ),
+            Notice::ScanRun {
+                rule,
+                kind,
+                ipset,
+                lines_matched,
+                added,
+                addresses,
+                ..
+            } => format!(
+                "Scan rule {rule} ({kind}): {lines_matched} matching lines, banned {added} into {ipset}: {}",
+                names(addresses.iter().map(String::as_str), addresses.len())
+            ),
+            Notice::Unban {
+                address,
+                sets,
+                origin,
+            } => format!(
+                "Unbanned {address} from {} (by {})",
+                sets.join(", "),
+                origin_name(*origin)
+            ),
+            Notice::Apply {
+                config,
+                rules_v4,
+                rules_v6,
+                sets,
+                restored,
+            } => format!(
+                "Applied {config}: {rules_v4} IPv4 + {rules_v6} IPv6 rules, {sets} sets, {restored} bans restored"
+            ),
+            Notice::ApplyFailed { config, error } => format!("Apply of {config} FAILED: {error}"),
+            Notice::Rollback { config, reason } => {
+                format!("Rolled back the apply of {config}: {reason}")
+            }
+            Notice::Drift { problems } => {
+                format!("Firewall drift: {}", problems.join("; "))
+            }
+            Notice::CaptureDown { error } => format!("fwctl capture stopped: {error}"),
+            Notice::Test { message } => message.clone(),
+        }
+    }
+}
+
+fn origin_name(o: Origin) -> &'static str {
+    match o {
+        Origin::Capture => "capture",
+        Origin::Scan => "scan",
+        Origin::Manual => "an admin",
+        Origin::Fleet => "the fleet",
+    }
+}
+
+/// "a, b, c and 17 more".
+fn names<'a>(it: impl Iterator<Item = &'a str>, total: usize) -> String {
+    let shown: Vec<&str> = it.take(CHAT_NAMES).collect();
+    let mut s = shown.join(", ");
+    if total > shown.len() {
+        let _ = write!(s, " and {} more", total - shown.len());
+    }
+    s
+}
+
+/// A notification as sent: when, from which host and fwctl, and what.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub time: String,
+    pub host: String,
+    pub fwctl: String,
+    #[serde(flatten)]
+    pub notice: Notice,
+}
+
+/// A sink's wire format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// fwctl's own document: the envelope, or a summary of several.
+    Json,
+    /// `{"text": "..."}`, one readable message.
+    Slack,
+}
+
+/// The request body for one batch: a single event as itself, several as a
+/// summary (every event in the JSON form; counts and the first addresses in
+/// the chat form).
+pub fn body(format: Format, batch: &[Envelope]) -> Vec<u8> {
+    let counts = || {
+        let mut c: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in batch {
+            *c.entry(e.notice.name()).or_default() += 1;
+        }
+        c
+    };
+    match (format, batch) {
+        (_, []) => Vec::new(),
+        (Format::Json, [one]) => serde_json::to_vec(one).expect("plain data"),
+        (Format::Slack, [one]) => slack(&format!("[fwctl on {}] {}", one.host, one.notice.text())),
+        (Format::Json, many) => serde_json::to_vec(&serde_json::json!({
+            "event": "summary",
+            "time": many.last().map(|e| e.time.clone()),
+            "host": many[0].host,
+            "fwctl": many[0].fwctl,
+            "first": many[0].time,
+            "count": many.len(),
+            "counts": counts(),
+            "events": many,
+        }))
+        .expect("plain data"),
+        (Format::Slack, many) => {
+            let mut t = format!(
+                "[fwctl on {}] {} events from {} to {}:",
+                many[0].host,
+                many.len(),
+                many[0].time,
+                many.last().map(|e| e.time.as_str()).unwrap_or("")
+            );
+            for (name, n) in counts() {
+                let addrs: Vec<&str> = many
+                    .iter()
+                    .filter(|e| e.notice.name() == name)
+                    .filter_map(|e| e.notice.address())
+                    .collect();
+                let _ = write!(t, "\n- {n} {name}");
+                if !addrs.is_empty() {
+                    let _ = write!(t, ": {}", names(addrs.iter().copied(), addrs.len()));
+                }
+            }
+            slack(&t)
+        }
+    }
+}
+
+fn slack(text: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "text": text })).expect("plain data")
+}
+
+/// `X-Fwctl-Signature`: `sha256=` and the hex HMAC-SHA256, keyed with the
+/// secret, of `timestamp + "." + body`; a receiver recomputes it to reject a
+/// forged request, and checks the timestamp to reject a replayed one.
+pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    let mut hex = String::with_capacity(7 + 64);
+    hex.push_str("sha256=");
+    for b in bytes {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// Gathering per sink: the first event of a quiet sink goes out at once;
+/// what follows within [`INTERVAL_MS`] waits and goes out as one summary
+/// when the interval ends (a scan banning 5 000 addresses is two posts, not
+/// 5 000). Times are milliseconds of any clock.
+#[derive(Clone, Debug, Default)]
+pub struct Aggregator {
+    /// When the last batch went out.
+    last_sent: Option<u64>,
+    pending: Vec<Envelope>,
+}
+
+impl Aggregator {
+    /// Take an event at `now`; a batch to send now, if it is one.
+    pub fn push(&mut self, e: Envelope, now: u64) -> Option<Vec<Envelope>> {
+        let quiet = self.last_sent.is_none_or(|t| now >= t + INTERVAL_MS);
+        if self.pending.is_empty() && quiet {
+            self.last_sent = Some(now);
+            return Some(vec![e]);
+        }
+        self.pending.push(e);
+        self.due(now)
+    }
+
+    /// The summary, once its interval has passed.
+    pub fn due(&mut self, now: u64) -> Option<Vec<Envelope>> {
+        let at = self.last_sent.map_or(now, |t| t + INTERVAL_MS);
+        if self.pending.is_empty() || now < at {
+            return None;
+        }
+        self.last_sent = Some(now);
+        Some(std::mem::take(&mut self.pending))
+    }
+
+    /// When the next summary is due (None: nothing waits).
+    pub fn next_due(&self) -> Option<u64> {
+        if self.pending.is_empty() {
+            None
+        } else {
+            Some(self.last_sent.map_or(0, |t| t + INTERVAL_MS))
+        }
+    }
+
+    /// Everything waiting, now (at exit).
+    pub fn flush(&mut self) -> Option<Vec<Envelope>> {
+        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// How one attempt to deliver ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// The receiver answered with this status (and `Retry-After` seconds).
+    Status { code: u16, retry_after: Option<u64> },
+    /// No answer in time.
+    Timeout,
+    /// No connection (refused, unreachable, DNS, TLS).
+    Connect(String),
+}
+
+/// What to do after an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    Delivered,
+    /// Try again after this many milliseconds.
+    Retry(u64),
+    /// Give up: retryable failures keep the batch for a later run (the
+    /// outbox), others are reported and dropped.
+    GiveUp {
+        keep: bool,
+        why: String,
+    },
+}
+
+/// The retry policy: 2xx is delivered; connection errors, timeouts, 5xx and
+/// 429 are retried with exponential backoff (0.5 s, 1 s, 2 s, ... at most
+/// 30 s) and jitter, honouring `Retry-After`, until `attempts` are spent;
+/// other statuses are not retried. `random` is any random number (jitter).
+pub fn next(attempt: &Attempt, tries: u32, attempts: u32, random: u64) -> Next {
+    let why = match attempt {
+        Attempt::Status { code, .. } if (200..300).contains(code) => return Next::Delivered,
+        Attempt::Status { code, .. } if *code != 429 && !(500..600).contains(code) => {
+            return Next::GiveUp {
+                keep: false,
+                why: format!("HTTP {code} (not retried: the receiver refuses this request)"),
+            }
+        }
+        Attempt::Status { code, .. } => format!("HTTP {code}"),
+        Attempt::Timeout => "no answer in time".into(),
+        Attempt::Connect(e) => e.clone(),
+    };
+    if tries >= attempts {
+        return Next::GiveUp {
+            keep: true,
+            why: format!("{why} after {tries} attempts"),
+        };
+    }
+    let base = 500u64 << (tries.saturating_sub(1)).min(6);
+    let backoff = base.min(30_000);
+    // Up to half again as long, so many senders do not retry in step.
+    let jitter = random % (backoff / 2 + 1);
+    let wait = match attempt {
+        Attempt::Status {
+            retry_after: Some(s),
+            ..
+        } => (s * 1000).min(60_000).max(backoff),
+        _ => backoff + jitter,
+    };
+    Next::Retry(wait)
+}
+
+/// The outbox's bound: at most this many undelivered events are kept;
+/// beyond it the oldest go first (and are counted).
+pub const OUTBOX_MAX: usize = 10_000;
+
+/// An event waiting in the outbox: for which sink, in which batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Queued {
+    pub sink: String,
+    pub batch: u64,
+    pub event: Envelope,
+}
+
+/// Events not (yet) delivered, kept for a later run. Every batch is written
+/// here before it is posted and taken out once delivered, so a run that
+/// dies or times out mid-post loses nothing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outbox {
+    /// Oldest first.
+    pub entries: Vec<Queued>,
+    /// Events dropped to keep the bound, since the outbox was made.
+    pub dropped: u64,
+}
+
+impl Outbox {
+    /// Add a batch, dropping the oldest events beyond the bound.
+    pub fn put(&mut self, sink: &str, batch: u64, events: &[Envelope]) {
+        self.entries.extend(events.iter().map(|e| Queued {
+            sink: sink.to_string(),
+            batch,
+            event: e.clone(),
+        }));
+        if self.entries.len() > OUTBOX_MAX {
+            let over = self.entries.len() - OUTBOX_MAX;
+            self.entries.drain(..over);
+            self.dropped += over as u64;
+        }
+    }
+
+    /// A batch delivered (or given up on for good).
+    pub fn remove(&mut self, batch: u64) {
+        self.entries.retain(|q| q.batch != batch);
+    }
+
+    /// Claim every event of `sink` (they leave the outbox; whoever claims
+    /// them puts them back as a new batch before posting).
+    pub fn take(&mut self, sink: &str) -> Vec<Envelope> {
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.entries)
+            .into_iter()
+            .partition(|q| q.sink == sink);
+        self.entries = rest;
+        mine.into_iter().map(|q| q.event).collect()
+    }
+}
+
+/// A sink name: what logs and `notify test --sink` show.
+pub fn check_name(name: &str) -> Result<(), Invalid> {
+    if name.is_empty()
+        || name.len() > 32
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(Invalid(format!(
+            "[[notify]] name = \"{name}\": fix: 1 to 32 letters, digits, '-', '_' or '.'"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(i: u32) -> Envelope {
+        Envelope {
+            time: format!("2026-12-02T10:00:{:02}Z", i % 60),
+            host: "web-1".into(),
+            fwctl: "0.1.0".into(),
+            notice: Notice::IpBlocked {
+                address: format!("203.0.113.{}", i % 250),
+                set: "blacklist".into(),
+                reason: "SYN scan: 7 distinct ports within 2h".into(),
+                offence: 1,
+                duration_s: 600,
+                until: "2026-12-02T10:10:00Z".into(),
+                origin: Origin::Capture,
+            },
+        }
+    }
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // RFC 4231 test case 2 has key "Jefe"; here the message is ours.
+        let s = sign(b"Jefe", 1_764_669_600, b"{\"event\":\"test\"}");
+        assert!(s.starts_with("sha256=") && s.len() == 7 + 64, "{s}");
+        assert_eq!(s, sign(b"Jefe", 1_764_669_600, b"{\"event\":\"test\"}"));
+        assert_ne!(s, sign(b"Jefe", 1_764_669_601, b"{\"event\":\"test\"}"));
+        assert_ne!(s, sign(b"jefe", 1_764_669_600, b"{\"event\":\"test\"}"));
+        // Known answer: HMAC-SHA256("Jefe", "what do ya want for nothing?").
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
+        mac.update(b"what do ya want for nothing?");
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn a_burst_is_one_event_then_one_summary_per_interval() {
+        let mut a = Aggregator::default();
+        assert_eq!(
+            a.push(env(0), 0).map(|b| b.len()),
+            Some(1),
+            "the first goes at once"
+        );
+        for i in 1..1000 {
+            assert_eq!(a.push(env(i), u64::from(i)), None);
+        }
+        assert_eq!(a.next_due(), Some(INTERVAL_MS));
+        assert_eq!(a.due(INTERVAL_MS - 1), None);
+        let b = a.due(INTERVAL_MS).unwrap();
+        assert_eq!(b.len(), 999);
+        // Quiet for an interval: the next one goes at once again.
+        assert_eq!(a.push(env(5), 3 * INTERVAL_MS).map(|b| b.len()), Some(1));
+        a.push(env(6), 3 * INTERVAL_MS + 1);
+        assert_eq!(a.flush().map(|b| b.len()), Some(1));
+        assert_eq!(a.flush(), None);
+    }
+
+    #[test]
+    fn bodies_single_summary_and_chat() {
+        let one = body(Format::Json, &[env(1)]);
+        let v: serde_json::Value = serde_json::from_slice(&one).unwrap();
+        assert_eq!(
+            (v["event"].as_str(), v["address"].as_str()),
+            (Some("ip_blocked"), Some("203.0.113.1"))
+        );
+        assert_eq!(
+            (v["origin"].as_str(), v["duration_s"].as_u64()),
+            (Some("capture"), Some(600))
+        );
+        let back: Envelope = serde_json::from_slice(&one).unwrap();
+        assert_eq!(back, env(1), "the outbox reads what it wrote");
+        let batch: Vec<Envelope> = (0..1000).map(env).collect();
+        let v: serde_json::Value = serde_json::from_slice(&body(Format::Json, &batch)).unwrap();
+        assert_eq!(
+            (v["event"].as_str(), v["count"].as_u64()),
+            (Some("summary"), Some(1000))
+        );
+        assert_eq!(v["events"].as_array().unwrap().len(), 1000);
+        assert_eq!(v["counts"]["ip_blocked"], 1000);
+        let chat: serde_json::Value =
+            serde_json::from_slice(&body(Format::Slack, &[env(1)])).unwrap();
+        let t = chat["text"].as_str().unwrap();
+        assert!(
+            t.contains("Security Alert: action taken against 203.0.113.1") && t.contains("for 10m"),
+            "{t}"
+        );
+        assert_eq!(chat.as_object().unwrap().len(), 1, "only text: {chat}");
+        let chat: serde_json::Value = serde_json::from_slice(&body(Format::Slack, &batch)).unwrap();
+        let t = chat["text"].as_str().unwrap();
+        assert!(
+            t.contains("1000 events")
+                && t.contains("- 1000 ip_blocked: 203.0.113.0, ")
+                && t.contains("and 980 more"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn retries_back_off_and_stop() {
+        let st = |code| Attempt::Status {
+            code,
+            retry_after: None,
+        };
+        assert_eq!(next(&st(204), 1, 5, 0), Next::Delivered);
+        assert_eq!(next(&st(503), 1, 5, 0), Next::Retry(500));
+        assert_eq!(next(&st(503), 2, 5, 0), Next::Retry(1000));
+        assert_eq!(next(&Attempt::Timeout, 3, 5, 0), Next::Retry(2000));
+        assert!(
+            matches!(next(&Attempt::Timeout, 3, 5, 999), Next::Retry(w) if (2000..=3000).contains(&w))
+        );
+        assert_eq!(
+            next(&Attempt::Connect("refused".into()), 12, 20, 0),
+            Next::Retry(30_000)
+        );
+        let r = next(
+            &Attempt::Status {
+                code: 429,
+                retry_after: Some(7),
+            },
+            1,
+            5,
+            0,
+        );
+        assert_eq!(r, Next::Retry(7000), "Retry-After is honoured");
+        assert!(matches!(
+            next(&st(404), 1, 5, 0),
+            Next::GiveUp { keep: false, .. }
+        ));
+        assert!(matches!(
+            next(&st(503), 5, 5, 0),
+            Next::GiveUp { keep: true, .. }
+        ));
+    }
+
+    #[test]
+    fn the_outbox_is_bounded_and_per_sink() {
+        let mut o = Outbox::default();
+        let many: Vec<Envelope> = (0..OUTBOX_MAX as u32).map(env).collect();
+        o.put("ops", 1, &many);
+        o.put("chat", 2, &[env(1), env(2)]);
+        assert_eq!((o.entries.len(), o.dropped), (OUTBOX_MAX, 2));
+        let chat = o.take("chat");
+        assert_eq!(chat.len(), 2);
+        assert_eq!(o.entries.len(), OUTBOX_MAX - 2);
+        assert!(o.entries.iter().all(|q| q.sink == "ops"));
+        o.remove(1);
+        assert!(o.entries.is_empty());
+        assert!(
+            check_name("ops-1").is_ok() && check_name("a b").is_err() && check_name("").is_err()
+        );
+    }
+}

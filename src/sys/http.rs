@@ -1,0 +1,145 @@
+//! HTTP at the edge: notifications posted with ureq (rustls, no C headers;
+//! proxies from HTTP_PROXY / HTTPS_PROXY / NO_PROXY; the system's trusted
+//! certificates, SSL_CERT_FILE honoured), and capture's small /metrics
+//! server.
+
+use crate::core::notify::Attempt;
+use crate::ports::Transport;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The real transport.
+pub struct Http {
+    agent: ureq::Agent,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http::new()
+    }
+}
+
+impl Http {
+    pub fn new() -> Http {
+        Http {
+            agent: ureq::AgentBuilder::new()
+                .try_proxy_from_env(true)
+                .user_agent(concat!("fwctl/", env!("CARGO_PKG_VERSION")))
+                .redirects(0)
+                .build(),
+        }
+    }
+}
+
+fn retry_after(r: &ureq::Response) -> Option<u64> {
+    r.header("Retry-After")?.trim().parse().ok()
+}
+
+impl Transport for Http {
+    fn post(
+        &mut self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Attempt {
+        let mut req = self.agent.post(url).timeout(timeout);
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        match req.send_bytes(body) {
+            Ok(r) => Attempt::Status {
+                code: r.status(),
+                retry_after: retry_after(&r),
+            },
+            Err(ureq::Error::Status(code, r)) => Attempt::Status {
+                code,
+                retry_after: retry_after(&r),
+            },
+            Err(ureq::Error::Transport(t)) => {
+                let msg = t.to_string();
+                let timed_out = std::error::Error::source(&t)
+                    .and_then(|s| s.downcast_ref::<io::Error>())
+                    .is_some_and(|e| {
+                        matches!(
+                            e.kind(),
+                            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                        )
+                    })
+                    || msg.contains("timed out");
+                if timed_out {
+                    Attempt::Timeout
+                } else {
+                    Attempt::Connect(msg)
+                }
+            }
+        }
+    }
+}
+
+/// Serve `render()` at `http://ADDR/metrics` from a thread of its own, one
+/// request at a time (Prometheus scrapes now and then; nothing here can
+/// slow capture's loop). Returns the address actually bound.
+pub fn serve_metrics(
+    addr: SocketAddr,
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("fwctl-metrics".into())
+        .spawn(move || {
+            // A failed accept (EMFILE, a reset) is that one scrape's loss.
+            for s in listener.incoming().flatten() {
+                let _ = answer(s, &*render);
+            }
+        })?;
+    Ok(bound)
+}
+
+fn answer(mut s: TcpStream, render: &dyn Fn() -> String) -> io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = [0u8; 4096];
+    let mut got = 0;
+    while got < buf.len() {
+        let n = s.read(&mut buf[got..])?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+        if buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..got]);
+    let line = head.lines().next().unwrap_or("");
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, kind, body) = match (method, path.split('?').next().unwrap_or("")) {
+        ("GET", "/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            render(),
+        ),
+        ("GET", "/") => (
+            "200 OK",
+            "text/html; charset=utf-8",
+            "<html><body><a href=\"/metrics\">/metrics</a></body></html>\n".to_string(),
+        ),
+        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_string(),
+        ),
+    };
+    write!(
+        s,
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    s.flush()
+}
