@@ -10,7 +10,9 @@
 #     the peak memory, and whether the scanner was banned;
 #  3. (root) ban latency: 40 scanners, one after another; for each, the time from
 #     the kernel's receive timestamp of the packet that crossed the threshold to
-#     the netlink acknowledgement of the ipset add (the ip_blocked latency_us).
+#     the netlink acknowledgement of the ipset add (the ip_blocked latency_us);
+#  4. (root) the rand-source flood and the ban latency again, without and with a
+#     [[notify]] sink that accepts connections and never answers.
 # Needs tcpdump, hping3, nmap (apt-get install tcpdump hping3 nmap).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,7 @@ work=$(mktemp -d /dev/shm/fwctl-capbench.XXXXXX)
 t=fwcb$$t c=fwcb$$c
 cleanup() {
   [ -n "${cap:-}" ] && kill "$cap" 2>/dev/null || true
+  [ -n "${hang:-}" ] && kill "$hang" 2>/dev/null || true
   ip netns del "$t" 2>/dev/null || true
   ip netns del "$c" 2>/dev/null || true
   rm -rf "$work"
@@ -86,7 +89,7 @@ ip netns exec "$t" "$bin" --config "$work/fwctl.toml" apply >/dev/null
 # start_capture: run capture in the target, wait until its socket is open.
 start_capture() {
   : >"$work/err"
-  ip netns exec "$t" "$bin" --config "$work/fwctl.toml" capture --iface vt --json \
+  ip netns exec "$t" "$bin" --config "${conf:-$work/fwctl.toml}" capture --iface vt --json \
     >"$work/events" 2>"$work/err" &
   cap=$!
   for _ in $(seq 100); do grep -q 'capture on' "$work/err" && return; sleep 0.05; done
@@ -136,13 +139,32 @@ fi
 echo "== a million spoofed sources"
 flood rand-source 15 --rand-source
 
+latency() {
+  ip netns exec "$t" ipset flush blacklist
+  start_capture
+  for i in $(seq 100 139); do
+    ip netns exec "$c" nmap -n -Pn -sS -p 1000-1006 --max-retries 0 -S "198.51.100.$i" -e vc 198.51.100.1 >/dev/null
+  done
+  stop_capture
+  grep '"ip_blocked"' "$work/events" | grep -o '"latency_us":[0-9]*' | cut -d: -f2 | sort -n | awk '
+    { v[NR] = $1 } END { printf "  %d bans: median %d us, p90 %d us, max %d us (kernel receive -> ipset add acknowledged)\n", NR, v[int((NR + 1) / 2)], v[int(NR * 0.9)], v[NR] }'
+  echo "  in the set: $(ip netns exec "$t" ipset list blacklist | grep -c '^198.51.100.1[0-3][0-9] ')"
+}
 echo "== ban latency (40 scanners, one at a time, 7 ports each)"
-ip netns exec "$t" ipset flush blacklist
-start_capture
-for i in $(seq 100 139); do
-  ip netns exec "$c" nmap -n -Pn -sS -p 1000-1006 --max-retries 0 -S "198.51.100.$i" -e vc 198.51.100.1 >/dev/null
+latency
+
+# A [[notify]] sink that accepts the connection and never answers (benches/sink.py
+# --hang, timeout 60 s): the worst endpoint. Its thread hangs; the packet loop must not.
+echo "== a notification sink that never answers, side by side with none"
+cp "$work/fwctl.toml" "$work/sink.toml"
+printf '[[notify]]\nname = "hung"\nurl = "http://127.0.0.1:18091/hook"\ntimeout = "60s"\n' >>"$work/sink.toml"
+ip netns exec "$t" python3 "$PWD/benches/sink.py" --hang 18091 >"$work/hang" &
+hang=$!
+for _ in $(seq 100); do grep -q ready "$work/hang" && break; sleep 0.05; done
+grep -q ready "$work/hang" || { echo "benches/sink.py --hang did not start"; exit 1; }
+for conf in "$work/fwctl.toml" "$work/sink.toml"; do
+  echo " $([ "$conf" = "$work/sink.toml" ] && echo "with the hung sink:" || echo "no sink:")"
+  flood rand-source 5 --rand-source
+  latency
 done
-stop_capture
-grep '"ip_blocked"' "$work/events" | grep -o '"latency_us":[0-9]*' | cut -d: -f2 | sort -n | awk '
-  { v[NR] = $1 } END { printf "  %d bans: median %d us, p90 %d us, max %d us (kernel receive -> ipset add acknowledged)\n", NR, v[int((NR + 1) / 2)], v[int(NR * 0.9)], v[NR] }'
-echo "  in the set: $(ip netns exec "$t" ipset list blacklist | grep -c '^198.51.100.1[0-3][0-9] ')"
+conf=

@@ -6,13 +6,14 @@
 #  2. the cron case: the last 30 minutes of a log that spans 21 hours;
 #  3. peak memory (max RSS) of each;
 #  4. (root) 100 000 offenders banned through one `ipset restore`, in a throwaway
-#     network namespace.
+#     network namespace, without and with a [[notify]] sink (benches/sink.py).
 # Prints best and median wall time of RUNS runs. Usage: benches/scan.sh [RUNS] [SIZES]
 #   e.g. benches/scan.sh 5 "100M 1G"   (needs ripgrep and GNU time: apt-get install ripgrep time)
+#   benches/scan.sh 7 ""               only the 100 000 bans, with and without a sink
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-sizes=${2:-"100M 1G"}
+sizes=${2-"100M 1G"}   # "" skips the log sizes (only the 100 000 bans)
 # FWCTL_BIN (and FWCTL_EXAMPLES for the generators): builds made elsewhere,
 # e.g. by benches/compare.sh; nothing is built then.
 [ -n "${FWCTL_BIN:-}" ] || cargo build --release --quiet --bin fwctl --example loggen
@@ -23,7 +24,11 @@ work=$(mktemp -d /dev/shm/fwctl-bench.XXXXXX)
 # generated offenders: they would be "already blocked" rather than found).
 : >"$work/bench.toml"
 ns=fwbench$$
-cleanup() { ip netns del "$ns" 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  [ -n "${sink:-}" ] && kill "$sink" 2>/dev/null || true
+  ip netns del "$ns" 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 end=2026-11-21T12:00:00Z
 gtime=$(command -v /usr/bin/time || true)
@@ -79,22 +84,40 @@ log=$work/bans.log
 "$gen" --size 8M --span 1h --sources 1000 --offenders 100000 --howmany 1 --within 30m \
   --end "$end" --out "$log" >/dev/null 2>&1
 bytes=$(stat -c %s "$log")
-echo "100 000 offenders ($bytes-byte log) banned into empty sets, in a namespace:"
-times=()
+echo "100 000 offenders ($bytes-byte log) banned into empty sets, in a namespace; each run without"
+echo "notification sinks, then with one [[notify]] sink (benches/sink.py in the namespace, answering 200):"
+printf '[[notify]]\nname = "bench"\nurl = "http://127.0.0.1:18090/hook"\n' >"$work/sink.toml"
+declare -A times=()
 for _ in $(seq "$runs"); do
-  ip netns add "$ns"
-  for s in "blacklist family inet" "blacklist_v6 family inet6"; do
-    set -- $s
-    ip netns exec "$ns" ipset create "$1" hash:ip family "$3" maxelem 262144 timeout 0
+  for conf in bench sink; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    for s in "blacklist family inet" "blacklist_v6 family inet6"; do
+      set -- $s
+      ip netns exec "$ns" ipset create "$1" hash:ip family "$3" maxelem 262144 timeout 0
+    done
+    if [ "$conf" = sink ]; then
+      : >"$work/ready"
+      ip netns exec "$ns" python3 benches/sink.py 18090 "$work/posts" >"$work/ready" &
+      sink=$!
+      for _ in $(seq 100); do grep -q ready "$work/ready" && break; sleep 0.05; done
+      grep -q ready "$work/ready" || { echo "benches/sink.py did not start"; exit 1; }
+    fi
+    rm -f "$work/state.json" "$work/notify-outbox.json"
+    t0=$(date +%s%N)
+    out=$(FWCTL_RUN_DIR=$work FWCTL_STATE=$work/state.json ip netns exec "$ns" "$bin" scan --config "$work/$conf.toml" --log "$log" \
+      --now "$end" --rule blocked --type tcp --howmany 1 --within 30m --ipset blacklist --removeafter 2h)
+    times[$conf]+="$(( ($(date +%s%N) - t0) / 1000000 )) "
+    n=$(( $(ip netns exec "$ns" ipset list -t blacklist | awk '/entries/ {print $4}') + \
+          $(ip netns exec "$ns" ipset list -t blacklist_v6 | awk '/entries/ {print $4}') ))
+    if [ "$conf" = sink ]; then kill "$sink"; wait "$sink" 2>/dev/null || true; sink=; fi
+    ip netns del "$ns"
   done
-  t0=$(date +%s%N)
-  out=$(FWCTL_RUN_DIR=$work FWCTL_STATE=$work/state.json ip netns exec "$ns" "$bin" scan --config "$work/bench.toml" --log "$log" \
-    --now "$end" --rule blocked --type tcp --howmany 1 --within 30m --ipset blacklist --removeafter 2h)
-  times+=($(( ($(date +%s%N) - t0) / 1000000 )))
-  n=$(( $(ip netns exec "$ns" ipset list -t blacklist | awk '/entries/ {print $4}') + \
-        $(ip netns exec "$ns" ipset list -t blacklist_v6 | awk '/entries/ {print $4}') ))
-  ip netns del "$ns"
 done
-IFS=$'\n' sorted=($(sort -n <<<"${times[*]}")); unset IFS
-echo "  whole run (read, decide, one ipset restore): best ${sorted[0]} ms, median ${sorted[$(( ${#sorted[@]} / 2 ))]} ms; $n members in the sets"
+for conf in bench sink; do
+  IFS=$'\n' sorted=($(sort -n <<<"$(tr ' ' '\n' <<<"${times[$conf]}" | grep .)")); unset IFS
+  label=$([ "$conf" = bench ] && echo "no sink  " || echo "one sink ")
+  echo "  $label whole run (read, decide, one ipset restore): best ${sorted[0]} ms, median ${sorted[$(( ${#sorted[@]} / 2 ))]} ms; $n members in the sets"
+done
+echo "  posts per run with the sink: $(( $(wc -l <"$work/posts") / runs )), $(awk '{ b += $1; e += $2 } END { printf "%d events, %.1f MB", e / NR, b / NR / 1e6 }' "$work/posts") each"
 echo "  last run: $(grep -o 'added: .*' <<<"$out")"

@@ -467,3 +467,247 @@ fn capture_works_with_only_the_service_units_capabilities() {
         "the state file is written without CAP_DAC_OVERRIDE"
     );
 }
+
+/// GET a path on 127.0.0.1:PORT inside namespace `ns`; the body.
+fn get_in(ns: &str, port: u16, path: &str) -> Option<String> {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    in_ns(ns, move || {
+        ureq::get(&url)
+            .timeout(Duration::from_secs(5))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+    })
+}
+
+/// A Prometheus server, killed on drop.
+struct Prometheus(std::process::Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Capture in a namespace bans an nmap scanner: the receiver gets a signed
+/// ip_blocked within 2 s, /metrics passes `promtool check metrics`, and a
+/// real Prometheus, with the shipped scrape config and alert rules, scrapes
+/// it and answers fwctl_bans_total >= 1.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_capture_ban_is_posted_signed_and_prometheus_scrapes_it() {
+    use common::receiver::Receiver;
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::new();
+    let rx = Receiver::start_in(&lab.target, 0);
+    let (dir, _) = config("");
+    let secret = dir.path().join("webhook.secret");
+    std::fs::write(&secret, "k3y\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cfg = dir.path().join("notify.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{CONFIG}\n[[notify]]\nname = \"ops\"\nurl = \"{}\"\nsecret_file = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:9469\"\n",
+            rx.url(),
+            secret.display()
+        ),
+    )
+    .unwrap();
+    apply(&lab, &cfg);
+    let state = dir.path().join("state.json");
+    let mut cap = Capture::start(&lab, &cfg, &state, &[]);
+    let (attacker, _) = src("attacker");
+    let a = attacker.to_string();
+    nmap(&lab, &a, &["-sS", "-p", "3000-3009"]);
+    assert!(
+        cap.wait_for(Duration::from_secs(10), |seen| seen
+            .iter()
+            .any(|e| e["event"] == "ip_blocked" && e["src"] == a)),
+        "no ban: {:?}",
+        cap.seen
+    );
+    let banned = Instant::now();
+    let posted = rx.wait_for(Duration::from_secs(2), |reqs| {
+        reqs.iter().any(|r| {
+            r.events()
+                .iter()
+                .any(|e| e["event"] == "ip_blocked" && e["address"] == a.as_str())
+        })
+    });
+    assert!(posted, "no ip_blocked post within 2 s: {:?}", rx.requests());
+    eprintln!(
+        "ip_blocked posted {:?} after the ban event",
+        banned.elapsed()
+    );
+    let post = rx
+        .requests()
+        .into_iter()
+        .find(|r| r.events().iter().any(|e| e["event"] == "ip_blocked"))
+        .unwrap();
+    assert!(post.signed_with(b"k3y") && !post.signed_with(b"k3y\n"));
+    let b = post
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "ip_blocked")
+        .unwrap();
+    assert_eq!(
+        (b["origin"].as_str(), b["set"].as_str()),
+        (Some("capture"), Some("blacklist"))
+    );
+    assert!(b["reason"].as_str().unwrap().contains("SYN scan"), "{b}");
+
+    // /metrics: the ban is counted, and promtool finds nothing to lint.
+    let text = get_in(&lab.target, 9469, "/metrics").expect("/metrics answers");
+    assert!(
+        text.contains("fwctl_bans_total{set=\"blacklist\",source=\"capture\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fwctl_scans_detected_total{type=\"SYN\"} 1\n"),
+        "{text}"
+    );
+    let mut lint = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    lint.stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let lint = lint.wait_with_output().unwrap();
+    assert!(
+        lint.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+
+    // A real Prometheus with the shipped files, scraping every second.
+    let prom_dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("prometheus");
+    let yml = std::fs::read_to_string(shipped.join("fwctl.yml"))
+        .unwrap()
+        .replace("scrape_interval: 15s", "scrape_interval: 1s");
+    std::fs::write(prom_dir.path().join("fwctl.yml"), yml).unwrap();
+    std::fs::copy(
+        shipped.join("fwctl-alerts.yml"),
+        prom_dir.path().join("fwctl-alerts.yml"),
+    )
+    .unwrap();
+    let conf = format!("--config.file={}/fwctl.yml", prom_dir.path().display());
+    let data = format!("--storage.tsdb.path={}/data", prom_dir.path().display());
+    let _prom = Prometheus(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.target, "prometheus", &conf, &data])
+            .arg("--web.listen-address=127.0.0.1:9090")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let value = loop {
+        let answer = get_in(
+            &lab.target,
+            9090,
+            "/api/v1/query?query=sum(fwctl_bans_total%7Bjob%3D%22fwctl-capture%22%7D)",
+        );
+        let v = answer
+            .as_deref()
+            .and_then(|a| serde_json::from_str::<Value>(a).ok())
+            .and_then(|v| {
+                v["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .map(str::to_string)
+            });
+        if let Some(v) = v {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never had fwctl_bans_total: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(value.parse::<f64>().unwrap() >= 1.0, "{value}");
+    // The shipped alert rules loaded and evaluate.
+    let rules = get_in(&lab.target, 9090, "/api/v1/rules").unwrap();
+    let rules: Value = serde_json::from_str(&rules).unwrap();
+    let names: Vec<&str> = rules["data"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"FwctlCaptureDown") && names.len() >= 6,
+        "{names:?}"
+    );
+    cap.stop();
+}
+
+/// A capture that ends on an error tells the sinks (capture_down) before it
+/// exits: here its event output is a full disk (/dev/full).
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_capture_that_fails_sends_capture_down() {
+    use common::receiver::Receiver;
+    let lab = Lab::new();
+    let rx = Receiver::start_in(&lab.target, 0);
+    let (dir, cfg) = config(&format!(
+        "{CONFIG}\n[[notify]]\nname = \"ops\"\nurl = \"URL\"\nevents = [\"capture_down\"]\n[metrics]\nlisten = \"\"\n"
+    ));
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("URL", &rx.url()),
+    )
+    .unwrap();
+    apply(&lab, &cfg);
+    let state = dir.path().join("state.json");
+    let mut child = lab
+        .fwctl_cmd(
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "capture",
+                "--state",
+                state.to_str().unwrap(),
+                "--iface",
+                &lab.target_if,
+                "--output",
+                "/dev/full",
+            ],
+            &[],
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    assert!(
+        first.contains("fwctl: capture on") && !first.contains("metrics at"),
+        "{first}"
+    );
+    let (attacker, _) = src("attacker");
+    nmap(&lab, &attacker.to_string(), &["-sS", "-p", "3000-3009"]);
+    let got = rx.wait_for(Duration::from_secs(10), |r| !r.is_empty());
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(got, "no capture_down");
+    let v = rx.requests()[0].json();
+    assert_eq!(v["event"], "capture_down");
+    assert!(
+        v["error"].as_str().unwrap().contains("writing events"),
+        "{v}"
+    );
+}

@@ -319,7 +319,7 @@ pub fn apply(inv: &Invocation, dry_run: bool, confirm: Option<Duration>) -> Resu
         })),
     }
     if let Some(n) = notifier {
-        n.finish(super::scan::NOTIFY_WAIT);
+        n.finish(super::notify::NOTIFY_WAIT);
     }
     super::metrics::write_textfile(&cfg, &state_file);
     result.map(drop)

@@ -131,7 +131,7 @@ pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
             until: utc(now + o.duration as i64),
             origin: Origin::Manual,
         });
-        notifier.finish(super::scan::NOTIFY_WAIT);
+        notifier.finish(super::notify::NOTIFY_WAIT);
     }
     super::metrics::write_textfile(&cfg, &path);
     super::out(format!(

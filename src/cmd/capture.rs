@@ -4,6 +4,7 @@
 //! pcap file), makes its bans through the [`Banner`] (netlink), keeps the
 //! state file and writes the events.
 
+use super::telemetry::Telemetry;
 use super::{say, Invocation};
 use crate::core::capture::detect::{self, Micros};
 use crate::core::capture::engine::{Added, BanFailed, Engine, Mode};
@@ -250,10 +251,37 @@ fn whitelist(sys: Option<&mut System>, config: &Config) -> Members {
 }
 
 fn run_live(config: &Config, opts: &Options, inv: &Invocation) -> Result<()> {
-    let state = inv.state();
     if !host::is_root() {
         bail!("fwctl capture reads raw packets and changes ipsets, so it must run as root; fix: sudo fwctl capture ... (or replay a file with --pcap)");
     }
+    // One capture per run directory: a second one would ban twice and fight
+    // over the state file. Held until exit; `fwctl status` reads it.
+    // The run directory is made if missing (as for every other lock), and
+    // only a lock held by a live capture reads as "already running".
+    lock::ensure_run_dir(&lock::run_dir())?;
+    let _running = match lock::acquire_file(&lock::capture_lock(), Duration::ZERO) {
+        Ok(l) => l,
+        Err(lock::LockError::Held { pid, .. }) => bail!(
+            "fwctl capture is already running{}; fix: stop it first (systemctl stop fwctl-capture)",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let state_path = config.state_path(inv.state());
+    let telemetry = Telemetry::start(config, &state_path, &config::ban_sets(config))?;
+    // From here on, this is the capture: an error that ends it is told.
+    let result = live(config, opts, inv, &state_path, &telemetry);
+    telemetry.finish(result.as_ref().err());
+    result
+}
+
+fn live(
+    config: &Config,
+    opts: &Options,
+    inv: &Invocation,
+    state_path: &Path,
+    telemetry: &Telemetry,
+) -> Result<()> {
     let detect_only = opts.detect_only || config.mode == ConfigMode::DetectionOnly;
     let sets = config::ban_sets(config);
     let mut sys = System::locate_only(&["ipset"]);
@@ -271,23 +299,9 @@ fn run_live(config: &Config, opts: &Options, inv: &Invocation) -> Result<()> {
         Some(name) => packet::ifindex(name)?,
         None => 0,
     };
-    let state_path = config.state_path(state);
-    // One capture per run directory: a second one would ban twice and fight
-    // over the state file. Held until exit; `fwctl status` reads it.
-    // The run directory is made if missing (as for every other lock), and
-    // only a lock held by a live capture reads as "already running".
-    lock::ensure_run_dir(&lock::run_dir())?;
-    let _running = match lock::acquire_file(&lock::capture_lock(), Duration::ZERO) {
-        Ok(l) => l,
-        Err(lock::LockError::Held { pid, .. }) => bail!(
-            "fwctl capture is already running{}; fix: stop it first (systemctl stop fwctl-capture)",
-            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
-        ),
-        Err(e) => return Err(e.into()),
-    };
     // Load the history, and prove the state file can be written now, not at the first ban.
     let mut loaded = History::default();
-    save_history(&state_path, &mut loaded, host::now()).with_context(|| {
+    save_history(state_path, &mut loaded, host::now()).with_context(|| {
         format!(
             "the state file {} must be writable; fix: create its directory or pass --state",
             state_path.display()
@@ -314,7 +328,7 @@ fn run_live(config: &Config, opts: &Options, inv: &Invocation) -> Result<()> {
     }
     let mut sink = open_sink(opts, true)?;
     say!(
-        "fwctl: capture on {} (profile {}, {}), {} tracked sources at most",
+        "fwctl: capture on {} (profile {}, {}), {} tracked sources at most{}",
         opts.iface.as_deref().unwrap_or("every interface"),
         config.capture.profile.name,
         if detect_only {
@@ -322,13 +336,18 @@ fn run_live(config: &Config, opts: &Options, inv: &Invocation) -> Result<()> {
         } else {
             format!("banning into {} / {}", sets[0], sets[1])
         },
-        config.capture.max_sources
+        config.capture.max_sources,
+        telemetry.announce()
     );
+    if let Some(w) = telemetry.warning() {
+        say!("{w}");
+    }
     let clock = SystemClock;
     let now_us = || clock.now_micros();
     let mut last_stats = Instant::now();
     let mut last_save = Instant::now();
     let mut last_own = Instant::now();
+    let mut last_drops = Instant::now();
     let mut save_failing = false;
     let mut failed: Option<std::io::Error> = None;
     let mut out = Vec::new();
@@ -337,6 +356,7 @@ fn run_live(config: &Config, opts: &Options, inv: &Invocation) -> Result<()> {
         sock.recv(&mut |f: crate::ports::Frame| {
             e.frame(f.link, f.data, f.time, &mut ban, &now_us, &mut out);
             if !out.is_empty() {
+                telemetry.events(&out);
                 if failed.is_none() {
                     if let Err(err) = sink.drain(&mut out) {
                         failed = Some(err);
@@ -348,10 +368,16 @@ fn run_live(config: &Config, opts: &Options, inv: &Invocation) -> Result<()> {
         if let Some(err) = failed.take() {
             return Err(err).context("writing events");
         }
+        telemetry.counters(&e);
+        if last_drops.elapsed() >= Duration::from_secs(1) {
+            sock.read_stats();
+            telemetry.housekeeping(sock.drops);
+            last_drops = Instant::now();
+        }
         if e.dirty && last_save.elapsed() >= Duration::from_secs(1) {
             // A full or read-only disk must not stop the banning: warn once,
             // keep the history in memory and try again every second.
-            match save_history(&state_path, &mut e.history, host::now()) {
+            match save_history(state_path, &mut e.history, host::now()) {
                 Ok(()) => {
                     if save_failing {
                         say!("fwctl: state file {} written again", state_path.display());
@@ -376,7 +402,7 @@ fn run_live(config: &Config, opts: &Options, inv: &Invocation) -> Result<()> {
             last_stats = Instant::now();
         }
     }
-    save_history(&state_path, &mut e.history, host::now())?;
+    save_history(state_path, &mut e.history, host::now())?;
     sink.emit(&live_stats(&e, &mut sock))?;
     sink.flush()?;
     say!(

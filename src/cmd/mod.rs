@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod notify;
 pub mod scan;
 pub mod status;
+pub mod telemetry;
 pub mod unban;
 
 use crate::core::config::{Config, DEFAULT_PATH};

@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 
 /// Events a sink's queue holds before the oldest are dropped.
 pub const QUEUE_MAX: usize = 10_000;
+/// How long a command that ends (scan, ban, apply, status) waits for its
+/// notifications at most: a cron run never hangs on a dead endpoint, and
+/// what is not delivered by then waits in the outbox.
+pub const NOTIFY_WAIT: Duration = Duration::from_secs(3);
 /// Attempts per batch while the process runs on.
 const ATTEMPTS: u32 = 5;
 
@@ -53,10 +57,32 @@ pub enum Life {
     Run,
 }
 
+/// A sink's shared side: what waits, what is on its way, and the counts.
+/// Everything not yet delivered is here (never only in the worker), so
+/// that at the deadline `finish` can put it in the outbox even while the
+/// worker hangs in a POST.
 struct Queue {
     events: VecDeque<Envelope>,
+    agg: Aggregator,
+    /// The batch being posted, with its id.
+    inflight: Option<(u64, Arc<Vec<Envelope>>)>,
     /// Set at shutdown: deliver what is left by then.
     deadline: Option<Instant>,
+}
+
+impl Queue {
+    /// Everything undelivered, taken out (for the outbox): the batch in
+    /// flight with its id (should the worker's POST succeed after all, it
+    /// takes that batch back out by the id), and the rest.
+    fn rescue(&mut self) -> (Option<(u64, Vec<Envelope>)>, Vec<Envelope>) {
+        let inflight = self
+            .inflight
+            .take()
+            .map(|(id, b)| (id, b.iter().cloned().collect()));
+        let mut rest = self.agg.flush().unwrap_or_default();
+        rest.extend(self.events.drain(..));
+        (inflight, rest)
+    }
 }
 
 struct Shared {
@@ -110,6 +136,7 @@ impl Sink {
 pub fn envelope(notice: Notice, host: &str) -> Envelope {
     let us = host::now_micros();
     Envelope {
+        id: format!("{:016x}", seed()),
         time: crate::units::time::utc_micros(us),
         host: host.to_string(),
         fwctl: env!("CARGO_PKG_VERSION").to_string(),
@@ -121,6 +148,7 @@ pub fn envelope(notice: Notice, host: &str) -> Envelope {
 pub struct Notifier {
     sinks: Vec<(NotifySink, Arc<Shared>, JoinHandle<()>)>,
     host: String,
+    state_file: PathBuf,
 }
 
 impl Notifier {
@@ -145,6 +173,8 @@ impl Notifier {
             let shared = Arc::new(Shared {
                 queue: Mutex::new(Queue {
                     events: VecDeque::new(),
+                    agg: Aggregator::default(),
+                    inflight: None,
                     deadline: None,
                 }),
                 wake: Condvar::new(),
@@ -156,7 +186,6 @@ impl Notifier {
                 shared: Arc::clone(&shared),
                 outbox: outbox.clone(),
                 life,
-                agg: Aggregator::default(),
                 started: Instant::now(),
                 random: seed(),
             };
@@ -169,25 +198,37 @@ impl Notifier {
         Some(Notifier {
             sinks: all,
             host: host::hostname(),
+            state_file: state_file.to_path_buf(),
         })
     }
 
     /// Hand an event to every sink that takes it; never blocks for long
     /// (a full queue drops its oldest event and counts it).
     pub fn send(&self, notice: Notice) {
-        let name = notice.name();
-        let env = envelope(notice, &self.host);
+        self.send_all(vec![notice]);
+    }
+
+    /// Hand over events that belong together (a scan and its ban): a quiet
+    /// sink sends them as one message.
+    pub fn send_all(&self, notices: Vec<Notice>) {
+        let envs: Vec<Envelope> = notices
+            .into_iter()
+            .map(|n| envelope(n, &self.host))
+            .collect();
         for (cfg, shared, _) in &self.sinks {
-            if !cfg.wants(name) {
-                continue;
-            }
             let mut q = shared.queue.lock().expect("queue");
-            if q.events.len() >= QUEUE_MAX {
-                q.events.pop_front();
-                shared.counts.lock().expect("counts").dropped += 1;
+            let mut dropped = 0;
+            for env in envs.iter().filter(|e| e.notice.wanted_by(|n| cfg.wants(n))) {
+                if q.events.len() >= QUEUE_MAX {
+                    q.events.pop_front();
+                    dropped += 1;
+                }
+                q.events.push_back(env.clone());
             }
-            q.events.push_back(env.clone());
             drop(q);
+            if dropped > 0 {
+                shared.counts.lock().expect("counts").dropped += dropped;
+            }
             shared.wake.notify_one();
         }
     }
@@ -200,46 +241,59 @@ impl Notifier {
             .collect()
     }
 
-    /// Deliver what is left within `within` and stop; whatever is not
-    /// delivered by then is in the outbox (written before each post).
+    /// Deliver what is left within `within` and stop. What is not
+    /// delivered by then (a hung endpoint, retries still due) goes to the
+    /// outbox for the next run.
     pub fn finish(self, within: Duration) -> BTreeMap<String, SinkCounts> {
         let deadline = Instant::now() + within;
         for (_, shared, _) in &self.sinks {
             shared.queue.lock().expect("queue").deadline = Some(deadline);
             shared.wake.notify_one();
         }
-        let shared: Vec<(String, Arc<Shared>)> = self
-            .sinks
-            .iter()
-            .map(|(c, s, _)| (c.name.clone(), Arc::clone(s)))
-            .collect();
-        for (cfg, _, handle) in self.sinks {
-            // A worker blocked in a POST past the deadline is left to the
-            // process exit: its batch is in the outbox already.
+        let outbox = outbox::path_for(&self.state_file);
+        let mut counts = BTreeMap::new();
+        for (cfg, shared, handle) in self.sinks {
+            // The worker gives up on retries at the deadline; a POST that
+            // hangs past it is left to the process exit.
             while !handle.is_finished() && Instant::now() < deadline + Duration::from_millis(200) {
-                std::thread::sleep(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(5));
             }
             if handle.is_finished() {
                 let _ = handle.join();
             } else {
-                super::say!(
-                    "fwctl: notify {}: still posting at the deadline; the batch waits in the outbox for the next run",
-                    cfg.name
-                );
+                let (inflight, rest) = shared.queue.lock().expect("queue").rescue();
+                let mut kept = 0;
+                let mut result = Ok(());
+                for (id, batch) in inflight.into_iter().chain([(seed(), rest)]) {
+                    if !batch.is_empty() && result.is_ok() {
+                        kept += batch.len();
+                        result = outbox::put(&outbox, &cfg.name, id, &batch);
+                    }
+                }
+                let n = crate::units::duration::count(kept as u64, "event", "events");
+                match result {
+                    Ok(()) => super::say!(
+                        "fwctl: notify {}: no answer by the deadline; {n} kept in the outbox for the next run",
+                        cfg.name
+                    ),
+                    Err(e) => super::say!("fwctl: notify {}: {e}; events lost", cfg.name),
+                }
             }
+            counts.insert(cfg.name.clone(), *shared.counts.lock().expect("counts"));
         }
-        shared
-            .into_iter()
-            .map(|(n, s)| (n, *s.counts.lock().expect("counts")))
-            .collect()
+        counts
     }
 }
 
-/// A random number for jitter, from the standard library's random keys.
+/// A random number (jitter, event ids), from the standard library's random
+/// keys, a clock and a counter: distinct within a process and across them.
 fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(host::now_micros());
+    h.write_u64(N.fetch_add(1, Ordering::Relaxed));
     h.finish()
 }
 
@@ -248,7 +302,6 @@ struct Worker {
     shared: Arc<Shared>,
     outbox: PathBuf,
     life: Life,
-    agg: Aggregator,
     started: Instant,
     random: u64,
 }
@@ -266,61 +319,51 @@ impl Worker {
             Err(e) => super::say!("fwctl: notify {}: {e}", self.sink.cfg.name),
         }
         loop {
-            let (events, deadline) = {
-                let mut q = self.shared.queue.lock().expect("queue");
-                loop {
-                    if !q.events.is_empty() || q.deadline.is_some() {
-                        break;
-                    }
-                    let wait = match self.agg.next_due() {
-                        Some(at) => Duration::from_millis(at.saturating_sub(self.now_ms())),
-                        None => Duration::from_secs(3600),
-                    };
-                    if wait.is_zero() {
-                        break;
-                    }
-                    q = self.shared.wake.wait_timeout(q, wait).expect("queue").0;
-                    if self.agg.next_due().is_some_and(|at| self.now_ms() >= at) {
-                        break;
-                    }
-                }
-                (std::mem::take(&mut q.events), q.deadline)
-            };
-            for e in events {
-                let now = self.now_ms();
-                if let Some(batch) = self.agg.push(e, now) {
-                    self.deliver(batch);
-                }
+            let (batch, last) = self.next();
+            if let Some(b) = batch {
+                self.deliver(b);
             }
-            let now = self.now_ms();
-            if let Some(batch) = self.agg.due(now) {
-                self.deliver(batch);
-            }
-            if deadline.is_some() {
-                let left = self.shared.queue.lock().expect("queue").events.is_empty();
-                if left {
-                    if let Some(batch) = self.agg.flush() {
-                        self.deliver(batch);
-                    }
-                    return;
-                }
+            if last {
+                return;
             }
         }
     }
 
-    /// Post one batch with the retry policy; it sits in the outbox while it
-    /// is on its way, and stays there if it cannot be delivered now.
+    /// Wait for the next batch to send: events to a quiet sink, a summary
+    /// that is due, or, at the deadline, everything left (then stop).
+    fn next(&self) -> (Option<Vec<Envelope>>, bool) {
+        let mut q = self.shared.queue.lock().expect("queue");
+        loop {
+            let now = self.now_ms();
+            if !q.events.is_empty() {
+                let events = Vec::from(std::mem::take(&mut q.events));
+                if let Some(b) = q.agg.push_all(events, now) {
+                    return (Some(b), false);
+                }
+            }
+            if let Some(b) = q.agg.due(now) {
+                return (Some(b), false);
+            }
+            if q.deadline.is_some() {
+                return (q.agg.flush(), true);
+            }
+            let wait = match q.agg.next_due() {
+                Some(at) => Duration::from_millis(at.saturating_sub(now).max(1)),
+                None => Duration::from_secs(3600),
+            };
+            q = self.shared.wake.wait_timeout(q, wait).expect("queue").0;
+        }
+    }
+
+    /// Post one batch with the retry policy. It is "in flight" meanwhile
+    /// (where `finish` finds it at the deadline); what cannot be delivered
+    /// now goes to the outbox.
     fn deliver(&mut self, batch: Vec<Envelope>) {
         let name = self.sink.cfg.name.clone();
         self.random = self.random.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
         let id = self.random;
-        let kept = match outbox::put(&self.outbox, &name, id, &batch) {
-            Ok(()) => true,
-            Err(e) => {
-                super::say!("fwctl: notify {name}: {e}; delivering without a copy in the outbox");
-                false
-            }
-        };
+        let batch = Arc::new(batch);
+        self.shared.queue.lock().expect("queue").inflight = Some((id, Arc::clone(&batch)));
         let mut tries = 0;
         let result = loop {
             tries += 1;
@@ -348,31 +391,41 @@ impl Worker {
                 other => break other,
             }
         };
+        // Still ours, or did `finish` put it in the outbox meanwhile?
+        let ours = self
+            .shared
+            .queue
+            .lock()
+            .expect("queue")
+            .inflight
+            .take()
+            .is_some_and(|(i, _)| i == id);
+        let n = crate::units::duration::count(batch.len() as u64, "event", "events");
         let mut counts = self.shared.counts.lock().expect("counts");
         match result {
             Next::Delivered => {
                 counts.sent += batch.len() as u64;
                 drop(counts);
-                if kept {
+                if !ours {
+                    // Delivered after all: not again from the outbox.
                     let _ = outbox::remove(&self.outbox, id);
                 }
             }
             Next::GiveUp { keep, why } => {
                 counts.failed += batch.len() as u64;
                 drop(counts);
-                if keep && kept {
-                    super::say!(
-                        "fwctl: notify {name}: {why}; {} kept in the outbox for the next run",
-                        crate::units::duration::count(batch.len() as u64, "event", "events")
-                    );
-                } else {
-                    super::say!(
-                        "fwctl: notify {name}: {why}; {} dropped",
-                        crate::units::duration::count(batch.len() as u64, "event", "events")
-                    );
-                    if kept {
-                        let _ = outbox::remove(&self.outbox, id);
+                if !ours {
+                    return;
+                }
+                if keep {
+                    match outbox::put(&self.outbox, &name, id, &batch) {
+                        Ok(()) => super::say!(
+                            "fwctl: notify {name}: {why}; {n} kept in the outbox for the next run"
+                        ),
+                        Err(e) => super::say!("fwctl: notify {name}: {why}; {e}; {n} lost"),
                     }
+                } else {
+                    super::say!("fwctl: notify {name}: {why}; {n} dropped");
                 }
             }
             Next::Retry(_) => unreachable!("the loop retries"),

@@ -10,7 +10,7 @@ use super::Invocation;
 use crate::core::ban::check_ban_sets;
 use crate::core::config::{Config, Prefixes};
 use crate::core::logline::Parser;
-use crate::core::notify::{Notice, Origin};
+use crate::core::notify::{self, Notice, Origin};
 use crate::core::policy::{Members, Policy};
 use crate::core::ruleset::ipset::{self, Header};
 use crate::core::scan::count::{Tally, TypeFilter};
@@ -30,8 +30,6 @@ use std::time::Duration;
 /// How long a run waits for another fwctl run (a slow scan, an apply) before
 /// giving up with a message; the next cron tick tries again.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
-/// How long a scan waits for its notifications at most.
-pub const NOTIFY_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = "\
@@ -330,11 +328,14 @@ fn notify(n: &Notifier, report: &Report, offences: &[u32], now: i64) {
     }
     let secs = report.removeafter_secs;
     let within = crate::units::duration::human(report.within_secs);
+    let each = added.len().min(notify::SCAN_EACH);
+    let mut all = Vec::with_capacity(each + 1);
     for (o, offence) in added
         .iter()
         .zip(offences.iter().chain(std::iter::repeat(&1)))
+        .take(each)
     {
-        n.send(Notice::IpBlocked {
+        all.push(Notice::IpBlocked {
             address: o.address.clone(),
             set: o.set.clone(),
             reason: format!(
@@ -347,7 +348,7 @@ fn notify(n: &Notifier, report: &Report, offences: &[u32], now: i64) {
             origin: Origin::Scan,
         });
     }
-    n.send(Notice::ScanRun {
+    all.push(Notice::ScanRun {
         rule: report.rule.clone(),
         kind: report.kind.to_string(),
         ipset: added[0].set.trim_end_matches("_v6").to_string(),
@@ -356,7 +357,10 @@ fn notify(n: &Notifier, report: &Report, offences: &[u32], now: i64) {
         offenders: report.offenders.len() as u64,
         added: report.added,
         addresses: added.iter().map(|o| o.address.clone()).collect(),
+        unlisted: (added.len() - each) as u64,
     });
+    // Together: a quiet sink gets the whole run as one message.
+    n.send_all(all);
 }
 
 /// The command: checks, lock, read, decide, ban, print.
@@ -432,7 +436,7 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
             notify(&n, &report, &offences, real_now);
             // A cron run waits a few seconds at most; what is not delivered
             // by then waits in the outbox for the next run.
-            n.finish(NOTIFY_WAIT);
+            n.finish(super::notify::NOTIFY_WAIT);
         }
         super::metrics::write_textfile(&plan.cfg, &state_file);
     }

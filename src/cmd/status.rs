@@ -3,8 +3,10 @@
 
 use super::Invocation;
 use crate::core::config::Config;
+use crate::core::notify::Notice;
 use crate::core::ruleset::{self, ipset, Family, Plan};
-use crate::core::status::{evaluate, Facts};
+use crate::core::state::Checked;
+use crate::core::status::{evaluate, Facts, Status};
 use crate::ports::{Backend, SetStore};
 use crate::sys::tools::System;
 use crate::sys::{host, lock, statefile};
@@ -24,19 +26,22 @@ pub struct Options {
     pub repair: bool,
 }
 
-/// Read the kernel, the state file and the capture lock.
-fn gather<'a>(
+/// Read the kernel, the state file and the capture lock. Without `members`
+/// the sets' members are not read (capture's watcher wants only the rules
+/// and the sets' fill, every minute, whatever their size).
+pub(super) fn gather<'a>(
     cfg: &'a Config,
     plan: &'a Plan,
     state_path: &Path,
     sys: &mut System,
     invoke: String,
+    members: bool,
 ) -> Result<Facts<'a>> {
     let v4 = sys.save_table(Family::V4)?;
     let v6 = sys.save_table(Family::V6)?;
     let headers = ipset::parse_headers(&sys.headers()?);
     let mut saves = BTreeMap::new();
-    for s in &plan.sets {
+    for s in plan.sets.iter().filter(|_| members) {
         if headers.contains_key(&s.name) {
             saves.insert(s.name.clone(), sys.save_set(&s.name)?);
         }
@@ -71,16 +76,17 @@ pub fn run(o: &Options, inv: &Invocation) -> Result<bool> {
     }
     let mut sys = System::locate()?;
     let path = cfg.state_path(inv.state());
-    let mut status = evaluate(&gather(&cfg, &plan, &path, &mut sys, inv.sudo())?);
+    let mut status = evaluate(&gather(&cfg, &plan, &path, &mut sys, inv.sudo(), true)?);
     if o.repair && !status.healthy {
         if status.repairable {
             eprintln!("fwctl: repairing: {}", status.problems.join("; "));
             super::apply::apply(inv, false, None)?;
-            status = evaluate(&gather(&cfg, &plan, &path, &mut sys, inv.sudo())?);
+            status = evaluate(&gather(&cfg, &plan, &path, &mut sys, inv.sudo(), true)?);
         } else {
             eprintln!("fwctl: nothing to repair: a full set needs a bigger [sets] maxelem, which an apply alone does not change");
         }
     }
+    record(&cfg, &path, &status)?;
     let text = if o.json {
         serde_json::to_string_pretty(&status).expect("json") + "\n"
     } else {
@@ -88,4 +94,45 @@ pub fn run(o: &Options, inv: &Invocation) -> Result<bool> {
     };
     super::out(text)?;
     Ok(status.healthy)
+}
+
+/// With [[notify]] sinks or a metrics textfile configured, status leaves
+/// what it found in the state file (the textfile's `fwctl_rules_drift`
+/// comes from it) and tells the sinks of drift once: the same drift found
+/// by every cron'd status is not sent again, a new or returning one is.
+fn record(cfg: &Config, path: &Path, status: &Status) -> Result<()> {
+    if cfg.notify.is_empty() && cfg.metrics.textfile_dir.is_none() {
+        return Ok(());
+    }
+    let notifier = super::notify::Notifier::start(cfg, path, super::notify::Life::Run)?;
+    let signature = (!status.drift.is_empty()).then(|| status.drift.join("\n"));
+    let drifted = |family: &str| status.rules.iter().any(|r| r.family == family && r.drifted);
+    let now = host::now();
+    let (tell, _) = statefile::update(path, now, |st| {
+        let before = st.status.as_ref().and_then(|c| c.notified.clone());
+        let tell = signature.is_some() && signature != before;
+        st.status = Some(Checked {
+            at: now,
+            problems: status.problems.clone(),
+            drift: [drifted("ipv4"), drifted("ipv6")],
+            notified: signature.clone(),
+            sets: status
+                .sets
+                .iter()
+                .filter(|s| s.exists)
+                .map(|s| (s.name.clone(), s.entries, s.capacity))
+                .collect(),
+        });
+        tell
+    })?;
+    if let Some(n) = notifier {
+        if tell {
+            n.send(Notice::Drift {
+                problems: status.drift.clone(),
+            });
+        }
+        n.finish(super::notify::NOTIFY_WAIT);
+    }
+    super::metrics::write_textfile(cfg, path);
+    Ok(())
 }

@@ -83,7 +83,7 @@ pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
             sets: found.clone(),
             origin: Origin::Manual,
         });
-        n.finish(super::scan::NOTIFY_WAIT);
+        n.finish(super::notify::NOTIFY_WAIT);
     }
     if found.is_empty() {
         super::out(format!("fwctl: {shown} was not in the kernel's sets; its ban is ended in the state file so it is not restored\n"))?;

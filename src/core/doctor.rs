@@ -74,6 +74,12 @@ pub struct Facts {
     pub state_path: PathBuf,
     /// Why the state file cannot be written (None: it can).
     pub state_error: Option<String>,
+    /// Each [[notify]] sink and what is wrong with its secret file, if anything.
+    pub notify: Vec<(String, Option<String>)>,
+    /// Notifications waiting in the outbox (undelivered by earlier runs).
+    pub outbox_waiting: usize,
+    /// [metrics] textfile_dir, and why fwctl.prom cannot be written there.
+    pub textfile: Option<(PathBuf, Option<String>)>,
 }
 
 fn check(name: &'static str, level: Level, detail: String, fix: Option<&str>) -> Check {
@@ -92,6 +98,71 @@ pub fn backend_of(version: &str) -> Option<Backend> {
         Some(Backend::Legacy)
     } else {
         None
+    }
+}
+
+/// "problem; fix: the fix" as a check's detail and fix.
+fn split_fix(name: &'static str, level: Level, e: &str) -> Check {
+    match e.split_once("; fix: ") {
+        Some((d, fix)) => check(name, level, d.to_string(), Some(fix)),
+        None => check(name, level, e.to_string(), None),
+    }
+}
+
+/// The notification sinks and the metrics textfile, when configured.
+fn telemetry_checks(f: &Facts, v: &mut Vec<Check>) {
+    use Level::*;
+    if !f.notify.is_empty() {
+        let bad: Vec<String> = f
+            .notify
+            .iter()
+            .filter_map(|(n, e)| e.as_ref().map(|e| format!("sink {n}: {e}")))
+            .collect();
+        v.push(if let Some(first) = bad.first() {
+            // A bad secret file stops every command that notifies.
+            split_fix("notify", Fail, first)
+        } else if f.outbox_waiting > 0 {
+            check(
+                "notify",
+                Warn,
+                format!(
+                    "{} wait in the outbox: the endpoint did not take them",
+                    crate::units::duration::count(
+                        f.outbox_waiting as u64,
+                        "notification",
+                        "notifications"
+                    )
+                ),
+                Some(&format!("{} notify test", f.invoke)),
+            )
+        } else {
+            let names: Vec<&str> = f.notify.iter().map(|(n, _)| n.as_str()).collect();
+            check(
+                "notify",
+                Ok,
+                format!("sinks {}; nothing waits in the outbox", names.join(", ")),
+                None,
+            )
+        });
+    }
+    if let Some((dir, err)) = &f.textfile {
+        v.push(match err {
+            None => check(
+                "metrics",
+                Ok,
+                format!("fwctl.prom can be written in {}", dir.display()),
+                None,
+            ),
+            Some(e) => check(
+                "metrics",
+                Fail,
+                format!("[metrics] textfile_dir {}: {e}", dir.display()),
+                Some(&format!(
+                    "mkdir -p {} (or correct textfile_dir)",
+                    dir.display()
+                )),
+            ),
+        });
     }
 }
 
@@ -263,6 +334,7 @@ pub fn checks(f: &Facts) -> Vec<Check> {
             )),
         ),
     });
+    telemetry_checks(f, &mut v);
     v
 }
 
@@ -433,6 +505,21 @@ mod tests {
                 Box::new(|f| f.state_error = Some("read-only".into())),
                 "mkdir -p /var/lib/fwctl",
             ),
+            (
+                "notify",
+                Box::new(|f| {
+                    f.notify = vec![
+                        ("chat".into(), None),
+                        ("ops".into(), Some("secret file /etc/fwctl/k is readable by group or others (mode 0644); fix: chmod 600 /etc/fwctl/k".into())),
+                    ]
+                }),
+                "sink ops: secret file /etc/fwctl/k is readable by group or others (mode 0644) chmod 600 /etc/fwctl/k",
+            ),
+            (
+                "metrics",
+                Box::new(|f| f.textfile = Some(("/var/lib/node".into(), Some("not a directory".into())))),
+                "mkdir -p /var/lib/node",
+            ),
         ];
         for (name, change, want) in cases {
             let mut f = good();
@@ -447,6 +534,20 @@ mod tests {
         f.cron_files.clear();
         f.scan_timer = true;
         assert_eq!(level(&f, "scan schedule").0, Level::Ok);
+        // Sinks that work, with events left over from an outage: a warning.
+        f.notify = vec![("ops".into(), None)];
+        assert_eq!(level(&f, "notify").0, Level::Ok);
+        f.outbox_waiting = 3;
+        let (l, text) = level(&f, "notify");
+        assert_eq!(l, Level::Warn);
+        assert!(
+            text.contains("3 notifications wait") && text.contains("notify test"),
+            "{text}"
+        );
+        // Nothing configured: no check at all.
+        assert!(checks(&good())
+            .iter()
+            .all(|c| c.name != "notify" && c.name != "metrics"));
     }
 
     #[test]

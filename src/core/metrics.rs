@@ -3,6 +3,7 @@
 //! leave in node_exporter's textfile directory. The names here are the ones
 //! the shipped dashboard and alert rules use (a test checks every one).
 
+use crate::core::capture::events::Event;
 use crate::core::state::State;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -133,6 +134,23 @@ pub struct CaptureMetrics {
 }
 
 impl CaptureMetrics {
+    /// Count what an event tells: scans by type, bans by set, latency.
+    pub fn observe(&mut self, ev: &Event) {
+        match ev {
+            Event::ScanDetected(s) => *self.scans.entry(s.scan_type.to_string()).or_default() += 1,
+            Event::IpBlocked(b) if b.applied => {
+                *self
+                    .bans
+                    .entry((b.set.clone(), "capture".to_string()))
+                    .or_default() += 1;
+                if let Some(us) = b.latency_us {
+                    self.latency.observe(us as f64 / 1e6);
+                }
+            }
+            _ => {}
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut e = Exposition::default();
         e.one(
@@ -356,7 +374,7 @@ pub fn textfile(state: &State, outbox: usize) -> String {
         e.one(
             "fwctl_status_last_run_timestamp_seconds",
             "gauge",
-            "When fwctl status (or capture) last checked (Unix time).",
+            "When fwctl status last checked (Unix time).",
             st.at as f64,
         );
         e.one(
@@ -374,6 +392,30 @@ pub fn textfile(state: &State, outbox: usize) -> String {
                 (vec![("family", "ipv6")], f64::from(u8::from(st.drift[1]))),
             ],
         );
+        if !st.sets.is_empty() {
+            let entries: Vec<_> = st
+                .sets
+                .iter()
+                .map(|(n, e, _)| (vec![("set", n.as_str())], *e as f64))
+                .collect();
+            e.family(
+                "fwctl_set_entries",
+                "gauge",
+                "Members of each of fwctl's sets in the kernel, at the last status.",
+                &entries,
+            );
+            let cap: Vec<_> = st
+                .sets
+                .iter()
+                .map(|(n, _, c)| (vec![("set", n.as_str())], *c as f64))
+                .collect();
+            e.family(
+                "fwctl_set_capacity",
+                "gauge",
+                "The most members each of fwctl's sets takes (maxelem), at the last status.",
+                &cap,
+            );
+        }
     }
     e.one(
         "fwctl_notify_outbox_events",
@@ -421,5 +463,67 @@ mod tests {
         assert!(t.contains("fwctl_set_capacity{set=\"blacklist\"} 65536\n"));
         assert!(t.contains("fwctl_rules_drift{family=\"ipv4\"} 1\n"));
         assert_eq!(labels(&[("a", "x\"y\\z\n")]), "{a=\"x\\\"y\\\\z\\n\"}");
+    }
+    #[test]
+    fn the_textfile_has_every_rules_last_run_the_last_apply_and_status() {
+        use crate::core::state::{Applied, Checked, ScanRun};
+        let mut st = State::default();
+        st.note_scan(ScanRun {
+            at: 1_796_000_000,
+            rule: "blocked".into(),
+            kind: "tcp".into(),
+            ipset: "throttle-hard".into(),
+            lines_matched: 40,
+            offenders: 3,
+            added: 2,
+            lines_read: 100,
+            lines_malformed: 1,
+            duration_ms: 1250,
+        });
+        st.applied = Some(Applied {
+            at: 1_795_999_000,
+            config: "/etc/fwctl/fwctl.toml".into(),
+            digest: "d".into(),
+            v4: vec![":FWCTL-INPUT".into(), "-A FWCTL-INPUT -j ACCEPT".into()],
+            v6: vec![],
+            sets: 8,
+        });
+        st.status = Some(Checked {
+            at: 1_796_000_100,
+            problems: vec!["p".into()],
+            drift: [false, true],
+            notified: None,
+            sets: vec![("blacklist".into(), 9, 10)],
+        });
+        let t = textfile(&st, 4);
+        let l = "{rule=\"blocked\",type=\"tcp\",ipset=\"throttle-hard\"}";
+        for want in [
+            format!("fwctl_scan_last_run_timestamp_seconds{l} 1796000000\n"),
+            format!("fwctl_scan_duration_seconds{l} 1.25\n"),
+            format!("fwctl_scan_lines_read{l} 100\n"),
+            format!("fwctl_scan_lines_matched{l} 40\n"),
+            format!("fwctl_scan_lines_malformed{l} 1\n"),
+            format!("fwctl_scan_offenders{l} 3\n"),
+            format!("fwctl_scan_bans{l} 2\n"),
+            "fwctl_apply_last_success_timestamp_seconds 1795999000\n".into(),
+            "fwctl_apply_rules{family=\"ipv4\"} 1\n".into(),
+            "fwctl_apply_sets 8\n".into(),
+            "fwctl_status_problems 1\n".into(),
+            "fwctl_rules_drift{family=\"ipv6\"} 1\n".into(),
+            "fwctl_set_entries{set=\"blacklist\"} 9\n".into(),
+            "fwctl_set_capacity{set=\"blacklist\"} 10\n".into(),
+            "fwctl_notify_outbox_events 4\n".into(),
+        ] {
+            assert!(t.contains(&want), "{want}in:\n{t}");
+        }
+        // Each family once, with its HELP and TYPE.
+        assert_eq!(t.matches("# TYPE fwctl_scan_bans gauge").count(), 1);
+        // Nothing but the outbox before any run.
+        let empty = textfile(&State::default(), 0);
+        assert_eq!(
+            empty.lines().filter(|l| !l.starts_with('#')).count(),
+            1,
+            "{empty}"
+        );
     }
 }

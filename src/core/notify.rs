@@ -5,6 +5,7 @@
 //! Sending them is the system layer's part; time and randomness come in as
 //! arguments.
 
+use crate::core::capture::events::Event;
 use crate::units::duration::human;
 use crate::units::Invalid;
 use hmac::{Hmac, Mac};
@@ -18,6 +19,8 @@ use std::fmt::Write;
 pub const INTERVAL_MS: u64 = 10_000;
 /// Most addresses a chat summary names (the JSON summary carries all).
 const CHAT_NAMES: usize = 20;
+/// A chat message of up to this many events has each one's own line.
+const CHAT_LINES: usize = 5;
 
 /// Which fwctl did something: the origin of a ban or unban.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +69,13 @@ pub enum Notice {
         lines_matched: u64,
         offenders: u64,
         added: u64,
+        /// Every address banned.
         addresses: Vec<String>,
+        /// Bans beyond the first [`SCAN_EACH`], which have no `ip_blocked`
+        /// event of their own: this event names them (and goes to the sinks
+        /// that take `ip_blocked` too).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        unlisted: u64,
     },
     Unban {
         address: String,
@@ -99,6 +108,16 @@ pub enum Notice {
     },
 }
 
+/// A scan run tells each of its first this many bans as an `ip_blocked` of
+/// its own; a bigger run's `scan_run` names the rest. (100 000 event
+/// documents would cost a mass scan more than its bans; the chat summary
+/// names 20 addresses anyway.)
+pub const SCAN_EACH: usize = 1000;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// The event names, as the config writes them.
 pub const EVENTS: [&str; 11] = [
     "ip_blocked",
@@ -129,6 +148,14 @@ impl Notice {
             Notice::CaptureDown { .. } => "capture_down",
             Notice::Test { .. } => "test",
         }
+    }
+
+    /// Whether a sink that `wants` these event names takes this notice:
+    /// its event is one of them, or it names bans that have no `ip_blocked`
+    /// of their own.
+    pub fn wanted_by(&self, wants: impl Fn(&str) -> bool) -> bool {
+        wants(self.name())
+            || matches!(self, Notice::ScanRun { unlisted, .. } if *unlisted > 0 && wants("ip_blocked"))
     }
 
     /// The address it is about, if any (for summaries).
@@ -217,6 +244,36 @@ impl Notice {
     }
 }
 
+/// What a capture event tells the sinks (its statistics tell nobody).
+pub fn from_capture(ev: &Event) -> Option<Notice> {
+    Some(match ev {
+        Event::IpBlocked(b) => Notice::IpBlocked {
+            address: b.src.clone(),
+            set: b.set.clone(),
+            reason: format!("{} scan: {}", b.scan_type, b.reason),
+            offence: b.offence,
+            duration_s: b.ban_seconds,
+            until: b.until.clone(),
+            origin: Origin::Capture,
+        },
+        Event::ScanDetected(s) => Notice::ScanDetected {
+            address: s.src.clone(),
+            scan_type: s.scan_type.to_string(),
+            nmap: s.nmap.clone(),
+            reason: s.reason.clone(),
+            ports: s.ports.clone(),
+            action: s.action.clone(),
+        },
+        Event::DistributedScan(d) => Notice::DistributedScan {
+            proto: d.proto.to_string(),
+            port: d.port,
+            sources: d.sources,
+            window_s: d.window_s,
+        },
+        Event::CaptureStats(_) => return None,
+    })
+}
+
 fn origin_name(o: Origin) -> &'static str {
     match o {
         Origin::Capture => "capture",
@@ -239,6 +296,10 @@ fn names<'a>(it: impl Iterator<Item = &'a str>, total: usize) -> String {
 /// A notification as sent: when, from which host and fwctl, and what.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
+    /// Unique per event (16 hex digits): delivery is at least once (an
+    /// answer lost on the way means a retry), so a receiver that has seen
+    /// an id has seen that event.
+    pub id: String,
     pub time: String,
     pub host: String,
     pub fwctl: String,
@@ -282,6 +343,10 @@ pub fn body(format: Format, batch: &[Envelope]) -> Vec<u8> {
             "events": many,
         }))
         .expect("plain data"),
+        (Format::Slack, few) if few.len() <= CHAT_LINES => {
+            let lines: Vec<String> = few.iter().map(|e| e.notice.text()).collect();
+            slack(&format!("[fwctl on {}] {}", few[0].host, lines.join("\n")))
+        }
         (Format::Slack, many) => {
             let mut t = format!(
                 "[fwctl on {}] {} events from {} to {}:",
@@ -341,12 +406,19 @@ pub struct Aggregator {
 impl Aggregator {
     /// Take an event at `now`; a batch to send now, if it is one.
     pub fn push(&mut self, e: Envelope, now: u64) -> Option<Vec<Envelope>> {
+        self.push_all(vec![e], now)
+    }
+
+    /// Take events handed over together (a scan and its ban, a cron scan's
+    /// bans): to a quiet sink they go at once, as one message; otherwise
+    /// they wait for the interval's summary.
+    pub fn push_all(&mut self, events: Vec<Envelope>, now: u64) -> Option<Vec<Envelope>> {
         let quiet = self.last_sent.is_none_or(|t| now >= t + INTERVAL_MS);
-        if self.pending.is_empty() && quiet {
+        if self.pending.is_empty() && quiet && !events.is_empty() {
             self.last_sent = Some(now);
-            return Some(vec![e]);
+            return Some(events);
         }
-        self.pending.push(e);
+        self.pending.extend(events);
         self.due(now)
     }
 
@@ -516,6 +588,7 @@ mod tests {
 
     fn env(i: u32) -> Envelope {
         Envelope {
+            id: format!("{i:016x}"),
             time: format!("2026-12-02T10:00:{:02}Z", i % 60),
             host: "web-1".into(),
             fwctl: "0.1.0".into(),
@@ -612,6 +685,54 @@ mod tests {
             t.contains("1000 events")
                 && t.contains("- 1000 ip_blocked: 203.0.113.0, ")
                 && t.contains("and 980 more"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn a_big_scan_run_goes_to_the_sinks_that_take_ip_blocked() {
+        let run = |unlisted| Notice::ScanRun {
+            rule: "blocked".into(),
+            kind: "tcp".into(),
+            ipset: "throttle-hard".into(),
+            lines_read: 1,
+            lines_matched: 1,
+            offenders: 2,
+            added: 2,
+            addresses: vec!["203.0.113.1".into(), "203.0.113.2".into()],
+            unlisted,
+        };
+        let only_bans = |e: &str| e == "ip_blocked";
+        assert!(
+            !run(0).wanted_by(only_bans),
+            "its bans have their own events"
+        );
+        assert!(
+            run(1).wanted_by(only_bans),
+            "it names a ban told nowhere else"
+        );
+        assert!(!run(1).wanted_by(|e: &str| e == "drift"));
+        assert!(run(0).wanted_by(|e: &str| e == "scan_run"));
+        let v = serde_json::to_value(run(0)).unwrap();
+        assert!(v.get("unlisted").is_none(), "{v}");
+        assert_eq!(serde_json::to_value(run(5)).unwrap()["unlisted"], 5);
+    }
+
+    #[test]
+    fn events_handed_over_together_go_together() {
+        let mut a = Aggregator::default();
+        let b = a.push_all(vec![env(1), env(2)], 0).unwrap();
+        assert_eq!(b.len(), 2, "a quiet sink sends them at once");
+        assert_eq!(a.push_all(vec![env(3), env(4)], 5), None);
+        assert_eq!(a.push_all(vec![], 6), None);
+        assert_eq!(a.due(INTERVAL_MS).map(|b| b.len()), Some(2));
+        // A few events in chat: a line each.
+        let chat: serde_json::Value =
+            serde_json::from_slice(&body(Format::Slack, &[env(1), env(2)])).unwrap();
+        let t = chat["text"].as_str().unwrap();
+        assert_eq!(t.lines().count(), 2, "{t}");
+        assert!(
+            t.contains("203.0.113.1") && t.contains("203.0.113.2"),
             "{t}"
         );
     }

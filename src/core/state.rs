@@ -47,8 +47,9 @@ pub struct Applied {
     pub sets: usize,
 }
 
-/// What the last check of the installed rules (status, or capture's watch)
-/// found, for the metrics and so a drift is told once, not at every check.
+/// What the last `fwctl status` found, for the metrics (a host that runs
+/// no capture still has its set fill and drift in the textfile) and so a
+/// drift is told once, not at every check.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checked {
     pub at: i64,
@@ -58,6 +59,9 @@ pub struct Checked {
     /// The drift last notified (its lines), so the same drift is not sent again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notified: Option<String>,
+    /// fwctl's sets in the kernel: (name, entries, capacity).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sets: Vec<(String, u64, u64)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

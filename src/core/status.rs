@@ -52,6 +52,10 @@ pub struct Status {
     pub problems: Vec<String>,
     /// Whether `status --repair` (an apply) fixes the problems.
     pub repairable: bool,
+    /// The problems that are drift: what fwctl installed, changed or gone
+    /// behind its back (rules, sets, bans). Not drift: a first install not
+    /// yet made, an edited config, a full set.
+    pub drift: Vec<String>,
     pub rules: Vec<Rules>,
     pub last_apply: Option<LastApply>,
     pub sets: Vec<SetStatus>,
@@ -73,6 +77,8 @@ pub struct Rules {
     /// Lines still there but no longer in the order the apply left them
     /// (packets meet rules in order, so a moved rule is drift too).
     pub moved: Vec<String>,
+    /// These rules are drift (see [`Status::drift`]).
+    pub drifted: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -203,6 +209,7 @@ fn family_rules(
         missing,
         extra,
         moved,
+        drifted: false,
     }
 }
 
@@ -215,24 +222,21 @@ pub fn evaluate(f: &Facts) -> Status {
     let then = |v: fn(&state::Applied) -> &Vec<String>| {
         applied.filter(|_| !config_changed).map(|a| v(a).as_slice())
     };
-    let rules = vec![
-        family_rules(
-            Family::V4,
-            &f.v4,
-            f.plan,
-            then(|a| &a.v4),
-            &f.invoke,
-            &mut problems,
-        ),
-        family_rules(
-            Family::V6,
-            &f.v6,
-            f.plan,
-            then(|a| &a.v6),
-            &f.invoke,
-            &mut problems,
-        ),
-    ];
+    let mut drift = Vec::new();
+    let mut rules = Vec::new();
+    for (family, save, then) in [
+        (Family::V4, &f.v4, then(|a| &a.v4)),
+        (Family::V6, &f.v6, then(|a| &a.v6)),
+    ] {
+        let before = problems.len();
+        let mut r = family_rules(family, save, f.plan, then, &f.invoke, &mut problems);
+        // Rules never installed are drift only once fwctl has installed them.
+        r.drifted = problems.len() > before && (r.installed || applied.is_some());
+        if r.drifted {
+            drift.extend(problems[before..].iter().cloned());
+        }
+        rules.push(r);
+    }
     if config_changed {
         problems.push(format!(
             "{} changed since the last apply ({}); fix: {} apply",
@@ -278,6 +282,9 @@ pub fn evaluate(f: &Facts) -> Status {
                 "set {} does not exist; fix: {} apply",
                 p.name, f.invoke
             ));
+            if applied.is_some() {
+                drift.push(problems.last().expect("just pushed").clone());
+            }
         } else if percent >= FULL_WARN {
             full += 1;
             problems.push(format!(
@@ -308,6 +315,7 @@ pub fn evaluate(f: &Facts) -> Status {
             if missing_from_kernel == 1 { "is" } else { "are" },
             f.invoke
         ));
+        drift.push(problems.last().expect("just pushed").clone());
     }
     // Entries come soonest expiry first, the permanent ones last.
     let soonest: Vec<ban::Entry> = members
@@ -340,6 +348,7 @@ pub fn evaluate(f: &Facts) -> Status {
         healthy: problems.is_empty(),
         problems,
         repairable,
+        drift,
         rules,
         last_apply: applied.map(|a| LastApply {
             at: utc(a.at),
@@ -568,6 +577,7 @@ mod tests {
         assert!(s.healthy, "{:?}", s.problems);
         assert_eq!(s.last_apply.unwrap().ago_secs, 1000);
         assert!(s.rules.iter().all(|r| r.installed && r.policy == "DROP"));
+        assert!(s.drift.is_empty() && s.rules.iter().all(|r| !r.drifted));
     }
 
     #[test]
@@ -605,6 +615,10 @@ mod tests {
         }
         assert!(s.repairable);
         assert_eq!(s.state.missing_from_kernel, 1);
+        // All but the full set is drift (what fwctl installed, changed).
+        assert_eq!(s.drift.len(), 4, "{:?}", s.drift);
+        assert!(!s.drift.iter().any(|d| d.contains("full")));
+        assert!(s.rules[0].drifted && s.rules[1].drifted);
     }
 
     #[test]
@@ -623,6 +637,13 @@ mod tests {
         );
         assert!(p.contains("changed since the last apply"), "{p}");
         assert!(s.last_apply.unwrap().config_changed);
+        // Rules fwctl installed that are gone are drift; the edited config
+        // is not, and neither is a host fwctl never installed on.
+        assert_eq!(s.drift.len(), 1, "{:?}", s.drift);
+        assert!(s.rules[0].drifted && !s.rules[1].drifted);
+        f.state.applied = None;
+        let s = evaluate(&f);
+        assert!(!s.healthy && s.drift.is_empty(), "{:?}", s.drift);
         // Only a full set is left: nothing for --repair to do.
         let plan = p_of(&c);
         let mut f = facts(&c, &plan);
@@ -665,6 +686,7 @@ mod tests {
         assert!(s.rules[0].missing.is_empty() && s.rules[0].extra.is_empty());
         assert!(!s.rules[0].moved.is_empty(), "{:?}", s.rules[0]);
         assert!(s.problems[0].contains("moved"), "{:?}", s.problems);
+        assert!(s.rules[0].drifted && s.drift.len() == 1);
     }
 
     fn p_of(c: &Config) -> Plan {

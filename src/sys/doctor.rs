@@ -256,6 +256,34 @@ pub fn gather(
         scan_timer: enabled("fwctl-scan.timer"),
         boot_apply: reboot || enabled("fwctl-apply.service"),
         state_error: writable(&state_path),
+        notify: cfg
+            .as_ref()
+            .map(|c| {
+                c.notify
+                    .iter()
+                    .map(|s| {
+                        let err = s
+                            .secret_file
+                            .as_ref()
+                            .and_then(|p| super::secret::read(p).err().map(|e| e.to_string()));
+                        (s.name.clone(), err)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        outbox_waiting: super::outbox::waiting(&super::outbox::path_for(&state_path)),
+        textfile: cfg
+            .as_ref()
+            .ok()
+            .and_then(|c| c.metrics.textfile_dir.clone())
+            .map(|d| {
+                let err = if d.is_dir() {
+                    writable(&d)
+                } else {
+                    Some("not a directory".into())
+                };
+                (d, err)
+            }),
         state_path,
     }
 }

@@ -5,6 +5,8 @@
 //! namespaces are deleted on drop, also when a test fails.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;

@@ -70,6 +70,8 @@ pub struct Counts {
     pub frames: u64,
     /// Probes addressed to this host (what the detector saw).
     pub probes: u64,
+    /// Of them, UDP (the rest are TCP).
+    pub udp_probes: u64,
     pub bans: u64,
     pub ban_failures: u64,
 }
@@ -134,6 +136,7 @@ impl Engine {
             return;
         }
         self.counts.probes += 1;
+        self.counts.udp_probes += u64::from(p.kind == packet::Kind::Udp);
         self.detector.probe(&p, now, &mut self.detected);
         if self.detected.is_empty() {
             return;
@@ -223,6 +226,7 @@ impl Engine {
                                 until: time(s.time.saturating_add(secs * SECOND)),
                                 profile: profile.name.clone(),
                                 scan_type: s.kinds.label(),
+                                reason: reason.clone(),
                                 applied: applied.is_some(),
                                 latency_us: latency,
                             }));

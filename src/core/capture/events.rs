@@ -52,6 +52,8 @@ pub struct IpBlocked {
     pub until: String,
     pub profile: String,
     pub scan_type: &'static str,
+    /// Why: the scan's reason ("9 distinct ports within 2h").
+    pub reason: String,
     /// False in a replay: decided, not applied.
     pub applied: bool,
     /// From the packet's kernel timestamp to the ipset's acknowledgement.
@@ -201,6 +203,7 @@ mod tests {
             until: "U".into(),
             profile: "standard".into(),
             scan_type: "SYN",
+            reason: "9 distinct ports within 2h".into(),
             applied: true,
             latency_us: Some(120),
         });
