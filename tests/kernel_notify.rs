@@ -489,3 +489,34 @@ fn a_hung_endpoint_never_holds_a_run_and_loses_nothing() {
     assert!(counts.values().all(|&n| n == 1));
     drop(hung);
 }
+
+/// HTTPS through rustls: a receiver with a self-signed certificate is
+/// refused until the certificate is trusted (SSL_CERT_FILE), then gets the
+/// signed post.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn https_posts_verify_the_certificate() {
+    let lab = Lab::new();
+    let (rx, pem) = Receiver::start_tls_in(&lab.target);
+    let (d, cfg, _) = setup(&format!(
+        "[[notify]]\nname = \"ops\"\nurl = \"{}\"\nsecret_file = \"SECRET_FILE\"\n",
+        rx.https_url()
+    ));
+    let c = cfg.to_str().unwrap();
+    let bad = lab.fwctl(&["--config", c, "notify", "test"], &[]);
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stdout);
+    assert!(said.contains("ops: cannot connect"), "{said}");
+    assert!(rx.requests().is_empty());
+    let ca = d.path().join("receiver.pem");
+    std::fs::write(&ca, pem).unwrap();
+    let out = ok(&lab.fwctl(
+        &["--config", c, "notify", "test"],
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    ));
+    assert!(out.contains("ops: HTTP 200"), "{out}");
+    let reqs = rx.requests();
+    assert_eq!(reqs.len(), 1);
+    assert!(reqs[0].signed_with(SECRET.as_bytes()));
+    assert_eq!(reqs[0].json()["event"], "test");
+}

@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::Sha256;
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,26 @@ pub struct Receiver {
 impl Receiver {
     /// Listen on 127.0.0.1 inside namespace `ns` (port 0: any free one).
     pub fn start_in(ns: &str, port: u16) -> Receiver {
+        Receiver::start(ns, port, None)
+    }
+
+    /// The same over HTTPS, with a fresh self-signed certificate for
+    /// 127.0.0.1; returns the certificate (PEM) a client must trust.
+    pub fn start_tls_in(ns: &str) -> (Receiver, String) {
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der());
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key.into())
+        .unwrap();
+        (Receiver::start(ns, 0, Some(Arc::new(cfg))), ck.cert.pem())
+    }
+
+    fn start(ns: &str, port: u16, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = super::in_ns(ns, || TcpListener::bind(("127.0.0.1", port)).unwrap());
         let port = listener.local_addr().unwrap().port();
         let inner: Arc<(Mutex<Inner>, Condvar)> = Arc::default();
@@ -81,7 +101,14 @@ impl Receiver {
         std::thread::spawn(move || {
             for s in listener.incoming().map_while(Result::ok) {
                 let shared = Arc::clone(&shared);
-                std::thread::spawn(move || serve(s, &shared));
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    Some(cfg) => {
+                        let conn = rustls::ServerConnection::new(cfg).unwrap();
+                        serve(rustls::StreamOwned::new(conn, s), &shared)
+                    }
+                    None => serve(s, &shared),
+                });
             }
         });
         Receiver { port, inner }
@@ -94,6 +121,10 @@ impl Receiver {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hook", self.port)
+    }
+
+    pub fn https_url(&self) -> String {
+        format!("https://127.0.0.1:{}/hook", self.port)
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -119,8 +150,7 @@ impl Receiver {
 }
 
 /// One connection: requests until the client closes (ureq keeps them alive).
-fn serve(s: TcpStream, shared: &(Mutex<Inner>, Condvar)) {
-    let mut w = s.try_clone().unwrap();
+fn serve(s: impl Read + Write, shared: &(Mutex<Inner>, Condvar)) {
     let mut r = BufReader::new(s);
     loop {
         let mut line = String::new();
@@ -164,7 +194,11 @@ fn serve(s: TcpStream, shared: &(Mutex<Inner>, Condvar)) {
         };
         cv.notify_all();
         let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
-        if w.write_all(answer.as_bytes()).is_err() {
+        let w = r.get_mut();
+        if w.write_all(answer.as_bytes())
+            .and_then(|()| w.flush())
+            .is_err()
+        {
             return;
         }
     }
