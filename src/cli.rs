@@ -109,6 +109,15 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Apply the fleet's bans here: follow the [fleet] Redis stream (a service).
+    ///
+    /// Catches up from the fleet's index of running bans, then follows the
+    /// stream: each remote ban goes into the local set of its role with the time
+    /// it has left (capped by [fleet] max_ban), unless this host's policy forbids
+    /// it (trusted networks, the whitelist sets, its own addresses) or it has a
+    /// longer ban already; remote unbans lift what the fleet put here. Also
+    /// publishes what this host's commands could not while Redis was away.
+    Sync(crate::cmd::sync::Options),
     /// Webhook notifications: `fwctl notify test [--sink NAME]`.
     Notify {
         #[command(subcommand)]

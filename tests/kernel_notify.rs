@@ -201,35 +201,6 @@ fn a_503_is_retried_until_delivered_once_and_a_400_is_not_retried() {
     assert!(!waiting.contains("unban"), "{waiting}");
 }
 
-/// A kernel LOG line of the blocked rule, at `t`, from `src`.
-fn log_line(t: &str, src: &str, port: u16) -> String {
-    format!(
-        "{t} host kernel: [ 100.000000] IPTABLES-BLOCKED: IN=eth0 OUT= MAC=ae:9f:06:a7:8e:14:fa:46:c6:e2:9f:50:86:dd SRC={src} DST=2001:0db8:0100:0000:0000:0000:0000:0001 LEN=80 TC=0 HOPLIMIT=64 FLOWLBL=0 PROTO=TCP SPT=40000 DPT={port} WINDOW=1024 RES=0x00 SYN URGP=0 \n"
-    )
-}
-
-/// A log in which each of `sources` (2001:db8:5::N) offends three times,
-/// now (more than --howmany 2).
-fn offenders_log(path: &Path, sources: std::ops::Range<u32>) -> Vec<String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let t = fwctl::units::time::utc(now as i64).replace('Z', ".000000+00:00");
-    let mut text = String::new();
-    let mut addrs = Vec::new();
-    for n in sources {
-        let a: std::net::Ipv6Addr = format!("2001:db8:5::{n:x}").parse().unwrap();
-        let full = fwctl::testing::loggen::full_v6(a);
-        for port in [22, 23, 24] {
-            text.push_str(&log_line(&t, &full, port));
-        }
-        addrs.push(a.to_string());
-    }
-    std::fs::write(path, text).unwrap();
-    addrs
-}
-
 fn scan(lab: &Lab, cfg: &Path, log: &Path) -> Output {
     lab.fwctl(
         &[

@@ -231,6 +231,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
         "ram.mount",
         "fwctl-apply.service",
         "fwctl-capture.service",
+        "fwctl-sync.service",
         "fwctl-scan.service",
         "fwctl-scan.timer",
     ];
@@ -308,6 +309,17 @@ fn systemd_unit_commands_run() {
     ];
     args.extend(w[4..].iter().map(String::as_str));
     run_ok(&args);
+    // sync: the arguments parse (the command itself needs [fleet] and Redis:
+    // the kernel fleet tests run it).
+    let w = words(&unit_values("fwctl-sync.service", "ExecStart")[0]);
+    assert_eq!(w[1..], ["sync", "--config", "/etc/fwctl/fwctl.toml"]);
+    use clap::Parser;
+    fwctl::cli::Cli::try_parse_from(
+        ["fwctl"]
+            .into_iter()
+            .chain(w[1..].iter().map(String::as_str)),
+    )
+    .unwrap();
 }
 
 /// The fstab line and the mount unit describe the same tmpfs, sized for what

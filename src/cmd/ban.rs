@@ -83,6 +83,7 @@ pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
     let _lock = lock::acquire(&lock::run_dir(), LOCK_WAIT)?;
     let path = cfg.state_path(inv.state());
     let notifier = Notifier::start(&cfg, &path, Life::Run)?;
+    let publisher = super::fleet::Publisher::start(&cfg, &path, Life::Run)?;
     let role = target::role_of(&cfg, &set)
         .map(|r| r.0)
         .unwrap_or("blacklist");
@@ -121,6 +122,18 @@ pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
             ("not recorded".into(), 1)
         }
     };
+    if let Some(p) = publisher {
+        p.share(vec![p.member().entry(
+            crate::core::fleet::Op::Ban,
+            addr,
+            role,
+            o.duration,
+            "banned by hand (fwctl ban)",
+            n,
+            "manual",
+        )]);
+        p.finish(super::fleet::FLEET_WAIT);
+    }
     if let Some(notifier) = notifier {
         notifier.send(Notice::IpBlocked {
             address: shown.clone(),

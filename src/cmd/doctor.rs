@@ -22,6 +22,8 @@ pub fn run(o: &Options, inv: &super::Invocation) -> anyhow::Result<bool> {
         inv.state(),
         inv.sudo(),
     );
+    let mut facts = facts;
+    facts.fleet = fleet_check(inv);
     let list = checks(&facts);
     let failed = list.iter().filter(|c| c.level == Level::Fail).count();
     let text = if o.json {
@@ -51,4 +53,28 @@ pub fn run(o: &Options, inv: &super::Invocation) -> anyhow::Result<bool> {
     };
     super::out(text)?;
     Ok(failed == 0)
+}
+
+/// With [fleet]: connect and authenticate as sync would, within 3 s.
+fn fleet_check(inv: &super::Invocation) -> Option<Result<String, String>> {
+    let cfg = inv.load().ok()?;
+    let f = cfg.fleet.as_ref()?;
+    Some((|| {
+        let m = super::fleet::Member::of(&cfg)
+            .map_err(|e| format!("{e:#}"))?
+            .expect("[fleet]");
+        m.connect(std::time::Duration::from_secs(3))
+            .map_err(|e| e.0)?;
+        Ok(format!(
+            "Redis at {} answers{}; stream {}, this host is {}",
+            f.redis,
+            if f.password_file.is_some() {
+                " and takes the password"
+            } else {
+                ""
+            },
+            f.stream,
+            m.host
+        ))
+    })())
 }

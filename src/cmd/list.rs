@@ -18,9 +18,16 @@ pub struct ListOptions {
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
+    /// The fleet's running bans (the [fleet] Redis index), with the host
+    /// each came from and whether it is in this host's sets.
+    #[arg(long, conflicts_with = "set")]
+    pub fleet: bool,
 }
 
 pub fn list(o: &ListOptions, inv: &Invocation) -> Result<()> {
+    if o.fleet {
+        return fleet(o, inv);
+    }
     let (cfg, plan) = inv.load_plan()?;
     let names: Vec<String> = match &o.set {
         Some(s) => target::sets_named(&cfg, s)?,
@@ -68,12 +75,155 @@ pub fn list(o: &ListOptions, inv: &Invocation) -> Result<()> {
     super::out(table(&list, saves.keys().cloned().collect()))
 }
 
-/// The listing: columns as wide as their widest value.
-fn table(list: &[target::Entry], sets: Vec<String>) -> String {
-    let rows: Vec<[String; 5]> = list
+/// Columns as wide as their widest value; the last one as it is.
+fn columns(head: &[&str], rows: &[Vec<String>]) -> String {
+    let n = head.len();
+    let mut width = vec![0; n];
+    let head: Vec<String> = head.iter().map(|h| h.to_string()).collect();
+    for r in rows.iter().chain([&head]) {
+        for (w, c) in width.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut o = String::new();
+    for r in [&head].into_iter().chain(rows.iter()) {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == n {
+                line += c;
+            } else {
+                line += &format!("{c:<w$}  ", w = width[i]);
+            }
+        }
+        o += line.trim_end();
+        o.push('\n');
+    }
+    o
+}
+
+/// `list --fleet`: the fleet's index, and whether each ban is here.
+fn fleet(o: &ListOptions, inv: &Invocation) -> Result<()> {
+    let cfg = inv.load()?;
+    let member = super::fleet::Member::of(&cfg)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} has no [fleet] section; fix: add one (redis = \"redis://HOST:6379/0\")",
+            cfg.path.display()
+        )
+    })?;
+    let now = crate::sys::host::now();
+    let mut link = member.connect(std::time::Duration::from_secs(5))?;
+    let fields = crate::ports::FleetLink::active(&mut link, now)?;
+    let mut bans: Vec<crate::core::fleet::Entry> = Vec::new();
+    let mut garbage = 0;
+    for f in &fields {
+        match crate::core::fleet::Entry::from_fields(f) {
+            Ok(e) => bans.push(e),
+            Err(_) => garbage += 1,
+        }
+    }
+    bans.sort_by_key(|e| (e.until, e.addr));
+    // What this host's sets hold, when it may look.
+    let here: Option<std::collections::HashSet<(String, ipnet::IpNet)>> = (|| {
+        if !crate::sys::host::is_root() {
+            return None;
+        }
+        let mut sys = System::locate_only(&["ipset"]).ok()?;
+        let mut have = std::collections::HashSet::new();
+        for role in target::BAN_ROLES {
+            for set in target::sets_named(&cfg, role).ok()? {
+                let Ok(text) = sys.save_set(&set) else {
+                    continue;
+                };
+                for s in ipset::parse_save(&text).into_values() {
+                    for m in &s.members {
+                        if let Some(a) = m
+                            .first()
+                            .and_then(|w| crate::units::addr::parse_addr(w).ok())
+                        {
+                            have.insert((role.to_string(), a));
+                        }
+                    }
+                }
+            }
+        }
+        Some(have)
+    })();
+    if o.json {
+        let doc = serde_json::json!({
+            "redis": member.fleet.redis,
+            "stream": member.fleet.stream,
+            "bans": bans.iter().map(|e| serde_json::json!({
+                "address": crate::units::addr::member(&e.addr),
+                "role": e.role,
+                "until": crate::units::time::utc(e.until),
+                "expires_in": e.until - now,
+                "host": e.host,
+                "origin": e.origin,
+                "reason": e.reason,
+                "offence": e.offence,
+                "here": here.as_ref().map(|h| h.contains(&(e.role.clone(), e.addr))),
+            })).collect::<Vec<_>>(),
+            "malformed": garbage,
+        });
+        return super::out(serde_json::to_string_pretty(&doc).expect("json") + "\n");
+    }
+    let rows: Vec<Vec<String>> = bans
         .iter()
         .map(|e| {
-            [
+            vec![
+                crate::units::addr::member(&e.addr),
+                e.role.clone(),
+                human((e.until - now).max(0) as u64),
+                e.host.clone(),
+                e.origin.clone(),
+                match &here {
+                    Some(h) if h.contains(&(e.role.clone(), e.addr)) => "yes".into(),
+                    Some(_) => "no".into(),
+                    None => "?".into(),
+                },
+                e.reason.clone(),
+            ]
+        })
+        .collect();
+    let mut t = columns(
+        &[
+            "ADDRESS",
+            "ROLE",
+            "EXPIRES IN",
+            "FROM",
+            "ORIGIN",
+            "HERE",
+            "REASON",
+        ],
+        &rows,
+    );
+    t += &format!(
+        "{} in the fleet ({} stream {}){}{}\n",
+        count(bans.len() as u64, "running ban", "running bans"),
+        member.fleet.redis,
+        member.fleet.stream,
+        if garbage > 0 {
+            format!("; {garbage} malformed index entries skipped")
+        } else {
+            String::new()
+        },
+        if here.is_none() {
+            "; HERE needs root"
+        } else {
+            ""
+        }
+    );
+    super::out(t)
+}
+
+/// The listing: columns as wide as their widest value; FROM (the fleet
+/// host of a ban sync applied) only when there is one.
+fn table(list: &[target::Entry], sets: Vec<String>) -> String {
+    let fleet = list.iter().any(|e| e.from.is_some());
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|e| {
+            let mut r = vec![
                 e.set.clone(),
                 e.address.clone(),
                 e.expires_in
@@ -83,36 +233,23 @@ fn table(list: &[target::Entry], sets: Vec<String>) -> String {
                     .map(|n| n.to_string())
                     .unwrap_or_else(|| "-".into()),
                 e.since.clone().unwrap_or_else(|| "-".into()),
-            ]
+            ];
+            if fleet {
+                r.push(e.from.clone().unwrap_or_else(|| "-".into()));
+            }
+            r
         })
         .collect();
-    let head = ["SET", "ADDRESS", "EXPIRES IN", "OFFENCES", "SINCE"].map(String::from);
-    let mut width = [0; 4];
-    for r in rows.iter().chain([&head]) {
-        for (w, c) in width.iter_mut().zip(r.iter()) {
-            *w = (*w).max(c.len());
-        }
+    let mut head = vec!["SET", "ADDRESS", "EXPIRES IN", "OFFENCES", "SINCE"];
+    if fleet {
+        head.push("FROM");
     }
-    let mut o = String::new();
-    for r in [&head].into_iter().chain(rows.iter()) {
-        o += &format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}\n",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            w0 = width[0],
-            w1 = width[1],
-            w2 = width[2],
-            w3 = width[3]
-        );
-    }
-    o + &format!(
-        "{} in {}\n",
-        count(list.len() as u64, "entry", "entries"),
-        sets.join(", ")
-    )
+    columns(&head, &rows)
+        + &format!(
+            "{} in {}\n",
+            count(list.len() as u64, "entry", "entries"),
+            sets.join(", ")
+        )
 }
 
 #[cfg(test)]
@@ -127,6 +264,7 @@ mod tests {
             expires_in: secs,
             offences: secs.map(|_| 1),
             since: None,
+            from: None,
         };
         let t = table(
             &[

@@ -7,12 +7,14 @@ pub mod apply;
 pub mod ban;
 pub mod capture;
 pub mod doctor;
+pub mod fleet;
 pub mod list;
 pub mod man;
 pub mod metrics;
 pub mod notify;
 pub mod scan;
 pub mod status;
+pub mod sync;
 pub mod telemetry;
 pub mod unban;
 

@@ -136,7 +136,7 @@ impl Sink {
 pub fn envelope(notice: Notice, host: &str) -> Envelope {
     let us = host::now_micros();
     Envelope {
-        id: format!("{:016x}", seed()),
+        id: format!("{:016x}", random()),
         time: crate::units::time::utc_micros(us),
         host: host.to_string(),
         fwctl: env!("CARGO_PKG_VERSION").to_string(),
@@ -187,7 +187,7 @@ impl Notifier {
                 outbox: outbox.clone(),
                 life,
                 started: Instant::now(),
-                random: seed(),
+                random: random(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("fwctl-notify-{}", cfg.name))
@@ -264,7 +264,7 @@ impl Notifier {
                 let (inflight, rest) = shared.queue.lock().expect("queue").rescue();
                 let mut kept = 0;
                 let mut result = Ok(());
-                for (id, batch) in inflight.into_iter().chain([(seed(), rest)]) {
+                for (id, batch) in inflight.into_iter().chain([(random(), rest)]) {
                     if !batch.is_empty() && result.is_ok() {
                         kept += batch.len();
                         result = outbox::put(&outbox, &cfg.name, id, &batch);
@@ -287,7 +287,7 @@ impl Notifier {
 
 /// A random number (jitter, event ids), from the standard library's random
 /// keys, a clock and a counter: distinct within a process and across them.
-fn seed() -> u64 {
+pub fn random() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);

@@ -363,6 +363,51 @@ fn notify(n: &Notifier, report: &Report, offences: &[u32], now: i64) {
     n.send_all(all);
 }
 
+/// The role of each set a run banned into (one per family).
+fn set_roles(cfg: &crate::core::config::Config, report: &Report) -> Vec<(String, &'static str)> {
+    let mut roles: Vec<(String, &'static str)> = Vec::new();
+    for o in report.offenders.iter().filter(|o| o.action == "added") {
+        if !roles.iter().any(|(s, _)| *s == o.set) {
+            if let Some((r, _)) = crate::core::ban::role_of(cfg, &o.set) {
+                roles.push((o.set.clone(), r));
+            }
+        }
+    }
+    roles
+}
+
+/// The fleet entries of a run's bans.
+fn fleet_entries(
+    m: &super::fleet::Member,
+    roles: &[(String, &'static str)],
+    report: &Report,
+    offences: &[u32],
+) -> Vec<crate::core::fleet::Entry> {
+    let within = crate::units::duration::human(report.within_secs);
+    report
+        .offenders
+        .iter()
+        .filter(|o| o.action == "added")
+        .zip(offences.iter().chain(std::iter::repeat(&1)))
+        .filter_map(|(o, offence)| {
+            let addr = crate::units::addr::parse_addr(&o.address).ok()?;
+            let role = roles.iter().find(|(s, _)| *s == o.set)?.1;
+            Some(m.entry(
+                crate::core::fleet::Op::Ban,
+                addr,
+                role,
+                report.removeafter_secs,
+                &format!(
+                    "scan rule {}: {} {} lines within {within}",
+                    report.rule, o.hits, report.kind
+                ),
+                *offence,
+                "scan",
+            ))
+        })
+        .collect()
+}
+
 /// The command: checks, lock, read, decide, ban, print.
 pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     let mut plan = Plan::new(opts, inv.load()?)?;
@@ -384,10 +429,13 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     };
     let state_file = plan.cfg.state_path(state);
     // Sinks (and their secret files) are checked before anything changes.
-    let notifier = if opts.dryrun {
-        None
+    let (notifier, publisher) = if opts.dryrun {
+        (None, None)
     } else {
-        Notifier::start(&plan.cfg, &state_file, Life::Run)?
+        (
+            Notifier::start(&plan.cfg, &state_file, Life::Run)?,
+            super::fleet::Publisher::start(&plan.cfg, &state_file, Life::Run)?,
+        )
     };
     let real_now = host::now();
     let now = match &opts.now {
@@ -430,15 +478,19 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
             }
         },
     )?;
+    // Shared with the fleet publisher's thread, which makes its entries.
+    let report = std::sync::Arc::new(report);
     if !opts.dryrun {
         let offences = record(&report, &opts.ipset, &state_file, real_now);
-        if let Some(n) = notifier {
-            notify(&n, &report, &offences, real_now);
-            // A cron run waits a few seconds at most; what is not delivered
-            // by then waits in the outbox for the next run.
-            n.finish(super::notify::NOTIFY_WAIT);
+        // Handed over now; their threads work while the report is written.
+        if let Some(n) = &notifier {
+            notify(n, &report, &offences, real_now);
         }
-        super::metrics::write_textfile(&plan.cfg, &state_file);
+        if let Some(p) = &publisher {
+            let roles = set_roles(&plan.cfg, &report);
+            let (report, offences) = (std::sync::Arc::clone(&report), offences);
+            p.share_later(move |m| fleet_entries(m, &roles, &report, &offences));
+        }
     }
     let text = if opts.json {
         report.json()
@@ -446,7 +498,19 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
         report.human()
     };
     // A closed pipe (`| head`) ends the run quietly; the bans are in already.
-    super::out(text)
+    let printed = super::out(text);
+    // At most a short wait each: what Redis has not taken by then waits in
+    // the fleet outbox, and what the sinks have not, in the notify outbox.
+    if let Some(p) = publisher {
+        p.finish(super::fleet::FLEET_WAIT);
+    }
+    if let Some(n) = notifier {
+        n.finish(super::notify::NOTIFY_WAIT);
+    }
+    if !opts.dryrun {
+        super::metrics::write_textfile(&plan.cfg, &state_file);
+    }
+    printed
 }
 
 #[cfg(test)]

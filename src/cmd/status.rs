@@ -59,6 +59,19 @@ pub(super) fn gather<'a>(
         state_path: state_path.to_path_buf(),
         state_warning: loaded.warning,
         capture_pid: lock::holder(&lock::capture_lock()),
+        sync: super::sync::read_status().map(|(pid, s)| crate::core::status::SyncFacts {
+            pid,
+            connected: s.connected,
+            redis: s.redis,
+            last_id: s.last_id,
+            last_entry_ms: s.last_entry_ms,
+            lag_ms: s.lag_ms,
+            applied: s.applied,
+            skipped: s.skipped,
+            error: s.error,
+            updated: s.updated,
+        }),
+        fleet_outbox: crate::sys::fleetbox::waiting(&crate::sys::fleetbox::path_for(state_path)),
         now: host::now(),
         invoke,
     })
@@ -83,7 +96,7 @@ pub fn run(o: &Options, inv: &Invocation) -> Result<bool> {
             super::apply::apply(inv, false, None)?;
             status = evaluate(&gather(&cfg, &plan, &path, &mut sys, inv.sudo(), true)?);
         } else {
-            eprintln!("fwctl: nothing to repair: a full set needs a bigger [sets] maxelem, which an apply alone does not change");
+            eprintln!("fwctl: nothing an apply repairs: a full set needs a bigger [sets] maxelem, and the fleet's problems need sync and Redis");
         }
     }
     record(&cfg, &path, &status)?;

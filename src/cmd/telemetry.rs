@@ -28,6 +28,9 @@ pub const WATCH_EVERY: Duration = Duration::from_secs(60);
 pub struct Telemetry {
     pub metrics: Arc<Mutex<CaptureMetrics>>,
     notifier: Option<Notifier>,
+    /// Bans to the fleet, and the role capture bans into.
+    publisher: Option<super::fleet::Publisher>,
+    role: &'static str,
     /// Where /metrics is served, or why it is not (None: turned off).
     serving: Option<Result<std::net::SocketAddr, String>>,
     /// The watcher and the sender whose drop stops it.
@@ -40,6 +43,10 @@ impl Telemetry {
     /// the watcher.
     pub fn start(cfg: &Config, state_path: &Path, sets: &[String; 2]) -> Result<Telemetry> {
         let notifier = Notifier::start(cfg, state_path, Life::Service)?;
+        let publisher = super::fleet::Publisher::start(cfg, state_path, Life::Service)?;
+        let role = crate::core::ban::role_of(cfg, &sets[0])
+            .map(|r| r.0)
+            .unwrap_or("blacklist");
         let mut m = CaptureMetrics {
             started: host::now(),
             ..CaptureMetrics::default()
@@ -69,6 +76,8 @@ impl Telemetry {
         Ok(Telemetry {
             metrics,
             notifier,
+            publisher,
+            role,
             serving,
             watcher,
         })
@@ -100,6 +109,27 @@ impl Telemetry {
         drop(m);
         if let Some(n) = &self.notifier {
             n.send_all(evs.iter().filter_map(notify::from_capture).collect());
+        }
+        if let Some(p) = &self.publisher {
+            let entries = evs
+                .iter()
+                .filter_map(|ev| match ev {
+                    Event::IpBlocked(b) if b.applied => {
+                        let addr = crate::units::addr::parse_addr(&b.src).ok()?;
+                        Some(p.member().entry(
+                            crate::core::fleet::Op::Ban,
+                            addr,
+                            self.role,
+                            b.ban_seconds,
+                            &format!("{} scan: {}", b.scan_type, b.reason),
+                            b.offence,
+                            "capture",
+                        ))
+                    }
+                    _ => None,
+                })
+                .collect();
+            p.share(entries);
         }
     }
 
@@ -135,6 +165,9 @@ impl Telemetry {
         if let Some((handle, stop)) = self.watcher.take() {
             drop(stop);
             let _ = handle.join();
+        }
+        if let Some(p) = self.publisher.take() {
+            p.finish(NOTIFY_WAIT);
         }
         if let Some(n) = self.notifier.take() {
             if let Some(e) = error {

@@ -29,6 +29,7 @@ pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
     let mut sys = System::locate_only(&["ipset"])?;
     let _lock = lock::acquire(&lock::run_dir(), super::ban::LOCK_WAIT)?;
     let notifier = Notifier::start(&cfg, &cfg.state_path(inv.state()), Life::Run)?;
+    let publisher = super::fleet::Publisher::start(&cfg, &cfg.state_path(inv.state()), Life::Run)?;
     let v6 = matches!(addr, IpNet::V6(_));
     let headers = ipset::parse_headers(&sys.headers()?);
     let shown = member(&addr);
@@ -76,6 +77,34 @@ pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
             )
         };
         bail!("{shown} is not banned in any of fwctl's ban sets{hint}; nothing changed");
+    }
+    if let Some(p) = publisher {
+        // The fleet lifts it in each role it was in here (every role, when
+        // only the state file knew of it).
+        let mut roles: Vec<&str> = found
+            .iter()
+            .filter_map(|s| target::role_of(&cfg, s).map(|r| r.0))
+            .collect();
+        if roles.is_empty() {
+            roles = target::BAN_ROLES.to_vec();
+        }
+        roles.dedup();
+        let entries = roles
+            .into_iter()
+            .map(|r| {
+                p.member().entry(
+                    crate::core::fleet::Op::Unban,
+                    addr,
+                    r,
+                    0,
+                    "unbanned by hand (fwctl unban)",
+                    0,
+                    "manual",
+                )
+            })
+            .collect();
+        p.share(entries);
+        p.finish(super::fleet::FLEET_WAIT);
     }
     if let Some(n) = notifier {
         n.send(Notice::Unban {

@@ -14,8 +14,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// The sets a ban may go into, by their role names.
-pub const BAN_ROLES: [&str; 3] = ["blacklist", "throttle-hard", "throttle-soft"];
+pub use crate::units::names::BAN_ROLES;
 
 /// The kernel sets of each role for one family: (role, kernel name).
 fn roles(cfg: &Config, v6: bool) -> [(&'static str, String); 4] {
@@ -167,6 +166,9 @@ pub struct Entry {
     pub offences: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
+    /// The fleet host whose ban this is (sync applied it here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 /// The entries of `sets` from their `ipset save` text, bans soonest expiry
@@ -195,6 +197,7 @@ pub fn entries(saves: &BTreeMap<String, String>, records: &[Record]) -> Vec<Entr
                     expires_in: secs,
                     offences: rec.filter(|_| secs.is_some()).map(|r| r.offences),
                     since: rec.filter(|_| secs.is_some()).map(|r| utc(r.since)),
+                    from: rec.filter(|_| secs.is_some()).and_then(|r| r.from.clone()),
                 });
             }
         }

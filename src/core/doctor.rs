@@ -80,6 +80,8 @@ pub struct Facts {
     pub outbox_waiting: usize,
     /// [metrics] textfile_dir, and why fwctl.prom cannot be written there.
     pub textfile: Option<(PathBuf, Option<String>)>,
+    /// With [fleet]: Redis answered (what it said), or why not.
+    pub fleet: Option<Result<String, String>>,
 }
 
 fn check(name: &'static str, level: Level, detail: String, fix: Option<&str>) -> Check {
@@ -144,6 +146,11 @@ fn telemetry_checks(f: &Facts, v: &mut Vec<Check>) {
                 None,
             )
         });
+    }
+    match &f.fleet {
+        Some(Result::Ok(detail)) => v.push(check("fleet", Ok, detail.clone(), None)),
+        Some(Result::Err(e)) => v.push(split_fix("fleet", Fail, e)),
+        None => {}
     }
     if let Some((dir, err)) = &f.textfile {
         v.push(match err {
@@ -519,6 +526,13 @@ mod tests {
                 "metrics",
                 Box::new(|f| f.textfile = Some(("/var/lib/node".into(), Some("not a directory".into())))),
                 "mkdir -p /var/lib/node",
+            ),
+            (
+                "fleet",
+                Box::new(|f| {
+                    f.fleet = Some(Err("redis connect to redis://203.0.113.100/: WRONGPASS; fix: check [fleet] password_file".into()))
+                }),
+                "WRONGPASS check [fleet] password_file",
             ),
         ];
         for (name, change, want) in cases {

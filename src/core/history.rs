@@ -28,6 +28,10 @@ pub struct Record {
     /// before it existed read as 0, meaning `since`.
     #[serde(default)]
     pub updated: i64,
+    /// The fleet host whose ban this is, when `fwctl sync` applied it
+    /// (None: this host's own ban).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 impl Record {
@@ -72,8 +76,21 @@ impl History {
         (n, steps.get(idx).copied().unwrap_or(600))
     }
 
-    /// Record a ban that was made.
+    /// Record a ban that was made here.
     pub fn record(&mut self, addr: IpNet, set: &str, offence: u32, now: i64, secs: u64) {
+        self.record_from(addr, set, offence, now, secs, None);
+    }
+
+    /// Record a ban, with the fleet host it came from (None: made here).
+    pub fn record_from(
+        &mut self,
+        addr: IpNet,
+        set: &str,
+        offence: u32,
+        now: i64,
+        secs: u64,
+        from: Option<&str>,
+    ) {
         if !self.records.contains_key(&addr) && self.records.len() >= MAX_RECORDS {
             self.prune(now);
             if self.records.len() >= MAX_RECORDS {
@@ -96,6 +113,7 @@ impl History {
                 since: now,
                 until: now + secs as i64,
                 updated: now,
+                from: from.map(str::to_string),
             },
         );
     }

@@ -64,12 +64,23 @@ pub struct Checked {
     pub sets: Vec<(String, u64, u64)>,
 }
 
+/// Where `fwctl sync` is in the fleet's stream: the last entry it applied
+/// (it goes on from there after a restart, or catches up from the active
+/// index when the stream no longer holds it), and its counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetCursor {
+    pub last_id: String,
+    pub applied: u64,
+    pub skipped: u64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
     pub history: History,
     pub scans: Vec<ScanRun>,
     pub applied: Option<Applied>,
     pub status: Option<Checked>,
+    pub fleet: Option<FleetCursor>,
 }
 
 /// The file body.
@@ -83,6 +94,8 @@ struct StateFile {
     applied: Option<Applied>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     status: Option<Checked>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fleet: Option<FleetCursor>,
 }
 
 impl State {
@@ -118,6 +131,7 @@ pub fn parse(text: &[u8]) -> Result<State, Corrupt> {
         scans: f.scans,
         applied: f.applied,
         status: f.status,
+        fleet: f.fleet,
     })
 }
 
@@ -129,6 +143,7 @@ pub fn to_text(state: &State) -> Vec<u8> {
         scans: state.scans.clone(),
         applied: state.applied.clone(),
         status: state.status.clone(),
+        fleet: state.fleet.clone(),
     };
     let mut text = serde_json::to_vec_pretty(&body).expect("state serializes");
     text.push(b'\n');

@@ -38,9 +38,39 @@ pub struct Facts<'a> {
     pub state_warning: Option<String>,
     /// The pid of a running capture, if one runs.
     pub capture_pid: Option<String>,
+    /// With [fleet]: what `fwctl sync` says of itself (None: it does not
+    /// run), and the bans waiting in the fleet outbox.
+    pub sync: Option<SyncFacts>,
+    pub fleet_outbox: usize,
     pub now: i64,
     /// `sudo fwctl` with the --config and --state the user gave, for the fixes.
     pub invoke: String,
+}
+
+/// A running sync's own account (its status file).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct SyncFacts {
+    pub pid: String,
+    pub connected: bool,
+    pub redis: String,
+    pub last_id: String,
+    /// When the last entry applied was written (Unix ms) and how long it
+    /// took to get here.
+    pub last_entry_ms: u64,
+    pub lag_ms: u64,
+    pub applied: u64,
+    pub skipped: u64,
+    pub error: Option<String>,
+    /// When sync last wrote its account.
+    pub updated: i64,
+}
+
+/// The fleet part of the status, with [fleet].
+#[derive(Debug, Serialize)]
+pub struct FleetStatus {
+    pub sync: Option<SyncFacts>,
+    /// Bans made here that wait for Redis.
+    pub waiting: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +93,8 @@ pub struct Status {
     pub state: StateStatus,
     pub scans: Vec<ScanStatus>,
     pub capture: Capture,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -340,8 +372,36 @@ pub fn evaluate(f: &Facts) -> Status {
         .collect();
     scans.sort_by_key(|s| s.ago_secs);
 
+    let before_fleet = problems.len();
+    let fleet = f.cfg.fleet.as_ref().map(|_| {
+        match &f.sync {
+            None => problems.push(format!(
+                "fwctl sync is not running: the fleet's bans are not applied here; fix: systemctl enable --now fwctl-sync (or {} sync)",
+                f.invoke
+            )),
+            Some(s) if !s.connected => problems.push(format!(
+                "fwctl sync cannot reach Redis ({}): {}; fix: check that Redis runs and [fleet] redis and password_file",
+                s.redis,
+                s.error.as_deref().unwrap_or("not connected")
+            )),
+            Some(_) => {}
+        }
+        if f.fleet_outbox > 0 {
+            problems.push(format!(
+                "{} made here {} for Redis (unreachable when they were made); fix: start fwctl sync, which publishes them once Redis answers",
+                count(f.fleet_outbox as u64, "ban", "bans"),
+                if f.fleet_outbox == 1 { "waits" } else { "wait" }
+            ));
+        }
+        FleetStatus {
+            sync: f.sync.clone(),
+            waiting: f.fleet_outbox,
+        }
+    });
+    // Nothing in the fleet's part is what an apply puts back.
+    let fleet_problems = problems.len() - before_fleet;
     // Everything but a full set is what an apply puts back.
-    let repairable = problems.len() > full;
+    let repairable = problems.len() > full + fleet_problems;
     Status {
         config: f.cfg.path.clone(),
         mode: f.cfg.mode.as_str(),
@@ -367,6 +427,7 @@ pub fn evaluate(f: &Facts) -> Status {
             running: f.capture_pid.is_some(),
             pid: f.capture_pid.clone(),
         },
+        fleet,
     }
 }
 
@@ -481,6 +542,39 @@ impl Status {
             Some(p) => format!("capture: running (pid {p})"),
             None => "capture: not running".into(),
         });
+        if let Some(fl) = &self.fleet {
+            line(match &fl.sync {
+                None => "sync: not running".into(),
+                Some(s) => format!(
+                    "sync: running (pid {}), {} {}, last entry {} ({}), {} applied, {} skipped",
+                    s.pid,
+                    if s.connected {
+                        "connected to"
+                    } else {
+                        "NOT connected to"
+                    },
+                    s.redis,
+                    if s.last_id.is_empty() {
+                        "none".to_string()
+                    } else {
+                        s.last_id.clone()
+                    },
+                    if s.last_entry_ms == 0 {
+                        "none yet".to_string()
+                    } else {
+                        format!("lag {} ms", s.lag_ms)
+                    },
+                    s.applied,
+                    s.skipped
+                ),
+            });
+            if fl.waiting > 0 {
+                line(format!(
+                    "fleet outbox: {} to publish",
+                    count(fl.waiting as u64, "ban", "bans")
+                ));
+            }
+        }
         for p in &self.problems {
             line(format!("problem: {p}"));
         }
@@ -564,6 +658,8 @@ mod tests {
             state_path: "/var/lib/fwctl/state.json".into(),
             state_warning: None,
             capture_pid: None,
+            sync: None,
+            fleet_outbox: 0,
             now: 2000,
             invoke: "sudo fwctl".into(),
         }

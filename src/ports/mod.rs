@@ -95,3 +95,33 @@ pub trait Transport: Send {
         timeout: std::time::Duration,
     ) -> crate::core::notify::Attempt;
 }
+
+/// The fleet's link to Redis failed (unreachable, refused, wrong password,
+/// a reply that makes no sense); said in words, never with the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FleetError(pub String);
+
+/// A stream entry as read: its id and its fields.
+pub type StreamEntry = (String, Vec<(String, String)>);
+
+/// The fleet's shared record of bans: an append-only stream of entries and
+/// an index of the bans still running.
+pub trait FleetLink: Send {
+    /// Append each entry to the stream and update the active index (a ban
+    /// adds or lengthens its member, an unban removes it).
+    fn publish(&mut self, entries: &[crate::core::fleet::Entry]) -> Result<(), FleetError>;
+    /// The newest entry's id ("0-0" for an empty stream).
+    fn last_id(&mut self) -> Result<String, FleetError>;
+    /// Whether the stream still reaches back to `id` (not trimmed past it).
+    fn reaches(&mut self, id: &str) -> Result<bool, FleetError>;
+    /// Up to `count` entries after `id`, waiting up to `block` for the first.
+    fn read_after(
+        &mut self,
+        id: &str,
+        block: std::time::Duration,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, FleetError>;
+    /// The fields of every ban the index holds that ends after `now`.
+    fn active(&mut self, now: i64) -> Result<Vec<Vec<(String, String)>>, FleetError>;
+}

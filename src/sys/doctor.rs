@@ -285,6 +285,8 @@ pub fn gather(
                 (d, err)
             }),
         state_path,
+        // Redis is asked by the command layer, which holds the client.
+        fleet: None,
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod confirm;
 pub mod doctor;
+pub mod fleetbox;
 pub mod host;
 pub mod http;
 pub mod lock;
@@ -14,6 +15,7 @@ pub mod netlink;
 pub mod outbox;
 pub mod packet;
 pub mod pcap;
+pub mod redis;
 pub mod secret;
 pub mod statefile;
 pub mod tools;

@@ -121,6 +121,89 @@ pub fn member(net: &IpNet) -> String {
     }
 }
 
+/// A number in decimal, without the formatting machinery (hot paths write
+/// a hundred thousand of these).
+pub fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("digits"));
+}
+
+/// [`member`] written onto `out`, the same text without allocating
+/// (RFC 5952 for IPv6, as the standard library prints it).
+pub fn push_member(out: &mut String, net: &IpNet) {
+    match net.addr() {
+        IpAddr::V4(a) => {
+            for (i, o) in a.octets().iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_u64(out, u64::from(*o));
+            }
+        }
+        IpAddr::V6(a) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                out.push_str("::ffff:");
+                push_member(out, &IpNet::from(IpAddr::V4(v4)));
+            } else {
+                let g = a.segments();
+                // The longest run of two or more zero groups (the first of
+                // equals) becomes "::".
+                let (mut best, mut best_len, mut i) = (0, 0, 0);
+                while i < 8 {
+                    if g[i] == 0 {
+                        let start = i;
+                        while i < 8 && g[i] == 0 {
+                            i += 1;
+                        }
+                        if i - start > best_len {
+                            (best, best_len) = (start, i - start);
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let hex = |out: &mut String, v: u16| {
+                    let mut started = false;
+                    for shift in [12, 8, 4, 0] {
+                        let d = (v >> shift) & 0xf;
+                        if d != 0 || started || shift == 0 {
+                            out.push(HEX[d as usize] as char);
+                            started = true;
+                        }
+                    }
+                };
+                let mut k = 0;
+                while k < 8 {
+                    if best_len >= 2 && k == best {
+                        out.push_str("::");
+                        k += best_len;
+                        continue;
+                    }
+                    if k > 0 && !(best_len >= 2 && k == best + best_len) {
+                        out.push(':');
+                    }
+                    hex(out, g[k]);
+                    k += 1;
+                }
+            }
+        }
+    }
+    if net.prefix_len() != net.max_prefix_len() {
+        out.push('/');
+        push_u64(out, u64::from(net.prefix_len()));
+    }
+}
+
 /// Why `a` can never be a ban target by its kind alone.
 pub fn special(a: &IpAddr) -> Option<&'static str> {
     if a.is_loopback() {
@@ -205,5 +288,63 @@ mod tests {
         );
         assert_eq!(special(&ip("ff02::1")), Some("not a unicast address"));
         assert_eq!(special(&ip("203.0.113.5")), None);
+    }
+
+    #[test]
+    fn push_member_writes_what_member_does() {
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut cases: Vec<IpNet> = [
+            "::",
+            "::1",
+            "2001:db8::",
+            "2001:db8:0:0:1:0:0:1",
+            "2001:0:0:1::1",
+            "1::",
+            "::ffff:192.0.2.1",
+            "::192.0.2.1",
+            "2001:db8:1:2:3:4:5:6",
+            "0:0:1::",
+            "fe80::1:0:0:0",
+            "203.0.113.5",
+            "0.0.0.0",
+            "255.255.255.255",
+            "2001:db8::/32",
+            "203.0.113.0/24",
+            "2001:db8:0:1::/64",
+        ]
+        .iter()
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .unwrap()
+        })
+        .collect();
+        for _ in 0..20_000 {
+            let r = next();
+            // Zero groups often, to exercise the "::" choice.
+            let mut g = [0u16; 8];
+            for (i, x) in g.iter_mut().enumerate() {
+                if (r >> (i * 3)) & 3 != 0 {
+                    *x = (next() & 0xffff) as u16 >> ((r >> (i + 24)) & 15);
+                }
+            }
+            cases.push(IpNet::from(IpAddr::V6(std::net::Ipv6Addr::from(g))));
+            cases.push(IpNet::from(IpAddr::V4(std::net::Ipv4Addr::from(r as u32))));
+        }
+        for n in cases {
+            let mut s = String::new();
+            push_member(&mut s, &n);
+            assert_eq!(s, member(&n), "{n:?}");
+        }
+        let mut s = String::new();
+        push_u64(&mut s, 0);
+        push_u64(&mut s, 18_446_744_073_709_551_615);
+        assert_eq!(s, "018446744073709551615");
     }
 }

@@ -3,6 +3,10 @@
 //! through one of these constructors first, so a config value can never smuggle
 //! an option or a second command into what we run.
 
+/// The sets a ban may go into, by their role names (each host maps a role
+/// to its own kernel set names in [sets]).
+pub const BAN_ROLES: [&str; 3] = ["blacklist", "throttle-hard", "throttle-soft"];
+
 use super::Invalid;
 use std::fmt;
 

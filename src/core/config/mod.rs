@@ -5,6 +5,7 @@
 //! `FILE:LINE: what is wrong; fix: ...` and nothing gets installed.
 
 pub mod capture;
+pub mod fleet;
 pub mod notify;
 
 use crate::core::capture::detect::{ServicePorts, Settings, SECOND};
@@ -160,6 +161,8 @@ pub struct Config {
     pub notify: Vec<notify::NotifySink>,
     /// `[metrics]`: capture's endpoint and the textfile directory.
     pub metrics: notify::Metrics,
+    /// `[fleet]`: the Redis the fleet shares its bans through.
+    pub fleet: Option<fleet::Fleet>,
 }
 
 impl Config {
@@ -370,8 +373,14 @@ impl Config {
             sinks.push(s);
         }
         let metrics = raw.metrics.validate().map_err(|m| err_at(None, m.0))?;
+        let fleet = raw
+            .fleet
+            .map(fleet::RawFleet::validate)
+            .transpose()
+            .map_err(|m| err_at(None, m.0))?;
 
         Ok(Config {
+            fleet,
             capture,
             notify: sinks,
             metrics,
@@ -492,6 +501,7 @@ struct Raw {
     notify: Vec<notify::RawNotify>,
     #[serde(default)]
     metrics: notify::RawMetrics,
+    fleet: Option<fleet::RawFleet>,
 }
 
 #[derive(Deserialize)]
