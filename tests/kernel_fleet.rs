@@ -486,3 +486,45 @@ fn garbage_in_the_stream_is_skipped_and_sync_goes_on() {
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert!(v["fleet"]["sync"]["skipped"].as_u64().unwrap() >= 5, "{v}");
 }
+
+/// rediss://: the same ban crosses over TLS (rustls), and a host that does
+/// not trust the server's certificate does not connect.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn bans_cross_a_tls_redis() {
+    let mut lab = FleetLab::with(|_| String::new(), true);
+    lab.start_sync(0);
+    lab.start_sync(1);
+    ok(&lab.fwctl(0, &["ban", ATTACKER, "--for", "1h"]));
+    assert!(
+        lab.wait_member(1, "blacklist", ATTACKER, true, 2 * SEC)
+            .is_some(),
+        "not on B over TLS: {:?}",
+        lab.log(1)
+    );
+    // Without the certificate trusted: refused, said by doctor.
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.hosts[2].ns,
+            common::fwctl_bin(),
+            "--config",
+        ])
+        .arg(&lab.hosts[2].cfg)
+        .args(["doctor", "--json"])
+        .env("FWCTL_RUN_DIR", lab.hosts[2].run_dir.path())
+        .env("FWCTL_STATE", lab.state_path(2))
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fleet = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "fleet")
+        .unwrap()
+        .clone();
+    assert_eq!(fleet["level"], "fail", "{fleet}");
+}

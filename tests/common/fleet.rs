@@ -53,12 +53,20 @@ pub struct FleetLab {
     pub hosts: Vec<Host>,
     pub dir: tempfile::TempDir,
     redis: Option<Child>,
+    /// With TLS: the certificate (PEM) the hosts trust (SSL_CERT_FILE).
+    pub tls: Option<PathBuf>,
 }
 
 impl FleetLab {
     /// The namespaces, Redis started, and each host's config (`extra`: more
     /// config for a host, by name) applied.
     pub fn new(extra: impl Fn(&str) -> String) -> FleetLab {
+        FleetLab::with(extra, false)
+    }
+
+    /// `tls`: Redis speaks only TLS (rediss://), with a fresh self-signed
+    /// certificate for its address that the hosts are told to trust.
+    pub fn with(extra: impl Fn(&str) -> String, tls: bool) -> FleetLab {
         assert!(unsafe { libc::geteuid() } == 0, "kernel tests need root");
         let id = format!(
             "{}{}",
@@ -72,7 +80,20 @@ impl FleetLab {
             hosts: Vec::new(),
             dir,
             redis: None,
+            tls: None,
         };
+        if tls {
+            let ck = rcgen::generate_simple_self_signed(vec![REDIS.to_string()]).unwrap();
+            let cert = lab.dir.path().join("redis.pem");
+            std::fs::write(&cert, ck.cert.pem()).unwrap();
+            std::fs::write(
+                lab.dir.path().join("redis.key"),
+                ck.key_pair.serialize_pem(),
+            )
+            .unwrap();
+            lab.tls = Some(cert);
+        }
+        let scheme = if tls { "rediss" } else { "redis" };
         // From here on Drop cleans up.
         must(&["ip", "netns", "add", &lab.r]);
         let ip = |ns: &str, args: &[&str]| {
@@ -112,7 +133,7 @@ impl FleetLab {
             std::fs::write(
                 &cfg,
                 format!(
-                    "[[service]]\nname = \"web\"\nport = {PORT}\n[capture]\nprofile = \"aggressive\"\n[metrics]\nlisten = \"\"\n[fleet]\nredis = \"redis://{REDIS}:6379/0\"\npassword_file = \"{}\"\nhost = \"{name}\"\n{}",
+                    "[[service]]\nname = \"web\"\nport = {PORT}\n[capture]\nprofile = \"aggressive\"\n[metrics]\nlisten = \"\"\n[fleet]\nredis = \"{scheme}://{REDIS}:6379/0\"\npassword_file = \"{}\"\nhost = \"{name}\"\n{}",
                     secret.display(),
                     extra(name)
                 ),
@@ -150,17 +171,31 @@ impl FleetLab {
     pub fn start_redis(&mut self) {
         let data = self.dir.path().join("redis");
         std::fs::create_dir_all(&data).unwrap();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.r,
-                "redis-server",
-                "--port",
-                "6379",
-                "--bind",
-                REDIS,
-            ])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.r, "redis-server", "--bind", REDIS]);
+        match &self.tls {
+            None => {
+                cmd.args(["--port", "6379"]);
+            }
+            Some(cert) => {
+                let key = self.dir.path().join("redis.key");
+                cmd.args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    "6379",
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(&key)
+                .arg("--tls-ca-cert-file")
+                .arg(cert);
+            }
+        }
+        let child = cmd
             .args([
                 "--requirepass",
                 PASSWORD,
@@ -179,7 +214,14 @@ impl FleetLab {
             .unwrap();
         self.redis = Some(child);
         let end = Instant::now() + Duration::from_secs(10);
-        while self.redis(&["PING"]).is_err() {
+        let up = |lab: &FleetLab| match lab.tls {
+            None => lab.redis(&["PING"]).is_ok(),
+            // Listening is enough: the test speaks to it only through fwctl.
+            Some(_) => in_ns(&lab.r, || {
+                std::net::TcpStream::connect((REDIS, 6379)).is_ok()
+            }),
+        };
+        while !up(self) {
             assert!(Instant::now() < end, "redis-server did not answer");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -226,6 +268,9 @@ impl FleetLab {
         c.args(args);
         c.env("FWCTL_RUN_DIR", h.run_dir.path());
         c.env("FWCTL_STATE", h.state_dir.path().join("state.json"));
+        if let Some(cert) = &self.tls {
+            c.env("SSL_CERT_FILE", cert);
+        }
         c.stdin(Stdio::null());
         c
     }
