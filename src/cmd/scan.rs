@@ -8,8 +8,10 @@
 use super::notify::{Life, Notifier};
 use super::Invocation;
 use crate::core::ban::check_ban_sets;
+use crate::core::config::pattern::Pattern;
 use crate::core::config::{Config, Prefixes};
 use crate::core::logline::Parser;
+use crate::core::logsource::{LineParser, Source};
 use crate::core::notify::{self, Notice, Origin};
 use crate::core::policy::{Members, Policy};
 use crate::core::ruleset::ipset::{self, Header};
@@ -17,6 +19,7 @@ use crate::core::scan::count::{Tally, TypeFilter};
 use crate::core::scan::decide::{self, Known};
 use crate::core::scan::report::{self, Report};
 use crate::core::scan::{parse_now, FileRead};
+use crate::core::web_log::{Client, Statuses, WebParser};
 use crate::ports::SetStore;
 use crate::sys::tools::System;
 use crate::sys::{host, lock, logfile, statefile};
@@ -36,21 +39,52 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 Examples (cron, as in cron/fwctl):
   fwctl scan --rule blocked --type tcp --howmany 500 --within 30m --ipset throttle-hard --removeafter 2h
   fwctl scan --rule blocked --howmany 2000 --within 1h --ipset blacklist --removeafter 1d
+  fwctl scan --source nginx --status 4xx --howmany 100 --within 10m --ipset throttle-hard --removeafter 1h
+  fwctl scan --source nginx --match all --howmany 5 --within 1h --ipset blacklist --removeafter 1d
+  fwctl scan --source sshd --howmany 10 --within 10m --ipset blacklist --removeafter 1d
+Behind a reverse proxy of your own that appends X-Forwarded-For, log it as the last quoted
+field (nginx: log_format ... '\"$http_x_forwarded_for\"'; Apache: \"%{X-Forwarded-For}i\") and
+pass --client forwarded: the last address of that value is the client (the proxy wrote it;
+the ones before, anybody could).
 Audit an old log without changing anything:
   fwctl scan --dryrun --log rules/sample-iptables.log --now 2026-11-21T12:00:00Z --rule blocked --howmany 50 --within 30m --ipset throttle-hard --removeafter 2h")]
 pub struct Options {
-    /// The log rsyslog writes (`-` reads standard input). When the window
-    /// starts before the file's first line, PATH.1 (the last rotation) is read too.
-    #[arg(long, value_name = "PATH", default_value = "/ram/iptables.log")]
-    pub log: PathBuf,
-    /// Which LOG lines count: a rule name of the config's [logging.prefixes]
-    /// (allowed, blocked, whitelisted, blacklisted, throttled); both its IPv4
-    /// and IPv6 prefix match.
-    #[arg(long, value_name = "NAME", default_value = "blocked")]
-    pub rule: String,
-    /// Which protocol counts (icmp also matches ICMPv6).
-    #[arg(long = "type", value_enum, value_name = "TYPE", default_value = "all")]
-    pub kind: TypeFilter,
+    /// What the log is: the kernel's LOG lines, nginx's or Apache's access
+    /// log, or sshd's lines (auth.log).
+    #[arg(long, value_enum, value_name = "SOURCE", default_value = "kernel")]
+    pub source: Source,
+    /// The log (`-` reads standard input); default: /ram/iptables.log,
+    /// /var/log/nginx/access.log, /var/log/apache2/access.log or
+    /// /var/log/auth.log by --source. When the window starts before the
+    /// file's first line, PATH.1 (the last rotation) is read too.
+    #[arg(long, value_name = "PATH")]
+    pub log: Option<PathBuf>,
+    /// --source sshd: read the journal (journalctl, the ssh and sshd units)
+    /// for the window instead of a file.
+    #[arg(long, conflicts_with = "log")]
+    pub journal: bool,
+    /// --source kernel: which LOG lines count, a rule name of the config's
+    /// [logging.prefixes] (allowed, blocked, whitelisted, blacklisted,
+    /// throttled); both its IPv4 and IPv6 prefix match. Default: blocked.
+    #[arg(long, value_name = "NAME")]
+    pub rule: Option<String>,
+    /// --source kernel: which protocol counts (icmp also matches ICMPv6).
+    /// Default: all.
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
+    pub kind: Option<TypeFilter>,
+    /// --source nginx/apache: count only these responses: 4xx, 5xx,
+    /// 401,403,404,444, 400-499 (default: every request).
+    #[arg(long, value_name = "CODES")]
+    pub status: Option<String>,
+    /// --source nginx/apache: count only requests matching this named
+    /// pattern (repeatable; `all` for every one): the built-in
+    /// path-traversal, sql-injection, xss, env-file, wp-login, cgi-bin, and
+    /// the config's [[pattern]]s.
+    #[arg(long = "match", value_name = "NAME")]
+    pub patterns: Vec<String>,
+    /// --source nginx/apache: where the client's address is (see below).
+    #[arg(long, value_enum, value_name = "FIELD", default_value = "remote")]
+    pub client: Client,
     /// A source is an offender with MORE than N matching lines in the window.
     #[arg(long, value_name = "N")]
     pub howmany: u64,
@@ -80,7 +114,18 @@ pub struct Options {
 pub struct Plan {
     pub opts: Options,
     pub cfg: Config,
+    /// --source kernel: the LOG prefixes of the rule, and the protocols.
     pub prefixes: Vec<Vec<u8>>,
+    pub kind: TypeFilter,
+    /// --source nginx/apache: the statuses and the patterns that count.
+    pub statuses: Statuses,
+    pub patterns: Vec<Pattern>,
+    /// The log (None: the journal).
+    pub log: Option<PathBuf>,
+    /// What the report and the state file call the run: the rule and type
+    /// (kernel), or the source and what it counts.
+    pub rule: String,
+    pub kind_name: String,
     /// Target sets: IPv4, IPv6.
     pub sets: [String; 2],
     pub whitelist: [String; 2],
@@ -90,18 +135,71 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(opts: &Options, cfg: Config) -> Result<Plan> {
-        let pair = cfg.prefixes.get(&opts.rule).ok_or_else(|| {
-            anyhow!(
-                "--rule {}: no such rule; fix: use one of {} (the LOG prefixes of {})",
-                opts.rule,
-                Prefixes::RULES.join(", "),
-                cfg.path.display()
-            )
-        })?;
-        let mut prefixes = vec![pair.v4.as_str().as_bytes().to_vec()];
-        if pair.v6.as_str() != pair.v4.as_str() {
-            prefixes.push(pair.v6.as_str().as_bytes().to_vec());
+        let src = opts.source;
+        let only = |flag: &str, given: bool, which: &str| -> Result<()> {
+            if given {
+                bail!(
+                    "{flag} is for --source {which}, not {}; fix: drop it",
+                    src.name()
+                );
+            }
+            Ok(())
+        };
+        if src != Source::Kernel {
+            only("--rule", opts.rule.is_some(), "kernel")?;
+            only("--type", opts.kind.is_some(), "kernel")?;
         }
+        if !src.is_web() {
+            only("--status", opts.status.is_some(), "nginx or apache")?;
+            only("--match", !opts.patterns.is_empty(), "nginx or apache")?;
+            only("--client", opts.client != Client::Remote, "nginx or apache")?;
+        }
+        if src != Source::Sshd {
+            only("--journal", opts.journal, "sshd")?;
+        }
+        let rule = opts.rule.clone().unwrap_or_else(|| "blocked".into());
+        let mut prefixes = Vec::new();
+        if src == Source::Kernel {
+            let pair = cfg.prefixes.get(&rule).ok_or_else(|| {
+                anyhow!(
+                    "--rule {rule}: no such rule; fix: use one of {} (the LOG prefixes of {})",
+                    Prefixes::RULES.join(", "),
+                    cfg.path.display()
+                )
+            })?;
+            prefixes.push(pair.v4.as_str().as_bytes().to_vec());
+            if pair.v6.as_str() != pair.v4.as_str() {
+                prefixes.push(pair.v6.as_str().as_bytes().to_vec());
+            }
+        }
+        let statuses = match &opts.status {
+            Some(s) => Statuses::parse(s).map_err(|e| anyhow!(e))?,
+            None => Statuses::all(),
+        };
+        let patterns = if opts.patterns.is_empty() {
+            Vec::new()
+        } else {
+            let all = crate::core::patterns::for_source(&cfg.patterns, src.name());
+            crate::core::patterns::select(&all, &opts.patterns)?
+        };
+        let kind = opts.kind.unwrap_or(TypeFilter::All);
+        let (rule_name, kind_name) = match src {
+            Source::Kernel => (rule, kind.as_str().to_string()),
+            Source::Sshd => ("sshd".to_string(), "ssh".to_string()),
+            web => {
+                let mut k = vec![opts.status.clone().unwrap_or_else(|| "all".into())];
+                if !patterns.is_empty() {
+                    let names: Vec<&str> = patterns.iter().map(|p| p.name.as_str()).collect();
+                    k.push(format!("match:{}", names.join(",")));
+                }
+                (web.name().to_string(), k.join(" "))
+            }
+        };
+        let log = if opts.journal {
+            None
+        } else {
+            Some(opts.log.clone().unwrap_or_else(|| src.default_log().into()))
+        };
         let base =
             SetName::parse(&opts.ipset).map_err(|e| anyhow!("--ipset {}: {e}", opts.ipset))?;
         let sets = [base.for_family(false), base.for_family(true)];
@@ -119,6 +217,12 @@ impl Plan {
             opts: opts.clone(),
             cfg,
             prefixes,
+            kind,
+            statuses,
+            patterns,
+            log,
+            rule: rule_name,
+            kind_name,
             sets,
             whitelist,
             apply_fix: "sudo fwctl apply".into(),
@@ -149,7 +253,7 @@ pub fn execute(
     plan: &Plan,
     host: &Host,
     mut store: Option<&mut dyn SetStore>,
-    read: impl FnOnce(&Parser, TypeFilter) -> Result<(Tally, Vec<FileRead>), logfile::LogError>,
+    read: impl FnOnce(&LineParser, TypeFilter) -> Result<(Tally, Vec<FileRead>), logfile::LogError>,
 ) -> Result<Report> {
     let started = std::time::Instant::now();
     let o = &plan.opts;
@@ -173,9 +277,26 @@ pub fn execute(
     };
 
     let window = (host.now - o.within as i64, host.now);
-    let prefixes: Vec<&[u8]> = plan.prefixes.iter().map(Vec::as_slice).collect();
-    let parser = Parser::new(&prefixes, host.zone.clone(), host.now, window);
-    let (tally, files) = read(&parser, o.kind)?;
+    let parser = match o.source {
+        Source::Kernel => {
+            let prefixes: Vec<&[u8]> = plan.prefixes.iter().map(Vec::as_slice).collect();
+            LineParser::Kernel(Parser::new(&prefixes, host.zone.clone(), host.now, window))
+        }
+        Source::Nginx | Source::Apache => LineParser::Web(WebParser::new(
+            host.zone.clone(),
+            host.now,
+            window,
+            o.client,
+            plan.statuses.clone(),
+            (!plan.patterns.is_empty()).then(|| crate::core::patterns::compile(&plan.patterns)),
+        )),
+        Source::Sshd => LineParser::Ssh(crate::core::ssh_log::SshParser::new(
+            host.zone.clone(),
+            host.now,
+            window,
+        )),
+    };
+    let (tally, files) = read(&parser, plan.kind)?;
     notes.extend(crate::core::scan::window_notes(&files, window));
     let offenders = tally.offenders(o.howmany);
 
@@ -241,8 +362,10 @@ pub fn execute(
         added = script.lines().count() as u64;
     }
     Ok(Report {
-        rule: o.rule.clone(),
-        kind: o.kind.as_str(),
+        source: o.source.name(),
+        top_label: o.source.top_label(),
+        rule: plan.rule.clone(),
+        kind: plan.kind_name.clone(),
         howmany: o.howmany,
         within_secs: o.within,
         removeafter_secs: o.removeafter,
@@ -256,7 +379,7 @@ pub fn execute(
         lines_other_type: tally.other_type,
         lines_malformed: tally.malformed_total(),
         malformed: report::malformed(&tally),
-        offenders: report::offenders(&decisions),
+        offenders: report::offenders(&decisions, o.source, &plan.patterns),
         added,
         restore_ms,
         duration_ms: started.elapsed().as_millis() as u64,
@@ -447,12 +570,15 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
         zone: host::local_zone(now),
         own: host::own_addresses(),
     };
-    let log = opts.log.clone();
+    let log = plan.log.clone();
     let report = execute(
         &plan,
         &h,
         sys.as_mut().map(|s| s as &mut dyn SetStore),
         |p, kind| {
+            let Some(log) = log else {
+                return crate::sys::journal::read_ssh(p, kind);
+            };
             if log.as_os_str() == "-" {
                 let t = logfile::read_stream(std::io::stdin().lock(), p, kind).map_err(|err| {
                     logfile::LogError::Read {
@@ -528,9 +654,14 @@ mod tests {
 
     fn opts(dryrun: bool) -> Options {
         Options {
-            log: PathBuf::from("generated"),
-            rule: "blocked".into(),
-            kind: TypeFilter::Tcp,
+            source: Source::Kernel,
+            log: Some(PathBuf::from("generated")),
+            journal: false,
+            rule: Some("blocked".into()),
+            kind: Some(TypeFilter::Tcp),
+            status: None,
+            patterns: Vec::new(),
+            client: Client::Remote,
             howmany: 50,
             within: 1800,
             ipset: "throttle-hard".into(),
@@ -701,7 +832,7 @@ mod tests {
         let e = Plan::new(&o, config()).err().unwrap().to_string();
         assert!(e.contains("whitelist set"), "{e}");
         let o = Options {
-            rule: "nosuch".into(),
+            rule: Some("nosuch".into()),
             ..opts(false)
         };
         let e = Plan::new(&o, config()).err().unwrap().to_string();

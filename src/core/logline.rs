@@ -55,8 +55,13 @@ pub struct Hit {
     pub prefix: usize,
     pub src: IpAddr,
     pub proto: Proto,
-    /// Destination port (TCP/UDP only; none for fragments).
+    /// Destination port (TCP/UDP only; none for fragments); a web log's
+    /// status code; sshd's kind of failure.
     pub dport: Option<u16>,
+    /// The `[[pattern]]`s a web request matched (bit i: pattern i).
+    pub marks: u64,
+    /// How many events the line stands for ("message repeated 3 times").
+    pub n: u32,
 }
 
 /// Why a line with a wanted prefix could not be read.
@@ -68,16 +73,26 @@ pub enum Malformed {
     BadSrc,
     NoProto,
     NoDport,
+    /// Web logs: no client address first, no quoted request, no status.
+    NoClient,
+    NoRequest,
+    NoStatus,
+    /// sshd: a failure without an address.
+    NoSshAddr,
 }
 
 impl Malformed {
-    pub const ALL: [Malformed; 6] = [
+    pub const ALL: [Malformed; 10] = [
         Malformed::Timestamp,
         Malformed::NotUtf8,
         Malformed::NoSrc,
         Malformed::BadSrc,
         Malformed::NoProto,
         Malformed::NoDport,
+        Malformed::NoClient,
+        Malformed::NoRequest,
+        Malformed::NoStatus,
+        Malformed::NoSshAddr,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -88,6 +103,10 @@ impl Malformed {
             Malformed::BadSrc => "SRC= is not an IP address",
             Malformed::NoProto => "no readable PROTO= field",
             Malformed::NoDport => "TCP/UDP line without a readable DPT=",
+            Malformed::NoClient => "the client field is not an IP address",
+            Malformed::NoRequest => "no quoted request line",
+            Malformed::NoStatus => "no status code after the request",
+            Malformed::NoSshAddr => "an sshd failure without a readable address",
         }
     }
 
@@ -105,6 +124,9 @@ pub enum Line {
     Outside,
     /// Has a wanted prefix but cannot be read: counted and reported.
     Malformed(Malformed),
+    /// A line of the source inside the window that the run does not count
+    /// (another protocol, a status or request not asked for).
+    Unwanted,
 }
 
 /// A line parser for a fixed set of prefixes, a time window and a clock.
@@ -114,14 +136,21 @@ pub struct Parser {
     /// The longest piece common to every prefix (or " kernel: "): a line
     /// without it cannot be ours, so callers skip to its next occurrence.
     needle: Vec<u8>,
-    zone: Zone,
-    now: i64,
+    stamps: Stamps,
     window: (i64, i64),
     kernel: Finder<'static>,
     src: Finder<'static>,
     proto: Finder<'static>,
-    /// The last RFC 3339 date and zone seen (bytes 0..10 and the zone text)
-    /// and its day number: consecutive lines nearly always share them.
+}
+
+/// Reads the time at the start of a syslog line (either form), for the
+/// kernel's and sshd's lines alike.
+#[derive(Clone)]
+pub struct Stamps {
+    zone: Zone,
+    now: i64,
+    /// The last RFC 3339 date seen (bytes 0..10) and its day number:
+    /// consecutive lines nearly always share it.
     day_cache: ([u8; 10], i64),
 }
 
@@ -139,13 +168,11 @@ impl Parser {
         Parser {
             prefixes,
             needle,
-            zone,
-            now,
+            stamps: Stamps::new(zone, now),
             window,
             kernel: Finder::new(b" kernel: ").into_owned(),
             src: Finder::new(b" SRC=").into_owned(),
             proto: Finder::new(b" PROTO=").into_owned(),
-            day_cache: ([0; 10], 0),
         }
     }
 
@@ -183,6 +210,8 @@ impl Parser {
                 src,
                 proto,
                 dport,
+                marks: 0,
+                n: 1,
             }),
             Err(m) => Line::Malformed(m),
         }
@@ -206,10 +235,56 @@ impl Parser {
     /// The time of any syslog line (ours or not), for finding where a window
     /// starts in a file.
     pub fn timestamp(&mut self, line: &[u8]) -> Option<i64> {
+        self.stamps.syslog(line)
+    }
+}
+
+impl Stamps {
+    pub fn new(zone: Zone, now: i64) -> Stamps {
+        Stamps {
+            zone,
+            now,
+            day_cache: ([0; 10], 0),
+        }
+    }
+
+    /// The time at the start of a syslog line: RFC 3339 (with or without a
+    /// colon in the zone, as journalctl writes it) or `Nov 21 10:00:01`.
+    pub fn syslog(&mut self, line: &[u8]) -> Option<i64> {
         if line.len() >= 20 && line[4] == b'-' && line[10] == b'T' {
             return self.rfc3339(line);
         }
         self.traditional(line)
+    }
+
+    /// `[21/Nov/2026:10:00:01 +0000]`, the web servers' form, from its
+    /// opening bracket on.
+    pub fn web(&self, s: &[u8]) -> Option<i64> {
+        // [dd/Mon/yyyy:HH:MM:SS +zzzz]
+        let s = s.get(..28)?;
+        if s[0] != b'['
+            || s[3] != b'/'
+            || s[7] != b'/'
+            || s[12] != b':'
+            || s[21] != b' '
+            || s[27] != b']'
+        {
+            return None;
+        }
+        let d = digits(&s[1..3])?;
+        let mo = MONTHS.iter().position(|m| &s[4..7] == *m)? as i64 + 1;
+        let y = digits(&s[8..12])?;
+        if !(1..=31).contains(&d) {
+            return None;
+        }
+        let secs = hms(&s[13..21])?;
+        let o = digits(&s[23..25])? * 3600 + digits(&s[25..27])? * 60;
+        let offset = match s[22] {
+            b'+' => o,
+            b'-' => -o,
+            _ => return None,
+        };
+        Some(days_from_civil(y, mo, d) * 86_400 + secs - offset)
     }
 
     fn rfc3339(&mut self, line: &[u8]) -> Option<i64> {
@@ -241,11 +316,14 @@ impl Parser {
         let offset = match line.get(i)? {
             b'Z' => 0,
             &sign @ (b'+' | b'-') => {
-                let z = line.get(i + 1..i + 6)?;
-                if z[2] != b':' {
-                    return None;
-                }
-                let o = digits(&z[0..2])? * 3600 + digits(&z[3..5])? * 60;
+                // +00:00, or +0000 as journalctl's short-iso writes it.
+                let z = line.get(i + 1..i + 5)?;
+                let m = if z[2] == b':' {
+                    line.get(i + 4..i + 6)?
+                } else {
+                    &z[2..4]
+                };
+                let o = digits(&z[0..2])? * 3600 + digits(m)? * 60;
                 if sign == b'-' {
                     -o
                 } else {
@@ -325,7 +403,7 @@ fn has_frag(f: &[u8]) -> bool {
 
 /// The value at the start of `s` up to a space that must be there, and how
 /// far past that space the rest starts.
-fn value(s: &[u8]) -> Option<(&[u8], usize)> {
+pub(crate) fn value(s: &[u8]) -> Option<(&[u8], usize)> {
     // Values are short: a plain loop beats a call into memchr here.
     let end = s.iter().position(|&b| b == b' ')?;
     Some((&s[..end], end + 1))
@@ -428,7 +506,7 @@ fn fast_v6(s: &[u8]) -> Option<Ipv6Addr> {
     Some(Ipv6Addr::from(g))
 }
 
-fn digits(s: &[u8]) -> Option<i64> {
+pub(crate) fn digits(s: &[u8]) -> Option<i64> {
     if s.is_empty() || s.len() > 18 || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -439,7 +517,7 @@ fn civil_year(days: i64) -> i64 {
     civil_from_days(days).0
 }
 
-fn hms(s: &[u8]) -> Option<i64> {
+pub(crate) fn hms(s: &[u8]) -> Option<i64> {
     if s.len() < 8 || s[2] != b':' || s[5] != b':' {
         return None;
     }

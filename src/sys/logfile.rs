@@ -20,7 +20,7 @@
 //! rename the open descriptor still holds the old content, and the new file
 //! at `PATH` is read for what was written after the rotation.
 
-use crate::core::logline::Parser;
+use crate::core::logsource::LineParser;
 use crate::core::scan::count::{Tally, TypeFilter};
 use crate::core::scan::FileRead;
 use memchr::memmem::Finder;
@@ -165,7 +165,7 @@ fn gzip(file: &File) -> bool {
 /// starts before `path`'s first line (just after a rotation).
 pub fn read_log(
     path: &Path,
-    parser: &Parser,
+    parser: &LineParser,
     filter: TypeFilter,
 ) -> Result<(Tally, Vec<FileRead>), LogError> {
     read_log_watched(path, parser, filter, &|_| {})
@@ -174,7 +174,7 @@ pub fn read_log(
 /// `read_log` with a hook called after every buffer read.
 pub fn read_log_watched(
     path: &Path,
-    parser: &Parser,
+    parser: &LineParser,
     filter: TypeFilter,
     hook: &Hook,
 ) -> Result<(Tally, Vec<FileRead>), LogError> {
@@ -321,7 +321,7 @@ struct Watch<'a> {
 fn read_file(
     file: &File,
     path: &Path,
-    parser: &Parser,
+    parser: &LineParser,
     filter: TypeFilter,
     head: Option<u64>,
     hook: &Hook,
@@ -388,7 +388,7 @@ fn read_file(
 /// The first line starting at or after `at` that has a readable timestamp:
 /// (where it starts, its time). Lines without one are skipped, however long
 /// or many; only the first HEAD bytes of each line are kept.
-fn probe(file: &File, at: u64, p: &mut Parser) -> io::Result<Option<(u64, i64)>> {
+fn probe(file: &File, at: u64, p: &mut LineParser) -> io::Result<Option<(u64, i64)>> {
     let mut buf = vec![0u8; SCAN];
     // Start one byte early: if that byte ends a line, a line starts at `at`.
     let mut pos = at.saturating_sub(1);
@@ -442,7 +442,7 @@ fn probe(file: &File, at: u64, p: &mut Parser) -> io::Result<Option<(u64, i64)>>
 
 /// The time of the last line of the file that has one (scanning back from
 /// the end, past lines without one).
-fn last_timestamp(file: &File, size: u64, p: &mut Parser) -> io::Result<Option<i64>> {
+fn last_timestamp(file: &File, size: u64, p: &mut LineParser) -> io::Result<Option<i64>> {
     let mut buf = vec![0u8; SCAN + HEAD];
     // Lines starting before `end` are yet to be looked at.
     let mut end = size;
@@ -481,7 +481,12 @@ fn last_timestamp(file: &File, size: u64, p: &mut Parser) -> io::Result<Option<i
 
 /// The start of the first line whose time satisfies `after` (lines assumed
 /// in order), or the file size if none does.
-fn search(file: &File, size: u64, p: &mut Parser, after: impl Fn(i64) -> bool) -> io::Result<u64> {
+fn search(
+    file: &File,
+    size: u64,
+    p: &mut LineParser,
+    after: impl Fn(i64) -> bool,
+) -> io::Result<u64> {
     let (mut lo, mut hi) = (0u64, size);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
@@ -558,7 +563,7 @@ fn read_range(
     file: &File,
     from: u64,
     to: u64,
-    parser: &Parser,
+    parser: &LineParser,
     filter: TypeFilter,
     skipping: bool,
     watch: &Watch,
@@ -595,7 +600,7 @@ fn read_range(
 }
 
 /// Tally a stream (stdin): the window filter applies, nothing is skipped.
-pub fn read_stream(mut r: impl Read, parser: &Parser, filter: TypeFilter) -> io::Result<Tally> {
+pub fn read_stream(mut r: impl Read, parser: &LineParser, filter: TypeFilter) -> io::Result<Tally> {
     let (tally, _) = feed(parser, filter, false, |buf| loop {
         match r.read(buf) {
             Ok(0) => return Ok(Fill::End),
@@ -621,7 +626,7 @@ enum Fill {
 /// bytes from the start were counted for sure (everything before the
 /// carried partial line) and whether an over-long line was being skipped.
 fn feed(
-    parser: &Parser,
+    parser: &LineParser,
     filter: TypeFilter,
     mut skipping: bool,
     mut fill: impl FnMut(&mut [u8]) -> io::Result<Fill>,
@@ -688,8 +693,13 @@ mod tests {
 
     const BLOCKED: [&[u8]; 2] = [b"IPTABLES-BLOCKED: ", b"IP6TABLES-BLOCKED: "];
 
-    fn parser(spec: &Spec, zone: Zone, within: i64) -> Parser {
-        Parser::new(&BLOCKED, zone, spec.end, (spec.end - within, spec.end))
+    fn parser(spec: &Spec, zone: Zone, within: i64) -> LineParser {
+        LineParser::Kernel(crate::core::logline::Parser::new(
+            &BLOCKED,
+            zone,
+            spec.end,
+            (spec.end - within, spec.end),
+        ))
     }
 
     fn generated(spec: &Spec) -> (Vec<u8>, Manifest) {
@@ -796,7 +806,12 @@ mod tests {
         };
         let (log, _) = generated(&spec);
         let now = spec.end - 7200;
-        let p = Parser::new(&BLOCKED, Zone::fixed(0), now, (now - 1800, now));
+        let p = LineParser::Kernel(crate::core::logline::Parser::new(
+            &BLOCKED,
+            Zone::fixed(0),
+            now,
+            (now - 1800, now),
+        ));
         let f = file_with(&log);
         let (t, reads) = read_log(f.path(), &p, TypeFilter::Tcp).unwrap();
         let r = &reads[0];
@@ -958,7 +973,12 @@ mod tests {
         let (log, _) = generated(&spec);
         let f = file_with(&log);
         let later = spec.end + 11 * 86_400;
-        let p = Parser::new(&BLOCKED, Zone::fixed(0), later, (later - 1800, later));
+        let p = LineParser::Kernel(crate::core::logline::Parser::new(
+            &BLOCKED,
+            Zone::fixed(0),
+            later,
+            (later - 1800, later),
+        ));
         let (t, reads) = read_log(f.path(), &p, TypeFilter::Tcp).unwrap();
         let r = &reads[0];
         assert_eq!((t.matched, r.from, r.to), (0, r.size, r.size));

@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod fleetbox;
 pub mod host;
 pub mod http;
+pub mod journal;
 pub mod lock;
 pub mod logfile;
 pub mod netlink;

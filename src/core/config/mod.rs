@@ -6,7 +6,9 @@
 
 pub mod capture;
 pub mod fleet;
+pub mod intel;
 pub mod notify;
+pub mod pattern;
 
 use crate::core::capture::detect::{ServicePorts, Settings, SECOND};
 use crate::units::addr::parse_net;
@@ -163,6 +165,12 @@ pub struct Config {
     pub metrics: notify::Metrics,
     /// `[fleet]`: the Redis the fleet shares its bans through.
     pub fleet: Option<fleet::Fleet>,
+    /// `[[pattern]]`: named request patterns for web logs.
+    pub patterns: Vec<pattern::Pattern>,
+    /// `[reputation]`: AbuseIPDB, asked about offenders near the threshold.
+    pub reputation: Option<intel::Reputation>,
+    /// `[[feed]]`: blocklists `fwctl feeds update` downloads.
+    pub feeds: Vec<intel::Feed>,
 }
 
 impl Config {
@@ -379,8 +387,48 @@ impl Config {
             .transpose()
             .map_err(|m| err_at(None, m.0))?;
 
+        let mut patterns: Vec<pattern::Pattern> = Vec::new();
+        for p in raw.pattern {
+            let p = p.validate().map_err(|m| err_at(None, m.0))?;
+            if patterns
+                .iter()
+                .any(|o| o.name == p.name && o.source == p.source)
+            {
+                return Err(err_at(
+                    None,
+                    format!(
+                        "two [[pattern]]s for {} are named \"{}\"; fix: give each its own name",
+                        p.source, p.name
+                    ),
+                ));
+            }
+            patterns.push(p);
+        }
+        let reputation = raw
+            .reputation
+            .map(intel::RawReputation::validate)
+            .transpose()
+            .map_err(|m| err_at(None, m.0))?;
+        let mut feeds: Vec<intel::Feed> = Vec::new();
+        for f in raw.feed {
+            let f = f.validate().map_err(|m| err_at(None, m.0))?;
+            if feeds.iter().any(|o| o.name == f.name) {
+                return Err(err_at(
+                    None,
+                    format!(
+                        "two [[feed]]s are named \"{}\"; fix: give each its own name",
+                        f.name
+                    ),
+                ));
+            }
+            feeds.push(f);
+        }
+
         Ok(Config {
             fleet,
+            patterns,
+            reputation,
+            feeds,
             capture,
             notify: sinks,
             metrics,
@@ -502,6 +550,11 @@ struct Raw {
     #[serde(default)]
     metrics: notify::RawMetrics,
     fleet: Option<fleet::RawFleet>,
+    #[serde(default)]
+    pattern: Vec<pattern::RawPattern>,
+    reputation: Option<intel::RawReputation>,
+    #[serde(default)]
+    feed: Vec<intel::RawFeed>,
 }
 
 #[derive(Deserialize)]

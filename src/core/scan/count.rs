@@ -3,7 +3,8 @@
 //! amount of log read: lines outside the window or of other rules and types
 //! are counted and dropped.
 
-use crate::core::logline::{Line, Malformed, Parser, Proto};
+use crate::core::logline::{Line, Malformed, Proto};
+use crate::core::logsource::LineParser;
 use memchr::memmem::Finder;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -108,10 +109,13 @@ pub struct Source {
     pub first: i64,
     pub last: i64,
     pub ports: TopPorts,
+    /// The web `[[pattern]]`s its requests matched (bit i: pattern i).
+    pub marks: u64,
 }
 
 impl Source {
     fn merge(&mut self, o: &Source) {
+        self.marks |= o.marks;
         self.hits += o.hits;
         self.first = self.first.min(o.first);
         self.last = self.last.max(o.last);
@@ -173,7 +177,7 @@ impl Tally {
     }
 
     /// One line, without its newline.
-    pub fn feed_line(&mut self, parser: &mut Parser, line: &[u8]) {
+    pub fn feed_line(&mut self, parser: &mut LineParser, line: &[u8]) {
         match parser.parse(line) {
             Line::Hit(h) if self.filter.wants(h.proto) => {
                 self.matched += 1;
@@ -183,15 +187,18 @@ impl Tally {
                     first: h.time,
                     last: h.time,
                     ports: TopPorts::default(),
+                    marks: 0,
                 });
-                s.hits += 1;
+                s.hits += u64::from(h.n);
                 s.first = s.first.min(h.time);
                 s.last = s.last.max(h.time);
+                s.marks |= h.marks;
                 if let Some(p) = h.dport {
-                    s.ports.add(p, 1);
+                    s.ports.add(p, h.n);
                 }
+                self.matched += u64::from(h.n) - 1;
             }
-            Line::Hit(_) => self.other_type += 1,
+            Line::Hit(_) | Line::Unwanted => self.other_type += 1,
             Line::Outside => self.outside += 1,
             Line::Other => {}
             Line::Malformed(why) => {
@@ -207,7 +214,7 @@ impl Tally {
 
     /// Whole lines, each ending in a newline except perhaps the last. Only
     /// lines holding the parser's needle are looked at; the rest are counted.
-    pub fn feed_buffer(&mut self, parser: &mut Parser, finder: &Finder, buf: &[u8]) {
+    pub fn feed_buffer(&mut self, parser: &mut LineParser, finder: &Finder, buf: &[u8]) {
         self.lines += memchr::memchr_iter(b'\n', buf).count() as u64;
         if buf.last().is_some_and(|&b| b != b'\n') {
             self.lines += 1;
@@ -268,6 +275,7 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::logline::Parser;
     use crate::units::time::Zone;
 
     const T0: i64 = 1_795_262_400; // 2026-11-21T12:00:00Z
@@ -289,7 +297,12 @@ mod tests {
 
     /// The tally of `lines` for a window of `within` seconds ending at `now`.
     fn tally(lines: &str, now: i64, within: i64, filter: TypeFilter) -> Tally {
-        let mut p = Parser::new(&BLOCKED, Zone::fixed(0), now, (now - within, now));
+        let mut p = LineParser::Kernel(Parser::new(
+            &BLOCKED,
+            Zone::fixed(0),
+            now,
+            (now - within, now),
+        ));
         let f = Finder::new(p.needle()).into_owned();
         let mut t = Tally::new(filter);
         t.feed_buffer(&mut p, &f, lines.as_bytes());

@@ -139,6 +139,7 @@ mod tests {
             first: 0,
             last: 1,
             ports: TopPorts::default(),
+            marks: 0,
         }
     }
 

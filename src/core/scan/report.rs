@@ -4,7 +4,10 @@
 use super::count::Tally;
 use super::decide::Decision;
 use super::FileRead;
+use crate::core::config::pattern::Pattern;
 use crate::core::logline::Malformed;
+use crate::core::logsource::Source;
+use crate::core::ssh_log::KINDS;
 use crate::units::duration::human;
 use crate::units::time::utc;
 use serde::Serialize;
@@ -12,9 +15,13 @@ use std::fmt::Write;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// kernel, nginx, apache or sshd.
+    pub source: &'static str,
+    #[serde(skip)]
+    pub top_label: &'static str,
     pub rule: String,
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: String,
     pub howmany: u64,
     pub within_secs: u64,
     pub removeafter_secs: u64,
@@ -53,9 +60,20 @@ pub struct Offender {
     pub hits: u64,
     pub first_seen: String,
     pub last_seen: String,
+    /// Destination ports (kernel), statuses (web) or kinds of failure
+    /// (sshd), most hit first.
     pub top_ports: Vec<PortHits>,
-    /// Ports counted in bounded space: counts are lower bounds.
+    /// Counted in bounded space: counts are lower bounds.
     pub ports_estimated: bool,
+    /// sshd: the kinds of failure, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<String>,
+    /// Web logs with --match: the patterns its requests matched, and the
+    /// highest severity among them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub patterns: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<&'static str>,
     pub set: String,
     pub action: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,27 +102,40 @@ pub fn malformed(t: &Tally) -> Vec<MalformedKind> {
         .collect()
 }
 
-pub fn offenders(decisions: &[Decision]) -> Vec<Offender> {
+pub fn offenders(decisions: &[Decision], source: Source, patterns: &[Pattern]) -> Vec<Offender> {
     decisions
         .iter()
-        .map(|d| Offender {
-            address: d.addr.to_string(),
-            family: if d.addr.is_ipv6() { "ipv6" } else { "ipv4" },
-            hits: d.source.hits,
-            first_seen: utc(d.source.first),
-            last_seen: utc(d.source.last),
-            top_ports: d
-                .source
-                .ports
-                .top(3)
-                .into_iter()
-                .map(|(port, hits)| PortHits { port, hits })
-                .collect(),
-            ports_estimated: d.source.ports.estimated,
-            set: d.set.clone(),
-            action: d.action.word(),
-            reason: d.action.reason().map(str::to_string),
-            blocked_by: d.action.blocked_by().map(str::to_string),
+        .map(|d| {
+            let (names, severity) = crate::core::patterns::marked(patterns, d.source.marks);
+            let top = d.source.ports.top(3);
+            Offender {
+                address: d.addr.to_string(),
+                family: if d.addr.is_ipv6() { "ipv6" } else { "ipv4" },
+                hits: d.source.hits,
+                first_seen: utc(d.source.first),
+                last_seen: utc(d.source.last),
+                top_ports: d
+                    .source
+                    .ports
+                    .top(3)
+                    .into_iter()
+                    .map(|(port, hits)| PortHits { port, hits })
+                    .collect(),
+                ports_estimated: d.source.ports.estimated,
+                kinds: if source == Source::Sshd {
+                    top.iter()
+                        .filter_map(|(k, _)| KINDS.get(usize::from(*k)).map(|s| s.to_string()))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                patterns: names,
+                severity: severity.map(|s| s.as_str()),
+                set: d.set.clone(),
+                action: d.action.word(),
+                reason: d.action.reason().map(str::to_string),
+                blocked_by: d.action.blocked_by().map(str::to_string),
+            }
         })
         .collect()
 }
@@ -125,19 +156,22 @@ impl Report {
 
     pub fn human(&self) -> String {
         let mut o = String::new();
+        let what = if self.source == "kernel" {
+            format!("rule {}, type {}", self.rule, self.kind)
+        } else {
+            format!("source {}, counting {}", self.source, self.kind)
+        };
         let _ = writeln!(
             o,
-            "fwctl scan{}: rule {}, type {}, more than {} hits within {} ({} .. {})",
+            "fwctl scan{}: {what}, more than {} hits within {} ({} .. {})",
             if self.dryrun { " --dryrun" } else { "" },
-            self.rule,
-            self.kind,
             self.howmany,
             human(self.within_secs),
             self.window_start,
             self.window_end
         );
         for f in &self.files {
-            let part = if f.path.as_os_str() == "-" {
+            let part = if f.path.as_os_str() == "-" || f.path.starts_with("journal (") {
                 String::new()
             } else if f.from == 0 && f.to == f.size {
                 format!(": all {}", size(f.size))
@@ -156,11 +190,16 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "lines: {} read, {} matched, {} outside the window, {} of other protocols, {} malformed",
+            "lines: {} read, {} matched, {} outside the window, {} {}, {} malformed",
             self.lines_read,
             self.lines_matched,
             self.lines_outside_window,
             self.lines_other_type,
+            match self.source {
+                "kernel" => "of other protocols",
+                "sshd" => "of other kinds",
+                _ => "of other statuses or requests",
+            },
             self.lines_malformed
         );
         for m in &self.malformed {
@@ -177,7 +216,7 @@ impl Report {
             let _ = writeln!(
                 o,
                 "  {:<39} {:>8}  {:<20}  {:<20}  {:<26}  ACTION",
-                "ADDRESS", "HITS", "FIRST SEEN", "LAST SEEN", "TOP PORTS"
+                "ADDRESS", "HITS", "FIRST SEEN", "LAST SEEN", self.top_label
             );
             for f in &self.offenders {
                 // A source that hit many ports is counted in bounded space:
@@ -185,10 +224,16 @@ impl Report {
                 let ports: Vec<String> = f
                     .top_ports
                     .iter()
-                    .map(|p| {
+                    .enumerate()
+                    .map(|(i, p)| {
+                        // sshd's kinds by name; ports and statuses by number.
+                        let key = f
+                            .kinds
+                            .get(i)
+                            .cloned()
+                            .unwrap_or_else(|| p.port.to_string());
                         format!(
-                            "{}:{}{}",
-                            p.port,
+                            "{key}:{}{}",
                             p.hits,
                             if f.ports_estimated { "+" } else { "" }
                         )
@@ -210,6 +255,15 @@ impl Report {
                         f.set, self.removeafter_secs
                     ),
                     (None, None, a) => format!("{a} in {}", f.set),
+                };
+                let action = if f.patterns.is_empty() {
+                    action
+                } else {
+                    format!(
+                        "{action}; matched {} ({})",
+                        f.patterns.join(", "),
+                        f.severity.unwrap_or("low")
+                    )
                 };
                 let _ = writeln!(
                     o,

@@ -1,0 +1,166 @@
+//! `[reputation]` (AbuseIPDB's check endpoint, asked about offenders near
+//! the threshold) and `[[feed]]` (lists of known-bad networks that
+//! `fwctl feeds update` downloads), validated while the file is known.
+
+use crate::units::Invalid;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const ABUSEIPDB_URL: &str = "https://api.abuseipdb.com/api/v2/check";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reputation {
+    /// The API key's file (never the key in the config).
+    pub key_file: PathBuf,
+    pub url: String,
+    /// A score (0-100) at which an offender is banned below --howmany.
+    pub min_score: u8,
+    /// How long a score is kept in the state file (seconds).
+    pub cache: u64,
+    pub max_lookups: u32,
+    pub timeout: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReputation {
+    abuseipdb_key_file: PathBuf,
+    url: Option<String>,
+    min_score: Option<u8>,
+    cache: Option<String>,
+    max_lookups: Option<u32>,
+    timeout: Option<String>,
+}
+
+fn http_url(what: &str, s: &str) -> Result<(), Invalid> {
+    let u =
+        url::Url::parse(s).map_err(|e| Invalid(format!("{what} \"{s}\" is not a URL ({e})")))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err(Invalid(format!(
+            "{what} \"{s}\" must be http:// or https:// with a host"
+        )));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(Invalid(format!(
+            "{what} \"{s}\" holds a user name or password; fix: keep secrets out of the config"
+        )));
+    }
+    Ok(())
+}
+
+fn duration(what: &str, s: &str, min: Duration, max: Duration) -> Result<Duration, Invalid> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d >= min && d <= max => Ok(d),
+        _ => Err(Invalid(format!(
+            "{what} = \"{s}\"; fix: a duration from {} to {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ))),
+    }
+}
+
+impl RawReputation {
+    pub fn validate(self) -> Result<Reputation, Invalid> {
+        let url = self.url.unwrap_or_else(|| ABUSEIPDB_URL.to_string());
+        http_url("[reputation] url", &url)?;
+        let min_score = self.min_score.unwrap_or(90);
+        if !(1..=100).contains(&min_score) {
+            return Err(Invalid(format!(
+                "[reputation] min_score = {min_score}; fix: 1 to 100"
+            )));
+        }
+        let cache = match &self.cache {
+            None => 86_400,
+            Some(c) => duration(
+                "[reputation] cache",
+                c,
+                Duration::from_secs(60),
+                Duration::from_secs(30 * 86_400),
+            )?
+            .as_secs(),
+        };
+        let max_lookups = self.max_lookups.unwrap_or(100);
+        if max_lookups > 10_000 {
+            return Err(Invalid(format!(
+                "[reputation] max_lookups = {max_lookups}; fix: at most 10000 a run"
+            )));
+        }
+        let timeout = match &self.timeout {
+            None => Duration::from_secs(3),
+            Some(t) => duration(
+                "[reputation] timeout",
+                t,
+                Duration::from_millis(100),
+                Duration::from_secs(30),
+            )?,
+        };
+        Ok(Reputation {
+            key_file: self.abuseipdb_key_file,
+            url,
+            min_score,
+            cache,
+            max_lookups,
+            timeout,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Feed {
+    pub name: String,
+    pub url: String,
+    /// How often `feeds update` fetches it (seconds).
+    pub every: u64,
+    pub max_entries: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeed {
+    name: String,
+    url: String,
+    every: Option<String>,
+    max_entries: Option<usize>,
+}
+
+/// A feed's name becomes part of its sets' names (`feed-NAME`, `_v6`).
+pub const MAX_NAME: usize = 16;
+
+impl RawFeed {
+    pub fn validate(self) -> Result<Feed, Invalid> {
+        let n = &self.name;
+        let ok = !n.is_empty()
+            && n.len() <= MAX_NAME
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+        if !ok {
+            return Err(Invalid(format!(
+                "[[feed]] name \"{n}\": fix: 1 to {MAX_NAME} of A-Z a-z 0-9 - _ (it names the feed's sets, feed-{n} and feed-{n}_v6)"
+            )));
+        }
+        http_url(&format!("[[feed]] {n}: url"), &self.url)?;
+        let every = match &self.every {
+            None => 12 * 3600,
+            Some(e) => duration(
+                &format!("[[feed]] {n}: every"),
+                e,
+                Duration::from_secs(300),
+                Duration::from_secs(30 * 86_400),
+            )?
+            .as_secs(),
+        };
+        let max_entries = self.max_entries.unwrap_or(200_000);
+        if !(1..=1_000_000).contains(&max_entries) {
+            return Err(Invalid(format!(
+                "[[feed]] {n}: max_entries = {max_entries}; fix: 1 to 1000000"
+            )));
+        }
+        Ok(Feed {
+            name: self.name,
+            url: self.url,
+            every,
+            max_entries,
+        })
+    }
+}

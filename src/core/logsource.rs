@@ -1,0 +1,101 @@
+//! The logs `scan` reads (`--source`): the kernel's LOG lines, nginx's and
+//! Apache's access logs, sshd's. One line parser for the window reader and
+//! the tally, whatever the source: they ask it for a line's time (to seek
+//! the window), for the needle a candidate line holds, and for the line's
+//! hit.
+
+use super::logline::{self, Line};
+use super::ssh_log::SshParser;
+use super::web_log::WebParser;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The kernel's LOG lines as rsyslog writes them (fwctl's rules).
+    Kernel,
+    /// nginx's access log (combined or common format).
+    Nginx,
+    /// Apache's access log (combined or common format).
+    Apache,
+    /// sshd's lines in auth.log (or the journal with --journal).
+    Sshd,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Kernel => "kernel",
+            Source::Nginx => "nginx",
+            Source::Apache => "apache",
+            Source::Sshd => "sshd",
+        }
+    }
+
+    /// Where the source logs by default (Debian's paths; fwctl's RAM disk).
+    pub fn default_log(self) -> &'static str {
+        match self {
+            Source::Kernel => "/ram/iptables.log",
+            Source::Nginx => "/var/log/nginx/access.log",
+            Source::Apache => "/var/log/apache2/access.log",
+            Source::Sshd => "/var/log/auth.log",
+        }
+    }
+
+    pub fn is_web(self) -> bool {
+        matches!(self, Source::Nginx | Source::Apache)
+    }
+
+    /// What a report's top column counts.
+    pub fn top_label(self) -> &'static str {
+        match self {
+            Source::Kernel => "TOP PORTS",
+            Source::Nginx | Source::Apache => "TOP STATUS",
+            Source::Sshd => "TOP KINDS",
+        }
+    }
+}
+
+/// One per run (and per reading thread): the variants' sizes do not matter,
+/// a pointer to chase on every line would.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+pub enum LineParser {
+    Kernel(logline::Parser),
+    Web(WebParser),
+    Ssh(SshParser),
+}
+
+impl LineParser {
+    pub fn needle(&self) -> &[u8] {
+        match self {
+            LineParser::Kernel(p) => p.needle(),
+            LineParser::Web(p) => p.needle(),
+            LineParser::Ssh(p) => p.needle(),
+        }
+    }
+
+    pub fn window(&self) -> (i64, i64) {
+        match self {
+            LineParser::Kernel(p) => p.window(),
+            LineParser::Web(p) => p.window(),
+            LineParser::Ssh(p) => p.window(),
+        }
+    }
+
+    /// The time of a line of the log (the source's or not), to seek by.
+    pub fn timestamp(&mut self, line: &[u8]) -> Option<i64> {
+        match self {
+            LineParser::Kernel(p) => p.timestamp(line),
+            LineParser::Web(p) => p.timestamp(line),
+            LineParser::Ssh(p) => p.timestamp(line),
+        }
+    }
+
+    pub fn parse(&mut self, line: &[u8]) -> Line {
+        match self {
+            LineParser::Kernel(p) => p.parse(line),
+            LineParser::Web(p) => p.parse(line),
+            LineParser::Ssh(p) => p.parse(line),
+        }
+    }
+}
