@@ -7,7 +7,7 @@
 //! script can compare them with what `fwctl scan` finds.
 
 use clap::Parser;
-use fwctl::testing::loggen::{self, Format, Spec};
+use fwctl::testing::loggen::{self, Format, Kind, Spec, WebQuery};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
@@ -40,6 +40,13 @@ struct Args {
     bsd_offset: Option<i64>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// kernel (fwctl's LOG lines), nginx (combined access log) or sshd (auth.log).
+    #[arg(long, default_value = "kernel")]
+    source: String,
+    /// For nginx: the query the offenders are built for: all (a request
+    /// rate), 4xx (--status 4xx) or attacks (--match all).
+    #[arg(long, default_value = "all")]
+    query: String,
 }
 
 fn size(s: &str) -> Result<u64, String> {
@@ -71,7 +78,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .as_secs() as i64,
         None => now,
     };
+    let kind =
+        match (a.source.as_str(), a.query.as_str()) {
+            ("kernel", _) => Kind::Kernel,
+            ("sshd", _) => Kind::Sshd,
+            ("nginx", "all") => Kind::Web(WebQuery::All),
+            ("nginx", "4xx") => Kind::Web(WebQuery::Status4xx),
+            ("nginx", "attacks") => Kind::Web(WebQuery::Attacks),
+            (s, q) => return Err(format!(
+                "--source {s} --query {q}: fix: kernel, sshd, or nginx with all, 4xx or attacks"
+            )
+            .into()),
+        };
     let spec = Spec {
+        kind,
         bytes: a.size,
         end,
         span: a.span,

@@ -174,6 +174,20 @@ fn cron_file_lines_have_a_schedule_a_user_and_a_command() {
         entries >= 4 && scans >= 3,
         "{entries} entries, {scans} scans"
     );
+    // The commented-out web and SSH rules are valid too, once uncommented.
+    let commented: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| {
+            l.starts_with(|c: char| c.is_ascii_digit() || c == '*') && l.contains(" fwctl scan ")
+        })
+        .collect();
+    assert!(commented.len() >= 3, "{commented:?}");
+    for line in commented {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[5], "root", "{line}");
+        check_scan_entry(&fields[6..]);
+    }
 }
 
 /// A cron scan line's arguments are accepted by the binary: run as a dry run
@@ -182,7 +196,17 @@ fn check_scan_entry(cmd: &[&str]) {
     let end = cmd.iter().position(|w| *w == ">>").unwrap_or(cmd.len());
     let args = &cmd[1..end];
     let cfg = root().join("rules/fwctl.toml");
-    let log = root().join("rules/sample-iptables.log");
+    // The shipped sample of the line's source.
+    let source = args
+        .iter()
+        .position(|a| *a == "--source")
+        .map(|i| args[i + 1])
+        .unwrap_or("kernel");
+    let log = root().join(match source {
+        "nginx" | "apache" => "rules/sample-access.log",
+        "sshd" => "rules/sample-auth.log",
+        _ => "rules/sample-iptables.log",
+    });
     let mut all: Vec<&str> = args.to_vec();
     all.extend([
         "--config",

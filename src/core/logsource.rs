@@ -91,6 +91,25 @@ impl LineParser {
         }
     }
 
+    /// The timestamps this source's lines have, and where to look when a
+    /// file has none.
+    pub fn timestamp_hint(&self) -> (&'static str, &'static str) {
+        match self {
+            LineParser::Kernel(_) => (
+                "RFC 3339 like 2026-11-21T10:00:01+00:00, or Nov 21 10:00:01",
+                "check that --log names the log rsyslog writes (see rsyslog/10-iptables.conf)",
+            ),
+            LineParser::Web(_) => (
+                "the access log form [21/Nov/2026:10:00:01 +0000]",
+                "check that --log names the server's access log in the combined or common format",
+            ),
+            LineParser::Ssh(_) => (
+                "RFC 3339 like 2026-11-21T10:00:01+00:00, or Nov 21 10:00:01",
+                "check that --log names auth.log, or read the journal with --journal",
+            ),
+        }
+    }
+
     pub fn parse(&mut self, line: &[u8]) -> Line {
         match self {
             LineParser::Kernel(p) => p.parse(line),

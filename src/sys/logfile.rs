@@ -53,8 +53,11 @@ pub enum LogError {
     Gzip { path: PathBuf },
     #[error("{} is compressed and the window reaches into it; fix: drop `compress` from the logrotate config or add `delaycompress` (the shipped logrotate/iptables does not compress)", path.display())]
     RotatedGzip { path: PathBuf },
-    #[error("no line of {} has a timestamp fwctl can read (RFC 3339 like 2026-11-21T10:00:01+00:00, or Nov 21 10:00:01); fix: check that --log names the log rsyslog writes (see rsyslog/10-iptables.conf)", path.display())]
-    NoTimestamps { path: PathBuf },
+    #[error("no line of {} has a timestamp fwctl can read ({}); fix: {}", path.display(), hint.0, hint.1)]
+    NoTimestamps {
+        path: PathBuf,
+        hint: (&'static str, &'static str),
+    },
     #[error("reading {}: {err}", path.display())]
     Read { path: PathBuf, err: io::Error },
 }
@@ -195,6 +198,7 @@ pub fn read_log_watched(
             .is_none()
     {
         return Err(LogError::NoTimestamps {
+            hint: parser.timestamp_hint(),
             path: path.to_path_buf(),
         });
     }

@@ -21,8 +21,31 @@ pub enum Format {
     Bsd(i64),
 }
 
+/// Which log, and the query its offenders are built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// fwctl's LOG lines; `--rule blocked --type tcp`.
+    Kernel,
+    /// An nginx (and Apache) combined log with a last quoted
+    /// X-Forwarded-For field that the clients fill in with lies.
+    Web(WebQuery),
+    /// sshd's auth.log lines among other programs'; every failure counts.
+    Sshd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebQuery {
+    /// Every request counts (a request rate).
+    All,
+    /// `--status 4xx`.
+    Status4xx,
+    /// `--match all`: the requests of the built-in patterns.
+    Attacks,
+}
+
 #[derive(Clone, Debug)]
 pub struct Spec {
+    pub kind: Kind,
     /// Approximate size of the log in bytes.
     pub bytes: u64,
     /// Time of the last line (seconds since the epoch, UTC).
@@ -42,6 +65,7 @@ pub struct Spec {
 impl Default for Spec {
     fn default() -> Spec {
         Spec {
+            kind: Kind::Kernel,
             bytes: 1 << 20,
             end: 1_795_262_400, // 2026-11-21T12:00:00Z
             span: 21 * 3600,
@@ -151,6 +175,7 @@ pub fn generate(spec: &Spec, out: &mut impl Write) -> io::Result<Manifest> {
     let mut rng = Rng(spec.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut w = Writer {
         out,
+        kind: spec.kind,
         format: spec.format,
         bytes: 0,
         lines: 0,
@@ -197,13 +222,13 @@ pub fn generate(spec: &Spec, out: &mut impl Write) -> io::Result<Manifest> {
         // A minute before the window, the early hits of the near misses.
         if !early.is_empty() && t >= (window_start - 60) * 1_000_000 {
             for id in early.drain(..) {
-                w.tcp_blocked(t, special(id), 22, &mut rng)?;
+                w.counted(t, special(id), 22, &mut rng)?;
             }
         }
         w.background_line(t, spec, &mut rng, &mut bg_hits, false)?;
     }
     for id in early.drain(..) {
-        w.tcp_blocked((window_start - 60) * 1_000_000, special(id), 22, &mut rng)?;
+        w.counted((window_start - 60) * 1_000_000, special(id), 22, &mut rng)?;
     }
     // The window: background lines and planted tickets, spread evenly and
     // kept five seconds clear of its start (lines jitter by up to two).
@@ -222,7 +247,7 @@ pub fn generate(spec: &Spec, out: &mut impl Write) -> io::Result<Manifest> {
                 } else {
                     0
                 };
-            w.tcp_blocked(t, special(id), port, &mut rng)?;
+            w.counted(t, special(id), port, &mut rng)?;
         } else {
             bg_left -= 1;
             w.background_line(t, spec, &mut rng, &mut bg_hits, true)?;
@@ -236,6 +261,7 @@ pub fn generate(spec: &Spec, out: &mut impl Write) -> io::Result<Manifest> {
 
 struct Writer<'a, W: Write> {
     out: &'a mut W,
+    kind: Kind,
     format: Format,
     bytes: u64,
     lines: u64,
@@ -244,6 +270,9 @@ struct Writer<'a, W: Write> {
 }
 
 const HOST: &str = "fw1";
+/// The address clients name in X-Forwarded-For: no count may ever reach it
+/// (it is none of the generator's sources).
+pub const VICTIM: &str = "2001:db8:dead::77";
 
 impl<W: Write> Writer<'_, W> {
     fn stamp(&mut self, micros: i64) -> String {
@@ -328,6 +357,15 @@ impl<W: Write> Writer<'_, W> {
         self.tcp(micros, "BLOCKED:", src, port, rng)
     }
 
+    /// A line the query counts, from `src`.
+    fn counted(&mut self, micros: i64, src: IpAddr, port: u16, rng: &mut Rng) -> io::Result<()> {
+        match self.kind {
+            Kind::Kernel => self.tcp_blocked(micros, src, port, rng),
+            Kind::Web(q) => self.web(micros, src, q, true, rng),
+            Kind::Sshd => self.ssh(micros, src, true, rng),
+        }
+    }
+
     /// One line of the background mix at about `micros`.
     fn background_line(
         &mut self,
@@ -352,6 +390,20 @@ impl<W: Write> Writer<'_, W> {
             rng.below(u64::from(n))
         } as u32;
         let src = background(i);
+        if self.kind != Kind::Kernel {
+            // Counted lines, kept at N or fewer per source in the window;
+            // the rest are lines the query does not count.
+            let count = rng.chance(500);
+            let hits = &mut bg_hits[i as usize];
+            let count = count && !(in_window && *hits >= spec.howmany);
+            if count && in_window {
+                *hits += 1;
+            }
+            return match self.kind {
+                Kind::Web(q) => self.web(micros, src, q, count, rng),
+                _ => self.ssh(micros, src, count, rng),
+            };
+        }
         let port = [22, 25, 80, 443, 445, 1433, 3306, 3389, 5900, 8080][rng.below(10) as usize];
         match rng.below(1000) {
             0..=599 => {
@@ -408,6 +460,122 @@ impl<W: Write> Writer<'_, W> {
         }
     }
 
+    /// `[21/Nov/2026:10:00:01 +0000]`.
+    fn web_stamp(micros: i64) -> String {
+        let secs = micros.div_euclid(1_000_000);
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let s = secs.rem_euclid(86_400);
+        format!(
+            "[{d:02}/{}/{y:04}:{:02}:{:02}:{:02} +0000]",
+            std::str::from_utf8(MONTHS[(m - 1) as usize]).expect("ASCII"),
+            s / 3600,
+            s / 60 % 60,
+            s % 60
+        )
+    }
+
+    /// A combined-format request. `count`: one the query counts. Every
+    /// client writes an X-Forwarded-For of its choosing, often [`VICTIM`].
+    fn web(
+        &mut self,
+        micros: i64,
+        src: IpAddr,
+        q: WebQuery,
+        count: bool,
+        rng: &mut Rng,
+    ) -> io::Result<()> {
+        const ORDINARY: [&str; 6] = [
+            "GET / HTTP/1.1",
+            "GET /index.html HTTP/1.1",
+            "GET /static/app.9f3c.js HTTP/2.0",
+            "POST /api/v1/items HTTP/1.1",
+            "GET /blog/2026/11/union-station-selected-works HTTP/1.1",
+            "GET /docs/v1.2/index.html?q=selected HTTP/1.1",
+        ];
+        const ATTACKS: [&str; 6] = [
+            "GET /static/..%2f..%2f..%2fetc/passwd HTTP/1.1",
+            "GET /item?id=1%20UNION%20SELECT%20user,password%20FROM%20users HTTP/1.1",
+            "GET /search?q=%3Cscript%3Ealert(1)%3C/script%3E HTTP/1.1",
+            "GET /.env HTTP/1.1",
+            "POST /wp-login.php HTTP/1.1",
+            "GET /cgi-bin/luci;stok=/locale HTTP/1.1",
+        ];
+        let (request, status) = match (q, count) {
+            (WebQuery::Attacks, true) => (
+                ATTACKS[rng.below(6) as usize],
+                [404, 400, 403, 200][rng.below(4) as usize],
+            ),
+            (WebQuery::Status4xx, true) => (
+                ORDINARY[rng.below(6) as usize],
+                [404, 401, 403, 400, 444][rng.below(5) as usize],
+            ),
+            (WebQuery::All, true) => (
+                ORDINARY[rng.below(6) as usize],
+                [200, 200, 304, 404, 500][rng.below(5) as usize],
+            ),
+            (WebQuery::Attacks, false) | (WebQuery::Status4xx, false) => (
+                ORDINARY[rng.below(6) as usize],
+                [200, 200, 301, 304, 500][rng.below(5) as usize],
+            ),
+            (WebQuery::All, false) => {
+                // Every request counts: what does not is not a request (a
+                // line cut short after its request).
+                let line = format!("{src} - - {} \"GET / HTTP/1.1\"\n", Self::web_stamp(micros));
+                return self.line(&line);
+            }
+        };
+        let xff = match rng.below(4) {
+            0 => "-".to_string(),
+            1 => VICTIM.to_string(),
+            2 => format!("{VICTIM}, {src}"),
+            _ => background(rng.below(1000) as u32).to_string(),
+        };
+        let ua = [
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+            "curl/8.5.0",
+            "python-requests/2.31.0",
+            "Go-http-client/1.1",
+        ][rng.below(4) as usize];
+        let line = format!(
+            "{src} - - {} \"{request}\" {status} {} \"-\" \"{ua}\" \"{xff}\"\n",
+            Self::web_stamp(micros),
+            rng.below(20_000)
+        );
+        self.line(&line)
+    }
+
+    /// An auth.log line. `count`: an sshd failure; else a login, another
+    /// program's line, or sshd saying something that is not a failure.
+    fn ssh(&mut self, micros: i64, src: IpAddr, count: bool, rng: &mut Rng) -> io::Result<()> {
+        let stamp = self.stamp(micros);
+        let pid = 1000 + rng.below(60_000);
+        let port = 1024 + rng.below(60_000);
+        let user = ["root", "admin", "ubuntu", "oracle", "test", "git"][rng.below(6) as usize];
+        let msg = if count {
+            match rng.below(7) {
+                0 | 1 => format!("Failed password for {user} from {src} port {port} ssh2"),
+                2 => format!("Failed password for invalid user {user} from {src} port {port} ssh2"),
+                3 => format!("Invalid user {user} from {src} port {port}"),
+                4 => format!("error: maximum authentication attempts exceeded for {user} from {src} port {port} ssh2 [preauth]"),
+                5 => format!("Connection closed by authenticating user {user} {src} port {port} [preauth]"),
+                _ => format!("Did not receive identification string from {src} port {port}"),
+            }
+        } else {
+            match rng.below(5) {
+                0 => format!("Accepted publickey for {user} from {src} port {port} ssh2: ED25519 SHA256:q1w2e3"),
+                1 => format!("Accepted password for {user} from {src} port {port} ssh2"),
+                2 => format!("pam_unix(sshd:session): session opened for user {user}(uid=1000) by (uid=0)"),
+                3 => format!("Received disconnect from {src} port {port}:11: disconnected by user"),
+                _ => {
+                    let line = format!("{stamp} {HOST} CRON[{pid}]: pam_unix(cron:session): session closed for user root\n");
+                    return self.line(&line);
+                }
+            }
+        };
+        let line = format!("{stamp} {HOST} sshd[{pid}]: {msg}\n");
+        self.line(&line)
+    }
+
     fn udp(&mut self, micros: i64, src: IpAddr, rng: &mut Rng) -> io::Result<()> {
         let port = [53, 123, 161, 500, 1900, 5060][rng.below(6) as usize];
         match src {
@@ -445,5 +613,82 @@ mod tests {
         assert_eq!((bg.len(), sp.len()), (300_000, 300_000));
         assert!(bg.is_disjoint(&sp));
         assert_eq!(special(0), "203.0.113.1".parse::<IpAddr>().unwrap());
+    }
+
+    /// Web and auth logs: the scan finds exactly the planted offenders for
+    /// each query, and the X-Forwarded-For victim never.
+    #[test]
+    fn web_and_ssh_logs_have_exactly_their_offenders() {
+        use crate::core::logsource::LineParser;
+        use crate::core::scan::count::{Tally, TypeFilter};
+        use crate::core::web_log::{Client, Statuses, WebParser};
+        use crate::units::time::Zone;
+        for (kind, statuses, patterns) in [
+            (Kind::Web(WebQuery::All), "all", false),
+            (Kind::Web(WebQuery::Status4xx), "4xx", false),
+            (Kind::Web(WebQuery::Attacks), "all", true),
+            (Kind::Sshd, "", false),
+        ] {
+            for format in [Format::Rfc3339, Format::Bsd(3600)] {
+                let spec = Spec {
+                    kind,
+                    format,
+                    bytes: 400_000,
+                    offenders: 7,
+                    howmany: 20,
+                    within: 600,
+                    ..Spec::default()
+                };
+                let mut text = Vec::new();
+                let m = generate(&spec, &mut text).unwrap();
+                let window = (spec.end - spec.within, spec.end);
+                let zone = match format {
+                    Format::Bsd(o) => Zone::fixed(o),
+                    _ => Zone::fixed(0),
+                };
+                let mut p = match kind {
+                    Kind::Sshd => LineParser::Ssh(crate::core::ssh_log::SshParser::new(
+                        zone, spec.end, window,
+                    )),
+                    _ => {
+                        let set = patterns.then(|| {
+                            let all = crate::core::patterns::for_source(&[], "nginx");
+                            crate::core::patterns::compile(&all)
+                        });
+                        let st = if statuses == "all" {
+                            Statuses::all()
+                        } else {
+                            Statuses::parse(statuses).unwrap()
+                        };
+                        LineParser::Web(WebParser::new(
+                            zone,
+                            spec.end,
+                            window,
+                            Client::Remote,
+                            st,
+                            set,
+                        ))
+                    }
+                };
+                let f = memchr::memmem::Finder::new(p.needle()).into_owned();
+                let mut t = Tally::new(TypeFilter::All);
+                t.feed_buffer(&mut p, &f, &text);
+                let found: std::collections::BTreeSet<IpAddr> = t
+                    .offenders(spec.howmany)
+                    .into_iter()
+                    .map(|(a, _)| a)
+                    .collect();
+                let want: std::collections::BTreeSet<IpAddr> =
+                    m.offenders.iter().map(|(a, _)| *a).collect();
+                assert_eq!(found, want, "{kind:?} {format:?}");
+                assert!(
+                    t.get(&VICTIM.parse().unwrap()).is_none(),
+                    "{kind:?}: the victim was counted"
+                );
+                if kind == Kind::Web(WebQuery::All) {
+                    assert!(t.malformed_total() > 0, "the cut lines are malformed");
+                }
+            }
+        }
     }
 }

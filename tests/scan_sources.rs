@@ -1,0 +1,362 @@
+//! `fwctl scan --source nginx|apache|sshd` on generated logs (no root: dry
+//! runs, as an unprivileged user when the suite runs as root): the exact
+//! offenders for a request rate, `--status`, `--match`, and sshd's failures
+//! in both timestamp forms; X-Forwarded-For lies never count; bad flag
+//! combinations are one-line errors.
+
+use fwctl::testing::loggen::{self, Format, Kind, Spec, WebQuery, VICTIM};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fwctl(args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fwctl"));
+    c.args(args)
+        .env_remove("FWCTL_CONFIG")
+        .env_remove("FWCTL_STATE")
+        .env("TZ", "UTC")
+        .env(
+            "FWCTL_RUN_DIR",
+            std::env::temp_dir().join(format!("fwctl-src-{}", std::process::id())),
+        );
+    if unsafe { libc::geteuid() } == 0 {
+        c.uid(65534).gid(65534);
+    }
+    c.output().unwrap()
+}
+
+/// A directory anybody may read (the scan runs as nobody under root).
+fn dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(d.path().join("fwctl.toml"), "").unwrap();
+    d
+}
+
+fn write(d: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = d.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    p
+}
+
+/// Generate, scan, and return (wanted, found) offender addresses.
+fn run(
+    kind: Kind,
+    format: Format,
+    flags: &[&str],
+) -> (Vec<String>, Vec<String>, serde_json::Value) {
+    let d = dir();
+    let spec = Spec {
+        kind,
+        format,
+        bytes: 2 << 20,
+        offenders: 9,
+        howmany: 30,
+        within: 600,
+        ..Spec::default()
+    };
+    let mut text = Vec::new();
+    let m = loggen::generate(&spec, &mut text).unwrap();
+    let log = write(d.path(), "log", &text);
+    let cfg = d.path().join("fwctl.toml");
+    let mut args = vec![
+        "--config",
+        cfg.to_str().unwrap(),
+        "scan",
+        "--dryrun",
+        "--json",
+        "--log",
+        log.to_str().unwrap(),
+        "--now",
+        "2026-11-21T12:00:00Z",
+        "--howmany",
+        "30",
+        "--within",
+        "10m",
+        "--ipset",
+        "blacklist",
+        "--removeafter",
+        "1h",
+    ];
+    args.extend_from_slice(flags);
+    let out = fwctl(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut found: Vec<String> = v["offenders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["address"].as_str().unwrap().to_string())
+        .collect();
+    found.sort();
+    let mut want: Vec<String> = m.offenders.iter().map(|(a, _)| a.to_string()).collect();
+    want.sort();
+    (want, found, v)
+}
+
+#[test]
+fn nginx_offenders_by_rate_by_status_and_by_pattern() {
+    let (want, found, v) = run(
+        Kind::Web(WebQuery::All),
+        Format::Rfc3339,
+        &["--source", "nginx"],
+    );
+    assert_eq!(found, want);
+    assert_eq!(
+        (v["source"].as_str(), v["rule"].as_str(), v["type"].as_str()),
+        (Some("nginx"), Some("nginx"), Some("all"))
+    );
+    assert!(
+        v["lines_malformed"].as_u64().unwrap() > 0,
+        "cut lines are counted"
+    );
+    assert!(!found.contains(&VICTIM.to_string()));
+
+    let (want, found, v) = run(
+        Kind::Web(WebQuery::Status4xx),
+        Format::Rfc3339,
+        &["--source", "nginx", "--status", "4xx"],
+    );
+    assert_eq!(found, want);
+    assert!(
+        v["lines_other_type"].as_u64().unwrap() > 0,
+        "2xx and 3xx are not counted"
+    );
+    // Every top status of an offender is a 4xx.
+    for o in v["offenders"].as_array().unwrap() {
+        for p in o["top_ports"].as_array().unwrap() {
+            assert!((400..500).contains(&p["port"].as_u64().unwrap()), "{o}");
+        }
+    }
+
+    let (want, found, v) = run(
+        Kind::Web(WebQuery::Attacks),
+        Format::Rfc3339,
+        &["--source", "apache", "--match", "all"],
+    );
+    assert_eq!(found, want);
+    let o = &v["offenders"][0];
+    assert!(
+        !o["patterns"].as_array().unwrap().is_empty() && o["severity"].is_string(),
+        "{o}"
+    );
+    assert!(
+        v["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("all match:path-traversal,"),
+        "{v}"
+    );
+}
+
+#[test]
+fn sshd_failures_in_both_timestamp_forms() {
+    for format in [Format::Rfc3339, Format::Bsd(0)] {
+        let (want, found, v) = run(Kind::Sshd, format, &["--source", "sshd"]);
+        assert_eq!(found, want, "{format:?}");
+        let kinds = v["offenders"][0]["kinds"].as_array().unwrap();
+        assert!(!kinds.is_empty(), "{v}");
+        assert!(v["lines_other_type"].as_u64().unwrap() == 0);
+    }
+}
+
+#[test]
+fn forwarded_for_counts_only_when_asked_and_only_what_the_proxy_wrote() {
+    let d = dir();
+    let mut text = String::new();
+    for i in 0..40 {
+        // Through our proxy (10.0.0.2): the client lies about the first
+        // address; the proxy appended the real one.
+        text += &format!(
+            "10.0.0.2 - - [21/Nov/2026:11:55:{:02} +0000] \"GET /x{i} HTTP/1.1\" 404 1 \"-\" \"ua\" \"{VICTIM}, 203.0.113.66\"\n",
+            i % 60
+        );
+    }
+    let log = write(d.path(), "access.log", text.as_bytes());
+    let cfg = d.path().join("fwctl.toml");
+    let scan = |client: &str| {
+        let out = fwctl(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "scan",
+            "--source",
+            "nginx",
+            "--client",
+            client,
+            "--dryrun",
+            "--json",
+            "--log",
+            log.to_str().unwrap(),
+            "--now",
+            "2026-11-21T12:00:00Z",
+            "--howmany",
+            "30",
+            "--within",
+            "10m",
+            "--ipset",
+            "blacklist",
+            "--removeafter",
+            "1h",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["offenders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["address"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(scan("remote"), ["10.0.0.2"]);
+    assert_eq!(scan("forwarded"), ["203.0.113.66"]);
+}
+
+#[test]
+fn a_human_report_says_what_it_counted() {
+    let d = dir();
+    let lines: String = (0..12)
+        .map(|i| format!("203.0.113.9 - - [21/Nov/2026:11:58:{i:02} +0000] \"GET /static/..%2f..%2fetc/passwd HTTP/1.1\" 400 0 \"-\" \"x\"\n"))
+        .collect();
+    let log = write(d.path(), "access.log", lines.as_bytes());
+    let cfg = d.path().join("fwctl.toml");
+    let out = fwctl(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "scan",
+        "--source",
+        "nginx",
+        "--match",
+        "path-traversal",
+        "--dryrun",
+        "--log",
+        log.to_str().unwrap(),
+        "--now",
+        "2026-11-21T12:00:00Z",
+        "--howmany",
+        "10",
+        "--within",
+        "10m",
+        "--ipset",
+        "blacklist",
+        "--removeafter",
+        "1h",
+    ]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        s.contains("source nginx, counting all match:path-traversal"),
+        "{s}"
+    );
+    assert!(s.contains("TOP STATUS") && s.contains("400:12"), "{s}");
+    assert!(s.contains("matched path-traversal (high)"), "{s}");
+}
+
+#[test]
+fn flags_of_another_source_are_refused_in_one_line() {
+    let d = dir();
+    let cfg = d.path().join("fwctl.toml");
+    let base = |extra: &[&str]| {
+        let mut a = vec![
+            "--config",
+            cfg.to_str().unwrap(),
+            "scan",
+            "--dryrun",
+            "--howmany",
+            "1",
+            "--within",
+            "1m",
+            "--ipset",
+            "blacklist",
+            "--removeafter",
+            "1h",
+        ];
+        a.extend_from_slice(extra);
+        fwctl(&a)
+    };
+    for (extra, want) in [
+        (
+            vec!["--source", "nginx", "--rule", "blocked"],
+            "--rule is for --source kernel",
+        ),
+        (
+            vec!["--source", "sshd", "--status", "4xx"],
+            "--status is for --source nginx or apache",
+        ),
+        (
+            vec!["--source", "kernel", "--match", "xss"],
+            "--match is for --source nginx or apache",
+        ),
+        (
+            vec!["--source", "nginx", "--journal"],
+            "--journal is for --source sshd",
+        ),
+        (
+            vec!["--source", "nginx", "--match", "nope"],
+            "no such pattern",
+        ),
+        (
+            vec!["--source", "nginx", "--status", "6xx"],
+            "--status \"6xx\"",
+        ),
+    ] {
+        let out = base(&extra);
+        assert!(!out.status.success(), "{extra:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(want), "{extra:?}: {err}");
+    }
+}
+
+/// rules/sample-access.log and rules/sample-auth.log, the samples the README
+/// scans, are what the generator writes (regenerate with the commands below).
+#[test]
+fn the_shipped_web_and_auth_samples_are_what_the_generator_writes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, kind, howmany, cmd) in [
+        (
+            "rules/sample-access.log",
+            Kind::Web(WebQuery::Status4xx),
+            100,
+            "--source nginx --query 4xx --howmany 100",
+        ),
+        (
+            "rules/sample-auth.log",
+            Kind::Sshd,
+            10,
+            "--source sshd --howmany 10",
+        ),
+    ] {
+        let spec = Spec {
+            kind,
+            bytes: 128 << 10,
+            end: 1_795_262_400,
+            span: 6 * 3600,
+            sources: 200,
+            offenders: 4,
+            howmany,
+            within: 600,
+            seed: 7,
+            ..Spec::default()
+        };
+        let mut text = Vec::new();
+        loggen::generate(&spec, &mut text).unwrap();
+        assert!(
+            text == std::fs::read(root.join(file)).unwrap(),
+            "{file} is stale; fix: cargo run --release --example loggen -- {cmd} --size 128K --sources 200 --offenders 4 --within 10m --span 6h --end 2026-11-21T12:00:00Z --seed 7 --out {file}"
+        );
+    }
+}
