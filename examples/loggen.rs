@@ -78,18 +78,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .as_secs() as i64,
         None => now,
     };
-    let kind =
-        match (a.source.as_str(), a.query.as_str()) {
-            ("kernel", _) => Kind::Kernel,
-            ("sshd", _) => Kind::Sshd,
-            ("nginx", "all") => Kind::Web(WebQuery::All),
-            ("nginx", "4xx") => Kind::Web(WebQuery::Status4xx),
-            ("nginx", "attacks") => Kind::Web(WebQuery::Attacks),
-            (s, q) => return Err(format!(
+    let kind = match (a.source.as_str(), a.query.as_str()) {
+        ("kernel", _) => Kind::Kernel,
+        ("sshd", _) => Kind::Sshd,
+        ("nginx", "all") => Kind::Web(WebQuery::All),
+        ("nginx", "4xx") => Kind::Web(WebQuery::Status4xx),
+        ("nginx", "attacks") => Kind::Web(WebQuery::Attacks),
+        (s, q) => {
+            return Err(format!(
                 "--source {s} --query {q}: fix: kernel, sshd, or nginx with all, 4xx or attacks"
             )
-            .into()),
-        };
+            .into())
+        }
+    };
     let spec = Spec {
         kind,
         bytes: a.size,

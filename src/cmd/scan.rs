@@ -247,11 +247,63 @@ pub struct Host {
     pub own: Vec<IpAddr>,
 }
 
+/// [reputation]: the service to ask, and the scores the state file keeps
+/// (new ones are added to it).
+pub struct Intel<'a> {
+    pub cfg: &'a crate::core::config::intel::Reputation,
+    pub port: &'a mut dyn crate::ports::ReputationCheck,
+    pub cache: &'a mut crate::core::scan::reputation::Cache,
+}
+
+/// Ask about the candidates (stopping at the first failure that says the
+/// service cannot answer this run), then the offenders the scores add.
+fn reputation(
+    intel: Intel,
+    tally: &Tally,
+    howmany: u64,
+    now: i64,
+) -> (
+    Vec<(IpAddr, crate::core::scan::count::Source)>,
+    crate::core::scan::reputation::Summary,
+) {
+    use crate::core::scan::reputation as rep;
+    let mut s = rep::Summary::default();
+    let ask = rep::candidates(tally, howmany, intel.cfg, intel.cache, now);
+    let near = (howmany * rep::NEAR_PERCENT / 100).max(1);
+    s.cached = tally
+        .sources
+        .keys()
+        .map(|k| crate::core::scan::count::addr(*k))
+        .filter(|a| tally.get(a).is_some_and(|x| x.hits >= near))
+        .filter(|a| rep::fresh(intel.cache, a, intel.cfg, now).is_some())
+        .count() as u32;
+    for a in ask {
+        match intel.port.check(a) {
+            Ok(score) => {
+                s.asked += 1;
+                intel.cache.insert(a, rep::Score { score, at: now });
+            }
+            Err((e, fatal)) => {
+                s.failed += 1;
+                s.error.get_or_insert(e);
+                if fatal {
+                    break;
+                }
+            }
+        }
+    }
+    let extra = rep::below_threshold(tally, howmany, intel.cfg, intel.cache, now);
+    s.by_score = extra.len() as u32;
+    rep::prune(intel.cache, intel.cfg.cache, now);
+    (extra, s)
+}
+
 /// Read the log through `read` and decide; with a store, read the sets and
 /// (unless dry) add the bans. Returns the report.
 pub fn execute(
     plan: &Plan,
     host: &Host,
+    intel: Option<Intel>,
     mut store: Option<&mut dyn SetStore>,
     read: impl FnOnce(&LineParser, TypeFilter) -> Result<(Tally, Vec<FileRead>), logfile::LogError>,
 ) -> Result<Report> {
@@ -298,7 +350,40 @@ pub fn execute(
     };
     let (tally, files) = read(&parser, plan.kind)?;
     notes.extend(crate::core::scan::window_notes(&files, window));
-    let offenders = tally.offenders(o.howmany);
+    let mut offenders = tally.offenders(o.howmany);
+    let mut scores = std::collections::BTreeMap::new();
+    let mut rep_summary = None;
+    if let Some(intel) = intel {
+        let (cfg, now) = (intel.cfg.clone(), host.now);
+        let (extra, s) = reputation(
+            Intel {
+                cfg: &cfg,
+                port: intel.port,
+                cache: &mut *intel.cache,
+            },
+            &tally,
+            o.howmany,
+            now,
+        );
+        for (a, _) in &offenders {
+            if let Some(sc) = crate::core::scan::reputation::fresh(intel.cache, a, &cfg, now) {
+                scores.insert(*a, (sc, false));
+            }
+        }
+        for (a, src) in extra {
+            let sc = crate::core::scan::reputation::fresh(intel.cache, &a, &cfg, now).unwrap_or(0);
+            scores.insert(a, (sc, true));
+            offenders.push((a, src));
+        }
+        if s.failed > 0 {
+            notes.push(format!(
+                "reputation: {} of the lookups failed ({}); the scan went on without them",
+                s.failed,
+                s.error.clone().unwrap_or_default()
+            ));
+        }
+        rep_summary = Some((s, cfg.min_score));
+    }
 
     let mut known = Known {
         policy: Policy {
@@ -379,7 +464,14 @@ pub fn execute(
         lines_other_type: tally.other_type,
         lines_malformed: tally.malformed_total(),
         malformed: report::malformed(&tally),
-        offenders: report::offenders(&decisions, o.source, &plan.patterns),
+        offenders: report::offenders(
+            &decisions,
+            o.source,
+            &plan.patterns,
+            &scores,
+            rep_summary.as_ref().map(|r| r.1),
+        ),
+        reputation: rep_summary.map(|r| r.0),
         added,
         restore_ms,
         duration_ms: started.elapsed().as_millis() as u64,
@@ -391,7 +483,13 @@ pub fn execute(
 /// restores them with the time left) and the run itself (for `status`).
 /// A failure only warns: the bans are in the kernel already.
 /// Returns each ban's offence number (for the notifications).
-fn record(report: &Report, ipset: &str, path: &Path, now: i64) -> Vec<u32> {
+fn record(
+    report: &Report,
+    ipset: &str,
+    path: &Path,
+    now: i64,
+    scores: &crate::core::scan::reputation::Cache,
+) -> Vec<u32> {
     let added: Vec<(ipnet::IpNet, &str)> = report
         .offenders
         .iter()
@@ -420,6 +518,9 @@ fn record(report: &Report, ipset: &str, path: &Path, now: i64) -> Vec<u32> {
             offences.push(n);
         }
         st.note_scan(run);
+        for (a, s) in scores {
+            st.reputation.insert(*a, *s);
+        }
         offences
     });
     match result {
@@ -570,10 +671,35 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
         zone: host::local_zone(now),
         own: host::own_addresses(),
     };
+    // [reputation]: the key is read (and checked) before the log; the scores
+    // already had come from the state file.
+    let mut abuse = match &plan.cfg.reputation {
+        Some(r) => {
+            let key = String::from_utf8(crate::sys::secret::read(&r.key_file)?)
+                .map_err(|_| anyhow!("{}: the key is not text", r.key_file.display()))?;
+            Some(crate::sys::http::AbuseIpdb::new(&r.url, key, r.timeout))
+        }
+        None => None,
+    };
+    let mut cache = match &plan.cfg.reputation {
+        Some(_) => statefile::read(&state_file)
+            .map(|l| l.state.reputation)
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
     let log = plan.log.clone();
+    let intel = match (&plan.cfg.reputation, abuse.as_mut()) {
+        (Some(cfg), Some(port)) => Some(Intel {
+            cfg,
+            port,
+            cache: &mut cache,
+        }),
+        _ => None,
+    };
     let report = execute(
         &plan,
         &h,
+        intel,
         sys.as_mut().map(|s| s as &mut dyn SetStore),
         |p, kind| {
             let Some(log) = log else {
@@ -607,7 +733,7 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     // Shared with the fleet publisher's thread, which makes its entries.
     let report = std::sync::Arc::new(report);
     if !opts.dryrun {
-        let offences = record(&report, &opts.ipset, &state_file, real_now);
+        let offences = record(&report, &opts.ipset, &state_file, real_now, &cache);
         // Handed over now; their threads work while the report is written.
         if let Some(n) = &notifier {
             notify(n, &report, &offences, real_now);
@@ -691,6 +817,137 @@ mod tests {
         run_fake_with(o, config(), sets)
     }
 
+    /// A reputation service that answers from a table and records who it
+    /// was asked about.
+    struct Scores {
+        table: Vec<(IpAddr, crate::ports::Verdict)>,
+        asked: Vec<IpAddr>,
+    }
+
+    impl crate::ports::ReputationCheck for Scores {
+        fn check(&mut self, a: IpAddr) -> crate::ports::Verdict {
+            self.asked.push(a);
+            self.table
+                .iter()
+                .find(|(x, _)| *x == a)
+                .map(|(_, r)| r.clone())
+                .unwrap_or(Ok(0))
+        }
+    }
+
+    fn rep_cfg() -> crate::core::config::intel::Reputation {
+        toml::from_str::<crate::core::config::intel::RawReputation>(
+            "abuseipdb_key_file = \"/k\"\nmin_score = 90",
+        )
+        .unwrap()
+        .validate()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_high_score_bans_a_near_miss_and_a_dead_service_stops_the_lookups() {
+        let spec = Spec {
+            offenders: 5,
+            ..Spec::default()
+        };
+        let mut log = Vec::new();
+        let m = loggen::generate(&spec, &mut log).unwrap();
+        let near = m.near_misses[0]; // exactly --howmany hits: not an offender by count
+        let plan = Plan::new(&opts(true), config()).unwrap();
+        let host = Host {
+            now: spec.end,
+            zone: Zone::fixed(0),
+            own: vec![],
+        };
+        let cfg = rep_cfg();
+        let mut port = Scores {
+            table: vec![(near, Ok(97))],
+            asked: vec![],
+        };
+        let mut cache = Default::default();
+        let r = execute(
+            &plan,
+            &host,
+            Some(Intel {
+                cfg: &cfg,
+                port: &mut port,
+                cache: &mut cache,
+            }),
+            None,
+            |p, kind| Ok((logfile::read_stream(&log[..], p, kind).unwrap(), vec![])),
+        )
+        .unwrap();
+        let o = r
+            .offenders
+            .iter()
+            .find(|o| o.address == near.to_string())
+            .expect("banned for its score");
+        assert_eq!(o.score, Some(97));
+        assert!(
+            o.banned_for
+                .as_deref()
+                .unwrap()
+                .contains("score 97 >= min_score 90"),
+            "{o:?}"
+        );
+        let rep = r.reputation.as_ref().unwrap();
+        assert_eq!((rep.by_score, rep.failed), (1, 0));
+        // Only sources near the threshold were asked, each once.
+        assert!(port.asked.len() <= 100 && port.asked.contains(&near));
+        assert!(
+            r.offenders.len() == 6,
+            "{:?}",
+            r.offenders.iter().map(|o| &o.address).collect::<Vec<_>>()
+        );
+        // Cached now: a second run asks nobody it already knows.
+        let before = port.asked.len();
+        let _ = execute(
+            &plan,
+            &host,
+            Some(Intel {
+                cfg: &cfg,
+                port: &mut port,
+                cache: &mut cache,
+            }),
+            None,
+            |p, kind| Ok((logfile::read_stream(&log[..], p, kind).unwrap(), vec![])),
+        )
+        .unwrap();
+        assert_eq!(port.asked.len(), before);
+
+        // The service down: one try, the scan goes on and says so.
+        let mut down = Scores {
+            table: m
+                .offenders
+                .iter()
+                .map(|(a, _)| (*a, Err(("connection refused".to_string(), true))))
+                .collect(),
+            asked: vec![],
+        };
+        let mut empty = Default::default();
+        let r = execute(
+            &plan,
+            &host,
+            Some(Intel {
+                cfg: &cfg,
+                port: &mut down,
+                cache: &mut empty,
+            }),
+            None,
+            |p, kind| Ok((logfile::read_stream(&log[..], p, kind).unwrap(), vec![])),
+        )
+        .unwrap();
+        assert_eq!(down.asked.len(), 1);
+        assert_eq!(r.offenders.len(), 5);
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.contains("reputation: 1 of the lookups failed (connection refused)")),
+            "{:?}",
+            r.notes
+        );
+    }
+
     fn run_fake_with(o: &Options, cfg: Config, sets: &str) -> (Result<Report>, Fake) {
         let spec = Spec {
             offenders: 5,
@@ -708,7 +965,7 @@ mod tests {
             sets: sets.into(),
             ..Fake::default()
         };
-        let r = execute(&plan, &host, Some(&mut fake), |p, kind| {
+        let r = execute(&plan, &host, None, Some(&mut fake), |p, kind| {
             Ok((logfile::read_stream(&log[..], p, kind).unwrap(), vec![]))
         });
         (r, fake)

@@ -81,6 +81,8 @@ pub struct State {
     pub applied: Option<Applied>,
     pub status: Option<Checked>,
     pub fleet: Option<FleetCursor>,
+    /// AbuseIPDB scores, kept for [reputation] cache.
+    pub reputation: crate::core::scan::reputation::Cache,
 }
 
 /// The file body.
@@ -96,6 +98,8 @@ struct StateFile {
     status: Option<Checked>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fleet: Option<FleetCursor>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    reputation: crate::core::scan::reputation::Cache,
 }
 
 impl State {
@@ -132,6 +136,7 @@ pub fn parse(text: &[u8]) -> Result<State, Corrupt> {
         applied: f.applied,
         status: f.status,
         fleet: f.fleet,
+        reputation: f.reputation,
     })
 }
 
@@ -144,6 +149,7 @@ pub fn to_text(state: &State) -> Vec<u8> {
         applied: state.applied.clone(),
         status: state.status.clone(),
         fleet: state.fleet.clone(),
+        reputation: state.reputation.clone(),
     };
     let mut text = serde_json::to_vec_pretty(&body).expect("state serializes");
     text.push(b'\n');

@@ -125,3 +125,13 @@ pub trait FleetLink: Send {
     /// The fields of every ban the index holds that ends after `now`.
     fn active(&mut self, now: i64) -> Result<Vec<Vec<(String, String)>>, FleetError>;
 }
+
+/// A reputation service's verdict on an address: its score (0-100), or why
+/// there is none; `fatal` when asking again this run is pointless (the
+/// service is down, refuses the key, or rate-limits).
+pub trait ReputationCheck {
+    fn check(&mut self, addr: std::net::IpAddr) -> Verdict;
+}
+
+/// A score, or why none and whether it is worth asking again this run.
+pub type Verdict = Result<u8, (String, bool)>;

@@ -79,6 +79,63 @@ impl Transport for Http {
     }
 }
 
+/// AbuseIPDB's v2 `check` endpoint (or a stand-in at [reputation] url).
+pub struct AbuseIpdb {
+    agent: ureq::Agent,
+    url: String,
+    key: String,
+}
+
+impl AbuseIpdb {
+    pub fn new(url: &str, key: String, timeout: Duration) -> AbuseIpdb {
+        AbuseIpdb {
+            agent: ureq::AgentBuilder::new()
+                .try_proxy_from_env(true)
+                .user_agent(concat!("fwctl/", env!("CARGO_PKG_VERSION")))
+                .timeout(timeout)
+                .build(),
+            url: url.to_string(),
+            key,
+        }
+    }
+}
+
+impl crate::ports::ReputationCheck for AbuseIpdb {
+    fn check(&mut self, addr: std::net::IpAddr) -> crate::ports::Verdict {
+        let r = self
+            .agent
+            .get(&self.url)
+            .query("ipAddress", &addr.to_string())
+            .query("maxAgeInDays", "90")
+            .set("Key", &self.key)
+            .set("Accept", "application/json")
+            .call();
+        match r {
+            Ok(resp) => {
+                let mut body = Vec::new();
+                resp.into_reader()
+                    .take(1 << 20)
+                    .read_to_end(&mut body)
+                    .map_err(|e| (format!("reading the answer: {e}"), true))?;
+                crate::core::scan::reputation::parse_check(&body).map_err(|e| (e, false))
+            }
+            Err(ureq::Error::Status(code, _)) => Err((
+                format!(
+                    "HTTP {code}{}",
+                    match code {
+                        401 | 403 =>
+                            " (the key is refused; fix: check [reputation] abuseipdb_key_file)",
+                        429 => " (rate-limited: the daily quota is used up)",
+                        _ => "",
+                    }
+                ),
+                matches!(code, 401 | 403 | 429) || code >= 500,
+            )),
+            Err(ureq::Error::Transport(t)) => Err((t.to_string(), true)),
+        }
+    }
+}
+
 /// Serve `render()` at `http://ADDR/metrics` from a thread of its own, one
 /// request at a time (Prometheus scrapes now and then; nothing here can
 /// slow capture's loop). Returns the address actually bound.

@@ -132,7 +132,7 @@ fn key(a: IpAddr) -> u128 {
     }
 }
 
-fn addr(k: u128) -> IpAddr {
+pub fn addr(k: u128) -> IpAddr {
     let v6 = std::net::Ipv6Addr::from(k);
     match v6.to_ipv4_mapped() {
         Some(v4) => IpAddr::V4(v4),

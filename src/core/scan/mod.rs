@@ -5,6 +5,7 @@
 pub mod count;
 pub mod decide;
 pub mod report;
+pub mod reputation;
 
 use crate::core::logline::Parser;
 use crate::units::time::{utc, Zone};

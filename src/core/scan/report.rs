@@ -37,6 +37,9 @@ pub struct Report {
     pub lines_malformed: u64,
     pub malformed: Vec<MalformedKind>,
     pub offenders: Vec<Offender>,
+    /// [reputation]: lookups made, cached, failed, and bans for a score.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reputation: Option<super::reputation::Summary>,
     pub added: u64,
     /// How long the one `ipset restore` that added them took.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -74,6 +77,12 @@ pub struct Offender {
     pub patterns: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub severity: Option<&'static str>,
+    /// Its AbuseIPDB score, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<u8>,
+    /// Why it is an offender at or below --howmany: the rule that made it one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub banned_for: Option<String>,
     pub set: String,
     pub action: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -102,7 +111,13 @@ pub fn malformed(t: &Tally) -> Vec<MalformedKind> {
         .collect()
 }
 
-pub fn offenders(decisions: &[Decision], source: Source, patterns: &[Pattern]) -> Vec<Offender> {
+pub fn offenders(
+    decisions: &[Decision],
+    source: Source,
+    patterns: &[Pattern],
+    scores: &std::collections::BTreeMap<std::net::IpAddr, (u8, bool)>,
+    min_score: Option<u8>,
+) -> Vec<Offender> {
     decisions
         .iter()
         .map(|d| {
@@ -131,6 +146,14 @@ pub fn offenders(decisions: &[Decision], source: Source, patterns: &[Pattern]) -
                 },
                 patterns: names,
                 severity: severity.map(|s| s.as_str()),
+                score: scores.get(&d.addr).map(|s| s.0),
+                banned_for: scores.get(&d.addr).filter(|s| s.1).map(|s| {
+                    format!(
+                        "AbuseIPDB score {} >= min_score {} (below --howmany)",
+                        s.0,
+                        min_score.unwrap_or(0)
+                    )
+                }),
                 set: d.set.clone(),
                 action: d.action.word(),
                 reason: d.action.reason().map(str::to_string),
@@ -256,6 +279,11 @@ impl Report {
                     ),
                     (None, None, a) => format!("{a} in {}", f.set),
                 };
+                let action = match (&f.banned_for, f.score) {
+                    (Some(b), _) => format!("{action}; {b}"),
+                    (None, Some(s)) => format!("{action}; AbuseIPDB score {s}"),
+                    _ => action,
+                };
                 let action = if f.patterns.is_empty() {
                     action
                 } else {
@@ -277,6 +305,13 @@ impl Report {
                     "  (TOP PORTS 443:10+ means at least 10 hits on port 443: a source that hit more than 8 ports is counted in bounded space)"
                 );
             }
+        }
+        if let Some(r) = &self.reputation {
+            let _ = writeln!(
+                o,
+                "reputation: {} asked, {} known from the cache, {} failed, {} banned for their score",
+                r.asked, r.cached, r.failed, r.by_score
+            );
         }
         for n in &self.notes {
             let _ = writeln!(o, "note: {n}");
