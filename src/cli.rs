@@ -118,6 +118,11 @@ pub enum Command {
     /// longer ban already; remote unbans lift what the fleet put here. Also
     /// publishes what this host's commands could not while Redis was away.
     Sync(crate::cmd::sync::Options),
+    /// Threat feeds: `fwctl feeds update [--feed NAME] [--force]`.
+    Feeds {
+        #[command(subcommand)]
+        command: crate::cmd::feeds::FeedsCommand,
+    },
     /// Webhook notifications: `fwctl notify test [--sink NAME]`.
     Notify {
         #[command(subcommand)]

@@ -30,6 +30,9 @@ fn main() -> ExitCode {
         Command::Notify {
             command: cmd::notify::NotifyCommand::Test(opts),
         } => cmd::notify::test(&opts, &inv).map(|()| true),
+        Command::Feeds {
+            command: cmd::feeds::FeedsCommand::Update(opts),
+        } => cmd::feeds::update(&opts, &inv),
         Command::Sync(opts) => cmd::sync::run(&opts, &inv).map(|()| true),
         Command::Confirm => cmd::apply::confirm().map(|()| true),
         Command::Remove { sets } => cmd::apply::remove(&inv, sets).map(|()| true),

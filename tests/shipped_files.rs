@@ -164,6 +164,11 @@ fn cron_file_lines_have_a_schedule_a_user_and_a_command() {
         assert_eq!(user, "root", "{line}");
         assert!(["fwctl", "logrotate"].contains(&cmd[0]), "{line}");
         assert!(!line.contains('%'), "cron turns % into a newline: {line}");
+        if cmd[1] == "feeds" {
+            use clap::Parser;
+            let end = cmd.iter().position(|w| *w == ">>").unwrap_or(cmd.len());
+            fwctl::cli::Cli::try_parse_from(&cmd[..end]).unwrap();
+        }
         if cmd[1] == "scan" {
             scans += 1;
             check_scan_entry(cmd);
@@ -256,6 +261,8 @@ fn systemd_units_pass_systemd_analyze_verify() {
         "fwctl-apply.service",
         "fwctl-capture.service",
         "fwctl-sync.service",
+        "fwctl-feeds.service",
+        "fwctl-feeds.timer",
         "fwctl-scan.service",
         "fwctl-scan.timer",
     ];

@@ -254,8 +254,21 @@ pub fn apply(inv: &Invocation, dry_run: bool, confirm: Option<Duration>) -> Resu
             crate::core::config::DEFAULT_PATH
         );
     }
-    let (cfg, plan) = inv.load_plan()?;
+    let (cfg, mut plan) = inv.load_plan()?;
     let state_file = cfg.state_path(inv.state());
+    // Each feed's sets start with its last good copy (after a reboot too).
+    let feed_dir = crate::sys::feedstore::dir_for(&state_file);
+    for s in plan.sets.iter_mut() {
+        for f in &cfg.feeds {
+            let names = crate::core::feeds::set_names(&f.name);
+            if let Some(i) = names.iter().position(|n| *n == s.name) {
+                s.members = crate::sys::feedstore::list(&feed_dir, &f.name)
+                    .into_iter()
+                    .filter(|n| n.addr().is_ipv6() == (i == 1))
+                    .collect();
+            }
+        }
+    }
     let t = host::now();
     let locked_out =
         cfg.services.is_empty() && cfg.trusted.is_empty() && cfg.mode != Mode::DetectionOnly;

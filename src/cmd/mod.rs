@@ -7,6 +7,7 @@ pub mod apply;
 pub mod ban;
 pub mod capture;
 pub mod doctor;
+pub mod feeds;
 pub mod fleet;
 pub mod list;
 pub mod man;

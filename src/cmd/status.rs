@@ -72,6 +72,14 @@ pub(super) fn gather<'a>(
             updated: s.updated,
         }),
         fleet_outbox: crate::sys::fleetbox::waiting(&crate::sys::fleetbox::path_for(state_path)),
+        feeds: cfg
+            .feeds
+            .iter()
+            .map(|f| {
+                let dir = crate::sys::feedstore::dir_for(state_path);
+                (f.name.clone(), crate::sys::feedstore::meta(&dir, &f.name))
+            })
+            .collect(),
         now: host::now(),
         invoke,
     })

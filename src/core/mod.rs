@@ -10,6 +10,7 @@ pub mod ban;
 pub mod capture;
 pub mod config;
 pub mod doctor;
+pub mod feeds;
 pub mod fleet;
 pub mod history;
 pub mod logline;

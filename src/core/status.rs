@@ -42,6 +42,8 @@ pub struct Facts<'a> {
     /// run), and the bans waiting in the fleet outbox.
     pub sync: Option<SyncFacts>,
     pub fleet_outbox: usize,
+    /// Each [[feed]]'s record of its updates.
+    pub feeds: Vec<(String, crate::core::feeds::Meta)>,
     pub now: i64,
     /// `sudo fwctl` with the --config and --state the user gave, for the fixes.
     pub invoke: String,
@@ -95,6 +97,18 @@ pub struct Status {
     pub capture: Capture,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetStatus>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub feeds: Vec<FeedStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FeedStatus {
+    pub name: String,
+    pub entries: usize,
+    /// When its list was last taken (or found unchanged), and last asked for.
+    pub ok_at: Option<String>,
+    pub fetched: Option<String>,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -372,6 +386,51 @@ pub fn evaluate(f: &Facts) -> Status {
         .collect();
     scans.sort_by_key(|s| s.ago_secs);
 
+    let before_feeds = problems.len();
+    let mut feeds = Vec::new();
+    for feed in &f.cfg.feeds {
+        let meta = f
+            .feeds
+            .iter()
+            .find(|(n, _)| *n == feed.name)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default();
+        if meta.ok_at == 0 {
+            problems.push(format!(
+                "feed {} has no list yet{}; fix: {} feeds update --feed {}",
+                feed.name,
+                meta.error
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default(),
+                f.invoke,
+                feed.name
+            ));
+        } else if let Some(e) = &meta.error {
+            problems.push(format!(
+                "feed {}: the last update failed ({e}); its last good copy from {} stays; fix: check its url, then {} feeds update --feed {} --force",
+                feed.name,
+                utc(meta.ok_at),
+                f.invoke,
+                feed.name
+            ));
+        } else if f.now - meta.ok_at > 3 * feed.every as i64 {
+            problems.push(format!(
+                "feed {} was last updated {} ago (every {}); fix: enable systemd/fwctl-feeds.timer or the cron line",
+                feed.name,
+                human((f.now - meta.ok_at) as u64),
+                human(feed.every)
+            ));
+        }
+        feeds.push(FeedStatus {
+            name: feed.name.clone(),
+            entries: meta.entries,
+            ok_at: (meta.ok_at > 0).then(|| utc(meta.ok_at)),
+            fetched: (meta.fetched > 0).then(|| utc(meta.fetched)),
+            error: meta.error.clone(),
+        });
+    }
+    let feed_problems = problems.len() - before_feeds;
     let before_fleet = problems.len();
     let fleet = f.cfg.fleet.as_ref().map(|_| {
         match &f.sync {
@@ -401,7 +460,7 @@ pub fn evaluate(f: &Facts) -> Status {
     // Nothing in the fleet's part is what an apply puts back.
     let fleet_problems = problems.len() - before_fleet;
     // Everything but a full set is what an apply puts back.
-    let repairable = problems.len() > full + fleet_problems;
+    let repairable = problems.len() > full + fleet_problems + feed_problems;
     Status {
         config: f.cfg.path.clone(),
         mode: f.cfg.mode.as_str(),
@@ -428,6 +487,7 @@ pub fn evaluate(f: &Facts) -> Status {
             pid: f.capture_pid.clone(),
         },
         fleet,
+        feeds,
     }
 }
 
@@ -542,6 +602,18 @@ impl Status {
             Some(p) => format!("capture: running (pid {p})"),
             None => "capture: not running".into(),
         });
+        for fd in &self.feeds {
+            line(format!(
+                "feed {}: {} entries, updated {}{}",
+                fd.name,
+                fd.entries,
+                fd.ok_at.as_deref().unwrap_or("never"),
+                fd.error
+                    .as_ref()
+                    .map(|e| format!("; last try failed: {e}"))
+                    .unwrap_or_default()
+            ));
+        }
         if let Some(fl) = &self.fleet {
             line(match &fl.sync {
                 None => "sync: not running".into(),
@@ -660,6 +732,7 @@ mod tests {
             capture_pid: None,
             sync: None,
             fleet_outbox: 0,
+            feeds: vec![],
             now: 2000,
             invoke: "sudo fwctl".into(),
         }

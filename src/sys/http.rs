@@ -136,6 +136,61 @@ impl crate::ports::ReputationCheck for AbuseIpdb {
     }
 }
 
+/// What a feed's server answered.
+pub enum Fetched {
+    /// 304: the copy we have is current.
+    NotModified,
+    Body {
+        bytes: Vec<u8>,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
+    /// Any other failure, said for the admin.
+    Failed(String),
+}
+
+/// GET a feed with its validators, reading at most `cap` + 1 bytes (a body
+/// over the cap is refused whole by the caller).
+pub fn fetch(
+    url: &str,
+    etag: Option<&str>,
+    modified: Option<&str>,
+    cap: u64,
+    timeout: Duration,
+) -> Fetched {
+    let agent = ureq::AgentBuilder::new()
+        .try_proxy_from_env(true)
+        .user_agent(concat!("fwctl/", env!("CARGO_PKG_VERSION")))
+        .timeout(timeout)
+        .build();
+    let mut req = agent.get(url);
+    if let Some(e) = etag {
+        req = req.set("If-None-Match", e);
+    }
+    if let Some(m) = modified {
+        req = req.set("If-Modified-Since", m);
+    }
+    match req.call() {
+        Ok(r) if r.status() == 304 => Fetched::NotModified,
+        Ok(r) => {
+            let etag = r.header("ETag").map(str::to_string);
+            let last_modified = r.header("Last-Modified").map(str::to_string);
+            let mut bytes = Vec::new();
+            match r.into_reader().take(cap + 1).read_to_end(&mut bytes) {
+                Ok(_) => Fetched::Body {
+                    bytes,
+                    etag,
+                    last_modified,
+                },
+                Err(e) => Fetched::Failed(format!("reading the body: {e}")),
+            }
+        }
+        Err(ureq::Error::Status(304, _)) => Fetched::NotModified,
+        Err(ureq::Error::Status(code, _)) => Fetched::Failed(format!("HTTP {code}")),
+        Err(ureq::Error::Transport(t)) => Fetched::Failed(t.to_string()),
+    }
+}
+
 /// Serve `render()` at `http://ADDR/metrics` from a thread of its own, one
 /// request at a time (Prometheus scrapes now and then; nothing here can
 /// slow capture's loop). Returns the address actually bound.

@@ -6,6 +6,7 @@
 
 pub mod confirm;
 pub mod doctor;
+pub mod feedstore;
 pub mod fleetbox;
 pub mod host;
 pub mod http;

@@ -60,10 +60,15 @@ impl Request {
     }
 }
 
+/// An answer made from the request: status, headers, body.
+pub type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+type Respond = Arc<dyn Fn(&Request) -> Answer + Send + Sync>;
+
 #[derive(Default)]
 struct Inner {
     got: Vec<Request>,
     script: VecDeque<u16>,
+    respond: Option<Respond>,
 }
 
 pub struct Receiver {
@@ -112,6 +117,14 @@ impl Receiver {
             }
         });
         Receiver { port, inner }
+    }
+
+    /// Answer every request with what `f` makes of it (a feed server, a
+    /// stand-in for an API).
+    pub fn start_fn(ns: &str, f: impl Fn(&Request) -> Answer + Send + Sync + 'static) -> Receiver {
+        let r = Receiver::start(ns, 0, None);
+        r.inner.0.lock().unwrap().respond = Some(Arc::new(f));
+        r
     }
 
     /// Answer the next requests with these statuses, then 200 again.
@@ -181,21 +194,31 @@ fn serve(s: impl Read + Write, shared: &(Mutex<Inner>, Condvar)) {
             return;
         }
         let (lock, cv) = shared;
-        let status = {
+        let mut req = Request {
+            path,
+            headers,
+            body,
+            status: 0,
+        };
+        let (status, extra, reply) = {
             let mut g = lock.lock().unwrap();
-            let status = g.script.pop_front().unwrap_or(200);
-            g.got.push(Request {
-                path,
-                headers,
-                body,
-                status,
-            });
-            status
+            let answer = match &g.respond {
+                Some(f) => f(&req),
+                None => (g.script.pop_front().unwrap_or(200), vec![], vec![]),
+            };
+            req.status = answer.0;
+            g.got.push(req);
+            answer
         };
         cv.notify_all();
-        let answer = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n");
+        let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", reply.len());
+        for (k, v) in extra {
+            head += &format!("{k}: {v}\r\n");
+        }
+        head += "\r\n";
         let w = r.get_mut();
-        if w.write_all(answer.as_bytes())
+        if w.write_all(head.as_bytes())
+            .and_then(|()| w.write_all(&reply))
             .and_then(|()| w.flush())
             .is_err()
         {

@@ -164,6 +164,17 @@ pub fn build(cfg: &Config) -> Plan {
         add(&cfg.sets.blacklist, SetKind::HashNet, only(&cfg.blacklist));
         add(&cfg.sets.throttle_hard, SetKind::HashIp, vec![]);
         add(&cfg.sets.throttle_soft, SetKind::HashIp, vec![]);
+        // Each [[feed]]'s own sets; their members are the last good copy,
+        // which the apply command reads from the state directory.
+        for f in &cfg.feeds {
+            sets.push(SetPlan {
+                name: crate::core::feeds::set_names(&f.name)[usize::from(family.is_v6())].clone(),
+                kind: SetKind::HashNet,
+                family,
+                maxelem: f.max_entries.max(1024) as u32,
+                members: vec![],
+            });
+        }
     }
     Plan {
         sets,
@@ -228,6 +239,11 @@ fn table(cfg: &Config, family: Family) -> Table {
         vec![set(&cfg.sets.whitelist)],
         Target::Jump(WHITELIST),
     ));
+    // Threat feeds: dropped (and logged) as the blacklist is.
+    for f in &cfg.feeds {
+        let name = crate::core::feeds::set_names(&f.name)[usize::from(family.is_v6())].clone();
+        main.push(rule(vec![Match::SrcSet(name)], Target::Jump(BLACKLIST)));
+    }
     main.push(rule(
         vec![set(&cfg.sets.blacklist)],
         Target::Jump(BLACKLIST),

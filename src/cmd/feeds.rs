@@ -1,0 +1,201 @@
+//! `fwctl feeds update`: download each `[[feed]]` that is due (ETag and
+//! If-Modified-Since, so an unchanged list costs a 304), check it whole
+//! (`core::feeds`), and swap its sets' members in one `ipset restore`. A
+//! feed that fails, or is refused, keeps its last good copy in the kernel
+//! and in `feeds/` beside the state file; `fwctl status` says so.
+
+use super::{out, Invocation};
+use crate::core::feeds::{self, Meta};
+use crate::core::ruleset::ipset;
+use crate::ports::SetStore;
+use crate::sys::http::{fetch, Fetched};
+use crate::sys::tools::System;
+use crate::sys::{feedstore, host, lock};
+use crate::units::duration::{count, human};
+use crate::units::time::utc;
+use anyhow::{anyhow, bail, Result};
+use std::time::Duration;
+
+/// How long one feed's download may take.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "\
+Run by systemd/fwctl-feeds.timer (or the cron line of cron/fwctl); each feed is fetched
+when its `every` has passed since the last try.
+
+Examples:
+  fwctl feeds update
+  fwctl feeds update --feed drop --force")]
+pub struct UpdateOptions {
+    /// Fetch even the feeds that are not due yet.
+    #[arg(long)]
+    pub force: bool,
+    /// Only this feed (a [[feed]] name).
+    #[arg(long, value_name = "NAME")]
+    pub feed: Option<String>,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum FeedsCommand {
+    /// Download the [[feed]]s that are due and replace their sets' members.
+    Update(UpdateOptions),
+}
+
+/// Temporary sets an update builds in (apply's are fwctl-new-N; the run
+/// lock keeps the two apart anyway).
+const TEMP: [&str; 2] = ["fwctl-feed-4", "fwctl-feed-6"];
+
+/// Returns whether every feed is well (Ok(false): exit status 2).
+pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
+    let cfg = inv.load()?;
+    if cfg.feeds.is_empty() {
+        bail!(
+            "{} has no [[feed]]; fix: add one (name, url, and optionally every, max_entries), then run apply to create its sets",
+            cfg.path.display()
+        );
+    }
+    let chosen: Vec<_> = match &o.feed {
+        Some(n) => vec![cfg.feeds.iter().find(|f| &f.name == n).ok_or_else(|| {
+            let names: Vec<&str> = cfg.feeds.iter().map(|f| f.name.as_str()).collect();
+            anyhow!(
+                "no [[feed]] named \"{n}\"; fix: one of {}",
+                names.join(", ")
+            )
+        })?],
+        None => cfg.feeds.iter().collect(),
+    };
+    if !host::is_root() {
+        bail!(
+            "fwctl feeds update changes the kernel's ipsets and must run as root; fix: {}",
+            inv.fix("feeds update")
+        );
+    }
+    let mut sys = System::locate_only(&["ipset"])?;
+    let _lock = lock::acquire(&lock::run_dir(), super::ban::LOCK_WAIT)?;
+    let headers = ipset::parse_headers(&sys.headers()?);
+    for f in &chosen {
+        for s in feeds::set_names(&f.name) {
+            if !headers.contains_key(&s) {
+                bail!(
+                    "set {s} of [[feed]] {} does not exist; fix: {} (it creates the feed's sets)",
+                    f.name,
+                    inv.fix("apply")
+                );
+            }
+        }
+    }
+    let dir = feedstore::dir_for(&cfg.state_path(inv.state()));
+    let own = host::own_addresses();
+    let now = host::now();
+    let mut failed = 0;
+    for f in chosen {
+        let mut meta = feedstore::meta(&dir, &f.name);
+        if !o.force && !meta.due(f, now) {
+            out(format!(
+                "feed {}: not due (fetched {}, every {}); --force fetches it now\n",
+                f.name,
+                utc(meta.fetched),
+                human(f.every)
+            ))?;
+            continue;
+        }
+        meta.fetched = now;
+        let had = meta.entries;
+        let outcome = match fetch(
+            &f.url,
+            meta.etag.as_deref(),
+            meta.last_modified.as_deref(),
+            feeds::max_bytes(f),
+            TIMEOUT,
+        ) {
+            Fetched::NotModified => Ok(None),
+            Fetched::Failed(e) => Err(e),
+            Fetched::Body {
+                bytes,
+                etag,
+                last_modified,
+            } => {
+                let refuse = |n: &ipnet::IpNet| feeds::refusal(n, &cfg.trusted, &own);
+                feeds::parse(f, &bytes, &refuse)
+                    .map_err(|e| format!("refused: {e}"))
+                    .map(|nets| Some((nets, etag, last_modified)))
+            }
+        };
+        match outcome {
+            Ok(None) => {
+                meta.error = None;
+                meta.ok_at = now;
+                out(format!(
+                    "feed {}: unchanged (304), {}\n",
+                    f.name,
+                    count(meta.entries as u64, "entry", "entries")
+                ))?;
+            }
+            Ok(Some((nets, etag, last_modified))) => {
+                let fresh = ipset::parse_headers(&sys.headers()?);
+                let mut script = String::new();
+                for t in TEMP {
+                    if fresh.contains_key(t) {
+                        script += &format!("destroy {t}\n");
+                    }
+                }
+                script += &feeds::swap_script(f, &nets, TEMP);
+                match sys.add_members(&script) {
+                    Ok(()) => {
+                        let before = feedstore::list(&dir, &f.name);
+                        feedstore::save_list(&dir, &f.name, &nets)?;
+                        let old: std::collections::BTreeSet<_> = before.iter().collect();
+                        let new: std::collections::BTreeSet<_> = nets.iter().collect();
+                        meta = Meta {
+                            etag,
+                            last_modified,
+                            fetched: now,
+                            ok_at: now,
+                            entries: nets.len(),
+                            error: None,
+                        };
+                        out(format!(
+                            "feed {}: {} (was {}): {} added, {} removed\n",
+                            f.name,
+                            count(nets.len() as u64, "entry", "entries"),
+                            had,
+                            new.difference(&old).count(),
+                            old.difference(&new).count()
+                        ))?;
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        meta.error = Some(format!("ipset refused the update: {e}"));
+                        say_kept(f, &meta)?;
+                    }
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                meta.error = Some(e);
+                say_kept(f, &meta)?;
+            }
+        }
+        feedstore::save_meta(&dir, &f.name, &meta)?;
+    }
+    Ok(failed == 0)
+}
+
+fn say_kept(f: &crate::core::config::intel::Feed, m: &Meta) -> Result<()> {
+    let kept = if m.ok_at == 0 {
+        "it has no good copy yet, its sets stay empty".to_string()
+    } else {
+        format!(
+            "its last good copy ({}, from {}) stays",
+            count(m.entries as u64, "entry", "entries"),
+            utc(m.ok_at)
+        )
+    };
+    super::say!(
+        "fwctl: feed {}: {}; {kept}",
+        f.name,
+        m.error.as_deref().unwrap_or("failed")
+    );
+    Ok(())
+}
