@@ -47,6 +47,9 @@ struct Args {
     /// rate), 4xx (--status 4xx) or attacks (--match all).
     #[arg(long, default_value = "all")]
     query: String,
+    /// No near misses (for tools whose window slides over the whole file).
+    #[arg(long)]
+    no_near_misses: bool,
 }
 
 fn size(s: &str) -> Result<u64, String> {
@@ -102,6 +105,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         howmany: a.howmany,
         within: a.within,
         seed: a.seed,
+        near_misses: !a.no_near_misses,
     };
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&a.out)?);
     let m = loggen::generate(&spec, &mut out)?;

@@ -152,6 +152,11 @@ pub struct Stamps {
     /// The last RFC 3339 date seen (bytes 0..10) and its day number:
     /// consecutive lines nearly always share it.
     day_cache: ([u8; 10], i64),
+    /// The same for the web form's `21/Nov/2026`.
+    web_day: [u8; 11],
+    web_days: i64,
+    /// And for the traditional `Nov 21`: its local day number.
+    bsd_day: ([u8; 6], i64),
 }
 
 impl Parser {
@@ -245,6 +250,9 @@ impl Stamps {
             zone,
             now,
             day_cache: ([0; 10], 0),
+            web_day: [0; 11],
+            web_days: 0,
+            bsd_day: ([0; 6], 0),
         }
     }
 
@@ -259,7 +267,7 @@ impl Stamps {
 
     /// `[21/Nov/2026:10:00:01 +0000]`, the web servers' form, from its
     /// opening bracket on.
-    pub fn web(&self, s: &[u8]) -> Option<i64> {
+    pub fn web(&mut self, s: &[u8]) -> Option<i64> {
         // [dd/Mon/yyyy:HH:MM:SS +zzzz]
         let s = s.get(..28)?;
         if s[0] != b'['
@@ -271,12 +279,20 @@ impl Stamps {
         {
             return None;
         }
-        let d = digits(&s[1..3])?;
-        let mo = MONTHS.iter().position(|m| &s[4..7] == *m)? as i64 + 1;
-        let y = digits(&s[8..12])?;
-        if !(1..=31).contains(&d) {
-            return None;
-        }
+        let day = if s[1..12] == self.web_day {
+            self.web_days
+        } else {
+            let d = digits(&s[1..3])?;
+            let mo = MONTHS.iter().position(|m| &s[4..7] == *m)? as i64 + 1;
+            let y = digits(&s[8..12])?;
+            if !(1..=31).contains(&d) {
+                return None;
+            }
+            let day = days_from_civil(y, mo, d);
+            self.web_day.copy_from_slice(&s[1..12]);
+            self.web_days = day;
+            day
+        };
         let secs = hms(&s[13..21])?;
         let o = digits(&s[23..25])? * 3600 + digits(&s[25..27])? * 60;
         let offset = match s[22] {
@@ -284,7 +300,7 @@ impl Stamps {
             b'-' => -o,
             _ => return None,
         };
-        Some(days_from_civil(y, mo, d) * 86_400 + secs - offset)
+        Some(day * 86_400 + secs - offset)
     }
 
     fn rfc3339(&mut self, line: &[u8]) -> Option<i64> {
@@ -335,24 +351,38 @@ impl Stamps {
         Some(day * 86_400 + secs - offset)
     }
 
-    fn traditional(&self, line: &[u8]) -> Option<i64> {
+    fn traditional(&mut self, line: &[u8]) -> Option<i64> {
         // "Nov 21 10:00:01" or "Nov  1 10:00:01"
         if line.len() < 16 || line[3] != b' ' || line[6] != b' ' || line[15] != b' ' {
             return None;
+        }
+        let secs = hms(&line[7..15])?;
+        // The local day of "Nov 21": the same for the whole day's lines, so
+        // found once (unless its year hangs on the time, a day from now).
+        if line[0..6] == self.bsd_day.0 {
+            return Some(self.zone.to_utc(self.bsd_day.1 * 86_400 + secs));
         }
         let mo = MONTHS.iter().position(|m| &line[0..3] == *m)? as i64 + 1;
         let d = digits(line[4..6].trim_ascii_start())?;
         if !(1..=31).contains(&d) {
             return None;
         }
-        let secs = hms(&line[7..15])?;
         let year_now = civil_year((self.now + self.zone.offset_at(self.now)).div_euclid(86_400));
         // The year that puts the line at or before now (allowing a day of
         // clock skew): a December line read in January belongs to last year.
-        [year_now + 1, year_now, year_now - 1]
+        let (day, t) = [year_now + 1, year_now, year_now - 1]
             .into_iter()
-            .map(|y| self.zone.to_utc(days_from_civil(y, mo, d) * 86_400 + secs))
-            .find(|&t| t <= self.now + 86_400)
+            .map(|y| {
+                let day = days_from_civil(y, mo, d);
+                (day, self.zone.to_utc(day * 86_400 + secs))
+            })
+            .find(|&(_, t)| t <= self.now + 86_400)?;
+        if (t - self.now).abs() > 3 * 86_400 {
+            let mut key = [0u8; 6];
+            key.copy_from_slice(&line[0..6]);
+            self.bsd_day = (key, day);
+        }
+        Some(t)
     }
 }
 
@@ -441,8 +471,9 @@ pub fn parse_addr(s: &[u8]) -> Option<IpAddr> {
         Some(v6) => v6,
         None => {
             let s = std::str::from_utf8(s).ok()?;
-            if let Ok(v4) = s.parse::<Ipv4Addr>() {
-                return Some(IpAddr::V4(v4));
+            // No colon: IPv4 or nothing (web servers write IPv6 compressed).
+            if !s.contains(':') {
+                return s.parse::<Ipv4Addr>().ok().map(IpAddr::V4);
             }
             s.parse::<Ipv6Addr>().ok()?
         }
@@ -638,6 +669,38 @@ mod tests {
             panic!()
         };
         assert_eq!(jan.time, days_from_civil(2027, 1, 1) * 86_400 + 1 - 3600);
+    }
+
+    #[test]
+    fn the_cached_traditional_day_gives_what_a_fresh_parse_gives() {
+        // A week after New Year and on the day itself: the cache must not
+        // carry one line's year (or DST offset) to the next.
+        let change = days_from_civil(2026, 12, 31) * 86_400 + 3600;
+        let zone = Zone::new(vec![(0, 3600), (change, 7200)]);
+        for now in [
+            days_from_civil(2027, 1, 7) * 86_400,
+            days_from_civil(2027, 1, 1) * 86_400 + 600,
+        ] {
+            let mut warm = Parser::new(&BLOCKED, zone.clone(), now, ALL_TIME);
+            for stamp in [
+                "Dec 31 00:59:59",
+                "Dec 31 23:59:59",
+                "Dec 31 03:00:00",
+                "Jan  1 00:00:01",
+                "Jan  1 23:00:00",
+                "Jan  1 23:00:00",
+                "Dec 31 12:00:00",
+            ] {
+                let line = line_at(stamp);
+                let fresh =
+                    Parser::new(&BLOCKED, zone.clone(), now, ALL_TIME).parse(line.as_bytes());
+                assert_eq!(
+                    format!("{:?}", warm.parse(line.as_bytes())),
+                    format!("{fresh:?}"),
+                    "{stamp} at {now}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct SshParser {
     window: (i64, i64),
     port: Finder<'static>,
     from: Finder<'static>,
+    /// Searchers built once: building one per line cost more than the search.
+    sshd: Finder<'static>,
+    repeated: Finder<'static>,
 }
 
 impl SshParser {
@@ -38,6 +41,8 @@ impl SshParser {
             window,
             port: Finder::new(b" port ").into_owned(),
             from: Finder::new(b" from ").into_owned(),
+            sshd: Finder::new(b" sshd").into_owned(),
+            repeated: Finder::new(b": [ ").into_owned(),
         }
     }
 
@@ -55,13 +60,13 @@ impl SshParser {
     }
 
     pub fn parse(&mut self, line: &[u8]) -> Line {
-        let Some(msg) = message(line) else {
+        let Some(msg) = self.message(line) else {
             return Line::Other;
         };
         let (mut msg, mut n) = (msg, 1u32);
         if let Some(r) = msg.strip_prefix(b"message repeated ") {
             let sp = memchr::memchr(b' ', r).unwrap_or(0);
-            match (digits(&r[..sp]), memchr::memmem::find(r, b": [ ")) {
+            match (digits(&r[..sp]), self.repeated.find(r)) {
                 (Some(k), Some(i)) => {
                     n = u32::try_from(k).unwrap_or(u32::MAX);
                     msg = r[i + 4..].strip_suffix(b" ]").unwrap_or(&r[i + 4..]);
@@ -108,28 +113,29 @@ impl SshParser {
     }
 }
 
-/// The message of an sshd line: after "sshd[PID]: " or "sshd-session[PID]: ".
-fn message(line: &[u8]) -> Option<&[u8]> {
-    let mut from = 0;
-    while let Some(i) = memchr::memmem::find(&line[from..], b" sshd") {
-        let at = from + i + 5;
-        let rest = &line[at..];
-        let rest = rest.strip_prefix(b"-session").unwrap_or(rest);
-        if let Some(r) = rest.strip_prefix(b"[") {
-            let close = memchr::memchr(b']', r)?;
-            if let Some(m) = r[close + 1..].strip_prefix(b": ") {
+impl SshParser {
+    /// The message of an sshd line: after "sshd[PID]: " or "sshd-session[PID]: ".
+    fn message<'a>(&self, line: &'a [u8]) -> Option<&'a [u8]> {
+        let mut from = 0;
+        while let Some(i) = self.sshd.find(&line[from..]) {
+            let at = from + i + 5;
+            let rest = &line[at..];
+            let rest = rest.strip_prefix(b"-session").unwrap_or(rest);
+            if let Some(r) = rest.strip_prefix(b"[") {
+                let close = memchr::memchr(b']', r)?;
+                if let Some(m) = r[close + 1..].strip_prefix(b": ") {
+                    return Some(m);
+                }
+            } else if let Some(m) = rest.strip_prefix(b": ") {
                 return Some(m);
             }
-        } else if let Some(m) = rest.strip_prefix(b": ") {
-            return Some(m);
+            from = at;
         }
-        from = at;
+        None
     }
-    None
 }
 
 fn kind(msg: &[u8]) -> Option<usize> {
-    let has = |s: &[u8]| memchr::memmem::find(msg, s).is_some();
     if msg.starts_with(b"Accepted ") {
         return None;
     }
@@ -142,7 +148,7 @@ fn kind(msg: &[u8]) -> Option<usize> {
     if msg.starts_with(b"Invalid user ") {
         return Some(1);
     }
-    if has(b"maximum authentication attempts exceeded") {
+    if msg.starts_with(b"error: maximum authentication attempts exceeded") {
         return Some(2);
     }
     if msg.ends_with(b"[preauth]")

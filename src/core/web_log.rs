@@ -138,16 +138,7 @@ impl WebParser {
             return Line::Malformed(Malformed::NoStatus);
         };
         let code = code as u16;
-        let Some(mut src) = parse_addr(&line[..sp]) else {
-            return Line::Malformed(Malformed::NoClient);
-        };
-        if self.client == Client::Forwarded {
-            match forwarded(line) {
-                Some(Ok(a)) => src = a,
-                Some(Err(())) => return Line::Malformed(Malformed::NoClient),
-                None => {}
-            }
-        }
+        // What the run does not count is dropped before the address is read.
         if !self.statuses.wants(code) {
             return Line::Unwanted;
         }
@@ -164,6 +155,16 @@ impl WebParser {
                 m
             }
         };
+        let Some(mut src) = parse_addr(&line[..sp]) else {
+            return Line::Malformed(Malformed::NoClient);
+        };
+        if self.client == Client::Forwarded {
+            match forwarded(line) {
+                Some(Ok(a)) => src = a,
+                Some(Err(())) => return Line::Malformed(Malformed::NoClient),
+                None => {}
+            }
+        }
         Line::Hit(Hit {
             time,
             prefix: 0,

@@ -60,6 +60,9 @@ pub struct Spec {
     pub howmany: u64,
     pub within: i64,
     pub seed: u64,
+    /// Plant the near misses (N hits; N+1 with one just before the window).
+    /// Off for comparisons with tools whose windows slide over the file.
+    pub near_misses: bool,
 }
 
 impl Default for Spec {
@@ -75,6 +78,7 @@ impl Default for Spec {
             howmany: 50,
             within: 1800,
             seed: 1,
+            near_misses: true,
         }
     }
 }
@@ -196,7 +200,11 @@ pub fn generate(spec: &Spec, out: &mut impl Write) -> io::Result<Manifest> {
         manifest.offenders.push((special(o), hits));
         tickets.extend(std::iter::repeat_n(o, hits as usize));
     }
-    let near = if spec.howmany > 0 { 4 } else { 0 };
+    let near = if spec.howmany > 0 && spec.near_misses {
+        4
+    } else {
+        0
+    };
     let mut early = Vec::new();
     for k in 0..near {
         let id = spec.offenders + k;
