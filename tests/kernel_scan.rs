@@ -384,3 +384,190 @@ fn refusals_change_nothing() {
         .set_members("blacklist_v6")
         .contains_key("2001:db8:bad::2"));
 }
+
+/// Send `bytes` from `src` to the target's port 80 over one connection (the
+/// listener in `accept` reads it all), and wait until the peer has it.
+fn upload(lab: &Lab, src: std::net::IpAddr, bytes: usize) {
+    use std::io::Write;
+    let dst: std::net::IpAddr = if src.is_ipv4() { TARGET4 } else { TARGET6 }
+        .parse()
+        .unwrap();
+    in_ns(&lab.client, move || {
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(std::net::SocketAddr::new(dst, 80)),
+            socket2::Type::STREAM,
+            None,
+        )
+        .unwrap();
+        s.bind(&std::net::SocketAddr::new(src, 0).into()).unwrap();
+        s.connect_timeout(
+            &std::net::SocketAddr::new(dst, 80).into(),
+            Duration::from_secs(2),
+        )
+        .unwrap_or_else(|e| panic!("{src} -> {dst}:80: {e}"));
+        let mut t: std::net::TcpStream = s.into();
+        t.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let chunk = vec![b'x'; 64 << 10];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            t.write_all(&chunk[..n]).unwrap();
+            left -= n;
+        }
+        t.shutdown(std::net::Shutdown::Write).unwrap();
+        // The reader closes when it has read everything.
+        t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut end = [0u8; 1];
+        let _ = std::io::Read::read(&mut t, &mut end);
+    })
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_bandwidth_hog_is_logged_by_the_kernel_and_banned_by_scan_rule_bandwidth() {
+    let host_before = host_firewall();
+    let lab = Lab::new();
+    let t = tag();
+    let (_d, cfg) = config(&format!(
+        "{}bandwidth = {{ v4 = \"{t}IPTABLES-BANDWIDTH: \", v6 = \"{t}IP6TABLES-BANDWIDTH: \" }}\n\
+         [bandwidth]\nabove = \"256kb/s\"\n",
+        cfg_text(&t)
+    ));
+    let out = lab.fwctl(&["--config", cfg.to_str().unwrap(), "apply"], &[]);
+    assert!(out.status.success(), "apply: {}", text(&out.stderr));
+    assert!(
+        lab.rules().contains("--hashlimit-above 256kb/s"),
+        "{}",
+        lab.rules()
+    );
+    // The service reads each connection to its end, then closes it.
+    let listeners = lab.listen(&[80]);
+    let mut readers = Vec::new();
+    for l in listeners {
+        readers.push(std::thread::spawn(move || {
+            for _ in 0..2 {
+                let (mut c, _) = l.accept().unwrap();
+                let _ = std::io::copy(&mut c, &mut std::io::sink());
+            }
+        }));
+    }
+    let _kmsg = Kmsg::open(); // sets nf_log_all_netns=1
+    let rs = Rsyslog::start();
+
+    let (hog4, hog6) = src("attacker");
+    let (ben4, ben6) = src("benign");
+    // The hog sends 8 MB at veth speed, 30 times the rate; the benign client
+    // a 16 KB request, within what a new source may send at once.
+    for (hog, ben) in [(hog4, ben4), (hog6, ben6)] {
+        upload(&lab, ben, 16 << 10);
+        upload(&lab, hog, 8 << 20);
+        let needle = format!(
+            "SRC={} ",
+            if hog.is_ipv4() {
+                hog.to_string()
+            } else {
+                full_v6(hog)
+            }
+        );
+        let got = rs.wait_lines(&[&needle, &format!("{t}IP"), "TABLES-BANDWIDTH: "], 20);
+        assert!(got >= 20, "{got} bandwidth lines for {hog}");
+    }
+    for r in readers {
+        r.join().unwrap();
+    }
+    let log = std::fs::read_to_string(&rs.log).unwrap();
+    for ben in [ben4, ben6] {
+        let needle = format!(
+            "SRC={} ",
+            if ben.is_ipv4() {
+                ben.to_string()
+            } else {
+                full_v6(ben)
+            }
+        );
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("BANDWIDTH") && l.contains(&needle)),
+            "the benign client {ben} was logged as a hog"
+        );
+    }
+
+    let scan = |extra: &[&str]| {
+        let mut args = vec![
+            "--config",
+            cfg.to_str().unwrap(),
+            "scan",
+            "--log",
+            rs.log.to_str().unwrap(),
+            "--rule",
+            "bandwidth",
+            "--howmany",
+            "10",
+            "--within",
+            "10m",
+            "--ipset",
+            "blacklist",
+            "--removeafter",
+            "1h",
+        ];
+        args.extend_from_slice(extra);
+        lab.fwctl(&args, &[])
+    };
+    // --rule blocked does not count the hog's lines: they are not drops.
+    let out = lab.fwctl(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "scan",
+            "--log",
+            rs.log.to_str().unwrap(),
+            "--rule",
+            "blocked",
+            "--howmany",
+            "10",
+            "--within",
+            "10m",
+            "--ipset",
+            "blacklist",
+            "--removeafter",
+            "1h",
+            "--dryrun",
+        ],
+        &[],
+    );
+    assert!(
+        text(&out.stdout).contains("offenders: none"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = scan(&["--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut found: Vec<&str> = v["offenders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["address"].as_str().unwrap())
+        .collect();
+    found.sort();
+    assert_eq!(found, [hog4.to_string(), hog6.to_string()], "{v}");
+    assert!(lab.set_members("blacklist").contains_key(&hog4.to_string()));
+    assert!(lab
+        .set_members("blacklist_v6")
+        .contains_key(&hog6.to_string()));
+    for ben in [ben4, ben6] {
+        assert!(!lab.set_members("blacklist").contains_key(&ben.to_string()));
+        assert!(!lab
+            .set_members("blacklist_v6")
+            .contains_key(&ben.to_string()));
+    }
+    // Banned: its new connections get no answer.
+    assert_eq!(lab.reach(hog4, 80), Reply::Silent);
+    drop(rs);
+    drop(lab);
+    assert_eq!(
+        host_firewall(),
+        host_before,
+        "the host's own firewall changed"
+    );
+}

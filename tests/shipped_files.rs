@@ -304,7 +304,7 @@ fn systemd_unit_commands_run() {
         .iter()
         .map(|l| words(l))
         .collect();
-    assert_eq!(scans.len(), 3);
+    assert_eq!(scans.len(), 4);
     let cron = std::fs::read_to_string(root().join("cron/fwctl")).unwrap();
     for s in &scans {
         assert_eq!(s[0], "/usr/local/sbin/fwctl");

@@ -184,6 +184,65 @@ impl fmt::Display for Rate {
     }
 }
 
+/// A per-source byte rate such as `20mb/s`, as hashlimit's byte mode takes
+/// it: `b`, `kb` (1024) or `mb` (1024 * 1024) per second, the units
+/// iptables prints back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRate {
+    pub count: u32,
+    /// 1, 1024 or 1048576.
+    pub unit: u32,
+}
+
+impl ByteRate {
+    /// hashlimit keeps a byte rate in 32 bits: 4095mb/s is about its top.
+    pub const MAX_BYTES: u64 = 4000 << 20;
+
+    pub fn parse(s: &str) -> Result<ByteRate, Invalid> {
+        let fix = "fix: write COUNT then kb/s or mb/s, e.g. \"20mb/s\" (1 mb = 1048576 bytes, as iptables counts)";
+        let t = s.trim().to_ascii_lowercase();
+        let body = t
+            .strip_suffix("/s")
+            .or_else(|| t.strip_suffix("/second"))
+            .ok_or_else(|| Invalid(format!("byte rate \"{s}\" is not per second; {fix}")))?;
+        let (num, unit) = if let Some(n) = body.strip_suffix("mb") {
+            (n, 1 << 20)
+        } else if let Some(n) = body.strip_suffix("kb") {
+            (n, 1 << 10)
+        } else if let Some(n) = body.strip_suffix('b') {
+            (n, 1)
+        } else {
+            return Err(Invalid(format!("byte rate \"{s}\" has no unit; {fix}")));
+        };
+        let count: u32 = num.trim().parse().map_err(|_| {
+            Invalid(format!(
+                "byte rate \"{s}\": \"{num}\" is not a whole number; {fix}"
+            ))
+        })?;
+        let bytes = u64::from(count) * u64::from(unit);
+        if count == 0 || !(1024..=Self::MAX_BYTES).contains(&bytes) {
+            return Err(Invalid(format!(
+                "byte rate \"{s}\" is outside 1kb/s to 4000mb/s; {fix}"
+            )));
+        }
+        Ok(ByteRate { count, unit })
+    }
+
+    /// The form `iptables-save` prints: `20mb/s`, `512kb/s`, `2000b/s`.
+    pub fn to_iptables(self) -> String {
+        let unit = match self.unit {
+            1 => "",
+            1024 => "k",
+            _ => "m",
+        };
+        format!("{}{unit}b/s", self.count)
+    }
+
+    pub fn bytes_per_second(self) -> u64 {
+        u64::from(self.count) * u64::from(self.unit)
+    }
+}
+
 /// A destination port or inclusive range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortRange {
@@ -268,6 +327,28 @@ mod tests {
         assert_eq!(Rate::parse("10/minute").unwrap().to_iptables(), "10/min");
         assert_eq!(Rate::parse("5/s").unwrap().to_iptables(), "5/sec");
         assert!(Rate::parse("0/second").is_err());
+        let b = ByteRate::parse("20mb/s").unwrap();
+        assert_eq!(
+            (b.to_iptables(), b.bytes_per_second()),
+            ("20mb/s".into(), 20 << 20)
+        );
+        assert_eq!(
+            ByteRate::parse(" 512KB/second").unwrap().to_iptables(),
+            "512kb/s"
+        );
+        assert_eq!(ByteRate::parse("2048b/s").unwrap().bytes_per_second(), 2048);
+        for bad in [
+            "20mb",
+            "20 mbit/s",
+            "0mb/s",
+            "100b/s",
+            "4001mb/s",
+            "x mb/s",
+            "-1kb/s",
+            "20gb/s",
+        ] {
+            assert!(ByteRate::parse(bad).is_err(), "{bad}");
+        }
         assert!(Rate::parse("10").is_err());
         assert!(Rate::parse("10/fortnight").is_err());
         assert!(Rate::parse("x/second").is_err());

@@ -110,15 +110,18 @@ pub struct Prefixes {
     pub whitelisted: PrefixPair,
     pub blacklisted: PrefixPair,
     pub throttled: PrefixPair,
+    /// The `[bandwidth]` rule's lines (a source above the byte rate).
+    pub bandwidth: PrefixPair,
 }
 
 impl Prefixes {
-    pub const RULES: [&'static str; 5] = [
+    pub const RULES: [&'static str; 6] = [
         "allowed",
         "blocked",
         "whitelisted",
         "blacklisted",
         "throttled",
+        "bandwidth",
     ];
 
     pub fn get(&self, rule: &str) -> Option<&PrefixPair> {
@@ -128,6 +131,7 @@ impl Prefixes {
             "whitelisted" => Some(&self.whitelisted),
             "blacklisted" => Some(&self.blacklisted),
             "throttled" => Some(&self.throttled),
+            "bandwidth" => Some(&self.bandwidth),
             _ => None,
         }
     }
@@ -171,6 +175,9 @@ pub struct Config {
     pub reputation: Option<intel::Reputation>,
     /// `[[feed]]`: blocklists `fwctl feeds update` downloads.
     pub feeds: Vec<intel::Feed>,
+    /// `[bandwidth] above`: sources sending more bytes a second are logged
+    /// (prefix `bandwidth`) for `scan --rule bandwidth`.
+    pub bandwidth: Option<crate::units::names::ByteRate>,
 }
 
 impl Config {
@@ -361,8 +368,21 @@ impl Config {
                 .throttled
                 .map(|x| x.into_pair())
                 .unwrap_or_else(|| blocked.clone()),
+            // A rule of its own, not a finer kind of drop: never folded into
+            // blocked, so `scan --rule blocked` does not count hogs' packets.
+            bandwidth: p
+                .bandwidth
+                .map(|x| x.into_pair())
+                .unwrap_or_else(|| default_pair("BANDWIDTH")),
             allowed,
             blocked,
+        };
+        let bandwidth = match raw.bandwidth {
+            None => None,
+            Some(b) => Some(
+                crate::units::names::ByteRate::parse(&b.above)
+                    .map_err(|m| err_at(None, format!("[bandwidth] above: {}", m.0)))?,
+            ),
         };
 
         let capture = capture::Capture::from_raw(raw.capture).map_err(|m| err_at(None, m.0))?;
@@ -446,6 +466,7 @@ impl Config {
                 .then(|| limit_or(raw.icmp.rate, raw.icmp.burst, 5, 10)),
             log_limit: limit_or(raw.logging.rate, raw.logging.burst, 10, 20),
             prefixes,
+            bandwidth,
         })
     }
 }
@@ -555,6 +576,13 @@ struct Raw {
     reputation: Option<intel::RawReputation>,
     #[serde(default)]
     feed: Vec<intel::RawFeed>,
+    bandwidth: Option<RawBandwidth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBandwidth {
+    above: String,
 }
 
 #[derive(Deserialize)]
@@ -714,6 +742,7 @@ struct RawPrefixes {
     whitelisted: Option<RawPair>,
     blacklisted: Option<RawPair>,
     throttled: Option<RawPair>,
+    bandwidth: Option<RawPair>,
 }
 
 #[derive(Deserialize)]
@@ -816,6 +845,33 @@ mod tests {
                 format!("no such feed {}", p.display()),
             ))
         })
+    }
+
+    #[test]
+    fn bandwidth_is_a_byte_rate_with_a_rule_name_of_its_own() {
+        let c = parse("[bandwidth]\nabove = \"20mb/s\"\n").unwrap();
+        assert_eq!(c.bandwidth.unwrap().bytes_per_second(), 20 << 20);
+        assert_eq!(
+            c.prefixes.get("bandwidth").unwrap().v4.as_str(),
+            "IPTABLES-BANDWIDTH: "
+        );
+        assert_eq!(c.prefixes.bandwidth.v6.as_str(), "IP6TABLES-BANDWIDTH: ");
+        assert!(parse("").unwrap().bandwidth.is_none());
+        for (text, want) in [
+            (
+                "[bandwidth]\nabove = \"20mbit\"\n",
+                "[bandwidth] above: byte rate \"20mbit\"",
+            ),
+            (
+                "[bandwidth]\nabove = \"5000mb/s\"\n",
+                "outside 1kb/s to 4000mb/s",
+            ),
+            ("[bandwidth]\n", "above"),
+            ("[bandwidth]\nabove = \"1mb/s\"\nburst = 3\n", "burst"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -80,6 +80,11 @@ pub enum Match {
         name: String,
         limit: Limit,
     },
+    /// Per-source byte rate: matches while the source is above `rate`.
+    BytesAbove {
+        name: &'static str,
+        rate: crate::units::names::ByteRate,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,6 +236,21 @@ fn table(cfg: &Config, family: Family) -> Table {
     if !detect_only {
         main.push(rule(vec![Match::CtState("INVALID")], Target::Drop));
     }
+    // Bandwidth hogs: before the established-connection accept, since a hog's
+    // bytes flow on connections already open. Only a LOG line (limited per
+    // source like every other), no verdict: `scan --rule bandwidth` bans.
+    if let Some(rate) = cfg.bandwidth {
+        main.push(rule(
+            vec![
+                Match::BytesAbove {
+                    name: "fwctl-bw",
+                    rate,
+                },
+                limiter("fwctl-log-bw", cfg.log_limit),
+            ],
+            Target::Log(prefix(&cfg.prefixes.bandwidth)),
+        ));
+    }
     main.push(rule(
         vec![Match::CtState("RELATED,ESTABLISHED")],
         Target::Accept,
@@ -351,6 +371,11 @@ impl Rule {
                 }
                 Match::Icmp(t) => write!(s, " -p icmp -m icmp --icmp-type {t}"),
                 Match::Icmp6(t) => write!(s, " -p ipv6-icmp -m icmp6 --icmpv6-type {t}"),
+                Match::BytesAbove { name, rate } => write!(
+                    s,
+                    " -m hashlimit --hashlimit-above {} --hashlimit-mode srcip --hashlimit-name {name}",
+                    rate.to_iptables()
+                ),
                 Match::HashLimit { name, limit } => write!(
                     s,
                     " -m hashlimit --hashlimit-upto {} --hashlimit-burst {} --hashlimit-mode srcip --hashlimit-name {name}",
@@ -500,6 +525,30 @@ mod tests {
         assert!(pos("--dport 22") < pos("-A FWCTL-INPUT -j FWCTL-BLOCK"));
         assert!(text.contains(":INPUT DROP"));
         assert!(text.contains("-A FWCTL-BLOCK -j DROP"));
+    }
+
+    #[test]
+    fn bandwidth_hogs_are_logged_before_established_traffic_is_accepted() {
+        assert!(!render_table(&build(&cfg("")).v4, &TableState::default()).contains("fwctl-bw"));
+        let plan = build(&cfg("[bandwidth]\nabove = \"20mb/s\"\n"));
+        for (t, prefix) in [(&plan.v4, "IPTABLES-"), (&plan.v6, "IP6TABLES-")] {
+            let text = render_table(t, &TableState::default());
+            let line = format!(
+                "-A FWCTL-INPUT -m hashlimit --hashlimit-above 20mb/s --hashlimit-mode srcip --hashlimit-name fwctl-bw \
+                 -m hashlimit --hashlimit-upto 10/sec --hashlimit-burst 20 --hashlimit-mode srcip --hashlimit-name fwctl-log-bw \
+                 -j LOG --log-prefix \"{prefix}BANDWIDTH: \"\n"
+            );
+            let at = text
+                .find(&line)
+                .unwrap_or_else(|| panic!("{line} missing in\n{text}"));
+            assert!(at > text.find("--ctstate INVALID").unwrap());
+            assert!(at < text.find("RELATED,ESTABLISHED").unwrap());
+        }
+        // Detection-only logs the same: the line has no verdict to soften.
+        let d = build(&cfg(
+            "mode = \"detection_only\"\n[bandwidth]\nabove = \"512kb/s\"\n",
+        ));
+        assert!(render_table(&d.v4, &TableState::default()).contains("--hashlimit-above 512kb/s"));
     }
 
     #[test]
