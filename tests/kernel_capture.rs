@@ -711,3 +711,72 @@ fn a_capture_that_fails_sends_capture_down() {
         "{v}"
     );
 }
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_connection_flood_to_a_service_is_banned_into_throttle_hard_and_a_client_is_not() {
+    let lab = Lab::new();
+    let (dir, cfg) = config(&format!(
+        "{CONFIG}[capture.flood]\nsyn_rate = \"100/second\"\nover = \"2s\"\nset = \"throttle_hard\"\n"
+    ));
+    apply(&lab, &cfg);
+    let _web = lab.listen(&[80]);
+    let state = dir.path().join("state.json");
+    let mut cap = Capture::start(&lab, &cfg, &state, &[]);
+    let (attacker, _) = src("attacker");
+    let (benign, _) = src("benign");
+    // The client: 20 HTTP connections at once (the listener's backlog
+    // completes them), well under 200 within 2 s.
+    let p = lab.probe(benign, 80, 20, Duration::from_secs(2));
+    assert_eq!(p.connected, 20, "{p:?}");
+    // The flooder: 200 SYNs a second to the web service for 3 s.
+    let out = lab.exec(
+        &lab.client,
+        &[
+            "hping3",
+            "-q",
+            "-S",
+            "-p",
+            "80",
+            "-a",
+            &attacker.to_string(),
+            "-i",
+            "u5000",
+            "-c",
+            "600",
+            TARGET4,
+        ],
+    );
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("600 packets transmitted"), "hping3: {said}");
+    let ok = cap.wait_for(Duration::from_secs(10), |seen| {
+        seen.iter()
+            .any(|e| e["event"] == "ip_blocked" && e["src"] == attacker.to_string())
+    });
+    assert!(ok, "the flooder was not banned: {:?}", cap.seen);
+    let flood = cap.of("connection_flood");
+    assert_eq!(flood.len(), 1, "{flood:?}");
+    assert_eq!(flood[0]["src"], attacker.to_string());
+    assert_eq!(flood[0]["port"], 80);
+    assert!(flood[0]["syns"].as_u64().unwrap() > 200, "{flood:?}");
+    let blocked = cap.of("ip_blocked");
+    assert_eq!(blocked[0]["set"], "throttle-hard");
+    assert_eq!(blocked[0]["scan_type"], "connection-flood");
+    let hard = lab.set_members("throttle-hard");
+    assert!(hard.contains_key(&attacker.to_string()), "{hard:?}");
+    for set in ["throttle-hard", "blacklist", "throttle-soft"] {
+        assert!(
+            !lab.set_members(set).contains_key(&benign.to_string()),
+            "benign in {set}"
+        );
+    }
+    // Service SYNs are never a port scan.
+    assert!(
+        cap.of("scan_detected").is_empty(),
+        "{:?}",
+        cap.of("scan_detected")
+    );
+    let events = cap.stop();
+    assert_eq!(last_stats(&events)["bans"], 1);
+}

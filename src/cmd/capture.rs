@@ -148,6 +148,21 @@ fn engine(config: &Config, opts: &Options, mode: Mode, history: History) -> Resu
     e.policy.trusted = config.trusted.clone();
     e.policy.whitelist_name = config.sets.whitelist.to_string();
     e.dests.nets = protected(config, opts)?;
+    if let Some(f) = &config.capture.flood {
+        use crate::core::capture::flood::{FloodSettings, FloodTracker};
+        use crate::core::config::capture::per_second;
+        e.flood = Some(crate::core::capture::engine::FloodWatch {
+            tracker: FloodTracker::new(FloodSettings {
+                per_source: per_second(f.syn_rate),
+                per_port: per_second(f.syn_flood_rate),
+                over: f.over * detect::SECOND,
+                capacity: config.capture.max_sources,
+            }),
+            sets: config::sets_of(config, &f.set),
+            syn_rate: f.syn_rate.to_string(),
+            syn_flood_rate: f.syn_flood_rate.to_string(),
+        });
+    }
     Ok(e)
 }
 
@@ -294,6 +309,14 @@ fn live(
             &inv.fix("apply"),
             "or set [capture] ban_set in the config",
         )?;
+        if let Some(f) = &config.capture.flood {
+            crate::core::ban::check_ban_sets(
+                &config::sets_of(config, &f.set),
+                &headers,
+                &inv.fix("apply"),
+                "or set [capture.flood] set in the config",
+            )?;
+        }
     }
     let index = match &opts.iface {
         Some(name) => packet::ifindex(name)?,
@@ -315,6 +338,7 @@ fn live(
     let mut e = engine(config, opts, mode, loaded)?;
     let refresh = |e: &mut Engine, sys: Option<&mut System>| {
         e.set_own(host::own_addresses());
+        e.syncookies = host::syncookies();
         e.policy.whitelist = whitelist(sys, config);
     };
     refresh(&mut e, sys.as_mut().ok());

@@ -60,6 +60,22 @@ pub enum Notice {
         sources: u32,
         window_s: u64,
     },
+    ConnectionFlood {
+        address: String,
+        port: u16,
+        syns: u32,
+        over_s: u64,
+        syn_rate: String,
+        action: String,
+    },
+    SynFlood {
+        port: u16,
+        syns: u32,
+        over_s: u64,
+        rate_per_s: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        syncookies: Option<bool>,
+    },
     ScanRun {
         rule: String,
         #[serde(rename = "type")]
@@ -119,10 +135,12 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// The event names, as the config writes them.
-pub const EVENTS: [&str; 11] = [
+pub const EVENTS: [&str; 13] = [
     "ip_blocked",
     "scan_detected",
     "distributed_scan",
+    "connection_flood",
+    "syn_flood",
     "scan_run",
     "unban",
     "apply",
@@ -139,6 +157,8 @@ impl Notice {
             Notice::IpBlocked { .. } => "ip_blocked",
             Notice::ScanDetected { .. } => "scan_detected",
             Notice::DistributedScan { .. } => "distributed_scan",
+            Notice::ConnectionFlood { .. } => "connection_flood",
+            Notice::SynFlood { .. } => "syn_flood",
             Notice::ScanRun { .. } => "scan_run",
             Notice::Unban { .. } => "unban",
             Notice::Apply { .. } => "apply",
@@ -163,6 +183,7 @@ impl Notice {
         match self {
             Notice::IpBlocked { address, .. }
             | Notice::ScanDetected { address, .. }
+            | Notice::ConnectionFlood { address, .. }
             | Notice::Unban { address, .. } => Some(address),
             _ => None,
         }
@@ -200,6 +221,32 @@ impl Notice {
             } => format!(
                 "Distributed scan: {sources} sources on {proto} port {port} within {}",
                 human(*window_s)
+            ),
+            Notice::ConnectionFlood {
+                address,
+                port,
+                syns,
+                over_s,
+                syn_rate,
+                action,
+            } => format!(
+                "Connection flood from {address}: {syns} new connections to port {port} within {} (limit {syn_rate}); {action}",
+                human(*over_s)
+            ),
+            Notice::SynFlood {
+                port,
+                syns,
+                over_s,
+                rate_per_s,
+                syncookies,
+            } => format!(
+                "SYN flood on port {port}: {syns} SYNs within {} ({rate_per_s}/s) from many (forged) sources, not banned; SYN cookies {}",
+                human(*over_s),
+                match syncookies {
+                    Some(true) => "on",
+                    Some(false) => "OFF",
+                    None => "unknown",
+                }
             ),
             Notice::ScanRun {
                 rule,
@@ -250,7 +297,11 @@ pub fn from_capture(ev: &Event) -> Option<Notice> {
         Event::IpBlocked(b) => Notice::IpBlocked {
             address: b.src.clone(),
             set: b.set.clone(),
-            reason: format!("{} scan: {}", b.scan_type, b.reason),
+            reason: if b.scan_type == "connection-flood" {
+                format!("connection flood: {}", b.reason)
+            } else {
+                format!("{} scan: {}", b.scan_type, b.reason)
+            },
             offence: b.offence,
             duration_s: b.ban_seconds,
             until: b.until.clone(),
@@ -269,6 +320,21 @@ pub fn from_capture(ev: &Event) -> Option<Notice> {
             port: d.port,
             sources: d.sources,
             window_s: d.window_s,
+        },
+        Event::ConnectionFlood(f) => Notice::ConnectionFlood {
+            address: f.src.clone(),
+            port: f.port,
+            syns: f.syns,
+            over_s: f.over_s,
+            syn_rate: f.syn_rate.clone(),
+            action: f.action.clone(),
+        },
+        Event::SynFlood(f) => Notice::SynFlood {
+            port: f.port,
+            syns: f.syns,
+            over_s: f.over_s,
+            rate_per_s: f.rate_per_s,
+            syncookies: f.syncookies,
         },
         Event::CaptureStats(_) => return None,
     })

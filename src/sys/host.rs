@@ -36,6 +36,13 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// net.ipv4.tcp_syncookies of this network namespace: on (1 or 2), off
+/// (0), or unknown (no such file).
+pub fn syncookies() -> Option<bool> {
+    let v = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_syncookies").ok()?;
+    Some(v.trim() != "0")
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

@@ -89,7 +89,7 @@ impl Settings {
         }
     }
 
-    fn is_service(&self, p: &Probe) -> bool {
+    pub fn is_service(&self, p: &Probe) -> bool {
         let udp = match p.kind {
             Kind::Syn => false,
             Kind::Udp => true,

@@ -6,6 +6,7 @@
 
 use super::detect::{Detector, Event as Detected, Micros, Reason, Scan, SECOND};
 use super::events::{self, span, time, Event};
+use super::flood::{Flood, FloodTracker};
 use super::packet::{self, Link};
 use crate::core::history::History;
 use crate::core::policy::Policy;
@@ -91,6 +92,19 @@ pub struct Engine {
     /// The history changed since the state file was last written.
     pub dirty: bool,
     detected: Vec<Detected>,
+    /// `[capture.flood]`: the tracker, the flood sets (IPv4, IPv6) and the
+    /// limits as the config wrote them, for the events.
+    pub flood: Option<FloodWatch>,
+    /// net.ipv4.tcp_syncookies, read by the live driver (None in a replay).
+    pub syncookies: Option<bool>,
+    floods: Vec<Flood>,
+}
+
+pub struct FloodWatch {
+    pub tracker: FloodTracker,
+    pub sets: [String; 2],
+    pub syn_rate: String,
+    pub syn_flood_rate: String,
 }
 
 impl Engine {
@@ -106,6 +120,9 @@ impl Engine {
             counts: Counts::default(),
             dirty: false,
             detected: Vec::new(),
+            flood: None,
+            syncookies: None,
+            floods: Vec::new(),
         }
     }
 
@@ -137,6 +154,21 @@ impl Engine {
         }
         self.counts.probes += 1;
         self.counts.udp_probes += u64::from(p.kind == packet::Kind::Udp);
+        if let Some(f) = self.flood.as_mut() {
+            // Plain SYNs to a TCP service: what the scan detector counts apart.
+            if p.kind == packet::Kind::Syn && self.detector.settings().is_service(&p) {
+                let key = self.detector.key(p.src);
+                f.tracker.syn(key, p.dport, now, &mut self.floods);
+            }
+        }
+        if !self.floods.is_empty() {
+            let floods = std::mem::take(&mut self.floods);
+            for fl in &floods {
+                self.flood(fl, ban, clock, out);
+            }
+            self.floods = floods;
+            self.floods.clear();
+        }
         self.detector.probe(&p, now, &mut self.detected);
         if self.detected.is_empty() {
             return;
@@ -162,6 +194,113 @@ impl Engine {
         }
         self.detected = detected;
         self.detected.clear();
+    }
+
+    fn flood(
+        &mut self,
+        fl: &Flood,
+        ban: &mut BanFn,
+        clock: &dyn Fn() -> Micros,
+        out: &mut Vec<Event>,
+    ) {
+        let Some(w) = self.flood.as_ref() else {
+            return;
+        };
+        let over = w.tracker.settings().over;
+        let (key, port, t, syns) = match *fl {
+            Flood::Port {
+                port,
+                time: t,
+                syns,
+            } => {
+                out.push(Event::SynFlood(events::SynFlood {
+                    time: time(t),
+                    port,
+                    syns,
+                    over_s: over / SECOND,
+                    rate_per_s: u64::from(syns) * SECOND / over.max(1),
+                    syn_flood_rate: w.syn_flood_rate.clone(),
+                    syncookies: self.syncookies,
+                }));
+                return;
+            }
+            Flood::Source {
+                key,
+                port,
+                time: t,
+                syns,
+            } => (key, port, t, syns),
+        };
+        let source = self.detector.net(key);
+        let profile = self.detector.settings().profile.clone();
+        let reason = format!(
+            "{syns} new connections to port {port} within {} (limit {})",
+            span(over / SECOND),
+            w.syn_rate
+        );
+        let set = w.sets[usize::from(source.addr().is_ipv6())].clone();
+        let now_s = (t / SECOND) as i64;
+        let (offence, secs) = self.history.next_ban(&source, now_s, &profile.bans);
+        let mut quiet_until = t.saturating_add(over);
+        let mut blocked = None;
+        let action = if let Some(why) = self.policy.check(&source) {
+            format!("not banned: {why}")
+        } else if self.mode == Mode::DetectOnly {
+            "not banned: detection only".into()
+        } else {
+            let applied = (self.mode == Mode::Ban).then(|| ban(&set, source, secs as u32));
+            match applied {
+                Some(Err(e)) => {
+                    self.counts.ban_failures += 1;
+                    format!("ban failed: {e}")
+                }
+                Some(Ok(Added::AlreadyListed)) => {
+                    quiet_until = t.saturating_add(secs * SECOND);
+                    format!("not banned: already in {set} (its timeout is left alone)")
+                }
+                Some(Ok(Added::Added)) | None => {
+                    self.history.record(source, &set, offence, now_s, secs);
+                    self.dirty = true;
+                    self.counts.bans += 1;
+                    quiet_until = t.saturating_add(secs * SECOND);
+                    let latency = applied.is_some().then(|| clock().saturating_sub(t));
+                    blocked = Some(Event::IpBlocked(events::IpBlocked {
+                        time: time(t),
+                        src: member(&source),
+                        set: set.clone(),
+                        ban_seconds: secs,
+                        offence,
+                        until: time(t.saturating_add(secs * SECOND)),
+                        profile: profile.name.clone(),
+                        scan_type: "connection-flood",
+                        reason: reason.clone(),
+                        applied: applied.is_some(),
+                        latency_us: latency,
+                    }));
+                    if applied.is_some() {
+                        format!("banned for {}", span(secs))
+                    } else {
+                        format!("would ban for {} (replay)", span(secs))
+                    }
+                }
+            }
+        };
+        let syn_rate = w.syn_rate.clone();
+        if let Some(w) = self.flood.as_mut() {
+            w.tracker.quiet(key, port, quiet_until);
+        }
+        out.push(Event::ConnectionFlood(events::ConnectionFlood {
+            time: time(t),
+            src: member(&source),
+            port,
+            syns,
+            over_s: over / SECOND,
+            syn_rate,
+            action,
+        }));
+        if let Some(b) = blocked {
+            out.push(b);
+        }
     }
 
     fn scan(
@@ -373,6 +512,136 @@ mod tests {
                 .filter(|e| e["event"] == kind)
                 .collect()
         }
+    }
+
+    /// A rig whose config serves TCP 80 and watches floods: 100/s over 5 s
+    /// per source, 1000/s per port, flooders into throttle-hard.
+    fn flood_rig(mode: Mode) -> Rig {
+        let mut r = Rig::new(mode);
+        let mut settings = Settings::for_profile(Profile::named("aggressive").unwrap());
+        settings.services = vec![super::super::detect::ServicePorts {
+            udp: false,
+            first: 80,
+            last: 80,
+        }];
+        r.e.detector = Detector::new(settings);
+        r.e.flood = Some(FloodWatch {
+            tracker: FloodTracker::new(super::super::flood::FloodSettings {
+                per_source: 100.0,
+                per_port: 1000.0,
+                over: 5 * SECOND,
+                capacity: 10_000,
+            }),
+            sets: ["throttle-hard".into(), "throttle-hard_v6".into()],
+            syn_rate: "100/second".into(),
+            syn_flood_rate: "1000/second".into(),
+        });
+        r
+    }
+
+    /// `n` SYNs from `src` to port 80, `gap` µs apart from `t0` µs.
+    fn syns(r: &mut Rig, src: &str, n: u64, t0: Micros, gap: Micros) {
+        let dst = if src.contains(':') {
+            "2001:db8:100::1"
+        } else {
+            "198.51.100.1"
+        };
+        for i in 0..n {
+            let p = packet::Probe {
+                src: src.parse().unwrap(),
+                dst: dst.parse().unwrap(),
+                sport: 10_000 + (i % 50_000) as u16,
+                dport: 80,
+                kind: packet::Kind::Syn,
+            };
+            r.feed(&frame_of(&p), t0 + i * gap);
+        }
+    }
+
+    #[test]
+    fn a_connection_flood_is_banned_into_the_flood_set_and_a_client_is_not() {
+        let mut r = flood_rig(Mode::Ban);
+        syns(&mut r, "198.51.100.20", 20, 0, SECOND / 10); // 20 requests in 2 s
+        syns(&mut r, "203.0.113.7", 1000, 0, SECOND / 200); // 200/s for 5 s
+        syns(&mut r, "2001:db8:bad::7", 1000, 0, SECOND / 200);
+        syns(&mut r, "192.0.2.9", 1000, 0, SECOND / 200); // trusted
+        let adds: Vec<(String, String)> = r
+            .banner
+            .adds
+            .iter()
+            .map(|(s, n, _)| (s.clone(), n.to_string()))
+            .collect();
+        assert_eq!(
+            adds,
+            [
+                ("throttle-hard".to_string(), "203.0.113.7/32".to_string()),
+                (
+                    "throttle-hard_v6".to_string(),
+                    "2001:db8:bad::7/128".to_string()
+                )
+            ]
+        );
+        let floods = r.of("connection_flood");
+        assert_eq!(floods.len(), 3, "{floods:?}");
+        assert_eq!(floods[0]["src"], "203.0.113.7");
+        assert_eq!(floods[0]["port"], 80);
+        assert_eq!(floods[0]["syns"], 501);
+        assert_eq!(floods[0]["action"], "banned for 5m");
+        assert!(
+            floods[2]["action"]
+                .as_str()
+                .unwrap()
+                .starts_with("not banned: "),
+            "{floods:?}"
+        );
+        let blocked = r.of("ip_blocked");
+        assert_eq!(blocked.len(), 2);
+        assert_eq!(blocked[0]["scan_type"], "connection-flood");
+        assert!(blocked[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("within 5s (limit 100/second)"));
+        // Service SYNs are no scan, and the port as a whole saw under 1000/s.
+        assert!(r.of("scan_detected").is_empty() && r.of("syn_flood").is_empty());
+    }
+
+    #[test]
+    fn a_spoofed_syn_flood_is_reported_and_bans_nobody() {
+        let mut r = flood_rig(Mode::Ban);
+        r.e.syncookies = Some(true);
+        // 30 000 sources, one SYN each, 6 000 a second.
+        for i in 0..30_000u64 {
+            let net = if (i / 250) % 2 == 0 {
+                "203.0.113"
+            } else {
+                "198.51.100"
+            };
+            let src = format!("{net}.{}", i % 250 + 2);
+            let src = if i % 3 == 0 {
+                format!("2001:db8:{:x}::{:x}", i / 65536 + 1, i % 65536 + 1)
+            } else {
+                src
+            };
+            syns(&mut r, &src, 1, i * (SECOND / 6000), 1);
+        }
+        assert!(r.banner.adds.is_empty(), "{:?}", &r.banner.adds[..3]);
+        let f = r.of("syn_flood");
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0]["port"].as_u64(), f[0]["syncookies"].as_bool()),
+            (Some(80), Some(true))
+        );
+        assert!(f[0]["rate_per_s"].as_u64().unwrap() >= 1000);
+        let line = r
+            .out
+            .iter()
+            .find(|e| matches!(e, Event::SynFlood(_)))
+            .unwrap()
+            .human();
+        assert!(
+            line.contains("syn_flood port 80") && line.contains("SYN cookies on"),
+            "{line}"
+        );
     }
 
     /// A raw IPv4/IPv6 + TCP SYN packet for a probe (enough for the parser).

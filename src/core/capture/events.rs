@@ -22,7 +22,37 @@ pub enum Event {
     ScanDetected(ScanDetected),
     IpBlocked(IpBlocked),
     DistributedScan(DistributedScan),
+    ConnectionFlood(ConnectionFlood),
+    SynFlood(SynFlood),
     CaptureStats(CaptureStats),
+}
+
+/// One source opening connections to a service above `[capture.flood] syn_rate`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConnectionFlood {
+    pub time: String,
+    pub src: String,
+    pub port: u16,
+    /// New connections (SYNs) within `over_s`, estimated.
+    pub syns: u32,
+    pub over_s: u64,
+    /// The configured limit, e.g. "100/second".
+    pub syn_rate: String,
+    pub action: String,
+}
+
+/// Many sources together SYN-flooding one service: never banned (forged).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SynFlood {
+    pub time: String,
+    pub port: u16,
+    pub syns: u32,
+    pub over_s: u64,
+    pub rate_per_s: u64,
+    pub syn_flood_rate: String,
+    /// net.ipv4.tcp_syncookies is on (unknown in a replay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syncookies: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -160,6 +190,30 @@ impl Event {
                 e.port,
                 e.sources,
                 span(e.window_s),
+            ),
+            Event::ConnectionFlood(e) => format!(
+                "{} connection_flood {} port {}: {} new connections within {} (limit {}); {}",
+                e.time,
+                e.src,
+                e.port,
+                e.syns,
+                span(e.over_s),
+                e.syn_rate,
+                e.action,
+            ),
+            Event::SynFlood(e) => format!(
+                "{} syn_flood port {}: {} SYNs within {} ({}/s, limit {}) from many sources, not banned (forged); SYN cookies {}",
+                e.time,
+                e.port,
+                e.syns,
+                span(e.over_s),
+                e.rate_per_s,
+                e.syn_flood_rate,
+                match e.syncookies {
+                    Some(true) => "on",
+                    Some(false) => "off (sysctl -w net.ipv4.tcp_syncookies=1)",
+                    None => "unknown",
+                },
             ),
             Event::CaptureStats(e) => {
                 let mut line = format!(

@@ -7,5 +7,6 @@ pub mod bpf;
 pub mod detect;
 pub mod engine;
 pub mod events;
+pub mod flood;
 pub mod packet;
 pub mod table;

@@ -4,6 +4,7 @@
 
 use crate::core::capture::detect::{Profile, SECOND};
 use crate::units::duration::{parse_timeout, parse_window};
+use crate::units::names::{Rate, RateUnit};
 use crate::units::Invalid;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -24,6 +25,89 @@ pub struct Capture {
     pub distributed_sources: u32,
     pub distributed_window: u64,
     pub state_file: PathBuf,
+    /// `[capture.flood]`: connection floods to the services (off without it).
+    pub flood: Option<Flood>,
+}
+
+/// The validated `[capture.flood]` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flood {
+    /// New connections from one source to one service.
+    pub syn_rate: Rate,
+    /// ... sustained over this long (seconds).
+    pub over: u64,
+    /// Where flooders go: a [sets] key.
+    pub set: String,
+    /// New connections to one service from all sources together: a SYN
+    /// flood, reported (its sources are forged, so never banned).
+    pub syn_flood_rate: Rate,
+}
+
+/// SYNs a second of a rate.
+pub fn per_second(r: Rate) -> f64 {
+    let secs = match r.per {
+        RateUnit::Second => 1.0,
+        RateUnit::Minute => 60.0,
+        RateUnit::Hour => 3600.0,
+        RateUnit::Day => 86_400.0,
+    };
+    f64::from(r.count) / secs
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlood {
+    syn_rate: Option<String>,
+    over: Option<String>,
+    set: Option<String>,
+    syn_flood_rate: Option<String>,
+}
+
+impl RawFlood {
+    fn validate(self) -> Result<Flood, Invalid> {
+        let rate = |key: &str, s: &str| {
+            Rate::parse(s).map_err(|e| Invalid(format!("[capture.flood] {key}: {}", e.0)))
+        };
+        let syn_rate = rate("syn_rate", self.syn_rate.as_deref().unwrap_or("100/second"))?;
+        let over = match &self.over {
+            None => 5,
+            Some(o) => match humantime::parse_duration(o) {
+                Ok(d) if (1..=600).contains(&d.as_secs()) && d.subsec_nanos() == 0 => d.as_secs(),
+                _ => {
+                    return Err(Invalid(format!(
+                        "[capture.flood] over = \"{o}\"; fix: whole seconds from 1s to 10m, e.g. \"5s\""
+                    )))
+                }
+            },
+        };
+        // The rate must be reachable within `over`: 1/minute over 5s is 0.08
+        // connections, which every client exceeds.
+        if per_second(syn_rate) * (over as f64) < 2.0 {
+            return Err(Invalid(format!(
+                "[capture.flood] syn_rate = \"{syn_rate}\" over {over}s allows less than 2 connections; fix: a higher rate or a longer over"
+            )));
+        }
+        let set = self.set.unwrap_or_else(|| "throttle_hard".into());
+        if !["blacklist", "throttle_soft", "throttle_hard"].contains(&set.as_str()) {
+            return Err(Invalid(format!("[capture.flood] set = \"{set}\"; fix: one of the [sets] keys blacklist, throttle_soft or throttle_hard")));
+        }
+        let syn_flood_rate = match &self.syn_flood_rate {
+            Some(s) => rate("syn_flood_rate", s)?,
+            None => Rate {
+                count: syn_rate.count.saturating_mul(10),
+                per: syn_rate.per,
+            },
+        };
+        if per_second(syn_flood_rate) < per_second(syn_rate) {
+            return Err(Invalid(format!("[capture.flood] syn_flood_rate = \"{syn_flood_rate}\" is below syn_rate = \"{syn_rate}\"; fix: the rate of all sources together is at least one source's (default 10 times)")));
+        }
+        Ok(Flood {
+            syn_rate,
+            over,
+            set,
+            syn_flood_rate,
+        })
+    }
 }
 
 impl Default for Capture {
@@ -49,6 +133,7 @@ pub struct RawCapture {
     distributed_sources: Option<u32>,
     distributed_window: Option<String>,
     state_file: Option<PathBuf>,
+    flood: Option<RawFlood>,
 }
 
 /// A `[capture]` ban duration: the same rules as `scan --removeafter`, with
@@ -155,6 +240,7 @@ impl Capture {
             state_file: raw
                 .state_file
                 .unwrap_or_else(|| PathBuf::from(crate::core::state::DEFAULT_PATH)),
+            flood: raw.flood.map(RawFlood::validate).transpose()?,
         })
     }
 }
@@ -181,6 +267,25 @@ mod tests {
     }
 
     #[test]
+    fn flood_is_off_unless_asked_and_defaults_to_the_issue_s_example() {
+        assert_eq!(parse("").unwrap().flood, None);
+        let f = parse("[flood]\n").unwrap().flood.unwrap();
+        assert_eq!(
+            (per_second(f.syn_rate), f.over, f.set.as_str()),
+            (100.0, 5, "throttle_hard")
+        );
+        assert_eq!(per_second(f.syn_flood_rate), 1000.0);
+        let f = parse("[flood]\nsyn_rate = \"600/minute\"\nover = \"10s\"\nset = \"blacklist\"\nsyn_flood_rate = \"50/second\"\n")
+            .unwrap()
+            .flood
+            .unwrap();
+        assert_eq!(
+            (per_second(f.syn_rate), f.over, per_second(f.syn_flood_rate)),
+            (10.0, 10, 50.0)
+        );
+    }
+
+    #[test]
     fn mistakes_name_the_fix() {
         for (text, want) in [
             (
@@ -197,6 +302,15 @@ mod tests {
             ("ipv6_prefix = 12", "128 (each address)"),
             ("distributed_window = \"soon\"", "not a duration"),
             ("protected = [\"300.1.1.1\"]", "protected"),
+            ("[flood]\nsyn_rate = \"fast\"", "[capture.flood] syn_rate"),
+            ("[flood]\nover = \"1h\"", "from 1s to 10m"),
+            (
+                "[flood]\nsyn_rate = \"1/minute\"",
+                "less than 2 connections",
+            ),
+            ("[flood]\nset = \"whitelist\"", "[capture.flood] set"),
+            ("[flood]\nsyn_flood_rate = \"5/second\"", "below syn_rate"),
+            ("[flood]\nrate = \"5/second\"", "unknown field"),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.contains(want), "{text}: {e}");

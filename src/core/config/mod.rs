@@ -495,7 +495,12 @@ pub fn detector_settings(config: &Config) -> Settings {
 
 /// The v4 and v6 set names the bans go into.
 pub fn ban_sets(config: &Config) -> [String; 2] {
-    let name = match config.capture.ban_set.as_str() {
+    sets_of(config, &config.capture.ban_set)
+}
+
+/// The kernel sets (IPv4, IPv6) of a [sets] key ("blacklist", "throttle_hard", ...).
+pub fn sets_of(config: &Config, key: &str) -> [String; 2] {
+    let name = match key {
         "throttle_soft" => &config.sets.throttle_soft,
         "throttle_hard" => &config.sets.throttle_hard,
         _ => &config.sets.blacklist,
