@@ -427,7 +427,9 @@ fn upload(lab: &Lab, src: std::net::IpAddr, bytes: usize) {
 fn a_bandwidth_hog_is_logged_by_the_kernel_and_banned_by_scan_rule_bandwidth() {
     let host_before = host_firewall();
     let lab = Lab::new();
-    let t = tag();
+    // A tag of its own: the other tests of this process log blocked lines
+    // with tag() at the same time, and each rsyslogd reads them all.
+    let t = format!("{}B", tag());
     let (_d, cfg) = config(&format!(
         "{}bandwidth = {{ v4 = \"{t}IPTABLES-BANDWIDTH: \", v6 = \"{t}IP6TABLES-BANDWIDTH: \" }}\n\
          [bandwidth]\nabove = \"256kb/s\"\n",
