@@ -8,11 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub fn dir_for(state: &Path) -> PathBuf {
-    state
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .join("feeds")
+    super::statefile::beside(state, "feeds")
 }
 
 fn write(path: &Path, text: &[u8]) -> std::io::Result<()> {

@@ -24,17 +24,7 @@ pub enum FleetboxError {
 }
 
 pub fn path_for(state: &Path) -> PathBuf {
-    state
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .join("fleet-outbox.tsv")
-}
-
-fn lock_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
+    super::statefile::beside(state, "fleet-outbox.tsv")
 }
 
 fn io_err(path: &Path) -> impl Fn(io::Error) -> FleetboxError + '_ {
@@ -51,7 +41,7 @@ pub fn append(path: &Path, entries: &[Entry]) -> Result<(), FleetboxError> {
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(path))?;
-    let _l = lock::acquire_file(&lock_path(path), Duration::from_secs(10))?;
+    let _l = lock::acquire_file(&lock::lock_path(path), Duration::from_secs(10))?;
     let mut text = String::with_capacity(entries.len() * 160);
     for e in entries {
         e.write_line(&mut text);
@@ -74,7 +64,7 @@ pub fn take(path: &Path) -> Result<(Vec<Entry>, usize), FleetboxError> {
     if !path.exists() {
         return Ok((Vec::new(), 0));
     }
-    let _l = lock::acquire_file(&lock_path(path), Duration::from_secs(10))?;
+    let _l = lock::acquire_file(&lock::lock_path(path), Duration::from_secs(10))?;
     let f = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),

@@ -133,6 +133,13 @@ fn open_lock(path: &Path) -> Result<File, LockError> {
 }
 
 /// Lock `path` (created if missing), waiting up to `wait` for its holder.
+/// The lock file of a data file: `PATH.lock`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
 pub fn acquire_file(path: &Path, wait: Duration) -> Result<Lock, LockError> {
     let mut file = open_lock(path)?;
     let deadline = Instant::now() + wait;

@@ -19,17 +19,7 @@ pub enum OutboxError {
 
 /// The outbox of a state file.
 pub fn path_for(state: &Path) -> PathBuf {
-    state
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .join("notify-outbox.json")
-}
-
-fn lock_path(path: &Path) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(".lock");
-    PathBuf::from(p)
+    super::statefile::beside(state, "notify-outbox.json")
 }
 
 fn read(path: &Path) -> Outbox {
@@ -62,7 +52,7 @@ pub fn change<T>(path: &Path, f: impl FnOnce(&mut Outbox) -> T) -> Result<T, Out
         path: path.to_path_buf(),
         err,
     })?;
-    let _l = lock::acquire_file(&lock_path(path), Duration::from_secs(10))?;
+    let _l = lock::acquire_file(&lock::lock_path(path), Duration::from_secs(10))?;
     let mut o = read(path);
     let before = o.clone();
     let out = f(&mut o);

@@ -56,6 +56,16 @@ fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
 
 /// Read without changing anything (status, list): a corrupt file reads as
 /// empty with a warning.
+/// A file that lives beside the state file (outboxes, the feeds' copies):
+/// in its directory, or the current one for a bare file name.
+pub fn beside(state: &Path, name: &str) -> std::path::PathBuf {
+    state
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join(name)
+}
+
 pub fn read(path: &Path) -> Result<Loaded> {
     let Some(text) = read_bytes(path)? else {
         return Ok(Loaded {
