@@ -65,7 +65,8 @@ pub struct Options {
     pub journal: bool,
     /// --source kernel: which LOG lines count, a rule name of the config's
     /// [logging.prefixes] (allowed, blocked, whitelisted, blacklisted,
-    /// throttled); both its IPv4 and IPv6 prefix match. Default: blocked.
+    /// throttled, bandwidth); both its IPv4 and IPv6 prefix match. Default:
+    /// blocked.
     #[arg(long, value_name = "NAME")]
     pub rule: Option<String>,
     /// --source kernel: which protocol counts (icmp also matches ICMPv6).

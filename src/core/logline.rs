@@ -377,7 +377,13 @@ impl Stamps {
                 (day, self.zone.to_utc(day * 86_400 + secs))
             })
             .find(|&(_, t)| t <= self.now + 86_400)?;
-        if (t - self.now).abs() > 3 * 86_400 {
+        // Cached only when the year cannot hang on the time of day: this
+        // line is days from now, and so is the next year's reading of the
+        // date (which a later time the same day could have fallen back to).
+        let next = self
+            .zone
+            .to_utc(days_from_civil(civil_year(day) + 1, mo, d) * 86_400 + secs);
+        if (t - self.now).abs() > 3 * 86_400 && next - (self.now + 86_400) > 2 * 86_400 {
             let mut key = [0u8; 6];
             key.copy_from_slice(&line[0..6]);
             self.bsd_day = (key, day);
@@ -679,10 +685,15 @@ mod tests {
         let zone = Zone::new(vec![(0, 3600), (change, 7200)]);
         for now in [
             days_from_civil(2027, 1, 7) * 86_400,
+            days_from_civil(2027, 1, 7) * 86_400 + 12 * 3600,
             days_from_civil(2027, 1, 1) * 86_400 + 600,
         ] {
             let mut warm = Parser::new(&BLOCKED, zone.clone(), now, ALL_TIME);
             for stamp in [
+                // A day after now, late then early: the year of the first
+                // (last year's) must not stick to the second (this year's).
+                "Jan  8 23:00:00",
+                "Jan  8 06:00:00",
                 "Dec 31 00:59:59",
                 "Dec 31 23:59:59",
                 "Dec 31 03:00:00",

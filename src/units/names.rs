@@ -228,14 +228,19 @@ impl ByteRate {
         Ok(ByteRate { count, unit })
     }
 
-    /// The form `iptables-save` prints: `20mb/s`, `512kb/s`, `2000b/s`.
+    /// In the largest unit that divides it, as `iptables-save` prints small
+    /// rates (`2048b/s` is `2kb/s`). hashlimit keeps a byte rate as a 32-bit
+    /// cost in 16-byte steps, so the kernel rounds some: 3000b/s runs as
+    /// 2992b/s, 1000mb/s as 1008mb/s (the README says so).
     pub fn to_iptables(self) -> String {
-        let unit = match self.unit {
-            1 => "",
-            1024 => "k",
-            _ => "m",
-        };
-        format!("{}{unit}b/s", self.count)
+        let b = self.bytes_per_second();
+        if b.is_multiple_of(1 << 20) {
+            format!("{}mb/s", b >> 20)
+        } else if b.is_multiple_of(1 << 10) {
+            format!("{}kb/s", b >> 10)
+        } else {
+            format!("{b}b/s")
+        }
     }
 
     pub fn bytes_per_second(self) -> u64 {
@@ -337,6 +342,8 @@ mod tests {
             "512kb/s"
         );
         assert_eq!(ByteRate::parse("2048b/s").unwrap().bytes_per_second(), 2048);
+        assert_eq!(ByteRate::parse("2048b/s").unwrap().to_iptables(), "2kb/s");
+        assert_eq!(ByteRate::parse("1024kb/s").unwrap().to_iptables(), "1mb/s");
         for bad in [
             "20mb",
             "20 mbit/s",

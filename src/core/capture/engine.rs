@@ -241,7 +241,11 @@ impl Engine {
         let set = w.sets[usize::from(source.addr().is_ipv6())].clone();
         let now_s = (t / SECOND) as i64;
         let (offence, secs) = self.history.next_ban(&source, now_s, &profile.bans);
-        let mut quiet_until = t.saturating_add(over);
+        // Not banned (trusted, detection only, a failed ban): told again
+        // after the profile's first ban length, not every `over`, so a busy
+        // trusted proxy does not page anyone every few seconds.
+        let first = profile.bans.first().copied().unwrap_or(600) * SECOND;
+        let mut quiet_until = t.saturating_add(over.max(first));
         let mut blocked = None;
         let action = if let Some(why) = self.policy.check(&source) {
             format!("not banned: {why}")

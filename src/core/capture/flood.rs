@@ -8,10 +8,46 @@
 //!
 //! Counting is a sliding estimate over two buckets of `over` each (the
 //! previous bucket weighted by how much of it still lies in the window), so
-//! memory is a few words per (source, port) and per port.
+//! memory is a few words per (source, port) and per port. Sources live in
+//! the scan detector's segmented-LRU table: a forged one-SYN source stays
+//! in probation and is the first to go when the table is full, while a
+//! source that keeps sending SYNs is promoted and survives the flood.
 
 use super::detect::Micros;
+use super::table::Table;
 use std::collections::HashMap;
+
+/// Service ports counted per source; a source on more of them replaces its
+/// least recently used one.
+const PORTS: usize = 4;
+
+#[derive(Clone, Copy, Default)]
+struct Ports {
+    ports: [(u16, Counter, Micros); PORTS],
+    len: u8,
+}
+
+impl Ports {
+    /// The counter of `port`, made (or taking the stalest slot) if new.
+    fn get(&mut self, port: u16, now: Micros) -> &mut Counter {
+        let n = usize::from(self.len);
+        let i = match self.ports[..n].iter().position(|p| p.0 == port) {
+            Some(i) => i,
+            None if n < PORTS => {
+                self.len += 1;
+                self.ports[n] = (port, Counter::default(), now);
+                n
+            }
+            None => {
+                let i = (0..PORTS).min_by_key(|&i| self.ports[i].2).unwrap_or(0);
+                self.ports[i] = (port, Counter::default(), now);
+                i
+            }
+        };
+        self.ports[i].2 = now;
+        &mut self.ports[i].1
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct FloodSettings {
@@ -65,31 +101,20 @@ impl Counter {
         let frac = (now - self.start) as f64 / over as f64;
         f64::from(self.prev) * (1.0 - frac) + f64::from(self.cur)
     }
-
-    fn stale(&self, now: Micros, over: Micros) -> bool {
-        now >= self.start.saturating_add(2 * over) && now >= self.quiet_until
-    }
 }
 
 pub struct FloodTracker {
     settings: FloodSettings,
-    sources: HashMap<(u128, u16), Counter, foldhash::fast::RandomState>,
+    sources: Table<Ports>,
     ports: HashMap<u16, Counter>,
-    /// When the source table was last swept for stale pairs (at most once
-    /// per `over`: a spoofed flood must not cost a sweep per packet).
-    swept: Micros,
-    /// SYNs from pairs not tracked because the table was full.
-    pub untracked: u64,
 }
 
 impl FloodTracker {
     pub fn new(settings: FloodSettings) -> FloodTracker {
         FloodTracker {
+            sources: Table::new(settings.capacity),
             settings,
-            sources: HashMap::default(),
             ports: HashMap::new(),
-            swept: 0,
-            untracked: 0,
         }
     }
 
@@ -101,6 +126,11 @@ impl FloodTracker {
         self.sources.len()
     }
 
+    /// Sources evicted to make room, since the start.
+    pub fn evicted(&self) -> u64 {
+        self.sources.evicted()
+    }
+
     /// A plain SYN from `key` to service `port` at `now`.
     pub fn syn(&mut self, key: u128, port: u16, now: Micros, out: &mut Vec<Flood>) {
         let over = self.settings.over;
@@ -108,29 +138,25 @@ impl FloodTracker {
         let p = self.ports.entry(port).or_default();
         let n = p.add(now, over);
         if n > self.settings.per_port * secs && now >= p.quiet_until {
-            p.quiet_until = now.saturating_add(over);
+            // A long flood is told once a minute (or once per `over`).
+            p.quiet_until = now.saturating_add(over.max(60 * 1_000_000));
             out.push(Flood::Port {
                 port,
                 time: now,
                 syns: n.round() as u32,
             });
         }
-        if !self.sources.contains_key(&(key, port)) && self.sources.len() >= self.settings.capacity
-        {
-            if now.saturating_sub(self.swept) >= over {
-                self.swept = now;
-                self.sources.retain(|_, c| !c.stale(now, over));
-            }
-            if self.sources.len() >= self.settings.capacity {
-                self.untracked += 1;
-                return;
-            }
-        }
-        let c = self.sources.entry((key, port)).or_default();
+        let (ports, _) = self.sources.touch(key, Ports::default);
+        let c = ports.get(port, now);
         let n = c.add(now, over);
-        if n > self.settings.per_source * secs && now >= c.quiet_until {
+        let quiet = c.quiet_until;
+        if n >= 2.0 {
+            // A second SYN within the window: no longer a one-packet source.
+            self.sources.promote(key);
+        }
+        if n > self.settings.per_source * secs && now >= quiet {
             // Told once; the caller quiets it for the ban's length.
-            c.quiet_until = now.saturating_add(over);
+            self.quiet(key, port, now.saturating_add(over));
             out.push(Flood::Source {
                 key,
                 port,
@@ -142,8 +168,9 @@ impl FloodTracker {
 
     /// Say nothing more about (`key`, `port`) until `until` (it is banned).
     pub fn quiet(&mut self, key: u128, port: u16, until: Micros) {
-        if let Some(c) = self.sources.get_mut(&(key, port)) {
-            c.quiet_until = until;
+        if let Some(p) = self.sources.get_mut(key) {
+            let now = until; // recency only orders a source's own ports
+            p.get(port, now).quiet_until = until;
         }
     }
 }
@@ -233,19 +260,26 @@ mod tests {
             .all(|f| matches!(f, Flood::Port { port: 80, .. })));
         // Once per `over` (5 s) over the 5 s of the flood.
         assert_eq!(out.len(), 1, "{out:?}");
-        // The table stayed bounded; what did not fit was counted.
+        // The table stayed bounded; forged sources were evicted.
         assert!(t.tracked() <= 10_000);
-        assert!(t.untracked > 0);
-        // A real flooder arriving during the spoofed flood, once stale pairs
-        // are swept, is still caught.
+        assert!(t.evicted() >= 90_000);
+        // A real flooder in the middle of a forged flood is caught: its
+        // second SYN protects it from the forged sources' churn.
+        let mut t = tracker(10_000);
         let mut out = Vec::new();
-        for i in 0..1000u64 {
-            t.syn(7, 80, 20 * SECOND + i * (SECOND / 200), &mut out);
+        for i in 0..200_000u64 {
+            t.syn(u128::from(i) + 1000, 80, i * 50, &mut out);
+            if i % 100 == 0 {
+                t.syn(7, 80, i * 50, &mut out); // 200 a second
+            }
         }
         assert!(
             out.iter()
                 .any(|f| matches!(f, Flood::Source { key: 7, .. })),
             "{out:?}"
         );
+        assert!(!out
+            .iter()
+            .any(|f| matches!(f, Flood::Source { key, .. } if *key != 7)));
     }
 }

@@ -98,6 +98,12 @@ impl<V> Table<V> {
         self.map.get(&key).map(|&i| &self.slots[i as usize].val)
     }
 
+    /// The entry for `key`, if tracked, without making it more recent.
+    pub fn get_mut(&mut self, key: u128) -> Option<&mut V> {
+        let i = *self.map.get(&key)?;
+        Some(&mut self.slots[i as usize].val)
+    }
+
     /// The entry for `key`, most recently seen now; a new one made by `make`
     /// (evicting the least recently seen if full). The bool says "new".
     pub fn touch(&mut self, key: u128, make: impl FnOnce() -> V) -> (&mut V, bool) {

@@ -80,6 +80,9 @@ pub enum Match {
         name: String,
         limit: Limit,
     },
+    /// The packet's direction in its connection (`ORIGINAL`: from the side
+    /// that opened it).
+    CtDir(&'static str),
     /// Per-source byte rate: matches while the source is above `rate`.
     BytesAbove {
         name: &'static str,
@@ -239,9 +242,12 @@ fn table(cfg: &Config, family: Family) -> Table {
     // Bandwidth hogs: before the established-connection accept, since a hog's
     // bytes flow on connections already open. Only a LOG line (limited per
     // source like every other), no verdict: `scan --rule bandwidth` bans.
+    // Only the original direction counts: the replies to downloads this host
+    // started (mirrors, backups) are no hog.
     if let Some(rate) = cfg.bandwidth {
         main.push(rule(
             vec![
+                Match::CtDir("ORIGINAL"),
                 Match::BytesAbove {
                     name: "fwctl-bw",
                     rate,
@@ -365,6 +371,7 @@ impl Rule {
             match m {
                 Match::InIface(i) => write!(s, " -i {i}"),
                 Match::CtState(st) => write!(s, " -m conntrack --ctstate {st}"),
+                Match::CtDir(d) => write!(s, " -m conntrack --ctdir {d}"),
                 Match::SrcSet(name) => write!(s, " -m set --match-set {name} src"),
                 Match::Port(proto, p) => {
                     write!(s, " -p {proto} -m {proto} --dport {}", p.to_iptables())
@@ -534,7 +541,7 @@ mod tests {
         for (t, prefix) in [(&plan.v4, "IPTABLES-"), (&plan.v6, "IP6TABLES-")] {
             let text = render_table(t, &TableState::default());
             let line = format!(
-                "-A FWCTL-INPUT -m hashlimit --hashlimit-above 20mb/s --hashlimit-mode srcip --hashlimit-name fwctl-bw \
+                "-A FWCTL-INPUT -m conntrack --ctdir ORIGINAL -m hashlimit --hashlimit-above 20mb/s --hashlimit-mode srcip --hashlimit-name fwctl-bw \
                  -m hashlimit --hashlimit-upto 10/sec --hashlimit-burst 20 --hashlimit-mode srcip --hashlimit-name fwctl-log-bw \
                  -j LOG --log-prefix \"{prefix}BANDWIDTH: \"\n"
             );
