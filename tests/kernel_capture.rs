@@ -402,7 +402,8 @@ fn detect_only_bans_nothing_and_a_missing_set_is_refused() {
     assert!(lab.set_members("blacklist").is_empty());
 }
 
-/// fwctl-capture.service keeps only CAP_NET_ADMIN and CAP_NET_RAW: capture
+/// fwctl-capture.service keeps only CAP_NET_ADMIN, CAP_NET_RAW and
+/// CAP_NET_BIND_SERVICE (decoy ports below 1024): capture
 /// run with exactly the unit's capability set (read from the unit file) and
 /// no-new-privs still opens its socket, detects a scan and bans it.
 #[test]
@@ -419,7 +420,7 @@ fn capture_works_with_only_the_service_units_capabilities() {
         .split_whitespace()
         .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
         .collect();
-    assert_eq!(caps, ["+net_admin", "+net_raw"]);
+    assert_eq!(caps, ["+net_admin", "+net_raw", "+net_bind_service"]);
     let bounding = format!("-all,{}", caps.join(","));
     let wrapper = [
         "setpriv",
@@ -431,11 +432,12 @@ fn capture_works_with_only_the_service_units_capabilities() {
         "--",
     ];
     let lab = Lab::new();
-    let (_d, cfg) = config(CONFIG);
+    // A decoy below 1024 needs the third capability.
+    let (_d, cfg) = config(&format!("{CONFIG}decoy_ports = [23]\n"));
     apply(&lab, &cfg);
     let state = lab.state_dir.path().join("capture.json");
     let mut cap = Capture::start_via(&lab, &wrapper, &cfg, &state, &[]);
-    // The process holds exactly the two capabilities (bits 12 and 13).
+    // The process holds exactly the three capabilities (bits 10, 12, 13).
     let status = std::fs::read_to_string(format!("/proc/{}/status", cap.child.id())).unwrap();
     let eff = status
         .lines()
@@ -445,7 +447,7 @@ fn capture_works_with_only_the_service_units_capabilities() {
         .to_string();
     assert_eq!(
         u64::from_str_radix(&eff, 16).unwrap(),
-        (1 << 12) | (1 << 13),
+        (1 << 10) | (1 << 12) | (1 << 13),
         "{eff}"
     );
     let (attacker, _) = src("attacker");
@@ -779,4 +781,96 @@ fn a_connection_flood_to_a_service_is_banned_into_throttle_hard_and_a_client_is_
     );
     let events = cap.stop();
     assert_eq!(last_stats(&events)["bans"], 1);
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_decoy_handshake_is_banned_at_once_and_a_bare_syn_is_not() {
+    let lab = Lab::new();
+    let (dir, cfg) = config(&format!("{CONFIG}decoy_ports = [2323]\n"));
+    apply(&lab, &cfg);
+    assert!(
+        lab.rules().contains("--dport 2323 -j FWCTL-ALLOW"),
+        "{}",
+        lab.rules()
+    );
+    let state = dir.path().join("state.json");
+    let mut cap = Capture::start(&lab, &cfg, &state, &[]);
+    let (attacker, attacker6) = src("attacker");
+    let (benign, _) = src("benign");
+    // A bare SYN (hping3 never completes the handshake): the kernel's
+    // SYN-ACK, one probe of one port, no ban.
+    let out = lab.exec(
+        &lab.client,
+        &[
+            "hping3",
+            "-q",
+            "-S",
+            "-p",
+            "2323",
+            "-a",
+            &benign.to_string(),
+            "-c",
+            "1",
+            TARGET4,
+        ],
+    );
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("1 packets received"),
+        "the decoy answers a SYN: {said}"
+    );
+    // A connection (nc -z does the same): banned at once, both families.
+    for a in [attacker, attacker6] {
+        assert_eq!(lab.reach(a, 2323), Reply::Connected, "{a}");
+        let ok = cap.wait_for(Duration::from_secs(5), |seen| {
+            seen.iter()
+                .any(|e| e["event"] == "ip_blocked" && e["src"] == a.to_string())
+        });
+        assert!(ok, "{a} was not banned: {:?}", cap.seen);
+    }
+    let touched = cap.of("decoy_touched");
+    assert_eq!(touched.len(), 2, "{touched:?}");
+    assert_eq!(touched[0]["port"], 2323);
+    let blocked = cap.of("ip_blocked");
+    assert!(
+        blocked.iter().all(|b| b["scan_type"] == "decoy"),
+        "{blocked:?}"
+    );
+    assert!(lab
+        .set_members("blacklist")
+        .contains_key(&attacker.to_string()));
+    assert!(lab
+        .set_members("blacklist_v6")
+        .contains_key(&attacker6.to_string()));
+    assert!(!lab
+        .set_members("blacklist")
+        .contains_key(&benign.to_string()));
+    // Banned: the decoy no longer answers it.
+    assert_eq!(lab.reach(attacker, 2323), Reply::Silent);
+    cap.stop();
+
+    // A decoy port another listener holds is refused, with the fix.
+    let _other = in_ns(&lab.target, || {
+        std::net::TcpListener::bind("[::]:2324").unwrap()
+    });
+    let (_d2, cfg2) = config(&format!("{CONFIG}decoy_ports = [2324]\n"));
+    let out = lab.fwctl(
+        &[
+            "--config",
+            cfg2.to_str().unwrap(),
+            "capture",
+            "--state",
+            state.to_str().unwrap(),
+            "--iface",
+            &lab.target_if,
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("decoy port 2324 is in use"),
+        "{err}"
+    );
 }

@@ -346,6 +346,16 @@ fn live(
     let mut sock = packet::Live::open(index).map_err(|err| {
         anyhow::anyhow!("cannot open the packet socket: {err}; fix: run as root (CAP_NET_RAW)")
     })?;
+    let decoys = if config.capture.decoy_ports.is_empty() {
+        None
+    } else {
+        let d = crate::sys::decoy::listen(&config.capture.decoy_ports)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        // A handshake arrives on the listeners, not the packet socket:
+        // look at them every 2 ms, so a decoy ban takes milliseconds.
+        sock.set_poll_ms(2).context("packet socket")?;
+        Some(d)
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("signal handler")?;
@@ -389,6 +399,18 @@ fn live(
                 out.clear();
             }
         })?;
+        if let Some(d) = &decoys {
+            while let Ok((src, port, at)) = d.touches.try_recv() {
+                e.decoy(src, port, at, &mut ban, &now_us, &mut out);
+                telemetry.events(&out);
+                if failed.is_none() {
+                    if let Err(err) = sink.drain(&mut out) {
+                        failed = Some(err);
+                    }
+                }
+                out.clear();
+            }
+        }
         if let Some(err) = failed.take() {
             return Err(err).context("writing events");
         }

@@ -68,6 +68,11 @@ pub enum Notice {
         syn_rate: String,
         action: String,
     },
+    DecoyTouched {
+        address: String,
+        port: u16,
+        action: String,
+    },
     SynFlood {
         port: u16,
         syns: u32,
@@ -135,7 +140,8 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// The event names, as the config writes them.
-pub const EVENTS: [&str; 13] = [
+pub const EVENTS: [&str; 14] = [
+    "decoy_touched",
     "ip_blocked",
     "scan_detected",
     "distributed_scan",
@@ -159,6 +165,7 @@ impl Notice {
             Notice::DistributedScan { .. } => "distributed_scan",
             Notice::ConnectionFlood { .. } => "connection_flood",
             Notice::SynFlood { .. } => "syn_flood",
+            Notice::DecoyTouched { .. } => "decoy_touched",
             Notice::ScanRun { .. } => "scan_run",
             Notice::Unban { .. } => "unban",
             Notice::Apply { .. } => "apply",
@@ -184,6 +191,7 @@ impl Notice {
             Notice::IpBlocked { address, .. }
             | Notice::ScanDetected { address, .. }
             | Notice::ConnectionFlood { address, .. }
+            | Notice::DecoyTouched { address, .. }
             | Notice::Unban { address, .. } => Some(address),
             _ => None,
         }
@@ -233,6 +241,11 @@ impl Notice {
                 "Connection flood from {address}: {syns} new connections to port {port} within {} (limit {syn_rate}); {action}",
                 human(*over_s)
             ),
+            Notice::DecoyTouched {
+                address,
+                port,
+                action,
+            } => format!("{address} completed a TCP handshake with decoy port {port}; {action}"),
             Notice::SynFlood {
                 port,
                 syns,
@@ -297,8 +310,8 @@ pub fn from_capture(ev: &Event) -> Option<Notice> {
         Event::IpBlocked(b) => Notice::IpBlocked {
             address: b.src.clone(),
             set: b.set.clone(),
-            reason: if b.scan_type == "connection-flood" {
-                format!("connection flood: {}", b.reason)
+            reason: if matches!(b.scan_type, "connection-flood" | "decoy") {
+                format!("{}: {}", b.scan_type, b.reason)
             } else {
                 format!("{} scan: {}", b.scan_type, b.reason)
             },
@@ -335,6 +348,11 @@ pub fn from_capture(ev: &Event) -> Option<Notice> {
             over_s: f.over_s,
             rate_per_s: f.rate_per_s,
             syncookies: f.syncookies,
+        },
+        Event::DecoyTouched(d) => Notice::DecoyTouched {
+            address: d.src.clone(),
+            port: d.port,
+            action: d.action.clone(),
         },
         Event::CaptureStats(_) => return None,
     })

@@ -160,6 +160,20 @@ impl Live {
         Ok(live)
     }
 
+    /// Wait at most `ms` for the first frame of a batch (POLL_MS by
+    /// default): capture shortens it when other work (decoy handshakes)
+    /// arrives outside the packet socket.
+    pub fn set_poll_ms(&mut self, ms: i64) -> io::Result<()> {
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: ms.clamp(1, 999) * 1000,
+        };
+        check(
+            setopt(self.fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv),
+            "SO_RCVTIMEO",
+        )
+    }
+
     /// Receive a batch (waits up to POLL_MS for the first frame) and hand
     /// each frame to `f`. Returns how many frames came.
     pub fn recv(&mut self, mut f: impl FnMut(Frame)) -> io::Result<usize> {

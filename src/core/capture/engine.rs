@@ -196,6 +196,79 @@ impl Engine {
         self.detected.clear();
     }
 
+    /// A source completed a TCP handshake with decoy `port` at `t` (µs):
+    /// banned at once into the capture ban set, with the profile's
+    /// progressive durations.
+    pub fn decoy(
+        &mut self,
+        src: IpAddr,
+        port: u16,
+        t: Micros,
+        ban: &mut BanFn,
+        clock: &dyn Fn() -> Micros,
+        out: &mut Vec<Event>,
+    ) {
+        let key = self.detector.key(src);
+        let source = self.detector.net(key);
+        let profile = self.detector.settings().profile.clone();
+        let reason = format!("completed a TCP handshake with decoy port {port}");
+        let set = self.sets[usize::from(source.addr().is_ipv6())].clone();
+        let now_s = (t / SECOND) as i64;
+        let (offence, secs) = self.history.next_ban(&source, now_s, &profile.bans);
+        let mut blocked = None;
+        let action = if self.own.contains(&src) {
+            "not banned: this host's own address".to_string()
+        } else if let Some(why) = self.policy.check(&source) {
+            format!("not banned: {why}")
+        } else if self.mode == Mode::DetectOnly {
+            "not banned: detection only".into()
+        } else {
+            let applied = (self.mode == Mode::Ban).then(|| ban(&set, source, secs as u32));
+            match applied {
+                Some(Err(e)) => {
+                    self.counts.ban_failures += 1;
+                    format!("ban failed: {e}")
+                }
+                Some(Ok(Added::AlreadyListed)) => {
+                    format!("not banned: already in {set} (its timeout is left alone)")
+                }
+                Some(Ok(Added::Added)) | None => {
+                    self.history.record(source, &set, offence, now_s, secs);
+                    self.dirty = true;
+                    self.counts.bans += 1;
+                    self.detector.quiet(key, t.saturating_add(secs * SECOND));
+                    blocked = Some(Event::IpBlocked(events::IpBlocked {
+                        time: time(t),
+                        src: member(&source),
+                        set: set.clone(),
+                        ban_seconds: secs,
+                        offence,
+                        until: time(t.saturating_add(secs * SECOND)),
+                        profile: profile.name.clone(),
+                        scan_type: "decoy",
+                        reason,
+                        applied: applied.is_some(),
+                        latency_us: applied.is_some().then(|| clock().saturating_sub(t)),
+                    }));
+                    if applied.is_some() {
+                        format!("banned for {}", span(secs))
+                    } else {
+                        format!("would ban for {} (replay)", span(secs))
+                    }
+                }
+            }
+        };
+        out.push(Event::DecoyTouched(events::DecoyTouched {
+            time: time(t),
+            src: member(&source),
+            port,
+            action,
+        }));
+        if let Some(b) = blocked {
+            out.push(b);
+        }
+    }
+
     fn flood(
         &mut self,
         fl: &Flood,
@@ -607,6 +680,39 @@ mod tests {
             .contains("within 5s (limit 100/second)"));
         // Service SYNs are no scan, and the port as a whole saw under 1000/s.
         assert!(r.of("scan_detected").is_empty() && r.of("syn_flood").is_empty());
+    }
+
+    #[test]
+    fn a_decoy_handshake_bans_at_once_with_progressive_durations() {
+        let mut r = Rig::new(Mode::Ban);
+        let src: IpAddr = "203.0.113.9".parse().unwrap();
+        let touch = |r: &mut Rig, a: IpAddr, port: u16, t: Micros| {
+            let banner = &mut r.banner;
+            let mut ban = |set: &str, net, secs| banner.add(set, net, secs);
+            r.e.decoy(a, port, t, &mut ban, &|| t + 90, &mut r.out);
+        };
+        touch(&mut r, src, 2323, 10 * SECOND);
+        // Trusted: told, never banned.
+        touch(&mut r, "192.0.2.4".parse().unwrap(), 2323, 11 * SECOND);
+        assert_eq!(r.banner.adds.len(), 1);
+        assert_eq!(r.banner.adds[0].0, "blacklist");
+        assert_eq!(r.banner.adds[0].2, 300, "aggressive: 5m first");
+        let touched = r.of("decoy_touched");
+        assert_eq!(touched.len(), 2);
+        assert_eq!(touched[0]["action"], "banned for 5m");
+        assert!(touched[1]["action"]
+            .as_str()
+            .unwrap()
+            .starts_with("not banned: "));
+        let b = r.of("ip_blocked");
+        assert_eq!(
+            (b[0]["scan_type"].as_str(), b[0]["latency_us"].as_u64()),
+            (Some("decoy"), Some(90))
+        );
+        // The second offence, after the first ban ended: the next duration.
+        r.banner.listed.clear();
+        touch(&mut r, src, 5900, 400 * SECOND);
+        assert_eq!(r.banner.adds[1].2, 3600);
     }
 
     #[test]

@@ -24,7 +24,18 @@ pub enum Event {
     DistributedScan(DistributedScan),
     ConnectionFlood(ConnectionFlood),
     SynFlood(SynFlood),
+    DecoyTouched(DecoyTouched),
     CaptureStats(CaptureStats),
+}
+
+/// A source completed a TCP handshake with a decoy port: not forgeable,
+/// and no client has business there.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DecoyTouched {
+    pub time: String,
+    pub src: String,
+    pub port: u16,
+    pub action: String,
 }
 
 /// One source opening connections to a service above `[capture.flood] syn_rate`.
@@ -214,6 +225,10 @@ impl Event {
                     Some(false) => "off (sysctl -w net.ipv4.tcp_syncookies=1)",
                     None => "unknown",
                 },
+            ),
+            Event::DecoyTouched(e) => format!(
+                "{} decoy_touched {} completed a handshake with decoy port {}; {}",
+                e.time, e.src, e.port, e.action
             ),
             Event::CaptureStats(e) => {
                 let mut line = format!(

@@ -27,6 +27,9 @@ pub struct Capture {
     pub state_file: PathBuf,
     /// `[capture.flood]`: connection floods to the services (off without it).
     pub flood: Option<Flood>,
+    /// TCP ports capture listens on so that scanners find them open; a
+    /// completed handshake with one is banned at once.
+    pub decoy_ports: Vec<u16>,
 }
 
 /// The validated `[capture.flood]` section.
@@ -134,6 +137,8 @@ pub struct RawCapture {
     distributed_window: Option<String>,
     state_file: Option<PathBuf>,
     flood: Option<RawFlood>,
+    #[serde(default)]
+    decoy_ports: Vec<i64>,
 }
 
 /// A `[capture]` ban duration: the same rules as `scan --removeafter`, with
@@ -145,6 +150,33 @@ fn timeout(key: &str, s: &str) -> Result<u64, Invalid> {
 /// A `[capture]` window: a span to look back over, with the key named.
 fn span(key: &str, s: &str) -> Result<u64, Invalid> {
     parse_window(s).map_err(|e| Invalid(format!("[capture] {key} = {e}")))
+}
+
+/// Most decoy ports (each is a listener and a rule).
+pub const MAX_DECOYS: usize = 32;
+
+fn decoys(raw: &[i64]) -> Result<Vec<u16>, Invalid> {
+    let mut out: Vec<u16> = Vec::new();
+    for &p in raw {
+        let port = u16::try_from(p).ok().filter(|&p| p > 0).ok_or_else(|| {
+            Invalid(format!(
+                "[capture] decoy_ports: {p} is not a port; fix: TCP ports 1-65535, e.g. [2323, 5900]"
+            ))
+        })?;
+        if out.contains(&port) {
+            return Err(Invalid(format!(
+                "[capture] decoy_ports: {port} is listed twice; fix: list each port once"
+            )));
+        }
+        out.push(port);
+    }
+    if out.len() > MAX_DECOYS {
+        return Err(Invalid(format!(
+            "[capture] decoy_ports: {} ports; fix: at most {MAX_DECOYS}",
+            out.len()
+        )));
+    }
+    Ok(out)
 }
 
 impl Capture {
@@ -241,6 +273,7 @@ impl Capture {
                 .state_file
                 .unwrap_or_else(|| PathBuf::from(crate::core::state::DEFAULT_PATH)),
             flood: raw.flood.map(RawFlood::validate).transpose()?,
+            decoy_ports: decoys(&raw.decoy_ports)?,
         })
     }
 }
@@ -311,6 +344,9 @@ mod tests {
             ("[flood]\nset = \"whitelist\"", "[capture.flood] set"),
             ("[flood]\nsyn_flood_rate = \"5/second\"", "below syn_rate"),
             ("[flood]\nrate = \"5/second\"", "unknown field"),
+            ("decoy_ports = [0]", "is not a port"),
+            ("decoy_ports = [70000]", "is not a port"),
+            ("decoy_ports = [23, 23]", "listed twice"),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.contains(want), "{text}: {e}");

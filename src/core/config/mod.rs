@@ -386,6 +386,23 @@ impl Config {
         };
 
         let capture = capture::Capture::from_raw(raw.capture).map_err(|m| err_at(None, m.0))?;
+        // A decoy is a port no service uses: its visitors are banned.
+        if let Some((p, svc)) = capture.decoy_ports.iter().find_map(|&p| {
+            services
+                .iter()
+                .find(|s| {
+                    s.protocol == Protocol::Tcp && (s.ports.first..=s.ports.last).contains(&p)
+                })
+                .map(|s| (p, s))
+        }) {
+            return Err(err_at(
+                None,
+                format!(
+                    "[capture] decoy_ports: {p} is the port of [[service]] \"{}\"; fix: a decoy is a port no service uses (its visitors are banned)",
+                    svc.name
+                ),
+            ));
+        }
         let mut sinks = Vec::new();
         for n in raw.notify {
             let s = n.validate().map_err(|m| err_at(None, m.0))?;

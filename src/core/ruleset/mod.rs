@@ -302,6 +302,14 @@ fn table(cfg: &Config, family: Family) -> Table {
         }
         main.push(rule(m, Target::Jump(ALLOW)));
     }
+    // Decoy ports: let in, so a scanner completes the handshake with
+    // capture's listener and is banned for it.
+    for &p in &cfg.capture.decoy_ports {
+        main.push(rule(
+            vec![Match::Port("tcp", PortRange { first: p, last: p })],
+            Target::Jump(ALLOW),
+        ));
+    }
     main.push(rule(vec![], Target::Jump(BLOCK)));
 
     // A throttled source within its rate goes back to the normal path (it
@@ -556,6 +564,27 @@ mod tests {
             "mode = \"detection_only\"\n[bandwidth]\nabove = \"512kb/s\"\n",
         ));
         assert!(render_table(&d.v4, &TableState::default()).contains("--hashlimit-above 512kb/s"));
+    }
+
+    #[test]
+    fn decoy_ports_are_let_in_after_the_ban_sets() {
+        let plan = build(&cfg("[capture]\ndecoy_ports = [2323, 5900]\n"));
+        for t in [&plan.v4, &plan.v6] {
+            let text = render_table(t, &TableState::default());
+            let at = text
+                .find("-A FWCTL-INPUT -p tcp -m tcp --dport 2323 -j FWCTL-ALLOW\n")
+                .unwrap_or_else(|| panic!("{text}"));
+            assert!(at > text.find("-j FWCTL-THROTTLE-SOFT").unwrap());
+            assert!(text.contains("--dport 5900 -j FWCTL-ALLOW\n"));
+        }
+        let e = Config::parse(
+            "[[service]]\nname = \"telnet\"\nport = 23\n[capture]\ndecoy_ports = [23]\n",
+            Path::new("/t.toml"),
+            &|_| Ok(String::new()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is the port of [[service]] \"telnet\""), "{e}");
     }
 
     #[test]
