@@ -377,13 +377,17 @@ impl Stamps {
                 (day, self.zone.to_utc(day * 86_400 + secs))
             })
             .find(|&(_, t)| t <= self.now + 86_400)?;
-        // Cached only when the year cannot hang on the time of day: this
-        // line is days from now, and so is the next year's reading of the
-        // date (which a later time the same day could have fallen back to).
+        // Cached only when no time of that day could pick another year:
+        // its last second is still at or before the limit (now + a day), and
+        // the next year's reading of its first second is past it (2 h spare
+        // for a DST change). Then the whole day's lines take this year;
+        // today's and yesterday's lines, the cron case, are cached too.
+        let limit = self.now + 86_400;
+        let last = self.zone.to_utc(day * 86_400 + 86_399);
         let next = self
             .zone
-            .to_utc(days_from_civil(civil_year(day) + 1, mo, d) * 86_400 + secs);
-        if (t - self.now).abs() > 3 * 86_400 && next - (self.now + 86_400) > 2 * 86_400 {
+            .to_utc(days_from_civil(civil_year(day) + 1, mo, d) * 86_400);
+        if last + 7200 <= limit && next - 7200 > limit {
             let mut key = [0u8; 6];
             key.copy_from_slice(&line[0..6]);
             self.bsd_day = (key, day);
@@ -694,6 +698,11 @@ mod tests {
                 // (last year's) must not stick to the second (this year's).
                 "Jan  8 23:00:00",
                 "Jan  8 06:00:00",
+                // Today's lines, early and late (the cron case: cached).
+                "Jan  7 00:00:01",
+                "Jan  7 23:59:59",
+                "Jan  6 12:00:00",
+                "Jan  7 11:00:00",
                 "Dec 31 00:59:59",
                 "Dec 31 23:59:59",
                 "Dec 31 03:00:00",
