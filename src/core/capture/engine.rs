@@ -196,6 +196,71 @@ impl Engine {
         self.detected.clear();
     }
 
+    /// Ban `source` (or say why not) for what it did at `t`: the policy,
+    /// the mode, the profile's next duration from the history, the ban, its
+    /// record and its `ip_blocked` event. Returns the action said, the event,
+    /// and the ban's length when it is (now or already) in the set, for the
+    /// caller to stay quiet about it that long.
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &mut self,
+        source: IpNet,
+        t: Micros,
+        scan_type: &'static str,
+        reason: &str,
+        sets: [&str; 2],
+        ban: &mut BanFn,
+        clock: &dyn Fn() -> Micros,
+    ) -> (String, Option<Event>, Option<u64>) {
+        let profile = &self.detector.settings().profile;
+        let set = sets[usize::from(source.addr().is_ipv6())].to_string();
+        let now_s = (t / SECOND) as i64;
+        let (offence, secs) = self.history.next_ban(&source, now_s, &profile.bans);
+        if let Some(why) = self.policy.check(&source) {
+            return (format!("not banned: {why}"), None, None);
+        }
+        if self.mode == Mode::DetectOnly {
+            return ("not banned: detection only".into(), None, None);
+        }
+        let profile = profile.name.clone();
+        let applied = (self.mode == Mode::Ban).then(|| ban(&set, source, secs as u32));
+        match applied {
+            Some(Err(e)) => {
+                self.counts.ban_failures += 1;
+                (format!("ban failed: {e}"), None, None)
+            }
+            Some(Ok(Added::AlreadyListed)) => (
+                format!("not banned: already in {set} (its timeout is left alone)"),
+                None,
+                Some(secs),
+            ),
+            Some(Ok(Added::Added)) | None => {
+                self.history.record(source, &set, offence, now_s, secs);
+                self.dirty = true;
+                self.counts.bans += 1;
+                let action = if applied.is_some() {
+                    format!("banned for {}", span(secs))
+                } else {
+                    format!("would ban for {} (replay)", span(secs))
+                };
+                let blocked = Event::IpBlocked(events::IpBlocked {
+                    time: time(t),
+                    src: member(&source),
+                    set,
+                    ban_seconds: secs,
+                    offence,
+                    until: time(t.saturating_add(secs * SECOND)),
+                    profile,
+                    scan_type,
+                    reason: reason.to_string(),
+                    applied: applied.is_some(),
+                    latency_us: applied.is_some().then(|| clock().saturating_sub(t)),
+                });
+                (action, Some(blocked), Some(secs))
+            }
+        }
+    }
+
     /// A source completed a TCP handshake with decoy `port` at `t` (µs):
     /// banned at once into the capture ban set, with the profile's
     /// progressive durations.
@@ -210,63 +275,27 @@ impl Engine {
     ) {
         let key = self.detector.key(src);
         let source = self.detector.net(key);
-        let profile = self.detector.settings().profile.clone();
         let reason = format!("completed a TCP handshake with decoy port {port}");
-        let set = self.sets[usize::from(source.addr().is_ipv6())].clone();
-        let now_s = (t / SECOND) as i64;
-        let (offence, secs) = self.history.next_ban(&source, now_s, &profile.bans);
-        let mut blocked = None;
-        let action = if self.own.contains(&src) {
-            "not banned: this host's own address".to_string()
-        } else if let Some(why) = self.policy.check(&source) {
-            format!("not banned: {why}")
-        } else if self.mode == Mode::DetectOnly {
-            "not banned: detection only".into()
-        } else {
-            let applied = (self.mode == Mode::Ban).then(|| ban(&set, source, secs as u32));
-            match applied {
-                Some(Err(e)) => {
-                    self.counts.ban_failures += 1;
-                    format!("ban failed: {e}")
-                }
-                Some(Ok(Added::AlreadyListed)) => {
-                    format!("not banned: already in {set} (its timeout is left alone)")
-                }
-                Some(Ok(Added::Added)) | None => {
-                    self.history.record(source, &set, offence, now_s, secs);
-                    self.dirty = true;
-                    self.counts.bans += 1;
-                    self.detector.quiet(key, t.saturating_add(secs * SECOND));
-                    blocked = Some(Event::IpBlocked(events::IpBlocked {
-                        time: time(t),
-                        src: member(&source),
-                        set: set.clone(),
-                        ban_seconds: secs,
-                        offence,
-                        until: time(t.saturating_add(secs * SECOND)),
-                        profile: profile.name.clone(),
-                        scan_type: "decoy",
-                        reason,
-                        applied: applied.is_some(),
-                        latency_us: applied.is_some().then(|| clock().saturating_sub(t)),
-                    }));
-                    if applied.is_some() {
-                        format!("banned for {}", span(secs))
-                    } else {
-                        format!("would ban for {} (replay)", span(secs))
-                    }
-                }
-            }
-        };
+        let sets = self.sets.clone();
+        let (action, blocked, secs) = self.decide(
+            source,
+            t,
+            "decoy",
+            &reason,
+            [&sets[0], &sets[1]],
+            ban,
+            clock,
+        );
+        if let (Some(secs), Some(_)) = (secs, &blocked) {
+            self.detector.quiet(key, t.saturating_add(secs * SECOND));
+        }
         out.push(Event::DecoyTouched(events::DecoyTouched {
             time: time(t),
             src: member(&source),
             port,
             action,
         }));
-        if let Some(b) = blocked {
-            out.push(b);
-        }
+        out.extend(blocked);
     }
 
     fn flood(
@@ -304,65 +333,34 @@ impl Engine {
                 syns,
             } => (key, port, t, syns),
         };
+        let syn_rate = w.syn_rate.clone();
+        let sets = w.sets.clone();
         let source = self.detector.net(key);
-        let profile = self.detector.settings().profile.clone();
         let reason = format!(
-            "{syns} new connections to port {port} within {} (limit {})",
+            "{syns} new connections to port {port} within {} (limit {syn_rate})",
             span(over / SECOND),
-            w.syn_rate
         );
-        let set = w.sets[usize::from(source.addr().is_ipv6())].clone();
-        let now_s = (t / SECOND) as i64;
-        let (offence, secs) = self.history.next_ban(&source, now_s, &profile.bans);
         // Not banned (trusted, detection only, a failed ban): told again
         // after the profile's first ban length, not every `over`, so a busy
         // trusted proxy does not page anyone every few seconds.
-        let first = profile.bans.first().copied().unwrap_or(600) * SECOND;
-        let mut quiet_until = t.saturating_add(over.max(first));
-        let mut blocked = None;
-        let action = if let Some(why) = self.policy.check(&source) {
-            format!("not banned: {why}")
-        } else if self.mode == Mode::DetectOnly {
-            "not banned: detection only".into()
-        } else {
-            let applied = (self.mode == Mode::Ban).then(|| ban(&set, source, secs as u32));
-            match applied {
-                Some(Err(e)) => {
-                    self.counts.ban_failures += 1;
-                    format!("ban failed: {e}")
-                }
-                Some(Ok(Added::AlreadyListed)) => {
-                    quiet_until = t.saturating_add(secs * SECOND);
-                    format!("not banned: already in {set} (its timeout is left alone)")
-                }
-                Some(Ok(Added::Added)) | None => {
-                    self.history.record(source, &set, offence, now_s, secs);
-                    self.dirty = true;
-                    self.counts.bans += 1;
-                    quiet_until = t.saturating_add(secs * SECOND);
-                    let latency = applied.is_some().then(|| clock().saturating_sub(t));
-                    blocked = Some(Event::IpBlocked(events::IpBlocked {
-                        time: time(t),
-                        src: member(&source),
-                        set: set.clone(),
-                        ban_seconds: secs,
-                        offence,
-                        until: time(t.saturating_add(secs * SECOND)),
-                        profile: profile.name.clone(),
-                        scan_type: "connection-flood",
-                        reason: reason.clone(),
-                        applied: applied.is_some(),
-                        latency_us: latency,
-                    }));
-                    if applied.is_some() {
-                        format!("banned for {}", span(secs))
-                    } else {
-                        format!("would ban for {} (replay)", span(secs))
-                    }
-                }
-            }
-        };
-        let syn_rate = w.syn_rate.clone();
+        let first = self
+            .detector
+            .settings()
+            .profile
+            .bans
+            .first()
+            .copied()
+            .unwrap_or(600);
+        let (action, blocked, secs) = self.decide(
+            source,
+            t,
+            "connection-flood",
+            &reason,
+            [&sets[0], &sets[1]],
+            ban,
+            clock,
+        );
+        let quiet_until = t.saturating_add(over.max(secs.unwrap_or(first) * SECOND));
         if let Some(w) = self.flood.as_mut() {
             w.tracker.quiet(key, port, quiet_until);
         }
@@ -375,9 +373,7 @@ impl Engine {
             syn_rate,
             action,
         }));
-        if let Some(b) = blocked {
-            out.push(b);
-        }
+        out.extend(blocked);
     }
 
     fn scan(
@@ -388,8 +384,7 @@ impl Engine {
         out: &mut Vec<Event>,
     ) {
         let settings = self.detector.settings();
-        let profile = settings.profile.clone();
-        let window = profile.window;
+        let window = settings.profile.window;
         let reason = match &s.reason {
             Reason::Ports => format!(
                 "{} distinct ports within {}",
@@ -402,59 +397,20 @@ impl Engine {
                 settings.port_thresholds.get(port).copied().unwrap_or(0)
             ),
         };
-        let now_s = (s.time / SECOND) as i64;
-        let (offence, secs) = self.history.next_ban(&s.source, now_s, &profile.bans);
-        let set = self.sets[usize::from(s.source.addr().is_ipv6())].clone();
-        let mut quiet_until = s.time.saturating_add(window);
-        let mut blocked: Option<Event> = None;
-        let action: String = if let Some(why) = self.policy.check(&s.source) {
-            format!("not banned: {why}")
-        } else {
-            match self.mode {
-                Mode::DetectOnly => "not banned: detection only".into(),
-                Mode::Replay | Mode::Ban => {
-                    let applied = if self.mode == Mode::Ban {
-                        Some(ban(&set, s.source, secs as u32))
-                    } else {
-                        None
-                    };
-                    match applied {
-                        Some(Err(e)) => {
-                            self.counts.ban_failures += 1;
-                            format!("ban failed: {e}")
-                        }
-                        Some(Ok(Added::AlreadyListed)) => {
-                            quiet_until = s.time.saturating_add(secs * SECOND);
-                            format!("not banned: already in {set} (its timeout is left alone)")
-                        }
-                        Some(Ok(Added::Added)) | None => {
-                            self.history.record(s.source, &set, offence, now_s, secs);
-                            self.dirty = true;
-                            self.counts.bans += 1;
-                            quiet_until = s.time.saturating_add(secs * SECOND);
-                            let latency = applied.is_some().then(|| clock().saturating_sub(s.time));
-                            blocked = Some(Event::IpBlocked(events::IpBlocked {
-                                time: time(s.time),
-                                src: member(&s.source),
-                                set: set.clone(),
-                                ban_seconds: secs,
-                                offence,
-                                until: time(s.time.saturating_add(secs * SECOND)),
-                                profile: profile.name.clone(),
-                                scan_type: s.kinds.label(),
-                                reason: reason.clone(),
-                                applied: applied.is_some(),
-                                latency_us: latency,
-                            }));
-                            if applied.is_some() {
-                                format!("banned for {}", span(secs))
-                            } else {
-                                format!("would ban for {} (replay)", span(secs))
-                            }
-                        }
-                    }
-                }
-            }
+        let profile = settings.profile.name.clone();
+        let sets = self.sets.clone();
+        let (action, blocked, secs) = self.decide(
+            s.source,
+            s.time,
+            s.kinds.label(),
+            &reason,
+            [&sets[0], &sets[1]],
+            ban,
+            clock,
+        );
+        let quiet_until = match secs {
+            Some(secs) => s.time.saturating_add(secs * SECOND),
+            None => s.time.saturating_add(window),
         };
         self.detector.quiet(s.key, quiet_until);
         out.push(Event::ScanDetected(events::ScanDetected {
@@ -469,12 +425,10 @@ impl Engine {
             probes: s.probes,
             first_seen: time(s.first),
             duration_s: s.time.saturating_sub(s.first) / SECOND,
-            profile: profile.name.clone(),
+            profile,
             action,
         }));
-        if let Some(b) = blocked {
-            out.push(b);
-        }
+        out.extend(blocked);
     }
 
     /// The counters for a `capture_stats` event at `now` (µs).
