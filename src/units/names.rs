@@ -160,6 +160,17 @@ impl Rate {
         Ok(Rate { count, per })
     }
 
+    /// Events a second.
+    pub fn per_second(self) -> f64 {
+        let secs = match self.per {
+            RateUnit::Second => 1.0,
+            RateUnit::Minute => 60.0,
+            RateUnit::Hour => 3600.0,
+            RateUnit::Day => 86_400.0,
+        };
+        f64::from(self.count) / secs
+    }
+
     /// The form iptables prints back in `iptables-save`, so renders compare equal.
     pub fn to_iptables(self) -> String {
         let unit = match self.per {

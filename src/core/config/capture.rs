@@ -4,7 +4,7 @@
 
 use crate::core::capture::detect::{Profile, SECOND};
 use crate::units::duration::{parse_timeout, parse_window};
-use crate::units::names::{Rate, RateUnit};
+use crate::units::names::Rate;
 use crate::units::Invalid;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -46,16 +46,8 @@ pub struct Flood {
     pub syn_flood_rate: Rate,
 }
 
-/// SYNs a second of a rate.
-pub fn per_second(r: Rate) -> f64 {
-    let secs = match r.per {
-        RateUnit::Second => 1.0,
-        RateUnit::Minute => 60.0,
-        RateUnit::Hour => 3600.0,
-        RateUnit::Day => 86_400.0,
-    };
-    f64::from(r.count) / secs
-}
+/// The [sets] keys that take bans (the whitelist never does).
+pub const BAN_SET_KEYS: [&str; 3] = ["blacklist", "throttle_soft", "throttle_hard"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,24 +66,30 @@ impl RawFlood {
         let syn_rate = rate("syn_rate", self.syn_rate.as_deref().unwrap_or("100/second"))?;
         let over = match &self.over {
             None => 5,
-            Some(o) => match humantime::parse_duration(o) {
-                Ok(d) if (1..=600).contains(&d.as_secs()) && d.subsec_nanos() == 0 => d.as_secs(),
-                _ => {
+            Some(o) => {
+                let d = super::intel::duration(
+                    "[capture.flood] over",
+                    o,
+                    std::time::Duration::from_secs(1),
+                    std::time::Duration::from_secs(600),
+                )?;
+                if d.subsec_nanos() != 0 {
                     return Err(Invalid(format!(
-                        "[capture.flood] over = \"{o}\"; fix: whole seconds from 1s to 10m, e.g. \"5s\""
-                    )))
+                        "[capture.flood] over = \"{o}\"; fix: whole seconds, e.g. \"5s\""
+                    )));
                 }
-            },
+                d.as_secs()
+            }
         };
         // The rate must be reachable within `over`: 1/minute over 5s is 0.08
         // connections, which every client exceeds.
-        if per_second(syn_rate) * (over as f64) < 2.0 {
+        if syn_rate.per_second() * (over as f64) < 2.0 {
             return Err(Invalid(format!(
                 "[capture.flood] syn_rate = \"{syn_rate}\" over {over}s allows less than 2 connections; fix: a higher rate or a longer over"
             )));
         }
         let set = self.set.unwrap_or_else(|| "throttle_hard".into());
-        if !["blacklist", "throttle_soft", "throttle_hard"].contains(&set.as_str()) {
+        if !BAN_SET_KEYS.contains(&set.as_str()) {
             return Err(Invalid(format!("[capture.flood] set = \"{set}\"; fix: one of the [sets] keys blacklist, throttle_soft or throttle_hard")));
         }
         let syn_flood_rate = match &self.syn_flood_rate {
@@ -101,7 +99,7 @@ impl RawFlood {
                 per: syn_rate.per,
             },
         };
-        if per_second(syn_flood_rate) < per_second(syn_rate) {
+        if syn_flood_rate.per_second() < syn_rate.per_second() {
             return Err(Invalid(format!("[capture.flood] syn_flood_rate = \"{syn_flood_rate}\" is below syn_rate = \"{syn_rate}\"; fix: the rate of all sources together is at least one source's (default 10 times)")));
         }
         Ok(Flood {
@@ -242,7 +240,7 @@ impl Capture {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let ban_set = raw.ban_set.unwrap_or_else(|| "blacklist".into());
-        if !["blacklist", "throttle_soft", "throttle_hard"].contains(&ban_set.as_str()) {
+        if !BAN_SET_KEYS.contains(&ban_set.as_str()) {
             return Err(Invalid(format!("[capture] ban_set = \"{ban_set}\"; fix: one of the [sets] keys blacklist, throttle_soft or throttle_hard (the whitelist never takes bans)")));
         }
         let max_sources = raw.max_sources.unwrap_or(100_000);
@@ -304,16 +302,20 @@ mod tests {
         assert_eq!(parse("").unwrap().flood, None);
         let f = parse("[flood]\n").unwrap().flood.unwrap();
         assert_eq!(
-            (per_second(f.syn_rate), f.over, f.set.as_str()),
+            (f.syn_rate.per_second(), f.over, f.set.as_str()),
             (100.0, 5, "throttle_hard")
         );
-        assert_eq!(per_second(f.syn_flood_rate), 1000.0);
+        assert_eq!(f.syn_flood_rate.per_second(), 1000.0);
         let f = parse("[flood]\nsyn_rate = \"600/minute\"\nover = \"10s\"\nset = \"blacklist\"\nsyn_flood_rate = \"50/second\"\n")
             .unwrap()
             .flood
             .unwrap();
         assert_eq!(
-            (per_second(f.syn_rate), f.over, per_second(f.syn_flood_rate)),
+            (
+                f.syn_rate.per_second(),
+                f.over,
+                f.syn_flood_rate.per_second()
+            ),
             (10.0, 10, 50.0)
         );
     }

@@ -49,7 +49,13 @@ fn http_url(what: &str, s: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn duration(what: &str, s: &str, min: Duration, max: Duration) -> Result<Duration, Invalid> {
+/// A duration within bounds, or the error naming the key and the range.
+pub(super) fn duration(
+    what: &str,
+    s: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, Invalid> {
     match humantime::parse_duration(s) {
         Ok(d) if d >= min && d <= max => Ok(d),
         _ => Err(Invalid(format!(

@@ -377,13 +377,11 @@ impl Config {
             allowed,
             blocked,
         };
-        let bandwidth = match raw.bandwidth {
-            None => None,
-            Some(b) => Some(
-                crate::units::names::ByteRate::parse(&b.above)
-                    .map_err(|m| err_at(None, format!("[bandwidth] above: {}", m.0)))?,
-            ),
-        };
+        let bandwidth = raw
+            .bandwidth
+            .map(|b| crate::units::names::ByteRate::parse(&b.above))
+            .transpose()
+            .map_err(|m| err_at(None, format!("[bandwidth] above: {}", m.0)))?;
 
         let capture = capture::Capture::from_raw(raw.capture).map_err(|m| err_at(None, m.0))?;
         // A decoy is a port no service uses: its visitors are banned.
