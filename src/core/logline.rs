@@ -153,8 +153,7 @@ pub struct Stamps {
     /// consecutive lines nearly always share it.
     day_cache: ([u8; 10], i64),
     /// The same for the web form's `21/Nov/2026`.
-    web_day: [u8; 11],
-    web_days: i64,
+    web_day: ([u8; 11], i64),
     /// And for the traditional `Nov 21`: its local day number.
     bsd_day: ([u8; 6], i64),
 }
@@ -250,8 +249,7 @@ impl Stamps {
             zone,
             now,
             day_cache: ([0; 10], 0),
-            web_day: [0; 11],
-            web_days: 0,
+            web_day: ([0; 11], 0),
             bsd_day: ([0; 6], 0),
         }
     }
@@ -279,8 +277,9 @@ impl Stamps {
         {
             return None;
         }
-        let day = if s[1..12] == self.web_day {
-            self.web_days
+        let date: [u8; 11] = s[1..12].try_into().ok()?;
+        let day = if date == self.web_day.0 {
+            self.web_day.1
         } else {
             let d = digits(&s[1..3])?;
             let mo = MONTHS.iter().position(|m| &s[4..7] == *m)? as i64 + 1;
@@ -289,8 +288,7 @@ impl Stamps {
                 return None;
             }
             let day = days_from_civil(y, mo, d);
-            self.web_day.copy_from_slice(&s[1..12]);
-            self.web_days = day;
+            self.web_day = (date, day);
             day
         };
         let secs = hms(&s[13..21])?;
@@ -388,9 +386,7 @@ impl Stamps {
             .zone
             .to_utc(days_from_civil(civil_year(day) + 1, mo, d) * 86_400);
         if last + 7200 <= limit && next - 7200 > limit {
-            let mut key = [0u8; 6];
-            key.copy_from_slice(&line[0..6]);
-            self.bsd_day = (key, day);
+            self.bsd_day = (line[0..6].try_into().ok()?, day);
         }
         Some(t)
     }

@@ -111,9 +111,7 @@ impl SshParser {
         let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
         parse_addr(&rest[..end])
     }
-}
 
-impl SshParser {
     /// The message of an sshd line: after "sshd[PID]: " or "sshd-session[PID]: ".
     fn message<'a>(&self, line: &'a [u8]) -> Option<&'a [u8]> {
         let mut from = 0;
