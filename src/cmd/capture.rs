@@ -108,6 +108,26 @@ impl Sink {
     }
 }
 
+/// Hand a batch of events to telemetry and the sink (the first write error
+/// is kept for the loop to end on), and empty it.
+fn deliver(
+    out: &mut Vec<Event>,
+    telemetry: &Telemetry,
+    sink: &mut Sink,
+    failed: &mut Option<std::io::Error>,
+) {
+    if out.is_empty() {
+        return;
+    }
+    telemetry.events(out);
+    if failed.is_none() {
+        if let Err(err) = sink.drain(out) {
+            *failed = Some(err);
+        }
+    }
+    out.clear();
+}
+
 fn open_sink(opts: &Options, eager: bool) -> Result<Sink> {
     let out: Box<dyn Write> = match &opts.output {
         Some(p) => Box::new(
@@ -150,11 +170,10 @@ fn engine(config: &Config, opts: &Options, mode: Mode, history: History) -> Resu
     e.dests.nets = protected(config, opts)?;
     if let Some(f) = &config.capture.flood {
         use crate::core::capture::flood::{FloodSettings, FloodTracker};
-        use crate::core::config::capture::per_second;
         e.flood = Some(crate::core::capture::engine::FloodWatch {
             tracker: FloodTracker::new(FloodSettings {
-                per_source: per_second(f.syn_rate),
-                per_port: per_second(f.syn_flood_rate),
+                per_source: f.syn_rate.per_second(),
+                per_port: f.syn_flood_rate.per_second(),
                 over: f.over * detect::SECOND,
                 capacity: config.capture.max_sources,
             }),
@@ -389,26 +408,12 @@ fn live(
         let mut ban = |set: &str, net, secs| Banner::add(&mut banner, set, net, secs);
         sock.recv(&mut |f: crate::ports::Frame| {
             e.frame(f.link, f.data, f.time, &mut ban, &now_us, &mut out);
-            if !out.is_empty() {
-                telemetry.events(&out);
-                if failed.is_none() {
-                    if let Err(err) = sink.drain(&mut out) {
-                        failed = Some(err);
-                    }
-                }
-                out.clear();
-            }
+            deliver(&mut out, telemetry, &mut sink, &mut failed);
         })?;
         if let Some(d) = &decoys {
             while let Ok((src, port, at)) = d.touches.try_recv() {
                 e.decoy(src, port, at, &mut ban, &now_us, &mut out);
-                telemetry.events(&out);
-                if failed.is_none() {
-                    if let Err(err) = sink.drain(&mut out) {
-                        failed = Some(err);
-                    }
-                }
-                out.clear();
+                deliver(&mut out, telemetry, &mut sink, &mut failed);
             }
         }
         if let Some(err) = failed.take() {

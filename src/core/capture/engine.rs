@@ -41,6 +41,11 @@ pub fn is_reply(p: &packet::Probe) -> bool {
     p.kind == packet::Kind::Udp && p.sport < 1024 && p.dport >= 1024
 }
 
+/// The set of a pair (IPv4, IPv6) for an address's family.
+fn family_set(sets: &[String; 2], source: IpNet) -> String {
+    sets[usize::from(source.addr().is_ipv6())].clone()
+}
+
 /// Which destinations count as "this host".
 #[derive(Clone, Debug, Default)]
 pub struct Dests {
@@ -208,12 +213,11 @@ impl Engine {
         t: Micros,
         scan_type: &'static str,
         reason: &str,
-        sets: [&str; 2],
+        set: String,
         ban: &mut BanFn,
         clock: &dyn Fn() -> Micros,
     ) -> (String, Option<Event>, Option<u64>) {
         let profile = &self.detector.settings().profile;
-        let set = sets[usize::from(source.addr().is_ipv6())].to_string();
         let now_s = (t / SECOND) as i64;
         let (offence, secs) = self.history.next_ban(&source, now_s, &profile.bans);
         if let Some(why) = self.policy.check(&source) {
@@ -276,17 +280,9 @@ impl Engine {
         let key = self.detector.key(src);
         let source = self.detector.net(key);
         let reason = format!("completed a TCP handshake with decoy port {port}");
-        let sets = self.sets.clone();
-        let (action, blocked, secs) = self.decide(
-            source,
-            t,
-            "decoy",
-            &reason,
-            [&sets[0], &sets[1]],
-            ban,
-            clock,
-        );
-        if let (Some(secs), Some(_)) = (secs, &blocked) {
+        let set = family_set(&self.sets, source);
+        let (action, blocked, secs) = self.decide(source, t, "decoy", &reason, set, ban, clock);
+        if let Some(secs) = secs {
             self.detector.quiet(key, t.saturating_add(secs * SECOND));
         }
         out.push(Event::DecoyTouched(events::DecoyTouched {
@@ -334,8 +330,8 @@ impl Engine {
             } => (key, port, t, syns),
         };
         let syn_rate = w.syn_rate.clone();
-        let sets = w.sets.clone();
         let source = self.detector.net(key);
+        let set = family_set(&w.sets, source);
         let reason = format!(
             "{syns} new connections to port {port} within {} (limit {syn_rate})",
             span(over / SECOND),
@@ -351,15 +347,8 @@ impl Engine {
             .first()
             .copied()
             .unwrap_or(600);
-        let (action, blocked, secs) = self.decide(
-            source,
-            t,
-            "connection-flood",
-            &reason,
-            [&sets[0], &sets[1]],
-            ban,
-            clock,
-        );
+        let (action, blocked, secs) =
+            self.decide(source, t, "connection-flood", &reason, set, ban, clock);
         let quiet_until = t.saturating_add(over.max(secs.unwrap_or(first) * SECOND));
         if let Some(w) = self.flood.as_mut() {
             w.tracker.quiet(key, port, quiet_until);
@@ -398,16 +387,9 @@ impl Engine {
             ),
         };
         let profile = settings.profile.name.clone();
-        let sets = self.sets.clone();
-        let (action, blocked, secs) = self.decide(
-            s.source,
-            s.time,
-            s.kinds.label(),
-            &reason,
-            [&sets[0], &sets[1]],
-            ban,
-            clock,
-        );
+        let set = family_set(&self.sets, s.source);
+        let (action, blocked, secs) =
+            self.decide(s.source, s.time, s.kinds.label(), &reason, set, ban, clock);
         let quiet_until = match secs {
             Some(secs) => s.time.saturating_add(secs * SECOND),
             None => s.time.saturating_add(window),

@@ -28,6 +28,13 @@ struct Ports {
 }
 
 impl Ports {
+    fn find(&mut self, port: u16) -> Option<&mut Counter> {
+        self.ports[..usize::from(self.len)]
+            .iter_mut()
+            .find(|p| p.0 == port)
+            .map(|p| &mut p.1)
+    }
+
     /// The counter of `port`, made (or taking the stalest slot) if new.
     fn get(&mut self, port: u16, now: Micros) -> &mut Counter {
         let n = usize::from(self.len);
@@ -56,7 +63,7 @@ pub struct FloodSettings {
     /// SYNs a second to one service port from all sources together.
     pub per_port: f64,
     pub over: Micros,
-    /// Most (source, port) pairs tracked at once.
+    /// Most sources tracked at once.
     pub capacity: usize,
 }
 
@@ -122,12 +129,13 @@ impl FloodTracker {
         &self.settings
     }
 
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.sources.len()
     }
 
-    /// Sources evicted to make room, since the start.
-    pub fn evicted(&self) -> u64 {
+    #[cfg(test)]
+    fn evicted(&self) -> u64 {
         self.sources.evicted()
     }
 
@@ -149,14 +157,16 @@ impl FloodTracker {
         let (ports, _) = self.sources.touch(key, Ports::default);
         let c = ports.get(port, now);
         let n = c.add(now, over);
-        let quiet = c.quiet_until;
+        let flood = n > self.settings.per_source * secs && now >= c.quiet_until;
+        if flood {
+            // Told once; the caller quiets it for the ban's length.
+            c.quiet_until = now.saturating_add(over);
+        }
         if n >= 2.0 {
             // A second SYN within the window: no longer a one-packet source.
             self.sources.promote(key);
         }
-        if n > self.settings.per_source * secs && now >= quiet {
-            // Told once; the caller quiets it for the ban's length.
-            self.quiet(key, port, now.saturating_add(over));
+        if flood {
             out.push(Flood::Source {
                 key,
                 port,
@@ -168,9 +178,8 @@ impl FloodTracker {
 
     /// Say nothing more about (`key`, `port`) until `until` (it is banned).
     pub fn quiet(&mut self, key: u128, port: u16, until: Micros) {
-        if let Some(p) = self.sources.get_mut(key) {
-            let now = until; // recency only orders a source's own ports
-            p.get(port, now).quiet_until = until;
+        if let Some(c) = self.sources.get_mut(key).and_then(|p| p.find(port)) {
+            c.quiet_until = until;
         }
     }
 }
