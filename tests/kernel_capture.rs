@@ -166,6 +166,17 @@ fn add_sources(lab: &Lab, addrs: &[&str]) {
     }
 }
 
+/// SYNs from `src` (one of the client's addresses) to `port` of the target's
+/// IPv4 address with hping3 (`extra`: count and interval); what it said.
+fn hping3_syns(lab: &Lab, src: IpAddr, port: u16, extra: &[&str]) -> String {
+    let (src, port) = (src.to_string(), port.to_string());
+    let mut args = vec!["hping3", "-q", "-S", "-p", &port, "-a", &src];
+    args.extend_from_slice(extra);
+    args.push(TARGET4);
+    let out = lab.exec(&lab.client, &args);
+    String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
+}
+
 fn apply(lab: &Lab, cfg: &Path) {
     let out = lab.fwctl(&["--config", cfg.to_str().unwrap(), "apply"], &[]);
     assert!(
@@ -732,25 +743,7 @@ fn a_connection_flood_to_a_service_is_banned_into_throttle_hard_and_a_client_is_
     let p = lab.probe(benign, 80, 20, Duration::from_secs(2));
     assert_eq!(p.connected, 20, "{p:?}");
     // The flooder: 200 SYNs a second to the web service for 3 s.
-    let out = lab.exec(
-        &lab.client,
-        &[
-            "hping3",
-            "-q",
-            "-S",
-            "-p",
-            "80",
-            "-a",
-            &attacker.to_string(),
-            "-i",
-            "u5000",
-            "-c",
-            "600",
-            TARGET4,
-        ],
-    );
-    let said =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let said = hping3_syns(&lab, attacker, 80, &["-i", "u5000", "-c", "600"]);
     assert!(said.contains("600 packets transmitted"), "hping3: {said}");
     let ok = cap.wait_for(Duration::from_secs(10), |seen| {
         seen.iter()
@@ -800,23 +793,7 @@ fn a_decoy_handshake_is_banned_at_once_and_a_bare_syn_is_not() {
     let (benign, _) = src("benign");
     // A bare SYN (hping3 never completes the handshake): the kernel's
     // SYN-ACK, one probe of one port, no ban.
-    let out = lab.exec(
-        &lab.client,
-        &[
-            "hping3",
-            "-q",
-            "-S",
-            "-p",
-            "2323",
-            "-a",
-            &benign.to_string(),
-            "-c",
-            "1",
-            TARGET4,
-        ],
-    );
-    let said =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let said = hping3_syns(&lab, benign, 2323, &["-c", "1"]);
     assert!(
         said.contains("1 packets received"),
         "the decoy answers a SYN: {said}"

@@ -104,16 +104,35 @@ fn text(b: &[u8]) -> String {
 }
 
 fn scan(lab: &Lab, cfg: &Path, log: &Path, set: &str, extra: &[&str]) -> Output {
+    scan_rule(
+        lab,
+        cfg,
+        log,
+        set,
+        &["--rule", "blocked", "--type", "tcp"],
+        extra,
+    )
+}
+
+/// `fwctl scan` of `log` for more than 10 lines within 10m into `set` for 1h,
+/// counting the lines `rule` selects.
+fn scan_rule(
+    lab: &Lab,
+    cfg: &Path,
+    log: &Path,
+    set: &str,
+    rule: &[&str],
+    extra: &[&str],
+) -> Output {
     let mut args = vec![
         "--config",
         cfg.to_str().unwrap(),
         "scan",
         "--log",
         log.to_str().unwrap(),
-        "--rule",
-        "blocked",
-        "--type",
-        "tcp",
+    ];
+    args.extend_from_slice(rule);
+    args.extend_from_slice(&[
         "--howmany",
         "10",
         "--within",
@@ -122,7 +141,7 @@ fn scan(lab: &Lab, cfg: &Path, log: &Path, set: &str, extra: &[&str]) -> Output 
         set,
         "--removeafter",
         "1h",
-    ];
+    ]);
     args.extend_from_slice(extra);
     lab.fwctl(&args, &[])
 }
@@ -509,55 +528,28 @@ fn a_bandwidth_hog_is_logged_by_the_kernel_and_banned_by_scan_rule_bandwidth() {
         );
     }
 
-    let scan = |extra: &[&str]| {
-        let mut args = vec![
-            "--config",
-            cfg.to_str().unwrap(),
-            "scan",
-            "--log",
-            rs.log.to_str().unwrap(),
-            "--rule",
-            "bandwidth",
-            "--howmany",
-            "10",
-            "--within",
-            "10m",
-            "--ipset",
-            "blacklist",
-            "--removeafter",
-            "1h",
-        ];
-        args.extend_from_slice(extra);
-        lab.fwctl(&args, &[])
-    };
     // --rule blocked does not count the hog's lines: they are not drops.
-    let out = lab.fwctl(
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "scan",
-            "--log",
-            rs.log.to_str().unwrap(),
-            "--rule",
-            "blocked",
-            "--howmany",
-            "10",
-            "--within",
-            "10m",
-            "--ipset",
-            "blacklist",
-            "--removeafter",
-            "1h",
-            "--dryrun",
-        ],
-        &[],
+    let out = scan_rule(
+        &lab,
+        &cfg,
+        &rs.log,
+        "blacklist",
+        &["--rule", "blocked"],
+        &["--dryrun"],
     );
     assert!(
         text(&out.stdout).contains("offenders: none"),
         "{}",
         text(&out.stdout)
     );
-    let out = scan(&["--json"]);
+    let out = scan_rule(
+        &lab,
+        &cfg,
+        &rs.log,
+        "blacklist",
+        &["--rule", "bandwidth"],
+        &["--json"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut found: Vec<&str> = v["offenders"]
