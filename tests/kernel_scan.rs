@@ -154,17 +154,19 @@ fn attack(lab: &Lab, rs: &Rsyslog, src: std::net::IpAddr, port: u16, n: usize) {
         0,
         "port {port} must be closed and dropped"
     );
-    let needle = format!(
-        "SRC={} ",
-        if src.is_ipv4() {
-            src.to_string()
-        } else {
-            full_v6(src)
-        }
-    );
+    let needle = src_field(src);
     let port = format!("DPT={port} ");
     let got = rs.wait_lines(&[&needle, &port, &tag()], n);
     assert!(got >= n, "rsyslog wrote {got} of {n} lines for {needle}");
+}
+
+/// The `SRC=` field the kernel writes for an address (IPv6 in full).
+fn src_field(a: std::net::IpAddr) -> String {
+    if a.is_ipv4() {
+        format!("SRC={a} ")
+    } else {
+        format!("SRC={} ", full_v6(a))
+    }
 }
 
 fn full_v6(a: std::net::IpAddr) -> String {
@@ -489,14 +491,7 @@ fn a_bandwidth_hog_is_logged_by_the_kernel_and_banned_by_scan_rule_bandwidth() {
     for (hog, ben) in [(hog4, ben4), (hog6, ben6)] {
         upload(&lab, ben, 16 << 10);
         upload(&lab, hog, 8 << 20);
-        let needle = format!(
-            "SRC={} ",
-            if hog.is_ipv4() {
-                hog.to_string()
-            } else {
-                full_v6(hog)
-            }
-        );
+        let needle = src_field(hog);
         let got = rs.wait_lines(&[&needle, &format!("{t}IP"), "TABLES-BANDWIDTH: "], 20);
         if got < 20 {
             let all = std::fs::read_to_string(&rs.log).unwrap_or_default();
@@ -513,14 +508,7 @@ fn a_bandwidth_hog_is_logged_by_the_kernel_and_banned_by_scan_rule_bandwidth() {
     }
     let log = std::fs::read_to_string(&rs.log).unwrap();
     for ben in [ben4, ben6] {
-        let needle = format!(
-            "SRC={} ",
-            if ben.is_ipv4() {
-                ben.to_string()
-            } else {
-                full_v6(ben)
-            }
-        );
+        let needle = src_field(ben);
         assert!(
             !log.lines()
                 .any(|l| l.contains("BANDWIDTH") && l.contains(&needle)),
