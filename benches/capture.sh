@@ -4,10 +4,14 @@
 #     with replies, established traffic, UDP, 20 scanners) from a pcap on /dev/shm,
 #     side by side with `tcpdump -r` applying a similar filter to the same file;
 #  2. (root) live, in throwaway network namespaces joined by a veth pair, with the
-#     fwctl ruleset applied in the target: a 5-second `hping3 --flood` from one
-#     source, then from random spoofed sources (about a million of them) with an
-#     nmap scan in the middle; the kernel's packet and drop counters, the rate,
-#     the peak memory, and whether the scanner was banned;
+#     fwctl ruleset applied in the target: RUNS 5-second `hping3 --flood` floods
+#     from one source and from random spoofed sources (an nmap scan in the
+#     middle), each beside the same flood under `tcpdump -i`: the rate hping3
+#     reached, the kernel's packet and drop counters, the capturer's CPU per
+#     million packets (schedstat of all its threads) and its wake-ups
+#     (voluntary context switches), medians side by side; then the two floods
+#     as tcpdump recorded them, replayed by both; then a 15-second flood from
+#     about a million spoofed sources: peak memory, the scanner banned;
 #  3. (root) ban latency: 40 scanners, one after another; for each, the time from
 #     the kernel's receive timestamp of the packet that crossed the threshold to
 #     the netlink acknowledgement of the ipset add (the ip_blocked latency_us);
@@ -97,21 +101,29 @@ start_capture() {
 }
 stop_capture() { kill -TERM "$cap"; wait "$cap" || true; cap=; }
 stat() { grep '"capture_stats"' "$work/events" | tail -1 | grep -o "\"$1\":[0-9]*" | cut -d: -f2; }
+# CPU time of every thread of process $1 (ns), and its main thread's wake-ups.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { print s + 0 }'; }
+wakes() { awk '/^voluntary_ctxt_switches/ { print $2 }' /proc/"$1"/status; }
+# record TOOL LABEL PACKETS RATE DROPS CPU_NS WAKES: one flood's figures.
+record() { echo "$3 $4 $5 $(awk -v c="$6" -v n="$3" 'BEGIN { printf "%.0f", n ? c / n : 0 }') $7" >>"$work/res-$1-$2"; }
 
 flood() { # LABEL SECONDS HPING3-ARGS...
   local label=$1 secs=$2; shift 2
   ip netns exec "$t" ipset flush blacklist
   start_capture
+  local c0 w0 c1 w1; c0=$(cpu_ns "$cap"); w0=$(wakes "$cap")
   ip netns exec "$c" timeout "$secs" hping3 --flood -q -S -p 81 "$@" 198.51.100.1 >/dev/null 2>&1 &
   local fl=$!
   if [ "$label" != one-source ]; then
     sleep $((secs / 2)); ip netns exec "$c" nmap -n -Pn -sS -p 3000-3009 --max-retries 0 -S 198.51.100.14 -e vc 198.51.100.1 >/dev/null
   fi
   wait "$fl" || true
+  c1=$(cpu_ns "$cap"); w1=$(wakes "$cap")
   stop_capture
   local pk; pk=$(stat kernel_packets)
-  printf '  fwctl capture, hping3 --flood %-11s %2d s: %8d packets = %6d/s  kernel drops %d  tracked %6d  peak RSS %d MB' "$label" "$secs" \
-    "$pk" "$((pk / secs))" "$(stat kernel_drops)" "$(stat tracked)" "$(( $(stat peak_rss_kb) / 1024 ))"
+  [ "$secs" = 5 ] && record fwctl "$label" "$pk" "$((pk / secs))" "$(stat kernel_drops)" "$((c1 - c0))" "$((w1 - w0))"
+  printf '  fwctl capture, hping3 --flood %-11s %2d s: %8d packets = %6d/s  kernel drops %d  tracked %6d  peak RSS %d MB  CPU %d ms  %d wake-ups' "$label" "$secs" \
+    "$pk" "$((pk / secs))" "$(stat kernel_drops)" "$(stat tracked)" "$(( $(stat peak_rss_kb) / 1024 ))" "$(((c1 - c0) / 1000000))" "$((w1 - w0))"
   if [ "$label" != one-source ]; then
     local lat; lat=$(grep '"ip_blocked"' "$work/events" | grep -o '"latency_us":[0-9]*' | cut -d: -f2 | head -1)
     printf '  nmap scanner in the flood: %s' "$( [ -n "$lat" ] && echo "banned, ${lat} us after its crossing packet" || echo NOT banned)"
@@ -119,22 +131,55 @@ flood() { # LABEL SECONDS HPING3-ARGS...
   echo
 }
 # The same floods seen by tcpdump, as the reference.
+# With OUT set, tcpdump writes the flood there (for the replay) instead of
+# /dev/null, and its figures are not recorded.
 tcpdump_flood() { # LABEL HPING3-ARGS...
   local label=$1; shift
-  ip netns exec "$t" tcpdump -i vt -w /dev/null 'tcp[tcpflags] & tcp-ack == 0' >/dev/null 2>"$work/td" &
+  ip netns exec "$t" tcpdump -i vt -w "${out:-/dev/null}" 'tcp[tcpflags] & tcp-ack == 0' >/dev/null 2>"$work/td" &
   local td=$!
   for _ in $(seq 100); do grep -q 'listening on' "$work/td" && break; sleep 0.05; done
+  local c0 w0 c1 w1; c0=$(cpu_ns "$td"); w0=$(wakes "$td")
   ip netns exec "$c" timeout 5 hping3 --flood -q -S -p 81 "$@" 198.51.100.1 >/dev/null 2>&1 || true
+  c1=$(cpu_ns "$td"); w1=$(wakes "$td")
   kill -INT "$td"; wait "$td" || true
   local got drop; got=$(grep -o '^[0-9]* packets received by filter' "$work/td" | cut -d' ' -f1)
   drop=$(grep -o '^[0-9]* packets dropped by kernel' "$work/td" | cut -d' ' -f1)
-  printf '  tcpdump,       hping3 --flood %-11s  5 s: %8d packets = %6d/s  kernel drops %d\n' "$label" "$got" "$((got / 5))" "$drop"
+  [ -z "${out:-}" ] && record tcpdump "$label" "$got" "$((got / 5))" "$drop" "$((c1 - c0))" "$((w1 - w0))"
+  printf '  tcpdump,       hping3 --flood %-11s  5 s: %8d packets = %6d/s  kernel drops %d  CPU %d ms  %d wake-ups\n' "$label" "$got" "$((got / 5))" "$drop" \
+    "$(((c1 - c0) / 1000000))" "$((w1 - w0))"
 }
-flood one-source 5
-flood rand-source 5 --rand-source
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+col() { awk -v k="$2" '{ print $k }' "$work/res-$1" | median; }
+for _ in $(seq "$runs"); do
+  flood one-source 5
+  command -v tcpdump >/dev/null && tcpdump_flood one-source
+  flood rand-source 5 --rand-source
+  command -v tcpdump >/dev/null && tcpdump_flood rand-source --rand-source
+done
 if command -v tcpdump >/dev/null; then
-  tcpdump_flood one-source
-  tcpdump_flood rand-source --rand-source
+  echo "  medians of $runs (5 s floods):"
+  printf '    %-24s %10s %10s %13s %12s\n' "" "hping3 /s" "drops" "CPU ms/Mpkt" "wake-ups"
+  for label in one-source rand-source; do
+    for tool in fwctl tcpdump; do
+      printf '    %-24s %10s %10s %13s %12s\n' "$tool $label" "$(col "$tool-$label" 2)" "$(col "$tool-$label" 3)" "$(col "$tool-$label" 4)" "$(col "$tool-$label" 5)"
+    done
+    printf '    %-24s %9s%%\n' "fwctl rate / tcpdump's" "$(awk -v a="$(col "fwctl-$label" 2)" -v b="$(col "tcpdump-$label" 2)" 'BEGIN { printf "%.1f", a / b * 100 }')"
+  done
+  echo "== the floods as tcpdump recorded them, replayed"
+  for label in one-source rand-source; do
+    out="$work/$label.pcap" tcpdump_flood "$label" $([ "$label" = rand-source ] && echo --rand-source) >/dev/null
+    n=$(tcpdump -nq -r "$work/$label.pcap" 2>/dev/null | wc -l)
+    for _ in $(seq "$runs"); do
+      a=$(date +%s%N); "$bin" --config "$work/fwctl.toml" capture --pcap "$work/$label.pcap" --json >/dev/null; b=$(date +%s%N); ms "$a" "$b"; echo
+    done | median >"$work/f"
+    for _ in $(seq "$runs"); do
+      a=$(date +%s%N); tcpdump -r "$work/$label.pcap" -w /dev/null 'udp or (tcp[tcpflags] & (tcp-ack|tcp-rst) == 0)' 2>/dev/null; b=$(date +%s%N); ms "$a" "$b"; echo
+    done | median >"$work/d"
+    printf '  %-11s %8d frames: fwctl capture --pcap median %d ms (%.2f M/s), tcpdump -r median %d ms (%.2f M/s)\n' "$label" "$n" \
+      "$(cat "$work/f")" "$(awk -v n="$n" -v t="$(cat "$work/f")" 'BEGIN { print n / (t ? t : 1) / 1000 }')" \
+      "$(cat "$work/d")" "$(awk -v n="$n" -v t="$(cat "$work/d")" 'BEGIN { print n / (t ? t : 1) / 1000 }')"
+    rm -f "$work/$label.pcap"
+  done
 fi
 echo "== a million spoofed sources"
 flood rand-source 15 --rand-source
