@@ -28,7 +28,7 @@ const OUTGOING: u32 = 4;
 
 #[test]
 fn every_probe_kind_parses_and_passes_the_kernel_filter() {
-    let prog = bpf::program();
+    let prog = bpf::program(&[], &[]);
     let odd = Flags {
         syn: true,
         fin: true,
@@ -91,7 +91,7 @@ fn every_probe_kind_parses_and_passes_the_kernel_filter() {
 
 #[test]
 fn replies_and_established_traffic_are_filtered_out() {
-    let prog = bpf::program();
+    let prog = bpf::program(&[], &[]);
     let rst = Flags { rst: true, ..NULL };
     let ack = Flags { ack: true, ..NULL };
     for frame in [
@@ -117,7 +117,7 @@ fn replies_and_established_traffic_are_filtered_out() {
 /// the kernel filter.
 #[test]
 fn truncated_frames_never_panic_and_never_pass_half_parsed() {
-    let prog = bpf::program();
+    let prog = bpf::program(&[], &[]);
     for full in [
         pkt::tcp(ip(ATTACKER6), ip(TARGET6), 4000, 22, SYN, Some(3)),
         pkt::tcp(ip(ATTACKER), ip(TARGET), 4000, 23, FIN, None),
@@ -141,6 +141,90 @@ fn truncated_frames_never_panic_and_never_pass_half_parsed() {
             }
         }
     }
+}
+
+#[test]
+fn with_signatures_the_filter_passes_data_to_their_ports_and_our_syn_acks() {
+    let prog = bpf::program(&[80, 3306], &[53]);
+    let data = |dst: &str, src: &str, dport: u16, vlan, payload: &[u8]| {
+        pkt::tcp_data(
+            ip(src),
+            ip(dst),
+            (40000, dport),
+            Flags {
+                ack: true,
+                psh: true,
+                ..NULL
+            },
+            vlan,
+            (5001, 1001),
+            payload,
+        )
+    };
+    for (dst, src) in [(TARGET, ATTACKER), (TARGET6, ATTACKER6)] {
+        for vlan in [None, Some(7)] {
+            let f = data(dst, src, 80, vlan, b"GET /?q=UNION SELECT 1");
+            assert_eq!(
+                bpf::run(&prog, &f, HOST, ETHER),
+                bpf::DATA_SNAP,
+                "{dst} {vlan:?}"
+            );
+            assert_eq!(
+                bpf::run(&prog, &data(dst, src, 3306, vlan, b"x"), HOST, ETHER),
+                bpf::DATA_SNAP
+            );
+            // Data to a port no signature watches, and a bare ACK to one.
+            assert_eq!(
+                bpf::run(&prog, &data(dst, src, 443, vlan, b"x"), HOST, ETHER),
+                0
+            );
+            assert_eq!(
+                bpf::run(&prog, &data(dst, src, 80, vlan, b""), HOST, ETHER),
+                0,
+                "{dst} {vlan:?}"
+            );
+            // Probes pass as before, cut to the probe length.
+            let syn = pkt::tcp(ip(src), ip(dst), 4000, 81, SYN, vlan);
+            assert_eq!(bpf::run(&prog, &syn, HOST, ETHER), bpf::SNAP);
+        }
+        // Our own SYN-ACK from a signature port passes; from another port,
+        // and our other outgoing segments, do not.
+        let sa = |sport| pkt::tcp(ip(dst), ip(src), sport, 40000, SYN_ACK, None);
+        assert_eq!(
+            bpf::run(&prog, &sa(80), OUTGOING, ETHER),
+            bpf::SNAP,
+            "{dst}"
+        );
+        assert_eq!(bpf::run(&prog, &sa(8080), OUTGOING, ETHER), 0);
+        let out = pkt::tcp_data(
+            ip(dst),
+            ip(src),
+            (80, 40000),
+            Flags { ack: true, ..NULL },
+            None,
+            (1, 1),
+            b"HTTP/1.1 200 OK",
+        );
+        assert_eq!(bpf::run(&prog, &out, OUTGOING, ETHER), 0);
+        // UDP to a signature port is cut long, other UDP as before.
+        assert_eq!(
+            bpf::run(&prog, &pkt::udp(ip(src), ip(dst), 4000, 53), HOST, ETHER),
+            bpf::DATA_SNAP
+        );
+        assert_eq!(
+            bpf::run(&prog, &pkt::udp(ip(src), ip(dst), 4000, 161), HOST, ETHER),
+            bpf::SNAP
+        );
+    }
+    // Without signatures none of that passes.
+    let plain = bpf::program(&[], &[]);
+    let f = data(TARGET, ATTACKER, 80, None, b"UNION SELECT");
+    assert_eq!(bpf::run(&plain, &f, HOST, ETHER), 0);
+    let sa = pkt::tcp(ip(TARGET), ip(ATTACKER), 80, 40000, SYN_ACK, None);
+    assert_eq!(bpf::run(&plain, &sa, OUTGOING, ETHER), 0);
+    // The most ports the config allows still assemble (every jump in range).
+    let most: Vec<u16> = (1..=8).collect();
+    assert!(bpf::program(&most, &most).len() < 255);
 }
 
 fn fwctl(args: &[&str]) -> Command {
@@ -273,6 +357,86 @@ fn write_pcap(path: &Path, frames: &[(u64, Vec<u8>)]) {
         w.packet(*t, fr);
     }
     w.finish();
+}
+
+#[test]
+fn a_replay_reports_a_payload_signature_of_an_answered_connection_only() {
+    let dir = tmp();
+    let cfg = write_config(
+        dir.path(),
+        "[[capture.signature]]\nname = \"sql-union\"\nports = [80]\ncontains = \"UNION SELECT\"\nnocase = true\nseverity = \"high\"\n",
+    );
+    let psh = Flags {
+        ack: true,
+        psh: true,
+        ..NULL
+    };
+    let evil = b"GET /item?id=1%20union select password from users HTTP/1.1\r\nHost: a\r\n\r\n";
+    let frames = vec![
+        // A real client: our SYN-ACK, then its first data segment.
+        (
+            T0,
+            pkt::tcp_data(
+                ip(TARGET),
+                ip(ATTACKER),
+                (80, 40000),
+                SYN_ACK,
+                None,
+                (7000, 5001),
+                b"",
+            ),
+        ),
+        (
+            T0 + 100,
+            pkt::tcp_data(
+                ip(ATTACKER),
+                ip(TARGET),
+                (40000, 80),
+                psh,
+                None,
+                (5001, 7001),
+                evil,
+            ),
+        ),
+        // A forger who never saw a SYN-ACK.
+        (
+            T0 + 200,
+            pkt::tcp_data(
+                ip("203.0.113.99"),
+                ip(TARGET),
+                (40000, 80),
+                psh,
+                None,
+                (5001, 7001),
+                evil,
+            ),
+        ),
+    ];
+    let pcap = dir.path().join("sig.pcap");
+    write_pcap(&pcap, &frames);
+    let out = replay(&cfg, pcap.to_str().unwrap(), &["--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let evs = events(&out);
+    let m = of(&evs, "signature_matched");
+    assert_eq!(m.len(), 1, "{evs:?}");
+    assert_eq!(
+        (m[0]["src"].as_str(), m[0]["matched"].as_str()),
+        (Some(ATTACKER), Some("union select"))
+    );
+    let b = of(&evs, "ip_blocked");
+    assert_eq!(b.len(), 1);
+    assert_eq!(
+        (
+            b[0]["src"].as_str(),
+            b[0]["scan_type"].as_str(),
+            b[0]["applied"].as_bool()
+        ),
+        (Some(ATTACKER), Some("signature"), Some(false))
+    );
 }
 
 #[test]

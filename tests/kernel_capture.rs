@@ -778,6 +778,82 @@ fn a_connection_flood_to_a_service_is_banned_into_throttle_hard_and_a_client_is_
 
 #[test]
 #[ignore = "needs root: kernel test"]
+fn a_union_select_to_a_real_listener_bans_its_sender_and_a_medium_signature_only_reports() {
+    let lab = Lab::new();
+    let (dir, cfg) = config(&format!(
+        "{CONFIG}[[capture.signature]]\nname = \"sql-union\"\nports = [3306, 80]\ncontains = \"UNION SELECT\"\nnocase = true\nseverity = \"high\"\n[[capture.signature]]\nname = \"etc-passwd\"\nports = [80]\ncontains = \"/etc/passwd\"\nseverity = \"medium\"\n"
+    ));
+    apply(&lab, &cfg);
+    let _web = lab.listen(&[80]);
+    let state = dir.path().join("state.json");
+    let mut cap = Capture::start(&lab, &cfg, &state, &[]);
+    let (attacker, attacker6) = src("attacker");
+    let (benign, _) = src("benign");
+    // A clean request, then one a medium signature matches: reported only.
+    lab.send(benign, 80, b"GET /index.html HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    lab.send(
+        benign,
+        80,
+        b"GET /../../etc/passwd HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    let ok = cap.wait_for(Duration::from_secs(5), |seen| {
+        seen.iter().any(|e| e["event"] == "signature_matched")
+    });
+    assert!(ok, "the medium signature was not reported: {:?}", cap.seen);
+    // The request with UNION SELECT (case folded): banned, both families.
+    for a in [attacker, attacker6] {
+        lab.send(
+            a,
+            80,
+            b"GET /item?id=1%20union select password from users HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+        let ok = cap.wait_for(Duration::from_secs(5), |seen| {
+            seen.iter()
+                .any(|e| e["event"] == "ip_blocked" && e["src"] == a.to_string())
+        });
+        assert!(ok, "{a} was not banned: {:?}", cap.seen);
+    }
+    let m = cap.of("signature_matched");
+    assert_eq!(m.len(), 3, "{m:?}");
+    assert_eq!(
+        (m[0]["name"].as_str(), m[0]["src"].as_str()),
+        (Some("etc-passwd"), Some(benign.to_string().as_str()))
+    );
+    assert_eq!(m[0]["action"], "reported only (no high-severity signature)");
+    assert_eq!(
+        (
+            m[1]["name"].as_str(),
+            m[1]["matched"].as_str(),
+            m[1]["port"].as_u64()
+        ),
+        (Some("sql-union"), Some("union select"), Some(80))
+    );
+    let blocked = cap.of("ip_blocked");
+    assert_eq!(blocked.len(), 2, "{blocked:?}");
+    assert!(
+        blocked.iter().all(|b| b["scan_type"] == "signature"),
+        "{blocked:?}"
+    );
+    assert!(lab
+        .set_members("blacklist")
+        .contains_key(&attacker.to_string()));
+    assert!(lab
+        .set_members("blacklist_v6")
+        .contains_key(&attacker6.to_string()));
+    assert!(!lab
+        .set_members("blacklist")
+        .contains_key(&benign.to_string()));
+    // Banned: the web server no longer answers it; the client still gets in.
+    assert_eq!(lab.reach(attacker, 80), Reply::Silent);
+    assert_eq!(lab.reach(benign, 80), Reply::Connected);
+    cap.stop();
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
 fn a_decoy_handshake_is_banned_at_once_and_a_bare_syn_is_not() {
     let lab = Lab::new();
     let (dir, cfg) = config(&format!("{CONFIG}decoy_ports = [2323]\n"));

@@ -7,8 +7,9 @@
 use super::telemetry::Telemetry;
 use super::{say, Invocation};
 use crate::core::capture::detect::{self, Micros};
-use crate::core::capture::engine::{Added, BanFailed, Engine, Mode};
+use crate::core::capture::engine::{Added, BanFailed, Engine, Mode, Signatures};
 use crate::core::capture::events::Event;
+use crate::core::config::signature::Proto;
 use crate::core::config::{self, Config, Mode as ConfigMode};
 use crate::core::history::History;
 use crate::core::policy::Members;
@@ -181,6 +182,9 @@ fn engine(config: &Config, opts: &Options, mode: Mode, history: History) -> Resu
             syn_rate: f.syn_rate.to_string(),
             syn_flood_rate: f.syn_flood_rate.to_string(),
         });
+    }
+    if !config.capture.signatures.is_empty() {
+        e.signatures = Some(Signatures::new(config.capture.signatures.clone()));
     }
     Ok(e)
 }
@@ -362,7 +366,10 @@ fn live(
     };
     refresh(&mut e, sys.as_mut().ok());
     let mut banner = netlink::Ipset::open().context("netlink socket for ipset")?;
-    let mut sock = packet::Live::open(index).map_err(|err| {
+    let (tcp, udp) = e.signatures.as_ref().map_or((&[][..], &[][..]), |s| {
+        (s.matcher.ports(Proto::Tcp), s.matcher.ports(Proto::Udp))
+    });
+    let mut sock = packet::Live::open(index, tcp, udp).map_err(|err| {
         anyhow::anyhow!("cannot open the packet socket: {err}; fix: run as root (CAP_NET_RAW)")
     })?;
     let decoys = if config.capture.decoy_ports.is_empty() {

@@ -73,6 +73,15 @@ pub enum Notice {
         port: u16,
         action: String,
     },
+    SignatureMatched {
+        address: String,
+        proto: String,
+        port: u16,
+        signature: String,
+        severity: String,
+        matched: String,
+        action: String,
+    },
     SynFlood {
         port: u16,
         syns: u32,
@@ -140,8 +149,9 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// The event names, as the config writes them.
-pub const EVENTS: [&str; 14] = [
+pub const EVENTS: [&str; 15] = [
     "decoy_touched",
+    "signature_matched",
     "ip_blocked",
     "scan_detected",
     "distributed_scan",
@@ -166,6 +176,7 @@ impl Notice {
             Notice::ConnectionFlood { .. } => "connection_flood",
             Notice::SynFlood { .. } => "syn_flood",
             Notice::DecoyTouched { .. } => "decoy_touched",
+            Notice::SignatureMatched { .. } => "signature_matched",
             Notice::ScanRun { .. } => "scan_run",
             Notice::Unban { .. } => "unban",
             Notice::Apply { .. } => "apply",
@@ -192,6 +203,7 @@ impl Notice {
             | Notice::ScanDetected { address, .. }
             | Notice::ConnectionFlood { address, .. }
             | Notice::DecoyTouched { address, .. }
+            | Notice::SignatureMatched { address, .. }
             | Notice::Unban { address, .. } => Some(address),
             _ => None,
         }
@@ -246,6 +258,15 @@ impl Notice {
                 port,
                 action,
             } => format!("{address} completed a TCP handshake with decoy port {port}; {action}"),
+            Notice::SignatureMatched {
+                address,
+                proto,
+                port,
+                signature,
+                severity,
+                matched,
+                action,
+            } => format!("{address} sent signature {signature} ({severity}) to {proto}/{port}: \"{matched}\"; {action}"),
             Notice::SynFlood {
                 port,
                 syns,
@@ -353,6 +374,15 @@ pub fn from_capture(ev: &Event) -> Option<Notice> {
             address: d.src.clone(),
             port: d.port,
             action: d.action.clone(),
+        },
+        Event::SignatureMatched(m) => Notice::SignatureMatched {
+            address: m.src.clone(),
+            proto: m.proto.to_string(),
+            port: m.port,
+            signature: m.name.clone(),
+            severity: m.severity.to_string(),
+            matched: m.matched.clone(),
+            action: m.action.clone(),
         },
         Event::CaptureStats(_) => return None,
     })

@@ -256,6 +256,23 @@ impl Lab {
         })
     }
 
+    /// Connect from `src` in the client to `port` of the target and send
+    /// `bytes` (one write: the connection's first data segment).
+    #[allow(dead_code)]
+    pub fn send(&self, src: IpAddr, port: u16, bytes: &[u8]) -> std::io::Result<()> {
+        use socket2::{Domain, Socket, Type};
+        let dst: IpAddr = if src.is_ipv4() { TARGET4 } else { TARGET6 }
+            .parse()
+            .unwrap();
+        let dst = SocketAddr::new(dst, port);
+        in_ns(&self.client, move || {
+            let s = Socket::new(Domain::for_address(dst), Type::STREAM, None)?;
+            s.bind(&SocketAddr::new(src, 0).into())?;
+            s.connect_timeout(&dst.into(), Duration::from_secs(2))?;
+            std::io::Write::write_all(&mut &s, bytes)
+        })
+    }
+
     /// One connection attempt: did it connect, get refused, or get no answer?
     pub fn reach(&self, src: IpAddr, port: u16) -> Reply {
         let p = self.probe(src, port, 1, Duration::from_millis(800));

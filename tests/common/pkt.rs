@@ -88,7 +88,21 @@ pub fn tcp(
     f: Flags,
     vlan: Option<u16>,
 ) -> Vec<u8> {
-    let mut b = ip_step(src, dst, vlan).tcp(sport, dport, 1000, 1024);
+    tcp_data(src, dst, (sport, dport), f, vlan, (1000, 1), &[])
+}
+
+/// A TCP segment with its sequence and acknowledgement numbers and a payload.
+#[allow(dead_code)]
+pub fn tcp_data(
+    src: IpAddr,
+    dst: IpAddr,
+    (sport, dport): (u16, u16),
+    f: Flags,
+    vlan: Option<u16>,
+    (seq, ack): (u32, u32),
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = ip_step(src, dst, vlan).tcp(sport, dport, seq, 1024);
     if f.syn {
         b = b.syn();
     }
@@ -102,13 +116,13 @@ pub fn tcp(
         b = b.urg(0);
     }
     if f.ack {
-        b = b.ack(1);
+        b = b.ack(ack);
     }
     if f.rst {
         b = b.rst();
     }
-    let mut out = Vec::with_capacity(b.size(0));
-    b.write(&mut out, &[]).unwrap();
+    let mut out = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut out, payload).unwrap();
     out
 }
 

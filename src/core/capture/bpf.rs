@@ -5,8 +5,16 @@
 //! drops our own outgoing packets, and passes frames of interfaces without an
 //! Ethernet header (tun, ppp) for user space to parse as raw IP. Passed
 //! frames are cut to SNAP bytes: the headers are all the detector reads.
+//!
+//! With payload signatures it also passes, cut to DATA_SNAP bytes, TCP
+//! segments that carry data to a signature port and UDP datagrams to one,
+//! and (untagged, Ethernet or loopback) the SYN-ACKs this host sends from a
+//! signature port: user space keeps their numbers to know a connection's
+//! first data segment and that its sender really took part in the handshake.
 
 pub const SNAP: u32 = 256;
+/// What a payload signature can see of a segment, headers included.
+pub const DATA_SNAP: u32 = 2048;
 
 /// One classic BPF instruction (struct sock_filter).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +34,14 @@ pub const LDX_B_MSH: u16 = 0xb1;
 pub const JEQ_K: u16 = 0x15;
 pub const JSET_K: u16 = 0x45;
 pub const RET_K: u16 = 0x06;
+pub const LD_H_IND: u16 = 0x48;
+pub const LD_MEM: u16 = 0x60;
+pub const ST: u16 = 0x02;
+pub const TAX: u16 = 0x07;
+pub const SUB_X: u16 = 0x1c;
+pub const AND_K: u16 = 0x54;
+pub const RSH_K: u16 = 0x74;
+pub const JGT_K: u16 = 0x25;
 
 /// Ancillary loads (SKF_AD_OFF + n).
 pub const AD_PKTTYPE: u32 = 0xffff_f000 + 4;
@@ -35,6 +51,8 @@ const PACKET_OUTGOING: u32 = 4;
 const ARPHRD_ETHER: u32 = 1;
 const ARPHRD_LOOPBACK: u32 = 772;
 const ACK_OR_RST: u32 = 0x14;
+const SYN_ACK_RST: u32 = 0x16;
+const SYN_ACK: u32 = 0x12;
 
 /// A jump target while assembling.
 #[derive(Clone, Copy)]
@@ -52,19 +70,107 @@ enum Op {
     Label(&'static str),
 }
 
-fn l3(base: u32, v4: &'static str, v6: &'static str) -> Vec<Op> {
+/// Jump to `hit` when A is one of `ports`, else to `miss`.
+fn chain(ports: &[u16], hit: To, miss: To) -> Vec<Op> {
+    let mut ops: Vec<Op> = ports
+        .iter()
+        .map(|&p| Op::Jump(JEQ_K, u32::from(p), hit, To::Next))
+        .collect();
+    if let Some(Op::Jump(_, _, _, f)) = ops.last_mut() {
+        *f = miss;
+    }
+    ops
+}
+
+/// The labels of one link-layer variant (untagged or VLAN-tagged).
+struct Names {
+    v4: &'static str,
+    v6: &'static str,
+    data4: &'static str,
+    len4: &'static str,
+    data6: &'static str,
+    len6: &'static str,
+    udp4: &'static str,
+    udp6: &'static str,
+}
+
+/// The IPv4 and IPv6 tests at `base`, and the signature tests they jump to
+/// (placed after every main test, so the common path stays short).
+fn l3(base: u32, n: &Names, tcp: &[u16], udp: &[u16], extra: &mut Vec<Op>) -> Vec<Op> {
     use Op::*;
+    let data4 = if tcp.is_empty() {
+        To::Reject
+    } else {
+        To::Label(n.data4)
+    };
+    let data6 = if tcp.is_empty() {
+        To::Reject
+    } else {
+        To::Label(n.data6)
+    };
+    let udp4 = if udp.is_empty() {
+        To::Accept
+    } else {
+        To::Label(n.udp4)
+    };
+    let udp6 = if udp.is_empty() {
+        To::Accept
+    } else {
+        To::Label(n.udp6)
+    };
+    if !tcp.is_empty() {
+        // X holds the IPv4 header length here.
+        extra.push(Label(n.data4));
+        extra.push(Load(LD_H_IND, base + 2));
+        extra.extend(chain(tcp, To::Label(n.len4), To::Reject));
+        extra.extend([
+            Label(n.len4),
+            Load(LD_H_ABS, base + 2),
+            Load(SUB_X, 0),
+            Load(ST, 0),
+            Load(LD_B_IND, base + 12),
+            Load(AND_K, 0xf0),
+            Load(RSH_K, 2),
+            Load(TAX, 0),
+            Load(LD_MEM, 0),
+            Load(SUB_X, 0),
+            Jump(JGT_K, 0, To::Label("data"), To::Reject),
+            Label(n.data6),
+            Load(LD_H_ABS, base + 40 + 2),
+        ]);
+        extra.extend(chain(tcp, To::Label(n.len6), To::Reject));
+        extra.extend([
+            Label(n.len6),
+            Load(LD_B_ABS, base + 40 + 12),
+            Load(AND_K, 0xf0),
+            Load(RSH_K, 2),
+            Load(TAX, 0),
+            Load(LD_H_ABS, base + 4),
+            Load(SUB_X, 0),
+            Jump(JGT_K, 0, To::Label("data"), To::Reject),
+        ]);
+    }
+    if !udp.is_empty() {
+        extra.extend([
+            Label(n.udp4),
+            Load(LDX_B_MSH, base),
+            Load(LD_H_IND, base + 2),
+        ]);
+        extra.extend(chain(udp, To::Label("data"), To::Accept));
+        extra.extend([Label(n.udp6), Load(LD_H_ABS, base + 40 + 2)]);
+        extra.extend(chain(udp, To::Label("data"), To::Accept));
+    }
     vec![
-        Label(v4),
+        Label(n.v4),
         Load(LD_B_ABS, base + 9),
-        Jump(JEQ_K, 17, To::Accept, To::Next),
+        Jump(JEQ_K, 17, udp4, To::Next),
         Jump(JEQ_K, 6, To::Next, To::Reject),
         Load(LDX_B_MSH, base),
         Load(LD_B_IND, base + 13),
-        Jump(JSET_K, ACK_OR_RST, To::Reject, To::Accept),
-        Label(v6),
+        Jump(JSET_K, ACK_OR_RST, data4, To::Accept),
+        Label(n.v6),
         Load(LD_B_ABS, base + 6),
-        Jump(JEQ_K, 17, To::Accept, To::Next),
+        Jump(JEQ_K, 17, udp6, To::Next),
         // Extension headers: let user space walk them.
         Jump(JEQ_K, 0, To::Accept, To::Next),
         Jump(JEQ_K, 43, To::Accept, To::Next),
@@ -72,16 +178,56 @@ fn l3(base: u32, v4: &'static str, v6: &'static str) -> Vec<Op> {
         Jump(JEQ_K, 60, To::Accept, To::Next),
         Jump(JEQ_K, 6, To::Next, To::Reject),
         Load(LD_B_ABS, base + 40 + 13),
-        Jump(JSET_K, ACK_OR_RST, To::Reject, To::Accept),
+        Jump(JSET_K, ACK_OR_RST, data6, To::Accept),
     ]
 }
 
-/// The filter program.
-pub fn program() -> Vec<Insn> {
+/// Our own SYN-ACKs from a TCP signature port (untagged frames).
+fn syn_acks(tcp: &[u16]) -> Vec<Op> {
     use Op::*;
     let mut ops = vec![
+        Label("out"),
+        Load(LD_W_ABS, AD_HATYPE),
+        Jump(JEQ_K, ARPHRD_ETHER, To::Label("out_eth"), To::Next),
+        Jump(JEQ_K, ARPHRD_LOOPBACK, To::Label("out_eth"), To::Reject),
+        Label("out_eth"),
+        Load(LD_H_ABS, 12),
+        Jump(JEQ_K, 0x0800, To::Next, To::Label("out6")),
+        Load(LD_B_ABS, 14 + 9),
+        Jump(JEQ_K, 6, To::Next, To::Reject),
+        Load(LDX_B_MSH, 14),
+        Load(LD_B_IND, 14 + 13),
+        Load(AND_K, SYN_ACK_RST),
+        Jump(JEQ_K, SYN_ACK, To::Next, To::Reject),
+        Load(LD_H_IND, 14),
+    ];
+    ops.extend(chain(tcp, To::Accept, To::Reject));
+    ops.extend([
+        Label("out6"),
+        Jump(JEQ_K, 0x86dd, To::Next, To::Reject),
+        Load(LD_B_ABS, 14 + 6),
+        Jump(JEQ_K, 6, To::Next, To::Reject),
+        Load(LD_B_ABS, 14 + 40 + 13),
+        Load(AND_K, SYN_ACK_RST),
+        Jump(JEQ_K, SYN_ACK, To::Next, To::Reject),
+        Load(LD_H_ABS, 14 + 40),
+    ]);
+    ops.extend(chain(tcp, To::Accept, To::Reject));
+    ops
+}
+
+/// The filter program, for payload signatures on the `tcp` and `udp` ports
+/// (none: probes only). At most 8 ports of each keep every jump in range.
+pub fn program(tcp: &[u16], udp: &[u16]) -> Vec<Insn> {
+    use Op::*;
+    let outgoing = if tcp.is_empty() {
+        To::Reject
+    } else {
+        To::Label("out")
+    };
+    let mut ops = vec![
         Load(LD_W_ABS, AD_PKTTYPE),
-        Jump(JEQ_K, PACKET_OUTGOING, To::Reject, To::Next),
+        Jump(JEQ_K, PACKET_OUTGOING, outgoing, To::Next),
         Load(LD_W_ABS, AD_HATYPE),
         Jump(JEQ_K, ARPHRD_ETHER, To::Label("eth"), To::Next),
         Jump(JEQ_K, ARPHRD_LOOPBACK, To::Label("eth"), To::Accept),
@@ -96,10 +242,37 @@ pub fn program() -> Vec<Insn> {
         Jump(JEQ_K, 0x0800, To::Label("v4vlan"), To::Next),
         Jump(JEQ_K, 0x86dd, To::Label("v6vlan"), To::Reject),
     ];
-    ops.extend(l3(14, "v4", "v6"));
-    ops.extend(l3(18, "v4vlan", "v6vlan"));
+    let mut extra = Vec::new();
+    let plain = Names {
+        v4: "v4",
+        v6: "v6",
+        data4: "data4",
+        len4: "len4",
+        data6: "data6",
+        len6: "len6",
+        udp4: "udp4",
+        udp6: "udp6",
+    };
+    let tagged = Names {
+        v4: "v4vlan",
+        v6: "v6vlan",
+        data4: "data4vlan",
+        len4: "len4vlan",
+        data6: "data6vlan",
+        len6: "len6vlan",
+        udp4: "udp4vlan",
+        udp6: "udp6vlan",
+    };
+    ops.extend(l3(14, &plain, tcp, udp, &mut extra));
+    ops.extend(l3(18, &tagged, tcp, udp, &mut extra));
+    ops.extend(extra);
+    if !tcp.is_empty() {
+        ops.extend(syn_acks(tcp));
+    }
     ops.push(Label("accept"));
     ops.push(Ret(SNAP));
+    ops.push(Label("data"));
+    ops.push(Ret(DATA_SNAP));
     ops.push(Label("reject"));
     ops.push(Ret(0));
     assemble(&ops)
@@ -107,7 +280,7 @@ pub fn program() -> Vec<Insn> {
 
 fn assemble(ops: &[Op]) -> Vec<Insn> {
     // Index of each real instruction and each label.
-    let mut at = std::collections::HashMap::new();
+    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     let mut n = 0usize;
     for op in ops {
         match op {
@@ -158,6 +331,13 @@ fn assemble(ops: &[Op]) -> Vec<Insn> {
 /// number of bytes passed, 0 for dropped.
 pub fn run(prog: &[Insn], frame: &[u8], pkttype: u32, hatype: u32) -> u32 {
     let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+    let mut mem = [0u32; 16];
+    let half = |i: usize| {
+        Some(u32::from(u16::from_be_bytes([
+            *frame.get(i)?,
+            *frame.get(i + 1)?,
+        ])))
+    };
     let byte = |i: usize| frame.get(i).copied();
     loop {
         let ins = prog[pc];
@@ -177,6 +357,17 @@ pub fn run(prog: &[Insn], frame: &[u8], pkttype: u32, hatype: u32) -> u32 {
                 Some(b) => a = u32::from(b),
                 None => return 0,
             },
+            LD_H_IND => match half((x + ins.k) as usize) {
+                Some(h) => a = h,
+                None => return 0,
+            },
+            ST => mem[ins.k as usize] = a,
+            LD_MEM => a = mem[ins.k as usize],
+            TAX => x = a,
+            SUB_X => a = a.wrapping_sub(x),
+            AND_K => a &= ins.k,
+            RSH_K => a >>= ins.k,
+            JGT_K => pc += usize::from(if a > ins.k { ins.jt } else { ins.jf }),
             LDX_B_MSH => match byte(ins.k as usize) {
                 Some(b) => x = u32::from(b & 0xf) * 4,
                 None => return 0,

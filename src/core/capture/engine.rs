@@ -8,6 +8,9 @@ use super::detect::{Detector, Event as Detected, Micros, Reason, Scan, SECOND};
 use super::events::{self, span, time, Event};
 use super::flood::{Flood, FloodTracker};
 use super::packet::{self, Link};
+use super::signature::{escaped, Handshakes, Hit, Matcher};
+use crate::core::config::pattern::Severity;
+use crate::core::config::signature::Proto;
 use crate::core::history::History;
 use crate::core::policy::Policy;
 use crate::units::addr::member;
@@ -103,6 +106,32 @@ pub struct Engine {
     /// net.ipv4.tcp_syncookies, read by the live driver (None in a replay).
     pub syncookies: Option<bool>,
     floods: Vec<Flood>,
+    /// `[[capture.signature]]` (none without them).
+    pub signatures: Option<Signatures>,
+}
+
+/// Payload signatures: the matcher, the handshakes this host answered on
+/// their ports, and the hits of the segment at hand.
+pub struct Signatures {
+    pub matcher: Matcher,
+    pub handshakes: Handshakes,
+    hits: Vec<Hit>,
+    /// Segments examined (first data segments and UDP datagrams).
+    pub examined: u64,
+}
+
+/// Handshakes awaiting their first data segment, at most.
+pub const HANDSHAKES: usize = 65_536;
+
+impl Signatures {
+    pub fn new(sigs: Vec<crate::core::config::signature::Signature>) -> Signatures {
+        Signatures {
+            matcher: Matcher::new(sigs),
+            handshakes: Handshakes::new(HANDSHAKES),
+            hits: Vec::new(),
+            examined: 0,
+        }
+    }
 }
 
 pub struct FloodWatch {
@@ -128,6 +157,7 @@ impl Engine {
             flood: None,
             syncookies: None,
             floods: Vec::new(),
+            signatures: None,
         }
     }
 
@@ -152,10 +182,19 @@ impl Engine {
     ) {
         self.counts.frames += 1;
         let Some(p) = packet::parse(link, data) else {
+            // Not a probe: with signatures, a data segment or our SYN-ACK.
+            if self.signatures.is_some() {
+                self.payload(link, data, now, ban, clock, out);
+            }
             return;
         };
         if !self.dests.contains(&p.dst) || self.own.contains(&p.src) || is_reply(&p) {
             return;
+        }
+        if p.kind == packet::Kind::Udp
+            && (self.signatures.as_ref()).is_some_and(|s| s.matcher.watches(Proto::Udp, p.dport))
+        {
+            self.payload(link, data, now, ban, clock, out);
         }
         self.counts.probes += 1;
         self.counts.udp_probes += u64::from(p.kind == packet::Kind::Udp);
@@ -291,6 +330,95 @@ impl Engine {
             port,
             action,
         }));
+        out.extend(blocked);
+    }
+
+    /// A frame for the payload signatures: our SYN-ACK from a signature
+    /// port is remembered; the first data segment of that connection (or a
+    /// UDP datagram to a signature port) is matched, and a high-severity
+    /// match bans its TCP sender into the capture ban set.
+    fn payload(
+        &mut self,
+        link: Link,
+        data: &[u8],
+        t: Micros,
+        ban: &mut BanFn,
+        clock: &dyn Fn() -> Micros,
+        out: &mut Vec<Event>,
+    ) {
+        let Some(s) = packet::segment(link, data) else {
+            return;
+        };
+        let Some(sig) = self.signatures.as_mut() else {
+            return;
+        };
+        let proto = if s.udp { Proto::Udp } else { Proto::Tcp };
+        const HANDSHAKE: u8 = packet::TCP_SYN | packet::TCP_ACK | packet::TCP_RST;
+        if !s.udp && s.flags & HANDSHAKE == packet::TCP_SYN | packet::TCP_ACK {
+            if self.dests.contains(&s.src) && sig.matcher.watches(Proto::Tcp, s.sport) {
+                sig.handshakes
+                    .syn_ack(s.dst, s.dport, s.sport, s.seq, s.ack);
+            }
+            return;
+        }
+        if s.payload.is_empty()
+            || !sig.matcher.watches(proto, s.dport)
+            || !self.dests.contains(&s.dst)
+            || self.own.contains(&s.src)
+            || (!s.udp
+                && !sig
+                    .handshakes
+                    .first_data(s.src, s.sport, s.dport, s.seq, s.ack))
+        {
+            return;
+        }
+        sig.examined += 1;
+        sig.matcher
+            .matches(proto, s.dport, s.payload, &mut sig.hits);
+        if sig.hits.is_empty() {
+            return;
+        }
+        let hits = std::mem::take(&mut sig.hits);
+        let high = (!s.udp)
+            .then(|| {
+                hits.iter()
+                    .find(|h| sig.matcher.severity(h) == Severity::High)
+            })
+            .flatten()
+            .map(|h| sig.matcher.sigs[h.sig].name.clone());
+        let key = self.detector.key(s.src);
+        let source = self.detector.net(key);
+        let (action, blocked) = match high {
+            Some(name) => {
+                let reason = format!("payload matched signature {name} (high) on tcp/{}", s.dport);
+                let set = family_set(&self.sets, source);
+                let (action, blocked, secs) =
+                    self.decide(source, t, "signature", &reason, set, ban, clock);
+                if let Some(secs) = secs {
+                    self.detector.quiet(key, t.saturating_add(secs * SECOND));
+                }
+                (action, blocked)
+            }
+            None => (
+                "reported only (no high-severity signature)".to_string(),
+                None,
+            ),
+        };
+        let sig = self.signatures.as_mut().expect("checked above");
+        for h in &hits {
+            let def = &sig.matcher.sigs[h.sig];
+            out.push(Event::SignatureMatched(events::SignatureMatched {
+                time: time(t),
+                src: member(&source),
+                proto: proto.as_str(),
+                port: s.dport,
+                name: def.name.clone(),
+                severity: def.severity.as_str(),
+                matched: escaped(&s.payload[h.start..h.end]),
+                action: action.clone(),
+            }));
+        }
+        sig.hits = hits;
         out.extend(blocked);
     }
 
@@ -710,6 +838,256 @@ mod tests {
         f.extend_from_slice(&p.dport.to_be_bytes());
         f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 4, 0, 0, 0, 0, 0]);
         f
+    }
+
+    /// A raw IPv4 TCP segment with sequence numbers and a payload.
+    #[allow(clippy::too_many_arguments)]
+    fn segment(
+        src: &str,
+        dst: &str,
+        sport: u16,
+        dport: u16,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let (s, d): (std::net::Ipv4Addr, std::net::Ipv4Addr) =
+            (src.parse().unwrap(), dst.parse().unwrap());
+        let total = (40 + payload.len()) as u16;
+        let mut f = vec![0x45, 0];
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&s.octets());
+        f.extend_from_slice(&d.octets());
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&seq.to_be_bytes());
+        f.extend_from_slice(&ack.to_be_bytes());
+        f.extend_from_slice(&[0x50, flags, 4, 0, 0, 0, 0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// A rig with two signatures on port 80: sql-union (high, no case) and
+    /// etc-passwd (medium).
+    fn signature_rig() -> Rig {
+        use crate::core::config::signature::{Needle, Signature};
+        let mut r = Rig::new(Mode::Ban);
+        let sig = |name: &str, lit: &str, nocase, severity| Signature {
+            name: name.into(),
+            proto: Proto::Tcp,
+            ports: vec![80],
+            needle: Needle::Contains(lit.into()),
+            nocase,
+            severity,
+        };
+        r.e.signatures = Some(Signatures::new(vec![
+            sig("sql-union", "UNION SELECT", true, Severity::High),
+            sig("etc-passwd", "/etc/passwd", false, Severity::Medium),
+        ]));
+        r
+    }
+
+    /// A connection from `src`:`port` to our port 80 whose SYN-ACK we sent
+    /// (seq 1000, the client's ISN 5000), then its first data segment.
+    fn request(r: &mut Rig, src: &str, port: u16, payload: &[u8], t: Micros) {
+        r.feed(
+            &segment("198.51.100.1", src, 80, port, 0x12, 1000, 5001, b""),
+            t,
+        );
+        r.feed(
+            &segment(src, "198.51.100.1", port, 80, 0x18, 5001, 1001, payload),
+            t + 100,
+        );
+    }
+
+    #[test]
+    fn a_high_severity_payload_bans_its_sender_and_a_medium_one_is_reported() {
+        let mut r = signature_rig();
+        request(
+            &mut r,
+            "203.0.113.7",
+            40000,
+            b"GET /?id=1 union select pass FROM users HTTP/1.1\r\n",
+            SECOND,
+        );
+        assert_eq!(
+            r.banner.adds,
+            [(
+                "blacklist".to_string(),
+                "203.0.113.7/32".parse().unwrap(),
+                300
+            )]
+        );
+        let m = r.of("signature_matched");
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            (
+                m[0]["name"].as_str(),
+                m[0]["severity"].as_str(),
+                m[0]["port"].as_u64()
+            ),
+            (Some("sql-union"), Some("high"), Some(80))
+        );
+        assert_eq!(m[0]["matched"], "union select");
+        assert_eq!(m[0]["action"], "banned for 5m");
+        let b = r.of("ip_blocked");
+        assert_eq!(
+            (b[0]["scan_type"].as_str(), b[0]["reason"].as_str()),
+            (
+                Some("signature"),
+                Some("payload matched signature sql-union (high) on tcp/80")
+            )
+        );
+        // Its next segment is not looked at.
+        r.feed(
+            &segment(
+                "203.0.113.7",
+                "198.51.100.1",
+                40000,
+                80,
+                0x18,
+                5101,
+                1001,
+                b"UNION SELECT",
+            ),
+            2 * SECOND,
+        );
+        assert_eq!(r.of("signature_matched").len(), 1);
+        // Medium: the event, no ban.
+        request(
+            &mut r,
+            "203.0.113.8",
+            40000,
+            b"GET /../../etc/passwd HTTP/1.1",
+            3 * SECOND,
+        );
+        let m = r.of("signature_matched");
+        assert_eq!((m.len(), m[1]["name"].as_str()), (2, Some("etc-passwd")));
+        assert_eq!(m[1]["action"], "reported only (no high-severity signature)");
+        assert_eq!(r.banner.adds.len(), 1);
+        // A trusted sender is reported, never banned.
+        request(&mut r, "192.0.2.9", 40000, b"UNION SELECT", 4 * SECOND);
+        let m = r.of("signature_matched");
+        assert!(
+            m[2]["action"].as_str().unwrap().starts_with("not banned"),
+            "{m:?}"
+        );
+        assert_eq!(r.banner.adds.len(), 1);
+    }
+
+    #[test]
+    fn a_forged_or_unanswered_payload_bans_nobody() {
+        let mut r = signature_rig();
+        let evil = b"GET /?q=UNION SELECT 1";
+        // No handshake that we answered.
+        r.feed(
+            &segment(
+                "203.0.113.9",
+                "198.51.100.1",
+                40000,
+                80,
+                0x18,
+                5001,
+                1001,
+                evil,
+            ),
+            SECOND,
+        );
+        // Our SYN-ACK went to someone; the forger guesses our sequence number wrong.
+        r.feed(
+            &segment(
+                "198.51.100.1",
+                "203.0.113.10",
+                80,
+                40000,
+                0x12,
+                1000,
+                5001,
+                b"",
+            ),
+            SECOND,
+        );
+        r.feed(
+            &segment(
+                "203.0.113.10",
+                "198.51.100.1",
+                40000,
+                80,
+                0x18,
+                5001,
+                4242,
+                evil,
+            ),
+            SECOND + 1,
+        );
+        // A SYN-ACK another host sent (not us) opens nothing either.
+        r.feed(
+            &segment(
+                "198.51.100.77",
+                "203.0.113.11",
+                80,
+                40000,
+                0x12,
+                1000,
+                5001,
+                b"",
+            ),
+            SECOND,
+        );
+        r.feed(
+            &segment(
+                "203.0.113.11",
+                "198.51.100.1",
+                40000,
+                80,
+                0x18,
+                5001,
+                1001,
+                evil,
+            ),
+            SECOND + 1,
+        );
+        // The right handshake, but to a port no signature watches.
+        r.feed(
+            &segment(
+                "198.51.100.1",
+                "203.0.113.12",
+                8080,
+                40000,
+                0x12,
+                1000,
+                5001,
+                b"",
+            ),
+            SECOND,
+        );
+        r.feed(
+            &segment(
+                "203.0.113.12",
+                "198.51.100.1",
+                40000,
+                8080,
+                0x18,
+                5001,
+                1001,
+                evil,
+            ),
+            SECOND + 1,
+        );
+        // A clean request passes without an event.
+        request(
+            &mut r,
+            "203.0.113.13",
+            40000,
+            b"GET /index.html HTTP/1.1\r\n\r\n",
+            SECOND,
+        );
+        assert!(r.banner.adds.is_empty(), "{:?}", r.banner.adds);
+        assert!(r.of("signature_matched").is_empty());
+        let sig = r.e.signatures.as_ref().unwrap();
+        assert_eq!(sig.examined, 1);
     }
 
     proptest::proptest! {

@@ -25,7 +25,23 @@ pub enum Event {
     ConnectionFlood(ConnectionFlood),
     SynFlood(SynFlood),
     DecoyTouched(DecoyTouched),
+    SignatureMatched(SignatureMatched),
     CaptureStats(CaptureStats),
+}
+
+/// A payload signature matched the first data segment of a connection (or
+/// a UDP datagram) to one of its ports.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SignatureMatched {
+    pub time: String,
+    pub src: String,
+    pub proto: &'static str,
+    pub port: u16,
+    pub name: String,
+    pub severity: &'static str,
+    /// The bytes that matched: printable ASCII as is, others as \xNN, capped.
+    pub matched: String,
+    pub action: String,
 }
 
 /// A source completed a TCP handshake with a decoy port: not forgeable,
@@ -229,6 +245,10 @@ impl Event {
             Event::DecoyTouched(e) => format!(
                 "{} decoy_touched {} completed a handshake with decoy port {}; {}",
                 e.time, e.src, e.port, e.action
+            ),
+            Event::SignatureMatched(e) => format!(
+                "{} signature_matched {} {} ({}) to {}/{}: \"{}\"; {}",
+                e.time, e.src, e.name, e.severity, e.proto, e.port, e.matched, e.action
             ),
             Event::CaptureStats(e) => {
                 let mut line = format!(

@@ -9,4 +9,5 @@ pub mod engine;
 pub mod events;
 pub mod flood;
 pub mod packet;
+pub mod signature;
 pub mod table;

@@ -135,6 +135,83 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 
 /// Parse one frame. `None` for anything that is not a probe.
 pub fn parse(link: Link, frame: &[u8]) -> Option<Probe> {
+    let (ethertype, ip, outgoing) = layer3(link, frame)?;
+    if outgoing {
+        return None;
+    }
+    let n = match ethertype {
+        ETH_IPV4 => ipv4(ip)?,
+        ETH_IPV6 => ipv6(ip)?,
+        _ => return None,
+    };
+    transport(n.proto, n.l4, n.src, n.dst)
+}
+
+/// A TCP segment or UDP datagram with its payload (as far as captured), in
+/// either direction: what payload signatures read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub udp: bool,
+    /// TCP only (0 for UDP).
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    pub payload: &'a [u8],
+}
+
+pub const TCP_SYN: u8 = SYN;
+pub const TCP_ACK: u8 = ACK;
+pub const TCP_RST: u8 = RST;
+
+/// Parse one frame as a segment. The payload ends where the IP length says
+/// (not at the link's padding) or where the capture cut it.
+pub fn segment(link: Link, frame: &[u8]) -> Option<Segment<'_>> {
+    let (ethertype, ip, _) = layer3(link, frame)?;
+    let n = match ethertype {
+        ETH_IPV4 => ipv4(ip)?,
+        ETH_IPV6 => ipv6(ip)?,
+        _ => return None,
+    };
+    let l4 = &n.l4[..n.l4.len().min(n.l4_len)];
+    let (udp, flags, seq, ack, head) = match n.proto {
+        6 => {
+            let doff = usize::from(*l4.get(12)? >> 4) * 4;
+            let word = |at: usize| Some(u32::from_be_bytes(l4.get(at..at + 4)?.try_into().ok()?));
+            (false, *l4.get(13)?, word(4)?, word(8)?, doff.max(20))
+        }
+        17 => (true, 0, 0, 0, 8),
+        _ => return None,
+    };
+    Some(Segment {
+        src: n.src,
+        dst: n.dst,
+        sport: be16(l4, 0)?,
+        dport: be16(l4, 2)?,
+        udp,
+        flags,
+        seq,
+        ack,
+        payload: l4.get(head..).unwrap_or(&[]),
+    })
+}
+
+/// The network layer of a frame: addresses, the transport protocol, its
+/// bytes as captured and its length as the IP header says.
+struct Net<'a> {
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    l4: &'a [u8],
+    l4_len: usize,
+}
+
+/// The ethertype, the IP bytes, and whether the frame is our own outgoing one.
+fn layer3(link: Link, frame: &[u8]) -> Option<(u16, &[u8], bool)> {
+    let mut outgoing = false;
     let (ethertype, l3) = match link {
         Link::Ethernet => {
             let mut at = 12;
@@ -156,27 +233,18 @@ pub fn parse(link: Link, frame: &[u8]) -> Option<Probe> {
             _ => return None,
         },
         Link::LinuxSll => {
-            if be16(frame, 0)? == PACKET_OUTGOING {
-                return None;
-            }
+            outgoing = be16(frame, 0)? == PACKET_OUTGOING;
             (be16(frame, 14)?, 16)
         }
         Link::LinuxSll2 => {
-            if u16::from(*frame.get(10)?) == PACKET_OUTGOING {
-                return None;
-            }
+            outgoing = u16::from(*frame.get(10)?) == PACKET_OUTGOING;
             (be16(frame, 0)?, 20)
         }
     };
-    let ip = frame.get(l3..)?;
-    match ethertype {
-        ETH_IPV4 => ipv4(ip),
-        ETH_IPV6 => ipv6(ip),
-        _ => None,
-    }
+    Some((ethertype, frame.get(l3..)?, outgoing))
 }
 
-fn ipv4(ip: &[u8]) -> Option<Probe> {
+fn ipv4(ip: &[u8]) -> Option<Net<'_>> {
     let ihl = usize::from(ip.first()? & 0x0f) * 4;
     if ip[0] >> 4 != 4 || ihl < 20 || ip.len() < ihl {
         return None;
@@ -187,10 +255,16 @@ fn ipv4(ip: &[u8]) -> Option<Probe> {
     }
     let src = IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]));
     let dst = IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
-    transport(ip[9], &ip[ihl..], src, dst)
+    Some(Net {
+        src,
+        dst,
+        proto: ip[9],
+        l4: &ip[ihl..],
+        l4_len: usize::from(be16(ip, 2)?).saturating_sub(ihl),
+    })
 }
 
-fn ipv6(ip: &[u8]) -> Option<Probe> {
+fn ipv6(ip: &[u8]) -> Option<Net<'_>> {
     if ip.len() < 40 || ip[0] >> 4 != 6 {
         return None;
     }
@@ -216,7 +290,13 @@ fn ipv6(ip: &[u8]) -> Option<Probe> {
             _ => break,
         }
     }
-    transport(next, ip.get(at..)?, src, dst)
+    Some(Net {
+        src,
+        dst,
+        proto: next,
+        l4: ip.get(at..)?,
+        l4_len: (40 + usize::from(be16(ip, 4)?)).saturating_sub(at),
+    })
 }
 
 const FIN: u8 = 0x01;

@@ -30,6 +30,8 @@ pub struct Capture {
     /// TCP ports capture listens on so that scanners find them open; a
     /// completed handshake with one is banned at once.
     pub decoy_ports: Vec<u16>,
+    /// `[[capture.signature]]`: payloads looked for (none by default).
+    pub signatures: Vec<super::signature::Signature>,
 }
 
 /// The validated `[capture.flood]` section.
@@ -137,6 +139,8 @@ pub struct RawCapture {
     flood: Option<RawFlood>,
     #[serde(default)]
     decoy_ports: Vec<i64>,
+    #[serde(default)]
+    signature: Vec<super::signature::RawSignature>,
 }
 
 /// A `[capture]` ban duration: the same rules as `scan --removeafter`, with
@@ -272,6 +276,7 @@ impl Capture {
                 .unwrap_or_else(|| PathBuf::from(crate::core::state::DEFAULT_PATH)),
             flood: raw.flood.map(RawFlood::validate).transpose()?,
             decoy_ports: decoys(&raw.decoy_ports)?,
+            signatures: super::signature::validate(raw.signature)?,
         })
     }
 }

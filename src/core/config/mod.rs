@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod intel;
 pub mod notify;
 pub mod pattern;
+pub mod signature;
 
 use crate::core::capture::detect::{ServicePorts, Settings, SECOND};
 use crate::units::addr::parse_net;
