@@ -104,6 +104,19 @@ impl<V> Table<V> {
         Some(&mut self.slots[i as usize].val)
     }
 
+    /// Where `key`'s entry is, if tracked (for `touch_at`).
+    pub fn find(&self, key: u128) -> Option<u32> {
+        self.map.get(&key).copied()
+    }
+
+    /// The entry at `i` (from `find`), most recently seen now.
+    pub fn touch_at(&mut self, i: u32) -> &mut V {
+        let seg = usize::from(self.slots[i as usize].seg);
+        self.unlink(i);
+        self.push_front(seg, i);
+        &mut self.slots[i as usize].val
+    }
+
     /// The entry for `key`, most recently seen now; a new one made by `make`
     /// (evicting the least recently seen if full). The bool says "new".
     pub fn touch(&mut self, key: u128, make: impl FnOnce() -> V) -> (&mut V, bool) {
@@ -157,6 +170,11 @@ impl<V> Table<V> {
         }
         self.unlink(i);
         self.push_front(PROTECTED, i);
+    }
+
+    /// A random seed for a hasher keyed by attacker-chosen addresses.
+    pub fn seed() -> u64 {
+        random_seed()
     }
 
     fn unlink(&mut self, i: u32) {
