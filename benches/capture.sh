@@ -112,7 +112,7 @@ flood() { # LABEL SECONDS HPING3-ARGS...
   ip netns exec "$t" ipset flush blacklist
   start_capture
   local c0 w0 c1 w1; c0=$(cpu_ns "$cap"); w0=$(wakes "$cap")
-  ip netns exec "$c" timeout "$secs" hping3 --flood -q -S -p 81 "$@" 198.51.100.1 >/dev/null 2>&1 &
+  ip netns exec "$c" timeout "$secs" hping3 --flood -q -S -p "$([ -n "${flood80:-}" ] && echo 80 || echo 81)" "$@" 198.51.100.1 >/dev/null 2>&1 &
   local fl=$!
   if [ "$label" != one-source ]; then
     sleep $((secs / 2)); ip netns exec "$c" nmap -n -Pn -sS -p 3000-3009 --max-retries 0 -S 198.51.100.14 -e vc 198.51.100.1 >/dev/null
@@ -121,7 +121,7 @@ flood() { # LABEL SECONDS HPING3-ARGS...
   c1=$(cpu_ns "$cap"); w1=$(wakes "$cap")
   stop_capture
   local pk; pk=$(stat kernel_packets)
-  [ "$secs" = 5 ] && record fwctl "$label" "$pk" "$((pk / secs))" "$(stat kernel_drops)" "$((c1 - c0))" "$((w1 - w0))"
+  [ "$secs" = 5 ] && [ -z "${flood80:-}" ] && record fwctl "$label" "$pk" "$((pk / secs))" "$(stat kernel_drops)" "$((c1 - c0))" "$((w1 - w0))"
   printf '  fwctl capture, hping3 --flood %-11s %2d s: %8d packets = %6d/s  kernel drops %d  tracked %6d  peak RSS %d MB  CPU %d ms  %d wake-ups' "$label" "$secs" \
     "$pk" "$((pk / secs))" "$(stat kernel_drops)" "$(stat tracked)" "$(( $(stat peak_rss_kb) / 1024 ))" "$(((c1 - c0) / 1000000))" "$((w1 - w0))"
   if [ "$label" != one-source ]; then
@@ -183,6 +183,15 @@ if command -v tcpdump >/dev/null; then
 fi
 echo "== a million spoofed sources"
 flood rand-source 15 --rand-source
+# Payload signatures at the flood rate: the same SYN flood, to port 80 (a
+# signature port), without and with the ten signatures.
+echo "== ten payload signatures (benches/ten-signatures.toml), SYN flood to port 80"
+{ cat "$work/fwctl.toml"; cat benches/ten-signatures.toml; } >"$work/sigs.toml"
+for conf in "$work/fwctl.toml" "$work/sigs.toml" "$work/fwctl.toml" "$work/sigs.toml"; do
+  printf '  %-15s' "$([ "$conf" = "$work/sigs.toml" ] && echo "ten signatures" || echo "none")"
+  flood80=1 flood rand-source 5 --rand-source
+done
+conf=
 
 latency() {
   ip netns exec "$t" ipset flush blacklist

@@ -776,6 +776,96 @@ fn a_connection_flood_to_a_service_is_banned_into_throttle_hard_and_a_client_is_
     assert_eq!(last_stats(&events)["bans"], 1);
 }
 
+/// Send `per_source` SYNs to `port` of the target from each of `sources`
+/// (raw IPv4 from the client namespace, the source addresses written in),
+/// one packet every `gap`: a SYN flood from many forged sources, all of
+/// them documentation addresses.
+fn forged_syns(
+    lab: &Lab,
+    sources: &[std::net::Ipv4Addr],
+    per_source: u16,
+    port: u16,
+    gap: Duration,
+) -> usize {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let dst: std::net::Ipv4Addr = "198.51.100.1".parse().unwrap();
+    in_ns(&lab.client, move || {
+        let s = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(libc::IPPROTO_RAW)),
+        )
+        .unwrap();
+        let to = SockAddr::from(std::net::SocketAddr::new(dst.into(), 0));
+        let mut sent = 0;
+        for round in 0..per_source {
+            for (i, src) in sources.iter().enumerate() {
+                let b = etherparse::PacketBuilder::ipv4(src.octets(), dst.octets(), 64)
+                    .tcp(10_000 + round * 1000 + i as u16, port, 7, 1024)
+                    .syn();
+                let mut pkt = Vec::with_capacity(b.size(0));
+                b.write(&mut pkt, &[]).unwrap();
+                s.send_to(&pkt, &to).unwrap();
+                sent += 1;
+                std::thread::sleep(gap);
+            }
+        }
+        sent
+    })
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_syn_flood_from_many_forged_sources_is_reported_and_bans_nobody() {
+    let lab = Lab::new();
+    let (dir, cfg) = config(&format!(
+        "{CONFIG}[capture.flood]\nsyn_rate = \"20/second\"\nover = \"2s\"\nsyn_flood_rate = \"200/second\"\n"
+    ));
+    apply(&lab, &cfg);
+    let state = dir.path().join("state.json");
+    let mut cap = Capture::start(&lab, &cfg, &state, &[]);
+    // 500 sources from two documentation networks, 3 SYNs each to port 80,
+    // about 1 500 a second: each source far below 20/s, together far above 200/s.
+    let sources: Vec<std::net::Ipv4Addr> = (0..500u32)
+        .map(|i| {
+            let net = if i < 250 { [203, 0, 113] } else { [192, 0, 2] };
+            std::net::Ipv4Addr::new(net[0], net[1], net[2], (i % 250 + 2) as u8)
+        })
+        .collect();
+    let sent = forged_syns(&lab, &sources, 3, 80, Duration::from_micros(500));
+    assert_eq!(sent, 1500);
+    let ok = cap.wait_for(Duration::from_secs(5), |seen| {
+        seen.iter().any(|e| e["event"] == "syn_flood")
+    });
+    assert!(ok, "no syn_flood event: {:?}", cap.seen);
+    let seen = cap.stop();
+    let of = |kind: &str| {
+        seen.iter()
+            .filter(|e| e["event"] == kind)
+            .collect::<Vec<_>>()
+    };
+    let f = of("syn_flood");
+    assert_eq!(f[0]["port"], 80, "{f:?}");
+    assert!(f[0]["rate_per_s"].as_u64().unwrap() >= 200, "{f:?}");
+    assert!(
+        f[0]["syncookies"].is_boolean(),
+        "live capture reads the sysctl: {f:?}"
+    );
+    assert!(
+        of("connection_flood").is_empty(),
+        "{:?}",
+        of("connection_flood")
+    );
+    assert!(of("ip_blocked").is_empty(), "{:?}", of("ip_blocked"));
+    for set in ["blacklist", "throttle-hard", "throttle-soft"] {
+        assert!(
+            lab.set_members(set).is_empty(),
+            "{set}: {:?}",
+            lab.set_members(set)
+        );
+    }
+}
+
 #[test]
 #[ignore = "needs root: kernel test"]
 fn a_union_select_to_a_real_listener_bans_its_sender_and_a_medium_signature_only_reports() {

@@ -121,6 +121,8 @@ pub struct Signatures {
     pub matcher: Matcher,
     pub handshakes: Handshakes,
     hits: Vec<Hit>,
+    /// The payload lowercased, for `nocase` literals.
+    folded: Vec<u8>,
     /// Segments examined (first data segments and UDP datagrams).
     pub examined: u64,
 }
@@ -134,6 +136,7 @@ impl Signatures {
             matcher: Matcher::new(sigs),
             handshakes: Handshakes::new(HANDSHAKES),
             hits: Vec::new(),
+            folded: Vec::new(),
             examined: 0,
         }
     }
@@ -379,7 +382,7 @@ impl Engine {
         }
         sig.examined += 1;
         sig.matcher
-            .matches(proto, s.dport, s.payload, &mut sig.hits);
+            .matches(proto, s.dport, s.payload, &mut sig.folded, &mut sig.hits);
         if sig.hits.is_empty() {
             return;
         }
