@@ -91,7 +91,7 @@ fn main() {
                                 psh: true,
                                 ..pkt::NULL
                             };
-                            let path = if (r >> 24) % 100 == 0 {
+                            let path = if (r >> 24).is_multiple_of(100) {
                                 "/item?id=1%20UNION SELECT password FROM users"
                             } else {
                                 "/static/css/site.css?v=20261202"

@@ -187,6 +187,9 @@ fn with_signatures_the_filter_passes_data_to_their_ports_and_our_syn_acks() {
             let syn = pkt::tcp(ip(src), ip(dst), 4000, 81, SYN, vlan);
             assert_eq!(bpf::run(&prog, &syn, HOST, ETHER), bpf::SNAP);
         }
+        // An incoming SYN-ACK with data (a forger posing as us) never passes.
+        let forged = pkt::tcp_data(ip(dst), ip(src), (40000, 80), SYN_ACK, None, (1, 1), b"x");
+        assert_eq!(bpf::run(&prog, &forged, HOST, ETHER), 0, "{dst}");
         // Our own SYN-ACK from a signature port passes; from another port,
         // and our other outgoing segments, do not.
         let sa = |sport| pkt::tcp(ip(dst), ip(src), sport, 40000, SYN_ACK, None);

@@ -211,6 +211,24 @@ impl Live {
                     return Err(e);
                 }
             }
+            // An error on the socket (the interface went away: ENETDOWN)
+            // makes every poll return at once; say it instead of spinning.
+            if p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 && !self.ready() {
+                let mut err: libc::c_int = 0;
+                let mut len = size_of::<libc::c_int>() as u32;
+                // SAFETY: reads one c_int into err, of the length we pass.
+                unsafe {
+                    libc::getsockopt(
+                        self.fd,
+                        libc::SOL_SOCKET,
+                        libc::SO_ERROR,
+                        (&mut err as *mut libc::c_int).cast(),
+                        &mut len,
+                    )
+                };
+                let e = io::Error::from_raw_os_error(if err == 0 { libc::EIO } else { err });
+                return Err(io::Error::new(e.kind(), format!("packet socket: {e}")));
+            }
         }
         let mut n = 0;
         // At most one lap of the ring per call, so the caller's housekeeping

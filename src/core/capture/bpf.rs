@@ -9,7 +9,8 @@
 //! With payload signatures it also passes, cut to DATA_SNAP bytes, TCP
 //! segments that carry data to a signature port and UDP datagrams to one,
 //! and (untagged, Ethernet or loopback) the SYN-ACKs this host sends from a
-//! signature port: user space keeps their numbers to know a connection's
+//! signature port (the only outgoing frames it passes; an incoming segment
+//! with SYN set never passes as data, so any SYN-ACK that arrives is ours): user space keeps their numbers to know a connection's
 //! first data segment and that its sender really took part in the handshake.
 
 pub const SNAP: u32 = 256;
@@ -53,6 +54,7 @@ const ARPHRD_LOOPBACK: u32 = 772;
 const ACK_OR_RST: u32 = 0x14;
 const SYN_ACK_RST: u32 = 0x16;
 const SYN_ACK: u32 = 0x12;
+const SYN: u32 = 0x02;
 
 /// A jump target while assembling.
 #[derive(Clone, Copy)]
@@ -120,7 +122,11 @@ fn l3(base: u32, n: &Names, tcp: &[u16], udp: &[u16], extra: &mut Vec<Op>) -> Ve
     };
     if !tcp.is_empty() {
         // X holds the IPv4 header length here.
+        // A segment with SYN set is never a first data segment (and an
+        // incoming SYN-ACK must not pass for one of ours).
         extra.push(Label(n.data4));
+        extra.push(Load(LD_B_IND, base + 13));
+        extra.push(Jump(JSET_K, SYN, To::Reject, To::Next));
         extra.push(Load(LD_H_IND, base + 2));
         extra.extend(chain(tcp, To::Label(n.len4), To::Reject));
         extra.extend([
@@ -136,6 +142,8 @@ fn l3(base: u32, n: &Names, tcp: &[u16], udp: &[u16], extra: &mut Vec<Op>) -> Ve
             Load(SUB_X, 0),
             Jump(JGT_K, 0, To::Label("data"), To::Reject),
             Label(n.data6),
+            Load(LD_B_ABS, base + 40 + 13),
+            Jump(JSET_K, SYN, To::Reject, To::Next),
             Load(LD_H_ABS, base + 40 + 2),
         ]);
         extra.extend(chain(tcp, To::Label(n.len6), To::Reject));

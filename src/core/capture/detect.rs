@@ -12,7 +12,7 @@
 //! port, service or not: no legitimate client sends them.
 
 use super::packet::{Kind, Kinds, Probe};
-use super::table::Table;
+use super::table::{Sightings, Table};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -210,16 +210,9 @@ pub struct Stats {
     pub distributed: u64,
 }
 
-/// A source's first probe, held outside the table: a spoofed flood sends
-/// one probe from each forged address, and making (and evicting) a table
-/// entry for each cost several cache misses a packet. A source enters the
-/// table with its second probe, carrying this one. One slot per hash; a
-/// newer source overwrites an older one there (it is forgotten, as the
-/// table's probation segment forgets one-probe sources under a flood).
+/// A source's first probe, held until its second (`Sightings`).
 #[derive(Clone, Copy, Default)]
 struct Sight {
-    /// The key's hash, high half, never 0 (0: empty).
-    tag: u32,
     port: u16,
     udp: bool,
     service: bool,
@@ -227,36 +220,12 @@ struct Sight {
     time: Micros,
 }
 
-struct FirstSight {
-    slots: Vec<Sight>,
-    hasher: foldhash::fast::FixedState,
-}
-
-impl FirstSight {
-    fn new(capacity: usize) -> FirstSight {
-        FirstSight {
-            slots: vec![Sight::default(); capacity.next_power_of_two()],
-            hasher: foldhash::fast::FixedState::with_seed(Table::<()>::seed()),
-        }
-    }
-
-    /// The slot of `key` and its tag.
-    fn slot(&self, key: u128) -> (usize, u32) {
-        use std::hash::BuildHasher;
-        let h = self.hasher.hash_one(key);
-        (
-            (h as usize) & (self.slots.len() - 1),
-            ((h >> 32) as u32) | 1,
-        )
-    }
-}
-
 pub struct Detector {
     settings: Settings,
     table: Table<Tracked>,
     /// None when one probe can be a scan on its own (ports = 1, or a port
     /// threshold of 1): then every source goes straight into the table.
-    first: Option<FirstSight>,
+    first: Option<Sightings<Sight>>,
     ports: Vec<PortWindow>,
     pub stats: Stats,
 }
@@ -272,7 +241,7 @@ impl Detector {
             settings.profile.ports <= 1 || settings.port_thresholds.values().any(|&n| n <= 1);
         Detector {
             table: Table::new(settings.capacity),
-            first: (!one_can_scan).then(|| FirstSight::new(settings.capacity)),
+            first: (!one_can_scan).then(|| Sightings::new(settings.capacity)),
             settings,
             ports,
             stats: Stats::default(),
@@ -336,25 +305,26 @@ impl Detector {
             None => {
                 let mut seen = None;
                 if let Some(fs) = self.first.as_mut() {
-                    let (i, tag) = fs.slot(key);
-                    let s = &mut fs.slots[i];
-                    if s.tag != tag {
+                    let first = || {
                         let mut kinds = Kinds::default();
                         kinds.add(p.kind);
-                        *s = Sight {
-                            tag,
+                        Sight {
                             port: p.dport,
                             udp,
                             service,
                             kinds,
                             time: now,
-                        };
-                        if !service {
-                            self.count_source(p, now, out);
                         }
-                        return;
+                    };
+                    match fs.take_or_record(key, first) {
+                        Some(s) => seen = Some(s),
+                        None => {
+                            if !service {
+                                self.count_source(p, now, out);
+                            }
+                            return;
+                        }
                     }
-                    seen = Some(std::mem::take(s));
                 }
                 let (t, _) = self.table.touch(key, Tracked::default);
                 // The first probe, unless it fell out of the window.

@@ -370,16 +370,23 @@ impl Engine {
             return;
         }
         if s.payload.is_empty()
+            || s.flags & packet::TCP_SYN != 0
             || !sig.matcher.watches(proto, s.dport)
             || !self.dests.contains(&s.dst)
             || self.own.contains(&s.src)
-            || (!s.udp
-                && !sig
-                    .handshakes
-                    .first_data(s.src, s.sport, s.dport, s.seq, s.ack))
         {
             return;
         }
+        // A UDP sender is never proven; a TCP one when it acknowledged our
+        // SYN-ACK exactly.
+        let proven = if s.udp {
+            false
+        } else {
+            match (sig.handshakes).first_data(s.src, s.sport, s.dport, s.seq, s.ack) {
+                Some(p) => p,
+                None => return,
+            }
+        };
         sig.examined += 1;
         sig.matcher
             .matches(proto, s.dport, s.payload, &mut sig.folded, &mut sig.hits);
@@ -387,16 +394,17 @@ impl Engine {
             return;
         }
         let hits = std::mem::take(&mut sig.hits);
-        let high = (!s.udp)
-            .then(|| {
-                hits.iter()
-                    .find(|h| sig.matcher.severity(h) == Severity::High)
-            })
-            .flatten()
+        let high = hits
+            .iter()
+            .find(|h| sig.matcher.severity(h) == Severity::High)
             .map(|h| sig.matcher.sigs[h.sig].name.clone());
         let key = self.detector.key(s.src);
         let source = self.detector.net(key);
         let (action, blocked) = match high {
+            Some(_) if !proven => (
+                "reported only (the server spoke first, so the sender is not proven)".to_string(),
+                None,
+            ),
             Some(name) => {
                 let reason = format!("payload matched signature {name} (high) on tcp/{}", s.dport);
                 let set = family_set(&self.sets, source);
@@ -1025,7 +1033,7 @@ mod tests {
                 80,
                 0x18,
                 5001,
-                4242,
+                900_000,
                 evil,
             ),
             SECOND + 1,
@@ -1092,10 +1100,46 @@ mod tests {
             b"GET /index.html HTTP/1.1\r\n\r\n",
             SECOND,
         );
+        // After a greeting from us (95 bytes: a server that speaks first)
+        // the client's first data is looked at, but its sender is not
+        // proven (a blind forger could land in that window): reported only.
+        r.feed(
+            &segment(
+                "198.51.100.1",
+                "203.0.113.14",
+                80,
+                40000,
+                0x12,
+                1000,
+                5001,
+                b"",
+            ),
+            SECOND,
+        );
+        r.feed(
+            &segment(
+                "203.0.113.14",
+                "198.51.100.1",
+                40000,
+                80,
+                0x18,
+                5001,
+                1096,
+                evil,
+            ),
+            SECOND + 1,
+        );
         assert!(r.banner.adds.is_empty(), "{:?}", r.banner.adds);
-        assert!(r.of("signature_matched").is_empty());
+        let m = r.of("signature_matched");
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert_eq!(m[0]["src"], "203.0.113.14");
+        assert_eq!(
+            m[0]["action"],
+            "reported only (the server spoke first, so the sender is not proven)"
+        );
+        assert!(r.of("ip_blocked").is_empty());
         let sig = r.e.signatures.as_ref().unwrap();
-        assert_eq!(sig.examined, 1);
+        assert_eq!(sig.examined, 2);
     }
 
     proptest::proptest! {

@@ -199,6 +199,9 @@ pub fn escaped(bytes: &[u8]) -> String {
     s
 }
 
+/// The most a server's greeting may be before the client's first data.
+const GREETING: u32 = 64 << 10;
+
 /// A connection by its client end and our port.
 type Key = (IpAddr, u16, u16);
 
@@ -244,9 +247,13 @@ impl Handshakes {
         }
     }
 
-    /// A data segment from `client`:`cport` to `port`: true when it is the
-    /// first of a handshake we answered (its numbers fit); the handshake is
-    /// forgotten either way once a segment with our acknowledgement came.
+    /// A data segment from `client`:`cport` to `port`. The handshake is
+    /// forgotten at its first data segment, whatever it carries, so a blind
+    /// forger gets one guess per handshake. None: not the first data of a
+    /// connection we answered. Some(true): it acknowledges our SYN-ACK
+    /// exactly (only who saw it can): the sender is proven. Some(false): it
+    /// acknowledges up to 64 KiB more, our greeting (SMTP, FTP, MySQL speak
+    /// first): looked at, but the sender is not proven.
     pub fn first_data(
         &mut self,
         client: IpAddr,
@@ -254,14 +261,15 @@ impl Handshakes {
         port: u16,
         seq: u32,
         ack: u32,
-    ) -> bool {
-        let key = (client, cport, port);
-        match self.open.get(&key) {
-            Some(&(s, a, _)) if a == ack => {
-                self.open.remove(&key);
-                s == seq
-            }
-            _ => false,
+    ) -> Option<bool> {
+        let (s, a, _) = self.open.remove(&(client, cport, port))?;
+        if s != seq {
+            return None;
+        }
+        match ack.wrapping_sub(a) {
+            0 => Some(true),
+            1..=GREETING => Some(false),
+            _ => None,
         }
     }
 
@@ -397,18 +405,25 @@ mod tests {
         let mut h = Handshakes::new(4);
         // Our SYN-ACK: seq 1000, acknowledging the client's ISN 5000 + 1.
         h.syn_ack(c, 40000, 80, 1000, 5001);
-        // A forger who never saw the SYN-ACK guesses the acknowledgement wrong.
-        assert!(!h.first_data(c, 40000, 80, 5001, 77));
-        assert!(h.first_data(c, 40000, 80, 5001, 1001));
+        assert_eq!(h.first_data(c, 40000, 80, 5001, 1001), Some(true));
         // The second segment of the same connection is not looked at.
-        assert!(!h.first_data(c, 40000, 80, 5101, 1001));
+        assert_eq!(h.first_data(c, 40000, 80, 5101, 1001), None);
         // No handshake seen: never counts.
-        assert!(!h.first_data(c, 40001, 80, 1, 1));
+        assert_eq!(h.first_data(c, 40001, 80, 1, 1), None);
+        // A forger who never saw the SYN-ACK guesses the acknowledgement
+        // wrong, and that was its one guess: the right one is too late.
+        h.syn_ack(c, 40003, 80, 1000, 5001);
+        assert_eq!(h.first_data(c, 40003, 80, 5001, 77), None);
+        assert_eq!(h.first_data(c, 40003, 80, 5001, 1001), None);
         // A segment with our acknowledgement but later data (the first one
         // was lost to us): forgotten, not examined.
         h.syn_ack(c, 40002, 80, 9, 100);
-        assert!(!h.first_data(c, 40002, 80, 300, 10));
-        assert!(!h.first_data(c, 40002, 80, 100, 10));
+        assert_eq!(h.first_data(c, 40002, 80, 300, 10), None);
+        assert_eq!(h.first_data(c, 40002, 80, 100, 10), None);
+        // After a server greeting of 95 bytes (our sequence wraps): looked
+        // at, the sender not proven.
+        h.syn_ack(c, 40004, 3306, u32::MAX - 10, 100);
+        assert_eq!(h.first_data(c, 40004, 3306, 100, 84), Some(false));
         assert!(h.is_empty());
     }
 
@@ -420,13 +435,13 @@ mod tests {
             h.syn_ack(c, 40000 + p, 80, 0, 1);
         }
         assert_eq!(h.len(), 3);
-        assert!(!h.first_data(c, 40000, 80, 1, 1));
-        assert!(h.first_data(c, 40009, 80, 1, 1));
+        assert_eq!(h.first_data(c, 40000, 80, 1, 1), None);
+        assert_eq!(h.first_data(c, 40009, 80, 1, 1), Some(true));
         // A retransmitted SYN-ACK refreshes its handshake without growing.
         for _ in 0..10 {
             h.syn_ack(c, 40008, 80, 0, 1);
         }
         assert!(h.len() <= 3 && h.order.len() <= 6);
-        assert!(h.first_data(c, 40008, 80, 1, 1));
+        assert_eq!(h.first_data(c, 40008, 80, 1, 1), Some(true));
     }
 }

@@ -213,6 +213,50 @@ impl<V> Table<V> {
     }
 }
 
+/// First sightings, held outside a table: a spoofed flood sends one packet
+/// from each forged address, and making (and evicting) a table entry for
+/// each cost several cache misses a packet. A key enters its table on its
+/// second packet, carrying what its first left here. One slot per seeded
+/// hash: a newer key overwrites an older one in its slot (forgotten, as a
+/// probation segment forgets one-packet sources under a flood).
+pub struct Sightings<T> {
+    /// (tag: high half of the hash, never 0; the value)
+    slots: Vec<(u32, T)>,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl<T: Copy + Default> Sightings<T> {
+    /// About `capacity` slots (rounded up to a power of two), at most 2^20:
+    /// a bigger array only keeps one-packet sources longer.
+    pub fn new(capacity: usize) -> Sightings<T> {
+        Sightings {
+            slots: vec![(0, T::default()); capacity.clamp(2, 1 << 20).next_power_of_two()],
+            hasher: foldhash::fast::FixedState::with_seed(random_seed()),
+        }
+    }
+
+    /// `key`'s first sighting, taken out (the key now goes to its table);
+    /// or, when there is none, `first()` recorded as one and None.
+    pub fn take_or_record(
+        &mut self,
+        key: impl std::hash::Hash,
+        first: impl FnOnce() -> T,
+    ) -> Option<T> {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(key);
+        let tag = ((h >> 32) as u32) | 1;
+        let mask = self.slots.len() - 1;
+        let slot = &mut self.slots[(h as usize) & mask];
+        if slot.0 == tag {
+            slot.0 = 0;
+            Some(slot.1)
+        } else {
+            *slot = (tag, first());
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
