@@ -357,8 +357,10 @@ fn a_spoofed_flood_stays_in_bounds_and_a_scanner_inside_it_is_caught() {
     let stats = last_stats(&events);
     let n = |k: &str| stats[k].as_u64().unwrap();
     assert!(n("probes") >= 90_000, "{stats}");
-    assert!(n("tracked") <= 5000, "{stats}");
-    assert!(n("evicted") >= 80_000, "{stats}");
+    // One probe per forged source: they stay first sightings and never
+    // enter the table (the scanner, with its second probe, does).
+    assert!(n("tracked") <= 100, "{stats}");
+    assert_eq!(n("evicted"), 0, "{stats}");
     assert!(n("peak_rss_kb") < 100 * 1024, "{stats}");
     assert!(
         events
