@@ -216,22 +216,33 @@ impl<V> Table<V> {
 /// First sightings, held outside a table: a spoofed flood sends one packet
 /// from each forged address, and making (and evicting) a table entry for
 /// each cost several cache misses a packet. A key enters its table on its
-/// second packet, carrying what its first left here. One slot per seeded
-/// hash: a newer key overwrites an older one in its slot (forgotten, as a
-/// probation segment forgets one-packet sources under a flood).
+/// second packet, carrying what its first left here. Slots come in buckets
+/// of WAYS (one or two cache lines) chosen by a seeded hash; a new key takes
+/// the oldest slot of its bucket, so a sighting lasts about as long as the
+/// last `capacity` new keys, as in an LRU (one slot per hash forgot a slow
+/// scanner's first probe at random under a flood: one of 20 in the bench).
 pub struct Sightings<T> {
-    /// (tag: high half of the hash, never 0; the value)
-    slots: Vec<(u32, T)>,
+    /// (tag: high half of the hash, never 0; when written; the value)
+    slots: Vec<(u32, u32, T)>,
     hasher: foldhash::fast::FixedState,
+    clock: u32,
 }
+
+const WAYS: usize = 4;
 
 impl<T: Copy + Default> Sightings<T> {
     /// About `capacity` slots (rounded up to a power of two), at most 2^20:
     /// a bigger array only keeps one-packet sources longer.
     pub fn new(capacity: usize) -> Sightings<T> {
+        Self::seeded(capacity, random_seed())
+    }
+
+    fn seeded(capacity: usize, seed: u64) -> Sightings<T> {
+        let n = capacity.clamp(WAYS, 1 << 20).next_power_of_two();
         Sightings {
-            slots: vec![(0, T::default()); capacity.clamp(2, 1 << 20).next_power_of_two()],
-            hasher: foldhash::fast::FixedState::with_seed(random_seed()),
+            slots: vec![(0, 0, T::default()); n],
+            hasher: foldhash::fast::FixedState::with_seed(seed),
+            clock: 0,
         }
     }
 
@@ -245,21 +256,53 @@ impl<T: Copy + Default> Sightings<T> {
         use std::hash::BuildHasher;
         let h = self.hasher.hash_one(key);
         let tag = ((h >> 32) as u32) | 1;
-        let mask = self.slots.len() - 1;
-        let slot = &mut self.slots[(h as usize) & mask];
-        if slot.0 == tag {
-            slot.0 = 0;
-            Some(slot.1)
-        } else {
-            *slot = (tag, first());
-            None
+        let buckets = self.slots.len() / WAYS;
+        let start = (h as usize & (buckets - 1)) * WAYS;
+        let bucket = &mut self.slots[start..start + WAYS];
+        if let Some(s) = bucket.iter_mut().find(|s| s.0 == tag) {
+            s.0 = 0;
+            return Some(s.2);
         }
+        let now = self.clock;
+        self.clock = self.clock.wrapping_add(1);
+        // An empty slot, else the one written longest ago.
+        let victim = bucket
+            .iter_mut()
+            .max_by_key(|s| {
+                if s.0 == 0 {
+                    u32::MAX
+                } else {
+                    now.wrapping_sub(s.1)
+                }
+            })
+            .expect("WAYS slots");
+        *victim = (tag, now, first());
+        None
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sighting_outlives_fewer_newer_keys_than_its_capacity() {
+        // A fixed seed: which bucket each key lands in is then fixed too.
+        let mut s: Sightings<u64> = Sightings::seeded(1024, 1);
+        assert_eq!(s.take_or_record(7u128, || 70), None);
+        // 300 other keys later (under a third of the capacity) it is there,
+        // and taking it leaves nothing behind.
+        for k in 1000..1300u128 {
+            assert_eq!(s.take_or_record(k, || 0), None);
+        }
+        assert_eq!(s.take_or_record(7u128, || 71), Some(70));
+        assert_eq!(s.take_or_record(7u128, || 72), None);
+        // Far more keys than slots push it out.
+        for k in 2000..12_000u128 {
+            s.take_or_record(k, || 0);
+        }
+        assert_eq!(s.take_or_record(7u128, || 73), None);
+    }
 
     /// A fixed seed let anyone who knows it aim spoofed sources at one
     /// bucket. Two tables hash the same key differently.
