@@ -778,6 +778,26 @@ fn a_connection_flood_to_a_service_is_banned_into_throttle_hard_and_a_client_is_
     assert_eq!(last_stats(&events)["bans"], 1);
 }
 
+/// `banned` are members of the blacklist set of their family, `spared` is not.
+fn in_blacklist_but(lab: &Lab, banned: &[IpAddr], spared: IpAddr) {
+    for a in banned {
+        let set = if a.is_ipv4() {
+            "blacklist"
+        } else {
+            "blacklist_v6"
+        };
+        assert!(
+            lab.set_members(set).contains_key(&a.to_string()),
+            "{a} not in {set}"
+        );
+    }
+    assert!(
+        !lab.set_members("blacklist")
+            .contains_key(&spared.to_string()),
+        "{spared} banned"
+    );
+}
+
 /// Send `per_source` SYNs to `port` of the target from each of `sources`
 /// (raw IPv4 from the client namespace, the source addresses written in),
 /// one packet every `gap`: a SYN flood from many forged sources, all of
@@ -929,15 +949,7 @@ fn a_union_select_to_a_real_listener_bans_its_sender_and_a_medium_signature_only
         blocked.iter().all(|b| b["scan_type"] == "signature"),
         "{blocked:?}"
     );
-    assert!(lab
-        .set_members("blacklist")
-        .contains_key(&attacker.to_string()));
-    assert!(lab
-        .set_members("blacklist_v6")
-        .contains_key(&attacker6.to_string()));
-    assert!(!lab
-        .set_members("blacklist")
-        .contains_key(&benign.to_string()));
+    in_blacklist_but(&lab, &[attacker, attacker6], benign);
     // Banned: the web server no longer answers it; the client still gets in.
     assert_eq!(lab.reach(attacker, 80), Reply::Silent);
     assert_eq!(lab.reach(benign, 80), Reply::Connected);
@@ -983,15 +995,7 @@ fn a_decoy_handshake_is_banned_at_once_and_a_bare_syn_is_not() {
         blocked.iter().all(|b| b["scan_type"] == "decoy"),
         "{blocked:?}"
     );
-    assert!(lab
-        .set_members("blacklist")
-        .contains_key(&attacker.to_string()));
-    assert!(lab
-        .set_members("blacklist_v6")
-        .contains_key(&attacker6.to_string()));
-    assert!(!lab
-        .set_members("blacklist")
-        .contains_key(&benign.to_string()));
+    in_blacklist_but(&lab, &[attacker, attacker6], benign);
     // Banned: the decoy no longer answers it.
     assert_eq!(lab.reach(attacker, 2323), Reply::Silent);
     cap.stop();

@@ -993,105 +993,48 @@ mod tests {
         assert_eq!(r.banner.adds.len(), 1);
     }
 
+    /// A SYN-ACK from `server`:`port` to `client`:40000 (seq 1000,
+    /// acknowledging the client's ISN 5000 + 1).
+    fn syn_ack(r: &mut Rig, server: &str, client: &str, port: u16, t: Micros) {
+        r.feed(
+            &segment(server, client, port, 40000, 0x12, 1000, 5001, b""),
+            t,
+        );
+    }
+
+    /// A data segment from `client`:40000 to our `port` (seq 5001).
+    fn data(r: &mut Rig, client: &str, port: u16, ack: u32, payload: &[u8], t: Micros) {
+        r.feed(
+            &segment(
+                client,
+                "198.51.100.1",
+                40000,
+                port,
+                0x18,
+                5001,
+                ack,
+                payload,
+            ),
+            t,
+        );
+    }
+
     #[test]
     fn a_forged_or_unanswered_payload_bans_nobody() {
         let mut r = signature_rig();
         let evil = b"GET /?q=UNION SELECT 1";
+        let us = "198.51.100.1";
         // No handshake that we answered.
-        r.feed(
-            &segment(
-                "203.0.113.9",
-                "198.51.100.1",
-                40000,
-                80,
-                0x18,
-                5001,
-                1001,
-                evil,
-            ),
-            SECOND,
-        );
+        data(&mut r, "203.0.113.9", 80, 1001, evil, SECOND);
         // Our SYN-ACK went to someone; the forger guesses our sequence number wrong.
-        r.feed(
-            &segment(
-                "198.51.100.1",
-                "203.0.113.10",
-                80,
-                40000,
-                0x12,
-                1000,
-                5001,
-                b"",
-            ),
-            SECOND,
-        );
-        r.feed(
-            &segment(
-                "203.0.113.10",
-                "198.51.100.1",
-                40000,
-                80,
-                0x18,
-                5001,
-                900_000,
-                evil,
-            ),
-            SECOND + 1,
-        );
+        syn_ack(&mut r, us, "203.0.113.10", 80, SECOND);
+        data(&mut r, "203.0.113.10", 80, 900_000, evil, SECOND + 1);
         // A SYN-ACK another host sent (not us) opens nothing either.
-        r.feed(
-            &segment(
-                "198.51.100.77",
-                "203.0.113.11",
-                80,
-                40000,
-                0x12,
-                1000,
-                5001,
-                b"",
-            ),
-            SECOND,
-        );
-        r.feed(
-            &segment(
-                "203.0.113.11",
-                "198.51.100.1",
-                40000,
-                80,
-                0x18,
-                5001,
-                1001,
-                evil,
-            ),
-            SECOND + 1,
-        );
+        syn_ack(&mut r, "198.51.100.77", "203.0.113.11", 80, SECOND);
+        data(&mut r, "203.0.113.11", 80, 1001, evil, SECOND + 1);
         // The right handshake, but to a port no signature watches.
-        r.feed(
-            &segment(
-                "198.51.100.1",
-                "203.0.113.12",
-                8080,
-                40000,
-                0x12,
-                1000,
-                5001,
-                b"",
-            ),
-            SECOND,
-        );
-        r.feed(
-            &segment(
-                "203.0.113.12",
-                "198.51.100.1",
-                40000,
-                8080,
-                0x18,
-                5001,
-                1001,
-                evil,
-            ),
-            SECOND + 1,
-        );
+        syn_ack(&mut r, us, "203.0.113.12", 8080, SECOND);
+        data(&mut r, "203.0.113.12", 8080, 1001, evil, SECOND + 1);
         // A clean request passes without an event.
         request(
             &mut r,
@@ -1100,35 +1043,13 @@ mod tests {
             b"GET /index.html HTTP/1.1\r\n\r\n",
             SECOND,
         );
+        assert!(r.banner.adds.is_empty(), "{:?}", r.banner.adds);
+        assert!(r.of("signature_matched").is_empty());
         // After a greeting from us (95 bytes: a server that speaks first)
         // the client's first data is looked at, but its sender is not
         // proven (a blind forger could land in that window): reported only.
-        r.feed(
-            &segment(
-                "198.51.100.1",
-                "203.0.113.14",
-                80,
-                40000,
-                0x12,
-                1000,
-                5001,
-                b"",
-            ),
-            SECOND,
-        );
-        r.feed(
-            &segment(
-                "203.0.113.14",
-                "198.51.100.1",
-                40000,
-                80,
-                0x18,
-                5001,
-                1096,
-                evil,
-            ),
-            SECOND + 1,
-        );
+        syn_ack(&mut r, us, "203.0.113.14", 80, SECOND);
+        data(&mut r, "203.0.113.14", 80, 1096, evil, SECOND + 1);
         assert!(r.banner.adds.is_empty(), "{:?}", r.banner.adds);
         let m = r.of("signature_matched");
         assert_eq!(m.len(), 1, "{m:?}");
