@@ -375,6 +375,18 @@ fn a_replay_reports_a_payload_signature_of_an_answered_connection_only() {
         ..NULL
     };
     let evil = b"GET /item?id=1%20union select password from users HTTP/1.1\r\nHost: a\r\n\r\n";
+    // The first data segment of a connection whose SYN-ACK (seq 7000) we sent.
+    let request = |src: &str| {
+        pkt::tcp_data(
+            ip(src),
+            ip(TARGET),
+            (40000, 80),
+            psh,
+            None,
+            (5001, 7001),
+            evil,
+        )
+    };
     let frames = vec![
         // A real client: our SYN-ACK, then its first data segment.
         (
@@ -389,31 +401,9 @@ fn a_replay_reports_a_payload_signature_of_an_answered_connection_only() {
                 b"",
             ),
         ),
-        (
-            T0 + 100,
-            pkt::tcp_data(
-                ip(ATTACKER),
-                ip(TARGET),
-                (40000, 80),
-                psh,
-                None,
-                (5001, 7001),
-                evil,
-            ),
-        ),
+        (T0 + 100, request(ATTACKER)),
         // A forger who never saw a SYN-ACK.
-        (
-            T0 + 200,
-            pkt::tcp_data(
-                ip("203.0.113.99"),
-                ip(TARGET),
-                (40000, 80),
-                psh,
-                None,
-                (5001, 7001),
-                evil,
-            ),
-        ),
+        (T0 + 200, request("203.0.113.99")),
     ];
     let pcap = dir.path().join("sig.pcap");
     write_pcap(&pcap, &frames);

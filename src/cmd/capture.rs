@@ -379,7 +379,7 @@ fn live(
             .map_err(|e| anyhow::anyhow!(e))?;
         // A handshake arrives on the listeners, not the packet socket:
         // look at them every 2 ms, so a decoy ban takes milliseconds.
-        sock.set_poll_ms(2).context("packet socket")?;
+        sock.set_poll_ms(2);
         Some(d)
     };
     let stop = Arc::new(AtomicBool::new(false));

@@ -175,9 +175,8 @@ impl Live {
 
     /// Wait at most `ms` for a block (POLL_MS by default): capture shortens
     /// it when other work (decoy handshakes) arrives outside the socket.
-    pub fn set_poll_ms(&mut self, ms: i64) -> io::Result<()> {
+    pub fn set_poll_ms(&mut self, ms: i64) {
         self.poll_ms = ms.clamp(1, 999) as i32;
-        Ok(())
     }
 
     /// The status word of block `i`, which the kernel and we hand back and
@@ -234,12 +233,12 @@ impl Live {
         // At most one lap of the ring per call, so the caller's housekeeping
         // runs even under a flood that keeps every block full.
         for _ in 0..BLOCKS {
-            let status = self.status(self.next);
-            if status.load(Ordering::Acquire) & libc::TP_STATUS_USER == 0 {
+            if !self.ready() {
                 break;
             }
             n += self.walk(self.next, &mut f);
-            status.store(libc::TP_STATUS_KERNEL, Ordering::Release);
+            self.status(self.next)
+                .store(libc::TP_STATUS_KERNEL, Ordering::Release);
             self.next = (self.next + 1) % BLOCKS as usize;
         }
         self.busy = n >= BUSY;

@@ -100,26 +100,17 @@ struct Names {
 /// (placed after every main test, so the common path stays short).
 fn l3(base: u32, n: &Names, tcp: &[u16], udp: &[u16], extra: &mut Vec<Op>) -> Vec<Op> {
     use Op::*;
-    let data4 = if tcp.is_empty() {
-        To::Reject
-    } else {
-        To::Label(n.data4)
+    // Without signature ports of a protocol, its frames go where they
+    // always went (TCP with ACK: dropped; UDP: passed).
+    let or = |ports: &[u16], label, none| {
+        if ports.is_empty() {
+            none
+        } else {
+            To::Label(label)
+        }
     };
-    let data6 = if tcp.is_empty() {
-        To::Reject
-    } else {
-        To::Label(n.data6)
-    };
-    let udp4 = if udp.is_empty() {
-        To::Accept
-    } else {
-        To::Label(n.udp4)
-    };
-    let udp6 = if udp.is_empty() {
-        To::Accept
-    } else {
-        To::Label(n.udp6)
-    };
+    let (data4, data6) = (or(tcp, n.data4, To::Reject), or(tcp, n.data6, To::Reject));
+    let (udp4, udp6) = (or(udp, n.udp4, To::Accept), or(udp, n.udp6, To::Accept));
     if !tcp.is_empty() {
         // X holds the IPv4 header length here.
         // A segment with SYN set is never a first data segment (and an

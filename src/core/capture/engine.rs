@@ -16,12 +16,12 @@ use crate::core::policy::Policy;
 use crate::units::addr::member;
 use ipnet::IpNet;
 use std::collections::HashSet;
+use std::net::IpAddr;
 
 /// This host's addresses, looked up twice for every frame: foldhash, since
 /// SipHash was a fifth of a flood's CPU, and the set is ours (no attacker
 /// chooses its members, so no HashDoS to resist).
 pub type Addrs = HashSet<IpAddr, foldhash::fast::RandomState>;
-use std::net::IpAddr;
 
 /// What adding a ban to a set did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -312,6 +312,27 @@ impl Engine {
         }
     }
 
+    /// Ban the source of `key` now, before any threshold, into the capture
+    /// ban set (decoys, signatures: what it did cannot be forged), and keep
+    /// the detector quiet about it for the ban's length.
+    fn ban_at_once(
+        &mut self,
+        key: u128,
+        t: Micros,
+        scan_type: &'static str,
+        reason: &str,
+        ban: &mut BanFn,
+        clock: &dyn Fn() -> Micros,
+    ) -> (String, Option<Event>) {
+        let source = self.detector.net(key);
+        let set = family_set(&self.sets, source);
+        let (action, blocked, secs) = self.decide(source, t, scan_type, reason, set, ban, clock);
+        if let Some(secs) = secs {
+            self.detector.quiet(key, t.saturating_add(secs * SECOND));
+        }
+        (action, blocked)
+    }
+
     /// A source completed a TCP handshake with decoy `port` at `t` (µs):
     /// banned at once into the capture ban set, with the profile's
     /// progressive durations.
@@ -327,11 +348,7 @@ impl Engine {
         let key = self.detector.key(src);
         let source = self.detector.net(key);
         let reason = format!("completed a TCP handshake with decoy port {port}");
-        let set = family_set(&self.sets, source);
-        let (action, blocked, secs) = self.decide(source, t, "decoy", &reason, set, ban, clock);
-        if let Some(secs) = secs {
-            self.detector.quiet(key, t.saturating_add(secs * SECOND));
-        }
+        let (action, blocked) = self.ban_at_once(key, t, "decoy", &reason, ban, clock);
         out.push(Event::DecoyTouched(events::DecoyTouched {
             time: time(t),
             src: member(&source),
@@ -407,13 +424,7 @@ impl Engine {
             ),
             Some(name) => {
                 let reason = format!("payload matched signature {name} (high) on tcp/{}", s.dport);
-                let set = family_set(&self.sets, source);
-                let (action, blocked, secs) =
-                    self.decide(source, t, "signature", &reason, set, ban, clock);
-                if let Some(secs) = secs {
-                    self.detector.quiet(key, t.saturating_add(secs * SECOND));
-                }
-                (action, blocked)
+                self.ban_at_once(key, t, "signature", &reason, ban, clock)
             }
             None => (
                 "reported only (no high-severity signature)".to_string(),

@@ -135,15 +135,10 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 
 /// Parse one frame. `None` for anything that is not a probe.
 pub fn parse(link: Link, frame: &[u8]) -> Option<Probe> {
-    let (ethertype, ip, outgoing) = layer3(link, frame)?;
+    let (n, outgoing) = network(link, frame)?;
     if outgoing {
         return None;
     }
-    let n = match ethertype {
-        ETH_IPV4 => ipv4(ip)?,
-        ETH_IPV6 => ipv6(ip)?,
-        _ => return None,
-    };
     transport(n.proto, n.l4, n.src, n.dst)
 }
 
@@ -170,12 +165,7 @@ pub const TCP_RST: u8 = RST;
 /// Parse one frame as a segment. The payload ends where the IP length says
 /// (not at the link's padding) or where the capture cut it.
 pub fn segment(link: Link, frame: &[u8]) -> Option<Segment<'_>> {
-    let (ethertype, ip, _) = layer3(link, frame)?;
-    let n = match ethertype {
-        ETH_IPV4 => ipv4(ip)?,
-        ETH_IPV6 => ipv6(ip)?,
-        _ => return None,
-    };
+    let (n, _) = network(link, frame)?;
     let l4 = &n.l4[..n.l4.len().min(n.l4_len)];
     let (udp, flags, seq, ack, head) = match n.proto {
         6 => {
@@ -207,6 +197,17 @@ struct Net<'a> {
     proto: u8,
     l4: &'a [u8],
     l4_len: usize,
+}
+
+/// The network layer of a frame, and whether the frame is our own outgoing one.
+fn network(link: Link, frame: &[u8]) -> Option<(Net<'_>, bool)> {
+    let (ethertype, ip, outgoing) = layer3(link, frame)?;
+    let n = match ethertype {
+        ETH_IPV4 => ipv4(ip)?,
+        ETH_IPV6 => ipv6(ip)?,
+        _ => return None,
+    };
+    Some((n, outgoing))
 }
 
 /// The ethertype, the IP bytes, and whether the frame is our own outgoing one.

@@ -8,7 +8,7 @@
 //! one, so a high-severity match can ban its sender.
 
 use crate::core::config::pattern::Severity;
-use crate::core::config::signature::{ports, Needle, Proto, Signature};
+use crate::core::config::signature::{ports, regex, Needle, Proto, Signature};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -30,10 +30,6 @@ pub struct Matcher {
     udp_ports: Vec<u16>,
 }
 
-/// The automaton of the literals with `nocase` as given. Case-folded ones
-/// are lowercased here and run over a lowercased payload: aho-corasick's own
-/// case folding leaves it without a fast prefilter for a mix of first
-/// bytes, and it then stepped through every byte (a fifth of a replay).
 /// One set of literals, twice: `any` (leftmost-first) answers "does anything
 /// match" through aho-corasick's SIMD prefilter, which its standard
 /// semantics leave out (with them every byte was stepped through: the
@@ -46,6 +42,10 @@ struct Literals {
     ids: Vec<usize>,
 }
 
+/// The automata of the literals with `nocase` as given. Case-folded ones
+/// are lowercased here and run over a lowercased payload: aho-corasick's own
+/// case folding leaves it without a fast prefilter for a mix of first
+/// bytes, and it then stepped through every byte (a fifth of a replay).
 fn automaton(sigs: &[Signature], nocase: bool) -> Option<Literals> {
     let (ids, lits): (Vec<usize>, Vec<Vec<u8>>) = sigs
         .iter()
@@ -85,14 +85,7 @@ impl Matcher {
             .iter()
             .enumerate()
             .filter_map(|(i, s)| match &s.needle {
-                Needle::Regex(r) => {
-                    let r = if s.nocase {
-                        format!("(?i){r}")
-                    } else {
-                        r.clone()
-                    };
-                    Some((i, regex::bytes::Regex::new(&r).expect("validated regex")))
-                }
+                Needle::Regex(r) => Some((i, regex(r, s.nocase).expect("validated regex"))),
                 Needle::Contains(_) => None,
             })
             .collect();
@@ -222,7 +215,7 @@ impl Handshakes {
         Handshakes {
             cap,
             open: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(
-                crate::core::capture::table::Table::<()>::seed(),
+                crate::core::capture::table::random_seed(),
             )),
             order: VecDeque::new(),
             generation: 0,

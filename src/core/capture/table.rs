@@ -48,7 +48,7 @@ pub struct Table<V> {
 
 /// A random number, from the standard library's own per-process random keys
 /// (no clock, no system call of our own).
-fn random_seed() -> u64 {
+pub fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u8(0);
@@ -170,11 +170,6 @@ impl<V> Table<V> {
         }
         self.unlink(i);
         self.push_front(PROTECTED, i);
-    }
-
-    /// A random seed for a hasher keyed by attacker-chosen addresses.
-    pub fn seed() -> u64 {
-        random_seed()
     }
 
     fn unlink(&mut self, i: u32) {

@@ -99,15 +99,7 @@ impl RawSignature {
         let needle = match (self.contains, self.regex) {
             (Some(c), None) if !c.is_empty() => Needle::Contains(c),
             (None, Some(r)) => {
-                let pattern = if self.nocase {
-                    format!("(?i){r}")
-                } else {
-                    r.clone()
-                };
-                regex::bytes::RegexBuilder::new(&pattern)
-                    .size_limit(1 << 20)
-                    .build()
-                    .map_err(|e| {
+                regex(&r, self.nocase).map_err(|e| {
                         let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
                         at(format!("regex = '{r}' is not a regex ({first}); fix: correct it (a literal dot is \\.)"))
                     })?;
@@ -167,6 +159,21 @@ pub fn validate(raw: Vec<RawSignature>) -> Result<Vec<Signature>, Invalid> {
         }
     }
     Ok(sigs)
+}
+
+/// A signature's regex as capture runs it: `nocase` folds ASCII case, and
+/// the compiled size is capped (validation and the matcher build it alike).
+pub fn regex(pattern: &str, nocase: bool) -> Result<regex::bytes::Regex, regex::Error> {
+    let folded;
+    let pattern = if nocase {
+        folded = format!("(?i){pattern}");
+        &folded
+    } else {
+        pattern
+    };
+    regex::bytes::RegexBuilder::new(pattern)
+        .size_limit(1 << 20)
+        .build()
 }
 
 /// The distinct ports the signatures of `proto` watch, sorted.
