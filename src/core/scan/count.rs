@@ -215,6 +215,21 @@ impl Tally {
     /// Whole lines, each ending in a newline except perhaps the last. Only
     /// lines holding the parser's needle are looked at; the rest are counted.
     pub fn feed_buffer(&mut self, parser: &mut LineParser, finder: &Finder, buf: &[u8]) {
+        if parser.needle_on_most_lines() {
+            // Searching for the needle would find it on the next line
+            // nearly every time, and the parser looks for it anyway.
+            let mut start = 0;
+            for end in memchr::memchr_iter(b'\n', buf) {
+                self.feed_line(parser, &buf[start..end]);
+                start = end + 1;
+                self.lines += 1;
+            }
+            if start < buf.len() {
+                self.feed_line(parser, &buf[start..]);
+                self.lines += 1;
+            }
+            return;
+        }
         self.lines += memchr::memchr_iter(b'\n', buf).count() as u64;
         if buf.last().is_some_and(|&b| b != b'\n') {
             self.lines += 1;
@@ -313,6 +328,28 @@ mod tests {
         (0..n)
             .map(|i| line(start + i as i64, src, "TCP", 22))
             .collect()
+    }
+
+    #[test]
+    fn auth_log_lines_are_all_counted_and_only_sshd_failures_hit() {
+        // The parser sees every line here (no needle search first).
+        let mut p = LineParser::Ssh(crate::core::ssh_log::SshParser::new(
+            Zone::fixed(0),
+            T0,
+            (T0 - 600, T0),
+        ));
+        assert!(p.needle_on_most_lines());
+        let f = Finder::new(p.needle()).into_owned();
+        let log =
+            "Nov 21 11:59:00 h sshd[1]: Failed password for root from 192.0.2.5 port 1 ssh2\n\
+                   Nov 21 11:59:00 h CRON[2]: (root) CMD (sshd from 192.0.2.6 port 1)\n\
+                   \n\
+                   Nov 21 11:59:01 h sshd[1]: Accepted password for a from 192.0.2.7 port 2 ssh2\n\
+                   Nov 21 11:59:02 h sshd[3]: Invalid user x from 192.0.2.5 port 3";
+        let mut t = Tally::new(TypeFilter::All);
+        t.feed_buffer(&mut p, &f, log.as_bytes());
+        assert_eq!((t.lines, t.matched, t.sources.len()), (5, 2, 1));
+        assert_eq!(t.get(&"192.0.2.5".parse().unwrap()).unwrap().hits, 2);
     }
 
     #[test]
