@@ -213,7 +213,8 @@ impl Tally {
     }
 
     /// Whole lines, each ending in a newline except perhaps the last. Only
-    /// lines holding the parser's needle are looked at; the rest are counted.
+    /// lines holding the parser's needle are looked at (all lines, when the
+    /// parser says the needle is on most); the rest are counted.
     pub fn feed_buffer(&mut self, parser: &mut LineParser, finder: &Finder, buf: &[u8]) {
         if parser.needle_on_most_lines() {
             // Searching for the needle would find it on the next line
