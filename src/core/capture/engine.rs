@@ -361,7 +361,8 @@ impl Engine {
     /// A frame for the payload signatures: our SYN-ACK from a signature
     /// port is remembered; the first data segment of that connection (or a
     /// UDP datagram to a signature port) is matched, and a high-severity
-    /// match bans its TCP sender into the capture ban set.
+    /// match bans its TCP sender, when the exact ack proves it, into the
+    /// capture ban set.
     fn payload(
         &mut self,
         link: Link,

@@ -3,9 +3,10 @@
 //! (one automaton for exact literals, one for `nocase` ones run over an
 //! ASCII-lowercased copy of the payload) and each regex.
 //! A TCP segment counts only when it is the first of a connection whose
-//! SYN-ACK this host sent, with the sequence and acknowledgement numbers
-//! that handshake fixed: a forger who never saw our SYN-ACK cannot make
-//! one, so a high-severity match can ban its sender.
+//! SYN-ACK this host sent, carrying the sequence number that handshake
+//! fixed. With the exact acknowledgement too, a forger who never saw our
+//! SYN-ACK cannot make it, so a high-severity match can ban its sender; an
+//! ack further on (the server spoke first) is only reported.
 
 use crate::core::config::pattern::Severity;
 use crate::core::config::signature::{ports, regex, Needle, Proto, Signature};
@@ -203,8 +204,8 @@ type Key = (IpAddr, u16, u16);
 pub struct Handshakes {
     cap: usize,
     /// (sequence number the client's first byte carries, acknowledgement
-    /// it must carry, generation)
-    /// Keyed by addresses and ports a client chooses: seeded per table.
+    /// it must carry, generation), keyed by addresses and ports a client
+    /// chooses: seeded per table.
     open: HashMap<Key, (u32, u32, u64), foldhash::fast::FixedState>,
     order: VecDeque<(Key, u64)>,
     generation: u64,
