@@ -16,7 +16,7 @@ use crate::core::policy::Members;
 use crate::ports::{Banner, Clock, PacketSource, Received, SetStore};
 use crate::sys::host::{self, SystemClock};
 use crate::sys::tools::System;
-use crate::sys::{lock, netlink, packet, pcap, statefile};
+use crate::sys::{cpu, lock, netlink, packet, pcap, statefile};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -228,6 +228,10 @@ fn run_replay(config: &Config, opts: &Options, path: &Path, state_named: bool) -
     loop {
         let got = source.recv(&mut |f| {
             last = f.time;
+            e.warm(f.link, f.ahead)
+                .into_iter()
+                .flatten()
+                .for_each(cpu::prefetch);
             e.frame(f.link, f.data, f.time, &mut no_ban, &no_clock, &mut out);
             if !out.is_empty() {
                 if written.is_ok() {
@@ -414,6 +418,10 @@ fn live(
     while !stop.load(Ordering::Relaxed) {
         let mut ban = |set: &str, net, secs| Banner::add(&mut banner, set, net, secs);
         sock.recv(&mut |f: crate::ports::Frame| {
+            e.warm(f.link, f.ahead)
+                .into_iter()
+                .flatten()
+                .for_each(cpu::prefetch);
             e.frame(f.link, f.data, f.time, &mut ban, &now_us, &mut out);
             deliver(&mut out, telemetry, &mut sink, &mut failed);
         })?;

@@ -63,7 +63,14 @@ pub struct Frame<'a> {
     /// When the kernel received it (µs since the epoch), or the capture
     /// file's timestamp.
     pub time: Micros,
+    /// A frame that comes a few after this one (`AHEAD`), empty when the
+    /// source has none at hand: for `Engine::warm`.
+    pub ahead: &'a [u8],
 }
+
+/// How many frames ahead `Frame::ahead` looks: far enough for a cache miss
+/// to be done when its frame comes, near enough that the line is still there.
+pub const AHEAD: usize = 4;
 
 /// What one receive call brought.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

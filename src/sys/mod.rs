@@ -5,6 +5,7 @@
 //! and time zone, the state file, the log and capture files.
 
 pub mod confirm;
+pub mod cpu;
 pub mod decoy;
 pub mod doctor;
 pub mod feedstore;

@@ -9,7 +9,7 @@
 
 use crate::core::capture::bpf;
 use crate::core::capture::packet::Link;
-use crate::ports::{Frame, PacketSource, Received};
+use crate::ports::{Frame, PacketSource, Received, AHEAD};
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -259,8 +259,8 @@ impl Live {
             let block = self.ring.add(i * BLOCK_SIZE as usize);
             let bh = &(*(block as *const libc::tpacket_block_desc)).hdr.bh1;
             let count = bh.num_pkts as usize;
-            let mut at = block.add(bh.offset_to_first_pkt as usize);
-            for _ in 0..count {
+            let first = block.add(bh.offset_to_first_pkt as usize);
+            let frame = |at: *mut u8| {
                 let h = std::ptr::read(at as *const libc::tpacket3_hdr);
                 let sll = std::ptr::read_unaligned(
                     at.add(libc::TPACKET_ALIGN(size_of::<libc::tpacket3_hdr>()))
@@ -273,12 +273,36 @@ impl Live {
                     _ => Link::Raw,
                 };
                 let len = (h.tp_snaplen as usize).min(bpf::DATA_SNAP as usize);
+                let data = std::slice::from_raw_parts(at.add(h.tp_mac as usize), len);
+                let time = u64::from(h.tp_sec) * 1_000_000 + u64::from(h.tp_nsec) / 1000;
+                (link, data, time, at.add(h.tp_next_offset as usize))
+            };
+            // A second cursor AHEAD frames further on, for Frame::ahead.
+            let mut at = first;
+            let mut ahead = first;
+            for _ in 0..AHEAD.min(count) {
+                ahead = frame(ahead).3;
+            }
+            for i in 0..count {
+                let (link, data, time, next) = frame(at);
+                let ahead_data = if i + AHEAD < count {
+                    let (l, d, _, n) = frame(ahead);
+                    ahead = n;
+                    if l == link {
+                        d
+                    } else {
+                        &[]
+                    }
+                } else {
+                    &[]
+                };
                 f(Frame {
                     link,
-                    data: std::slice::from_raw_parts(at.add(h.tp_mac as usize), len),
-                    time: u64::from(h.tp_sec) * 1_000_000 + u64::from(h.tp_nsec) / 1000,
+                    data,
+                    time,
+                    ahead: ahead_data,
                 });
-                at = at.add(h.tp_next_offset as usize);
+                at = next;
             }
             count
         }

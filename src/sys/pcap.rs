@@ -3,7 +3,7 @@
 //! timestamp as the clock.
 
 use crate::core::capture::packet::Link;
-use crate::ports::{Frame, PacketSource, Received};
+use crate::ports::{Frame, PacketSource, Received, AHEAD};
 use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError};
@@ -57,6 +57,7 @@ pub struct Pcap {
     ifaces: Vec<Iface>,
     pub skipped: Skipped,
     done: bool,
+    batch: Batch,
 }
 
 impl Pcap {
@@ -86,11 +87,38 @@ impl Pcap {
             ifaces: Vec::new(),
             skipped: Skipped::default(),
             done: false,
+            batch: Batch::default(),
         })
     }
 
-    /// Up to BATCH frames in file order; Ok(false) at the end.
+    /// Up to BATCH frames in file order; Ok(false) at the end. They are
+    /// copied out of the reader's buffer first (which lends one at a time),
+    /// so that each can be handed over with the one AHEAD of it.
     fn next_batch(&mut self, f: &mut dyn FnMut(Frame)) -> Result<(usize, bool), ReplayError> {
+        self.batch.bytes.clear();
+        self.batch.frames.clear();
+        let r = self.read_batch();
+        let b = &self.batch;
+        let data = |i: usize| {
+            let (_, at, len, _) = b.frames[i];
+            &b.bytes[at..at + len]
+        };
+        for (i, &(link, _, _, time)) in b.frames.iter().enumerate() {
+            let ahead = match b.frames.get(i + AHEAD) {
+                Some(a) if a.0 == link => data(i + AHEAD),
+                _ => &[],
+            };
+            f(Frame {
+                link,
+                data: data(i),
+                time,
+                ahead,
+            });
+        }
+        r
+    }
+
+    fn read_batch(&mut self) -> Result<(usize, bool), ReplayError> {
         enum Step {
             Consume(usize),
             Done,
@@ -121,11 +149,7 @@ impl Pcap {
                         let time = u64::from(b.ts_sec) * 1_000_000 + frac;
                         match link {
                             Some(link) => {
-                                f(Frame {
-                                    link,
-                                    data: b.data,
-                                    time,
-                                });
+                                keep(&mut self.batch, link, b.data, time);
                                 n += 1;
                             }
                             None => skip(&mut self.skipped, lt),
@@ -159,7 +183,7 @@ impl Pcap {
                                 let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
                                 match i.link {
                                     Some(link) => {
-                                        f(Frame { link, data, time });
+                                        keep(&mut self.batch, link, data, time);
                                         n += 1;
                                     }
                                     None => skip(&mut self.skipped, i.linktype),
@@ -216,6 +240,18 @@ impl PacketSource for Pcap {
             Received::Frames(n)
         })
     }
+}
+
+/// Frames copied out of the reader's buffer: (link, start, length, time).
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    frames: Vec<(Link, usize, usize, u64)>,
+}
+
+fn keep(b: &mut Batch, link: Link, data: &[u8], time: u64) {
+    b.frames.push((link, b.bytes.len(), data.len(), time));
+    b.bytes.extend_from_slice(data);
 }
 
 fn skip(s: &mut Skipped, lt: i32) {

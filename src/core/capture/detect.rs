@@ -210,14 +210,40 @@ pub struct Stats {
     pub distributed: u64,
 }
 
-/// A source's first probe, held until its second (`Sightings`).
+/// A source's first probe, held until its second (`Sightings`). The time
+/// is split in halves so that the struct is 12 bytes aligned to 4: four of
+/// them and their tags fill one cache line.
 #[derive(Clone, Copy, Default)]
 struct Sight {
     port: u16,
-    udp: bool,
-    service: bool,
+    /// UDP, and service: bit 0 and bit 1.
+    flags: u8,
     kinds: Kinds,
-    time: Micros,
+    time: [u32; 2],
+}
+
+impl Sight {
+    fn udp(&self) -> bool {
+        self.flags & 1 != 0
+    }
+
+    fn service(&self) -> bool {
+        self.flags & 2 != 0
+    }
+
+    fn time(&self) -> Micros {
+        u64::from(self.time[0]) << 32 | u64::from(self.time[1])
+    }
+}
+
+// Checked when building: a bigger Sight would spill each bucket over two
+// cache lines again.
+const _: () = assert!(std::mem::size_of::<Sight>() == 12 && std::mem::align_of::<Sight>() == 4);
+
+impl super::table::Stamped for Sight {
+    fn stamp(&self) -> u64 {
+        self.time()
+    }
 }
 
 pub struct Detector {
@@ -294,6 +320,16 @@ impl Detector {
         t.quiet_until = until;
     }
 
+    /// `src` sends a probe a few frames from now: what to prefetch for it
+    /// (see `Sightings::bucket_addr`).
+    pub fn warm(&self, src: IpAddr) -> [Option<*const u8>; 2] {
+        let key = self.key(src);
+        [
+            Some(self.table.filter_addr(key)),
+            self.first.as_ref().map(|fs| fs.bucket_addr(key)),
+        ]
+    }
+
     /// Feed one probe seen at `now`.
     pub fn probe(&mut self, p: &Probe, now: Micros, out: &mut Vec<Event>) {
         let key = self.key(p.src);
@@ -310,10 +346,9 @@ impl Detector {
                         kinds.add(p.kind);
                         Sight {
                             port: p.dport,
-                            udp,
-                            service,
+                            flags: u8::from(udp) | u8::from(service) << 1,
                             kinds,
-                            time: now,
+                            time: [(now >> 32) as u32, now as u32],
                         }
                     };
                     match fs.take_or_record(key, first) {
@@ -328,17 +363,18 @@ impl Detector {
                 }
                 let (t, _) = self.table.touch(key, Tracked::default);
                 // The first probe, unless it fell out of the window.
-                if let Some(s) = seen.filter(|s| s.time >= now.saturating_sub(window)) {
-                    t.first = s.time;
+                if let Some(s) = seen.filter(|s| s.time() >= now.saturating_sub(window)) {
+                    let time = s.time();
+                    t.first = time;
                     t.probes = 1;
                     t.kinds = s.kinds;
                     t.push(PortSeen {
-                        last: s.time,
-                        first: s.time,
+                        last: time,
+                        first: time,
                         count: 1,
                         port: s.port,
-                        udp: s.udp,
-                        service: s.service,
+                        udp: s.udp(),
+                        service: s.service(),
                     });
                 }
                 t

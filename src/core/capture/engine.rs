@@ -18,10 +18,47 @@ use ipnet::IpNet;
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-/// This host's addresses, looked up twice for every frame: foldhash, since
-/// SipHash was a fifth of a flood's CPU, and the set is ours (no attacker
-/// chooses its members, so no HashDoS to resist).
-pub type Addrs = HashSet<IpAddr, foldhash::fast::RandomState>;
+/// This host's addresses, looked up twice for every frame. A host has a
+/// handful: comparing each costs less than hashing one (the hash lookups
+/// were 8 % of a one-source flood's CPU), so a set is made only past SMALL.
+/// (foldhash there: SipHash was a fifth of a flood's CPU, and no attacker
+/// chooses the members, so no HashDoS to resist.)
+#[derive(Clone, Debug, Default)]
+pub struct Addrs {
+    list: Vec<IpAddr>,
+    set: Option<HashSet<IpAddr, foldhash::fast::RandomState>>,
+}
+
+impl Addrs {
+    const SMALL: usize = 16;
+
+    pub fn insert(&mut self, a: IpAddr) {
+        if self.contains(&a) {
+            return;
+        }
+        self.list.push(a);
+        if let Some(set) = self.set.as_mut() {
+            set.insert(a);
+        } else if self.list.len() > Self::SMALL {
+            self.set = Some(self.list.iter().copied().collect());
+        }
+    }
+
+    pub fn contains(&self, a: &IpAddr) -> bool {
+        match &self.set {
+            Some(set) => set.contains(a),
+            None => self.list.contains(a),
+        }
+    }
+}
+
+impl FromIterator<IpAddr> for Addrs {
+    fn from_iter<I: IntoIterator<Item = IpAddr>>(iter: I) -> Addrs {
+        let mut a = Addrs::default();
+        iter.into_iter().for_each(|x| a.insert(x));
+        a
+    }
+}
 
 /// What adding a ban to a set did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,6 +211,17 @@ impl Engine {
         self.own = own.iter().copied().collect();
         self.dests.exact = self.own.clone();
         self.policy.own = own;
+    }
+
+    /// A frame that `frame` will be handed a few frames from now (the
+    /// packet source looks ahead where it can): the address of what its
+    /// probe will need, which under a spoofed flood is a cache miss per
+    /// frame, for the caller to prefetch (`sys::cpu::prefetch`).
+    pub fn warm(&self, link: Link, data: &[u8]) -> [Option<*const u8>; 2] {
+        match packet::parse(link, data) {
+            Some(p) => self.detector.warm(p.src),
+            None => [None; 2],
+        }
     }
 
     /// One captured frame received at `now` (µs). `ban` makes a ban (live
@@ -594,6 +642,25 @@ mod tests {
     use super::super::detect::{Profile, Settings};
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn addrs_answer_the_same_as_a_list_and_past_the_small_size() {
+        let v4 = |i: u8| IpAddr::from([198, 51, 100, i]);
+        let mut a = Addrs::default();
+        for n in 1..=40u8 {
+            a.insert(v4(n));
+            a.insert(v4(n)); // twice: kept once
+            assert_eq!(a.list.len(), usize::from(n));
+            assert_eq!(a.set.is_some(), usize::from(n) > Addrs::SMALL);
+            assert!((1..=n).all(|i| a.contains(&v4(i))), "after {n}");
+            assert!(!a.contains(&v4(n + 1)) && !a.contains(&"2001:db8::1".parse().unwrap()));
+        }
+        let b: Addrs = [v4(7), "2001:db8::7".parse().unwrap()]
+            .into_iter()
+            .collect();
+        assert!(b.contains(&v4(7)) && b.contains(&"2001:db8::7".parse().unwrap()));
+        assert!(!b.contains(&v4(8)));
+    }
 
     /// A ban function that records what it was asked, with addresses that
     /// are "already listed" and an optional error for every add.

@@ -44,7 +44,17 @@ pub struct Table<V> {
     lists: [List; 2],
     cap: usize,
     evicted: u64,
+    /// One bit per hash of the keys in the map (and of some evicted ones):
+    /// a clear bit says "not tracked" without touching the map.
+    filter: Vec<u64>,
+    /// How many of its bits are set.
+    marked: usize,
 }
+
+/// 2 KB of filter, 32 cache lines: the few hundred sources a spoofed flood
+/// leaves tracked set 1-4 % of it. A table holding thousands sets most bits
+/// and then asks the map as before.
+const FILTER_BITS: usize = 1 << 14;
 
 /// A random number, from the standard library's own per-process random keys
 /// (no clock, no system call of our own).
@@ -73,6 +83,8 @@ impl<V> Table<V> {
             lists: [empty, empty],
             cap,
             evicted: 0,
+            filter: vec![0; FILTER_BITS / 64],
+            marked: 0,
         }
     }
 
@@ -95,18 +107,66 @@ impl<V> Table<V> {
     }
 
     pub fn get(&self, key: u128) -> Option<&V> {
-        self.map.get(&key).map(|&i| &self.slots[i as usize].val)
+        self.lookup(key).map(|i| &self.slots[i as usize].val)
     }
 
     /// The entry for `key`, if tracked, without making it more recent.
     pub fn get_mut(&mut self, key: u128) -> Option<&mut V> {
-        let i = *self.map.get(&key)?;
+        let i = self.lookup(key)?;
         Some(&mut self.slots[i as usize].val)
+    }
+
+    /// The map's answer, asked only when the filter lets it: a forged
+    /// source is then one bit test in L1 instead of a probe of the map's
+    /// control bytes (perf: 7 % of a spoofed-flood replay).
+    fn lookup(&self, key: u128) -> Option<u32> {
+        let (w, b) = self.bit(key);
+        if self.filter[w] & b == 0 {
+            return None;
+        }
+        self.map.get(&key).copied()
+    }
+
+    /// Where `key`'s filter word is, for the caller to prefetch (see
+    /// `Sightings::bucket_addr`): between laps of the ring the core runs
+    /// the flood's sender and the kernel, and even this filter goes cold.
+    pub fn filter_addr(&self, key: u128) -> *const u8 {
+        std::ptr::from_ref(&self.filter[self.bit(key).0]).cast()
+    }
+
+    fn bit(&self, key: u128) -> (usize, u64) {
+        use std::hash::BuildHasher;
+        // The map takes its bucket from the low bits and its tag from the
+        // top 7; the filter uses bits in between.
+        let h = (self.map.hasher().hash_one(key) >> 24) as usize & (FILTER_BITS - 1);
+        (h / 64, 1 << (h % 64))
+    }
+
+    /// Set `key`'s bit. Evicted keys leave theirs set (another key may share
+    /// it); once stale bits outnumber the entries the filter is made again
+    /// from the map, which is at least a thousand insertions apart.
+    fn mark(&mut self, key: u128) {
+        let (w, b) = self.bit(key);
+        if self.filter[w] & b != 0 {
+            return;
+        }
+        self.filter[w] |= b;
+        self.marked += 1;
+        if self.marked > 2 * self.map.len() + 1024 {
+            self.filter.iter_mut().for_each(|w| *w = 0);
+            self.marked = 0;
+            let keys: Vec<u128> = self.map.keys().copied().collect();
+            for k in keys {
+                let (w, b) = self.bit(k);
+                self.marked += usize::from(self.filter[w] & b == 0);
+                self.filter[w] |= b;
+            }
+        }
     }
 
     /// Where `key`'s entry is, if tracked (for `touch_at`).
     pub fn find(&self, key: u128) -> Option<u32> {
-        self.map.get(&key).copied()
+        self.lookup(key)
     }
 
     /// The entry at `i` (from `find`), most recently seen now.
@@ -120,7 +180,7 @@ impl<V> Table<V> {
     /// The entry for `key`, most recently seen now; a new one made by `make`
     /// (evicting the least recently seen if full). The bool says "new".
     pub fn touch(&mut self, key: u128, make: impl FnOnce() -> V) -> (&mut V, bool) {
-        if let Some(&i) = self.map.get(&key) {
+        if let Some(i) = self.lookup(key) {
             let seg = usize::from(self.slots[i as usize].seg);
             self.unlink(i);
             self.push_front(seg, i);
@@ -152,6 +212,7 @@ impl<V> Table<V> {
             (self.slots.len() - 1) as u32
         };
         self.map.insert(key, i);
+        self.mark(key);
         self.push_front(PROBATION, i);
         (&mut self.slots[i as usize].val, true)
     }
@@ -159,7 +220,7 @@ impl<V> Table<V> {
     /// Move `key` to the protected segment (it has shown scanner-like
     /// behaviour worth keeping through a flood).
     pub fn promote(&mut self, key: u128) {
-        let Some(&i) = self.map.get(&key) else { return };
+        let Some(i) = self.lookup(key) else { return };
         if usize::from(self.slots[i as usize].seg) == PROTECTED {
             return;
         }
@@ -212,20 +273,44 @@ impl<V> Table<V> {
 /// from each forged address, and making (and evicting) a table entry for
 /// each cost several cache misses a packet. A key enters its table on its
 /// second packet, carrying what its first left here. Slots come in buckets
-/// of WAYS (one or two cache lines) chosen by a seeded hash; a new key takes
-/// the oldest slot of its bucket, so a sighting lasts about as long as the
-/// last `capacity` new keys, as in an LRU (one slot per hash forgot a slow
-/// scanner's first probe at random under a flood: one of 20 in the bench).
+/// of WAYS, one cache line each, chosen by a seeded hash; a new key takes
+/// the slot of its bucket stamped earliest, so a sighting lasts about as
+/// long as the last `capacity` new keys, as in an LRU (one slot per hash
+/// forgot a slow scanner's first probe at random under a flood: one of 20
+/// in the bench). One line a bucket because every forged packet costs one
+/// bucket read: 24-byte slots spread a bucket over two lines, and perf put
+/// 40 % of a spoofed-flood replay on that read.
 pub struct Sightings<T> {
-    /// (tag: high half of the hash, never 0; when written; the value)
-    slots: Vec<(u32, u32, T)>,
+    buckets: Vec<Bucket<T>>,
     hasher: foldhash::fast::FixedState,
-    clock: u32,
 }
 
 const WAYS: usize = 4;
 
-impl<T: Copy + Default> Sightings<T> {
+/// A tag is the high half of the key's hash with the low bit set; 0 marks
+/// an empty slot.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Bucket<T> {
+    tags: [u32; WAYS],
+    vals: [T; WAYS],
+}
+
+const _: () = assert!(std::mem::size_of::<Bucket<u64>>() == 64);
+
+/// What a sighting holds: its stamp (when it was seen) decides which slot a
+/// new key takes.
+pub trait Stamped: Copy + Default {
+    fn stamp(&self) -> u64;
+}
+
+impl Stamped for u64 {
+    fn stamp(&self) -> u64 {
+        *self
+    }
+}
+
+impl<T: Stamped> Sightings<T> {
     /// About `capacity` slots (rounded up to a power of two), at most 2^20:
     /// a bigger array only keeps one-packet sources longer.
     pub fn new(capacity: usize) -> Sightings<T> {
@@ -233,12 +318,25 @@ impl<T: Copy + Default> Sightings<T> {
     }
 
     fn seeded(capacity: usize, seed: u64) -> Sightings<T> {
-        let n = capacity.clamp(WAYS, 1 << 20).next_power_of_two();
+        let n = capacity.clamp(WAYS, 1 << 20).next_power_of_two() / WAYS;
+        let empty = Bucket {
+            tags: [0; WAYS],
+            vals: [T::default(); WAYS],
+        };
         Sightings {
-            slots: vec![(0, 0, T::default()); n],
+            buckets: vec![empty; n],
             hasher: foldhash::fast::FixedState::with_seed(seed),
-            clock: 0,
         }
+    }
+
+    /// Where `key`'s bucket is: the caller prefetches it a few frames
+    /// before `take_or_record` asks for it, so that the cache miss overlaps
+    /// the frames between. (A plain load instead stalled the frames after
+    /// it: the replay took longer.)
+    pub fn bucket_addr(&self, key: impl std::hash::Hash) -> *const u8 {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(key);
+        std::ptr::from_ref(&self.buckets[h as usize & (self.buckets.len() - 1)]).cast()
     }
 
     /// `key`'s first sighting, taken out (the key now goes to its table);
@@ -251,27 +349,24 @@ impl<T: Copy + Default> Sightings<T> {
         use std::hash::BuildHasher;
         let h = self.hasher.hash_one(key);
         let tag = ((h >> 32) as u32) | 1;
-        let buckets = self.slots.len() / WAYS;
-        let start = (h as usize & (buckets - 1)) * WAYS;
-        let bucket = &mut self.slots[start..start + WAYS];
-        if let Some(s) = bucket.iter_mut().find(|s| s.0 == tag) {
-            s.0 = 0;
-            return Some(s.2);
+        let n = self.buckets.len();
+        let b = &mut self.buckets[h as usize & (n - 1)];
+        if let Some(i) = b.tags.iter().position(|&t| t == tag) {
+            b.tags[i] = 0;
+            return Some(b.vals[i]);
         }
-        let now = self.clock;
-        self.clock = self.clock.wrapping_add(1);
-        // An empty slot, else the one written longest ago.
-        let victim = bucket
-            .iter_mut()
-            .max_by_key(|s| {
-                if s.0 == 0 {
-                    u32::MAX
+        // An empty slot, else the one stamped earliest.
+        let victim = (0..WAYS)
+            .min_by_key(|&i| {
+                if b.tags[i] == 0 {
+                    None
                 } else {
-                    now.wrapping_sub(s.1)
+                    Some(b.vals[i].stamp())
                 }
             })
             .expect("WAYS slots");
-        *victim = (tag, now, first());
+        b.tags[victim] = tag;
+        b.vals[victim] = first();
         None
     }
 }
@@ -283,20 +378,21 @@ mod tests {
     #[test]
     fn a_sighting_outlives_fewer_newer_keys_than_its_capacity() {
         // A fixed seed: which bucket each key lands in is then fixed too.
+        // Values are stamps: each key is seen later than the one before.
         let mut s: Sightings<u64> = Sightings::seeded(1024, 1);
-        assert_eq!(s.take_or_record(7u128, || 70), None);
+        assert_eq!(s.take_or_record(7u128, || 1), None);
         // 300 other keys later (under a third of the capacity) it is there,
         // and taking it leaves nothing behind.
         for k in 1000..1300u128 {
-            assert_eq!(s.take_or_record(k, || 0), None);
+            assert_eq!(s.take_or_record(k, || k as u64), None);
         }
-        assert_eq!(s.take_or_record(7u128, || 71), Some(70));
-        assert_eq!(s.take_or_record(7u128, || 72), None);
+        assert_eq!(s.take_or_record(7u128, || 2000), Some(1));
+        assert_eq!(s.take_or_record(7u128, || 2001), None);
         // Far more keys than slots push it out.
-        for k in 2000..12_000u128 {
-            s.take_or_record(k, || 0);
+        for k in 3000..13_000u128 {
+            s.take_or_record(k, || k as u64);
         }
-        assert_eq!(s.take_or_record(7u128, || 73), None);
+        assert_eq!(s.take_or_record(7u128, || 20_000), None);
     }
 
     /// A fixed seed let anyone who knows it aim spoofed sources at one
@@ -309,6 +405,24 @@ mod tests {
             .filter(|k| a.map.hasher().hash_one(k) != b.map.hasher().hash_one(k))
             .count();
         assert!(differ >= 7, "{differ} of 8 keys hash apart");
+    }
+
+    #[test]
+    fn the_filter_never_hides_a_tracked_key_through_rebuilds() {
+        let mut t: Table<u32> = Table::new(50);
+        let mut rebuilt = 0;
+        for k in 0..100_000u128 {
+            let before = t.marked;
+            *t.touch(k, || 0).0 = k as u32;
+            rebuilt += usize::from(t.marked < before);
+            // The newest 50 are tracked, and found.
+            let lo = k.saturating_sub(49);
+            assert_eq!(t.get(lo), Some(&(lo as u32)), "key {lo} after {k}");
+        }
+        assert!(rebuilt > 10, "the filter was made again {rebuilt} times");
+        assert!(t.marked <= 2 * 50 + 1024);
+        let found = (0..100_000u128).filter(|&k| t.get(k).is_some()).count();
+        assert_eq!(found, 50);
     }
 
     #[test]
