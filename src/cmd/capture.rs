@@ -203,6 +203,15 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     }
 }
 
+/// Prefetch what the frame AHEAD of `f` will need (`Engine::warm`), for
+/// both the replay and the live loop.
+fn prefetch_ahead(e: &Engine, f: &crate::ports::Frame) {
+    e.warm(f.link, f.ahead)
+        .into_iter()
+        .flatten()
+        .for_each(cpu::prefetch);
+}
+
 /// A replay reads and writes nothing but its input and --output: its bans
 /// are decisions to look at, so no state file learns of them (an apply would
 /// install them, a second replay would count them as repeat offences).
@@ -228,10 +237,7 @@ fn run_replay(config: &Config, opts: &Options, path: &Path, state_named: bool) -
     loop {
         let got = source.recv(&mut |f| {
             last = f.time;
-            e.warm(f.link, f.ahead)
-                .into_iter()
-                .flatten()
-                .for_each(cpu::prefetch);
+            prefetch_ahead(&e, &f);
             e.frame(f.link, f.data, f.time, &mut no_ban, &no_clock, &mut out);
             if !out.is_empty() {
                 if written.is_ok() {
@@ -418,10 +424,7 @@ fn live(
     while !stop.load(Ordering::Relaxed) {
         let mut ban = |set: &str, net, secs| Banner::add(&mut banner, set, net, secs);
         sock.recv(&mut |f: crate::ports::Frame| {
-            e.warm(f.link, f.ahead)
-                .into_iter()
-                .flatten()
-                .for_each(cpu::prefetch);
+            prefetch_ahead(&e, &f);
             e.frame(f.link, f.data, f.time, &mut ban, &now_us, &mut out);
             deliver(&mut out, telemetry, &mut sink, &mut failed);
         })?;
