@@ -374,16 +374,25 @@ impl<T: Stamped> Sightings<T> {
             b.tags[i] = 0;
             return Some(b.vals[i]);
         }
-        // An empty slot, else the one stamped earliest.
-        let victim = (0..WAYS)
-            .min_by_key(|&i| {
-                if b.tags[i] == 0 {
-                    None
-                } else {
-                    Some(b.vals[i].stamp())
-                }
-            })
-            .expect("WAYS slots");
+        // An empty slot (age 0), else the one stamped earliest. A plain
+        // loop: min_by_key over (Option, index) pairs went through the stack
+        // and stalled on the reload (perf: a fifth of this function).
+        let age = |i: usize| {
+            if b.tags[i] == 0 {
+                0
+            } else {
+                b.vals[i].stamp().saturating_add(1)
+            }
+        };
+        let mut victim = 0;
+        let mut oldest = age(0);
+        for i in 1..WAYS {
+            let a = age(i);
+            if a < oldest {
+                victim = i;
+                oldest = a;
+            }
+        }
         b.tags[victim] = tag;
         b.vals[victim] = first();
         None
