@@ -5,6 +5,10 @@ use fwctl::cli::{Cli, Command};
 use fwctl::cmd::{self, Invocation};
 use std::process::ExitCode;
 
+// Big blocks on huge pages: why in sys::mem.
+#[global_allocator]
+static ALLOC: fwctl::sys::mem::HugeAlloc = fwctl::sys::mem::HugeAlloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let inv = Invocation {

@@ -15,6 +15,7 @@ pub mod http;
 pub mod journal;
 pub mod lock;
 pub mod logfile;
+pub mod mem;
 pub mod netlink;
 pub mod outbox;
 pub mod packet;
