@@ -76,6 +76,23 @@ fn setopt<T>(fd: libc::c_int, level: i32, name: i32, val: &T) -> libc::c_int {
     }
 }
 
+/// What `getopt` may read: C integers and structs of them, for which
+/// every bit pattern (zero included) is a valid value.
+trait Plain: Copy {}
+impl Plain for libc::c_int {}
+impl Plain for libc::tpacket_stats_v3 {}
+
+/// Socket option `name` as the kernel reports it; None when it refuses.
+fn getopt<T: Plain>(fd: libc::c_int, level: i32, name: i32) -> Option<T> {
+    // SAFETY: T is plain old data (zero is a valid T), and the kernel
+    // writes at most `len` bytes into it.
+    unsafe {
+        let mut v: T = zeroed();
+        let mut len = size_of::<T>() as u32;
+        (libc::getsockopt(fd, level, name, (&mut v as *mut T).cast(), &mut len) == 0).then_some(v)
+    }
+}
+
 /// The index of a network interface; `None` for all of them.
 pub fn ifindex(name: &str) -> io::Result<i32> {
     let c = std::ffi::CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
@@ -213,18 +230,8 @@ impl Live {
             // An error on the socket (the interface went away: ENETDOWN)
             // makes every poll return at once; say it instead of spinning.
             if p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 && !self.ready() {
-                let mut err: libc::c_int = 0;
-                let mut len = size_of::<libc::c_int>() as u32;
-                // SAFETY: reads one c_int into err, of the length we pass.
-                unsafe {
-                    libc::getsockopt(
-                        self.fd,
-                        libc::SOL_SOCKET,
-                        libc::SO_ERROR,
-                        (&mut err as *mut libc::c_int).cast(),
-                        &mut len,
-                    )
-                };
+                let err: libc::c_int =
+                    getopt(self.fd, libc::SOL_SOCKET, libc::SO_ERROR).unwrap_or(0);
                 let e = io::Error::from_raw_os_error(if err == 0 { libc::EIO } else { err });
                 return Err(io::Error::new(e.kind(), format!("packet socket: {e}")));
             }
@@ -310,21 +317,11 @@ impl Live {
 
     /// Add the kernel's counters since the last read (reading resets them).
     pub fn read_stats(&mut self) {
-        // SAFETY: tpacket_stats_v3 is plain old data of the length we pass.
-        unsafe {
-            let mut st: libc::tpacket_stats_v3 = zeroed();
-            let mut len = size_of::<libc::tpacket_stats_v3>() as u32;
-            if libc::getsockopt(
-                self.fd,
-                libc::SOL_PACKET,
-                libc::PACKET_STATISTICS,
-                (&mut st as *mut libc::tpacket_stats_v3).cast(),
-                &mut len,
-            ) == 0
-            {
-                self.drops += u64::from(st.tp_drops);
-                self.kernel_packets += u64::from(st.tp_packets);
-            }
+        let st: Option<libc::tpacket_stats_v3> =
+            getopt(self.fd, libc::SOL_PACKET, libc::PACKET_STATISTICS);
+        if let Some(st) = st {
+            self.drops += u64::from(st.tp_drops);
+            self.kernel_packets += u64::from(st.tp_packets);
         }
     }
 }
