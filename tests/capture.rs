@@ -481,6 +481,38 @@ fn a_pcap_replay_reports_each_scan_with_its_type() {
     assert_eq!(stats[0]["scans"], 4);
 }
 
+/// A classic file of a link type capture cannot parse (USER0, 147), in
+/// big-endian byte order: its frames are counted and warned about, not
+/// parsed; a file cut short in its last record keeps the whole ones.
+#[test]
+fn frames_of_an_unknown_link_are_counted_and_a_cut_file_keeps_its_whole_records() {
+    let dir = tmp();
+    let cfg = write_config(dir.path(), "");
+    let mut v: Vec<u8> = Vec::new();
+    for x in [0xa1b2_c3d4u32, 0x0002_0004, 0, 0, 65535, 147] {
+        v.extend_from_slice(&x.to_be_bytes());
+    }
+    for i in 0..5u32 {
+        for x in [1_700_000_000 + i, 0, 60, 60] {
+            v.extend_from_slice(&x.to_be_bytes());
+        }
+        v.extend_from_slice(&[0u8; 60]);
+    }
+    v.truncate(v.len() - 7);
+    let path = dir.path().join("user0.pcap");
+    std::fs::write(&path, &v).unwrap();
+    let out = replay(&cfg, path.to_str().unwrap(), &["--json"]);
+    let evs = events(&out);
+    let stats = of(&evs, "capture_stats");
+    assert_eq!(stats[0]["frames"], 0);
+    assert_eq!(stats[0]["skipped_other_link"], 4);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("skipped 4 frames of link types [147]"),
+        "{err}"
+    );
+}
+
 #[test]
 fn pcapng_with_nanosecond_timestamps_replays_the_same() {
     let dir = tmp();

@@ -20,6 +20,7 @@ pub mod netlink;
 pub mod outbox;
 pub mod packet;
 pub mod pcap;
+pub mod pcap_legacy;
 pub mod redis;
 pub mod secret;
 pub mod statefile;

@@ -4,14 +4,16 @@
 
 use crate::core::capture::packet::Link;
 use crate::ports::{Frame, PacketSource, Received, AHEAD};
+use crate::sys::pcap_legacy::{self, Legacy, Stop};
 use pcap_parser::pcapng::Block;
 use pcap_parser::traits::PcapReaderIterator;
 use pcap_parser::{PcapBlockOwned, PcapError};
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 const BUFFER: usize = 1 << 20;
+const PEEK: usize = 4096;
 /// Frames handed over per receive call.
 const BATCH: usize = 64;
 
@@ -52,7 +54,10 @@ pub struct Skipped {
 
 pub struct Pcap {
     path: PathBuf,
-    reader: Box<dyn PcapReaderIterator>,
+    /// Classic pcap files are read in place (`pcap_legacy`); pcapng ones
+    /// through pcap-parser's reader.
+    fast: Option<Legacy>,
+    reader: Option<Box<dyn PcapReaderIterator>>,
     legacy: Option<(Option<Link>, i32, bool)>,
     ifaces: Vec<Iface>,
     pub skipped: Skipped,
@@ -62,11 +67,39 @@ pub struct Pcap {
 
 impl Pcap {
     pub fn open(path: &Path) -> Result<Pcap, ReplayError> {
-        let file = File::open(path).map_err(|err| ReplayError::Open {
+        let mut file = File::open(path).map_err(|err| ReplayError::Open {
             path: path.to_path_buf(),
             err,
         })?;
-        let reader = match pcap_parser::create_reader(BUFFER, file) {
+        let mut pcap = Pcap {
+            path: path.to_path_buf(),
+            fast: None,
+            reader: None,
+            legacy: None,
+            ifaces: Vec::new(),
+            skipped: Skipped::default(),
+            done: false,
+            batch: Batch::default(),
+        };
+        // The first bytes tell a classic file from pcapng; read, not
+        // sought back over, so that a pipe works too. A few KiB of them,
+        // because pcap-parser tells pcapng from its first read alone.
+        let mut first = Vec::with_capacity(PEEK);
+        (&mut file)
+            .take(PEEK as u64)
+            .read_to_end(&mut first)
+            .map_err(|err| ReplayError::Open {
+                path: path.to_path_buf(),
+                err,
+            })?;
+        if first.len() >= 24 {
+            if let Some(h) = pcap_legacy::Header::parse(&first) {
+                pcap.fast = Some(Legacy::new(file, h, &first));
+                return Ok(pcap);
+            }
+        }
+        let input = io::Cursor::new(first).chain(file);
+        pcap.reader = Some(match pcap_parser::create_reader(BUFFER, input) {
             Ok(r) => r,
             Err(PcapError::Eof) => {
                 return Err(ReplayError::Empty {
@@ -79,16 +112,33 @@ impl Pcap {
                     why: format!("{e:?}"),
                 })
             }
-        };
-        Ok(Pcap {
-            path: path.to_path_buf(),
-            reader,
-            legacy: None,
-            ifaces: Vec::new(),
-            skipped: Skipped::default(),
-            done: false,
-            batch: Batch::default(),
-        })
+        });
+        Ok(pcap)
+    }
+
+    /// The next frames of a classic file, read in place.
+    fn next_fast(&mut self, f: &mut dyn FnMut(Frame)) -> Result<(usize, bool), ReplayError> {
+        let l = self.fast.as_mut().expect("a classic file");
+        match l.recv(f) {
+            Ok((n, more)) => {
+                if l.link().is_none() {
+                    for _ in 0..n {
+                        skip(&mut self.skipped, l.header.linktype);
+                    }
+                    return Ok((0, more));
+                }
+                Ok((n, more))
+            }
+            Err(Stop::Io(e)) => Err(ReplayError::Read {
+                path: self.path.clone(),
+                why: e.to_string(),
+            }),
+            Err(Stop::Damaged { at, why }) => Err(ReplayError::Damaged {
+                path: self.path.clone(),
+                at: at as usize,
+                why,
+            }),
+        }
     }
 
     /// Up to BATCH frames in file order; Ok(false) at the end. They are
@@ -126,10 +176,13 @@ impl Pcap {
             Fail(String),
         }
         let mut n = 0;
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok((0, false));
+        };
         while n < BATCH {
             // The reader's errors borrow its buffer: turn each answer into an
             // owned step before touching the reader again.
-            let step = match self.reader.next() {
+            let step = match reader.next() {
                 Ok((used, block)) => match block {
                     PcapBlockOwned::LegacyHeader(h) => {
                         self.legacy = Some((
@@ -199,15 +252,15 @@ impl Pcap {
                 Err(e) => Step::Fail(format!("{e:?}")),
             };
             match step {
-                Step::Consume(used) => self.reader.consume(used),
+                Step::Consume(used) => reader.consume(used),
                 Step::Done => return Ok((n, false)),
                 Step::Refill => {
-                    if self.reader.reader_exhausted() {
+                    if reader.reader_exhausted() {
                         // A capture cut short (tcpdump killed mid-write): keep
                         // what was read, as tcpdump -r does.
                         return Ok((n, false));
                     }
-                    if let Err(e) = self.reader.refill() {
+                    if let Err(e) = reader.refill() {
                         return Err(ReplayError::Read {
                             path: self.path.clone(),
                             why: format!("{e:?}"),
@@ -217,7 +270,7 @@ impl Pcap {
                 Step::Fail(why) => {
                     return Err(ReplayError::Damaged {
                         path: self.path.clone(),
-                        at: self.reader.consumed(),
+                        at: reader.consumed(),
                         why,
                     })
                 }
@@ -232,7 +285,12 @@ impl PacketSource for Pcap {
         if self.done {
             return Ok(Received::End);
         }
-        let (n, more) = self.next_batch(f).map_err(io::Error::other)?;
+        let (n, more) = if self.fast.is_some() {
+            self.next_fast(f)
+        } else {
+            self.next_batch(f)
+        }
+        .map_err(io::Error::other)?;
         self.done = !more;
         Ok(if n == 0 && !more {
             Received::End
