@@ -89,6 +89,87 @@ fn every_probe_kind_parses_and_passes_the_kernel_filter() {
     }
 }
 
+/// IPv6 extension headers between the IP and TCP headers: a scanner
+/// could pad them past the probe snap length (256 bytes) or chain several
+/// to hide its SYNs. The filter passes such frames with the data snap
+/// length, and the parser walks up to eight headers.
+#[test]
+fn a_syn_behind_long_or_many_ipv6_extension_headers_is_still_a_probe() {
+    let prog = bpf::program(&[], &[]);
+    let syn = pkt::tcp(ip(ATTACKER6), ip(TARGET6), 4000, 2222, SYN, None);
+    // Ethernet (14) + IPv6 (40), then TCP: put `headers` in between.
+    let with = |headers: &[(u8, usize)]| -> Vec<u8> {
+        let mut f = syn[..54].to_vec();
+        let mut ext = Vec::new();
+        let mut next_of_ip = 6u8;
+        for (i, &(kind, len)) in headers.iter().enumerate().rev() {
+            let next = if i + 1 == headers.len() {
+                6
+            } else {
+                headers[i + 1].0
+            };
+            let mut h = vec![0u8; len];
+            h[0] = next;
+            h[1] = (len / 8 - 1) as u8;
+            // One PadN option over the rest.
+            h[2] = 1;
+            h[3] = (len - 4) as u8;
+            ext.splice(0..0, h);
+            next_of_ip = kind;
+        }
+        f[14 + 6] = next_of_ip;
+        let plen = u16::from_be_bytes([f[18], f[19]]) as usize + ext.len();
+        f[18..20].copy_from_slice(&(plen as u16).to_be_bytes());
+        f.extend_from_slice(&ext);
+        f.extend_from_slice(&syn[54..]);
+        f
+    };
+    for headers in [
+        vec![(60u8, 256usize)],
+        vec![(0, 8), (60, 8), (60, 16), (60, 8), (60, 8), (60, 8)],
+    ] {
+        let frame = with(&headers);
+        let snap = bpf::run(&prog, &frame, HOST, ETHER);
+        assert!(snap as usize >= frame.len(), "{headers:?}: cut to {snap}");
+        let p = parse(Link::Ethernet, &frame[..frame.len().min(snap as usize)])
+            .unwrap_or_else(|| panic!("{headers:?}: not parsed"));
+        assert_eq!((p.kind, p.dport, p.src), (Kind::Syn, 2222, ip(ATTACKER6)));
+    }
+}
+
+/// The most signature ports a config allows (8 of each) keep every jump of
+/// the filter in range: it assembles, and still passes probes and data.
+#[test]
+fn the_filter_assembles_with_the_most_signature_ports() {
+    let ports: Vec<u16> = (8000..8008).collect();
+    let prog = bpf::program(&ports, &ports);
+    let syn = pkt::tcp(ip(ATTACKER6), ip(TARGET6), 4000, 22, SYN, None);
+    assert_eq!(bpf::run(&prog, &syn, HOST, ETHER), bpf::SNAP);
+    let psh_ack = Flags {
+        ack: true,
+        psh: true,
+        ..NULL
+    };
+    for (dst, src) in [(TARGET, ATTACKER), (TARGET6, ATTACKER6)] {
+        for vlan in [None, Some(7)] {
+            let data = pkt::tcp_data(
+                ip(src),
+                ip(dst),
+                (40000, 8007),
+                psh_ack,
+                vlan,
+                (5001, 1001),
+                b"x",
+            );
+            assert_eq!(
+                bpf::run(&prog, &data, HOST, ETHER),
+                bpf::DATA_SNAP,
+                "{dst} {vlan:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn replies_and_established_traffic_are_filtered_out() {
     let prog = bpf::program(&[], &[]);

@@ -170,11 +170,13 @@ fn l3(base: u32, n: &Names, tcp: &[u16], udp: &[u16], extra: &mut Vec<Op>) -> Ve
         Label(n.v6),
         Load(LD_B_ABS, base + 6),
         Jump(JEQ_K, 17, udp6, To::Next),
-        // Extension headers: let user space walk them.
-        Jump(JEQ_K, 0, To::Accept, To::Next),
-        Jump(JEQ_K, 43, To::Accept, To::Next),
-        Jump(JEQ_K, 44, To::Accept, To::Next),
-        Jump(JEQ_K, 60, To::Accept, To::Next),
+        // Extension headers: let user space walk them, with the data snap
+        // length, so that padding them past SNAP hides no probe (they are
+        // rare, so the bigger snap costs nothing).
+        Jump(JEQ_K, 0, To::Label("data"), To::Next),
+        Jump(JEQ_K, 43, To::Label("data"), To::Next),
+        Jump(JEQ_K, 44, To::Label("data"), To::Next),
+        Jump(JEQ_K, 60, To::Label("data"), To::Next),
         Jump(JEQ_K, 6, To::Next, To::Reject),
         Load(LD_B_ABS, base + 40 + 13),
         Jump(JSET_K, ACK_OR_RST, data6, To::Accept),

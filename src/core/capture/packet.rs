@@ -273,8 +273,10 @@ fn ipv6(ip: &[u8]) -> Option<Net<'_>> {
     let dst = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).ok()?));
     let mut next = ip[6];
     let mut at = 40;
-    // Walk a few extension headers (hop-by-hop, routing, fragment, destination).
-    for _ in 0..4 {
+    // Walk the extension headers (hop-by-hop, routing, fragment,
+    // destination): up to eight, more than any sender needs, so that a
+    // chain of them hides no probe.
+    for _ in 0..8 {
         match next {
             0 | 43 | 60 => {
                 let len = (usize::from(*ip.get(at + 1)?) + 1) * 8;
