@@ -607,6 +607,23 @@ fn pcapng_with_nanosecond_timestamps_replays_the_same() {
     assert_eq!(of(&evs, "capture_stats")[0]["frames"], 131);
 }
 
+/// A pcapng file cut short in its last block replays what comes before,
+/// with a warning, as a classic one does.
+#[test]
+fn a_pcapng_file_cut_short_keeps_its_whole_blocks_and_warns() {
+    let dir = tmp();
+    let cfg = write_config(dir.path(), "");
+    let ng = dir.path().join("cut.pcapng");
+    let mut bytes = pkt::pcapng(&mixed_capture());
+    bytes.truncate(bytes.len() - 5);
+    std::fs::write(&ng, &bytes).unwrap();
+    let out = replay(&cfg, ng.to_str().unwrap(), &["--json"]);
+    let evs = events(&out);
+    assert_eq!(of(&evs, "capture_stats")[0]["frames"], 130);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ends inside a record at byte"), "{err}");
+}
+
 /// Every file in `dir` with its bytes.
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)

@@ -256,6 +256,12 @@ fn run_replay(config: &Config, opts: &Options, path: &Path, state_named: bool) -
     stats.replay_seconds = Some((secs * 1000.0).round() / 1000.0);
     stats.frames_per_second = Some((e.counts.frames as f64 / secs.max(1e-9)) as u64);
     stats.rss_kb = Some(host::memory_kb().0);
+    if let Some(at) = source.cut_at() {
+        say!(
+            "fwctl: warning: {} ends inside a record at byte {at} (a capture cut short, as when tcpdump is killed mid-write); the frames before it were replayed",
+            path.display()
+        );
+    }
     let skipped = &source.skipped;
     if skipped.other_link > 0 {
         stats.skipped_other_link = Some(skipped.other_link);

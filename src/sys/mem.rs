@@ -33,8 +33,13 @@ fn advise(p: *mut u8, layout: Layout) {
     let len = layout.size() & !(HUGE - 1);
     // SAFETY: [p, p + len) lies inside the block just allocated, which
     // nothing else uses yet; madvise only changes how its pages are backed.
+    // errno is put back: a kernel without THP says EINVAL, and an
+    // allocation must not change what the caller's last call left there.
     unsafe {
+        let errno = libc::__errno_location();
+        let saved = *errno;
         libc::madvise(p.cast(), len, libc::MADV_HUGEPAGE);
+        *errno = saved;
     }
 }
 

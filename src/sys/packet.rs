@@ -79,9 +79,15 @@ fn setopt<T>(fd: libc::c_int, level: i32, name: i32, val: &T) -> libc::c_int {
 
 /// What `getopt` may read: C integers and structs of them, for which
 /// every bit pattern (zero included) is a valid value.
-trait Plain: Copy {}
-impl Plain for libc::c_int {}
-impl Plain for libc::tpacket_stats_v3 {}
+///
+/// # Safety
+/// Implement it only for such types: getopt makes a zeroed one and lets
+/// the kernel write any bytes into it.
+unsafe trait Plain: Copy {}
+// SAFETY: a C int and a struct of three u32 take any bit pattern.
+unsafe impl Plain for libc::c_int {}
+// SAFETY: as above.
+unsafe impl Plain for libc::tpacket_stats_v3 {}
 
 /// Socket option `name` as the kernel reports it; None when it refuses.
 fn getopt<T: Plain>(fd: libc::c_int, level: i32, name: i32) -> Option<T> {

@@ -61,6 +61,8 @@ pub struct Pcap {
     legacy: Option<(Option<Link>, i32, bool)>,
     ifaces: Vec<Iface>,
     pub skipped: Skipped,
+    /// The file ended inside a record starting at this byte (cut short).
+    cut_at: Option<u64>,
     done: bool,
     batch: Batch,
 }
@@ -78,6 +80,7 @@ impl Pcap {
             legacy: None,
             ifaces: Vec::new(),
             skipped: Skipped::default(),
+            cut_at: None,
             done: false,
             batch: Batch::default(),
         };
@@ -119,7 +122,9 @@ impl Pcap {
     /// The next frames of a classic file, read in place.
     fn next_fast(&mut self, f: &mut dyn FnMut(Frame)) -> Result<(usize, bool), ReplayError> {
         let l = self.fast.as_mut().expect("a classic file");
-        match l.recv(f) {
+        let got = l.recv(f);
+        self.cut_at = l.cut_at;
+        match got {
             Ok((n, more)) => {
                 if l.link().is_none() {
                     for _ in 0..n {
@@ -172,6 +177,7 @@ impl Pcap {
         enum Step {
             Consume(usize),
             Done,
+            Cut,
             Refill,
             Fail(String),
         }
@@ -248,16 +254,22 @@ impl Pcap {
                     _ => Step::Consume(used),
                 },
                 Err(PcapError::Eof) => Step::Done,
+                Err(PcapError::UnexpectedEof) => Step::Cut,
                 Err(PcapError::Incomplete(_)) => Step::Refill,
                 Err(e) => Step::Fail(format!("{e:?}")),
             };
             match step {
                 Step::Consume(used) => reader.consume(used),
                 Step::Done => return Ok((n, false)),
+                Step::Cut => {
+                    // A capture cut short (tcpdump killed mid-write): keep
+                    // what was read, as tcpdump -r does, and say where.
+                    self.cut_at = Some(reader.consumed() as u64);
+                    return Ok((n, false));
+                }
                 Step::Refill => {
                     if reader.reader_exhausted() {
-                        // A capture cut short (tcpdump killed mid-write): keep
-                        // what was read, as tcpdump -r does.
+                        self.cut_at = Some(reader.consumed() as u64);
                         return Ok((n, false));
                     }
                     if let Err(e) = reader.refill() {
@@ -277,6 +289,14 @@ impl Pcap {
             }
         }
         Ok((n, true))
+    }
+}
+
+impl Pcap {
+    /// Where the file ended inside a record, if it did (read once the
+    /// replay is over).
+    pub fn cut_at(&self) -> Option<u64> {
+        self.cut_at
     }
 }
 
