@@ -239,8 +239,8 @@ impl Engine {
     /// probe will need, which under a spoofed flood is a cache miss per
     /// frame, for the caller to prefetch (`sys::cpu::prefetch`).
     pub fn warm(&self, link: Link, data: &[u8]) -> [Option<*const u8>; 2] {
-        match packet::parse(link, data) {
-            Some(p) => self.detector.warm(p.src),
+        match packet::source(link, data) {
+            Some(src) => self.detector.warm(src),
             None => [None; 2],
         }
     }
