@@ -265,9 +265,13 @@ impl Detector {
         };
         let one_can_scan =
             settings.profile.ports <= 1 || settings.port_thresholds.values().any(|&n| n <= 1);
+        let table = Table::new(settings.capacity);
+        // The sightings hash as the table does: one hash a frame serves both.
+        let first =
+            (!one_can_scan).then(|| Sightings::with_hasher(settings.capacity, table.hasher()));
         Detector {
-            table: Table::new(settings.capacity),
-            first: (!one_can_scan).then(|| Sightings::new(settings.capacity)),
+            table,
+            first,
             settings,
             ports,
             stats: Stats::default(),
@@ -323,10 +327,10 @@ impl Detector {
     /// `src` sends a probe a few frames from now: what to prefetch for it
     /// (see `Sightings::bucket_addr`).
     pub fn warm(&self, src: IpAddr) -> [Option<*const u8>; 2] {
-        let key = self.key(src);
+        let h = self.table.hash(self.key(src));
         [
-            Some(self.table.filter_addr(key)),
-            self.first.as_ref().map(|fs| fs.bucket_addr(key)),
+            Some(self.table.filter_addr(h)),
+            self.first.as_ref().map(|fs| fs.bucket_addr_hashed(h)),
         ]
     }
 
@@ -336,7 +340,8 @@ impl Detector {
         let window = self.settings.profile.window;
         let service = self.settings.is_service(p);
         let udp = p.kind.is_udp();
-        let t = match self.table.find(key) {
+        let h = self.table.hash(key);
+        let t = match self.table.find_hashed(key, h) {
             Some(i) => self.table.touch_at(i),
             None => {
                 let mut seen = None;
@@ -351,7 +356,7 @@ impl Detector {
                             time: [(now >> 32) as u32, now as u32],
                         }
                     };
-                    match fs.take_or_record(key, first) {
+                    match fs.take_or_record_hashed(h, first) {
                         Some(s) => seen = Some(s),
                         None => {
                             if !service {

@@ -127,11 +127,16 @@ impl<V> Table<V> {
     /// source is then one bit test in L1 instead of a probe of the map's
     /// control bytes (perf: 7 % of a spoofed-flood replay).
     fn lookup(&self, key: u128) -> Option<u32> {
+        self.lookup_hashed(key, self.hash(key))
+    }
+
+    /// `lookup` with the key's hash (`hash`) already made.
+    fn lookup_hashed(&self, key: u128, hash: u64) -> Option<u32> {
         let last = self.last.get();
         if self.slots.get(last as usize).is_some_and(|s| s.key == key) {
             return Some(last);
         }
-        let (w, b) = self.bit(key);
+        let (w, b) = Self::bit_of(hash);
         if self.filter[w] & b == 0 {
             return None;
         }
@@ -143,15 +148,31 @@ impl<V> Table<V> {
     /// Where `key`'s filter word is, for the caller to prefetch (see
     /// `Sightings::bucket_addr`): between laps of the ring the core runs
     /// the flood's sender and the kernel, and even this filter goes cold.
-    pub fn filter_addr(&self, key: u128) -> *const u8 {
-        std::ptr::from_ref(&self.filter[self.bit(key).0]).cast()
+    pub fn filter_addr(&self, hash: u64) -> *const u8 {
+        std::ptr::from_ref(&self.filter[Self::bit_of(hash).0]).cast()
+    }
+
+    /// The key's hash, made with the table's seeded hasher: the filter takes
+    /// its bit from it, and a `Sightings` made with `hasher()` its bucket
+    /// and tag, so one hash serves both (four a forged frame were 4-5 %).
+    pub fn hash(&self, key: u128) -> u64 {
+        use std::hash::BuildHasher;
+        self.map.hasher().hash_one(key)
+    }
+
+    /// The table's hasher, for a `Sightings` to share.
+    pub fn hasher(&self) -> foldhash::fast::FixedState {
+        self.map.hasher().clone()
     }
 
     fn bit(&self, key: u128) -> (usize, u64) {
-        use std::hash::BuildHasher;
+        Self::bit_of(self.hash(key))
+    }
+
+    fn bit_of(hash: u64) -> (usize, u64) {
         // The map takes its bucket from the low bits and its tag from the
         // top 7; the filter uses bits in between.
-        let h = (self.map.hasher().hash_one(key) >> 24) as usize & (FILTER_BITS - 1);
+        let h = (hash >> 24) as usize & (FILTER_BITS - 1);
         (h / 64, 1 << (h % 64))
     }
 
@@ -180,6 +201,11 @@ impl<V> Table<V> {
     /// Where `key`'s entry is, if tracked (for `touch_at`).
     pub fn find(&self, key: u128) -> Option<u32> {
         self.lookup(key)
+    }
+
+    /// `find` with the key's `hash` already made.
+    pub fn find_hashed(&self, key: u128, hash: u64) -> Option<u32> {
+        self.lookup_hashed(key, hash)
     }
 
     /// The entry at `i` (from `find`), most recently seen now.
@@ -337,6 +363,12 @@ impl<T: Stamped> Sightings<T> {
     }
 
     fn seeded(capacity: usize, seed: u64) -> Sightings<T> {
+        Self::with_hasher(capacity, foldhash::fast::FixedState::with_seed(seed))
+    }
+
+    /// Hashing with `hasher` (a table's: see `Table::hash`), so that the
+    /// `_hashed` calls can take the hash the table made.
+    pub fn with_hasher(capacity: usize, hasher: foldhash::fast::FixedState) -> Sightings<T> {
         let n = capacity.clamp(WAYS, 1 << 20).next_power_of_two() / WAYS;
         let empty = Bucket {
             tags: [0; WAYS],
@@ -344,7 +376,7 @@ impl<T: Stamped> Sightings<T> {
         };
         Sightings {
             buckets: vec![empty; n],
-            hasher: foldhash::fast::FixedState::with_seed(seed),
+            hasher,
         }
     }
 
@@ -354,7 +386,11 @@ impl<T: Stamped> Sightings<T> {
     /// it: the replay took longer.)
     pub fn bucket_addr(&self, key: impl std::hash::Hash) -> *const u8 {
         use std::hash::BuildHasher;
-        let h = self.hasher.hash_one(key);
+        self.bucket_addr_hashed(self.hasher.hash_one(key))
+    }
+
+    /// `bucket_addr` for a key of this hash (made with this hasher).
+    pub fn bucket_addr_hashed(&self, h: u64) -> *const u8 {
         std::ptr::from_ref(&self.buckets[h as usize & (self.buckets.len() - 1)]).cast()
     }
 
@@ -366,7 +402,11 @@ impl<T: Stamped> Sightings<T> {
         first: impl FnOnce() -> T,
     ) -> Option<T> {
         use std::hash::BuildHasher;
-        let h = self.hasher.hash_one(key);
+        self.take_or_record_hashed(self.hasher.hash_one(key), first)
+    }
+
+    /// `take_or_record` for a key of this hash (made with this hasher).
+    pub fn take_or_record_hashed(&mut self, h: u64, first: impl FnOnce() -> T) -> Option<T> {
         let tag = ((h >> 32) as u32) | 1;
         let n = self.buckets.len();
         let b = &mut self.buckets[h as usize & (n - 1)];
