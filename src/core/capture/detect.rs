@@ -325,7 +325,7 @@ impl Detector {
     }
 
     /// `src` sends a probe a few frames from now: what to prefetch for it
-    /// (see `Sightings::bucket_addr`).
+    /// (see `Sightings::bucket_addr_hashed`).
     pub fn warm(&self, src: IpAddr) -> [Option<*const u8>; 2] {
         let h = self.table.hash(self.key(src));
         [

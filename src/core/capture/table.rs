@@ -146,7 +146,7 @@ impl<V> Table<V> {
     }
 
     /// Where `key`'s filter word is, for the caller to prefetch (see
-    /// `Sightings::bucket_addr`): between laps of the ring the core runs
+    /// `Sightings::bucket_addr_hashed`): between laps of the ring the core runs
     /// the flood's sender and the kernel, and even this filter goes cold.
     pub fn filter_addr(&self, hash: u64) -> *const u8 {
         std::ptr::from_ref(&self.filter[Self::bit_of(hash).0]).cast()
@@ -380,16 +380,11 @@ impl<T: Stamped> Sightings<T> {
         }
     }
 
-    /// Where `key`'s bucket is: the caller prefetches it a few frames
-    /// before `take_or_record` asks for it, so that the cache miss overlaps
+    /// Where the bucket of a key of hash `h` (made with this hasher) is:
+    /// the caller prefetches it a few frames before
+    /// `take_or_record_hashed` asks for it, so that the cache miss overlaps
     /// the frames between. (A plain load instead stalled the frames after
     /// it: the replay took longer.)
-    pub fn bucket_addr(&self, key: impl std::hash::Hash) -> *const u8 {
-        use std::hash::BuildHasher;
-        self.bucket_addr_hashed(self.hasher.hash_one(key))
-    }
-
-    /// `bucket_addr` for a key of this hash (made with this hasher).
     pub fn bucket_addr_hashed(&self, h: u64) -> *const u8 {
         std::ptr::from_ref(&self.buckets[h as usize & (self.buckets.len() - 1)]).cast()
     }
