@@ -1,6 +1,6 @@
-//! The offline packet source: pcap and pcapng files (through pcap-parser,
-//! which streams both through a fixed buffer), with each packet's own
-//! timestamp as the clock.
+//! The offline packet source: classic pcap files (read in place by
+//! `pcap_legacy`) and pcapng files (through pcap-parser, which streams them
+//! through a fixed buffer), with each packet's own timestamp as the clock.
 
 use crate::core::capture::packet::Link;
 use crate::ports::{Frame, PacketSource, Received, AHEAD};
@@ -52,13 +52,17 @@ pub struct Skipped {
     pub linktypes: Vec<i32>,
 }
 
+/// Classic pcap files are read in place (`pcap_legacy`); pcapng ones
+/// through pcap-parser's reader.
+enum Input {
+    Classic(Legacy),
+    Ng(Box<dyn PcapReaderIterator>),
+}
+
 pub struct Pcap {
     path: PathBuf,
-    /// Classic pcap files are read in place (`pcap_legacy`); pcapng ones
-    /// through pcap-parser's reader.
-    fast: Option<Legacy>,
-    reader: Option<Box<dyn PcapReaderIterator>>,
-    legacy: Option<(Option<Link>, i32, bool)>,
+    input: Input,
+    /// pcapng only: its interfaces, and the frames copied out of the reader.
     ifaces: Vec<Iface>,
     pub skipped: Skipped,
     /// The file ended inside a record starting at this byte (cut short).
@@ -73,17 +77,6 @@ impl Pcap {
             path: path.to_path_buf(),
             err,
         })?;
-        let mut pcap = Pcap {
-            path: path.to_path_buf(),
-            fast: None,
-            reader: None,
-            legacy: None,
-            ifaces: Vec::new(),
-            skipped: Skipped::default(),
-            cut_at: None,
-            done: false,
-            batch: Batch::default(),
-        };
         // The first bytes tell a classic file from pcapng; read, not
         // sought back over, so that a pipe works too. A few KiB of them,
         // because pcap-parser tells pcapng from its first read alone.
@@ -95,45 +88,53 @@ impl Pcap {
                 path: path.to_path_buf(),
                 err,
             })?;
-        if first.len() >= 24 {
-            if let Some(h) = pcap_legacy::Header::parse(&first) {
-                pcap.fast = Some(Legacy::new(file, h, &first));
-                return Ok(pcap);
-            }
-        }
-        let input = io::Cursor::new(first).chain(file);
-        pcap.reader = Some(match pcap_parser::create_reader(BUFFER, input) {
-            Ok(r) => r,
-            Err(PcapError::Eof) => {
-                return Err(ReplayError::Empty {
-                    path: path.to_path_buf(),
-                })
-            }
-            Err(e) => {
-                return Err(ReplayError::NotPcap {
-                    path: path.to_path_buf(),
-                    why: format!("{e:?}"),
-                })
-            }
-        });
-        Ok(pcap)
+        let input = match pcap_legacy::Header::parse(&first) {
+            Some(h) => Input::Classic(Legacy::new(file, h, &first)),
+            _ => match pcap_parser::create_reader(BUFFER, io::Cursor::new(first).chain(file)) {
+                Ok(r) => Input::Ng(r),
+                Err(PcapError::Eof) => {
+                    return Err(ReplayError::Empty {
+                        path: path.to_path_buf(),
+                    })
+                }
+                Err(e) => {
+                    return Err(ReplayError::NotPcap {
+                        path: path.to_path_buf(),
+                        why: format!("{e:?}"),
+                    })
+                }
+            },
+        };
+        Ok(Pcap {
+            path: path.to_path_buf(),
+            input,
+            ifaces: Vec::new(),
+            skipped: Skipped::default(),
+            cut_at: None,
+            done: false,
+            batch: Batch::default(),
+        })
+    }
+
+    /// Where the file ended inside a record, if it did (read once the
+    /// replay is over).
+    pub fn cut_at(&self) -> Option<u64> {
+        self.cut_at
     }
 
     /// The next frames of a classic file, read in place.
     fn next_fast(&mut self, f: &mut dyn FnMut(Frame)) -> Result<(usize, bool), ReplayError> {
-        let l = self.fast.as_mut().expect("a classic file");
+        let Input::Classic(l) = &mut self.input else {
+            return Ok((0, false));
+        };
         let got = l.recv(f);
         self.cut_at = l.cut_at;
         match got {
-            Ok((n, more)) => {
-                if l.link().is_none() {
-                    for _ in 0..n {
-                        skip(&mut self.skipped, l.header.linktype);
-                    }
-                    return Ok((0, more));
-                }
-                Ok((n, more))
+            Ok((n, more)) if l.link().is_none() => {
+                skip(&mut self.skipped, l.header.linktype, n as u64);
+                Ok((0, more))
             }
+            Ok(got) => Ok(got),
             Err(Stop::Io(e)) => Err(ReplayError::Read {
                 path: self.path.clone(),
                 why: e.to_string(),
@@ -182,7 +183,7 @@ impl Pcap {
             Fail(String),
         }
         let mut n = 0;
-        let Some(reader) = self.reader.as_mut() else {
+        let Input::Ng(reader) = &mut self.input else {
             return Ok((0, false));
         };
         while n < BATCH {
@@ -190,31 +191,6 @@ impl Pcap {
             // owned step before touching the reader again.
             let step = match reader.next() {
                 Ok((used, block)) => match block {
-                    PcapBlockOwned::LegacyHeader(h) => {
-                        self.legacy = Some((
-                            Link::from_linktype(h.network.0),
-                            h.network.0,
-                            h.is_nanosecond_precision(),
-                        ));
-                        Step::Consume(used)
-                    }
-                    PcapBlockOwned::Legacy(b) => {
-                        let (link, lt, nanos) = self.legacy.unwrap_or((None, -1, false));
-                        let frac = if nanos {
-                            u64::from(b.ts_usec) / 1000
-                        } else {
-                            u64::from(b.ts_usec)
-                        };
-                        let time = u64::from(b.ts_sec) * 1_000_000 + frac;
-                        match link {
-                            Some(link) => {
-                                keep(&mut self.batch, link, b.data, time);
-                                n += 1;
-                            }
-                            None => skip(&mut self.skipped, lt),
-                        }
-                        Step::Consume(used)
-                    }
                     PcapBlockOwned::NG(Block::SectionHeader(_)) => {
                         self.ifaces.clear();
                         Step::Consume(used)
@@ -245,7 +221,7 @@ impl Pcap {
                                         keep(&mut self.batch, link, data, time);
                                         n += 1;
                                     }
-                                    None => skip(&mut self.skipped, i.linktype),
+                                    None => skip(&mut self.skipped, i.linktype, 1),
                                 }
                                 Step::Consume(used)
                             }
@@ -292,20 +268,12 @@ impl Pcap {
     }
 }
 
-impl Pcap {
-    /// Where the file ended inside a record, if it did (read once the
-    /// replay is over).
-    pub fn cut_at(&self) -> Option<u64> {
-        self.cut_at
-    }
-}
-
 impl PacketSource for Pcap {
     fn recv(&mut self, f: &mut dyn FnMut(Frame)) -> io::Result<Received> {
         if self.done {
             return Ok(Received::End);
         }
-        let (n, more) = if self.fast.is_some() {
+        let (n, more) = if matches!(self.input, Input::Classic(_)) {
             self.next_fast(f)
         } else {
             self.next_batch(f)
@@ -332,8 +300,9 @@ fn keep(b: &mut Batch, link: Link, data: &[u8], time: u64) {
     b.bytes.extend_from_slice(data);
 }
 
-fn skip(s: &mut Skipped, lt: i32) {
-    s.other_link += 1;
+/// `n` frames of link type `lt` skipped.
+fn skip(s: &mut Skipped, lt: i32, n: u64) {
+    s.other_link += n;
     if !s.linktypes.contains(&lt) {
         s.linktypes.push(lt);
     }
