@@ -77,7 +77,7 @@ fn every_probe_kind_parses_and_passes_the_kernel_filter() {
     for (frame, kind) in &cases {
         let p = parse(Link::Ethernet, frame).unwrap_or_else(|| panic!("{kind:?} not parsed"));
         assert_eq!(p.kind, *kind);
-        assert!(p.src == ip(ATTACKER) || p.src == ip(ATTACKER6));
+        assert!(p.src.ip() == ip(ATTACKER) || p.src.ip() == ip(ATTACKER6));
         assert_eq!(p.sport, 4000);
         assert_eq!(
             bpf::run(&prog, frame, HOST, ETHER),
@@ -133,7 +133,10 @@ fn a_syn_behind_long_or_many_ipv6_extension_headers_is_still_a_probe() {
         assert!(snap as usize >= frame.len(), "{headers:?}: cut to {snap}");
         let p = parse(Link::Ethernet, &frame[..frame.len().min(snap as usize)])
             .unwrap_or_else(|| panic!("{headers:?}: not parsed"));
-        assert_eq!((p.kind, p.dport, p.src), (Kind::Syn, 2222, ip(ATTACKER6)));
+        assert_eq!(
+            (p.kind, p.dport, p.src.ip()),
+            (Kind::Syn, 2222, ip(ATTACKER6))
+        );
     }
 }
 
@@ -208,8 +211,8 @@ fn truncated_frames_never_panic_and_never_pass_half_parsed() {
         assert!(passed > 0);
         // Ethernet (+ VLAN tag), the IP header, and the TCP header up to its
         // flags byte: anything shorter lacks part of the probe.
-        let vlan = if whole.src.is_ipv6() { 4 } else { 0 };
-        let ip_len = if whole.src.is_ipv6() { 40 } else { 20 };
+        let vlan = if !whole.src.is_v4() { 4 } else { 0 };
+        let ip_len = if !whole.src.is_v4() { 40 } else { 20 };
         let needed = 14 + vlan + ip_len + 14;
         for len in 0..full.len() {
             let cut = &full[..len];

@@ -11,11 +11,10 @@
 //! https is not a "scanner". FIN, NULL, XMAS and odd-flag probes count on any
 //! port, service or not: no legitimate client sends them.
 
-use super::packet::{Kind, Kinds, Probe};
+use super::packet::{Addr, Kind, Kinds, Probe};
 use super::table::{Sightings, Table};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 /// Microseconds since the Unix epoch.
 pub type Micros = u64;
@@ -292,18 +291,16 @@ impl Detector {
 
     /// The tracking key of an address: IPv4 as a mapped address, IPv6 cut to
     /// the configured prefix.
-    pub fn key(&self, a: IpAddr) -> u128 {
-        match a {
-            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-            IpAddr::V6(v6) => {
-                let bits = u128::from(v6);
-                let p = u32::from(self.settings.v6_prefix.min(128));
-                if p == 0 {
-                    0
-                } else {
-                    bits & (u128::MAX << (128 - p))
-                }
-            }
+    pub fn key(&self, a: impl Into<Addr>) -> u128 {
+        let a = a.into();
+        if a.is_v4() {
+            return a.0;
+        }
+        let p = u32::from(self.settings.v6_prefix.min(128));
+        if p == 0 {
+            0
+        } else {
+            a.0 & (u128::MAX << (128 - p))
         }
     }
 
@@ -326,7 +323,7 @@ impl Detector {
 
     /// `src` sends a probe a few frames from now: what to prefetch for it
     /// (see `Sightings::bucket_addr_hashed`).
-    pub fn warm(&self, src: IpAddr) -> [Option<*const u8>; 2] {
+    pub fn warm(&self, src: Addr) -> [Option<*const u8>; 2] {
         let h = self.table.hash(self.key(src));
         [
             Some(self.table.filter_addr(h)),
@@ -682,7 +679,7 @@ mod tests {
         let scan: Vec<_> = (0..7).map(|i| (0, 1000 + i, Kind::Syn)).collect();
         assert_eq!(feed(&mut d, "203.0.113.5", &scan).len(), 1);
         assert!(feed(&mut d, "203.0.113.5", &scan).is_empty());
-        let key = d.key("203.0.113.5".parse().unwrap());
+        let key = d.key("203.0.113.5".parse::<Addr>().unwrap());
         // Banned for 10 minutes: after that, the same scan is reported again.
         d.quiet(key, 1_000 * SECOND + 10 * M);
         let later: Vec<_> = (0..7).map(|i| (11, 1000 + i, Kind::Syn)).collect();
@@ -795,7 +792,7 @@ mod tests {
         let mut t = SECOND;
         for i in 0..1_000_000u32 {
             // A random-looking spoofed source per packet, to one port.
-            let src = IpAddr::V4(std::net::Ipv4Addr::from(i.wrapping_mul(2_654_435_761)));
+            let src = Addr::v4(i.wrapping_mul(2_654_435_761).to_be_bytes());
             let p = Probe {
                 src,
                 ..probe("192.0.2.1", 81, Kind::Syn)
