@@ -486,20 +486,38 @@ impl Detector {
             slot.start += w;
         }
         slot.count = slot.count.saturating_add(1);
-        let elapsed = now.saturating_sub(slot.start);
-        let est = u64::from(slot.count) + u64::from(slot.prev) * (w - elapsed.min(w)) / w;
         let due = slot.alerted.is_none_or(|at| now >= at.saturating_add(w));
-        if est >= u64::from(self.settings.distributed_sources) && due {
+        if !due {
+            return;
+        }
+        let left = w - now.saturating_sub(slot.start).min(w);
+        let threshold = self.settings.distributed_sources;
+        if reaches(slot.count, slot.prev, left, w, threshold) {
+            let est = estimate(slot.count, slot.prev, left, w);
             slot.alerted = Some(now);
             self.stats.distributed += 1;
             out.push(Event::Distributed {
                 time: now,
                 port: p.dport,
                 udp,
-                sources: est as u32,
+                sources: u32::try_from(est).unwrap_or(u32::MAX),
             });
         }
     }
+}
+
+/// How many sources a port saw in the sliding window: this window's count
+/// and the previous one's, weighted by how much of the window (`w`) is
+/// still `left` of it.
+fn estimate(count: u32, prev: u32, left: u64, w: u64) -> u128 {
+    u128::from(count) + u128::from(prev) * u128::from(left) / u128::from(w)
+}
+
+/// `estimate(..) >= threshold`, asked without dividing: a 64-bit divide on
+/// every first sighting of a spoofed flood was most of count_source.
+fn reaches(count: u32, prev: u32, left: u64, w: u64, threshold: u32) -> bool {
+    let need = u128::from(threshold.saturating_sub(count));
+    u128::from(prev) * u128::from(left) >= need * u128::from(w)
 }
 
 #[cfg(test)]
@@ -704,6 +722,28 @@ mod tests {
             [Event::Scan(s)] => assert_eq!(s.source.to_string(), "2001:db8:bad:2::/64"),
             other => panic!("{other:?}"),
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_threshold_is_reached_exactly_when_the_estimate_reaches_it(
+            count in 0u32..100, prev in 0u32..100, w in 1u64..100_000_000,
+            left_part in 0u64..=1000, threshold in 0u32..200,
+        ) {
+            let left = w * left_part / 1000;
+            proptest::prop_assert_eq!(
+                reaches(count, prev, left, w, threshold),
+                estimate(count, prev, left, w) >= u128::from(threshold)
+            );
+        }
+    }
+
+    #[test]
+    fn the_threshold_edges() {
+        // 10 + 20 * 50 / 100 = 20; 10 + 20 * 49 / 100 = 19 (rounded down).
+        assert!(reaches(10, 20, 50, 100, 20) && !reaches(10, 20, 50, 100, 21));
+        assert!(!reaches(10, 20, 49, 100, 20) && reaches(10, 20, 49, 100, 19));
+        assert!(reaches(20, 0, 0, 100, 20) && reaches(u32::MAX, 0, 0, 1, u32::MAX));
     }
 
     #[test]
