@@ -174,7 +174,11 @@ impl Link {
 
 const ETH_IPV4: u16 = 0x0800;
 const ETH_IPV6: u16 = 0x86dd;
-const ETH_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+/// 802.1Q, 802.1ad (QinQ) and the older QinQ tag, matched in place: a
+/// slice's `contains` was a call per frame (perf: 5 % of a replay).
+fn is_vlan(ethertype: u16) -> bool {
+    matches!(ethertype, 0x8100 | 0x88a8 | 0x9100)
+}
 /// Linux packet type "outgoing": our own packets, never probes against us.
 const PACKET_OUTGOING: u16 = 4;
 
@@ -282,7 +286,7 @@ fn layer3(link: Link, frame: &[u8]) -> Option<(u16, &[u8], bool)> {
             // Up to two tags (802.1Q, QinQ); the kernel usually strips the
             // outer one into metadata, a capture file may keep both.
             for _ in 0..2 {
-                if !ETH_VLAN.contains(&et) {
+                if !is_vlan(et) {
                     break;
                 }
                 at += 4;
