@@ -303,12 +303,17 @@ impl Live {
                     let (l, d, _, n) = frame(ahead);
                     // Frames lie packed in the block (about two lines
                     // each for a bare SYN) and the kernel wrote them from
-                    // another CPU: the lines a frame or two past the
-                    // lookahead are fetched now, so that reading them there
-                    // does not stall (a few frames per line are asked for
-                    // again: an L1 hit). Offsets past the block's end only
-                    // hint; a prefetch never faults.
-                    for line in 3..6 {
+                    // another CPU: the lines some six frames past the
+                    // lookahead are fetched now, so that reading them
+                    // there (Engine::warm, which must read the source
+                    // before it can prefetch for it) does not stall: lines
+                    // 3..6 here, a frame or two on, left the warm-up
+                    // waiting on them (live spoofed flood, pinned, four
+                    // each: 73 -> 63-67 ns a packet with 14..17 and AHEAD
+                    // 8). A few frames per line are asked for again: an L1
+                    // hit. Offsets past the block's end only hint; a
+                    // prefetch never faults.
+                    for line in 14..17 {
                         cpu::prefetch(n.wrapping_add(line * 64));
                     }
                     ahead = n;
