@@ -38,8 +38,10 @@ pub const POLL_MS: i32 = 100;
 /// Each wake-up costs about 10 µs here (timer, switch, cold caches): 4 ms
 /// naps were 1 200 of them in a 5 s spoofed flood, tcpdump's block-full
 /// wake-ups 580; at 8 ms about 600, 73 -> 68 ns a packet (pinned, five
-/// floods each). A scanner inside such a flood is banned within ~9 ms, under
-/// the 10 ms packet-to-set target; at ordinary rates nothing naps.
+/// floods each). A scanner inside such a flood waits up to this plus the
+/// block timeout and the lap for its ban (2-10 ms measured): the 10 ms
+/// packet-to-set target is a median, met at ordinary rates, where nothing
+/// naps.
 const NAP: std::time::Duration = std::time::Duration::from_millis(8);
 /// A lap that brought this many frames or more means a flood: nap next.
 const BUSY: usize = 64;
