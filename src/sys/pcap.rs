@@ -65,7 +65,8 @@ pub struct Pcap {
     /// pcapng only: its interfaces, and the frames copied out of the reader.
     ifaces: Vec<Iface>,
     pub skipped: Skipped,
-    /// The file ended inside a record starting at this byte (cut short).
+    /// pcapng only (a classic reader keeps its own): the file ended inside
+    /// a block starting at this byte (cut short).
     cut_at: Option<u64>,
     done: bool,
     batch: Batch,
@@ -119,7 +120,10 @@ impl Pcap {
     /// Where the file ended inside a record, if it did (read once the
     /// replay is over).
     pub fn cut_at(&self) -> Option<u64> {
-        self.cut_at
+        match &self.input {
+            Input::Classic(l) => l.cut_at,
+            Input::Ng(_) => self.cut_at,
+        }
     }
 
     /// The next frames of a classic file, read in place.
@@ -127,9 +131,7 @@ impl Pcap {
         let Input::Classic(l) = &mut self.input else {
             return Ok((0, false));
         };
-        let got = l.recv(f);
-        self.cut_at = l.cut_at;
-        match got {
+        match l.recv(f) {
             Ok((n, more)) if l.link().is_none() => {
                 skip(&mut self.skipped, l.header.linktype, n as u64);
                 Ok((0, more))
