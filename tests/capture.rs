@@ -595,6 +595,7 @@ fn frames_of_an_unknown_link_are_counted_and_a_cut_file_keeps_its_whole_records(
         err.contains("skipped 4 frames of link types [147]"),
         "{err}"
     );
+    assert!(err.contains("ends inside a record at byte"), "{err}");
 }
 
 #[test]
