@@ -50,3 +50,33 @@ fn example_configs_render_as_pinned() {
     }
     assert!(checked >= 2, "expected the example configs under rules/");
 }
+
+/// The nftables backend's `nft -f` input for the same configs, pinned the same way
+/// (`tests/golden/NAME.nft`).
+#[test]
+fn example_configs_render_as_pinned_for_nftables() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for name in ["fwctl", "detection-only"] {
+        let cfg = Config::load(&root.join("rules").join(name).with_extension("toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let text = ruleset::nft::render_install(&ruleset::build(&cfg), &Current::default());
+        let golden = root.join("tests/golden").join(name).with_extension("nft");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&golden, &text).unwrap();
+        }
+        let want = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+                golden.display()
+            )
+        });
+        assert!(
+            text == want,
+            "{name} renders differently from {}; if intended, UPDATE_GOLDEN=1 and review the diff",
+            golden.display()
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
+}

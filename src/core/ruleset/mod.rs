@@ -10,6 +10,7 @@
 
 pub mod drift;
 pub mod ipset;
+pub mod nft;
 pub mod save;
 
 use crate::core::config::{Config, Limit, Mode, PrefixPair};

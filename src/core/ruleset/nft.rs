@@ -1,0 +1,380 @@
+//! The same ruleset as `nft -f` text: one `table inet fwctl` holding every
+//! set and chain, installed and replaced in one transaction (pure).
+//!
+//! The [`Plan`] is rendered as it is for iptables, rule for rule and in the
+//! same order, so the two backends cannot drift apart: each family keeps
+//! its own chains (the LOG prefixes differ, `IPTABLES-` / `IP6TABLES-`), and
+//! one base chain on the input hook sends each packet to its family's.
+//! `log prefix` goes through the same kernel logger as `-j LOG`, so the
+//! lines rsyslog writes and `scan` reads are byte for byte the same.
+//!
+//! Sets: one per role and family, named as the ipsets are (`blacklist`,
+//! `blacklist_v6`), `flags interval, timeout` so networks and bans with
+//! their own time live side by side; members without a timeout belong to
+//! the config. hashlimit becomes a dynamic set per limiter and family
+//! updated with `limit rate`.
+//!
+//! A replace is `table` (create if absent), `delete table`, then the whole
+//! table: nft runs a file as one transaction, so a failing line changes
+//! nothing, and no other table (firewalld's, Docker's) is ever named.
+
+use super::{Current, Match, Plan, Rule, SetPlan, Table, Target};
+use crate::core::config::Limit;
+use crate::units::addr::Family;
+use crate::units::names::{ByteRate, RateUnit};
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// The one table fwctl owns on an nftables host.
+pub const TABLE: &str = "fwctl";
+/// Its family: both IP families in one table.
+pub const FAMILY: &str = "inet";
+
+/// A chain's name in the table: the iptables name for IPv4, `FWCTL6-` for
+/// IPv6 (`FWCTL-BLOCK`, `FWCTL6-BLOCK`).
+pub fn chain_name(name: &str, family: Family) -> String {
+    match family {
+        Family::V4 => name.to_string(),
+        Family::V6 => name.replacen("FWCTL-", "FWCTL6-", 1),
+    }
+}
+
+/// A limiter's dynamic set for one family (`fwctl-log-bl`, `fwctl-log-bl_v6`).
+fn meter_name(name: &str, family: Family) -> String {
+    match family {
+        Family::V4 => name.to_string(),
+        Family::V6 => format!("{name}_v6"),
+    }
+}
+
+fn addr_type(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "ipv4_addr",
+        Family::V6 => "ipv6_addr",
+    }
+}
+
+fn saddr(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "ip saddr",
+        Family::V6 => "ip6 saddr",
+    }
+}
+
+fn unit(u: RateUnit) -> &'static str {
+    match u {
+        RateUnit::Second => "second",
+        RateUnit::Minute => "minute",
+        RateUnit::Hour => "hour",
+        RateUnit::Day => "day",
+    }
+}
+
+fn unit_secs(u: RateUnit) -> u64 {
+    match u {
+        RateUnit::Second => 1,
+        RateUnit::Minute => 60,
+        RateUnit::Hour => 3_600,
+        RateUnit::Day => 86_400,
+    }
+}
+
+/// How long a source's bucket outlives its last packet: long enough to
+/// have filled up again (so forgetting it changes nothing), at least a
+/// minute so that a busy meter is not rewritten on every packet.
+fn meter_timeout(limit: Limit) -> u64 {
+    let period = unit_secs(limit.rate.per);
+    let refill =
+        (u64::from(limit.burst.max(1)) * period).div_ceil(u64::from(limit.rate.count.max(1)));
+    refill.max(60)
+}
+
+/// nft's byte-rate form: bytes, kbytes or mbytes a second (1024-based,
+/// as iptables' kb/s and mb/s).
+fn byte_rate(r: ByteRate) -> String {
+    let b = r.bytes_per_second();
+    if b.is_multiple_of(1 << 20) {
+        format!("{} mbytes/second", b >> 20)
+    } else if b.is_multiple_of(1 << 10) {
+        format!("{} kbytes/second", b >> 10)
+    } else {
+        format!("{b} bytes/second")
+    }
+}
+
+/// The dynamic sets a table's limiters need: name → (family, timeout).
+fn meters(table: &Table) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for r in table.chains.iter().flat_map(|c| &c.rules) {
+        for m in &r.matches {
+            match m {
+                Match::HashLimit { name, limit } => {
+                    out.insert(meter_name(name, table.family), meter_timeout(*limit));
+                }
+                Match::BytesAbove { name, .. } => {
+                    out.insert(meter_name(name, table.family), 60);
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// One rule as nft statements.
+pub fn render_rule(rule: &Rule, family: Family) -> String {
+    let mut s = String::new();
+    for m in &rule.matches {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        match m {
+            Match::InIface(i) => write!(s, "iifname \"{i}\""),
+            Match::CtState(st) => write!(s, "ct state {}", st.to_ascii_lowercase()),
+            Match::CtDir(d) => write!(s, "ct direction {}", d.to_ascii_lowercase()),
+            Match::SrcSet(name) => write!(s, "{} @{name}", saddr(family)),
+            Match::Port(proto, p) => {
+                if p.first == p.last {
+                    write!(s, "{proto} dport {}", p.first)
+                } else {
+                    write!(s, "{proto} dport {}-{}", p.first, p.last)
+                }
+            }
+            Match::Icmp(t) => write!(s, "icmp type {t}"),
+            Match::Icmp6(t) => write!(s, "icmpv6 type {t}"),
+            Match::HashLimit { name, limit } => write!(
+                s,
+                "update @{} {{ {} limit rate {}/{} burst {} packets }}",
+                meter_name(name, family),
+                saddr(family),
+                limit.rate.count,
+                unit(limit.rate.per),
+                limit.burst
+            ),
+            Match::BytesAbove { name, rate } => write!(
+                s,
+                "update @{} {{ {} limit rate over {} }}",
+                meter_name(name, family),
+                saddr(family),
+                byte_rate(*rate)
+            ),
+        }
+        .expect("write to String");
+    }
+    if !s.is_empty() {
+        s.push(' ');
+    }
+    match &rule.target {
+        Target::Accept => s.push_str("accept"),
+        Target::Drop => s.push_str("drop"),
+        Target::Return => s.push_str("return"),
+        Target::Jump(c) => write!(s, "jump {}", chain_name(c, family)).expect("write"),
+        // LogPrefix has no quotes or backslashes, so plain quoting is safe.
+        Target::Log(p) => write!(s, "log prefix \"{}\"", p.as_str()).expect("write"),
+    }
+    s
+}
+
+/// Networks that another member of the same list already covers are left
+/// out: an interval set refuses overlapping elements.
+fn uncovered(members: Vec<(IpNet, Option<u32>)>) -> Vec<(IpNet, Option<u32>)> {
+    let mut sorted = members;
+    // Wider networks first, so a covered one always meets its cover earlier.
+    sorted.sort_by_key(|(n, _)| (n.prefix_len(), *n));
+    let mut kept: Vec<(IpNet, Option<u32>)> = Vec::with_capacity(sorted.len());
+    for (n, t) in sorted {
+        if !kept.iter().any(|(k, _)| k.contains(&n)) {
+            kept.push((n, t));
+        }
+    }
+    kept.sort_by_key(|(n, _)| *n);
+    kept
+}
+
+fn render_set(out: &mut String, set: &SetPlan, now: &Current) {
+    let mut members: Vec<(IpNet, Option<u32>)> = set.members.iter().map(|n| (*n, None)).collect();
+    if let Some(carried) = now.carried.get(&set.name) {
+        for (m, secs) in carried {
+            if let Ok(n) = crate::units::addr::parse_addr(m) {
+                members.push((n, Some(*secs)));
+            }
+        }
+    }
+    let members = uncovered(members);
+    writeln!(
+        out,
+        "\tset {} {{\n\t\ttype {}\n\t\tflags interval, timeout\n\t\tsize {}",
+        set.name,
+        addr_type(set.family),
+        set.maxelem
+    )
+    .expect("write");
+    if !members.is_empty() {
+        out.push_str("\t\telements = {");
+        for (i, (n, t)) in members.iter().enumerate() {
+            out.push_str(if i == 0 { " " } else { ",\n\t\t\t     " });
+            out.push_str(&crate::units::addr::member(n));
+            if let Some(secs) = t {
+                write!(out, " timeout {secs}s").expect("write");
+            }
+        }
+        out.push_str(" }\n");
+    }
+    out.push_str("\t}\n");
+}
+
+fn render_chains(out: &mut String, table: &Table) {
+    for c in &table.chains {
+        writeln!(out, "\tchain {} {{", chain_name(c.name, table.family)).expect("write");
+        for r in &c.rules {
+            writeln!(out, "\t\t{}", render_rule(r, table.family)).expect("write");
+        }
+        out.push_str("\t}\n");
+    }
+}
+
+/// The table's contents: sets, meters, chains and the base chain.
+pub fn render_table(plan: &Plan, now: &Current) -> String {
+    let mut out = format!("table {FAMILY} {TABLE} {{\n");
+    for set in &plan.sets {
+        render_set(&mut out, set, now);
+    }
+    for t in [&plan.v4, &plan.v6] {
+        for (name, timeout) in meters(t) {
+            writeln!(
+                out,
+                "\tset {name} {{\n\t\ttype {}\n\t\tsize 65535\n\t\tflags dynamic, timeout\n\t\ttimeout {timeout}s\n\t}}",
+                addr_type(t.family)
+            )
+            .expect("write");
+        }
+    }
+    render_chains(&mut out, &plan.v4);
+    render_chains(&mut out, &plan.v6);
+    let policy = if plan.v4.drop_policy {
+        "drop"
+    } else {
+        "accept"
+    };
+    writeln!(
+        out,
+        "\tchain input {{\n\t\ttype filter hook input priority filter; policy {policy};\n\
+         \t\tmeta nfproto ipv4 jump {}\n\t\tmeta nfproto ipv6 jump {}\n\t}}",
+        chain_name(super::MAIN_CHAIN, Family::V4),
+        chain_name(super::MAIN_CHAIN, Family::V6)
+    )
+    .expect("write");
+    out.push_str("}\n");
+    out
+}
+
+/// `nft -f` input that installs or replaces fwctl's table in one
+/// transaction, carrying the bans of `now` with their time left.
+pub fn render_install(plan: &Plan, now: &Current) -> String {
+    format!(
+        "table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n{}",
+        render_table(plan, now)
+    )
+}
+
+/// `nft -f` input that takes fwctl's table out (and nothing else).
+pub fn render_removal() -> String {
+    format!("table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::Config;
+    use crate::core::ruleset::build;
+    use std::path::Path;
+
+    fn cfg(text: &str) -> Config {
+        Config::parse(text, Path::new("/t.toml"), &|_| Ok(String::new())).unwrap()
+    }
+
+    fn text(c: &str) -> String {
+        render_install(&build(&cfg(c)), &Current::default())
+    }
+
+    #[test]
+    fn the_input_path_keeps_iptables_order_per_family() {
+        let t = text("[[service]]\nname = \"ssh\"\nport = 22\nrate = \"10/minute\"\n");
+        let pos = |needle: &str| {
+            t.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing in\n{t}"))
+        };
+        assert!(
+            pos("\tchain FWCTL-INPUT {\n\t\tiifname \"lo\" accept\n")
+                < pos("ct state invalid drop")
+        );
+        assert!(pos("ct state invalid drop") < pos("ct state related,established accept"));
+        assert!(pos("ip saddr @whitelist jump FWCTL-WHITELIST") < pos("ip saddr @blacklist jump"));
+        assert!(pos("ip saddr @blacklist jump") < pos("ip saddr @throttle-hard jump"));
+        assert!(pos("ip saddr @throttle-soft jump") < pos("tcp dport 22 update @fwctl-svc-0 { ip saddr limit rate 10/minute burst 5 packets } jump FWCTL-ALLOW"));
+        assert!(t.contains(
+            "\tchain FWCTL6-INPUT {\n\t\tiifname \"lo\" accept\n\t\ticmpv6 type 1 accept\n"
+        ));
+        assert!(t.contains("ip6 saddr @blacklist_v6 jump FWCTL6-BLACKLIST"));
+        assert!(t.contains("log prefix \"IPTABLES-BLOCKED: \""));
+        assert!(t.contains("log prefix \"IP6TABLES-BLOCKED: \""));
+        assert!(t.contains("type filter hook input priority filter; policy drop;"));
+        assert!(t.starts_with("table inet fwctl\ndelete table inet fwctl\ntable inet fwctl {\n"));
+    }
+
+    #[test]
+    fn sets_hold_config_members_and_carried_bans_without_overlap() {
+        let plan = build(&cfg(
+            "[trusted]\nnetworks = [\"192.0.2.0/24\", \"2001:db8::/32\"]\n[blacklist]\nentries = [\"203.0.113.0/24\", \"203.0.113.7\"]\n",
+        ));
+        let mut now = Current::default();
+        now.carried.insert(
+            "blacklist".into(),
+            vec![("198.51.100.9".into(), 300), ("203.0.113.9".into(), 50)],
+        );
+        let t = render_install(&plan, &now);
+        assert!(t.contains("\tset whitelist {\n\t\ttype ipv4_addr\n\t\tflags interval, timeout\n\t\tsize 262144\n\t\telements = { 192.0.2.0/24 }\n"), "{t}");
+        assert!(t.contains("\tset whitelist_v6 {\n\t\ttype ipv6_addr\n"));
+        assert!(
+            t.contains("elements = { 198.51.100.9 timeout 300s,\n\t\t\t     203.0.113.0/24 }"),
+            "{t}"
+        );
+        assert!(!t.contains("203.0.113.7") && !t.contains("203.0.113.9"));
+    }
+
+    #[test]
+    fn limiters_are_dynamic_sets_that_outlive_a_refill() {
+        let t = text("[bandwidth]\nabove = \"20mb/s\"\n");
+        assert!(t.contains("\tset fwctl-log-block {\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic, timeout\n\t\ttimeout 60s\n\t}"));
+        assert!(t.contains("\tset fwctl-log-block_v6 {\n\t\ttype ipv6_addr\n"));
+        // throttle-hard: 6/minute, burst 3: a full bucket again after 30 s, so a minute.
+        assert!(t.contains("\tset fwctl-thr-hard {\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic, timeout\n\t\ttimeout 60s\n"));
+        assert!(t.contains("ct direction original update @fwctl-bw { ip saddr limit rate over 20 mbytes/second } update @fwctl-log-bw"));
+        assert_eq!(
+            meter_timeout(Limit {
+                rate: crate::units::names::Rate {
+                    count: 2,
+                    per: RateUnit::Hour
+                },
+                burst: 10
+            }),
+            18_000
+        );
+    }
+
+    #[test]
+    fn detection_only_accepts_everything() {
+        let t = text("mode = \"detection_only\"\n");
+        assert!(!t.contains("drop"), "{t}");
+        assert!(t.contains("policy accept;"));
+    }
+
+    #[test]
+    fn removal_names_only_our_table() {
+        assert_eq!(
+            render_removal(),
+            "table inet fwctl\ndelete table inet fwctl\n"
+        );
+    }
+}
