@@ -195,7 +195,7 @@ impl Ipset {
 }
 
 /// The error code of the NLMSG_ERROR answer to `seq` in `buf`, if any.
-fn ack(buf: &[u8], seq: u32) -> Option<i32> {
+pub(crate) fn ack(buf: &[u8], seq: u32) -> Option<i32> {
     let mut at = 0;
     while at + 16 <= buf.len() {
         let len = u32::from_ne_bytes(buf[at..at + 4].try_into().ok()?) as usize;

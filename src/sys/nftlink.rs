@@ -1,0 +1,329 @@
+//! Adding bans to an nftables set over netlink: one nf_tables batch and its
+//! acknowledgement per ban, as [`super::netlink`] does for ipset, so that
+//! capture's hot path never starts a process.
+//!
+//! The batch is what `nft add element inet fwctl SET { NET timeout Ns }`
+//! sends (uapi linux/netfilter/nf_tables.h): BATCH_BEGIN for subsystem
+//! NFTABLES, one NEWSETELEM naming the table and set with a list of
+//! elements, BATCH_END. fwctl's ban sets are interval sets, so a network is
+//! two elements: its first address, and the first address past it flagged
+//! INTERVAL_END (left out when the network ends at the top of the address
+//! space). With NLM_F_EXCL an element that is there already, or a network
+//! that overlaps one, is reported back rather than silently merged.
+
+use crate::core::capture::engine::{Added, BanFailed};
+use ipnet::IpNet;
+use std::io;
+
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_NEWSETELEM: u16 = 12;
+
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
+const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
+const NFTA_DATA_VALUE: u16 = 1;
+const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
+
+const NLA_F_NESTED: u16 = 1 << 15;
+
+/// The first address past `net`, or None when it reaches the top.
+fn past(net: IpNet) -> Option<Vec<u8>> {
+    match net {
+        IpNet::V4(n) => u32::from(n.broadcast())
+            .checked_add(1)
+            .map(|a| a.to_be_bytes().to_vec()),
+        IpNet::V6(n) => u128::from(n.broadcast())
+            .checked_add(1)
+            .map(|a| a.to_be_bytes().to_vec()),
+    }
+}
+
+fn key(net: IpNet) -> Vec<u8> {
+    match net {
+        IpNet::V4(n) => n.network().octets().to_vec(),
+        IpNet::V6(n) => n.network().octets().to_vec(),
+    }
+}
+
+fn header(m: &mut Vec<u8>, kind: u16, flags: u16, seq: u32, family: u8, res_id: u16) -> usize {
+    let at = m.len();
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&kind.to_ne_bytes());
+    m.extend_from_slice(&flags.to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    // nfgenmsg: family, version, res_id (big endian).
+    m.push(family);
+    m.push(0);
+    m.extend_from_slice(&res_id.to_be_bytes());
+    at
+}
+
+fn finish(m: &mut [u8], at: usize) {
+    let len = (m.len() - at) as u32;
+    m[at..at + 4].copy_from_slice(&len.to_ne_bytes());
+}
+
+fn attr(m: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    let len = 4 + payload.len();
+    m.extend_from_slice(&(len as u16).to_ne_bytes());
+    m.extend_from_slice(&kind.to_ne_bytes());
+    m.extend_from_slice(payload);
+    while !m.len().is_multiple_of(4) {
+        m.push(0);
+    }
+}
+
+fn nest_start(m: &mut Vec<u8>, kind: u16) -> usize {
+    let at = m.len();
+    m.extend_from_slice(&0u16.to_ne_bytes());
+    m.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+    at
+}
+
+fn nest_end(m: &mut [u8], at: usize) {
+    let len = (m.len() - at) as u16;
+    m[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+}
+
+fn cstr(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+/// The batch that adds `net` to `table`'s `set` for `timeout` seconds
+/// (pure, so its layout is unit-tested). The element message is `seq`,
+/// the batch markers `seq - 1` and `seq + 1`.
+pub fn add_request(seq: u32, table: &str, set: &str, net: IpNet, timeout: u32) -> Vec<u8> {
+    let mut m = Vec::with_capacity(160);
+    let req = libc::NLM_F_REQUEST as u16;
+    let at = header(
+        &mut m,
+        NFNL_MSG_BATCH_BEGIN,
+        req,
+        seq.wrapping_sub(1),
+        0,
+        NFNL_SUBSYS_NFTABLES,
+    );
+    finish(&mut m, at);
+    let flags = req | (libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
+    let at = header(
+        &mut m,
+        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM,
+        flags,
+        seq,
+        libc::NFPROTO_INET as u8,
+        0,
+    );
+    attr(&mut m, NFTA_SET_ELEM_LIST_TABLE, &cstr(table));
+    attr(&mut m, NFTA_SET_ELEM_LIST_SET, &cstr(set));
+    let list = nest_start(&mut m, NFTA_SET_ELEM_LIST_ELEMENTS);
+    let elem = nest_start(&mut m, NFTA_LIST_ELEM);
+    let k = nest_start(&mut m, NFTA_SET_ELEM_KEY);
+    attr(&mut m, NFTA_DATA_VALUE, &key(net));
+    nest_end(&mut m, k);
+    attr(
+        &mut m,
+        NFTA_SET_ELEM_TIMEOUT,
+        &(u64::from(timeout) * 1000).to_be_bytes(),
+    );
+    nest_end(&mut m, elem);
+    if let Some(end) = past(net) {
+        let elem = nest_start(&mut m, NFTA_LIST_ELEM);
+        attr(
+            &mut m,
+            NFTA_SET_ELEM_FLAGS,
+            &NFT_SET_ELEM_INTERVAL_END.to_be_bytes(),
+        );
+        let k = nest_start(&mut m, NFTA_SET_ELEM_KEY);
+        attr(&mut m, NFTA_DATA_VALUE, &end);
+        nest_end(&mut m, k);
+        nest_end(&mut m, elem);
+    }
+    nest_end(&mut m, list);
+    finish(&mut m, at);
+    let at = header(
+        &mut m,
+        NFNL_MSG_BATCH_END,
+        req,
+        seq.wrapping_add(1),
+        0,
+        NFNL_SUBSYS_NFTABLES,
+    );
+    finish(&mut m, at);
+    m
+}
+
+/// What a kernel error code means here, with the fix.
+pub fn explain(errno: i32, set: &str) -> String {
+    match errno {
+        libc::ENOENT => {
+            format!("nftables set {set} (table inet fwctl) does not exist; fix: run `fwctl apply`")
+        }
+        libc::EPERM => {
+            "not permitted to change nftables sets; fix: run as root (or with CAP_NET_ADMIN)".into()
+        }
+        libc::ENFILE => {
+            format!("nftables set {set} is full; fix: raise [sets] maxelem and run `fwctl apply`")
+        }
+        e => format!("nftables set {set}: {}", io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// A netlink socket to the kernel's nf_tables.
+pub struct NftSets {
+    fd: libc::c_int,
+    seq: u32,
+    table: String,
+}
+
+impl NftSets {
+    pub fn open(table: &str) -> io::Result<NftSets> {
+        // SAFETY: plain socket(2); the fd is owned by the returned value.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_NETFILTER,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(NftSets {
+            fd,
+            seq: 1,
+            table: table.to_string(),
+        })
+    }
+
+    /// Add `net` to `set` with `timeout` seconds.
+    pub fn add(&mut self, set: &str, net: IpNet, timeout: u32) -> Result<Added, BanFailed> {
+        self.seq = self.seq.wrapping_add(3);
+        let req = add_request(self.seq, &self.table, set, net, timeout);
+        // SAFETY: a zeroed sockaddr_nl addresses the kernel (pid 0); the
+        // buffers outlive the calls.
+        unsafe {
+            let mut kernel: libc::sockaddr_nl = std::mem::zeroed();
+            kernel.nl_family = libc::AF_NETLINK as u16;
+            let n = libc::sendto(
+                self.fd,
+                req.as_ptr().cast(),
+                req.len(),
+                0,
+                (&kernel as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            );
+            if n < 0 {
+                return Err(BanFailed(format!(
+                    "netlink send: {}",
+                    io::Error::last_os_error()
+                )));
+            }
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+                if n < 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(BanFailed(format!("netlink receive: {e}")));
+                }
+                match super::netlink::ack(&buf[..n as usize], self.seq) {
+                    Some(0) => return Ok(Added::Added),
+                    // There already, or inside a network that is.
+                    Some(e) if e == -libc::EEXIST || e == -libc::ENOTEMPTY => {
+                        return Ok(Added::AlreadyListed)
+                    }
+                    Some(e) => return Err(BanFailed(explain(-e, set))),
+                    None => continue, // not our answer
+                }
+            }
+        }
+    }
+}
+
+impl crate::ports::Banner for NftSets {
+    fn add(&mut self, set: &str, net: IpNet, secs: u32) -> Result<Added, BanFailed> {
+        NftSets::add(self, set, net, secs)
+    }
+}
+
+impl Drop for NftSets {
+    fn drop(&mut self) {
+        // SAFETY: we own the fd.
+        unsafe {
+            libc::close(self.fd);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(m: &[u8]) -> Vec<(u16, u32, &[u8])> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < m.len() {
+            let len = u32::from_ne_bytes(m[at..at + 4].try_into().unwrap()) as usize;
+            let kind = u16::from_ne_bytes([m[at + 4], m[at + 5]]);
+            let seq = u32::from_ne_bytes(m[at + 8..at + 12].try_into().unwrap());
+            out.push((kind, seq, &m[at..at + len]));
+            at += len;
+        }
+        out
+    }
+
+    #[test]
+    fn a_ban_is_one_batch_with_the_interval_end_past_the_network() {
+        let m = add_request(
+            9,
+            "fwctl",
+            "blacklist",
+            "203.0.113.8/29".parse().unwrap(),
+            600,
+        );
+        let msgs = messages(&m);
+        let kinds: Vec<u16> = msgs.iter().map(|x| x.0).collect();
+        assert_eq!(kinds, [0x10, 10 << 8 | 12, 0x11]);
+        assert_eq!(msgs[1].1, 9);
+        let elem = msgs[1].2;
+        assert_eq!(elem[16], libc::NFPROTO_INET as u8);
+        let find = |w: &[u8]| elem.windows(w.len()).position(|x| x == w);
+        assert!(find(b"fwctl\0").is_some() && find(b"blacklist\0").is_some());
+        let start = find(&[203, 0, 113, 8]).unwrap();
+        let end = find(&[203, 0, 113, 16]).unwrap();
+        assert!(start < end);
+        assert!(find(&600_000u64.to_be_bytes()).is_some());
+        // The batch markers address the nftables subsystem.
+        assert_eq!(&msgs[0].2[16..20], &[0, 0, 0, 10]);
+    }
+
+    #[test]
+    fn a_network_at_the_top_has_no_end_element() {
+        let top = add_request(1, "fwctl", "b", "255.255.255.255/32".parse().unwrap(), 5);
+        let mid = add_request(1, "fwctl", "b", "203.0.113.9/32".parse().unwrap(), 5);
+        assert!(top.len() < mid.len());
+        let v6 = add_request(1, "fwctl", "b_v6", "2001:db8::/64".parse().unwrap(), 5);
+        let end: [u8; 16] = "2001:db8:0:1::"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        assert!(v6.windows(16).any(|w| w == end));
+    }
+
+    #[test]
+    fn errors_name_the_fix() {
+        assert!(explain(libc::ENOENT, "blacklist").contains("fwctl apply"));
+        assert!(explain(libc::ENFILE, "b").contains("maxelem"));
+    }
+}
