@@ -74,6 +74,18 @@ fn the_nft_ruleset_admits_services_and_netlink_bans_drop_at_once() {
     let e = added.5.unwrap_err().0;
     assert!(e.contains("fwctl apply"), "{e}");
 
+    // Read back as typed data, as the commands will read it.
+    let sets = in_ns(&lab.target, || {
+        fwctl::sys::nft::Nft::locate().unwrap().sets().unwrap()
+    });
+    let bl = sets.iter().find(|s| s.name == "blacklist").unwrap();
+    let banned: Vec<String> = bl
+        .members
+        .iter()
+        .filter(|(_, left)| left.is_some_and(|s| s > 0 && s <= 300))
+        .map(|(n, _)| fwctl::units::addr::member(n))
+        .collect();
+    assert_eq!(banned, ["192.0.2.0/24".to_string(), a4.to_string()]);
     let list = elements(&lab, "blacklist");
     assert!(list.contains(&format!("{a4} timeout 5m")), "{list}");
     assert!(list.contains("192.0.2.0/24 timeout 1m"), "{list}");

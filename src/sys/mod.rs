@@ -17,6 +17,7 @@ pub mod lock;
 pub mod logfile;
 pub mod mem;
 pub mod netlink;
+pub mod nft;
 pub mod nftlink;
 pub mod outbox;
 pub mod packet;
