@@ -86,6 +86,7 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
         }
     }
     let dir = feedstore::dir_for(&cfg.state_path(inv.state()));
+    feedstore::check(&dir)?;
     let own = host::own_addresses();
     let now = host::now();
     let mut failed = 0;
@@ -143,7 +144,7 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
                 script += &feeds::swap_script(f, &nets, TEMP);
                 match sys.add_members(&script) {
                     Ok(()) => {
-                        let before = feedstore::list(&dir, &f.name);
+                        let before = feedstore::list(&dir, &f.name)?;
                         feedstore::save_list(&dir, &f.name, &nets)?;
                         let old: std::collections::BTreeSet<_> = before.iter().collect();
                         let new: std::collections::BTreeSet<_> = nets.iter().collect();
