@@ -491,3 +491,62 @@ fn https_posts_verify_the_certificate() {
     assert!(reqs[0].signed_with(SECRET.as_bytes()));
     assert_eq!(reqs[0].json()["event"], "test");
 }
+
+/// Slack, Discord and Mattermost put a webhook's secret in its path (some
+/// receivers in its query): it never reaches output, whether the receiver
+/// refuses `notify test`, is down, or a delivery fails.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_webhook_path_token_is_never_printed() {
+    const TOKEN: &str = "B0AA1-xoxb-T0KEN-s3cret";
+    let lab = Lab::new();
+    let rx = Receiver::start_in(&lab.target, 0);
+    rx.script(&[500]);
+    // A port nothing listens on: a listener's, closed again.
+    let dead = in_ns(&lab.target, || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    });
+    let (_d, cfg, _) = setup(&format!(
+        "[[notify]]\nname = \"refusing\"\nurl = \"http://127.0.0.1:{}/services/{TOKEN}?token={TOKEN}\"\n\
+         [[notify]]\nname = \"down\"\nurl = \"http://127.0.0.1:{dead}/api/webhooks/{TOKEN}\"\nevents = [\"ip_blocked\"]\n",
+        rx.port
+    ));
+    let c = cfg.to_str().unwrap();
+    let said = |out: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let test = lab.fwctl(&["--config", c, "notify", "test"], &[]);
+    assert!(!test.status.success());
+    let text = said(&test);
+    assert!(
+        text.contains("refusing: HTTP 500 in ")
+            && text.contains(&format!(
+                " ms (http://127.0.0.1:{}/…): the receiver refused it",
+                rx.port
+            ))
+            && text.contains(&format!("down: cannot connect (http://127.0.0.1:{dead}/…): ")),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN), "the token was printed: {text}");
+    // A delivery that fails (connection refused, retried until the run's
+    // deadline, kept in the outbox): said without the token.
+    let applied = lab.fwctl(&["--config", c, "apply"], &[]);
+    ok(&applied);
+    let banned = lab.fwctl(&["--config", c, "ban", "203.0.113.7", "--for", "1h"], &[]);
+    ok(&banned);
+    let text = said(&applied) + &said(&banned);
+    assert!(
+        text.contains("notify down: ")
+            && text.contains(&format!("http://127.0.0.1:{dead}/…: Connection Failed")),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN), "the token was printed: {text}");
+}

@@ -3,7 +3,7 @@
 //! certificates, SSL_CERT_FILE honoured), and capture's small /metrics
 //! server.
 
-use crate::core::notify::Attempt;
+use crate::core::notify::{scrub, Attempt};
 use crate::ports::Transport;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -33,6 +33,12 @@ impl Http {
     }
 }
 
+/// A transport error as messages show it: ureq's text starts with the URL
+/// it was asked for, whose path or query may hold a secret token.
+fn transport_text(t: &ureq::Transport, url: &str) -> String {
+    scrub(&t.to_string(), url)
+}
+
 fn retry_after(r: &ureq::Response) -> Option<u64> {
     r.header("Retry-After")?.trim().parse().ok()
 }
@@ -59,7 +65,7 @@ impl Transport for Http {
                 retry_after: retry_after(&r),
             },
             Err(ureq::Error::Transport(t)) => {
-                let msg = t.to_string();
+                let msg = transport_text(&t, url);
                 let timed_out = std::error::Error::source(&t)
                     .and_then(|s| s.downcast_ref::<io::Error>())
                     .is_some_and(|e| {
@@ -131,7 +137,7 @@ impl crate::ports::ReputationCheck for AbuseIpdb {
                 ),
                 matches!(code, 401 | 403 | 429) || code >= 500,
             )),
-            Err(ureq::Error::Transport(t)) => Err((t.to_string(), true)),
+            Err(ureq::Error::Transport(t)) => Err((transport_text(&t, &self.url), true)),
         }
     }
 }
@@ -182,12 +188,12 @@ pub fn fetch(
                     etag,
                     last_modified,
                 },
-                Err(e) => Fetched::Failed(format!("reading the body: {e}")),
+                Err(e) => Fetched::Failed(scrub(&format!("reading the body: {e}"), url)),
             }
         }
         Err(ureq::Error::Status(304, _)) => Fetched::NotModified,
         Err(ureq::Error::Status(code, _)) => Fetched::Failed(format!("HTTP {code}")),
-        Err(ureq::Error::Transport(t)) => Fetched::Failed(t.to_string()),
+        Err(ureq::Error::Transport(t)) => Fetched::Failed(transport_text(&t, url)),
     }
 }
 

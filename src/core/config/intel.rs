@@ -34,16 +34,17 @@ pub struct RawReputation {
 }
 
 fn http_url(what: &str, s: &str) -> Result<(), Invalid> {
-    let u =
-        url::Url::parse(s).map_err(|e| Invalid(format!("{what} \"{s}\" is not a URL ({e})")))?;
+    // Shown redacted: a path or query may hold an access token.
+    let shown = crate::core::notify::redact(s);
+    let u = url::Url::parse(s).map_err(|e| Invalid(format!("{what} is not a URL ({e})")))?;
     if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
         return Err(Invalid(format!(
-            "{what} \"{s}\" must be http:// or https:// with a host"
+            "{what} \"{shown}\" must be http:// or https:// with a host"
         )));
     }
     if !u.username().is_empty() || u.password().is_some() {
         return Err(Invalid(format!(
-            "{what} \"{s}\" holds a user name or password; fix: keep secrets out of the config"
+            "{what} \"{shown}\" holds a user name or password; fix: keep secrets out of the config"
         )));
     }
     Ok(())
