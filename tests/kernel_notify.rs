@@ -533,7 +533,9 @@ fn a_webhook_path_token_is_never_printed() {
                 " ms (http://127.0.0.1:{}/…): the receiver refused it",
                 rx.port
             ))
-            && text.contains(&format!("down: cannot connect (http://127.0.0.1:{dead}/…): ")),
+            && text.contains(&format!(
+                "down: cannot connect (http://127.0.0.1:{dead}/…): "
+            )),
         "{text}"
     );
     assert!(!text.contains(TOKEN), "the token was printed: {text}");
@@ -609,7 +611,8 @@ fn a_client_dripping_its_request_never_holds_up_a_scrape() {
         // Each wait for the next byte is a read: it ends early if the server
         // hangs up.
         for b in b"ET /metrics HTTP/1.1\r\n\r\n" {
-            if closed_within(&mut slow, Duration::from_millis(1500)) || slow.write_all(&[*b]).is_err()
+            if closed_within(&mut slow, Duration::from_millis(1500))
+                || slow.write_all(&[*b]).is_err()
             {
                 return Some(start.elapsed());
             }

@@ -133,6 +133,13 @@ pub enum Notice {
     CaptureDown {
         error: String,
     },
+    /// `feeds update` refused a feed's new list (too wide, too much, a
+    /// trusted network...): its last good copy, `kept` entries, stays.
+    FeedRefused {
+        feed: String,
+        reason: String,
+        kept: usize,
+    },
     Test {
         message: String,
     },
@@ -149,7 +156,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// The event names, as the config writes them.
-pub const EVENTS: [&str; 15] = [
+pub const EVENTS: [&str; 16] = [
     "decoy_touched",
     "signature_matched",
     "ip_blocked",
@@ -164,6 +171,7 @@ pub const EVENTS: [&str; 15] = [
     "rollback",
     "drift",
     "capture_down",
+    "feed_refused",
     "test",
 ];
 
@@ -184,6 +192,7 @@ impl Notice {
             Notice::Rollback { .. } => "rollback",
             Notice::Drift { .. } => "drift",
             Notice::CaptureDown { .. } => "capture_down",
+            Notice::FeedRefused { .. } => "feed_refused",
             Notice::Test { .. } => "test",
         }
     }
@@ -320,6 +329,14 @@ impl Notice {
                 format!("Firewall drift: {}", problems.join("; "))
             }
             Notice::CaptureDown { error } => format!("fwctl capture stopped: {error}"),
+            Notice::FeedRefused { feed, reason, kept } => format!(
+                "Feed {feed} refused: {reason}; {}",
+                if *kept == 0 {
+                    "it has no good copy yet, its sets stay empty".to_string()
+                } else {
+                    format!("its last good copy ({kept} entries) stays")
+                }
+            ),
             Notice::Test { message } => message.clone(),
         }
     }
@@ -778,7 +795,10 @@ mod tests {
             redact("http://user:pw@[2001:db8::1]:8080/api/webhooks/123/tok"),
             "http://[2001:db8::1]:8080/…"
         );
-        assert_eq!(redact("https://hooks.example.net"), "https://hooks.example.net/…");
+        assert_eq!(
+            redact("https://hooks.example.net"),
+            "https://hooks.example.net/…"
+        );
         assert_eq!(redact("not a url/secret"), "(a URL that does not parse)");
         // ureq's transport errors start with the URL, as it serializes it.
         let err = "https://hooks.slack.example.net/services/T000/B000/XXXXsecretXXXX?token=q1: Connection Failed: Connect error: connection refused";

@@ -71,7 +71,11 @@ mod tests {
         for d in ["var", "var/lib", "var/lib/fwctl", "var/lib/fwctl/feeds"] {
             assert_eq!(mode(&top.path().join(d)), 0o700, "{d}");
         }
-        assert_eq!(mode(top.path()), 0o755, "an existing directory is not changed");
+        assert_eq!(
+            mode(top.path()),
+            0o755,
+            "an existing directory is not changed"
+        );
         create_private(&deep).unwrap();
         assert_eq!(unsafe_to_load(&deep).unwrap(), None);
         std::fs::set_permissions(&deep, std::fs::Permissions::from_mode(0o777)).unwrap();
