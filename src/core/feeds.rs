@@ -330,10 +330,21 @@ mod tests {
             .unwrap_err();
             assert!(e.0.contains(says), "{keys}: {e}");
         }
-        assert!(toml::from_str::<crate::core::config::intel::RawFeed>(
-            "name = \"d\"\nurl = \"https://x.example.net/\"\nmax_coverage = { v5 = \"/8\" }"
-        )
-        .is_err());
+        for (keys, says) in [
+            ("max_coverage = { v5 = \"/8\" }", "unknown field"),
+            (
+                "max_coverage = { v4 = 1.5 }",
+                "\"/N\" (what one /N network covers) or a number",
+            ),
+        ] {
+            let e = toml::from_str::<crate::core::config::intel::RawFeed>(&format!(
+                "name = \"d\"\nurl = \"https://x.example.net/\"\n{keys}"
+            ))
+            .err()
+            .unwrap()
+            .to_string();
+            assert!(e.contains(says), "{keys}: {e}");
+        }
         let f = feed_with("max_coverage = { v6 = \"/0\" }");
         assert_eq!((f.max_coverage.v4, f.max_coverage.v6), (1 << 24, u128::MAX));
     }

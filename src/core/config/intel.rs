@@ -154,11 +154,32 @@ struct RawCoverage {
     v6: Option<Amount>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum Amount {
     Addresses(u64),
     Prefix(String),
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Amount, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Amount;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"/N\" (what one /N network covers) or a number of addresses")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Amount, E> {
+                Ok(Amount::Addresses(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Amount, E> {
+                // A negative count is refused by the range check.
+                Ok(Amount::Addresses(u64::try_from(n).unwrap_or(0)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Amount, E> {
+                Ok(Amount::Prefix(s.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Amount {
