@@ -82,7 +82,7 @@ pub fn parse(
             } else {
                 let start: String = entry.chars().take(32).collect();
                 format!(
-                    "line {}: \"{}…\" is not an IP address or CIDR network",
+                    "line {}: \"{}\u{2026}\" is not an IP address or CIDR network",
                     i + 1,
                     start.escape_default()
                 )

@@ -706,11 +706,11 @@ pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(u) => match u.host_str() {
             Some(host) => format!(
-                "{}://{host}{}/…",
+                "{}://{host}{}/\u{2026}",
                 u.scheme(),
                 u.port().map(|p| format!(":{p}")).unwrap_or_default()
             ),
-            None => format!("{}:…", u.scheme()),
+            None => format!("{}:\u{2026}", u.scheme()),
         },
         Err(_) => "(a URL that does not parse)".into(),
     }
@@ -742,7 +742,7 @@ pub fn scrub(text: &str, url: &str) -> String {
     if let Ok(u) = url::Url::parse(url) {
         for secret in [Some(u.path()), u.query()].into_iter().flatten() {
             if secret.len() > 1 {
-                out = out.replace(secret, "…");
+                out = out.replace(secret, "\u{2026}");
             }
         }
     }
