@@ -275,3 +275,214 @@ fn a_scan_asks_the_reputation_service_about_offenders_near_the_threshold() {
     assert_eq!(v["reputation"]["failed"].as_u64(), Some(1), "{v}");
     assert!(v["notes"].to_string().contains("HTTP 401"), "{v}");
 }
+
+/// A feed of 222 IPv4 /8s once went in whole (each entry "only" a /8). Now
+/// an entry wider than min_prefix_v4 / min_prefix_v6, or a list covering
+/// more than max_coverage, is refused: the last good copy stays in the
+/// kernel, and a `feed_refused` event says so.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_feed_too_wide_is_refused_keeps_its_last_good_copy_and_is_told() {
+    let lab = Lab::new();
+    let served: Served = Arc::new(Mutex::new((
+        200,
+        "\"v1\"".into(),
+        "203.0.113.0/28\n2001:db8:bad::/48\n".into(),
+    )));
+    let rx = feed_server(&lab, Arc::clone(&served));
+    let hooks = Receiver::start_in(&lab.target, 0);
+    let (_d, cfg) = config(&format!(
+        "[[feed]]\nname = \"drop\"\nurl = \"http://127.0.0.1:{}/drop.txt\"\n\
+         [[notify]]\nname = \"ops\"\nurl = \"{}\"\nevents = [\"feed_refused\"]\n",
+        rx.port,
+        hooks.url()
+    ));
+    let c = cfg.to_str().unwrap();
+    ok(&lab.fwctl(&["--config", c, "apply"], &[]));
+    let said = ok(&lab.fwctl(&["--config", c, "feeds", "update"], &[]));
+    assert!(said.contains("feed drop: 2 entries (was 0)"), "{said}");
+    // 222 /8s, none holding this host's addresses (127.0.0.1, 198.51.100.1).
+    let slash8s: String = (1..=224)
+        .filter(|a| ![127, 198].contains(a))
+        .map(|a| format!("{a}.0.0.0/8\n"))
+        .collect();
+    for (body, why) in [
+        (
+            slash8s,
+            "its IPv4 entries cover 3724541952 addresses, over max_coverage v4 = /8 (16777216)",
+        ),
+        (
+            "203.0.113.0/24\n2001:db8::/31\n".to_string(),
+            "line 2: 2001:db8::/31 is wider than min_prefix_v6 = 32",
+        ),
+    ] {
+        *served.lock().unwrap() = (200, "\"v2\"".into(), body);
+        let before = hooks.requests().len();
+        let out = lab.fwctl(&["--config", c, "feeds", "update", "--force"], &[]);
+        assert_eq!(out.status.code(), Some(2), "{why}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(why) && err.contains("its last good copy (2 entries"),
+            "{why}: {err}"
+        );
+        let v4 = lab.set_members("feed-drop");
+        assert_eq!(
+            v4.keys().collect::<Vec<_>>(),
+            ["203.0.113.0/28"],
+            "{why}: the last good copy stays"
+        );
+        assert!(lab
+            .set_members("feed-drop_v6")
+            .contains_key("2001:db8:bad::/48"));
+        let told: Vec<_> = hooks.requests()[before..]
+            .iter()
+            .map(|r| r.json())
+            .collect();
+        assert_eq!(told.len(), 1, "{told:?}");
+        let e = &told[0];
+        assert_eq!(
+            (e["event"].as_str(), e["feed"].as_str(), e["kept"].as_u64()),
+            (Some("feed_refused"), Some("drop"), Some(2)),
+            "{e}"
+        );
+        assert!(e["reason"].as_str().unwrap().contains(why), "{e}");
+    }
+    // The feed's own, stricter limits.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[feed]]\nname = \"drop\"\nurl = \"http://127.0.0.1:{}/drop.txt\"\nmin_prefix_v4 = 24\nmax_coverage = {{ v4 = 256 }}\n",
+            rx.port
+        ),
+    )
+    .unwrap();
+    *served.lock().unwrap() = (200, "\"v3\"".into(), "192.0.2.0/23\n".into());
+    let out = lab.fwctl(&["--config", c, "feeds", "update", "--force"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("192.0.2.0/23 is wider than min_prefix_v4 = 24"),
+        "{err}"
+    );
+    *served.lock().unwrap() = (200, "\"v4\"".into(), "192.0.2.0/24\n203.0.113.7\n".into());
+    let out = lab.fwctl(&["--config", c, "feeds", "update", "--force"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cover 257 addresses, over max_coverage v4 = /24 (256)"),
+        "{err}"
+    );
+}
+
+/// A feed server that answers slowly (here: not until the test lets it)
+/// once held the run lock for the whole download, so a `fwctl ban` meanwhile
+/// failed. The feeds are fetched and checked first; the lock is taken only
+/// to swap the sets.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_stalling_feed_server_does_not_hold_up_a_ban() {
+    use std::sync::mpsc;
+    let lab = Lab::new();
+    let (arrived, request_in) = mpsc::channel::<()>();
+    let (release, released) = mpsc::channel::<()>();
+    let (arrived, released) = (Mutex::new(arrived), Mutex::new(released));
+    // The answer waits for the test's word (the receiver's lock is held
+    // meanwhile: this test asks it nothing until then).
+    let rx = Receiver::start_fn(&lab.target, move |_: &Request| -> Answer {
+        let _ = arrived.lock().unwrap().send(());
+        let _ = released.lock().unwrap().recv();
+        (200, vec![], b"203.0.113.0/28\n".to_vec())
+    });
+    let (_d, cfg) = config(&format!(
+        "[[feed]]\nname = \"drop\"\nurl = \"http://127.0.0.1:{}/drop.txt\"\n",
+        rx.port
+    ));
+    let c = cfg.to_str().unwrap();
+    ok(&lab.fwctl(&["--config", c, "apply"], &[]));
+    let update = lab
+        .fwctl_cmd(&["--config", c, "feeds", "update"], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let got = request_in.recv_timeout(Duration::from_secs(30));
+    // The download hangs now; a ban must not wait for it.
+    let ban = lab.fwctl(&["--config", c, "ban", "198.51.100.77", "--for", "1h"], &[]);
+    let _ = release.send(());
+    let updated = update.wait_with_output().unwrap();
+    got.expect("the feed server was asked");
+    ok(&ban);
+    assert!(lab.set_members("blacklist").contains_key("198.51.100.77"));
+    let said = ok(&updated);
+    assert!(said.contains("feed drop: 1 entry (was 0)"), "{said}");
+    assert!(lab.set_members("feed-drop").contains_key("203.0.113.0/28"));
+}
+
+/// With umask 000 the feeds directory was made 0777, and apply loaded
+/// `feeds/*.list` from it unchecked. It is made 0700 whatever the umask,
+/// and a directory others can write is refused before anything is loaded.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn the_feeds_directory_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let lab = Lab::new();
+    let served: Served = Arc::new(Mutex::new((
+        200,
+        "\"v1\"".into(),
+        "203.0.113.0/28\n".into(),
+    )));
+    let rx = feed_server(&lab, served);
+    let (_d, cfg) = config(&format!(
+        "[[feed]]\nname = \"drop\"\nurl = \"http://127.0.0.1:{}/drop.txt\"\n",
+        rx.port
+    ));
+    let c = cfg.to_str().unwrap();
+    // The state file's directory is one fwctl makes, too.
+    let state = lab.state_dir.path().join("var/lib/fwctl/state.json");
+    let st = state.to_str().unwrap();
+    let umask0 = |args: &[&str]| {
+        let mut cmd = lab.fwctl_cmd(args, &[("FWCTL_STATE", st)]);
+        // SAFETY: umask is async-signal-safe; nothing else runs in the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::umask(0);
+                Ok(())
+            });
+        }
+        cmd.output().unwrap()
+    };
+    ok(&umask0(&["--config", c, "apply"]));
+    ok(&umask0(&["--config", c, "feeds", "update"]));
+    let feeds = state.parent().unwrap().join("feeds");
+    for d in [
+        lab.state_dir.path().join("var"),
+        lab.state_dir.path().join("var/lib"),
+        state.parent().unwrap().to_path_buf(),
+        feeds.clone(),
+    ] {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
+    let list = std::fs::metadata(feeds.join("drop.list")).unwrap();
+    assert_eq!(list.permissions().mode() & 0o077, 0, "the list is private");
+    // Someone made it writable by others: apply loads nothing from it.
+    std::fs::set_permissions(&feeds, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(feeds.join("drop.list"), "0.0.0.0/1\n198.51.100.0/24\n").unwrap();
+    lab.exec_ok(&lab.target, &["ipset", "flush", "feed-drop"]);
+    for args in [
+        &["--config", c, "apply"][..],
+        &["--config", c, "feeds", "update", "--force"],
+    ] {
+        let out = lab.fwctl(args, &[("FWCTL_STATE", st)]);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "feeds directory {} is writable by group or others (mode 0777); fix: chmod 700 {}",
+                feeds.display(),
+                feeds.display()
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(lab.set_members("feed-drop").is_empty(), "{args:?}");
+    }
+}

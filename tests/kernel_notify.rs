@@ -2,7 +2,8 @@
 //! receiver listens inside the lab's target namespace and fwctl posts to it
 //! from there. Signatures (and a wrong secret rejected), the chat shape,
 //! retries, a 4xx not retried, aggregation of a 1 000-ban scan, and the
-//! outbox across an outage: every event arrives exactly once.
+//! outbox across an outage: every event arrives exactly once. A webhook's
+//! path token never printed; /metrics never held up by a slow client.
 
 mod common;
 use common::receiver::{Receiver, Request};
@@ -490,4 +491,175 @@ fn https_posts_verify_the_certificate() {
     assert_eq!(reqs.len(), 1);
     assert!(reqs[0].signed_with(SECRET.as_bytes()));
     assert_eq!(reqs[0].json()["event"], "test");
+}
+
+/// Slack, Discord and Mattermost put a webhook's secret in its path (some
+/// receivers in its query): it never reaches output, whether the receiver
+/// refuses `notify test`, is down, or a delivery fails.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_webhook_path_token_is_never_printed() {
+    const TOKEN: &str = "B0AA1-xoxb-T0KEN-s3cret";
+    let lab = Lab::new();
+    let rx = Receiver::start_in(&lab.target, 0);
+    rx.script(&[500]);
+    // A port nothing listens on: a listener's, closed again.
+    let dead = in_ns(&lab.target, || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    });
+    let (_d, cfg, _) = setup(&format!(
+        "[[notify]]\nname = \"refusing\"\nurl = \"http://127.0.0.1:{}/services/{TOKEN}?token={TOKEN}\"\n\
+         [[notify]]\nname = \"down\"\nurl = \"http://127.0.0.1:{dead}/api/webhooks/{TOKEN}\"\nevents = [\"ip_blocked\"]\n",
+        rx.port
+    ));
+    let c = cfg.to_str().unwrap();
+    let said = |out: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let test = lab.fwctl(&["--config", c, "notify", "test"], &[]);
+    assert!(!test.status.success());
+    let text = said(&test);
+    assert!(
+        text.contains("refusing: HTTP 500 in ")
+            && text.contains(&format!(
+                " ms (http://127.0.0.1:{}/…): the receiver refused it",
+                rx.port
+            ))
+            && text.contains(&format!(
+                "down: cannot connect (http://127.0.0.1:{dead}/…): "
+            )),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN), "the token was printed: {text}");
+    // A delivery that fails (connection refused, retried until the run's
+    // deadline, kept in the outbox): said without the token.
+    let applied = lab.fwctl(&["--config", c, "apply"], &[]);
+    ok(&applied);
+    let banned = lab.fwctl(&["--config", c, "ban", "203.0.113.7", "--for", "1h"], &[]);
+    ok(&banned);
+    let text = said(&applied) + &said(&banned);
+    assert!(
+        text.contains("notify down: ")
+            && text.contains(&format!("http://127.0.0.1:{dead}/…: Connection Failed")),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN), "the token was printed: {text}");
+}
+
+/// A /metrics server in the lab's target namespace, serving a fixed text.
+fn metrics_server(lab: &Lab) -> std::net::SocketAddr {
+    let render: std::sync::Arc<dyn Fn() -> String + Send + Sync> =
+        std::sync::Arc::new(|| "fwctl_up 1\n".to_string());
+    in_ns(&lab.target, || {
+        fwctl::sys::http::serve_metrics("127.0.0.1:0".parse().unwrap(), render)
+    })
+    .unwrap()
+}
+
+/// GET /metrics (within 10 s), from a thread in the target namespace.
+fn scrape(lab: &Lab, addr: std::net::SocketAddr) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    in_ns(&lab.target, || {
+        let mut s = std::net::TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok(text)
+    })
+}
+
+/// Whether the server closed `s` within `wait` (EOF or reset), rather than
+/// leaving it open.
+fn closed_within(s: &mut std::net::TcpStream, wait: std::time::Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(wait)).unwrap();
+    match s.read(&mut [0u8; 256]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// A client sending its request a byte every 1.5 s once held /metrics (one
+/// connection at a time, a read timeout of 2 s per read): no scrape got
+/// through while it dripped. Now each connection has its own thread, and
+/// the whole request its 2 s deadline.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_client_dripping_its_request_never_holds_up_a_scrape() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let lab = Lab::new();
+    let addr = metrics_server(&lab);
+    // Connected first: the server accepts connections in the order they came.
+    let mut slow = in_ns(&lab.target, || std::net::TcpStream::connect(addr)).unwrap();
+    slow.write_all(b"G").unwrap();
+    let drip = std::thread::spawn(move || {
+        let start = Instant::now();
+        // Each wait for the next byte is a read: it ends early if the server
+        // hangs up.
+        for b in b"ET /metrics HTTP/1.1\r\n\r\n" {
+            if closed_within(&mut slow, Duration::from_millis(1500))
+                || slow.write_all(&[*b]).is_err()
+            {
+                return Some(start.elapsed());
+            }
+        }
+        None
+    });
+    let t = Instant::now();
+    let text = scrape(&lab, addr).expect("the scrape is answered");
+    let took = t.elapsed();
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("fwctl_up 1\n"),
+        "{text}"
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "the scrape waited {took:?} behind a client dripping a byte every 1.5 s"
+    );
+    let cut = drip.join().unwrap();
+    assert!(
+        cut.is_some_and(|d| d < Duration::from_millis(3500)),
+        "the dripping client was not cut off at its 2 s deadline: {cut:?}"
+    );
+}
+
+/// At most 8 connections are served at once: the 9th is closed at once,
+/// and once the 8 idle ones reach their deadline a scrape gets through.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn at_most_eight_connections_are_served_at_once() {
+    use std::time::Duration;
+    let lab = Lab::new();
+    let addr = metrics_server(&lab);
+    assert_eq!(fwctl::sys::http::METRICS_CONNECTIONS, 8);
+    let mut idle: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| in_ns(&lab.target, || std::net::TcpStream::connect(addr)).unwrap())
+        .collect();
+    let mut ninth = in_ns(&lab.target, || std::net::TcpStream::connect(addr)).unwrap();
+    assert!(
+        closed_within(&mut ninth, Duration::from_millis(1000)),
+        "a 9th connection is closed at once"
+    );
+    for s in &mut idle {
+        assert!(
+            closed_within(s, Duration::from_secs(5)),
+            "an idle connection is closed at its deadline"
+        );
+    }
+    let text = scrape(&lab, addr).expect("the scrape is answered");
+    assert!(text.ends_with("fwctl_up 1\n"), "{text}");
 }

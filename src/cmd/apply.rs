@@ -262,7 +262,7 @@ pub fn apply(inv: &Invocation, dry_run: bool, confirm: Option<Duration>) -> Resu
         for f in &cfg.feeds {
             let names = crate::core::feeds::set_names(&f.name);
             if let Some(i) = names.iter().position(|n| *n == s.name) {
-                s.members = crate::sys::feedstore::list(&feed_dir, &f.name)
+                s.members = crate::sys::feedstore::list(&feed_dir, &f.name)?
                     .into_iter()
                     .filter(|n| n.addr().is_ipv6() == (i == 1))
                     .collect();

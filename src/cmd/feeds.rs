@@ -2,10 +2,15 @@
 //! If-Modified-Since, so an unchanged list costs a 304), check it whole
 //! (`core::feeds`), and swap its sets' members in one `ipset restore`. A
 //! feed that fails, or is refused, keeps its last good copy in the kernel
-//! and in `feeds/` beside the state file; `fwctl status` says so.
+//! and in `feeds/` beside the state file; `fwctl status` says so, and a
+//! refused one is a `feed_refused` event.
 
+use super::notify::{Life, Notifier};
 use super::{out, Invocation};
+use crate::core::config::intel::Feed;
 use crate::core::feeds::{self, Meta};
+use crate::core::notify::Notice;
+use crate::core::policy::Refusal;
 use crate::core::ruleset::ipset;
 use crate::ports::SetStore;
 use crate::sys::http::{fetch, Fetched};
@@ -14,6 +19,7 @@ use crate::sys::{feedstore, host, lock};
 use crate::units::duration::{count, human};
 use crate::units::time::utc;
 use anyhow::{anyhow, bail, Result};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// How long one feed's download may take.
@@ -46,12 +52,62 @@ pub enum FeedsCommand {
 /// lock keeps the two apart anyway).
 const TEMP: [&str; 2] = ["fwctl-feed-4", "fwctl-feed-6"];
 
+/// What fetching and checking one feed came to (before the lock).
+enum Outcome {
+    /// 304: the copy we have is current.
+    Unchanged,
+    New {
+        nets: Vec<ipnet::IpNet>,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
+    /// The download failed.
+    Failed(String),
+    /// The list came, and is refused (`feed_refused`).
+    Refused(String),
+}
+
+/// Download one feed and check it whole; nothing is changed here.
+fn fetch_and_check(
+    f: &Feed,
+    meta: &Meta,
+    refuse: &dyn Fn(&ipnet::IpNet) -> Option<Refusal>,
+) -> Outcome {
+    match fetch(
+        &f.url,
+        meta.etag.as_deref(),
+        meta.last_modified.as_deref(),
+        feeds::max_bytes(f),
+        TIMEOUT,
+    ) {
+        Fetched::NotModified => Outcome::Unchanged,
+        Fetched::Failed(e) => Outcome::Failed(e),
+        Fetched::Body {
+            bytes,
+            etag,
+            last_modified,
+        } => match feeds::parse(f, &bytes, refuse) {
+            Ok(nets) => Outcome::New {
+                nets,
+                etag,
+                last_modified,
+            },
+            Err(e) => Outcome::Refused(e),
+        },
+    }
+}
+
 /// Returns whether every feed is well (Ok(false): exit status 2).
+///
+/// Every feed is downloaded and checked first, without the run lock (a
+/// feed server that answers slowly, or never, must not hold up a ban, a
+/// scan or an apply); the lock is taken only to swap the sets and write
+/// the copies, which takes milliseconds.
 pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
     let cfg = inv.load()?;
     if cfg.feeds.is_empty() {
         bail!(
-            "{} has no [[feed]]; fix: add one (name, url, and optionally every, max_entries), then run apply to create its sets",
+            "{} has no [[feed]]; fix: add one (name, url, and optionally every, max_entries, min_prefix_v4, min_prefix_v6, max_coverage), then run apply to create its sets",
             cfg.path.display()
         );
     }
@@ -72,7 +128,6 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
         );
     }
     let mut sys = System::locate_only(&["ipset"])?;
-    let _lock = lock::acquire(&lock::run_dir(), super::ban::LOCK_WAIT)?;
     let headers = ipset::parse_headers(&sys.headers()?);
     for f in &chosen {
         for s in feeds::set_names(&f.name) {
@@ -85,12 +140,16 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
             }
         }
     }
-    let dir = feedstore::dir_for(&cfg.state_path(inv.state()));
+    let state_file = cfg.state_path(inv.state());
+    let dir = feedstore::dir_for(&state_file);
+    feedstore::check(&dir)?;
+    let notifier = Notifier::start(&cfg, &state_file, Life::Run)?;
     let own = host::own_addresses();
+    let refuse = |n: &ipnet::IpNet| feeds::refusal(n, &cfg.trusted, &own);
     let now = host::now();
-    let mut failed = 0;
+    let mut fetched = Vec::new();
     for f in chosen {
-        let mut meta = feedstore::meta(&dir, &f.name);
+        let meta = feedstore::meta(&dir, &f.name);
         if !o.force && !meta.due(f, now) {
             out(format!(
                 "feed {}: not due (fetched {}, every {}); --force fetches it now\n",
@@ -100,30 +159,20 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
             ))?;
             continue;
         }
+        let outcome = fetch_and_check(f, &meta, &refuse);
+        fetched.push((f, meta, outcome));
+    }
+    if fetched.is_empty() {
+        return Ok(true);
+    }
+    let _lock = lock::acquire(&lock::run_dir(), super::ban::LOCK_WAIT)?;
+    let mut failed = 0;
+    let mut refused = Vec::new();
+    for (f, mut meta, outcome) in fetched {
         meta.fetched = now;
         let had = meta.entries;
-        let outcome = match fetch(
-            &f.url,
-            meta.etag.as_deref(),
-            meta.last_modified.as_deref(),
-            feeds::max_bytes(f),
-            TIMEOUT,
-        ) {
-            Fetched::NotModified => Ok(None),
-            Fetched::Failed(e) => Err(e),
-            Fetched::Body {
-                bytes,
-                etag,
-                last_modified,
-            } => {
-                let refuse = |n: &ipnet::IpNet| feeds::refusal(n, &cfg.trusted, &own);
-                feeds::parse(f, &bytes, &refuse)
-                    .map_err(|e| format!("refused: {e}"))
-                    .map(|nets| Some((nets, etag, last_modified)))
-            }
-        };
         match outcome {
-            Ok(None) => {
+            Outcome::Unchanged => {
                 meta.error = None;
                 meta.ok_at = now;
                 out(format!(
@@ -132,7 +181,11 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
                     count(meta.entries as u64, "entry", "entries")
                 ))?;
             }
-            Ok(Some((nets, etag, last_modified))) => {
+            Outcome::New {
+                nets,
+                etag,
+                last_modified,
+            } => {
                 let fresh = ipset::parse_headers(&sys.headers()?);
                 let mut script = String::new();
                 for t in TEMP {
@@ -143,10 +196,10 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
                 script += &feeds::swap_script(f, &nets, TEMP);
                 match sys.add_members(&script) {
                     Ok(()) => {
-                        let before = feedstore::list(&dir, &f.name);
+                        let before = feedstore::list(&dir, &f.name)?;
                         feedstore::save_list(&dir, &f.name, &nets)?;
-                        let old: std::collections::BTreeSet<_> = before.iter().collect();
-                        let new: std::collections::BTreeSet<_> = nets.iter().collect();
+                        let old: BTreeSet<_> = before.iter().collect();
+                        let new: BTreeSet<_> = nets.iter().collect();
                         meta = Meta {
                             etag,
                             last_modified,
@@ -171,18 +224,33 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
                     }
                 }
             }
-            Err(e) => {
+            Outcome::Failed(e) => {
                 failed += 1;
                 meta.error = Some(e);
                 say_kept(f, &meta)?;
             }
+            Outcome::Refused(e) => {
+                failed += 1;
+                meta.error = Some(format!("refused: {e}"));
+                say_kept(f, &meta)?;
+                refused.push(Notice::FeedRefused {
+                    feed: f.name.clone(),
+                    reason: e,
+                    kept: meta.entries,
+                });
+            }
         }
         feedstore::save_meta(&dir, &f.name, &meta)?;
+    }
+    drop(_lock);
+    if let Some(n) = notifier {
+        n.send_all(refused);
+        n.finish(super::notify::NOTIFY_WAIT);
     }
     Ok(failed == 0)
 }
 
-fn say_kept(f: &crate::core::config::intel::Feed, m: &Meta) -> Result<()> {
+fn say_kept(f: &Feed, m: &Meta) -> Result<()> {
     let kept = if m.ok_at == 0 {
         "it has no good copy yet, its sets stay empty".to_string()
     } else {

@@ -459,6 +459,8 @@ pub fn test(o: &TestOptions, inv: &Invocation) -> Result<()> {
     let host = host::hostname();
     let mut failed = 0;
     for c in chosen {
+        // Never the path or query: a webhook's secret token lives there.
+        let url = notify::redact(&c.url);
         let mut sink = Sink::open(c)?;
         let env = envelope(
             Notice::Test {
@@ -474,27 +476,26 @@ pub fn test(o: &TestOptions, inv: &Invocation) -> Result<()> {
         let ms = t.elapsed().as_millis();
         let line = match &attempt {
             Attempt::Status { code, .. } if (200..300).contains(code) => {
-                format!("{}: HTTP {code} in {ms} ms ({})\n", c.name, c.url)
+                format!("{}: HTTP {code} in {ms} ms ({url})\n", c.name)
             }
             Attempt::Status { code, .. } => {
                 failed += 1;
                 format!(
-                    "{}: HTTP {code} in {ms} ms ({}): the receiver refused it\n",
-                    c.name, c.url
+                    "{}: HTTP {code} in {ms} ms ({url}): the receiver refused it\n",
+                    c.name
                 )
             }
             Attempt::Timeout => {
                 failed += 1;
                 format!(
-                    "{}: no answer within {} ({})\n",
+                    "{}: no answer within {} ({url})\n",
                     c.name,
                     crate::units::duration::human(c.timeout.as_secs().max(1)),
-                    c.url
                 )
             }
             Attempt::Connect(e) => {
                 failed += 1;
-                format!("{}: cannot connect ({}): {e}\n", c.name, c.url)
+                format!("{}: cannot connect ({url}): {e}\n", c.name)
             }
         };
         out(line)?;

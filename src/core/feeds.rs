@@ -1,12 +1,14 @@
 //! Threat feeds (pure): a `[[feed]]` list of known-bad networks becomes the
 //! members of its own pair of sets (`feed-NAME`, `feed-NAME_v6`), which the
-//! ruleset drops like the blacklist. A feed is validated before anything
-//! changes (every line an address or network; not over max_entries; never
-//! a trusted network, this host, or more than a /8 at once; not empty), and
+//! ruleset drops like the blacklist. A feed is written by whoever controls
+//! its server, so it is validated whole before anything changes (every line
+//! an address or network; not over max_entries; never a trusted network or
+//! this host; no entry wider than min_prefix_v4 / min_prefix_v6; all of it
+//! together covering no more than max_coverage per family; not empty), and
 //! its sets are replaced in one `ipset restore` (build aside, swap): bans
 //! live in the blacklist and throttle sets, which an update never touches.
 
-use crate::core::config::intel::Feed;
+use crate::core::config::intel::{amount, Feed};
 use crate::core::policy::Refusal;
 use crate::units::addr::{member, parse_net};
 use ipnet::IpNet;
@@ -15,9 +17,6 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::net::IpAddr;
 
-/// The shortest prefix a feed may hold (either family): a /8 at once is a
-/// mistake, not a threat list.
-pub const MIN_PREFIX: u8 = 8;
 /// Bytes a feed's body may have per entry it may hold (and at least 1 MB).
 pub const BYTES_PER_ENTRY: u64 = 64;
 
@@ -76,10 +75,26 @@ pub fn parse(
             continue;
         }
         let entry = entry.split_whitespace().next().unwrap_or(entry);
-        let net = parse_net(entry, true).map_err(|m| format!("line {}: {}", i + 1, m.0))?;
-        if net.prefix_len() < MIN_PREFIX {
+        let net = parse_net(entry, true).map_err(|m| {
+            // The server's bytes reach a terminal: short and printable only.
+            if entry.len() <= 64 && entry.bytes().all(|b| b.is_ascii_graphic()) {
+                format!("line {}: {}", i + 1, m.0)
+            } else {
+                let start: String = entry.chars().take(32).collect();
+                format!(
+                    "line {}: \"{}\u{2026}\" is not an IP address or CIDR network",
+                    i + 1,
+                    start.escape_default()
+                )
+            }
+        })?;
+        let (key, min) = match net {
+            IpNet::V4(_) => ("min_prefix_v4", f.min_prefix_v4),
+            IpNet::V6(_) => ("min_prefix_v6", f.min_prefix_v6),
+        };
+        if net.prefix_len() < min {
             return Err(format!(
-                "line {}: {} is more than a /{MIN_PREFIX} at once",
+                "line {}: {} is wider than {key} = {min}",
                 i + 1,
                 member(&net)
             ));
@@ -95,7 +110,37 @@ pub fn parse(
     if out.is_empty() {
         return Err("no entries (an error page in place of the list?)".into());
     }
-    Ok(out.into_iter().collect())
+    let nets: Vec<IpNet> = out.into_iter().collect();
+    let (v4, v6) = coverage(&nets);
+    for (family, key, bits, has, max) in [
+        ("IPv4", "v4", 32, v4, f.max_coverage.v4),
+        ("IPv6", "v6", 128, v6, f.max_coverage.v6),
+    ] {
+        if has > max {
+            return Err(format!(
+                "its {family} entries cover {has} addresses, over max_coverage {key} = {} ({max})",
+                amount(max, bits)
+            ));
+        }
+    }
+    Ok(nets)
+}
+
+/// How many addresses `nets` cover, per family (IPv4, IPv6), overlaps
+/// counted once.
+pub fn coverage(nets: &[IpNet]) -> (u128, u128) {
+    let (mut v4, mut v6) = (0u128, 0u128);
+    for n in IpNet::aggregate(&nets.to_vec()) {
+        let (sum, bits) = match n {
+            IpNet::V4(_) => (&mut v4, 32),
+            IpNet::V6(_) => (&mut v6, 128),
+        };
+        let size = 1u128
+            .checked_shl(u32::from(bits - n.prefix_len()))
+            .unwrap_or(u128::MAX);
+        *sum = sum.saturating_add(size);
+    }
+    (v4, v6)
 }
 
 /// The `ipset restore` input that replaces a feed's members: both sets
@@ -154,8 +199,12 @@ mod tests {
     use super::*;
 
     fn feed(max: usize) -> Feed {
+        feed_with(&format!("max_entries = {max}"))
+    }
+
+    fn feed_with(keys: &str) -> Feed {
         toml::from_str::<crate::core::config::intel::RawFeed>(&format!(
-            "name = \"drop\"\nurl = \"https://feeds.example.net/drop.txt\"\nmax_entries = {max}"
+            "name = \"drop\"\nurl = \"https://feeds.example.net/drop.txt\"\n{keys}"
         ))
         .unwrap()
         .validate()
@@ -191,8 +240,16 @@ mod tests {
                 "line 2: 192.0.2.128/25: in trusted network 192.0.2.0/24",
             ),
             (b"198.51.100.0/24\n", "line 1: 198.51.100.0/24"),
-            (b"10.0.0.0/7\n", "more than a /8 at once"),
+            (b"10.0.0.0/7\n", "line 1: 10.0.0.0/7 is wider than min_prefix_v4 = 8"),
+            (
+                b"2001:db8::/31\n",
+                "line 1: 2001:db8::/31 is wider than min_prefix_v6 = 32",
+            ),
             (b"203.0.113.5\nnot-an-address\n", "line 2:"),
+            (
+                b"\x1b]2\x07pwned\x1b[2JAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+                "line 1: \"\\u{1b}]2\\u{7}pwned\\u{1b}[2JAAAAAAAAAAAAAAAAAAA…\" is not",
+            ),
             (b"; nothing here\n", "no entries"),
             (
                 b"<html><body>500 Internal Server Error</body></html>\n",
@@ -206,6 +263,94 @@ mod tests {
             let e = parse(&feed(2), body, &policy).unwrap_err();
             assert!(e.contains(want), "{want}: {e}");
         }
+        let big = vec![b'#'; (2 << 20) + 1];
+        assert!(parse(&feed(2), &big, &none)
+            .unwrap_err()
+            .contains("over 1048576 bytes"));
+    }
+
+    /// A feed of 222 IPv4 /8s once went in whole: every entry was "only" a /8.
+    #[test]
+    fn a_feed_covering_more_than_max_coverage_is_refused() {
+        let body: String = (1..=222).map(|a| format!("{a}.0.0.0/8\n")).collect();
+        let e = parse(&feed(1000), body.as_bytes(), &none).unwrap_err();
+        assert_eq!(
+            e,
+            "its IPv4 entries cover 3724541952 addresses, over max_coverage v4 = /8 (16777216)"
+        );
+        // Overlaps count once: a /8 with its own /16 and two halves of it is one /8.
+        let one = b"10.0.0.0/8\n10.1.0.0/16\n10.0.0.0/9\n10.128.0.0/9\n2001:db8::/32\n";
+        assert_eq!(parse(&feed(10), one, &none).unwrap().len(), 5);
+        let e = parse(&feed(10), b"10.0.0.0/8\n203.0.113.7\n", &none).unwrap_err();
+        assert!(e.contains("cover 16777217 addresses"), "{e}");
+        let e = parse(&feed(10), b"2001:db8::/32\n2001:db9::/48\n", &none).unwrap_err();
+        assert!(
+            e.contains("IPv6 entries cover") && e.contains("v6 = /32"),
+            "{e}"
+        );
+        // Per feed: narrower entries and a smaller coverage, or a count.
+        let strict = feed_with(
+            "min_prefix_v4 = 16\nmin_prefix_v6 = 48\nmax_coverage = { v4 = 65536, v6 = \"/40\" }",
+        );
+        let e = parse(&strict, b"198.51.0.0/15\n", &none).unwrap_err();
+        assert!(e.contains("wider than min_prefix_v4 = 16"), "{e}");
+        let e = parse(&strict, b"2001:db8::/44\n", &none).unwrap_err();
+        assert!(e.contains("wider than min_prefix_v6 = 48"), "{e}");
+        let e = parse(&strict, b"198.51.0.0/16\n203.0.113.0/24\n", &none).unwrap_err();
+        assert!(e.contains("over max_coverage v4 = /16 (65536)"), "{e}");
+        assert!(parse(&strict, b"198.51.0.0/16\n", &none).is_ok());
+        assert_eq!(
+            coverage(&[
+                "2001:db8::/48".parse().unwrap(),
+                "192.0.2.0/24".parse().unwrap()
+            ]),
+            (256, 1 << 80)
+        );
+    }
+
+    #[test]
+    fn bad_prefix_and_coverage_keys_are_refused_with_the_range() {
+        for (keys, says) in [
+            ("min_prefix_v4 = 7", "min_prefix_v4 = 7; fix: 8 to 32"),
+            ("min_prefix_v4 = 33", "min_prefix_v4 = 33; fix: 8 to 32"),
+            ("min_prefix_v6 = 8", "min_prefix_v6 = 8; fix: 16 to 128"),
+            (
+                "max_coverage = { v4 = \"/33\" }",
+                "max_coverage v4 = \"/33\"",
+            ),
+            ("max_coverage = { v4 = \"8\" }", "max_coverage v4 = \"8\""),
+            ("max_coverage = { v4 = 0 }", "max_coverage v4 = 0"),
+            ("max_coverage = { v4 = 4294967297 }", "from 1 to 2^32"),
+        ] {
+            let e = toml::from_str::<crate::core::config::intel::RawFeed>(&format!(
+                "name = \"drop\"\nurl = \"https://feeds.example.net/drop.txt\"\n{keys}"
+            ))
+            .unwrap()
+            .validate()
+            .unwrap_err();
+            assert!(e.0.contains(says), "{keys}: {e}");
+        }
+        for (keys, says) in [
+            ("max_coverage = { v5 = \"/8\" }", "unknown field"),
+            (
+                "max_coverage = { v4 = 1.5 }",
+                "\"/N\" (what one /N network covers) or a number",
+            ),
+        ] {
+            let e = toml::from_str::<crate::core::config::intel::RawFeed>(&format!(
+                "name = \"d\"\nurl = \"https://x.example.net/\"\n{keys}"
+            ))
+            .err()
+            .unwrap()
+            .to_string();
+            assert!(e.contains(says), "{keys}: {e}");
+        }
+        let f = feed_with("max_coverage = { v6 = \"/0\" }");
+        assert_eq!((f.max_coverage.v4, f.max_coverage.v6), (1 << 24, u128::MAX));
+    }
+
+    #[test]
+    fn an_oversized_body_is_refused() {
         let big = vec![b'#'; (2 << 20) + 1];
         assert!(parse(&feed(2), &big, &none)
             .unwrap_err()

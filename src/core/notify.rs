@@ -133,6 +133,13 @@ pub enum Notice {
     CaptureDown {
         error: String,
     },
+    /// `feeds update` refused a feed's new list (too wide, too much, a
+    /// trusted network...): its last good copy, `kept` entries, stays.
+    FeedRefused {
+        feed: String,
+        reason: String,
+        kept: usize,
+    },
     Test {
         message: String,
     },
@@ -149,7 +156,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// The event names, as the config writes them.
-pub const EVENTS: [&str; 15] = [
+pub const EVENTS: [&str; 16] = [
     "decoy_touched",
     "signature_matched",
     "ip_blocked",
@@ -164,6 +171,7 @@ pub const EVENTS: [&str; 15] = [
     "rollback",
     "drift",
     "capture_down",
+    "feed_refused",
     "test",
 ];
 
@@ -184,6 +192,7 @@ impl Notice {
             Notice::Rollback { .. } => "rollback",
             Notice::Drift { .. } => "drift",
             Notice::CaptureDown { .. } => "capture_down",
+            Notice::FeedRefused { .. } => "feed_refused",
             Notice::Test { .. } => "test",
         }
     }
@@ -320,6 +329,14 @@ impl Notice {
                 format!("Firewall drift: {}", problems.join("; "))
             }
             Notice::CaptureDown { error } => format!("fwctl capture stopped: {error}"),
+            Notice::FeedRefused { feed, reason, kept } => format!(
+                "Feed {feed} refused: {reason}; {}",
+                if *kept == 0 {
+                    "it has no good copy yet, its sets stay empty".to_string()
+                } else {
+                    format!("its last good copy ({kept} entries) stays")
+                }
+            ),
             Notice::Test { message } => message.clone(),
         }
     }
@@ -681,6 +698,57 @@ impl Outbox {
     }
 }
 
+/// A URL as every message shows it: scheme, host and port, never the user
+/// info, path or query, which is where webhook services (Slack, Discord,
+/// Mattermost) and some feeds put their secret token:
+/// `https://hooks.example.net/…`.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => match u.host_str() {
+            Some(host) => format!(
+                "{}://{host}{}/\u{2026}",
+                u.scheme(),
+                u.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+            None => format!("{}:\u{2026}", u.scheme()),
+        },
+        Err(_) => "(a URL that does not parse)".into(),
+    }
+}
+
+/// `text` (an error from an HTTP library, which names the URL it was
+/// asked for, or a proxy's) with every URL in it redacted, and `url`'s path
+/// and query wherever they appear alone.
+pub fn scrub(text: &str, url: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+            .map_or(0, |i| i + 1);
+        // A serialized URL holds no space or quote; ureq follows it with ": ".
+        let len = rest[at..]
+            .find(|c: char| c.is_whitespace() || "\"'<>".contains(c))
+            .unwrap_or(rest.len() - at);
+        let mut end = at + len;
+        while end > at + 3 && rest[..end].ends_with([':', ',', ';', ')', '.']) {
+            end -= 1;
+        }
+        out.push_str(&rest[..start]);
+        out.push_str(&redact(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    if let Ok(u) = url::Url::parse(url) {
+        for secret in [Some(u.path()), u.query()].into_iter().flatten() {
+            if secret.len() > 1 {
+                out = out.replace(secret, "\u{2026}");
+            }
+        }
+    }
+    out
+}
+
 /// A sink name: what logs and `notify test --sink` show.
 pub fn check_name(name: &str) -> Result<(), Invalid> {
     if name.is_empty()
@@ -716,6 +784,31 @@ mod tests {
                 origin: Origin::Capture,
             },
         }
+    }
+
+    /// Slack, Discord and Mattermost put the webhook's secret in its path.
+    #[test]
+    fn a_url_in_a_message_shows_only_scheme_host_and_port() {
+        let hook = "https://hooks.slack.example.net/services/T000/B000/XXXXsecretXXXX?token=q1#f";
+        assert_eq!(redact(hook), "https://hooks.slack.example.net/…");
+        assert_eq!(
+            redact("http://user:pw@[2001:db8::1]:8080/api/webhooks/123/tok"),
+            "http://[2001:db8::1]:8080/…"
+        );
+        assert_eq!(
+            redact("https://hooks.example.net"),
+            "https://hooks.example.net/…"
+        );
+        assert_eq!(redact("not a url/secret"), "(a URL that does not parse)");
+        // ureq's transport errors start with the URL, as it serializes it.
+        let err = "https://hooks.slack.example.net/services/T000/B000/XXXXsecretXXXX?token=q1: Connection Failed: Connect error: connection refused";
+        let s = scrub(err, hook);
+        assert_eq!(
+            s,
+            "https://hooks.slack.example.net/…: Connection Failed: Connect error: connection refused"
+        );
+        let s = scrub("GET /services/T000/B000/XXXXsecretXXXX failed", hook);
+        assert!(!s.contains("XXXXsecretXXXX"), "{s}");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub fn append(path: &Path, entries: &[Entry]) -> Result<(), FleetboxError> {
         return Ok(());
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io_err(path))?;
+    super::dirs::create_private(dir).map_err(io_err(path))?;
     let _l = lock::acquire_file(&lock::lock_path(path), Duration::from_secs(10))?;
     let mut text = String::with_capacity(entries.len() * 160);
     for e in entries {

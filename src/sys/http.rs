@@ -3,12 +3,13 @@
 //! certificates, SSL_CERT_FILE honoured), and capture's small /metrics
 //! server.
 
-use crate::core::notify::Attempt;
+use crate::core::notify::{scrub, Attempt};
 use crate::ports::Transport;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The real transport.
 pub struct Http {
@@ -31,6 +32,12 @@ impl Http {
                 .build(),
         }
     }
+}
+
+/// A transport error as messages show it: ureq's text starts with the URL
+/// it was asked for, whose path or query may hold a secret token.
+fn transport_text(t: &ureq::Transport, url: &str) -> String {
+    scrub(&t.to_string(), url)
 }
 
 fn retry_after(r: &ureq::Response) -> Option<u64> {
@@ -59,7 +66,7 @@ impl Transport for Http {
                 retry_after: retry_after(&r),
             },
             Err(ureq::Error::Transport(t)) => {
-                let msg = t.to_string();
+                let msg = transport_text(&t, url);
                 let timed_out = std::error::Error::source(&t)
                     .and_then(|s| s.downcast_ref::<io::Error>())
                     .is_some_and(|e| {
@@ -131,7 +138,7 @@ impl crate::ports::ReputationCheck for AbuseIpdb {
                 ),
                 matches!(code, 401 | 403 | 429) || code >= 500,
             )),
-            Err(ureq::Error::Transport(t)) => Err((t.to_string(), true)),
+            Err(ureq::Error::Transport(t)) => Err((transport_text(&t, &self.url), true)),
         }
     }
 }
@@ -182,41 +189,85 @@ pub fn fetch(
                     etag,
                     last_modified,
                 },
-                Err(e) => Fetched::Failed(format!("reading the body: {e}")),
+                Err(e) => Fetched::Failed(scrub(&format!("reading the body: {e}"), url)),
             }
         }
         Err(ureq::Error::Status(304, _)) => Fetched::NotModified,
         Err(ureq::Error::Status(code, _)) => Fetched::Failed(format!("HTTP {code}")),
-        Err(ureq::Error::Transport(t)) => Fetched::Failed(t.to_string()),
+        Err(ureq::Error::Transport(t)) => Fetched::Failed(transport_text(&t, url)),
     }
 }
 
-/// Serve `render()` at `http://ADDR/metrics` from a thread of its own, one
-/// request at a time (Prometheus scrapes now and then; nothing here can
-/// slow capture's loop). Returns the address actually bound.
+/// Connections /metrics serves at once; one more is closed at once (a
+/// scraper tries again at its next interval).
+pub const METRICS_CONNECTIONS: usize = 8;
+/// How long a client has to send its whole request: a client dripping a
+/// byte now and then is cut off here, however often it drips.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Serve `render()` at `http://ADDR/metrics` from threads of their own, up
+/// to [`METRICS_CONNECTIONS`] at once, each request within
+/// [`REQUEST_DEADLINE`] (nothing here can slow capture's loop, and no
+/// client can hold up another's scrape). Returns the address actually bound.
 pub fn serve_metrics(
     addr: SocketAddr,
     render: Arc<dyn Fn() -> String + Send + Sync>,
 ) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
+    let busy = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("fwctl-metrics".into())
         .spawn(move || {
             // A failed accept (EMFILE, a reset) is that one scrape's loss.
             for s in listener.incoming().flatten() {
-                let _ = answer(s, &*render);
+                if busy.load(Ordering::Acquire) >= METRICS_CONNECTIONS {
+                    drop(s);
+                    continue;
+                }
+                let slot = Slot::take(&busy);
+                let render = Arc::clone(&render);
+                // No thread to be had: the connection closes with its slot.
+                let _ = std::thread::Builder::new()
+                    .name("fwctl-metrics-conn".into())
+                    .spawn(move || {
+                        let _slot = slot;
+                        let _ = answer(s, &*render);
+                    });
             }
         })?;
     Ok(bound)
 }
 
+/// One of the connections served at once, given back when dropped (also
+/// when `render` panics).
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(busy: &Arc<AtomicUsize>) -> Slot {
+        busy.fetch_add(1, Ordering::AcqRel);
+        Slot(Arc::clone(busy))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 fn answer(mut s: TcpStream, render: &dyn Fn() -> String) -> io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let deadline = Instant::now() + REQUEST_DEADLINE;
     s.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut buf = [0u8; 4096];
     let mut got = 0;
     while got < buf.len() {
+        // What is left of the deadline, not a fresh timeout per read.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        s.set_read_timeout(Some(left))?;
         let n = s.read(&mut buf[got..])?;
         if n == 0 {
             break;

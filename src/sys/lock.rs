@@ -46,18 +46,13 @@ pub fn capture_lock() -> PathBuf {
     run_dir().join("capture.pid")
 }
 
-/// Create the run directory (0700) if it is missing, and refuse one that is
+/// Create the run directory (0700, whatever the umask) if it is missing, and refuse one that is
 /// a symbolic link, not ours, or writable by group or others.
 pub fn ensure_run_dir(dir: &Path) -> Result<(), LockError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|err| LockError::RunDir {
-            dir: dir.to_path_buf(),
-            err,
-        })?;
+    super::dirs::create_private(dir).map_err(|err| LockError::RunDir {
+        dir: dir.to_path_buf(),
+        err,
+    })?;
     let m = std::fs::symlink_metadata(dir).map_err(|err| LockError::RunDir {
         dir: dir.to_path_buf(),
         err,

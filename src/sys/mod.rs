@@ -7,6 +7,7 @@
 pub mod confirm;
 pub mod cpu;
 pub mod decoy;
+pub mod dirs;
 pub mod doctor;
 pub mod feedstore;
 pub mod fleetbox;

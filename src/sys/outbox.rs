@@ -36,7 +36,7 @@ fn write(path: &Path, o: &Outbox) -> Result<(), OutboxError> {
         err,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
+    super::dirs::create_private(dir).map_err(io)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     tmp.write_all(&serde_json::to_vec(o).expect("plain data"))
         .map_err(io)?;
@@ -48,7 +48,7 @@ fn write(path: &Path, o: &Outbox) -> Result<(), OutboxError> {
 /// Change the outbox under its lock.
 pub fn change<T>(path: &Path, f: impl FnOnce(&mut Outbox) -> T) -> Result<T, OutboxError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|err| OutboxError::Io {
+    super::dirs::create_private(dir).map_err(|err| OutboxError::Io {
         path: path.to_path_buf(),
         err,
     })?;

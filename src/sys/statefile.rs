@@ -182,7 +182,7 @@ pub fn update_state(
     f: impl FnOnce(&mut State),
 ) -> Result<(State, Option<String>)> {
     let dir = dir_of(path);
-    std::fs::create_dir_all(&dir).map_err(|err| StateError::Dir {
+    super::dirs::create_private(&dir).map_err(|err| StateError::Dir {
         dir: dir.clone(),
         err,
     })?;
@@ -197,7 +197,7 @@ pub fn update_state(
 /// other than `update` must hold the lock or own the file alone.
 pub fn save(path: &Path, state: &State) -> Result<()> {
     let dir = dir_of(path);
-    std::fs::create_dir_all(&dir).map_err(|err| StateError::Dir {
+    super::dirs::create_private(&dir).map_err(|err| StateError::Dir {
         dir: dir.clone(),
         err,
     })?;

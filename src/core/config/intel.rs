@@ -34,16 +34,17 @@ pub struct RawReputation {
 }
 
 fn http_url(what: &str, s: &str) -> Result<(), Invalid> {
-    let u =
-        url::Url::parse(s).map_err(|e| Invalid(format!("{what} \"{s}\" is not a URL ({e})")))?;
+    // Shown redacted: a path or query may hold an access token.
+    let shown = crate::core::notify::redact(s);
+    let u = url::Url::parse(s).map_err(|e| Invalid(format!("{what} is not a URL ({e})")))?;
     if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
         return Err(Invalid(format!(
-            "{what} \"{s}\" must be http:// or https:// with a host"
+            "{what} \"{shown}\" must be http:// or https:// with a host"
         )));
     }
     if !u.username().is_empty() || u.password().is_some() {
         return Err(Invalid(format!(
-            "{what} \"{s}\" holds a user name or password; fix: keep secrets out of the config"
+            "{what} \"{shown}\" holds a user name or password; fix: keep secrets out of the config"
         )));
     }
     Ok(())
@@ -119,6 +120,93 @@ pub struct Feed {
     /// How often `feeds update` fetches it (seconds).
     pub every: u64,
     pub max_entries: usize,
+    /// The widest entry taken, per family: a shorter prefix is refused.
+    pub min_prefix_v4: u8,
+    pub min_prefix_v6: u8,
+    /// The most addresses the whole feed may cover, per family.
+    pub max_coverage: Coverage,
+}
+
+/// How many addresses a feed may cover, per family, counted after
+/// overlapping entries are merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coverage {
+    pub v4: u128,
+    pub v6: u128,
+}
+
+impl Default for Coverage {
+    /// One /8 of IPv4, one /32 of IPv6.
+    fn default() -> Coverage {
+        Coverage {
+            v4: 1 << (32 - 8),
+            v6: 1 << (128 - 32),
+        }
+    }
+}
+
+/// `max_coverage = { v4 = "/8", v6 = "/32" }`: per family, what one network
+/// of that prefix covers ("/N"), or a number of addresses.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCoverage {
+    v4: Option<Amount>,
+    v6: Option<Amount>,
+}
+
+enum Amount {
+    Addresses(u64),
+    Prefix(String),
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Amount, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Amount;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"/N\" (what one /N network covers) or a number of addresses")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Amount, E> {
+                Ok(Amount::Addresses(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Amount, E> {
+                // A negative count is refused by the range check.
+                Ok(Amount::Addresses(u64::try_from(n).unwrap_or(0)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Amount, E> {
+                Ok(Amount::Prefix(s.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Amount {
+    /// The number of addresses, or None when it does not fit the family.
+    fn addresses(&self, bits: u8) -> Option<u128> {
+        match self {
+            Amount::Addresses(n) => {
+                (*n >= 1 && u128::from(*n) <= 1u128 << bits.min(64)).then_some(u128::from(*n))
+            }
+            Amount::Prefix(p) => {
+                let n: u8 = p.trim().strip_prefix('/')?.parse().ok()?;
+                (n <= bits).then(|| 1u128.checked_shl(u32::from(bits - n)).unwrap_or(u128::MAX))
+            }
+        }
+    }
+}
+
+/// An amount of addresses as a person reads it: "/8" when it is what one
+/// network covers, else the number.
+pub fn amount(n: u128, bits: u8) -> String {
+    if n == u128::MAX && bits == 128 {
+        return "/0".into();
+    }
+    if n.is_power_of_two() && n.trailing_zeros() <= u32::from(bits) {
+        return format!("/{}", u32::from(bits) - n.trailing_zeros());
+    }
+    n.to_string()
 }
 
 #[derive(Deserialize)]
@@ -128,6 +216,9 @@ pub struct RawFeed {
     url: String,
     every: Option<String>,
     max_entries: Option<usize>,
+    min_prefix_v4: Option<u8>,
+    min_prefix_v6: Option<u8>,
+    max_coverage: Option<RawCoverage>,
 }
 
 /// A feed's name becomes part of its sets' names (`feed-NAME`, `_v6`).
@@ -162,11 +253,46 @@ impl RawFeed {
                 "[[feed]] {n}: max_entries = {max_entries}; fix: 1 to 1000000"
             )));
         }
+        let min_prefix_v4 = self.min_prefix_v4.unwrap_or(8);
+        if !(8..=32).contains(&min_prefix_v4) {
+            return Err(Invalid(format!(
+                "[[feed]] {n}: min_prefix_v4 = {min_prefix_v4}; fix: 8 to 32 (an entry wider than /{min_prefix_v4} is refused)"
+            )));
+        }
+        let min_prefix_v6 = self.min_prefix_v6.unwrap_or(32);
+        if !(16..=128).contains(&min_prefix_v6) {
+            return Err(Invalid(format!(
+                "[[feed]] {n}: min_prefix_v6 = {min_prefix_v6}; fix: 16 to 128 (an entry wider than /{min_prefix_v6} is refused)"
+            )));
+        }
+        let mut max_coverage = Coverage::default();
+        if let Some(c) = &self.max_coverage {
+            for (family, bits, raw, into) in [
+                ("v4", 32, &c.v4, &mut max_coverage.v4),
+                ("v6", 128, &c.v6, &mut max_coverage.v6),
+            ] {
+                if let Some(a) = raw {
+                    *into = a.addresses(bits).ok_or_else(|| {
+                        Invalid(format!(
+                            "[[feed]] {n}: max_coverage {family} = {}; fix: \"/N\" (what one /N network covers, N from 0 to {bits}) or a number of addresses from 1 to 2^{}",
+                            match a {
+                                Amount::Addresses(x) => x.to_string(),
+                                Amount::Prefix(p) => format!("\"{p}\""),
+                            },
+                            bits.min(64)
+                        ))
+                    })?;
+                }
+            }
+        }
         Ok(Feed {
             name: self.name,
             url: self.url,
             every,
             max_entries,
+            min_prefix_v4,
+            min_prefix_v6,
+            max_coverage,
         })
     }
 }

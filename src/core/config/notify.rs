@@ -1,7 +1,7 @@
 //! The `[[notify]]` and `[metrics]` sections: webhook sinks and where the
 //! Prometheus metrics go, validated while the file and line are known.
 
-use crate::core::notify::{check_name, Format, EVENTS};
+use crate::core::notify::{check_name, redact, Format, EVENTS};
 use crate::units::Invalid;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -50,22 +50,21 @@ impl RawNotify {
     pub fn validate(self) -> Result<NotifySink, Invalid> {
         check_name(&self.name)?;
         let n = &self.name;
+        // Shown redacted: a webhook's path holds its secret token.
+        let shown = redact(&self.url);
         let url = url::Url::parse(&self.url).map_err(|e| {
             Invalid(format!(
-                "[[notify]] {n}: url \"{}\" is not a URL ({e}); fix: e.g. https://hooks.example.net/fwctl",
-                self.url
+                "[[notify]] {n}: url is not a URL ({e}); fix: e.g. https://hooks.example.net/fwctl"
             ))
         })?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(Invalid(format!(
-                "[[notify]] {n}: url \"{}\" must be http:// or https:// with a host",
-                self.url
+                "[[notify]] {n}: url \"{shown}\" must be http:// or https:// with a host"
             )));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(Invalid(format!(
-                "[[notify]] {n}: url \"{}\" holds a user name or password; fix: keep secrets out of the config (secret_file signs the requests)",
-                self.url
+                "[[notify]] {n}: url \"{shown}\" holds a user name or password; fix: keep secrets out of the config (secret_file signs the requests)"
             )));
         }
         for e in &self.events {
@@ -198,6 +197,15 @@ mod tests {
         ] {
             let e = sink(text).unwrap_err();
             assert!(e.contains(want), "{text}: {e}");
+        }
+        // The token in a webhook's path, or a password, is never in the error.
+        for text in [
+            "name = \"a\"\nurl = \"ftp://hooks.example.net/T0/tok3n\"",
+            "name = \"a\"\nurl = \"https://u:pw0rd@hooks.example.net/T0/tok3n\"",
+            "name = \"a\"\nurl = \"https://hooks.example.net:99999/T0/tok3n\"",
+        ] {
+            let e = sink(text).unwrap_err();
+            assert!(!e.contains("tok3n") && !e.contains("pw0rd"), "{e}");
         }
     }
 
