@@ -221,6 +221,76 @@ fn forwarded_for_counts_only_when_asked_and_only_what_the_proxy_wrote() {
     assert_eq!(scan("forwarded"), ["203.0.113.66"]);
 }
 
+/// `scan --dryrun --json` of `text` as `source`'s log, with `extra` flags
+/// (and `config` as the config file's text): the output and the offenders.
+fn scan_text(
+    source: &str,
+    text: &str,
+    config: &str,
+    extra: &[&str],
+) -> (Output, Option<serde_json::Value>, Vec<String>) {
+    let d = dir();
+    let log = write(d.path(), "log", text.as_bytes());
+    let cfg = write(d.path(), "fwctl.toml", config.as_bytes());
+    let mut args = vec![
+        "--config",
+        cfg.to_str().unwrap(),
+        "scan",
+        "--source",
+        source,
+        "--dryrun",
+        "--json",
+        "--log",
+        log.to_str().unwrap(),
+        "--now",
+        "2026-11-21T12:00:00Z",
+        "--howmany",
+        "30",
+        "--within",
+        "10m",
+        "--ipset",
+        "blacklist",
+        "--removeafter",
+        "1h",
+    ];
+    args.extend_from_slice(extra);
+    let out = fwctl(&args);
+    let v: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+    let mut found: Vec<String> = v
+        .iter()
+        .flat_map(|v| v["offenders"].as_array().unwrap().iter())
+        .map(|o| o["address"].as_str().unwrap().to_string())
+        .collect();
+    found.sort();
+    (out, v, found)
+}
+
+#[test]
+fn sshd_user_names_and_other_programs_never_steer_a_ban() {
+    let mut text = String::new();
+    for i in 0..16 {
+        for msg in [
+            "Invalid user x from 198.51.100.9 port 22 from 203.0.113.5 port 4444".to_string(),
+            format!("Failed password for invalid user a from 127.0.0.1 port 22 ssh2 from 203.0.113.5 port {i} ssh2"),
+            "Connection closed by invalid user b 198.51.100.9 port 22 203.0.113.5 port 1 [preauth]".to_string(),
+        ] {
+            text += &format!("2026-11-21T11:55:{i:02}+00:00 host sshd[7]: {msg}\n");
+        }
+        // Another program's message that quotes sshd's, and a program
+        // whose name starts like sshd's.
+        text += &format!("2026-11-21T11:55:{i:02}+00:00 host myapp[3]: sshd[1]: Invalid user a from 198.51.100.77 port 1\n");
+        text += &format!("2026-11-21T11:55:{i:02}+00:00 host sshd-foo[3]: Invalid user a from 198.51.100.78 port 1\n");
+    }
+    let (out, v, found) = scan_text("sshd", &text, "", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(found, ["203.0.113.5"], "{v:?}");
+    assert_eq!(v.unwrap()["offenders"][0]["hits"], 48);
+}
+
 #[test]
 fn a_human_report_says_what_it_counted() {
     let d = dir();

@@ -77,7 +77,7 @@ pub enum Malformed {
     NoClient,
     NoRequest,
     NoStatus,
-    /// sshd: a failure without an address.
+    /// sshd: a failure without an address only sshd wrote.
     NoSshAddr,
 }
 
@@ -106,7 +106,7 @@ impl Malformed {
             Malformed::NoClient => "the client field is not an IP address",
             Malformed::NoRequest => "no quoted request line",
             Malformed::NoStatus => "no status code after the request",
-            Malformed::NoSshAddr => "an sshd failure without a readable address",
+            Malformed::NoSshAddr => "an sshd failure without an address only sshd wrote (client text after it, or cut at 500 bytes)",
         }
     }
 
