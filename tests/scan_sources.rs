@@ -266,6 +266,35 @@ fn scan_text(
 }
 
 #[test]
+fn a_tail_of_lines_whose_time_the_seek_cannot_read_is_still_read() {
+    // Two hours of real requests, then the attacker's, each with a user
+    // field so long that no timestamp is in the part of a line the window
+    // seek looks at: they are read all the same.
+    let mut text = String::new();
+    for i in 0..7200 {
+        text += &format!(
+            "198.51.100.{} - - [21/Nov/2026:{:02}:{:02}:{:02} +0000] \"GET /page/{i} HTTP/1.1\" 200 512 \"-\" \"Mozilla/5.0\"\n",
+            i % 200,
+            9 + i / 3600,
+            i / 60 % 60,
+            i % 60
+        );
+    }
+    let user = "u".repeat(2000);
+    for i in 0..40 {
+        text += &format!("203.0.113.7 - {user} [21/Nov/2026:11:55:{:02} +0000] \"GET / HTTP/1.1\" 404 1 \"-\" \"ua\"\n", i % 60);
+    }
+    assert!(text.len() > 512 << 10);
+    let (out, v, found) = scan_text("nginx", &text, "", &["--status", "4xx"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(found, ["203.0.113.7"], "{v:?}");
+}
+
+#[test]
 fn sshd_user_names_and_other_programs_never_steer_a_ban() {
     let mut text = String::new();
     for i in 0..16 {
