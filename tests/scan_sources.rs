@@ -266,6 +266,31 @@ fn scan_text(
 }
 
 #[test]
+fn web_client_fields_neither_hide_lines_nor_move_them_out_of_the_window() {
+    let mut text = String::new();
+    // A few real requests, then the attacker's, whose user field holds a
+    // time long past or a lone bracket, and whose request holds what a
+    // status looks like.
+    for i in 0..5 {
+        text += &format!("198.51.100.20 - - [21/Nov/2026:11:51:{i:02} +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"ua\"\n");
+    }
+    for i in 0..40 {
+        text += &format!("203.0.113.7 - [01/Jan/2000:00:00:00 +0000] [21/Nov/2026:11:55:{:02} +0000] \"GET /a\\x22 200 1 \\x22 HTTP/1.1\" 404 1 \"-\" \"ua\"\n", i % 60);
+        text += &format!("203.0.113.8 - [x [21/Nov/2026:11:56:{:02} +0000] \"GET /[x] HTTP/1.1\" 401 1 \"-\" \"x\\x22 200 [01/Jan/2000:00:00:00 +0000]\"\n", i % 60);
+    }
+    let (out, v, found) = scan_text("nginx", &text, "", &["--status", "4xx"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(found, ["203.0.113.7", "203.0.113.8"]);
+    let v = v.unwrap();
+    assert_eq!(v["lines_malformed"], 0, "{v}");
+    assert_eq!(v["lines_outside_window"], 0, "{v}");
+}
+
+#[test]
 fn a_tail_of_lines_whose_time_the_seek_cannot_read_is_still_read() {
     // Two hours of real requests, then the attacker's, each with a user
     // field so long that no timestamp is in the part of a line the window

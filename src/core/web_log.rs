@@ -5,6 +5,16 @@
 //! X-Forwarded-For value the log writes as its last quoted field), its
 //! status, and the `[[pattern]]`s its request line matches.
 //!
+//! The client writes the user and ident fields, the request line, the
+//! referer, the user agent and X-Forwarded-For; the server escapes a quote
+//! inside any of them (nginx `\x22`, Apache `\"`) but not a space or a
+//! bracket. So the fields are found from the format's fixed structure, never
+//! by looking for a bracket: the request's opening quote is the line's first
+//! unescaped quote (nothing before it can hold one), the time is the
+//! bracketed field directly before it, the status the token directly after
+//! the request's closing quote. What follows the status is never read but
+//! for X-Forwarded-For.
+//!
 //! X-Forwarded-For is not trusted by default: a client writes what it likes
 //! there. Behind a proxy of one's own, the proxy appends the address it saw
 //! as the value's last element, the only one nobody else controls.
@@ -102,35 +112,37 @@ impl WebParser {
     }
 
     pub fn timestamp(&mut self, line: &[u8]) -> Option<i64> {
-        let i = memchr::memchr(b'[', line)?;
-        self.stamps.web(&line[i..])
+        let q = first_quote(line)?;
+        self.stamps.web(stamp_before(line, q)?)
     }
 
     pub fn parse(&mut self, line: &[u8]) -> Line {
         let Some(sp) = memchr::memchr(b' ', line) else {
             return Line::Other;
         };
-        let Some(open) = memchr::memchr(b'[', line) else {
-            return Line::Other;
+        // The request's opening quote: nothing before it can hold one.
+        let Some(open) = first_quote(&line[sp..]).map(|q| sp + q) else {
+            return match memchr::memchr(b'[', line) {
+                Some(_) => Line::Malformed(Malformed::NoRequest),
+                None => Line::Other,
+            };
         };
-        let Some(time) = self.stamps.web(&line[open..]) else {
+        let Some(time) = stamp_before(line, open).and_then(|s| self.stamps.web(s)) else {
             return Line::Malformed(Malformed::Timestamp);
         };
         if time < self.window.0 || time > self.window.1 {
             return Line::Outside;
         }
-        // The request: the quoted string after the timestamp.
-        let after = &line[open + 28..];
-        let Some(q) = after.strip_prefix(b" \"") else {
-            return Line::Malformed(Malformed::NoRequest);
-        };
+        let q = &line[open + 1..];
         let Some(end) = closing_quote(q) else {
             return Line::Malformed(Malformed::NoRequest);
         };
         let request = &q[..end];
         let rest = &q[end + 1..];
+        // The status: the token right after the request, three digits.
         let Some(code) = rest
             .strip_prefix(b" ")
+            .filter(|r| r.get(3).is_none_or(|&b| b == b' '))
             .and_then(|r| r.get(..3))
             .and_then(digits)
             .filter(|c| (100..=599).contains(c))
@@ -177,21 +189,33 @@ impl WebParser {
     }
 }
 
-/// The end of a quoted string (both servers escape a quote inside it).
-fn closing_quote(s: &[u8]) -> Option<usize> {
+/// The first quote that no backslash escapes (both servers write a quote
+/// inside a field as `\x22` or `\"`, a backslash as `\x5C` or `\\`).
+fn first_quote(s: &[u8]) -> Option<usize> {
     let mut i = 0;
     while let Some(j) = memchr::memchr2(b'"', b'\\', &s[i..]) {
         let at = i + j;
-        if s[at] == b'\\' {
-            i = at + 2;
-            if i > s.len() {
-                return None;
-            }
-        } else {
+        if s[at] == b'"' {
             return Some(at);
+        }
+        i = at + 2;
+        if i >= s.len() {
+            return None;
         }
     }
     None
+}
+
+/// The end of a quoted string that starts at `s`: its closing quote.
+fn closing_quote(s: &[u8]) -> Option<usize> {
+    first_quote(s)
+}
+
+/// `[21/Nov/2026:10:00:01 +0000]`, the field right before the request's
+/// opening quote at `q`, after a space: from its bracket on.
+fn stamp_before(line: &[u8], q: usize) -> Option<&[u8]> {
+    let at = q.checked_sub(29)?;
+    (at > 0 && line[at - 1] == b' ' && line[q - 1] == b' ').then(|| &line[at..q - 1])
 }
 
 /// The last quoted field's X-Forwarded-For value: its last address. None
@@ -292,6 +316,10 @@ mod tests {
         assert_eq!(wp.parse(NGINX.as_bytes()), Line::Unwanted);
     }
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn forwarded_for_is_used_only_when_asked_and_only_its_last_address() {
         // The client claims to be 192.0.2.1; the proxy appended 203.0.113.9.
@@ -312,6 +340,68 @@ mod tests {
             p(Client::Forwarded, "all", None).parse(junk.as_bytes()),
             Line::Malformed(Malformed::NoClient)
         );
+    }
+
+    #[test]
+    fn client_written_fields_never_give_the_time_or_the_status() {
+        let mut wp = p(Client::Remote, "all", None);
+        let at = |user: &str, request: &str, rest: &str| {
+            format!(r#"203.0.113.5 - {user} [21/Nov/2026:10:00:01 +0000] "{request}" {rest}"#)
+        };
+        // $remote_user with brackets, a fake time, spaces (nginx and Apache
+        // write them as they come).
+        for user in [
+            "[x",
+            "x]",
+            "[01/Jan/2000:00:00:00 +0000]",
+            "a [01/Jan/2000:00:00:00 +0000] b",
+            "[01/Jan/2000:00:00:00 +0000] \\x22GET / HTTP/1.1\\x22 200",
+            r#"[01/Jan/2000:00:00:00 +0000] \"GET / HTTP/1.1\" 200"#,
+            r#"x\\"#,
+        ] {
+            let l = at(user, "GET / HTTP/1.1", r#"404 1 "-" "ua""#);
+            let h = hit(wp.parse(l.as_bytes()));
+            assert_eq!((h.time, h.dport), (T, Some(404)), "{l}");
+            assert_eq!(wp.timestamp(l.as_bytes()), Some(T), "{l}");
+        }
+        // The request path with what a status or a time looks like.
+        for request in [
+            r#"GET /a\" 200 1 \"b HTTP/1.1"#,
+            r#"GET /a\x22 200 1 \x22b HTTP/1.1"#,
+            "GET /[01/Jan/2000:00:00:00 +0000] 200 HTTP/1.1",
+            r#"GET /a\\"#,
+        ] {
+            let l = at("-", request, r#"404 1 "-" "ua""#);
+            assert_eq!(hit(wp.parse(l.as_bytes())).dport, Some(404), "{l}");
+        }
+        // A status is three digits and a whole token.
+        for rest in ["4040 1", "40 1", "404x 1"] {
+            let l = at("-", "GET / HTTP/1.1", rest);
+            assert_eq!(
+                wp.parse(l.as_bytes()),
+                Line::Malformed(Malformed::NoStatus),
+                "{l}"
+            );
+        }
+        // The common format ends at the bytes; a cut line at the status.
+        assert_eq!(
+            hit(wp.parse(at("-", "GET / HTTP/1.1", "404").as_bytes())).dport,
+            Some(404)
+        );
+        // The user agent after the status is never read.
+        let l = at(
+            "-",
+            "GET / HTTP/1.1",
+            r#"404 1 "-" "x" 200 [01/Jan/2000:00:00:00 +0000] "#,
+        );
+        assert_eq!(hit(wp.parse(l.as_bytes())).dport, Some(404));
+        // A time that is not directly before the request is no time.
+        let l = r#"203.0.113.5 - - [21/Nov/2026:10:00:01 +0000] x "GET / HTTP/1.1" 404 1"#;
+        assert_eq!(
+            wp.parse(l.as_bytes()),
+            Line::Malformed(Malformed::Timestamp)
+        );
+        assert_eq!(wp.timestamp(l.as_bytes()), None);
     }
 
     #[test]
@@ -349,5 +439,36 @@ mod tests {
         // Outside the window.
         let old = NGINX.replace("10:00:01", "08:00:01");
         assert_eq!(wp.parse(old.as_bytes()), Line::Outside);
+    }
+
+    proptest::proptest! {
+        /// Whatever the client writes in the fields it controls (the
+        /// servers escape only quotes and backslashes there), the time, the
+        /// status and the address are the server's.
+        #[test]
+        fn no_client_field_steers_time_status_or_address(
+            user in r#"[ -!#-\[\]-~]{1,40}"#,
+            path in r#"[ -!#-\[\]-~]{0,60}"#,
+            ua in r#"[ -!#-\[\]-~]{0,60}"#,
+            xff in r#"[ -!#-\[\]-~]{0,40}"#,
+        ) {
+            let l = format!(
+                r#"10.0.0.2 - {user} [21/Nov/2026:10:00:01 +0000] "GET /{path} HTTP/1.1" 404 1 "-" "{ua}" "{xff}, 203.0.113.9""#
+            );
+            let mut wp = p(Client::Forwarded, "all", None);
+            let h = hit(wp.parse(l.as_bytes()));
+            proptest::prop_assert_eq!((h.time, h.dport, h.src), (T, Some(404), ip("203.0.113.9")));
+            proptest::prop_assert_eq!(wp.timestamp(l.as_bytes()), Some(T));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let mut line = br#"10.0.0.2 - - [21/Nov/2026:10:00:01 +0000] ""#.to_vec();
+            line.extend_from_slice(&bytes);
+            let mut wp = p(Client::Forwarded, "all", None);
+            let _ = wp.parse(&line);
+            let _ = wp.parse(&bytes);
+            let _ = wp.timestamp(&line);
+        }
     }
 }
