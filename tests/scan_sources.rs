@@ -166,61 +166,6 @@ fn sshd_failures_in_both_timestamp_forms() {
     }
 }
 
-#[test]
-fn forwarded_for_counts_only_when_asked_and_only_what_the_proxy_wrote() {
-    let d = dir();
-    let mut text = String::new();
-    for i in 0..40 {
-        // Through our proxy (10.0.0.2): the client lies about the first
-        // address; the proxy appended the real one.
-        text += &format!(
-            "10.0.0.2 - - [21/Nov/2026:11:55:{:02} +0000] \"GET /x{i} HTTP/1.1\" 404 1 \"-\" \"ua\" \"{VICTIM}, 203.0.113.66\"\n",
-            i % 60
-        );
-    }
-    let log = write(d.path(), "access.log", text.as_bytes());
-    let cfg = d.path().join("fwctl.toml");
-    let scan = |client: &str| {
-        let out = fwctl(&[
-            "--config",
-            cfg.to_str().unwrap(),
-            "scan",
-            "--source",
-            "nginx",
-            "--client",
-            client,
-            "--dryrun",
-            "--json",
-            "--log",
-            log.to_str().unwrap(),
-            "--now",
-            "2026-11-21T12:00:00Z",
-            "--howmany",
-            "30",
-            "--within",
-            "10m",
-            "--ipset",
-            "blacklist",
-            "--removeafter",
-            "1h",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["offenders"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| o["address"].as_str().unwrap().to_string())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(scan("remote"), ["10.0.0.2"]);
-    assert_eq!(scan("forwarded"), ["203.0.113.66"]);
-}
-
 /// `scan --dryrun --json` of `text` as `source`'s log, with `extra` flags
 /// (and `config` as the config file's text): the output and the offenders.
 fn scan_text(
@@ -263,6 +208,92 @@ fn scan_text(
         .collect();
     found.sort();
     (out, v, found)
+}
+
+#[test]
+fn forwarded_for_is_read_only_from_a_trusted_proxy_walking_past_it() {
+    let mut text = String::new();
+    for i in 0..40 {
+        // Through our proxies (10.0.0.2, then 10.0.0.3): the client lies
+        // about the first address; the first proxy appended the real one,
+        // the second the first's.
+        text += &format!(
+            "10.0.0.2 - - [21/Nov/2026:11:55:{:02} +0000] \"GET /x{i} HTTP/1.1\" 404 1 \"-\" \"ua\" \"{VICTIM}, 203.0.113.66, 10.0.0.3\"\n",
+            i % 60
+        );
+        // A client straight to the server names the victim: it counts
+        // against itself.
+        text += &format!(
+            "203.0.113.77 - - [21/Nov/2026:11:56:{:02} +0000] \"GET /y{i} HTTP/1.1\" 404 1 \"-\" \"ua\" \"{VICTIM}\"\n",
+            i % 60
+        );
+    }
+    let ok = |r: &(Output, Option<serde_json::Value>, Vec<String>)| {
+        assert!(
+            r.0.status.success(),
+            "{}",
+            String::from_utf8_lossy(&r.0.stderr)
+        );
+        r.2.clone()
+    };
+    let remote = scan_text("nginx", &text, "", &["--client", "remote"]);
+    assert_eq!(ok(&remote), ["10.0.0.2", "203.0.113.77"]);
+    let fwd = [
+        "--client",
+        "forwarded",
+        "--trusted-proxy",
+        "10.0.0.2",
+        "--trusted-proxy",
+        "10.0.0.3/32",
+    ];
+    assert_eq!(
+        ok(&scan_text("nginx", &text, "", &fwd)),
+        ["203.0.113.66", "203.0.113.77"]
+    );
+    // The same from the config's [web] trusted_proxies.
+    let cfg = "[web]\ntrusted_proxies = [\"10.0.0.0/30\"]\n";
+    let r = scan_text("apache", &text, cfg, &["--client", "forwarded"]);
+    assert_eq!(ok(&r), ["203.0.113.66", "203.0.113.77"]);
+    // Only the peer proxy trusted: the second proxy is the client.
+    let r = scan_text(
+        "nginx",
+        &text,
+        "",
+        &["--client", "forwarded", "--trusted-proxy", "10.0.0.2"],
+    );
+    assert_eq!(ok(&r), ["10.0.0.3", "203.0.113.77"]);
+}
+
+#[test]
+fn forwarded_without_a_trusted_proxy_is_refused_naming_the_fix() {
+    let line = "203.0.113.77 - - [21/Nov/2026:11:56:00 +0000] \"GET / HTTP/1.1\" 404 1 \"-\" \"ua\" \"192.0.2.1\"\n";
+    for (extra, want) in [
+        (
+            vec!["--client", "forwarded"],
+            "--client forwarded: no trusted proxy",
+        ),
+        (
+            vec!["--trusted-proxy", "10.0.0.2"],
+            "--trusted-proxy is for --client forwarded",
+        ),
+        (
+            vec!["--client", "forwarded", "--trusted-proxy", "10.0.0.1/8"],
+            "did you mean 10.0.0.0/8",
+        ),
+    ] {
+        let (out, _, _) = scan_text("nginx", line, "", &extra);
+        assert!(!out.status.success(), "{extra:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{extra:?}: {err}");
+        assert!(err.contains("fix:"), "{err}");
+    }
+    let (out, _, _) = scan_text("nginx", line, "", &["--client", "forwarded"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--trusted-proxy CIDR") && err.contains("[web] trusted_proxies"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -79,10 +79,13 @@ pub enum Malformed {
     NoStatus,
     /// sshd: a failure without an address only sshd wrote.
     NoSshAddr,
+    /// Web logs, --client forwarded: a trusted proxy's line without a
+    /// readable X-Forwarded-For.
+    NoForwarded,
 }
 
 impl Malformed {
-    pub const ALL: [Malformed; 10] = [
+    pub const ALL: [Malformed; 11] = [
         Malformed::Timestamp,
         Malformed::NotUtf8,
         Malformed::NoSrc,
@@ -93,6 +96,7 @@ impl Malformed {
         Malformed::NoRequest,
         Malformed::NoStatus,
         Malformed::NoSshAddr,
+        Malformed::NoForwarded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +111,7 @@ impl Malformed {
             Malformed::NoRequest => "no quoted request line",
             Malformed::NoStatus => "no status code after the request",
             Malformed::NoSshAddr => "an sshd failure without an address only sshd wrote (client text after it, or cut at 500 bytes)",
+            Malformed::NoForwarded => "a trusted proxy's line without an X-Forwarded-For address list as the last of 4 or more quoted fields",
         }
     }
 
