@@ -166,59 +166,214 @@ fn sshd_failures_in_both_timestamp_forms() {
     }
 }
 
-#[test]
-fn forwarded_for_counts_only_when_asked_and_only_what_the_proxy_wrote() {
+/// `scan --dryrun --json` of `text` as `source`'s log, with `extra` flags
+/// (and `config` as the config file's text): the output and the offenders.
+fn scan_text(
+    source: &str,
+    text: &str,
+    config: &str,
+    extra: &[&str],
+) -> (Output, Option<serde_json::Value>, Vec<String>) {
     let d = dir();
+    let log = write(d.path(), "log", text.as_bytes());
+    let cfg = write(d.path(), "fwctl.toml", config.as_bytes());
+    let mut args = vec![
+        "--config",
+        cfg.to_str().unwrap(),
+        "scan",
+        "--source",
+        source,
+        "--dryrun",
+        "--json",
+        "--log",
+        log.to_str().unwrap(),
+        "--now",
+        "2026-11-21T12:00:00Z",
+        "--howmany",
+        "30",
+        "--within",
+        "10m",
+        "--ipset",
+        "blacklist",
+        "--removeafter",
+        "1h",
+    ];
+    args.extend_from_slice(extra);
+    let out = fwctl(&args);
+    let v: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+    let mut found: Vec<String> = v
+        .iter()
+        .flat_map(|v| v["offenders"].as_array().unwrap().iter())
+        .map(|o| o["address"].as_str().unwrap().to_string())
+        .collect();
+    found.sort();
+    (out, v, found)
+}
+
+#[test]
+fn forwarded_for_is_read_only_from_a_trusted_proxy_walking_past_it() {
     let mut text = String::new();
     for i in 0..40 {
-        // Through our proxy (10.0.0.2): the client lies about the first
-        // address; the proxy appended the real one.
+        // Through our proxies (10.0.0.2, then 10.0.0.3): the client lies
+        // about the first address; the first proxy appended the real one,
+        // the second the first's.
         text += &format!(
-            "10.0.0.2 - - [21/Nov/2026:11:55:{:02} +0000] \"GET /x{i} HTTP/1.1\" 404 1 \"-\" \"ua\" \"{VICTIM}, 203.0.113.66\"\n",
+            "10.0.0.2 - - [21/Nov/2026:11:55:{:02} +0000] \"GET /x{i} HTTP/1.1\" 404 1 \"-\" \"ua\" \"{VICTIM}, 203.0.113.66, 10.0.0.3\"\n",
+            i % 60
+        );
+        // A client straight to the server names the victim: it counts
+        // against itself.
+        text += &format!(
+            "203.0.113.77 - - [21/Nov/2026:11:56:{:02} +0000] \"GET /y{i} HTTP/1.1\" 404 1 \"-\" \"ua\" \"{VICTIM}\"\n",
             i % 60
         );
     }
-    let log = write(d.path(), "access.log", text.as_bytes());
-    let cfg = d.path().join("fwctl.toml");
-    let scan = |client: &str| {
-        let out = fwctl(&[
-            "--config",
-            cfg.to_str().unwrap(),
-            "scan",
-            "--source",
-            "nginx",
-            "--client",
-            client,
-            "--dryrun",
-            "--json",
-            "--log",
-            log.to_str().unwrap(),
-            "--now",
-            "2026-11-21T12:00:00Z",
-            "--howmany",
-            "30",
-            "--within",
-            "10m",
-            "--ipset",
-            "blacklist",
-            "--removeafter",
-            "1h",
-        ]);
+    let ok = |r: &(Output, Option<serde_json::Value>, Vec<String>)| {
         assert!(
-            out.status.success(),
+            r.0.status.success(),
             "{}",
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&r.0.stderr)
         );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["offenders"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| o["address"].as_str().unwrap().to_string())
-            .collect::<Vec<_>>()
+        r.2.clone()
     };
-    assert_eq!(scan("remote"), ["10.0.0.2"]);
-    assert_eq!(scan("forwarded"), ["203.0.113.66"]);
+    let remote = scan_text("nginx", &text, "", &["--client", "remote"]);
+    assert_eq!(ok(&remote), ["10.0.0.2", "203.0.113.77"]);
+    let fwd = [
+        "--client",
+        "forwarded",
+        "--trusted-proxy",
+        "10.0.0.2",
+        "--trusted-proxy",
+        "10.0.0.3/32",
+    ];
+    assert_eq!(
+        ok(&scan_text("nginx", &text, "", &fwd)),
+        ["203.0.113.66", "203.0.113.77"]
+    );
+    // The same from the config's [web] trusted_proxies.
+    let cfg = "[web]\ntrusted_proxies = [\"10.0.0.0/30\"]\n";
+    let r = scan_text("apache", &text, cfg, &["--client", "forwarded"]);
+    assert_eq!(ok(&r), ["203.0.113.66", "203.0.113.77"]);
+    // Only the peer proxy trusted: the second proxy is the client.
+    let r = scan_text(
+        "nginx",
+        &text,
+        "",
+        &["--client", "forwarded", "--trusted-proxy", "10.0.0.2"],
+    );
+    assert_eq!(ok(&r), ["10.0.0.3", "203.0.113.77"]);
+}
+
+#[test]
+fn forwarded_without_a_trusted_proxy_is_refused_naming_the_fix() {
+    let line = "203.0.113.77 - - [21/Nov/2026:11:56:00 +0000] \"GET / HTTP/1.1\" 404 1 \"-\" \"ua\" \"192.0.2.1\"\n";
+    for (extra, want) in [
+        (
+            vec!["--client", "forwarded"],
+            "--client forwarded: no trusted proxy",
+        ),
+        (
+            vec!["--trusted-proxy", "10.0.0.2"],
+            "--trusted-proxy is for --client forwarded",
+        ),
+        (
+            vec!["--client", "forwarded", "--trusted-proxy", "10.0.0.1/8"],
+            "did you mean 10.0.0.0/8",
+        ),
+    ] {
+        let (out, _, _) = scan_text("nginx", line, "", &extra);
+        assert!(!out.status.success(), "{extra:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{extra:?}: {err}");
+        assert!(err.contains("fix:"), "{err}");
+    }
+    let (out, _, _) = scan_text("nginx", line, "", &["--client", "forwarded"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--trusted-proxy CIDR") && err.contains("[web] trusted_proxies"),
+        "{err}"
+    );
+}
+
+#[test]
+fn web_client_fields_neither_hide_lines_nor_move_them_out_of_the_window() {
+    let mut text = String::new();
+    // A few real requests, then the attacker's, whose user field holds a
+    // time long past or a lone bracket, and whose request holds what a
+    // status looks like.
+    for i in 0..5 {
+        text += &format!("198.51.100.20 - - [21/Nov/2026:11:51:{i:02} +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"ua\"\n");
+    }
+    for i in 0..40 {
+        text += &format!("203.0.113.7 - [01/Jan/2000:00:00:00 +0000] [21/Nov/2026:11:55:{:02} +0000] \"GET /a\\x22 200 1 \\x22 HTTP/1.1\" 404 1 \"-\" \"ua\"\n", i % 60);
+        text += &format!("203.0.113.8 - [x [21/Nov/2026:11:56:{:02} +0000] \"GET /[x] HTTP/1.1\" 401 1 \"-\" \"x\\x22 200 [01/Jan/2000:00:00:00 +0000]\"\n", i % 60);
+    }
+    let (out, v, found) = scan_text("nginx", &text, "", &["--status", "4xx"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(found, ["203.0.113.7", "203.0.113.8"]);
+    let v = v.unwrap();
+    assert_eq!(v["lines_malformed"], 0, "{v}");
+    assert_eq!(v["lines_outside_window"], 0, "{v}");
+}
+
+#[test]
+fn a_tail_of_lines_whose_time_the_seek_cannot_read_is_still_read() {
+    // Two hours of real requests, then the attacker's, each with a user
+    // field so long that no timestamp is in the part of a line the window
+    // seek looks at: they are read all the same.
+    let mut text = String::new();
+    for i in 0..7200 {
+        text += &format!(
+            "198.51.100.{} - - [21/Nov/2026:{:02}:{:02}:{:02} +0000] \"GET /page/{i} HTTP/1.1\" 200 512 \"-\" \"Mozilla/5.0\"\n",
+            i % 200,
+            9 + i / 3600,
+            i / 60 % 60,
+            i % 60
+        );
+    }
+    let user = "u".repeat(2000);
+    for i in 0..40 {
+        text += &format!("203.0.113.7 - {user} [21/Nov/2026:11:55:{:02} +0000] \"GET / HTTP/1.1\" 404 1 \"-\" \"ua\"\n", i % 60);
+    }
+    assert!(text.len() > 512 << 10);
+    let (out, v, found) = scan_text("nginx", &text, "", &["--status", "4xx"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(found, ["203.0.113.7"], "{v:?}");
+}
+
+#[test]
+fn sshd_user_names_and_other_programs_never_steer_a_ban() {
+    let mut text = String::new();
+    for i in 0..16 {
+        for msg in [
+            "Invalid user x from 198.51.100.9 port 22 from 203.0.113.5 port 4444".to_string(),
+            format!("Failed password for invalid user a from 127.0.0.1 port 22 ssh2 from 203.0.113.5 port {i} ssh2"),
+            "Connection closed by invalid user b 198.51.100.9 port 22 203.0.113.5 port 1 [preauth]".to_string(),
+        ] {
+            text += &format!("2026-11-21T11:55:{i:02}+00:00 host sshd[7]: {msg}\n");
+        }
+        // Another program's message that quotes sshd's, and a program
+        // whose name starts like sshd's.
+        text += &format!("2026-11-21T11:55:{i:02}+00:00 host myapp[3]: sshd[1]: Invalid user a from 198.51.100.77 port 1\n");
+        text += &format!("2026-11-21T11:55:{i:02}+00:00 host sshd-foo[3]: Invalid user a from 198.51.100.78 port 1\n");
+    }
+    let (out, v, found) = scan_text("sshd", &text, "", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(found, ["203.0.113.5"], "{v:?}");
+    assert_eq!(v.unwrap()["offenders"][0]["hits"], 48);
 }
 
 #[test]

@@ -42,10 +42,14 @@ Examples (cron, as in cron/fwctl):
   fwctl scan --source nginx --status 4xx --howmany 100 --within 10m --ipset throttle-hard --removeafter 1h
   fwctl scan --source nginx --match all --howmany 5 --within 1h --ipset blacklist --removeafter 1d
   fwctl scan --source sshd --howmany 10 --within 10m --ipset blacklist --removeafter 1d
-Behind a reverse proxy of your own that appends X-Forwarded-For, log it as the last quoted
-field (nginx: log_format ... '\"$http_x_forwarded_for\"'; Apache: \"%{X-Forwarded-For}i\") and
-pass --client forwarded: the last address of that value is the client (the proxy wrote it;
-the ones before, anybody could).
+Behind reverse proxies of your own that append X-Forwarded-For, log it as the last quoted
+field after the user agent (nginx: log_format ... '\"$http_user_agent\" \"$http_x_forwarded_for\"';
+Apache: \"%{User-agent}i\" \"%{X-Forwarded-For}i\") and pass --client forwarded with
+--trusted-proxy CIDR (or the config's [web] trusted_proxies). On a line whose peer is a trusted
+proxy the header is walked from its right end past trusted proxies, as nginx's real_ip_recursive
+does: the first other address is the client (the ones before it, anybody could write). A line
+whose peer is not a trusted proxy counts against its peer.
+  fwctl scan --source nginx --client forwarded --trusted-proxy 10.0.0.0/24 --status 4xx --howmany 100 --within 10m --ipset throttle-hard --removeafter 1h
 Audit an old log without changing anything:
   fwctl scan --dryrun --log rules/sample-iptables.log --now 2026-11-21T12:00:00Z --rule blocked --howmany 50 --within 30m --ipset throttle-hard --removeafter 2h")]
 pub struct Options {
@@ -86,6 +90,10 @@ pub struct Options {
     /// --source nginx/apache: where the client's address is (see below).
     #[arg(long, value_enum, value_name = "FIELD", default_value = "remote")]
     pub client: Client,
+    /// --client forwarded: a reverse proxy of yours (an address or
+    /// network; repeatable), besides the config's [web] trusted_proxies.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// A source is an offender with MORE than N matching lines in the window.
     #[arg(long, value_name = "N")]
     pub howmany: u64,
@@ -111,6 +119,11 @@ pub struct Options {
     pub now: Option<String>,
 }
 
+/// A --trusted-proxy value: as the config's networks (no host bits, no /0).
+fn parse_proxy(s: &str) -> Result<ipnet::IpNet, String> {
+    crate::units::addr::parse_net(s.trim(), false).map_err(|e| e.0)
+}
+
 /// Everything checked and worked out before anything is read or touched.
 pub struct Plan {
     pub opts: Options,
@@ -121,6 +134,8 @@ pub struct Plan {
     /// --source nginx/apache: the statuses and the patterns that count.
     pub statuses: Statuses,
     pub patterns: Vec<Pattern>,
+    /// --client forwarded: the trusted proxies (flags and config).
+    pub proxies: Vec<ipnet::IpNet>,
     /// The log (None: the journal).
     pub log: Option<PathBuf>,
     /// What the report and the state file call the run: the rule and type
@@ -154,6 +169,26 @@ impl Plan {
             only("--status", opts.status.is_some(), "nginx or apache")?;
             only("--match", !opts.patterns.is_empty(), "nginx or apache")?;
             only("--client", opts.client != Client::Remote, "nginx or apache")?;
+            only(
+                "--trusted-proxy",
+                !opts.trusted_proxies.is_empty(),
+                "nginx or apache",
+            )?;
+        }
+        let mut proxies = Vec::new();
+        if opts.client == Client::Forwarded {
+            proxies.extend(cfg.web.trusted_proxies.iter().copied());
+            proxies.extend(opts.trusted_proxies.iter().copied());
+            proxies.sort();
+            proxies.dedup();
+            if proxies.is_empty() {
+                bail!(
+                    "--client forwarded: no trusted proxy, so any client could name any address in X-Forwarded-For; fix: pass --trusted-proxy CIDR (your reverse proxy's address), or set [web] trusted_proxies in {}",
+                    cfg.path.display()
+                );
+            }
+        } else if src.is_web() && !opts.trusted_proxies.is_empty() {
+            bail!("--trusted-proxy is for --client forwarded; fix: add --client forwarded, or drop it");
         }
         if src != Source::Sshd {
             only("--journal", opts.journal, "sshd")?;
@@ -221,6 +256,7 @@ impl Plan {
             kind,
             statuses,
             patterns,
+            proxies,
             log,
             rule: rule_name,
             kind_name,
@@ -339,7 +375,7 @@ pub fn execute(
             host.zone.clone(),
             host.now,
             window,
-            o.client,
+            (o.client, plan.proxies.clone()),
             plan.statuses.clone(),
             (!plan.patterns.is_empty()).then(|| crate::core::patterns::compile(&plan.patterns)),
         )),
@@ -789,6 +825,7 @@ mod tests {
             status: None,
             patterns: Vec::new(),
             client: Client::Remote,
+            trusted_proxies: Vec::new(),
             howmany: 50,
             within: 1800,
             ipset: "throttle-hard".into(),

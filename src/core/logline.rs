@@ -77,12 +77,15 @@ pub enum Malformed {
     NoClient,
     NoRequest,
     NoStatus,
-    /// sshd: a failure without an address.
+    /// sshd: a failure without an address only sshd wrote.
     NoSshAddr,
+    /// Web logs, --client forwarded: a trusted proxy's line without a
+    /// readable X-Forwarded-For.
+    NoForwarded,
 }
 
 impl Malformed {
-    pub const ALL: [Malformed; 10] = [
+    pub const ALL: [Malformed; 11] = [
         Malformed::Timestamp,
         Malformed::NotUtf8,
         Malformed::NoSrc,
@@ -93,6 +96,7 @@ impl Malformed {
         Malformed::NoRequest,
         Malformed::NoStatus,
         Malformed::NoSshAddr,
+        Malformed::NoForwarded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,7 +110,8 @@ impl Malformed {
             Malformed::NoClient => "the client field is not an IP address",
             Malformed::NoRequest => "no quoted request line",
             Malformed::NoStatus => "no status code after the request",
-            Malformed::NoSshAddr => "an sshd failure without a readable address",
+            Malformed::NoSshAddr => "an sshd failure without an address only sshd wrote (client text after it, or cut at 500 bytes)",
+            Malformed::NoForwarded => "a trusted proxy's line without an X-Forwarded-For address list as the last of 4 or more quoted fields",
         }
     }
 

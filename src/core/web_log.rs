@@ -1,17 +1,31 @@
 //! Web servers' access logs (pure): nginx's and Apache's combined and common
 //! formats, `203.0.113.5 - - [21/Nov/2026:10:00:01 +0000] "GET / HTTP/1.1"
 //! 404 153 "-" "curl/8.0"`. A line becomes a hit for its client address
-//! (the first field, or with `Client::Forwarded` the last address of an
-//! X-Forwarded-For value the log writes as its last quoted field), its
-//! status, and the `[[pattern]]`s its request line matches.
+//! (the first field, or with `Client::Forwarded` what the trusted proxies'
+//! X-Forwarded-For says), its status, and the `[[pattern]]`s its request
+//! line matches.
+//!
+//! The client writes the user and ident fields, the request line, the
+//! referer, the user agent and X-Forwarded-For; the server escapes a quote
+//! inside any of them (nginx `\x22`, Apache `\"`) but not a space or a
+//! bracket. So the fields are found from the format's fixed structure, never
+//! by looking for a bracket: the request's opening quote is the line's first
+//! unescaped quote (nothing before it can hold one), the time is the
+//! bracketed field directly before it, the status the token directly after
+//! the request's closing quote. What follows the status is never read but
+//! for X-Forwarded-For.
 //!
 //! X-Forwarded-For is not trusted by default: a client writes what it likes
-//! there. Behind a proxy of one's own, the proxy appends the address it saw
-//! as the value's last element, the only one nobody else controls.
+//! there. With trusted proxies, it is read only on a line whose peer (the
+//! first field) is one of them, walked from its right end past the trusted
+//! proxies' own addresses (nginx's `real_ip_recursive`): the first address
+//! that is not one is the client.
 
 use super::logline::{digits, parse_addr, Hit, Line, Malformed, Proto, Stamps};
 use crate::units::time::Zone;
+use ipnet::IpNet;
 use regex::bytes::RegexSet;
+use std::net::IpAddr;
 
 /// Where the client's address is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -19,12 +33,16 @@ use regex::bytes::RegexSet;
 pub enum Client {
     /// The line's first field ($remote_addr, %h): the peer of the connection.
     Remote,
-    /// The last address of the X-Forwarded-For value written as the line's
-    /// last quoted field (nginx `"$http_x_forwarded_for"`, Apache
-    /// `"%{X-Forwarded-For}i"`); the first field when that value is "-".
+    /// On a line whose peer is a trusted proxy, X-Forwarded-For written as
+    /// the line's last quoted field (nginx `"$http_x_forwarded_for"`, Apache
+    /// `"%{X-Forwarded-For}i"`), walked from the right past trusted proxies;
+    /// the peer on any other line, or when that value is "-".
     Forwarded,
 }
 
+/// How many X-Forwarded-For addresses are walked at most: a chain of
+/// trusted proxies is short; the rest of a longer value is the client's.
+pub const MAX_HOPS: usize = 16;
 /// Which statuses count: a bitmap over 100..=599.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Statuses([bool; 600]);
@@ -68,6 +86,8 @@ pub struct WebParser {
     stamps: Stamps,
     window: (i64, i64),
     client: Client,
+    /// The trusted proxies (--trusted-proxy, [web] trusted_proxies).
+    proxies: Vec<IpNet>,
     statuses: Statuses,
     /// The request patterns asked for (--match); None: every request counts.
     patterns: Option<RegexSet>,
@@ -78,7 +98,7 @@ impl WebParser {
         zone: Zone,
         now: i64,
         window: (i64, i64),
-        client: Client,
+        (client, proxies): (Client, Vec<IpNet>),
         statuses: Statuses,
         patterns: Option<RegexSet>,
     ) -> WebParser {
@@ -86,6 +106,7 @@ impl WebParser {
             stamps: Stamps::new(zone, now),
             window,
             client,
+            proxies,
             statuses,
             patterns,
         }
@@ -102,35 +123,37 @@ impl WebParser {
     }
 
     pub fn timestamp(&mut self, line: &[u8]) -> Option<i64> {
-        let i = memchr::memchr(b'[', line)?;
-        self.stamps.web(&line[i..])
+        let q = first_quote(line)?;
+        self.stamps.web(stamp_before(line, q)?)
     }
 
     pub fn parse(&mut self, line: &[u8]) -> Line {
         let Some(sp) = memchr::memchr(b' ', line) else {
             return Line::Other;
         };
-        let Some(open) = memchr::memchr(b'[', line) else {
-            return Line::Other;
+        // The request's opening quote: nothing before it can hold one.
+        let Some(open) = first_quote(&line[sp..]).map(|q| sp + q) else {
+            return match memchr::memchr(b'[', line) {
+                Some(_) => Line::Malformed(Malformed::NoRequest),
+                None => Line::Other,
+            };
         };
-        let Some(time) = self.stamps.web(&line[open..]) else {
+        let Some(time) = stamp_before(line, open).and_then(|s| self.stamps.web(s)) else {
             return Line::Malformed(Malformed::Timestamp);
         };
         if time < self.window.0 || time > self.window.1 {
             return Line::Outside;
         }
-        // The request: the quoted string after the timestamp.
-        let after = &line[open + 28..];
-        let Some(q) = after.strip_prefix(b" \"") else {
-            return Line::Malformed(Malformed::NoRequest);
-        };
+        let q = &line[open + 1..];
         let Some(end) = closing_quote(q) else {
             return Line::Malformed(Malformed::NoRequest);
         };
         let request = &q[..end];
         let rest = &q[end + 1..];
+        // The status: the token right after the request, three digits.
         let Some(code) = rest
             .strip_prefix(b" ")
+            .filter(|r| r.get(3).is_none_or(|&b| b == b' '))
             .and_then(|r| r.get(..3))
             .and_then(digits)
             .filter(|c| (100..=599).contains(c))
@@ -155,16 +178,19 @@ impl WebParser {
                 m
             }
         };
-        let Some(mut src) = parse_addr(&line[..sp]) else {
+        let Some(peer) = parse_addr(&line[..sp]) else {
             return Line::Malformed(Malformed::NoClient);
         };
-        if self.client == Client::Forwarded {
-            match forwarded(line) {
-                Some(Ok(a)) => src = a,
-                Some(Err(())) => return Line::Malformed(Malformed::NoClient),
-                None => {}
+        let src = match self.client {
+            Client::Forwarded if self.trusted(peer) => {
+                match last_quoted(&rest[4..]).and_then(|v| walk(v, &self.proxies)) {
+                    Some(Some(a)) => a,
+                    Some(None) => peer,
+                    None => return Line::Malformed(Malformed::NoForwarded),
+                }
             }
-        }
+            _ => peer,
+        };
         Line::Hit(Hit {
             time,
             prefix: 0,
@@ -175,38 +201,79 @@ impl WebParser {
             n: 1,
         })
     }
+
+    fn trusted(&self, a: IpAddr) -> bool {
+        self.proxies.iter().any(|n| n.contains(&a))
+    }
 }
 
-/// The end of a quoted string (both servers escape a quote inside it).
-fn closing_quote(s: &[u8]) -> Option<usize> {
+/// The first quote that no backslash escapes (both servers write a quote
+/// inside a field as `\x22` or `\"`, a backslash as `\x5C` or `\\`).
+fn first_quote(s: &[u8]) -> Option<usize> {
     let mut i = 0;
     while let Some(j) = memchr::memchr2(b'"', b'\\', &s[i..]) {
         let at = i + j;
-        if s[at] == b'\\' {
-            i = at + 2;
-            if i > s.len() {
-                return None;
-            }
-        } else {
+        if s[at] == b'"' {
             return Some(at);
+        }
+        i = at + 2;
+        if i >= s.len() {
+            return None;
         }
     }
     None
 }
 
-/// The last quoted field's X-Forwarded-For value: its last address. None
-/// when the value is "-" (no proxy in the way); Err when it is not an
-/// address list.
-fn forwarded(line: &[u8]) -> Option<Result<std::net::IpAddr, ()>> {
-    let line = line.trim_ascii_end();
-    let inner = line.strip_suffix(b"\"")?;
-    let start = memchr::memrchr(b'"', inner)? + 1;
-    let value = &inner[start..];
-    if value == b"-" || value.is_empty() {
-        return None;
+/// The end of a quoted string that starts at `s`: its closing quote.
+fn closing_quote(s: &[u8]) -> Option<usize> {
+    first_quote(s)
+}
+
+/// `[21/Nov/2026:10:00:01 +0000]`, the field right before the request's
+/// opening quote at `q`, after a space: from its bracket on.
+fn stamp_before(line: &[u8], q: usize) -> Option<&[u8]> {
+    let at = q.checked_sub(29)?;
+    (at > 0 && line[at - 1] == b' ' && line[q - 1] == b' ').then(|| &line[at..q - 1])
+}
+
+/// After the status: the content of the last of the quoted fields, which
+/// must be at least three (referer, user agent, X-Forwarded-For), so that
+/// a combined line without X-Forwarded-For never has its user agent read
+/// as one. None when they are not well formed.
+fn last_quoted(mut s: &[u8]) -> Option<&[u8]> {
+    let (mut n, mut last) = (0, None);
+    while let Some(open) = first_quote(s) {
+        let q = &s[open + 1..];
+        let end = closing_quote(q)?;
+        last = Some(&q[..end]);
+        n += 1;
+        s = &q[end + 1..];
     }
-    let last = value.rsplit(|&b| b == b',').next()?.trim_ascii();
-    Some(parse_addr(last).ok_or(()))
+    (n >= 3).then_some(last?)
+}
+
+/// X-Forwarded-For walked from its right end: the first address that is
+/// not a trusted proxy's is the client; when every address walked is one,
+/// the leftmost of them. Some(None) when the value is "-" or empty (no
+/// header: the peer sent the request itself); None when its last element is
+/// not an address.
+fn walk(value: &[u8], proxies: &[IpNet]) -> Option<Option<IpAddr>> {
+    if value == b"-" || value.is_empty() {
+        return Some(None);
+    }
+    let mut leftmost = None;
+    for part in value.rsplit(|&b| b == b',').take(MAX_HOPS) {
+        // An address that does not parse ends the walk, as in nginx: the
+        // trusted proxies write addresses, so it came from the client.
+        let Some(a) = parse_addr(part.trim_ascii()) else {
+            break;
+        };
+        if !proxies.iter().any(|n| n.contains(&a)) {
+            return Some(Some(a));
+        }
+        leftmost = Some(a);
+    }
+    leftmost.map(Some)
 }
 
 #[cfg(test)]
@@ -222,7 +289,13 @@ mod tests {
             Zone::fixed(0),
             T + 60,
             (T - 600, T + 600),
-            client,
+            (
+                client,
+                vec![
+                    "10.0.0.0/24".parse().unwrap(),
+                    "2001:db8:a::/48".parse().unwrap(),
+                ],
+            ),
             if statuses == "all" {
                 Statuses::all()
             } else {
@@ -292,26 +365,144 @@ mod tests {
         assert_eq!(wp.parse(NGINX.as_bytes()), Line::Unwanted);
     }
 
+    fn src(wp: &mut WebParser, l: &str) -> IpAddr {
+        hit(wp.parse(l.as_bytes())).src
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
-    fn forwarded_for_is_used_only_when_asked_and_only_its_last_address() {
-        // The client claims to be 192.0.2.1; the proxy appended 203.0.113.9.
-        let l = r#"10.0.0.2 - - [21/Nov/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 1 "-" "ua" "192.0.2.1, 203.0.113.9""#;
-        let remote = hit(p(Client::Remote, "all", None).parse(l.as_bytes()));
-        assert_eq!(remote.src, "10.0.0.2".parse::<IpAddr>().unwrap());
-        let fwd = hit(p(Client::Forwarded, "all", None).parse(l.as_bytes()));
-        assert_eq!(fwd.src, "203.0.113.9".parse::<IpAddr>().unwrap());
-        // No proxy in the way: the peer.
-        let direct =
-            r#"203.0.113.4 - - [21/Nov/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 1 "-" "ua" "-""#;
-        assert_eq!(
-            hit(p(Client::Forwarded, "all", None).parse(direct.as_bytes())).src,
-            "203.0.113.4".parse::<IpAddr>().unwrap()
+    fn forwarded_for_is_read_only_from_trusted_proxies_walking_past_them() {
+        let line = |peer: &str, xff: &str| {
+            format!(
+                r#"{peer} - - [21/Nov/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 1 "-" "ua" "{xff}""#
+            )
+        };
+        let mut fwd = p(Client::Forwarded, "all", None);
+        let mut remote = p(Client::Remote, "all", None);
+        // The client claims 192.0.2.1; our proxy appended 203.0.113.9.
+        let l = line("10.0.0.2", "192.0.2.1, 203.0.113.9");
+        assert_eq!(src(&mut remote, &l), ip("10.0.0.2"));
+        assert_eq!(src(&mut fwd, &l), ip("203.0.113.9"));
+        // Two proxies of ours: walked past, right to left.
+        let l = line("10.0.0.2", "192.0.2.1, 203.0.113.9, 10.0.0.7");
+        assert_eq!(src(&mut fwd, &l), ip("203.0.113.9"));
+        let l = line(
+            "10.0.0.2",
+            "192.0.2.1,203.0.113.9 ,2001:db8:a::3, ::ffff:10.0.0.7",
         );
-        let junk = r#"10.0.0.2 - - [21/Nov/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 1 "-" "ua" "not an ip""#;
+        assert_eq!(src(&mut fwd, &l), ip("203.0.113.9"));
+        // Every address a trusted proxy's: the leftmost.
+        let l = line("10.0.0.2", "10.0.0.9, 10.0.0.7");
+        assert_eq!(src(&mut fwd, &l), ip("10.0.0.9"));
+        // A direct client (not a trusted proxy) counts against itself,
+        // whatever it writes.
+        let l = line("203.0.113.4", "192.0.2.1");
+        assert_eq!(src(&mut fwd, &l), ip("203.0.113.4"));
+        let l = line("203.0.113.4", "not an ip");
+        assert_eq!(src(&mut fwd, &l), ip("203.0.113.4"));
+        // No header through the proxy: the proxy's own request.
+        let l = line("10.0.0.2", "-");
+        assert_eq!(src(&mut fwd, &l), ip("10.0.0.2"));
+        // An address list the walk cannot start on.
+        for xff in ["not an ip", "192.0.2.1, garbage", "192.0.2.1:80"] {
+            let l = line("10.0.0.2", xff);
+            assert_eq!(
+                fwd.parse(l.as_bytes()),
+                Line::Malformed(Malformed::NoForwarded),
+                "{xff}"
+            );
+        }
+        // Garbage further left ends the walk at the last proxy passed.
+        let l = line("10.0.0.2", "garbage, 10.0.0.8");
+        assert_eq!(src(&mut fwd, &l), ip("10.0.0.8"));
+        // Bounded: past MAX_HOPS addresses of our proxies, the walk stops.
+        let many = vec!["10.0.0.5"; MAX_HOPS + 5].join(", ");
+        let l = line("10.0.0.2", &format!("192.0.2.1, {many}"));
+        assert_eq!(src(&mut fwd, &l), ip("10.0.0.5"));
+    }
+
+    #[test]
+    fn a_user_agent_is_never_read_as_x_forwarded_for() {
+        let mut fwd = p(Client::Forwarded, "all", None);
+        // A plain combined line from the proxy: its last quoted field is the
+        // user agent, which the client wrote.
+        let combined =
+            r#"10.0.0.2 - - [21/Nov/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 1 "-" "192.0.2.1""#;
         assert_eq!(
-            p(Client::Forwarded, "all", None).parse(junk.as_bytes()),
-            Line::Malformed(Malformed::NoClient)
+            fwd.parse(combined.as_bytes()),
+            Line::Malformed(Malformed::NoForwarded)
         );
+        // Quotes in the user agent are escaped: still four fields, the last
+        // the header.
+        let esc = r#"10.0.0.2 - - [21/Nov/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 1 "-" "a\" \"192.0.2.1" "203.0.113.9""#;
+        assert_eq!(src(&mut fwd, esc), ip("203.0.113.9"));
+        let esc = r#"10.0.0.2 - - [21/Nov/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 1 "-" "a\x22 \x22192.0.2.1" "203.0.113.9""#;
+        assert_eq!(src(&mut fwd, esc), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn client_written_fields_never_give_the_time_or_the_status() {
+        let mut wp = p(Client::Remote, "all", None);
+        let at = |user: &str, request: &str, rest: &str| {
+            format!(r#"203.0.113.5 - {user} [21/Nov/2026:10:00:01 +0000] "{request}" {rest}"#)
+        };
+        // $remote_user with brackets, a fake time, spaces (nginx and Apache
+        // write them as they come).
+        for user in [
+            "[x",
+            "x]",
+            "[01/Jan/2000:00:00:00 +0000]",
+            "a [01/Jan/2000:00:00:00 +0000] b",
+            "[01/Jan/2000:00:00:00 +0000] \\x22GET / HTTP/1.1\\x22 200",
+            r#"[01/Jan/2000:00:00:00 +0000] \"GET / HTTP/1.1\" 200"#,
+            r#"x\\"#,
+        ] {
+            let l = at(user, "GET / HTTP/1.1", r#"404 1 "-" "ua""#);
+            let h = hit(wp.parse(l.as_bytes()));
+            assert_eq!((h.time, h.dport), (T, Some(404)), "{l}");
+            assert_eq!(wp.timestamp(l.as_bytes()), Some(T), "{l}");
+        }
+        // The request path with what a status or a time looks like.
+        for request in [
+            r#"GET /a\" 200 1 \"b HTTP/1.1"#,
+            r#"GET /a\x22 200 1 \x22b HTTP/1.1"#,
+            "GET /[01/Jan/2000:00:00:00 +0000] 200 HTTP/1.1",
+            r#"GET /a\\"#,
+        ] {
+            let l = at("-", request, r#"404 1 "-" "ua""#);
+            assert_eq!(hit(wp.parse(l.as_bytes())).dport, Some(404), "{l}");
+        }
+        // A status is three digits and a whole token.
+        for rest in ["4040 1", "40 1", "404x 1"] {
+            let l = at("-", "GET / HTTP/1.1", rest);
+            assert_eq!(
+                wp.parse(l.as_bytes()),
+                Line::Malformed(Malformed::NoStatus),
+                "{l}"
+            );
+        }
+        // The common format ends at the bytes; a cut line at the status.
+        assert_eq!(
+            hit(wp.parse(at("-", "GET / HTTP/1.1", "404").as_bytes())).dport,
+            Some(404)
+        );
+        // The user agent after the status is never read.
+        let l = at(
+            "-",
+            "GET / HTTP/1.1",
+            r#"404 1 "-" "x" 200 [01/Jan/2000:00:00:00 +0000] "#,
+        );
+        assert_eq!(hit(wp.parse(l.as_bytes())).dport, Some(404));
+        // A time that is not directly before the request is no time.
+        let l = r#"203.0.113.5 - - [21/Nov/2026:10:00:01 +0000] x "GET / HTTP/1.1" 404 1"#;
+        assert_eq!(
+            wp.parse(l.as_bytes()),
+            Line::Malformed(Malformed::Timestamp)
+        );
+        assert_eq!(wp.timestamp(l.as_bytes()), None);
     }
 
     #[test]
@@ -349,5 +540,36 @@ mod tests {
         // Outside the window.
         let old = NGINX.replace("10:00:01", "08:00:01");
         assert_eq!(wp.parse(old.as_bytes()), Line::Outside);
+    }
+
+    proptest::proptest! {
+        /// Whatever the client writes in the fields it controls (the
+        /// servers escape only quotes and backslashes there), the time, the
+        /// status and the address are the server's.
+        #[test]
+        fn no_client_field_steers_time_status_or_address(
+            user in r#"[ -!#-\[\]-~]{1,40}"#,
+            path in r#"[ -!#-\[\]-~]{0,60}"#,
+            ua in r#"[ -!#-\[\]-~]{0,60}"#,
+            xff in r#"[ -!#-\[\]-~]{0,40}"#,
+        ) {
+            let l = format!(
+                r#"10.0.0.2 - {user} [21/Nov/2026:10:00:01 +0000] "GET /{path} HTTP/1.1" 404 1 "-" "{ua}" "{xff}, 203.0.113.9""#
+            );
+            let mut wp = p(Client::Forwarded, "all", None);
+            let h = hit(wp.parse(l.as_bytes()));
+            proptest::prop_assert_eq!((h.time, h.dport, h.src), (T, Some(404), ip("203.0.113.9")));
+            proptest::prop_assert_eq!(wp.timestamp(l.as_bytes()), Some(T));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let mut line = br#"10.0.0.2 - - [21/Nov/2026:10:00:01 +0000] ""#.to_vec();
+            line.extend_from_slice(&bytes);
+            let mut wp = p(Client::Forwarded, "all", None);
+            let _ = wp.parse(&line);
+            let _ = wp.parse(&bytes);
+            let _ = wp.timestamp(&line);
+        }
     }
 }

@@ -35,8 +35,9 @@ pub const MARGIN: i64 = 300;
 const BUF: usize = 1 << 20;
 /// Ranges smaller than this are not worth a second thread.
 const SPLIT_MIN: u64 = 4 << 20;
-/// How much of a line's start is kept to read its timestamp from.
-const HEAD: usize = 64;
+/// How much of a line's start is kept to read its timestamp from (a web
+/// log's is after the client's address and user, an IPv6 address is 39).
+const HEAD: usize = 256;
 /// How far into a file its first line is looked for (identity).
 const IDENT_BYTES: usize = 4096;
 /// Chunk size of the forward and backward scans for timestamped lines.
@@ -333,8 +334,20 @@ fn read_file(
     let size = file.metadata()?.len();
     let mut p = parser.clone();
     let (start, end) = p.window();
-    let from = search(file, size, &mut p, |t| t >= start.saturating_sub(MARGIN))?;
-    let to = search(file, size, &mut p, |t| t > end.saturating_add(MARGIN))?;
+    let from = search(
+        file,
+        size,
+        &mut p,
+        |t| t >= start.saturating_sub(MARGIN),
+        true,
+    )?;
+    let to = search(
+        file,
+        size,
+        &mut p,
+        |t| t > end.saturating_add(MARGIN),
+        false,
+    )?;
     let to = to.max(from);
     let (first_time, last_time) = if from == to && size > 0 {
         (
@@ -484,19 +497,31 @@ fn last_timestamp(file: &File, size: u64, p: &mut LineParser) -> io::Result<Opti
 }
 
 /// The start of the first line whose time satisfies `after` (lines assumed
-/// in order), or the file size if none does.
+/// in order), or the file size if none does. A stretch of lines without a
+/// readable time (a client can write a web log's line so that none is in
+/// its first HEAD bytes) counts as `after` when `unknown_after`, else as
+/// before: either way the range read keeps it, never cuts it off.
 fn search(
     file: &File,
     size: u64,
     p: &mut LineParser,
     after: impl Fn(i64) -> bool,
+    unknown_after: bool,
 ) -> io::Result<u64> {
     let (mut lo, mut hi) = (0u64, size);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
         match probe(file, mid, p)? {
-            Some((line, t)) if line < hi && !after(t) => lo = line + 1,
-            _ => hi = mid,
+            Some((line, t)) if line < hi => {
+                if after(t) {
+                    hi = mid;
+                } else {
+                    lo = line + 1;
+                }
+            }
+            // No time from mid to hi.
+            _ if unknown_after => hi = mid,
+            _ => lo = hi,
         }
     }
     line_start(file, lo, size)

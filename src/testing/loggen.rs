@@ -672,7 +672,7 @@ mod tests {
                             zone,
                             spec.end,
                             window,
-                            Client::Remote,
+                            (Client::Remote, Vec::new()),
                             st,
                             set,
                         ))

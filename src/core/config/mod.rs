@@ -10,6 +10,7 @@ pub mod intel;
 pub mod notify;
 pub mod pattern;
 pub mod signature;
+pub mod web;
 
 use crate::core::capture::detect::{ServicePorts, Settings, SECOND};
 use crate::units::addr::parse_net;
@@ -172,6 +173,8 @@ pub struct Config {
     pub fleet: Option<fleet::Fleet>,
     /// `[[pattern]]`: named request patterns for web logs.
     pub patterns: Vec<pattern::Pattern>,
+    /// `[web]`: the trusted reverse proxies of web logs.
+    pub web: web::Web,
     /// `[reputation]`: AbuseIPDB, asked about offenders near the threshold.
     pub reputation: Option<intel::Reputation>,
     /// `[[feed]]`: blocklists `fwctl feeds update` downloads.
@@ -463,6 +466,7 @@ impl Config {
         Ok(Config {
             fleet,
             patterns,
+            web: raw.web.validate(),
             reputation,
             feeds,
             capture,
@@ -594,6 +598,8 @@ struct Raw {
     fleet: Option<fleet::RawFleet>,
     #[serde(default)]
     pattern: Vec<pattern::RawPattern>,
+    #[serde(default)]
+    web: web::RawWeb,
     reputation: Option<intel::RawReputation>,
     #[serde(default)]
     feed: Vec<intel::RawFeed>,
