@@ -663,7 +663,8 @@ fn session(lab: &Lab, src: std::net::IpAddr, dst: &str, port: u16) -> socket2::S
 /// (IPv4 and IPv6 to port 22, and IPv4 to a dual-stack listener on 2222,
 /// which the kernel lists with a mapped address), apply refuses, names each
 /// peer and port and the fixes, and changes nothing; the dry run says the
-/// same and exits 2; a [[service]] or [trusted] entry passes; --force installs.
+/// same and exits 2, doctor fails its lock-out row; --confirm warns; a
+/// [[service]] or [trusted] entry passes; --force installs.
 #[test]
 #[ignore = "needs root: kernel test"]
 fn apply_refuses_to_lock_out_a_connected_peer() {
@@ -684,7 +685,10 @@ fn apply_refuses_to_lock_out_a_connected_peer() {
     );
     let run = |text: &str, args: &[&str]| {
         let (_d, cfg) = config(text);
-        let mut v = vec!["--config", cfg.to_str().unwrap(), "apply"];
+        let mut v = vec!["--config", cfg.to_str().unwrap()];
+        if args.first() != Some(&"doctor") {
+            v.push("apply");
+        }
         v.extend_from_slice(args);
         let mut c = lab.fwctl_cmd(&v, &[]);
         c.env_remove("SSH_CONNECTION");
@@ -737,6 +741,36 @@ fn apply_refuses_to_lock_out_a_connected_peer() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("--dport 80 -j FWCTL-ALLOW"));
     assert_eq!(stderr(&out).matches("fwctl: lock-out: ").count(), 3);
     assert_eq!(lab.rules(), before);
+
+    // doctor: a problem row with the peers and the fix.
+    let out = run(web, &["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "lock-out")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(row["level"], "fail", "{row}");
+    let detail = row["detail"].as_str().unwrap();
+    for want in [
+        "198.51.100.10 to port 22",
+        "2001:db8:100::10 to port 22",
+        "198.51.100.10 to port 2222",
+    ] {
+        assert!(detail.contains(want), "{want}: {row}");
+    }
+    assert!(row["fix"].as_str().unwrap().contains("[trusted]"), "{row}");
+    let out = run(&services, &["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "lock-out" && c["level"] == "ok"),
+        "{v:#}"
+    );
 
     // --confirm goes on with warnings (and rolls back by itself).
     let out = run(web, &["--confirm", "1s"]);
