@@ -384,7 +384,11 @@ impl Config {
             .transpose()
             .map_err(|m| err_at(None, format!("[bandwidth] above: {}", m.0)))?;
 
-        let capture = capture::Capture::from_raw(raw.capture).map_err(|m| err_at(None, m.0))?;
+        let admin_ports_given = raw.capture.admin_ports_given();
+        let mut capture = capture::Capture::from_raw(raw.capture).map_err(|m| err_at(None, m.0))?;
+        if !admin_ports_given {
+            capture.admin_ports = capture::ssh_ports(&services);
+        }
         // A decoy is a port no service uses: its visitors are banned.
         if let Some((p, svc)) = capture.decoy_ports.iter().find_map(|&p| {
             services
