@@ -644,20 +644,6 @@ fn detection_only_logs_but_drops_nothing() {
     }
 }
 
-/// A TCP connection from `src` in the client to `port` of `dst` in the
-/// target, kept open (an SSH session as the kernel sees it).
-fn session(lab: &Lab, src: std::net::IpAddr, dst: &str, port: u16) -> socket2::Socket {
-    use socket2::{Domain, Socket, Type};
-    let dst = std::net::SocketAddr::new(dst.parse().unwrap(), port);
-    in_ns(&lab.client, move || {
-        let s = Socket::new(Domain::for_address(dst), Type::STREAM, None).unwrap();
-        s.bind(&std::net::SocketAddr::new(src, 0).into()).unwrap();
-        s.connect_timeout(&dst.into(), Duration::from_secs(2))
-            .unwrap();
-        s
-    })
-}
-
 /// Over SSH, a config without the SSH port once installed silently and the
 /// next SSH connection timed out. With sessions held open from the client
 /// (IPv4 and IPv6 to port 22, and IPv4 to a dual-stack listener on 2222,
@@ -699,9 +685,9 @@ fn apply_refuses_to_lock_out_a_connected_peer() {
     let out = run(&services, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (admin4, admin6) = src("benign");
-    let s4 = session(&lab, admin4, TARGET4, 22);
-    let _s6 = session(&lab, admin6, TARGET6, 22);
-    let _s2222 = session(&lab, admin4, TARGET4, 2222);
+    let s4 = lab.session(admin4, 22);
+    let _s6 = lab.session(admin6, 22);
+    let _s2222 = lab.session(admin4, 2222);
     let before = lab.rules();
 
     let out = run(web, &[]);

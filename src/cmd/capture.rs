@@ -13,10 +13,10 @@ use crate::core::config::signature::Proto;
 use crate::core::config::{self, Config, Mode as ConfigMode};
 use crate::core::history::History;
 use crate::core::policy::Members;
-use crate::ports::{Banner, Clock, PacketSource, Received, SetStore};
+use crate::ports::{Banner, Clock, Connections, PacketSource, Received, SetStore};
 use crate::sys::host::{self, SystemClock};
 use crate::sys::tools::System;
-use crate::sys::{cpu, lock, netlink, packet, pcap, statefile};
+use crate::sys::{cpu, lock, netlink, packet, pcap, sockdiag, statefile};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -304,6 +304,38 @@ fn whitelist(sys: Option<&mut System>, config: &Config) -> Members {
     m
 }
 
+/// How often capture re-reads its admin peers.
+const ADMIN_EVERY: Duration = Duration::from_secs(1);
+
+/// Re-read the peers holding an established connection to one of `ports`
+/// (sock_diag, filtered on them in the kernel) into the engine, which bans
+/// them only on evidence a forger cannot produce. A failure is said once
+/// (`failing`) and leaves no admin peer: a stale list would shield whoever
+/// was connected once.
+pub fn refresh_admin_peers(
+    conns: &mut dyn Connections,
+    ports: &[u16],
+    e: &mut Engine,
+    failing: &mut bool,
+) {
+    match conns.established(Some(ports)) {
+        Ok(est) => {
+            e.admin_peers = crate::core::conns::admin_peers(&est.conns, ports, &e.policy.own);
+            if *failing {
+                say!("fwctl: admin peers read again");
+            }
+            *failing = false;
+        }
+        Err(err) => {
+            e.admin_peers.clear();
+            if !*failing {
+                say!("fwctl: warning: cannot read the connections to [capture] admin_ports ({err}); until it can, probes forged with an admin's address can get the admin banned");
+            }
+            *failing = true;
+        }
+    }
+}
+
 fn run_live(config: &Config, opts: &Options, inv: &Invocation) -> Result<()> {
     if !host::is_root() {
         bail!("fwctl capture reads raw packets and changes ipsets, so it must run as root; fix: sudo fwctl capture ... (or replay a file with --pcap)");
@@ -381,6 +413,13 @@ fn live(
         e.policy.whitelist = whitelist(sys, config);
     };
     refresh(&mut e, sys.as_mut().ok());
+    // Admin peers matter only where bans are made.
+    let admin_ports = &config.capture.admin_ports;
+    let mut admins =
+        (mode == Mode::Ban && !admin_ports.is_empty()).then(|| (sockdiag::Host::new(), false));
+    if let Some((conns, failing)) = admins.as_mut() {
+        refresh_admin_peers(conns, admin_ports, &mut e, failing);
+    }
     let mut banner = netlink::Ipset::open().context("netlink socket for ipset")?;
     let (tcp, udp) = e.signatures.as_ref().map_or((&[][..], &[][..]), |s| {
         (s.matcher.ports(Proto::Tcp), s.matcher.ports(Proto::Udp))
@@ -444,9 +483,12 @@ fn live(
             return Err(err).context("writing events");
         }
         telemetry.counters(&e);
-        if last_drops.elapsed() >= Duration::from_secs(1) {
+        if last_drops.elapsed() >= ADMIN_EVERY {
             sock.read_stats();
             telemetry.housekeeping(sock.drops);
+            if let Some((conns, failing)) = admins.as_mut() {
+                refresh_admin_peers(conns, admin_ports, &mut e, failing);
+            }
             last_drops = Instant::now();
         }
         if e.dirty && last_save.elapsed() >= Duration::from_secs(1) {
@@ -496,4 +538,42 @@ fn live_stats(e: &Engine, sock: &mut packet::Live) -> Event {
     s.rss_kb = Some(rss);
     s.peak_rss_kb = Some(peak);
     Event::CaptureStats(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::conns::FakeConns;
+
+    #[test]
+    fn admin_peers_come_from_the_admin_ports_and_go_when_unreadable() {
+        let cfg = Config::builtin();
+        let opts = Options {
+            iface: None,
+            pcap: None,
+            detect_only: false,
+            json: false,
+            output: None,
+            protect: vec![],
+            stats_every: Duration::from_secs(60),
+        };
+        let mut e = engine(&cfg, &opts, Mode::Ban, History::default()).unwrap();
+        e.set_own(vec!["198.51.100.1".parse().unwrap()]);
+        let mut c = FakeConns::of(&[
+            ("198.51.100.1:22", "203.0.113.5:50000"),
+            ("198.51.100.1:22", "198.51.100.1:50001"),
+            ("198.51.100.1:443", "203.0.113.6:50000"),
+        ]);
+        let mut failing = false;
+        refresh_admin_peers(&mut c, &cfg.capture.admin_ports, &mut e, &mut failing);
+        assert_eq!(
+            c.calls,
+            [Some(vec![22])],
+            "only the admin ports are asked about"
+        );
+        assert_eq!(e.admin_peers, [("203.0.113.5".parse().unwrap(), 22)]);
+        c.fail = Some("netlink: EPERM".into());
+        refresh_admin_peers(&mut c, &cfg.capture.admin_ports, &mut e, &mut failing);
+        assert!(failing && e.admin_peers.is_empty());
+    }
 }
