@@ -150,8 +150,8 @@ pub struct RawCapture {
 }
 
 impl RawCapture {
-    /// Whether the config names its admin ports (else they come from the
-    /// services: [`ssh_ports`]).
+    /// Whether the config names its admin ports (else the config takes
+    /// them from its services).
     pub fn admin_ports_given(&self) -> bool {
         self.admin_ports.is_some()
     }
@@ -179,23 +179,6 @@ fn admin_ports(raw: &[i64]) -> Result<Vec<u16>, Invalid> {
         )));
     }
     Ok(out)
-}
-
-/// The default admin ports: those of the TCP `[[service]]`s named "ssh"
-/// (at most [`MAX_ADMIN_PORTS`]), else 22.
-pub fn ssh_ports(services: &[super::Service]) -> Vec<u16> {
-    let mut out: Vec<u16> = services
-        .iter()
-        .filter(|s| s.name.eq_ignore_ascii_case("ssh") && s.protocol == super::Protocol::Tcp)
-        .flat_map(|s| s.ports.first..=s.ports.last)
-        .take(MAX_ADMIN_PORTS)
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    if out.is_empty() {
-        out.push(22);
-    }
-    out
 }
 
 /// A `[capture]` ban duration: the same rules as `scan --removeafter`, with
