@@ -11,9 +11,10 @@ use crate::core::capture::engine::{Added, BanFailed, Engine, Mode, Signatures};
 use crate::core::capture::events::Event;
 use crate::core::config::signature::Proto;
 use crate::core::config::{self, Config, Mode as ConfigMode};
+use crate::core::conns::Established;
 use crate::core::history::History;
 use crate::core::policy::Members;
-use crate::ports::{Banner, Clock, Connections, PacketSource, Received, SetStore};
+use crate::ports::{Banner, Clock, ConnError, Connections, PacketSource, Received, SetStore};
 use crate::sys::host::{self, SystemClock};
 use crate::sys::tools::System;
 use crate::sys::{cpu, lock, netlink, packet, pcap, sockdiag, statefile};
@@ -21,6 +22,7 @@ use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -307,18 +309,12 @@ fn whitelist(sys: Option<&mut System>, config: &Config) -> Members {
 /// How often capture re-reads its admin peers.
 const ADMIN_EVERY: Duration = Duration::from_secs(1);
 
-/// Re-read the peers holding an established connection to one of `ports`
-/// (sock_diag, filtered on them in the kernel) into the engine, which bans
-/// them only on evidence a forger cannot produce. A failure is said once
-/// (`failing`) and leaves no admin peer: a stale list would shield whoever
-/// was connected once.
-pub fn refresh_admin_peers(
-    conns: &mut dyn Connections,
-    ports: &[u16],
-    e: &mut Engine,
-    failing: &mut bool,
-) {
-    match conns.established(Some(ports)) {
+/// The engine's admin peers from one reading of the connections to
+/// `ports`: the peers holding one, which it bans only on evidence a forger
+/// cannot produce. A failure is said once (`failing`) and leaves no admin
+/// peer: a stale list would shield whoever was connected once.
+pub fn admin_reading(reading: Reading, ports: &[u16], e: &mut Engine, failing: &mut bool) {
+    match reading {
         Ok(est) => {
             e.admin_peers = crate::core::conns::admin_peers(&est.conns, ports, &e.policy.own);
             if *failing {
@@ -334,6 +330,36 @@ pub fn refresh_admin_peers(
             *failing = true;
         }
     }
+}
+
+/// One reading of the connections to the admin ports.
+type Reading = Result<Established, ConnError>;
+
+/// A thread that reads the connections to `ports` (sock_diag, filtered on
+/// them in the kernel) every [`ADMIN_EVERY`] and hands each reading over,
+/// until the returned sender is dropped. Not on the packet loop: a dump
+/// walks the kernel's whole TCP hash table (5-7 ms a family with the
+/// 262 144-bucket table of this VM, however few sockets match).
+fn watch_admins(
+    mut conns: Box<dyn Connections + Send>,
+    ports: Vec<u16>,
+) -> Option<(Receiver<Reading>, Sender<()>)> {
+    let (tx, rx) = mpsc::channel();
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("fwctl-admins".into())
+        .spawn(move || loop {
+            match stopped.recv_timeout(ADMIN_EVERY) {
+                Err(RecvTimeoutError::Timeout) => {
+                    if tx.send(conns.established(Some(&ports))).is_err() {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        })
+        .ok()?;
+    Some((rx, stop))
 }
 
 fn run_live(config: &Config, opts: &Options, inv: &Invocation) -> Result<()> {
@@ -413,13 +439,18 @@ fn live(
         e.policy.whitelist = whitelist(sys, config);
     };
     refresh(&mut e, sys.as_mut().ok());
-    // Admin peers matter only where bans are made.
+    // Admin peers matter only where bans are made: read once now, before
+    // the first probe, then by a thread of their own.
     let admin_ports = &config.capture.admin_ports;
-    let mut admins =
-        (mode == Mode::Ban && !admin_ports.is_empty()).then(|| (sockdiag::Host::new(), false));
-    if let Some((conns, failing)) = admins.as_mut() {
-        refresh_admin_peers(conns, admin_ports, &mut e, failing);
-    }
+    let mut admin_failing = false;
+    let admins = if mode == Mode::Ban && !admin_ports.is_empty() {
+        let mut conns = sockdiag::Host::new();
+        let first = conns.established(Some(admin_ports));
+        admin_reading(first, admin_ports, &mut e, &mut admin_failing);
+        watch_admins(Box::new(conns), admin_ports.clone())
+    } else {
+        None
+    };
     let mut banner = netlink::Ipset::open().context("netlink socket for ipset")?;
     let (tcp, udp) = e.signatures.as_ref().map_or((&[][..], &[][..]), |s| {
         (s.matcher.ports(Proto::Tcp), s.matcher.ports(Proto::Udp))
@@ -483,11 +514,12 @@ fn live(
             return Err(err).context("writing events");
         }
         telemetry.counters(&e);
-        if last_drops.elapsed() >= ADMIN_EVERY {
+        if last_drops.elapsed() >= Duration::from_secs(1) {
             sock.read_stats();
             telemetry.housekeeping(sock.drops);
-            if let Some((conns, failing)) = admins.as_mut() {
-                refresh_admin_peers(conns, admin_ports, &mut e, failing);
+            // The newest reading of the admin peers, if one came.
+            if let Some(reading) = admins.as_ref().and_then(|(rx, _)| rx.try_iter().last()) {
+                admin_reading(reading, admin_ports, &mut e, &mut admin_failing);
             }
             last_drops = Instant::now();
         }
@@ -565,15 +597,23 @@ mod tests {
             ("198.51.100.1:443", "203.0.113.6:50000"),
         ]);
         let mut failing = false;
-        refresh_admin_peers(&mut c, &cfg.capture.admin_ports, &mut e, &mut failing);
-        assert_eq!(
-            c.calls,
-            [Some(vec![22])],
-            "only the admin ports are asked about"
-        );
+        let ports = &cfg.capture.admin_ports;
+        admin_reading(c.established(Some(ports)), ports, &mut e, &mut failing);
         assert_eq!(e.admin_peers, [("203.0.113.5".parse().unwrap(), 22)]);
         c.fail = Some("netlink: EPERM".into());
-        refresh_admin_peers(&mut c, &cfg.capture.admin_ports, &mut e, &mut failing);
+        admin_reading(c.established(Some(ports)), ports, &mut e, &mut failing);
         assert!(failing && e.admin_peers.is_empty());
+        // The watcher asks about the admin ports alone, each second, until stopped.
+        let c = FakeConns::of(&[
+            ("198.51.100.1:2222", "203.0.113.5:50000"),
+            ("198.51.100.1:443", "203.0.113.6:50000"),
+        ]);
+        let (rx, stop) = watch_admins(Box::new(c), vec![22, 2222]).unwrap();
+        let got = rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(got.conns.len(), 1, "{got:?}");
+        assert_eq!(got.conns[0].local.port(), 2222);
+        drop(stop);
+        while rx.recv_timeout(Duration::from_secs(5)).is_ok() {}
+        assert!(rx.try_recv().is_err(), "it stopped");
     }
 }
