@@ -36,7 +36,10 @@ pub enum Command {
     ///
     /// fwctl owns its FWCTL-* chains, one jump at the top of INPUT and the INPUT policy;
     /// other chains and tables (Docker's, other tools') are left alone. Bans in the sets
-    /// (members with a timeout) survive a re-apply.
+    /// (members with a timeout) survive a re-apply. Before installing, the peers of the
+    /// established TCP connections to this host (sock_diag netlink) are checked: a ruleset
+    /// that would drop a new connection from one of them is refused without --confirm or
+    /// --force (a dry run says so and exits 2).
     Apply {
         /// Print the ipset and iptables-restore input that would be installed; change nothing.
         /// Without root the kernel is not read, so the output assumes nothing is installed yet.
@@ -46,6 +49,10 @@ pub enum Command {
         /// `fwctl confirm` from another shell; without it the old rules are put back.
         #[arg(long, value_name = "DURATION", value_parser = crate::units::duration::parse_confirm)]
         confirm: Option<std::time::Duration>,
+        /// Install even when the new ruleset would drop new connections from a peer
+        /// connected now (e.g. your SSH session): without it (or --confirm) apply refuses.
+        #[arg(long)]
+        force: bool,
     },
     /// Ban the sources with too many LOG lines of a rule within a time window (for cron).
     ///

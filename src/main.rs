@@ -17,9 +17,11 @@ fn main() -> ExitCode {
     };
     // Ok(false): the command ran and found something that needs attention.
     let result = match cli.command {
-        Command::Apply { dry_run, confirm } => {
-            cmd::apply::apply(&inv, dry_run, confirm).map(|()| true)
-        }
+        Command::Apply {
+            dry_run,
+            confirm,
+            force,
+        } => cmd::apply::apply(&inv, dry_run, confirm, force),
         Command::Scan(opts) => cmd::scan::run(&opts, &inv).map(|()| true),
         Command::Capture(opts) => cmd::capture::run(&opts, &inv).map(|()| true),
         Command::Status(opts) => cmd::status::run(&opts, &inv),

@@ -643,3 +643,157 @@ fn detection_only_logs_but_drops_nothing() {
         );
     }
 }
+
+/// Over SSH, a config without the SSH port once installed silently and the
+/// next SSH connection timed out. With sessions held open from the client
+/// (IPv4 and IPv6 to port 22, and IPv4 to a dual-stack listener on 2222,
+/// which the kernel lists with a mapped address), apply refuses, names each
+/// peer and port and the fixes, and changes nothing; the dry run says the
+/// same and exits 2, doctor fails its lock-out row; --confirm warns; a
+/// [[service]] or [trusted] entry passes; --force installs.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn apply_refuses_to_lock_out_a_connected_peer() {
+    let lab = Lab::new();
+    let listeners = lab.listen(&[22]);
+    let _dual = in_ns(&lab.target, || {
+        use socket2::{Domain, Socket, Type};
+        let s = Socket::new(Domain::IPV6, Type::STREAM, None).unwrap();
+        s.set_only_v6(false).unwrap();
+        s.bind(&"[::]:2222".parse::<std::net::SocketAddr>().unwrap().into())
+            .unwrap();
+        s.listen(8).unwrap();
+        s
+    });
+    let web = "[[service]]\nname = \"web\"\nport = 80\n";
+    let services = format!(
+        "{web}[[service]]\nname = \"ssh\"\nport = 22\n[[service]]\nname = \"alt\"\nport = 2222\n"
+    );
+    let run = |text: &str, args: &[&str]| {
+        let (_d, cfg) = config(text);
+        let mut v = vec!["--config", cfg.to_str().unwrap()];
+        if args.first() != Some(&"doctor") {
+            v.push("apply");
+        }
+        v.extend_from_slice(args);
+        let mut c = lab.fwctl_cmd(&v, &[]);
+        c.env_remove("SSH_CONNECTION");
+        c.output().unwrap()
+    };
+    // The admin's rules are in (so conntrack follows the sessions from
+    // their first packet), then the admin logs in.
+    let out = run(&services, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (admin4, admin6) = src("benign");
+    let s4 = lab.session(admin4, 22);
+    let _s6 = lab.session(admin6, 22);
+    let _s2222 = lab.session(admin4, 2222);
+    let before = lab.rules();
+
+    let out = run(web, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("fwctl: lock-out: "))
+        .collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    for (peer, port) in [
+        ("198.51.100.10", 22),
+        ("2001:db8:100::10", 22),
+        ("198.51.100.10", 2222),
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&format!("{peer} is connected to port {port} ")))
+            .unwrap_or_else(|| panic!("{peer} port {port}: {err}"));
+        assert!(
+            line.contains(&format!("a [[service]] with port = {port}"))
+                && line.contains("in [trusted] networks"),
+            "{line}"
+        );
+    }
+    assert!(
+        err.contains(
+            "fwctl: error: apply refused: the new ruleset would lock out 3 connected peers"
+        ) && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(lab.rules(), before, "a refused apply changes nothing");
+
+    // The dry run shows the ruleset, says the same, and exits 2.
+    let out = run(web, &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--dport 80 -j FWCTL-ALLOW"));
+    assert_eq!(stderr(&out).matches("fwctl: lock-out: ").count(), 3);
+    assert_eq!(lab.rules(), before);
+
+    // doctor: a problem row with the peers and the fix.
+    let out = run(web, &["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "lock-out")
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(row["level"], "fail", "{row}");
+    let detail = row["detail"].as_str().unwrap();
+    for want in [
+        "198.51.100.10 to port 22",
+        "2001:db8:100::10 to port 22",
+        "198.51.100.10 to port 2222",
+    ] {
+        assert!(detail.contains(want), "{want}: {row}");
+    }
+    assert!(row["fix"].as_str().unwrap().contains("[trusted]"), "{row}");
+    let out = run(&services, &["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "lock-out" && c["level"] == "ok"),
+        "{v:#}"
+    );
+
+    // --confirm goes on with warnings (and rolls back by itself).
+    let out = run(web, &["--confirm", "1s"]);
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("fwctl: warning: 198.51.100.10 is connected")
+            .count(),
+        2,
+        "{err}"
+    );
+    assert!(err.contains("no confirmation within 1s"), "{err}");
+    assert_eq!(lab.rules(), before);
+
+    // The fixes: the services, or the peers trusted.
+    let out = run(&services, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("lock-out"), "{}", stderr(&out));
+    let trusted = format!("{web}[trusted]\nnetworks = [\"198.51.100.10\", \"2001:db8:100::10\"]\n");
+    let out = run(&trusted, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // --force installs, with the warnings; the lock-out is real: a new
+    // connection to port 22 goes unanswered, while the sessions stay.
+    let out = run(web, &["--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out)
+            .matches("fwctl: warning: 198.51.100.10 is connected")
+            .count(),
+        2
+    );
+    assert!(!lab.rules().contains("--dport 22 "));
+    assert_eq!(lab.reach(admin4, 22), Reply::Silent);
+    let (mut held, _) = listeners[0].accept().unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    std::io::Write::write_all(&mut &s4, b"still here").unwrap();
+    let mut got = [0u8; 10];
+    std::io::Read::read_exact(&mut held, &mut got).unwrap();
+    assert_eq!(&got, b"still here");
+}

@@ -1023,3 +1023,62 @@ fn a_decoy_handshake_is_banned_at_once_and_a_bare_syn_is_not() {
         "{err}"
     );
 }
+
+/// Anyone can send SYNs with the address of an admin logged in over SSH,
+/// and nine of them once got the admin banned. With the admin's sessions to
+/// port 22 (the ssh service's port: the default `[capture] admin_ports`)
+/// held open from the client, SYN scans from the admin's addresses (IPv4
+/// and IPv6) are reported and ban nobody; the same scan from another
+/// address is banned; a completed handshake with a decoy from the admin's
+/// address still bans it.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn forged_probes_never_ban_a_peer_logged_in_to_an_admin_port() {
+    let lab = Lab::new();
+    let (dir, cfg) = config(&format!("{CONFIG}decoy_ports = [2323]\n"));
+    apply(&lab, &cfg);
+    let _ssh = lab.listen(&[22]);
+    let (admin, admin6) = src("benign");
+    let (attacker, _) = src("attacker");
+    let _s4 = lab.session(admin, 22);
+    let _s6 = lab.session(admin6, 22);
+    let state = dir.path().join("state.json");
+    // Capture reads its admin peers before it says it started.
+    let mut cap = Capture::start(&lab, &cfg, &state, &[]);
+    for a in [admin, admin6, attacker] {
+        nmap(&lab, &a.to_string(), &["-sS", "-p", "1000-1009"]);
+    }
+    let ok = cap.wait_for(Duration::from_secs(10), |seen| {
+        seen.iter()
+            .any(|e| e["event"] == "ip_blocked" && e["src"] == attacker.to_string())
+    });
+    assert!(ok, "the other scanner was not banned: {:?}", cap.seen);
+    let scans = cap.of("scan_detected");
+    for a in [admin, admin6] {
+        let s = scans
+            .iter()
+            .find(|s| s["src"] == a.to_string())
+            .unwrap_or_else(|| panic!("{a}'s scan was not reported: {scans:?}"));
+        assert_eq!(
+            s["action"],
+            format!("not banned: spoofable evidence (SYN) against an admin peer ({a} holds an established connection to port 22)"),
+        );
+    }
+    let blocked = cap.of("ip_blocked");
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
+    in_blacklist_but(&lab, &[attacker], admin);
+    assert!(!lab
+        .set_members("blacklist_v6")
+        .contains_key(&admin6.to_string()));
+    assert_eq!(lab.reach(admin, 22), Reply::Connected, "the admin gets in");
+    // A connection to the decoy cannot be forged: the admin peer is banned.
+    assert_eq!(lab.reach(admin, 2323), Reply::Connected);
+    let ok = cap.wait_for(Duration::from_secs(5), |seen| {
+        seen.iter()
+            .any(|e| e["event"] == "ip_blocked" && e["src"] == admin.to_string())
+    });
+    assert!(ok, "the decoy handshake was not banned: {:?}", cap.seen);
+    assert_eq!(cap.of("ip_blocked")[1]["scan_type"], "decoy");
+    in_blacklist_but(&lab, &[attacker, admin], "198.51.100.99".parse().unwrap());
+    cap.stop();
+}

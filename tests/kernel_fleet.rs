@@ -95,18 +95,16 @@ fn a_ban_on_one_host_is_blocked_by_every_host_within_a_second_and_an_unban_lifts
     assert_eq!(lab.connect_from(ATTACKER, 1).connected, 1);
 }
 
-#[test]
-#[ignore = "needs root: kernel test"]
-fn a_scanner_that_capture_bans_on_one_host_is_dropped_by_the_others() {
-    let mut lab = FleetLab::new(|_| String::new());
-    start_all(&mut lab);
+/// Capture on A, an nmap SYN scan from X, until capture says it banned
+/// the scanner; then capture is stopped (its publisher flushed).
+fn capture_bans_a_syn_scanner(lab: &FleetLab) {
+    use std::io::BufRead;
     let mut cap = lab
         .fwctl_cmd(0, &["capture", "--json", "--iface", "eth0"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    use std::io::BufRead;
     let mut err = std::io::BufReader::new(cap.stderr.take().unwrap());
     let mut first = String::new();
     err.read_line(&mut first).unwrap();
@@ -129,6 +127,34 @@ fn a_scanner_that_capture_bans_on_one_host_is_dropped_by_the_others() {
         .output()
         .unwrap();
     assert!(out.status.success());
+    let events = std::io::BufReader::new(cap.stdout.take().unwrap());
+    let banned = events.lines().map_while(Result::ok).any(|l| {
+        l.contains("\"event\":\"ip_blocked\"") && l.contains(&format!("\"src\":\"{ATTACKER}\""))
+    });
+    assert!(banned, "capture ended without banning the scanner");
+    unsafe { libc::kill(cap.id() as i32, libc::SIGTERM) };
+    assert!(cap.wait().unwrap().success());
+}
+
+/// A SYN scan is evidence anyone can forge (with an admin's address, say):
+/// capture's ban of it stays on A unless `[fleet] share_spoofable = true`;
+/// with it, the scanner is dropped by the others.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_scanner_that_capture_bans_on_one_host_is_dropped_by_the_others() {
+    let mut lab = FleetLab::new(|_| String::new());
+    start_all(&mut lab);
+    capture_bans_a_syn_scanner(&lab);
+    assert!(lab.members(0, "blacklist").contains_key(ATTACKER));
+    let stream = lab.redis(&["XRANGE", "fwctl:bans", "-", "+"]).unwrap();
+    assert_eq!(redis_count(&stream, ATTACKER), 0, "published: {stream:?}");
+
+    ok(&lab.fwctl(0, &["unban", ATTACKER]));
+    let cfg = &lab.hosts[0].cfg;
+    let text = std::fs::read_to_string(cfg).unwrap();
+    assert!(text.trim_end().ends_with("host = \"A\""), "{text}");
+    std::fs::write(cfg, text + "share_spoofable = true\n").unwrap();
+    capture_bans_a_syn_scanner(&lab);
     for i in [1, 2] {
         assert!(
             lab.wait_member(i, "blacklist", ATTACKER, true, 5 * SEC)
@@ -139,8 +165,6 @@ fn a_scanner_that_capture_bans_on_one_host_is_dropped_by_the_others() {
         assert_eq!(lab.connect_from(ATTACKER, i).silent, 1);
     }
     assert!(lab.wait_log(1, &format!("applied capture ban of {ATTACKER}"), SEC));
-    unsafe { libc::kill(cap.id() as i32, libc::SIGTERM) };
-    assert!(cap.wait().unwrap().success());
 }
 
 #[test]

@@ -8,18 +8,21 @@ use super::notify::{Life, Notifier};
 use super::{say, Invocation};
 use crate::core::apply::{self, Snapshot};
 use crate::core::config::{Config, Mode};
+use crate::core::conns::Via;
+use crate::core::lockout;
 use crate::core::notify::Notice;
 use crate::core::policy::Policy;
 use crate::core::ruleset::{self, Current, Family, Plan};
 use crate::core::state;
-use crate::ports::{Backend, StepError};
+use crate::ports::{Backend, Connections, StepError};
 use crate::sys::confirm::{self, Outcome};
 use crate::sys::tools::System;
-use crate::sys::{host, lock, statefile};
+use crate::sys::{host, lock, sockdiag, statefile};
 use crate::units::duration::MAX_TIMEOUT;
 use anyhow::{anyhow, bail, Context, Result};
 use std::fmt;
 use std::io::IsTerminal;
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -243,10 +246,57 @@ fn record_applied(saves: &(String, String), cfg: &Config, plan: &Plan, path: &Pa
     }
 }
 
+/// Most lock-out lines printed; the rest are counted.
+const LOCKOUT_LINES: usize = 20;
+
+/// The peers connected now (sock_diag, or SSH_CONNECTION) whose new
+/// connections `plan` would drop, each said on a line of its own: a
+/// warning when the apply goes on regardless (`past`: --confirm or
+/// --force), else a problem. Returns how many; a socket table that cannot
+/// be read is only a warning (at boot nothing is connected anyway).
+pub fn lockouts(plan: &Plan, conns: &mut dyn Connections, own: &[IpAddr], past: bool) -> usize {
+    let est = match conns.established(None) {
+        Ok(e) => e,
+        Err(e) => {
+            say!("fwctl: warning: cannot check whether this ruleset locks out a connected peer: {e}; fix: over SSH, apply with --confirm");
+            return 0;
+        }
+    };
+    if matches!(est.via, Via::SshConnection { .. }) {
+        say!("fwctl: note: lock-out check from {}", est.via.describe());
+    }
+    let found = lockout::check(plan, &est.conns, own);
+    let tag = if past { "warning" } else { "lock-out" };
+    for l in found.iter().take(LOCKOUT_LINES) {
+        say!("fwctl: {tag}: {}", l.line());
+    }
+    if found.len() > LOCKOUT_LINES {
+        say!(
+            "fwctl: {tag}: and {} more connected peers",
+            found.len() - LOCKOUT_LINES
+        );
+    }
+    found.len()
+}
+
+/// The one-line refusal after the lock-out lines.
+fn refusal(n: usize) -> String {
+    format!(
+        "apply refused: the new ruleset would lock out {} (above); fix: add the [[service]] or [trusted] entry each line names, or pass --confirm DURATION (the old rules come back unless confirmed) or --force",
+        crate::units::duration::count(n as u64, "connected peer", "connected peers")
+    )
+}
+
 /// Without --config and without /etc/fwctl/fwctl.toml, a dry run shows the
 /// built-in defaults; a real apply refuses them: they let no new connection
-/// in, SSH included.
-pub fn apply(inv: &Invocation, dry_run: bool, confirm: Option<Duration>) -> Result<()> {
+/// in, SSH included. Ok(false): a dry run whose real apply would refuse (a
+/// lock-out without --confirm or --force): exit 2.
+pub fn apply(
+    inv: &Invocation,
+    dry_run: bool,
+    confirm: Option<Duration>,
+    force: bool,
+) -> Result<bool> {
     if !dry_run && inv.builtin() {
         bail!(
             "no config: {} does not exist, and apply does not install the built-in defaults (no service and no trusted network: nothing could connect, SSH included); fix: cp rules/fwctl.toml {} and set your [[service]] and [trusted] entries, or pass --config PATH",
@@ -275,6 +325,15 @@ pub fn apply(inv: &Invocation, dry_run: bool, confirm: Option<Duration>) -> Resu
     if locked_out {
         say!("fwctl: warning: no [[service]] and no [trusted] networks: no new connection can reach this host (SSH included)");
     }
+    let past = force || confirm.is_some();
+    let lock_outs = || {
+        lockouts(
+            &plan,
+            &mut sockdiag::Host::new(),
+            &host::own_addresses(),
+            past,
+        )
+    };
     if dry_run {
         // Read the kernel when we can (exact output); otherwise say what we assumed.
         let (now, note) = match (host::is_root(), System::locate()) {
@@ -290,13 +349,23 @@ pub fn apply(inv: &Invocation, dry_run: bool, confirm: Option<Duration>) -> Resu
             ),
             (false, _) => (
                 Current::default(),
-                "not root: the kernel was not read; this assumes nothing of fwctl's is installed yet",
+                "not root: the kernel was not read (rules, sets, connections); this assumes nothing of fwctl's is installed yet",
             ),
         };
-        return super::out(apply::dry_run_text(&cfg, &plan, &now, note));
+        super::out(apply::dry_run_text(&cfg, &plan, &now, note))?;
+        // Without root nothing of the kernel is read, connections included.
+        let n = if host::is_root() { lock_outs() } else { 0 };
+        if n > 0 && !past {
+            say!("fwctl: {}", refusal(n));
+        }
+        return Ok(n == 0 || past);
     }
     if !host::is_root() {
         bail!("fwctl apply changes the kernel firewall and must run as root; fix: sudo fwctl apply (or --dry-run to only look)");
+    }
+    let n = lock_outs();
+    if n > 0 && !past {
+        bail!(refusal(n));
     }
     let mut sys = System::locate()?;
     let run_dir = lock::run_dir();
@@ -335,7 +404,7 @@ pub fn apply(inv: &Invocation, dry_run: bool, confirm: Option<Duration>) -> Resu
         n.finish(super::notify::NOTIFY_WAIT);
     }
     super::metrics::write_textfile(&cfg, &state_file);
-    result.map(drop)
+    result.map(|_| true)
 }
 
 /// An apply whose confirmation did not come: the previous rules are back.
@@ -478,6 +547,36 @@ mod tests {
                    add blacklist 198.51.100.9 timeout 300\n"
                 .into(),
             ..Fake::default()
+        }
+    }
+
+    /// The admin on port 22 and a client of a port the config does not
+    /// allow (SSH is a service): one lock-out, whatever the flags; a
+    /// socket table that cannot be read only warns.
+    #[test]
+    fn connected_peers_the_new_ruleset_drops_are_found() {
+        use crate::testing::conns::FakeConns;
+        let mut c = FakeConns::of(&[
+            ("198.51.100.1:22", "203.0.113.5:50000"),
+            ("198.51.100.1:8080", "203.0.113.6:40000"),
+            ("198.51.100.1:8080", "198.51.100.1:40000"),
+            ("127.0.0.1:8080", "127.0.0.1:40001"),
+        ]);
+        let own = ["198.51.100.1".parse().unwrap()];
+        assert_eq!(lockouts(&plan(), &mut c, &own, false), 1);
+        assert_eq!(lockouts(&plan(), &mut c, &own, true), 1);
+        assert_eq!(c.calls, [None, None], "every port is asked about");
+        c.fail = Some("sock_diag: EPERM".into());
+        assert_eq!(lockouts(&plan(), &mut c, &own, false), 0);
+        let r = refusal(2);
+        for want in [
+            "2 connected peers",
+            "[[service]]",
+            "[trusted]",
+            "--confirm",
+            "--force",
+        ] {
+            assert!(r.contains(want), "{want}: {r}");
         }
     }
 

@@ -11,16 +11,18 @@ use crate::core::capture::engine::{Added, BanFailed, Engine, Mode, Signatures};
 use crate::core::capture::events::Event;
 use crate::core::config::signature::Proto;
 use crate::core::config::{self, Config, Mode as ConfigMode};
+use crate::core::conns::Established;
 use crate::core::history::History;
 use crate::core::policy::Members;
-use crate::ports::{Banner, Clock, PacketSource, Received, SetStore};
+use crate::ports::{Banner, Clock, ConnError, Connections, PacketSource, Received, SetStore};
 use crate::sys::host::{self, SystemClock};
 use crate::sys::tools::System;
-use crate::sys::{cpu, lock, netlink, packet, pcap, statefile};
+use crate::sys::{cpu, lock, netlink, packet, pcap, sockdiag, statefile};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -304,6 +306,62 @@ fn whitelist(sys: Option<&mut System>, config: &Config) -> Members {
     m
 }
 
+/// How often capture re-reads its admin peers.
+const ADMIN_EVERY: Duration = Duration::from_secs(1);
+
+/// The engine's admin peers from one reading of the connections to
+/// `ports`: the peers holding one, which it bans only on evidence a forger
+/// cannot produce. A failure is said once (`failing`) and leaves no admin
+/// peer: a stale list would shield whoever was connected once.
+pub fn admin_reading(reading: Reading, ports: &[u16], e: &mut Engine, failing: &mut bool) {
+    match reading {
+        Ok(est) => {
+            e.admin_peers = crate::core::conns::admin_peers(&est.conns, ports, &e.policy.own);
+            if *failing {
+                say!("fwctl: admin peers read again");
+            }
+            *failing = false;
+        }
+        Err(err) => {
+            e.admin_peers.clear();
+            if !*failing {
+                say!("fwctl: warning: cannot read the connections to [capture] admin_ports ({err}); until it can, probes forged with an admin's address can get the admin banned");
+            }
+            *failing = true;
+        }
+    }
+}
+
+/// One reading of the connections to the admin ports.
+type Reading = Result<Established, ConnError>;
+
+/// A thread that reads the connections to `ports` (sock_diag, filtered on
+/// them in the kernel) every [`ADMIN_EVERY`] and hands each reading over,
+/// until the returned sender is dropped. Not on the packet loop: a dump
+/// walks the kernel's whole TCP hash table (5-7 ms a family with the
+/// 262 144-bucket table of this VM, however few sockets match).
+fn watch_admins(
+    mut conns: Box<dyn Connections + Send>,
+    ports: Vec<u16>,
+) -> Option<(Receiver<Reading>, Sender<()>)> {
+    let (tx, rx) = mpsc::channel();
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("fwctl-admins".into())
+        .spawn(move || loop {
+            match stopped.recv_timeout(ADMIN_EVERY) {
+                Err(RecvTimeoutError::Timeout) => {
+                    if tx.send(conns.established(Some(&ports))).is_err() {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        })
+        .ok()?;
+    Some((rx, stop))
+}
+
 fn run_live(config: &Config, opts: &Options, inv: &Invocation) -> Result<()> {
     if !host::is_root() {
         bail!("fwctl capture reads raw packets and changes ipsets, so it must run as root; fix: sudo fwctl capture ... (or replay a file with --pcap)");
@@ -381,6 +439,18 @@ fn live(
         e.policy.whitelist = whitelist(sys, config);
     };
     refresh(&mut e, sys.as_mut().ok());
+    // Admin peers matter only where bans are made: read once now, before
+    // the first probe, then by a thread of their own.
+    let admin_ports = &config.capture.admin_ports;
+    let mut admin_failing = false;
+    let admins = if mode == Mode::Ban && !admin_ports.is_empty() {
+        let mut conns = sockdiag::Host::new();
+        let first = conns.established(Some(admin_ports));
+        admin_reading(first, admin_ports, &mut e, &mut admin_failing);
+        watch_admins(Box::new(conns), admin_ports.clone())
+    } else {
+        None
+    };
     let mut banner = netlink::Ipset::open().context("netlink socket for ipset")?;
     let (tcp, udp) = e.signatures.as_ref().map_or((&[][..], &[][..]), |s| {
         (s.matcher.ports(Proto::Tcp), s.matcher.ports(Proto::Udp))
@@ -447,6 +517,10 @@ fn live(
         if last_drops.elapsed() >= Duration::from_secs(1) {
             sock.read_stats();
             telemetry.housekeeping(sock.drops);
+            // The newest reading of the admin peers, if one came.
+            if let Some(reading) = admins.as_ref().and_then(|(rx, _)| rx.try_iter().last()) {
+                admin_reading(reading, admin_ports, &mut e, &mut admin_failing);
+            }
             last_drops = Instant::now();
         }
         if e.dirty && last_save.elapsed() >= Duration::from_secs(1) {
@@ -496,4 +570,50 @@ fn live_stats(e: &Engine, sock: &mut packet::Live) -> Event {
     s.rss_kb = Some(rss);
     s.peak_rss_kb = Some(peak);
     Event::CaptureStats(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::conns::FakeConns;
+
+    #[test]
+    fn admin_peers_come_from_the_admin_ports_and_go_when_unreadable() {
+        let cfg = Config::builtin();
+        let opts = Options {
+            iface: None,
+            pcap: None,
+            detect_only: false,
+            json: false,
+            output: None,
+            protect: vec![],
+            stats_every: Duration::from_secs(60),
+        };
+        let mut e = engine(&cfg, &opts, Mode::Ban, History::default()).unwrap();
+        e.set_own(vec!["198.51.100.1".parse().unwrap()]);
+        let mut c = FakeConns::of(&[
+            ("198.51.100.1:22", "203.0.113.5:50000"),
+            ("198.51.100.1:22", "198.51.100.1:50001"),
+            ("198.51.100.1:443", "203.0.113.6:50000"),
+        ]);
+        let mut failing = false;
+        let ports = &cfg.capture.admin_ports;
+        admin_reading(c.established(Some(ports)), ports, &mut e, &mut failing);
+        assert_eq!(e.admin_peers, [("203.0.113.5".parse().unwrap(), 22)]);
+        c.fail = Some("netlink: EPERM".into());
+        admin_reading(c.established(Some(ports)), ports, &mut e, &mut failing);
+        assert!(failing && e.admin_peers.is_empty());
+        // The watcher asks about the admin ports alone, each second, until stopped.
+        let c = FakeConns::of(&[
+            ("198.51.100.1:2222", "203.0.113.5:50000"),
+            ("198.51.100.1:443", "203.0.113.6:50000"),
+        ]);
+        let (rx, stop) = watch_admins(Box::new(c), vec![22, 2222]).unwrap();
+        let got = rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
+        assert_eq!(got.conns.len(), 1, "{got:?}");
+        assert_eq!(got.conns[0].local.port(), 2222);
+        drop(stop);
+        while rx.recv_timeout(Duration::from_secs(5)).is_ok() {}
+        assert!(rx.try_recv().is_err(), "it stopped");
+    }
 }

@@ -24,6 +24,7 @@ pub fn run(o: &Options, inv: &super::Invocation) -> anyhow::Result<bool> {
     );
     let mut facts = facts;
     facts.fleet = fleet_check(inv);
+    facts.lockout = lockout_check(inv);
     let list = checks(&facts);
     let failed = list.iter().filter(|c| c.level == Level::Fail).count();
     let text = if o.json {
@@ -53,6 +54,26 @@ pub fn run(o: &Options, inv: &super::Invocation) -> anyhow::Result<bool> {
     };
     super::out(text)?;
     Ok(failed == 0)
+}
+
+/// With a config: the peers connected now (sock_diag netlink) its ruleset
+/// would lock out, as `apply` checks them.
+fn lockout_check(
+    inv: &super::Invocation,
+) -> Option<Result<(Vec<crate::core::lockout::Lockout>, String), String>> {
+    use crate::ports::Connections;
+    let cfg = inv.load().ok()?;
+    let plan = crate::core::ruleset::build(&cfg);
+    Some(
+        sys::sockdiag::Host::new()
+            .established(None)
+            .map(|e| {
+                let own = sys::host::own_addresses();
+                let found = crate::core::lockout::check(&plan, &e.conns, &own);
+                (found, e.via.describe())
+            })
+            .map_err(|e| e.to_string()),
+    )
 }
 
 /// With [fleet]: connect and authenticate as sync would, within 3 s.

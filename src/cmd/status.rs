@@ -101,7 +101,9 @@ pub fn run(o: &Options, inv: &Invocation) -> Result<bool> {
     if o.repair && !status.healthy {
         if status.repairable {
             eprintln!("fwctl: repairing: {}", status.problems.join("; "));
-            super::apply::apply(inv, false, None)?;
+            // What the last apply installed goes back; a peer it would
+            // lock out is warned about, not a reason to leave drift.
+            super::apply::apply(inv, false, None, true)?;
             status = evaluate(&gather(&cfg, &plan, &path, &mut sys, inv.sudo(), true)?);
         } else {
             eprintln!("fwctl: nothing an apply repairs: a full set needs a bigger [sets] maxelem, and the fleet's problems need sync and Redis");

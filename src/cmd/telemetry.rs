@@ -6,7 +6,7 @@
 //! spawns of ipset/iptables-save each run on a thread of their own.
 
 use super::notify::{Life, Notifier, NOTIFY_WAIT};
-use crate::core::capture::engine::Engine;
+use crate::core::capture::engine::{forgeable, Engine};
 use crate::core::capture::events::Event;
 use crate::core::config::Config;
 use crate::core::metrics::CaptureMetrics;
@@ -31,6 +31,8 @@ pub struct Telemetry {
     /// Bans to the fleet, and the role capture bans into.
     publisher: Option<super::fleet::Publisher>,
     role: &'static str,
+    /// `[fleet] share_spoofable`: publish bans on forgeable evidence too.
+    share_spoofable: bool,
     /// Where /metrics is served, or why it is not (None: turned off).
     serving: Option<Result<std::net::SocketAddr, String>>,
     /// The watcher and the sender whose drop stops it.
@@ -78,6 +80,7 @@ impl Telemetry {
             notifier,
             publisher,
             role,
+            share_spoofable: cfg.fleet.as_ref().is_some_and(|f| f.share_spoofable),
             serving,
             watcher,
         })
@@ -114,7 +117,11 @@ impl Telemetry {
             let entries = evs
                 .iter()
                 .filter_map(|ev| match ev {
-                    Event::IpBlocked(b) if b.applied => {
+                    // A ban on evidence anyone could forge stays on this
+                    // host unless the config shares those too.
+                    Event::IpBlocked(b)
+                        if b.applied && (self.share_spoofable || !forgeable(b.scan_type)) =>
+                    {
                         let addr = crate::units::addr::parse_addr(&b.src).ok()?;
                         Some(p.member().entry(
                             crate::core::fleet::Op::Ban,
@@ -145,6 +152,7 @@ impl Telemetry {
             }
         }
         m.ban_failures = e.counts.ban_failures;
+        m.spared = e.counts.spared;
         m.tracked = e.detector.tracked() as u64;
     }
 

@@ -82,6 +82,9 @@ pub struct Facts {
     pub textfile: Option<(PathBuf, Option<String>)>,
     /// With [fleet]: Redis answered (what it said), or why not.
     pub fleet: Option<Result<String, String>>,
+    /// With a config: the connected peers its ruleset would lock out and
+    /// how the connections were learned, or why they could not be read.
+    pub lockout: Option<Result<(Vec<super::lockout::Lockout>, String), String>>,
 }
 
 fn check(name: &'static str, level: Level, detail: String, fix: Option<&str>) -> Check {
@@ -341,8 +344,54 @@ pub fn checks(f: &Facts) -> Vec<Check> {
             )),
         ),
     });
+    if let Some(l) = &f.lockout {
+        v.push(lockout_check(l));
+    }
     telemetry_checks(f, &mut v);
     v
+}
+
+/// The peers connected now that the config's ruleset would lock out, as
+/// `apply` would refuse them.
+fn lockout_check(l: &Result<(Vec<super::lockout::Lockout>, String), String>) -> Check {
+    use Level::*;
+    match l {
+        Result::Err(e) => check(
+            "lock-out",
+            Warn,
+            format!("cannot tell whether the config locks out a connected peer: {e}"),
+            Some("over SSH, apply with --confirm"),
+        ),
+        Result::Ok((found, via)) if found.is_empty() => check(
+            "lock-out",
+            Ok,
+            format!("the config's ruleset lets every connected peer connect again (from {via})"),
+            None,
+        ),
+        Result::Ok((found, _)) => {
+            const SHOWN: usize = 5;
+            let mut peers: Vec<String> = found
+                .iter()
+                .take(SHOWN)
+                .map(|l| format!("{} to port {}", l.peer, l.port))
+                .collect();
+            if found.len() > SHOWN {
+                peers.push(format!("{} more", found.len() - SHOWN));
+            }
+            check(
+                "lock-out",
+                Fail,
+                format!(
+                    "the config's ruleset drops new connections from peers connected now: {}; `apply` refuses it",
+                    peers.join(", ")
+                ),
+                Some(&match found.as_slice() {
+                    [one] => one.line().split_once("; fix: ").map_or(String::new(), |(_, fix)| fix.to_string()),
+                    _ => "a [[service]] with each port, or each peer (or its network) in [trusted] networks".into(),
+                }),
+            )
+        }
+    }
 }
 
 fn backend_check(f: &Facts) -> Check {
@@ -448,6 +497,34 @@ mod tests {
             c.level,
             format!("{} {}", c.detail, c.fix.unwrap_or_default()),
         )
+    }
+
+    #[test]
+    fn a_connected_peer_the_config_locks_out_is_a_problem() {
+        use crate::core::lockout::Lockout;
+        let mut f = good();
+        let l = |peer: &str| Lockout {
+            peer: peer.parse().unwrap(),
+            port: 22,
+        };
+        f.lockout = Some(Ok((vec![], "sock_diag".into())));
+        assert_eq!(level(&f, "lock-out").0, Level::Ok);
+        f.lockout = Some(Ok((vec![l("203.0.113.5")], "sock_diag".into())));
+        let (lv, text) = level(&f, "lock-out");
+        assert_eq!(lv, Level::Fail);
+        for want in [
+            "203.0.113.5 to port 22",
+            "[[service]] with port = 22",
+            "[trusted]",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        let many: Vec<Lockout> = (1..=7).map(|i| l(&format!("203.0.113.{i}"))).collect();
+        f.lockout = Some(Ok((many, "sock_diag".into())));
+        let (_, text) = level(&f, "lock-out");
+        assert!(text.contains("203.0.113.5 to port 22, 2 more"), "{text}");
+        f.lockout = Some(Err("EPERM".into()));
+        assert_eq!(level(&f, "lock-out").0, Level::Warn);
     }
 
     #[test]

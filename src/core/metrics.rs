@@ -122,6 +122,8 @@ pub struct CaptureMetrics {
     /// Bans by (set, source).
     pub bans: BTreeMap<(String, String), u64>,
     pub ban_failures: u64,
+    /// Bans not made: forgeable evidence against an admin peer.
+    pub spared: u64,
     pub latency: Histogram,
     pub kernel_drops: u64,
     pub tracked: u64,
@@ -202,6 +204,12 @@ impl CaptureMetrics {
             "counter",
             "Bans the kernel refused.",
             self.ban_failures as f64,
+        );
+        e.one(
+            "fwctl_capture_spoofable_spared_total",
+            "counter",
+            "Bans not made: evidence a forger can produce against a peer holding an established connection to an admin port.",
+            self.spared as f64,
         );
         e.histogram(
             "fwctl_ban_latency_seconds",
@@ -434,6 +442,7 @@ mod tests {
     fn capture_metrics_render_in_the_text_format() {
         let mut m = CaptureMetrics {
             frames: 10,
+            spared: 3,
             ..CaptureMetrics::default()
         };
         m.probes.insert("tcp".into(), 7);
@@ -462,6 +471,10 @@ mod tests {
         assert!(t.contains("fwctl_notify_sent_total{sink=\"ops\"} 1\n"));
         assert!(t.contains("fwctl_set_capacity{set=\"blacklist\"} 65536\n"));
         assert!(t.contains("fwctl_rules_drift{family=\"ipv4\"} 1\n"));
+        assert!(
+            t.contains("fwctl_capture_spoofable_spared_total 3\n"),
+            "{t}"
+        );
         assert_eq!(labels(&[("a", "x\"y\\z\n")]), "{a=\"x\\\"y\\\\z\\n\"}");
     }
     #[test]

@@ -146,3 +146,19 @@ pub trait ReputationCheck {
 
 /// A score, or why none and whether it is worth asking again this run.
 pub type Verdict = Result<u8, (String, bool)>;
+
+/// The kernel's socket table could not be read, nor the session's
+/// `SSH_CONNECTION`; said in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnError(pub String);
+
+/// The established TCP connections into this host (to a port something
+/// listens on), in the caller's network namespace.
+pub trait Connections {
+    /// Every such connection, or only those to `ports` when given.
+    fn established(
+        &mut self,
+        ports: Option<&[u16]>,
+    ) -> Result<crate::core::conns::Established, ConnError>;
+}

@@ -287,6 +287,8 @@ pub fn gather(
         state_path,
         // Redis is asked by the command layer, which holds the client.
         fleet: None,
+        // So are the connections (it holds the ruleset).
+        lockout: None,
     }
 }
 

@@ -26,5 +26,6 @@ pub mod pcap;
 pub mod pcap_legacy;
 pub mod redis;
 pub mod secret;
+pub mod sockdiag;
 pub mod statefile;
 pub mod tools;

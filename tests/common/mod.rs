@@ -273,6 +273,24 @@ impl Lab {
         })
     }
 
+    /// A connection from `src` in the client to `port` of the target (the
+    /// address of `src`'s family), kept open: an SSH session as the
+    /// kernel's socket table sees it.
+    pub fn session(&self, src: IpAddr, port: u16) -> socket2::Socket {
+        use socket2::{Domain, Socket, Type};
+        let dst: IpAddr = if src.is_ipv4() { TARGET4 } else { TARGET6 }
+            .parse()
+            .unwrap();
+        let dst = SocketAddr::new(dst, port);
+        in_ns(&self.client, move || {
+            let s = Socket::new(Domain::for_address(dst), Type::STREAM, None).unwrap();
+            s.bind(&SocketAddr::new(src, 0).into()).unwrap();
+            s.connect_timeout(&dst.into(), Duration::from_secs(2))
+                .unwrap_or_else(|e| panic!("{src} to {dst}: {e}"));
+            s
+        })
+    }
+
     /// One connection attempt: did it connect, get refused, or get no answer?
     pub fn reach(&self, src: IpAddr, port: u16) -> Reply {
         let p = self.probe(src, port, 1, Duration::from_millis(800));

@@ -125,6 +125,17 @@ pub enum Mode {
     Replay,
 }
 
+/// Whether a ban's evidence is something a forger can produce: a probe
+/// (SYN, FIN, NULL, XMAS, odd flags, UDP) or a flood counted on SYNs
+/// ("connection-flood": its SYNs are counted before any handshake) carries
+/// a source address nobody proved. Only a completed handshake proves one:
+/// a decoy touched, a signature in data that acknowledged our SYN-ACK
+/// exactly. A new kind of evidence counts as forgeable until it proves its
+/// source.
+pub fn forgeable(scan_type: &str) -> bool {
+    !matches!(scan_type, "decoy" | "signature")
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Counts {
     pub frames: u64,
@@ -134,6 +145,8 @@ pub struct Counts {
     pub udp_probes: u64,
     pub bans: u64,
     pub ban_failures: u64,
+    /// Bans not made: forgeable evidence against an admin peer.
+    pub spared: u64,
 }
 
 pub struct Engine {
@@ -159,6 +172,11 @@ pub struct Engine {
     floods: Vec<Flood>,
     /// `[[capture.signature]]` (none without them).
     pub signatures: Option<Signatures>,
+    /// The peers holding an established connection to an admin port, with
+    /// that port (re-read every second or so by the live driver, at most
+    /// `conns::MAX_ADMIN_PEERS`): never banned on forgeable evidence. Looked
+    /// at only when a ban is decided, never per frame.
+    pub admin_peers: Vec<(IpAddr, u16)>,
 }
 
 /// Payload signatures: the matcher, the handshakes this host answered on
@@ -212,6 +230,7 @@ impl Engine {
             syncookies: None,
             floods: Vec::new(),
             signatures: None,
+            admin_peers: Vec::new(),
         }
     }
 
@@ -329,6 +348,18 @@ impl Engine {
         }
         if self.mode == Mode::DetectOnly {
             return ("not banned: detection only".into(), None, None);
+        }
+        // Anyone can send a SYN with the admin's address: only what a
+        // forger cannot produce bans a peer logged in to an admin port.
+        if forgeable(scan_type) {
+            if let Some((peer, port)) = self.admin_peers.iter().find(|(a, _)| source.contains(a)) {
+                self.counts.spared += 1;
+                return (
+                    format!("not banned: spoofable evidence ({scan_type}) against an admin peer ({peer} holds an established connection to port {port})"),
+                    None,
+                    None,
+                );
+            }
         }
         let profile = profile.name.clone();
         let applied = (self.mode == Mode::Ban).then(|| ban(&set, source, secs as u32));
@@ -896,6 +927,81 @@ mod tests {
         r.banner.listed.clear();
         touch(&mut r, src, 5900, 400 * SECOND);
         assert_eq!(r.banner.adds[1].2, 3600);
+    }
+
+    /// Anyone can send SYNs with the address of an admin logged in over
+    /// SSH: probes and SYN-counted floods from an admin peer ban nobody
+    /// (said, and counted), while the same from anyone else do; a decoy
+    /// handshake and a proven signature still ban the admin peer.
+    #[test]
+    fn forgeable_evidence_never_bans_an_admin_peer() {
+        let admin: IpAddr = "203.0.113.5".parse().unwrap();
+        let mut r = flood_rig(Mode::Ban);
+        r.e.admin_peers = vec![(admin, 22), ("2001:db8:ad::5".parse().unwrap(), 2222)];
+        r.scan("203.0.113.5", "198.51.100.1", 10, 1000);
+        r.scan("203.0.113.6", "198.51.100.1", 10, 1000);
+        syns(&mut r, "203.0.113.5", 1000, 2000 * SECOND, SECOND / 200);
+        let bans = |r: &Rig| -> Vec<String> {
+            r.banner
+                .adds
+                .iter()
+                .map(|(_, n, _)| n.to_string())
+                .collect()
+        };
+        assert_eq!(bans(&r), ["203.0.113.6/32"]);
+        let scans = r.of("scan_detected");
+        assert_eq!(
+            scans[0]["action"],
+            "not banned: spoofable evidence (SYN) against an admin peer (203.0.113.5 holds an established connection to port 22)"
+        );
+        assert_eq!(scans[1]["action"], "banned for 5m");
+        let flood = r.of("connection_flood");
+        assert_eq!(flood.len(), 1);
+        assert!(
+            flood[0]["action"]
+                .as_str()
+                .unwrap()
+                .starts_with("not banned: spoofable evidence (connection-flood)"),
+            "{flood:?}"
+        );
+        assert_eq!(r.e.counts.spared, 2);
+        // IPv6 sources tracked per /64: a /64 holding an admin peer is spared too.
+        r.e.detector = Detector::new(Settings {
+            v6_prefix: 64,
+            ..Settings::for_profile(Profile::named("aggressive").unwrap())
+        });
+        r.scan("2001:db8:ad::99", "2001:db8:100::1", 10, 3000);
+        assert_eq!(bans(&r), ["203.0.113.6/32"]);
+        assert_eq!(r.e.counts.spared, 3);
+        // A completed handshake cannot be forged: the admin peer is banned.
+        let banner = &mut r.banner;
+        let mut ban = |set: &str, net, secs| banner.add(set, net, secs);
+        r.e.decoy(admin, 2323, 4000 * SECOND, &mut ban, &|| 0, &mut r.out);
+        assert_eq!(bans(&r), ["203.0.113.6/32", "203.0.113.5/32"]);
+        assert_eq!(r.of("ip_blocked")[1]["scan_type"], "decoy");
+        assert_eq!(r.e.counts.spared, 3);
+        assert!(
+            forgeable("SYN")
+                && forgeable("mixed")
+                && forgeable("UDP")
+                && forgeable("connection-flood")
+        );
+        assert!(!forgeable("decoy") && !forgeable("signature"));
+    }
+
+    #[test]
+    fn a_proven_signature_still_bans_an_admin_peer() {
+        let mut r = signature_rig();
+        r.e.admin_peers = vec![("203.0.113.7".parse().unwrap(), 22)];
+        request(
+            &mut r,
+            "203.0.113.7",
+            40000,
+            b"GET /?id=1 UNION SELECT 1",
+            SECOND,
+        );
+        assert_eq!(r.banner.adds.len(), 1);
+        assert_eq!(r.e.counts.spared, 0);
     }
 
     #[test]

@@ -32,6 +32,11 @@ pub struct Capture {
     pub decoy_ports: Vec<u16>,
     /// `[[capture.signature]]`: payloads looked for (none by default).
     pub signatures: Vec<super::signature::Signature>,
+    /// TCP ports whose established connections make their peer an admin
+    /// peer: never banned on evidence a forger can produce. Default: the
+    /// ports of a `[[service]]` named "ssh", else 22 (set by the config,
+    /// which knows the services); `[]` turns this off.
+    pub admin_ports: Vec<u16>,
 }
 
 /// The validated `[capture.flood]` section.
@@ -141,6 +146,39 @@ pub struct RawCapture {
     decoy_ports: Vec<i64>,
     #[serde(default)]
     signature: Vec<super::signature::RawSignature>,
+    admin_ports: Option<Vec<i64>>,
+}
+
+impl RawCapture {
+    /// Whether the config names its admin ports (else the config takes
+    /// them from its services).
+    pub fn admin_ports_given(&self) -> bool {
+        self.admin_ports.is_some()
+    }
+}
+
+/// Most admin ports (each is a comparison of capture's connection filter).
+pub const MAX_ADMIN_PORTS: usize = 16;
+
+fn admin_ports(raw: &[i64]) -> Result<Vec<u16>, Invalid> {
+    let mut out: Vec<u16> = Vec::new();
+    for &p in raw {
+        let port = u16::try_from(p).ok().filter(|&p| p > 0).ok_or_else(|| {
+            Invalid(format!(
+                "[capture] admin_ports: {p} is not a port; fix: TCP ports 1-65535, e.g. [22]"
+            ))
+        })?;
+        if !out.contains(&port) {
+            out.push(port);
+        }
+    }
+    if out.len() > MAX_ADMIN_PORTS {
+        return Err(Invalid(format!(
+            "[capture] admin_ports: {} ports; fix: at most {MAX_ADMIN_PORTS}",
+            out.len()
+        )));
+    }
+    Ok(out)
 }
 
 /// A `[capture]` ban duration: the same rules as `scan --removeafter`, with
@@ -277,6 +315,7 @@ impl Capture {
             flood: raw.flood.map(RawFlood::validate).transpose()?,
             decoy_ports: decoys(&raw.decoy_ports)?,
             signatures: super::signature::validate(raw.signature)?,
+            admin_ports: admin_ports(raw.admin_ports.as_deref().unwrap_or(&[22]))?,
         })
     }
 }
@@ -326,6 +365,36 @@ mod tests {
     }
 
     #[test]
+    fn admin_ports_default_to_the_ssh_service_else_22() {
+        let ports = |text: &str| {
+            crate::core::config::Config::parse(text, std::path::Path::new("/t.toml"), &|_| {
+                Ok(String::new())
+            })
+            .unwrap()
+            .capture
+            .admin_ports
+        };
+        assert_eq!(ports(""), [22]);
+        assert_eq!(ports("[[service]]\nname = \"web\"\nport = 443\n"), [22]);
+        assert_eq!(ports("[[service]]\nname = \"ssh\"\nport = 2222\n"), [2222]);
+        assert_eq!(
+            ports("[[service]]\nname = \"ssh\"\nport = 22\n[[service]]\nname = \"SSH\"\nport = \"2200-2201\"\n"),
+            [22, 2200, 2201]
+        );
+        // A UDP "ssh" is no SSH; the config's own list wins, [] turns it off.
+        assert_eq!(
+            ports("[[service]]\nname = \"ssh\"\nport = 22\nprotocol = \"udp\"\n"),
+            [22]
+        );
+        assert_eq!(
+            ports("[[service]]\nname = \"ssh\"\nport = 2222\n[capture]\nadmin_ports = [22, 443, 22]\n"),
+            [22, 443]
+        );
+        assert!(ports("[capture]\nadmin_ports = []\n").is_empty());
+        assert_eq!(parse("").unwrap().admin_ports, [22]);
+    }
+
+    #[test]
     fn mistakes_name_the_fix() {
         for (text, want) in [
             (
@@ -354,6 +423,12 @@ mod tests {
             ("decoy_ports = [0]", "is not a port"),
             ("decoy_ports = [70000]", "is not a port"),
             ("decoy_ports = [23, 23]", "listed twice"),
+            ("admin_ports = [0]", "admin_ports: 0 is not a port"),
+            ("admin_ports = [22, 70000]", "admin_ports: 70000"),
+            (
+                "admin_ports = [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]",
+                "at most 16",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.contains(want), "{text}: {e}");

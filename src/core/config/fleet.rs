@@ -28,6 +28,9 @@ pub struct Fleet {
     pub accept: Vec<String>,
     /// The longest a remote ban lasts here, in seconds.
     pub max_ban: u64,
+    /// Publish capture's bans on evidence a forger can produce (probes,
+    /// floods counted on SYNs) too; off by default.
+    pub share_spoofable: bool,
 }
 
 impl Fleet {
@@ -60,6 +63,7 @@ pub struct RawFleet {
     share: Option<Vec<String>>,
     accept: Option<Vec<String>>,
     max_ban: Option<String>,
+    share_spoofable: Option<bool>,
 }
 
 /// A fleet name (host or stream): printable, no spaces, short.
@@ -165,6 +169,7 @@ impl RawFleet {
             share,
             accept,
             max_ban,
+            share_spoofable: self.share_spoofable.unwrap_or(false),
         })
     }
 }
@@ -187,6 +192,8 @@ mod tests {
         assert!(f.accepts("throttle-soft"));
         assert_eq!(f.max_ban, 7 * 86_400);
         assert!(!f.tls);
+        assert!(!f.share_spoofable);
+        assert!(raw("share_spoofable = true").unwrap().share_spoofable);
         for (extra, want) in [
             ("share = [\"cron\"]", "unknown origin \"cron\""),
             ("accept = [\"whitelist\"]", "unknown role \"whitelist\""),

@@ -387,7 +387,11 @@ impl Config {
             .transpose()
             .map_err(|m| err_at(None, format!("[bandwidth] above: {}", m.0)))?;
 
-        let capture = capture::Capture::from_raw(raw.capture).map_err(|m| err_at(None, m.0))?;
+        let admin_ports_given = raw.capture.admin_ports_given();
+        let mut capture = capture::Capture::from_raw(raw.capture).map_err(|m| err_at(None, m.0))?;
+        if !admin_ports_given {
+            capture.admin_ports = ssh_ports(&services);
+        }
         // A decoy is a port no service uses: its visitors are banned.
         if let Some((p, svc)) = capture.decoy_ports.iter().find_map(|&p| {
             services
@@ -489,6 +493,23 @@ impl Config {
             bandwidth,
         })
     }
+}
+
+/// The default `[capture] admin_ports`: the ports of the TCP `[[service]]`s
+/// named "ssh" (at most `capture::MAX_ADMIN_PORTS`), else 22.
+fn ssh_ports(services: &[Service]) -> Vec<u16> {
+    let mut out: Vec<u16> = services
+        .iter()
+        .filter(|s| s.name.eq_ignore_ascii_case("ssh") && s.protocol == Protocol::Tcp)
+        .flat_map(|s| s.ports.first..=s.ports.last)
+        .take(capture::MAX_ADMIN_PORTS)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    if out.is_empty() {
+        out.push(22);
+    }
+    out
 }
 
 /// The capture detector's settings for a config: its `[capture]` section
