@@ -269,7 +269,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
     for u in units {
         let text = std::fs::read_to_string(root().join("systemd").join(u))
             .unwrap()
-            .replace("/usr/local/sbin/fwctl", env!("CARGO_BIN_EXE_fwctl"));
+            .replace("/usr/sbin/fwctl", env!("CARGO_BIN_EXE_fwctl"));
         std::fs::write(dir.path().join(u), text).unwrap();
     }
     let out = Command::new("systemd-analyze")
@@ -307,7 +307,7 @@ fn systemd_unit_commands_run() {
     assert_eq!(scans.len(), 4);
     let cron = std::fs::read_to_string(root().join("cron/fwctl")).unwrap();
     for s in &scans {
-        assert_eq!(s[0], "/usr/local/sbin/fwctl");
+        assert_eq!(s[0], "/usr/sbin/fwctl");
         let args: Vec<&str> = s[1..].iter().map(String::as_str).collect();
         // `--config /etc/fwctl/fwctl.toml` is replaced by the test's.
         let rule: Vec<&str> = args

@@ -254,7 +254,7 @@ pub fn checks(f: &Facts) -> Vec<Check> {
             "tmpfs",
             Fail,
             format!("{dir} is on {t} (mounted at {mp}), not a RAM disk: a flood of LOG lines wears the disk"),
-            Some("install the mount: cp systemd/ram.mount /etc/systemd/system/ && systemctl enable --now ram.mount (or add tmpfs/fstab to /etc/fstab and mount /ram)"),
+            Some("systemctl enable --now ram.mount (by hand: cp systemd/ram.mount /etc/systemd/system/ first; or add tmpfs/fstab to /etc/fstab and mount /ram)"),
         ),
         None => check("tmpfs", Fail, format!("{dir} does not exist"), Some("mkdir /ram and mount it as tmpfs (systemd/ram.mount or the line in tmpfs/fstab)")),
     });
@@ -266,7 +266,7 @@ pub fn checks(f: &Facts) -> Vec<Check> {
                 "no rsyslog rule sends the fwctl LOG prefixes to {}",
                 f.log.display()
             ),
-            Some("cp rsyslog/10-iptables.conf /etc/rsyslog.d/ && systemctl restart rsyslog"),
+            Some("cp rsyslog/10-iptables.conf /etc/rsyslog.d/ (the .deb installs it there) && systemctl restart rsyslog"),
         )
     } else {
         let files: Vec<String> = f
@@ -316,13 +316,13 @@ pub fn checks(f: &Facts) -> Vec<Check> {
             "scan schedule",
             Fail,
             "no cron entry and no timer runs `fwctl scan`".into(),
-            Some("cp cron/fwctl /etc/cron.d/fwctl (or enable systemd/fwctl-scan.timer)"),
+            Some("systemctl enable --now fwctl-scan.timer, or uncomment the scan lines of /etc/cron.d/fwctl (by hand: cp cron/fwctl /etc/cron.d/fwctl)"),
         )
     });
     v.push(if f.boot_apply {
         check("boot apply", Ok, "the ruleset and bans are restored at boot".into(), None)
     } else {
-        check("boot apply", Fail, "nothing runs `fwctl apply` at boot: after a reboot the host is open and bans are gone".into(), Some("cp systemd/fwctl-apply.service /etc/systemd/system/ && systemctl enable fwctl-apply.service (or the @reboot line of cron/fwctl)"))
+        check("boot apply", Fail, "nothing runs `fwctl apply` at boot: after a reboot the host is open and bans are gone".into(), Some("systemctl enable fwctl-apply.service (by hand: cp systemd/fwctl-apply.service /etc/systemd/system/ first; or the @reboot line of cron/fwctl)"))
     });
     v.push(match &f.state_error {
         None => check(
