@@ -10,6 +10,7 @@ pub mod decoy;
 pub mod doctor;
 pub mod feedstore;
 pub mod fleetbox;
+pub mod fleetkey;
 pub mod host;
 pub mod http;
 pub mod journal;
