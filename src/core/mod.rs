@@ -12,6 +12,7 @@ pub mod config;
 pub mod doctor;
 pub mod feeds;
 pub mod fleet;
+pub mod fleetroom;
 pub mod fleetsig;
 pub mod history;
 pub mod logline;
