@@ -253,6 +253,33 @@ impl FleetLab {
         })
     }
 
+    /// XADD each entry (its fields) to the stream, in one pipeline: what
+    /// anyone who can write to Redis can do.
+    pub fn xadd(&self, entries: Vec<Vec<(String, String)>>) {
+        in_ns(&self.r, move || {
+            let url = format!("redis://:{PASSWORD}@{REDIS}:6379/0");
+            let client = redis::Client::open(url.as_str()).unwrap();
+            let mut con = client
+                .get_connection_with_timeout(Duration::from_secs(2))
+                .unwrap();
+            con.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            let mut p = redis::pipe();
+            for fields in &entries {
+                let c = p.cmd("XADD").arg("fwctl:bans").arg("*");
+                for (k, v) in fields {
+                    c.arg(k).arg(v);
+                }
+                c.ignore();
+            }
+            p.query::<()>(&mut con).unwrap();
+        })
+    }
+
+    /// The process id of host `i`'s sync (`ip netns exec` execs fwctl).
+    pub fn sync_pid(&self, i: usize) -> u32 {
+        self.hosts[i].sync.as_ref().expect("sync runs").child.id()
+    }
+
     pub fn fwctl(&self, i: usize, args: &[&str]) -> Output {
         self.fwctl_cmd(i, args).output().unwrap()
     }
