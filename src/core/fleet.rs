@@ -346,6 +346,12 @@ impl Entry {
         }
         let reason = get("reason")?;
         let fwctl = get("fwctl").unwrap_or("?");
+        // Printed in sync's log: a line end there would forge a line.
+        for (k, v) in [("reason", reason), ("fwctl", fwctl)] {
+            if v.chars().any(char::is_control) {
+                return Err(format!("\"{k}\" holds control characters"));
+            }
+        }
         let sig = get("sig").unwrap_or("");
         Ok(Entry {
             id: id.to_string(),
@@ -800,6 +806,12 @@ mod tests {
             ("origin", "feed", "\"origin\""),
             ("host", "", "not a host name"),
             ("id", "a b", "not an id"),
+            (
+                "reason",
+                "x\nfwctl: sync: applied",
+                "\"reason\" holds control characters",
+            ),
+            ("fwctl", "1\u{1b}[2J", "\"fwctl\" holds control characters"),
         ] {
             let err = with(k, v);
             assert!(err.why.contains(want) && !err.oversized, "{k}={v}: {err}");
