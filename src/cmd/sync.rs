@@ -254,6 +254,8 @@ impl Sync {
             last_id: counts.last_id.clone(),
             applied: counts.applied,
             skipped: counts.skipped,
+            oversized: counts.oversized,
+            unsigned: counts.unsigned,
             ..SyncStatus::default()
         };
         Ok(Sync {
@@ -677,6 +679,8 @@ impl Sync {
             last_id: self.status.last_id.clone(),
             applied: self.status.applied,
             skipped: self.status.skipped,
+            oversized: self.status.oversized,
+            unsigned: self.status.unsigned,
         };
         let mem = std::mem::take(&mut self.history);
         match statefile::update_state(&self.state_path, now, |st| {
