@@ -114,10 +114,13 @@ fn fleet(o: &ListOptions, inv: &Invocation) -> Result<()> {
     let mut link = member.connect(std::time::Duration::from_secs(5))?;
     let mut bans: Vec<crate::core::fleet::Entry> = Vec::new();
     let mut garbage = 0;
+    // A scan of the index may hand over a ban twice.
+    let mut seen = std::collections::HashSet::new();
     crate::ports::FleetLink::active(&mut link, now, &mut |page| {
         for f in &page {
             match crate::core::fleet::Entry::from_fields(f) {
-                Ok(e) => bans.push(e),
+                Ok(e) if seen.insert(e.key()) => bans.push(e),
+                Ok(_) => {}
                 Err(_) => garbage += 1,
             }
         }

@@ -55,7 +55,12 @@ impl Room {
 
     /// One running ban of `host` here.
     pub fn count(&mut self, host: &str) {
-        *self.hosts.entry(host.to_string()).or_default() += 1;
+        match self.hosts.get_mut(host) {
+            Some(n) => *n += 1,
+            None => {
+                self.hosts.insert(host.to_string(), 1);
+            }
+        }
     }
 
     /// How full a set is (a set not given has no limit here: the kernel's).

@@ -134,7 +134,8 @@ pub trait FleetLink: Send {
         count: usize,
     ) -> Result<Vec<StreamEntry>, FleetError>;
     /// The fields of every ban the index holds that ends after `now`,
-    /// handed to `page` a bounded page at a time.
+    /// handed to `page` a bounded page at a time (one written meanwhile
+    /// may come twice).
     fn active(
         &mut self,
         now: i64,
