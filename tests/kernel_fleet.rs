@@ -592,6 +592,19 @@ fn sync_status(lab: &FleetLab, i: usize) -> serde_json::Value {
     v["fleet"]["sync"].clone()
 }
 
+/// `sync_status` once its `key` is `want` (sync writes it after each batch),
+/// or as it is after 5 s.
+fn wait_status(lab: &FleetLab, i: usize, key: &str, want: u64) -> serde_json::Value {
+    let end = std::time::Instant::now() + 5 * SEC;
+    loop {
+        let st = sync_status(lab, i);
+        if st[key].as_u64() == Some(want) || std::time::Instant::now() > end {
+            return st;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A remote `2000::/3` (or `1.0.0.0/8`) was applied: all global IPv6
 /// dropped. Networks wider than [fleet] min_prefix_v4 / min_prefix_v6
 /// (24 and 48 by default) are refused; narrower ones go in.
@@ -624,13 +637,9 @@ fn a_remote_network_wider_than_the_minimum_prefix_is_refused() {
         ("1.0.0.0/8", "wider than /24 ([fleet] min_prefix_v4)"),
         ("198.51.0.0/16", "wider than /24 ([fleet] min_prefix_v4)"),
     ] {
-        assert!(
-            lab.log(1)
-                .iter()
-                .any(|l| l.contains(&format!("skipped capture ban of {addr} ")) && l.contains(why)),
-            "{addr}: {:?}",
-            lab.log(1)
-        );
+        let line =
+            format!("skipped capture ban of {addr} in blacklist for 1h from Z (port scan): {why}");
+        assert!(lab.wait_log(1, &line, 2 * SEC), "{line}: {:?}", lab.log(1));
     }
     assert!(!lab.members(1, "blacklist_v6").contains_key("2000::/3"));
     assert!(!lab.members(1, "blacklist").contains_key("1.0.0.0/8"));
@@ -682,10 +691,10 @@ fn remote_bans_keep_to_a_quota_per_host_and_leave_room_for_a_local_ban() {
         .filter(|n| set.contains_key(&format!("2001:db8:f00::{n:x}")))
         .count();
     assert_eq!(z1, 250, "Z1's bans here: its quota");
-    let log = lab.log(1).join("\n");
     assert!(
-        log.contains("over quota") && log.contains("no room"),
-        "{log}"
+        lab.wait_log(1, "over quota", 2 * SEC) && lab.wait_log(1, "no room", 2 * SEC),
+        "{:?}",
+        lab.log(1)
     );
     // The local ban finds room.
     ok(&lab.fwctl(1, &["ban", "2001:db8:bad::1", "--for", "1h"]));
@@ -742,14 +751,17 @@ fn oversized_entries_are_skipped_and_counted_with_bounded_memory() {
         "sync's peak memory is {} MB with 13 entries of 20 MB",
         peak_kb / 1024
     );
-    let log = lab.log(1).join("\n");
-    assert!(log.contains("oversized: 20971"), "{log}");
+    assert!(
+        lab.wait_log(1, "oversized: 20971", 2 * SEC),
+        "{:?}",
+        lab.log(1)
+    );
     for n in 0..10 {
         assert!(!lab
             .members(1, "blacklist")
             .contains_key(&format!("203.0.113.{}", 60 + n)));
     }
-    let st = sync_status(&lab, 1);
+    let st = wait_status(&lab, 1, "oversized", 13);
     assert_eq!(st["oversized"], 13, "{st}");
     assert!(st["skipped"].as_u64().unwrap() >= 13, "{st}");
     assert!(String::from_utf8_lossy(&lab.fwctl(1, &["status"]).stdout).contains("13 oversized"),);
@@ -834,16 +846,57 @@ fn with_peers_unsigned_and_forged_entries_are_refused() {
     ] {
         assert!(!set.contains_key(a), "{a} went in");
     }
-    let log = lab.log(1).join("\n");
     for why in [
         "unsigned: no signature, and A is in [fleet.peers]",
         "unsigned: the signature is not A's key's",
         "unsigned: Z is not in [fleet.peers]",
     ] {
-        assert!(log.contains(why), "no word of {why}: {log}");
+        assert!(
+            lab.wait_log(1, why, 2 * SEC),
+            "no word of {why}: {:?}",
+            lab.log(1)
+        );
     }
-    let st = sync_status(&lab, 1);
+    let st = wait_status(&lab, 1, "unsigned", 4);
     assert_eq!(st["unsigned"], 4, "{st}");
+    // A host back from away catches up from the index: 300 signed bans
+    // (checked on every core) and one forged among them.
+    lab.stop_sync(1);
+    let mut cmds = Vec::new();
+    for n in 1..302 {
+        let addr = format!("2001:db8:5::{n:x}");
+        let mut e = fields(&signed(&addr, "A", 1000 + n, &a_key));
+        if n == 150 {
+            e = with(e, "reason", "forged");
+        }
+        let line: Vec<String> = e.into_iter().map(|(_, v)| v).collect();
+        let key = format!("blacklist {addr}");
+        let until = (now() + 3600).to_string();
+        cmds.push(vec![
+            "ZADD".into(),
+            "fwctl:bans:active".into(),
+            until,
+            key.clone(),
+        ]);
+        cmds.push(vec![
+            "HSET".into(),
+            "fwctl:bans:info".into(),
+            key,
+            line.join("\t"),
+        ]);
+    }
+    lab.pipe(cmds);
+    lab.start_sync(1);
+    let set = lab.members(1, "blacklist_v6");
+    let applied = (1..302)
+        .filter(|n| set.contains_key(&format!("2001:db8:5::{n:x}")))
+        .count();
+    assert_eq!(applied, 300, "{:?}", lab.log(1));
+    assert!(
+        !set.contains_key("2001:db8:5::96"),
+        "the forged one went in"
+    );
+    assert_eq!(wait_status(&lab, 1, "unsigned", 5)["unsigned"], 5);
     // A key file others may read is refused with the fix.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&ka, std::fs::Permissions::from_mode(0o640)).unwrap();
