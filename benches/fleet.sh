@@ -5,9 +5,12 @@
 #  1. propagation: BANS (default 1000) `fwctl ban` on A, one after another; for each,
 #     the time from starting the ban on A to the address being a member of B's set
 #     (polled with `ipset test`, every 1 ms), median and p99;
-#  2. catch-up: ACTIVE (default 100 000) running bans published by a scan on A; a
+#  2. oversized: 10 entries with a 20 MB reason wait in the stream (as after an
+#     outage) and one ban after them; B's sync follows from before them: its peak
+#     memory (VmHWM) once the ban is in;
+#  3. catch-up: ACTIVE (default 100 000) running bans published by a scan on A; a
 #     fresh sync on B (no state file) applies them all: the time to "caught up";
-#  3. Redis down: the scan of 100 000 offenders and capture's ban latency (40 nmap
+#  4. Redis down: the scan of 100 000 offenders and capture's ban latency (40 nmap
 #     scanners), side by side with no [fleet] at all, in the same run.
 # Needs redis-server, nmap (apt-get install redis-server nmap).
 set -euo pipefail
@@ -71,6 +74,8 @@ listen = ""
 redis = "redis://203.0.113.100:6379/0"
 password_file = "$work/redis.secret"
 host = "$h"
+# The catch-up below is one host's 100 000 bans.
+max_entries_per_host = 1000000
 EOF
   sed '/^\[fleet\]/,$d' "$work/$h.toml" >"$work/$h-nofleet.toml"
 done
@@ -117,6 +122,23 @@ for i in $(seq 100); do
   echo $(( (t1 - t0) / 1000 ))
 done | percentiles | sed 's/^/  reference: fwctl ban on A alone (no [fleet]): /'
 echo
+kill "$sb"; wait "$sb" 2>/dev/null || true
+
+echo "== oversized: 10 entries with a 20 MB reason in the stream, then one ban; B's sync follows"
+now=$(date +%s)
+for i in $(seq 10); do
+  # The reason (last) from stdin: 20 MB is past what one command-line argument may hold.
+  head -c 20971520 /dev/zero | tr '\0' x | rcli -x XADD fwctl:bans '*' v 1 id "$(printf 'b16%013x' "$i")" \
+    op ban addr "198.51.100.$i" role blacklist at "$now" until $((now + 3600)) secs 3600 offence 1 \
+    host Z origin capture fwctl 0 reason >/dev/null
+done
+rcli XADD fwctl:bans '*' v 1 id b170000000000000 op ban addr 198.51.100.99 role blacklist at "$now" \
+  until $((now + 3600)) secs 3600 offence 1 host Z origin capture fwctl 0 reason "after them" >/dev/null
+t0=$(date +%s%N)
+start_sync B; sb=$sync_pid
+until ip netns exec "$b" ipset test blacklist 198.51.100.99 2>/dev/null; do sleep 0.001; done
+t1=$(date +%s%N)
+echo "  B's sync: the ban after them in $(( (t1 - t0) / 1000000 )) ms; peak memory $(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$sb/status") MB; $(grep -c 'oversized' "$work/B/sync.err") lines say oversized"
 kill "$sb"; wait "$sb" 2>/dev/null || true
 
 echo "== catch-up: a fresh host applies $active running remote bans"

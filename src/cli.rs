@@ -125,6 +125,11 @@ pub enum Command {
     /// longer ban already; remote unbans lift what the fleet put here. Also
     /// publishes what this host's commands could not while Redis was away.
     Sync(crate::cmd::sync::Options),
+    /// The fleet's keys and bans: `fwctl fleet keygen --out PATH`, `fwctl fleet purge --host NAME`.
+    Fleet {
+        #[command(subcommand)]
+        command: crate::cmd::fleet_admin::FleetCommand,
+    },
     /// Threat feeds: `fwctl feeds update [--feed NAME] [--force]`.
     Feeds {
         #[command(subcommand)]

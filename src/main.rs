@@ -40,6 +40,12 @@ fn main() -> ExitCode {
             command: cmd::feeds::FeedsCommand::Update(opts),
         } => cmd::feeds::update(&opts, &inv),
         Command::Sync(opts) => cmd::sync::run(&opts, &inv).map(|()| true),
+        Command::Fleet {
+            command: cmd::fleet_admin::FleetCommand::Keygen(opts),
+        } => cmd::fleet_admin::keygen(&opts, &inv).map(|()| true),
+        Command::Fleet {
+            command: cmd::fleet_admin::FleetCommand::Purge(opts),
+        } => cmd::fleet_admin::purge(&opts, &inv).map(|()| true),
         Command::Confirm => cmd::apply::confirm().map(|()| true),
         Command::Remove { sets } => cmd::apply::remove(&inv, sets).map(|()| true),
     };

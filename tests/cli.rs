@@ -774,3 +774,101 @@ fn refusals_read_right() {
     );
     assert!(!err.contains("is a not"), "{err}");
 }
+
+/// `fwctl fleet keygen`: a private key file (mode 600, never over another)
+/// and the public half with the lines to paste; a key file others may read,
+/// a peer key that is not a key, a minimum prefix out of range or this
+/// host's own peer key not matching its key file are refused with the fix.
+#[test]
+fn fleet_keys_are_made_private_and_bad_fleet_settings_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("fleet.key");
+    let out = fwctl(&["fleet", "keygen", "--out", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    let public = said
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .unwrap()
+        .to_string();
+    assert_eq!(public.len(), 44, "{said}");
+    assert!(said.contains(&format!("= \"{public}\"")), "{said}");
+    assert!(
+        said.contains(&format!("key_file = \"{}\"", key.display())),
+        "{said}"
+    );
+    let secret = std::fs::read_to_string(&key).unwrap();
+    assert!(
+        !said.contains(secret.trim()),
+        "the private key is never printed"
+    );
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let again = fwctl(&["fleet", "keygen", "--out", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(one_line_error(&again).contains("exists; fix:"));
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), secret);
+
+    let config = |extra: &str| {
+        let p = dir.path().join("fleet.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[fleet]\nredis = \"redis://203.0.113.100:6379/0\"\nhost = \"web-1\"\nkey_file = \"{}\"\n{extra}",
+                key.display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let err = |args: &[&str], extra: &str| {
+        let p = config(extra);
+        let mut a = vec!["--config", p.to_str().unwrap()];
+        a.extend_from_slice(args);
+        one_line_error(&fwctl(&a).output().unwrap())
+    };
+    let e = err(&["apply", "--dry-run"], "min_prefix_v6 = 200\n");
+    assert!(
+        e.contains("min_prefix_v6 = 200; fix: a prefix length from 0 to 128"),
+        "{e}"
+    );
+    let e = err(
+        &["apply", "--dry-run"],
+        "[fleet.peers]\n\"web-2\" = \"AAAA\"\n",
+    );
+    assert!(
+        e.contains("\"web-2\" is 3 bytes") && e.contains("fix:"),
+        "{e}"
+    );
+    // This host listed with another key than its own.
+    let other = "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik=";
+    let e = err(
+        &["sync"],
+        &format!("[fleet.peers]\n\"web-1\" = \"{other}\"\n"),
+    );
+    assert!(e.contains(&format!("set it to \"{public}\"")), "{e}");
+    // A key file the group may read.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let e = err(&["sync"], "");
+    assert!(e.contains("chmod 600") && !e.contains(secret.trim()), "{e}");
+    // purge needs a fleet.
+    let none = dir.path().join("none.toml");
+    std::fs::write(&none, "").unwrap();
+    let e = one_line_error(
+        &fwctl(&[
+            "--config",
+            none.to_str().unwrap(),
+            "fleet",
+            "purge",
+            "--host",
+            "web-3",
+        ])
+        .output()
+        .unwrap(),
+    );
+    assert!(e.contains("has no [fleet] section"), "{e}");
+}

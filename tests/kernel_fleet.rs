@@ -552,3 +552,466 @@ fn bans_cross_a_tls_redis() {
         .clone();
     assert_eq!(fleet["level"], "fail", "{fleet}");
 }
+
+/// Now, Unix seconds.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The fields of a remote ban of `addr` (an hour long) as host `host`
+/// publishes it (unsigned), written out by hand as anyone could XADD them.
+fn entry(addr: &str, host: &str, n: usize) -> Vec<(String, String)> {
+    let at = now();
+    [
+        ("v", "1".to_string()),
+        ("id", format!("{n:016x}")),
+        ("op", "ban".into()),
+        ("addr", addr.into()),
+        ("role", "blacklist".into()),
+        ("at", at.to_string()),
+        ("until", (at + 3600).to_string()),
+        ("secs", "3600".into()),
+        ("reason", "port scan".into()),
+        ("offence", "1".into()),
+        ("host", host.into()),
+        ("origin", "capture".into()),
+        ("fwctl", "0.1.0".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn with(mut fields: Vec<(String, String)>, k: &str, v: &str) -> Vec<(String, String)> {
+    fields.iter_mut().find(|(f, _)| f == k).unwrap().1 = v.to_string();
+    fields
+}
+
+/// `entry`, signed with `key`.
+fn signed(
+    addr: &str,
+    host: &str,
+    n: usize,
+    key: &fwctl::core::fleetsig::SigningKey,
+) -> fwctl::core::fleet::Entry {
+    let mut e = fwctl::core::fleet::Entry::from_fields(&entry(addr, host, n)).unwrap();
+    e.sign(key);
+    e
+}
+
+fn fields(e: &fwctl::core::fleet::Entry) -> Vec<(String, String)> {
+    e.fields()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+/// What `fwctl status --json` on host `i` says of its sync.
+fn sync_status(lab: &FleetLab, i: usize) -> serde_json::Value {
+    let st = lab.fwctl(i, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    v["fleet"]["sync"].clone()
+}
+
+/// `sync_status` once its `key` is `want` (sync writes it after each batch),
+/// or as it is after 5 s.
+fn wait_status(lab: &FleetLab, i: usize, key: &str, want: u64) -> serde_json::Value {
+    let end = std::time::Instant::now() + 5 * SEC;
+    loop {
+        let st = sync_status(lab, i);
+        if st[key].as_u64() == Some(want) || std::time::Instant::now() > end {
+            return st;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A remote `2000::/3` (or `1.0.0.0/8`) was applied: all global IPv6
+/// dropped. Networks wider than [fleet] min_prefix_v4 / min_prefix_v6
+/// (24 and 48 by default) are refused; narrower ones go in.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_remote_network_wider_than_the_minimum_prefix_is_refused() {
+    let mut lab = FleetLab::new(|_| String::new());
+    lab.start_sync(1);
+    lab.xadd(
+        [
+            "2000::/3",
+            "1.0.0.0/8",
+            "198.51.0.0/16",
+            "2001:db8:bad::/48",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(n, a)| entry(a, "Z", n))
+        .collect(),
+    );
+    // The last one is applied: every one before it was decided.
+    assert!(
+        lab.wait_member(1, "blacklist_v6", "2001:db8:bad::/48", true, 5 * SEC)
+            .is_some(),
+        "{:?}",
+        lab.log(1)
+    );
+    for (addr, why) in [
+        ("2000::/3", "wider than /48 ([fleet] min_prefix_v6)"),
+        ("1.0.0.0/8", "wider than /24 ([fleet] min_prefix_v4)"),
+        ("198.51.0.0/16", "wider than /24 ([fleet] min_prefix_v4)"),
+    ] {
+        let line =
+            format!("skipped capture ban of {addr} in blacklist for 1h from Z (port scan): {why}");
+        assert!(lab.wait_log(1, &line, 2 * SEC), "{line}: {:?}", lab.log(1));
+    }
+    assert!(!lab.members(1, "blacklist_v6").contains_key("2000::/3"));
+    assert!(!lab.members(1, "blacklist").contains_key("1.0.0.0/8"));
+    assert!(!lab.members(1, "blacklist").contains_key("198.51.0.0/16"));
+}
+
+/// 1 100 remote entries filled a set of maxelem 1 024, and then a local
+/// `fwctl ban` failed "Hash is full". Remote bans keep to a quota per origin
+/// host and leave a quarter of each set free: the local ban goes in.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn remote_bans_keep_to_a_quota_per_host_and_leave_room_for_a_local_ban() {
+    let mut lab = FleetLab::new(|name| {
+        if name == "B" {
+            "max_entries_per_host = 250\n[sets]\nmaxelem = 1024\n".into()
+        } else {
+            String::new()
+        }
+    });
+    lab.start_sync(1);
+    // Z1 publishes 300, Z2 to Z5 220 each: 1 180 in all.
+    let mut all = Vec::new();
+    let mut n = 0;
+    for (host, count) in [
+        ("Z1", 300),
+        ("Z2", 220),
+        ("Z3", 220),
+        ("Z4", 220),
+        ("Z5", 220),
+    ] {
+        for _ in 0..count {
+            n += 1;
+            all.push(entry(&format!("2001:db8:f00::{n:x}"), host, n));
+        }
+    }
+    // And last, a ban into the other family's set, which has room.
+    all.push(entry("198.51.100.77", "Z9", 99_999));
+    lab.xadd(all);
+    assert!(
+        lab.wait_member(1, "blacklist", "198.51.100.77", true, 15 * SEC)
+            .is_some(),
+        "{:?}",
+        lab.log(1)
+    );
+    let set = lab.members(1, "blacklist_v6");
+    // 1 024 less the quarter kept for local bans.
+    assert_eq!(set.len(), 768, "remote members of blacklist_v6");
+    let z1 = (1..=300)
+        .filter(|n| set.contains_key(&format!("2001:db8:f00::{n:x}")))
+        .count();
+    assert_eq!(z1, 250, "Z1's bans here: its quota");
+    assert!(
+        lab.wait_log(1, "over quota", 2 * SEC) && lab.wait_log(1, "no room", 2 * SEC),
+        "{:?}",
+        lab.log(1)
+    );
+    // The local ban finds room.
+    ok(&lab.fwctl(1, &["ban", "2001:db8:bad::1", "--for", "1h"]));
+    assert!(lab
+        .members(1, "blacklist_v6")
+        .contains_key("2001:db8:bad::1"));
+}
+
+/// Ten entries with a 20 MB reason took sync to 451 MB. Every read from
+/// Redis is bounded: the oversized entries (in the stream and in the active
+/// index) are skipped and counted, and sync stays small.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn oversized_entries_are_skipped_and_counted_with_bounded_memory() {
+    let mut lab = FleetLab::new(|_| String::new());
+    let huge = "x".repeat(20 << 20);
+    // Three in the index, for the catch-up.
+    for n in 0..3 {
+        let addr = format!("203.0.113.{}", 80 + n);
+        let e = with(entry(&addr, "Z", 500 + n), "reason", &huge);
+        let line: Vec<&str> = e.iter().map(|(_, v)| v.as_str()).collect();
+        let until = (now() + 3600).to_string();
+        let key = format!("blacklist {addr}");
+        lab.redis(&["ZADD", "fwctl:bans:active", &until, &key])
+            .unwrap();
+        lab.redis(&["HSET", "fwctl:bans:info", &key, &line.join("\t")])
+            .unwrap();
+    }
+    lab.start_sync(1);
+    for n in 0..10 {
+        let e = with(
+            entry(&format!("203.0.113.{}", 60 + n), "Z", n),
+            "reason",
+            &huge,
+        );
+        lab.xadd(vec![e]);
+    }
+    lab.xadd(vec![entry("203.0.113.77", "Z", 77)]);
+    assert!(
+        lab.wait_member(1, "blacklist", "203.0.113.77", true, 10 * SEC)
+            .is_some(),
+        "{:?}",
+        lab.log(1)
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", lab.sync_pid(1))).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    eprintln!("sync's peak memory: {} MB", peak_kb / 1024);
+    assert!(
+        peak_kb < 64 * 1024,
+        "sync's peak memory is {} MB with 13 entries of 20 MB",
+        peak_kb / 1024
+    );
+    assert!(
+        lab.wait_log(1, "oversized: 20971", 2 * SEC),
+        "{:?}",
+        lab.log(1)
+    );
+    for n in 0..10 {
+        assert!(!lab
+            .members(1, "blacklist")
+            .contains_key(&format!("203.0.113.{}", 60 + n)));
+    }
+    let st = wait_status(&lab, 1, "oversized", 13);
+    assert_eq!(st["oversized"], 13, "{st}");
+    assert!(st["skipped"].as_u64().unwrap() >= 13, "{st}");
+    assert!(String::from_utf8_lossy(&lab.fwctl(1, &["status"]).stdout).contains("13 oversized"),);
+}
+
+/// `fwctl fleet keygen`: the key file (0600) and the public half (printed).
+fn keygen(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+    let path = dir.join(format!("{name}.key"));
+    let out = std::process::Command::new(common::fwctl_bin())
+        .args(["fleet", "keygen", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .unwrap()
+        .to_string();
+    (path, public)
+}
+
+/// Entries were unsigned: anyone who can write to Redis could claim any host
+/// name. With [fleet.peers], B applies only entries signed by the key of the
+/// host they name: A's real bans go in; unsigned, forged, re-signed and
+/// stranger entries are skipped and counted.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn with_peers_unsigned_and_forged_entries_are_refused() {
+    let keys = tempfile::tempdir().unwrap();
+    let (ka, pa) = keygen(keys.path(), "A");
+    let (kb, pb) = keygen(keys.path(), "B");
+    let (kz, _) = keygen(keys.path(), "Z");
+    let (ka2, kb2) = (ka.clone(), kb.clone());
+    let mut lab = FleetLab::new(move |name| {
+        let key = match name {
+            "A" => &ka2,
+            "B" => &kb2,
+            _ => return String::new(),
+        };
+        format!(
+            "key_file = \"{}\"\n[fleet.peers]\n\"A\" = \"{pa}\"\n\"B\" = \"{pb}\"\n",
+            key.display()
+        )
+    });
+    lab.start_sync(1);
+    // A real ban by A: signed with A's key, applied on B.
+    ok(&lab.fwctl(0, &["ban", "203.0.113.61", "--for", "1h"]));
+    assert!(
+        lab.wait_member(1, "blacklist", "203.0.113.61", true, 5 * SEC)
+            .is_some(),
+        "{:?}",
+        lab.log(1)
+    );
+    let load = |p: &std::path::Path| {
+        fwctl::core::fleetsig::SigningKey::from_text(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let (a_key, z_key) = (load(&ka), load(&kz));
+    let unsigned = entry("203.0.113.62", "A", 1);
+    let resigned = fields(&signed("203.0.113.63", "A", 2, &z_key));
+    let forged = with(
+        fields(&signed("203.0.113.64", "A", 3, &a_key)),
+        "addr",
+        "203.0.113.65",
+    );
+    let stranger = fields(&signed("203.0.113.66", "Z", 4, &z_key));
+    let good = fields(&signed("203.0.113.67", "A", 5, &a_key));
+    lab.xadd(vec![unsigned, resigned, forged, stranger, good]);
+    assert!(
+        lab.wait_member(1, "blacklist", "203.0.113.67", true, 5 * SEC)
+            .is_some(),
+        "{:?}",
+        lab.log(1)
+    );
+    let set = lab.members(1, "blacklist");
+    for a in [
+        "203.0.113.62",
+        "203.0.113.63",
+        "203.0.113.64",
+        "203.0.113.65",
+        "203.0.113.66",
+    ] {
+        assert!(!set.contains_key(a), "{a} went in");
+    }
+    for why in [
+        "unsigned: no signature, and A is in [fleet.peers]",
+        "unsigned: the signature is not A's key's",
+        "unsigned: Z is not in [fleet.peers]",
+    ] {
+        assert!(
+            lab.wait_log(1, why, 2 * SEC),
+            "no word of {why}: {:?}",
+            lab.log(1)
+        );
+    }
+    let st = wait_status(&lab, 1, "unsigned", 4);
+    assert_eq!(st["unsigned"], 4, "{st}");
+    // A host back from away catches up from the index: 300 signed bans
+    // (checked on every core) and one forged among them.
+    lab.stop_sync(1);
+    let mut cmds = Vec::new();
+    for n in 1..302 {
+        let addr = format!("2001:db8:5::{n:x}");
+        let mut e = fields(&signed(&addr, "A", 1000 + n, &a_key));
+        if n == 150 {
+            e = with(e, "reason", "forged");
+        }
+        let line: Vec<String> = e.into_iter().map(|(_, v)| v).collect();
+        let key = format!("blacklist {addr}");
+        let until = (now() + 3600).to_string();
+        cmds.push(vec![
+            "ZADD".into(),
+            "fwctl:bans:active".into(),
+            until,
+            key.clone(),
+        ]);
+        cmds.push(vec![
+            "HSET".into(),
+            "fwctl:bans:info".into(),
+            key,
+            line.join("\t"),
+        ]);
+    }
+    lab.pipe(cmds);
+    lab.start_sync(1);
+    let set = lab.members(1, "blacklist_v6");
+    let applied = (1..302)
+        .filter(|n| set.contains_key(&format!("2001:db8:5::{n:x}")))
+        .count();
+    assert_eq!(applied, 300, "{:?}", lab.log(1));
+    assert!(
+        !set.contains_key("2001:db8:5::96"),
+        "the forged one went in"
+    );
+    assert_eq!(wait_status(&lab, 1, "unsigned", 5)["unsigned"], 5);
+    // A key file others may read is refused with the fix.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ka, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = lab.fwctl(0, &["ban", "203.0.113.68", "--for", "1h"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chmod 600") && err.contains("A.key"), "{err}");
+}
+
+/// `fwctl fleet purge --host NAME`: every ban NAME published, out of this
+/// host's sets and state file and out of the fleet's active index; other
+/// hosts' bans and this host's own stay.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn fleet_purge_removes_every_ban_one_host_published() {
+    let mut lab = FleetLab::new(|_| String::new());
+    lab.start_sync(1);
+    let a_bans = ["203.0.113.71", "203.0.113.72", "2001:db8:bad::71"];
+    for a in a_bans {
+        ok(&lab.fwctl(0, &["ban", a, "--for", "1h"]));
+    }
+    ok(&lab.fwctl(2, &["ban", "203.0.113.73", "--for", "1h"]));
+    ok(&lab.fwctl(1, &["ban", "203.0.113.74", "--for", "1h"]));
+    assert!(lab
+        .wait_member(1, "blacklist", "203.0.113.73", true, 5 * SEC)
+        .is_some());
+    for a in a_bans {
+        let set = if a.contains(':') {
+            "blacklist_v6"
+        } else {
+            "blacklist"
+        };
+        assert!(lab.wait_member(1, set, a, true, 5 * SEC).is_some(), "{a}");
+    }
+    // Sync writes what it applied to the state file within a second or two.
+    let from_a = || -> usize {
+        std::fs::read_to_string(lab.state_path(1))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .map_or(0, |v| {
+                v["bans"]
+                    .as_array()
+                    .map_or(0, |b| b.iter().filter(|r| r["from"] == "A").count())
+            })
+    };
+    let end = std::time::Instant::now() + 10 * SEC;
+    while from_a() < 3 {
+        assert!(
+            std::time::Instant::now() < end,
+            "A's bans never reached B's state file"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let said = ok(&lab.fwctl(1, &["fleet", "purge", "--host", "A"]));
+    assert!(
+        said.contains("purged 3 bans of A here")
+            && said.contains("3 bans out of the fleet's active index"),
+        "{said}"
+    );
+    let (v4, v6) = (lab.members(1, "blacklist"), lab.members(1, "blacklist_v6"));
+    for a in a_bans {
+        assert!(
+            !v4.contains_key(a) && !v6.contains_key(a),
+            "{a} is still banned on B"
+        );
+    }
+    assert!(v4.contains_key("203.0.113.73"), "C's ban stays");
+    assert!(v4.contains_key("203.0.113.74"), "B's own ban stays");
+    // The state file ends them: a reboot's apply does not bring them back.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.state_path(1)).unwrap()).unwrap();
+    let t = now();
+    for b in state["bans"].as_array().unwrap() {
+        if b["from"] == "A" {
+            assert!(b["until"].as_i64().unwrap() <= t, "{b}");
+        }
+    }
+    // The index holds C's and B's bans, none of A's.
+    let members = lab
+        .redis(&["ZRANGE", "fwctl:bans:active", "0", "-1"])
+        .unwrap();
+    let text = format!("{members:?}");
+    assert!(
+        !text.contains("203.0.113.71") && !text.contains("2001:db8:bad::71"),
+        "{text}"
+    );
+    assert!(
+        text.contains("203.0.113.73") && text.contains("203.0.113.74"),
+        "{text}"
+    );
+    // A name that is not a host name is refused.
+    let out = lab.fwctl(1, &["fleet", "purge", "--host", "a b"]);
+    assert!(!out.status.success());
+}

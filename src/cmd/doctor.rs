@@ -85,9 +85,10 @@ fn fleet_check(inv: &super::Invocation) -> Option<Result<String, String>> {
             .map_err(|e| format!("{e:#}"))?
             .expect("[fleet]");
         m.connect(std::time::Duration::from_secs(3))
+            .and_then(|mut link| link.load_scripts())
             .map_err(|e| e.0)?;
         Ok(format!(
-            "Redis at {} answers{}; stream {}, this host is {}",
+            "Redis at {} answers{}; stream {}, this host is {}{}{}",
             f.redis,
             if f.password_file.is_some() {
                 " and takes the password"
@@ -95,7 +96,21 @@ fn fleet_check(inv: &super::Invocation) -> Option<Result<String, String>> {
                 ""
             },
             f.stream,
-            m.host
+            m.host,
+            if m.key.is_some() {
+                ", signs its entries"
+            } else {
+                ""
+            },
+            if f.peers.is_empty() {
+                "; no [fleet.peers]: entries are applied from anyone who can write to Redis"
+                    .to_string()
+            } else {
+                format!(
+                    "; only entries signed by its {} peers are applied",
+                    f.peers.len()
+                )
+            }
         ))
     })())
 }

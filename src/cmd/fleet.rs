@@ -10,9 +10,10 @@ use super::notify::Life;
 use super::say;
 use crate::core::config::fleet::Fleet;
 use crate::core::config::Config;
-use crate::core::fleet::{Entry, Op};
+use crate::core::fleet::{publishable_reason, Entry, Op};
+use crate::core::fleetsig::SigningKey;
 use crate::ports::FleetLink;
-use crate::sys::{fleetbox, host, redis, secret};
+use crate::sys::{fleetbox, fleetkey, host, redis, secret};
 use anyhow::{anyhow, Result};
 use ipnet::IpNet;
 use std::collections::VecDeque;
@@ -28,12 +29,14 @@ const CHUNK: usize = 2000;
 /// A service's longest wait between reconnections.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// The fleet section, this host's name in it, and the Redis password.
+/// The fleet section, this host's name in it, the Redis password and the
+/// key this host signs its entries with.
 #[derive(Clone)]
 pub struct Member {
     pub fleet: Fleet,
     pub host: String,
     pub password: Option<String>,
+    pub key: Option<SigningKey>,
 }
 
 impl Member {
@@ -53,10 +56,27 @@ impl Member {
             }
             None => None,
         };
+        let host = fleet.host.clone().unwrap_or_else(host::hostname);
+        let key = match &fleet.key_file {
+            Some(p) => Some(fleetkey::load(p)?),
+            None => None,
+        };
+        // This host among its own peers with another key: its entries
+        // would be refused everywhere.
+        if let (Some(k), Some(listed)) = (&key, fleet.peers.get(&host)) {
+            if k.public() != *listed {
+                return Err(anyhow!(
+                    "[fleet.peers] \"{host}\" is not the public key of [fleet] key_file {}; fix: set it to \"{}\" on every host",
+                    fleet.key_file.as_deref().unwrap_or(Path::new("")).display(),
+                    k.public().to_text()
+                ));
+            }
+        }
         Ok(Some(Member {
             fleet: fleet.clone(),
-            host: fleet.host.clone().unwrap_or_else(host::hostname),
+            host,
             password,
+            key,
         }))
     }
 
@@ -84,7 +104,7 @@ impl Member {
         let id: String = (0..16)
             .map(|i| char::from(b"0123456789abcdef"[((r >> (60 - 4 * i)) & 0xf) as usize]))
             .collect();
-        Entry {
+        let mut e = Entry {
             id,
             op,
             addr,
@@ -92,12 +112,17 @@ impl Member {
             at,
             until: if op == Op::Ban { at + secs as i64 } else { at },
             secs: if op == Op::Ban { secs } else { 0 },
-            reason: reason.to_string(),
+            reason: publishable_reason(reason),
             offence,
             host: self.host.clone(),
             origin: origin.to_string(),
             fwctl: env!("CARGO_PKG_VERSION").to_string(),
+            sig: String::new(),
+        };
+        if let Some(k) = &self.key {
+            e.sign(k);
         }
+        e
     }
 }
 

@@ -112,15 +112,19 @@ fn fleet(o: &ListOptions, inv: &Invocation) -> Result<()> {
     })?;
     let now = crate::sys::host::now();
     let mut link = member.connect(std::time::Duration::from_secs(5))?;
-    let fields = crate::ports::FleetLink::active(&mut link, now)?;
     let mut bans: Vec<crate::core::fleet::Entry> = Vec::new();
     let mut garbage = 0;
-    for f in &fields {
-        match crate::core::fleet::Entry::from_fields(f) {
-            Ok(e) => bans.push(e),
-            Err(_) => garbage += 1,
+    // A scan of the index may hand over a ban twice.
+    let mut seen = std::collections::HashSet::new();
+    crate::ports::FleetLink::active(&mut link, now, &mut |page| {
+        for f in &page {
+            match crate::core::fleet::Entry::from_fields(f) {
+                Ok(e) if seen.insert(e.key()) => bans.push(e),
+                Ok(_) => {}
+                Err(_) => garbage += 1,
+            }
         }
-    }
+    })?;
     bans.sort_by_key(|e| (e.until, e.addr));
     // What this host's sets hold, when it may look.
     let here: Option<std::collections::HashSet<(String, ipnet::IpNet)>> = (|| {

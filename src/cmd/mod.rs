@@ -9,6 +9,7 @@ pub mod capture;
 pub mod doctor;
 pub mod feeds;
 pub mod fleet;
+pub mod fleet_admin;
 pub mod list;
 pub mod man;
 pub mod metrics;

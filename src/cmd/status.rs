@@ -68,6 +68,8 @@ pub(super) fn gather<'a>(
             lag_ms: s.lag_ms,
             applied: s.applied,
             skipped: s.skipped,
+            oversized: s.oversized,
+            unsigned: s.unsigned,
             error: s.error,
             updated: s.updated,
         }),

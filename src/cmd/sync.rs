@@ -12,7 +12,8 @@ use super::notify::{Life, NOTIFY_WAIT};
 use super::{say, Invocation};
 use crate::core::ban::{check_ban_sets, sets_named};
 use crate::core::config::Config;
-use crate::core::fleet::{self, decide, Action, Entry, Known, Local, Seen};
+use crate::core::fleet::{self, check_signature, decide, Action, Entry, Known, Local, Seen};
+use crate::core::fleetroom::Room;
 use crate::core::history::History;
 use crate::core::policy::{Members, Policy};
 use crate::core::ruleset::ipset;
@@ -61,6 +62,12 @@ pub struct SyncStatus {
     pub lag_ms: u64,
     pub applied: u64,
     pub skipped: u64,
+    /// Of the skipped: entries over the size limits, and entries refused
+    /// for their signature ([fleet.peers]: unsigned, forged, unknown host).
+    #[serde(default)]
+    pub oversized: u64,
+    #[serde(default)]
+    pub unsigned: u64,
     pub catch_ups: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -141,9 +148,11 @@ pub fn run(_o: &Options, inv: &Invocation) -> Result<()> {
     s.write_status();
     publisher.finish(NOTIFY_WAIT);
     say!(
-        "fwctl: sync stopped: {} applied, {} skipped",
+        "fwctl: sync stopped: {} applied, {} skipped ({} oversized, {} unsigned or forged)",
         s.status.applied,
-        s.status.skipped
+        s.status.skipped,
+        s.status.oversized,
+        s.status.unsigned
     );
     result
 }
@@ -156,6 +165,10 @@ struct Sync {
     policy: Policy,
     /// What the kernel and the state file say each (set, address) holds.
     known: HashMap<(String, IpNet), Known>,
+    /// Each accepted set's (members, maxelem), and when the kernel was last
+    /// asked: remote bans leave every set's headroom free.
+    fill: HashMap<String, (u64, u64)>,
+    last_fill: Option<Instant>,
     history: History,
     dirty: bool,
     seen: Seen,
@@ -164,6 +177,57 @@ struct Sync {
     last_save: Instant,
     last_refresh: Option<Instant>,
     last_status: Instant,
+}
+
+/// Each entry's signature checked ([fleet.peers]; this host's own entries
+/// pass). A catch-up checks thousands (about 50 µs each): on every core.
+fn signatures(entries: &[Entry], m: &Member) -> Vec<Result<(), fleet::Skip>> {
+    let check = |e: &Entry| {
+        if e.host == m.host {
+            Ok(())
+        } else {
+            check_signature(e, &m.fleet)
+        }
+    };
+    if m.fleet.peers.is_empty() || entries.len() < 256 {
+        return entries.iter().map(check).collect();
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let chunk = entries.len().div_ceil(cores);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = entries
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(check).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().expect("a signature check does not panic"))
+            .collect()
+    })
+}
+
+/// An entry as read: its fields, and what to call it in a message.
+trait Read {
+    fn fields(&self) -> &[(String, String)];
+    fn label(&self) -> String;
+}
+
+impl Read for StreamEntry {
+    fn fields(&self) -> &[(String, String)] {
+        &self.1
+    }
+    fn label(&self) -> String {
+        format!("stream entry {}", self.0)
+    }
+}
+
+impl Read for Vec<(String, String)> {
+    fn fields(&self) -> &[(String, String)] {
+        self
+    }
+    fn label(&self) -> String {
+        "an active-index entry".into()
+    }
 }
 
 /// The view `core::fleet::decide` needs of this host.
@@ -188,10 +252,11 @@ impl Local for Here<'_> {
             .unwrap_or(Known::Absent)
     }
 
-    fn by_fleet(&self, set: &str, net: &IpNet) -> bool {
+    fn fleet_host(&self, set: &str, net: &IpNet) -> Option<&str> {
         self.history
             .get(net)
-            .is_some_and(|r| r.set == set && r.from.is_some())
+            .filter(|r| r.set == set)
+            .and_then(|r| r.from.as_deref())
     }
 }
 
@@ -216,6 +281,8 @@ impl Sync {
             last_id: counts.last_id.clone(),
             applied: counts.applied,
             skipped: counts.skipped,
+            oversized: counts.oversized,
+            unsigned: counts.unsigned,
             ..SyncStatus::default()
         };
         Ok(Sync {
@@ -229,6 +296,8 @@ impl Sync {
             state_path,
             sys,
             known: HashMap::new(),
+            fill: HashMap::new(),
+            last_fill: None,
             history: loaded.state.history,
             dirty: false,
             seen: Seen::default(),
@@ -317,57 +386,58 @@ impl Sync {
         Ok(())
     }
 
-    /// Every running ban of the index, applied; returns the stream's last id
-    /// as it was before the index was read.
+    /// Every running ban of the index, applied a page at a time; returns
+    /// the stream's last id as it was before the index was read.
     fn catch_up(&mut self, link: &mut impl FleetLink) -> Result<String, FleetError> {
         let last = link.last_id()?;
         let now = host::now();
-        let active = link.active(now)?;
-        let mut entries = Vec::with_capacity(active.len());
-        let mut garbage = 0;
-        for fields in &active {
-            match Entry::from_fields(fields) {
-                Ok(e) => entries.push(e),
-                Err(why) => {
-                    garbage += 1;
-                    if garbage <= LOG_EACH as u64 {
-                        say!("fwctl: sync: skipped an active-index entry: {why}");
-                    }
-                }
-            }
-        }
-        let (applied, skipped) = self.apply(entries, "catch-up");
-        self.status.skipped += garbage;
+        let (mut running, mut applied, mut skipped) = (0usize, 0u64, 0u64);
+        link.active(now, &mut |page| {
+            running += page.len();
+            let entries = self.valid(&page);
+            let (a, s) = self.apply(entries, "catch-up");
+            applied += a;
+            skipped += s;
+        })?;
         self.status.catch_ups += 1;
         say!(
-            "fwctl: sync: caught up from the active index: {} running bans, {applied} applied, {} skipped",
-            active.len(),
-            skipped + garbage
+            "fwctl: sync: caught up from the active index: {running} running bans, {applied} applied, {skipped} skipped"
         );
         self.save(true);
         Ok(last)
     }
 
-    /// Entries read from the stream: validated, decided, applied.
-    fn apply_stream(&mut self, read: Vec<StreamEntry>) {
+    /// The entries that parse and fit; each other one is skipped, counted
+    /// (oversized ones apart) and, the first few, said.
+    fn valid(&mut self, read: &[impl Read]) -> Vec<Entry> {
         let mut entries = Vec::with_capacity(read.len());
-        let mut garbage = 0u64;
-        let last = read.last().map(|(id, _)| id.clone());
-        for (id, fields) in &read {
-            match Entry::from_fields(fields) {
+        let (mut garbage, mut over) = (0u64, 0u64);
+        for r in read {
+            match Entry::from_fields(r.fields()) {
                 Ok(e) => entries.push(e),
                 Err(why) => {
                     garbage += 1;
+                    if why.oversized {
+                        over += 1;
+                    }
                     if garbage <= LOG_EACH as u64 {
-                        say!("fwctl: sync: skipped stream entry {id}: {why}");
+                        say!("fwctl: sync: skipped {}: {why}", r.label());
                     }
                 }
             }
         }
         if garbage > LOG_EACH as u64 {
-            say!("fwctl: sync: skipped {garbage} malformed stream entries in all");
+            say!("fwctl: sync: skipped {garbage} malformed entries in all ({over} oversized)");
         }
         self.status.skipped += garbage;
+        self.status.oversized += over;
+        entries
+    }
+
+    /// Entries read from the stream: validated, decided, applied.
+    fn apply_stream(&mut self, read: Vec<StreamEntry>) {
+        let last = read.last().map(|(id, _)| id.clone());
+        let entries = self.valid(&read);
         self.apply(entries, "stream");
         if let Some(id) = last {
             let ms: u64 = id
@@ -388,6 +458,16 @@ impl Sync {
     /// Decide and apply entries in one kernel change. Returns (applied, skipped).
     fn apply(&mut self, entries: Vec<Entry>, what: &str) -> (u64, u64) {
         let now = host::now();
+        self.read_fill(false);
+        let mut room = Room::new(self.member.fleet.max_entries_per_host);
+        for r in self.history.iter().filter(|r| r.until > now) {
+            if let Some(h) = &r.from {
+                room.count(h);
+            }
+        }
+        for (set, (n, max)) in &self.fill {
+            room.fill(set, *n, *max);
+        }
         let mut actions: Vec<(Entry, Action)> = Vec::with_capacity(entries.len());
         {
             let here = Here {
@@ -395,10 +475,17 @@ impl Sync {
                 known: &self.known,
                 history: &self.history,
             };
-            for e in entries {
+            let signed = signatures(&entries, &self.member);
+            for (e, signed) in entries.into_iter().zip(signed) {
+                // Before its id is remembered: a forged entry cannot take
+                // the id of a real one to come.
+                if let Err(why) = signed {
+                    actions.push((e, Action::Skip(why)));
+                    continue;
+                }
                 // The same event again (a retried publish, the index and the
                 // stream both): once is enough.
-                if !self.seen.first(&e.id) {
+                if !self.seen.first(&e.host, &e.id) {
                     continue;
                 }
                 let a = decide(
@@ -408,6 +495,7 @@ impl Sync {
                     &self.member.fleet,
                     &self.policy,
                     &here,
+                    &mut room,
                 );
                 actions.push((e, a));
             }
@@ -431,6 +519,10 @@ impl Sync {
         };
         if let Some(e) = &failed {
             say!("fwctl: sync: the kernel refused the {what} batch: {e}");
+            // Ask the kernel how full the sets are before the next batch.
+            self.last_fill = None;
+        } else {
+            self.fill = room.fills().clone();
         }
         let (mut applied, mut skipped) = (0u64, 0u64);
         let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
@@ -440,6 +532,9 @@ impl Sync {
                 Action::Skip(fleet::Skip::Own) => {}
                 Action::Skip(why) => {
                     skipped += 1;
+                    if why.is_unsigned() {
+                        self.status.unsigned += 1;
+                    }
                     if each {
                         say!("fwctl: sync: skipped {}: {why}", fleet::describe(e));
                     } else {
@@ -519,6 +614,33 @@ impl Sync {
         }
     }
 
+    /// How full each accepted set is, from the kernel (at most once a
+    /// second unless `force`; between reads the decisions count their adds).
+    fn read_fill(&mut self, force: bool) {
+        if !force
+            && self
+                .last_fill
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_fill = Some(Instant::now());
+        let Ok(text) = self.sys.headers() else {
+            return;
+        };
+        let headers = ipset::parse_headers(&text);
+        let mut fill = HashMap::new();
+        for role in &self.member.fleet.accept {
+            for set in sets_named(&self.cfg, role).unwrap_or_default() {
+                if let Some(h) = headers.get(&set) {
+                    // ipset's default when a header names none.
+                    fill.insert(set, (h.entries, h.maxelem.unwrap_or(65_536)));
+                }
+            }
+        }
+        self.fill = fill;
+    }
+
     /// This host's addresses, the whitelist sets, and what the ban sets hold.
     fn refresh(&mut self) {
         let now = host::now();
@@ -566,6 +688,7 @@ impl Sync {
             }
         }
         self.known = known;
+        self.read_fill(true);
         self.last_refresh = Some(Instant::now());
     }
 
@@ -582,6 +705,8 @@ impl Sync {
             last_id: self.status.last_id.clone(),
             applied: self.status.applied,
             skipped: self.status.skipped,
+            oversized: self.status.oversized,
+            unsigned: self.status.unsigned,
         };
         let mem = std::mem::take(&mut self.history);
         match statefile::update_state(&self.state_path, now, |st| {

@@ -64,6 +64,11 @@ impl History {
         self.records.get(addr)
     }
 
+    /// Every record, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = &Record> {
+        self.records.values()
+    }
+
     /// The offence number and ban length (seconds) the next ban of `addr`
     /// would get at `now`, given the profile's steps.
     pub fn next_ban(&self, addr: &IpNet, now: i64, steps: &[u64]) -> (u32, u64) {

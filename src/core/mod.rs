@@ -13,6 +13,8 @@ pub mod conns;
 pub mod doctor;
 pub mod feeds;
 pub mod fleet;
+pub mod fleetroom;
+pub mod fleetsig;
 pub mod history;
 pub mod lockout;
 pub mod logline;

@@ -117,6 +117,19 @@ impl Members {
     }
 }
 
+/// The first address of each range of [`special`] addresses: unspecified,
+/// loopback (127.0.0.0/8, ::1), multicast (224.0.0.0/4, ff00::/8) and the
+/// broadcast address.
+const SPECIAL_STARTS: [&str; 7] = [
+    "0.0.0.0",
+    "127.0.0.0",
+    "224.0.0.0",
+    "255.255.255.255",
+    "::",
+    "::1",
+    "ff00::",
+];
+
 /// Why an address or network must never be banned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -165,6 +178,18 @@ impl Policy {
         let single = net.prefix_len() == net.max_prefix_len();
         if let Some(why) = special(&host) {
             return Some(Refusal::Special(why));
+        }
+        // A network that starts outside a special range yet reaches into it
+        // holds all of it, its first address included.
+        if !single {
+            if let Some(why) = SPECIAL_STARTS
+                .iter()
+                .filter_map(|a| a.parse::<IpAddr>().ok())
+                .find(|a| net.contains(a))
+                .and_then(|a| special(&a))
+            {
+                return Some(Refusal::Special(why));
+            }
         }
         if let Some(t) = self
             .trusted
@@ -281,5 +306,11 @@ mod tests {
         );
         assert_eq!(why("203.0.113.5"), None);
         assert_eq!(why("2001:db8:2::1"), None);
+        // A network over loopback or multicast addresses (a remote 96.0.0.0/3).
+        assert_eq!(why("96.0.0.0/3").as_deref(), Some("loopback address"));
+        assert_eq!(why("208.0.0.0/4"), None);
+        assert_eq!(why("192.0.0.0/2").as_deref(), Some("not a unicast address"));
+        assert_eq!(why("fe00::/7").as_deref(), Some("not a unicast address"));
+        assert_eq!(why("3000::/4"), None);
     }
 }

@@ -72,6 +72,11 @@ pub struct FleetCursor {
     pub last_id: String,
     pub applied: u64,
     pub skipped: u64,
+    /// Of the skipped: oversized, and refused for their signature.
+    #[serde(default)]
+    pub oversized: u64,
+    #[serde(default)]
+    pub unsigned: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -62,6 +62,10 @@ pub struct SyncFacts {
     pub lag_ms: u64,
     pub applied: u64,
     pub skipped: u64,
+    /// Of the skipped: oversized entries, and entries refused for their
+    /// signature.
+    pub oversized: u64,
+    pub unsigned: u64,
     pub error: Option<String>,
     /// When sync last wrote its account.
     pub updated: i64,
@@ -617,8 +621,9 @@ impl Status {
         if let Some(fl) = &self.fleet {
             line(match &fl.sync {
                 None => "sync: not running".into(),
-                Some(s) => format!(
-                    "sync: running (pid {}), {} {}, last entry {} ({}), {} applied, {} skipped",
+                Some(s) => {
+                    format!(
+                    "sync: running (pid {}), {} {}, last entry {} ({}), {} applied, {} skipped{}",
                     s.pid,
                     if s.connected {
                         "connected to"
@@ -637,8 +642,14 @@ impl Status {
                         format!("lag {} ms", s.lag_ms)
                     },
                     s.applied,
-                    s.skipped
-                ),
+                    s.skipped,
+                    if s.oversized + s.unsigned > 0 {
+                        format!(" ({} oversized, {} unsigned or forged)", s.oversized, s.unsigned)
+                    } else {
+                        String::new()
+                    }
+                )
+                }
             });
             if fl.waiting > 0 {
                 line(format!(

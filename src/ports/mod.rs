@@ -133,8 +133,17 @@ pub trait FleetLink: Send {
         block: std::time::Duration,
         count: usize,
     ) -> Result<Vec<StreamEntry>, FleetError>;
-    /// The fields of every ban the index holds that ends after `now`.
-    fn active(&mut self, now: i64) -> Result<Vec<Vec<(String, String)>>, FleetError>;
+    /// The fields of every ban the index holds that ends after `now`,
+    /// handed to `page` a bounded page at a time (one written meanwhile
+    /// may come twice).
+    fn active(
+        &mut self,
+        now: i64,
+        page: &mut dyn FnMut(Vec<Vec<(String, String)>>),
+    ) -> Result<(), FleetError>;
+    /// Take every ban whose entry names `host` out of the index; returns
+    /// how many.
+    fn purge_host(&mut self, host: &str) -> Result<u64, FleetError>;
 }
 
 /// A reputation service's verdict on an address: its score (0-100), or why

@@ -107,6 +107,7 @@ mod tests {
             host: "a".into(),
             origin: "manual".into(),
             fwctl: "0".into(),
+            sig: String::new(),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod dirs;
 pub mod doctor;
 pub mod feedstore;
 pub mod fleetbox;
+pub mod fleetkey;
 pub mod host;
 pub mod http;
 pub mod journal;

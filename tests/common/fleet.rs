@@ -253,6 +253,51 @@ impl FleetLab {
         })
     }
 
+    /// XADD each entry (its fields) to the stream, in one pipeline: what
+    /// anyone who can write to Redis can do.
+    pub fn xadd(&self, entries: Vec<Vec<(String, String)>>) {
+        self.pipe(
+            entries
+                .into_iter()
+                .map(|fields| {
+                    let mut c = vec!["XADD".to_string(), "fwctl:bans".into(), "*".into()];
+                    for (k, v) in fields {
+                        c.push(k);
+                        c.push(v);
+                    }
+                    c
+                })
+                .collect(),
+        );
+    }
+
+    /// Redis commands, in one pipeline, with the password, from inside
+    /// its namespace.
+    pub fn pipe(&self, cmds: Vec<Vec<String>>) {
+        in_ns(&self.r, move || {
+            let url = format!("redis://:{PASSWORD}@{REDIS}:6379/0");
+            let client = redis::Client::open(url.as_str()).unwrap();
+            let mut con = client
+                .get_connection_with_timeout(Duration::from_secs(2))
+                .unwrap();
+            con.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            let mut p = redis::pipe();
+            for c in &cmds {
+                let x = p.cmd(&c[0]);
+                for a in &c[1..] {
+                    x.arg(a);
+                }
+                x.ignore();
+            }
+            p.query::<()>(&mut con).unwrap();
+        })
+    }
+
+    /// The process id of host `i`'s sync (`ip netns exec` execs fwctl).
+    pub fn sync_pid(&self, i: usize) -> u32 {
+        self.hosts[i].sync.as_ref().expect("sync runs").child.id()
+    }
+
     pub fn fwctl(&self, i: usize, args: &[&str]) -> Output {
         self.fwctl_cmd(i, args).output().unwrap()
     }

@@ -1,10 +1,12 @@
 //! The `[fleet]` section: the Redis that hosts share their bans through,
 //! what this host publishes and what it accepts from the others.
 
+use crate::core::fleetsig::PublicKey;
 use crate::units::duration::{human, MAX_TIMEOUT};
 use crate::units::names::BAN_ROLES;
 use crate::units::Invalid;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The origins of local bans, as `share` names them.
@@ -12,6 +14,13 @@ pub const ORIGINS: [&str; 3] = ["capture", "scan", "manual"];
 pub const DEFAULT_STREAM: &str = "fwctl:bans";
 /// A remote ban lasts at most this long unless `max_ban` says otherwise.
 pub const DEFAULT_MAX_BAN: u64 = 7 * 86_400;
+/// Remote networks wider than these are refused (a /3 of IPv6 is all of it).
+pub const DEFAULT_MIN_PREFIX_V4: u8 = 24;
+pub const DEFAULT_MIN_PREFIX_V6: u8 = 48;
+/// Running remote bans one fleet host may have here: a scan's worth of
+/// bans, and a small part of a default set (262 144), so no one host, nor a
+/// few, can take the room of the others'.
+pub const DEFAULT_MAX_ENTRIES_PER_HOST: usize = 4096;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fleet {
@@ -31,6 +40,16 @@ pub struct Fleet {
     /// Publish capture's bans on evidence a forger can produce (probes,
     /// floods counted on SYNs) too; off by default.
     pub share_spoofable: bool,
+    /// The widest remote network accepted, per family (prefix lengths).
+    pub min_prefix_v4: u8,
+    pub min_prefix_v6: u8,
+    /// Running remote bans one origin host may have here.
+    pub max_entries_per_host: usize,
+    /// This host's Ed25519 private key (a secret file): its entries are signed.
+    pub key_file: Option<PathBuf>,
+    /// Host name → public key. Not empty: only entries signed by the key of
+    /// the host they name are applied.
+    pub peers: BTreeMap<String, PublicKey>,
 }
 
 impl Fleet {
@@ -40,6 +59,15 @@ impl Fleet {
 
     pub fn accepts(&self, role: &str) -> bool {
         self.accept.iter().any(|r| r == role)
+    }
+
+    /// The shortest prefix a remote network of this family may have.
+    pub fn min_prefix(&self, v6: bool) -> u8 {
+        if v6 {
+            self.min_prefix_v6
+        } else {
+            self.min_prefix_v4
+        }
     }
 
     /// The sorted set of active bans (member "role address", score: end time).
@@ -64,6 +92,11 @@ pub struct RawFleet {
     accept: Option<Vec<String>>,
     max_ban: Option<String>,
     share_spoofable: Option<bool>,
+    min_prefix_v4: Option<u8>,
+    min_prefix_v6: Option<u8>,
+    max_entries_per_host: Option<usize>,
+    key_file: Option<PathBuf>,
+    peers: Option<BTreeMap<String, String>>,
 }
 
 /// A fleet name (host or stream): printable, no spaces, short.
@@ -160,6 +193,36 @@ impl RawFleet {
                 }
             },
         };
+        let min_prefix_v4 = self.min_prefix_v4.unwrap_or(DEFAULT_MIN_PREFIX_V4);
+        let min_prefix_v6 = self.min_prefix_v6.unwrap_or(DEFAULT_MIN_PREFIX_V6);
+        for (k, v, max) in [
+            ("min_prefix_v4", min_prefix_v4, 32),
+            ("min_prefix_v6", min_prefix_v6, 128),
+        ] {
+            if v > max {
+                return Err(Invalid(format!(
+                    "[fleet] {k} = {v}; fix: a prefix length from 0 to {max}"
+                )));
+            }
+        }
+        let max_entries_per_host = self
+            .max_entries_per_host
+            .unwrap_or(DEFAULT_MAX_ENTRIES_PER_HOST);
+        if !(1..=10_000_000).contains(&max_entries_per_host) {
+            return Err(Invalid(format!(
+                "[fleet] max_entries_per_host = {max_entries_per_host}; fix: 1 to 10000000 (leave accept out of a role to take none)"
+            )));
+        }
+        let mut peers = BTreeMap::new();
+        for (h, k) in self.peers.unwrap_or_default() {
+            check_token("peers: host", &h)?;
+            let key = PublicKey::parse(&k).map_err(|why| {
+                Invalid(format!(
+                    "[fleet.peers] \"{h}\" {why}; fix: the public key `fwctl fleet keygen` printed on {h} (44 characters of base64)"
+                ))
+            })?;
+            peers.insert(h, key);
+        }
         Ok(Fleet {
             redis: self.redis,
             tls,
@@ -170,6 +233,11 @@ impl RawFleet {
             accept,
             max_ban,
             share_spoofable: self.share_spoofable.unwrap_or(false),
+            min_prefix_v4,
+            min_prefix_v6,
+            max_entries_per_host,
+            key_file: self.key_file,
+            peers,
         })
     }
 }
@@ -194,7 +262,28 @@ mod tests {
         assert!(!f.tls);
         assert!(!f.share_spoofable);
         assert!(raw("share_spoofable = true").unwrap().share_spoofable);
+        assert_eq!((f.min_prefix(false), f.min_prefix(true)), (24, 48));
+        assert_eq!(f.max_entries_per_host, 4096);
+        assert!(f.peers.is_empty() && f.key_file.is_none());
+        let key = "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik=";
+        let p = raw(&format!(
+            "min_prefix_v4 = 16\nmin_prefix_v6 = 32\nmax_entries_per_host = 10\nkey_file = \"/etc/fwctl/fleet.key\"\n[peers]\n\"web-2\" = \"{key}\""
+        ))
+        .unwrap();
+        assert_eq!(
+            (p.min_prefix_v4, p.min_prefix_v6, p.max_entries_per_host),
+            (16, 32, 10)
+        );
+        assert_eq!(p.peers["web-2"].to_text(), key);
         for (extra, want) in [
+            (
+                "min_prefix_v4 = 33",
+                "min_prefix_v4 = 33; fix: a prefix length from 0 to 32",
+            ),
+            ("min_prefix_v6 = 129", "from 0 to 128"),
+            ("max_entries_per_host = 0", "max_entries_per_host = 0"),
+            ("[peers]\n\"web-2\" = \"AAAA\"", "\"web-2\" is 3 bytes"),
+            ("[peers]\n\"web 2\" = \"AAAA\"", "without spaces"),
             ("share = [\"cron\"]", "unknown origin \"cron\""),
             ("accept = [\"whitelist\"]", "unknown role \"whitelist\""),
             ("max_ban = \"90d\"", "max_ban = \"90d\""),
