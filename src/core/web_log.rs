@@ -123,7 +123,7 @@ impl WebParser {
     }
 
     pub fn timestamp(&mut self, line: &[u8]) -> Option<i64> {
-        let q = first_quote(line)?;
+        let q = request_open(line, memchr::memchr(b' ', line)?)?;
         self.stamps.web(stamp_before(line, q)?)
     }
 
@@ -132,7 +132,7 @@ impl WebParser {
             return Line::Other;
         };
         // The request's opening quote: nothing before it can hold one.
-        let Some(open) = first_quote(&line[sp..]).map(|q| sp + q) else {
+        let Some(open) = request_open(line, sp) else {
             return match memchr::memchr(b'[', line) {
                 Some(_) => Line::Malformed(Malformed::NoRequest),
                 None => Line::Other,
@@ -222,6 +222,18 @@ fn first_quote(s: &[u8]) -> Option<usize> {
         }
     }
     None
+}
+
+/// The request's opening quote, searched from the first space `sp`: the
+/// first unescaped quote, but for Apache's empty user name (Basic auth
+/// with none), which it writes as `""` right before the time, the only
+/// quotes that can stand before the request.
+fn request_open(line: &[u8], sp: usize) -> Option<usize> {
+    let at = sp + first_quote(&line[sp..])?;
+    if line[at - 1] == b' ' && line[at..].starts_with(b"\"\" [") {
+        return Some(at + 2 + first_quote(&line[at + 2..])?);
+    }
+    Some(at)
 }
 
 /// The end of a quoted string that starts at `s`: its closing quote.
@@ -503,6 +515,21 @@ mod tests {
             Line::Malformed(Malformed::Timestamp)
         );
         assert_eq!(wp.timestamp(l.as_bytes()), None);
+    }
+
+    /// Apache writes an empty user name (`Authorization: Basic Og==`) as
+    /// `""`: the client chose it, and it does not hide the line.
+    #[test]
+    fn an_apache_empty_user_name_neither_hides_nor_steers_a_line() {
+        let mut wp = p(Client::Remote, "all", None);
+        let l = r#"203.0.113.5 - "" [21/Nov/2026:10:00:01 +0000] "GET /admin HTTP/1.1" 401 381 "-" "ua""#;
+        let h = hit(wp.parse(l.as_bytes()));
+        assert_eq!((h.src, h.time, h.dport), (ip("203.0.113.5"), T, Some(401)));
+        assert_eq!(wp.timestamp(l.as_bytes()), Some(T));
+        // An empty request line (nginx's `""` after a client sent nothing)
+        // is still the request.
+        let l = r#"203.0.113.5 - - [21/Nov/2026:10:00:01 +0000] "" 400 0 "-" "-""#;
+        assert_eq!(hit(wp.parse(l.as_bytes())).dport, Some(400));
     }
 
     #[test]
