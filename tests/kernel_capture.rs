@@ -1035,7 +1035,11 @@ fn a_decoy_handshake_is_banned_at_once_and_a_bare_syn_is_not() {
 #[ignore = "needs root: kernel test"]
 fn forged_probes_never_ban_a_peer_logged_in_to_an_admin_port() {
     let lab = Lab::new();
-    let (dir, cfg) = config(&format!("{CONFIG}decoy_ports = [2323]\n"));
+    // The lab's sessions are seconds old: no grace period here (the one
+    // that keeps a fresh connection from shielding is tested below).
+    let (dir, cfg) = config(&format!(
+        "{CONFIG}decoy_ports = [2323]\nadmin_min_age = \"0s\"\n"
+    ));
     apply(&lab, &cfg);
     let _ssh = lab.listen(&[22]);
     let (admin, admin6) = src("benign");
@@ -1080,5 +1084,32 @@ fn forged_probes_never_ban_a_peer_logged_in_to_an_admin_port() {
     assert!(ok, "the decoy handshake was not banned: {:?}", cap.seen);
     assert_eq!(cap.of("ip_blocked")[1]["scan_type"], "decoy");
     in_blacklist_but(&lab, &[attacker, admin], "198.51.100.99".parse().unwrap());
+    cap.stop();
+}
+
+/// Opening a connection to port 22 is within anyone's reach (sshd holds it
+/// until LoginGraceTime): a scanner that does so before scanning is no
+/// admin peer, and is banned as any other (default `admin_min_age`, 150 s).
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_fresh_connection_to_the_ssh_port_shields_no_scanner() {
+    let lab = Lab::new();
+    let (dir, cfg) = config(CONFIG);
+    apply(&lab, &cfg);
+    let _ssh = lab.listen(&[22]);
+    let (attacker, _) = src("attacker");
+    let _held = lab.session(attacker, 22);
+    let state = dir.path().join("state.json");
+    let mut cap = Capture::start(&lab, &cfg, &state, &[]);
+    nmap(&lab, &attacker.to_string(), &["-sS", "-p", "1000-1009"]);
+    let ok = cap.wait_for(Duration::from_secs(10), |seen| {
+        seen.iter()
+            .any(|e| e["event"] == "ip_blocked" && e["src"] == attacker.to_string())
+    });
+    assert!(
+        ok,
+        "the scanner holding a fresh ssh connection was not banned: {:?}",
+        cap.seen
+    );
     cap.stop();
 }

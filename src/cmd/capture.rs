@@ -309,27 +309,63 @@ fn whitelist(sys: Option<&mut System>, config: &Config) -> Members {
 /// How often capture re-reads its admin peers.
 const ADMIN_EVERY: Duration = Duration::from_secs(1);
 
-/// The engine's admin peers from one reading of the connections to
-/// `ports`: the peers holding one, which it bans only on evidence a forger
-/// cannot produce. A failure is said once (`failing`) and leaves no admin
-/// peer: a stale list would shield whoever was connected once.
-pub fn admin_reading(reading: Reading, ports: &[u16], e: &mut Engine, failing: &mut bool) {
-    match reading {
-        Ok(est) => {
-            e.admin_peers = crate::core::conns::admin_peers(&est.conns, ports, &e.policy.own);
-            if *failing {
-                say!("fwctl: admin peers read again");
-            }
-            *failing = false;
-        }
-        Err(err) => {
-            e.admin_peers.clear();
-            if !*failing {
-                say!("fwctl: warning: cannot read the connections to [capture] admin_ports ({err}); until it can, probes forged with an admin's address can get the admin banned");
-            }
-            *failing = true;
+/// What capture keeps between readings of the connections to the admin
+/// ports: when each was first seen (only one held past `min_age` shields
+/// its peer) and whether the last reading failed.
+pub struct AdminWatch {
+    pub ports: Vec<u16>,
+    pub min_age: u64,
+    peers: crate::core::conns::AdminPeers,
+    failing: bool,
+}
+
+impl AdminWatch {
+    pub fn new(ports: Vec<u16>, min_age: u64) -> AdminWatch {
+        AdminWatch {
+            ports,
+            min_age,
+            peers: Default::default(),
+            failing: false,
         }
     }
+
+    /// The engine's admin peers from one reading taken at `now` (seconds):
+    /// the peers holding a connection to an admin port for `min_age`, which
+    /// it bans only on evidence a forger cannot produce. A failure is said
+    /// once and leaves no admin peer: a stale list would shield whoever was
+    /// connected once.
+    pub fn take(&mut self, reading: Reading, now: i64, e: &mut Engine) {
+        match reading {
+            Ok(est) => {
+                e.admin_peers =
+                    self.peers
+                        .update(&est.conns, &self.ports, &e.policy.own, now, self.min_age);
+                if self.failing {
+                    say!("fwctl: admin peers read again");
+                }
+                self.failing = false;
+            }
+            Err(err) => {
+                e.admin_peers.clear();
+                self.peers = Default::default();
+                if !self.failing {
+                    say!("fwctl: warning: cannot read the connections to [capture] admin_ports ({err}); until it can, probes forged with an admin's address can get the admin banned");
+                }
+                self.failing = true;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn failing(&self) -> bool {
+        self.failing
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// One reading of the connections to the admin ports.
@@ -441,13 +477,15 @@ fn live(
     refresh(&mut e, sys.as_mut().ok());
     // Admin peers matter only where bans are made: read once now, before
     // the first probe, then by a thread of their own.
-    let admin_ports = &config.capture.admin_ports;
-    let mut admin_failing = false;
-    let admins = if mode == Mode::Ban && !admin_ports.is_empty() {
+    let mut admin = AdminWatch::new(
+        config.capture.admin_ports.clone(),
+        config.capture.admin_min_age,
+    );
+    let admins = if mode == Mode::Ban && !admin.ports.is_empty() {
         let mut conns = sockdiag::Host::new();
-        let first = conns.established(Some(admin_ports));
-        admin_reading(first, admin_ports, &mut e, &mut admin_failing);
-        watch_admins(Box::new(conns), admin_ports.clone())
+        let first = conns.established(Some(&admin.ports));
+        admin.take(first, unix_now(), &mut e);
+        watch_admins(Box::new(conns), admin.ports.clone())
     } else {
         None
     };
@@ -519,7 +557,7 @@ fn live(
             telemetry.housekeeping(sock.drops);
             // The newest reading of the admin peers, if one came.
             if let Some(reading) = admins.as_ref().and_then(|(rx, _)| rx.try_iter().last()) {
-                admin_reading(reading, admin_ports, &mut e, &mut admin_failing);
+                admin.take(reading, unix_now(), &mut e);
             }
             last_drops = Instant::now();
         }
@@ -596,13 +634,15 @@ mod tests {
             ("198.51.100.1:22", "198.51.100.1:50001"),
             ("198.51.100.1:443", "203.0.113.6:50000"),
         ]);
-        let mut failing = false;
-        let ports = &cfg.capture.admin_ports;
-        admin_reading(c.established(Some(ports)), ports, &mut e, &mut failing);
+        let ports = cfg.capture.admin_ports.clone();
+        let mut w = AdminWatch::new(ports.clone(), cfg.capture.admin_min_age);
+        w.take(c.established(Some(&ports)), 1000, &mut e);
+        assert!(e.admin_peers.is_empty(), "not held long enough yet");
+        w.take(c.established(Some(&ports)), 1000 + 150, &mut e);
         assert_eq!(e.admin_peers, [("203.0.113.5".parse().unwrap(), 22)]);
         c.fail = Some("netlink: EPERM".into());
-        admin_reading(c.established(Some(ports)), ports, &mut e, &mut failing);
-        assert!(failing && e.admin_peers.is_empty());
+        w.take(c.established(Some(&ports)), 1200, &mut e);
+        assert!(w.failing() && e.admin_peers.is_empty());
         // The watcher asks about the admin ports alone, each second, until stopped.
         let c = FakeConns::of(&[
             ("198.51.100.1:2222", "203.0.113.5:50000"),

@@ -4,6 +4,7 @@
 //! `SSH_CONNECTION` of the session when that fails); here the sockets become
 //! connections into this host, and those become the peers that matter.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// One established TCP connection into this host.
@@ -113,25 +114,63 @@ pub fn is_local(peer: IpAddr, own: &[IpAddr]) -> bool {
 /// time, never per packet).
 pub const MAX_ADMIN_PEERS: usize = 1024;
 
-/// The peers holding an established connection to one of `admin_ports`,
-/// each once with the first such port, loopback and this host excepted;
-/// at most [`MAX_ADMIN_PEERS`].
-pub fn admin_peers(conns: &[Conn], admin_ports: &[u16], own: &[IpAddr]) -> Vec<(IpAddr, u16)> {
-    let mut out: Vec<(IpAddr, u16)> = Vec::new();
-    for c in conns {
-        let peer = c.peer.ip().to_canonical();
-        if !admin_ports.contains(&c.local.port())
-            || is_local(peer, own)
-            || out.iter().any(|(p, _)| *p == peer)
-        {
-            continue;
+/// Most connections to admin ports followed at once (sshd's MaxStartups
+/// keeps unauthenticated ones far below this).
+pub const MAX_TRACKED: usize = 65_536;
+
+/// The connections to the admin ports and when each was first seen, so
+/// that only one held past `[capture] admin_min_age` makes its peer an admin: an
+/// attacker who merely opens a connection to port 22 while it scans gets
+/// no shield from it.
+#[derive(Clone, Debug, Default)]
+pub struct AdminPeers {
+    first_seen: HashMap<(SocketAddr, SocketAddr), i64>,
+}
+
+impl AdminPeers {
+    /// Take one reading at `now` (seconds); returns the peers whose
+    /// connection to one of `admin_ports` has been held `min_age` seconds
+    /// or more, each once with its port, the longest-held first (so a
+    /// crowd of new connections never pushes an admin out), loopback and
+    /// this host excepted; at most [`MAX_ADMIN_PEERS`]. A connection gone
+    /// from a reading is forgotten: seen again, it starts over.
+    pub fn update(
+        &mut self,
+        conns: &[Conn],
+        admin_ports: &[u16],
+        own: &[IpAddr],
+        now: i64,
+        min_age: u64,
+    ) -> Vec<(IpAddr, u16)> {
+        let mut next = HashMap::with_capacity(self.first_seen.len().min(MAX_TRACKED));
+        let mut held: Vec<(i64, IpAddr, u16)> = Vec::new();
+        for c in conns {
+            let peer = c.peer.ip().to_canonical();
+            if !admin_ports.contains(&c.local.port()) || is_local(peer, own) {
+                continue;
+            }
+            let key = (c.local, c.peer);
+            let first = self.first_seen.get(&key).copied().unwrap_or(now);
+            if next.len() < MAX_TRACKED || self.first_seen.contains_key(&key) {
+                next.insert(key, first);
+            }
+            if now.saturating_sub(first) >= min_age as i64 {
+                held.push((first, peer, c.local.port()));
+            }
         }
-        if out.len() == MAX_ADMIN_PEERS {
-            break;
+        self.first_seen = next;
+        held.sort();
+        let mut out: Vec<(IpAddr, u16)> = Vec::new();
+        for (_, peer, port) in held {
+            if out.len() == MAX_ADMIN_PEERS {
+                break;
+            }
+            if !out.iter().any(|(p, _)| *p == peer) {
+                out.push((peer, port));
+            }
         }
-        out.push((peer, c.local.port()));
+        out
     }
-    out
 }
 
 #[cfg(test)]
@@ -226,14 +265,15 @@ mod tests {
             c("127.0.0.1:22", "127.0.0.1:40000"),
             c("[2001:db8::1]:2222", "[2001:db8::7]:40000"),
         ];
+        let mut t = AdminPeers::default();
         assert_eq!(
-            admin_peers(&conns, &[22, 2222], &own),
+            t.update(&conns, &[22, 2222], &own, 1000, 0),
             vec![
                 ("203.0.113.5".parse().unwrap(), 22),
                 ("2001:db8::7".parse().unwrap(), 2222)
             ]
         );
-        assert!(admin_peers(&conns, &[], &own).is_empty());
+        assert!(t.update(&conns, &[], &own, 1000, 0).is_empty());
         let many: Vec<Conn> = (0..5000u32)
             .map(|i| Conn {
                 local: sa("[2001:db8::1]:22"),
@@ -246,6 +286,52 @@ mod tests {
                 ),
             })
             .collect();
-        assert_eq!(admin_peers(&many, &[22], &own).len(), MAX_ADMIN_PEERS);
+        assert_eq!(
+            AdminPeers::default().update(&many, &[22], &own, 0, 0).len(),
+            MAX_ADMIN_PEERS
+        );
+    }
+
+    /// Anyone can open a connection to port 22 and hold it until sshd's
+    /// LoginGraceTime: only a connection held longer shields its peer, and
+    /// a crowd of fresh ones never pushes the admin out.
+    #[test]
+    fn only_a_connection_held_past_the_login_grace_time_makes_an_admin() {
+        const ADMIN_MIN_AGE: u64 = crate::core::config::capture::ADMIN_MIN_AGE;
+        let own: Vec<IpAddr> = vec![];
+        let admin = Conn {
+            local: sa("198.51.100.1:22"),
+            peer: sa("192.0.2.10:50000"),
+        };
+        let mut t = AdminPeers::default();
+        assert!(t
+            .update(&[admin], &[22], &own, 1000, ADMIN_MIN_AGE)
+            .is_empty());
+        assert!(t
+            .update(&[admin], &[22], &own, 1000 + 149, ADMIN_MIN_AGE)
+            .is_empty());
+        let admin_ip: IpAddr = "192.0.2.10".parse().unwrap();
+        assert_eq!(
+            t.update(&[admin], &[22], &own, 1150, ADMIN_MIN_AGE),
+            [(admin_ip, 22)]
+        );
+        // An attacker's fresh connections, however many, come after the admin.
+        let mut crowd: Vec<Conn> = (0..3000u32)
+            .map(|i| Conn {
+                local: sa("198.51.100.1:22"),
+                peer: SocketAddr::new(std::net::Ipv4Addr::from(0xcb00_7100 + i).into(), 1),
+            })
+            .collect();
+        crowd.push(admin);
+        let got = t.update(&crowd, &[22], &own, 1200, ADMIN_MIN_AGE);
+        assert_eq!(got, [(admin_ip, 22)], "the crowd is too young");
+        let got = t.update(&crowd, &[22], &own, 1200 + 150, ADMIN_MIN_AGE);
+        assert_eq!(got.len(), MAX_ADMIN_PEERS);
+        assert_eq!(got[0], (admin_ip, 22), "the longest-held first");
+        // Gone from a reading, the clock starts over.
+        assert!(t.update(&[], &[22], &own, 1400, ADMIN_MIN_AGE).is_empty());
+        assert!(t
+            .update(&[admin], &[22], &own, 1401, ADMIN_MIN_AGE)
+            .is_empty());
     }
 }

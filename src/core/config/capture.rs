@@ -37,6 +37,10 @@ pub struct Capture {
     /// ports of a `[[service]]` named "ssh", else 22 (set by the config,
     /// which knows the services); `[]` turns this off.
     pub admin_ports: Vec<u16>,
+    /// Seconds a connection to an admin port must have been held before
+    /// its peer counts as an admin (sshd drops a client that has not
+    /// logged in after LoginGraceTime, 120 s by default).
+    pub admin_min_age: u64,
 }
 
 /// The validated `[capture.flood]` section.
@@ -147,6 +151,7 @@ pub struct RawCapture {
     #[serde(default)]
     signature: Vec<super::signature::RawSignature>,
     admin_ports: Option<Vec<i64>>,
+    admin_min_age: Option<String>,
 }
 
 impl RawCapture {
@@ -179,6 +184,26 @@ fn admin_ports(raw: &[i64]) -> Result<Vec<u16>, Invalid> {
         )));
     }
     Ok(out)
+}
+
+/// How long a connection to an admin port must have been held before its
+/// peer counts as an admin (the default of `[capture] admin_min_age`):
+/// sshd drops a client that has not logged in after LoginGraceTime, 120 s
+/// by default, so anyone can hold a connection for less than that, and
+/// only a logged-in user for longer.
+pub const ADMIN_MIN_AGE: u64 = 150;
+
+/// `[capture] admin_min_age`: 0s (a test lab) up to an hour.
+fn admin_min_age(s: &str) -> Result<u64, Invalid> {
+    let fix =
+        "fix: a duration from 0s to 1h, at least sshd's LoginGraceTime (default 2m), e.g. \"150s\"";
+    if s.trim() == "0" || s.trim() == "0s" {
+        return Ok(0);
+    }
+    match humantime::parse_duration(s) {
+        Ok(d) if d.as_secs() <= 3600 => Ok(d.as_secs()),
+        _ => Err(Invalid(format!("[capture] admin_min_age = \"{s}\"; {fix}"))),
+    }
 }
 
 /// A `[capture]` ban duration: the same rules as `scan --removeafter`, with
@@ -316,6 +341,10 @@ impl Capture {
             decoy_ports: decoys(&raw.decoy_ports)?,
             signatures: super::signature::validate(raw.signature)?,
             admin_ports: admin_ports(raw.admin_ports.as_deref().unwrap_or(&[22]))?,
+            admin_min_age: match raw.admin_min_age {
+                Some(a) => admin_min_age(&a)?,
+                None => ADMIN_MIN_AGE,
+            },
         })
     }
 }
