@@ -515,3 +515,38 @@ fn the_shipped_web_and_auth_samples_are_what_the_generator_writes() {
         );
     }
 }
+
+/// A trusted proxy's own requests (health checks: X-Forwarded-For "-") count
+/// against the proxy, the connection's peer; banning it would take the
+/// site down, so it is never banned (an attacker's probe of issue 28).
+#[test]
+fn a_trusted_proxy_is_counted_but_never_banned() {
+    let mut text = String::new();
+    for i in 0..40 {
+        text += &format!(
+            "10.0.0.2 - - [21/Nov/2026:11:55:{:02} +0000] \"GET /health HTTP/1.1\" 404 1 \"-\" \"lb\" \"-\"\n",
+            i % 60
+        );
+    }
+    let (out, v, found) = scan_text(
+        "nginx",
+        &text,
+        "",
+        &["--client", "forwarded", "--trusted-proxy", "10.0.0.2"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(found, ["10.0.0.2"]);
+    let o = &v.unwrap()["offenders"][0];
+    assert_eq!(o["action"], "skipped", "{o}");
+    assert!(
+        o["reason"]
+            .as_str()
+            .unwrap()
+            .contains("trusted network 10.0.0.2/32"),
+        "{o}"
+    );
+}

@@ -48,7 +48,7 @@ Apache: \"%{User-agent}i\" \"%{X-Forwarded-For}i\") and pass --client forwarded 
 --trusted-proxy CIDR (or the config's [web] trusted_proxies). On a line whose peer is a trusted
 proxy the header is walked from its right end past trusted proxies, as nginx's real_ip_recursive
 does: the first other address is the client (the ones before it, anybody could write). A line
-whose peer is not a trusted proxy counts against its peer.
+whose peer is not a trusted proxy counts against its peer. A trusted proxy is never banned.
   fwctl scan --source nginx --client forwarded --trusted-proxy 10.0.0.0/24 --status 4xx --howmany 100 --within 10m --ipset throttle-hard --removeafter 1h
 Audit an old log without changing anything:
   fwctl scan --dryrun --log rules/sample-iptables.log --now 2026-11-21T12:00:00Z --rule blocked --howmany 50 --within 30m --ipset throttle-hard --removeafter 2h")]
@@ -424,7 +424,16 @@ pub fn execute(
 
     let mut known = Known {
         policy: Policy {
-            trusted: plan.cfg.trusted.clone(),
+            // A trusted proxy is never banned: a line it answered itself (a
+            // health check, an X-Forwarded-For of "-", a chain of proxies
+            // only) counts against it, and banning it takes the site down.
+            trusted: plan
+                .cfg
+                .trusted
+                .iter()
+                .chain(&plan.proxies)
+                .copied()
+                .collect(),
             whitelist_name: plan.whitelist[0].clone(),
             own: host.own.clone(),
             ..Policy::default()
