@@ -86,7 +86,7 @@ pub fn add_request(seq: u32, set: &str, net: IpNet, timeout: u32) -> Vec<u8> {
     m
 }
 
-fn attr(m: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+pub(crate) fn attr(m: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     let len = 4 + payload.len();
     m.extend_from_slice(&(len as u16).to_ne_bytes());
     m.extend_from_slice(&kind.to_ne_bytes());
@@ -96,14 +96,14 @@ fn attr(m: &mut Vec<u8>, kind: u16, payload: &[u8]) {
     }
 }
 
-fn nest_start(m: &mut Vec<u8>, kind: u16) -> usize {
+pub(crate) fn nest_start(m: &mut Vec<u8>, kind: u16) -> usize {
     let at = m.len();
     m.extend_from_slice(&0u16.to_ne_bytes());
     m.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
     at
 }
 
-fn nest_end(m: &mut [u8], at: usize) {
+pub(crate) fn nest_end(m: &mut [u8], at: usize) {
     let len = (m.len() - at) as u16;
     m[at..at + 2].copy_from_slice(&len.to_ne_bytes());
 }
@@ -128,14 +128,14 @@ pub fn explain(errno: i32, set: &str) -> String {
     }
 }
 
-/// A netlink socket to the kernel's ipset subsystem.
-pub struct Ipset {
+/// A NETLINK_NETFILTER socket: one request out, the kernel's answer to it
+/// back. Shared by the ipset and the nf_tables ban paths.
+pub struct Netfilter {
     fd: libc::c_int,
-    seq: u32,
 }
 
-impl Ipset {
-    pub fn open() -> io::Result<Ipset> {
+impl Netfilter {
+    pub fn open() -> io::Result<Netfilter> {
         // SAFETY: plain socket(2); the fd is owned by the returned value.
         let fd = unsafe {
             libc::socket(
@@ -147,13 +147,12 @@ impl Ipset {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Ipset { fd, seq: 1 })
+        Ok(Netfilter { fd })
     }
 
-    /// Add `net` to `set` with `timeout` seconds.
-    pub fn add(&mut self, set: &str, net: IpNet, timeout: u32) -> Result<Added, BanFailed> {
-        self.seq = self.seq.wrapping_add(1);
-        let req = add_request(self.seq, set, net, timeout);
+    /// Send `req` and wait for the acknowledgement of message `seq`: the
+    /// kernel's error code (0: done, else a negative errno).
+    pub fn ask(&mut self, req: &[u8], seq: u32) -> Result<i32, String> {
         // SAFETY: a zeroed sockaddr_nl addresses the kernel (pid 0); the
         // buffers outlive the calls.
         unsafe {
@@ -168,10 +167,7 @@ impl Ipset {
                 std::mem::size_of::<libc::sockaddr_nl>() as u32,
             );
             if n < 0 {
-                return Err(BanFailed(format!(
-                    "netlink send: {}",
-                    io::Error::last_os_error()
-                )));
+                return Err(format!("netlink send: {}", io::Error::last_os_error()));
             }
             let mut buf = [0u8; 8192];
             loop {
@@ -181,15 +177,48 @@ impl Ipset {
                     if e.kind() == io::ErrorKind::Interrupted {
                         continue;
                     }
-                    return Err(BanFailed(format!("netlink receive: {e}")));
+                    return Err(format!("netlink receive: {e}"));
                 }
-                match ack(&buf[..n as usize], self.seq) {
-                    Some(0) => return Ok(Added::Added),
-                    Some(e) if e == -IPSET_ERR_EXIST => return Ok(Added::AlreadyListed),
-                    Some(e) => return Err(BanFailed(explain(-e, set))),
-                    None => continue, // not our answer
+                if let Some(code) = ack(&buf[..n as usize], seq) {
+                    return Ok(code);
                 }
+                // Not our answer: read on.
             }
+        }
+    }
+}
+
+impl Drop for Netfilter {
+    fn drop(&mut self) {
+        // SAFETY: we own the fd.
+        unsafe {
+            libc::close(self.fd);
+        }
+    }
+}
+
+/// A netlink socket to the kernel's ipset subsystem.
+pub struct Ipset {
+    sock: Netfilter,
+    seq: u32,
+}
+
+impl Ipset {
+    pub fn open() -> io::Result<Ipset> {
+        Ok(Ipset {
+            sock: Netfilter::open()?,
+            seq: 1,
+        })
+    }
+
+    /// Add `net` to `set` with `timeout` seconds.
+    pub fn add(&mut self, set: &str, net: IpNet, timeout: u32) -> Result<Added, BanFailed> {
+        self.seq = self.seq.wrapping_add(1);
+        let req = add_request(self.seq, set, net, timeout);
+        match self.sock.ask(&req, self.seq).map_err(BanFailed)? {
+            0 => Ok(Added::Added),
+            e if e == -IPSET_ERR_EXIST => Ok(Added::AlreadyListed),
+            e => Err(BanFailed(explain(-e, set))),
         }
     }
 }
@@ -215,15 +244,6 @@ pub(crate) fn ack(buf: &[u8], seq: u32) -> Option<i32> {
 impl crate::ports::Banner for Ipset {
     fn add(&mut self, set: &str, net: IpNet, secs: u32) -> Result<Added, BanFailed> {
         Ipset::add(self, set, net, secs)
-    }
-}
-
-impl Drop for Ipset {
-    fn drop(&mut self) {
-        // SAFETY: we own the fd.
-        unsafe {
-            libc::close(self.fd);
-        }
     }
 }
 

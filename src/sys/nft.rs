@@ -10,9 +10,7 @@ use crate::ports::{StepError, StepResult};
 use crate::units::addr::Family;
 use ipnet::IpNet;
 use serde_json::Value;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 /// One of fwctl's sets as the kernel holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,37 +36,7 @@ impl Nft {
     }
 
     fn run(&self, args: &[&str], input: Option<&str>) -> StepResult<String> {
-        let step = format!("nft {}", args.join(" "));
-        let fail = |detail: String| StepError {
-            step: step.clone(),
-            detail,
-        };
-        let mut child = Command::new(&self.path)
-            .args(args)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| fail(format!("cannot start {}: {e}", self.path.display())))?;
-        let out = std::thread::scope(|s| {
-            if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-                s.spawn(move || {
-                    let _ = stdin.write_all(text.as_bytes());
-                });
-            }
-            child.wait_with_output()
-        })
-        .map_err(|e| fail(e.to_string()))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            Err(fail(format!("{} ({})", stderr.trim(), out.status)))
-        }
+        super::tools::run_step("nft", &self.path, args, input)
     }
 
     /// Run `script` as one transaction: all of it, or nothing.

@@ -11,6 +11,7 @@
 //! space). With NLM_F_EXCL an element that is there already, or a network
 //! that overlaps one, is reported back rather than silently merged.
 
+use super::netlink::{attr, nest_end, nest_start};
 use crate::core::capture::engine::{Added, BanFailed};
 use ipnet::IpNet;
 use std::io;
@@ -29,8 +30,6 @@ const NFTA_SET_ELEM_FLAGS: u16 = 3;
 const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
 const NFTA_DATA_VALUE: u16 = 1;
 const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
-
-const NLA_F_NESTED: u16 = 1 << 15;
 
 /// The first address past `net`, or None when it reaches the top.
 fn past(net: IpNet) -> Option<Vec<u8>> {
@@ -68,28 +67,6 @@ fn header(m: &mut Vec<u8>, kind: u16, flags: u16, seq: u32, family: u8, res_id: 
 fn finish(m: &mut [u8], at: usize) {
     let len = (m.len() - at) as u32;
     m[at..at + 4].copy_from_slice(&len.to_ne_bytes());
-}
-
-fn attr(m: &mut Vec<u8>, kind: u16, payload: &[u8]) {
-    let len = 4 + payload.len();
-    m.extend_from_slice(&(len as u16).to_ne_bytes());
-    m.extend_from_slice(&kind.to_ne_bytes());
-    m.extend_from_slice(payload);
-    while !m.len().is_multiple_of(4) {
-        m.push(0);
-    }
-}
-
-fn nest_start(m: &mut Vec<u8>, kind: u16) -> usize {
-    let at = m.len();
-    m.extend_from_slice(&0u16.to_ne_bytes());
-    m.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
-    at
-}
-
-fn nest_end(m: &mut [u8], at: usize) {
-    let len = (m.len() - at) as u16;
-    m[at..at + 2].copy_from_slice(&len.to_ne_bytes());
 }
 
 fn cstr(s: &str) -> Vec<u8> {
@@ -177,28 +154,17 @@ pub fn explain(errno: i32, set: &str) -> String {
     }
 }
 
-/// A netlink socket to the kernel's nf_tables.
+/// fwctl's nftables sets, over a netlink socket to the kernel's nf_tables.
 pub struct NftSets {
-    fd: libc::c_int,
+    sock: super::netlink::Netfilter,
     seq: u32,
     table: String,
 }
 
 impl NftSets {
     pub fn open(table: &str) -> io::Result<NftSets> {
-        // SAFETY: plain socket(2); the fd is owned by the returned value.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_NETFILTER,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(NftSets {
-            fd,
+            sock: super::netlink::Netfilter::open()?,
             seq: 1,
             table: table.to_string(),
         })
@@ -208,45 +174,11 @@ impl NftSets {
     pub fn add(&mut self, set: &str, net: IpNet, timeout: u32) -> Result<Added, BanFailed> {
         self.seq = self.seq.wrapping_add(3);
         let req = add_request(self.seq, &self.table, set, net, timeout);
-        // SAFETY: a zeroed sockaddr_nl addresses the kernel (pid 0); the
-        // buffers outlive the calls.
-        unsafe {
-            let mut kernel: libc::sockaddr_nl = std::mem::zeroed();
-            kernel.nl_family = libc::AF_NETLINK as u16;
-            let n = libc::sendto(
-                self.fd,
-                req.as_ptr().cast(),
-                req.len(),
-                0,
-                (&kernel as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            );
-            if n < 0 {
-                return Err(BanFailed(format!(
-                    "netlink send: {}",
-                    io::Error::last_os_error()
-                )));
-            }
-            let mut buf = [0u8; 8192];
-            loop {
-                let n = libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0);
-                if n < 0 {
-                    let e = io::Error::last_os_error();
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    return Err(BanFailed(format!("netlink receive: {e}")));
-                }
-                match super::netlink::ack(&buf[..n as usize], self.seq) {
-                    Some(0) => return Ok(Added::Added),
-                    // There already, or inside a network that is.
-                    Some(e) if e == -libc::EEXIST || e == -libc::ENOTEMPTY => {
-                        return Ok(Added::AlreadyListed)
-                    }
-                    Some(e) => return Err(BanFailed(explain(-e, set))),
-                    None => continue, // not our answer
-                }
-            }
+        match self.sock.ask(&req, self.seq).map_err(BanFailed)? {
+            0 => Ok(Added::Added),
+            // There already, or inside a network that is.
+            e if e == -libc::EEXIST || e == -libc::ENOTEMPTY => Ok(Added::AlreadyListed),
+            e => Err(BanFailed(explain(-e, set))),
         }
     }
 }
@@ -254,15 +186,6 @@ impl NftSets {
 impl crate::ports::Banner for NftSets {
     fn add(&mut self, set: &str, net: IpNet, secs: u32) -> Result<Added, BanFailed> {
         NftSets::add(self, set, net, secs)
-    }
-}
-
-impl Drop for NftSets {
-    fn drop(&mut self) {
-        // SAFETY: we own the fd.
-        unsafe {
-            libc::close(self.fd);
-        }
     }
 }
 

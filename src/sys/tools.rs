@@ -115,40 +115,46 @@ impl System {
     }
 
     fn run(&self, tool: &str, args: &[&str], input: Option<&str>) -> StepResult<String> {
-        let step = format!("{tool} {}", args.join(" ")).trim().to_string();
-        let fail = |detail: String| StepError {
-            step: step.clone(),
-            detail,
-        };
-        let mut child = Command::new(self.path(tool))
-            .args(args)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| fail(format!("cannot start {}: {e}", self.path(tool).display())))?;
-        // Feed stdin from another thread: a large restore must not deadlock
-        // against a child that is writing its stdout/stderr.
-        let out = std::thread::scope(|s| {
-            if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-                s.spawn(move || {
-                    // A child that exits early closes the pipe; its stderr says why.
-                    let _ = stdin.write_all(text.as_bytes());
-                });
-            }
-            child.wait_with_output()
-        })
-        .map_err(|e| fail(e.to_string()))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        run_step(tool, self.path(tool), args, input)
+    }
+}
+
+/// Run the program at `path` with `args` (and `input` on stdin); its stdout,
+/// or a step error named `tool ARGS` with its stderr and exit status.
+pub fn run_step(tool: &str, path: &Path, args: &[&str], input: Option<&str>) -> StepResult<String> {
+    let step = format!("{tool} {}", args.join(" ")).trim().to_string();
+    let fail = |detail: String| StepError {
+        step: step.clone(),
+        detail,
+    };
+    let mut child = Command::new(path)
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
         } else {
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            Err(fail(format!("{} ({})", stderr.trim(), out.status)))
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("cannot start {}: {e}", path.display())))?;
+    // Feed stdin from another thread: a large restore must not deadlock
+    // against a child that is writing its stdout/stderr.
+    let out = std::thread::scope(|s| {
+        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+            s.spawn(move || {
+                // A child that exits early closes the pipe; its stderr says why.
+                let _ = stdin.write_all(text.as_bytes());
+            });
         }
+        child.wait_with_output()
+    })
+    .map_err(|e| fail(e.to_string()))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        Err(fail(format!("{} ({})", stderr.trim(), out.status)))
     }
 }
 
