@@ -145,7 +145,8 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
     feedstore::check(&dir)?;
     let notifier = Notifier::start(&cfg, &state_file, Life::Run)?;
     let own = host::own_addresses();
-    let refuse = |n: &ipnet::IpNet| feeds::refusal(n, &cfg.trusted, &own);
+    let never = feeds::policy(&cfg.trusted, &own);
+    let refuse = |n: &ipnet::IpNet| never.check(n);
     let now = host::now();
     let mut fetched = Vec::new();
     for f in chosen {

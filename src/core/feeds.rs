@@ -9,7 +9,7 @@
 //! live in the blacklist and throttle sets, which an update never touches.
 
 use crate::core::config::intel::{amount, Feed};
-use crate::core::policy::Refusal;
+use crate::core::policy::{Policy, Refusal};
 use crate::units::addr::{member, parse_net};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -179,19 +179,16 @@ pub fn parse_list(text: &str) -> Vec<IpNet> {
         .collect()
 }
 
-/// Refusals of the never-ban kind a feed entry may meet: this host's own
-/// addresses and the trusted networks (a feed must not cut either off).
-pub fn refusal(net: &IpNet, trusted: &[IpNet], own: &[IpAddr]) -> Option<Refusal> {
-    if let Some(t) = trusted
-        .iter()
-        .find(|t| t.contains(&net.addr()) || net.contains(&t.addr()))
-    {
-        return Some(Refusal::Trusted(*t));
+/// The never-ban policy for a feed's entries: this host's own addresses,
+/// the trusted networks, and what is never a ban target by its kind
+/// (loopback, unspecified, multicast, broadcast: a bogon list's 0.0.0.0/8
+/// would drop every DHCP request). The same policy as every other input.
+pub fn policy(trusted: &[IpNet], own: &[IpAddr]) -> Policy {
+    Policy {
+        trusted: trusted.to_vec(),
+        own: own.to_vec(),
+        ..Policy::default()
     }
-    own.iter().find(|a| net.contains(*a)).map(|a| Refusal::Own {
-        addr: *a,
-        covered: true,
-    })
 }
 
 #[cfg(test)]
@@ -233,13 +230,18 @@ mod tests {
     fn a_feed_that_would_do_harm_is_refused_whole() {
         let trusted: Vec<IpNet> = vec!["192.0.2.0/24".parse().unwrap()];
         let own: Vec<IpAddr> = vec!["198.51.100.1".parse().unwrap()];
-        let policy = |n: &IpNet| refusal(n, &trusted, &own);
+        let p = policy(&trusted, &own);
+        let policy = |n: &IpNet| p.check(n);
         for (body, want) in [
             (
                 &b"203.0.113.0/24\n192.0.2.128/25\n"[..],
                 "line 2: 192.0.2.128/25: in trusted network 192.0.2.0/24",
             ),
             (b"198.51.100.0/24\n", "line 1: 198.51.100.0/24"),
+            // A bogon list's 0.0.0.0/8 would drop every DHCP request.
+            (b"0.0.0.0/8\n", "line 1: 0.0.0.0/8: not a unicast address"),
+            (b"239.0.0.0/8\n", "line 1: 239.0.0.0/8: not a unicast address"),
+            (b"127.0.0.0/8\n", "line 1: 127.0.0.0/8: loopback address"),
             (b"10.0.0.0/7\n", "line 1: 10.0.0.0/7 is wider than min_prefix_v4 = 8"),
             (
                 b"2001:db8::/31\n",
