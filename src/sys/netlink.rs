@@ -14,6 +14,7 @@
 use crate::core::capture::engine::{Added, BanFailed};
 use ipnet::IpNet;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const NFNL_SUBSYS_IPSET: u16 = 6;
 const IPSET_CMD_ADD: u16 = 9;
@@ -131,23 +132,31 @@ pub fn explain(errno: i32, set: &str) -> String {
 /// A NETLINK_NETFILTER socket: one request out, the kernel's answer to it
 /// back. Shared by the ipset and the nf_tables ban paths.
 pub struct Netfilter {
-    fd: libc::c_int,
+    fd: OwnedFd,
+}
+
+/// A netlink socket of `protocol` (NETLINK_NETFILTER, NETLINK_SOCK_DIAG).
+pub fn socket(protocol: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); the new descriptor is owned by the result.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            protocol,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a new descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 impl Netfilter {
     pub fn open() -> io::Result<Netfilter> {
-        // SAFETY: plain socket(2); the fd is owned by the returned value.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_NETFILTER,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Netfilter { fd })
+        Ok(Netfilter {
+            fd: socket(libc::NETLINK_NETFILTER)?,
+        })
     }
 
     /// Send `req` and wait for the acknowledgement of message `seq`: the
@@ -159,7 +168,7 @@ impl Netfilter {
             let mut kernel: libc::sockaddr_nl = std::mem::zeroed();
             kernel.nl_family = libc::AF_NETLINK as u16;
             let n = libc::sendto(
-                self.fd,
+                self.fd.as_raw_fd(),
                 req.as_ptr().cast(),
                 req.len(),
                 0,
@@ -171,7 +180,7 @@ impl Netfilter {
             }
             let mut buf = [0u8; 8192];
             loop {
-                let n = libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+                let n = libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0);
                 if n < 0 {
                     let e = io::Error::last_os_error();
                     if e.kind() == io::ErrorKind::Interrupted {
@@ -184,15 +193,6 @@ impl Netfilter {
                 }
                 // Not our answer: read on.
             }
-        }
-    }
-}
-
-impl Drop for Netfilter {
-    fn drop(&mut self) {
-        // SAFETY: we own the fd.
-        unsafe {
-            libc::close(self.fd);
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::core::conns::{self, Established, Socket, Via};
 use crate::ports::{ConnError, Connections};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const TCP_ESTABLISHED: u32 = 1;
@@ -161,19 +161,7 @@ pub struct SockDiag {
 
 impl SockDiag {
     pub fn open() -> io::Result<SockDiag> {
-        // SAFETY: plain socket(2); the fd is owned by the returned value.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_SOCK_DIAG,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a new descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fd = super::netlink::socket(libc::NETLINK_SOCK_DIAG)?;
         let tv = libc::timeval {
             tv_sec: RECV_TIMEOUT.as_secs() as libc::time_t,
             tv_usec: 0,
