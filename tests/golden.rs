@@ -54,7 +54,7 @@ fn example_configs_render_as_pinned() {
         let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let plan = ruleset::build(&cfg);
         let text = dry_run_text(
-            &cfg,
+            cfg.mode.as_str(),
             &plan,
             &Current::default(),
             "golden: against a clean kernel",

@@ -283,7 +283,7 @@ fn the_checker_finds_what_it_looks_for() {
     );
     assert!(g["sys::statefile"].contains("sys::lock"));
     assert!(g["core::ruleset::drift"].contains("core::ruleset"));
-    assert!(g["core::ruleset"].contains("core::ruleset::save"));
+    assert!(g["sys::iptables"].contains("sys::iptables::save"));
     let r = references(
         "core::x",
         "use super::y::{self, Z};\nlet a = crate::cmd::apply::run();\n",

@@ -4,10 +4,10 @@
 use super::Invocation;
 use crate::core::config::Config;
 use crate::core::notify::Notice;
-use crate::core::ruleset::{self, ipset, Family, Plan};
+use crate::core::ruleset::{self, ipset, Plan};
 use crate::core::state::Checked;
 use crate::core::status::{evaluate, Facts, Status};
-use crate::ports::{Backend, SetStore};
+use crate::ports::{Firewall, Installed, SetStore};
 use crate::sys::tools::System;
 use crate::sys::{host, lock, statefile};
 use anyhow::Result;
@@ -33,12 +33,12 @@ pub(super) fn gather<'a>(
     cfg: &'a Config,
     plan: &'a Plan,
     state_path: &Path,
+    fw: &mut dyn Firewall,
     sys: &mut System,
     invoke: String,
     members: bool,
 ) -> Result<Facts<'a>> {
-    let v4 = sys.save_table(Family::V4)?;
-    let v6 = sys.save_table(Family::V6)?;
+    let Installed { v4, v6, .. } = fw.installed()?;
     let headers = ipset::parse_headers(&sys.headers()?);
     let mut saves = BTreeMap::new();
     for s in plan.sets.iter().filter(|_| members) {
@@ -97,16 +97,33 @@ pub fn run(o: &Options, inv: &Invocation) -> Result<bool> {
             inv.fix("status")
         );
     }
-    let mut sys = System::locate()?;
+    let mut fw = crate::sys::firewall::open(cfg.firewall.backend)?;
+    let mut sys = System::locate_only(&["ipset"])?;
     let path = cfg.state_path(inv.state());
-    let mut status = evaluate(&gather(&cfg, &plan, &path, &mut sys, inv.sudo(), true)?);
+    let mut status = evaluate(&gather(
+        &cfg,
+        &plan,
+        &path,
+        fw.as_mut(),
+        &mut sys,
+        inv.sudo(),
+        true,
+    )?);
     if o.repair && !status.healthy {
         if status.repairable {
             eprintln!("fwctl: repairing: {}", status.problems.join("; "));
             // What the last apply installed goes back; a peer it would
             // lock out is warned about, not a reason to leave drift.
             super::apply::apply(inv, false, None, true)?;
-            status = evaluate(&gather(&cfg, &plan, &path, &mut sys, inv.sudo(), true)?);
+            status = evaluate(&gather(
+                &cfg,
+                &plan,
+                &path,
+                fw.as_mut(),
+                &mut sys,
+                inv.sudo(),
+                true,
+            )?);
         } else {
             eprintln!("fwctl: nothing an apply repairs: a full set needs a bigger [sets] maxelem, and the fleet's problems need sync and Redis");
         }

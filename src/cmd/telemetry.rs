@@ -196,16 +196,28 @@ fn watch(
     state_path: PathBuf,
     metrics: Arc<Mutex<CaptureMetrics>>,
 ) -> Option<(JoinHandle<()>, Sender<()>)> {
-    let mut sys = System::locate().ok()?;
+    let mut sys = System::locate_only(&["ipset"]).ok()?;
+    // Opened here, so a backend whose tools are missing means no watcher.
+    let backend = cfg.firewall.backend;
+    crate::sys::firewall::open(backend).ok()?;
     let (tx, rx) = mpsc::channel::<()>();
     let handle = std::thread::Builder::new()
         .name("fwctl-watch".into())
         .spawn(move || {
             let plan = ruleset::build(&cfg);
+            let Ok(mut fw) = crate::sys::firewall::open(backend) else {
+                return;
+            };
             loop {
-                if let Ok(facts) =
-                    super::status::gather(&cfg, &plan, &state_path, &mut sys, String::new(), false)
-                {
+                if let Ok(facts) = super::status::gather(
+                    &cfg,
+                    &plan,
+                    &state_path,
+                    fw.as_mut(),
+                    &mut sys,
+                    String::new(),
+                    false,
+                ) {
                     let status = evaluate(&facts);
                     let mut m = metrics.lock().expect("metrics");
                     m.sets.clear();

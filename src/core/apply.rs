@@ -1,51 +1,13 @@
-//! What an apply installs, worked out from what the kernel has (pure): the
-//! snapshot of the kernel's tables and sets comes in as text, the three
-//! restore scripts (sets, IPv4 rules, IPv6 rules) go out. The adapters that
-//! read the snapshot and run the scripts are above this layer.
+//! What an apply installs, whatever the backend (pure): the bans it carries
+//! over and restores, and the iptables/ipset scripts rendered against what
+//! the kernel has ([`Current`], read by the backend's adapter in `sys`).
 
-use super::ruleset::ipset::{self, SavedSet};
-use super::ruleset::save::Saved;
-use super::ruleset::{self, Current, Family, Plan, TableState};
+use super::ruleset::{self, Current, Family, Plan};
 use crate::units::addr::{member, parse_addr};
-use crate::units::Invalid;
 use ipnet::IpNet;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-/// What the kernel had before we touched it.
-#[derive(Clone, Debug, Default)]
-pub struct Snapshot {
-    pub v4: String,
-    pub v6: String,
-    pub sets: String,
-}
-
-impl Snapshot {
-    pub fn table(&self, family: Family) -> &str {
-        match family {
-            Family::V4 => &self.v4,
-            Family::V6 => &self.v6,
-        }
-    }
-
-    /// The state rendering needs: our jumps and chains, which sets exist, and
-    /// the timed members (bans) of the plan's sets.
-    fn current_from(&self, saved: &BTreeMap<String, SavedSet>, plan: &Plan) -> Current {
-        let ours: BTreeSet<&str> = plan.sets.iter().map(|s| s.name.as_str()).collect();
-        Current {
-            v4: TableState::from_save(&self.v4),
-            v6: TableState::from_save(&self.v6),
-            sets: saved.keys().cloned().collect(),
-            carried: saved
-                .iter()
-                .filter(|(name, _)| ours.contains(name.as_str()))
-                .map(|(name, s)| (name.clone(), s.timed()))
-                .collect(),
-            restored: 0,
-        }
-    }
-}
-
-/// The three scripts one apply runs, in order.
+/// The three scripts one iptables apply runs, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scripts {
     pub sets: String,
@@ -56,27 +18,11 @@ pub struct Scripts {
 /// A ban the state file knows is still running: (set, address, seconds left).
 pub type Ban = (String, IpNet, u32);
 
-/// Render the scripts against the snapshot (returned with them), refusing
-/// (before anything changes) when an existing set of the same name cannot be
-/// swapped with ours. The `ipset save` text, large with a big feed, is parsed
-/// once here. `bans` from the state file that the kernel's sets lack (after
-/// a reboot or a flush) are put back with the time they have left; the
+/// Put `bans` from the state file that the kernel's sets lack (after a
+/// reboot or a flush) into `now.carried` with the time they have left; the
 /// kernel's own timeout wins for a ban it still holds. `Current::restored`
 /// counts them.
-pub fn prepare(plan: &Plan, snap: &Snapshot, bans: &[Ban]) -> Result<(Current, Scripts), Invalid> {
-    let saved = ipset::parse_save(&snap.sets);
-    for set in &plan.sets {
-        if let Some(s) = saved.get(&set.name) {
-            check_compatible(&set.name, set, s)?;
-        }
-    }
-    let mut now = snap.current_from(&saved, plan);
-    restore_bans(&mut now, plan, bans);
-    let scripts = render(plan, &now);
-    Ok((now, scripts))
-}
-
-fn restore_bans(now: &mut Current, plan: &Plan, bans: &[Ban]) {
+pub fn restore_bans(now: &mut Current, plan: &Plan, bans: &[Ban]) {
     let parse = |m: &str| parse_addr(m).ok();
     for set in &plan.sets {
         let mine: Vec<&Ban> = bans.iter().filter(|b| b.0 == set.name).collect();
@@ -108,218 +54,29 @@ pub fn render(plan: &Plan, now: &Current) -> Scripts {
     }
 }
 
-fn check_compatible(name: &str, want: &ruleset::SetPlan, have: &SavedSet) -> Result<(), Invalid> {
-    let family = want.family.ipset_family();
-    if have.kind() != want.kind.as_str() || have.family() != family || !have.has_timeout() {
-        return Err(Invalid(format!(
-            "set {name} already exists as {} family {}{}, but fwctl needs {} family {family} with timeout support; \
-             fix: remove it (ipset destroy {name}, after the rules that use it) or choose another name in [sets]",
-            have.kind(),
-            have.family(),
-            if have.has_timeout() { "" } else { " without timeouts" },
-            want.kind.as_str(),
-        )));
-    }
-    Ok(())
-}
-
 pub fn set_names(plan: &Plan) -> Vec<String> {
     plan.sets.iter().map(|s| s.name.clone()).collect()
 }
 
-/// The `iptables-restore --noflush` input that puts fwctl's part of one
-/// family's filter table back as the snapshot had it: its chains with their
-/// rules, its jump from INPUT and the INPUT policy. `now` is the table as it
-/// is at rollback time; everything in it that is not fwctl's (rules and
-/// chains another tool added, before the snapshot or since) stays.
-pub fn rollback_table(snap: &Snapshot, now: &str, family: Family) -> String {
-    let then = Saved::filter(snap.table(family));
-    let now = Saved::filter(now);
-    let mut out = format!(
-        "*filter\n:INPUT {} [0:0]\n",
-        then.policy("INPUT").unwrap_or("ACCEPT")
-    );
-    let then_chains: BTreeSet<&str> = then.fwctl_chains().collect();
-    // Declaring a chain flushes it (or creates it): then's chains come back
-    // with then's rules only.
-    for c in then.fwctl_chains() {
-        out += &format!(":{c} - [0:0]\n");
-    }
-    let gone: Vec<&str> = now
-        .fwctl_chains()
-        .filter(|c| !then_chains.contains(c))
-        .collect();
-    for c in &gone {
-        out += &format!("-F {c}\n");
-    }
-    // Our jumps now, by rule number from the bottom so the numbers hold.
-    let jumps_now = now.jump_positions();
-    for p in jumps_now.iter().rev() {
-        out += &format!("-D INPUT {p}\n");
-    }
-    // Then's jumps at then's positions, as far as INPUT is that long now.
-    let others = now.rules_of("INPUT").count() - jumps_now.len();
-    for (k, p) in then.jump_positions().into_iter().enumerate() {
-        // INPUT holds the other rules and the k jumps inserted before.
-        let room = others + k + 1;
-        out += &format!("-I INPUT {} -j {}\n", p.min(room), ruleset::MAIN_CHAIN);
-    }
-    for (c, line) in &then.rules {
-        if then_chains.contains(c.as_str()) {
-            out += line;
-            out.push('\n');
-        }
-    }
-    for c in &gone {
-        out += &format!("-X {c}\n");
-    }
-    out + "COMMIT\n"
-}
-
-/// The `ipset restore` input that puts `ours` back as the snapshot had them,
-/// keeping every ban they hold `now` (the `ipset save` text of now).
-pub fn rollback_sets(ours: &[String], snap: &Snapshot, now: &str) -> String {
-    let before: BTreeMap<String, SavedSet> = ipset::parse_save(&snap.sets);
-    let now: BTreeMap<String, SavedSet> = ipset::parse_save(now);
-    ipset::render_rollback(ours, &before, &now, ruleset::temp_set_name)
-}
-
-/// Why the kernel's tables cannot be trusted to be what a save printed.
-pub fn check_saved(save: &str, family: Family) -> Result<(), Invalid> {
-    if Saved::filter(save).found {
-        return Ok(());
-    }
-    let tool = match family {
-        Family::V4 => "iptables-save",
-        Family::V6 => "ip6tables-save",
-    };
-    Err(Invalid(format!(
-        "{tool} -t filter printed no filter table ({} bytes): fwctl cannot see the rules it would change, so nothing was changed; fix: check that FWCTL_{} (or {tool} on PATH) is the real {tool}",
-        save.len(),
-        tool.to_uppercase().replace('-', "_")
-    )))
-}
-
-/// After an install: exactly one jump to fwctl's chain must be in INPUT.
-/// The `iptables-restore --noflush` input that deletes the extra ones (by
-/// rule number, keeping the first), or None when there is exactly one.
-pub fn extra_jumps(save: &str, family: Family) -> Result<Option<String>, Invalid> {
-    check_saved(save, family)?;
-    let jumps = Saved::filter(save).jump_positions();
-    match jumps.len() {
-        0 => Err(Invalid(format!(
-            "after installing, {} INPUT has no jump to {}; fix: run fwctl apply again and check `iptables-save`",
-            family.name(),
-            ruleset::MAIN_CHAIN
-        ))),
-        1 => Ok(None),
-        _ => {
-            let mut s = String::from("*filter\n");
-            for p in jumps[1..].iter().rev() {
-                s += &format!("-D INPUT {p}\n");
-            }
-            Ok(Some(s + "COMMIT\n"))
-        }
-    }
-}
-
-/// The `iptables-restore --noflush` input that takes fwctl out of one
-/// family's table (None: nothing of fwctl's is there).
-pub fn removal(snap: &Snapshot, family: Family) -> Option<String> {
-    let st = TableState::from_save(snap.table(family));
-    st.is_installed().then(|| ruleset::render_removal(&st))
-}
-
-/// The `ipset restore` input that destroys those of `ours` that exist.
-pub fn destroy_sets(ours: &[String], snap: &Snapshot) -> String {
-    let existing = ipset::parse_save(&snap.sets);
-    ours.iter()
-        .filter(|n| existing.contains_key(*n))
-        .map(|n| format!("destroy {n}\n"))
-        .collect()
-}
-
-/// The text `apply --dry-run` prints: the three scripts, in the order they run.
-pub fn dry_run_text(
-    cfg: &crate::core::config::Config,
-    plan: &Plan,
-    now: &Current,
-    state_note: &str,
-) -> String {
+/// The text `apply --dry-run` prints for the iptables backend: the three
+/// scripts, in the order they run.
+pub fn dry_run_text(mode: &str, plan: &Plan, now: &Current, state_note: &str) -> String {
     let s = render(plan, now);
     format!(
-        "# fwctl apply --dry-run, mode {}\n# {state_note}\n\
+        "# fwctl apply --dry-run, mode {mode}\n# {state_note}\n\
          # ---- ipset restore ----\n{}\
          # ---- iptables-restore --noflush ----\n{}\
          # ---- ip6tables-restore --noflush ----\n{}",
-        cfg.mode.as_str(),
-        s.sets,
-        s.v4,
-        s.v6
+        s.sets, s.v4, s.v6
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A rollback once restored the whole filter table from a snapshot up
-    /// to an hour old, wiping what Docker added meanwhile. It puts back
-    /// fwctl's part only and leaves everything else as it is now.
-    #[test]
-    fn a_rollback_puts_back_fwctls_part_and_nothing_else() {
-        let snap = Snapshot {
-            v4: "*filter\n:INPUT ACCEPT [1:2]\n:FWCTL-INPUT - [0:0]\n:FWCTL-OLD - [0:0]\n\
-                 -A INPUT -j FWCTL-INPUT\n-A INPUT -s 192.0.2.9/32 -j ACCEPT\n\
-                 -A FWCTL-INPUT -i lo -j ACCEPT\n-A FWCTL-OLD -j RETURN\nCOMMIT\n"
-                .into(),
-            ..Snapshot::default()
-        };
-        // Now: the new apply's chains and policy, a Docker chain and rule
-        // added meanwhile above our jump.
-        let now = "*filter\n:INPUT DROP [0:0]\n:DOCKER - [0:0]\n:FWCTL-INPUT - [0:0]\n:FWCTL-NEW - [0:0]\n\
-                   -A INPUT -j DOCKER\n-A INPUT -j FWCTL-INPUT\n-A INPUT -s 192.0.2.9/32 -j ACCEPT\n\
-                   -A DOCKER -j RETURN\n-A FWCTL-INPUT -j FWCTL-NEW\n-A FWCTL-NEW -j DROP\nCOMMIT\n";
-        let s = rollback_table(&snap, now, Family::V4);
-        assert_eq!(
-            s,
-            "*filter\n:INPUT ACCEPT [0:0]\n:FWCTL-INPUT - [0:0]\n:FWCTL-OLD - [0:0]\n-F FWCTL-NEW\n\
-             -D INPUT 2\n-I INPUT 1 -j FWCTL-INPUT\n-A FWCTL-INPUT -i lo -j ACCEPT\n-A FWCTL-OLD -j RETURN\n\
-             -X FWCTL-NEW\nCOMMIT\n"
-        );
-        assert!(!s.contains("DOCKER") && !s.contains("192.0.2.9"));
-        // A first apply rolled back: fwctl leaves nothing behind.
-        let first = Snapshot {
-            v4: "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n".into(),
-            ..Snapshot::default()
-        };
-        let s = rollback_table(&first, now, Family::V4);
-        assert!(
-            s.contains("-F FWCTL-INPUT\n")
-                && s.contains("-X FWCTL-INPUT\n")
-                && s.contains("-D INPUT 2\n"),
-            "{s}"
-        );
-        assert!(!s.contains("-I INPUT"), "{s}");
-    }
-
-    /// `FWCTL_IPTABLES_SAVE=/bin/true fwctl apply` once left two jumps.
-    #[test]
-    fn a_save_without_a_filter_table_is_refused_and_extra_jumps_found() {
-        let e = check_saved("", Family::V4).unwrap_err();
-        assert!(
-            e.0.contains("iptables-save -t filter printed no filter table")
-                && e.0.contains("FWCTL_IPTABLES_SAVE"),
-            "{e}"
-        );
-        assert!(check_saved("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", Family::V6).is_ok());
-        let two = "*filter\n:INPUT DROP [0:0]\n-A INPUT -j FWCTL-INPUT\n-A INPUT -p tcp -j ACCEPT\n-A INPUT -j FWCTL-INPUT\nCOMMIT\n";
-        assert_eq!(
-            extra_jumps(two, Family::V4).unwrap().as_deref(),
-            Some("*filter\n-D INPUT 3\nCOMMIT\n")
-        );
-        let one = "*filter\n:INPUT DROP [0:0]\n-A INPUT -j FWCTL-INPUT\nCOMMIT\n";
-        assert_eq!(extra_jumps(one, Family::V4).unwrap(), None);
-        assert!(extra_jumps("*filter\nCOMMIT\n", Family::V4).is_err());
-    }
+/// The text `apply --dry-run` prints for the nftables backend: the one
+/// `nft -f` transaction.
+pub fn nft_dry_run_text(mode: &str, plan: &Plan, now: &Current, state_note: &str) -> String {
+    format!(
+        "# fwctl apply --dry-run, mode {mode}, backend nftables\n# {state_note}\n\
+         # ---- nft -f (one transaction) ----\n{}",
+        ruleset::nft::render_install(plan, now)
+    )
 }

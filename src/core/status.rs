@@ -26,9 +26,10 @@ const SOONEST: usize = 5;
 pub struct Facts<'a> {
     pub cfg: &'a Config,
     pub plan: &'a Plan,
-    /// `iptables-save` and `ip6tables-save` output.
-    pub v4: String,
-    pub v6: String,
+    /// fwctl's rules per family as the backend read them back
+    /// (`ports::Installed`'s line form).
+    pub v4: Vec<String>,
+    pub v6: Vec<String>,
     /// `ipset list -t`, and `ipset save` of each of fwctl's sets that exists.
     pub headers: BTreeMap<String, Header>,
     pub saves: BTreeMap<String, String>,
@@ -176,7 +177,7 @@ pub struct Capture {
 
 fn family_rules(
     family: Family,
-    save: &str,
+    now: &[String],
     plan: &Plan,
     then: Option<&[String]>,
     invoke: &str,
@@ -186,7 +187,6 @@ fn family_rules(
         Family::V4 => ("IPv4", &plan.v4),
         Family::V6 => ("IPv6", &plan.v6),
     };
-    let now = drift::ours(save);
     let policy = now
         .iter()
         .find_map(|l| l.strip_prefix("policy INPUT "))
@@ -203,7 +203,7 @@ fn family_rules(
         ));
     } else {
         if let Some(then) = then {
-            let d = drift::diff(then, &now);
+            let d = drift::diff(then, now);
             (missing, extra, moved) = (d.missing, d.extra, d.moved);
         }
         // Checked against the plan too, for a kernel changed before any
@@ -265,7 +265,7 @@ fn family_rules(
 
 pub fn evaluate(f: &Facts) -> Status {
     let mut problems = Vec::new();
-    let digest = drift::digest(f.plan);
+    let digest = drift::digest_for(f.cfg.firewall.backend.as_str(), f.plan);
     let applied = f.state.applied.as_ref();
     let config_changed = applied.is_some_and(|a| a.digest != digest);
     // Exact comparison only against an apply of this same config.
@@ -669,6 +669,7 @@ impl Status {
 mod tests {
     use super::*;
     use crate::core::ruleset::{render_sets, render_table, Current, TableState};
+    use crate::sys::iptables::save::ours;
     use std::path::Path;
 
     fn cfg() -> Config {
@@ -726,15 +727,15 @@ mod tests {
             at: 1000,
             config: cfg.path.clone(),
             digest: drift::digest(plan),
-            v4: drift::ours(&v4),
-            v6: drift::ours(&v6),
+            v4: ours(&v4),
+            v6: ours(&v6),
             sets: plan.sets.len(),
         });
         Facts {
             cfg,
             plan,
-            v4,
-            v6,
+            v4: ours(&v4),
+            v6: ours(&v6),
             headers,
             saves,
             state,
@@ -766,11 +767,11 @@ mod tests {
         let p = crate::core::ruleset::build(&c);
         let mut f = facts(&c, &p);
         // A rule deleted from fwctl's chain, one added in IPv6.
-        f.v4 = f.v4.replacen("-A FWCTL-INPUT -i lo -j ACCEPT\n", "", 1);
-        f.v6 = f.v6.replace(
+        f.v4 = ours(&installed(&p, Family::V4).replacen("-A FWCTL-INPUT -i lo -j ACCEPT\n", "", 1));
+        f.v6 = ours(&installed(&p, Family::V6).replace(
             "COMMIT",
             "-A FWCTL-INPUT -s 2001:db8::1/128 -j ACCEPT\nCOMMIT",
-        );
+        ));
         f.headers.remove("throttle-soft_v6");
         f.headers.get_mut("blacklist").unwrap().entries = 95;
         f.state
@@ -806,7 +807,7 @@ mod tests {
         let c = cfg();
         let p = crate::core::ruleset::build(&c);
         let mut f = facts(&c, &p);
-        f.v4 = "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n".into();
+        f.v4 = ours("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n");
         f.state.applied.as_mut().unwrap().digest = "0000000000000000".into();
         let s = evaluate(&f);
         assert!(!s.rules[0].installed);
@@ -856,11 +857,11 @@ mod tests {
         let mut f = facts(&c, &p);
         // The loopback accept moved from the top of FWCTL-INPUT to its end.
         let lo = "-A FWCTL-INPUT -i lo -j ACCEPT\n";
-        f.v4 = f.v4.replacen(lo, "", 1).replacen(
+        f.v4 = ours(&installed(&p, Family::V4).replacen(lo, "", 1).replacen(
             "-A FWCTL-INPUT -j FWCTL-BLOCK\n",
             &format!("-A FWCTL-INPUT -j FWCTL-BLOCK\n{lo}"),
             1,
-        );
+        ));
         let s = evaluate(&f);
         assert!(!s.healthy);
         assert!(s.rules[0].missing.is_empty() && s.rules[0].extra.is_empty());

@@ -2,10 +2,11 @@
 //! system in `sys` and by recording fakes in tests (`testing`). Nothing here
 //! touches the system itself.
 
+use crate::core::apply::Ban;
 use crate::core::capture::detect::Micros;
 use crate::core::capture::engine::{Added, BanFailed};
 use crate::core::capture::packet::Link;
-use crate::units::addr::Family;
+use crate::core::ruleset::Plan;
 use ipnet::IpNet;
 use std::fmt;
 use std::io;
@@ -28,16 +29,77 @@ impl std::error::Error for StepError {}
 
 pub type StepResult<T> = Result<T, StepError>;
 
-/// The kernel's filter tables and sets, as `apply` reads and replaces them.
-pub trait Backend {
-    /// `iptables-save -t filter` (or ip6tables-save).
-    fn save_table(&mut self, family: Family) -> StepResult<String>;
-    /// `iptables-restore` with `input`; `noflush` keeps rules fwctl does not own.
-    fn restore_table(&mut self, family: Family, input: &str, noflush: bool) -> StepResult<()>;
-    /// `ipset save` (every set).
-    fn save_sets(&mut self) -> StepResult<String>;
-    /// One `ipset restore` run.
-    fn restore_sets(&mut self, input: &str) -> StepResult<()>;
+/// A failed install or removal: which step failed, and whether putting
+/// things back worked (`check` says where to look by hand if not).
+#[derive(Debug)]
+pub struct ApplyError {
+    pub failed: StepError,
+    pub rollback: Result<(), StepError>,
+    /// What to check by hand when the rollback failed too.
+    pub check: &'static str,
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.failed)?;
+        match &self.rollback {
+            Ok(()) => write!(f, "; the previous rules and sets were put back"),
+            Err(e) => write!(
+                f,
+                "; ROLLBACK ALSO FAILED ({e}): check {} by hand",
+                self.check
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+/// fwctl's rules as a backend reads them back from the kernel, one family's
+/// in a backend-neutral line form that drift detection compares:
+/// `policy INPUT DROP`, `:CHAIN` (a chain of fwctl's exists), `jump at INPUT
+/// N` (where the jump to fwctl's main chain sits), `-A CHAIN rule` (each
+/// rule of fwctl's chains in order, as the backend's tool prints it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Installed {
+    pub v4: Vec<String>,
+    pub v6: Vec<String>,
+    /// What the install found and fixed on its way, for the command to say.
+    pub warnings: Vec<String>,
+}
+
+/// What an apply will do, worked out from the kernel before anything changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Prepared {
+    /// What a dry run prints: the scripts, in the order they run.
+    pub script: String,
+    /// Bans in fwctl's sets carried over (kernel and state file), and how
+    /// many of them came from the state file.
+    pub carried: usize,
+    pub restored: usize,
+}
+
+/// The kernel's firewall as `apply`, `confirm`, `remove` and `status` drive
+/// it, whatever the backend (iptables and ipset, or one nftables table).
+/// An install either takes whole or leaves the kernel as it was.
+pub trait Firewall {
+    /// The backend's name in messages: `iptables` or `nftables`.
+    fn name(&self) -> &'static str;
+    /// Read the kernel (keeping what was there for [`Firewall::roll_back`])
+    /// and work out what installing `plan` runs, carrying the bans the
+    /// kernel's sets hold and restoring `bans` they lack. Changes nothing.
+    fn prepare(&mut self, plan: &Plan, bans: &[Ban]) -> Result<Prepared, StepError>;
+    /// Install what the last `prepare` worked out; on failure put back what
+    /// it read. Returns fwctl's rules as the kernel has them now.
+    fn install(&mut self, plan: &Plan) -> Result<Installed, ApplyError>;
+    /// Put back fwctl's part as the last `prepare` read it, keeping the bans
+    /// made since (a confirmation that did not come).
+    fn roll_back(&mut self, plan: &Plan) -> Result<(), StepError>;
+    /// Take fwctl's rules out (its sets too with `destroy_sets`), leaving
+    /// everything else as it is; on failure put back what was there.
+    fn remove(&mut self, plan: &Plan, destroy_sets: bool) -> Result<(), ApplyError>;
+    /// fwctl's rules as the kernel has them now.
+    fn installed(&mut self) -> Result<Installed, StepError>;
 }
 
 /// What `scan`, `ban` and `list` ask of ipset: small reads and one batched change.

@@ -6,7 +6,7 @@
 use super::tools::{locate_tool, read_only};
 use crate::core::config::Config;
 use crate::core::doctor::{Facts, Footprint};
-use crate::core::ruleset::save::Saved;
+use crate::sys::iptables::save::Saved;
 use std::path::{Path, PathBuf};
 
 /// The tools fwctl runs, with their Debian package.

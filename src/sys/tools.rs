@@ -4,7 +4,7 @@
 //! up front, or where `FWCTL_<TOOL>` (e.g. `FWCTL_IPTABLES_RESTORE`) points,
 //! e.g. at `iptables-legacy-restore`.
 
-use crate::ports::{Backend, SetStore, StepError, StepResult};
+use crate::ports::{SetStore, StepError, StepResult};
 use crate::units::addr::Family;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -165,7 +165,7 @@ fn prefix(family: Family) -> &'static str {
     }
 }
 
-impl Backend for System {
+impl super::iptables::Tools for System {
     fn save_table(&mut self, family: Family) -> StepResult<String> {
         self.run(&format!("{}-save", prefix(family)), &["-t", "filter"], None)
     }

@@ -4,8 +4,9 @@
 //! and the rollback of it meet the same rules as in the kernel; sets keep
 //! the text of every restore appended (as far as the tests need).
 
-use crate::core::ruleset::save::Saved;
-use crate::ports::{Backend, SetStore, StepError, StepResult};
+use crate::ports::{SetStore, StepError, StepResult};
+use crate::sys::iptables::save::Saved;
+use crate::sys::iptables::Tools;
 use crate::units::addr::Family;
 
 const BUILTIN: [&str; 3] = ["INPUT", "FORWARD", "OUTPUT"];
@@ -197,7 +198,7 @@ impl Fake {
     }
 }
 
-impl Backend for Fake {
+impl Tools for Fake {
     fn save_table(&mut self, family: Family) -> StepResult<String> {
         self.record(format!("save {family:?}"))?;
         Ok(match family {

@@ -5,6 +5,7 @@
 //! `FILE:LINE: what is wrong; fix: ...` and nothing gets installed.
 
 pub mod capture;
+pub mod firewall;
 pub mod fleet;
 pub mod intel;
 pub mod notify;
@@ -182,6 +183,8 @@ pub struct Config {
     /// `[bandwidth] above`: sources sending more bytes a second are logged
     /// (prefix `bandwidth`) for `scan --rule bandwidth`.
     pub bandwidth: Option<crate::units::names::ByteRate>,
+    /// `[firewall]`: the backend (iptables, nftables).
+    pub firewall: firewall::Firewall,
 }
 
 impl Config {
@@ -471,6 +474,7 @@ impl Config {
             fleet,
             patterns,
             web: raw.web.validate(),
+            firewall: raw.firewall,
             reputation,
             feeds,
             capture,
@@ -625,6 +629,8 @@ struct Raw {
     #[serde(default)]
     feed: Vec<intel::RawFeed>,
     bandwidth: Option<RawBandwidth>,
+    #[serde(default)]
+    firewall: firewall::Firewall,
 }
 
 #[derive(Deserialize)]

@@ -11,7 +11,6 @@
 pub mod drift;
 pub mod ipset;
 pub mod nft;
-pub mod save;
 
 use crate::core::config::{Config, Limit, Mode, PrefixPair};
 pub use crate::units::addr::Family;
@@ -20,7 +19,25 @@ use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-pub use save::{TableState, CHAIN_PREFIX, MAIN_CHAIN};
+/// fwctl owns the chains named so, and one jump to its main chain in INPUT.
+pub const CHAIN_PREFIX: &str = "FWCTL-";
+pub const MAIN_CHAIN: &str = "FWCTL-INPUT";
+
+/// What rendering needs to know of one family's table: fwctl's jumps and
+/// chains (read from the kernel by the backend's adapter in `sys`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableState {
+    /// How many `-A INPUT -j FWCTL-INPUT` rules exist.
+    pub input_jumps: usize,
+    /// The FWCTL-* chains that exist.
+    pub chains: BTreeSet<String>,
+}
+
+impl TableState {
+    pub fn is_installed(&self) -> bool {
+        self.input_jumps > 0 || !self.chains.is_empty()
+    }
+}
 const WHITELIST: &str = "FWCTL-WHITELIST";
 const BLACKLIST: &str = "FWCTL-BLACKLIST";
 const THROTTLE_HARD: &str = "FWCTL-THROTTLE-HARD";
@@ -634,7 +651,7 @@ mod tests {
     fn table_state_reads_iptables_save() {
         let save = "# Generated\n*nat\n:FWCTL-X - [0:0]\n-A INPUT -j FWCTL-INPUT\nCOMMIT\n*filter\n:INPUT DROP [5:300]\n\
                     :DOCKER - [0:0]\n:FWCTL-INPUT - [0:0]\n-A INPUT -j FWCTL-INPUT\n-A INPUT -s 192.0.2.9/32 -j ACCEPT\nCOMMIT\n";
-        let st = TableState::from_save(save);
+        let st = crate::sys::iptables::save::table_state(save);
         assert_eq!(st.input_jumps, 1);
         assert_eq!(st.chains, ["FWCTL-INPUT".to_string()].into());
         let rm = render_removal(&st);

@@ -283,6 +283,27 @@ pub fn render_removal() -> String {
     format!("table {FAMILY} {TABLE}\ndelete table {FAMILY} {TABLE}\n")
 }
 
+/// `nft -f` input that adds `members` (address, seconds left; None: no
+/// timeout) to one of fwctl's sets, leaving out those inside another of
+/// them (an interval set refuses overlapping elements). Empty when none.
+pub fn render_add_elements(set: &str, members: Vec<(IpNet, Option<u32>)>) -> String {
+    let members = uncovered(members);
+    if members.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = members
+        .iter()
+        .map(|(n, t)| match t {
+            Some(secs) => format!("{} timeout {secs}s", crate::units::addr::member(n)),
+            None => crate::units::addr::member(n),
+        })
+        .collect();
+    format!(
+        "add element {FAMILY} {TABLE} {set} {{ {} }}\n",
+        list.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

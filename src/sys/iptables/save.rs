@@ -3,11 +3,7 @@
 //! builtin chains' policies, the user chains declared, and every rule in
 //! order. Counters are dropped; rules are kept as the kernel printed them.
 
-use std::collections::BTreeSet;
-
-/// fwctl owns the chains named so, and one jump to its main chain in INPUT.
-pub const CHAIN_PREFIX: &str = "FWCTL-";
-pub const MAIN_CHAIN: &str = "FWCTL-INPUT";
+use crate::core::ruleset::{TableState, CHAIN_PREFIX, MAIN_CHAIN};
 
 /// One table of an `iptables-save` text.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -114,31 +110,41 @@ impl Saved {
     }
 }
 
-/// What rendering needs to know of one family's table: fwctl's jumps and chains.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TableState {
-    /// How many `-A INPUT -j FWCTL-INPUT` rules exist.
-    pub input_jumps: usize,
-    /// The FWCTL-* chains that exist.
-    pub chains: BTreeSet<String>,
+/// What rendering needs to know of the filter table of `iptables-save` output.
+pub fn table_state(save: &str) -> TableState {
+    state_of(&Saved::filter(save))
 }
 
-impl TableState {
-    /// Read the filter table of `iptables-save` output.
-    pub fn from_save(save: &str) -> TableState {
-        TableState::of(&Saved::filter(save))
+pub fn state_of(saved: &Saved) -> TableState {
+    TableState {
+        input_jumps: saved.jump_positions().len(),
+        chains: saved.fwctl_chains().map(str::to_string).collect(),
     }
+}
 
-    pub fn of(saved: &Saved) -> TableState {
-        TableState {
-            input_jumps: saved.jump_positions().len(),
-            chains: saved.fwctl_chains().map(str::to_string).collect(),
-        }
+/// fwctl's lines of one family's `iptables-save`: the INPUT policy, fwctl's
+/// chains, where the jump to fwctl's chain sits in INPUT, and the rules of
+/// fwctl's chains, in the kernel's order. Counters are dropped; everything
+/// else is kept as the kernel printed it.
+pub fn ours(save: &str) -> Vec<String> {
+    let s = Saved::filter(save);
+    let mut out = Vec::new();
+    if let Some(p) = s.policy("INPUT") {
+        out.push(format!("policy INPUT {p}"));
     }
-
-    pub fn is_installed(&self) -> bool {
-        self.input_jumps > 0 || !self.chains.is_empty()
-    }
+    out.extend(s.fwctl_chains().map(|c| format!(":{c}")));
+    out.extend(
+        s.jump_positions()
+            .iter()
+            .map(|k| format!("jump at INPUT {k}")),
+    );
+    out.extend(
+        s.rules
+            .iter()
+            .filter(|(c, _)| c.starts_with(CHAIN_PREFIX))
+            .map(|(_, l)| l.clone()),
+    );
+    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,343 @@
+//! The nftables backend: everything fwctl installs in one table, `table
+//! inet fwctl`, installed and replaced by one `nft -f` transaction (all of
+//! it or nothing), rolled back and removed the same way. No other table is
+//! ever named in a script, so firewalld's, Docker's and anyone's stay.
+//! `nft`'s output is read here and in `sys::nft`, nowhere else.
+
+use crate::core::apply::{restore_bans, set_names, Ban};
+use crate::core::ruleset::nft::{self as render, FAMILY, TABLE};
+use crate::core::ruleset::{Current, Family, Plan, CHAIN_PREFIX, MAIN_CHAIN};
+use crate::ports::{ApplyError, Firewall, Installed, Prepared, StepError};
+use crate::sys::nft::{Nft, NftSet};
+use ipnet::IpNet;
+
+/// What to check by hand when a rollback fails.
+const CHECK: &str = "`nft list table inet fwctl`";
+
+/// fwctl's table as `prepare` read it: its rules and sets without elements
+/// (`nft -t`), and its sets' members.
+struct Read {
+    terse: Option<String>,
+    sets: Vec<NftSet>,
+    script: String,
+}
+
+pub struct Nftables {
+    nft: Nft,
+    read: Option<Read>,
+}
+
+impl Nftables {
+    pub fn new(nft: Nft) -> Nftables {
+        Nftables { nft, read: None }
+    }
+
+    /// The table's sets now (none without the table).
+    fn sets(&self) -> Result<Vec<NftSet>, StepError> {
+        self.nft.sets()
+    }
+}
+
+/// The bans (members with time left) of fwctl's sets in `sets`, as
+/// rendering carries them.
+fn carried(plan: &Plan, sets: &[NftSet]) -> Current {
+    let mut now = Current::default();
+    for s in sets {
+        if !plan.sets.iter().any(|p| p.name == s.name) {
+            continue;
+        }
+        now.sets.insert(s.name.clone());
+        let timed: Vec<(String, u32)> = s
+            .members
+            .iter()
+            .filter_map(|(n, left)| {
+                let secs = u32::try_from((*left)?).unwrap_or(u32::MAX).max(1);
+                Some((crate::units::addr::member(n), secs))
+            })
+            .collect();
+        if !timed.is_empty() {
+            now.carried.insert(s.name.clone(), timed);
+        }
+    }
+    now
+}
+
+/// The transaction that puts the table back as `then` had it (or takes it
+/// out when there was none): its chains and sets, the config's members of
+/// then (no timeout) and the bans of `now` with the time they have left (a
+/// ban made meanwhile is kept; one that ended meanwhile stays ended).
+pub fn rollback_script(then: Option<&str>, then_sets: &[NftSet], now_sets: &[NftSet]) -> String {
+    let mut out = render::render_removal();
+    let Some(terse) = then else {
+        return out;
+    };
+    out.push_str(terse);
+    out.push('\n');
+    for s in then_sets {
+        let mut members: Vec<(IpNet, Option<u32>)> = s
+            .members
+            .iter()
+            .filter(|(_, left)| left.is_none())
+            .map(|(n, _)| (*n, None))
+            .collect();
+        if let Some(now) = now_sets.iter().find(|n| n.name == s.name) {
+            members.extend(now.members.iter().filter_map(|(n, left)| {
+                Some((*n, Some(u32::try_from((*left)?).unwrap_or(u32::MAX).max(1))))
+            }));
+        }
+        out.push_str(&render::render_add_elements(&s.name, members));
+    }
+    out
+}
+
+/// fwctl's rules in `nft -t list table inet fwctl` output, per family, in
+/// the line form drift compares (see [`Installed`]). Chains are named as
+/// the plan names them (`FWCTL6-BLOCK` is IPv6's `FWCTL-BLOCK`); the base
+/// chain `input` gives the policy and where each family's jump sits.
+pub fn installed_of(terse: &str) -> Installed {
+    let mut out = Installed::default();
+    let mut chain: Option<String> = None;
+    let mut input_rules = 0;
+    for line in terse.lines().map(str::trim) {
+        if let Some(name) = line
+            .strip_prefix("chain ")
+            .and_then(|r| r.strip_suffix(" {"))
+        {
+            chain = Some(name.to_string());
+            if let Some((family, plain)) = plan_name(name) {
+                lines(&mut out, family).push(format!(":{plain}"));
+            }
+            continue;
+        }
+        if line == "}" || line.starts_with("set ") || line.is_empty() {
+            if line == "}" {
+                chain = None;
+            }
+            continue;
+        }
+        let Some(c) = chain.as_deref() else {
+            continue;
+        };
+        if c == "input" {
+            if line.starts_with("type ") {
+                let policy = line
+                    .split("policy ")
+                    .nth(1)
+                    .map(|p| p.trim_end_matches(';').to_uppercase())
+                    .unwrap_or_else(|| "ACCEPT".into());
+                out.v4.push(format!("policy INPUT {policy}"));
+                out.v6.push(format!("policy INPUT {policy}"));
+                continue;
+            }
+            input_rules += 1;
+            for family in [Family::V4, Family::V6] {
+                let jump = format!("jump {}", render::chain_name(MAIN_CHAIN, family));
+                if line.ends_with(&jump) {
+                    lines(&mut out, family).push(format!("jump at INPUT {input_rules}"));
+                }
+            }
+            continue;
+        }
+        if let Some((family, plain)) = plan_name(c) {
+            if !line.starts_with("type ") {
+                lines(&mut out, family).push(format!("-A {plain} {line}"));
+            }
+        }
+    }
+    out
+}
+
+fn lines(i: &mut Installed, family: Family) -> &mut Vec<String> {
+    match family {
+        Family::V4 => &mut i.v4,
+        Family::V6 => &mut i.v6,
+    }
+}
+
+/// A chain of fwctl's: its family and the plan's name for it.
+fn plan_name(chain: &str) -> Option<(Family, String)> {
+    if let Some(rest) = chain.strip_prefix("FWCTL6-") {
+        return Some((Family::V6, format!("{CHAIN_PREFIX}{rest}")));
+    }
+    chain
+        .starts_with(CHAIN_PREFIX)
+        .then(|| (Family::V4, chain.to_string()))
+}
+
+impl Firewall for Nftables {
+    fn name(&self) -> &'static str {
+        "nftables"
+    }
+
+    fn prepare(&mut self, plan: &Plan, bans: &[Ban]) -> Result<Prepared, StepError> {
+        let terse = self.nft.terse_table()?;
+        let sets = self.sets()?;
+        let mut now = carried(plan, &sets);
+        restore_bans(&mut now, plan, bans);
+        let script = render::render_install(plan, &now);
+        let prepared = Prepared {
+            script: format!("# ---- nft -f (one transaction) ----\n{script}"),
+            carried: now.carried.values().map(Vec::len).sum(),
+            restored: now.restored,
+        };
+        self.read = Some(Read {
+            terse,
+            sets,
+            script,
+        });
+        Ok(prepared)
+    }
+
+    fn install(&mut self, _plan: &Plan) -> Result<Installed, ApplyError> {
+        let read = self.read.as_ref().expect("prepare before install");
+        // One transaction: when it fails, nothing changed.
+        self.nft
+            .transaction(&read.script)
+            .map_err(|failed| ApplyError {
+                failed,
+                rollback: Ok(()),
+                check: CHECK,
+            })?;
+        self.installed().map_err(|failed| ApplyError {
+            failed,
+            rollback: Err(StepError {
+                step: "rollback".into(),
+                detail: "not attempted: the rules are in, only reading them back failed".into(),
+            }),
+            check: CHECK,
+        })
+    }
+
+    fn roll_back(&mut self, _plan: &Plan) -> Result<(), StepError> {
+        let read = self.read.as_ref().expect("prepare before roll_back");
+        let now = self.sets()?;
+        let script = rollback_script(read.terse.as_deref(), &read.sets, &now);
+        self.nft.transaction(&script)
+    }
+
+    fn remove(&mut self, plan: &Plan, destroy_sets: bool) -> Result<(), ApplyError> {
+        let fail = |failed| ApplyError {
+            failed,
+            rollback: Ok(()),
+            check: CHECK,
+        };
+        let Some(terse) = self.nft.terse_table().map_err(fail)? else {
+            return Ok(());
+        };
+        let script = if destroy_sets {
+            render::render_removal()
+        } else {
+            // Keep the table and fwctl's sets with their bans; take out
+            // every chain (flushed first: a jump holds its target) and the
+            // meters the rules used.
+            let chains = chains_of(&terse);
+            let mut s = String::new();
+            for c in &chains {
+                s += &format!("flush chain {FAMILY} {TABLE} {c}\n");
+            }
+            for c in &chains {
+                s += &format!("delete chain {FAMILY} {TABLE} {c}\n");
+            }
+            let ours = set_names(plan);
+            for set in sets_of(&terse).iter().filter(|s| !ours.contains(s)) {
+                s += &format!("delete set {FAMILY} {TABLE} {set}\n");
+            }
+            s
+        };
+        self.nft.transaction(&script).map_err(fail)
+    }
+
+    fn installed(&mut self) -> Result<Installed, StepError> {
+        Ok(self
+            .nft
+            .terse_table()?
+            .map(|t| installed_of(&t))
+            .unwrap_or_default())
+    }
+}
+
+/// The chains / sets declared in `nft -t list table` output.
+fn chains_of(terse: &str) -> Vec<String> {
+    declared(terse, "chain ")
+}
+
+fn sets_of(terse: &str) -> Vec<String> {
+    declared(terse, "set ")
+}
+
+fn declared(terse: &str, kind: &str) -> Vec<String> {
+    terse
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(kind)?.strip_suffix(" {"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TERSE: &str = "table inet fwctl {\n\tset blacklist {\n\t\ttype ipv4_addr\n\t\tflags interval,timeout\n\t}\n\
+        \tset fwctl-icmp {\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\ttimeout 1s\n\t}\n\
+        \tchain FWCTL-INPUT {\n\t\tiifname \"lo\" accept\n\t\tip saddr @blacklist drop\n\t}\n\
+        \tchain FWCTL6-INPUT {\n\t\tiifname \"lo\" accept\n\t}\n\
+        \tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\
+        \t\tmeta nfproto ipv4 jump FWCTL-INPUT\n\t\tmeta nfproto ipv6 jump FWCTL6-INPUT\n\t}\n}\n";
+
+    #[test]
+    fn the_table_read_back_in_drifts_line_form() {
+        let i = installed_of(TERSE);
+        assert_eq!(
+            i.v4,
+            [
+                ":FWCTL-INPUT",
+                "-A FWCTL-INPUT iifname \"lo\" accept",
+                "-A FWCTL-INPUT ip saddr @blacklist drop",
+                "policy INPUT DROP",
+                "jump at INPUT 1"
+            ]
+        );
+        assert_eq!(
+            i.v6,
+            [
+                ":FWCTL-INPUT",
+                "-A FWCTL-INPUT iifname \"lo\" accept",
+                "policy INPUT DROP",
+                "jump at INPUT 2"
+            ]
+        );
+        assert_eq!(chains_of(TERSE), ["FWCTL-INPUT", "FWCTL6-INPUT", "input"]);
+        assert_eq!(sets_of(TERSE), ["blacklist", "fwctl-icmp"]);
+    }
+
+    #[test]
+    fn a_rollback_keeps_then_config_members_and_now_bans() {
+        let set = |members: Vec<(&str, Option<u64>)>| NftSet {
+            name: "blacklist".into(),
+            family: Family::V4,
+            size: None,
+            members: members
+                .into_iter()
+                .map(|(m, t)| (m.parse().unwrap(), t))
+                .collect(),
+        };
+        let then = [set(vec![
+            ("198.51.100.0/24", None),
+            ("203.0.113.7/32", Some(5)),
+        ])];
+        let now = [set(vec![
+            ("192.0.2.0/24", None),
+            ("203.0.113.9/32", Some(300)),
+        ])];
+        let s = rollback_script(Some(TERSE), &then, &now);
+        assert!(s.starts_with("table inet fwctl\ndelete table inet fwctl\ntable inet fwctl {"));
+        assert!(
+            s.ends_with(
+                "add element inet fwctl blacklist { 198.51.100.0/24, 203.0.113.9 timeout 300s }\n"
+            ),
+            "{s}"
+        );
+        // No table then: the rollback takes ours out, nothing else.
+        assert_eq!(rollback_script(None, &[], &now), render::render_removal());
+    }
+}
