@@ -37,9 +37,23 @@ pub struct Footprint {
     pub rules: usize,
 }
 
+/// The `nft` tool, as far as the nftables backend needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NftTool {
+    /// Not found (the error says where it was looked for).
+    Missing(String),
+    /// Its version, and whether the kernel answered `nft list tables`
+    /// (why not, if it did not).
+    Found((u32, u32, u32), Option<String>),
+}
+
 /// What the machine showed.
 #[derive(Clone, Debug, Default)]
 pub struct Facts {
+    /// `[firewall] backend` (iptables without a config).
+    pub firewall: &'static str,
+    /// With backend nftables: the nft tool and the kernel's nf_tables.
+    pub nft_tool: Option<NftTool>,
     /// `sudo fwctl` with the --config and --state the user gave, for the fixes.
     pub invoke: String,
     pub root: bool,
@@ -222,6 +236,7 @@ pub fn checks(f: &Facts) -> Vec<Check> {
             Some(&format!("apt-get install {}", pkgs.join(" "))),
         )
     });
+    v.push(firewall_check(f));
     v.push(backend_check(f));
     v.push(match &f.ipset_error {
         None => check(
@@ -394,6 +409,47 @@ fn lockout_check(l: &Result<(Vec<super::lockout::Lockout>, String), String>) -> 
     }
 }
 
+/// Which backend `apply` drives, and whether what it needs is here.
+fn firewall_check(f: &Facts) -> Check {
+    use Level::*;
+    let Some(nft) = &f.nft_tool else {
+        return check(
+            "firewall",
+            Ok,
+            format!(
+                "backend {}: iptables, ip6tables and ipset (see tools)",
+                if f.firewall.is_empty() {
+                    "iptables"
+                } else {
+                    f.firewall
+                }
+            ),
+            None,
+        );
+    };
+    match nft {
+        NftTool::Missing(e) => split_fix("firewall", Fail, &format!("backend nftables: {e}")),
+        NftTool::Found(v, _) if *v < (1, 0, 0) => check(
+            "firewall",
+            Fail,
+            format!("backend nftables needs nft 1.0 or newer, this is {}.{}.{}", v.0, v.1, v.2),
+            Some("install nftables from a newer release, or set [firewall] backend = \"iptables\""),
+        ),
+        NftTool::Found(v, Some(e)) => check(
+            "firewall",
+            Fail,
+            format!("backend nftables: nft {}.{}.{} runs, but the kernel did not answer: {e}", v.0, v.1, v.2),
+            Some("modprobe nf_tables (a kernel with nf_tables), or set [firewall] backend = \"iptables\""),
+        ),
+        NftTool::Found(v, None) => check(
+            "firewall",
+            Ok,
+            format!("backend nftables: nft {}.{}.{}, the kernel's nf_tables answers; fwctl's rules are table inet fwctl", v.0, v.1, v.2),
+            None,
+        ),
+    }
+}
+
 fn backend_check(f: &Facts) -> Check {
     use Level::*;
     let Some(version) = &f.iptables_version else {
@@ -467,6 +523,32 @@ fn backend_check(f: &Facts) -> Check {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_firewall_row_names_the_backend_and_what_it_lacks() {
+        let mut f = good();
+        assert_eq!(level(&f, "firewall").0, Level::Ok);
+        assert!(level(&f, "firewall").1.contains("backend iptables"));
+        f.firewall = "nftables";
+        f.nft_tool = Some(NftTool::Found((1, 0, 6), None));
+        let (l, text) = level(&f, "firewall");
+        assert!(l == Level::Ok && text.contains("nft 1.0.6"), "{text}");
+        f.nft_tool = Some(NftTool::Found((0, 9, 8), None));
+        assert_eq!(level(&f, "firewall").0, Level::Fail);
+        f.nft_tool = Some(NftTool::Found(
+            (1, 0, 6),
+            Some("Operation not supported".into()),
+        ));
+        assert!(level(&f, "firewall").1.contains("kernel did not answer"));
+        f.nft_tool = Some(NftTool::Missing(
+            "nft not found; fix: apt-get install nftables".into(),
+        ));
+        let c = checks(&f)
+            .into_iter()
+            .find(|c| c.name == "firewall")
+            .unwrap();
+        assert_eq!(c.fix.as_deref(), Some("apt-get install nftables"));
+    }
+
     fn good() -> Facts {
         Facts {
             invoke: "sudo fwctl --config /srv/f.toml".into(),
@@ -531,7 +613,7 @@ mod tests {
     fn a_good_install_passes_every_check() {
         let all = checks(&good());
         assert!(all.iter().all(|c| c.level == Level::Ok), "{all:#?}");
-        assert_eq!(all.len(), 13);
+        assert_eq!(all.len(), 14);
     }
 
     #[test]

@@ -159,6 +159,19 @@ fn writable(path: &Path) -> Option<String> {
 /// `log`: the log rsyslog should write (as for `fwctl scan --log`);
 /// `builtin`: no config was named and none is at the default path;
 /// `invoke`: `sudo fwctl` with the user's --config and --state.
+/// The nft tool and the kernel's answer to it (read only).
+fn nft_tool() -> crate::core::doctor::NftTool {
+    use crate::core::doctor::NftTool;
+    let nft = match super::nft::Nft::locate() {
+        Ok(n) => n,
+        Err(e) => return NftTool::Missing(e.to_string()),
+    };
+    match nft.version() {
+        Ok(v) => NftTool::Found(v, nft.has_table().err().map(|e| e.to_string())),
+        Err(e) => NftTool::Missing(e.to_string()),
+    }
+}
+
 pub fn gather(
     log: &Path,
     config: &Path,
@@ -232,7 +245,11 @@ pub fn gather(
             .filter(|d| d.extension().is_some_and(|e| e == "wants"))
             .any(|d| d.join(unit).exists())
     };
+    let firewall = cfg.as_ref().map(|c| c.firewall.backend).unwrap_or_default();
+    let nft_tool = (firewall == crate::core::config::firewall::Backend::Nftables).then(nft_tool);
     Facts {
+        firewall: firewall.as_str(),
+        nft_tool,
         invoke,
         root,
         missing_tools: TOOLS

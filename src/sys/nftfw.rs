@@ -97,7 +97,8 @@ pub fn rollback_script(then: Option<&str>, then_sets: &[NftSet], now_sets: &[Nft
 pub fn installed_of(terse: &str) -> Installed {
     let mut out = Installed::default();
     let mut chain: Option<String> = None;
-    let mut input_rules = 0;
+    // Rules of the base chain each family's packets meet so far.
+    let mut met = [0usize; 2];
     for line in terse.lines().map(str::trim) {
         if let Some(name) = line
             .strip_prefix("chain ")
@@ -129,11 +130,15 @@ pub fn installed_of(terse: &str) -> Installed {
                 out.v6.push(format!("policy INPUT {policy}"));
                 continue;
             }
-            input_rules += 1;
-            for family in [Family::V4, Family::V6] {
+            for (i, family) in [Family::V4, Family::V6].into_iter().enumerate() {
+                let other = if i == 0 { "ipv6" } else { "ipv4" };
+                if line.contains(&format!("meta nfproto {other}")) {
+                    continue;
+                }
+                met[i] += 1;
                 let jump = format!("jump {}", render::chain_name(MAIN_CHAIN, family));
                 if line.ends_with(&jump) {
-                    lines(&mut out, family).push(format!("jump at INPUT {input_rules}"));
+                    lines(&mut out, family).push(format!("jump at INPUT {}", met[i]));
                 }
             }
             continue;
@@ -303,7 +308,7 @@ mod tests {
                 ":FWCTL-INPUT",
                 "-A FWCTL-INPUT iifname \"lo\" accept",
                 "policy INPUT DROP",
-                "jump at INPUT 2"
+                "jump at INPUT 1"
             ]
         );
         assert_eq!(chains_of(TERSE), ["FWCTL-INPUT", "FWCTL6-INPUT", "input"]);
