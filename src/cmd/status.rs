@@ -4,7 +4,7 @@
 use super::Invocation;
 use crate::core::config::Config;
 use crate::core::notify::Notice;
-use crate::core::ruleset::{self, ipset, Family, Plan};
+use crate::core::ruleset::{self, Family, Plan};
 use crate::core::state::Checked;
 use crate::core::status::{evaluate, Facts, Status};
 use crate::ports::{Backend, SetStore};
@@ -39,11 +39,11 @@ pub(super) fn gather<'a>(
 ) -> Result<Facts<'a>> {
     let v4 = sys.save_table(Family::V4)?;
     let v6 = sys.save_table(Family::V6)?;
-    let headers = ipset::parse_headers(&sys.headers()?);
-    let mut saves = BTreeMap::new();
+    let headers = sys.heads()?;
+    let mut held = BTreeMap::new();
     for s in plan.sets.iter().filter(|_| members) {
         if headers.contains_key(&s.name) {
-            saves.insert(s.name.clone(), sys.save_set(&s.name)?);
+            held.insert(s.name.clone(), sys.members(&s.name)?);
         }
     }
     // A corrupt file is a problem of the evaluation (exit 2), not a warning.
@@ -54,7 +54,7 @@ pub(super) fn gather<'a>(
         v4,
         v6,
         headers,
-        saves,
+        members: held,
         state: loaded.state,
         state_path: state_path.to_path_buf(),
         state_warning: loaded.warning,

@@ -14,6 +14,7 @@ pub mod fleetbox;
 pub mod fleetkey;
 pub mod host;
 pub mod http;
+pub mod ipset;
 pub mod journal;
 pub mod lock;
 pub mod logfile;
