@@ -300,10 +300,16 @@ fn the_checker_finds_what_it_looks_for() {
 /// What in `code` reads a tool's output or writes a set script: the ipset
 /// text parsers, and string literals that begin an `add`/`del` line.
 fn tool_text(code: &str) -> Vec<&'static str> {
-    ["parse_headers", "parse_save", "from_save", "\"add ", "\"del "]
-        .into_iter()
-        .filter(|n| code.contains(n))
-        .collect()
+    [
+        "parse_headers",
+        "parse_save",
+        "from_save",
+        "\"add ",
+        "\"del ",
+    ]
+    .into_iter()
+    .filter(|n| code.contains(n))
+    .collect()
 }
 
 /// Commands speak data to the ports: parsing a tool's text lives in `sys`,

@@ -124,8 +124,9 @@ fn element(out: &mut String, net: &IpNet, timeout: Option<u32>) {
 /// holds now (`present`, by set). nft 1.0.6 has no `destroy element`, and a
 /// `delete element` of one not there fails the whole transaction, so a
 /// delete of a member not there is left out; an `add element` of one there
-/// would keep its old timeout, so a refresh is a delete and an add of it in
-/// the same transaction. Ops are followed in order (an add then a delete of
+/// keeps its old timeout on kernels before element timeout updates (6.18,
+/// where the kernel test runs, refreshes it either way), so a refresh is a
+/// delete and an add of it in the same transaction. Ops are followed in order (an add then a delete of
 /// the same member ends with it gone).
 pub fn render_change(
     ops: &[SetOp],
