@@ -1,6 +1,6 @@
 //! `fwctl ban`: an admin's hand on the ban sets. Every check that can refuse
 //! (address, set, the never-ban policy, duration) runs on the config alone,
-//! before root and the kernel; then one `ipset -exist restore` changes the set
+//! before root and the kernel; then one batch of the set store changes the set
 //! and the state file records it, so the boot-time apply puts a ban back with
 //! the time it has left.
 
@@ -9,8 +9,7 @@ use super::Invocation;
 use crate::core::ban::{self as target, check_ban_sets};
 use crate::core::notify::{Notice, Origin};
 use crate::core::policy::{Members, Policy, Refusal};
-use crate::core::ruleset::ipset;
-use crate::ports::SetStore;
+use crate::ports::{SetOp, SetStore};
 use crate::sys::tools::System;
 use crate::sys::{host, lock, statefile};
 use crate::units::addr::{member, parse_addr};
@@ -88,7 +87,7 @@ pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
         .map(|r| r.0)
         .unwrap_or("blacklist");
     let twins = target::sets_named(&cfg, role)?;
-    let headers = ipset::parse_headers(&sys.headers()?);
+    let headers = sys.heads()?;
     check_ban_sets(
         &[twins[0].clone(), twins[1].clone()],
         &headers,
@@ -97,14 +96,20 @@ pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
     )?;
     // The kernel's whitelist, which an admin may have filled by hand.
     if headers.contains_key(&policy.whitelist_name) {
-        policy.whitelist = Members::from_save(&sys.save_set(&policy.whitelist_name)?);
+        policy.whitelist = Members::of(&sys.members(&policy.whitelist_name)?);
         if let Some(why) = policy.check(&addr) {
             bail!("refusing to ban: {}", refusal_text(&why, &addr, &cfg.path));
         }
     }
     let shown = member(&addr);
-    sys.add_members(&format!("add {set} {shown} timeout {}\n", o.duration))
-        .map_err(|e| anyhow!("adding {shown} to {set}: {e}"))?;
+    // The option's parser keeps --for within ipset's longest timeout.
+    let timeout = u32::try_from(o.duration).unwrap_or(u32::MAX);
+    sys.change(&[SetOp::Add {
+        set: set.clone(),
+        net: addr,
+        timeout: Some(timeout),
+    }])
+    .map_err(|e| anyhow!("adding {shown} to {set}: {e}"))?;
     let now = host::now();
     let (offence, n) = match statefile::update(&path, now, |st| {
         let (n, _) = st.history.next_ban(&addr, now, &[o.duration]);

@@ -299,8 +299,8 @@ fn whitelist(sys: Option<&mut System>, config: &Config) -> Members {
     let mut m = Members::default();
     let Some(sys) = sys else { return m };
     for v6 in [false, true] {
-        if let Ok(text) = sys.save_set(&config.sets.whitelist.for_family(v6)) {
-            m.extend(Members::from_save(&text));
+        if let Ok(members) = sys.members(&config.sets.whitelist.for_family(v6)) {
+            m.extend(Members::of(&members));
         }
     }
     m
@@ -435,7 +435,7 @@ fn live(
     let mut sys = System::locate_only(&["ipset"]);
     if !detect_only {
         let sys = sys.as_mut().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let headers = crate::core::ruleset::ipset::parse_headers(&sys.headers()?);
+        let headers = sys.heads()?;
         crate::core::ban::check_ban_sets(
             &sets,
             &headers,

@@ -1,6 +1,6 @@
 //! `fwctl feeds update`: download each `[[feed]]` that is due (ETag and
 //! If-Modified-Since, so an unchanged list costs a 304), check it whole
-//! (`core::feeds`), and swap its sets' members in one `ipset restore`. A
+//! (`core::feeds`), and replace its sets' members whole in one batch. A
 //! feed that fails, or is refused, keeps its last good copy in the kernel
 //! and in `feeds/` beside the state file; `fwctl status` says so, and a
 //! refused one is a `feed_refused` event.
@@ -11,7 +11,6 @@ use crate::core::config::intel::Feed;
 use crate::core::feeds::{self, Meta};
 use crate::core::notify::Notice;
 use crate::core::policy::Refusal;
-use crate::core::ruleset::ipset;
 use crate::ports::SetStore;
 use crate::sys::http::{fetch, Fetched};
 use crate::sys::tools::System;
@@ -47,10 +46,6 @@ pub enum FeedsCommand {
     /// Download the [[feed]]s that are due and replace their sets' members.
     Update(UpdateOptions),
 }
-
-/// Temporary sets an update builds in (apply's are fwctl-new-N; the run
-/// lock keeps the two apart anyway).
-const TEMP: [&str; 2] = ["fwctl-feed-4", "fwctl-feed-6"];
 
 /// What fetching and checking one feed came to (before the lock).
 enum Outcome {
@@ -128,7 +123,7 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
         );
     }
     let mut sys = System::locate_only(&["ipset"])?;
-    let headers = ipset::parse_headers(&sys.headers()?);
+    let headers = sys.heads()?;
     for f in &chosen {
         for s in feeds::set_names(&f.name) {
             if !headers.contains_key(&s) {
@@ -186,45 +181,35 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
                 nets,
                 etag,
                 last_modified,
-            } => {
-                let fresh = ipset::parse_headers(&sys.headers()?);
-                let mut script = String::new();
-                for t in TEMP {
-                    if fresh.contains_key(t) {
-                        script += &format!("destroy {t}\n");
-                    }
+            } => match sys.refill(&feeds::refills(f, &nets)) {
+                Ok(()) => {
+                    let before = feedstore::list(&dir, &f.name)?;
+                    feedstore::save_list(&dir, &f.name, &nets)?;
+                    let old: BTreeSet<_> = before.iter().collect();
+                    let new: BTreeSet<_> = nets.iter().collect();
+                    meta = Meta {
+                        etag,
+                        last_modified,
+                        fetched: now,
+                        ok_at: now,
+                        entries: nets.len(),
+                        error: None,
+                    };
+                    out(format!(
+                        "feed {}: {} (was {}): {} added, {} removed\n",
+                        f.name,
+                        count(nets.len() as u64, "entry", "entries"),
+                        had,
+                        new.difference(&old).count(),
+                        old.difference(&new).count()
+                    ))?;
                 }
-                script += &feeds::swap_script(f, &nets, TEMP);
-                match sys.add_members(&script) {
-                    Ok(()) => {
-                        let before = feedstore::list(&dir, &f.name)?;
-                        feedstore::save_list(&dir, &f.name, &nets)?;
-                        let old: BTreeSet<_> = before.iter().collect();
-                        let new: BTreeSet<_> = nets.iter().collect();
-                        meta = Meta {
-                            etag,
-                            last_modified,
-                            fetched: now,
-                            ok_at: now,
-                            entries: nets.len(),
-                            error: None,
-                        };
-                        out(format!(
-                            "feed {}: {} (was {}): {} added, {} removed\n",
-                            f.name,
-                            count(nets.len() as u64, "entry", "entries"),
-                            had,
-                            new.difference(&old).count(),
-                            old.difference(&new).count()
-                        ))?;
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        meta.error = Some(format!("ipset refused the update: {e}"));
-                        say_kept(f, &meta)?;
-                    }
+                Err(e) => {
+                    failed += 1;
+                    meta.error = Some(format!("ipset refused the update: {e}"));
+                    say_kept(f, &meta)?;
                 }
-            }
+            },
             Outcome::Failed(e) => {
                 failed += 1;
                 meta.error = Some(e);

@@ -6,10 +6,9 @@ use super::fleet::Member;
 use super::{say, Invocation};
 use crate::core::ban as target;
 use crate::core::fleet::purge_targets;
-use crate::ports::{FleetLink, SetStore};
+use crate::ports::{FleetLink, SetOp, SetStore};
 use crate::sys::tools::System;
 use crate::sys::{fleetkey, host, lock, statefile};
-use crate::units::addr::member;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::PathBuf;
 
@@ -93,18 +92,21 @@ pub fn purge(o: &PurgeOptions, inv: &Invocation) -> Result<()> {
     let now = host::now();
     let loaded = statefile::load(&path, now)
         .with_context(|| format!("the state file {} must be readable", path.display()))?;
-    // Only fwctl's own ban sets: the names go into ipset's input.
+    // Only fwctl's own ban sets are touched.
     let mut sets = Vec::new();
     for role in target::BAN_ROLES {
         sets.extend(target::sets_named(&cfg, role)?);
     }
     let targets = purge_targets(&loaded.state.history, name, now, &sets);
-    let mut script = String::new();
-    for (set, net) in &targets {
-        script += &format!("del {set} {}\n", member(net));
-    }
-    if !script.is_empty() {
-        sys.add_members(&script).map_err(|e| {
+    let ops: Vec<SetOp> = targets
+        .iter()
+        .map(|(set, net)| SetOp::Del {
+            set: set.clone(),
+            net: *net,
+        })
+        .collect();
+    if !ops.is_empty() {
+        sys.change(&ops).map_err(|e| {
             anyhow!("removing {name}'s bans: {e}; nothing was changed in the state file")
         })?;
         statefile::update(&path, now, |st| {

@@ -2,7 +2,6 @@
 
 use super::Invocation;
 use crate::core::ban::{self as target, entries};
-use crate::core::ruleset::ipset;
 use crate::ports::SetStore;
 use crate::sys::statefile;
 use crate::sys::tools::System;
@@ -39,12 +38,12 @@ pub fn list(o: &ListOptions, inv: &Invocation) -> Result<()> {
         );
     }
     let mut sys = System::locate_only(&["ipset"])?;
-    let headers = ipset::parse_headers(&sys.headers()?);
+    let headers = sys.heads()?;
     let mut saves = BTreeMap::new();
     let mut missing = Vec::new();
     for n in &names {
         if headers.contains_key(n) {
-            saves.insert(n.clone(), sys.save_set(n)?);
+            saves.insert(n.clone(), sys.members(n)?);
         } else {
             missing.push(n.clone());
         }
@@ -135,18 +134,11 @@ fn fleet(o: &ListOptions, inv: &Invocation) -> Result<()> {
         let mut have = std::collections::HashSet::new();
         for role in target::BAN_ROLES {
             for set in target::sets_named(&cfg, role).ok()? {
-                let Ok(text) = sys.save_set(&set) else {
+                let Ok(members) = sys.members(&set) else {
                     continue;
                 };
-                for s in ipset::parse_save(&text).into_values() {
-                    for m in &s.members {
-                        if let Some(a) = m
-                            .first()
-                            .and_then(|w| crate::units::addr::parse_addr(w).ok())
-                        {
-                            have.insert((role.to_string(), a));
-                        }
-                    }
+                for m in members {
+                    have.insert((role.to_string(), m.net));
                 }
             }
         }

@@ -3,7 +3,7 @@
 //!
 //! Order of work: every check that can refuse the run (arguments, config,
 //! root, ipset binary, lock, target sets) comes before the log is read, and
-//! the kernel is changed once, at the end, by one `ipset -exist restore`.
+//! the kernel is changed once, at the end, by one batch of set changes.
 
 use super::notify::{Life, Notifier};
 use super::Invocation;
@@ -14,11 +14,11 @@ use crate::core::logline::Parser;
 use crate::core::logsource::{LineParser, Source};
 use crate::core::notify::{self, Notice, Origin};
 use crate::core::policy::{Members, Policy};
-use crate::core::ruleset::ipset::{self, Header};
 use crate::core::scan::count::{Tally, TypeFilter};
 use crate::core::scan::decide::{self, Known};
 use crate::core::scan::report::{self, Report};
 use crate::core::scan::{parse_now, FileRead};
+use crate::core::sets::SetHead;
 use crate::core::web_log::{Client, Statuses, WebParser};
 use crate::ports::SetStore;
 use crate::sys::tools::System;
@@ -267,7 +267,7 @@ impl Plan {
     }
 
     /// A target set must exist, be of the right family and take timeouts.
-    fn check_target(&self, headers: &std::collections::BTreeMap<String, Header>) -> Result<()> {
+    fn check_target(&self, headers: &std::collections::BTreeMap<String, SetHead>) -> Result<()> {
         Ok(check_ban_sets(
             &self.sets,
             headers,
@@ -349,7 +349,7 @@ pub fn execute(
     let mut notes = Vec::new();
     let headers = match store.as_deref_mut() {
         Some(s) => {
-            let h = ipset::parse_headers(&s.headers()?);
+            let h = s.heads()?;
             match plan.check_target(&h) {
                 Ok(()) => {}
                 Err(e) if o.dryrun => notes.push(format!("a real run would fail: {e:#}")),
@@ -452,8 +452,7 @@ pub fn execute(
     if let (Some(s), Some(h)) = (store.as_deref_mut(), &headers) {
         for w in &plan.whitelist {
             if h.contains_key(w) {
-                let text = s.save_set(w)?;
-                known.policy.whitelist.extend(Members::from_save(&text));
+                known.policy.whitelist.extend(Members::of(&s.members(w)?));
             }
         }
         for (fam, set) in plan.sets.iter().enumerate() {
@@ -463,34 +462,34 @@ pub fn execute(
             if !wanted {
                 continue;
             }
-            let mut target_text = None;
+            let mut target_members = None;
             if let Some(hdr) = h.get(set) {
-                let text = s.save_set(set)?;
-                known.listed.extend(Members::from_save(&text));
+                let members = s.members(set)?;
+                known.listed.extend(Members::of(&members));
                 known.room[fam] = hdr.maxelem.map(|m| m.saturating_sub(hdr.entries));
-                target_text = Some(text);
+                target_members = Some(members);
             }
             let bl = known.blocked_names[fam].clone();
             if h.contains_key(&bl) {
-                let text = match target_text {
-                    Some(t) if bl == *set => t,
-                    _ => s.save_set(&bl)?,
+                let members = match target_members {
+                    Some(m) if bl == *set => m,
+                    _ => s.members(&bl)?,
                 };
-                known.blocked.extend(Members::from_save(&text));
+                known.blocked.extend(Members::of(&members));
             }
         }
     }
     let apply = !o.dryrun && store.is_some();
     let decisions = decide::decide(offenders, &known, &plan.sets, apply);
-    let script = decide::restore_script(&decisions, o.removeafter);
+    let ops = decide::ops(&decisions, o.removeafter);
     let (mut added, mut restore_ms) = (0, None);
-    if apply && !script.is_empty() {
+    if apply && !ops.is_empty() {
         let s = store.expect("apply implies a store");
         let t = std::time::Instant::now();
-        s.add_members(&script)
+        s.change(&ops)
             .map_err(|e| anyhow!("adding the bans: {e}"))?;
         restore_ms = Some(t.elapsed().as_millis() as u64);
-        added = script.lines().count() as u64;
+        added = ops.len() as u64;
     }
     Ok(Report {
         source: o.source.name(),
@@ -1049,12 +1048,12 @@ mod tests {
         assert_eq!(
             fake.calls,
             [
-                "list -t",
-                "save whitelist",
-                "save whitelist_v6",
-                "save throttle-hard",
-                "save throttle-hard_v6",
-                "add members"
+                "heads",
+                "members whitelist",
+                "members whitelist_v6",
+                "members throttle-hard",
+                "members throttle-hard_v6",
+                "change"
             ]
         );
         assert!(fake.sets.ends_with(
@@ -1095,7 +1094,7 @@ mod tests {
             )));
             assert!(r.human().contains("already blocked by blacklist 203.0.113.0/28"));
             assert_eq!(r.added, 0);
-            assert!(!fake.calls.iter().any(|c| c == "add members"), "{:?}", fake.calls);
+            assert!(!fake.calls.iter().any(|c| c == "change"), "{:?}", fake.calls);
         }
     }
 
@@ -1104,7 +1103,7 @@ mod tests {
         let (r, fake) = run_fake(&opts(true), SETS);
         let r = r.unwrap();
         assert!(actions(&r).iter().any(|a| a.1 == "would add"));
-        assert!(!fake.calls.iter().any(|c| c == "add members"));
+        assert!(!fake.calls.iter().any(|c| c == "change"));
         assert_eq!(fake.sets, SETS);
     }
 
@@ -1120,7 +1119,7 @@ mod tests {
             let (r, fake) = run_fake(&opts(false), &sets);
             let e = format!("{:#}", r.unwrap_err());
             assert!(e.contains(want) && e.contains("fix:"), "{e}");
-            assert_eq!(fake.calls, ["list -t"], "{want}");
+            assert_eq!(fake.calls, ["heads"], "{want}");
             // A dry run says so instead of failing.
             let (r, _) = run_fake(&opts(true), &sets);
             assert!(r.unwrap().notes.iter().any(|n| n.contains(want)));

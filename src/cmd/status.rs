@@ -4,7 +4,7 @@
 use super::Invocation;
 use crate::core::config::Config;
 use crate::core::notify::Notice;
-use crate::core::ruleset::{self, ipset, Plan};
+use crate::core::ruleset::{self, Plan};
 use crate::core::state::Checked;
 use crate::core::status::{evaluate, Facts, Status};
 use crate::ports::{Firewall, Installed, SetStore};
@@ -39,11 +39,11 @@ pub(super) fn gather<'a>(
     members: bool,
 ) -> Result<Facts<'a>> {
     let Installed { v4, v6, .. } = fw.installed()?;
-    let headers = ipset::parse_headers(&sys.headers()?);
-    let mut saves = BTreeMap::new();
+    let headers = sys.heads()?;
+    let mut held = BTreeMap::new();
     for s in plan.sets.iter().filter(|_| members) {
         if headers.contains_key(&s.name) {
-            saves.insert(s.name.clone(), sys.save_set(&s.name)?);
+            held.insert(s.name.clone(), sys.members(&s.name)?);
         }
     }
     // A corrupt file is a problem of the evaluation (exit 2), not a warning.
@@ -54,7 +54,7 @@ pub(super) fn gather<'a>(
         v4,
         v6,
         headers,
-        saves,
+        members: held,
         state: loaded.state,
         state_path: state_path.to_path_buf(),
         state_warning: loaded.warning,

@@ -3,7 +3,7 @@
 //! left), then follows the stream from the last entry it applied (kept in the
 //! state file), so the unbans made while it was away are applied too. Each
 //! entry is validated and put through this host's policy (`core::fleet`);
-//! what passes goes into the sets in one `ipset -exist restore` per batch.
+//! what passes goes into the sets in one batch of set changes per batch of entries.
 //! It reconnects with backoff, and it publishes what this host's own
 //! commands left in the fleet outbox while Redis was away.
 
@@ -16,12 +16,10 @@ use crate::core::fleet::{self, check_signature, decide, Action, Entry, Known, Lo
 use crate::core::fleetroom::Room;
 use crate::core::history::History;
 use crate::core::policy::{Members, Policy};
-use crate::core::ruleset::ipset;
 use crate::core::state::FleetCursor;
-use crate::ports::{FleetError, FleetLink, SetStore, StreamEntry};
+use crate::ports::{FleetError, FleetLink, SetOp, SetStore, StreamEntry};
 use crate::sys::tools::System;
 use crate::sys::{host, lock, statefile};
-use crate::units::addr::member;
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -107,7 +105,7 @@ pub fn run(_o: &Options, inv: &Invocation) -> Result<()> {
         );
     }
     let mut sys = System::locate_only(&["ipset"])?;
-    let headers = ipset::parse_headers(&sys.headers()?);
+    let headers = sys.heads()?;
     for role in &member.fleet.accept {
         let twins = sets_named(&cfg, role)?;
         let twins = [twins[0].clone(), twins[1].clone()];
@@ -500,22 +498,26 @@ impl Sync {
                 actions.push((e, a));
             }
         }
-        let mut script = String::new();
-        for (_, a) in &actions {
-            match a {
-                Action::Add { set, net, secs, .. } => {
-                    script.push_str(&format!("add {set} {} timeout {secs}\n", member(net)));
-                }
-                Action::Remove { set, net } => {
-                    script.push_str(&format!("del {set} {}\n", member(net)));
-                }
-                Action::Skip(_) => {}
-            }
-        }
-        let failed = if script.is_empty() {
+        let ops: Vec<SetOp> = actions
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::Add { set, net, secs, .. } => Some(SetOp::Add {
+                    set: set.clone(),
+                    net: *net,
+                    // decide() caps a fleet ban's time far below this.
+                    timeout: Some(u32::try_from(*secs).unwrap_or(u32::MAX)),
+                }),
+                Action::Remove { set, net } => Some(SetOp::Del {
+                    set: set.clone(),
+                    net: *net,
+                }),
+                Action::Skip(_) => None,
+            })
+            .collect();
+        let failed = if ops.is_empty() {
             None
         } else {
-            self.sys.add_members(&script).err().map(|e| e.to_string())
+            self.sys.change(&ops).err().map(|e| e.to_string())
         };
         if let Some(e) = &failed {
             say!("fwctl: sync: the kernel refused the {what} batch: {e}");
@@ -625,10 +627,9 @@ impl Sync {
             return;
         }
         self.last_fill = Some(Instant::now());
-        let Ok(text) = self.sys.headers() else {
+        let Ok(headers) = self.sys.heads() else {
             return;
         };
-        let headers = ipset::parse_headers(&text);
         let mut fill = HashMap::new();
         for role in &self.member.fleet.accept {
             for set in sets_named(&self.cfg, role).unwrap_or_default() {
@@ -647,31 +648,23 @@ impl Sync {
         self.policy.own = host::own_addresses();
         let mut wl = Members::default();
         for v6 in [false, true] {
-            if let Ok(text) = self.sys.save_set(&self.cfg.sets.whitelist.for_family(v6)) {
-                wl.extend(Members::from_save(&text));
+            if let Ok(m) = self.sys.members(&self.cfg.sets.whitelist.for_family(v6)) {
+                wl.extend(Members::of(&m));
             }
         }
         self.policy.whitelist = wl;
         let mut known = HashMap::new();
         for role in &self.member.fleet.accept {
             for set in sets_named(&self.cfg, role).unwrap_or_default() {
-                let Ok(text) = self.sys.save_set(&set) else {
+                let Ok(members) = self.sys.members(&set) else {
                     continue;
                 };
-                for (name, saved) in ipset::parse_save(&text) {
-                    for (m, secs) in saved.timed() {
-                        if let Ok(net) = crate::units::addr::parse_addr(&m) {
-                            known.insert((name.clone(), net), Known::Until(now + i64::from(secs)));
-                        }
-                    }
-                    for words in saved.untimed_words() {
-                        if let Some(net) = words
-                            .first()
-                            .and_then(|m| crate::units::addr::parse_addr(m).ok())
-                        {
-                            known.insert((name.clone(), net), Known::Permanent);
-                        }
-                    }
+                for m in members {
+                    let k = match m.left {
+                        Some(secs) => Known::Until(now + i64::from(secs)),
+                        None => Known::Permanent,
+                    };
+                    known.insert((set.clone(), m.net), k);
                 }
             }
         }

@@ -5,8 +5,7 @@ use super::notify::{Life, Notifier};
 use super::Invocation;
 use crate::core::ban as target;
 use crate::core::notify::{Notice, Origin};
-use crate::core::ruleset::ipset;
-use crate::ports::SetStore;
+use crate::ports::{SetOp, SetStore};
 use crate::sys::tools::System;
 use crate::sys::{host, lock, statefile};
 use crate::units::addr::{member, parse_addr};
@@ -31,9 +30,9 @@ pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
     let notifier = Notifier::start(&cfg, &cfg.state_path(inv.state()), Life::Run)?;
     let publisher = super::fleet::Publisher::start(&cfg, &cfg.state_path(inv.state()), Life::Run)?;
     let v6 = matches!(addr, IpNet::V6(_));
-    let headers = ipset::parse_headers(&sys.headers()?);
+    let headers = sys.heads()?;
     let shown = member(&addr);
-    let mut script = String::new();
+    let mut ops = Vec::new();
     let mut found = Vec::new();
     let mut inside = Vec::new();
     for role in target::BAN_ROLES {
@@ -41,21 +40,21 @@ pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
         if !headers.contains_key(&set) {
             continue;
         }
-        let saved = ipset::parse_save(&sys.save_set(&set)?);
-        for m in saved.values().flat_map(|s| &s.members) {
-            let Some(net) = m.first().and_then(|w| parse_addr(w).ok()) else {
-                continue;
-            };
+        for m in sys.members(&set)? {
+            let net = m.net;
             if net == addr {
-                script += &format!("del {set} {shown}\n");
+                ops.push(SetOp::Del {
+                    set: set.clone(),
+                    net,
+                });
                 found.push(set.clone());
             } else if net.contains(&addr) {
                 inside.push(format!("{} in {set}", member(&net)));
             }
         }
     }
-    if !script.is_empty() {
-        sys.add_members(&script)
+    if !ops.is_empty() {
+        sys.change(&ops)
             .map_err(|e| anyhow!("removing {shown}: {e}"))?;
     }
     let now = host::now();

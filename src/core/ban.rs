@@ -1,12 +1,12 @@
 //! Which kernel set a ban goes into, whether the ban sets are fit to take
 //! bans, and what a set's members are with their time left (pure: the
-//! config, the kernel's text and the state file are inputs).
+//! config, the kernel's sets as data and the state file are inputs).
 
 use super::config::Config;
 use super::history::Record;
-use super::ruleset::ipset::{self, Header};
 use super::ruleset::{Family, Plan, SetKind};
-use crate::units::addr::{member, parse_addr};
+use super::sets::{Member, SetHead};
+use crate::units::addr::member;
 use crate::units::names::V6_SUFFIX;
 use crate::units::time::utc;
 use crate::units::Invalid;
@@ -120,15 +120,15 @@ pub fn ban_set(
 /// `apply` is the command that creates them, as the fix says it.
 pub fn check_ban_sets(
     sets: &[String; 2],
-    headers: &BTreeMap<String, Header>,
+    headers: &BTreeMap<String, SetHead>,
     apply: &str,
     other: &str,
 ) -> Result<(), Invalid> {
     for (i, name) in sets.iter().enumerate() {
         let (family, what) = if i == 0 {
-            ("inet", "IPv4")
+            (Family::V4, "IPv4")
         } else {
-            ("inet6", "IPv6")
+            (Family::V6, "IPv6")
         };
         let Some(h) = headers.get(name) else {
             return Err(Invalid(format!(
@@ -139,11 +139,11 @@ pub fn check_ban_sets(
         if h.family != family {
             return Err(Invalid(format!(
                 "ipset {name} has family {} but takes the {what} offenders; fix: {} must be family inet and {} family inet6 (as `fwctl apply` creates them)",
-                h.family, sets[0], sets[1]
+                h.family.ipset_family(), sets[0], sets[1]
             )));
         }
-        if !h.kind.starts_with("hash:ip") && !h.kind.starts_with("hash:net") {
-            return Err(Invalid(format!("ipset {name} is of type {}, which cannot take single addresses; fix: use a hash:ip or hash:net set", h.kind)));
+        if !h.holds.takes_addresses() {
+            return Err(Invalid(format!("ipset {name} is of type {}, which cannot take single addresses; fix: use a hash:ip or hash:net set", h.holds)));
         }
         if !h.timeout {
             return Err(Invalid(format!(
@@ -171,35 +171,26 @@ pub struct Entry {
     pub from: Option<String>,
 }
 
-/// The entries of `sets` from their `ipset save` text, bans soonest expiry
-/// first, then the permanent ones.
-pub fn entries(saves: &BTreeMap<String, String>, records: &[Record]) -> Vec<Entry> {
+/// The entries of `sets` from their members, bans soonest expiry first,
+/// then the permanent ones.
+pub fn entries(sets: &BTreeMap<String, Vec<Member>>, records: &[Record]) -> Vec<Entry> {
     let by_addr: BTreeMap<(IpNet, &str), &Record> = records
         .iter()
         .map(|r| ((r.addr, r.set.as_str()), r))
         .collect();
     let mut out = Vec::new();
-    for (name, text) in saves {
-        for set in ipset::parse_save(text).into_values() {
-            for m in &set.members {
-                let Some(address) = m.first() else { continue };
-                let secs = m
-                    .windows(2)
-                    .find(|w| w[0] == "timeout")
-                    .and_then(|w| w[1].parse::<u64>().ok())
-                    .filter(|s| *s > 0);
-                let rec = parse_addr(address)
-                    .ok()
-                    .and_then(|a| by_addr.get(&(a, name.as_str())));
-                out.push(Entry {
-                    set: name.clone(),
-                    address: address.clone(),
-                    expires_in: secs,
-                    offences: rec.filter(|_| secs.is_some()).map(|r| r.offences),
-                    since: rec.filter(|_| secs.is_some()).map(|r| utc(r.since)),
-                    from: rec.filter(|_| secs.is_some()).and_then(|r| r.from.clone()),
-                });
-            }
+    for (name, members) in sets {
+        for m in members {
+            let secs = m.left.map(u64::from);
+            let rec = by_addr.get(&(m.net, name.as_str()));
+            out.push(Entry {
+                set: name.clone(),
+                address: member(&m.net),
+                expires_in: secs,
+                offences: rec.filter(|_| secs.is_some()).map(|r| r.offences),
+                since: rec.filter(|_| secs.is_some()).map(|r| utc(r.since)),
+                from: rec.filter(|_| secs.is_some()).and_then(|r| r.from.clone()),
+            });
         }
     }
     out.sort_by(|a, b| {
@@ -216,6 +207,7 @@ pub fn entries(saves: &BTreeMap<String, String>, records: &[Record]) -> Vec<Entr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::units::addr::parse_addr;
     use std::path::Path;
 
     fn cfg(extra: &str) -> (Config, Plan) {
@@ -300,14 +292,15 @@ mod tests {
 
     #[test]
     fn entries_join_the_kernel_and_the_state_file() {
+        let m = |s: &str, left| Member { net: net(s), left };
         let mut saves = BTreeMap::new();
         saves.insert(
             "blacklist".to_string(),
-            "create blacklist hash:net family inet hashsize 1024 maxelem 65536 timeout 0\n\
-             add blacklist 192.0.2.0/24\n\
-             add blacklist 203.0.113.5 timeout 300\n\
-             add blacklist 203.0.113.6 timeout 30\n"
-                .to_string(),
+            vec![
+                m("192.0.2.0/24", None),
+                m("203.0.113.5", Some(300)),
+                m("203.0.113.6", Some(30)),
+            ],
         );
         let mut h = crate::core::history::History::default();
         h.record(

@@ -5,16 +5,16 @@
 //! an address or network; not over max_entries; never a trusted network or
 //! this host; no entry wider than min_prefix_v4 / min_prefix_v6; all of it
 //! together covering no more than max_coverage per family; not empty), and
-//! its sets are replaced in one `ipset restore` (build aside, swap): bans
+//! its sets are replaced whole in one batch (ipset: built aside, swapped): bans
 //! live in the blacklist and throttle sets, which an update never touches.
 
 use crate::core::config::intel::{amount, Feed};
 use crate::core::policy::{Policy, Refusal};
-use crate::units::addr::{member, parse_net};
+use crate::core::sets::Refill;
+use crate::units::addr::{member, parse_net, Family};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::fmt::Write;
 use std::net::IpAddr;
 
 /// Bytes a feed's body may have per entry it may hold (and at least 1 MB).
@@ -143,28 +143,23 @@ pub fn coverage(nets: &[IpNet]) -> (u128, u128) {
     (v4, v6)
 }
 
-/// The `ipset restore` input that replaces a feed's members: both sets
-/// built aside, filled, swapped in, the old ones destroyed.
-pub fn swap_script(f: &Feed, nets: &[IpNet], temp: [&str; 2]) -> String {
+/// The refill that replaces a feed's members: both sets at once, each with
+/// its family's entries.
+pub fn refills(f: &Feed, nets: &[IpNet]) -> Vec<Refill> {
     let names = set_names(&f.name);
-    let mut s = String::new();
-    for (i, v6) in [false, true].into_iter().enumerate() {
-        let mine: Vec<&IpNet> = nets.iter().filter(|n| n.addr().is_ipv6() == v6).collect();
-        let _ = writeln!(
-            s,
-            "create {} hash:net family {} hashsize {} maxelem {} timeout 0",
-            temp[i],
-            if v6 { "inet6" } else { "inet" },
-            mine.len().next_power_of_two().clamp(1024, 1 << 24),
-            f.max_entries.max(1024)
-        );
-        for n in mine {
-            let _ = writeln!(s, "add {} {}", temp[i], member(n));
-        }
-        let _ = writeln!(s, "swap {} {}", temp[i], names[i]);
-        let _ = writeln!(s, "destroy {}", temp[i]);
-    }
-    s
+    [Family::V4, Family::V6]
+        .into_iter()
+        .map(|family| Refill {
+            set: names[usize::from(family.is_v6())].clone(),
+            family,
+            maxelem: f.max_entries as u64,
+            nets: nets
+                .iter()
+                .filter(|n| Family::of(n) == family)
+                .copied()
+                .collect(),
+        })
+        .collect()
 }
 
 /// The last good copy as text, one entry a line.
@@ -217,12 +212,15 @@ mod tests {
         let body = b"; Spamhaus DROP List 2026/11/21\n; https://www.spamhaus.org/drop/\n203.0.113.0/24 ; SBL123\n198.51.100.7\n# a comment\n2001:db8:bad::/48\n\n203.0.113.0/24 ; again\n";
         let v = parse(&feed(10), body, &none).unwrap();
         assert_eq!(v.len(), 3);
-        let s = swap_script(&feed(10), &v, ["fwctl-new-0", "fwctl-new-1"]);
-        assert!(s.contains("create fwctl-new-0 hash:net family inet hashsize 1024 maxelem 1024 timeout 0\nadd fwctl-new-0 198.51.100.7\nadd fwctl-new-0 203.0.113.0/24\nswap fwctl-new-0 feed-drop\ndestroy fwctl-new-0\n"), "{s}");
-        assert!(
-            s.contains("add fwctl-new-1 2001:db8:bad::/48\nswap fwctl-new-1 feed-drop_v6\n"),
-            "{s}"
+        let r = refills(&feed(10), &v);
+        let shown = |i: usize| -> Vec<String> { r[i].nets.iter().map(member).collect() };
+        assert_eq!((r[0].set.as_str(), r[0].maxelem), ("feed-drop", 10));
+        assert_eq!(shown(0), ["198.51.100.7", "203.0.113.0/24"]);
+        assert_eq!(
+            (r[1].set.as_str(), r[1].family),
+            ("feed-drop_v6", Family::V6)
         );
+        assert_eq!(shown(1), ["2001:db8:bad::/48"]);
         assert_eq!(parse_list(&list_text(&v)), v);
     }
 

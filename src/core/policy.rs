@@ -5,7 +5,7 @@
 //! the kernel's whitelist sets (which an admin may have filled by hand). A
 //! network is refused when it overlaps any of them.
 
-use super::ruleset::ipset;
+use super::sets::Member;
 use crate::units::addr::special;
 use ipnet::IpNet;
 use std::collections::HashSet;
@@ -41,6 +41,16 @@ fn masked(v6: bool, bits: u128, len: u8) -> u128 {
     }
 }
 
+impl FromIterator<IpNet> for Members {
+    fn from_iter<I: IntoIterator<Item = IpNet>>(nets: I) -> Members {
+        let mut m = Members::default();
+        for n in nets {
+            m.insert(n);
+        }
+        m
+    }
+}
+
 impl Members {
     /// Add one address or network.
     pub fn insert(&mut self, net: IpNet) {
@@ -72,19 +82,9 @@ impl Members {
             .map(|&len| IpNet::new(*a, len).expect("prefix fits").trunc())
     }
 
-    /// From `ipset save` text of one or more sets (`add NAME MEMBER ...`).
-    pub fn from_save(text: &str) -> Members {
-        let mut m = Members::default();
-        for set in ipset::parse_save(text).into_values() {
-            for member in set.members.iter().filter_map(|words| words.first()) {
-                if let Ok(a) = member.parse::<IpAddr>() {
-                    m.exact.insert(a);
-                } else if let Ok(n) = member.parse::<IpNet>() {
-                    m.insert(n);
-                }
-            }
-        }
-        m
+    /// A kernel set's members (their time left does not matter here).
+    pub fn of(members: &[Member]) -> Members {
+        members.iter().map(|m| m.net).collect()
     }
 
     pub fn extend(&mut self, other: Members) {
@@ -229,9 +229,10 @@ mod tests {
     fn policy() -> Policy {
         Policy {
             trusted: vec![net("192.0.2.0/24"), net("2001:db8:1::/48")],
-            whitelist: Members::from_save(
-                "add whitelist 198.51.100.0/28\nadd whitelist 203.0.113.7\n",
-            ),
+            whitelist: ["198.51.100.0/28", "203.0.113.7"]
+                .map(net)
+                .into_iter()
+                .collect(),
             whitelist_name: "whitelist".into(),
             own: vec!["198.51.100.200".parse().unwrap()],
         }

@@ -1,15 +1,14 @@
 //! `fwctl status`, the evaluation (pure): is fwctl's ruleset installed and
 //! still what the config says, how full are the sets, what expires next, when
-//! did each scan rule last run, is capture running. The kernel's text, the
-//! state file and the clock are inputs; `cmd::status` gathers them.
+//! did each scan rule last run, is capture running. The kernel's tables and
+//! sets, the state file and the clock are inputs; `cmd::status` gathers them.
 
 use super::ban;
 use super::config::Config;
 use super::ruleset::drift;
-use super::ruleset::ipset::Header;
 use super::ruleset::{Family, Plan};
+use super::sets::{Member, SetHead};
 use super::state::{self, State};
-use crate::units::addr::parse_addr;
 use crate::units::duration::{count, human};
 use crate::units::time::utc;
 use ipnet::IpNet;
@@ -30,9 +29,10 @@ pub struct Facts<'a> {
     /// (`ports::Installed`'s line form).
     pub v4: Vec<String>,
     pub v6: Vec<String>,
-    /// `ipset list -t`, and `ipset save` of each of fwctl's sets that exists.
-    pub headers: BTreeMap<String, Header>,
-    pub saves: BTreeMap<String, String>,
+    /// Every set's header, and the members of each of fwctl's sets that
+    /// exists.
+    pub headers: BTreeMap<String, SetHead>,
+    pub members: BTreeMap<String, Vec<Member>>,
     pub state: State,
     pub state_path: PathBuf,
     /// Why the state file could not be read as state (it is corrupt).
@@ -302,19 +302,20 @@ pub fn evaluate(f: &Facts) -> Status {
         ));
     }
 
-    // Every member of fwctl's sets, parsed once: bans per set, what the
-    // kernel holds, and the soonest expiries all come from it.
-    let members = ban::entries(&f.saves, &f.state.history.records());
+    // Every member of fwctl's sets: bans per set, what the kernel holds,
+    // and the soonest expiries all come from them.
+    let members = ban::entries(&f.members, &f.state.history.records());
     let mut bans_in: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut present: BTreeSet<(&str, IpNet)> = BTreeSet::new();
     for e in &members {
         if e.expires_in.is_some() {
             *bans_in.entry(e.set.as_str()).or_default() += 1;
         }
-        if let Ok(a) = parse_addr(&e.address) {
-            present.insert((e.set.as_str(), a));
-        }
     }
+    let present: BTreeSet<(&str, IpNet)> = f
+        .members
+        .iter()
+        .flat_map(|(set, ms)| ms.iter().map(move |m| (set.as_str(), m.net)))
+        .collect();
     let mut full = 0;
     let mut sets = Vec::new();
     for p in &f.plan.sets {
@@ -705,19 +706,19 @@ mod tests {
     fn facts<'a>(cfg: &'a Config, plan: &'a Plan) -> Facts<'a> {
         let sets = render_sets(&plan.sets, &Current::default());
         let mut headers = BTreeMap::new();
-        let mut saves = BTreeMap::new();
+        let mut members = BTreeMap::new();
         for s in &plan.sets {
             headers.insert(
                 s.name.clone(),
-                Header {
-                    kind: s.kind.as_str().into(),
-                    family: s.family.ipset_family().into(),
+                SetHead {
+                    holds: crate::core::sets::Holds::Addresses,
+                    family: s.family,
                     maxelem: Some(100),
                     timeout: true,
                     entries: 0,
                 },
             );
-            saves.insert(s.name.clone(), format!("create {} hash:ip\n", s.name));
+            members.insert(s.name.clone(), Vec::new());
         }
         assert!(!sets.is_empty());
         let v4 = installed(plan, Family::V4);
@@ -737,7 +738,7 @@ mod tests {
             v4: ours(&v4),
             v6: ours(&v6),
             headers,
-            saves,
+            members,
             state,
             state_path: "/var/lib/fwctl/state.json".into(),
             state_warning: None,

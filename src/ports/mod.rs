@@ -8,6 +8,7 @@ use crate::core::capture::engine::{Added, BanFailed};
 use crate::core::capture::packet::Link;
 use crate::core::ruleset::Plan;
 use ipnet::IpNet;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 
@@ -102,15 +103,22 @@ pub trait Firewall {
     fn installed(&mut self) -> Result<Installed, StepError>;
 }
 
-/// What `scan`, `ban` and `list` ask of ipset: small reads and one batched change.
+pub use crate::core::sets::{Holds, Member, Refill, SetHead, SetOp};
+
+/// What the commands ask of the kernel's sets, as data: the store reads and
+/// writes its tool's own language (ipset's, nft's) behind this, so no
+/// command parses a tool's output or builds its input.
 pub trait SetStore {
-    /// `ipset list -t`: every set's header (type, family, timeout, size).
-    fn headers(&mut self) -> StepResult<String>;
-    /// `ipset save NAME`: one set with its members.
-    fn save_set(&mut self, name: &str) -> StepResult<String>;
-    /// `ipset -exist restore` of `add`/`del` lines: one process for every
-    /// ban; `-exist` so a member added meanwhile by another tool is no error.
-    fn add_members(&mut self, input: &str) -> StepResult<()>;
+    /// Every set's header, by name.
+    fn heads(&mut self) -> StepResult<BTreeMap<String, SetHead>>;
+    /// One set's members with their time left (an error when it is missing).
+    fn members(&mut self, set: &str) -> StepResult<Vec<Member>>;
+    /// Apply every op in one batch (one process, one transaction): all of
+    /// them or, on an error, as the store's tool leaves it. Adding a member
+    /// that is there refreshes it; deleting one not there is no error.
+    fn change(&mut self, ops: &[SetOp]) -> StepResult<()>;
+    /// Replace each set's members whole, all in one batch (a feed's update).
+    fn refill(&mut self, fills: &[Refill]) -> StepResult<()>;
 }
 
 /// Capture's ban path: one ban, as fast as the kernel takes it.

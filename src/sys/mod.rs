@@ -15,6 +15,7 @@ pub mod fleetbox;
 pub mod fleetkey;
 pub mod host;
 pub mod http;
+pub mod ipset;
 pub mod iptables;
 pub mod journal;
 pub mod lock;

@@ -4,12 +4,16 @@
 //! that prints it, and nowhere else; serde_json's `Value` is enough for the
 //! few fields read, so no schema crate is pulled in for them.
 
+use super::ipset::checked;
 use super::tools::{locate_tool, Missing};
 use crate::core::ruleset::nft::{FAMILY, TABLE};
-use crate::ports::{StepError, StepResult};
-use crate::units::addr::Family;
+use crate::core::sets::{Holds, Member, Refill, SetHead, SetOp};
+use crate::ports::{SetStore, StepError, StepResult};
+use crate::units::addr::{member, Family};
 use ipnet::IpNet;
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
 use std::path::PathBuf;
 
 /// One of fwctl's sets as the kernel holds it.
@@ -18,6 +22,8 @@ pub struct NftSet {
     pub name: String,
     pub family: Family,
     pub size: Option<u32>,
+    /// Whether its members can carry a timeout (`flags timeout`).
+    pub timeout: bool,
     /// Members, with the seconds they have left (None: no timeout, a
     /// member of the config).
     pub members: Vec<(IpNet, Option<u64>)>,
@@ -79,6 +85,169 @@ impl Nft {
             step: "nft --version".into(),
             detail: format!("unexpected answer {:?}", out.trim()),
         })
+    }
+}
+
+impl NftSet {
+    fn head(&self) -> SetHead {
+        SetHead {
+            // fwctl's sets are interval sets: addresses and networks alike.
+            holds: Holds::Networks,
+            family: self.family,
+            maxelem: self.size.map(u64::from),
+            timeout: self.timeout,
+            entries: self.members.len() as u64,
+        }
+    }
+
+    fn typed_members(&self) -> Vec<Member> {
+        self.members
+            .iter()
+            .map(|(net, left)| Member {
+                net: *net,
+                left: left.map(|s| u32::try_from(s).unwrap_or(u32::MAX)),
+            })
+            .collect()
+    }
+}
+
+/// One element as nft writes it: `203.0.113.5`, `2001:db8::/64`, with its
+/// timeout.
+fn element(out: &mut String, net: &IpNet, timeout: Option<u32>) {
+    out.push_str(&member(net));
+    if let Some(t) = timeout {
+        let _ = write!(out, " timeout {t}s");
+    }
+}
+
+/// The `nft -f` transaction for `ops`, given the members each named set
+/// holds now (`present`, by set). nft 1.0.6 has no `destroy element`, and a
+/// `delete element` of one not there fails the whole transaction, so a
+/// delete of a member not there is left out; an `add element` of one there
+/// keeps its old timeout on kernels before element timeout updates (6.18,
+/// where the kernel test runs, refreshes it either way), so a refresh is a
+/// delete and an add of it in the same transaction. Ops are followed in order (an add then a delete of
+/// the same member ends with it gone).
+pub fn render_change(
+    ops: &[SetOp],
+    present: &BTreeMap<String, BTreeSet<IpNet>>,
+) -> StepResult<String> {
+    let mut now = present.clone();
+    let mut out = String::new();
+    for op in ops {
+        let (set, net) = match op {
+            SetOp::Add { set, net, .. } | SetOp::Del { set, net } => (checked(set)?, net),
+        };
+        let members = now.entry(set.to_string()).or_default();
+        if members.remove(net) {
+            let _ = write!(out, "delete element {FAMILY} {TABLE} {set} {{ ");
+            element(&mut out, net, None);
+            out.push_str(" }\n");
+        }
+        if let SetOp::Add { timeout, .. } = op {
+            let _ = write!(out, "add element {FAMILY} {TABLE} {set} {{ ");
+            element(&mut out, net, *timeout);
+            out.push_str(" }\n");
+            members.insert(*net);
+        }
+    }
+    Ok(out)
+}
+
+/// The `nft -f` transaction that replaces each set's members: flushed and
+/// filled in one transaction, so a reader sees the old list or the new.
+pub fn render_refill(fills: &[Refill]) -> StepResult<String> {
+    let mut out = String::new();
+    for f in fills {
+        let set = checked(&f.set)?;
+        let _ = writeln!(out, "flush set {FAMILY} {TABLE} {set}");
+        let mine: Vec<&IpNet> = f
+            .nets
+            .iter()
+            .filter(|n| Family::of(n) == f.family)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let _ = write!(out, "add element {FAMILY} {TABLE} {set} {{");
+        for (i, n) in mine.into_iter().enumerate() {
+            out.push_str(if i == 0 { " " } else { ",\n\t" });
+            element(&mut out, n, None);
+        }
+        out.push_str(" }\n");
+    }
+    Ok(out)
+}
+
+impl Nft {
+    /// One of fwctl's sets (an error when it is missing).
+    fn set(&self, name: &str) -> StepResult<NftSet> {
+        let step = format!("nft -j list set {FAMILY} {TABLE} {name}");
+        let out = self.run(&["-j", "list", "set", FAMILY, TABLE, checked(name)?], None)?;
+        let sets = parse_sets(&out).map_err(|detail| StepError {
+            step: step.clone(),
+            detail,
+        })?;
+        sets.into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| StepError {
+                step,
+                detail: format!("no set {name} in table {FAMILY} {TABLE}"),
+            })
+    }
+
+    /// The members each set named in `ops` holds now (a set that cannot be
+    /// read holds none: the transaction then says what is wrong with it).
+    fn present(&self, ops: &[SetOp]) -> BTreeMap<String, BTreeSet<IpNet>> {
+        let mut present = BTreeMap::new();
+        for op in ops {
+            let (SetOp::Add { set, .. } | SetOp::Del { set, .. }) = op;
+            if !present.contains_key(set) {
+                let held = self
+                    .set(set)
+                    .map(|s| s.members.iter().map(|(n, _)| *n).collect())
+                    .unwrap_or_default();
+                present.insert(set.clone(), held);
+            }
+        }
+        present
+    }
+}
+
+/// The nftables backend's set store: fwctl's sets in `table inet fwctl`,
+/// read with `nft -j`, changed in one `nft -f` transaction.
+impl SetStore for Nft {
+    fn heads(&mut self) -> StepResult<BTreeMap<String, SetHead>> {
+        Ok(self
+            .sets()?
+            .into_iter()
+            .map(|s| (s.name.clone(), s.head()))
+            .collect())
+    }
+
+    fn members(&mut self, set: &str) -> StepResult<Vec<Member>> {
+        Ok(self.set(set)?.typed_members())
+    }
+
+    fn change(&mut self, ops: &[SetOp]) -> StepResult<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        // Read, then change: a ban that times out between the two makes
+        // its delete fail the transaction (which then changes nothing);
+        // read again and try once more, which sees it gone.
+        let first = self.transaction(&render_change(ops, &self.present(ops))?);
+        if first.is_ok() {
+            return first;
+        }
+        self.transaction(&render_change(ops, &self.present(ops))?)
+    }
+
+    fn refill(&mut self, fills: &[Refill]) -> StepResult<()> {
+        if fills.is_empty() {
+            return Ok(());
+        }
+        self.transaction(&render_refill(fills)?)
     }
 }
 
@@ -166,6 +335,10 @@ pub fn parse_sets(json: &str) -> Result<Vec<NftSet>, String> {
                 .get("size")
                 .and_then(Value::as_u64)
                 .and_then(|n| u32::try_from(n).ok()),
+            timeout: s
+                .get("flags")
+                .and_then(Value::as_array)
+                .is_some_and(|f| f.iter().any(|x| x.as_str() == Some("timeout"))),
             members,
         });
     }
@@ -192,6 +365,7 @@ mod tests {
         assert_eq!(sets.len(), 3, "another table's set is not ours");
         assert_eq!(sets[0].name, "blacklist");
         assert_eq!(sets[0].size, Some(262_144));
+        assert!(sets[0].timeout && !sets[1].timeout);
         let m: Vec<(String, Option<u64>)> = sets[0]
             .members
             .iter()
@@ -209,6 +383,79 @@ mod tests {
         assert_eq!(sets[1].family, Family::V6);
         assert_eq!(sets[1].members[0].1, Some(12));
         assert!(parse_sets("garbage").is_err());
+    }
+
+    fn net(s: &str) -> IpNet {
+        crate::units::addr::parse_addr(s).unwrap()
+    }
+
+    #[test]
+    fn a_change_refreshes_members_there_and_skips_deletes_of_members_not_there() {
+        let mut present = BTreeMap::new();
+        present.insert(
+            "blacklist".to_string(),
+            BTreeSet::from([net("203.0.113.5")]),
+        );
+        let ops = [
+            SetOp::Add {
+                set: "blacklist".into(),
+                net: net("203.0.113.5"),
+                timeout: Some(60),
+            },
+            SetOp::Add {
+                set: "blacklist_v6".into(),
+                net: net("2001:db8::/64"),
+                timeout: None,
+            },
+            SetOp::Del {
+                set: "blacklist".into(),
+                net: net("198.51.100.9"),
+            },
+            SetOp::Del {
+                set: "blacklist_v6".into(),
+                net: net("2001:db8::/64"),
+            },
+        ];
+        assert_eq!(
+            render_change(&ops, &present).unwrap(),
+            "delete element inet fwctl blacklist { 203.0.113.5 }\n\
+             add element inet fwctl blacklist { 203.0.113.5 timeout 60s }\n\
+             add element inet fwctl blacklist_v6 { 2001:db8::/64 }\n\
+             delete element inet fwctl blacklist_v6 { 2001:db8::/64 }\n"
+        );
+        let bad = [SetOp::Del {
+            set: "x; flush ruleset".into(),
+            net: net("203.0.113.5"),
+        }];
+        assert!(render_change(&bad, &present).is_err());
+    }
+
+    #[test]
+    fn a_refill_flushes_and_fills_in_one_transaction() {
+        let fills = [
+            Refill {
+                set: "feed-drop".into(),
+                family: Family::V4,
+                maxelem: 10,
+                nets: vec![
+                    net("198.51.100.7"),
+                    net("203.0.113.0/24"),
+                    net("2001:db8::/32"),
+                ],
+            },
+            Refill {
+                set: "feed-drop_v6".into(),
+                family: Family::V6,
+                maxelem: 10,
+                nets: vec![],
+            },
+        ];
+        assert_eq!(
+            render_refill(&fills).unwrap(),
+            "flush set inet fwctl feed-drop\n\
+             add element inet fwctl feed-drop { 198.51.100.7,\n\t203.0.113.0/24 }\n\
+             flush set inet fwctl feed-drop_v6\n"
+        );
     }
 
     #[test]

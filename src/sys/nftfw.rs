@@ -321,6 +321,7 @@ mod tests {
             name: "blacklist".into(),
             family: Family::V4,
             size: None,
+            timeout: true,
             members: members
                 .into_iter()
                 .map(|(m, t)| (m.parse().unwrap(), t))

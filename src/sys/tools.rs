@@ -2,9 +2,10 @@
 //! argument vectors (never through a shell), and the read-only runs doctor
 //! makes. The one place fwctl starts a program. Every tool is found on PATH
 //! up front, or where `FWCTL_<TOOL>` (e.g. `FWCTL_IPTABLES_RESTORE`) points,
-//! e.g. at `iptables-legacy-restore`.
+//! e.g. at `iptables-legacy-restore`. ipset's set store (`SetStore`) is in
+//! `sys::ipset`, with the parsing of what ipset prints.
 
-use crate::ports::{SetStore, StepError, StepResult};
+use crate::ports::{StepError, StepResult};
 use crate::units::addr::Family;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -114,7 +115,7 @@ impl System {
         self.paths[i].as_deref().expect("tool located up front")
     }
 
-    fn run(&self, tool: &str, args: &[&str], input: Option<&str>) -> StepResult<String> {
+    pub(super) fn run(&self, tool: &str, args: &[&str], input: Option<&str>) -> StepResult<String> {
         run_step(tool, self.path(tool), args, input)
     }
 }
@@ -182,20 +183,5 @@ impl super::iptables::Tools for System {
 
     fn restore_sets(&mut self, input: &str) -> StepResult<()> {
         self.run("ipset", &["restore"], Some(input)).map(drop)
-    }
-}
-
-impl SetStore for System {
-    fn headers(&mut self) -> StepResult<String> {
-        self.run("ipset", &["list", "-t"], None)
-    }
-
-    fn save_set(&mut self, name: &str) -> StepResult<String> {
-        self.run("ipset", &["save", name], None)
-    }
-
-    fn add_members(&mut self, input: &str) -> StepResult<()> {
-        self.run("ipset", &["-exist", "restore"], Some(input))
-            .map(drop)
     }
 }

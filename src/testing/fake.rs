@@ -4,10 +4,13 @@
 //! and the rollback of it meet the same rules as in the kernel; sets keep
 //! the text of every restore appended (as far as the tests need).
 
-use crate::ports::{SetStore, StepError, StepResult};
+use crate::ports::{Member, Refill, SetHead, SetOp, SetStore, StepError, StepResult};
+use crate::sys::ipset;
 use crate::sys::iptables::save::Saved;
 use crate::sys::iptables::Tools;
-use crate::units::addr::Family;
+use crate::units::addr::{member, Family};
+use ipnet::IpNet;
+use std::collections::BTreeMap;
 
 const BUILTIN: [&str; 3] = ["INPUT", "FORWARD", "OUTPUT"];
 
@@ -235,10 +238,14 @@ impl Tools for Fake {
     }
 }
 
-/// For the fake: `ipset save` text (`sets`) as `ipset list -t` would show it.
+/// The set store over the same `ipset save` text (`sets`) that apply's
+/// restores change: read through the real parsers of `sys::ipset` (so the
+/// fake sees what ipset would print), changed as `ipset -exist restore`
+/// would change it (an add replaces the member's line, a delete of one not
+/// there is nothing).
 impl SetStore for Fake {
-    fn headers(&mut self) -> StepResult<String> {
-        self.record("list -t".into())?;
+    fn heads(&mut self) -> StepResult<BTreeMap<String, SetHead>> {
+        self.record("heads".into())?;
         let mut out = String::new();
         for (name, set) in crate::core::ruleset::ipset::parse_save(&self.sets) {
             let kind = set.kind().to_string();
@@ -248,26 +255,55 @@ impl SetStore for Fake {
                 set.members.len()
             );
         }
-        Ok(out)
+        Ok(ipset::parse_heads(&out))
     }
 
-    fn save_set(&mut self, name: &str) -> StepResult<String> {
-        self.record(format!("save {name}"))?;
-        let prefix = |l: &str| {
-            let mut w = l.split_whitespace().skip(1);
-            w.next() == Some(name)
-        };
-        Ok(self
+    fn members(&mut self, set: &str) -> StepResult<Vec<Member>> {
+        self.record(format!("members {set}"))?;
+        Ok(ipset::parse_members(&self.sets, set))
+    }
+
+    fn change(&mut self, ops: &[SetOp]) -> StepResult<()> {
+        self.record("change".into())?;
+        // Checked as the real store checks it, before anything changes.
+        ipset::render_change(ops)?;
+        for op in ops {
+            let (set, net) = match op {
+                SetOp::Add { set, net, .. } | SetOp::Del { set, net } => (set, net),
+            };
+            self.drop_member(set, net);
+            if matches!(op, SetOp::Add { .. }) {
+                self.sets += &ipset::render_change(std::slice::from_ref(op))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn refill(&mut self, fills: &[Refill]) -> StepResult<()> {
+        self.record("refill".into())?;
+        ipset::render_refill(fills, &[])?;
+        for f in fills {
+            let old: Vec<Member> = ipset::parse_members(&self.sets, &f.set);
+            for m in old {
+                self.drop_member(&f.set, &m.net);
+            }
+            for n in f.nets.iter().filter(|n| Family::of(n) == f.family) {
+                self.sets += &format!("add {} {}\n", f.set, member(n));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Fake {
+    /// Take `net`'s `add` line out of `set`.
+    fn drop_member(&mut self, set: &str, net: &IpNet) {
+        let keep = |l: &&str| ipset::parse_members(l, set).first().map(|m| m.net) != Some(*net);
+        self.sets = self
             .sets
             .lines()
-            .filter(|l| prefix(l))
+            .filter(keep)
             .map(|l| format!("{l}\n"))
-            .collect())
-    }
-
-    fn add_members(&mut self, input: &str) -> StepResult<()> {
-        self.record("add members".into())?;
-        self.sets.push_str(input);
-        Ok(())
+            .collect();
     }
 }

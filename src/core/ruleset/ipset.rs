@@ -85,49 +85,6 @@ pub fn parse_save(text: &str) -> BTreeMap<String, SavedSet> {
     sets
 }
 
-/// One set's header as `ipset list -t` prints it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Header {
-    pub kind: String,
-    pub family: String,
-    pub maxelem: Option<u64>,
-    pub timeout: bool,
-    pub entries: u64,
-}
-
-/// Parse `ipset list -t` (every set's header). Unknown lines are ignored.
-pub fn parse_headers(text: &str) -> BTreeMap<String, Header> {
-    let mut sets = BTreeMap::new();
-    let mut name: Option<String> = None;
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once(": ").or_else(|| line.split_once(':')) else {
-            continue;
-        };
-        let value = value.trim();
-        if key == "Name" {
-            name = Some(value.to_string());
-            sets.insert(value.to_string(), Header::default());
-            continue;
-        }
-        let Some(h) = name.as_ref().and_then(|n| sets.get_mut(n)) else {
-            continue;
-        };
-        match key {
-            "Type" => h.kind = value.to_string(),
-            "Number of entries" => h.entries = value.parse().unwrap_or(0),
-            "Header" => {
-                let words: Vec<&str> = value.split_whitespace().collect();
-                let opt = |k: &str| words.windows(2).find(|w| w[0] == k).map(|w| w[1]);
-                h.family = opt("family").unwrap_or("inet").to_string();
-                h.maxelem = opt("maxelem").and_then(|v| v.parse().ok());
-                h.timeout = opt("timeout").is_some();
-            }
-            _ => {}
-        }
-    }
-    sets
-}
-
 /// `ipset restore` input that puts each of `ours` back as it was in
 /// `before`, keeping every ban it holds `now`: the config's members (no
 /// timeout) of then, and the bans of now with the time they have left (a ban
@@ -178,23 +135,6 @@ pub fn render_rollback(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn headers_of_list_t() {
-        let text = "Name: t1\nType: hash:ip\nRevision: 6\nHeader: family inet hashsize 1024 maxelem 100 timeout 60 bucketsize 12 initval 0x1d0ea5c4\nSize in memory: 280\nReferences: 0\nNumber of entries: 1\n\nName: t2\nType: hash:net\nRevision: 7\nHeader: family inet6 hashsize 1024 maxelem 65536 bucketsize 12 initval 0x38ba37b7\nSize in memory: 1240\nReferences: 0\nNumber of entries: 0\n";
-        let h = parse_headers(text);
-        assert_eq!(
-            h["t1"],
-            Header {
-                kind: "hash:ip".into(),
-                family: "inet".into(),
-                maxelem: Some(100),
-                timeout: true,
-                entries: 1
-            }
-        );
-        assert_eq!((h["t2"].family.as_str(), h["t2"].timeout), ("inet6", false));
-    }
 
     const SAVE: &str = "create blacklist hash:net family inet hashsize 1024 maxelem 65536 timeout 0 bucketsize 12 initval 0x1\n\
 add blacklist 203.0.113.7 timeout 0\n\

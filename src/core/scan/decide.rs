@@ -1,9 +1,11 @@
 //! What to do with each offender (pure): skip the addresses that must never
 //! be banned, leave the ones already listed alone (their timeout stands), and
-//! write the one `ipset restore` script that adds the rest.
+//! ask for the rest in one batch of set changes.
 
 use super::count::Source;
 use crate::core::policy::{Members, Policy};
+use crate::core::sets::SetOp;
+use ipnet::IpNet;
 use std::net::IpAddr;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,19 +115,25 @@ pub fn decide(
         .collect()
 }
 
-/// The `ipset restore` input adding every decision to be added, grouped by
-/// set: ipset batches consecutive lines of one set into one netlink message.
-pub fn restore_script(decisions: &[Decision], timeout_secs: u64) -> String {
-    let mut s = String::new();
+/// The one batch adding every decision to be added, grouped by family
+/// (IPv4 first). A timeout beyond what the kernel takes is the kernel's
+/// longest (the option's parser keeps it far below).
+pub fn ops(decisions: &[Decision], timeout_secs: u64) -> Vec<SetOp> {
+    let timeout = Some(u32::try_from(timeout_secs).unwrap_or(u32::MAX));
+    let mut out = Vec::new();
     for v6 in [false, true] {
         for d in decisions
             .iter()
             .filter(|d| d.action == Action::Added && d.addr.is_ipv6() == v6)
         {
-            s += &format!("add {} {} timeout {timeout_secs}\n", d.set, d.addr);
+            out.push(SetOp::Add {
+                set: d.set.clone(),
+                net: IpNet::from(d.addr),
+                timeout,
+            });
         }
     }
-    s
+    out
 }
 
 #[cfg(test)]
@@ -156,13 +164,14 @@ mod tests {
         let known = Known {
             policy: Policy {
                 trusted: vec!["192.0.2.0/28".parse().unwrap()],
-                whitelist: Members::from_save(
-                    "create whitelist hash:net family inet\nadd whitelist 198.51.100.0/24\nadd whitelist 203.0.113.7\n",
-                ),
+                whitelist: ["198.51.100.0/24", "203.0.113.7/32"]
+                    .map(|s| s.parse::<IpNet>().unwrap())
+                    .into_iter()
+                    .collect(),
                 whitelist_name: "whitelist".into(),
                 own: vec![ip("203.0.113.1"), ip("2001:db8::1")],
             },
-            listed: Members::from_save("add throttle-hard 203.0.113.50 timeout 99\n"),
+            listed: [IpNet::from(ip("203.0.113.50"))].into_iter().collect(),
             room: [None, None],
             ..Known::default()
         };
@@ -201,13 +210,21 @@ mod tests {
             assert_eq!(&got.action, want, "{addr}");
         }
         assert_eq!(d[11].set, "throttle-hard_v6");
+        let add = |set: &str, a: &str| SetOp::Add {
+            set: set.into(),
+            net: IpNet::from(ip(a)),
+            timeout: Some(7200),
+        };
         assert_eq!(
-            restore_script(&d, 7200),
-            "add throttle-hard 192.0.2.16 timeout 7200\nadd throttle-hard_v6 2001:db8::66 timeout 7200\n"
+            ops(&d, 7200),
+            [
+                add("throttle-hard", "192.0.2.16"),
+                add("throttle-hard_v6", "2001:db8::66")
+            ]
         );
         let dry = decide(vec![(ip("192.0.2.16"), src(9))], &known, &sets(), false);
         assert_eq!(dry[0].action, Action::WouldAdd);
-        assert_eq!(restore_script(&dry, 7200), "");
+        assert_eq!(ops(&dry, 7200), []);
     }
 
     #[test]
@@ -218,7 +235,7 @@ mod tests {
         let known = Known {
             blocked,
             blocked_names: ["blacklist".into(), "blacklist_v6".into()],
-            listed: Members::from_save("add throttle-hard 203.0.113.3 timeout 99\n"),
+            listed: [IpNet::from(ip("203.0.113.3"))].into_iter().collect(),
             ..Known::default()
         };
         let offenders = vec![
@@ -243,8 +260,12 @@ mod tests {
         );
         assert_eq!(d[3].action, Action::Added);
         assert_eq!(
-            restore_script(&d, 60),
-            "add throttle-hard 203.0.113.77 timeout 60\n"
+            ops(&d, 60),
+            [SetOp::Add {
+                set: "throttle-hard".into(),
+                net: IpNet::from(ip("203.0.113.77")),
+                timeout: Some(60)
+            }]
         );
     }
 

@@ -1,0 +1,139 @@
+//! The set-store port's contract, against the real kernel (root, in a
+//! namespace the test makes and deletes): the ipset store and the nftables
+//! store go through the same sequence and must answer the same way. Adding a
+//! member that is there refreshes it, deleting one that is not there is no
+//! error, members come back with their time left, IPv6 goes into the _v6 set.
+
+mod common;
+use common::*;
+use fwctl::core::config::Config;
+use fwctl::core::ruleset::{self, Current};
+use fwctl::ports::{Member, SetOp, SetStore};
+use fwctl::units::addr::Family;
+use ipnet::IpNet;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn net(s: &str) -> IpNet {
+    fwctl::units::addr::parse_addr(s).unwrap()
+}
+
+fn add(set: &str, n: &str, secs: u32) -> SetOp {
+    SetOp::Add {
+        set: set.into(),
+        net: net(n),
+        timeout: Some(secs),
+    }
+}
+
+fn del(set: &str, n: &str) -> SetOp {
+    SetOp::Del {
+        set: set.into(),
+        net: net(n),
+    }
+}
+
+fn find(members: &[Member], n: &str) -> Option<Member> {
+    members.iter().find(|m| m.net == net(n)).copied()
+}
+
+/// The contract, run on a thread inside the namespace. `store` names the
+/// store in failure messages.
+fn contract(store: &str, s: &mut dyn SetStore) {
+    let heads = s.heads().unwrap();
+    let bl = &heads["blacklist"];
+    assert!(bl.timeout, "{store}: {bl:?}");
+    assert_eq!(bl.family, Family::V4, "{store}");
+    assert_eq!(heads["blacklist_v6"].family, Family::V6, "{store}");
+    assert!(bl.holds.takes_addresses(), "{store}: {bl:?}");
+
+    s.change(&[add("blacklist", "203.0.113.5", 300)]).unwrap();
+    // Again, shorter: no error, and the member's time is the new one.
+    s.change(&[add("blacklist", "203.0.113.5", 200)])
+        .unwrap_or_else(|e| panic!("{store}: adding a member that is there: {e}"));
+    let m = s.members("blacklist").unwrap();
+    let left = find(&m, "203.0.113.5")
+        .unwrap_or_else(|| panic!("{store}: {m:?}"))
+        .left
+        .unwrap_or_else(|| panic!("{store}: a ban without its time left: {m:?}"));
+    assert!(
+        (1..=200).contains(&left),
+        "{store}: refreshed to 200 s, {left} left"
+    );
+    assert!(s.heads().unwrap()["blacklist"].entries >= 1, "{store}");
+
+    s.change(&[del("blacklist", "203.0.113.5")]).unwrap();
+    s.change(&[del("blacklist", "203.0.113.5")])
+        .unwrap_or_else(|e| panic!("{store}: deleting a member not there: {e}"));
+    let m = s.members("blacklist").unwrap();
+    assert_eq!(find(&m, "203.0.113.5"), None, "{store}: {m:?}");
+
+    // One batch across both families, a network among them; a delete of a
+    // member not there does not spoil the rest.
+    s.change(&[
+        add("blacklist_v6", "2001:db8::5", 100),
+        add("blacklist_v6", "2001:db8:bad::/48", 100),
+        del("blacklist_v6", "2001:db8::99"),
+        add("blacklist", "198.51.100.0/24", 100),
+    ])
+    .unwrap();
+    let m6 = s.members("blacklist_v6").unwrap();
+    for n in ["2001:db8::5", "2001:db8:bad::/48"] {
+        let got = find(&m6, n).unwrap_or_else(|| panic!("{store}: {n} in {m6:?}"));
+        assert!(got.left.is_some_and(|l| l <= 100), "{store}: {got:?}");
+    }
+    assert!(
+        find(&s.members("blacklist").unwrap(), "198.51.100.0/24").is_some(),
+        "{store}"
+    );
+    assert!(s.members("no-such-set").is_err(), "{store}");
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn the_ipset_store_keeps_the_contract() {
+    let lab = Lab::new();
+    for (name, family) in [("blacklist", "inet"), ("blacklist_v6", "inet6")] {
+        lab.exec_ok(
+            &lab.target,
+            &[
+                "ipset", "create", name, "hash:net", "family", family, "timeout", "0",
+            ],
+        );
+    }
+    in_ns(&lab.target, || {
+        let mut sys = fwctl::sys::tools::System::locate_only(&["ipset"]).unwrap();
+        contract("ipset", &mut sys);
+    });
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn the_nft_store_keeps_the_contract() {
+    let lab = Lab::new();
+    let (_dir, path) = config("");
+    let cfg = Config::load(&path).unwrap();
+    let script = ruleset::nft::render_install(&ruleset::build(&cfg), &Current::default());
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &lab.target, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    in_ns(&lab.target, || {
+        let mut nft = fwctl::sys::nft::Nft::locate().unwrap();
+        contract("nft", &mut nft);
+    });
+}
