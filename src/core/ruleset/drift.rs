@@ -4,7 +4,7 @@
 //! apply is told apart from rules changed behind fwctl's back.
 
 use super::save::Saved;
-use super::{Current, Plan, TableState, CHAIN_PREFIX};
+use super::{Current, Plan, TableState, CHAIN_PREFIX, RAW_CHAIN};
 
 /// fwctl's lines of one family's `iptables-save`: the INPUT policy, fwctl's
 /// chains, where the jump to fwctl's chain sits in INPUT, and the rules of
@@ -21,6 +21,27 @@ pub fn ours(save: &str) -> Vec<String> {
         s.jump_positions()
             .iter()
             .map(|k| format!("jump at INPUT {k}")),
+    );
+    out.extend(
+        s.rules
+            .iter()
+            .filter(|(c, _)| c.starts_with(CHAIN_PREFIX))
+            .map(|(_, l)| l.clone()),
+    );
+    out
+}
+
+/// fwctl's lines of one family's raw table (`iptables-save -t raw`, or a
+/// whole `iptables-save`): fwctl's chains, where the jump to FWCTL-RAW sits
+/// in PREROUTING, and the rules of fwctl's chains. No policy: fwctl never
+/// sets one in the raw table.
+pub fn ours_raw(save: &str) -> Vec<String> {
+    let s = Saved::parse(save, "raw");
+    let mut out: Vec<String> = s.fwctl_chains().map(|c| format!(":{c}")).collect();
+    out.extend(
+        s.jumps_in("PREROUTING", RAW_CHAIN)
+            .iter()
+            .map(|k| format!("jump at PREROUTING {k}")),
     );
     out.extend(
         s.rules
@@ -126,6 +147,8 @@ pub fn digest(plan: &Plan) -> String {
     let text = [
         super::render_table(&plan.v4, &TableState::default()),
         super::render_table(&plan.v6, &TableState::default()),
+        super::render_raw(&plan.v4, &TableState::default()),
+        super::render_raw(&plan.v6, &TableState::default()),
         super::render_sets(&sets, &empty),
     ]
     .concat();
@@ -183,6 +206,23 @@ mod tests {
     }
 
     #[test]
+    fn only_fwctls_part_of_the_raw_table_is_kept() {
+        let save = "*raw\n:PREROUTING ACCEPT [3:4]\n:OUTPUT ACCEPT [0:0]\n:FWCTL-RAW - [0:0]\n\
+                    -A PREROUTING -p udp -j CT --notrack\n-A PREROUTING -j FWCTL-RAW\n\
+                    -A FWCTL-RAW -i lo -j ACCEPT\nCOMMIT\n";
+        assert_eq!(
+            ours_raw(&format!("{SAVE}{save}")),
+            lines(&[
+                ":FWCTL-RAW",
+                "jump at PREROUTING 2",
+                "-A FWCTL-RAW -i lo -j ACCEPT"
+            ])
+        );
+        assert!(ours_raw(SAVE).is_empty());
+        assert!(!ours(save).iter().any(|l| l.contains("RAW")));
+    }
+
+    #[test]
     fn a_reordering_is_drift_too() {
         let then = lines(&[
             "policy INPUT DROP",
@@ -226,5 +266,10 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a.len(), 16);
+        // The blacklisted prefix is only in the raw part now.
+        let d = digest(&super::super::build(&parse(
+            "[[service]]\nname = \"ssh\"\nport = 22\n[logging.prefixes]\nblacklisted = { v4 = \"BL: \", v6 = \"BL6: \" }\n",
+        )));
+        assert_ne!(a, d);
     }
 }

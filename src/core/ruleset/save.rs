@@ -5,9 +5,13 @@
 
 use std::collections::BTreeSet;
 
-/// fwctl owns the chains named so, and one jump to its main chain in INPUT.
+/// fwctl owns the chains named so, one jump to its main chain in INPUT
+/// (filter table) and one jump to its raw chain in PREROUTING (raw table).
 pub const CHAIN_PREFIX: &str = "FWCTL-";
 pub const MAIN_CHAIN: &str = "FWCTL-INPUT";
+/// The chain of the raw table, where banned sources are dropped before
+/// conntrack sees them.
+pub const RAW_CHAIN: &str = "FWCTL-RAW";
 
 /// One table of an `iptables-save` text.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -83,8 +87,14 @@ impl Saved {
 
     /// Where the jump to fwctl's main chain sits in INPUT (1-based).
     pub fn jump_positions(&self) -> Vec<usize> {
-        let jump = format!("-A INPUT -j {MAIN_CHAIN}");
-        self.rules_of("INPUT")
+        self.jumps_in("INPUT", MAIN_CHAIN)
+    }
+
+    /// Where the plain jumps `-A BUILTIN -j TARGET` sit in `builtin` (1-based):
+    /// fwctl's jumps carry no match, so a rule with one is someone else's.
+    pub fn jumps_in(&self, builtin: &str, target: &str) -> Vec<usize> {
+        let jump = format!("-A {builtin} -j {target}");
+        self.rules_of(builtin)
             .enumerate()
             .filter(|(_, l)| *l == jump)
             .map(|(i, _)| i + 1)
@@ -114,11 +124,14 @@ impl Saved {
     }
 }
 
-/// What rendering needs to know of one family's table: fwctl's jumps and chains.
+/// What rendering needs to know of one family's table (filter or raw, as
+/// parsed): fwctl's jumps and chains.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TableState {
-    /// How many `-A INPUT -j FWCTL-INPUT` rules exist.
+    /// How many `-A INPUT -j FWCTL-INPUT` rules exist (filter table).
     pub input_jumps: usize,
+    /// How many `-A PREROUTING -j FWCTL-RAW` rules exist (raw table).
+    pub prerouting_jumps: usize,
     /// The FWCTL-* chains that exist.
     pub chains: BTreeSet<String>,
 }
@@ -129,15 +142,21 @@ impl TableState {
         TableState::of(&Saved::filter(save))
     }
 
+    /// Read the raw table of `iptables-save` (or `iptables-save -t raw`) output.
+    pub fn from_raw_save(save: &str) -> TableState {
+        TableState::of(&Saved::parse(save, "raw"))
+    }
+
     pub fn of(saved: &Saved) -> TableState {
         TableState {
             input_jumps: saved.jump_positions().len(),
+            prerouting_jumps: saved.jumps_in("PREROUTING", RAW_CHAIN).len(),
             chains: saved.fwctl_chains().map(str::to_string).collect(),
         }
     }
 
     pub fn is_installed(&self) -> bool {
-        self.input_jumps > 0 || !self.chains.is_empty()
+        self.input_jumps > 0 || self.prerouting_jumps > 0 || !self.chains.is_empty()
     }
 }
 
@@ -168,5 +187,19 @@ mod tests {
             .contains(":INPUT ACCEPT"));
         let again = Saved::filter(&s.restore_text("filter"));
         assert_eq!(again, s);
+    }
+
+    #[test]
+    fn the_raw_table_state_counts_prerouting_jumps_only() {
+        let save = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:FWCTL-RAW - [0:0]\n\
+                    -A PREROUTING -s 192.0.2.1/32 -j FWCTL-RAW\n-A PREROUTING -j FWCTL-RAW\n\
+                    -A PREROUTING -j CT --notrack\n-A PREROUTING -j FWCTL-RAW\n-A OUTPUT -j FWCTL-RAW\nCOMMIT\n";
+        let st = TableState::from_raw_save(save);
+        assert_eq!(st.prerouting_jumps, 2, "the matched jump is not ours");
+        assert_eq!(st.input_jumps, 0);
+        assert_eq!(st.chains, ["FWCTL-RAW".to_string()].into());
+        assert!(st.is_installed());
+        assert_eq!(TableState::from_save(save), TableState::default());
+        assert_eq!(TableState::from_raw_save(SAVE), TableState::default());
     }
 }
