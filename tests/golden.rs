@@ -1,7 +1,8 @@
 //! Golden files: the rendered ipset/iptables-restore/ip6tables-restore input of
 //! every example config under rules/, against a clean kernel, is pinned under
-//! tests/golden/NAME.txt, and the nftables backend's `nft -f` input under
-//! tests/golden/NAME.nft. Regenerate after an intended change with
+//! tests/golden/NAME.txt, the raw table's iptables-restore/ip6tables-restore
+//! input (banned sources dropped before conntrack) under tests/golden/NAME.raw,
+//! and the nftables backend's `nft -f` input under tests/golden/NAME.nft. Regenerate after an intended change with
 //! `UPDATE_GOLDEN=1 cargo test --test golden` and review the diff.
 
 use fwctl::core::apply::dry_run_text;
@@ -60,6 +61,23 @@ fn example_configs_render_as_pinned() {
             "golden: against a clean kernel",
         );
         check(&path, "txt", &text);
+    }
+}
+
+/// The raw table's part, against a clean kernel (no jump, no chain yet).
+#[test]
+fn example_configs_render_their_raw_part_as_pinned() {
+    for path in example_configs() {
+        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let plan = ruleset::build(&cfg);
+        let clean = ruleset::TableState::default();
+        let text = format!(
+            "# mode {}\n# ---- iptables-restore --noflush ----\n{}# ---- ip6tables-restore --noflush ----\n{}",
+            cfg.mode.as_str(),
+            ruleset::render_raw(&plan.v4, &clean),
+            ruleset::render_raw(&plan.v6, &clean)
+        );
+        check(&path, "raw", &text);
     }
 }
 

@@ -7,10 +7,13 @@ use crate::units::addr::{member, parse_addr};
 use ipnet::IpNet;
 use std::collections::BTreeSet;
 
-/// The three scripts one iptables apply runs, in order.
+/// The scripts one iptables apply runs, in order: sets, the raw tables
+/// (bans dropped before conntrack), the filter tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scripts {
     pub sets: String,
+    pub raw_v4: String,
+    pub raw_v6: String,
     pub v4: String,
     pub v6: String,
 }
@@ -49,6 +52,8 @@ pub fn restore_bans(now: &mut Current, plan: &Plan, bans: &[Ban]) {
 pub fn render(plan: &Plan, now: &Current) -> Scripts {
     Scripts {
         sets: ruleset::render_sets(&plan.sets, now),
+        raw_v4: ruleset::render_raw(&plan.v4, &now.raw_v4),
+        raw_v6: ruleset::render_raw(&plan.v6, &now.raw_v6),
         v4: ruleset::render_table(&plan.v4, &now.v4),
         v6: ruleset::render_table(&plan.v6, &now.v6),
     }
@@ -58,16 +63,27 @@ pub fn set_names(plan: &Plan) -> Vec<String> {
     plan.sets.iter().map(|s| s.name.clone()).collect()
 }
 
-/// The text `apply --dry-run` prints for the iptables backend: the three
+impl Scripts {
+    /// The scripts, each under a line naming the tool that runs it, in the
+    /// order they run.
+    pub fn text(&self) -> String {
+        format!(
+            "# ---- ipset restore ----\n{}\
+             # ---- iptables-restore --noflush (raw) ----\n{}\
+             # ---- ip6tables-restore --noflush (raw) ----\n{}\
+             # ---- iptables-restore --noflush ----\n{}\
+             # ---- ip6tables-restore --noflush ----\n{}",
+            self.sets, self.raw_v4, self.raw_v6, self.v4, self.v6
+        )
+    }
+}
+
+/// The text `apply --dry-run` prints for the iptables backend: the
 /// scripts, in the order they run.
 pub fn dry_run_text(mode: &str, plan: &Plan, now: &Current, state_note: &str) -> String {
-    let s = render(plan, now);
     format!(
-        "# fwctl apply --dry-run, mode {mode}\n# {state_note}\n\
-         # ---- ipset restore ----\n{}\
-         # ---- iptables-restore --noflush ----\n{}\
-         # ---- ip6tables-restore --noflush ----\n{}",
-        s.sets, s.v4, s.v6
+        "# fwctl apply --dry-run, mode {mode}\n# {state_note}\n{}",
+        render(plan, now).text()
     )
 }
 

@@ -85,11 +85,16 @@ fn walk(table: &Table, chain: &Chain, p: &NewTcp, plan: &Plan, depth: usize) -> 
     None
 }
 
-/// Whether a new TCP connection from `peer` to `port` gets through `plan`.
+/// Whether a new TCP connection from `peer` to `port` gets through `plan`:
+/// the raw chain first (PREROUTING, where banned sources are dropped; an
+/// ACCEPT there only ends the raw table), then the filter table's INPUT.
 pub fn accepts(plan: &Plan, peer: IpAddr, port: u16) -> bool {
     let peer = peer.to_canonical();
     let table = if peer.is_ipv6() { &plan.v6 } else { &plan.v4 };
     let p = NewTcp { peer, port };
+    if walk(table, &table.raw, &p, plan, 0) == Some(false) {
+        return false;
+    }
     let main = table.chains.iter().find(|c| c.name == MAIN_CHAIN);
     main.and_then(|c| walk(table, c, &p, plan, 0))
         .unwrap_or(!table.drop_policy)
@@ -224,5 +229,19 @@ mod tests {
         feed.members.push("203.0.113.0/24".parse().unwrap());
         assert!(!accepts(&p, ADMIN.parse().unwrap(), 22));
         assert!(accepts(&p, "198.51.100.77".parse().unwrap(), 22));
+    }
+
+    /// The bans moved to the raw table: a walk of the filter chains alone
+    /// would let a blacklisted peer in.
+    #[test]
+    fn the_raw_chain_is_walked_before_the_filter_table() {
+        let p = plan("[[service]]\nname = \"ssh\"\nport = 22\n[blacklist]\nentries = [\"203.0.113.0/24\", \"2001:db8:9::/48\"]\n");
+        for banned in [ADMIN, "2001:db8:9::1"] {
+            assert!(!accepts(&p, banned.parse().unwrap(), 22), "{banned}");
+        }
+        assert!(accepts(&p, "2001:db8:8::1".parse().unwrap(), 22));
+        // Whitelisted: let through raw, then accepted by filter's whitelist.
+        let wl = plan("[trusted]\nnetworks = [\"203.0.113.5\"]\n[blacklist]\nentries = [\"203.0.113.0/24\"]\n");
+        assert!(accepts(&wl, ADMIN.parse().unwrap(), 9999));
     }
 }

@@ -171,6 +171,10 @@ impl super::iptables::Tools for System {
         self.run(&format!("{}-save", prefix(family)), &["-t", "filter"], None)
     }
 
+    fn save_raw(&mut self, family: Family) -> StepResult<String> {
+        self.run(&format!("{}-save", prefix(family)), &["-t", "raw"], None)
+    }
+
     fn restore_table(&mut self, family: Family, input: &str, noflush: bool) -> StepResult<()> {
         let args: &[&str] = if noflush { &["--noflush"] } else { &[] };
         self.run(&format!("{}-restore", prefix(family)), args, Some(input))

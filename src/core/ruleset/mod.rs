@@ -7,6 +7,11 @@
 //! INPUT policy. Everything else in the filter table is left alone, which is why
 //! we restore with `--noflush` and delete our old jump by count rather than
 //! rewriting the whole table.
+//!
+//! In the raw table fwctl owns `FWCTL-RAW` and one jump at the top of
+//! PREROUTING (never a policy): banned sources (blacklist, feeds) are logged
+//! and dropped there, before conntrack, so a flood from one costs no
+//! conntrack lookup per packet ([`render_raw`], [`render_raw_removal`]).
 
 pub mod drift;
 pub mod ipset;
@@ -19,23 +24,29 @@ use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-/// fwctl owns the chains named so, and one jump to its main chain in INPUT.
+/// fwctl owns the chains named so, one jump to its main chain in INPUT
+/// (filter table) and one jump to its raw chain in PREROUTING (raw table).
 pub const CHAIN_PREFIX: &str = "FWCTL-";
 pub const MAIN_CHAIN: &str = "FWCTL-INPUT";
+/// The chain of the raw table, where banned sources are dropped before
+/// conntrack sees them.
+pub const RAW_CHAIN: &str = "FWCTL-RAW";
 
-/// What rendering needs to know of one family's table: fwctl's jumps and
-/// chains (read from the kernel by the backend's adapter in `sys`).
+/// What rendering needs to know of one family's table (filter or raw, read
+/// from the kernel by the backend's adapter in `sys`): fwctl's jumps and chains.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TableState {
-    /// How many `-A INPUT -j FWCTL-INPUT` rules exist.
+    /// How many `-A INPUT -j FWCTL-INPUT` rules exist (filter table).
     pub input_jumps: usize,
+    /// How many `-A PREROUTING -j FWCTL-RAW` rules exist (raw table).
+    pub prerouting_jumps: usize,
     /// The FWCTL-* chains that exist.
     pub chains: BTreeSet<String>,
 }
 
 impl TableState {
     pub fn is_installed(&self) -> bool {
-        self.input_jumps > 0 || !self.chains.is_empty()
+        self.input_jumps > 0 || self.prerouting_jumps > 0 || !self.chains.is_empty()
     }
 }
 const WHITELIST: &str = "FWCTL-WHITELIST";
@@ -45,7 +56,9 @@ const THROTTLE_SOFT: &str = "FWCTL-THROTTLE-SOFT";
 const ALLOW: &str = "FWCTL-ALLOW";
 const BLOCK: &str = "FWCTL-BLOCK";
 
-/// Every chain fwctl owns, in the order they are declared.
+/// Every chain fwctl may own in the filter table, in the order they are
+/// declared (FWCTL-BLACKLIST only in detection-only mode: otherwise the
+/// raw table drops what it would see).
 pub const CHAINS: [&str; 7] = [
     MAIN_CHAIN,
     WHITELIST,
@@ -134,7 +147,13 @@ pub struct Table {
     pub family: Family,
     /// The INPUT policy: DROP unless the mode is detection-only.
     pub drop_policy: bool,
+    /// The filter table's chains (INPUT jumps to the first).
     pub chains: Vec<Chain>,
+    /// The raw table's chain [`RAW_CHAIN`], jumped to from the top of
+    /// PREROUTING: whitelisted sources leave it (ACCEPT: on to conntrack and
+    /// the filter table as before), feed and blacklist sources are logged
+    /// and dropped before conntrack. Empty in detection-only mode.
+    pub raw: Chain,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,6 +168,9 @@ pub struct Plan {
 pub struct Current {
     pub v4: TableState,
     pub v6: TableState,
+    /// The raw tables (iptables), where fwctl's FWCTL-RAW sits.
+    pub raw_v4: TableState,
+    pub raw_v6: TableState,
     /// Every set name that exists (ours or not: a stale temp set must be cleared).
     pub sets: BTreeSet<String>,
     /// Timed members of our sets, with their remaining seconds, to carry over.
@@ -283,15 +305,28 @@ fn table(cfg: &Config, family: Family) -> Table {
         vec![set(&cfg.sets.whitelist)],
         Target::Jump(WHITELIST),
     ));
-    // Threat feeds: dropped (and logged) as the blacklist is.
-    for f in &cfg.feeds {
-        let name = crate::core::feeds::set_names(&f.name)[usize::from(family.is_v6())].clone();
-        main.push(rule(vec![Match::SrcSet(name)], Target::Jump(BLACKLIST)));
+    // Threat feeds, then the blacklist. Outside detection-only mode the raw
+    // table drops these sources before conntrack, so no packet of theirs
+    // gets here (a whitelisted one was let through raw, and is taken by the
+    // whitelist jump above just as before): the jumps would never match.
+    // In detection-only mode raw does nothing (an accept there saves no
+    // conntrack work), and here they log and accept as they always did:
+    // only new connections, and not on to FWCTL-BLOCK's lines.
+    let bans: Vec<Match> = cfg
+        .feeds
+        .iter()
+        .map(|f| {
+            Match::SrcSet(
+                crate::core::feeds::set_names(&f.name)[usize::from(family.is_v6())].clone(),
+            )
+        })
+        .chain([set(&cfg.sets.blacklist)])
+        .collect();
+    if detect_only {
+        for m in &bans {
+            main.push(rule(vec![m.clone()], Target::Jump(BLACKLIST)));
+        }
     }
-    main.push(rule(
-        vec![set(&cfg.sets.blacklist)],
-        Target::Jump(BLACKLIST),
-    ));
     main.push(rule(
         vec![set(&cfg.sets.throttle_hard)],
         Target::Jump(THROTTLE_HARD),
@@ -345,7 +380,7 @@ fn table(cfg: &Config, family: Family) -> Table {
         name,
         rules: vec![log(limiter_name, p, audit), rule(vec![], verdict)],
     };
-    let chains = vec![
+    let mut chains = vec![
         Chain {
             name: MAIN_CHAIN,
             rules: main,
@@ -357,13 +392,17 @@ fn table(cfg: &Config, family: Family) -> Table {
             true,
             Target::Accept,
         ),
-        terminal(
+    ];
+    if detect_only {
+        chains.push(terminal(
             BLACKLIST,
             "fwctl-log-bl",
             &cfg.prefixes.blacklisted,
             false,
             drop.clone(),
-        ),
+        ));
+    }
+    chains.extend([
         Chain {
             name: THROTTLE_HARD,
             rules: throttle(cfg.throttle_hard, "fwctl-thr-hard", "fwctl-log-thh"),
@@ -380,12 +419,53 @@ fn table(cfg: &Config, family: Family) -> Table {
             Target::Accept,
         ),
         terminal(BLOCK, "fwctl-log-block", &cfg.prefixes.blocked, false, drop),
-    ];
+    ]);
+    let raw = Chain {
+        name: RAW_CHAIN,
+        rules: if detect_only {
+            vec![]
+        } else {
+            raw_rules(cfg, family, &bans)
+        },
+    };
     Table {
         family,
         drop_policy: !detect_only,
         chains,
+        raw,
     }
+}
+
+/// The raw chain: what the filter table let through ahead of the ban sets
+/// (loopback, IPv6 neighbour discovery, the whitelist) leaves it with
+/// ACCEPT (on to conntrack and filter, unchanged); each ban set's sources
+/// get a LOG line, limited per source and with the filter table's
+/// blacklisted prefix (rsyslog and `scan --rule blacklist` read them as
+/// ever), then DROP. Unlike the filter table this also drops packets of
+/// connections already open: conntrack has not looked at them yet.
+fn raw_rules(cfg: &Config, family: Family, bans: &[Match]) -> Vec<Rule> {
+    let prefix = match family {
+        Family::V4 => cfg.prefixes.blacklisted.v4.clone(),
+        Family::V6 => cfg.prefixes.blacklisted.v6.clone(),
+    };
+    let mut out = vec![rule(vec![Match::InIface("lo")], Target::Accept)];
+    if family == Family::V6 {
+        for t in [1u8, 2, 3, 4, 133, 134, 135, 136] {
+            out.push(rule(vec![Match::Icmp6(t)], Target::Accept));
+        }
+    }
+    out.push(rule(
+        vec![Match::SrcSet(set_name(&cfg.sets.whitelist, family))],
+        Target::Accept,
+    ));
+    for m in bans {
+        out.push(rule(
+            vec![m.clone(), limiter("fwctl-log-bl", cfg.log_limit)],
+            Target::Log(prefix.clone()),
+        ));
+        out.push(rule(vec![m.clone()], Target::Drop));
+    }
+    out
 }
 
 impl Rule {
@@ -440,8 +520,13 @@ pub fn render_table(table: &Table, now: &TableState) -> String {
     for c in &table.chains {
         writeln!(out, ":{} - [0:0]", c.name).expect("write");
     }
-    // A chain left from another fwctl version would keep stale rules: flush it.
-    for stale in now.chains.iter().filter(|c| !CHAINS.contains(&c.as_str())) {
+    // A chain left from another fwctl version or mode would keep stale
+    // rules: flush it.
+    for stale in now
+        .chains
+        .iter()
+        .filter(|c| !table.chains.iter().any(|t| t.name == c.as_str()))
+    {
         writeln!(out, "-F {stale}").expect("write");
     }
     for _ in 0..now.input_jumps {
@@ -472,6 +557,53 @@ pub fn render_removal(now: &TableState) -> String {
     }
     out.push_str("COMMIT\n");
     out
+}
+
+/// `iptables-restore --noflush` input (`ip6tables-restore` for the IPv6
+/// table) that installs `table`'s raw part in the raw table. `now` is the
+/// raw table as it is (`sys::iptables::save::raw_state` of `iptables-save -t
+/// raw`). Declaring FWCTL-RAW creates or flushes it; a stale FWCTL-* chain
+/// is flushed; every old jump is deleted and exactly one inserted at the top
+/// of PREROUTING. PREROUTING is not declared, so its policy and the other
+/// rules and chains of the raw table stay as they are. Install this before
+/// the filter table: the filter table no longer drops banned sources.
+pub fn render_raw(table: &Table, now: &TableState) -> String {
+    let mut out = String::from("*raw\n");
+    writeln!(out, ":{} - [0:0]", table.raw.name).expect("write");
+    for stale in now.chains.iter().filter(|c| c.as_str() != table.raw.name) {
+        writeln!(out, "-F {stale}").expect("write");
+    }
+    for _ in 0..now.prerouting_jumps {
+        writeln!(out, "-D PREROUTING -j {}", table.raw.name).expect("write");
+    }
+    writeln!(out, "-I PREROUTING 1 -j {}", table.raw.name).expect("write");
+    for r in &table.raw.rules {
+        writeln!(out, "-A {}{}", table.raw.name, r.render()).expect("write");
+    }
+    out.push_str("COMMIT\n");
+    out
+}
+
+/// `iptables-restore --noflush` input that takes fwctl's part of the raw
+/// table out: its jumps deleted, its chains flushed and deleted; nothing
+/// else named. None when `now` (the raw table as it is) holds none of it,
+/// so that removal never loads the raw table where it was never used.
+pub fn render_raw_removal(now: &TableState) -> Option<String> {
+    if !now.is_installed() {
+        return None;
+    }
+    let mut out = String::from("*raw\n");
+    for _ in 0..now.prerouting_jumps {
+        writeln!(out, "-D PREROUTING -j {RAW_CHAIN}").expect("write");
+    }
+    for c in &now.chains {
+        writeln!(out, "-F {c}").expect("write");
+    }
+    for c in &now.chains {
+        writeln!(out, "-X {c}").expect("write");
+    }
+    out.push_str("COMMIT\n");
+    Some(out)
 }
 
 /// A hash size that fits `n` entries without the kernel resizing the table
@@ -551,8 +683,11 @@ mod tests {
         assert!(pos("-A FWCTL-INPUT -i lo -j ACCEPT") < pos("--ctstate INVALID -j DROP"));
         assert!(pos("--ctstate INVALID") < pos("--ctstate RELATED,ESTABLISHED"));
         assert!(pos("RELATED,ESTABLISHED") < pos("--match-set whitelist src"));
-        assert!(pos("--match-set whitelist src") < pos("--match-set blacklist src"));
-        assert!(pos("--match-set blacklist src") < pos("--match-set throttle-hard src"));
+        assert!(pos("--match-set whitelist src") < pos("--match-set throttle-hard src"));
+        assert!(
+            !text.contains("blacklist") && !text.contains("FWCTL-BLACKLIST"),
+            "the raw table drops banned sources: {text}"
+        );
         assert!(pos("--match-set throttle-hard src") < pos("--match-set throttle-soft src"));
         assert!(pos("--match-set throttle-soft src") < pos("--dport 22"));
         assert!(pos("--dport 22") < pos("-A FWCTL-INPUT -j FWCTL-BLOCK"));
@@ -611,9 +746,98 @@ mod tests {
         let text = render_table(&plan.v6, &TableState::default());
         let nd = text.find("--icmpv6-type 135 -j ACCEPT").unwrap();
         assert!(nd < text.find("INVALID").unwrap());
-        assert!(text.contains("--match-set blacklist_v6 src"));
         assert!(text.contains("IP6TABLES-BLOCKED: "));
         assert!(!text.contains("\"IPTABLES-"));
+        let raw = render_raw(&plan.v6, &TableState::default());
+        assert!(raw.contains("--icmpv6-type 135 -j ACCEPT"));
+        assert!(raw.find("--icmpv6-type 135").unwrap() < raw.find("blacklist_v6").unwrap());
+        assert!(raw.contains("-A FWCTL-RAW -m set --match-set blacklist_v6 src -j DROP\n"));
+        assert!(!raw.contains("\"IPTABLES-"));
+    }
+
+    #[test]
+    fn the_raw_table_logs_and_drops_bans_before_conntrack() {
+        let c = "[[feed]]\nname = \"drop\"\nurl = \"https://feeds.example.net/drop.txt\"\n\
+                 [logging.prefixes]\nblacklisted = { v4 = \"IPTABLES-BLACKLIST: \", v6 = \"IP6TABLES-BLACKLIST: \" }\n";
+        for mode in ["firewall", "corporate"] {
+            let plan = build(&cfg(&format!("mode = \"{mode}\"\n{c}")));
+            let lim = "-m hashlimit --hashlimit-upto 10/sec --hashlimit-burst 20 --hashlimit-mode srcip --hashlimit-name fwctl-log-bl";
+            assert_eq!(
+                render_raw(&plan.v4, &TableState::default()),
+                format!(
+                    "*raw\n:FWCTL-RAW - [0:0]\n-I PREROUTING 1 -j FWCTL-RAW\n\
+                     -A FWCTL-RAW -i lo -j ACCEPT\n\
+                     -A FWCTL-RAW -m set --match-set whitelist src -j ACCEPT\n\
+                     -A FWCTL-RAW -m set --match-set feed-drop src {lim} -j LOG --log-prefix \"IPTABLES-BLACKLIST: \"\n\
+                     -A FWCTL-RAW -m set --match-set feed-drop src -j DROP\n\
+                     -A FWCTL-RAW -m set --match-set blacklist src {lim} -j LOG --log-prefix \"IPTABLES-BLACKLIST: \"\n\
+                     -A FWCTL-RAW -m set --match-set blacklist src -j DROP\n\
+                     COMMIT\n"
+                ),
+                "{mode}"
+            );
+            // Nothing of it is left in the filter table; the throttles stay.
+            let filter = render_table(&plan.v4, &TableState::default());
+            assert!(
+                !filter.contains("feed-drop") && !filter.contains("BLACKLIST"),
+                "{filter}"
+            );
+            assert!(filter.contains("--match-set throttle-hard src -j FWCTL-THROTTLE-HARD"));
+            assert!(filter.contains("--match-set whitelist src -j FWCTL-WHITELIST"));
+        }
+    }
+
+    #[test]
+    fn detection_only_leaves_the_bans_in_the_filter_table() {
+        let plan = build(&cfg("mode = \"detection_only\"\n"));
+        for t in [&plan.v4, &plan.v6] {
+            assert!(t.raw.rules.is_empty());
+            let raw = render_raw(t, &TableState::default());
+            assert!(
+                !raw.contains("DROP") && !raw.contains("-A FWCTL-RAW"),
+                "{raw}"
+            );
+            let filter = render_table(t, &TableState::default());
+            assert!(filter.contains(" src -j FWCTL-BLACKLIST\n"), "{filter}");
+            assert!(filter.contains("-A FWCTL-BLACKLIST -j ACCEPT\n"));
+        }
+    }
+
+    #[test]
+    fn the_raw_render_replaces_our_jumps_and_touches_nothing_else() {
+        let plan = build(&cfg(""));
+        let save = "*raw\n:PREROUTING ACCEPT [9:9]\n:OUTPUT ACCEPT [0:0]\n:FWCTL-RAW - [0:0]\n:FWCTL-OLD - [0:0]\n\
+                    -A PREROUTING -j FWCTL-RAW\n-A PREROUTING -p udp -j CT --notrack\n-A PREROUTING -j FWCTL-RAW\n\
+                    -A FWCTL-RAW -j DROP\n-A FWCTL-OLD -j DROP\nCOMMIT\n";
+        let now = crate::sys::iptables::save::raw_state(save);
+        let text = render_raw(&plan.v4, &now);
+        assert!(text.starts_with("*raw\n:FWCTL-RAW - [0:0]\n-F FWCTL-OLD\n-D PREROUTING -j FWCTL-RAW\n-D PREROUTING -j FWCTL-RAW\n-I PREROUTING 1 -j FWCTL-RAW\n"), "{text}");
+        assert!(
+            !text.contains(":PREROUTING") && !text.contains("notrack") && !text.contains("OUTPUT")
+        );
+        assert_eq!(text.matches("-I PREROUTING").count(), 1);
+        assert_eq!(
+            render_raw_removal(&now).unwrap(),
+            "*raw\n-D PREROUTING -j FWCTL-RAW\n-D PREROUTING -j FWCTL-RAW\n-F FWCTL-OLD\n-F FWCTL-RAW\n\
+             -X FWCTL-OLD\n-X FWCTL-RAW\nCOMMIT\n"
+        );
+        let foreign =
+            "*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p udp -j CT --notrack\nCOMMIT\n";
+        assert_eq!(
+            render_raw_removal(&crate::sys::iptables::save::raw_state(foreign)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_filter_chain_the_mode_no_longer_has_is_flushed() {
+        let plan = build(&cfg(""));
+        let now = crate::sys::iptables::save::table_state(
+            "*filter\n:INPUT DROP [0:0]\n:FWCTL-INPUT - [0:0]\n:FWCTL-BLACKLIST - [0:0]\nCOMMIT\n",
+        );
+        let text = render_table(&plan.v4, &now);
+        assert!(text.contains("\n-F FWCTL-BLACKLIST\n"), "{text}");
+        assert!(!text.contains("-F FWCTL-INPUT"));
     }
 
     #[test]
@@ -639,6 +863,7 @@ mod tests {
         let plan = build(&cfg(""));
         let now = TableState {
             input_jumps: 2,
+            prerouting_jumps: 0,
             chains: ["FWCTL-INPUT".to_string(), "FWCTL-OLD".to_string()].into(),
         };
         let text = render_table(&plan.v4, &now);

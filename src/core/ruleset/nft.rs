@@ -14,6 +14,12 @@
 //! the config. hashlimit becomes a dynamic set per limiter and family
 //! updated with `limit rate`.
 //!
+//! The raw part ([`Table::raw`]) becomes `FWCTL-RAW` / `FWCTL6-RAW`, sent
+//! to from a base chain `prerouting` at priority raw: banned sources are
+//! dropped before conntrack, as the iptables raw table does. Its drop rules
+//! carry a `counter` (iptables counts every rule; nft only when asked), so
+//! `nft list chain inet fwctl FWCTL-RAW` shows what the bans dropped.
+//!
 //! A replace is `table` (create if absent), `delete table`, then the whole
 //! table: nft runs a file as one transaction, so a failing line changes
 //! nothing, and no other table (firewalld's, Docker's) is ever named.
@@ -106,7 +112,12 @@ fn byte_rate(r: ByteRate) -> String {
 /// The dynamic sets a table's limiters need: name → (family, timeout).
 fn meters(table: &Table) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for r in table.chains.iter().flat_map(|c| &c.rules) {
+    for r in table
+        .chains
+        .iter()
+        .chain([&table.raw])
+        .flat_map(|c| &c.rules)
+    {
         for m in &r.matches {
             match m {
                 Match::HashLimit { name, limit } => {
@@ -234,6 +245,25 @@ fn render_chains(out: &mut String, table: &Table) {
     }
 }
 
+/// The raw chain of one family; its drops counted.
+fn render_raw_chain(out: &mut String, table: &Table) {
+    writeln!(
+        out,
+        "\tchain {} {{",
+        chain_name(table.raw.name, table.family)
+    )
+    .expect("write");
+    for r in &table.raw.rules {
+        let mut line = render_rule(r, table.family);
+        if r.target == Target::Drop {
+            line.truncate(line.len() - "drop".len());
+            line.push_str("counter drop");
+        }
+        writeln!(out, "\t\t{line}").expect("write");
+    }
+    out.push_str("\t}\n");
+}
+
 /// The table's contents: sets, meters, chains and the base chain.
 pub fn render_table(plan: &Plan, now: &Current) -> String {
     let mut out = format!("table {FAMILY} {TABLE} {{\n");
@@ -252,6 +282,8 @@ pub fn render_table(plan: &Plan, now: &Current) -> String {
     }
     render_chains(&mut out, &plan.v4);
     render_chains(&mut out, &plan.v6);
+    render_raw_chain(&mut out, &plan.v4);
+    render_raw_chain(&mut out, &plan.v6);
     let policy = if plan.v4.drop_policy {
         "drop"
     } else {
@@ -263,6 +295,15 @@ pub fn render_table(plan: &Plan, now: &Current) -> String {
          \t\tmeta nfproto ipv4 jump {}\n\t\tmeta nfproto ipv6 jump {}\n\t}}",
         chain_name(super::MAIN_CHAIN, Family::V4),
         chain_name(super::MAIN_CHAIN, Family::V6)
+    )
+    .expect("write");
+    // Priority raw (-300): ahead of conntrack (-200), as the raw table is.
+    writeln!(
+        out,
+        "\tchain prerouting {{\n\t\ttype filter hook prerouting priority raw; policy accept;\n\
+         \t\tmeta nfproto ipv4 jump {}\n\t\tmeta nfproto ipv6 jump {}\n\t}}",
+        chain_name(super::RAW_CHAIN, Family::V4),
+        chain_name(super::RAW_CHAIN, Family::V6)
     )
     .expect("write");
     out.push_str("}\n");
@@ -331,13 +372,34 @@ mod tests {
                 < pos("ct state invalid drop")
         );
         assert!(pos("ct state invalid drop") < pos("ct state related,established accept"));
-        assert!(pos("ip saddr @whitelist jump FWCTL-WHITELIST") < pos("ip saddr @blacklist jump"));
-        assert!(pos("ip saddr @blacklist jump") < pos("ip saddr @throttle-hard jump"));
+        assert!(
+            pos("ip saddr @whitelist jump FWCTL-WHITELIST") < pos("ip saddr @throttle-hard jump")
+        );
+        assert!(
+            !t.contains("ip saddr @blacklist jump"),
+            "dropped at priority raw"
+        );
         assert!(pos("ip saddr @throttle-soft jump") < pos("tcp dport 22 update @fwctl-svc-0 { ip saddr limit rate 10/minute burst 5 packets } jump FWCTL-ALLOW"));
         assert!(t.contains(
             "\tchain FWCTL6-INPUT {\n\t\tiifname \"lo\" accept\n\t\ticmpv6 type 1 accept\n"
         ));
-        assert!(t.contains("ip6 saddr @blacklist_v6 jump FWCTL6-BLACKLIST"));
+        assert!(t.contains(
+            "\tchain FWCTL6-RAW {\n\t\tiifname \"lo\" accept\n\t\ticmpv6 type 1 accept\n"
+        ));
+        assert!(t.contains("\t\tip6 saddr @blacklist_v6 counter drop\n"));
+        assert!(t.contains(
+            "\tchain FWCTL-RAW {\n\t\tiifname \"lo\" accept\n\t\tip saddr @whitelist accept\n\
+             \t\tip saddr @blacklist update @fwctl-log-bl { ip saddr limit rate 10/second burst 20 packets } log prefix \"IPTABLES-BLOCKED: \"\n\
+             \t\tip saddr @blacklist counter drop\n\t}\n"
+        ), "{t}");
+        assert!(t.contains(
+            "\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n\
+             \t\tmeta nfproto ipv4 jump FWCTL-RAW\n\t\tmeta nfproto ipv6 jump FWCTL6-RAW\n\t}\n"
+        ));
+        assert!(
+            t.contains("\tset fwctl-log-bl {\n"),
+            "the raw chain's limiter"
+        );
         assert!(t.contains("log prefix \"IPTABLES-BLOCKED: \""));
         assert!(t.contains("log prefix \"IP6TABLES-BLOCKED: \""));
         assert!(t.contains("type filter hook input priority filter; policy drop;"));

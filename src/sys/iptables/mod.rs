@@ -10,7 +10,7 @@ pub mod snapshot;
 use crate::core::apply::{set_names, Ban, Scripts};
 use crate::core::ruleset::{self, Family, Plan};
 use crate::ports::{ApplyError, Firewall, Installed, Prepared, StepError, StepResult};
-use snapshot::Snapshot;
+use snapshot::{Part, Snapshot};
 
 /// What to check by hand when a rollback fails.
 const CHECK: &str = "`iptables-save` and `ipset list`";
@@ -21,7 +21,9 @@ const CHECK: &str = "`iptables-save` and `ipset list`";
 pub trait Tools {
     /// `iptables-save -t filter` (or ip6tables-save).
     fn save_table(&mut self, family: Family) -> StepResult<String>;
-    /// `iptables-restore` with `input`.
+    /// `iptables-save -t raw` (or ip6tables-save).
+    fn save_raw(&mut self, family: Family) -> StepResult<String>;
+    /// `iptables-restore` with `input` (its `*TABLE` line says which table).
     fn restore_table(&mut self, family: Family, input: &str, noflush: bool) -> StepResult<()>;
     /// `ipset save` (every set).
     fn save_sets(&mut self) -> StepResult<String>;
@@ -62,6 +64,8 @@ pub fn snapshot_of(b: &mut dyn Tools) -> StepResult<Snapshot> {
     Ok(Snapshot {
         v4: table(b, Family::V4)?,
         v6: table(b, Family::V6)?,
+        raw_v4: b.save_raw(Family::V4)?,
+        raw_v6: b.save_raw(Family::V6)?,
         sets: b.save_sets()?,
     })
 }
@@ -120,14 +124,20 @@ pub fn install(
     scripts: &Scripts,
 ) -> Result<(), ApplyError> {
     // Each restore is atomic on its own, so only the steps that succeeded
-    // before the failing one need undoing.
+    // before the failing one need undoing. The raw tables go first: the
+    // bans drop there before filter stops dropping them.
     let mut changed = Vec::new();
     let mut steps = |b: &mut dyn Tools| -> Result<(), StepError> {
         b.restore_sets(&scripts.sets)?;
-        b.restore_table(Family::V4, &scripts.v4, true)?;
-        changed.push(Family::V4);
-        b.restore_table(Family::V6, &scripts.v6, true)?;
-        changed.push(Family::V6);
+        for (part, family, script) in [
+            (Part::Raw, Family::V4, &scripts.raw_v4),
+            (Part::Raw, Family::V6, &scripts.raw_v6),
+            (Part::Filter, Family::V4, &scripts.v4),
+            (Part::Filter, Family::V6, &scripts.v6),
+        ] {
+            b.restore_table(family, script, true)?;
+            changed.push((part, family));
+        }
         Ok(())
     };
     let result = steps(b);
@@ -138,21 +148,36 @@ pub fn install(
     })
 }
 
-/// Put fwctl's part of the filter tables of `tables` (its chains, its jump,
-/// the INPUT policy) and fwctl's sets back as `snap` had them, with
-/// --noflush: rules, chains and bans that others added since stay. Tables
-/// go first so the sets are no longer referenced when some must be
-/// destroyed.
+/// Every part of both families.
+pub const ALL: [(Part, Family); 4] = [
+    (Part::Raw, Family::V4),
+    (Part::Raw, Family::V6),
+    (Part::Filter, Family::V4),
+    (Part::Filter, Family::V6),
+];
+
+/// Put fwctl's part of the tables of `tables` (its chains, its jump, the
+/// INPUT policy) and fwctl's sets back as `snap` had them, with --noflush:
+/// rules, chains and bans that others added since stay. Tables go first so
+/// the sets are no longer referenced when some must be destroyed.
 pub fn rollback(
     b: &mut dyn Tools,
     ours: &[String],
     snap: &Snapshot,
-    tables: &[Family],
+    tables: &[(Part, Family)],
 ) -> Result<(), StepError> {
     let mut first_err = None;
-    for &family in tables {
-        let result = b.save_table(family).and_then(|now| {
-            b.restore_table(family, &snapshot::rollback_table(snap, &now, family), true)
+    for &(part, family) in tables {
+        let now = match part {
+            Part::Filter => b.save_table(family),
+            Part::Raw => b.save_raw(family),
+        };
+        let result = now.and_then(|now| {
+            b.restore_table(
+                family,
+                &snapshot::rollback_part(snap, &now, part, family),
+                true,
+            )
         });
         if let Err(e) = result {
             first_err.get_or_insert(e);
@@ -187,6 +212,9 @@ pub fn take_out(b: &mut dyn Tools, ours: &[String], destroy_sets: bool) -> Resul
             if let Some(script) = snapshot::removal(&snap, family) {
                 b.restore_table(family, &script, true)?;
             }
+            if let Some(script) = snapshot::raw_removal(&snap, family) {
+                b.restore_table(family, &script, true)?;
+            }
         }
         if destroy_sets {
             let script = snapshot::destroy_sets(ours, &snap);
@@ -198,9 +226,21 @@ pub fn take_out(b: &mut dyn Tools, ours: &[String], destroy_sets: bool) -> Resul
     };
     steps(b).map_err(|failed| ApplyError {
         failed,
-        rollback: rollback(b, ours, &snap, &[Family::V4, Family::V6]),
+        rollback: rollback(b, ours, &snap, &ALL),
         check: CHECK,
     })
+}
+
+/// An install whose rules are in but could not be read back.
+fn not_read(failed: StepError) -> ApplyError {
+    ApplyError {
+        failed,
+        rollback: Err(StepError {
+            step: "rollback".into(),
+            detail: "not attempted: the rules are in, only reading them back failed".into(),
+        }),
+        check: CHECK,
+    }
 }
 
 impl<T: Tools> Firewall for Iptables<T> {
@@ -215,10 +255,7 @@ impl<T: Tools> Firewall for Iptables<T> {
             detail: e.0,
         })?;
         let prepared = Prepared {
-            script: format!(
-                "# ---- ipset restore ----\n{}# ---- iptables-restore --noflush ----\n{}# ---- ip6tables-restore --noflush ----\n{}",
-                scripts.sets, scripts.v4, scripts.v6
-            ),
+            script: scripts.text(),
             carried: now.carried.values().map(Vec::len).sum(),
             restored: now.restored,
         };
@@ -241,20 +278,23 @@ impl<T: Tools> Firewall for Iptables<T> {
                 check: CHECK,
             })?;
         Ok(Installed {
-            v4: save::ours(&v4),
-            v6: save::ours(&v6),
+            v4: [
+                save::ours(&v4),
+                save::ours_raw(&self.tools.save_raw(Family::V4).map_err(not_read)?),
+            ]
+            .concat(),
+            v6: [
+                save::ours(&v6),
+                save::ours_raw(&self.tools.save_raw(Family::V6).map_err(not_read)?),
+            ]
+            .concat(),
             warnings,
         })
     }
 
     fn roll_back(&mut self, plan: &Plan) -> Result<(), StepError> {
         let (snap, _) = self.read.as_ref().expect("prepare before roll_back");
-        rollback(
-            &mut self.tools,
-            &set_names(plan),
-            snap,
-            &[Family::V4, Family::V6],
-        )
+        rollback(&mut self.tools, &set_names(plan), snap, &ALL)
     }
 
     fn remove(&mut self, plan: &Plan, destroy_sets: bool) -> Result<(), ApplyError> {
@@ -262,9 +302,16 @@ impl<T: Tools> Firewall for Iptables<T> {
     }
 
     fn installed(&mut self) -> Result<Installed, StepError> {
+        let mut read = |family| -> StepResult<Vec<String>> {
+            Ok([
+                save::ours(&self.tools.save_table(family)?),
+                save::ours_raw(&self.tools.save_raw(family)?),
+            ]
+            .concat())
+        };
         Ok(Installed {
-            v4: save::ours(&self.tools.save_table(Family::V4)?),
-            v6: save::ours(&self.tools.save_table(Family::V6)?),
+            v4: read(Family::V4)?,
+            v6: read(Family::V6)?,
             warnings: Vec::new(),
         })
     }
@@ -307,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn installs_sets_then_v4_then_v6() {
+    fn installs_sets_then_raw_then_filter() {
         let mut b = fake();
         let p = plan();
         let snap = snapshot_of(&mut b).unwrap();
@@ -318,12 +365,22 @@ mod tests {
         );
         install(&mut b, &p, &snap, &scripts).unwrap();
         assert_eq!(
-            b.calls[3..],
+            b.calls[5..],
             [
                 "restore sets",
+                "restore raw V4 --noflush",
+                "restore raw V6 --noflush",
                 "restore V4 --noflush",
                 "restore V6 --noflush"
             ]
+        );
+        // The bans drop in raw, before conntrack, from a jump at the top.
+        let raw = Saved::parse(&b.raw_v4, "raw");
+        assert_eq!(raw.jumps_in("PREROUTING", ruleset::RAW_CHAIN), [1]);
+        assert!(
+            b.raw_v4.contains("--match-set blacklist src"),
+            "{}",
+            b.raw_v4
         );
         let v4 = Saved::filter(&b.v4);
         assert_eq!(v4.jump_positions(), [1]);
@@ -378,7 +435,7 @@ mod tests {
         .unwrap();
         b.sets.push_str("add blacklist 203.0.113.50 timeout 600\n");
         let before = b.sets.len();
-        rollback(&mut b, &set_names(&p), &snap, &[Family::V4, Family::V6]).unwrap();
+        rollback(&mut b, &set_names(&p), &snap, &ALL).unwrap();
         // The sets' rollback script (what the fake appended) keeps the ban.
         let script = b.sets[before..].to_string();
         let tmp = script
@@ -428,8 +485,16 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("put back"), "{msg}");
-        // The IPv4 table is the snapshot again, Docker's chain included.
+        // The IPv4 table is the snapshot again, Docker's chain included,
+        // and nothing of fwctl's is left in either raw table.
         assert_eq!(Saved::filter(&b.v4), Saved::filter(BEFORE_V4));
+        for raw in [&b.raw_v4, &b.raw_v6] {
+            let r = Saved::parse(raw, "raw");
+            assert!(
+                r.fwctl_chains().next().is_none() && r.rules.is_empty(),
+                "{raw}"
+            );
+        }
         assert_eq!(
             Saved::filter(&b.v6),
             Saved::filter(EMPTY),

@@ -3,7 +3,7 @@
 //! builtin chains' policies, the user chains declared, and every rule in
 //! order. Counters are dropped; rules are kept as the kernel printed them.
 
-use crate::core::ruleset::{TableState, CHAIN_PREFIX, MAIN_CHAIN};
+use crate::core::ruleset::{TableState, CHAIN_PREFIX, MAIN_CHAIN, RAW_CHAIN};
 
 /// One table of an `iptables-save` text.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -79,8 +79,14 @@ impl Saved {
 
     /// Where the jump to fwctl's main chain sits in INPUT (1-based).
     pub fn jump_positions(&self) -> Vec<usize> {
-        let jump = format!("-A INPUT -j {MAIN_CHAIN}");
-        self.rules_of("INPUT")
+        self.jumps_in("INPUT", MAIN_CHAIN)
+    }
+
+    /// Where the plain jumps `-A BUILTIN -j TARGET` sit in `builtin` (1-based):
+    /// fwctl's jumps carry no match, so a rule with one is someone else's.
+    pub fn jumps_in(&self, builtin: &str, target: &str) -> Vec<usize> {
+        let jump = format!("-A {builtin} -j {target}");
+        self.rules_of(builtin)
             .enumerate()
             .filter(|(_, l)| *l == jump)
             .map(|(i, _)| i + 1)
@@ -115,9 +121,15 @@ pub fn table_state(save: &str) -> TableState {
     state_of(&Saved::filter(save))
 }
 
+/// The same of the raw table (`iptables-save -t raw`, or a whole save).
+pub fn raw_state(save: &str) -> TableState {
+    state_of(&Saved::parse(save, "raw"))
+}
+
 pub fn state_of(saved: &Saved) -> TableState {
     TableState {
         input_jumps: saved.jump_positions().len(),
+        prerouting_jumps: saved.jumps_in("PREROUTING", RAW_CHAIN).len(),
         chains: saved.fwctl_chains().map(str::to_string).collect(),
     }
 }
@@ -137,6 +149,27 @@ pub fn ours(save: &str) -> Vec<String> {
         s.jump_positions()
             .iter()
             .map(|k| format!("jump at INPUT {k}")),
+    );
+    out.extend(
+        s.rules
+            .iter()
+            .filter(|(c, _)| c.starts_with(CHAIN_PREFIX))
+            .map(|(_, l)| l.clone()),
+    );
+    out
+}
+
+/// fwctl's lines of one family's raw table (`iptables-save -t raw`, or a
+/// whole `iptables-save`): fwctl's chains, where the jump to FWCTL-RAW sits
+/// in PREROUTING, and the rules of fwctl's chains. No policy: fwctl never
+/// sets one in the raw table.
+pub fn ours_raw(save: &str) -> Vec<String> {
+    let s = Saved::parse(save, "raw");
+    let mut out: Vec<String> = s.fwctl_chains().map(|c| format!(":{c}")).collect();
+    out.extend(
+        s.jumps_in("PREROUTING", RAW_CHAIN)
+            .iter()
+            .map(|k| format!("jump at PREROUTING {k}")),
     );
     out.extend(
         s.rules
@@ -174,5 +207,19 @@ mod tests {
             .contains(":INPUT ACCEPT"));
         let again = Saved::filter(&s.restore_text("filter"));
         assert_eq!(again, s);
+    }
+
+    #[test]
+    fn the_raw_table_state_counts_prerouting_jumps_only() {
+        let save = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:FWCTL-RAW - [0:0]\n\
+                    -A PREROUTING -s 192.0.2.1/32 -j FWCTL-RAW\n-A PREROUTING -j FWCTL-RAW\n\
+                    -A PREROUTING -j CT --notrack\n-A PREROUTING -j FWCTL-RAW\n-A OUTPUT -j FWCTL-RAW\nCOMMIT\n";
+        let st = raw_state(save);
+        assert_eq!(st.prerouting_jumps, 2, "the matched jump is not ours");
+        assert_eq!(st.input_jumps, 0);
+        assert_eq!(st.chains, ["FWCTL-RAW".to_string()].into());
+        assert!(st.is_installed());
+        assert_eq!(table_state(save), TableState::default());
+        assert_eq!(raw_state(SAVE), TableState::default());
     }
 }

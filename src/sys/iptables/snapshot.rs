@@ -3,7 +3,7 @@
 //! needs of them ([`Current`]), and the scripts that put fwctl's part back
 //! (rollback), check the jump and take fwctl out.
 
-use super::save::{table_state, Saved};
+use super::save::{raw_state, table_state, Saved};
 use crate::core::apply::{render, restore_bans, Ban, Scripts};
 use crate::core::ruleset::ipset::{self, SavedSet};
 use crate::core::ruleset::{self, Current, Family, Plan};
@@ -16,13 +16,55 @@ pub struct Snapshot {
     pub v4: String,
     pub v6: String,
     pub sets: String,
+    /// `iptables-save -t raw` (and ip6tables): where FWCTL-RAW sits.
+    pub raw_v4: String,
+    pub raw_v6: String,
+}
+
+/// The two tables fwctl has a part of: each with the builtin chain its
+/// one jump sits in and the chain that jump goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// INPUT → FWCTL-INPUT, and the INPUT policy.
+    Filter,
+    /// PREROUTING → FWCTL-RAW (no policy: fwctl never sets one there).
+    Raw,
+}
+
+impl Part {
+    pub fn table(self) -> &'static str {
+        match self {
+            Part::Filter => "filter",
+            Part::Raw => "raw",
+        }
+    }
+
+    fn builtin(self) -> &'static str {
+        match self {
+            Part::Filter => "INPUT",
+            Part::Raw => "PREROUTING",
+        }
+    }
+
+    fn target(self) -> &'static str {
+        match self {
+            Part::Filter => ruleset::MAIN_CHAIN,
+            Part::Raw => ruleset::RAW_CHAIN,
+        }
+    }
 }
 
 impl Snapshot {
     pub fn table(&self, family: Family) -> &str {
-        match family {
-            Family::V4 => &self.v4,
-            Family::V6 => &self.v6,
+        self.part(Part::Filter, family)
+    }
+
+    pub fn part(&self, part: Part, family: Family) -> &str {
+        match (part, family) {
+            (Part::Filter, Family::V4) => &self.v4,
+            (Part::Filter, Family::V6) => &self.v6,
+            (Part::Raw, Family::V4) => &self.raw_v4,
+            (Part::Raw, Family::V6) => &self.raw_v6,
         }
     }
 
@@ -33,6 +75,8 @@ impl Snapshot {
         Current {
             v4: table_state(&self.v4),
             v6: table_state(&self.v6),
+            raw_v4: raw_state(&self.raw_v4),
+            raw_v6: raw_state(&self.raw_v6),
             sets: saved.keys().cloned().collect(),
             carried: saved
                 .iter()
@@ -85,12 +129,21 @@ fn check_compatible(name: &str, want: &ruleset::SetPlan, have: &SavedSet) -> Res
 /// is at rollback time; everything in it that is not fwctl's (rules and
 /// chains another tool added, before the snapshot or since) stays.
 pub fn rollback_table(snap: &Snapshot, now: &str, family: Family) -> String {
-    let then = Saved::filter(snap.table(family));
-    let now = Saved::filter(now);
-    let mut out = format!(
-        "*filter\n:INPUT {} [0:0]\n",
-        then.policy("INPUT").unwrap_or("ACCEPT")
-    );
+    rollback_part(snap, now, Part::Filter, family)
+}
+
+/// The same for one part (filter or raw) of one family.
+pub fn rollback_part(snap: &Snapshot, now: &str, part: Part, family: Family) -> String {
+    let then = Saved::parse(snap.part(part, family), part.table());
+    let now = Saved::parse(now, part.table());
+    let (builtin, target) = (part.builtin(), part.target());
+    let mut out = format!("*{}\n", part.table());
+    if part == Part::Filter {
+        out += &format!(
+            ":INPUT {} [0:0]\n",
+            then.policy("INPUT").unwrap_or("ACCEPT")
+        );
+    }
     let then_chains: BTreeSet<&str> = then.fwctl_chains().collect();
     // Declaring a chain flushes it (or creates it): then's chains come back
     // with then's rules only.
@@ -105,16 +158,16 @@ pub fn rollback_table(snap: &Snapshot, now: &str, family: Family) -> String {
         out += &format!("-F {c}\n");
     }
     // Our jumps now, by rule number from the bottom so the numbers hold.
-    let jumps_now = now.jump_positions();
+    let jumps_now = now.jumps_in(builtin, target);
     for p in jumps_now.iter().rev() {
-        out += &format!("-D INPUT {p}\n");
+        out += &format!("-D {builtin} {p}\n");
     }
-    // Then's jumps at then's positions, as far as INPUT is that long now.
-    let others = now.rules_of("INPUT").count() - jumps_now.len();
-    for (k, p) in then.jump_positions().into_iter().enumerate() {
-        // INPUT holds the other rules and the k jumps inserted before.
+    // Then's jumps at then's positions, as far as the chain is that long now.
+    let others = now.rules_of(builtin).count() - jumps_now.len();
+    for (k, p) in then.jumps_in(builtin, target).into_iter().enumerate() {
+        // The chain holds the other rules and the k jumps inserted before.
         let room = others + k + 1;
-        out += &format!("-I INPUT {} -j {}\n", p.min(room), ruleset::MAIN_CHAIN);
+        out += &format!("-I {builtin} {} -j {target}\n", p.min(room));
     }
     for (c, line) in &then.rules {
         if then_chains.contains(c.as_str()) {
@@ -180,6 +233,12 @@ pub fn extra_jumps(save: &str, family: Family) -> Result<Option<String>, Invalid
 pub fn removal(snap: &Snapshot, family: Family) -> Option<String> {
     let st = table_state(snap.table(family));
     st.is_installed().then(|| ruleset::render_removal(&st))
+}
+
+/// The `iptables-restore --noflush` input that takes FWCTL-RAW out of one
+/// family's raw table (None: nothing of fwctl's is there).
+pub fn raw_removal(snap: &Snapshot, family: Family) -> Option<String> {
+    ruleset::render_raw_removal(&raw_state(snap.part(Part::Raw, family)))
 }
 
 /// The `ipset restore` input that destroys those of `ours` that exist.
