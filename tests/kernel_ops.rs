@@ -399,7 +399,13 @@ fn reboot_path_restores_unexpired_bans_with_their_remaining_time() {
     std::fs::write(o.lab.state_path(), st.to_string()).unwrap();
     // The reboot: the kernel forgets every rule and set.
     for tool in ["iptables", "ip6tables"] {
-        for args in [&["-F"][..], &["-X"], &["-P", "INPUT", "ACCEPT"]] {
+        for args in [
+            &["-F"][..],
+            &["-X"],
+            &["-P", "INPUT", "ACCEPT"],
+            &["-t", "raw", "-F"],
+            &["-t", "raw", "-X"],
+        ] {
             let mut v = vec![tool];
             v.extend_from_slice(args);
             o.lab.exec_ok(&o.lab.target, &v);
