@@ -9,6 +9,8 @@
 //! live in the blacklist and throttle sets, which an update never touches.
 
 use crate::core::config::intel::{amount, Feed};
+// Named with the config (the ruleset, which the policy uses, needs them).
+pub use crate::core::config::intel::set_names;
 use crate::core::policy::{Policy, Refusal};
 use crate::units::addr::{member, parse_net};
 use ipnet::IpNet;
@@ -19,11 +21,6 @@ use std::net::IpAddr;
 
 /// Bytes a feed's body may have per entry it may hold (and at least 1 MB).
 pub const BYTES_PER_ENTRY: u64 = 64;
-
-/// The kernel sets of a feed: IPv4, IPv6.
-pub fn set_names(name: &str) -> [String; 2] {
-    [format!("feed-{name}"), format!("feed-{name}_v6")]
-}
 
 /// The most bytes a feed's body may have.
 pub fn max_bytes(f: &Feed) -> u64 {

@@ -12,7 +12,6 @@ pub mod pattern;
 pub mod signature;
 pub mod web;
 
-use crate::core::capture::detect::{ServicePorts, Settings, SECOND};
 use crate::units::addr::parse_net;
 use crate::units::names::{LogPrefix, PortRange, Rate, SetName};
 use crate::units::Invalid;
@@ -510,28 +509,6 @@ fn ssh_ports(services: &[Service]) -> Vec<u16> {
         out.push(22);
     }
     out
-}
-
-/// The capture detector's settings for a config: its `[capture]` section
-/// with the config's services counted apart.
-pub fn detector_settings(config: &Config) -> Settings {
-    let c = &config.capture;
-    let mut s = Settings::for_profile(c.profile.clone());
-    s.port_thresholds = c.port_thresholds.iter().map(|(&p, &n)| (p, n)).collect();
-    s.services = config
-        .services
-        .iter()
-        .map(|svc| ServicePorts {
-            udp: svc.protocol == Protocol::Udp,
-            first: svc.ports.first,
-            last: svc.ports.last,
-        })
-        .collect();
-    s.capacity = c.max_sources;
-    s.v6_prefix = c.ipv6_prefix;
-    s.distributed_sources = c.distributed_sources;
-    s.distributed_window = c.distributed_window * SECOND;
-    s
 }
 
 /// The v4 and v6 set names the bans go into.

@@ -177,7 +177,8 @@ pub fn build(cfg: &Config) -> Plan {
         // which the apply command reads from the state directory.
         for f in &cfg.feeds {
             sets.push(SetPlan {
-                name: crate::core::feeds::set_names(&f.name)[usize::from(family.is_v6())].clone(),
+                name: crate::core::config::intel::set_names(&f.name)[usize::from(family.is_v6())]
+                    .clone(),
                 kind: SetKind::HashNet,
                 family,
                 maxelem: f.max_entries.max(1024) as u32,
@@ -268,7 +269,8 @@ fn table(cfg: &Config, family: Family) -> Table {
     ));
     // Threat feeds: dropped (and logged) as the blacklist is.
     for f in &cfg.feeds {
-        let name = crate::core::feeds::set_names(&f.name)[usize::from(family.is_v6())].clone();
+        let name =
+            crate::core::config::intel::set_names(&f.name)[usize::from(family.is_v6())].clone();
         main.push(rule(vec![Match::SrcSet(name)], Target::Jump(BLACKLIST)));
     }
     main.push(rule(
