@@ -5,8 +5,8 @@
 //! `UPDATE_GOLDEN=1 cargo test --test golden` and review the diff.
 
 use fwctl::core::apply::dry_run_text;
-use fwctl::core::config::Config;
 use fwctl::core::ruleset::{self, Current};
+use fwctl::sys::configfile;
 use std::path::{Path, PathBuf};
 
 /// Every example config under rules/, in name order.
@@ -51,7 +51,7 @@ fn check(config: &Path, ext: &str, text: &str) {
 #[test]
 fn example_configs_render_as_pinned() {
     for path in example_configs() {
-        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = configfile::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let plan = ruleset::build(&cfg);
         let text = dry_run_text(
             &cfg,
@@ -67,7 +67,7 @@ fn example_configs_render_as_pinned() {
 #[test]
 fn example_configs_render_as_pinned_for_nftables() {
     for path in example_configs() {
-        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = configfile::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let text = ruleset::nft::render_install(&ruleset::build(&cfg), &Current::default());
         check(&path, "nft", &text);
     }

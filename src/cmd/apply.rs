@@ -489,7 +489,7 @@ pub fn remove(inv: &Invocation, sets: bool) -> Result<()> {
     // The config names the sets; without one (even a named one that is
     // gone: removing must work after the config was deleted), the default names.
     let config = inv.config_path();
-    let plan = match Config::load(config) {
+    let plan = match crate::sys::configfile::load(config) {
         Ok(cfg) => ruleset::build(&cfg),
         Err(e) if !config.exists() => {
             say!("fwctl: note: {e}; using the default set names");

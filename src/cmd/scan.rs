@@ -847,7 +847,10 @@ mod tests {
 
     /// The shipped config.
     fn shipped() -> Config {
-        Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/fwctl.toml")).unwrap()
+        crate::sys::configfile::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/fwctl.toml"),
+        )
+        .unwrap()
     }
 
     /// The shipped config without its blacklist (which covers the

@@ -204,20 +204,9 @@ impl Config {
         self.path == Path::new(BUILTIN_NAME)
     }
 
-    /// Read and validate a config file and the blacklist feeds it names.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            line: None,
-            msg: format!(
-                "cannot read config: {e}; fix: pass --config PATH, or copy rules/fwctl.toml to {DEFAULT_PATH}"
-            ),
-        })?;
-        Config::parse(&text, path, &|p| std::fs::read_to_string(p))
-    }
-
     /// Validate config text. `read_feed` reads a blacklist feed file; relative
-    /// feed paths are resolved against the config file's directory.
+    /// feed paths are resolved against the config file's directory. (Reading
+    /// the file itself is `sys::configfile::load`.)
     pub fn parse(
         text: &str,
         path: &Path,
@@ -993,8 +982,12 @@ mod tests {
 
     #[test]
     fn the_builtin_defaults_are_the_shipped_configs_names_prefixes_and_profile() {
-        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/fwctl.toml");
-        let shipped = Config::load(&shipped).unwrap();
+        let shipped = Config::parse(
+            include_str!("../../../rules/fwctl.toml"),
+            Path::new("/etc/fwctl/fwctl.toml"),
+            &|_| Ok(include_str!("../../../rules/blacklist.txt").into()),
+        )
+        .unwrap();
         let b = Config::builtin();
         assert!(b.is_builtin() && !shipped.is_builtin());
         assert_eq!(b.sets, shipped.sets);
