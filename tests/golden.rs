@@ -6,8 +6,8 @@
 //! `UPDATE_GOLDEN=1 cargo test --test golden` and review the diff.
 
 use fwctl::core::apply::dry_run_text;
-use fwctl::core::config::Config;
 use fwctl::core::ruleset::{self, Current};
+use fwctl::sys::configfile;
 use std::path::{Path, PathBuf};
 
 /// Every example config under rules/, in name order.
@@ -52,7 +52,7 @@ fn check(config: &Path, ext: &str, text: &str) {
 #[test]
 fn example_configs_render_as_pinned() {
     for path in example_configs() {
-        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = configfile::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let plan = ruleset::build(&cfg);
         let text = dry_run_text(
             cfg.mode.as_str(),
@@ -68,7 +68,7 @@ fn example_configs_render_as_pinned() {
 #[test]
 fn example_configs_render_their_raw_part_as_pinned() {
     for path in example_configs() {
-        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = fwctl::sys::configfile::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let plan = ruleset::build(&cfg);
         let clean = ruleset::TableState::default();
         let text = format!(
@@ -85,7 +85,7 @@ fn example_configs_render_their_raw_part_as_pinned() {
 #[test]
 fn example_configs_render_as_pinned_for_nftables() {
     for path in example_configs() {
-        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = configfile::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let text = ruleset::nft::render_install(&ruleset::build(&cfg), &Current::default());
         check(&path, "nft", &text);
     }

@@ -5,8 +5,8 @@
 
 mod common;
 use common::*;
-use fwctl::core::config::Config;
 use fwctl::core::ruleset::{self, Current};
+use fwctl::sys::configfile;
 use fwctl::sys::nftlink::NftSets;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -30,7 +30,7 @@ fn nft(ns: &str, script: &str) -> std::process::Output {
 
 fn install(lab: &Lab, toml: &str) {
     let (_dir, path) = config(toml);
-    let cfg = Config::load(&path).unwrap();
+    let cfg = configfile::load(&path).unwrap();
     let script = ruleset::nft::render_install(&ruleset::build(&cfg), &Current::default());
     let out = nft(&lab.target, &script);
     assert!(

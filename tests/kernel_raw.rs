@@ -9,7 +9,6 @@
 
 mod common;
 use common::*;
-use fwctl::core::config::Config;
 use fwctl::core::ruleset::{self, Current, Plan, TableState};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -54,7 +53,7 @@ fn plan(tag: &str) -> Plan {
          [blacklist]\nentries = [\"{b4}\", \"{b6}\", \"{w4}\", \"{w6}\"]\n\
          [logging.prefixes]\nblacklisted = {{ v4 = \"{tag}-BL: \", v6 = \"{tag}6-BL: \" }}\n"
     ));
-    ruleset::build(&Config::load(&path).unwrap())
+    ruleset::build(&fwctl::sys::configfile::load(&path).unwrap())
 }
 
 fn tool(v6: bool, name: &str) -> String {

@@ -6,7 +6,6 @@
 
 mod common;
 use common::*;
-use fwctl::core::config::Config;
 use fwctl::core::ruleset::{self, Current};
 use fwctl::ports::{Member, SetOp, SetStore};
 use fwctl::units::addr::Family;
@@ -112,7 +111,7 @@ fn the_ipset_store_keeps_the_contract() {
 fn the_nft_store_keeps_the_contract() {
     let lab = Lab::new();
     let (_dir, path) = config("");
-    let cfg = Config::load(&path).unwrap();
+    let cfg = fwctl::sys::configfile::load(&path).unwrap();
     let script = ruleset::nft::render_install(&ruleset::build(&cfg), &Current::default());
     let mut child = Command::new("ip")
         .args(["netns", "exec", &lab.target, "nft", "-f", "-"])

@@ -331,7 +331,7 @@ pub fn remove(inv: &Invocation, sets: bool) -> Result<()> {
     let config = inv.config_path();
     // Without a config the backend is not known either: both are taken
     // out, each as far as its tools are here.
-    let (plan, backends) = match Config::load(config) {
+    let (plan, backends) = match crate::sys::configfile::load(config) {
         Ok(cfg) => (ruleset::build(&cfg), vec![cfg.firewall.backend]),
         Err(e) if !config.exists() => {
             say!("fwctl: note: {e}; using the default set names, from both backends");

@@ -87,7 +87,7 @@ fn fetch_and_check(
                 etag,
                 last_modified,
             },
-            Err(e) => Outcome::Refused(e),
+            Err(e) => Outcome::Refused(e.to_string()),
         },
     }
 }

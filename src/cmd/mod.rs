@@ -122,7 +122,7 @@ impl Invocation {
             say!("fwctl: note: no config at {DEFAULT_PATH}; using the built-in defaults (no services, no trusted networks; the set names, LOG prefixes and capture profile of rules/fwctl.toml); pass --config PATH to use another");
             return Ok(Config::builtin());
         }
-        Ok(Config::load(self.config_path())?)
+        Ok(crate::sys::configfile::load(self.config_path())?)
     }
 
     /// The config and its plan.

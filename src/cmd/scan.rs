@@ -538,7 +538,7 @@ fn record(
     let added: Vec<(ipnet::IpNet, &str)> = report
         .offenders
         .iter()
-        .filter(|o| o.action == "added")
+        .filter(|o| o.added())
         .filter_map(|o| Some((o.address.parse::<IpAddr>().ok()?.into(), o.set.as_str())))
         .collect();
     let secs = report.removeafter_secs;
@@ -587,11 +587,7 @@ fn record(
 /// The notifications of a real run that banned: one `ip_blocked` per ban
 /// (the sinks gather them into a summary) and the `scan_run`.
 fn notify(n: &Notifier, report: &Report, offences: &[u32], now: i64) {
-    let added: Vec<&report::Offender> = report
-        .offenders
-        .iter()
-        .filter(|o| o.action == "added")
-        .collect();
+    let added: Vec<&report::Offender> = report.offenders.iter().filter(|o| o.added()).collect();
     if added.is_empty() {
         return;
     }
@@ -635,7 +631,7 @@ fn notify(n: &Notifier, report: &Report, offences: &[u32], now: i64) {
 /// The role of each set a run banned into (one per family).
 fn set_roles(cfg: &crate::core::config::Config, report: &Report) -> Vec<(String, &'static str)> {
     let mut roles: Vec<(String, &'static str)> = Vec::new();
-    for o in report.offenders.iter().filter(|o| o.action == "added") {
+    for o in report.offenders.iter().filter(|o| o.added()) {
         if !roles.iter().any(|(s, _)| *s == o.set) {
             if let Some((r, _)) = crate::core::ban::role_of(cfg, &o.set) {
                 roles.push((o.set.clone(), r));
@@ -656,7 +652,7 @@ fn fleet_entries(
     report
         .offenders
         .iter()
-        .filter(|o| o.action == "added")
+        .filter(|o| o.added())
         .zip(offences.iter().chain(std::iter::repeat(&1)))
         .filter_map(|(o, offence)| {
             let addr = crate::units::addr::parse_addr(&o.address).ok()?;
@@ -846,7 +842,10 @@ mod tests {
 
     /// The shipped config.
     fn shipped() -> Config {
-        Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/fwctl.toml")).unwrap()
+        crate::sys::configfile::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/fwctl.toml"),
+        )
+        .unwrap()
     }
 
     /// The shipped config without its blacklist (which covers the
@@ -1020,7 +1019,7 @@ mod tests {
     fn actions(r: &Report) -> Vec<(String, &'static str, Option<String>)> {
         r.offenders
             .iter()
-            .map(|o| (o.address.clone(), o.action, o.reason.clone()))
+            .map(|o| (o.address.clone(), o.action.word(), o.reason.clone()))
             .collect()
     }
 
@@ -1081,7 +1080,7 @@ mod tests {
             let by: Vec<(String, Option<String>)> = r
                 .offenders
                 .iter()
-                .filter(|o| o.action == "already blocked")
+                .filter(|o| o.action == decide::ActionKind::AlreadyBlocked)
                 .map(|o| (o.address.clone(), o.blocked_by.clone()))
                 .collect();
             assert!(

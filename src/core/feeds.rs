@@ -9,6 +9,8 @@
 //! live in the blacklist and throttle sets, which an update never touches.
 
 use crate::core::config::intel::{amount, Feed};
+// Named with the config (the ruleset, which the policy uses, needs them).
+pub use crate::core::config::intel::set_names;
 use crate::core::policy::{Policy, Refusal};
 use crate::core::sets::Refill;
 use crate::units::addr::{member, parse_net, Family};
@@ -19,11 +21,6 @@ use std::net::IpAddr;
 
 /// Bytes a feed's body may have per entry it may hold (and at least 1 MB).
 pub const BYTES_PER_ENTRY: u64 = 64;
-
-/// The kernel sets of a feed: IPv4, IPv6.
-pub fn set_names(name: &str) -> [String; 2] {
-    [format!("feed-{name}"), format!("feed-{name}_v6")]
-}
 
 /// The most bytes a feed's body may have.
 pub fn max_bytes(f: &Feed) -> u64 {
@@ -54,20 +51,46 @@ impl Meta {
     }
 }
 
+/// Why a feed's body is refused (the whole body: nothing of it goes in).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FeedError {
+    #[error("the body is over {max} bytes (max_entries {entries} x {BYTES_PER_ENTRY})")]
+    TooBig { max: u64, entries: usize },
+    #[error("the body is not text")]
+    NotText,
+    /// An entry that is no network, too wide or refused by the policy.
+    #[error("line {line}: {why}")]
+    Line { line: usize, why: String },
+    #[error("more than max_entries = {0} entries")]
+    TooMany(usize),
+    #[error("no entries (an error page in place of the list?)")]
+    Empty,
+    #[error(
+        "its {family} entries cover {has} addresses, over max_coverage {key} = {shown} ({max})"
+    )]
+    Coverage {
+        family: &'static str,
+        key: &'static str,
+        has: u128,
+        max: u128,
+        /// `max` as the config may write it (a prefix when it is one).
+        shown: String,
+    },
+}
+
 /// A feed's body as networks, checked; or why it is refused.
 pub fn parse(
     f: &Feed,
     body: &[u8],
     refuse: &dyn Fn(&IpNet) -> Option<Refusal>,
-) -> Result<Vec<IpNet>, String> {
+) -> Result<Vec<IpNet>, FeedError> {
     if body.len() as u64 > max_bytes(f) {
-        return Err(format!(
-            "the body is over {} bytes (max_entries {} x {BYTES_PER_ENTRY})",
-            max_bytes(f),
-            f.max_entries
-        ));
+        return Err(FeedError::TooBig {
+            max: max_bytes(f),
+            entries: f.max_entries,
+        });
     }
-    let text = std::str::from_utf8(body).map_err(|_| "the body is not text".to_string())?;
+    let text = std::str::from_utf8(body).map_err(|_| FeedError::NotText)?;
     let mut out: BTreeSet<IpNet> = BTreeSet::new();
     for (i, line) in text.lines().enumerate() {
         let entry = line.split(['#', ';']).next().unwrap_or("").trim();
@@ -75,17 +98,17 @@ pub fn parse(
             continue;
         }
         let entry = entry.split_whitespace().next().unwrap_or(entry);
+        let at = |why: String| FeedError::Line { line: i + 1, why };
         let net = parse_net(entry, true).map_err(|m| {
             // The server's bytes reach a terminal: short and printable only.
             if entry.len() <= 64 && entry.bytes().all(|b| b.is_ascii_graphic()) {
-                format!("line {}: {}", i + 1, m.0)
+                at(m.0)
             } else {
                 let start: String = entry.chars().take(32).collect();
-                format!(
-                    "line {}: \"{}\u{2026}\" is not an IP address or CIDR network",
-                    i + 1,
+                at(format!(
+                    "\"{}\u{2026}\" is not an IP address or CIDR network",
                     start.escape_default()
-                )
+                ))
             }
         })?;
         let (key, min) = match net {
@@ -93,22 +116,18 @@ pub fn parse(
             IpNet::V6(_) => ("min_prefix_v6", f.min_prefix_v6),
         };
         if net.prefix_len() < min {
-            return Err(format!(
-                "line {}: {} is wider than {key} = {min}",
-                i + 1,
-                member(&net)
-            ));
+            return Err(at(format!("{} is wider than {key} = {min}", member(&net))));
         }
         if let Some(why) = refuse(&net) {
-            return Err(format!("line {}: {}: {why}", i + 1, member(&net)));
+            return Err(at(format!("{}: {why}", member(&net))));
         }
         out.insert(net);
         if out.len() > f.max_entries {
-            return Err(format!("more than max_entries = {} entries", f.max_entries));
+            return Err(FeedError::TooMany(f.max_entries));
         }
     }
     if out.is_empty() {
-        return Err("no entries (an error page in place of the list?)".into());
+        return Err(FeedError::Empty);
     }
     let nets: Vec<IpNet> = out.into_iter().collect();
     let (v4, v6) = coverage(&nets);
@@ -117,10 +136,13 @@ pub fn parse(
         ("IPv6", "v6", 128, v6, f.max_coverage.v6),
     ] {
         if has > max {
-            return Err(format!(
-                "its {family} entries cover {has} addresses, over max_coverage {key} = {} ({max})",
-                amount(max, bits)
-            ));
+            return Err(FeedError::Coverage {
+                family,
+                key,
+                has,
+                max,
+                shown: amount(max, bits),
+            });
         }
     }
     Ok(nets)
@@ -189,6 +211,15 @@ pub fn policy(trusted: &[IpNet], own: &[IpAddr]) -> Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The message, as the tests compare it.
+    fn parse(
+        f: &Feed,
+        body: &[u8],
+        refuse: &dyn Fn(&IpNet) -> Option<Refusal>,
+    ) -> Result<Vec<IpNet>, String> {
+        super::parse(f, body, refuse).map_err(|e| e.to_string())
+    }
 
     fn feed(max: usize) -> Feed {
         feed_with(&format!("max_entries = {max}"))

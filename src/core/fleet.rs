@@ -90,16 +90,11 @@ pub struct Entry {
 
 /// Why another host's entry is skipped before it is looked at: malformed,
 /// or (counted apart) bigger than any entry fwctl writes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{why}")]
 pub struct Reject {
     pub oversized: bool,
     pub why: String,
-}
-
-impl fmt::Display for Reject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.why)
-    }
 }
 
 impl From<String> for Reject {
@@ -279,77 +274,78 @@ impl Entry {
     /// An entry from another host's fields, or why it is skipped.
     pub fn from_fields(fields: &[(String, String)]) -> Result<Entry, Reject> {
         check_size(fields)?;
-        Entry::parse_fields(fields).map_err(Reject::from)
+        Entry::parse_fields(fields)
     }
 
-    fn parse_fields(fields: &[(String, String)]) -> Result<Entry, String> {
+    fn parse_fields(fields: &[(String, String)]) -> Result<Entry, Reject> {
         let get = |k: &str| {
             fields
                 .iter()
                 .find(|(f, _)| f == k)
                 .map(|(_, v)| v.as_str())
-                .ok_or_else(|| format!("no \"{k}\" field"))
+                .ok_or_else(|| Reject::from(format!("no \"{k}\" field")))
         };
         let v = get("v")?;
         if v != VERSION {
             return Err(format!(
                 "entry version {v:?} (this fwctl reads {VERSION}; a newer fwctl wrote it?)"
-            ));
+            )
+            .into());
         }
-        let num = |k: &str| -> Result<i64, String> {
+        let num = |k: &str| -> Result<i64, Reject> {
             let t = get(k)?;
             t.parse::<i64>()
-                .map_err(|_| format!("\"{k}\" = {t:?} is not a number"))
+                .map_err(|_| format!("\"{k}\" = {t:?} is not a number").into())
         };
         let id = get("id")?;
         if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(format!("\"id\" = {id:?} is not an id"));
+            return Err(format!("\"id\" = {id:?} is not an id").into());
         }
         let op = match get("op")? {
             "ban" => Op::Ban,
             "unban" => Op::Unban,
-            o => return Err(format!("\"op\" = {o:?} is neither ban nor unban")),
+            o => return Err(format!("\"op\" = {o:?} is neither ban nor unban").into()),
         };
         let a = get("addr")?;
-        let addr = parse_addr(a).map_err(|e| format!("\"addr\" = {a:?}: {e}"))?;
+        let addr = parse_addr(a).map_err(|e| Reject::from(format!("\"addr\" = {a:?}: {e}")))?;
         let role = get("role")?;
         if !BAN_ROLES.contains(&role) {
-            return Err(format!(
-                "\"role\" = {role:?} is not one of {}",
-                BAN_ROLES.join(", ")
-            ));
+            return Err(
+                format!("\"role\" = {role:?} is not one of {}", BAN_ROLES.join(", ")).into(),
+            );
         }
         let (at, until, secs) = (num("at")?, num("until")?, num("secs")?);
         if op == Op::Ban {
             if secs < 1 || secs as u64 > ABSURD || until - at != secs || at <= 0 {
-                return Err(format!(
-                    "an absurd duration (at {at}, until {until}, {secs} s)"
-                ));
+                return Err(
+                    format!("an absurd duration (at {at}, until {until}, {secs} s)").into(),
+                );
             }
         } else if at <= 0 {
-            return Err(format!("an absurd time (at {at})"));
+            return Err(format!("an absurd time (at {at})").into());
         }
         let offence = num("offence")?;
         if !(0..=1_000_000).contains(&offence) {
-            return Err(format!("\"offence\" = {offence} is out of range"));
+            return Err(format!("\"offence\" = {offence} is out of range").into());
         }
         let host = get("host")?;
         if host.is_empty() || host.len() > 128 || !host.chars().all(|c| c.is_ascii_graphic()) {
-            return Err(format!("\"host\" = {host:?} is not a host name"));
+            return Err(format!("\"host\" = {host:?} is not a host name").into());
         }
         let origin = get("origin")?;
         if !ORIGINS.contains(&origin) {
             return Err(format!(
                 "\"origin\" = {origin:?} is not one of {}",
                 ORIGINS.join(", ")
-            ));
+            )
+            .into());
         }
         let reason = get("reason")?;
         let fwctl = get("fwctl").unwrap_or("?");
         // Printed in sync's log: a line end there would forge a line.
         for (k, v) in [("reason", reason), ("fwctl", fwctl)] {
             if v.chars().any(char::is_control) {
-                return Err(format!("\"{k}\" holds control characters"));
+                return Err(format!("\"{k}\" holds control characters").into());
             }
         }
         let sig = get("sig").unwrap_or("");

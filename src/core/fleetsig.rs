@@ -15,6 +15,24 @@ use std::sync::Arc;
 pub const SEED_LEN: usize = 32;
 pub const SIG_TEXT_LEN: usize = 88;
 
+/// Why key text is not a key; each reads after "the file" or the peer's name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("is not base64")]
+    PublicNotBase64,
+    #[error("is {0} bytes, an Ed25519 public key is 32")]
+    PublicLen(usize),
+    #[error("holds {0} bytes, an Ed25519 private key is {SEED_LEN}")]
+    SeedLen(usize),
+    /// ring's reason, as it words it.
+    #[error("is not an Ed25519 private key ({0})")]
+    Rejected(String),
+    #[error("is not text (fix: base64 of a 32-byte seed, as `fwctl fleet keygen` writes)")]
+    SeedNotText,
+    #[error("is not base64 (fix: base64 of a 32-byte seed, as `fwctl fleet keygen` writes)")]
+    SeedNotBase64,
+}
+
 /// A peer's public key, as `[fleet.peers]` gives it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PublicKey(pub [u8; 32]);
@@ -27,13 +45,13 @@ impl fmt::Debug for PublicKey {
 
 impl PublicKey {
     /// From base64 text (44 characters), or why not.
-    pub fn parse(text: &str) -> Result<PublicKey, String> {
+    pub fn parse(text: &str) -> Result<PublicKey, KeyError> {
         let bytes = STANDARD
             .decode(text.trim())
-            .map_err(|_| "is not base64".to_string())?;
+            .map_err(|_| KeyError::PublicNotBase64)?;
         let key: [u8; 32] = bytes
             .try_into()
-            .map_err(|b: Vec<u8>| format!("is {} bytes, an Ed25519 public key is 32", b.len()))?;
+            .map_err(|b: Vec<u8>| KeyError::PublicLen(b.len()))?;
         Ok(PublicKey(key))
     }
 
@@ -74,30 +92,23 @@ impl PartialEq for SigningKey {
 }
 
 impl SigningKey {
-    pub fn from_seed(seed: &[u8]) -> Result<SigningKey, String> {
+    pub fn from_seed(seed: &[u8]) -> Result<SigningKey, KeyError> {
         if seed.len() != SEED_LEN {
-            return Err(format!(
-                "holds {} bytes, an Ed25519 private key is {SEED_LEN}",
-                seed.len()
-            ));
+            return Err(KeyError::SeedLen(seed.len()));
         }
         let pair = Ed25519KeyPair::from_seed_unchecked(seed)
-            .map_err(|e| format!("is not an Ed25519 private key ({e})"))?;
+            .map_err(|e| KeyError::Rejected(e.to_string()))?;
         Ok(SigningKey {
             pair: Arc::new(pair),
         })
     }
 
     /// From a key file's content: the seed in base64, one line.
-    pub fn from_text(text: &[u8]) -> Result<SigningKey, String> {
-        let text = std::str::from_utf8(text).map_err(|_| {
-            "is not text (fix: base64 of a 32-byte seed, as `fwctl fleet keygen` writes)"
-                .to_string()
-        })?;
-        let mut seed = STANDARD.decode(text.trim()).map_err(|_| {
-            "is not base64 (fix: base64 of a 32-byte seed, as `fwctl fleet keygen` writes)"
-                .to_string()
-        })?;
+    pub fn from_text(text: &[u8]) -> Result<SigningKey, KeyError> {
+        let text = std::str::from_utf8(text).map_err(|_| KeyError::SeedNotText)?;
+        let mut seed = STANDARD
+            .decode(text.trim())
+            .map_err(|_| KeyError::SeedNotBase64)?;
         let key = SigningKey::from_seed(&seed);
         seed.fill(0);
         key
@@ -138,15 +149,22 @@ mod tests {
         // Text round trips; bad text says why.
         let text = k.public().to_text();
         assert_eq!(PublicKey::parse(&text).unwrap(), k.public());
-        assert!(PublicKey::parse("not base64!")
-            .unwrap_err()
-            .contains("base64"));
-        assert!(PublicKey::parse("AAAA").unwrap_err().contains("3 bytes"));
+        let why = |e: KeyError| e.to_string();
+        assert_eq!(
+            PublicKey::parse("not base64!").unwrap_err(),
+            KeyError::PublicNotBase64
+        );
+        assert_eq!(
+            why(PublicKey::parse("AAAA").unwrap_err()),
+            "is 3 bytes, an Ed25519 public key is 32"
+        );
         let seed = SigningKey::seed_text(&[7u8; 32]);
         assert_eq!(SigningKey::from_text(seed.as_bytes()).unwrap(), k);
-        assert!(SigningKey::from_text(b"AAAA")
-            .unwrap_err()
-            .contains("3 bytes"));
+        assert_eq!(
+            why(SigningKey::from_text(b"AAAA").unwrap_err()),
+            "holds 3 bytes, an Ed25519 private key is 32"
+        );
+        assert!(why(SigningKey::from_text(b"\xff").unwrap_err()).starts_with("is not text (fix:"));
         // Debug never shows the private half.
         assert!(format!("{k:?}").contains(&text));
     }

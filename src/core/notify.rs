@@ -6,8 +6,9 @@
 //! arguments.
 
 use crate::core::capture::events::Event;
+// What the config names (events, formats, sink names) is the config's own.
+pub use crate::core::config::notify::{check_name, redact, Format, EVENTS};
 use crate::units::duration::human;
-use crate::units::Invalid;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -154,26 +155,6 @@ pub const SCAN_EACH: usize = 1000;
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
-
-/// The event names, as the config writes them.
-pub const EVENTS: [&str; 16] = [
-    "decoy_touched",
-    "signature_matched",
-    "ip_blocked",
-    "scan_detected",
-    "distributed_scan",
-    "connection_flood",
-    "syn_flood",
-    "scan_run",
-    "unban",
-    "apply",
-    "apply_failed",
-    "rollback",
-    "drift",
-    "capture_down",
-    "feed_refused",
-    "test",
-];
 
 impl Notice {
     pub fn name(&self) -> &'static str {
@@ -438,16 +419,6 @@ pub struct Envelope {
     pub notice: Notice,
 }
 
-/// A sink's wire format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// fwctl's own document: the envelope, or a summary of several.
-    Json,
-    /// `{"text": "..."}`, one readable message.
-    Slack,
-}
-
 /// The request body for one batch: a single event as itself, several as a
 /// summary (every event in the JSON form; counts and the first addresses in
 /// the chat form).
@@ -698,24 +669,6 @@ impl Outbox {
     }
 }
 
-/// A URL as every message shows it: scheme, host and port, never the user
-/// info, path or query, which is where webhook services (Slack, Discord,
-/// Mattermost) and some feeds put their secret token:
-/// `https://hooks.example.net/…`.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(u) => match u.host_str() {
-            Some(host) => format!(
-                "{}://{host}{}/\u{2026}",
-                u.scheme(),
-                u.port().map(|p| format!(":{p}")).unwrap_or_default()
-            ),
-            None => format!("{}:\u{2026}", u.scheme()),
-        },
-        Err(_) => "(a URL that does not parse)".into(),
-    }
-}
-
 /// `text` (an error from an HTTP library, which names the URL it was
 /// asked for, or a proxy's) with every URL in it redacted, and `url`'s path
 /// and query wherever they appear alone.
@@ -747,21 +700,6 @@ pub fn scrub(text: &str, url: &str) -> String {
         }
     }
     out
-}
-
-/// A sink name: what logs and `notify test --sink` show.
-pub fn check_name(name: &str) -> Result<(), Invalid> {
-    if name.is_empty()
-        || name.len() > 32
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(Invalid(format!(
-            "[[notify]] name = \"{name}\": fix: 1 to 32 letters, digits, '-', '_' or '.'"
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

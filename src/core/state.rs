@@ -9,7 +9,7 @@ use super::history::{History, Record};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-pub const DEFAULT_PATH: &str = "/var/lib/fwctl/state.json";
+pub use crate::core::config::capture::STATE_PATH as DEFAULT_PATH;
 pub const STATE_VERSION: u32 = 1;
 /// How many distinct scan rules keep their last run.
 const MAX_SCAN_RULES: usize = 32;

@@ -23,6 +23,7 @@
 
 use super::logline::{digits, parse_addr, Hit, Line, Malformed, Proto, Stamps};
 use crate::units::time::Zone;
+use crate::units::Invalid;
 use ipnet::IpNet;
 use regex::bytes::RegexSet;
 use std::net::IpAddr;
@@ -53,8 +54,12 @@ impl Statuses {
     }
 
     /// `4xx`, `5xx`, `401,403,404,444`, `400-499`, or a mix of them.
-    pub fn parse(s: &str) -> Result<Statuses, String> {
-        let bad = || format!("--status \"{s}\": fix: e.g. 4xx, 5xx, 401,403,404,444 or 400-499");
+    pub fn parse(s: &str) -> Result<Statuses, Invalid> {
+        let bad = || {
+            Invalid(format!(
+                "--status \"{s}\": fix: e.g. 4xx, 5xx, 401,403,404,444 or 400-499"
+            ))
+        };
         let mut m = [false; 600];
         for part in s.split(',').map(str::trim) {
             let (a, b) = if let Some(c) = part.strip_suffix("xx") {

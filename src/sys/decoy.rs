@@ -11,23 +11,32 @@ use std::sync::mpsc::{channel, Receiver};
 /// A completed handshake: the peer, the decoy port, when (µs).
 pub type Touch = (IpAddr, u16, u64);
 
+/// Why the decoys could not be set up (capture does not start without them).
+#[derive(Debug, thiserror::Error)]
+pub enum DecoyError {
+    #[error("decoy port {port} is in use by another listener (ss -ltnp 'sport = :{port}'); fix: remove it from [capture] decoy_ports")]
+    InUse { port: u16 },
+    #[error("cannot listen on decoy port {port}: {err}; fix: run as root (CAP_NET_BIND_SERVICE below 1024)")]
+    Denied { port: u16, err: io::Error },
+    #[error("cannot listen on decoy port {port}: {err}")]
+    Listen { port: u16, err: io::Error },
+    #[error("decoy listener thread: {0}")]
+    Thread(io::Error),
+}
+
 pub struct Decoys {
     pub touches: Receiver<Touch>,
 }
 
 /// Listen on every port (IPv4 and IPv6: one dual-stack socket, or one per
 /// family where the host has net.ipv6.bindv6only set).
-pub fn listen(ports: &[u16]) -> Result<Decoys, String> {
+pub fn listen(ports: &[u16]) -> Result<Decoys, DecoyError> {
     let (tx, rx) = channel();
     for &port in ports {
-        let in_use = |e: io::Error| {
-            if e.kind() == io::ErrorKind::AddrInUse {
-                format!("decoy port {port} is in use by another listener (ss -ltnp 'sport = :{port}'); fix: remove it from [capture] decoy_ports")
-            } else if e.kind() == io::ErrorKind::PermissionDenied {
-                format!("cannot listen on decoy port {port}: {e}; fix: run as root (CAP_NET_BIND_SERVICE below 1024)")
-            } else {
-                format!("cannot listen on decoy port {port}: {e}")
-            }
+        let in_use = |err: io::Error| match err.kind() {
+            io::ErrorKind::AddrInUse => DecoyError::InUse { port },
+            io::ErrorKind::PermissionDenied => DecoyError::Denied { port, err },
+            _ => DecoyError::Listen { port, err },
         };
         let mut listeners =
             vec![
@@ -72,7 +81,7 @@ pub fn listen(ports: &[u16]) -> Result<Decoys, String> {
                         Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
                     }
                 })
-                .map_err(|e| format!("decoy listener thread: {e}"))?;
+                .map_err(DecoyError::Thread)?;
         }
     }
     Ok(Decoys { touches: rx })

@@ -4,7 +4,6 @@
 //! legacy backend is read only when its filter table exists already).
 
 use super::tools::{locate_tool, read_only};
-use crate::core::config::Config;
 use crate::core::doctor::{Facts, Footprint};
 use crate::sys::iptables::save::Saved;
 use std::path::{Path, PathBuf};
@@ -185,7 +184,7 @@ pub fn gather(
             config.display()
         ))
     } else {
-        Config::load(config).map_err(|e| e.to_string())
+        super::configfile::load(config).map_err(|e| e.to_string())
     };
     let state_path = match &cfg {
         Ok(c) => c.state_path(state),

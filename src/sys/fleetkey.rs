@@ -3,7 +3,7 @@
 //! read under the rules of [`super::secret`]. `fwctl fleet keygen` makes one
 //! from the system's CSPRNG.
 
-use crate::core::fleetsig::{PublicKey, SigningKey, SEED_LEN};
+use crate::core::fleetsig::{KeyError, PublicKey, SigningKey, SEED_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -14,7 +14,7 @@ pub enum FleetKeyError {
     #[error(transparent)]
     Secret(#[from] super::secret::SecretError),
     #[error("[fleet] key_file {}: the file {why}", path.display())]
-    Bad { path: PathBuf, why: String },
+    Bad { path: PathBuf, why: KeyError },
     #[error("{} exists; fix: keep it (it is this host's key), or remove it first to make a new one, then give the other hosts the new public key", path.display())]
     Exists { path: PathBuf },
     #[error("cannot write {}: {err}; fix: check the directory exists and is writable", path.display())]

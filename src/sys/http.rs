@@ -124,7 +124,8 @@ impl crate::ports::ReputationCheck for AbuseIpdb {
                     .take(1 << 20)
                     .read_to_end(&mut body)
                     .map_err(|e| (format!("reading the answer: {e}"), true))?;
-                crate::core::scan::reputation::parse_check(&body).map_err(|e| (e, false))
+                crate::core::scan::reputation::parse_check(&body)
+                    .map_err(|e| (e.to_string(), false))
             }
             Err(ureq::Error::Status(code, _)) => Err((
                 format!(

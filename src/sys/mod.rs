@@ -4,6 +4,7 @@
 //! lock files, the confirmation FIFO and its signals, the host's addresses
 //! and time zone, the state file, the log and capture files.
 
+pub mod configfile;
 pub mod confirm;
 pub mod cpu;
 pub mod decoy;

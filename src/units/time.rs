@@ -4,6 +4,10 @@
 //! library anything.
 
 /// Days from 1970-01-01 to a civil date (proleptic Gregorian).
+/// Microseconds since the Unix epoch (capture's packet times).
+pub type Micros = u64;
+pub const SECOND: Micros = 1_000_000;
+
 pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);

@@ -13,42 +13,14 @@
 
 use super::packet::{Addr, Kind, Kinds, Probe};
 use super::table::{Sightings, Table};
+use crate::core::config::{Config, Protocol};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::HashMap;
 
-/// Microseconds since the Unix epoch.
-pub type Micros = u64;
-pub const SECOND: Micros = 1_000_000;
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Profile {
-    pub name: String,
-    /// Distinct non-service ports within `window` that make a scan.
-    pub ports: u32,
-    pub window: Micros,
-    /// Ban durations in seconds for the 1st, 2nd, ... offence (the last repeats).
-    pub bans: Vec<u64>,
-}
-
-impl Profile {
-    pub fn named(name: &str) -> Option<Profile> {
-        const M: u64 = 60;
-        const H: u64 = 3600;
-        const D: u64 = 86400;
-        let (ports, window, bans) = match name {
-            "aggressive" => (3, H, vec![5 * M, H, 12 * H, 3 * D]),
-            "standard" => (7, 2 * H, vec![10 * M, 2 * H, D, 7 * D]),
-            "lenient" => (15, D, vec![30 * M, 4 * H, 2 * D, 14 * D]),
-            _ => return None,
-        };
-        Some(Profile {
-            name: name.into(),
-            ports,
-            window: window * SECOND,
-            bans,
-        })
-    }
-}
+// The plain data the config also names lives below this module (the config
+// must not import the detector it configures).
+pub use crate::core::config::capture::Profile;
+pub use crate::units::time::{Micros, SECOND};
 
 /// What a service port is, for counting apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +58,28 @@ impl Settings {
             distributed_sources: 20,
             distributed_window: 600 * SECOND,
         }
+    }
+
+    /// The settings for a config: its `[capture]` section with the config's
+    /// services counted apart.
+    pub fn from_config(config: &Config) -> Settings {
+        let c = &config.capture;
+        let mut s = Settings::for_profile(c.profile.clone());
+        s.port_thresholds = c.port_thresholds.iter().map(|(&p, &n)| (p, n)).collect();
+        s.services = config
+            .services
+            .iter()
+            .map(|svc| ServicePorts {
+                udp: svc.protocol == Protocol::Udp,
+                first: svc.ports.first,
+                last: svc.ports.last,
+            })
+            .collect();
+        s.capacity = c.max_sources;
+        s.v6_prefix = c.ipv6_prefix;
+        s.distributed_sources = c.distributed_sources;
+        s.distributed_window = c.distributed_window * SECOND;
+        s
     }
 
     pub fn is_service(&self, p: &Probe) -> bool {

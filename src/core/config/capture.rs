@@ -1,15 +1,50 @@
-//! The `[capture]` section of the config: parsed and validated here, turned
-//! into the detector's [`Settings`] with the config's services and trusted
-//! networks.
+//! The `[capture]` section of the config: parsed and validated here; the
+//! detector turns it into its settings (`detect::Settings::from_config`).
 
-use crate::core::capture::detect::{Profile, SECOND};
 use crate::units::duration::{parse_timeout, parse_window};
 use crate::units::names::Rate;
+use crate::units::time::{Micros, SECOND};
 use crate::units::Invalid;
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+/// The state file's default (`core::state::DEFAULT_PATH`; kept here so the
+/// config imports nothing that uses it).
+pub const STATE_PATH: &str = "/var/lib/fwctl/state.json";
+
+/// A detection profile: how many ports within which window are a scan, and
+/// the bans for repeat offences.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    /// Distinct non-service ports within `window` that make a scan.
+    pub ports: u32,
+    pub window: Micros,
+    /// Ban durations in seconds for the 1st, 2nd, ... offence (the last repeats).
+    pub bans: Vec<u64>,
+}
+
+impl Profile {
+    pub fn named(name: &str) -> Option<Profile> {
+        const M: u64 = 60;
+        const H: u64 = 3600;
+        const D: u64 = 86400;
+        let (ports, window, bans) = match name {
+            "aggressive" => (3, H, vec![5 * M, H, 12 * H, 3 * D]),
+            "standard" => (7, 2 * H, vec![10 * M, 2 * H, D, 7 * D]),
+            "lenient" => (15, D, vec![30 * M, 4 * H, 2 * D, 14 * D]),
+            _ => return None,
+        };
+        Some(Profile {
+            name: name.into(),
+            ports,
+            window: window * SECOND,
+            bans,
+        })
+    }
+}
 
 /// The validated `[capture]` section.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -334,9 +369,7 @@ impl Capture {
                 Some(w) => span("distributed_window", &w)?,
                 None => 600,
             },
-            state_file: raw
-                .state_file
-                .unwrap_or_else(|| PathBuf::from(crate::core::state::DEFAULT_PATH)),
+            state_file: raw.state_file.unwrap_or_else(|| PathBuf::from(STATE_PATH)),
             flood: raw.flood.map(RawFlood::validate).transpose()?,
             decoy_ports: decoys(&raw.decoy_ports)?,
             signatures: super::signature::validate(raw.signature)?,

@@ -35,7 +35,7 @@ pub struct RawReputation {
 
 fn http_url(what: &str, s: &str) -> Result<(), Invalid> {
     // Shown redacted: a path or query may hold an access token.
-    let shown = crate::core::notify::redact(s);
+    let shown = super::notify::redact(s);
     let u = url::Url::parse(s).map_err(|e| Invalid(format!("{what} is not a URL ({e})")))?;
     if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
         return Err(Invalid(format!(
@@ -48,6 +48,11 @@ fn http_url(what: &str, s: &str) -> Result<(), Invalid> {
         )));
     }
     Ok(())
+}
+
+/// The kernel sets of a feed: IPv4, IPv6.
+pub fn set_names(name: &str) -> [String; 2] {
+    [format!("feed-{name}"), format!("feed-{name}_v6")]
 }
 
 /// A duration within bounds, or the error naming the key and the range.

@@ -13,7 +13,6 @@ pub mod pattern;
 pub mod signature;
 pub mod web;
 
-use crate::core::capture::detect::{ServicePorts, Settings, SECOND};
 use crate::units::addr::parse_net;
 use crate::units::names::{LogPrefix, PortRange, Rate, SetName};
 use crate::units::Invalid;
@@ -208,20 +207,9 @@ impl Config {
         self.path == Path::new(BUILTIN_NAME)
     }
 
-    /// Read and validate a config file and the blacklist feeds it names.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            line: None,
-            msg: format!(
-                "cannot read config: {e}; fix: pass --config PATH, or copy rules/fwctl.toml to {DEFAULT_PATH}"
-            ),
-        })?;
-        Config::parse(&text, path, &|p| std::fs::read_to_string(p))
-    }
-
     /// Validate config text. `read_feed` reads a blacklist feed file; relative
-    /// feed paths are resolved against the config file's directory.
+    /// feed paths are resolved against the config file's directory. (Reading
+    /// the file itself is `sys::configfile::load`.)
     pub fn parse(
         text: &str,
         path: &Path,
@@ -514,28 +502,6 @@ fn ssh_ports(services: &[Service]) -> Vec<u16> {
         out.push(22);
     }
     out
-}
-
-/// The capture detector's settings for a config: its `[capture]` section
-/// with the config's services counted apart.
-pub fn detector_settings(config: &Config) -> Settings {
-    let c = &config.capture;
-    let mut s = Settings::for_profile(c.profile.clone());
-    s.port_thresholds = c.port_thresholds.iter().map(|(&p, &n)| (p, n)).collect();
-    s.services = config
-        .services
-        .iter()
-        .map(|svc| ServicePorts {
-            udp: svc.protocol == Protocol::Udp,
-            first: svc.ports.first,
-            last: svc.ports.last,
-        })
-        .collect();
-    s.capacity = c.max_sources;
-    s.v6_prefix = c.ipv6_prefix;
-    s.distributed_sources = c.distributed_sources;
-    s.distributed_window = c.distributed_window * SECOND;
-    s
 }
 
 /// The v4 and v6 set names the bans go into.
@@ -1022,8 +988,12 @@ mod tests {
 
     #[test]
     fn the_builtin_defaults_are_the_shipped_configs_names_prefixes_and_profile() {
-        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/fwctl.toml");
-        let shipped = Config::load(&shipped).unwrap();
+        let shipped = Config::parse(
+            include_str!("../../../rules/fwctl.toml"),
+            Path::new("/etc/fwctl/fwctl.toml"),
+            &|_| Ok(include_str!("../../../rules/blacklist.txt").into()),
+        )
+        .unwrap();
         let b = Config::builtin();
         assert!(b.is_builtin() && !shipped.is_builtin());
         assert_eq!(b.sets, shipped.sets);

@@ -1,12 +1,74 @@
 //! The `[[notify]]` and `[metrics]` sections: webhook sinks and where the
 //! Prometheus metrics go, validated while the file and line are known.
 
-use crate::core::notify::{check_name, redact, Format, EVENTS};
 use crate::units::Invalid;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// The event names, as the config writes them.
+pub const EVENTS: [&str; 16] = [
+    "decoy_touched",
+    "signature_matched",
+    "ip_blocked",
+    "scan_detected",
+    "distributed_scan",
+    "connection_flood",
+    "syn_flood",
+    "scan_run",
+    "unban",
+    "apply",
+    "apply_failed",
+    "rollback",
+    "drift",
+    "capture_down",
+    "feed_refused",
+    "test",
+];
+
+/// A sink's wire format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// fwctl's own document: the envelope, or a summary of several.
+    Json,
+    /// `{"text": "..."}`, one readable message.
+    Slack,
+}
+
+/// A URL as every message shows it: scheme, host and port, never the user
+/// info, path or query, which is where webhook services (Slack, Discord,
+/// Mattermost) and some feeds put their secret token:
+/// `https://hooks.example.net/…`.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => match u.host_str() {
+            Some(host) => format!(
+                "{}://{host}{}/\u{2026}",
+                u.scheme(),
+                u.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ),
+            None => format!("{}:\u{2026}", u.scheme()),
+        },
+        Err(_) => "(a URL that does not parse)".into(),
+    }
+}
+
+/// A sink name: what logs and `notify test --sink` show.
+pub fn check_name(name: &str) -> Result<(), Invalid> {
+    if name.is_empty()
+        || name.len() > 32
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(Invalid(format!(
+            "[[notify]] name = \"{name}\": fix: 1 to 32 letters, digits, '-', '_' or '.'"
+        )));
+    }
+    Ok(())
+}
 
 /// One webhook sink.
 #[derive(Clone, Debug, PartialEq, Eq)]

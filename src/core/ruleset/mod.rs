@@ -216,7 +216,8 @@ pub fn build(cfg: &Config) -> Plan {
         // which the apply command reads from the state directory.
         for f in &cfg.feeds {
             sets.push(SetPlan {
-                name: crate::core::feeds::set_names(&f.name)[usize::from(family.is_v6())].clone(),
+                name: crate::core::config::intel::set_names(&f.name)[usize::from(family.is_v6())]
+                    .clone(),
                 kind: SetKind::HashNet,
                 family,
                 maxelem: f.max_entries.max(1024) as u32,
@@ -317,7 +318,7 @@ fn table(cfg: &Config, family: Family) -> Table {
         .iter()
         .map(|f| {
             Match::SrcSet(
-                crate::core::feeds::set_names(&f.name)[usize::from(family.is_v6())].clone(),
+                crate::core::config::intel::set_names(&f.name)[usize::from(family.is_v6())].clone(),
             )
         })
         .chain([set(&cfg.sets.blacklist)])

@@ -6,6 +6,8 @@ use super::count::Source;
 use crate::core::policy::{Members, Policy};
 use crate::core::sets::SetOp;
 use ipnet::IpNet;
+use serde::Serialize;
+use std::fmt;
 use std::net::IpAddr;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,14 +21,56 @@ pub enum Action {
     Skipped(String),
 }
 
-impl Action {
-    pub fn word(&self) -> &'static str {
+/// An [`Action`] without its why: the report's `action`, written as
+/// [`ActionKind::word`] in the JSON and the text alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum ActionKind {
+    #[serde(rename = "added")]
+    Added,
+    #[serde(rename = "would add")]
+    WouldAdd,
+    #[serde(rename = "already listed")]
+    AlreadyListed,
+    #[serde(rename = "already blocked")]
+    AlreadyBlocked,
+    #[serde(rename = "skipped")]
+    Skipped,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 5] = [
+        ActionKind::Added,
+        ActionKind::WouldAdd,
+        ActionKind::AlreadyListed,
+        ActionKind::AlreadyBlocked,
+        ActionKind::Skipped,
+    ];
+
+    pub fn word(self) -> &'static str {
         match self {
-            Action::Added => "added",
-            Action::WouldAdd => "would add",
-            Action::AlreadyListed => "already listed",
-            Action::AlreadyBlocked(_) => "already blocked",
-            Action::Skipped(_) => "skipped",
+            ActionKind::Added => "added",
+            ActionKind::WouldAdd => "would add",
+            ActionKind::AlreadyListed => "already listed",
+            ActionKind::AlreadyBlocked => "already blocked",
+            ActionKind::Skipped => "skipped",
+        }
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+impl Action {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::Added => ActionKind::Added,
+            Action::WouldAdd => ActionKind::WouldAdd,
+            Action::AlreadyListed => ActionKind::AlreadyListed,
+            Action::AlreadyBlocked(_) => ActionKind::AlreadyBlocked,
+            Action::Skipped(_) => ActionKind::Skipped,
         }
     }
 
@@ -139,6 +183,28 @@ pub fn ops(decisions: &[Decision], timeout_secs: u64) -> Vec<SetOp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The JSON report says what the text says, as it always did.
+    #[test]
+    fn an_action_kind_serializes_as_its_word() {
+        let words: Vec<String> = ActionKind::ALL
+            .iter()
+            .map(|k| serde_json::to_string(k).unwrap())
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "\"added\"",
+                "\"would add\"",
+                "\"already listed\"",
+                "\"already blocked\"",
+                "\"skipped\""
+            ]
+        );
+        for k in ActionKind::ALL {
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
+        }
+    }
     use crate::core::scan::count::TopPorts;
 
     fn src(hits: u64) -> Source {

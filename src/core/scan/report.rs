@@ -2,7 +2,7 @@
 //! as one JSON document for scripts.
 
 use super::count::Tally;
-use super::decide::Decision;
+use super::decide::{ActionKind, Decision};
 use super::FileRead;
 use crate::core::config::pattern::Pattern;
 use crate::core::logline::Malformed;
@@ -84,12 +84,19 @@ pub struct Offender {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub banned_for: Option<String>,
     pub set: String,
-    pub action: &'static str,
+    pub action: ActionKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// For "already blocked": the blacklist member that covers it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked_by: Option<String>,
+}
+
+impl Offender {
+    /// Whether this run put it in its set.
+    pub fn added(&self) -> bool {
+        self.action == ActionKind::Added
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -155,7 +162,7 @@ pub fn offenders(
                     )
                 }),
                 set: d.set.clone(),
-                action: d.action.word(),
+                action: d.action.kind(),
                 reason: d.action.reason().map(str::to_string),
                 blocked_by: d.action.blocked_by().map(str::to_string),
             }
@@ -270,10 +277,10 @@ impl Report {
                 let action = match (&f.reason, &f.blocked_by, f.action) {
                     (Some(r), _, _) => format!("skipped: {r}"),
                     (None, Some(b), _) => format!("already blocked by {b}"),
-                    (None, None, "added") => {
+                    (None, None, ActionKind::Added) => {
                         format!("added to {} (timeout {}s)", f.set, self.removeafter_secs)
                     }
-                    (None, None, "would add") => format!(
+                    (None, None, ActionKind::WouldAdd) => format!(
                         "would add to {} (timeout {}s)",
                         f.set, self.removeafter_secs
                     ),

@@ -91,14 +91,25 @@ pub fn prune(cache: &mut Cache, rep_age: u64, now: i64) {
     }
 }
 
-/// AbuseIPDB v2 `check`'s answer: `{"data": {"abuseConfidenceScore": N, ...}}`.
-pub fn parse_check(body: &[u8]) -> Result<u8, String> {
+/// Why AbuseIPDB's answer gives no score.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// serde_json's reason, as it words it.
+    #[error("not JSON ({0})")]
+    NotJson(String),
+    #[error("no data.abuseConfidenceScore in the answer")]
+    NoScore,
+}
+
+/// AbuseIPDB v2 `check`'s answer: `{"data": {"abuseConfidenceScore": N, ...}}`
+/// (a score over 100 counts as 100).
+pub fn parse_check(body: &[u8]) -> Result<u8, CheckError> {
     let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
+        serde_json::from_slice(body).map_err(|e| CheckError::NotJson(e.to_string()))?;
     let n = v["data"]["abuseConfidenceScore"]
         .as_u64()
-        .ok_or_else(|| "no data.abuseConfidenceScore in the answer".to_string())?;
-    u8::try_from(n.min(100)).map_err(|_| "a score out of range".into())
+        .ok_or(CheckError::NoScore)?;
+    Ok(n.min(100) as u8)
 }
 
 /// What the run did with reputation, for the report.
@@ -218,8 +229,14 @@ mod tests {
             parse_check(br#"{"data":{"ipAddress":"203.0.113.5","abuseConfidenceScore":97}}"#),
             Ok(97)
         );
-        assert!(parse_check(b"{\"errors\":[{\"detail\":\"Authentication failed.\"}]}").is_err());
-        assert!(parse_check(b"<html>").is_err());
+        assert_eq!(
+            parse_check(b"{\"errors\":[{\"detail\":\"Authentication failed.\"}]}"),
+            Err(CheckError::NoScore)
+        );
+        assert!(parse_check(b"<html>")
+            .unwrap_err()
+            .to_string()
+            .starts_with("not JSON ("));
         let mut c = Cache::new();
         c.insert(ip("203.0.113.1"), Score { score: 1, at: 0 });
         c.insert(ip("203.0.113.2"), Score { score: 1, at: 5000 });
