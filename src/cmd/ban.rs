@@ -10,7 +10,7 @@ use crate::core::ban::{self as target, check_ban_sets};
 use crate::core::notify::{Notice, Origin};
 use crate::core::policy::{Members, Policy, Refusal};
 use crate::ports::{SetOp, SetStore};
-use crate::sys::tools::System;
+use crate::sys::firewall;
 use crate::sys::{host, lock, statefile};
 use crate::units::addr::{member, parse_addr};
 use crate::units::duration::{human, parse_timeout};
@@ -78,7 +78,7 @@ pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
     if !host::is_root() {
         bail!("fwctl ban reads and changes the kernel's ipsets and must run as root; fix: sudo fwctl ban ...");
     }
-    let mut sys = System::locate_only(&["ipset"])?;
+    let mut sys = firewall::sets(cfg.firewall.backend)?;
     let _lock = lock::acquire(&lock::run_dir(), LOCK_WAIT)?;
     let path = cfg.state_path(inv.state());
     let notifier = Notifier::start(&cfg, &path, Life::Run)?;

@@ -16,8 +16,8 @@ use crate::core::history::History;
 use crate::core::policy::Members;
 use crate::ports::{Banner, Clock, ConnError, Connections, PacketSource, Received, SetStore};
 use crate::sys::host::{self, SystemClock};
-use crate::sys::tools::System;
-use crate::sys::{cpu, lock, netlink, packet, pcap, sockdiag, statefile};
+use crate::sys::firewall;
+use crate::sys::{cpu, lock, packet, pcap, sockdiag, statefile};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -295,7 +295,7 @@ fn save_history(path: &Path, mem: &mut History, now: i64) -> Result<()> {
 }
 
 /// The kernel's whitelist sets' members, for the never-ban policy.
-fn whitelist(sys: Option<&mut System>, config: &Config) -> Members {
+fn whitelist(sys: Option<&mut dyn SetStore>, config: &Config) -> Members {
     let mut m = Members::default();
     let Some(sys) = sys else { return m };
     for v6 in [false, true] {
@@ -432,7 +432,7 @@ fn live(
 ) -> Result<()> {
     let detect_only = opts.detect_only || config.mode == ConfigMode::DetectionOnly;
     let sets = config::ban_sets(config);
-    let mut sys = System::locate_only(&["ipset"]);
+    let mut sys = firewall::sets(config.firewall.backend);
     if !detect_only {
         let sys = sys.as_mut().map_err(|e| anyhow::anyhow!("{e}"))?;
         let headers = sys.heads()?;
@@ -469,12 +469,12 @@ fn live(
         Mode::Ban
     };
     let mut e = engine(config, opts, mode, loaded)?;
-    let refresh = |e: &mut Engine, sys: Option<&mut System>| {
+    let refresh = |e: &mut Engine, sys: Option<&mut dyn SetStore>| {
         e.set_own(host::own_addresses());
         e.syncookies = host::syncookies();
         e.policy.whitelist = whitelist(sys, config);
     };
-    refresh(&mut e, sys.as_mut().ok());
+    refresh(&mut e, sys.as_mut().ok().map(|s| &mut **s as &mut dyn SetStore));
     // Admin peers matter only where bans are made: read once now, before
     // the first probe, then by a thread of their own.
     let mut admin = AdminWatch::new(
@@ -489,7 +489,12 @@ fn live(
     } else {
         None
     };
-    let mut banner = netlink::Ipset::open().context("netlink socket for ipset")?;
+    let mut banner = firewall::banner(config.firewall.backend).with_context(|| {
+        format!(
+            "netlink socket for the {} sets",
+            config.firewall.backend.as_str()
+        )
+    })?;
     let (tcp, udp) = e.signatures.as_ref().map_or((&[][..], &[][..]), |s| {
         (s.matcher.ports(Proto::Tcp), s.matcher.ports(Proto::Udp))
     });
@@ -581,7 +586,7 @@ fn live(
             last_save = Instant::now();
         }
         if last_own.elapsed() >= Duration::from_secs(30) {
-            refresh(&mut e, sys.as_mut().ok());
+            refresh(&mut e, sys.as_mut().ok().map(|s| &mut **s as &mut dyn SetStore));
             last_own = Instant::now();
         }
         if last_stats.elapsed() >= opts.stats_every {

@@ -13,7 +13,7 @@ use crate::core::notify::Notice;
 use crate::core::policy::Refusal;
 use crate::ports::SetStore;
 use crate::sys::http::{fetch, Fetched};
-use crate::sys::tools::System;
+use crate::sys::firewall;
 use crate::sys::{feedstore, host, lock};
 use crate::units::duration::{count, human};
 use crate::units::time::utc;
@@ -122,7 +122,7 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
             inv.fix("feeds update")
         );
     }
-    let mut sys = System::locate_only(&["ipset"])?;
+    let mut sys = firewall::sets(cfg.firewall.backend)?;
     let headers = sys.heads()?;
     for f in &chosen {
         for s in feeds::set_names(&f.name) {

@@ -7,7 +7,7 @@ use super::{say, Invocation};
 use crate::core::ban as target;
 use crate::core::fleet::purge_targets;
 use crate::ports::{FleetLink, SetOp, SetStore};
-use crate::sys::tools::System;
+use crate::sys::firewall;
 use crate::sys::{fleetkey, host, lock, statefile};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::PathBuf;
@@ -86,7 +86,7 @@ pub fn purge(o: &PurgeOptions, inv: &Invocation) -> Result<()> {
             inv.fix(&format!("fleet purge --host {name}"))
         );
     }
-    let mut sys = System::locate_only(&["ipset"])?;
+    let mut sys = firewall::sets(cfg.firewall.backend)?;
     let _lock = lock::acquire(&lock::run_dir(), super::ban::LOCK_WAIT)?;
     let path = cfg.state_path(inv.state());
     let now = host::now();

@@ -4,7 +4,7 @@ use super::Invocation;
 use crate::core::ban::{self as target, entries};
 use crate::ports::SetStore;
 use crate::sys::statefile;
-use crate::sys::tools::System;
+use crate::sys::firewall;
 use crate::units::duration::{count, human};
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -37,7 +37,7 @@ pub fn list(o: &ListOptions, inv: &Invocation) -> Result<()> {
             "fwctl list reads the kernel's ipsets and must run as root; fix: sudo fwctl list ..."
         );
     }
-    let mut sys = System::locate_only(&["ipset"])?;
+    let mut sys = firewall::sets(cfg.firewall.backend)?;
     let headers = sys.heads()?;
     let mut saves = BTreeMap::new();
     let mut missing = Vec::new();
@@ -130,7 +130,7 @@ fn fleet(o: &ListOptions, inv: &Invocation) -> Result<()> {
         if !crate::sys::host::is_root() {
             return None;
         }
-        let mut sys = System::locate_only(&["ipset"]).ok()?;
+        let mut sys = firewall::sets(cfg.firewall.backend).ok()?;
         let mut have = std::collections::HashSet::new();
         for role in target::BAN_ROLES {
             for set in target::sets_named(&cfg, role).ok()? {

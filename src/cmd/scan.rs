@@ -21,7 +21,7 @@ use crate::core::scan::{parse_now, FileRead};
 use crate::core::sets::SetHead;
 use crate::core::web_log::{Client, Statuses, WebParser};
 use crate::ports::SetStore;
-use crate::sys::tools::System;
+use crate::sys::firewall;
 use crate::sys::{host, lock, logfile, statefile};
 use crate::units::duration::{parse_timeout, parse_window};
 use crate::units::names::SetName;
@@ -683,8 +683,8 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
         bail!("fwctl scan adds bans to ipsets and must run as root; fix: sudo fwctl scan ... (or add --dryrun to only look)");
     }
     let mut sys = match (opts.dryrun, root) {
-        (false, _) => Some(System::locate_only(&["ipset"])?),
-        (true, true) => System::locate_only(&["ipset"]).ok(),
+        (false, _) => Some(firewall::sets(plan.cfg.firewall.backend)?),
+        (true, true) => firewall::sets(plan.cfg.firewall.backend).ok(),
         (true, false) => None,
     };
     let _lock = if opts.dryrun {

@@ -8,7 +8,6 @@ use crate::core::ruleset::{self, Plan};
 use crate::core::state::Checked;
 use crate::core::status::{evaluate, Facts, Status};
 use crate::ports::{Firewall, Installed, SetStore};
-use crate::sys::tools::System;
 use crate::sys::{host, lock, statefile};
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -34,7 +33,7 @@ pub(super) fn gather<'a>(
     plan: &'a Plan,
     state_path: &Path,
     fw: &mut dyn Firewall,
-    sys: &mut System,
+    sys: &mut dyn SetStore,
     invoke: String,
     members: bool,
 ) -> Result<Facts<'a>> {
@@ -98,7 +97,7 @@ pub fn run(o: &Options, inv: &Invocation) -> Result<bool> {
         );
     }
     let mut fw = crate::sys::firewall::open(cfg.firewall.backend)?;
-    let mut sys = System::locate_only(&["ipset"])?;
+    let mut sys = crate::sys::firewall::sets(cfg.firewall.backend)?;
     let path = cfg.state_path(inv.state());
     let mut status = evaluate(&gather(
         &cfg,

@@ -18,7 +18,7 @@ use crate::core::history::History;
 use crate::core::policy::{Members, Policy};
 use crate::core::state::FleetCursor;
 use crate::ports::{FleetError, FleetLink, SetOp, SetStore, StreamEntry};
-use crate::sys::tools::System;
+use crate::sys::firewall;
 use crate::sys::{host, lock, statefile};
 use anyhow::{anyhow, bail, Context, Result};
 use ipnet::IpNet;
@@ -104,7 +104,7 @@ pub fn run(_o: &Options, inv: &Invocation) -> Result<()> {
             inv.fix("sync")
         );
     }
-    let mut sys = System::locate_only(&["ipset"])?;
+    let mut sys = firewall::sets(cfg.firewall.backend)?;
     let headers = sys.heads()?;
     for role in &member.fleet.accept {
         let twins = sets_named(&cfg, role)?;
@@ -159,7 +159,7 @@ struct Sync {
     cfg: Config,
     member: Member,
     state_path: PathBuf,
-    sys: System,
+    sys: Box<dyn SetStore + Send>,
     policy: Policy,
     /// What the kernel and the state file say each (set, address) holds.
     known: HashMap<(String, IpNet), Known>,
@@ -259,7 +259,12 @@ impl Local for Here<'_> {
 }
 
 impl Sync {
-    fn new(cfg: Config, member: Member, state_path: PathBuf, sys: System) -> Result<Sync> {
+    fn new(
+        cfg: Config,
+        member: Member,
+        state_path: PathBuf,
+        sys: Box<dyn SetStore + Send>,
+    ) -> Result<Sync> {
         let loaded = statefile::load(&state_path, host::now()).with_context(|| {
             format!(
                 "the state file {} must be readable; fix: check it, or pass --state",

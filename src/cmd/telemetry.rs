@@ -13,7 +13,6 @@ use crate::core::metrics::CaptureMetrics;
 use crate::core::notify::{self, Notice};
 use crate::core::ruleset;
 use crate::core::status::evaluate;
-use crate::sys::tools::System;
 use crate::sys::{host, http};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -196,7 +195,7 @@ fn watch(
     state_path: PathBuf,
     metrics: Arc<Mutex<CaptureMetrics>>,
 ) -> Option<(JoinHandle<()>, Sender<()>)> {
-    let mut sys = System::locate_only(&["ipset"]).ok()?;
+    let mut sys = crate::sys::firewall::sets(cfg.firewall.backend).ok()?;
     // Opened here, so a backend whose tools are missing means no watcher.
     let backend = cfg.firewall.backend;
     crate::sys::firewall::open(backend).ok()?;

@@ -6,7 +6,7 @@ use super::Invocation;
 use crate::core::ban as target;
 use crate::core::notify::{Notice, Origin};
 use crate::ports::{SetOp, SetStore};
-use crate::sys::tools::System;
+use crate::sys::firewall;
 use crate::sys::{host, lock, statefile};
 use crate::units::addr::{member, parse_addr};
 use anyhow::{anyhow, bail, Result};
@@ -25,7 +25,7 @@ pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
     if !host::is_root() {
         bail!("fwctl unban reads and changes the kernel's ipsets and must run as root; fix: sudo fwctl unban ...");
     }
-    let mut sys = System::locate_only(&["ipset"])?;
+    let mut sys = firewall::sets(cfg.firewall.backend)?;
     let _lock = lock::acquire(&lock::run_dir(), super::ban::LOCK_WAIT)?;
     let notifier = Notifier::start(&cfg, &cfg.state_path(inv.state()), Life::Run)?;
     let publisher = super::fleet::Publisher::start(&cfg, &cfg.state_path(inv.state()), Life::Run)?;

@@ -121,6 +121,22 @@ pub trait SetStore {
     fn refill(&mut self, fills: &[Refill]) -> StepResult<()>;
 }
 
+/// The backend's store, boxed as `sys::firewall::sets` opens it.
+impl<S: SetStore + ?Sized> SetStore for Box<S> {
+    fn heads(&mut self) -> StepResult<BTreeMap<String, SetHead>> {
+        (**self).heads()
+    }
+    fn members(&mut self, set: &str) -> StepResult<Vec<Member>> {
+        (**self).members(set)
+    }
+    fn change(&mut self, ops: &[SetOp]) -> StepResult<()> {
+        (**self).change(ops)
+    }
+    fn refill(&mut self, fills: &[Refill]) -> StepResult<()> {
+        (**self).refill(fills)
+    }
+}
+
 /// Capture's ban path: one ban, as fast as the kernel takes it.
 pub trait Banner {
     fn add(&mut self, set: &str, net: IpNet, secs: u32) -> Result<Added, BanFailed>;

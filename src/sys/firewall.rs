@@ -6,7 +6,7 @@ use super::nft::Nft;
 use super::nftfw::Nftables;
 use super::tools::{Missing, System};
 use crate::core::config::firewall::Backend;
-use crate::ports::Firewall;
+use crate::ports::{Firewall, SetStore};
 
 /// Why the backend's tools cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -34,4 +34,43 @@ pub fn open(backend: Backend) -> Result<Box<dyn Firewall>, Unusable> {
             Box::new(Nftables::new(nft))
         }
     })
+}
+
+/// The configured backend's sets (ipset's, or those of `table inet
+/// fwctl`), for the commands that ban, unban, list and count.
+pub fn sets(backend: Backend) -> Result<Box<dyn SetStore + Send>, Unusable> {
+    Ok(match backend {
+        Backend::Iptables => Box::new(System::locate_only(&["ipset"])?),
+        Backend::Nftables => Box::new(Nft::locate()?),
+    })
+}
+
+/// Capture's ban path for the configured backend: one netlink message per
+/// ban, no process started.
+pub enum Bans {
+    Ipset(super::netlink::Ipset),
+    Nft(super::nftlink::NftSets),
+}
+
+pub fn banner(backend: Backend) -> std::io::Result<Bans> {
+    Ok(match backend {
+        Backend::Iptables => Bans::Ipset(super::netlink::Ipset::open()?),
+        Backend::Nftables => Bans::Nft(super::nftlink::NftSets::open(
+            crate::core::ruleset::nft::TABLE,
+        )?),
+    })
+}
+
+impl crate::ports::Banner for Bans {
+    fn add(
+        &mut self,
+        set: &str,
+        net: ipnet::IpNet,
+        secs: u32,
+    ) -> Result<crate::core::capture::engine::Added, crate::core::capture::engine::BanFailed> {
+        match self {
+            Bans::Ipset(b) => b.add(set, net, secs),
+            Bans::Nft(b) => b.add(set, net, secs),
+        }
+    }
 }
