@@ -325,7 +325,11 @@ impl Report {
         }
         if !self.dryrun {
             let _ = match self.restore_ms {
-                Some(ms) => writeln!(o, "added: {} (one ipset restore, {ms} ms)", self.added),
+                Some(ms) => writeln!(
+                    o,
+                    "added: {} (one batch into the kernel's sets, {ms} ms)",
+                    self.added
+                ),
                 None => writeln!(o, "added: {}", self.added),
             };
         }
