@@ -35,6 +35,7 @@ with open(sys.argv[1], "w") as f:
     for i in range(100_000):
         f.write("2001:db8:%x:%x::1\n" % (0x1000 + i // 65536, i % 65536))
 PY
+cp rules/blacklist.txt "$work/"
 for b in iptables nftables; do
   { cat rules/fwctl.toml; printf '\n[firewall]\nbackend = "%s"\n' "$b"; } >"$work/$b.toml"
   printf '[blacklist]\nfiles = ["feed.txt"]\n[[service]]\nname = "ssh"\nport = 22\n[firewall]\nbackend = "%s"\n' "$b" >"$work/big-$b.toml"

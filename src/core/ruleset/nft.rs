@@ -191,15 +191,18 @@ pub fn render_rule(rule: &Rule, family: Family) -> String {
 /// out: an interval set refuses overlapping elements.
 fn uncovered(members: Vec<(IpNet, Option<u32>)>) -> Vec<(IpNet, Option<u32>)> {
     let mut sorted = members;
-    // Wider networks first, so a covered one always meets its cover earlier.
-    sorted.sort_by_key(|(n, _)| (n.prefix_len(), *n));
+    // By first address, the wider first where two start alike: a cover then
+    // always comes before what it covers, and since two CIDR networks are
+    // either nested or apart, a covered one is covered by the last one
+    // kept (one pass, not a search: 100 000 feed members load in
+    // milliseconds, not the minutes a pairwise check took).
+    sorted.sort_by_key(|(n, _)| (n.network(), n.prefix_len()));
     let mut kept: Vec<(IpNet, Option<u32>)> = Vec::with_capacity(sorted.len());
     for (n, t) in sorted {
-        if !kept.iter().any(|(k, _)| k.contains(&n)) {
+        if !kept.last().is_some_and(|(k, _)| k.contains(&n)) {
             kept.push((n, t));
         }
     }
-    kept.sort_by_key(|(n, _)| *n);
     kept
 }
 
@@ -348,6 +351,48 @@ pub fn render_add_elements(set: &str, members: Vec<(IpNet, Option<u32>)>) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn covered_members_are_left_out_in_one_pass() {
+        let n = |s: &str| s.parse::<IpNet>().unwrap();
+        let got = uncovered(vec![
+            (n("192.0.2.7/32"), Some(60)),
+            (n("198.51.100.0/24"), None),
+            (n("192.0.2.0/28"), None),
+            (n("198.51.100.0/25"), Some(5)),
+            (n("192.0.2.64/26"), None),
+            (n("192.0.2.70/32"), None),
+            (n("2001:db8::/48"), None),
+            (n("2001:db8::1/128"), Some(9)),
+            (n("203.0.113.9/32"), Some(1)),
+        ]);
+        let shown: Vec<String> = got.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "192.0.2.0/28",
+                "192.0.2.64/26",
+                "198.51.100.0/24",
+                "203.0.113.9/32",
+                "2001:db8::/48"
+            ]
+        );
+        // 100 000 apart members: linear, all kept.
+        let many: Vec<(IpNet, Option<u32>)> = (0..100_000u32)
+            .map(|i| {
+                (
+                    IpNet::new(
+                        std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) | (u128::from(i) << 64))
+                            .into(),
+                        64,
+                    )
+                    .unwrap(),
+                    None,
+                )
+            })
+            .collect();
+        assert_eq!(uncovered(many).len(), 100_000);
+    }
     use crate::core::config::Config;
     use crate::core::ruleset::build;
     use std::path::Path;
