@@ -4,7 +4,7 @@
 //! fwctl back out. Checks that can fail (config, root, tools, lock) all run
 //! before the first change.
 
-use super::run::{Needs, Run};
+use super::run::{Needs, NotRoot, Run};
 use super::{say, Invocation};
 use crate::core::apply;
 use crate::core::config::firewall::Backend;
@@ -196,18 +196,17 @@ pub fn apply(
         }
         return Ok(n == 0 || past);
     }
-    let needs = Needs::root(
-        "apply",
-        "changes the kernel firewall and must run as root",
-        "sudo fwctl apply (or --dry-run to only look)",
-    );
+    let does = "changes the kernel firewall and must run as root";
+    let fix = "sudo fwctl apply (or --dry-run to only look)";
+    let root = NotRoot("apply", does, fix.into());
     // Root first: the lock-out check reads the socket table.
-    needs.check_root()?;
+    root.check(host::is_root())?;
     let n = lock_outs();
     if n > 0 && !past {
         bail!(refusal(n));
     }
-    let mut run = Run::start(&cfg, inv, needs.firewall().lock().notify())?;
+    let needs = Needs::FIREWALL | Needs::LOCK | Needs::NOTIFY;
+    let mut run = Run::start(&cfg, inv, None, needs)?;
     let config = cfg.path.display().to_string();
     // Every end of a real apply is told (apply, apply_failed, rollback) and
     // leaves the metrics textfile behind.
@@ -332,12 +331,8 @@ pub fn remove(inv: &Invocation, sets: bool) -> Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
-    Needs::root(
-        "remove",
-        "changes the kernel firewall and must run as root",
-        "sudo fwctl remove",
-    )
-    .check_root()?;
+    let does = "changes the kernel firewall and must run as root";
+    NotRoot("remove", does, "sudo fwctl remove".into()).check(host::is_root())?;
     let mut fws = Vec::new();
     for b in &backends {
         match firewall::open(*b) {

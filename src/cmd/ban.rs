@@ -4,7 +4,7 @@
 //! and the state file records it, so the boot-time apply puts a ban back with
 //! the time it has left.
 
-use super::run::{Needs, Run};
+use super::run::{Needs, NotRoot, Run};
 use super::Invocation;
 use crate::core::ban::{self as target, check_ban_sets};
 use crate::core::notify::{Notice, Origin};
@@ -72,19 +72,10 @@ pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
     if let Some(why) = policy.check(&addr) {
         bail!("refusing to ban: {}", refusal_text(&why, &addr, &cfg.path));
     }
-    let mut run = Run::start(
-        &cfg,
-        inv,
-        Needs::root(
-            "ban",
-            "reads and changes the kernel's ipsets and must run as root",
-            "sudo fwctl ban ...",
-        )
-        .sets()
-        .lock()
-        .notify()
-        .fleet(),
-    )?;
+    let does = "reads and changes the kernel's ipsets and must run as root";
+    let root = NotRoot("ban", does, "sudo fwctl ban ...".into());
+    let needs = Needs::SETS | Needs::LOCK | Needs::NOTIFY | Needs::FLEET;
+    let mut run = Run::start(&cfg, inv, Some(root), needs)?;
     let sys = run.sets();
     let role = target::role_of(&cfg, &set)
         .map(|r| r.0)

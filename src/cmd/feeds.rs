@@ -6,7 +6,7 @@
 //! refused one is a `feed_refused` event.
 
 use super::notify::{Life, Notifier};
-use super::run::{Needs, Run};
+use super::run::{Needs, NotRoot, Run};
 use super::{out, Invocation};
 use crate::core::config::intel::Feed;
 use crate::core::feeds::{self, Meta};
@@ -115,16 +115,9 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
         })?],
         None => cfg.feeds.iter().collect(),
     };
-    let mut run = Run::start(
-        &cfg,
-        inv,
-        Needs::root(
-            "feeds update",
-            "changes the kernel's ipsets and must run as root",
-            inv.fix("feeds update"),
-        )
-        .sets(),
-    )?;
+    let does = "changes the kernel's ipsets and must run as root";
+    let root = NotRoot("feeds update", does, inv.fix("feeds update"));
+    let mut run = Run::start(&cfg, inv, Some(root), Needs::SETS)?;
     let headers = run.sets().heads()?;
     for f in &chosen {
         for s in feeds::set_names(&f.name) {

@@ -3,7 +3,7 @@
 //! this host's sets and state file, and out of the fleet's active index).
 
 use super::fleet::Member;
-use super::run::{Needs, Run};
+use super::run::{Needs, NotRoot, Run};
 use super::{say, Invocation};
 use crate::core::ban as target;
 use crate::core::fleet::purge_targets;
@@ -80,17 +80,10 @@ pub fn purge(o: &PurgeOptions, inv: &Invocation) -> Result<()> {
     if name.is_empty() || name.len() > 128 || !name.chars().all(|c| c.is_ascii_graphic()) {
         bail!("--host {name:?} is not a fleet host name; fix: 1 to 128 printable characters without spaces, as the host publishes it (fwctl list --fleet shows them)");
     }
-    let mut run = Run::start(
-        &cfg,
-        inv,
-        Needs::root(
-            "fleet purge",
-            "changes the kernel's ipsets and must run as root",
-            inv.fix(&format!("fleet purge --host {name}")),
-        )
-        .sets()
-        .lock(),
-    )?;
+    let does = "changes the kernel's ipsets and must run as root";
+    let fix = inv.fix(&format!("fleet purge --host {name}"));
+    let root = NotRoot("fleet purge", does, fix);
+    let mut run = Run::start(&cfg, inv, Some(root), Needs::SETS | Needs::LOCK)?;
     let path = run.state_file.clone();
     let now = host::now();
     let loaded = statefile::load(&path, now)

@@ -25,99 +25,45 @@ use std::time::Duration;
 pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 /// What a command says when it is not run as root: `fwctl COMMAND DOES; fix: FIX`.
-#[derive(Clone, Debug)]
-pub struct NotRoot {
-    pub command: &'static str,
-    /// What it does that needs root, ending the sentence.
-    pub does: &'static str,
-    pub fix: String,
-}
+pub struct NotRoot(pub &'static str, pub &'static str, pub String);
 
 impl NotRoot {
     pub fn text(&self) -> String {
-        format!("fwctl {} {}; fix: {}", self.command, self.does, self.fix)
+        format!("fwctl {} {}; fix: {}", self.0, self.1, self.2)
     }
 
     /// Refuse (the one line, nothing changed) unless `root`.
     pub fn check(&self, root: bool) -> Result<()> {
-        if !root {
-            bail!(self.text());
+        match root {
+            true => Ok(()),
+            false => bail!(self.text()),
         }
-        Ok(())
     }
 }
 
-/// What a command's run needs; each piece is opened in this order by
-/// [`Run::start`].
-#[derive(Debug, Default)]
-pub struct Needs {
-    root: Option<NotRoot>,
-    firewall: bool,
-    sets: bool,
-    lock: bool,
-    notify: bool,
-    fleet: bool,
-}
+/// What a run opens, in this order, after root: the backend's rules
+/// ([`Firewall`]) and sets ([`SetStore`]), the run lock (held to the end),
+/// the [[notify]] sinks, the [fleet] publisher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Needs(u8);
 
 impl Needs {
-    /// Nothing (a dry run): no root, no tools, no lock, no sinks.
-    pub fn nothing() -> Needs {
-        Needs::default()
-    }
+    pub const NOTHING: Needs = Needs(0);
+    pub const FIREWALL: Needs = Needs(1);
+    pub const SETS: Needs = Needs(2);
+    pub const LOCK: Needs = Needs(4);
+    pub const NOTIFY: Needs = Needs(8);
+    pub const FLEET: Needs = Needs(16);
 
-    /// Root, refused with `fwctl COMMAND DOES; fix: FIX`.
-    pub fn root(command: &'static str, does: &'static str, fix: impl Into<String>) -> Needs {
-        Needs {
-            root: Some(NotRoot {
-                command,
-                does,
-                fix: fix.into(),
-            }),
-            ..Needs::default()
-        }
+    fn has(self, n: Needs) -> bool {
+        self.0 & n.0 != 0
     }
+}
 
-    /// Refuse now unless root (a command with a check of its own between
-    /// root and the rest: apply's lock-out check).
-    pub fn check_root(&self) -> Result<()> {
-        match &self.root {
-            Some(r) => r.check(host::is_root()),
-            None => Ok(()),
-        }
-    }
-
-    /// The configured backend's rules ([`Firewall`]).
-    pub fn firewall(self) -> Needs {
-        Needs {
-            firewall: true,
-            ..self
-        }
-    }
-
-    /// The configured backend's sets ([`SetStore`]).
-    pub fn sets(self) -> Needs {
-        Needs { sets: true, ..self }
-    }
-
-    /// The run lock, for the whole run.
-    pub fn lock(self) -> Needs {
-        Needs { lock: true, ..self }
-    }
-
-    /// The [[notify]] sinks.
-    pub fn notify(self) -> Needs {
-        Needs {
-            notify: true,
-            ..self
-        }
-    }
-
-    /// The [fleet] publisher.
-    pub fn fleet(self) -> Needs {
-        Needs {
-            fleet: true,
-            ..self
-        }
+impl std::ops::BitOr for Needs {
+    type Output = Needs;
+    fn bitor(self, o: Needs) -> Needs {
+        Needs(self.0 | o.0)
     }
 }
 
@@ -138,28 +84,39 @@ pub fn take_lock() -> Result<lock::Lock> {
 }
 
 impl Run {
-    pub fn start(cfg: &Config, inv: &Invocation, needs: Needs) -> Result<Run> {
-        needs.check_root()?;
+    /// `root`: None for a run that needs none (a dry run).
+    pub fn start(
+        cfg: &Config,
+        inv: &Invocation,
+        root: Option<NotRoot>,
+        needs: Needs,
+    ) -> Result<Run> {
+        if let Some(r) = root {
+            r.check(host::is_root())?;
+        }
         let backend = cfg.firewall.backend;
         let mut run = Run {
             state_file: cfg.state_path(inv.state()),
             textfile_dir: cfg.metrics.textfile_dir.clone(),
-            fw: needs
-                .firewall
-                .then(|| firewall::open(backend))
-                .transpose()?,
-            sets: needs.sets.then(|| firewall::sets(backend)).transpose()?,
+            fw: None,
+            sets: None,
             held: None,
             notifier: None,
             publisher: None,
         };
-        if needs.lock {
+        if needs.has(Needs::FIREWALL) {
+            run.fw = Some(firewall::open(backend)?);
+        }
+        if needs.has(Needs::SETS) {
+            run.sets = Some(firewall::sets(backend)?);
+        }
+        if needs.has(Needs::LOCK) {
             run.lock()?;
         }
-        if needs.notify {
+        if needs.has(Needs::NOTIFY) {
             run.notifier = Notifier::start(cfg, &run.state_file, Life::Run)?;
         }
-        if needs.fleet {
+        if needs.has(Needs::FLEET) {
             run.publisher = Publisher::start(cfg, &run.state_file, Life::Run)?;
         }
         Ok(run)
@@ -173,12 +130,12 @@ impl Run {
         Ok(())
     }
 
-    /// The backend's sets; opened by [`Needs::sets`].
+    /// The backend's sets; opened by [`Needs::SETS`].
     pub fn sets(&mut self) -> &mut (dyn SetStore + Send) {
         self.sets.as_deref_mut().expect("Needs::sets")
     }
 
-    /// The backend's rules; opened by [`Needs::firewall`].
+    /// The backend's rules; opened by [`Needs::FIREWALL`].
     pub fn firewall(&mut self) -> &mut dyn Firewall {
         self.fw.as_deref_mut().expect("Needs::firewall")
     }
@@ -219,13 +176,8 @@ mod tests {
 
     #[test]
     fn a_command_run_without_root_is_refused_in_its_own_words() {
-        let r = Needs::root(
-            "status",
-            "reads the kernel's rules and sets, which needs root",
-            Invocation::default().fix("status"),
-        )
-        .root
-        .unwrap();
+        let does = "reads the kernel's rules and sets, which needs root";
+        let r = NotRoot("status", does, Invocation::default().fix("status"));
         assert_eq!(
             r.check(false).unwrap_err().to_string(),
             "fwctl status reads the kernel's rules and sets, which needs root; fix: sudo fwctl status"
@@ -233,22 +185,14 @@ mod tests {
         assert!(r.check(true).is_ok());
     }
 
-    #[test]
-    fn needs_name_only_what_they_ask_for() {
-        let n = Needs::nothing();
-        assert!(n.root.is_none() && !n.firewall && !n.sets && !n.lock && !n.notify && !n.fleet);
-        let n = Needs::root("ban", "x", "y").sets().lock().notify().fleet();
-        assert!(n.root.is_some() && !n.firewall && n.sets && n.lock && n.notify && n.fleet);
-        let n = Needs::root("apply", "x", "y").firewall().lock().notify();
-        assert!(n.firewall && !n.sets && n.lock && n.notify && !n.fleet);
-    }
-
     /// A run that needs nothing opens nothing: `scan --dryrun` works
     /// without root, tools, lock or sinks.
     #[test]
     fn a_run_that_needs_nothing_opens_nothing() {
+        let all = Needs::FIREWALL | Needs::SETS | Needs::LOCK | Needs::NOTIFY | Needs::FLEET;
+        assert!(all.has(Needs::LOCK) && !(Needs::SETS | Needs::NOTIFY).has(Needs::LOCK));
         let cfg = Config::builtin();
-        let run = Run::start(&cfg, &Invocation::default(), Needs::nothing()).unwrap();
+        let run = Run::start(&cfg, &Invocation::default(), None, Needs::NOTHING).unwrap();
         assert!(run.fw.is_none() && run.sets.is_none() && run.held.is_none());
         assert!(run.notifier.is_none() && run.publisher.is_none());
     }

@@ -6,7 +6,7 @@
 //! the kernel is changed once, at the end, by one batch of set changes.
 
 use super::notify::Notifier;
-use super::run::{Needs, Run};
+use super::run::{Needs, NotRoot, Run};
 use super::Invocation;
 use crate::core::ban::check_ban_sets;
 use crate::core::config::pattern::Pattern;
@@ -675,19 +675,18 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     let mut plan = Plan::new(opts, inv.load()?)?;
     plan.apply_fix = inv.fix("apply");
     // A dry run needs nothing; as root it still reads the sets it can.
-    let needs = match opts.dryrun {
-        true => Needs::nothing(),
-        false => Needs::root(
-            "scan",
-            "adds bans to ipsets and must run as root",
-            "sudo fwctl scan ... (or add --dryrun to only look)",
-        )
-        .sets()
-        .lock()
-        .notify()
-        .fleet(),
+    let (root, needs) = match opts.dryrun {
+        true => (None, Needs::NOTHING),
+        false => (
+            Some(NotRoot(
+                "scan",
+                "adds bans to ipsets and must run as root",
+                "sudo fwctl scan ... (or add --dryrun to only look)".into(),
+            )),
+            Needs::SETS | Needs::LOCK | Needs::NOTIFY | Needs::FLEET,
+        ),
     };
-    let mut run = Run::start(&plan.cfg, inv, needs)?;
+    let mut run = Run::start(&plan.cfg, inv, root, needs)?;
     if opts.dryrun && host::is_root() {
         run.sets = firewall::sets(plan.cfg.firewall.backend).ok();
     }

@@ -1,7 +1,7 @@
 //! `fwctl status`: gathers what `core::status` evaluates (the kernel's rules
 //! and sets, the state file, the capture lock), and --repair.
 
-use super::run::{Needs, Run};
+use super::run::{Needs, NotRoot, Run};
 use super::Invocation;
 use crate::core::config::Config;
 use crate::core::notify::Notice;
@@ -92,18 +92,10 @@ pub fn run(o: &Options, inv: &Invocation) -> Result<bool> {
     let cfg = inv.load()?;
     let plan = ruleset::build(&cfg);
     // No lock: status only reads (--repair's apply takes it).
-    let mut run = Run::start(
-        &cfg,
-        inv,
-        Needs::root(
-            "status",
-            "reads the kernel's rules and sets, which needs root",
-            inv.fix("status"),
-        )
-        .firewall()
-        .sets()
-        .notify(),
-    )?;
+    let does = "reads the kernel's rules and sets, which needs root";
+    let root = NotRoot("status", does, inv.fix("status"));
+    let needs = Needs::FIREWALL | Needs::SETS | Needs::NOTIFY;
+    let mut run = Run::start(&cfg, inv, Some(root), needs)?;
     let path = run.state_file.clone();
     let (fw, sys) = run.kernel();
     let mut status = evaluate(&gather(&cfg, &plan, &path, fw, sys, inv.sudo(), true)?);

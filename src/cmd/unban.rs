@@ -1,7 +1,7 @@
 //! `fwctl unban`: take an address out of every ban set and end its ban in
 //! the state file (its offence count stays, for progressive capture bans).
 
-use super::run::{Needs, Run};
+use super::run::{Needs, NotRoot, Run};
 use super::Invocation;
 use crate::core::ban as target;
 use crate::core::notify::{Notice, Origin};
@@ -21,19 +21,10 @@ pub struct UnbanOptions {
 pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
     let cfg = inv.load()?;
     let addr = parse_addr(&o.addr)?;
-    let mut run = Run::start(
-        &cfg,
-        inv,
-        Needs::root(
-            "unban",
-            "reads and changes the kernel's ipsets and must run as root",
-            "sudo fwctl unban ...",
-        )
-        .sets()
-        .lock()
-        .notify()
-        .fleet(),
-    )?;
+    let does = "reads and changes the kernel's ipsets and must run as root";
+    let root = NotRoot("unban", does, "sudo fwctl unban ...".into());
+    let needs = Needs::SETS | Needs::LOCK | Needs::NOTIFY | Needs::FLEET;
+    let mut run = Run::start(&cfg, inv, Some(root), needs)?;
     let sys = run.sets();
     let v6 = matches!(addr, IpNet::V6(_));
     let headers = sys.heads()?;
