@@ -489,3 +489,20 @@ fn commands_never_parse_tool_output_nor_build_tool_scripts() {
     );
     assert!(tool_text("std::io::stdout().lock(); std::io::stderr();").is_empty());
 }
+
+/// One lock, one wait: a command takes the run lock through `cmd::run`
+/// (whose `LOCK_WAIT` says why it is what it is), never with a wait of
+/// its own (scan once waited 10 s and apply 30 s).
+#[test]
+fn commands_take_the_run_lock_only_through_the_run_context() {
+    let bad: Vec<String> = modules()
+        .into_iter()
+        .filter(|(m, _)| m.starts_with("cmd") && m != "cmd::run")
+        .filter(|(_, p)| {
+            let c = code(p);
+            c.contains("lock::acquire(") || c.contains("LOCK_WAIT")
+        })
+        .map(|(_, p)| format!("{} takes the run lock itself; fix: Run::start with Needs::LOCK (or run::take_lock)", p.display()))
+        .collect();
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
