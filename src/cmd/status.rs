@@ -94,8 +94,7 @@ pub fn run(o: &Options, inv: &Invocation) -> Result<bool> {
     // No lock: status only reads (--repair's apply takes it).
     let does = "reads the kernel's rules and sets, which needs root";
     let root = NotRoot("status", does, inv.fix("status"));
-    let needs = Needs::FIREWALL | Needs::SETS | Needs::NOTIFY;
-    let mut run = Run::start(&cfg, inv, Some(root), needs)?;
+    let mut run = Run::start(&cfg, inv, Some(root), Needs::FIREWALL | Needs::SETS)?;
     let path = run.state_file.clone();
     let (fw, sys) = run.kernel();
     let mut status = evaluate(&gather(&cfg, &plan, &path, fw, sys, inv.sudo(), true)?);
@@ -125,10 +124,12 @@ pub fn run(o: &Options, inv: &Invocation) -> Result<bool> {
 /// what it found in the state file (the textfile's `fwctl_rules_drift`
 /// comes from it) and tells the sinks of drift once: the same drift found
 /// by every cron'd status is not sent again, a new or returning one is.
-fn record(cfg: &Config, path: &Path, status: &Status, run: Run) -> Result<()> {
+fn record(cfg: &Config, path: &Path, status: &Status, mut run: Run) -> Result<()> {
     if cfg.notify.is_empty() && cfg.metrics.textfile_dir.is_none() {
         return Ok(());
     }
+    // Started only now: a failed --repair leaves no sink mid-delivery.
+    run.notifier = super::notify::Notifier::start(cfg, path, super::notify::Life::Run)?;
     let signature = (!status.drift.is_empty()).then(|| status.drift.join("\n"));
     let drifted = |family: &str| status.rules.iter().any(|r| r.family == family && r.drifted);
     let now = host::now();
