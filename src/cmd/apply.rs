@@ -4,7 +4,7 @@
 //! fwctl back out. Checks that can fail (config, root, tools, lock) all run
 //! before the first change.
 
-use super::notify::{Life, Notifier};
+use super::run::{Needs, NotRoot, Run};
 use super::{say, Invocation};
 use crate::core::apply;
 use crate::core::config::firewall::Backend;
@@ -25,9 +25,6 @@ use std::io::IsTerminal;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
-
-/// How long a run waits for another fwctl run to finish before giving up.
-const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 /// The state file's running bans, as apply restores them (refused by the
 /// never-ban policy excepted: the config may have changed since). An
@@ -199,36 +196,31 @@ pub fn apply(
         }
         return Ok(n == 0 || past);
     }
-    if !host::is_root() {
-        bail!("fwctl apply changes the kernel firewall and must run as root; fix: sudo fwctl apply (or --dry-run to only look)");
-    }
+    let does = "changes the kernel firewall and must run as root";
+    let fix = "sudo fwctl apply (or --dry-run to only look)";
+    let root = NotRoot("apply", does, fix.into());
+    // Root first: the lock-out check reads the socket table.
+    root.check(host::is_root())?;
     let n = lock_outs();
     if n > 0 && !past {
         bail!(refusal(n));
     }
-    let mut fw = firewall::open(cfg.firewall.backend)?;
-    let run_dir = lock::run_dir();
-    let _lock = lock::acquire(&run_dir, LOCK_WAIT)?;
-    let notifier = Notifier::start(&cfg, &state_file, Life::Run)?;
+    let needs = Needs::FIREWALL | Needs::LOCK | Needs::NOTIFY;
+    let mut run = Run::start(&cfg, inv, None, needs)?;
     let config = cfg.path.display().to_string();
     // Every end of a real apply is told (apply, apply_failed, rollback) and
     // leaves the metrics textfile behind.
-    let tell = |notice: Option<Notice>| {
-        if let (Some(n), Some(notice)) = (&notifier, notice) {
-            n.send(notice);
-        }
-    };
-    let result = install_and_confirm(fw.as_mut(), &cfg, &plan, &state_file, t, confirm, &run_dir);
+    let result = install_and_confirm(run.firewall(), &cfg, &plan, &state_file, t, confirm);
     match &result {
-        Ok(Some(counts)) => tell(Some(Notice::Apply {
+        Ok(Some(counts)) => run.tell(Notice::Apply {
             config: config.clone(),
             rules_v4: counts.0,
             rules_v6: counts.1,
             sets: plan.sets.len(),
             restored: counts.2,
-        })),
+        }),
         Ok(None) => {}
-        Err(e) => tell(Some(match e.downcast_ref::<RolledBack>() {
+        Err(e) => run.tell(match e.downcast_ref::<RolledBack>() {
             Some(r) => Notice::Rollback {
                 config: config.clone(),
                 reason: r.0.clone(),
@@ -237,12 +229,9 @@ pub fn apply(
                 config: config.clone(),
                 error: format!("{e:#}"),
             },
-        })),
+        }),
     }
-    if let Some(n) = notifier {
-        n.finish(super::notify::NOTIFY_WAIT);
-    }
-    super::metrics::write_textfile(&cfg, &state_file);
+    run.finish();
     result.map(|_| true)
 }
 
@@ -260,7 +249,6 @@ fn install_and_confirm(
     state_file: &Path,
     t: i64,
     confirm: Option<Duration>,
-    run_dir: &Path,
 ) -> Result<Option<(usize, usize, usize)>> {
     let bans = state_bans(cfg, state_file, t);
     let prepared = fw
@@ -294,7 +282,8 @@ fn install_and_confirm(
         humantime::format_duration(window),
         if tty { "press Enter here or " } else { "" }
     );
-    let outcome = confirm::wait(run_dir, window, tty).context("waiting for confirmation")?;
+    let outcome =
+        confirm::wait(&lock::run_dir(), window, tty).context("waiting for confirmation")?;
     if outcome == Outcome::Confirmed {
         say!("fwctl: confirmed; the new rules stay");
         record_applied(installed, cfg, plan, state_file, t);
@@ -342,11 +331,8 @@ pub fn remove(inv: &Invocation, sets: bool) -> Result<()> {
         }
         Err(e) => return Err(e.into()),
     };
-    if !host::is_root() {
-        bail!(
-            "fwctl remove changes the kernel firewall and must run as root; fix: sudo fwctl remove"
-        );
-    }
+    let does = "changes the kernel firewall and must run as root";
+    NotRoot("remove", does, "sudo fwctl remove".into()).check(host::is_root())?;
     let mut fws = Vec::new();
     for b in &backends {
         match firewall::open(*b) {
@@ -358,7 +344,7 @@ pub fn remove(inv: &Invocation, sets: bool) -> Result<()> {
     if fws.is_empty() {
         bail!("no backend's tools found; fix: apt-get install iptables ipset (or nftables)");
     }
-    let _lock = lock::acquire(&lock::run_dir(), LOCK_WAIT)?;
+    let _lock = super::run::take_lock()?;
     for fw in fws.iter_mut() {
         fw.remove(&plan, sets)?;
     }

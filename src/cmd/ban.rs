@@ -4,23 +4,20 @@
 //! and the state file records it, so the boot-time apply puts a ban back with
 //! the time it has left.
 
-use super::notify::{Life, Notifier};
+use super::run::{Needs, NotRoot, Run};
 use super::Invocation;
 use crate::core::ban::{self as target, check_ban_sets};
 use crate::core::notify::{Notice, Origin};
 use crate::core::policy::{Members, Policy, Refusal};
-use crate::ports::{SetOp, SetStore};
-use crate::sys::firewall;
-use crate::sys::{host, lock, statefile};
+use crate::ports::SetOp;
+use crate::sys::{host, statefile};
 use crate::units::addr::{member, parse_addr};
 use crate::units::duration::{human, parse_timeout};
 use crate::units::time::utc;
 use anyhow::{anyhow, bail, Result};
 use ipnet::IpNet;
 use std::path::Path;
-use std::time::Duration;
 
-pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// A ban without --for lasts a day; a permanent one belongs in the config.
 pub const DEFAULT_FOR: &str = "1d";
 
@@ -75,14 +72,11 @@ pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
     if let Some(why) = policy.check(&addr) {
         bail!("refusing to ban: {}", refusal_text(&why, &addr, &cfg.path));
     }
-    if !host::is_root() {
-        bail!("fwctl ban reads and changes the kernel's ipsets and must run as root; fix: sudo fwctl ban ...");
-    }
-    let mut sys = firewall::sets(cfg.firewall.backend)?;
-    let _lock = lock::acquire(&lock::run_dir(), LOCK_WAIT)?;
-    let path = cfg.state_path(inv.state());
-    let notifier = Notifier::start(&cfg, &path, Life::Run)?;
-    let publisher = super::fleet::Publisher::start(&cfg, &path, Life::Run)?;
+    let does = "reads and changes the kernel's ipsets and must run as root";
+    let root = NotRoot("ban", does, "sudo fwctl ban ...".into());
+    let needs = Needs::SETS | Needs::LOCK | Needs::NOTIFY | Needs::FLEET;
+    let mut run = Run::start(&cfg, inv, Some(root), needs)?;
+    let sys = run.sets();
     let role = target::role_of(&cfg, &set)
         .map(|r| r.0)
         .unwrap_or("blacklist");
@@ -111,7 +105,7 @@ pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
     }])
     .map_err(|e| anyhow!("adding {shown} to {set}: {e}"))?;
     let now = host::now();
-    let (offence, n) = match statefile::update(&path, now, |st| {
+    let (offence, n) = match statefile::update(&run.state_file, now, |st| {
         let (n, _) = st.history.next_ban(&addr, now, &[o.duration]);
         st.history.record(addr, &set, n, now, o.duration);
         n
@@ -127,7 +121,7 @@ pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
             ("not recorded".into(), 1)
         }
     };
-    if let Some(p) = publisher {
+    if let Some(p) = &run.publisher {
         p.share(vec![p.member().entry(
             crate::core::fleet::Op::Ban,
             addr,
@@ -137,21 +131,17 @@ pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
             n,
             "manual",
         )]);
-        p.finish(super::fleet::FLEET_WAIT);
     }
-    if let Some(notifier) = notifier {
-        notifier.send(Notice::IpBlocked {
-            address: shown.clone(),
-            set: set.clone(),
-            reason: "banned by hand (fwctl ban)".into(),
-            offence: n,
-            duration_s: o.duration,
-            until: utc(now + o.duration as i64),
-            origin: Origin::Manual,
-        });
-        notifier.finish(super::notify::NOTIFY_WAIT);
-    }
-    super::metrics::write_textfile(&cfg, &path);
+    run.tell(Notice::IpBlocked {
+        address: shown.clone(),
+        set: set.clone(),
+        reason: "banned by hand (fwctl ban)".into(),
+        offence: n,
+        duration_s: o.duration,
+        until: utc(now + o.duration as i64),
+        origin: Origin::Manual,
+    });
+    run.finish();
     super::out(format!(
         "fwctl: banned {shown} in {set} for {} (until {}; {offence})\n",
         human(o.duration),

@@ -6,15 +6,14 @@
 //! refused one is a `feed_refused` event.
 
 use super::notify::{Life, Notifier};
+use super::run::{Needs, NotRoot, Run};
 use super::{out, Invocation};
 use crate::core::config::intel::Feed;
 use crate::core::feeds::{self, Meta};
 use crate::core::notify::Notice;
 use crate::core::policy::Refusal;
-use crate::ports::SetStore;
-use crate::sys::firewall;
 use crate::sys::http::{fetch, Fetched};
-use crate::sys::{feedstore, host, lock};
+use crate::sys::{feedstore, host};
 use crate::units::duration::{count, human};
 use crate::units::time::utc;
 use anyhow::{anyhow, bail, Result};
@@ -116,14 +115,10 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
         })?],
         None => cfg.feeds.iter().collect(),
     };
-    if !host::is_root() {
-        bail!(
-            "fwctl feeds update changes the kernel's ipsets and must run as root; fix: {}",
-            inv.fix("feeds update")
-        );
-    }
-    let mut sys = firewall::sets(cfg.firewall.backend)?;
-    let headers = sys.heads()?;
+    let does = "changes the kernel's ipsets and must run as root";
+    let root = NotRoot("feeds update", does, inv.fix("feeds update"));
+    let mut run = Run::start(&cfg, inv, Some(root), Needs::SETS)?;
+    let headers = run.sets().heads()?;
     for f in &chosen {
         for s in feeds::set_names(&f.name) {
             if !headers.contains_key(&s) {
@@ -135,10 +130,9 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
             }
         }
     }
-    let state_file = cfg.state_path(inv.state());
-    let dir = feedstore::dir_for(&state_file);
+    let dir = feedstore::dir_for(&run.state_file);
     feedstore::check(&dir)?;
-    let notifier = Notifier::start(&cfg, &state_file, Life::Run)?;
+    run.notifier = Notifier::start(&cfg, &run.state_file, Life::Run)?;
     let own = host::own_addresses();
     let never = feeds::policy(&cfg.trusted, &own);
     let refuse = |n: &ipnet::IpNet| never.check(n);
@@ -159,9 +153,11 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
         fetched.push((f, meta, outcome));
     }
     if fetched.is_empty() {
+        run.finish();
         return Ok(true);
     }
-    let _lock = lock::acquire(&lock::run_dir(), super::ban::LOCK_WAIT)?;
+    // Only the kernel's change waits for other runs, not the downloads.
+    run.lock()?;
     let mut failed = 0;
     let mut refused = Vec::new();
     for (f, mut meta, outcome) in fetched {
@@ -181,7 +177,7 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
                 nets,
                 etag,
                 last_modified,
-            } => match sys.refill(&feeds::refills(f, &nets)) {
+            } => match run.sets().refill(&feeds::refills(f, &nets)) {
                 Ok(()) => {
                     let before = feedstore::list(&dir, &f.name)?;
                     feedstore::save_list(&dir, &f.name, &nets)?;
@@ -228,11 +224,10 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
         }
         feedstore::save_meta(&dir, &f.name, &meta)?;
     }
-    drop(_lock);
-    if let Some(n) = notifier {
+    if let Some(n) = &run.notifier {
         n.send_all(refused);
-        n.finish(super::notify::NOTIFY_WAIT);
     }
+    run.finish();
     Ok(failed == 0)
 }
 

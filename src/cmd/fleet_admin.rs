@@ -3,12 +3,12 @@
 //! this host's sets and state file, and out of the fleet's active index).
 
 use super::fleet::Member;
+use super::run::{Needs, NotRoot, Run};
 use super::{say, Invocation};
 use crate::core::ban as target;
 use crate::core::fleet::purge_targets;
-use crate::ports::{FleetLink, SetOp, SetStore};
-use crate::sys::firewall;
-use crate::sys::{fleetkey, host, lock, statefile};
+use crate::ports::{FleetLink, SetOp};
+use crate::sys::{fleetkey, host, statefile};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::PathBuf;
 
@@ -80,15 +80,11 @@ pub fn purge(o: &PurgeOptions, inv: &Invocation) -> Result<()> {
     if name.is_empty() || name.len() > 128 || !name.chars().all(|c| c.is_ascii_graphic()) {
         bail!("--host {name:?} is not a fleet host name; fix: 1 to 128 printable characters without spaces, as the host publishes it (fwctl list --fleet shows them)");
     }
-    if !host::is_root() {
-        bail!(
-            "fwctl fleet purge changes the kernel's ipsets and must run as root; fix: {}",
-            inv.fix(&format!("fleet purge --host {name}"))
-        );
-    }
-    let mut sys = firewall::sets(cfg.firewall.backend)?;
-    let _lock = lock::acquire(&lock::run_dir(), super::ban::LOCK_WAIT)?;
-    let path = cfg.state_path(inv.state());
+    let does = "changes the kernel's ipsets and must run as root";
+    let fix = inv.fix(&format!("fleet purge --host {name}"));
+    let root = NotRoot("fleet purge", does, fix);
+    let mut run = Run::start(&cfg, inv, Some(root), Needs::SETS | Needs::LOCK)?;
+    let path = run.state_file.clone();
     let now = host::now();
     let loaded = statefile::load(&path, now)
         .with_context(|| format!("the state file {} must be readable", path.display()))?;
@@ -106,7 +102,7 @@ pub fn purge(o: &PurgeOptions, inv: &Invocation) -> Result<()> {
         })
         .collect();
     if !ops.is_empty() {
-        sys.change(&ops).map_err(|e| {
+        run.sets().change(&ops).map_err(|e| {
             anyhow!("removing {name}'s bans: {e}; nothing was changed in the state file")
         })?;
         statefile::update(&path, now, |st| {
@@ -117,6 +113,8 @@ pub fn purge(o: &PurgeOptions, inv: &Invocation) -> Result<()> {
             }
         })?;
     }
+    // The kernel and the state file are done with; Redis may take seconds.
+    run.finish();
     let mut sets_hit: Vec<&str> = targets.iter().map(|(s, _)| s.as_str()).collect();
     sets_hit.sort_unstable();
     sets_hit.dedup();

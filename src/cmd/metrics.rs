@@ -2,16 +2,15 @@
 //! (`fwctl.prom` in [metrics] textfile_dir), written atomically from the
 //! state file after every scan, apply and status.
 
-use crate::core::config::Config;
 use crate::core::metrics::textfile;
 use crate::sys::{outbox, statefile};
 use std::io::Write;
 use std::path::Path;
 
-/// Write `fwctl.prom` if the config asks for it; a failure only warns (the
-/// command's work is done).
-pub fn write_textfile(cfg: &Config, state_file: &Path) {
-    let Some(dir) = &cfg.metrics.textfile_dir else {
+/// Write `fwctl.prom` into `[metrics] textfile_dir`, if the config names
+/// one; a failure only warns (the command's work is done).
+pub fn write_textfile(dir: Option<&Path>, state_file: &Path) {
+    let Some(dir) = dir else {
         return;
     };
     let result = (|| -> anyhow::Result<()> {

@@ -14,6 +14,7 @@ pub mod list;
 pub mod man;
 pub mod metrics;
 pub mod notify;
+pub mod run;
 pub mod scan;
 pub mod status;
 pub mod sync;

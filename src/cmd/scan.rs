@@ -5,7 +5,8 @@
 //! root, ipset binary, lock, target sets) comes before the log is read, and
 //! the kernel is changed once, at the end, by one batch of set changes.
 
-use super::notify::{Life, Notifier};
+use super::notify::Notifier;
+use super::run::{Needs, NotRoot, Run};
 use super::Invocation;
 use crate::core::ban::check_ban_sets;
 use crate::core::config::pattern::Pattern;
@@ -22,17 +23,13 @@ use crate::core::sets::SetHead;
 use crate::core::web_log::{Client, Statuses, WebParser};
 use crate::ports::SetStore;
 use crate::sys::firewall;
-use crate::sys::{host, lock, logfile, statefile};
+use crate::sys::{host, logfile, statefile};
 use crate::units::duration::{parse_timeout, parse_window};
 use crate::units::names::SetName;
 use crate::units::time::{utc, Zone};
 use anyhow::{anyhow, bail, Result};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-/// How long a run waits for another fwctl run (a slow scan, an apply) before
-/// giving up with a message; the next cron tick tries again.
-const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = "\
@@ -677,31 +674,23 @@ fn fleet_entries(
 pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     let mut plan = Plan::new(opts, inv.load()?)?;
     plan.apply_fix = inv.fix("apply");
-    let state = inv.state();
-    let root = host::is_root();
-    if !opts.dryrun && !root {
-        bail!("fwctl scan adds bans to ipsets and must run as root; fix: sudo fwctl scan ... (or add --dryrun to only look)");
+    // A dry run needs nothing; as root it still reads the sets it can.
+    let (root, needs) = match opts.dryrun {
+        true => (None, Needs::NOTHING),
+        false => (
+            Some(NotRoot(
+                "scan",
+                "adds bans to ipsets and must run as root",
+                "sudo fwctl scan ... (or add --dryrun to only look)".into(),
+            )),
+            Needs::SETS | Needs::LOCK | Needs::NOTIFY | Needs::FLEET,
+        ),
+    };
+    let mut run = Run::start(&plan.cfg, inv, root, needs)?;
+    if opts.dryrun && host::is_root() {
+        run.sets = firewall::sets(plan.cfg.firewall.backend).ok();
     }
-    let mut sys = match (opts.dryrun, root) {
-        (false, _) => Some(firewall::sets(plan.cfg.firewall.backend)?),
-        (true, true) => firewall::sets(plan.cfg.firewall.backend).ok(),
-        (true, false) => None,
-    };
-    let _lock = if opts.dryrun {
-        None
-    } else {
-        Some(lock::acquire(&lock::run_dir(), LOCK_WAIT)?)
-    };
-    let state_file = plan.cfg.state_path(state);
-    // Sinks (and their secret files) are checked before anything changes.
-    let (notifier, publisher) = if opts.dryrun {
-        (None, None)
-    } else {
-        (
-            Notifier::start(&plan.cfg, &state_file, Life::Run)?,
-            super::fleet::Publisher::start(&plan.cfg, &state_file, Life::Run)?,
-        )
-    };
+    let state_file = run.state_file.clone();
     let real_now = host::now();
     let now = match &opts.now {
         Some(s) => parse_now(s, &host::local_zone(real_now))?,
@@ -741,7 +730,7 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
         &plan,
         &h,
         intel,
-        sys.as_mut().map(|s| s as &mut dyn SetStore),
+        run.sets.as_mut().map(|s| s.as_mut() as &mut dyn SetStore),
         |p, kind| {
             let Some(log) = log else {
                 return crate::sys::journal::read_ssh(p, kind);
@@ -776,10 +765,10 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     if !opts.dryrun {
         let offences = record(&report, &opts.ipset, &state_file, real_now, &cache);
         // Handed over now; their threads work while the report is written.
-        if let Some(n) = &notifier {
+        if let Some(n) = &run.notifier {
             notify(n, &report, &offences, real_now);
         }
-        if let Some(p) = &publisher {
+        if let Some(p) = &run.publisher {
             let roles = set_roles(&plan.cfg, &report);
             let (report, offences) = (std::sync::Arc::clone(&report), offences);
             p.share_later(move |m| fleet_entries(m, &roles, &report, &offences));
@@ -794,14 +783,8 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     let printed = super::out(text);
     // At most a short wait each: what Redis has not taken by then waits in
     // the fleet outbox, and what the sinks have not, in the notify outbox.
-    if let Some(p) = publisher {
-        p.finish(super::fleet::FLEET_WAIT);
-    }
-    if let Some(n) = notifier {
-        n.finish(super::notify::NOTIFY_WAIT);
-    }
     if !opts.dryrun {
-        super::metrics::write_textfile(&plan.cfg, &state_file);
+        run.finish();
     }
     printed
 }

@@ -1,6 +1,7 @@
 //! `fwctl status`: gathers what `core::status` evaluates (the kernel's rules
 //! and sets, the state file, the capture lock), and --repair.
 
+use super::run::{Needs, NotRoot, Run};
 use super::Invocation;
 use crate::core::config::Config;
 use crate::core::notify::Notice;
@@ -90,44 +91,26 @@ pub(super) fn gather<'a>(
 pub fn run(o: &Options, inv: &Invocation) -> Result<bool> {
     let cfg = inv.load()?;
     let plan = ruleset::build(&cfg);
-    if !host::is_root() {
-        anyhow::bail!(
-            "fwctl status reads the kernel's rules and sets, which needs root; fix: {}",
-            inv.fix("status")
-        );
-    }
-    let mut fw = crate::sys::firewall::open(cfg.firewall.backend)?;
-    let mut sys = crate::sys::firewall::sets(cfg.firewall.backend)?;
-    let path = cfg.state_path(inv.state());
-    let mut status = evaluate(&gather(
-        &cfg,
-        &plan,
-        &path,
-        fw.as_mut(),
-        &mut sys,
-        inv.sudo(),
-        true,
-    )?);
+    // No lock: status only reads (--repair's apply takes it).
+    let does = "reads the kernel's rules and sets, which needs root";
+    let root = NotRoot("status", does, inv.fix("status"));
+    let mut run = Run::start(&cfg, inv, Some(root), Needs::FIREWALL | Needs::SETS)?;
+    let path = run.state_file.clone();
+    let (fw, sys) = run.kernel();
+    let mut status = evaluate(&gather(&cfg, &plan, &path, fw, sys, inv.sudo(), true)?);
     if o.repair && !status.healthy {
         if status.repairable {
             eprintln!("fwctl: repairing: {}", status.problems.join("; "));
             // What the last apply installed goes back; a peer it would
             // lock out is warned about, not a reason to leave drift.
             super::apply::apply(inv, false, None, true)?;
-            status = evaluate(&gather(
-                &cfg,
-                &plan,
-                &path,
-                fw.as_mut(),
-                &mut sys,
-                inv.sudo(),
-                true,
-            )?);
+            let (fw, sys) = run.kernel();
+            status = evaluate(&gather(&cfg, &plan, &path, fw, sys, inv.sudo(), true)?);
         } else {
             eprintln!("fwctl: nothing an apply repairs: a full set needs a bigger [sets] maxelem, and the fleet's problems need sync and Redis");
         }
     }
-    record(&cfg, &path, &status)?;
+    record(&cfg, &path, &status, run)?;
     let text = if o.json {
         serde_json::to_string_pretty(&status).expect("json") + "\n"
     } else {
@@ -141,11 +124,12 @@ pub fn run(o: &Options, inv: &Invocation) -> Result<bool> {
 /// what it found in the state file (the textfile's `fwctl_rules_drift`
 /// comes from it) and tells the sinks of drift once: the same drift found
 /// by every cron'd status is not sent again, a new or returning one is.
-fn record(cfg: &Config, path: &Path, status: &Status) -> Result<()> {
+fn record(cfg: &Config, path: &Path, status: &Status, mut run: Run) -> Result<()> {
     if cfg.notify.is_empty() && cfg.metrics.textfile_dir.is_none() {
         return Ok(());
     }
-    let notifier = super::notify::Notifier::start(cfg, path, super::notify::Life::Run)?;
+    // Started only now: a failed --repair leaves no sink mid-delivery.
+    run.notifier = super::notify::Notifier::start(cfg, path, super::notify::Life::Run)?;
     let signature = (!status.drift.is_empty()).then(|| status.drift.join("\n"));
     let drifted = |family: &str| status.rules.iter().any(|r| r.family == family && r.drifted);
     let now = host::now();
@@ -166,14 +150,11 @@ fn record(cfg: &Config, path: &Path, status: &Status) -> Result<()> {
         });
         tell
     })?;
-    if let Some(n) = notifier {
-        if tell {
-            n.send(Notice::Drift {
-                problems: status.drift.clone(),
-            });
-        }
-        n.finish(super::notify::NOTIFY_WAIT);
+    if tell {
+        run.tell(Notice::Drift {
+            problems: status.drift.clone(),
+        });
     }
-    super::metrics::write_textfile(cfg, path);
+    run.finish();
     Ok(())
 }

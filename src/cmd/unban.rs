@@ -1,13 +1,12 @@
 //! `fwctl unban`: take an address out of every ban set and end its ban in
 //! the state file (its offence count stays, for progressive capture bans).
 
-use super::notify::{Life, Notifier};
+use super::run::{Needs, NotRoot, Run};
 use super::Invocation;
 use crate::core::ban as target;
 use crate::core::notify::{Notice, Origin};
-use crate::ports::{SetOp, SetStore};
-use crate::sys::firewall;
-use crate::sys::{host, lock, statefile};
+use crate::ports::SetOp;
+use crate::sys::{host, statefile};
 use crate::units::addr::{member, parse_addr};
 use anyhow::{anyhow, bail, Result};
 use ipnet::IpNet;
@@ -22,13 +21,11 @@ pub struct UnbanOptions {
 pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
     let cfg = inv.load()?;
     let addr = parse_addr(&o.addr)?;
-    if !host::is_root() {
-        bail!("fwctl unban reads and changes the kernel's ipsets and must run as root; fix: sudo fwctl unban ...");
-    }
-    let mut sys = firewall::sets(cfg.firewall.backend)?;
-    let _lock = lock::acquire(&lock::run_dir(), super::ban::LOCK_WAIT)?;
-    let notifier = Notifier::start(&cfg, &cfg.state_path(inv.state()), Life::Run)?;
-    let publisher = super::fleet::Publisher::start(&cfg, &cfg.state_path(inv.state()), Life::Run)?;
+    let does = "reads and changes the kernel's ipsets and must run as root";
+    let root = NotRoot("unban", does, "sudo fwctl unban ...".into());
+    let needs = Needs::SETS | Needs::LOCK | Needs::NOTIFY | Needs::FLEET;
+    let mut run = Run::start(&cfg, inv, Some(root), needs)?;
+    let sys = run.sets();
     let v6 = matches!(addr, IpNet::V6(_));
     let headers = sys.heads()?;
     let shown = member(&addr);
@@ -58,8 +55,7 @@ pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
             .map_err(|e| anyhow!("removing {shown}: {e}"))?;
     }
     let now = host::now();
-    let path = cfg.state_path(inv.state());
-    let ended = match statefile::update(&path, now, |st| st.history.end(&addr, now)) {
+    let ended = match statefile::update(&run.state_file, now, |st| st.history.end(&addr, now)) {
         Ok((ended, _)) => ended,
         Err(e) => {
             eprintln!("fwctl: warning: could not record the unban in the state file ({e}); a reboot may restore the ban");
@@ -77,7 +73,7 @@ pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
         };
         bail!("{shown} is not banned in any of fwctl's ban sets{hint}; nothing changed");
     }
-    if let Some(p) = publisher {
+    if let Some(p) = &run.publisher {
         // The fleet lifts it in each role it was in here (every role, when
         // only the state file knew of it).
         let mut roles: Vec<&str> = found
@@ -103,16 +99,13 @@ pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
             })
             .collect();
         p.share(entries);
-        p.finish(super::fleet::FLEET_WAIT);
     }
-    if let Some(n) = notifier {
-        n.send(Notice::Unban {
-            address: shown.clone(),
-            sets: found.clone(),
-            origin: Origin::Manual,
-        });
-        n.finish(super::notify::NOTIFY_WAIT);
-    }
+    run.tell(Notice::Unban {
+        address: shown.clone(),
+        sets: found.clone(),
+        origin: Origin::Manual,
+    });
+    run.finish();
     if found.is_empty() {
         super::out(format!("fwctl: {shown} was not in the kernel's sets; its ban is ended in the state file so it is not restored\n"))?;
     } else {
