@@ -77,7 +77,31 @@ impl Rsyslog {
 
     /// Wait until the log holds `n` lines containing every needle.
     fn wait_lines(&self, needles: &[&str], n: usize) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        self.wait_lines_within(needles, n, Duration::from_secs(15))
+    }
+
+    /// Wait until rsyslogd reads the kernel's log: it logs what comes after
+    /// it is up, and once came up after a test's packets (no line at all).
+    /// Probes from `src` to a closed port until their blocked line (prefix
+    /// `tag`) is in the log; bounded to 50 probes.
+    fn ready(&self, lab: &Lab, src: std::net::IpAddr, tag: &str) {
+        let needle = format!("{tag}IP");
+        for _ in 0..50 {
+            lab.probe(src, 9, 1, Duration::from_millis(50));
+            if self.wait_lines_within(
+                &[&needle, "TABLES-BLOCKED: "],
+                1,
+                Duration::from_millis(200),
+            ) > 0
+            {
+                return;
+            }
+        }
+        panic!("rsyslogd logged none of 50 blocked probes from {src}");
+    }
+
+    fn wait_lines_within(&self, needles: &[&str], n: usize, limit: Duration) -> usize {
+        let deadline = Instant::now() + limit;
         loop {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
             let count = text
@@ -486,6 +510,7 @@ fn a_bandwidth_hog_is_logged_by_the_kernel_and_banned_by_scan_rule_bandwidth() {
 
     let (hog4, hog6) = src("attacker");
     let (ben4, ben6) = src("benign");
+    rs.ready(&lab, ben4, &t);
     // The hog sends 8 MB at veth speed, 30 times the rate; the benign client
     // a 16 KB request, within what a new source may send at once.
     for (hog, ben) in [(hog4, ben4), (hog6, ben6)] {
