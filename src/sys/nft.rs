@@ -132,30 +132,63 @@ fn element(out: &mut String, net: &IpNet, timeout: Option<u32>) {
 /// delete of a member not there is left out; an `add element` of one there
 /// keeps its old timeout on kernels before element timeout updates (6.18,
 /// where the kernel test runs, refreshes it either way), so a refresh is a
-/// delete and an add of it in the same transaction. Ops are followed in order (an add then a delete of
-/// the same member ends with it gone).
+/// delete and an add of it in the same transaction. Ops are followed in
+/// order (an add then a delete of the same member ends with it gone): only
+/// each member's last op counts. Each set's deletes, then its adds, go in
+/// one command each: nft parses 100 000 elements of one command in a third
+/// of the time it takes for 100 000 commands.
 pub fn render_change(
     ops: &[SetOp],
     present: &BTreeMap<String, BTreeSet<IpNet>>,
 ) -> StepResult<String> {
-    let mut now = present.clone();
-    let mut out = String::new();
+    // Per set, in first-seen order: each member's last op (Some(timeout):
+    // an add, None: a delete), in the order members were first named.
+    let mut sets: Vec<(&str, Vec<IpNet>, BTreeMap<IpNet, Option<Option<u32>>>)> = Vec::new();
     for op in ops {
-        let (set, net) = match op {
-            SetOp::Add { set, net, .. } | SetOp::Del { set, net } => (checked(set)?, net),
+        let (set, net, last) = match op {
+            SetOp::Add { set, net, timeout } => (checked(set)?, net, Some(*timeout)),
+            SetOp::Del { set, net } => (checked(set)?, net, None),
         };
-        let members = now.entry(set.to_string()).or_default();
-        if members.remove(net) {
-            let _ = write!(out, "delete element {FAMILY} {TABLE} {set} {{ ");
-            element(&mut out, net, None);
-            out.push_str(" }\n");
+        let i = match sets.iter().position(|(s, _, _)| *s == set) {
+            Some(i) => i,
+            None => {
+                sets.push((set, Vec::new(), BTreeMap::new()));
+                sets.len() - 1
+            }
+        };
+        let (_, order, lasts) = &mut sets[i];
+        if lasts.insert(*net, last).is_none() {
+            order.push(*net);
         }
-        if let SetOp::Add { timeout, .. } = op {
-            let _ = write!(out, "add element {FAMILY} {TABLE} {set} {{ ");
-            element(&mut out, net, *timeout);
-            out.push_str(" }\n");
-            members.insert(*net);
+    }
+    let empty = BTreeSet::new();
+    let mut out = String::new();
+    let mut command = |out: &mut String, verb: &str, set: &str, items: &[(IpNet, Option<u32>)]| {
+        if items.is_empty() {
+            return;
         }
+        let _ = write!(out, "{verb} element {FAMILY} {TABLE} {set} {{ ");
+        for (i, (n, t)) in items.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            element(out, n, *t);
+        }
+        out.push_str(" }\n");
+    };
+    for (set, order, lasts) in &sets {
+        let held = present.get(*set).unwrap_or(&empty);
+        let dels: Vec<(IpNet, Option<u32>)> = order
+            .iter()
+            .filter(|n| held.contains(n))
+            .map(|n| (*n, None))
+            .collect();
+        let adds: Vec<(IpNet, Option<u32>)> = order
+            .iter()
+            .filter_map(|n| Some((*n, lasts[n]?)))
+            .collect();
+        command(&mut out, "delete", set, &dels);
+        command(&mut out, "add", set, &adds);
     }
     Ok(out)
 }
@@ -425,10 +458,19 @@ mod tests {
         assert_eq!(
             render_change(&ops, &present).unwrap(),
             "delete element inet fwctl blacklist { 203.0.113.5 }\n\
-             add element inet fwctl blacklist { 203.0.113.5 timeout 60s }\n\
-             add element inet fwctl blacklist_v6 { 2001:db8::/64 }\n\
-             delete element inet fwctl blacklist_v6 { 2001:db8::/64 }\n"
+             add element inet fwctl blacklist { 203.0.113.5 timeout 60s }\n"
         );
+        // A batch of many is one command per set and verb.
+        let many: Vec<SetOp> = (1..=200u8)
+            .map(|i| SetOp::Add {
+                set: "blacklist".into(),
+                net: net(&format!("192.0.2.{i}")),
+                timeout: Some(60),
+            })
+            .collect();
+        let text = render_change(&many, &BTreeMap::new()).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.ends_with(", 192.0.2.200 timeout 60s }\n"), "{text}");
         let bad = [SetOp::Del {
             set: "x; flush ruleset".into(),
             net: net("203.0.113.5"),
