@@ -15,8 +15,8 @@ use crate::core::conns::Established;
 use crate::core::history::History;
 use crate::core::policy::Members;
 use crate::ports::{Banner, Clock, ConnError, Connections, PacketSource, Received, SetStore};
-use crate::sys::host::{self, SystemClock};
 use crate::sys::firewall;
+use crate::sys::host::{self, SystemClock};
 use crate::sys::{cpu, lock, packet, pcap, sockdiag, statefile};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -474,7 +474,10 @@ fn live(
         e.syncookies = host::syncookies();
         e.policy.whitelist = whitelist(sys, config);
     };
-    refresh(&mut e, sys.as_mut().ok().map(|s| &mut **s as &mut dyn SetStore));
+    refresh(
+        &mut e,
+        sys.as_mut().ok().map(|s| &mut **s as &mut dyn SetStore),
+    );
     // Admin peers matter only where bans are made: read once now, before
     // the first probe, then by a thread of their own.
     let mut admin = AdminWatch::new(
@@ -586,7 +589,10 @@ fn live(
             last_save = Instant::now();
         }
         if last_own.elapsed() >= Duration::from_secs(30) {
-            refresh(&mut e, sys.as_mut().ok().map(|s| &mut **s as &mut dyn SetStore));
+            refresh(
+                &mut e,
+                sys.as_mut().ok().map(|s| &mut **s as &mut dyn SetStore),
+            );
             last_own = Instant::now();
         }
         if last_stats.elapsed() >= opts.stats_every {

@@ -3,8 +3,8 @@
 use super::Invocation;
 use crate::core::ban::{self as target, entries};
 use crate::ports::SetStore;
-use crate::sys::statefile;
 use crate::sys::firewall;
+use crate::sys::statefile;
 use crate::units::duration::{count, human};
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
