@@ -59,6 +59,7 @@ both! {
     confirm_rollback => confirm_rollback_iptables, confirm_rollback_nftables;
     boot_restore => boot_restore_iptables, boot_restore_nftables;
     sync => sync_iptables, sync_nftables;
+    remove => remove_iptables, remove_nftables;
 }
 
 /// The config every scenario starts from (`ssh`: whether port 22 is a service).
@@ -224,6 +225,56 @@ fn wipe(lab: &Lab, b: Backend) {
     }
 }
 
+/// Another tool's rule on the input hook, which fwctl must leave alone.
+fn add_foreign_rule(lab: &Lab, b: Backend) {
+    let cmds: &[&[&str]] = match b {
+        Backend::Iptables => &[&[
+            "iptables",
+            "-A",
+            "INPUT",
+            "-s",
+            "192.0.2.99",
+            "-j",
+            "ACCEPT",
+        ]],
+        Backend::Nftables => &[
+            &["nft", "add", "table", "inet", "other"],
+            &[
+                "nft",
+                "add",
+                "chain",
+                "inet",
+                "other",
+                "input",
+                "{ type filter hook input priority 10 ; policy accept ; }",
+            ],
+            &[
+                "nft",
+                "add",
+                "rule",
+                "inet",
+                "other",
+                "input",
+                "ip",
+                "saddr",
+                "192.0.2.99",
+                "accept",
+            ],
+        ],
+    };
+    for c in cmds {
+        lab.exec_ok(&lab.target, c);
+    }
+}
+
+/// The rules of the target's backend, without counters and set elements.
+fn snapshot(lab: &Lab, b: Backend) -> String {
+    match b {
+        Backend::Iptables => lab.rules(),
+        Backend::Nftables => lab.exec_ok(&lab.target, &["nft", "-s", "-t", "list", "ruleset"]),
+    }
+}
+
 /// Delete one of fwctl's filter rules by hand (the first of FWCTL-INPUT).
 fn delete_a_rule(lab: &Lab, b: Backend) {
     match b {
@@ -262,6 +313,7 @@ fn apply(b: Backend) {
     let (_d, c) = cfg(b, &base(true));
     let _l = lab.listen(&[22, 80, 8080]);
     assert_eq!(lab.reach(src("benign").0, 8080), Reply::Connected);
+    add_foreign_rule(&lab, b);
     ok(&run(&lab, &c, &["apply"]), "apply");
     for fam in [0, 1] {
         let pick = |role: &str| if fam == 0 { src(role).0 } else { src(role).1 };
@@ -277,13 +329,19 @@ fn apply(b: Backend) {
         Some(&Some(0)),
         "the config's member, permanent"
     );
-    // A re-apply keeps a ban with the time it has left.
+    // A re-apply keeps a ban with the time it has left, changes no rule
+    // and leaves another tool's rules alone.
     let (a4, _) = src("attacker");
     ok(
         &run(&lab, &c, &["ban", &a4.to_string(), "--for", "10m"]),
         "ban",
     );
+    let first = snapshot(&lab, b);
+    assert!(first.contains("192.0.2.99"), "{first}");
     ok(&run(&lab, &c, &["apply"]), "re-apply");
+    assert_eq!(snapshot(&lab, b), first, "a second apply changed the rules");
+    let out = run(&lab, &c, &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let t = left(&lab, b, "blacklist", &a4.to_string()).expect("ban kept");
     assert!((500..=600).contains(&t), "{t}");
     assert_eq!(lab.reach(a4, 80), Reply::Silent);
@@ -325,10 +383,12 @@ fn ban_unban_list(b: Backend) {
     ok(&run(&lab, &c, &["ban", "2001:db8:bad::/64"]), "ban net");
     assert!(left(&lab, b, "blacklist_v6", "2001:db8:bad::/64").is_some());
     // Refusals change nothing.
-    let before = (
-        members(&lab, b, "blacklist"),
-        members(&lab, b, "blacklist_v6"),
-    );
+    let keys = |set: &str| {
+        let mut k: Vec<String> = members(&lab, b, set).into_keys().collect();
+        k.sort();
+        k
+    };
+    let before = (keys("blacklist"), keys("blacklist_v6"));
     let (w4, _) = src("whitelisted");
     for (args, want) in [
         (vec!["ban", &w4.to_string() as &str], "whitelisted"),
@@ -337,15 +397,17 @@ fn ban_unban_list(b: Backend) {
             "refuses bans",
         ),
         (vec!["ban", "198.51.100.1"], "own address"),
+        (vec!["ban", "203.0.113.9", "--set", "nosuch"], "unknown set"),
+        (
+            vec!["ban", "203.0.113.0/24", "--set", "throttle-hard"],
+            "hash:ip",
+        ),
     ] {
         let out = run(&lab, &c, &args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
         assert!(text(&out).contains(want), "{args:?}: {}", text(&out));
     }
-    let after = (
-        members(&lab, b, "blacklist"),
-        members(&lab, b, "blacklist_v6"),
-    );
+    let after = (keys("blacklist"), keys("blacklist_v6"));
     assert_eq!(before, after, "refused bans change nothing");
 
     let v: Value = serde_json::from_str(&ok(&run(&lab, &c, &["list", "--json"]), "list")).unwrap();
@@ -669,6 +731,16 @@ fn status(b: Backend) {
     let out = run(&lab, &c, &["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).starts_with("fwctl status: OK"), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&run(&lab, &c, &["status", "--json"]).stdout).unwrap();
+    let sets = v["sets"].as_array().unwrap();
+    assert_eq!(sets.len(), 8, "{v}");
+    let count = |name: &str| {
+        let s = sets.iter().find(|s| s["name"] == name).unwrap();
+        (s["entries"].as_u64(), s["bans"].as_u64())
+    };
+    assert_eq!(count("blacklist"), (Some(2), Some(1)), "{v}");
+    assert_eq!(count("whitelist_v6"), (Some(1), Some(0)), "{v}");
+    assert_eq!(v["state"]["active_bans"], 1, "{v}");
 
     delete_a_rule(&lab, b);
     let out = run(&lab, &c, &["status"]);
@@ -873,4 +945,41 @@ fn sync(b: Backend) {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(lab.connect_from(ATTACKER, 1).connected, 1);
+}
+
+/// Which of fwctl's rules and sets are in the kernel: (rules, sets).
+fn ours(lab: &Lab, b: Backend) -> (bool, usize) {
+    match b {
+        Backend::Iptables => (lab.rules().contains("FWCTL"), lab.set_names().len()),
+        Backend::Nftables => {
+            let t = lab.exec_ok(&lab.target, &["nft", "list", "ruleset"]);
+            let sets = ["whitelist", "blacklist", "throttle-hard", "throttle-soft"]
+                .iter()
+                .flat_map(|s| [format!("\tset {s} {{"), format!("\tset {s}_v6 {{")])
+                .filter(|s| t.contains(s.as_str()))
+                .count();
+            (t.contains("chain FWCTL"), sets)
+        }
+    }
+}
+
+fn remove(b: Backend) {
+    let lab = Lab::new();
+    let (_d, c) = cfg(b, &base(true));
+    ok(&run(&lab, &c, &["apply"]), "apply");
+    let _l = lab.listen(&[8080]);
+    let (b4, b6) = src("benign");
+    assert_eq!(lab.reach(b4, 8080), Reply::Silent);
+    assert_eq!(ours(&lab, b), (true, 8));
+    add_foreign_rule(&lab, b);
+    ok(&run(&lab, &c, &["remove"]), "remove");
+    assert_eq!(ours(&lab, b), (false, 8), "sets kept without --sets");
+    assert!(
+        snapshot(&lab, b).contains("192.0.2.99"),
+        "another tool's rule stays"
+    );
+    assert_eq!(lab.reach(b4, 8080), Reply::Connected, "nothing drops now");
+    assert_eq!(lab.reach(b6, 8080), Reply::Connected);
+    ok(&run(&lab, &c, &["remove", "--sets"]), "remove --sets");
+    assert_eq!(ours(&lab, b), (false, 0));
 }
