@@ -60,6 +60,7 @@ both! {
     boot_restore => boot_restore_iptables, boot_restore_nftables;
     sync => sync_iptables, sync_nftables;
     remove => remove_iptables, remove_nftables;
+    scan_kernel_log => scan_kernel_log_iptables, scan_kernel_log_nftables;
 }
 
 /// The config every scenario starts from (`ssh`: whether port 22 is a service).
@@ -982,4 +983,80 @@ fn remove(b: Backend) {
     assert_eq!(lab.reach(b6, 8080), Reply::Connected);
     ok(&run(&lab, &c, &["remove", "--sets"]), "remove --sets");
     assert_eq!(ours(&lab, b), (false, 0));
+}
+
+/// The LOG lines the backend's own rules write (read from /dev/kmsg, as
+/// rsyslog writes them) ban the source that offends over the threshold.
+fn scan_kernel_log(b: Backend) {
+    let lab = Lab::new();
+    let tag = format!("FW{}{}", std::process::id() % 100_000, &b.name()[..1]);
+    let (d, c) = cfg(
+        b,
+        &format!(
+            "{}[logging]\nrate = \"1000/second\"\nburst = 1000\n[logging.prefixes]\n\
+             allowed = {{ v4 = \"{tag}IPTABLES-ALLOWED: \", v6 = \"{tag}IP6TABLES-ALLOWED: \" }}\n\
+             blocked = {{ v4 = \"{tag}IPTABLES-BLOCKED: \", v6 = \"{tag}IP6TABLES-BLOCKED: \" }}\n",
+            base(true)
+        ),
+    );
+    ok(&run(&lab, &c, &["apply"]), "apply");
+    let _l = lab.listen(&[80]);
+    let mut kmsg = Kmsg::open();
+    let (a4, a6) = src("attacker");
+    let (b4, b6) = src("benign");
+    // Four blocked SYNs from the attacker, two from the benign source
+    // (--howmany 2: not over it), both families.
+    for (s, n) in [(a4, 4), (a6, 4), (b4, 2), (b6, 2)] {
+        let p = lab.probe(s, 8081, n, Duration::from_millis(300));
+        assert_eq!(p.connected + p.refused, 0, "{s}: {p:?}");
+    }
+    let lines = kmsg.wait_for(&tag, Duration::from_secs(10), |got| {
+        got.iter().filter(|l| l.contains("-BLOCKED: ")).count() >= 12
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let t = fwctl::units::time::utc(now as i64).replace('Z', ".000000+00:00");
+    let log = d.path().join("iptables.log");
+    let written: String = lines
+        .iter()
+        .map(|m| format!("{t} host kernel: [ 100.000000] {m}\n"))
+        .collect();
+    std::fs::write(&log, &written).unwrap();
+    let out = run(
+        &lab,
+        &c,
+        &[
+            "scan",
+            "--log",
+            log.to_str().unwrap(),
+            "--rule",
+            "blocked",
+            "--type",
+            "tcp",
+            "--howmany",
+            "2",
+            "--within",
+            "10m",
+            "--ipset",
+            "blacklist",
+            "--removeafter",
+            "1h",
+        ],
+    );
+    let said = ok(&out, "scan");
+    assert!(said.contains("added: 2"), "{said}\n{written}");
+    for (set, a) in [("blacklist", a4), ("blacklist_v6", a6)] {
+        let t = left(&lab, b, set, &a.to_string());
+        assert!(
+            t.is_some_and(|t| (3_590..=3_600).contains(&t)),
+            "{a}: {t:?}"
+        );
+        assert_eq!(lab.reach(a, 80), Reply::Silent, "{a}");
+    }
+    for (set, a) in [("blacklist", b4), ("blacklist_v6", b6)] {
+        assert!(!members(&lab, b, set).contains_key(&a.to_string()), "{a}");
+        assert_eq!(lab.reach(a, 80), Reply::Connected, "{a}");
+    }
 }
