@@ -382,6 +382,18 @@ fn ban_unban_list(b: Backend) {
     );
     assert!(left(&lab, b, "blacklist", "198.51.100.14").unwrap() <= 600);
     ok(&run(&lab, &c, &["ban", "2001:db8:bad::/64"]), "ban net");
+    // The longest ban fwctl allows goes into either kernel whole.
+    let max = fwctl::units::duration::MAX_TIMEOUT as u32;
+    ok(
+        &run(
+            &lab,
+            &c,
+            &["ban", "203.0.113.77", "--for", &format!("{max}s")],
+        ),
+        "longest ban",
+    );
+    let t = left(&lab, b, "blacklist", "203.0.113.77").unwrap();
+    assert!(t + 10 >= max && t <= max, "{t} of {max}");
     assert!(left(&lab, b, "blacklist_v6", "2001:db8:bad::/64").is_some());
     // Refusals change nothing.
     let keys = |set: &str| {
@@ -609,32 +621,7 @@ fn capture(b: Backend) {
         assert_eq!(p.connected, 10, "a benign client: {p:?}");
     }
     for a in [a4, a6] {
-        let (s, dst) = if a.is_ipv4() {
-            (a.to_string(), TARGET4)
-        } else {
-            (a.to_string(), TARGET6)
-        };
-        let mut args = vec![
-            "nmap",
-            "-n",
-            "-Pn",
-            "--max-retries",
-            "0",
-            "--host-timeout",
-            "20s",
-            "-e",
-            &lab.client_if,
-            "-S",
-            &s,
-            "-sS",
-            "-p",
-            "1000-1004",
-        ];
-        if a.is_ipv6() {
-            args.push("-6");
-        }
-        args.push(dst);
-        lab.exec_ok(&lab.client, &args);
+        nmap_syn(&lab, a);
     }
     let (s4, s6) = (a4.to_string(), a6.to_string());
     let banned = cap.wait_for(Duration::from_secs(20), |seen| {
@@ -655,6 +642,47 @@ fn capture(b: Backend) {
     for src in [b4.to_string(), b6.to_string()] {
         assert!(!cap.seen.iter().any(|e| e["src"] == src.as_str()), "{src}");
     }
+    // A re-apply while capture runs (the table or sets replaced under it):
+    // the bans stay, and the next scanner is banned as the first was.
+    ok(&run(&lab, &c, &["apply"]), "re-apply");
+    assert!(left(&lab, b, "blacklist", &s4).is_some_and(|t| t > 200));
+    let (t4, _) = src("throttled");
+    let s = t4.to_string();
+    nmap_syn(&lab, t4);
+    let banned = cap.wait_for(Duration::from_secs(20), |seen| {
+        seen.iter()
+            .any(|e| e["event"] == "ip_blocked" && e["src"] == s.as_str())
+    });
+    assert!(banned, "not banned after the re-apply: {:#?}", cap.seen);
+    assert!(left(&lab, b, "blacklist", &s).is_some_and(|t| t > 250));
+    assert_eq!(lab.reach(t4, 80), Reply::Silent, "dropped");
+}
+
+/// An nmap SYN scan of five closed ports from `a` (one of the client's).
+fn nmap_syn(lab: &Lab, a: std::net::IpAddr) {
+    let s = a.to_string();
+    let mut args = vec![
+        "nmap",
+        "-n",
+        "-Pn",
+        "--max-retries",
+        "0",
+        "--host-timeout",
+        "20s",
+        "-e",
+        &lab.client_if,
+        "-S",
+        &s,
+        "-sS",
+        "-p",
+        "1000-1004",
+    ];
+    if a.is_ipv6() {
+        args.extend(["-6", TARGET6]);
+    } else {
+        args.push(TARGET4);
+    }
+    lab.exec_ok(&lab.client, &args);
 }
 
 fn feeds(b: Backend) {
@@ -795,7 +823,8 @@ fn status(b: Backend) {
 fn confirm_rollback(b: Backend) {
     let lab = Lab::new();
     let (_d, a) = cfg(b, &base(true));
-    let (_d2, bcfg) = cfg(b, &base(false));
+    // B: no ssh service, and another static blacklist.
+    let (_d2, bcfg) = cfg(b, &base(false).replace("198.51.100.11\"", "203.0.113.66\""));
     ok(&run(&lab, &a, &["apply"]), "apply A");
     let _l = lab.listen(&[22, 80]);
     let (b4, b6) = src("benign");
@@ -805,6 +834,7 @@ fn confirm_rollback(b: Backend) {
     let (mut child, lines) = apply_waiting(&lab, &bcfg, "4s");
     // B is in: port 22 is no service. A ban is made during the window.
     assert_eq!(lab.reach(b4, 22), Reply::Silent, "B's rules");
+    assert!(members(&lab, b, "blacklist").contains_key("203.0.113.66"));
     ok(
         &run(&lab, &bcfg, &["ban", &a4.to_string(), "--for", "1h"]),
         "ban",
@@ -822,6 +852,12 @@ fn confirm_rollback(b: Backend) {
     let t = left(&lab, b, "blacklist", &a4.to_string());
     assert!(t.is_some_and(|t| t > 3_500), "{t:?}");
     assert_eq!(lab.reach(a4, 22), Reply::Silent);
+    let m = members(&lab, b, "blacklist");
+    assert!(
+        m.get("198.51.100.11") == Some(&Some(0)) && !m.contains_key("203.0.113.66"),
+        "A's static members: {m:?}"
+    );
+    assert_eq!(lab.reach(src("blacklisted").0, 80), Reply::Silent);
     let out = run(&lab, &a, &["status"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
