@@ -381,7 +381,21 @@ fn ban_unban_list(b: Backend) {
         "re-ban",
     );
     assert!(left(&lab, b, "blacklist", "198.51.100.14").unwrap() <= 600);
+    // An address first, then the network around it (nft's interval sets
+    // refuse overlapping elements; ipset's hash:net holds both).
+    ok(
+        &run(&lab, &c, &["ban", "2001:db8:bad::5", "--for", "1h"]),
+        "ban in net",
+    );
     ok(&run(&lab, &c, &["ban", "2001:db8:bad::/64"]), "ban net");
+    assert!(left(&lab, b, "blacklist_v6", "2001:db8:bad::/64").is_some());
+    ok(
+        &run(&lab, &c, &["ban", "2001:db8:bad::6", "--for", "1h"]),
+        "ban inside a banned net",
+    );
+    // Bans a banned network covers are in force: none is missing.
+    let v: Value = serde_json::from_slice(&run(&lab, &c, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(v["state"]["missing_from_kernel"], 0, "{v}");
     // The longest ban fwctl allows goes into either kernel whole.
     let max = fwctl::units::duration::MAX_TIMEOUT as u32;
     ok(
@@ -457,7 +471,7 @@ fn ban_unban_list(b: Backend) {
     let out = run(&lab, &c, &["unban", &a4.to_string()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("not banned"), "{}", text(&out));
-    let out = run(&lab, &c, &["unban", "2001:db8:bad::5"]);
+    let out = run(&lab, &c, &["unban", "2001:db8:bad::7"]);
     assert!(
         text(&out).contains("inside the banned 2001:db8:bad::/64"),
         "{}",
@@ -690,7 +704,7 @@ fn feeds(b: Backend) {
     let (t4, t6) = src("throttled");
     let (a4, _) = src("attacker");
     let served = Arc::new(Mutex::new(format!(
-        "; test DROP list\n{t4}/32 ; SBL1\n203.0.113.0/28\n{t6}\n"
+        "; test DROP list\n{t4}/32 ; SBL1\n203.0.113.0/28\n203.0.113.5\n{t6}\n"
     )));
     let rx = {
         let served = Arc::clone(&served);
@@ -714,7 +728,7 @@ fn feeds(b: Backend) {
     assert_eq!(lab.reach(t4, 80), Reply::Connected);
     let said = ok(&run(&lab, &c, &["feeds", "update"]), "feeds update");
     assert!(
-        said.contains("feed drop: 3 entries (was 0): 3 added"),
+        said.contains("feed drop: 4 entries (was 0): 4 added"),
         "{said}"
     );
     let m = members(&lab, b, "feed-drop");
@@ -728,7 +742,7 @@ fn feeds(b: Backend) {
     assert_eq!(lab.reach(b4, 80), Reply::Connected);
 
     // A new list: one address out, another in; the ban is untouched.
-    *served.lock().unwrap() = format!("{a4}\n203.0.113.0/28\n{t6}\n");
+    *served.lock().unwrap() = format!("{a4}\n203.0.113.0/28\n203.0.113.5\n{t6}\n");
     let said = ok(&run(&lab, &c, &["feeds", "update", "--force"]), "again");
     assert!(said.contains("1 added, 1 removed"), "{said}");
     assert_eq!(lab.reach(t4, 80), Reply::Connected, "out of the feed");
