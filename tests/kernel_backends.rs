@@ -1009,6 +1009,25 @@ fn sync(b: Backend) {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(lab.connect_from(ATTACKER, 1).connected, 1);
+
+    // B bans the attacker itself; then A's ban of a network around it
+    // reaches B all the same (nft: it takes the address's place).
+    ok(&lab.fwctl(1, &["ban", ATTACKER, "--for", "1h"]), "ban on B");
+    ok(
+        &lab.fwctl(0, &["ban", "203.0.113.48/29", "--for", "1h"]),
+        "ban net on A",
+    );
+    let end = Instant::now() + Duration::from_secs(3);
+    while !members_in(&ns, b, "blacklist").contains_key("203.0.113.48/29") {
+        assert!(
+            Instant::now() < end,
+            "the network did not reach B: {:?}",
+            lab.log(1)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let p = lab.connect_from(ATTACKER, 1);
+    assert_eq!((p.connected, p.refused, p.silent), (0, 0, 1), "B drops it");
 }
 
 /// Which of fwctl's rules and sets are in the kernel: (rules, sets).
