@@ -202,7 +202,7 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
                 }
                 Err(e) => {
                     failed += 1;
-                    meta.error = Some(format!("ipset refused the update: {e}"));
+                    meta.error = Some(format!("the kernel refused the update: {e}"));
                     say_kept(f, &meta)?;
                 }
             },

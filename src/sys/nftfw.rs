@@ -145,10 +145,33 @@ pub fn installed_of(terse: &str) -> Installed {
         }
         if let Some((family, plain)) = plan_name(c) {
             if !line.starts_with("type ") {
-                lines(&mut out, family).push(format!("-A {plain} {line}"));
+                lines(&mut out, family).push(format!("-A {plain} {}", uncounted(line)));
             }
         }
     }
+    out
+}
+
+/// A rule without its counter's values (`counter packets 3 bytes 180` reads
+/// `counter`): a packet the rule counted is no change to the rule.
+fn uncounted(line: &str) -> String {
+    const AT: &str = "counter packets ";
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find(AT) {
+        let after = &rest[i + AT.len()..];
+        let digits = |s: &str| s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let p = digits(after);
+        let Some(b) = after[p..].strip_prefix(" bytes ") else {
+            out.push_str(&rest[..i + AT.len()]);
+            rest = after;
+            continue;
+        };
+        out.push_str(&rest[..i]);
+        out.push_str("counter");
+        rest = &b[digits(b)..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -313,6 +336,28 @@ mod tests {
         );
         assert_eq!(chains_of(TERSE), ["FWCTL-INPUT", "FWCTL6-INPUT", "input"]);
         assert_eq!(sets_of(TERSE), ["blacklist", "fwctl-icmp"]);
+    }
+
+    /// The raw chain's drops count packets: a ban that dropped one is no
+    /// drift (status once called it "1 missing, 1 extra").
+    #[test]
+    fn counted_packets_are_no_drift() {
+        let with = |n: &str| {
+            TERSE.replace(
+                "ip saddr @blacklist drop",
+                &format!("ip saddr @blacklist counter packets {n} drop"),
+            )
+        };
+        let then = installed_of(&with("0 bytes 0"));
+        let now = installed_of(&with("12 bytes 720"));
+        assert_eq!(then, now);
+        assert!(now
+            .v4
+            .contains(&"-A FWCTL-INPUT ip saddr @blacklist counter drop".to_string()));
+        assert_eq!(
+            uncounted("log prefix \"counter packets x\" accept"),
+            "log prefix \"counter packets x\" accept"
+        );
     }
 
     #[test]

@@ -189,7 +189,7 @@ pub fn render_rule(rule: &Rule, family: Family) -> String {
 
 /// Networks that another member of the same list already covers are left
 /// out: an interval set refuses overlapping elements.
-fn uncovered(members: Vec<(IpNet, Option<u32>)>) -> Vec<(IpNet, Option<u32>)> {
+pub fn uncovered(members: Vec<(IpNet, Option<u32>)>) -> Vec<(IpNet, Option<u32>)> {
     let mut sorted = members;
     // By first address, the wider first where two start alike: a cover then
     // always comes before what it covers, and since two CIDR networks are
