@@ -347,15 +347,20 @@ pub fn remove(inv: &Invocation, sets: bool) -> Result<()> {
     let _lock = super::run::take_lock()?;
     for fw in fws.iter_mut() {
         fw.remove(&plan, sets)?;
+        say!(
+            "fwctl: {}{}",
+            match fw.name() {
+                "nftables" =>
+                    "removed table inet fwctl's chains: nothing of fwctl's filters packets now",
+                _ => "removed fwctl's chains and INPUT jump; INPUT policy is ACCEPT",
+            },
+            if sets {
+                "; sets destroyed"
+            } else {
+                "; sets kept (use --sets to destroy them)"
+            }
+        );
     }
-    say!(
-        "fwctl: removed fwctl's chains and INPUT jump; INPUT policy is ACCEPT{}",
-        if sets {
-            "; sets destroyed"
-        } else {
-            "; sets kept (use --sets to destroy them)"
-        }
-    );
     Ok(())
 }
 

@@ -54,6 +54,8 @@ pub struct Facts {
     pub firewall: &'static str,
     /// With backend nftables: the nft tool and the kernel's nf_tables.
     pub nft_tool: Option<NftTool>,
+    /// fwctl's nftables table is in the kernel.
+    pub nft_table: bool,
     /// `sudo fwctl` with the --config and --state the user gave, for the fixes.
     pub invoke: String,
     pub root: bool,
@@ -255,7 +257,7 @@ pub fn checks(f: &Facts) -> Vec<Check> {
     v.push(match &f.modules_missing {
         Some(m) if m.is_empty() => check("modules", Ok, "the netfilter modules fwctl uses are built in, loaded or installed".into(), None),
         Some(m) => check("modules", Fail, format!("not in this kernel: {}", m.join(", ")), Some("install your kernel's extra modules package (linux-modules-extra-$(uname -r)) or a kernel with them")),
-        None if f.nft.as_ref().is_some_and(|n| n.chains > 0) || f.legacy.as_ref().is_some_and(|n| n.chains > 0) => check("modules", Ok, "no module list on this machine, but fwctl's rules are installed, so the kernel has what they use".into(), None),
+        None if f.nft_table || f.nft.as_ref().is_some_and(|n| n.chains > 0) || f.legacy.as_ref().is_some_and(|n| n.chains > 0) => check("modules", Ok, "no module list on this machine, but fwctl's rules are installed, so the kernel has what they use".into(), None),
         None => check("modules", Warn, "no module list on this machine (/lib/modules): cannot tell; `fwctl apply` will say if a match is missing".into(), None),
     });
     let dir = f

@@ -20,6 +20,16 @@ const TOOLS: [(&str, &str); 7] = [
 ];
 
 /// The modules behind the matches and targets fwctl's rules use.
+/// What the nftables backend's table uses beyond nf_tables' core (sets,
+/// dynamic sets and counters are in nf_tables itself).
+const NFT_MODULES: [&str; 5] = [
+    "nf_tables",
+    "nft_ct",
+    "nft_limit",
+    "nft_log",
+    "nf_log_syslog",
+];
+
 const MODULES: [&str; 8] = [
     "ip_set",
     "ip_set_hash_ip",
@@ -68,7 +78,7 @@ fn legacy() -> Option<Footprint> {
     footprint(&saves)
 }
 
-fn modules_missing() -> Option<Vec<String>> {
+fn modules_missing(wanted: &[&str]) -> Option<Vec<String>> {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
     let dir = Path::new("/lib/modules").join(release.trim());
     let lists: String = ["modules.builtin", "modules.dep"]
@@ -76,7 +86,7 @@ fn modules_missing() -> Option<Vec<String>> {
         .filter_map(|f| std::fs::read_to_string(dir.join(f)).ok())
         .collect();
     let mut missing = Vec::new();
-    for m in MODULES {
+    for m in wanted {
         let loaded = Path::new("/sys/module").join(m).exists();
         let listed = lists.contains(&format!("/{m}.ko"));
         if !loaded && !listed {
@@ -158,16 +168,20 @@ fn writable(path: &Path) -> Option<String> {
 /// `log`: the log rsyslog should write (as for `fwctl scan --log`);
 /// `builtin`: no config was named and none is at the default path;
 /// `invoke`: `sudo fwctl` with the user's --config and --state.
-/// The nft tool and the kernel's answer to it (read only).
-fn nft_tool() -> crate::core::doctor::NftTool {
+/// The nft tool, the kernel's answer to it, and whether fwctl's table is
+/// there (read only; one listing: each reads the whole table).
+fn nft_tool() -> (crate::core::doctor::NftTool, bool) {
     use crate::core::doctor::NftTool;
     let nft = match super::nft::Nft::locate() {
         Ok(n) => n,
-        Err(e) => return NftTool::Missing(e.to_string()),
+        Err(e) => return (NftTool::Missing(e.to_string()), false),
     };
     match nft.version() {
-        Ok(v) => NftTool::Found(v, nft.has_table().err().map(|e| e.to_string())),
-        Err(e) => NftTool::Missing(e.to_string()),
+        Ok(v) => match nft.terse_table() {
+            Ok(table) => (NftTool::Found(v, None), table.is_some()),
+            Err(e) => (NftTool::Found(v, Some(e.to_string())), false),
+        },
+        Err(e) => (NftTool::Missing(e.to_string()), false),
     }
 }
 
@@ -245,7 +259,18 @@ pub fn gather(
             .any(|d| d.join(unit).exists())
     };
     let firewall = cfg.as_ref().map(|c| c.firewall.backend).unwrap_or_default();
-    let nft_tool = (firewall == crate::core::config::firewall::Backend::Nftables).then(nft_tool);
+    let (nft_tool, nft_table) = match firewall {
+        crate::core::config::firewall::Backend::Nftables => {
+            let (tool, table) = nft_tool();
+            (Some(tool), table)
+        }
+        crate::core::config::firewall::Backend::Iptables => (None, false),
+    };
+    let modules: &[&str] = if nft_tool.is_some() {
+        &NFT_MODULES
+    } else {
+        &MODULES
+    };
     Facts {
         firewall: firewall.as_str(),
         nft_tool,
@@ -260,7 +285,8 @@ pub fn gather(
         nft,
         legacy: legacy(),
         ipset_error,
-        modules_missing: modules_missing(),
+        modules_missing: modules_missing(modules),
+        nft_table,
         config_error: cfg.as_ref().err().cloned(),
         config_path: config.to_path_buf(),
         log: log.to_path_buf(),
