@@ -10,8 +10,6 @@
 mod common;
 use common::*;
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 /// Another tool's ipset and its members.
 const OTHER_SET: &str = "othertool-allow";
@@ -52,35 +50,13 @@ burst = 3
     )
 }
 
-fn nft_f(ns: &str, script: &str) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "nft -f: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Everything of other tools, as `Lab::new` leaves the target plus (a) the
 /// other table, (b) Docker's iptables-nft state, foreign INPUT and raw rules,
 /// (c) another ipset.
 fn other_firewalls(lab: &Lab) {
     let v = lab.exec_ok(&lab.target, &["iptables", "-V"]);
     assert!(v.contains("nf_tables"), "iptables is not iptables-nft: {v}");
-    nft_f(&lab.target, OTHER_TABLE);
+    exec_input_ok(&lab.target, &["nft", "-f", "-"], OTHER_TABLE);
     let ipt = |args: &[&str]| {
         let mut v = vec!["iptables"];
         v.extend_from_slice(args);

@@ -8,31 +8,12 @@ use common::*;
 use fwctl::core::ruleset::{self, Current};
 use fwctl::sys::configfile;
 use fwctl::sys::nftlink::NftSets;
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-fn nft(ns: &str, script: &str) -> std::process::Output {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
 
 fn install(lab: &Lab, toml: &str) {
     let (_dir, path) = config(toml);
     let cfg = configfile::load(&path).unwrap();
     let script = ruleset::nft::render_install(&ruleset::build(&cfg), &Current::default());
-    let out = nft(&lab.target, &script);
+    let out = exec_input(&lab.target, &["nft", "-f", "-"], &script);
     assert!(
         out.status.success(),
         "{}",

@@ -10,37 +10,11 @@
 mod common;
 use common::*;
 use fwctl::core::ruleset::{self, Current, Plan, TableState};
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Packets each banned source sends.
 const N: usize = 200;
-
-/// Run `args` in `ns` with `input` on stdin; panic with its stderr if it fails.
-fn feed(ns: &str, args: &[&str], input: &str) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}\n{input}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The banned, whitelisted (also inside the banned network) and benign
 /// roles; a LOG prefix of this test's own for the blacklisted lines.
@@ -73,7 +47,7 @@ fn install_iptables(lab: &Lab, plan: &Plan) {
         sets: lab.set_names().into_iter().collect(),
         ..Current::default()
     };
-    feed(
+    exec_input_ok(
         &lab.target,
         &["ipset", "restore"],
         &ruleset::render_sets(&plan.sets, &now),
@@ -82,12 +56,12 @@ fn install_iptables(lab: &Lab, plan: &Plan) {
         let restore = tool(v6, "iptables-restore");
         // Raw first: the filter table no longer drops banned sources.
         let now = fwctl::sys::iptables::save::raw_state(&raw_save(lab, v6));
-        feed(
+        exec_input_ok(
             &lab.target,
             &[&restore, "--noflush"],
             &ruleset::render_raw(t, &now),
         );
-        feed(
+        exec_input_ok(
             &lab.target,
             &[&restore, "--noflush"],
             &ruleset::render_table(t, &TableState::default()),
@@ -291,7 +265,7 @@ fn iptables_raw_drops_banned_sources_before_conntrack_and_removal_restores_raw()
         let now = fwctl::sys::iptables::save::raw_state(&raw_save(&lab, v6));
         assert_eq!(now.prerouting_jumps, 1);
         let rm = ruleset::render_raw_removal(&now).expect("installed");
-        feed(
+        exec_input_ok(
             &lab.target,
             &[&tool(v6, "iptables-restore"), "--noflush"],
             &rm,
@@ -313,7 +287,7 @@ fn nft_prerouting_at_priority_raw_drops_banned_sources_before_conntrack() {
     let tag = format!("NRAW{}", std::process::id() % 100_000);
     let mut kmsg = Kmsg::open();
     let plan = plan(&tag);
-    feed(
+    exec_input_ok(
         &lab.target,
         &["nft", "-f", "-"],
         &ruleset::nft::render_install(&plan, &Current::default()),
@@ -322,7 +296,7 @@ fn nft_prerouting_at_priority_raw_drops_banned_sources_before_conntrack() {
     // chain would have dropped them; before it only if it accepted them):
     // counts what of the banned sources reaches the input hook at all.
     let (b4, b6) = src("blacklisted");
-    feed(
+    exec_input_ok(
         &lab.target,
         &["nft", "-f", "-"],
         &format!(
@@ -368,7 +342,7 @@ fn nft_prerouting_at_priority_raw_drops_banned_sources_before_conntrack() {
         chain.contains("type filter hook prerouting priority raw; policy accept;"),
         "{chain}"
     );
-    feed(
+    exec_input_ok(
         &lab.target,
         &["nft", "-f", "-"],
         &ruleset::nft::render_removal(),

@@ -10,8 +10,6 @@ use fwctl::core::ruleset::{self, Current};
 use fwctl::ports::{Member, SetOp, SetStore};
 use fwctl::units::addr::Family;
 use ipnet::IpNet;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 fn net(s: &str) -> IpNet {
     fwctl::units::addr::parse_addr(s).unwrap()
@@ -113,24 +111,7 @@ fn the_nft_store_keeps_the_contract() {
     let (_dir, path) = config("");
     let cfg = fwctl::sys::configfile::load(&path).unwrap();
     let script = ruleset::nft::render_install(&ruleset::build(&cfg), &Current::default());
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &lab.target, "nft", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    exec_input_ok(&lab.target, &["nft", "-f", "-"], &script);
     in_ns(&lab.target, || {
         let mut nft = fwctl::sys::nft::Nft::locate().unwrap();
         contract("nft", &mut nft);

@@ -530,3 +530,35 @@ pub fn offenders_log(path: &Path, sources: std::ops::Range<u32>) -> Vec<String> 
     std::fs::write(path, text).unwrap();
     addrs
 }
+
+/// Run `args` in namespace `ns` with `input` on stdin (e.g. `nft -f -`).
+#[allow(dead_code)]
+pub fn exec_input(ns: &str, args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The same, panicking with its stderr if it fails.
+#[allow(dead_code)]
+pub fn exec_input_ok(ns: &str, args: &[&str], input: &str) {
+    let out = exec_input(ns, args, input);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}\n{input}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
