@@ -84,6 +84,40 @@ fn contract(store: &str, s: &mut dyn SetStore) {
         "{store}"
     );
     assert!(s.members("no-such-set").is_err(), "{store}");
+    // A batch the kernel refuses in part is an error (nft: naming the set,
+    // and all or nothing; ipset's restore is neither).
+    let e = s
+        .change(&[
+            add("blacklist", "192.0.2.77", 100),
+            add("no-such-set", "192.0.2.78", 100),
+        ])
+        .unwrap_err()
+        .to_string();
+    if store == "nft" {
+        assert!(e.contains("no-such-set"), "{store}: {e}");
+        assert_eq!(
+            find(&s.members("blacklist").unwrap(), "192.0.2.77"),
+            None,
+            "{store}: a refused batch is all or nothing"
+        );
+    }
+    // 3 000 members in one batch (many netlink messages in one transaction).
+    let many: Vec<SetOp> = (0..3000u32)
+        .map(|i| SetOp::Add {
+            set: "blacklist_v6".into(),
+            net: format!("2001:db8:77::{:x}/128", i + 1).parse().unwrap(),
+            timeout: Some(100),
+        })
+        .collect();
+    s.change(&many).unwrap();
+    let held = s.members("blacklist_v6").unwrap();
+    assert_eq!(
+        held.iter()
+            .filter(|m| m.net.to_string().starts_with("2001:db8:77::"))
+            .count(),
+        3000,
+        "{store}"
+    );
 }
 
 #[test]

@@ -197,6 +197,127 @@ impl Netfilter {
     }
 }
 
+impl Netfilter {
+    /// Send `req` (one batch) and read the acknowledgement of each message
+    /// in `seqs`: None when all were done, else the first refusal (its
+    /// sequence number and the negative errno). The send buffer is raised
+    /// to the request's size first (a batch goes in one message, as the
+    /// kernel takes a transaction from one send).
+    pub fn ask_all(&mut self, req: &[u8], seqs: &[u32]) -> Result<Option<(u32, i32)>, String> {
+        let size = i32::try_from(req.len() + 65536).unwrap_or(i32::MAX);
+        // SAFETY: setsockopt with a pointer to a live i32 and its size.
+        let r = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUFFORCE,
+                (&size as *const i32).cast(),
+                std::mem::size_of::<i32>() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(format!(
+                "netlink send buffer: {}",
+                io::Error::last_os_error()
+            ));
+        }
+        // Room for every answer: each is a buffer of its own, counted at a
+        // few kilobytes (400 answers overran the default 208 KB: ENOBUFS).
+        let room = i32::try_from(seqs.len().saturating_mul(8192) + 65536).unwrap_or(i32::MAX);
+        // SAFETY: setsockopt with a pointer to a live i32 and its size.
+        let r = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&room as *const i32).cast(),
+                std::mem::size_of::<i32>() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(format!(
+                "netlink receive buffer: {}",
+                io::Error::last_os_error()
+            ));
+        }
+        // The kernel answers every message of a batch, refused or not; an
+        // answer that never comes must not hang the command.
+        let wait = libc::timeval {
+            tv_sec: 10,
+            tv_usec: 0,
+        };
+        // SAFETY: setsockopt with a pointer to a live timeval and its size.
+        unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&wait as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+        }
+        // SAFETY: as in `ask`.
+        unsafe {
+            let mut kernel: libc::sockaddr_nl = std::mem::zeroed();
+            kernel.nl_family = libc::AF_NETLINK as u16;
+            let n = libc::sendto(
+                self.fd.as_raw_fd(),
+                req.as_ptr().cast(),
+                req.len(),
+                0,
+                (&kernel as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            );
+            if n < 0 {
+                return Err(format!("netlink send: {}", io::Error::last_os_error()));
+            }
+        }
+        let mut waiting: std::collections::BTreeSet<u32> = seqs.iter().copied().collect();
+        let mut refused = None;
+        let mut buf = vec![0u8; 65536];
+        while !waiting.is_empty() {
+            // SAFETY: recv into a buffer we own, of its length.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(format!("netlink receive: {e}"));
+            }
+            for (seq, code) in acks(&buf[..n as usize]) {
+                if waiting.remove(&seq) && code != 0 && refused.is_none() {
+                    refused = Some((seq, code));
+                }
+            }
+        }
+        Ok(refused)
+    }
+}
+
+/// Every NLMSG_ERROR answer in `buf`: (sequence number, error code).
+pub(crate) fn acks(buf: &[u8]) -> Vec<(u32, i32)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 20 <= buf.len() {
+        let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
+        if len < 16 {
+            break;
+        }
+        let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().expect("2"));
+        let seq = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().expect("4"));
+        if kind == libc::NLMSG_ERROR as u16 {
+            out.push((
+                seq,
+                i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("4")),
+            ));
+        }
+        at += (len + 3) & !3;
+    }
+    out
+}
+
 /// A netlink socket to the kernel's ipset subsystem.
 pub struct Ipset {
     sock: Netfilter,

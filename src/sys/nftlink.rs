@@ -20,6 +20,7 @@ const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWSETELEM: u16 = 12;
+const NFT_MSG_DELSETELEM: u16 = 14;
 
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
@@ -138,6 +139,132 @@ pub fn add_request(seq: u32, table: &str, set: &str, net: IpNet, timeout: u32) -
     m
 }
 
+/// Elements per NEWSETELEM/DELSETELEM message of a batch: each message
+/// stays well under a page, as nft's own batches do.
+const PER_MESSAGE: usize = 256;
+
+/// One set's elements to add or delete in a [`batch_request`]: each
+/// (network, timeout in seconds; None: none).
+pub struct Elements<'a> {
+    pub set: &'a str,
+    pub add: bool,
+    pub items: &'a [(IpNet, Option<u32>)],
+}
+
+/// One element (and its interval end) into an open element list.
+fn element(m: &mut Vec<u8>, net: IpNet, timeout: Option<u32>) {
+    let elem = nest_start(m, NFTA_LIST_ELEM);
+    let k = nest_start(m, NFTA_SET_ELEM_KEY);
+    attr(m, NFTA_DATA_VALUE, &key(net));
+    nest_end(m, k);
+    if let Some(t) = timeout {
+        attr(
+            m,
+            NFTA_SET_ELEM_TIMEOUT,
+            &(u64::from(t) * 1000).to_be_bytes(),
+        );
+    }
+    nest_end(m, elem);
+    if let Some(end) = past(net) {
+        let elem = nest_start(m, NFTA_LIST_ELEM);
+        attr(
+            m,
+            NFTA_SET_ELEM_FLAGS,
+            &NFT_SET_ELEM_INTERVAL_END.to_be_bytes(),
+        );
+        let k = nest_start(m, NFTA_SET_ELEM_KEY);
+        attr(m, NFTA_DATA_VALUE, &end);
+        nest_end(m, k);
+        nest_end(m, elem);
+    }
+}
+
+/// One nf_tables batch (one transaction: all of it or nothing) adding and
+/// deleting `lists` in order, [`PER_MESSAGE`] elements a message, each
+/// message acknowledged. Sequence numbers run from `seq`; returns the
+/// request and the numbers of the messages to be acknowledged.
+pub fn batch_request(seq: u32, table: &str, lists: &[Elements]) -> (Vec<u8>, Vec<u32>) {
+    let mut m = Vec::new();
+    let req = libc::NLM_F_REQUEST as u16;
+    let at = header(
+        &mut m,
+        NFNL_MSG_BATCH_BEGIN,
+        req,
+        seq,
+        0,
+        NFNL_SUBSYS_NFTABLES,
+    );
+    finish(&mut m, at);
+    let mut seqs = Vec::new();
+    let mut next = seq;
+    for l in lists {
+        for chunk in l.items.chunks(PER_MESSAGE) {
+            next = next.wrapping_add(1);
+            seqs.push(next);
+            let (kind, flags) = if l.add {
+                (NFT_MSG_NEWSETELEM, libc::NLM_F_ACK | libc::NLM_F_CREATE)
+            } else {
+                (NFT_MSG_DELSETELEM, libc::NLM_F_ACK)
+            };
+            let at = header(
+                &mut m,
+                (NFNL_SUBSYS_NFTABLES << 8) | kind,
+                req | flags as u16,
+                next,
+                libc::NFPROTO_INET as u8,
+                0,
+            );
+            attr(&mut m, NFTA_SET_ELEM_LIST_TABLE, &cstr(table));
+            attr(&mut m, NFTA_SET_ELEM_LIST_SET, &cstr(l.set));
+            let list = nest_start(&mut m, NFTA_SET_ELEM_LIST_ELEMENTS);
+            for (net, timeout) in chunk {
+                element(&mut m, *net, if l.add { *timeout } else { None });
+            }
+            nest_end(&mut m, list);
+            finish(&mut m, at);
+        }
+    }
+    let at = header(
+        &mut m,
+        NFNL_MSG_BATCH_END,
+        req,
+        next.wrapping_add(1),
+        0,
+        NFNL_SUBSYS_NFTABLES,
+    );
+    finish(&mut m, at);
+    (m, seqs)
+}
+
+/// Run `lists` as one batch on `sock`; Err names the first message the
+/// kernel refused (then nothing changed).
+pub fn run_batch(
+    sock: &mut super::netlink::Netfilter,
+    table: &str,
+    lists: &[Elements],
+) -> Result<(), String> {
+    let (req, seqs) = batch_request(1, table, lists);
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    match sock.ask_all(&req, &seqs)? {
+        None => Ok(()),
+        Some((seq, errno)) => {
+            // Which list the refused message belongs to.
+            let mut n = 0;
+            let mut set = "";
+            for l in lists {
+                n += l.items.len().div_ceil(PER_MESSAGE);
+                if (seq as usize) <= 1 + n {
+                    set = l.set;
+                    break;
+                }
+            }
+            Err(explain(-errno, set))
+        }
+    }
+}
+
 /// What a kernel error code means here, with the fix.
 pub fn explain(errno: i32, set: &str) -> String {
     match errno {
@@ -192,6 +319,57 @@ impl crate::ports::Banner for NftSets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_is_one_transaction_of_messages_of_at_most_256_elements() {
+        let items: Vec<(IpNet, Option<u32>)> = (0..600u32)
+            .map(|i| {
+                (
+                    IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::from(
+                        0xc000_0200 + i,
+                    ))),
+                    Some(60),
+                )
+            })
+            .collect();
+        let gone = [("203.0.113.0/24".parse().unwrap(), None)];
+        let (m, seqs) = batch_request(
+            1,
+            "fwctl",
+            &[
+                Elements {
+                    set: "blacklist",
+                    add: false,
+                    items: &gone,
+                },
+                Elements {
+                    set: "blacklist",
+                    add: true,
+                    items: &items,
+                },
+            ],
+        );
+        let msgs = messages(&m);
+        let kinds: Vec<u16> = msgs.iter().map(|x| x.0).collect();
+        assert_eq!(
+            kinds,
+            [
+                0x10,
+                10 << 8 | 14,
+                10 << 8 | 12,
+                10 << 8 | 12,
+                10 << 8 | 12,
+                0x11
+            ]
+        );
+        assert_eq!(seqs, [2, 3, 4, 5]);
+        // The delete carries no timeout; each add does.
+        let has = |b: &[u8], w: &[u8]| b.windows(w.len()).any(|x| x == w);
+        assert!(!has(msgs[1].2, &60_000u64.to_be_bytes()));
+        assert!(has(msgs[2].2, &60_000u64.to_be_bytes()));
+        let (_, none) = batch_request(1, "fwctl", &[]);
+        assert!(none.is_empty());
+    }
 
     fn messages(m: &[u8]) -> Vec<(u16, u32, &[u8])> {
         let mut out = Vec::new();
