@@ -1,6 +1,6 @@
 //! The command line: every subcommand, option and help text, defined once.
 //! `main` parses with it and dispatches; the man pages, the completions and
-//! the README test (every command line in the README must parse) read it too.
+//! the README test (every command line in README.md and docs/ must parse) read it too.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

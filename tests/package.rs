@@ -1,5 +1,5 @@
 //! The Debian package: `packaging/build-deb` builds it, lintian finds no error
-//! (and README explains every warning), and it installs, upgrades from a lower
+//! (and docs/operations.md explains every warning), and it installs, upgrades from a lower
 //! version, is removed and purged in a throwaway Debian root that mmdebstrap
 //! makes in a temporary directory. Every package command runs inside it through
 //! chroot; this machine's own `/` is never written and nothing is mounted.
@@ -330,7 +330,7 @@ fn the_deb_installs_upgrades_removes_and_purges_in_a_throwaway_root() {
     build(&new_deb, None);
     build(&old_deb, Some(&old_version));
 
-    // lintian: no error; each warning is explained in README.
+    // lintian: no error; each warning is explained in docs/operations.md.
     let out = Command::new("lintian")
         .arg(&new_deb)
         .output()
@@ -340,12 +340,12 @@ fn the_deb_installs_upgrades_removes_and_purges_in_a_throwaway_root() {
         !report.lines().any(|l| l.starts_with("E:")),
         "lintian errors:\n{report}"
     );
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
     for l in report.lines().filter(|l| l.starts_with("W:")) {
         let tag = l.split_whitespace().nth(2).unwrap();
         assert!(
             readme.contains(&format!("`{tag}`")),
-            "lintian warning {tag} is not explained in README: {l}"
+            "lintian warning {tag} is not explained in docs/operations.md: {l}"
         );
     }
 

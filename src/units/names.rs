@@ -242,7 +242,7 @@ impl ByteRate {
     /// In the largest unit that divides it, as `iptables-save` prints small
     /// rates (`2048b/s` is `2kb/s`). hashlimit keeps a byte rate as a 32-bit
     /// cost in 16-byte steps, so the kernel rounds some: 3000b/s runs as
-    /// 2992b/s, 1000mb/s as 1008mb/s (the README says so).
+    /// 2992b/s, 1000mb/s as 1008mb/s (docs/config.md says so).
     pub fn to_iptables(self) -> String {
         let b = self.bytes_per_second();
         if b.is_multiple_of(1 << 20) {

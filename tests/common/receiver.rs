@@ -29,7 +29,7 @@ impl Request {
     }
 
     /// Whether the signature headers match HMAC-SHA256(secret, ts "." body),
-    /// as the README's verifier checks them.
+    /// as the verifier of docs/events-and-metrics.md checks them.
     pub fn signed_with(&self, secret: &[u8]) -> bool {
         let (Some(ts), Some(sig)) = (
             self.headers.get("x-fwctl-timestamp"),
