@@ -323,7 +323,7 @@ impl Nft {
             });
         }
         let mut sock = super::netlink::Netfilter::open().map_err(|e| fail(e.to_string()))?;
-        super::nftlink::run_batch(&mut sock, TABLE, &lists).map_err(fail)
+        super::nftlink::run_batch(&mut sock, TABLE, &lists).map_err(|e| fail(e.to_string()))
     }
 
     /// The members each set named in `ops` holds now (a set that cannot be

@@ -236,18 +236,24 @@ pub fn batch_request(seq: u32, table: &str, lists: &[Elements]) -> (Vec<u8>, Vec
     (m, seqs)
 }
 
-/// Run `lists` as one batch on `sock`; Err names the first message the
-/// kernel refused (then nothing changed).
+/// A batch the kernel refused (then nothing changed), or the socket's
+/// failure, in words.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BatchFailed(pub String);
+
+/// Run `lists` as one batch on `sock`; Err names the set of the first
+/// message the kernel refused.
 pub fn run_batch(
     sock: &mut super::netlink::Netfilter,
     table: &str,
     lists: &[Elements],
-) -> Result<(), String> {
+) -> Result<(), BatchFailed> {
     let (req, seqs) = batch_request(1, table, lists);
     if seqs.is_empty() {
         return Ok(());
     }
-    match sock.ask_all(&req, &seqs)? {
+    match sock.ask_all(&req, &seqs).map_err(BatchFailed)? {
         None => Ok(()),
         Some((seq, errno)) => {
             // Which list the refused message belongs to.
@@ -260,7 +266,7 @@ pub fn run_batch(
                     break;
                 }
             }
-            Err(explain(-errno, set))
+            Err(BatchFailed(explain(-errno, set)))
         }
     }
 }
