@@ -198,6 +198,25 @@ impl Netfilter {
 }
 
 impl Netfilter {
+    /// Set the socket's send or receive buffer (`SO_SNDBUFFORCE`,
+    /// `SO_RCVBUFFORCE`: root may pass the system's limits) to `bytes`.
+    fn buffer(&self, option: i32, bytes: i32) -> io::Result<()> {
+        // SAFETY: setsockopt with a pointer to a live i32 and its size.
+        let r = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&bytes as *const i32).cast(),
+                std::mem::size_of::<i32>() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Send `req` (one batch) and read the acknowledgement of each message
     /// in `seqs`: None when all were done, else the first refusal (its
     /// sequence number and the negative errno). The send buffer is raised
@@ -205,41 +224,13 @@ impl Netfilter {
     /// kernel takes a transaction from one send).
     pub fn ask_all(&mut self, req: &[u8], seqs: &[u32]) -> Result<Option<(u32, i32)>, String> {
         let size = i32::try_from(req.len() + 65536).unwrap_or(i32::MAX);
-        // SAFETY: setsockopt with a pointer to a live i32 and its size.
-        let r = unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUFFORCE,
-                (&size as *const i32).cast(),
-                std::mem::size_of::<i32>() as u32,
-            )
-        };
-        if r < 0 {
-            return Err(format!(
-                "netlink send buffer: {}",
-                io::Error::last_os_error()
-            ));
-        }
+        self.buffer(libc::SO_SNDBUFFORCE, size)
+            .map_err(|e| format!("netlink send buffer: {e}"))?;
         // Room for every answer: each is a buffer of its own, counted at a
         // few kilobytes (400 answers overran the default 208 KB: ENOBUFS).
         let room = i32::try_from(seqs.len().saturating_mul(8192) + 65536).unwrap_or(i32::MAX);
-        // SAFETY: setsockopt with a pointer to a live i32 and its size.
-        let r = unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&room as *const i32).cast(),
-                std::mem::size_of::<i32>() as u32,
-            )
-        };
-        if r < 0 {
-            return Err(format!(
-                "netlink receive buffer: {}",
-                io::Error::last_os_error()
-            ));
-        }
+        self.buffer(libc::SO_RCVBUFFORCE, room)
+            .map_err(|e| format!("netlink receive buffer: {e}"))?;
         // The kernel answers every message of a batch, refused or not; an
         // answer that never comes must not hang the command.
         let wait = libc::timeval {
