@@ -162,36 +162,51 @@ impl Netfilter {
     /// Send `req` and wait for the acknowledgement of message `seq`: the
     /// kernel's error code (0: done, else a negative errno).
     pub fn ask(&mut self, req: &[u8], seq: u32) -> Result<i32, String> {
+        self.send(req)?;
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = self.recv(&mut buf)?;
+            if let Some(code) = ack(&buf[..n], seq) {
+                return Ok(code);
+            }
+            // Not our answer: read on.
+        }
+    }
+
+    /// Send `req` to the kernel in one message.
+    fn send(&self, req: &[u8]) -> Result<(), String> {
         // SAFETY: a zeroed sockaddr_nl addresses the kernel (pid 0); the
-        // buffers outlive the calls.
-        unsafe {
+        // buffers outlive the call.
+        let n = unsafe {
             let mut kernel: libc::sockaddr_nl = std::mem::zeroed();
             kernel.nl_family = libc::AF_NETLINK as u16;
-            let n = libc::sendto(
+            libc::sendto(
                 self.fd.as_raw_fd(),
                 req.as_ptr().cast(),
                 req.len(),
                 0,
                 (&kernel as *const libc::sockaddr_nl).cast(),
                 std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            );
-            if n < 0 {
-                return Err(format!("netlink send: {}", io::Error::last_os_error()));
+            )
+        };
+        if n < 0 {
+            return Err(format!("netlink send: {}", io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Read one batch of answers into `buf` (a signal does not end it).
+    fn recv(&self, buf: &mut [u8]) -> Result<usize, String> {
+        loop {
+            // SAFETY: recv into a buffer we own, of its length.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n >= 0 {
+                return Ok(n as usize);
             }
-            let mut buf = [0u8; 8192];
-            loop {
-                let n = libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0);
-                if n < 0 {
-                    let e = io::Error::last_os_error();
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    return Err(format!("netlink receive: {e}"));
-                }
-                if let Some(code) = ack(&buf[..n as usize], seq) {
-                    return Ok(code);
-                }
-                // Not our answer: read on.
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(format!("netlink receive: {e}"));
             }
         }
     }
@@ -247,37 +262,13 @@ impl Netfilter {
                 std::mem::size_of::<libc::timeval>() as u32,
             );
         }
-        // SAFETY: as in `ask`.
-        unsafe {
-            let mut kernel: libc::sockaddr_nl = std::mem::zeroed();
-            kernel.nl_family = libc::AF_NETLINK as u16;
-            let n = libc::sendto(
-                self.fd.as_raw_fd(),
-                req.as_ptr().cast(),
-                req.len(),
-                0,
-                (&kernel as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            );
-            if n < 0 {
-                return Err(format!("netlink send: {}", io::Error::last_os_error()));
-            }
-        }
+        self.send(req)?;
         let mut waiting: std::collections::BTreeSet<u32> = seqs.iter().copied().collect();
         let mut refused = None;
         let mut buf = vec![0u8; 65536];
         while !waiting.is_empty() {
-            // SAFETY: recv into a buffer we own, of its length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(format!("netlink receive: {e}"));
-            }
-            for (seq, code) in acks(&buf[..n as usize]) {
+            let n = self.recv(&mut buf)?;
+            for (seq, code) in acks(&buf[..n]) {
                 if waiting.remove(&seq) && code != 0 && refused.is_none() {
                     refused = Some((seq, code));
                 }
