@@ -1,0 +1,225 @@
+//! The syslog header of a line sshd wrote: where its time is and where its
+//! message starts, in the forms syslog daemons write (fail2ban's test suite
+//! shows them all): RFC 3339 or `Nov 21 10:00:01` (rsyslog), an unpadded
+//! day (`Jun 7 01:10:56`), no host name, `[sshd]` as the tag, Solaris'
+//! `[ID 800047 auth.info]` message ID, and RFC 5424 (`<38>1 TIME HOST sshd
+//! PID - [SD] MSG`).
+//!
+//! The program is read only where the header puts it, never anywhere in the
+//! line, so that no other program's message can pass for sshd's. (Any local
+//! user can still write such a line with logger(1): the threat model's.)
+
+/// Where a line's time is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stamp {
+    /// At this byte: RFC 3339 or `Nov 21 10:00:01` as `Stamps::syslog` reads.
+    At(usize),
+    /// `Jun 7 01:10:56` at the start: one digit, no padding.
+    Unpadded,
+}
+
+/// The time and the message of a line whose program is exactly `sshd` or
+/// `sshd-session` (with or without `[PID]`).
+pub fn head(line: &[u8]) -> Option<(Stamp, &[u8])> {
+    if line.first() == Some(&b'<') {
+        return rfc5424(line);
+    }
+    let (stamp, end) = if line.len() >= 20 && line[4] == b'-' && line[10] == b'T' {
+        // RFC 3339, or journalctl's short-iso-precise: one word.
+        (Stamp::At(0), memchr::memchr(b' ', line)?)
+    } else if line.len() >= 16 && line[3] == b' ' && line[6] == b' ' && line[15] == b' ' {
+        // "Nov 21 10:00:01", "Nov  1 10:00:01".
+        (Stamp::At(0), 15)
+    } else if line.len() >= 15
+        && line[3] == b' '
+        && line[4].is_ascii_digit()
+        && line[5] == b' '
+        && line[14] == b' '
+    {
+        (Stamp::Unpadded, 14)
+    } else {
+        return None;
+    };
+    let rest = &line[end + 1..];
+    // The host, unless the daemon left it out: then the first word is the
+    // tag (a host name has neither brackets nor a colon).
+    let msg = match tag(rest) {
+        Some(m) => m,
+        None => {
+            let host = memchr::memchr(b' ', rest)?;
+            if host == 0 {
+                return None;
+            }
+            tag(&rest[host + 1..])?
+        }
+    };
+    Some((stamp, kernel_stamp(solaris(msg))))
+}
+
+/// Some relays put the kernel's clock first: `kernel: [  970.699397] ` or
+/// `kernel:[970.699397]: ` (fail2ban's suite has both).
+fn kernel_stamp(msg: &[u8]) -> &[u8] {
+    let Some(r) = msg.strip_prefix(b"kernel:") else {
+        return msg;
+    };
+    let r = r.strip_prefix(b" ").unwrap_or(r);
+    let Some(r) = r.strip_prefix(b"[") else {
+        return msg;
+    };
+    let Some(close) = memchr::memchr(b']', r) else {
+        return msg;
+    };
+    let clock = r[..close].trim_ascii_start();
+    let ok = !clock.is_empty() && clock.iter().all(|&b| b.is_ascii_digit() || b == b'.');
+    let r = &r[close + 1..];
+    let r = r.strip_prefix(b":").unwrap_or(r);
+    match (ok, r.strip_prefix(b" ")) {
+        (true, Some(m)) => m,
+        _ => msg,
+    }
+}
+
+/// The message after an sshd tag at the start of `s`: `sshd: `,
+/// `sshd[PID]: `, `sshd-session[PID]: `, `[sshd]: ` or `[sshd] `.
+fn tag(s: &[u8]) -> Option<&[u8]> {
+    if let Some(r) = s.strip_prefix(b"[sshd]") {
+        return r.strip_prefix(b": ").or_else(|| r.strip_prefix(b" "));
+    }
+    let t = s.strip_prefix(b"sshd")?;
+    let t = t.strip_prefix(b"-session").unwrap_or(t);
+    let t = match t.strip_prefix(b"[") {
+        Some(r) => {
+            let close = memchr::memchr(b']', r)?;
+            if close == 0 || !r[..close].iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            &r[close + 1..]
+        }
+        None => t,
+    };
+    t.strip_prefix(b": ")
+}
+
+/// Solaris' syslog puts a message ID first: `[ID 800047 auth.info] `.
+fn solaris(msg: &[u8]) -> &[u8] {
+    let Some(r) = msg.strip_prefix(b"[ID ") else {
+        return msg;
+    };
+    let Some(close) = memchr::memchr(b']', r) else {
+        return msg;
+    };
+    let inner = &r[..close];
+    let ok = inner.split(|&b| b == b' ').count() == 2
+        && inner
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b' ' || b == b'.');
+    match (ok, r[close + 1..].strip_prefix(b" ")) {
+        (true, Some(m)) => m,
+        _ => msg,
+    }
+}
+
+/// `<PRI>1 TIME HOST APP PROCID MSGID SD MSG` (RFC 5424): APP must be
+/// sshd's; SD is `-` or `[...]` elements, whose quoted values may hold
+/// `]` escaped as `\]`.
+fn rfc5424(line: &[u8]) -> Option<(Stamp, &[u8])> {
+    let r = &line[1..];
+    let gt = memchr::memchr(b'>', r)?;
+    if gt == 0 || gt > 3 || !r[..gt].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let r = r[gt + 1..].strip_prefix(b"1 ")?;
+    let at = line.len() - r.len();
+    let mut words = r.splitn(6, |&b| b == b' ');
+    let (_time, _host, app, _pid, _msgid) = (
+        words.next()?,
+        words.next()?,
+        words.next()?,
+        words.next()?,
+        words.next()?,
+    );
+    if app != b"sshd" && app != b"sshd-session" {
+        return None;
+    }
+    let sd = words.next()?;
+    let msg = match sd.strip_prefix(b"- ") {
+        Some(m) => m,
+        None => &sd[structured(sd)?..],
+    };
+    // A UTF-8 byte order mark may open the message.
+    Some((
+        Stamp::At(at),
+        msg.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(msg),
+    ))
+}
+
+/// The length of the SD-ELEMENTs at the start of `s` and the space after.
+fn structured(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while s.get(i) == Some(&b'[') {
+        let mut quoted = false;
+        i += 1;
+        loop {
+            match *s.get(i)? {
+                b'\\' if quoted => i += 1,
+                b'"' => quoted = !quoted,
+                b']' if !quoted => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        i += 1;
+    }
+    (i > 0 && s.get(i) == Some(&b' ')).then_some(i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(line: &str) -> Option<&str> {
+        head(line.as_bytes()).map(|(_, m)| std::str::from_utf8(m).unwrap())
+    }
+
+    #[test]
+    fn every_header_form_gives_the_message() {
+        for (line, stamp) in [
+            ("Nov 21 10:00:01 host sshd[1]: x", Stamp::At(0)),
+            ("Nov  1 10:00:01 host sshd: x", Stamp::At(0)),
+            ("Jun 7 01:10:56 host sshd[5937]: x", Stamp::Unpadded),
+            ("2026-11-21T10:00:01Z host sshd-session[2]: x", Stamp::At(0)),
+            ("Nov 23 21:50:37 sshd[8148]: x", Stamp::At(0)),
+            ("Mar  3 00:17:22 [sshd]: x", Stamp::At(0)),
+            ("Jun 25 23:53:34 [sshd] x", Stamp::At(0)),
+            ("Mar 29 05:59:23 dusky sshd[20878]: [ID 800047 auth.info] x", Stamp::At(0)),
+            ("Mar 29 05:59:23 dusky sshd[20878]: kernel: [  970.699397] x", Stamp::At(0)),
+            ("Mar 29 05:59:23 dusky sshd[20878]: kernel:[970.699397]: x", Stamp::At(0)),
+            ("<38>1 2019-07-08T17:40:16.954167-04:00 h.example sshd 57915 - - x", Stamp::At(6)),
+            (
+                "<38>1 2019-07-08T17:40:17Z h sshd 5 - [timeQuality tzKnown=\"1\"][x@1 t=\"[a\\]\"] x",
+                Stamp::At(6),
+            ),
+        ] {
+            assert_eq!(head(line.as_bytes()), Some((stamp, &b"x"[..])), "{line}");
+        }
+    }
+
+    #[test]
+    fn another_programs_line_is_not_sshds() {
+        for line in [
+            "Nov 21 10:00:01 host myapp[7]: sshd[1]: x",
+            "Nov 21 10:00:01  sshd[1]: x",
+            "Nov 21 10:00:01 host sshdx: x",
+            "Nov 21 10:00:01 host [sshd]x",
+            "<38>1 2019-07-08T17:40:16Z h cron 5 - - sshd: x",
+            "<38>1 2019-07-08T17:40:16Z h sshd 5 - [unclosed x",
+            "<38>1 2019-07-08T17:40:16Z h sshd 5 - [a]x",
+            "<9999>1 2019-07-08T17:40:16Z h sshd 5 - - x",
+            "sshd[1]: x",
+        ] {
+            assert_eq!(msg(line), None, "{line}");
+        }
+        // A message ID that is not Solaris' stays part of the message.
+        assert_eq!(msg("Nov 21 10:00:01 h sshd[1]: [ID x] y"), Some("[ID x] y"));
+    }
+}
