@@ -385,7 +385,7 @@ mod tests {
         /// Whatever printable text (what sshd's escaping leaves) the client
         /// chose as its user name, the address is the one sshd wrote.
         #[test]
-        fn no_user_name_steers_the_address(user in "[ -~]{0,100}", shape in 0usize..8) {
+        fn no_user_name_steers_the_address(user in "[ -~]{0,100}", shape in 0usize..15) {
             let msg = [
                 format!("Invalid user {user} from 203.0.113.5 port 4444"),
                 format!("Failed password for invalid user {user} from 203.0.113.5 port 4444 ssh2"),
@@ -395,9 +395,54 @@ mod tests {
                 format!("Disconnected from invalid user {user} 203.0.113.5 port 1 [preauth]"),
                 format!("Connection reset by invalid user {user} 203.0.113.5 port 1 [preauth]"),
                 format!("Failed keyboard-interactive/pam for {user} from 203.0.113.5 port 4444 ssh2"),
+                format!("User {user} from 203.0.113.5 not allowed because listed in DenyUsers"),
+                format!("error: PAM: Authentication failure for illegal user {user} from 203.0.113.5"),
+                format!("Bad protocol version identification '{user}' from 203.0.113.5 port 1"),
+                format!("Unable to negotiate with 203.0.113.5 port 1: no matching cipher found. Their offer: {user} [preauth]"),
+                format!("Received disconnect from 203.0.113.5 port 1:11: {user} [preauth]"),
+                format!("Disconnecting invalid user {user} 203.0.113.5 port 1: Change of username or service not allowed: ({user},ssh-connection) -> (x,ssh-connection) [preauth]"),
+                format!("Failed publickey for root from 203.0.113.5 port 1 ssh2: RSA-CERT SHA256:a ID {user} (serial 1) CA RSA SHA256:c"),
             ][shape].clone();
             let line = format!("Nov 21 10:00:01 host sshd-session[7]: {msg}");
             proptest::prop_assert_eq!(hit(&line).src, "203.0.113.5".parse::<IpAddr>().unwrap());
+        }
+
+        /// A client that plants sshd's own shapes around the real address
+        /// gets its own address read, or none: never the planted one.
+        #[test]
+        fn a_planted_address_is_never_read(
+            a in "[ -~]{0,20}", b in "[ -~]{0,20}", plant in 0usize..6, shape in 0usize..15,
+        ) {
+            let planted = [
+                " from 192.0.2.99 port 22 ssh2",
+                " from 192.0.2.99 port 22 ssh2: ",
+                " 192.0.2.99 port 22: ",
+                " from 192.0.2.99",
+                " (192.0.2.99)",
+                " 192.0.2.99 port 22 [preauth]",
+            ][plant];
+            let user = format!("{a}{planted}{b}");
+            let msg = [
+                format!("Invalid user {user} from 203.0.113.5 port 4444"),
+                format!("Failed password for invalid user {user} from 203.0.113.5 port 4444 ssh2"),
+                format!("Failed publickey for {user} from 203.0.113.5 port 4444 ssh2: ED25519 SHA256:q1w2"),
+                format!("error: maximum authentication attempts exceeded for {user} from 203.0.113.5 port 1 ssh2 [preauth]"),
+                format!("Connection closed by authenticating user {user} 203.0.113.5 port 1 [preauth]"),
+                format!("Disconnected from invalid user {user} 203.0.113.5 port 1 [preauth]"),
+                format!("refused connect from {user} (203.0.113.5)"),
+                format!("Failed hostbased for x from 203.0.113.5 port 1 ssh2: RSA SHA256:a, client user \"{user}\", client host \"{user}\""),
+                format!("User {user} from 203.0.113.5 not allowed because listed in DenyUsers"),
+                format!("error: PAM: Authentication failure for illegal user {user} from 203.0.113.5"),
+                format!("Bad protocol version identification '{user}' from 203.0.113.5 port 1"),
+                format!("Unable to negotiate with 203.0.113.5 port 1: no matching cipher found. Their offer: {user} [preauth]"),
+                format!("Received disconnect from 203.0.113.5 port 1:11: {user} [preauth]"),
+                format!("Disconnecting invalid user {user} 203.0.113.5 port 1: Change of username or service not allowed: ({user},ssh-connection) -> (x,ssh-connection) [preauth]"),
+                format!("Failed publickey for root from 203.0.113.5 port 1 ssh2: RSA-CERT SHA256:a ID {user} (serial 1) CA RSA SHA256:c"),
+            ][shape].clone();
+            let line = format!("Nov 21 10:00:01 host sshd[7]: {msg}");
+            if let Line::Hit(h) = p().parse(line.as_bytes()) {
+                proptest::prop_assert_eq!(h.src, "203.0.113.5".parse::<IpAddr>().unwrap(), "{}", line);
+            }
         }
 
         #[test]
