@@ -151,3 +151,49 @@ fn the_nft_store_keeps_the_contract() {
         contract("nft", &mut nft);
     });
 }
+
+/// Members come back over netlink (`sys::nftdump`) as nft put them in:
+/// addresses, networks (one touching the next, one reaching the top of the
+/// address space), with and without a timeout, both families, a config
+/// set without timeouts; another table's set is not read.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn nft_members_read_over_netlink_are_what_went_in() {
+    let lab = Lab::new();
+    let (_dir, path) = config("");
+    let cfg = fwctl::sys::configfile::load(&path).unwrap();
+    let script = ruleset::nft::render_install(&ruleset::build(&cfg), &Current::default());
+    exec_input_ok(&lab.target, &["nft", "-f", "-"], &script);
+    exec_input_ok(
+        &lab.target,
+        &["nft", "-f", "-"],
+        "add element inet fwctl blacklist { 203.0.113.5 timeout 300s, 192.0.2.0/25, 192.0.2.128/25 timeout 60s, 255.255.255.0/24 }\n\
+         add element inet fwctl blacklist_v6 { 2001:db8::5, 2001:db8:bad::/48 timeout 100s }\n\
+         add table inet other\nadd set inet other s { type ipv4_addr; }\nadd element inet other s { 198.51.100.1 }\n",
+    );
+    in_ns(&lab.target, || {
+        let mut nft = fwctl::sys::nft::Nft::locate().unwrap();
+        let m = nft.members("blacklist").unwrap();
+        let got: Vec<(String, bool)> = m
+            .iter()
+            .map(|m| (m.net.to_string(), m.left.is_some()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("192.0.2.0/25".to_string(), false),
+                ("192.0.2.128/25".to_string(), true),
+                ("203.0.113.5/32".to_string(), true),
+                ("255.255.255.0/24".to_string(), false),
+            ]
+        );
+        let left = find(&m, "203.0.113.5").unwrap().left.unwrap();
+        assert!((295..=300).contains(&left), "{left} s left of 300");
+        let m6 = nft.members("blacklist_v6").unwrap();
+        let got: Vec<String> = m6.iter().map(|m| m.net.to_string()).collect();
+        assert_eq!(got, ["2001:db8::5/128", "2001:db8:bad::/48"]);
+        let heads = nft.heads().unwrap();
+        assert_eq!(heads["blacklist"].entries, 4);
+        assert!(!heads.contains_key("s"), "another table's set: {heads:?}");
+    });
+}

@@ -24,6 +24,7 @@ pub mod logfile;
 pub mod mem;
 pub mod netlink;
 pub mod nft;
+pub mod nftdump;
 pub mod nftfw;
 pub mod nftlink;
 pub mod outbox;

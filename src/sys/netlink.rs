@@ -246,22 +246,8 @@ impl Netfilter {
         let room = i32::try_from(seqs.len().saturating_mul(8192) + 65536).unwrap_or(i32::MAX);
         self.buffer(libc::SO_RCVBUFFORCE, room)
             .map_err(|e| format!("netlink receive buffer: {e}"))?;
-        // The kernel answers every message of a batch, refused or not; an
-        // answer that never comes must not hang the command.
-        let wait = libc::timeval {
-            tv_sec: 10,
-            tv_usec: 0,
-        };
-        // SAFETY: setsockopt with a pointer to a live timeval and its size.
-        unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&wait as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
-            );
-        }
+        // The kernel answers every message of a batch, refused or not.
+        self.timeout(10);
         self.send(req)?;
         let mut waiting: std::collections::BTreeSet<u32> = seqs.iter().copied().collect();
         let mut refused = None;
@@ -275,6 +261,68 @@ impl Netfilter {
             }
         }
         Ok(refused)
+    }
+}
+
+impl Netfilter {
+    /// Send the dump request `req` and hand each answer to it to `each`
+    /// (its message type and payload after the netlink header) until the
+    /// kernel says it is done; a refusal is its errno.
+    pub fn dump(
+        &mut self,
+        req: &[u8],
+        seq: u32,
+        each: &mut dyn FnMut(u16, &[u8]),
+    ) -> io::Result<()> {
+        self.timeout(10);
+        self.send(req).map_err(io::Error::other)?;
+        // A dump's batches are at most 32 KB each.
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = self.recv(&mut buf).map_err(io::Error::other)?;
+            let mut at = 0;
+            while at + 16 <= n {
+                let len = u32::from_ne_bytes(buf[at..at + 4].try_into().expect("4")) as usize;
+                if len < 16 || at + len > n {
+                    return Err(io::Error::other("a netlink message runs past its batch"));
+                }
+                let kind = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+                let their = u32::from_ne_bytes(buf[at + 8..at + 12].try_into().expect("4"));
+                if their == seq {
+                    match i32::from(kind) {
+                        libc::NLMSG_DONE => return Ok(()),
+                        libc::NLMSG_ERROR => {
+                            let e = buf
+                                .get(at + 16..at + 20)
+                                .map_or(0, |b| i32::from_ne_bytes(b.try_into().expect("4")));
+                            if e != 0 {
+                                return Err(io::Error::from_raw_os_error(-e));
+                            }
+                        }
+                        _ => each(kind, &buf[at + 16..at + len]),
+                    }
+                }
+                at += (len + 3) & !3;
+            }
+        }
+    }
+
+    /// An answer that never comes must not hang the command.
+    fn timeout(&self, secs: i64) {
+        let wait = libc::timeval {
+            tv_sec: secs,
+            tv_usec: 0,
+        };
+        // SAFETY: setsockopt with a pointer to a live timeval and its size.
+        unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&wait as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+        }
     }
 }
 

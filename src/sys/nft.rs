@@ -1,8 +1,9 @@
 //! The `nft` tool for the nftables backend: scripts run as one transaction
-//! (`nft -f -`, never through a shell), and fwctl's table read back as
-//! typed data. `nft -j` (its JSON schema) is parsed here, next to the tool
-//! that prints it, and nowhere else; serde_json's `Value` is enough for the
-//! few fields read, so no schema crate is pulled in for them.
+//! (`nft -f -`, never through a shell), and fwctl's sets read back as typed
+//! data over netlink (`sys::nftdump`). `nft -j` (its JSON schema, for the
+//! tables and the version) is parsed here, next to the tool that prints it,
+//! and nowhere else; serde_json's `Value` is enough for the few fields
+//! read, so no schema crate is pulled in for them.
 
 use super::ipset::checked;
 use super::tools::{locate_tool, Missing};
@@ -62,15 +63,11 @@ impl Nft {
         self.table(&["-t", "list", "table", FAMILY, TABLE])
     }
 
-    /// Every set of fwctl's table with its members (none without the table).
+    /// Every set of fwctl's table with its members (none without the
+    /// table), read over netlink (`sys::nftdump`): nft would read and print
+    /// every element of every set, 2 s for 100 000.
     pub fn sets(&self) -> StepResult<Vec<NftSet>> {
-        let Some(out) = self.table(&["-j", "list", "table", FAMILY, TABLE])? else {
-            return Ok(Vec::new());
-        };
-        parse_sets(&out).map_err(|detail| StepError {
-            step: "nft -j list table".into(),
-            detail,
-        })
+        Ok(dumped(None)?.unwrap_or_default())
     }
 
     /// A listing of fwctl's table, None when there is none. Asked at once,
@@ -82,6 +79,32 @@ impl Nft {
             Err(e) if e.detail.contains("No such file or directory") => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// How nft prints fwctl's table once `script` installed it (`nft -t`),
+    /// worked out in a network namespace of its own that this thread
+    /// makes and that ends with it: the script's sets hold no elements
+    /// there, so nft does not read 2 s of them to print the rules, and
+    /// nothing of this host's firewall is touched.
+    pub fn printed(&self, script: &str) -> StepResult<String> {
+        let fail = |detail: String| StepError {
+            step: "printing the ruleset (private network namespace)".into(),
+            detail,
+        };
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // SAFETY: unshare(2) with a flag; it only moves this
+                    // thread into a new, empty network namespace.
+                    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                        return Err(fail(std::io::Error::last_os_error().to_string()));
+                    }
+                    self.transaction(script)?;
+                    Ok(self.terse_table()?.unwrap_or_default())
+                })
+                .join()
+                .unwrap_or_else(|_| Err(fail("the thread panicked".into())))
+        })
     }
 
     /// `nft --version`: (major, minor, patch).
@@ -289,17 +312,13 @@ pub fn render_refill(fills: &[Refill]) -> StepResult<String> {
 impl Nft {
     /// One of fwctl's sets (an error when it is missing).
     fn set(&self, name: &str) -> StepResult<NftSet> {
-        let step = format!("nft -j list set {FAMILY} {TABLE} {name}");
-        let out = self.run(&["-j", "list", "set", FAMILY, TABLE, checked(name)?], None)?;
-        let sets = parse_sets(&out).map_err(|detail| StepError {
-            step: step.clone(),
-            detail,
-        })?;
-        sets.into_iter()
+        dumped(Some(checked(name)?))?
+            .unwrap_or_default()
+            .into_iter()
             .find(|s| s.name == name)
             .ok_or_else(|| StepError {
-                step,
-                detail: format!("no set {name} in table {FAMILY} {TABLE}"),
+                step: format!("reading set {name}"),
+                detail: format!("no set {name} in table {FAMILY} {TABLE}; fix: run `fwctl apply`"),
             })
     }
 
@@ -383,6 +402,14 @@ impl SetStore for Nft {
     }
 }
 
+/// fwctl's sets (or the one named) with their members, over netlink.
+fn dumped(only: Option<&str>) -> StepResult<Option<Vec<NftSet>>> {
+    super::nftdump::sets(TABLE, only).map_err(|e| StepError {
+        step: format!("reading table {FAMILY} {TABLE}'s sets (netlink)"),
+        detail: e.to_string(),
+    })
+}
+
 /// `nftables v1.0.6 (Lester Gooch #5)` → (1, 0, 6).
 pub fn parse_version(s: &str) -> Option<(u32, u32, u32)> {
     let v = s.split_whitespace().find_map(|w| w.strip_prefix('v'))?;
@@ -409,113 +436,9 @@ pub fn parse_tables(json: &str) -> Vec<String> {
         .collect()
 }
 
-/// One element's value: an address or `{"prefix": {"addr", "len"}}`.
-fn net_of(v: &Value) -> Option<IpNet> {
-    if let Some(s) = v.as_str() {
-        return s.parse::<std::net::IpAddr>().ok().map(IpNet::from);
-    }
-    let p = v.get("prefix")?;
-    let addr: std::net::IpAddr = p.get("addr")?.as_str()?.parse().ok()?;
-    let len = u8::try_from(p.get("len")?.as_u64()?).ok()?;
-    IpNet::new(addr, len).ok()
-}
-
-/// The sets of fwctl's table in `nft -j list sets` output.
-pub fn parse_sets(json: &str) -> Result<Vec<NftSet>, String> {
-    let v: Value = serde_json::from_str(json).map_err(|e| format!("not nft JSON: {e}"))?;
-    let mut out = Vec::new();
-    for s in objects(&v, "set") {
-        if s.get("table").and_then(Value::as_str) != Some(TABLE)
-            || s.get("family").and_then(Value::as_str) != Some(FAMILY)
-        {
-            continue;
-        }
-        let family = match s.get("type").and_then(Value::as_str) {
-            Some("ipv4_addr") => Family::V4,
-            Some("ipv6_addr") => Family::V6,
-            _ => continue,
-        };
-        let name = s
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or("a set without a name")?
-            .to_string();
-        let mut members = Vec::new();
-        for e in s
-            .get("elem")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let (val, left) = match e.get("elem") {
-                Some(inner) => (
-                    inner.get("val").unwrap_or(&Value::Null),
-                    inner
-                        .get("expires")
-                        .and_then(Value::as_u64)
-                        .or_else(|| inner.get("timeout").and_then(Value::as_u64)),
-                ),
-                None => (e, None),
-            };
-            let net = net_of(val).ok_or_else(|| format!("set {name}: unreadable element {val}"))?;
-            members.push((crate::units::addr::unmap(net), left));
-        }
-        out.push(NftSet {
-            name,
-            family,
-            size: s
-                .get("size")
-                .and_then(Value::as_u64)
-                .and_then(|n| u32::try_from(n).ok()),
-            timeout: s
-                .get("flags")
-                .and_then(Value::as_array)
-                .is_some_and(|f| f.iter().any(|x| x.as_str() == Some("timeout"))),
-            members,
-        });
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sets_are_read_with_their_time_left() {
-        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
-          {"set": {"family": "inet", "name": "blacklist", "table": "fwctl", "type": "ipv4_addr", "size": 262144,
-            "flags": ["interval", "timeout"], "elem": [
-              {"elem": {"val": "192.0.2.77", "timeout": 300, "expires": 299}},
-              {"elem": {"val": {"prefix": {"addr": "192.0.2.128", "len": 26}}, "timeout": 3600, "expires": 3599}},
-              "198.51.100.66", {"prefix": {"addr": "203.0.113.0", "len": 28}}]}},
-          {"set": {"family": "inet", "name": "blacklist_v6", "table": "fwctl", "type": "ipv6_addr",
-            "elem": [{"elem": {"val": {"prefix": {"addr": "2001:db8:1::", "len": 64}}, "timeout": 300, "expires": 12}}]}},
-          {"set": {"family": "inet", "name": "other", "table": "firewalld", "type": "ipv4_addr", "elem": ["192.0.2.1"]}},
-          {"set": {"family": "inet", "name": "fwctl-icmp", "table": "fwctl", "type": "ipv4_addr", "flags": ["dynamic"]}}]}"#;
-        let sets = parse_sets(json).unwrap();
-        assert_eq!(sets.len(), 3, "another table's set is not ours");
-        assert_eq!(sets[0].name, "blacklist");
-        assert_eq!(sets[0].size, Some(262_144));
-        assert!(sets[0].timeout && !sets[1].timeout);
-        let m: Vec<(String, Option<u64>)> = sets[0]
-            .members
-            .iter()
-            .map(|(n, t)| (crate::units::addr::member(n), *t))
-            .collect();
-        assert_eq!(
-            m,
-            [
-                ("192.0.2.77".to_string(), Some(299)),
-                ("192.0.2.128/26".to_string(), Some(3599)),
-                ("198.51.100.66".to_string(), None),
-                ("203.0.113.0/28".to_string(), None),
-            ]
-        );
-        assert_eq!(sets[1].family, Family::V6);
-        assert_eq!(sets[1].members[0].1, Some(12));
-        assert!(parse_sets("garbage").is_err());
-    }
 
     fn net(s: &str) -> IpNet {
         crate::units::addr::parse_addr(s).unwrap()
