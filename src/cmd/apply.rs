@@ -251,6 +251,9 @@ fn install_and_confirm(
     confirm: Option<Duration>,
 ) -> Result<Option<(usize, usize, usize)>> {
     let bans = state_bans(cfg, state_file, t);
+    if confirm.is_some() {
+        fw.expect_rollback();
+    }
     let prepared = fw
         .prepare(plan, &bans)
         .context("reading the current rules and sets")?;

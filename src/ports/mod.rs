@@ -90,6 +90,10 @@ pub trait Firewall {
     /// and work out what installing `plan` runs, carrying the bans the
     /// kernel's sets hold and restoring `bans` they lack. Changes nothing.
     fn prepare(&mut self, plan: &Plan, bans: &[Ban]) -> Result<Prepared, StepError>;
+    /// Say, before `prepare`, that a [`Firewall::roll_back`] may follow the
+    /// install (`--confirm`): a backend whose snapshot is slow to read
+    /// (nft lists every set element) takes it only then.
+    fn expect_rollback(&mut self) {}
     /// Install what the last `prepare` worked out; on failure put back what
     /// it read. Returns fwctl's rules as the kernel has them now.
     fn install(&mut self, plan: &Plan) -> Result<Installed, ApplyError>;

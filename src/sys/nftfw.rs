@@ -14,10 +14,10 @@ use ipnet::IpNet;
 /// What to check by hand when a rollback fails.
 const CHECK: &str = "`nft list table inet fwctl`";
 
-/// fwctl's table as `prepare` read it: its rules and sets without elements
-/// (`nft -t`), and its sets' members.
+/// fwctl's table as `prepare` read it: its sets' members, and for a
+/// rollback its rules and sets without elements (`nft -t`; None: no table).
 struct Read {
-    terse: Option<String>,
+    terse: Option<Option<String>>,
     sets: Vec<NftSet>,
     script: String,
 }
@@ -25,11 +25,19 @@ struct Read {
 pub struct Nftables {
     nft: Nft,
     read: Option<Read>,
+    /// Whether `prepare` keeps the table's rules for a rollback: nft 1.0
+    /// reads every set element to print them (2 s per 100 000), so only
+    /// when one may follow (`--confirm`).
+    rollback: bool,
 }
 
 impl Nftables {
     pub fn new(nft: Nft) -> Nftables {
-        Nftables { nft, read: None }
+        Nftables {
+            nft,
+            read: None,
+            rollback: false,
+        }
     }
 
     /// The table's sets now (none without the table).
@@ -197,8 +205,15 @@ impl Firewall for Nftables {
         "nftables"
     }
 
+    fn expect_rollback(&mut self) {
+        self.rollback = true;
+    }
+
     fn prepare(&mut self, plan: &Plan, bans: &[Ban]) -> Result<Prepared, StepError> {
-        let terse = self.nft.terse_table()?;
+        let terse = match self.rollback {
+            true => Some(self.nft.terse_table()?),
+            false => None,
+        };
         let sets = self.sets()?;
         let mut now = carried(plan, &sets);
         restore_bans(&mut now, plan, bans);
@@ -216,7 +231,7 @@ impl Firewall for Nftables {
         Ok(prepared)
     }
 
-    fn install(&mut self, _plan: &Plan) -> Result<Installed, ApplyError> {
+    fn install(&mut self, plan: &Plan) -> Result<Installed, ApplyError> {
         let read = self.read.as_ref().expect("prepare before install");
         // One transaction: when it fails, nothing changed.
         self.nft
@@ -226,7 +241,17 @@ impl Firewall for Nftables {
                 rollback: Ok(()),
                 check: CHECK,
             })?;
-        self.installed().map_err(|failed| ApplyError {
+        // The drift record: the rules as nft prints them, read in a
+        // namespace of their own with empty sets (reading them here would
+        // read every element, 2 s per 100 000). The transaction took whole,
+        // so the kernel holds exactly these rules.
+        let mut bare = plan.clone();
+        for s in &mut bare.sets {
+            s.members.clear();
+        }
+        let script = render::render_install(&bare, &Current::default());
+        let printed = self.nft.printed(&script).map(|t| installed_of(&t));
+        printed.map_err(|failed| ApplyError {
             failed,
             rollback: Err(StepError {
                 step: "rollback".into(),
@@ -238,8 +263,12 @@ impl Firewall for Nftables {
 
     fn roll_back(&mut self, _plan: &Plan) -> Result<(), StepError> {
         let read = self.read.as_ref().expect("prepare before roll_back");
+        let then = read
+            .terse
+            .as_ref()
+            .expect("expect_rollback before prepare, for a roll_back");
         let now = self.sets()?;
-        let script = rollback_script(read.terse.as_deref(), &read.sets, &now);
+        let script = rollback_script(then.as_deref(), &read.sets, &now);
         self.nft.transaction(&script)
     }
 
