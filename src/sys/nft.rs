@@ -17,18 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::PathBuf;
 
-/// One of fwctl's sets as the kernel holds it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NftSet {
-    pub name: String,
-    pub family: Family,
-    pub size: Option<u32>,
-    /// Whether its members can carry a timeout (`flags timeout`).
-    pub timeout: bool,
-    /// Members, with the seconds they have left (None: no timeout, a
-    /// member of the config).
-    pub members: Vec<(IpNet, Option<u64>)>,
-}
+pub use super::nftdump::NftSet;
 
 /// The `nft` program, found once.
 pub struct Nft {

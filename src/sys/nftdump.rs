@@ -6,7 +6,6 @@
 //! linux/netfilter/nf_tables.h.
 
 use super::netlink::Netfilter;
-use super::nft::NftSet;
 use crate::units::addr::{unmap, Family};
 use ipnet::IpNet;
 use std::io;
@@ -95,6 +94,19 @@ fn be64(v: &[u8]) -> Option<u64> {
 
 fn name(v: &[u8]) -> String {
     String::from_utf8_lossy(v.split(|&b| b == 0).next().unwrap_or(v)).into_owned()
+}
+
+/// One of fwctl's sets as the kernel holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NftSet {
+    pub name: String,
+    pub family: Family,
+    pub size: Option<u32>,
+    /// Whether its members can carry a timeout (`flags timeout`).
+    pub timeout: bool,
+    /// Members, with the seconds they have left (None: no timeout, a
+    /// member of the config).
+    pub members: Vec<(IpNet, Option<u64>)>,
 }
 
 /// A set as GETSET describes it (members read next).
