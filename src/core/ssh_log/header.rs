@@ -20,6 +20,7 @@ pub enum Stamp {
 
 /// The time and the message of a line whose program is exactly `sshd` or
 /// `sshd-session` (with or without `[PID]`).
+#[inline]
 pub fn head(line: &[u8]) -> Option<(Stamp, &[u8])> {
     if line.first() == Some(&b'<') {
         return rfc5424(line);
@@ -42,16 +43,18 @@ pub fn head(line: &[u8]) -> Option<(Stamp, &[u8])> {
     };
     let rest = &line[end + 1..];
     // The host, unless the daemon left it out: then the first word is the
-    // tag (a host name has neither brackets nor a colon).
-    let msg = match tag(rest) {
-        Some(m) => m,
-        None => {
-            let host = memchr::memchr(b' ', rest)?;
-            if host == 0 {
-                return None;
-            }
-            tag(&rest[host + 1..])?
-        }
+    // tag (a host name has neither brackets nor a colon). Never both
+    // readings: a host-less line of another program must not have its
+    // message's first word taken for the tag.
+    let sp = memchr::memchr(b' ', rest)?;
+    let first = &rest[..sp];
+    if first.is_empty() {
+        return None;
+    }
+    let msg = if first.contains(&b'[') || first.ends_with(b":") {
+        tag(rest)?
+    } else {
+        tag(&rest[sp + 1..])?
     };
     Some((stamp, kernel_stamp(solaris(msg))))
 }
@@ -81,6 +84,7 @@ fn kernel_stamp(msg: &[u8]) -> &[u8] {
 
 /// The message after an sshd tag at the start of `s`: `sshd: `,
 /// `sshd[PID]: `, `sshd-session[PID]: `, `[sshd]: ` or `[sshd] `.
+#[inline]
 fn tag(s: &[u8]) -> Option<&[u8]> {
     if let Some(r) = s.strip_prefix(b"[sshd]") {
         return r.strip_prefix(b": ").or_else(|| r.strip_prefix(b" "));
@@ -211,6 +215,9 @@ mod tests {
             "Nov 21 10:00:01  sshd[1]: x",
             "Nov 21 10:00:01 host sshdx: x",
             "Nov 21 10:00:01 host [sshd]x",
+            // No host: the first word is the program's, never the message's.
+            "Nov 21 10:00:01 myapp[7]: sshd[1]: x",
+            "Nov 21 10:00:01 myapp: sshd: x",
             "<38>1 2019-07-08T17:40:16Z h cron 5 - - sshd: x",
             "<38>1 2019-07-08T17:40:16Z h sshd 5 - [unclosed x",
             "<38>1 2019-07-08T17:40:16Z h sshd 5 - [a]x",

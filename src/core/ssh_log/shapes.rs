@@ -17,8 +17,13 @@
 //! like an address, so an address here is the peer's.
 
 use crate::core::logline::{digits, parse_addr};
-use memchr::memmem;
+use memchr::memmem::{self, Finder};
 use std::net::IpAddr;
+use std::sync::LazyLock;
+
+/// Searchers built once: building one per line cost more than the search.
+static FROM: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b" from ").into_owned());
+static PORT: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b" port ").into_owned());
 
 /// The kinds of failure, kept in a hit's `dport` so a report can say which
 /// an address ran into most.
@@ -93,69 +98,91 @@ impl Kind {
 }
 
 pub fn kind(msg: &[u8]) -> Option<Kind> {
-    if let Some(r) = msg.strip_prefix(b"Failed ") {
-        return Some(Kind::Failed {
-            password: r.starts_with(b"password for "),
-        });
+    // By the first byte: most of auth.log is sshd's other words, and a
+    // dozen prefix compares a line showed in the scan's profile.
+    match *msg.first()? {
+        b'F' => {
+            let r = msg.strip_prefix(b"Failed ")?;
+            Some(Kind::Failed {
+                password: r.starts_with(b"password for "),
+            })
+        }
+        b'I' => msg
+            .starts_with(b"Invalid user ")
+            .then_some(Kind::InvalidUser),
+        b'C' | b'D' => {
+            if msg.ends_with(b" [preauth]") {
+                for lead in [
+                    &b"Connection closed by "[..],
+                    b"Disconnected from ",
+                    b"Connection reset by ",
+                ] {
+                    if msg.starts_with(lead) {
+                        return Some(Kind::PreauthClosed(lead));
+                    }
+                }
+            }
+            if msg.starts_with(b"Did not receive identification string from ") {
+                return Some(Kind::NoIdentification);
+            }
+            (msg.starts_with(b"Disconnecting invalid user ")
+                || msg.starts_with(b"Disconnecting authenticating user "))
+            .then_some(Kind::Disconnecting)
+        }
+        b'e' => {
+            if msg.starts_with(b"error: maximum authentication attempts exceeded for ") {
+                return Some(Kind::MaxAttempts);
+            }
+            if msg.starts_with(b"error: PAM: ") && memmem::find(msg, b" for ").is_some() {
+                return Some(Kind::Pam);
+            }
+            received_disconnect(msg, msg.strip_prefix(b"error: ")?)
+        }
+        b'R' => {
+            if msg.starts_with(b"ROOT LOGIN REFUSED FROM ") {
+                return Some(Kind::RootRefused);
+            }
+            received_disconnect(msg, msg)
+        }
+        b'b' => msg
+            .starts_with(b"banner exchange: ")
+            .then_some(Kind::Banner),
+        b'U' => {
+            if msg.starts_with(b"User ") && NOT_ALLOWED.iter().any(|r| msg.ends_with(r)) {
+                return Some(Kind::NotAllowed);
+            }
+            msg.starts_with(b"Unable to negotiate with ")
+                .then_some(Kind::Negotiate)
+        }
+        b'f' => msg
+            .starts_with(b"fatal: Unable to negotiate with ")
+            .then_some(Kind::Negotiate),
+        b'r' => msg
+            .starts_with(b"refused connect from ")
+            .then_some(Kind::TcpWrappers),
+        b'B' => msg
+            .starts_with(b"Bad protocol version identification ")
+            .then_some(Kind::BadProtocol),
+        _ => None,
     }
-    if msg.starts_with(b"Invalid user ") {
-        return Some(Kind::InvalidUser);
-    }
-    if msg.starts_with(b"error: maximum authentication attempts exceeded for ") {
-        return Some(Kind::MaxAttempts);
+}
+
+/// `Received disconnect from ...` (`bare`: without `error: `) as a failure:
+/// only before login (`[preauth]`), or with "key exchange failed" (3) or
+/// "no more authentication methods" (14). A logged-in user's disconnect is
+/// none. The client picks both, so it can only get itself counted.
+fn received_disconnect(msg: &[u8], bare: &[u8]) -> Option<Kind> {
+    if !bare.starts_with(b"Received disconnect from ") {
+        return None;
     }
     if msg.ends_with(b" [preauth]") {
-        for lead in [
-            &b"Connection closed by "[..],
-            b"Disconnected from ",
-            b"Connection reset by ",
-        ] {
-            if msg.starts_with(lead) {
-                return Some(Kind::PreauthClosed(lead));
-            }
-        }
+        return Some(Kind::ReceivedDisconnect);
     }
-    if msg.starts_with(b"Did not receive identification string from ") {
-        return Some(Kind::NoIdentification);
+    if msg.ends_with(b": disconnected by user") {
+        return None;
     }
-    if msg.starts_with(b"banner exchange: ") {
-        return Some(Kind::Banner);
-    }
-    if msg.starts_with(b"ROOT LOGIN REFUSED FROM ") {
-        return Some(Kind::RootRefused);
-    }
-    if msg.starts_with(b"User ") && NOT_ALLOWED.iter().any(|r| msg.ends_with(r)) {
-        return Some(Kind::NotAllowed);
-    }
-    if msg.starts_with(b"refused connect from ") {
-        return Some(Kind::TcpWrappers);
-    }
-    if msg.starts_with(b"error: PAM: ") && memmem::find(msg, b" for ").is_some() {
-        return Some(Kind::Pam);
-    }
-    if msg.starts_with(b"Bad protocol version identification ") {
-        return Some(Kind::BadProtocol);
-    }
-    let bare = msg.strip_prefix(b"fatal: ").unwrap_or(msg);
-    if bare.starts_with(b"Unable to negotiate with ") {
-        return Some(Kind::Negotiate);
-    }
-    let bare = msg.strip_prefix(b"error: ").unwrap_or(msg);
-    if bare.starts_with(b"Received disconnect from ") {
-        // A logged-in user's disconnect is no failure: only one before
-        // login, or with "key exchange failed" (3) or "no more
-        // authentication methods" (14). The client picks both, so it can
-        // only get itself counted.
-        let code = disconnect(bare)?.1;
-        return (msg.ends_with(b" [preauth]") || code == 3 || code == 14)
-            .then_some(Kind::ReceivedDisconnect);
-    }
-    if msg.starts_with(b"Disconnecting invalid user ")
-        || msg.starts_with(b"Disconnecting authenticating user ")
-    {
-        return Some(Kind::Disconnecting);
-    }
-    None
+    let code = disconnect(bare)?.1;
+    (code == 3 || code == 14).then_some(Kind::ReceivedDisconnect)
 }
 
 /// The address sshd wrote in a message of this kind.
@@ -288,7 +315,7 @@ impl Found {
 /// add another, never take sshd's away.
 fn failed(msg: &[u8]) -> Found {
     let mut found = Found::None;
-    for i in memmem::find_iter(msg, b" from ") {
+    for i in FROM.find_iter(msg) {
         let Some((a, r)) = word_addr(&msg[i + 6..]) else {
             continue;
         };
@@ -316,7 +343,7 @@ fn failed(msg: &[u8]) -> Found {
 /// invalid user USER ADDR port N: REASON`.
 fn addr_port_colon(msg: &[u8]) -> Found {
     let mut found = Found::None;
-    for i in memmem::find_iter(msg, b" port ") {
+    for i in PORT.find_iter(msg) {
         let start = memchr::memrchr(b' ', &msg[..i]).map_or(0, |s| s + 1);
         let Some(a) = parse_addr(&msg[start..i]) else {
             continue;
