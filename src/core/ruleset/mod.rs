@@ -12,11 +12,18 @@
 //! PREROUTING (never a policy): banned sources (blacklist, feeds) are logged
 //! and dropped there, before conntrack, so a flood from one costs no
 //! conntrack lookup per packet ([`render_raw`], [`render_raw_removal`]).
+//!
+//! With `[forward] protect` on, fwctl also owns `FWCTL-FORWARD` (and its
+//! `FWCTL-FWD-*` chains) and one jump to it at the top of Docker's
+//! `DOCKER-USER` chain (`protect = "docker"`, created if absent) or of
+//! FORWARD (`"all"`): see [`forward`].
 
 pub mod drift;
+pub mod forward;
 pub mod ipset;
 pub mod nft;
 
+use crate::core::config::forward::Hook;
 use crate::core::config::{Config, Limit, Mode, PrefixPair};
 pub use crate::units::addr::Family;
 use crate::units::names::{LogPrefix, PortRange};
@@ -40,13 +47,24 @@ pub struct TableState {
     pub input_jumps: usize,
     /// How many `-A PREROUTING -j FWCTL-RAW` rules exist (raw table).
     pub prerouting_jumps: usize,
+    /// How many `-A FORWARD -j FWCTL-FORWARD` rules exist (filter table).
+    pub forward_jumps: usize,
+    /// How many `-A DOCKER-USER -j FWCTL-FORWARD` rules exist (filter table).
+    pub docker_user_jumps: usize,
+    /// Docker's `DOCKER-USER` chain exists (filter table): Docker runs
+    /// here, and `[forward] protect` defaults to "docker".
+    pub docker_user: bool,
     /// The FWCTL-* chains that exist.
     pub chains: BTreeSet<String>,
 }
 
 impl TableState {
     pub fn is_installed(&self) -> bool {
-        self.input_jumps > 0 || self.prerouting_jumps > 0 || !self.chains.is_empty()
+        self.input_jumps > 0
+            || self.prerouting_jumps > 0
+            || self.forward_jumps > 0
+            || self.docker_user_jumps > 0
+            || !self.chains.is_empty()
     }
 }
 const WHITELIST: &str = "FWCTL-WHITELIST";
@@ -119,6 +137,17 @@ pub enum Match {
         name: &'static str,
         rate: crate::units::names::ByteRate,
     },
+    /// Conntrack state NOT among these (`! --ctstate NEW`).
+    NotCtState(&'static str),
+    /// The connection's original destination port (before DNAT).
+    OrigPort(&'static str, PortRange),
+    /// A TCP SYN without ACK: the first packet of a new TCP connection
+    /// (the raw table has no conntrack state to ask).
+    Syn,
+    /// The destination is one of this host's addresses (before DNAT).
+    DstLocal,
+    /// fwctl's mark bit [`forward::PRELOGGED`] is not set.
+    NotMarked,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,6 +157,8 @@ pub enum Target {
     Return,
     Jump(&'static str),
     Log(LogPrefix),
+    /// Set fwctl's mark bit [`forward::PRELOGGED`] (and no other).
+    Mark,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,6 +185,10 @@ pub struct Table {
     /// the filter table as before), feed and blacklist sources are logged
     /// and dropped before conntrack. Empty in detection-only mode.
     pub raw: Chain,
+    /// `[forward]`: the forward chains and where they hook in; None when
+    /// `protect = "off"` (or, after [`forward::resolve`], when "auto"
+    /// found no Docker).
+    pub forward: Option<forward::ForwardTable>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -434,6 +469,7 @@ fn table(cfg: &Config, family: Family) -> Table {
         drop_policy: !detect_only,
         chains,
         raw,
+        forward: forward::build(cfg, family),
     }
 }
 
@@ -496,6 +532,20 @@ impl Rule {
                     limit.rate.to_iptables(),
                     limit.burst
                 ),
+                Match::NotCtState(st) => write!(s, " -m conntrack ! --ctstate {st}"),
+                Match::OrigPort(proto, p) => write!(
+                    s,
+                    " -p {proto} -m conntrack --ctorigdstport {}",
+                    p.to_iptables()
+                ),
+                Match::Syn => write!(s, " -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN"),
+                Match::DstLocal => write!(s, " -m addrtype --dst-type LOCAL"),
+                Match::NotMarked => write!(
+                    s,
+                    " -m mark ! --mark {:#010x}/{:#010x}",
+                    forward::PRELOGGED,
+                    forward::PRELOGGED
+                ),
             }
             .expect("write to String");
         }
@@ -506,6 +556,13 @@ impl Rule {
             Target::Jump(c) => write!(s, " -j {c}").expect("write to String"),
             // LogPrefix has no quotes or backslashes, so plain quoting is safe.
             Target::Log(p) => write!(s, " -j LOG --log-prefix \"{}\"", p.as_str()).expect("write"),
+            Target::Mark => write!(
+                s,
+                " -j MARK --set-xmark {:#010x}/{:#010x}",
+                forward::PRELOGGED,
+                forward::PRELOGGED
+            )
+            .expect("write"),
         }
         s
     }
@@ -518,15 +575,27 @@ pub fn render_table(table: &Table, now: &TableState) -> String {
     let mut out = String::from("*filter\n");
     let policy = if table.drop_policy { "DROP" } else { "ACCEPT" };
     writeln!(out, ":INPUT {policy} [0:0]").expect("write");
-    for c in &table.chains {
+    let fwd = table.forward.as_ref().and_then(|f| f.hook.map(|h| (f, h)));
+    let chains: Vec<&Chain> = table
+        .chains
+        .iter()
+        .chain(fwd.iter().flat_map(|(f, _)| f.chains.iter()))
+        .collect();
+    for c in &chains {
         writeln!(out, ":{} - [0:0]", c.name).expect("write");
+    }
+    // Docker's chain is created when absent, never declared: declaring it
+    // would flush the rules Docker and the admin keep there. `-N` fails
+    // (and with it this whole restore) if Docker created it meanwhile.
+    if fwd.is_some_and(|(_, h)| h == Hook::DockerUser) && !now.docker_user {
+        writeln!(out, "-N {}", forward::DOCKER_USER).expect("write");
     }
     // A chain left from another fwctl version or mode would keep stale
     // rules: flush it.
     for stale in now
         .chains
         .iter()
-        .filter(|c| !table.chains.iter().any(|t| t.name == c.as_str()))
+        .filter(|c| !chains.iter().any(|t| t.name == c.as_str()))
     {
         writeln!(out, "-F {stale}").expect("write");
     }
@@ -534,7 +603,18 @@ pub fn render_table(table: &Table, now: &TableState) -> String {
         writeln!(out, "-D INPUT -j {MAIN_CHAIN}").expect("write");
     }
     writeln!(out, "-I INPUT 1 -j {MAIN_CHAIN}").expect("write");
-    for c in &table.chains {
+    // Every old forward jump goes (by count, like INPUT's), wherever it
+    // was; exactly one comes back where the config says.
+    for _ in 0..now.forward_jumps {
+        writeln!(out, "-D FORWARD -j {}", forward::CHAIN).expect("write");
+    }
+    for _ in 0..now.docker_user_jumps {
+        writeln!(out, "-D {} -j {}", forward::DOCKER_USER, forward::CHAIN).expect("write");
+    }
+    if let Some((_, hook)) = fwd {
+        writeln!(out, "-I {} 1 -j {}", hook.chain(), forward::CHAIN).expect("write");
+    }
+    for c in &chains {
         for r in &c.rules {
             writeln!(out, "-A {}{}", c.name, r.render()).expect("write");
         }
@@ -549,6 +629,13 @@ pub fn render_removal(now: &TableState) -> String {
     let mut out = String::from("*filter\n:INPUT ACCEPT [0:0]\n");
     for _ in 0..now.input_jumps {
         writeln!(out, "-D INPUT -j {MAIN_CHAIN}").expect("write");
+    }
+    // DOCKER-USER itself stays: it is Docker's (an empty one is harmless).
+    for _ in 0..now.forward_jumps {
+        writeln!(out, "-D FORWARD -j {}", forward::CHAIN).expect("write");
+    }
+    for _ in 0..now.docker_user_jumps {
+        writeln!(out, "-D {} -j {}", forward::DOCKER_USER, forward::CHAIN).expect("write");
     }
     for c in &now.chains {
         writeln!(out, "-F {c}").expect("write");
@@ -866,6 +953,7 @@ mod tests {
             input_jumps: 2,
             prerouting_jumps: 0,
             chains: ["FWCTL-INPUT".to_string(), "FWCTL-OLD".to_string()].into(),
+            ..TableState::default()
         };
         let text = render_table(&plan.v4, &now);
         assert_eq!(text.matches("-D INPUT -j FWCTL-INPUT").count(), 2);

@@ -170,6 +170,25 @@ pub fn render_rule(rule: &Rule, family: Family) -> String {
                 saddr(family),
                 byte_rate(*rate)
             ),
+            // The forward chain's matches (the nftables backend refuses an
+            // explicit `[forward] protect` for now; kept renderable).
+            Match::NotCtState(st) => write!(s, "ct state != {}", st.to_ascii_lowercase()),
+            Match::OrigPort(proto, p) if p.first == p.last => {
+                write!(s, "meta l4proto {proto} ct original proto-dst {}", p.first)
+            }
+            Match::OrigPort(proto, p) => write!(
+                s,
+                "meta l4proto {proto} ct original proto-dst {}-{}",
+                p.first, p.last
+            ),
+            Match::Syn => write!(s, "tcp flags & (fin|syn|rst|ack) == syn"),
+            Match::DstLocal => write!(s, "fib daddr type local"),
+            Match::NotMarked => write!(
+                s,
+                "meta mark & {:#010x} != {:#010x}",
+                super::forward::PRELOGGED,
+                super::forward::PRELOGGED
+            ),
         }
         .expect("write to String");
     }
@@ -183,6 +202,12 @@ pub fn render_rule(rule: &Rule, family: Family) -> String {
         Target::Jump(c) => write!(s, "jump {}", chain_name(c, family)).expect("write"),
         // LogPrefix has no quotes or backslashes, so plain quoting is safe.
         Target::Log(p) => write!(s, "log prefix \"{}\"", p.as_str()).expect("write"),
+        Target::Mark => write!(
+            s,
+            "meta mark set meta mark | {:#010x}",
+            super::forward::PRELOGGED
+        )
+        .expect("write"),
     }
     s
 }
