@@ -87,6 +87,15 @@ fn walk(table: &Table, chain: &Chain, p: &NewTcp, plan: &Plan, depth: usize) -> 
                     }
                 }
             }
+            // Its verdict, or (it returned) this chain's return.
+            Target::Goto(name) => {
+                let next = table.chains.iter().find(|c| c.name == *name)?;
+                return if depth < DEPTH {
+                    walk(table, next, p, plan, depth + 1)
+                } else {
+                    None
+                };
+            }
         }
     }
     None

@@ -99,7 +99,10 @@ pub fn build(cfg: &Config, family: Family) -> Option<ForwardTable> {
         // (not DNATed) are not judged.
         main.push(rule(vec![Match::NotCtState("DNAT")], Target::Return));
     }
-    main.push(rule(vec![set(&cfg.sets.whitelist)], Target::Jump(WL)));
+    // A connection let through leaves with a goto: the RETURN (or the end)
+    // of the chain gone to returns to FWCTL-FORWARD's caller, so nothing
+    // below (the default drop) sees it. Jumps come back here.
+    main.push(rule(vec![set(&cfg.sets.whitelist)], Target::Goto(WL)));
     if detect_only {
         // The raw table does nothing in this mode: the bans log here.
         let bans = cfg
@@ -134,7 +137,7 @@ pub fn build(cfg: &Config, family: Family) -> Option<ForwardTable> {
         if let Some(limit) = svc.limit {
             m.push(super::limiter(&format!("fwctl-svc-{i}"), limit));
         }
-        main.push(rule(m, Target::Jump(ALLOW)));
+        main.push(rule(m, Target::Goto(ALLOW)));
     }
     if drop_default {
         main.push(rule(vec![], Target::Jump(FWD_BLOCK)));
@@ -349,11 +352,11 @@ mod tests {
             [
                 "-A FWCTL-FORWARD -m conntrack ! --ctstate NEW -j RETURN",
                 "-A FWCTL-FORWARD -m conntrack ! --ctstate DNAT -j RETURN",
-                "-A FWCTL-FORWARD -m set --match-set whitelist src -j FWCTL-FWD-WHITELIST",
+                "-A FWCTL-FORWARD -m set --match-set whitelist src -g FWCTL-FWD-WHITELIST",
                 "-A FWCTL-FORWARD -m set --match-set throttle-hard src -j FWCTL-FWD-THROTTLE-HARD",
                 "-A FWCTL-FORWARD -m set --match-set throttle-soft src -j FWCTL-FWD-THROTTLE-SOFT",
-                "-A FWCTL-FORWARD -p tcp -m conntrack --ctorigdstport 8080 -j FWCTL-FWD-ALLOW",
-                "-A FWCTL-FORWARD -p udp -m conntrack --ctorigdstport 53 -m hashlimit --hashlimit-upto 5/sec --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-name fwctl-svc-1 -j FWCTL-FWD-ALLOW",
+                "-A FWCTL-FORWARD -p tcp -m conntrack --ctorigdstport 8080 -g FWCTL-FWD-ALLOW",
+                "-A FWCTL-FORWARD -p udp -m conntrack --ctorigdstport 53 -m hashlimit --hashlimit-upto 5/sec --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-name fwctl-svc-1 -g FWCTL-FWD-ALLOW",
             ]
         );
         // fwctl never accepts forwarded traffic: Docker's rules still decide.

@@ -156,6 +156,8 @@ pub enum Target {
     Drop,
     Return,
     Jump(&'static str),
+    /// Go to the chain: its RETURN returns to this chain's caller.
+    Goto(&'static str),
     Log(LogPrefix),
     /// Set fwctl's mark bit [`forward::PRELOGGED`] (and no other).
     Mark,
@@ -554,6 +556,7 @@ impl Rule {
             Target::Drop => s.push_str(" -j DROP"),
             Target::Return => s.push_str(" -j RETURN"),
             Target::Jump(c) => write!(s, " -j {c}").expect("write to String"),
+            Target::Goto(c) => write!(s, " -g {c}").expect("write to String"),
             // LogPrefix has no quotes or backslashes, so plain quoting is safe.
             Target::Log(p) => write!(s, " -j LOG --log-prefix \"{}\"", p.as_str()).expect("write"),
             Target::Mark => write!(

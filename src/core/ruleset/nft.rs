@@ -200,6 +200,7 @@ pub fn render_rule(rule: &Rule, family: Family) -> String {
         Target::Drop => s.push_str("drop"),
         Target::Return => s.push_str("return"),
         Target::Jump(c) => write!(s, "jump {}", chain_name(c, family)).expect("write"),
+        Target::Goto(c) => write!(s, "goto {}", chain_name(c, family)).expect("write"),
         // LogPrefix has no quotes or backslashes, so plain quoting is safe.
         Target::Log(p) => write!(s, "log prefix \"{}\"", p.as_str()).expect("write"),
         Target::Mark => write!(
