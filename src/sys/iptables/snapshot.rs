@@ -329,4 +329,40 @@ mod tests {
         assert_eq!(extra_jumps(one, Family::V4).unwrap(), None);
         assert!(extra_jumps("*filter\nCOMMIT\n", Family::V4).is_err());
     }
+
+    /// The forward jump is rolled back like INPUT's: the new one out of
+    /// DOCKER-USER, the old one back first in FORWARD; Docker's rules stay.
+    #[test]
+    fn a_rollback_moves_the_forward_jump_back_and_leaves_docker_alone() {
+        let snap = Snapshot {
+            v4: "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n:FWCTL-INPUT - [0:0]\n\
+                 :FWCTL-FORWARD - [0:0]\n-A INPUT -j FWCTL-INPUT\n-A FORWARD -j FWCTL-FORWARD\n\
+                 -A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\n-A FWCTL-FORWARD -j RETURN\nCOMMIT\n"
+                .into(),
+            ..Snapshot::default()
+        };
+        let now = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n:FWCTL-INPUT - [0:0]\n\
+                   :FWCTL-FORWARD - [0:0]\n-A INPUT -j FWCTL-INPUT\n-A FORWARD -j DOCKER-USER\n\
+                   -A DOCKER-USER -j FWCTL-FORWARD\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
+        let s = rollback_table(&snap, now, Family::V4);
+        assert!(s.contains("-D DOCKER-USER 1\n"), "{s}");
+        assert!(s.contains("-I FORWARD 1 -j FWCTL-FORWARD\n"), "{s}");
+        assert!(s.contains("-A FWCTL-FORWARD -j RETURN\n"), "{s}");
+        assert!(
+            !s.contains("-A DOCKER-USER") && !s.contains(":DOCKER-USER"),
+            "{s}"
+        );
+        // Without DOCKER-USER now, nothing names it.
+        let gone =
+            "*filter\n:INPUT DROP [0:0]\n:FWCTL-INPUT - [0:0]\n-A INPUT -j FWCTL-INPUT\nCOMMIT\n";
+        let s = rollback_table(&snap, gone, Family::V4);
+        assert!(!s.contains("DOCKER-USER"), "{s}");
+        // Two forward jumps after an install: the extra one goes.
+        let two = "*filter\n:INPUT DROP [0:0]\n:DOCKER-USER - [0:0]\n-A INPUT -j FWCTL-INPUT\n\
+                   -A DOCKER-USER -j FWCTL-FORWARD\n-A DOCKER-USER -j RETURN\n-A DOCKER-USER -j FWCTL-FORWARD\nCOMMIT\n";
+        assert_eq!(
+            extra_jumps(two, Family::V4).unwrap().as_deref(),
+            Some("*filter\n-D DOCKER-USER 3\nCOMMIT\n")
+        );
+    }
 }
