@@ -161,6 +161,43 @@ fn jumps(save: &str, chain: &str) -> Vec<usize> {
         .collect()
 }
 
+/// Where fwctl's forward chain is hooked in: `hook` is "DOCKER-USER",
+/// "FORWARD" or "" (nowhere). The iptables backend: exactly one jump, first
+/// in that chain, none in the other. The nftables backend: its own base
+/// chain `forward` with one IPv4 jump (either hook), nothing in iptables.
+fn expect_hook(lab: &Lab, backend: &str, hook: &str, step: &str) {
+    let s = save(lab);
+    if backend == "iptables" {
+        for chain in ["DOCKER-USER", "FORWARD"] {
+            let want: &[usize] = if chain == hook { &[1] } else { &[] };
+            assert_eq!(jumps(&s, chain), want, "{step}: {chain}\n{s}");
+        }
+        return;
+    }
+    assert!(
+        !s.contains("FWCTL"),
+        "{step}: nftables wrote iptables rules\n{s}"
+    );
+    let base = lab.exec(
+        &lab.target,
+        &["nft", "list", "chain", "inet", "fwctl", "forward"],
+    );
+    let text = String::from_utf8_lossy(&base.stdout);
+    let n = text.matches("meta nfproto ipv4 jump FWCTL-FORWARD").count();
+    assert_eq!(n, usize::from(!hook.is_empty()), "{step}: {text}");
+}
+
+fn is_banned(lab: &Lab, backend: &str, addr: IpAddr) -> bool {
+    if backend == "iptables" {
+        return lab.set_members("blacklist").contains_key(&addr.to_string());
+    }
+    lab.exec_ok(
+        &lab.target,
+        &["nft", "list", "set", "inet", "fwctl", "blacklist"],
+    )
+    .contains(&addr.to_string())
+}
+
 fn ok(step: &str, out: &Output) {
     assert!(
         out.status.success(),
@@ -169,14 +206,18 @@ fn ok(step: &str, out: &Output) {
     );
 }
 
-fn tag() -> String {
-    format!("FWD{}", std::process::id() % 100_000)
+/// LOG prefixes unique to this run and backend (both backends' tests run
+/// at once, with the same client addresses, and share the kernel log).
+fn tag(backend: &str) -> String {
+    format!("FWD{}{}", std::process::id() % 100_000, &backend[..1])
 }
 
-fn cfg_text(forward: &str) -> String {
-    let tag = tag();
+fn cfg_text(backend: &str, forward: &str) -> String {
+    let tag = tag(backend);
     format!(
         r#"
+[firewall]
+backend = "{backend}"
 [trusted]
 networks = ["198.51.100.12"]
 [blacklist]
@@ -200,7 +241,17 @@ fn reaches(lab: &Lab, src: IpAddr, port: u16) -> bool {
 
 #[test]
 #[ignore = "needs root: kernel test"]
-fn published_ports_get_bans_and_default_drop_and_scans_log_the_original_port() {
+fn iptables_published_ports_get_bans_and_default_drop_and_scans_log_the_original_port() {
+    scenario("iptables");
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn nftables_published_ports_get_bans_and_default_drop_and_scans_log_the_original_port() {
+    scenario("nftables");
+}
+
+fn scenario(backend: &str) {
     let host_before = host_firewall();
     let mut kmsg = Kmsg::open(); // sets nf_log_all_netns=1
     let lab = Lab::new();
@@ -229,22 +280,21 @@ fn published_ports_get_bans_and_default_drop_and_scans_log_the_original_port() {
     };
 
     // protect unset: DOCKER-USER exists, so "docker"; default accept.
-    let (_d1, accept) = config(&cfg_text(""));
+    let (_d1, accept) = config(&cfg_text(backend, ""));
     ok("apply", &fw(&accept, &["apply"]));
     check("apply");
-    let s = save(&lab);
-    assert_eq!(jumps(&s, "DOCKER-USER"), [1], "{s}");
-    assert!(jumps(&s, "FORWARD").is_empty(), "{s}");
+    expect_hook(&lab, backend, "DOCKER-USER", "apply");
     assert!(!reaches(&lab, banned, 8080) && !reaches(&lab, banned, 8081));
     assert!(reaches(&lab, benign, 8080) && reaches(&lab, benign, 8081));
 
     // default = "drop": only the service's published port is open.
     let (_d2, dropcfg) = config(&cfg_text(
+        backend,
         "[forward]\nprotect = \"docker\"\ndefault = \"drop\"\n",
     ));
     ok("apply drop", &fw(&dropcfg, &["apply"]));
     check("apply drop");
-    assert_eq!(jumps(&save(&lab), "DOCKER-USER"), [1]);
+    expect_hook(&lab, backend, "DOCKER-USER", "apply drop");
     assert!(reaches(&lab, benign, 8080));
     assert!(!reaches(&lab, benign, 8081), "not a service: dropped");
     assert!(
@@ -271,7 +321,7 @@ fn published_ports_get_bans_and_default_drop_and_scans_log_the_original_port() {
     // And one closed port of the host itself: logged once, not twice.
     let r = lab.probe(attacker, 9, 1, Duration::from_millis(300));
     assert_eq!(r.connected + r.refused, 0);
-    let needle = format!("{}IPTABLES-BLOCKED: ", tag());
+    let needle = format!("{}IPTABLES-BLOCKED: ", tag(backend));
     let from = format!("SRC={attacker} ");
     let lines = kmsg.wait_for(&needle, Duration::from_secs(10), |got| {
         got.iter().filter(|l| l.contains(&from)).count() >= 13
@@ -342,9 +392,7 @@ fn published_ports_get_bans_and_default_drop_and_scans_log_the_original_port() {
         report.contains("8081"),
         "the report names the aimed-at ports: {report}"
     );
-    assert!(lab
-        .set_members("blacklist")
-        .contains_key(&attacker.to_string()));
+    assert!(is_banned(&lab, backend, attacker));
     assert!(
         !reaches(&lab, attacker, 8080),
         "banned: not even the service"
@@ -379,11 +427,10 @@ fn published_ports_get_bans_and_default_drop_and_scans_log_the_original_port() {
         .collect();
     exec_input_ok(&lab.target, &["iptables-restore", "--noflush"], &nat);
     check("Docker's rebuild");
-    assert_eq!(jumps(&save(&lab), "DOCKER-USER"), [1], "kept by Docker");
+    expect_hook(&lab, backend, "DOCKER-USER", "kept by Docker's rebuild");
     ok("re-apply", &fw(&dropcfg, &["apply"]));
     check("re-apply after Docker's rebuild");
-    let s = save(&lab);
-    assert_eq!(jumps(&s, "DOCKER-USER"), [1], "{s}");
+    expect_hook(&lab, backend, "DOCKER-USER", "re-apply");
     assert!(!reaches(&lab, benign, 8081) && reaches(&lab, benign, 8080));
     // DOCKER-USER itself deleted and recreated empty (an admin's flush):
     // the next apply puts exactly one jump back.
@@ -393,26 +440,21 @@ fn published_ports_get_bans_and_default_drop_and_scans_log_the_original_port() {
         &["iptables", "-A", "DOCKER-USER", "-j", "RETURN"],
     );
     ok("re-apply after a flush", &fw(&dropcfg, &["apply"]));
-    assert_eq!(jumps(&save(&lab), "DOCKER-USER"), [1]);
+    expect_hook(&lab, backend, "DOCKER-USER", "re-apply after a flush");
     check("re-apply after a flush");
 
     // "all": the jump moves to FORWARD, exactly one, none left in DOCKER-USER.
-    let (_d3, all) = config(&cfg_text("[forward]\nprotect = \"all\"\n"));
+    let (_d3, all) = config(&cfg_text(backend, "[forward]\nprotect = \"all\"\n"));
     ok("apply all", &fw(&all, &["apply"]));
-    let s = save(&lab);
-    assert_eq!(jumps(&s, "FORWARD"), [1], "{s}");
-    assert!(jumps(&s, "DOCKER-USER").is_empty(), "{s}");
+    expect_hook(&lab, backend, "FORWARD", "apply all");
     check("apply all");
     // Back to "docker" with --confirm, not confirmed: "all" comes back.
     let out = fw(&dropcfg, &["apply", "--confirm", "1s"]);
     assert!(!out.status.success());
-    let s = save(&lab);
-    assert_eq!(jumps(&s, "FORWARD"), [1], "rolled back to \"all\": {s}");
-    assert!(jumps(&s, "DOCKER-USER").is_empty(), "{s}");
+    expect_hook(&lab, backend, "FORWARD", "rolled back to \"all\"");
     check("apply --confirm rolled back");
     ok("remove", &fw(&all, &["remove"]));
-    let s = save(&lab);
-    assert!(!s.contains("FWCTL"), "{s}");
+    expect_hook(&lab, backend, "", "remove");
     check("remove");
     assert!(reaches(&lab, benign, 8081), "Docker alone again");
     drop(ctr);

@@ -136,9 +136,6 @@ pub fn apply(
         );
     }
     let (cfg, mut plan) = inv.load_plan()?;
-    if let Some(e) = crate::core::config::forward::refusal(&cfg.forward, cfg.firewall.backend) {
-        bail!(e);
-    }
     let state_file = cfg.state_path(inv.state());
     // Each feed's sets start with its last good copy (after a reboot too).
     let feed_dir = crate::sys::feedstore::dir_for(&state_file);

@@ -211,14 +211,7 @@ fn forward_check(f: &Facts) -> Option<Check> {
     let protect = f.protect.unwrap_or_default();
     let on = protect.resolve(f.docker_user).is_some();
     let seen = f.docker.join(", ");
-    Some(if on && f.firewall == "nftables" {
-        check(
-            "forward",
-            Level::Warn,
-            format!("Docker runs here ({seen}) but the nftables backend does not cover forwarded connections: bans and the default drop do not reach published container ports"),
-            Some("set [firewall] backend = \"iptables\" and fwctl apply"),
-        )
-    } else if on {
+    Some(if on {
         check(
             "forward",
             Level::Ok,
@@ -834,10 +827,7 @@ mod tests {
         let (lv, text) = level(&f, "forward");
         assert_eq!(lv, Level::Warn);
         assert!(text.contains("is \"off\""), "{text}");
-        f.protect = Some(Protect::Docker);
-        f.firewall = "nftables";
-        let (lv, text) = level(&f, "forward");
-        assert_eq!(lv, Level::Warn);
-        assert!(text.contains("backend = \"iptables\""), "{text}");
+        f.protect = Some(Protect::All);
+        assert_eq!(level(&f, "forward").0, Level::Ok);
     }
 }

@@ -96,18 +96,6 @@ impl Default for Forward {
     }
 }
 
-/// Why `apply` refuses this `[forward]` with this backend: the nftables
-/// backend does not install the forward chain yet.
-pub fn refusal(fwd: &Forward, backend: super::firewall::Backend) -> Option<String> {
-    let explicit = matches!(fwd.protect, Protect::Docker | Protect::All);
-    (explicit && backend == super::firewall::Backend::Nftables).then(|| {
-        format!(
-            "[forward] protect = \"{}\" needs [firewall] backend = \"iptables\" (the nftables backend does not cover forwarded traffic yet); fix: set backend = \"iptables\", or protect = \"off\"",
-            fwd.protect.as_str()
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,19 +137,5 @@ mod tests {
         assert_eq!(Protect::Docker.resolve(false), Some(Hook::DockerUser));
         assert_eq!(Protect::All.resolve(true), Some(Hook::Forward));
         assert_eq!(Hook::Forward.chain(), "FORWARD");
-    }
-
-    #[test]
-    fn nftables_refuses_an_explicit_protect_only() {
-        use crate::core::config::firewall::Backend;
-        let f = |p| Forward {
-            protect: p,
-            default: Fallback::Drop,
-        };
-        assert_eq!(refusal(&f(Protect::Docker), Backend::Iptables), None);
-        assert_eq!(refusal(&f(Protect::Auto), Backend::Nftables), None);
-        assert_eq!(refusal(&f(Protect::Off), Backend::Nftables), None);
-        let e = refusal(&f(Protect::All), Backend::Nftables).unwrap();
-        assert!(e.contains("protect = \"all\"") && e.contains("fix:"), "{e}");
     }
 }
