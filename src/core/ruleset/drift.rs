@@ -101,7 +101,7 @@ pub fn digest(plan: &Plan) -> String {
     // "auto" renders as it would where Docker does not run; an explicit
     // [forward] protect renders its chains.
     let none = TableState::default();
-    let plan = &super::forward::resolve(plan, &none, &none);
+    let plan = &super::resolve(plan, &none, &none);
     let text = [
         super::render_table(&plan.v4, &TableState::default()),
         super::render_table(&plan.v6, &TableState::default()),

@@ -28,9 +28,10 @@
 //! Other lines (UDP, `allowed`, `throttled`) are logged in the forward chain
 //! and show the packet's port after DNAT.
 
-use super::{rule, Chain, Family, Match, Plan, Rule, Target, BLOCK};
+use super::rules::{limiter, rule, Chain, Match, Rule, Target};
 use crate::core::config::forward::{Fallback, Hook, Protect};
 use crate::core::config::{Config, Mode, PrefixPair};
+use crate::units::addr::Family;
 use crate::units::names::PortRange;
 
 pub use crate::core::config::forward::DOCKER_USER;
@@ -46,9 +47,7 @@ const FWD_BLOCK: &str = "FWCTL-FWD-BLOCK";
 /// The forward chains fwctl may own in the filter table.
 pub const CHAINS: [&str; 6] = [CHAIN, WL, THR_HARD, THR_SOFT, ALLOW, FWD_BLOCK];
 
-/// The packet-mark bit the raw table sets on a TCP SYN it logged as
-/// `blocked` (only this bit is set or tested; other tools' bits stay).
-pub const PRELOGGED: u32 = 0x1000_0000;
+pub use super::rules::PRELOGGED;
 
 /// One family's forward part of the ruleset.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,7 +84,7 @@ pub fn build(cfg: &Config, family: Family) -> Option<ForwardTable> {
         let m = if audit && cfg.mode == Mode::Corporate {
             vec![]
         } else {
-            vec![super::limiter(name, cfg.log_limit)]
+            vec![limiter(name, cfg.log_limit)]
         };
         rule(m, Target::Log(prefix(p)))
     };
@@ -117,7 +116,7 @@ pub fn build(cfg: &Config, family: Family) -> Option<ForwardTable> {
             .chain([set(&cfg.sets.blacklist)]);
         for m in bans {
             main.push(rule(
-                vec![m.clone(), super::limiter("fwctl-log-bl", cfg.log_limit)],
+                vec![m.clone(), limiter("fwctl-log-bl", cfg.log_limit)],
                 Target::Log(prefix(&cfg.prefixes.blacklisted)),
             ));
             main.push(rule(vec![m], Target::Return));
@@ -135,7 +134,7 @@ pub fn build(cfg: &Config, family: Family) -> Option<ForwardTable> {
         // The same per-source bucket as INPUT's rule for this service.
         let mut m = vec![Match::OrigPort(svc.protocol.as_str(), svc.ports)];
         if let Some(limit) = svc.limit {
-            m.push(super::limiter(&format!("fwctl-svc-{i}"), limit));
+            m.push(limiter(&format!("fwctl-svc-{i}"), limit));
         }
         main.push(rule(m, Target::Goto(ALLOW)));
     }
@@ -146,7 +145,7 @@ pub fn build(cfg: &Config, family: Family) -> Option<ForwardTable> {
     // over it, logged and dropped. The buckets are INPUT's.
     let throttle = |limit, name: &str, log_name: &str| {
         vec![
-            rule(vec![super::limiter(name, limit)], Target::Return),
+            rule(vec![limiter(name, limit)], Target::Return),
             log(log_name, &cfg.prefixes.throttled, false),
             rule(vec![], drop.clone()),
         ]
@@ -243,7 +242,7 @@ fn raw_prelog(cfg: &Config, family: Family) -> Vec<Rule> {
         vec![
             Match::Syn,
             Match::DstLocal,
-            super::limiter("fwctl-log-block", cfg.log_limit),
+            limiter("fwctl-log-block", cfg.log_limit),
         ],
         Target::Log(prefix),
     ));
@@ -251,44 +250,9 @@ fn raw_prelog(cfg: &Config, family: Family) -> Vec<Rule> {
     out
 }
 
-/// `plan` as it installs on a kernel whose filter tables are `v4` and `v6`:
-/// "auto" decided per family (DOCKER-USER there or not), and where the
-/// forward chain is on, the raw table's `blocked` lines added and INPUT's
-/// `blocked` LOG rule told to skip what they logged.
-pub fn resolve(plan: &Plan, v4: &super::TableState, v6: &super::TableState) -> Plan {
-    let mut out = plan.clone();
-    for (t, now) in [(&mut out.v4, v4), (&mut out.v6, v6)] {
-        let Some(f) = t.forward.as_mut() else {
-            continue;
-        };
-        if f.hook.is_some() {
-            continue;
-        }
-        match f.protect.resolve(now.docker_user) {
-            None => t.forward = None,
-            Some(hook) => {
-                f.hook = Some(hook);
-                if !f.raw.is_empty() {
-                    t.raw.rules.extend(f.raw.iter().cloned());
-                    if let Some(c) = t.chains.iter_mut().find(|c| c.name == BLOCK) {
-                        if let Some(r) = c
-                            .rules
-                            .iter_mut()
-                            .find(|r| matches!(r.target, Target::Log(_)))
-                        {
-                            r.matches.insert(0, Match::NotMarked);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::{render_raw, render_removal, render_table, TableState};
+    use super::super::{render_raw, render_removal, render_table, resolve, Plan, TableState};
     use super::*;
     use std::path::Path;
 

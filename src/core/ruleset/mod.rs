@@ -22,12 +22,15 @@ pub mod drift;
 pub mod forward;
 pub mod ipset;
 pub mod nft;
+pub mod rules;
 
 use crate::core::config::forward::Hook;
 use crate::core::config::{Config, Limit, Mode, PrefixPair};
 pub use crate::units::addr::Family;
-use crate::units::names::{LogPrefix, PortRange};
+use crate::units::names::PortRange;
 use ipnet::IpNet;
+use rules::{limiter, rule};
+pub use rules::{Chain, Match, Rule, Target};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -114,65 +117,6 @@ pub struct SetPlan {
     pub family: Family,
     pub maxelem: u32,
     pub members: Vec<IpNet>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Match {
-    InIface(&'static str),
-    CtState(&'static str),
-    SrcSet(String),
-    Port(&'static str, PortRange),
-    Icmp(u8),
-    Icmp6(u8),
-    /// Per-source rate: matches while the source is within `limit`.
-    HashLimit {
-        name: String,
-        limit: Limit,
-    },
-    /// The packet's direction in its connection (`ORIGINAL`: from the side
-    /// that opened it).
-    CtDir(&'static str),
-    /// Per-source byte rate: matches while the source is above `rate`.
-    BytesAbove {
-        name: &'static str,
-        rate: crate::units::names::ByteRate,
-    },
-    /// Conntrack state NOT among these (`! --ctstate NEW`).
-    NotCtState(&'static str),
-    /// The connection's original destination port (before DNAT).
-    OrigPort(&'static str, PortRange),
-    /// A TCP SYN without ACK: the first packet of a new TCP connection
-    /// (the raw table has no conntrack state to ask).
-    Syn,
-    /// The destination is one of this host's addresses (before DNAT).
-    DstLocal,
-    /// fwctl's mark bit [`forward::PRELOGGED`] is not set.
-    NotMarked,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    Accept,
-    Drop,
-    Return,
-    Jump(&'static str),
-    /// Go to the chain: its RETURN returns to this chain's caller.
-    Goto(&'static str),
-    Log(LogPrefix),
-    /// Set fwctl's mark bit [`forward::PRELOGGED`] (and no other).
-    Mark,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rule {
-    pub matches: Vec<Match>,
-    pub target: Target,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Chain {
-    pub name: &'static str,
-    pub rules: Vec<Rule>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -266,17 +210,6 @@ pub fn build(cfg: &Config) -> Plan {
         sets,
         v4: table(cfg, Family::V4),
         v6: table(cfg, Family::V6),
-    }
-}
-
-fn rule(matches: Vec<Match>, target: Target) -> Rule {
-    Rule { matches, target }
-}
-
-fn limiter(name: &str, limit: Limit) -> Match {
-    Match::HashLimit {
-        name: name.to_string(),
-        limit,
     }
 }
 
@@ -475,6 +408,41 @@ fn table(cfg: &Config, family: Family) -> Table {
     }
 }
 
+/// `[forward]`: `plan` as it installs on a kernel whose filter tables are `v4` and `v6`:
+/// "auto" decided per family (DOCKER-USER there or not), and where the
+/// forward chain is on, the raw table's `blocked` lines added and INPUT's
+/// `blocked` LOG rule told to skip what they logged.
+pub fn resolve(plan: &Plan, v4: &TableState, v6: &TableState) -> Plan {
+    let mut out = plan.clone();
+    for (t, now) in [(&mut out.v4, v4), (&mut out.v6, v6)] {
+        let Some(f) = t.forward.as_mut() else {
+            continue;
+        };
+        if f.hook.is_some() {
+            continue;
+        }
+        match f.protect.resolve(now.docker_user) {
+            None => t.forward = None,
+            Some(hook) => {
+                f.hook = Some(hook);
+                if !f.raw.is_empty() {
+                    t.raw.rules.extend(f.raw.iter().cloned());
+                    if let Some(c) = t.chains.iter_mut().find(|c| c.name == BLOCK) {
+                        if let Some(r) = c
+                            .rules
+                            .iter_mut()
+                            .find(|r| matches!(r.target, Target::Log(_)))
+                        {
+                            r.matches.insert(0, Match::NotMarked);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The raw chain: what the filter table let through ahead of the ban sets
 /// (loopback, IPv6 neighbour discovery, the whitelist) leaves it with
 /// ACCEPT (on to conntrack and filter, unchanged); each ban set's sources
@@ -505,70 +473,6 @@ fn raw_rules(cfg: &Config, family: Family, bans: &[Match]) -> Vec<Rule> {
         out.push(rule(vec![m.clone()], Target::Drop));
     }
     out
-}
-
-impl Rule {
-    /// The rule's arguments as `iptables-save` prints them (so that a save
-    /// after apply reads like the render).
-    pub fn render(&self) -> String {
-        let mut s = String::new();
-        for m in &self.matches {
-            match m {
-                Match::InIface(i) => write!(s, " -i {i}"),
-                Match::CtState(st) => write!(s, " -m conntrack --ctstate {st}"),
-                Match::CtDir(d) => write!(s, " -m conntrack --ctdir {d}"),
-                Match::SrcSet(name) => write!(s, " -m set --match-set {name} src"),
-                Match::Port(proto, p) => {
-                    write!(s, " -p {proto} -m {proto} --dport {}", p.to_iptables())
-                }
-                Match::Icmp(t) => write!(s, " -p icmp -m icmp --icmp-type {t}"),
-                Match::Icmp6(t) => write!(s, " -p ipv6-icmp -m icmp6 --icmpv6-type {t}"),
-                Match::BytesAbove { name, rate } => write!(
-                    s,
-                    " -m hashlimit --hashlimit-above {} --hashlimit-mode srcip --hashlimit-name {name}",
-                    rate.to_iptables()
-                ),
-                Match::HashLimit { name, limit } => write!(
-                    s,
-                    " -m hashlimit --hashlimit-upto {} --hashlimit-burst {} --hashlimit-mode srcip --hashlimit-name {name}",
-                    limit.rate.to_iptables(),
-                    limit.burst
-                ),
-                Match::NotCtState(st) => write!(s, " -m conntrack ! --ctstate {st}"),
-                Match::OrigPort(proto, p) => write!(
-                    s,
-                    " -p {proto} -m conntrack --ctorigdstport {}",
-                    p.to_iptables()
-                ),
-                Match::Syn => write!(s, " -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN"),
-                Match::DstLocal => write!(s, " -m addrtype --dst-type LOCAL"),
-                Match::NotMarked => write!(
-                    s,
-                    " -m mark ! --mark {:#010x}/{:#010x}",
-                    forward::PRELOGGED,
-                    forward::PRELOGGED
-                ),
-            }
-            .expect("write to String");
-        }
-        match &self.target {
-            Target::Accept => s.push_str(" -j ACCEPT"),
-            Target::Drop => s.push_str(" -j DROP"),
-            Target::Return => s.push_str(" -j RETURN"),
-            Target::Jump(c) => write!(s, " -j {c}").expect("write to String"),
-            Target::Goto(c) => write!(s, " -g {c}").expect("write to String"),
-            // LogPrefix has no quotes or backslashes, so plain quoting is safe.
-            Target::Log(p) => write!(s, " -j LOG --log-prefix \"{}\"", p.as_str()).expect("write"),
-            Target::Mark => write!(
-                s,
-                " -j MARK --set-xmark {:#010x}/{:#010x}",
-                forward::PRELOGGED,
-                forward::PRELOGGED
-            )
-            .expect("write"),
-        }
-        s
-    }
 }
 
 /// `iptables-restore --noflush` input that installs `table`. Declaring our

@@ -301,7 +301,7 @@ fn render_raw_chain(out: &mut String, table: &Table) {
 pub fn render_table(plan: &Plan, now: &Current) -> String {
     // "auto" decided by Docker's DOCKER-USER (in iptables-nft's tables),
     // which the backend's adapter looked for.
-    let plan = &super::forward::resolve(plan, &now.v4, &now.v6);
+    let plan = &super::resolve(plan, &now.v4, &now.v6);
     let mut out = format!("table {FAMILY} {TABLE} {{\n");
     for set in &plan.sets {
         render_set(&mut out, set, now);
