@@ -259,6 +259,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
     let units = [
         "ram.mount",
         "fwctl-apply.service",
+        "fwctl-docker.service",
         "fwctl-capture.service",
         "fwctl-sync.service",
         "fwctl-feeds.service",
@@ -323,6 +324,24 @@ fn systemd_unit_commands_run() {
     }
     let cfg = root().join("rules/fwctl.toml");
     let cfg = cfg.to_str().unwrap();
+    // The re-apply after Docker starts runs the same command, after Docker,
+    // restarted with it; the boot unit stays before the network (no cycle).
+    assert_eq!(
+        unit_values("fwctl-docker.service", "ExecStart"),
+        unit_values("fwctl-apply.service", "ExecStart")
+    );
+    assert!(unit_values("fwctl-docker.service", "After")[0].contains("docker.service"));
+    assert_eq!(
+        unit_values("fwctl-docker.service", "PartOf"),
+        ["docker.service"]
+    );
+    assert_eq!(
+        unit_values("fwctl-docker.service", "WantedBy"),
+        ["docker.service"]
+    );
+    assert!(unit_values("fwctl-apply.service", "After")
+        .iter()
+        .all(|a| !a.contains("docker")));
     for line in unit_values("fwctl-apply.service", "ExecStart") {
         let w = words(&line);
         assert_eq!(w[1..], ["apply", "--config", "/etc/fwctl/fwctl.toml"]);

@@ -355,7 +355,7 @@ pub fn remove(inv: &Invocation, sets: bool) -> Result<()> {
             match fw.name() {
                 "nftables" =>
                     "removed table inet fwctl's chains: nothing of fwctl's filters packets now",
-                _ => "removed fwctl's chains and INPUT jump; INPUT policy is ACCEPT",
+                _ => "removed fwctl's chains and jumps (INPUT, and FORWARD or DOCKER-USER); INPUT policy is ACCEPT",
             },
             if sets {
                 "; sets destroyed"

@@ -49,7 +49,10 @@ pub fn restore_bans(now: &mut Current, plan: &Plan, bans: &[Ban]) {
     }
 }
 
+/// The scripts for `plan` on the kernel `now` (where `[forward] protect`
+/// is "auto", the kernel's DOCKER-USER decides).
 pub fn render(plan: &Plan, now: &Current) -> Scripts {
+    let plan = &ruleset::resolve(plan, &now.v4, &now.v6);
     Scripts {
         sets: ruleset::render_sets(&plan.sets, now),
         raw_v4: ruleset::render_raw(&plan.v4, &now.raw_v4),

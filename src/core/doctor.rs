@@ -101,6 +101,13 @@ pub struct Facts {
     /// With a config: the connected peers its ruleset would lock out and
     /// how the connections were learned, or why they could not be read.
     pub lockout: Option<Result<(Vec<super::lockout::Lockout>, String), String>>,
+    /// What shows Docker runs here ("DOCKER-USER chain", "DOCKER chain",
+    /// "docker0"); empty: no sign of it.
+    pub docker: Vec<&'static str>,
+    /// The filter table has Docker's DOCKER-USER chain (what "auto" asks).
+    pub docker_user: bool,
+    /// The config's `[forward] protect` (None: no valid config).
+    pub protect: Option<crate::core::config::forward::Protect>,
 }
 
 fn check(name: &'static str, level: Level, detail: String, fix: Option<&str>) -> Check {
@@ -193,6 +200,37 @@ fn telemetry_checks(f: &Facts, v: &mut Vec<Check>) {
 }
 
 /// The checks, in the order an install goes.
+/// On a Docker host: whether `[forward]` covers its published ports
+/// (Docker's DNAT sends them past INPUT, so INPUT's bans and default drop
+/// do not apply to them). No line without Docker.
+fn forward_check(f: &Facts) -> Option<Check> {
+    use crate::core::config::forward::Protect;
+    if f.docker.is_empty() {
+        return None;
+    }
+    let protect = f.protect.unwrap_or_default();
+    let on = protect.resolve(f.docker_user).is_some();
+    let seen = f.docker.join(", ");
+    Some(if on {
+        check(
+            "forward",
+            Level::Ok,
+            format!(
+                "Docker runs here ({seen}); [forward] protect = \"{}\" covers its published ports",
+                protect.as_str()
+            ),
+            None,
+        )
+    } else {
+        check(
+            "forward",
+            Level::Warn,
+            format!("Docker runs here ({seen}) but [forward] protect is {}: bans and the default drop do not reach published container ports (Docker's DNAT sends them past INPUT)", if protect == Protect::Off { "\"off\"" } else { "off (no DOCKER-USER chain yet)" }),
+            Some("set [forward] protect = \"docker\" in the config and fwctl apply"),
+        )
+    })
+}
+
 pub fn checks(f: &Facts) -> Vec<Check> {
     use Level::*;
     let mut v = Vec::new();
@@ -336,6 +374,9 @@ pub fn checks(f: &Facts) -> Vec<Check> {
             Some("systemctl enable --now fwctl-scan.timer, or uncomment the scan lines of /etc/cron.d/fwctl (by hand: cp cron/fwctl /etc/cron.d/fwctl)"),
         )
     });
+    if let Some(c) = forward_check(f) {
+        v.push(c);
+    }
     v.push(if f.boot_apply {
         check("boot apply", Ok, "the ruleset and bans are restored at boot".into(), None)
     } else {
@@ -759,5 +800,34 @@ mod tests {
         f.nft = Some(Footprint::default());
         assert!(level(&f, "backend").1.contains("iptables is legacy"));
         assert_eq!(backend_of("iptables v1.4.21"), None);
+    }
+
+    #[test]
+    fn docker_without_forward_protection_is_a_warning() {
+        use crate::core::config::forward::Protect;
+        let mut f = good();
+        assert!(
+            checks(&f).iter().all(|c| c.name != "forward"),
+            "no Docker, no line"
+        );
+        f.docker = vec!["docker0"];
+        let (lv, text) = level(&f, "forward");
+        assert_eq!(lv, Level::Warn);
+        assert!(
+            text.contains("docker0")
+                && text.contains("no DOCKER-USER chain yet")
+                && text.contains("protect = \"docker\""),
+            "{text}"
+        );
+        f.docker = vec!["DOCKER-USER chain", "DOCKER chain"];
+        f.docker_user = true;
+        f.protect = Some(Protect::Auto);
+        assert_eq!(level(&f, "forward").0, Level::Ok);
+        f.protect = Some(Protect::Off);
+        let (lv, text) = level(&f, "forward");
+        assert_eq!(lv, Level::Warn);
+        assert!(text.contains("is \"off\""), "{text}");
+        f.protect = Some(Protect::All);
+        assert_eq!(level(&f, "forward").0, Level::Ok);
     }
 }

@@ -58,6 +58,13 @@ fn matches(m: &Match, p: &NewTcp, plan: &Plan) -> bool {
         Match::HashLimit { .. } => true,
         // ... and has sent no bytes yet.
         Match::BytesAbove { .. } => false,
+        // Forward and raw matches: not on INPUT's path of a peer's SYN
+        // (the raw table only logs it; its mark skips a LOG rule).
+        Match::NotCtState(states) => !states.split(',').any(|s| s == "NEW"),
+        Match::OrigPort(proto, ports) => {
+            *proto == "tcp" && (ports.first..=ports.last).contains(&p.port)
+        }
+        Match::Syn | Match::DstLocal | Match::NotMarked => true,
     }
 }
 
@@ -71,7 +78,7 @@ fn walk(table: &Table, chain: &Chain, p: &NewTcp, plan: &Plan, depth: usize) -> 
             Target::Accept => return Some(true),
             Target::Drop => return Some(false),
             Target::Return => return None,
-            Target::Log(_) => {}
+            Target::Log(_) | Target::Mark => {}
             Target::Jump(name) => {
                 let next = table.chains.iter().find(|c| c.name == *name)?;
                 if depth < DEPTH {
@@ -79,6 +86,15 @@ fn walk(table: &Table, chain: &Chain, p: &NewTcp, plan: &Plan, depth: usize) -> 
                         return Some(v);
                     }
                 }
+            }
+            // Its verdict, or (it returned) this chain's return.
+            Target::Goto(name) => {
+                let next = table.chains.iter().find(|c| c.name == *name)?;
+                return if depth < DEPTH {
+                    walk(table, next, p, plan, depth + 1)
+                } else {
+                    None
+                };
             }
         }
     }

@@ -259,6 +259,21 @@ pub fn gather(
             .any(|d| d.join(unit).exists())
     };
     let firewall = cfg.as_ref().map(|c| c.firewall.backend).unwrap_or_default();
+    // Docker's chains (in whichever iptables the system uses) or bridge.
+    let filter = output("iptables-save", &["-t", "filter"])
+        .map(|s| Saved::filter(&s))
+        .unwrap_or_default();
+    let has = |c: &str| filter.chains.iter().any(|x| x == c);
+    let docker_user = has(crate::core::config::forward::DOCKER_USER);
+    let docker: Vec<&'static str> = [
+        (docker_user, "DOCKER-USER chain"),
+        (has("DOCKER"), "DOCKER chain"),
+        (Path::new("/sys/class/net/docker0").exists(), "docker0"),
+    ]
+    .into_iter()
+    .filter(|(yes, _)| *yes)
+    .map(|(_, what)| what)
+    .collect();
     let (nft_tool, nft_table) = match firewall {
         crate::core::config::firewall::Backend::Nftables => {
             let (tool, table) = nft_tool();
@@ -298,6 +313,9 @@ pub fn gather(
         scan_timer: enabled("fwctl-scan.timer"),
         boot_apply: reboot || enabled("fwctl-apply.service"),
         state_error: writable(&state_path),
+        docker,
+        docker_user,
+        protect: cfg.as_ref().ok().map(|c| c.forward.protect),
         notify: cfg
             .as_ref()
             .map(|c| {

@@ -46,6 +46,15 @@ impl Nft {
         Ok(parse_tables(&out).iter().any(|t| t == TABLE))
     }
 
+    /// Whether `table ip filter` (`ip6` for IPv6) holds Docker's DOCKER-USER
+    /// chain, as iptables-nft writes it (an error reads as no).
+    pub fn has_docker_user(&self, v6: bool) -> bool {
+        let family = if v6 { "ip6" } else { "ip" };
+        let chain = crate::core::config::forward::DOCKER_USER;
+        self.run(&["-t", "list", "chain", family, "filter", chain], None)
+            .is_ok()
+    }
+
     /// fwctl's table without set elements (`nft -t`), as the kernel prints
     /// it: what drift detection compares. None when there is no table.
     pub fn terse_table(&self) -> StepResult<Option<String>> {

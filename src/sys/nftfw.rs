@@ -216,6 +216,8 @@ impl Firewall for Nftables {
         };
         let sets = self.sets()?;
         let mut now = carried(plan, &sets);
+        now.v4.docker_user = self.nft.has_docker_user(false);
+        now.v6.docker_user = self.nft.has_docker_user(true);
         restore_bans(&mut now, plan, bans);
         let script = render::render_install(plan, &now);
         let prepared = Prepared {

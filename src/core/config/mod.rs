@@ -7,6 +7,7 @@
 pub mod capture;
 pub mod firewall;
 pub mod fleet;
+pub mod forward;
 pub mod intel;
 pub mod notify;
 pub mod pattern;
@@ -184,6 +185,8 @@ pub struct Config {
     pub bandwidth: Option<crate::units::names::ByteRate>,
     /// `[firewall]`: the backend (iptables, nftables).
     pub firewall: firewall::Firewall,
+    /// `[forward]`: bans and default drop for forwarded (container) traffic.
+    pub forward: forward::Forward,
 }
 
 impl Config {
@@ -463,6 +466,7 @@ impl Config {
             patterns,
             web: raw.web.validate(),
             firewall: raw.firewall,
+            forward: raw.forward,
             reputation,
             feeds,
             capture,
@@ -597,6 +601,8 @@ struct Raw {
     bandwidth: Option<RawBandwidth>,
     #[serde(default)]
     firewall: firewall::Firewall,
+    #[serde(default)]
+    forward: forward::Forward,
 }
 
 #[derive(Deserialize)]

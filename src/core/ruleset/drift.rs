@@ -98,6 +98,10 @@ pub fn digest(plan: &Plan) -> String {
     for s in sets.iter_mut().filter(|s| s.name.starts_with("feed-")) {
         s.members.clear();
     }
+    // "auto" renders as it would where Docker does not run; an explicit
+    // [forward] protect renders its chains.
+    let none = TableState::default();
+    let plan = &super::resolve(plan, &none, &none);
     let text = [
         super::render_table(&plan.v4, &TableState::default()),
         super::render_table(&plan.v6, &TableState::default()),

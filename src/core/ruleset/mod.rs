@@ -12,15 +12,25 @@
 //! PREROUTING (never a policy): banned sources (blacklist, feeds) are logged
 //! and dropped there, before conntrack, so a flood from one costs no
 //! conntrack lookup per packet ([`render_raw`], [`render_raw_removal`]).
+//!
+//! With `[forward] protect` on, fwctl also owns `FWCTL-FORWARD` (and its
+//! `FWCTL-FWD-*` chains) and one jump to it at the top of Docker's
+//! `DOCKER-USER` chain (`protect = "docker"`, created if absent) or of
+//! FORWARD (`"all"`): see [`forward`].
 
 pub mod drift;
+pub mod forward;
 pub mod ipset;
 pub mod nft;
+pub mod rules;
 
+use crate::core::config::forward::Hook;
 use crate::core::config::{Config, Limit, Mode, PrefixPair};
 pub use crate::units::addr::Family;
-use crate::units::names::{LogPrefix, PortRange};
+use crate::units::names::PortRange;
 use ipnet::IpNet;
+use rules::{limiter, rule};
+pub use rules::{Chain, Match, Rule, Target};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -40,13 +50,24 @@ pub struct TableState {
     pub input_jumps: usize,
     /// How many `-A PREROUTING -j FWCTL-RAW` rules exist (raw table).
     pub prerouting_jumps: usize,
+    /// How many `-A FORWARD -j FWCTL-FORWARD` rules exist (filter table).
+    pub forward_jumps: usize,
+    /// How many `-A DOCKER-USER -j FWCTL-FORWARD` rules exist (filter table).
+    pub docker_user_jumps: usize,
+    /// Docker's `DOCKER-USER` chain exists (filter table): Docker runs
+    /// here, and `[forward] protect` defaults to "docker".
+    pub docker_user: bool,
     /// The FWCTL-* chains that exist.
     pub chains: BTreeSet<String>,
 }
 
 impl TableState {
     pub fn is_installed(&self) -> bool {
-        self.input_jumps > 0 || self.prerouting_jumps > 0 || !self.chains.is_empty()
+        self.input_jumps > 0
+            || self.prerouting_jumps > 0
+            || self.forward_jumps > 0
+            || self.docker_user_jumps > 0
+            || !self.chains.is_empty()
     }
 }
 const WHITELIST: &str = "FWCTL-WHITELIST";
@@ -99,50 +120,6 @@ pub struct SetPlan {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Match {
-    InIface(&'static str),
-    CtState(&'static str),
-    SrcSet(String),
-    Port(&'static str, PortRange),
-    Icmp(u8),
-    Icmp6(u8),
-    /// Per-source rate: matches while the source is within `limit`.
-    HashLimit {
-        name: String,
-        limit: Limit,
-    },
-    /// The packet's direction in its connection (`ORIGINAL`: from the side
-    /// that opened it).
-    CtDir(&'static str),
-    /// Per-source byte rate: matches while the source is above `rate`.
-    BytesAbove {
-        name: &'static str,
-        rate: crate::units::names::ByteRate,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    Accept,
-    Drop,
-    Return,
-    Jump(&'static str),
-    Log(LogPrefix),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rule {
-    pub matches: Vec<Match>,
-    pub target: Target,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Chain {
-    pub name: &'static str,
-    pub rules: Vec<Rule>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table {
     pub family: Family,
     /// The INPUT policy: DROP unless the mode is detection-only.
@@ -154,6 +131,10 @@ pub struct Table {
     /// the filter table as before), feed and blacklist sources are logged
     /// and dropped before conntrack. Empty in detection-only mode.
     pub raw: Chain,
+    /// `[forward]`: the forward chains and where they hook in; None when
+    /// `protect = "off"` (or, after [`forward::resolve`], when "auto"
+    /// found no Docker).
+    pub forward: Option<forward::ForwardTable>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -229,17 +210,6 @@ pub fn build(cfg: &Config) -> Plan {
         sets,
         v4: table(cfg, Family::V4),
         v6: table(cfg, Family::V6),
-    }
-}
-
-fn rule(matches: Vec<Match>, target: Target) -> Rule {
-    Rule { matches, target }
-}
-
-fn limiter(name: &str, limit: Limit) -> Match {
-    Match::HashLimit {
-        name: name.to_string(),
-        limit,
     }
 }
 
@@ -434,7 +404,43 @@ fn table(cfg: &Config, family: Family) -> Table {
         drop_policy: !detect_only,
         chains,
         raw,
+        forward: forward::build(cfg, family),
     }
+}
+
+/// `[forward]`: `plan` as it installs on a kernel whose filter tables are `v4` and `v6`:
+/// "auto" decided per family (DOCKER-USER there or not), and where the
+/// forward chain is on, the raw table's `blocked` lines added and INPUT's
+/// `blocked` LOG rule told to skip what they logged.
+pub fn resolve(plan: &Plan, v4: &TableState, v6: &TableState) -> Plan {
+    let mut out = plan.clone();
+    for (t, now) in [(&mut out.v4, v4), (&mut out.v6, v6)] {
+        let Some(f) = t.forward.as_mut() else {
+            continue;
+        };
+        if f.hook.is_some() {
+            continue;
+        }
+        match f.protect.resolve(now.docker_user) {
+            None => t.forward = None,
+            Some(hook) => {
+                f.hook = Some(hook);
+                if !f.raw.is_empty() {
+                    t.raw.rules.extend(f.raw.iter().cloned());
+                    if let Some(c) = t.chains.iter_mut().find(|c| c.name == BLOCK) {
+                        if let Some(r) = c
+                            .rules
+                            .iter_mut()
+                            .find(|r| matches!(r.target, Target::Log(_)))
+                        {
+                            r.matches.insert(0, Match::NotMarked);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The raw chain: what the filter table let through ahead of the ban sets
@@ -469,48 +475,6 @@ fn raw_rules(cfg: &Config, family: Family, bans: &[Match]) -> Vec<Rule> {
     out
 }
 
-impl Rule {
-    /// The rule's arguments as `iptables-save` prints them (so that a save
-    /// after apply reads like the render).
-    pub fn render(&self) -> String {
-        let mut s = String::new();
-        for m in &self.matches {
-            match m {
-                Match::InIface(i) => write!(s, " -i {i}"),
-                Match::CtState(st) => write!(s, " -m conntrack --ctstate {st}"),
-                Match::CtDir(d) => write!(s, " -m conntrack --ctdir {d}"),
-                Match::SrcSet(name) => write!(s, " -m set --match-set {name} src"),
-                Match::Port(proto, p) => {
-                    write!(s, " -p {proto} -m {proto} --dport {}", p.to_iptables())
-                }
-                Match::Icmp(t) => write!(s, " -p icmp -m icmp --icmp-type {t}"),
-                Match::Icmp6(t) => write!(s, " -p ipv6-icmp -m icmp6 --icmpv6-type {t}"),
-                Match::BytesAbove { name, rate } => write!(
-                    s,
-                    " -m hashlimit --hashlimit-above {} --hashlimit-mode srcip --hashlimit-name {name}",
-                    rate.to_iptables()
-                ),
-                Match::HashLimit { name, limit } => write!(
-                    s,
-                    " -m hashlimit --hashlimit-upto {} --hashlimit-burst {} --hashlimit-mode srcip --hashlimit-name {name}",
-                    limit.rate.to_iptables(),
-                    limit.burst
-                ),
-            }
-            .expect("write to String");
-        }
-        match &self.target {
-            Target::Accept => s.push_str(" -j ACCEPT"),
-            Target::Drop => s.push_str(" -j DROP"),
-            Target::Return => s.push_str(" -j RETURN"),
-            Target::Jump(c) => write!(s, " -j {c}").expect("write to String"),
-            // LogPrefix has no quotes or backslashes, so plain quoting is safe.
-            Target::Log(p) => write!(s, " -j LOG --log-prefix \"{}\"", p.as_str()).expect("write"),
-        }
-        s
-    }
-}
-
 /// `iptables-restore --noflush` input that installs `table`. Declaring our
 /// chains flushes them; builtin chains keep their rules; the old jump is
 /// deleted as many times as it exists and one is inserted at the top.
@@ -518,15 +482,27 @@ pub fn render_table(table: &Table, now: &TableState) -> String {
     let mut out = String::from("*filter\n");
     let policy = if table.drop_policy { "DROP" } else { "ACCEPT" };
     writeln!(out, ":INPUT {policy} [0:0]").expect("write");
-    for c in &table.chains {
+    let fwd = table.forward.as_ref().and_then(|f| f.hook.map(|h| (f, h)));
+    let chains: Vec<&Chain> = table
+        .chains
+        .iter()
+        .chain(fwd.iter().flat_map(|(f, _)| f.chains.iter()))
+        .collect();
+    for c in &chains {
         writeln!(out, ":{} - [0:0]", c.name).expect("write");
+    }
+    // Docker's chain is created when absent, never declared: declaring it
+    // would flush the rules Docker and the admin keep there. `-N` fails
+    // (and with it this whole restore) if Docker created it meanwhile.
+    if fwd.is_some_and(|(_, h)| h == Hook::DockerUser) && !now.docker_user {
+        writeln!(out, "-N {}", forward::DOCKER_USER).expect("write");
     }
     // A chain left from another fwctl version or mode would keep stale
     // rules: flush it.
     for stale in now
         .chains
         .iter()
-        .filter(|c| !table.chains.iter().any(|t| t.name == c.as_str()))
+        .filter(|c| !chains.iter().any(|t| t.name == c.as_str()))
     {
         writeln!(out, "-F {stale}").expect("write");
     }
@@ -534,7 +510,18 @@ pub fn render_table(table: &Table, now: &TableState) -> String {
         writeln!(out, "-D INPUT -j {MAIN_CHAIN}").expect("write");
     }
     writeln!(out, "-I INPUT 1 -j {MAIN_CHAIN}").expect("write");
-    for c in &table.chains {
+    // Every old forward jump goes (by count, like INPUT's), wherever it
+    // was; exactly one comes back where the config says.
+    for _ in 0..now.forward_jumps {
+        writeln!(out, "-D FORWARD -j {}", forward::CHAIN).expect("write");
+    }
+    for _ in 0..now.docker_user_jumps {
+        writeln!(out, "-D {} -j {}", forward::DOCKER_USER, forward::CHAIN).expect("write");
+    }
+    if let Some((_, hook)) = fwd {
+        writeln!(out, "-I {} 1 -j {}", hook.chain(), forward::CHAIN).expect("write");
+    }
+    for c in &chains {
         for r in &c.rules {
             writeln!(out, "-A {}{}", c.name, r.render()).expect("write");
         }
@@ -549,6 +536,13 @@ pub fn render_removal(now: &TableState) -> String {
     let mut out = String::from("*filter\n:INPUT ACCEPT [0:0]\n");
     for _ in 0..now.input_jumps {
         writeln!(out, "-D INPUT -j {MAIN_CHAIN}").expect("write");
+    }
+    // DOCKER-USER itself stays: it is Docker's (an empty one is harmless).
+    for _ in 0..now.forward_jumps {
+        writeln!(out, "-D FORWARD -j {}", forward::CHAIN).expect("write");
+    }
+    for _ in 0..now.docker_user_jumps {
+        writeln!(out, "-D {} -j {}", forward::DOCKER_USER, forward::CHAIN).expect("write");
     }
     for c in &now.chains {
         writeln!(out, "-F {c}").expect("write");
@@ -866,6 +860,7 @@ mod tests {
             input_jumps: 2,
             prerouting_jumps: 0,
             chains: ["FWCTL-INPUT".to_string(), "FWCTL-OLD".to_string()].into(),
+            ..TableState::default()
         };
         let text = render_table(&plan.v4, &now);
         assert_eq!(text.matches("-D INPUT -j FWCTL-INPUT").count(), 2);

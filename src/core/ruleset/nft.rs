@@ -112,10 +112,12 @@ fn byte_rate(r: ByteRate) -> String {
 /// The dynamic sets a table's limiters need: name → (family, timeout).
 fn meters(table: &Table) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
+    let forward = table.forward.iter().flat_map(|f| &f.chains);
     for r in table
         .chains
         .iter()
         .chain([&table.raw])
+        .chain(forward)
         .flat_map(|c| &c.rules)
     {
         for m in &r.matches {
@@ -170,6 +172,26 @@ pub fn render_rule(rule: &Rule, family: Family) -> String {
                 saddr(family),
                 byte_rate(*rate)
             ),
+            // The forward chain's matches, and the raw chain's SYN log.
+            // DNAT is a status bit in nft, not a state.
+            Match::NotCtState("DNAT") => write!(s, "ct status & dnat == 0"),
+            Match::NotCtState(st) => write!(s, "ct state != {}", st.to_ascii_lowercase()),
+            Match::OrigPort(proto, p) if p.first == p.last => {
+                write!(s, "meta l4proto {proto} ct original proto-dst {}", p.first)
+            }
+            Match::OrigPort(proto, p) => write!(
+                s,
+                "meta l4proto {proto} ct original proto-dst {}-{}",
+                p.first, p.last
+            ),
+            Match::Syn => write!(s, "tcp flags & (fin|syn|rst|ack) == syn"),
+            Match::DstLocal => write!(s, "fib daddr type local"),
+            Match::NotMarked => write!(
+                s,
+                "meta mark & {:#010x} != {:#010x}",
+                super::forward::PRELOGGED,
+                super::forward::PRELOGGED
+            ),
         }
         .expect("write to String");
     }
@@ -181,8 +203,15 @@ pub fn render_rule(rule: &Rule, family: Family) -> String {
         Target::Drop => s.push_str("drop"),
         Target::Return => s.push_str("return"),
         Target::Jump(c) => write!(s, "jump {}", chain_name(c, family)).expect("write"),
+        Target::Goto(c) => write!(s, "goto {}", chain_name(c, family)).expect("write"),
         // LogPrefix has no quotes or backslashes, so plain quoting is safe.
         Target::Log(p) => write!(s, "log prefix \"{}\"", p.as_str()).expect("write"),
+        Target::Mark => write!(
+            s,
+            "meta mark set meta mark | {:#010x}",
+            super::forward::PRELOGGED
+        )
+        .expect("write"),
     }
     s
 }
@@ -239,7 +268,8 @@ fn render_set(out: &mut String, set: &SetPlan, now: &Current) {
 }
 
 fn render_chains(out: &mut String, table: &Table) {
-    for c in &table.chains {
+    let forward = table.forward.iter().flat_map(|f| &f.chains);
+    for c in table.chains.iter().chain(forward) {
         writeln!(out, "\tchain {} {{", chain_name(c.name, table.family)).expect("write");
         for r in &c.rules {
             writeln!(out, "\t\t{}", render_rule(r, table.family)).expect("write");
@@ -269,6 +299,9 @@ fn render_raw_chain(out: &mut String, table: &Table) {
 
 /// The table's contents: sets, meters, chains and the base chain.
 pub fn render_table(plan: &Plan, now: &Current) -> String {
+    // "auto" decided by Docker's DOCKER-USER (in iptables-nft's tables),
+    // which the backend's adapter looked for.
+    let plan = &super::resolve(plan, &now.v4, &now.v6);
     let mut out = format!("table {FAMILY} {TABLE} {{\n");
     for set in &plan.sets {
         render_set(&mut out, set, now);
@@ -309,6 +342,31 @@ pub fn render_table(plan: &Plan, now: &Current) -> String {
         chain_name(super::RAW_CHAIN, Family::V6)
     )
     .expect("write");
+    // `[forward]`: Docker writes its rules through iptables(-nft) into
+    // tables of its own, so there is no DOCKER-USER to jump from here: a
+    // base chain on the forward hook, just ahead of theirs (priority
+    // filter, 0), whose drop is final and whose accept (the chain's end,
+    // after a return) lets Docker's chains decide as before.
+    let hooked: Vec<Family> = [&plan.v4, &plan.v6]
+        .into_iter()
+        .filter(|t| t.forward.as_ref().is_some_and(|f| f.hook.is_some()))
+        .map(|t| t.family)
+        .collect();
+    if !hooked.is_empty() {
+        out.push_str(
+            "\tchain forward {\n\t\ttype filter hook forward priority filter - 1; policy accept;\n",
+        );
+        for family in hooked {
+            let proto = if family.is_v6() { "ipv6" } else { "ipv4" };
+            writeln!(
+                out,
+                "\t\tmeta nfproto {proto} jump {}",
+                chain_name(super::forward::CHAIN, family)
+            )
+            .expect("write");
+        }
+        out.push_str("\t}\n");
+    }
     out.push_str("}\n");
     out
 }
@@ -504,5 +562,33 @@ mod tests {
             render_removal(),
             "table inet fwctl\ndelete table inet fwctl\n"
         );
+    }
+
+    /// `[forward]` is a base chain on the forward hook just ahead of
+    /// Docker's (iptables-nft) chains, not a DOCKER-USER jump; "auto" is
+    /// decided by the DOCKER-USER the adapter found.
+    #[test]
+    fn forward_is_a_base_chain_ahead_of_dockers() {
+        let c = "[[service]]\nname = \"web\"\nport = 8080\n[forward]\ndefault = \"drop\"\n";
+        assert!(!text(c).contains("hook forward"), "auto, no Docker: off");
+        let mut now = Current::default();
+        now.v4.docker_user = true;
+        let t = render_install(&build(&cfg(c)), &now);
+        assert!(
+            t.contains("\tchain forward {\n\t\ttype filter hook forward priority filter - 1; policy accept;\n\t\tmeta nfproto ipv4 jump FWCTL-FORWARD\n\t}\n"),
+            "{t}"
+        );
+        assert!(!t.contains("FWCTL6-FORWARD"), "decided per family: {t}");
+        for want in [
+            "\tchain FWCTL-FORWARD {\n\t\tct state != new return\n\t\tct status & dnat == 0 return\n",
+            "meta l4proto tcp ct original proto-dst 8080 goto FWCTL-FWD-ALLOW\n",
+            "\t\tjump FWCTL-FWD-BLOCK\n",
+            "tcp flags & (fin|syn|rst|ack) == syn fib daddr type local meta mark set meta mark | 0x10000000\n",
+            "\tchain FWCTL-BLOCK {\n\t\tmeta mark & 0x10000000 != 0x10000000 update @fwctl-log-block",
+        ] {
+            assert!(t.contains(want), "{want} missing in\n{t}");
+        }
+        // IPv6's BLOCK is untouched where IPv6 has no forward chain.
+        assert!(!t.contains("\tchain FWCTL6-BLOCK {\n\t\tmeta mark"), "{t}");
     }
 }

@@ -94,9 +94,8 @@ pub fn settle_jumps(b: &mut dyn Tools, warnings: &mut Vec<String>) -> StepResult
         let mut save = b.save_table(family)?;
         if let Some(script) = snapshot::extra_jumps(&save, family).map_err(|e| step(e.0))? {
             warnings.push(format!(
-                "{} INPUT had more than one jump to {}; the extra ones were deleted",
-                family.name(),
-                ruleset::MAIN_CHAIN
+                "{} INPUT (or FORWARD, DOCKER-USER) had more than one jump to fwctl's chain; the extra ones were deleted",
+                family.name()
             ));
             b.restore_table(family, &script, true)?;
             save = b.save_table(family)?;

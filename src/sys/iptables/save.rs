@@ -3,6 +3,7 @@
 //! builtin chains' policies, the user chains declared, and every rule in
 //! order. Counters are dropped; rules are kept as the kernel printed them.
 
+use crate::core::ruleset::forward::{CHAIN as FORWARD_CHAIN, DOCKER_USER};
 use crate::core::ruleset::{TableState, CHAIN_PREFIX, MAIN_CHAIN, RAW_CHAIN};
 
 /// One table of an `iptables-save` text.
@@ -116,6 +117,9 @@ impl Saved {
     }
 }
 
+/// The chains fwctl's forward jump may sit in (filter table).
+pub const FORWARD_HOOKS: [&str; 2] = ["FORWARD", DOCKER_USER];
+
 /// What rendering needs to know of the filter table of `iptables-save` output.
 pub fn table_state(save: &str) -> TableState {
     state_of(&Saved::filter(save))
@@ -130,6 +134,9 @@ pub fn state_of(saved: &Saved) -> TableState {
     TableState {
         input_jumps: saved.jump_positions().len(),
         prerouting_jumps: saved.jumps_in("PREROUTING", RAW_CHAIN).len(),
+        forward_jumps: saved.jumps_in("FORWARD", FORWARD_CHAIN).len(),
+        docker_user_jumps: saved.jumps_in(DOCKER_USER, FORWARD_CHAIN).len(),
+        docker_user: saved.chains.iter().any(|c| c == DOCKER_USER),
         chains: saved.fwctl_chains().map(str::to_string).collect(),
     }
 }
@@ -150,6 +157,13 @@ pub fn ours(save: &str) -> Vec<String> {
             .iter()
             .map(|k| format!("jump at INPUT {k}")),
     );
+    for hook in FORWARD_HOOKS {
+        out.extend(
+            s.jumps_in(hook, FORWARD_CHAIN)
+                .iter()
+                .map(|k| format!("jump at {hook} {k}")),
+        );
+    }
     out.extend(
         s.rules
             .iter()

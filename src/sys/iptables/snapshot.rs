@@ -39,17 +39,16 @@ impl Part {
         }
     }
 
-    fn builtin(self) -> &'static str {
+    /// Each (chain, fwctl chain) whose plain jumps fwctl owns in this
+    /// table: INPUT's, and the forward chain's in FORWARD and DOCKER-USER.
+    fn jumps(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Part::Filter => "INPUT",
-            Part::Raw => "PREROUTING",
-        }
-    }
-
-    fn target(self) -> &'static str {
-        match self {
-            Part::Filter => ruleset::MAIN_CHAIN,
-            Part::Raw => ruleset::RAW_CHAIN,
+            Part::Filter => &[
+                ("INPUT", ruleset::MAIN_CHAIN),
+                ("FORWARD", ruleset::forward::CHAIN),
+                (ruleset::forward::DOCKER_USER, ruleset::forward::CHAIN),
+            ],
+            Part::Raw => &[("PREROUTING", ruleset::RAW_CHAIN)],
         }
     }
 }
@@ -136,7 +135,6 @@ pub fn rollback_table(snap: &Snapshot, now: &str, family: Family) -> String {
 pub fn rollback_part(snap: &Snapshot, now: &str, part: Part, family: Family) -> String {
     let then = Saved::parse(snap.part(part, family), part.table());
     let now = Saved::parse(now, part.table());
-    let (builtin, target) = (part.builtin(), part.target());
     let mut out = format!("*{}\n", part.table());
     if part == Part::Filter {
         out += &format!(
@@ -157,17 +155,30 @@ pub fn rollback_part(snap: &Snapshot, now: &str, part: Part, family: Family) -> 
     for c in &gone {
         out += &format!("-F {c}\n");
     }
-    // Our jumps now, by rule number from the bottom so the numbers hold.
-    let jumps_now = now.jumps_in(builtin, target);
-    for p in jumps_now.iter().rev() {
-        out += &format!("-D {builtin} {p}\n");
-    }
-    // Then's jumps at then's positions, as far as the chain is that long now.
-    let others = now.rules_of(builtin).count() - jumps_now.len();
-    for (k, p) in then.jumps_in(builtin, target).into_iter().enumerate() {
-        // The chain holds the other rules and the k jumps inserted before.
-        let room = others + k + 1;
-        out += &format!("-I {builtin} {} -j {target}\n", p.min(room));
+    for &(builtin, target) in part.jumps() {
+        // Docker's DOCKER-USER, gone since (or never there): nothing of ours
+        // can be in it, and nothing can be put back.
+        let exists =
+            |s: &Saved| s.policy(builtin).is_some() || s.chains.iter().any(|c| c == builtin);
+        if builtin == ruleset::forward::DOCKER_USER && !exists(&now) {
+            continue;
+        }
+        // Our jumps now, by rule number from the bottom so the numbers hold.
+        let jumps_now = now.jumps_in(builtin, target);
+        for p in jumps_now.iter().rev() {
+            out += &format!("-D {builtin} {p}\n");
+        }
+        // Then's jumps at then's positions, as far as the chain is that
+        // long now (only into a chain of ours that comes back).
+        if !then_chains.contains(target) {
+            continue;
+        }
+        let others = now.rules_of(builtin).count() - jumps_now.len();
+        for (k, p) in then.jumps_in(builtin, target).into_iter().enumerate() {
+            // The chain holds the other rules and the k jumps inserted before.
+            let room = others + k + 1;
+            out += &format!("-I {builtin} {} -j {target}\n", p.min(room));
+        }
     }
     for (c, line) in &then.rules {
         if then_chains.contains(c.as_str()) {
@@ -217,13 +228,18 @@ pub fn extra_jumps(save: &str, family: Family) -> Result<Option<String>, Invalid
             family.name(),
             ruleset::MAIN_CHAIN
         ))),
-        1 => Ok(None),
         _ => {
-            let mut s = String::from("*filter\n");
-            for p in jumps[1..].iter().rev() {
-                s += &format!("-D INPUT {p}\n");
+            // The forward chain's jump: none is fine (protect off), more
+            // than one are extra, as in INPUT.
+            let saved = Saved::filter(save);
+            let mut s = String::new();
+            for (chain, target) in Part::Filter.jumps() {
+                let at = saved.jumps_in(chain, target);
+                for p in at.iter().skip(1).rev() {
+                    s += &format!("-D {chain} {p}\n");
+                }
             }
-            Ok(Some(s + "COMMIT\n"))
+            Ok((!s.is_empty()).then(|| format!("*filter\n{s}COMMIT\n")))
         }
     }
 }
@@ -312,5 +328,41 @@ mod tests {
         let one = "*filter\n:INPUT DROP [0:0]\n-A INPUT -j FWCTL-INPUT\nCOMMIT\n";
         assert_eq!(extra_jumps(one, Family::V4).unwrap(), None);
         assert!(extra_jumps("*filter\nCOMMIT\n", Family::V4).is_err());
+    }
+
+    /// The forward jump is rolled back like INPUT's: the new one out of
+    /// DOCKER-USER, the old one back first in FORWARD; Docker's rules stay.
+    #[test]
+    fn a_rollback_moves_the_forward_jump_back_and_leaves_docker_alone() {
+        let snap = Snapshot {
+            v4: "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n:FWCTL-INPUT - [0:0]\n\
+                 :FWCTL-FORWARD - [0:0]\n-A INPUT -j FWCTL-INPUT\n-A FORWARD -j FWCTL-FORWARD\n\
+                 -A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\n-A FWCTL-FORWARD -j RETURN\nCOMMIT\n"
+                .into(),
+            ..Snapshot::default()
+        };
+        let now = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n:FWCTL-INPUT - [0:0]\n\
+                   :FWCTL-FORWARD - [0:0]\n-A INPUT -j FWCTL-INPUT\n-A FORWARD -j DOCKER-USER\n\
+                   -A DOCKER-USER -j FWCTL-FORWARD\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
+        let s = rollback_table(&snap, now, Family::V4);
+        assert!(s.contains("-D DOCKER-USER 1\n"), "{s}");
+        assert!(s.contains("-I FORWARD 1 -j FWCTL-FORWARD\n"), "{s}");
+        assert!(s.contains("-A FWCTL-FORWARD -j RETURN\n"), "{s}");
+        assert!(
+            !s.contains("-A DOCKER-USER") && !s.contains(":DOCKER-USER"),
+            "{s}"
+        );
+        // Without DOCKER-USER now, nothing names it.
+        let gone =
+            "*filter\n:INPUT DROP [0:0]\n:FWCTL-INPUT - [0:0]\n-A INPUT -j FWCTL-INPUT\nCOMMIT\n";
+        let s = rollback_table(&snap, gone, Family::V4);
+        assert!(!s.contains("DOCKER-USER"), "{s}");
+        // Two forward jumps after an install: the extra one goes.
+        let two = "*filter\n:INPUT DROP [0:0]\n:DOCKER-USER - [0:0]\n-A INPUT -j FWCTL-INPUT\n\
+                   -A DOCKER-USER -j FWCTL-FORWARD\n-A DOCKER-USER -j RETURN\n-A DOCKER-USER -j FWCTL-FORWARD\nCOMMIT\n";
+        assert_eq!(
+            extra_jumps(two, Family::V4).unwrap().as_deref(),
+            Some("*filter\n-D DOCKER-USER 3\nCOMMIT\n")
+        );
     }
 }
