@@ -1,0 +1,241 @@
+//! `fwctl selftest` as data: which checks a config gets (one row each, or a
+//! row "skipped" with the reason), how a row reads in the table and in JSON,
+//! and the exit code of a run. The namespaces and packets are `sys::selftest`'s;
+//! the wiring is `cmd::selftest`. Addresses, ports and the twin's config are in
+//! [`twin`].
+
+pub mod twin;
+
+use super::config::{Config, Mode, Protocol};
+use serde::Serialize;
+
+/// What a row says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Skipped,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::Skipped => "skipped",
+        }
+    }
+}
+
+/// What a row checks. `Service(i)`: the config's i-th [[service]].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    Apply,
+    Service(usize),
+    ClosedPort,
+    Blacklisted,
+    Fed,
+    Throttled,
+    Whitelist,
+    Neighbour,
+    ScanBans,
+    CaptureScan,
+    CaptureDecoy,
+    Forward,
+}
+
+/// A row to run, or to report skipped with `skip` as its detail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Planned {
+    pub check: Check,
+    pub name: String,
+    pub skip: Option<String>,
+}
+
+/// One result row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Row {
+    pub check: String,
+    pub result: Verdict,
+    pub detail: String,
+}
+
+impl Row {
+    pub fn new(name: &str, result: Verdict, detail: impl Into<String>) -> Row {
+        Row {
+            check: name.to_string(),
+            result,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Most ports a capture SYN-scan check sends (a custom profile may ask for
+/// more distinct ports than a bounded check should probe).
+pub const MAX_SCAN_PORTS: u32 = 256;
+
+/// A [[service]] row's name: `service NAME (PROTO/PORT)`.
+pub fn service_name(cfg: &Config, i: usize) -> String {
+    let s = &cfg.services[i];
+    format!(
+        "service {} ({}/{})",
+        s.name,
+        s.protocol.as_str(),
+        s.ports.first
+    )
+}
+
+/// The first TCP [[service]], the one the drop checks aim at: a dropped
+/// source must fail to reach a port that a clean one reaches.
+pub fn tcp_service(cfg: &Config) -> Option<usize> {
+    cfg.services
+        .iter()
+        .position(|s| s.protocol == Protocol::Tcp)
+}
+
+/// The first TCP [[service]] with a rate (the throttle check's).
+pub fn throttled_service(cfg: &Config) -> Option<usize> {
+    cfg.services
+        .iter()
+        .position(|s| s.protocol == Protocol::Tcp && s.limit.is_some())
+}
+
+/// The rows `cfg` gets, in the order they run. `forward`: whether the
+/// config protects forwarded traffic (`[forward] protect`; wired by the
+/// forward chain's own change).
+pub fn plan(cfg: &Config, forward: bool) -> Vec<Planned> {
+    let mut v = Vec::new();
+    let mut add = |check, name: String, skip: Option<String>| v.push(Planned { check, name, skip });
+    let no_drop = (cfg.mode == Mode::DetectionOnly)
+        .then(|| "mode = \"detection_only\" drops nothing".to_string());
+    let no_tcp = tcp_service(cfg)
+        .is_none()
+        .then(|| "no TCP [[service]] to aim at".to_string());
+    add(Check::Apply, "ruleset applies in the twin".into(), None);
+    for i in 0..cfg.services.len() {
+        add(Check::Service(i), service_name(cfg, i), None);
+    }
+    add(
+        Check::ClosedPort,
+        "closed port dropped and logged".into(),
+        no_drop.clone(),
+    );
+    add(
+        Check::Blacklisted,
+        "blacklisted address dropped".into(),
+        no_drop.clone().or(no_tcp.clone()),
+    );
+    let no_feed = cfg
+        .feeds
+        .is_empty()
+        .then(|| "no [[feed]] configured".to_string());
+    add(
+        Check::Fed,
+        "fed address dropped".into(),
+        no_feed.or(no_drop.clone()).or(no_tcp.clone()),
+    );
+    let throttled = match throttled_service(cfg) {
+        Some(i) => format!(
+            "throttled service refuses over its rate ({})",
+            cfg.services[i].name
+        ),
+        None => "throttled service refuses over its rate".into(),
+    };
+    let no_rate = throttled_service(cfg)
+        .is_none()
+        .then(|| "no TCP [[service]] has a rate".to_string());
+    add(Check::Throttled, throttled, no_rate.or(no_drop.clone()));
+    let no_trusted = twin::trusted_source(cfg)
+        .is_none()
+        .then(|| "no [trusted] network with an address usable on a link".to_string());
+    add(Check::Whitelist, "whitelist gets in".into(), no_trusted);
+    add(
+        Check::Neighbour,
+        "IPv6 neighbour discovery works".into(),
+        None,
+    );
+    add(
+        Check::ScanBans,
+        "LOG line reaches scan and bans".into(),
+        no_drop.clone(),
+    );
+    let no_ban = (cfg.mode == Mode::DetectionOnly)
+        .then(|| "mode = \"detection_only\": capture bans nothing".to_string());
+    let too_many = (cfg.capture.profile.ports > MAX_SCAN_PORTS).then(|| {
+        format!(
+            "the capture profile needs {} ports, over selftest's {MAX_SCAN_PORTS}",
+            cfg.capture.profile.ports
+        )
+    });
+    add(
+        Check::CaptureScan,
+        "capture bans a SYN scan".into(),
+        no_ban.clone().or(too_many),
+    );
+    let no_decoy = cfg
+        .capture
+        .decoy_ports
+        .is_empty()
+        .then(|| "no [capture] decoy_ports".to_string());
+    add(
+        Check::CaptureDecoy,
+        "capture bans a decoy handshake".into(),
+        no_decoy.or(no_ban),
+    );
+    add(
+        Check::Forward,
+        "forward chain holds".into(),
+        (!forward).then(|| "no [forward] protect".to_string()),
+    );
+    v
+}
+
+/// The exit code: 0 when no row failed, 1 when one did. (2, "selftest
+/// could not run", never comes from rows.)
+pub fn exit_code(rows: &[Row]) -> u8 {
+    match rows.iter().any(|r| r.result == Verdict::Fail) {
+        true => 1,
+        false => 0,
+    }
+}
+
+/// The table: one row a line, columns padded to the widest cell.
+pub fn table(rows: &[Row]) -> String {
+    let w = rows
+        .iter()
+        .map(|r| r.check.chars().count())
+        .chain(["CHECK".len()])
+        .max()
+        .unwrap_or(0);
+    let mut s = format!("{:<w$}  {:<7}  DETAIL\n", "CHECK", "RESULT");
+    for r in rows {
+        s += &format!("{:<w$}  {:<7}  {}\n", r.check, r.result.as_str(), r.detail);
+    }
+    s.trim_end_matches(' ').to_string()
+}
+
+/// The last line under the table.
+pub fn summary(rows: &[Row], elapsed_ms: u64) -> String {
+    let n = |v| rows.iter().filter(|r| r.result == v).count();
+    format!(
+        "selftest: {} passed, {} failed, {} skipped in {:.1} s",
+        n(Verdict::Pass),
+        n(Verdict::Fail),
+        n(Verdict::Skipped),
+        elapsed_ms as f64 / 1000.0
+    )
+}
+
+/// The `--json` document.
+pub fn json(rows: &[Row], elapsed_ms: u64) -> String {
+    let doc = serde_json::json!({
+        "ok": exit_code(rows) == 0,
+        "elapsed_ms": elapsed_ms,
+        "checks": rows,
+    });
+    serde_json::to_string_pretty(&doc).expect("json") + "\n"
+}
+
+#[cfg(test)]
+mod tests;
