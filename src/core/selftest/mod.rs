@@ -237,5 +237,21 @@ pub fn json(rows: &[Row], elapsed_ms: u64) -> String {
     serde_json::to_string_pretty(&doc).expect("json") + "\n"
 }
 
+/// Whether `fwctl list SET --json` (its text) shows `addr` in `set`.
+pub fn listed(list_json: &str, set: &str, addr: std::net::IpAddr) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(list_json) else {
+        return false;
+    };
+    let (one, host) = (
+        addr.to_string(),
+        format!("{}/{}", addr, if addr.is_ipv4() { 32 } else { 128 }),
+    );
+    v["entries"].as_array().is_some_and(|es| {
+        es.iter().any(|e| {
+            e["set"] == set && (e["address"] == one.as_str() || e["address"] == host.as_str())
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -255,3 +255,14 @@ fn the_json_document_has_ok_the_time_and_one_object_a_row() {
     assert_eq!(v["checks"][1]["result"], "skipped");
     assert_eq!(v["checks"][1]["detail"], "no [forward] protect");
 }
+
+#[test]
+fn a_ban_is_listed_only_in_its_own_set() {
+    let doc = r#"{"entries":[{"set":"blacklist","address":"203.0.113.20","expires_in":599},
+        {"set":"whitelist","address":"192.0.2.10","expires_in":null}],"missing_sets":[]}"#;
+    let a = "203.0.113.20".parse().unwrap();
+    assert!(listed(doc, "blacklist", a));
+    assert!(!listed(doc, "throttle-hard", a));
+    assert!(!listed(doc, "blacklist", "192.0.2.10".parse().unwrap()));
+    assert!(!listed("not json", "blacklist", a));
+}
