@@ -86,6 +86,8 @@ struct Run<'a> {
     lab: Lab,
     kmsg: std::result::Result<Kmsg, String>,
     applied: bool,
+    /// What this host serves, read before the twin exists.
+    listening: st::Listening,
     capture: Option<std::result::Result<(), String>>,
 }
 
@@ -143,6 +145,7 @@ fn rows(inv: &Invocation) -> Result<Vec<Row>> {
         state: &state,
         run_dir: &run_dir,
     };
+    let listening = lab::listening();
     let lab = Lab::new(&a, trusted, files)?;
     // Every LOG line of the twin names one of its links: `fwstPIDh`.
     let keep = format!("IN=fwst{}h", std::process::id());
@@ -157,6 +160,7 @@ fn rows(inv: &Invocation) -> Result<Vec<Row>> {
         lab,
         kmsg,
         applied: false,
+        listening,
         capture: None,
     };
     let mut out = Vec::new();
@@ -216,7 +220,14 @@ impl Run<'_> {
             Check::Service(i) => self.service(i),
             Check::ClosedPort => self.closed_port(),
             Check::Blacklisted => self.banned(),
-            Check::Fed => self.dropped(self.a.fed, "the feed's set"),
+            Check::Fed => {
+                let f = &self.cfg.feeds[0].name;
+                let how = format!(
+                    "{} (the feed's last copy)",
+                    crate::core::feeds::set_names(f)[0]
+                );
+                self.dropped(self.a.fed, &how)
+            }
             Check::Throttled => self.throttled(),
             Check::Whitelist => self.whitelist(),
             Check::Neighbour => self.neighbour(),
@@ -332,6 +343,10 @@ impl Run<'_> {
             self.a.client6,
             said.join(", ")
         );
+        // Open in the twin, yet useless if the host serves the other protocol.
+        if let Some(wrong) = st::wrong_protocol(s, &self.listening) {
+            return fail(format!("{d}; but {wrong}"));
+        }
         if ok {
             pass(d)
         } else {

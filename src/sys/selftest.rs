@@ -82,6 +82,27 @@ pub fn remove_namespaces(names: &[String]) {
     }
 }
 
+/// The ports this host serves now (its own namespace: /proc/net is the
+/// reading process's); an unreadable table counts as empty.
+pub fn listening() -> crate::core::selftest::Listening {
+    let read =
+        |f: &str| std::fs::read_to_string(Path::new("/proc/net").join(f)).unwrap_or_default();
+    let mut l = crate::core::selftest::Listening::default();
+    for (f, tcp) in [
+        ("tcp", true),
+        ("tcp6", true),
+        ("udp", false),
+        ("udp6", false),
+    ] {
+        let ports = crate::core::selftest::proc_net_ports(&read(f), tcp);
+        match tcp {
+            true => l.tcp.extend(ports),
+            false => l.udp.extend(ports),
+        }
+    }
+    l
+}
+
 /// Run `cmd` to its end within `wait` (then it is killed): its output.
 pub fn run_bounded(mut cmd: Command, what: &str, wait: Duration) -> Result<Output, LabError> {
     let mut child = cmd

@@ -6,8 +6,9 @@
 
 pub mod twin;
 
-use super::config::{Config, Mode, Protocol};
+use super::config::{Config, Mode, Protocol, Service};
 use serde::Serialize;
+use std::collections::BTreeSet;
 
 /// What a row says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -235,6 +236,48 @@ pub fn json(rows: &[Row], elapsed_ms: u64) -> String {
         "checks": rows,
     });
     serde_json::to_string_pretty(&doc).expect("json") + "\n"
+}
+
+/// The ports this host serves now: listening TCP sockets and bound
+/// (unconnected) UDP ones, from /proc/net/{tcp,tcp6,udp,udp6}.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listening {
+    pub tcp: BTreeSet<u16>,
+    pub udp: BTreeSet<u16>,
+}
+
+/// The local ports of one /proc/net/tcp or udp table's sockets in state
+/// LISTEN (0A, TCP) or UNCONN (07, UDP); lines that do not parse are skipped.
+pub fn proc_net_ports(text: &str, tcp: bool) -> BTreeSet<u16> {
+    let want = if tcp { "0A" } else { "07" };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = f.get(1)?.rsplit_once(':')?.1;
+            (f.get(3)? == &want).then(|| u16::from_str_radix(port, 16).ok())?
+        })
+        .collect()
+}
+
+/// A [[service]] whose protocol is the wrong one for what this host runs:
+/// something serves its port with the other protocol and nothing with its
+/// own (sshd on tcp/2222 behind `protocol = "udp"`). The twin opens what the
+/// config says, so only this comparison sees the mistake.
+pub fn wrong_protocol(s: &Service, l: &Listening) -> Option<String> {
+    let (own, other, other_name) = match s.protocol {
+        Protocol::Tcp => (&l.tcp, &l.udp, "udp"),
+        Protocol::Udp => (&l.udp, &l.tcp, "tcp"),
+    };
+    let range = s.ports.first..=s.ports.last;
+    let p = other.range(range.clone()).next()?;
+    if own.range(range).next().is_some() {
+        return None;
+    }
+    Some(format!(
+        "this host serves {other_name}/{p}, not {}/{p}: protocol = \"{other_name}\"?",
+        s.protocol.as_str()
+    ))
 }
 
 /// Whether `fwctl list SET --json` (its text) shows `addr` in `set`.

@@ -266,3 +266,36 @@ fn a_ban_is_listed_only_in_its_own_set() {
     assert!(!listed(doc, "blacklist", "192.0.2.10".parse().unwrap()));
     assert!(!listed("not json", "blacklist", a));
 }
+
+const PROC_TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:08AE 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:0050 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 100 0 0 10 0
+garbage
+";
+
+#[test]
+fn the_hosts_listening_ports_come_from_proc_net() {
+    // 0x08AE = 2222 listens; 0x0050 = 80 is an established connection.
+    assert_eq!(proc_net_ports(PROC_TCP, true), [2222].into());
+    assert_eq!(proc_net_ports(PROC_TCP, false), BTreeSet::new());
+    let udp = "  sl  local_address rem_address   st\n  5: 00000000000000000000000000000000:0035 00000000000000000000000000000000:0000 07 0\n";
+    assert_eq!(proc_net_ports(udp, false), [53].into());
+}
+
+#[test]
+fn a_service_on_the_other_protocol_of_what_the_host_serves_is_named() {
+    let c = cfg("[[service]]\nname = \"ssh\"\nport = 2222\nprotocol = \"udp\"\n[[service]]\nname = \"dns\"\nport = 53\nprotocol = \"udp\"\n[[service]]\nname = \"web\"\nport = \"8000-8080\"\n");
+    let l = Listening {
+        tcp: [2222, 53, 8080].into(),
+        udp: [53].into(),
+    };
+    assert_eq!(
+        wrong_protocol(&c.services[0], &l).as_deref(),
+        Some("this host serves tcp/2222, not udp/2222: protocol = \"tcp\"?")
+    );
+    // DNS on both: fine. A range with a listener inside: fine.
+    assert_eq!(wrong_protocol(&c.services[1], &l), None);
+    assert_eq!(wrong_protocol(&c.services[2], &l), None);
+    // Nothing on the port at all: not this check's business.
+    assert_eq!(wrong_protocol(&c.services[0], &Listening::default()), None);
+}
