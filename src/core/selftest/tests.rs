@@ -248,6 +248,14 @@ fn the_table_pads_its_columns_and_the_exit_code_follows_the_rows() {
 #[test]
 fn the_json_document_has_ok_the_time_and_one_object_a_row() {
     let v: serde_json::Value = serde_json::from_str(&json(&rows(), 1200)).unwrap();
+    // The table's FAIL stands out to a reader; JSON keeps one case.
+    let mut f = rows();
+    f.push(Row::new("whitelist gets in", Verdict::Fail, "no answer"));
+    let w: serde_json::Value = serde_json::from_str(&json(&f, 1)).unwrap();
+    assert_eq!(
+        (w["ok"].clone(), w["checks"][2]["result"].clone()),
+        (false.into(), "fail".into())
+    );
     assert_eq!(v["ok"], true);
     assert_eq!(v["elapsed_ms"], 1200);
     assert_eq!(v["checks"][0]["check"], "service ssh (tcp/22)");
