@@ -183,16 +183,6 @@ fn reply(p: &Probes) -> &'static str {
     }
 }
 
-fn last_line(b: &[u8]) -> String {
-    let t = String::from_utf8_lossy(b);
-    t.lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
-
 type Outcome = std::result::Result<(Verdict, String), LabError>;
 
 fn pass(d: impl Into<String>) -> Outcome {
@@ -270,15 +260,7 @@ impl Run<'_> {
     }
 
     fn fwctl_ok(&self, args: &[&str]) -> std::result::Result<Result<String, String>, LabError> {
-        let out = self.lab.fwctl(args, FWCTL_WAIT)?;
-        Ok(match out.status.success() {
-            true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
-            false => Err(format!(
-                "fwctl {} failed: {}",
-                args[0],
-                last_line(&out.stderr)
-            )),
-        })
+        self.lab.fwctl(args, FWCTL_WAIT)
     }
 
     fn apply(&mut self) -> Outcome {
@@ -456,34 +438,26 @@ impl Run<'_> {
 
     fn neighbour(&mut self) -> Outcome {
         let (ns, dev) = (self.lab.client.clone(), self.lab.client_if.clone());
-        let t6 = self.a.twin6.to_string();
-        self.lab.ip(&ns, &["-6", "neigh", "flush", "dev", &dev])?;
-        let (src, dst) = (self.a.client6, SocketAddr::new(self.a.twin6, self.closed));
+        let t6 = self.a.twin6;
+        self.lab.flush_neighbours(&ns, &dev)?;
+        let (src, dst) = (self.a.client6, SocketAddr::new(t6, self.closed));
         probe::in_ns(&ns, move || probe::udp_once(src, dst)).map_err(Self::io)?;
         let end = Instant::now() + Duration::from_secs(3);
         let mut last = String::new();
         while Instant::now() < end && !lab::interrupted() {
-            last = self
-                .lab
-                .ip(&ns, &["-6", "neigh", "show", &t6, "dev", &dev])?;
-            let l = last.trim();
-            if l.contains("lladdr")
-                && ["REACHABLE", "STALE", "DELAY", "PROBE"]
-                    .iter()
-                    .any(|s| l.contains(s))
-            {
-                return pass(format!("{t6} resolved from {src}: {l}"));
+            let (ok, entry) = self.lab.neighbour(&ns, &dev, t6)?;
+            if ok {
+                return pass(format!("{t6} resolved from {src}: {entry}"));
             }
+            last = entry;
             std::thread::sleep(Duration::from_millis(20));
         }
-        fail(format!(
-            "{t6} not resolved from {src} within 3 s ({})",
-            if last.trim().is_empty() {
-                "no entry"
-            } else {
-                last.trim()
-            }
-        ))
+        let last = if last.is_empty() {
+            "no entry".to_string()
+        } else {
+            last
+        };
+        fail(format!("{t6} not resolved from {src} within 3 s ({last})"))
     }
 
     /// Poll `fwctl list SET --json` in the twin until `addr` is in `set`.

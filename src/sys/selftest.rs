@@ -144,6 +144,17 @@ pub fn run_bounded(mut cmd: Command, what: &str, wait: Duration) -> Result<Outpu
     })
 }
 
+/// The last non-empty line of a tool's stderr.
+fn last_line(b: &[u8]) -> String {
+    let t = String::from_utf8_lossy(b);
+    t.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
 /// The three namespaces, their links, and the processes running in them.
 pub struct Lab {
     pub twin: String,
@@ -311,13 +322,43 @@ impl Lab {
     }
 
     /// fwctl ARGS in the twin, with the twin's config, state and run
-    /// directory, within `wait`.
-    pub fn fwctl(&self, args: &[&str], wait: Duration) -> Result<Output, LabError> {
-        run_bounded(
+    /// directory, within `wait`: its stdout, or (it failed) a line naming
+    /// the command with the last line of its stderr.
+    pub fn fwctl(&self, args: &[&str], wait: Duration) -> Result<Result<String, String>, LabError> {
+        let out = run_bounded(
             self.fwctl_cmd(args),
             &format!("fwctl {}", args.join(" ")),
             wait,
-        )
+        )?;
+        Ok(match out.status.success() {
+            true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+            false => Err(format!(
+                "fwctl {} failed: {}",
+                args.first().unwrap_or(&""),
+                last_line(&out.stderr)
+            )),
+        })
+    }
+
+    /// Forget the neighbours of `dev` in `ns` (IPv6), so the next packet
+    /// needs a fresh neighbour discovery.
+    pub fn flush_neighbours(&self, ns: &str, dev: &str) -> Result<(), LabError> {
+        self.ip(ns, &["-6", "neigh", "flush", "dev", dev]).map(drop)
+    }
+
+    /// The neighbour entry of `addr` on `dev` in `ns` (`ip neigh show`,
+    /// trimmed; empty when none), and whether it is resolved: a link-layer
+    /// address in a usable state.
+    pub fn neighbour(&self, ns: &str, dev: &str, addr: IpAddr) -> Result<(bool, String), LabError> {
+        let a = addr.to_string();
+        let e = self.ip(ns, &["-6", "neigh", "show", &a, "dev", dev])?;
+        let e = e.trim().to_string();
+        let words: Vec<&str> = e.split_whitespace().collect();
+        let ok = words.contains(&"lladdr")
+            && ["REACHABLE", "STALE", "DELAY", "PROBE"]
+                .iter()
+                .any(|s| words.contains(s));
+        Ok((ok, e))
     }
 
     fn fwctl_cmd(&self, args: &[&str]) -> Command {
