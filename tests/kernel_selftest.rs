@@ -24,14 +24,18 @@ fn selftest(cfg: &std::path::Path) -> (Output, Value) {
     let run = tempfile::tempdir().unwrap();
     let state = run.path().join("state.json");
     let t = Instant::now();
-    let out = Command::new(fwctl_bin())
+    let child = Command::new(fwctl_bin())
         .args(["--config", cfg.to_str().unwrap(), "--state"])
         .arg(&state)
         .args(["selftest", "--json"])
         .env("FWCTL_RUN_DIR", run.path())
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
     eprintln!("selftest took {:.2} s", t.elapsed().as_secs_f64());
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -40,11 +44,12 @@ fn selftest(cfg: &std::path::Path) -> (Output, Value) {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    // Nothing of the run is left: its namespaces are named after its pid,
-    // and none of any run may outlive it.
+    // Nothing of the run is left: its namespaces are named after its pid
+    // (other tests' runs may be going on beside it).
     let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let left = String::from_utf8_lossy(&left.stdout);
-    let ours: Vec<&str> = left.lines().filter(|l| l.starts_with("fwst-")).collect();
+    let mine = format!("fwst-{pid}-");
+    let ours: Vec<&str> = left.lines().filter(|l| l.starts_with(&mine)).collect();
     assert!(ours.is_empty(), "namespaces left behind: {ours:?}");
     assert!(!state.exists(), "selftest wrote the --state file");
     (out, doc)
