@@ -102,6 +102,27 @@ pub fn throttled_service(cfg: &Config) -> Option<usize> {
         .position(|s| s.protocol == Protocol::Tcp && s.limit.is_some())
 }
 
+/// The largest burst the throttle row exceeds (it opens 2 x burst + 5
+/// connections at once, file descriptors included).
+pub const MAX_BURST: u32 = 200;
+/// The fastest rate the throttle row can prove: above it the bucket refills
+/// while the connections are still being opened.
+pub const MAX_RATE_PER_SECOND: f64 = 100.0;
+
+/// Why a service's rate cannot be shown to bite with a bounded burst of
+/// connections, if it cannot.
+fn unprovable(l: crate::core::config::Limit) -> Option<String> {
+    if l.burst > MAX_BURST {
+        return Some(format!("burst {} is over selftest's {MAX_BURST}", l.burst));
+    }
+    (l.rate.per_second() > MAX_RATE_PER_SECOND).then(|| {
+        format!(
+            "rate {} is over selftest's {MAX_RATE_PER_SECOND}/second",
+            l.rate
+        )
+    })
+}
+
 /// The rows `cfg` gets, in the order they run. `forward`: whether the
 /// config protects forwarded traffic (`[forward] protect`; wired by the
 /// forward chain's own change).
@@ -143,9 +164,10 @@ pub fn plan(cfg: &Config, forward: bool) -> Vec<Planned> {
         ),
         None => "throttled service refuses over its rate".into(),
     };
-    let no_rate = throttled_service(cfg)
-        .is_none()
-        .then(|| "no TCP [[service]] has a rate".to_string());
+    let no_rate = match throttled_service(cfg).and_then(|i| cfg.services[i].limit) {
+        None => Some("no TCP [[service]] has a rate".to_string()),
+        Some(l) => unprovable(l),
+    };
     add(Check::Throttled, throttled, no_rate.or(no_drop.clone()));
     let no_trusted = twin::trusted_source(cfg)
         .is_none()

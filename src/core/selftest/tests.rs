@@ -307,3 +307,26 @@ fn a_service_on_the_other_protocol_of_what_the_host_serves_is_named() {
     // Nothing on the port at all: not this check's business.
     assert_eq!(wrong_protocol(&c.services[0], &Listening::default()), None);
 }
+
+#[test]
+fn a_rate_too_fast_or_a_burst_too_big_to_exceed_is_skipped_with_the_reason() {
+    let reason = |rate: &str, burst: u32| {
+        let c = cfg(&format!(
+            "[[service]]\nname = \"web\"\nport = 80\nrate = \"{rate}\"\nburst = {burst}\n"
+        ));
+        plan(&c, false)
+            .into_iter()
+            .find(|r| r.check == Check::Throttled)
+            .unwrap()
+            .skip
+    };
+    assert_eq!(reason("100/second", 200), None);
+    assert_eq!(
+        reason("101/second", 5).as_deref(),
+        Some("rate 101/second is over selftest's 100/second")
+    );
+    assert_eq!(
+        reason("10/minute", 201).as_deref(),
+        Some("burst 201 is over selftest's 200")
+    );
+}
