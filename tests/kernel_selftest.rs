@@ -74,10 +74,23 @@ fn shipped() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/fwctl.toml")
 }
 
+/// The host's own fwctl directories, as far as a run could change them:
+/// whether each exists and when it last changed.
+fn host_dirs() -> Vec<(bool, Option<std::time::SystemTime>)> {
+    ["/var/lib/fwctl", "/run/fwctl"]
+        .iter()
+        .map(|d| {
+            let m = std::fs::metadata(d).ok();
+            (m.is_some(), m.and_then(|m| m.modified().ok()))
+        })
+        .collect()
+}
+
 #[test]
 #[ignore = "needs root: kernel test"]
 fn the_shipped_config_passes_every_check_and_the_host_is_untouched() {
     let before = firewall_here();
+    let dirs = host_dirs();
     let (out, doc) = selftest(&shipped());
     let rows = rows(&doc);
     assert_eq!(out.status.code(), Some(0), "{rows:#?}");
@@ -121,6 +134,11 @@ fn the_shipped_config_passes_every_check_and_the_host_is_untouched() {
         firewall_here(),
         before,
         "selftest changed this namespace's firewall"
+    );
+    assert_eq!(
+        host_dirs(),
+        dirs,
+        "selftest wrote /var/lib/fwctl or /run/fwctl"
     );
 }
 
