@@ -221,3 +221,91 @@ fn without_root_it_cannot_run_and_says_so() {
     assert!(err.contains("needs root; fix: sudo fwctl"), "{err}");
     assert!(out.stdout.is_empty());
 }
+
+/// The names of the namespaces of selftest run `pid` that exist now.
+fn namespaces_of(pid: u32) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("fwst-{pid}-")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The processes in namespace `ns`.
+fn pids_in(ns: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Poll (bounded) until `f` holds.
+fn until(what: &str, f: impl Fn() -> bool) {
+    let end = Instant::now() + std::time::Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn start(cfg: &std::path::Path, run: &std::path::Path) -> std::process::Child {
+    Command::new(fwctl_bin())
+        .args(["--config", cfg.to_str().unwrap(), "selftest"])
+        .env("FWCTL_RUN_DIR", run)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Ctrl-C (and systemd's SIGTERM) in the middle of the checks: the run
+/// stops, says so, exits 2 and deletes its namespaces and processes.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn an_interrupted_run_deletes_its_namespaces() {
+    let before = firewall_here();
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let run = tempfile::tempdir().unwrap();
+        let child = start(&shipped(), run.path());
+        let pid = child.id();
+        let host = format!("fwst-{pid}-host");
+        // The twin's service listener runs: the checks are under way.
+        until("the twin's listener", || !pids_in(&host).is_empty());
+        unsafe { libc::kill(pid as i32, sig) };
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "signal {sig}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("interrupted"), "{err}");
+        assert_eq!(namespaces_of(pid), Vec::<String>::new(), "signal {sig}");
+    }
+    assert_eq!(firewall_here(), before);
+}
+
+/// SIGKILL runs no guard: the children die with selftest (the kernel kills
+/// them), and the next run deletes the namespaces left behind.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_killed_runs_leftovers_go_with_the_next_run() {
+    let run = tempfile::tempdir().unwrap();
+    let mut child = start(&shipped(), run.path());
+    let pid = child.id();
+    let host = format!("fwst-{pid}-host");
+    // The listener and capture (which, unlike the listener, does not end
+    // when selftest's end of its stdin closes).
+    until("capture in the twin", || {
+        pids_in(&host).split_whitespace().count() >= 2
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    until("the twin's processes to die with selftest", || {
+        pids_in(&host).is_empty()
+    });
+    assert_eq!(namespaces_of(pid).len(), 3);
+    let (out, _) = selftest(&shipped());
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(namespaces_of(pid), Vec::<String>::new());
+}

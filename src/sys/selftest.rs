@@ -103,9 +103,25 @@ pub fn listening() -> crate::core::selftest::Listening {
     l
 }
 
+/// A child that dies with selftest, even a selftest killed with SIGKILL
+/// (whose guards never run): the kernel sends it SIGKILL then. `ip netns
+/// exec` execs the program, which keeps the setting.
+fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Run `cmd` to its end within `wait` (then it is killed): its output.
 pub fn run_bounded(mut cmd: Command, what: &str, wait: Duration) -> Result<Output, LabError> {
-    let mut child = cmd
+    let mut child = die_with_parent(&mut cmd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -386,8 +402,8 @@ impl Lab {
         wait: Duration,
     ) -> Result<String, LabError> {
         let what = format!("fwctl {}", args.join(" "));
-        let mut child = self
-            .fwctl_cmd(args)
+        let mut cmd = self.fwctl_cmd(args);
+        let mut child = die_with_parent(&mut cmd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
