@@ -342,35 +342,58 @@ impl Run<'_> {
         self.kmsg.as_mut().map_err(|e| e.clone())
     }
 
+    /// A SYN to the closed port over each family (the attacker's IPv4
+    /// address, the client's IPv6 one): dropped, and logged with that
+    /// family's `blocked` prefix.
     fn closed_port(&mut self) -> Outcome {
-        let (src, port) = (self.a.closed, self.closed);
-        let p = self.knock(
-            &self.lab.attacker,
-            src,
-            &[SocketAddr::new(self.a.twin4, port)],
-            DROP_WAIT,
-        )?;
-        if p.silent != 1 {
-            return fail(format!("tcp/{port} from {src}: {}", reply(&p)));
+        let port = self.closed;
+        let p4 = &self.cfg.prefixes.blocked;
+        let tries = [
+            (
+                self.lab.attacker.clone(),
+                self.lab.twin_attacker_if.clone(),
+                self.a.closed,
+                p4.v4.as_str().to_string(),
+            ),
+            (
+                self.lab.client.clone(),
+                self.lab.twin_client_if.clone(),
+                self.a.client6,
+                p4.v6.as_str().to_string(),
+            ),
+        ];
+        for (ns, _, src, _) in &tries {
+            let dst = SocketAddr::new(self.twin_of(*src), port);
+            let p = self.knock(ns, *src, &[dst], DROP_WAIT)?;
+            if p.silent != 1 {
+                return fail(format!("tcp/{port} from {src}: {}", reply(&p)));
+            }
         }
-        let prefix = self.cfg.prefixes.blocked.v4.as_str().to_string();
-        let iface = self.lab.twin_attacker_if.clone();
         let k = match self.kmsg() {
             Ok(k) => k,
             Err(e) => return fail(format!("dropped, but {e}")),
         };
-        let found = k
-            .wait_until(SHOW_WAIT, |seen| {
+        let logged =
+            |seen: &[String], (_, iface, src, prefix): &(String, String, IpAddr, String)| {
                 seen.iter()
-                    .any(|m| twin::is_log_of(m, &prefix, &iface, src, port))
-            })
+                    .any(|m| twin::is_log_of(m, prefix, iface, *src, port))
+            };
+        k.wait_until(SHOW_WAIT, |seen| tries.iter().all(|t| logged(seen, t)))
             .map_err(Self::io)?;
-        match found {
+        let missing: Vec<String> = tries
+            .iter()
+            .filter(|t| !logged(k.seen(), t))
+            .map(|(_, _, src, prefix)| format!("no LOG line \"{prefix}\" of {src}"))
+            .collect();
+        let srcs = format!("tcp/{port} from {} and {}", self.a.closed, self.a.client6);
+        match missing.is_empty() {
             true => pass(format!(
-                "tcp/{port} from {src} dropped and logged as \"{prefix}\""
+                "{srcs} dropped and logged as \"{}\" / \"{}\"",
+                tries[0].3, tries[1].3
             )),
             false => fail(format!(
-                "tcp/{port} from {src} dropped, but no LOG line \"{prefix}\" within {} s",
+                "{srcs} dropped, but {} within {} s",
+                missing.join(", "),
                 SHOW_WAIT.as_secs()
             )),
         }
