@@ -140,6 +140,24 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::cmd::notify::NotifyCommand,
     },
+    /// Prove the config's ruleset on a private twin of this host (root).
+    ///
+    /// Builds three network namespaces of its own (fwst-PID-host, a twin carrying the
+    /// config's ruleset, installed by fwctl's own apply with a temp state file; a client;
+    /// an attacker; documentation addresses only), checks one row each (every
+    /// [[service]] reachable over TCP or UDP, a closed port dropped and logged with the
+    /// configured prefix, a banned and a fed address dropped, a rate-limited service
+    /// refusing over its rate, the whitelist getting in, IPv6 neighbour discovery, a LOG
+    /// line banned by scan, capture banning a SYN scan and a decoy handshake) and deletes
+    /// the namespaces, also on failure and Ctrl-C. The host's own firewall, sets and
+    /// /var/lib/fwctl are never touched; nf_log_all_netns is set for the run and put back.
+    #[command(
+        after_help = "Exit status: 0 every check passed (or was skipped, with the reason), 1 a check failed, 2 the selftest could not run (not root, no ip or firewall tool, interrupted).\n\nExample:\n  fwctl selftest --json"
+    )]
+    Selftest(crate::cmd::selftest::Options),
+    /// selftest's services inside the twin (internal).
+    #[command(hide = true)]
+    SelftestListen(crate::cmd::selftest::ListenOptions),
     /// Keep the rules of an `apply --confirm` that is waiting.
     Confirm,
     /// Take fwctl's rules out: jump, FWCTL-* chains, and the INPUT policy back to ACCEPT.

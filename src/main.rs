@@ -15,6 +15,10 @@ fn main() -> ExitCode {
         config: cli.config,
         state: cli.state,
     };
+    // selftest's exit status has three values of its own (see its help).
+    if let Command::Selftest(opts) = &cli.command {
+        return cmd::selftest::run(opts, &inv);
+    }
     // Ok(false): the command ran and found something that needs attention.
     let result = match cli.command {
         Command::Apply {
@@ -46,6 +50,8 @@ fn main() -> ExitCode {
         Command::Fleet {
             command: cmd::fleet_admin::FleetCommand::Purge(opts),
         } => cmd::fleet_admin::purge(&opts, &inv).map(|()| true),
+        Command::Selftest(_) => unreachable!("dispatched above"),
+        Command::SelftestListen(opts) => cmd::selftest::listen(&opts).map(|()| true),
         Command::Confirm => cmd::apply::confirm().map(|()| true),
         Command::Remove { sets } => cmd::apply::remove(&inv, sets).map(|()| true),
     };

@@ -521,6 +521,22 @@ fn status_ban_list_doctor_without_root() {
         "{s}"
     );
     assert!(s.contains("ok    config"), "{s}");
+    // The next step after doctor: selftest, with the same files.
+    assert!(
+        s.contains("hint: sudo fwctl --config rules/fwctl.toml selftest proves the rules"),
+        "{s}"
+    );
+    // selftest needs root to build its namespaces: exit 2 (it could not
+    // run), one line with the fix, nothing on stdout.
+    let out = as_user(fwctl(&["--config", "rules/fwctl.toml", "selftest"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("selftest could not run")
+            && err.contains("fix: sudo fwctl --config rules/fwctl.toml selftest"),
+        "{err}"
+    );
     let out = as_user(fwctl(&[
         "--config",
         "/nonexistent.toml",
@@ -542,7 +558,7 @@ fn status_ban_list_doctor_without_root() {
 #[test]
 fn completions_and_man_pages_cover_every_subcommand() {
     let subs = [
-        "apply", "scan", "capture", "status", "ban", "unban", "list", "doctor",
+        "apply", "scan", "capture", "status", "ban", "unban", "list", "doctor", "selftest",
     ];
     for shell in ["bash", "zsh", "fish"] {
         let out = fwctl(&["completions", shell]).output().unwrap();

@@ -378,6 +378,7 @@ fn the_deb_installs_upgrades_removes_and_purges_in_a_throwaway_root() {
         "fwctl apply --confirm 2m",
         "systemctl enable",
         "fwctl doctor",
+        "fwctl selftest",
     ] {
         assert!(said.contains(step), "next steps lack {step}: {said}");
     }

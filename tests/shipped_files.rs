@@ -347,6 +347,21 @@ fn systemd_unit_commands_run() {
         assert_eq!(w[1..], ["apply", "--config", "/etc/fwctl/fwctl.toml"]);
         run_ok(&["apply", "--config", cfg, "--dry-run"]);
     }
+    // The optional selftest after apply: commented out, and the command
+    // it would run (selftest's own run is tests/kernel_selftest.rs).
+    assert!(unit_values("fwctl-apply.service", "ExecStartPost").is_empty());
+    let post = unit_values("fwctl-apply.service", "#ExecStartPost");
+    assert_eq!(post.len(), 1, "{post:?}");
+    let w = words(&post[0]);
+    assert_eq!(
+        w,
+        [
+            "/usr/sbin/fwctl",
+            "selftest",
+            "--config",
+            "/etc/fwctl/fwctl.toml"
+        ]
+    );
     let w = words(&unit_values("fwctl-capture.service", "ExecStart")[0]);
     assert_eq!(w[1..4], ["capture", "--config", "/etc/fwctl/fwctl.toml"]);
     let sample = root().join("rules/sample-scan.pcap");

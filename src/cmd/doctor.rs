@@ -50,10 +50,19 @@ pub fn run(o: &Options, inv: &super::Invocation) -> anyhow::Result<bool> {
                 "fwctl doctor: {} failed\n",
                 crate::units::duration::count(failed as u64, "check", "checks")
             )
-        }
+        } + &selftest_hint(inv)
     };
     super::out(text)?;
     Ok(failed == 0)
+}
+
+/// doctor sees what an install has; whether its rules do their work is
+/// selftest's to show.
+fn selftest_hint(inv: &super::Invocation) -> String {
+    format!(
+        "hint: {} proves the rules on a private twin of this host (services reachable, drops, bans; the host's firewall is not touched)\n",
+        inv.fix("selftest")
+    )
 }
 
 /// With a config: the peers connected now (sock_diag netlink) its ruleset

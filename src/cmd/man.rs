@@ -95,7 +95,10 @@ pub fn man(dir: Option<&Path>, mut cmd: clap::Command) -> Result<()> {
         page(c, &mut f).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     };
-    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+    {
         let name = format!("fwctl-{}", sub.get_name());
         write(
             name.clone(),

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod notify;
 pub mod run;
 pub mod scan;
+pub mod selftest;
 pub mod status;
 pub mod sync;
 pub mod telemetry;

@@ -25,6 +25,7 @@ pub mod patterns;
 pub mod policy;
 pub mod ruleset;
 pub mod scan;
+pub mod selftest;
 pub mod sets;
 pub mod ssh_log;
 pub mod state;

@@ -25,6 +25,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     Config::parse(&text, path, &|p| read(p, MAX_FEED_BYTES))
 }
 
+/// The config file's text (bounded as [`load`] reads it), for a command
+/// that writes a changed copy (selftest's twin).
+pub fn text(path: &Path) -> io::Result<String> {
+    read(path, MAX_CONFIG_BYTES)
+}
+
 /// A text file of at most `max` bytes; the errors read as
 /// `std::fs::read_to_string`'s.
 fn read(path: &Path, max: u64) -> io::Result<String> {
