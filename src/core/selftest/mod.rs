@@ -4,6 +4,7 @@
 //! the wiring is `cmd::selftest`. Addresses, ports and the twin's config are in
 //! [`twin`].
 
+pub mod docker;
 pub mod twin;
 
 use super::config::{Config, Mode, Protocol, Service};
@@ -124,8 +125,7 @@ fn unprovable(l: crate::core::config::Limit) -> Option<String> {
 }
 
 /// The rows `cfg` gets, in the order they run. `forward`: whether the
-/// config protects forwarded traffic (`[forward] protect`; wired by the
-/// forward chain's own change).
+/// twin hooks a forward chain ([`docker::protected`]).
 pub fn plan(cfg: &Config, forward: bool) -> Vec<Planned> {
     let mut v = Vec::new();
     let mut add = |check, name: String, skip: Option<String>| v.push(Planned { check, name, skip });
@@ -209,7 +209,7 @@ pub fn plan(cfg: &Config, forward: bool) -> Vec<Planned> {
     add(
         Check::Forward,
         "forward chain holds".into(),
-        (!forward).then(|| "no [forward] protect".to_string()),
+        docker::skip(cfg, forward),
     );
     v
 }

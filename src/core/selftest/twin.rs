@@ -12,7 +12,8 @@ use std::path::Path;
 
 /// Every address a run uses, one role each so that a ban made by one row
 /// (scan's, capture's) cannot decide another. Client side: `client`,
-/// `throttled`; attacker side: the rest.
+/// `throttled`; the forward row's container side: `gateway`, `container`;
+/// attacker side: the rest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Addrs {
     pub twin4: IpAddr,
@@ -26,6 +27,9 @@ pub struct Addrs {
     pub scan: IpAddr,
     pub syn: IpAddr,
     pub decoy: IpAddr,
+    /// The forward row's "docker0" address in the twin, and its container.
+    pub gateway: IpAddr,
+    pub container: IpAddr,
 }
 
 /// The documentation networks, in the order addresses are taken from them.
@@ -62,6 +66,8 @@ pub fn addresses(cfg: &Config) -> Option<Addrs> {
         scan: free4.next()?,
         syn: free4.next()?,
         decoy: free4.next()?,
+        gateway: free4.next()?,
+        container: free4.next()?,
     })
 }
 
@@ -100,7 +106,7 @@ pub fn trusted_source(cfg: &Config) -> Option<IpAddr> {
 
 /// Whether `port` is taken by the config: a [[service]] of either protocol,
 /// a decoy, a capture port threshold.
-fn taken(cfg: &Config, port: u16) -> bool {
+pub fn taken(cfg: &Config, port: u16) -> bool {
     cfg.services
         .iter()
         .any(|s| (s.ports.first..=s.ports.last).contains(&port))
