@@ -89,6 +89,10 @@ struct Run<'a> {
     /// What this host serves, read before the twin exists.
     listening: st::Listening,
     capture: Option<std::result::Result<(), String>>,
+    /// Docker's layout in the twin (the forward row's), built before apply.
+    docker: Option<std::result::Result<(), String>>,
+    /// Whether the blacklist row's `fwctl ban` of `a.banned` succeeded.
+    banned: bool,
 }
 
 fn rows(inv: &Invocation) -> Result<Vec<Row>> {
@@ -162,11 +166,26 @@ fn rows(inv: &Invocation) -> Result<Vec<Row>> {
         applied: false,
         listening,
         capture: None,
+        docker: None,
+        banned: false,
     };
+    let plan = st::plan(&cfg, st::docker::protected(&cfg));
+    // What Docker writes exists before apply runs, as on a Docker host:
+    // apply finds DOCKER-USER and hooks into it.
+    if plan
+        .iter()
+        .any(|p| p.check == Check::Forward && p.skip.is_none())
+    {
+        let a = &run.a;
+        let daemon = st::docker::daemon(&run.lab.bridge, &format!("{}/32", a.container));
+        run.docker = Some(match run.lab.docker_host(a.gateway, a.container, &daemon) {
+            Ok(()) => Ok(()),
+            Err(LabError::Interrupted) => bail!("interrupted (the namespaces are deleted)"),
+            Err(e) => Err(e.to_string()),
+        });
+    }
     let mut out = Vec::new();
-    // `false`: no [forward] protect in this build; the forward chain's
-    // change (issue 31 part 2) passes whether the config has it.
-    for p in st::plan(&cfg, false) {
+    for p in plan {
         if lab::interrupted() {
             bail!("interrupted (the namespaces are deleted)");
         }
@@ -226,7 +245,7 @@ impl Run<'_> {
             Check::ScanBans => self.scan(),
             Check::CaptureScan => self.capture_scan(),
             Check::CaptureDecoy => self.decoy(),
-            Check::Forward => Ok((Verdict::Skipped, "no forward check in this build".into())),
+            Check::Forward => self.forward(),
         };
         match got {
             Ok((v, d)) => Ok(Row::new(&p.name, v, d)),
@@ -422,8 +441,67 @@ impl Run<'_> {
         if let Err(e) = self.fwctl_ok(&["ban", &addr, "--for", "10m"])? {
             return fail(e);
         }
+        self.banned = true;
         let how = format!("{} (fwctl ban)", self.cfg.sets.blacklist.as_str());
         self.dropped(self.a.banned, &how)
+    }
+
+    /// A container publishes ports through the twin (Docker's DNAT and
+    /// ACCEPT, added now, as `docker run -p` would): the client reaches
+    /// them as the config says, the banned source does not.
+    fn forward(&mut self) -> Outcome {
+        match &self.docker {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return fail(format!("cannot build Docker's layout in the twin: {e}")),
+            None => return fail("Docker's layout was not built"),
+        }
+        let (ctr, twin4) = (self.a.container, self.a.twin4);
+        let ports = st::docker::published(self.cfg);
+        let rules = st::docker::container(&self.lab.bridge, ctr, &ports);
+        self.lab
+            .iptables_restore(&rules, "docker-container.rules")?;
+        let mut args = vec!["selftest-listen".to_string()];
+        for i in 0..ports.len() {
+            let c = st::docker::CONTAINER_PORT + i as u16;
+            args.extend(["--tcp".into(), SocketAddr::new(ctr, c).to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ns = self.lab.container.clone();
+        self.lab
+            .start_in(&ns, &args, "ready", Duration::from_secs(5))?;
+        if !self.banned {
+            let addr = self.a.banned.to_string();
+            if let Err(e) = self.fwctl_ok(&["ban", &addr, "--for", "10m"])? {
+                return fail(e);
+            }
+            self.banned = true;
+        }
+        let mut reached = Vec::new();
+        for p in &ports {
+            let dst = SocketAddr::new(twin4, *p);
+            let got = self.knock(&self.lab.client, self.a.client4, &[dst], PASS_WAIT)?;
+            reached.push(got.connected == 1);
+        }
+        let dst = SocketAddr::new(twin4, ports[0]);
+        let b = self.knock(&self.lab.attacker, self.a.banned, &[dst], DROP_WAIT)?;
+        let (ok, said) = st::docker::verdict(self.cfg, &ports, &reached, b.silent == 1);
+        let hook = match self.cfg.forward.protect {
+            config::forward::Protect::All => "FORWARD",
+            _ => "DOCKER-USER",
+        };
+        let d = format!(
+            "from {} (banned: {}) via {twin4} to the container {ctr} (hook {hook}, default {}): {said}",
+            self.a.client4,
+            self.a.banned,
+            match self.cfg.forward.default {
+                config::forward::Fallback::Accept => "accept",
+                config::forward::Fallback::Drop => "drop",
+            },
+        );
+        match ok {
+            true => pass(d),
+            false => fail(d),
+        }
     }
 
     fn throttled(&mut self) -> Outcome {

@@ -1,6 +1,7 @@
 //! `fwctl selftest`'s private network: three namespaces of its own (the
 //! twin, which carries the config's ruleset; a client; an attacker), joined
-//! by two veth pairs, and the processes it runs in them (fwctl itself,
+//! by two veth pairs (and, for the forward row, a fourth: a "container"
+//! behind a bridge in the twin), and the processes it runs in them (fwctl itself,
 //! re-executed under `ip netns exec` with argument vectors, a temp state file
 //! and run directory). Nothing here touches the host's namespace beyond
 //! creating and deleting these: the namespaces and every child die with the
@@ -181,6 +182,10 @@ pub struct Lab {
     pub twin_attacker_if: String,
     pub client_if: String,
     pub attacker_if: String,
+    /// The forward row's "container" namespace, made by [`Lab::docker_host`]
+    /// only, and its "docker0" bridge in the twin.
+    pub container: String,
+    pub bridge: String,
     ip: PathBuf,
     exe: PathBuf,
     config: PathBuf,
@@ -219,6 +224,8 @@ impl Lab {
             twin_attacker_if: format!("fwst{pid}ha"),
             client_if: format!("fwst{pid}c"),
             attacker_if: format!("fwst{pid}a"),
+            container: format!("fwst-{pid}-ctr"),
+            bridge: format!("fwst{pid}d"),
             ip,
             exe,
             config: files.config.to_path_buf(),
@@ -342,7 +349,7 @@ impl Lab {
     /// the command with the last line of its stderr.
     pub fn fwctl(&self, args: &[&str], wait: Duration) -> Result<Result<String, String>, LabError> {
         let out = run_bounded(
-            self.fwctl_cmd(args),
+            self.fwctl_cmd(&self.twin, args),
             &format!("fwctl {}", args.join(" ")),
             wait,
         )?;
@@ -377,9 +384,9 @@ impl Lab {
         Ok((ok, e))
     }
 
-    fn fwctl_cmd(&self, args: &[&str]) -> Command {
+    fn fwctl_cmd(&self, ns: &str, args: &[&str]) -> Command {
         let mut c = Command::new(&self.ip);
-        c.args(["netns", "exec", &self.twin])
+        c.args(["netns", "exec", ns])
             .arg(&self.exe)
             .arg("--config")
             .arg(&self.config)
@@ -401,8 +408,20 @@ impl Lab {
         ready: &str,
         wait: Duration,
     ) -> Result<String, LabError> {
+        let twin = self.twin.clone();
+        self.start_in(&twin, args, ready, wait)
+    }
+
+    /// [`Lab::start`] in namespace `ns` (one of the lab's).
+    pub fn start_in(
+        &mut self,
+        ns: &str,
+        args: &[&str],
+        ready: &str,
+        wait: Duration,
+    ) -> Result<String, LabError> {
         let what = format!("fwctl {}", args.join(" "));
-        let mut cmd = self.fwctl_cmd(args);
+        let mut cmd = self.fwctl_cmd(ns, args);
         let mut child = die_with_parent(&mut cmd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -452,6 +471,76 @@ impl Lab {
                     ))
                 }
             }
+        }
+    }
+}
+
+impl Lab {
+    /// What Docker builds on a host, in the twin, for the forward row: a
+    /// bridge `bridge` holding `gateway`, the "container" namespace at
+    /// `container` behind it (its default route through the gateway),
+    /// forwarding on in the twin (IPv4 and IPv6; the twin only), and the
+    /// daemon's chains `daemon` (iptables-restore input). Run before the
+    /// twin's `fwctl apply`, which then finds DOCKER-USER.
+    pub fn docker_host(
+        &mut self,
+        gateway: IpAddr,
+        container: IpAddr,
+        daemon: &str,
+    ) -> Result<(), LabError> {
+        let ns = self.container.clone();
+        self.ip_run(&["netns", "add", &ns])?;
+        self.made.push(ns.clone());
+        let (br, pid) = (self.bridge.clone(), std::process::id());
+        let (here, there) = (format!("fwst{pid}hk"), format!("fwst{pid}k"));
+        self.ip_run(&[
+            "link", "add", &here, "netns", &self.twin, "type", "veth", "peer", "name", &there,
+            "netns", &ns,
+        ])?;
+        let twin = [
+            format!("link add {br} type bridge"),
+            format!("addr add {} dev {br}", cidr(gateway)),
+            format!("link set {br} up"),
+            format!("link set {here} master {br} up"),
+            format!("route add {} dev {br}", cidr(container)),
+        ];
+        let ctr = [
+            "link set lo up".to_string(),
+            format!("link set {there} up"),
+            format!("addr add {} dev {there}", cidr(container)),
+            format!("route add {} dev {there}", cidr(gateway)),
+            format!("route add default via {gateway} dev {there}"),
+        ];
+        self.ip_batch(&self.twin, &twin)?;
+        self.ip_batch(&ns, &ctr)?;
+        // /proc/sys/net is the namespace of the thread that opens it.
+        super::probe::in_ns(&self.twin, || {
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+            std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+        })
+        .map_err(|e| step("forwarding on in the twin", e))?;
+        self.iptables_restore(daemon, "docker-daemon.rules")
+    }
+
+    /// `iptables-restore --noflush` of `rules` in the twin (Docker's own
+    /// tool: iptables-nft where the nftables backend runs, as on a Docker
+    /// host), from file `name` in the run directory.
+    pub fn iptables_restore(&self, rules: &str, name: &str) -> Result<(), LabError> {
+        let tool = locate_tool("iptables-restore", "iptables")?;
+        let file = self.run_dir.join(name);
+        std::fs::write(&file, rules).map_err(|e| step(format!("{}", file.display()), e))?;
+        let mut c = Command::new(&self.ip);
+        c.args(["netns", "exec", &self.twin])
+            .arg(tool)
+            .arg("--noflush")
+            .arg(&file);
+        let out = run_bounded(c, "iptables-restore", Duration::from_secs(5))?;
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(step(
+                "iptables-restore of Docker's rules in the twin",
+                last_line(&out.stderr),
+            )),
         }
     }
 }

@@ -80,9 +80,8 @@ pub fn container(bridge: &str, ctr: IpAddr, ports: &[u16]) -> String {
     let mut nat = String::from("*nat\n");
     for (i, p) in ports.iter().enumerate() {
         let c = CONTAINER_PORT + i as u16;
-        filter += &format!(
-            "-A DOCKER -d {ctr}/32 ! -i {b} -o {b} -p tcp -m tcp --dport {c} -j ACCEPT\n"
-        );
+        filter +=
+            &format!("-A DOCKER -d {ctr}/32 ! -i {b} -o {b} -p tcp -m tcp --dport {c} -j ACCEPT\n");
         nat += &format!(
             "-A DOCKER ! -i {b} -p tcp -m tcp --dport {p} -j DNAT --to-destination {ctr}:{c}\n"
         );

@@ -1,6 +1,6 @@
+use super::docker;
 use super::twin::{self, addresses, closed_port, scan_ports, trusted_source, twin_config};
 use super::*;
-use super::docker;
 use crate::core::logline::{Line, Parser};
 use crate::units::time::Zone;
 use std::path::Path;
@@ -337,7 +337,10 @@ fn a_rate_too_fast_or_a_burst_too_big_to_exceed_is_skipped_with_the_reason() {
 fn forward_row(c: &Config) -> Planned {
     let p = plan(c, docker::protected(c));
     let r = p.last().unwrap().clone();
-    assert_eq!((r.check, r.name.as_str()), (Check::Forward, "forward chain holds"));
+    assert_eq!(
+        (r.check, r.name.as_str()),
+        (Check::Forward, "forward chain holds")
+    );
     r
 }
 
@@ -347,7 +350,10 @@ fn the_forward_row_runs_only_where_the_config_names_a_hook() {
     // auto (absent) decides by Docker on the host; the twin has none.
     for (f, skip) in [
         ("", Some("no [forward] protect")),
-        ("[forward]\nprotect = \"off\"\n", Some("[forward] protect = \"off\"")),
+        (
+            "[forward]\nprotect = \"off\"\n",
+            Some("[forward] protect = \"off\""),
+        ),
         ("[forward]\nprotect = \"docker\"\n", None),
         ("[forward]\nprotect = \"all\"\ndefault = \"drop\"\n", None),
         (
@@ -381,10 +387,23 @@ fn the_forward_row_publishes_the_service_and_a_free_port() {
     let c = cfg("[[service]]\nname = \"dns\"\nport = 53\nprotocol = \"udp\"\n");
     assert_eq!(docker::published(&c), vec![8080]);
     let rules = docker::container("br0", "192.0.2.9".parse().unwrap(), &[8080, 8082]);
-    assert!(rules.contains("-A DOCKER ! -i br0 -p tcp -m tcp --dport 8082 -j DNAT --to-destination 192.0.2.9:81\n"), "{rules}");
-    assert!(rules.contains("-A DOCKER -d 192.0.2.9/32 ! -i br0 -o br0 -p tcp -m tcp --dport 80 -j ACCEPT\n"), "{rules}");
+    assert!(
+        rules.contains(
+            "-A DOCKER ! -i br0 -p tcp -m tcp --dport 8082 -j DNAT --to-destination 192.0.2.9:81\n"
+        ),
+        "{rules}"
+    );
+    assert!(
+        rules.contains(
+            "-A DOCKER -d 192.0.2.9/32 ! -i br0 -o br0 -p tcp -m tcp --dport 80 -j ACCEPT\n"
+        ),
+        "{rules}"
+    );
     let d = docker::daemon("br0", "192.0.2.9/32");
-    assert!(d.contains(":DOCKER-USER - [0:0]\n") && d.contains("-A FORWARD -j DOCKER-USER\n"), "{d}");
+    assert!(
+        d.contains(":DOCKER-USER - [0:0]\n") && d.contains("-A FORWARD -j DOCKER-USER\n"),
+        "{d}"
+    );
 }
 
 /// The row fails on each way the forward chain can leak or over-block.
@@ -392,15 +411,26 @@ fn the_forward_row_publishes_the_service_and_a_free_port() {
 fn the_forward_verdict_fails_on_a_leak_or_a_blocked_service() {
     let svc = "[[service]]\nname = \"web\"\nport = 8080\n";
     let accept = cfg(&format!("{svc}[forward]\nprotect = \"docker\"\n"));
-    let drop = cfg(&format!("{svc}[forward]\nprotect = \"docker\"\ndefault = \"drop\"\n"));
+    let drop = cfg(&format!(
+        "{svc}[forward]\nprotect = \"docker\"\ndefault = \"drop\"\n"
+    ));
     let ports = [8080, 8081];
     let v = |c: &Config, r: [bool; 2], b: bool| docker::verdict(c, &ports, &r, b).0;
     assert!(v(&accept, [true, true], true));
-    assert!(!v(&accept, [true, true], false), "a banned source got through");
+    assert!(
+        !v(&accept, [true, true], false),
+        "a banned source got through"
+    );
     assert!(!v(&accept, [false, true], true), "the service is blocked");
-    assert!(!v(&accept, [true, false], true), "accept blocked a published port");
+    assert!(
+        !v(&accept, [true, false], true),
+        "accept blocked a published port"
+    );
     assert!(v(&drop, [true, false], true));
-    assert!(!v(&drop, [true, true], true), "drop let a non-service port through");
+    assert!(
+        !v(&drop, [true, true], true),
+        "drop let a non-service port through"
+    );
     assert!(!v(&drop, [false, false], true));
     let (_, d) = docker::verdict(&drop, &ports, &[true, false], true);
     assert_eq!(
