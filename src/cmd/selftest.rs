@@ -37,11 +37,18 @@ pub struct ListenOptions {
     /// Echo UDP datagrams on ADDR:PORT (repeatable).
     #[arg(long, value_name = "ADDR:PORT")]
     pub udp: Vec<SocketAddr>,
+    /// Write TEXT to each accepted TCP connection (the forward row's
+    /// container: a connection answered by the twin itself says nothing).
+    #[arg(long, value_name = "TEXT")]
+    pub say: Option<String>,
 }
 
 pub fn listen(o: &ListenOptions) -> Result<()> {
-    Ok(lab::listen(&o.tcp, &o.udp)?)
+    Ok(lab::listen(&o.tcp, &o.udp, o.say.as_deref())?)
 }
+
+/// What the forward row's container says on each connection.
+const CONTAINER_SAYS: &str = "fwctl selftest container";
 
 /// A packet that must be dropped gets this long to be answered anyway;
 /// one that must pass gets [`PASS_WAIT`]. Both under the 1 s SYN retry.
@@ -460,7 +467,11 @@ impl Run<'_> {
         let rules = st::docker::container(&self.lab.bridge, ctr, &ports);
         self.lab
             .iptables_restore(&rules, "docker-container.rules")?;
-        let mut args = vec!["selftest-listen".to_string()];
+        let mut args = vec![
+            "selftest-listen".to_string(),
+            "--say".into(),
+            CONTAINER_SAYS.into(),
+        ];
         for i in 0..ports.len() {
             let c = st::docker::CONTAINER_PORT + i as u16;
             args.extend(["--tcp".into(), SocketAddr::new(ctr, c).to_string()]);
@@ -476,11 +487,16 @@ impl Run<'_> {
             }
             self.banned = true;
         }
+        // Reached: the container answered (DNAT and forward), not the
+        // twin's own listener on a service port.
         let mut reached = Vec::new();
         for p in &ports {
-            let dst = SocketAddr::new(twin4, *p);
-            let got = self.knock(&self.lab.client, self.a.client4, &[dst], PASS_WAIT)?;
-            reached.push(got.connected == 1);
+            let (src, dst) = (self.a.client4, SocketAddr::new(twin4, *p));
+            let got = probe::in_ns(&self.lab.client, move || {
+                probe::greeting(src, dst, PASS_WAIT)
+            })
+            .map_err(Self::io)?;
+            reached.push(got.as_deref() == Some(CONTAINER_SAYS.as_bytes()));
         }
         let dst = SocketAddr::new(twin4, ports[0]);
         let b = self.knock(&self.lab.attacker, self.a.banned, &[dst], DROP_WAIT)?;

@@ -111,6 +111,43 @@ pub fn connect(src: IpAddr, dsts: &[SocketAddr], wait: Duration) -> io::Result<P
     Ok(res)
 }
 
+/// One TCP connection from `src` to `dst` within `wait`: what the other
+/// end wrote before closing it (at most 64 bytes), or None when it did not
+/// connect.
+pub fn greeting(src: IpAddr, dst: SocketAddr, wait: Duration) -> io::Result<Option<Vec<u8>>> {
+    let s = tcp_socket(src, dst)?;
+    let end = Instant::now() + wait;
+    let mut fds = [PollFd::new(s.as_fd(), PollFlags::POLLOUT)];
+    let ms = wait.as_millis().clamp(1, 60_000) as u16;
+    match poll(&mut fds, PollTimeout::from(ms)) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let done = fds[0].revents().is_some_and(|r| !r.is_empty());
+    if !done || getsockopt(&s, sockopt::SocketError)? != 0 {
+        return Ok(None);
+    }
+    let mut t = std::net::TcpStream::from(s);
+    t.set_nonblocking(false)?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while got.len() < 64 {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        t.set_read_timeout(Some(left))?;
+        match t.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n.min(64 - got.len())]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Timed out, or reset: what came so far.
+            Err(_) => break,
+        }
+    }
+    Ok(Some(got))
+}
+
 /// Whether a datagram from `src` to `dst` comes back (an echo) within
 /// `wait`; sent again every 200 ms, a handful of times at most.
 pub fn udp_echo(src: IpAddr, dst: SocketAddr, wait: Duration) -> io::Result<bool> {

@@ -565,14 +565,20 @@ impl Drop for Lab {
 
 /// The hidden `fwctl selftest-listen`: a TCP listener (connections are
 /// accepted and closed) and a UDP echo on each ADDR, PORT and protocol, in
-/// the namespace it was started in; says "ready" once all are bound and
+/// the namespace it was started in (`say`: written to each TCP connection
+/// before it is closed); says "ready" once all are bound and
 /// ends when its standard input closes (the selftest ended).
-pub fn listen(tcp: &[std::net::SocketAddr], udp: &[std::net::SocketAddr]) -> std::io::Result<()> {
+pub fn listen(
+    tcp: &[std::net::SocketAddr],
+    udp: &[std::net::SocketAddr],
+    say: Option<&str>,
+) -> std::io::Result<()> {
     for a in tcp {
         let l = std::net::TcpListener::bind(a)?;
+        let say = say.unwrap_or("").as_bytes().to_vec();
         std::thread::spawn(move || {
-            for s in l.incoming() {
-                drop(s);
+            for mut s in l.incoming().map_while(Result::ok) {
+                let _ = s.write_all(&say);
             }
         });
     }
