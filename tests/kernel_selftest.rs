@@ -21,6 +21,11 @@ fn firewall_here() -> String {
 /// `fwctl --config CFG selftest --json` with a temp state file and run
 /// directory (selftest uses neither of the host's), timed.
 fn selftest(cfg: &std::path::Path) -> (Output, Value) {
+    selftest_env(cfg, &[])
+}
+
+/// [`selftest`] with `env` set for selftest (and what it runs).
+fn selftest_env(cfg: &std::path::Path, env: &[(&str, &str)]) -> (Output, Value) {
     let run = tempfile::tempdir().unwrap();
     let state = run.path().join("state.json");
     let t = Instant::now();
@@ -29,6 +34,7 @@ fn selftest(cfg: &std::path::Path) -> (Output, Value) {
         .arg(&state)
         .args(["selftest", "--json"])
         .env("FWCTL_RUN_DIR", run.path())
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -173,6 +179,97 @@ fn feeds_decoys_and_udp_pass_on_nftables() {
     assert_eq!(firewall_here(), before);
 }
 
+/// The shipped config with `[forward]` set (and the backend named).
+fn forward_config(backend: &str, forward: &str) -> String {
+    std::fs::read_to_string(shipped())
+        .unwrap()
+        .replace(
+            "[sets]\n",
+            &format!("[firewall]\nbackend = \"{backend}\"\n\n[sets]\n"),
+        )
+        .replace("files = [\"blacklist.txt\"]", "")
+        + &format!("\n[forward]\n{forward}")
+}
+
+fn forward_row(rows: &[(String, String, String)]) -> &(String, String, String) {
+    let r = rows.last().unwrap();
+    assert_eq!(r.0, "forward chain holds", "{rows:#?}");
+    r
+}
+
+/// `[forward] protect = "docker"`: the twin gets Docker's chains before
+/// apply and a container publishing ssh's port and a free one; the client
+/// reaches both through DNAT and the forward chain, the banned source does
+/// not. Its fourth namespace goes with the others (`selftest` checks).
+#[test]
+#[ignore = "needs root: kernel test"]
+fn the_forward_row_passes_with_protect_docker_on_iptables() {
+    let before = firewall_here();
+    let (_d, cfg) = config(&forward_config("iptables", "protect = \"docker\"\n"));
+    let (out, doc) = selftest(&cfg);
+    let rows = rows(&doc);
+    assert_eq!(out.status.code(), Some(0), "{rows:#?}");
+    let r = forward_row(&rows);
+    assert_eq!(r.1, "pass", "{r:?}");
+    for want in [
+        "hook DOCKER-USER, default accept",
+        "tcp/22 (service, reached)",
+        "tcp/8080 (not a service, reached)",
+        "the banned source to tcp/22: dropped",
+    ] {
+        assert!(r.2.contains(want), "{want}: {r:?}");
+    }
+    assert_eq!(firewall_here(), before);
+}
+
+/// `default = "drop"` on nftables (Docker's chains iptables-nft ones): the
+/// published port that is no [[service]] is dropped, ssh's still passes.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn the_forward_row_passes_with_default_drop_on_nftables() {
+    let before = firewall_here();
+    let text = forward_config("nftables", "protect = \"docker\"\ndefault = \"drop\"\n");
+    let (_d, cfg) = config(&text);
+    let (out, doc) = selftest(&cfg);
+    let rows = rows(&doc);
+    assert_eq!(out.status.code(), Some(0), "{rows:#?}");
+    let r = forward_row(&rows);
+    assert_eq!(r.1, "pass", "{r:?}");
+    for want in [
+        "default drop",
+        "tcp/22 (service, reached)",
+        "tcp/8080 (not a service, dropped)",
+        "the banned source to tcp/22: dropped",
+    ] {
+        assert!(r.2.contains(want), "{want}: {r:?}");
+    }
+    assert_eq!(firewall_here(), before);
+}
+
+/// The row can fail: Docker's rules never reach the twin (its
+/// iptables-restore replaced by `true`), so there is no DNAT and the
+/// service port is answered by the twin itself, not the container. The
+/// nftables backend does not use iptables-restore, so apply still works.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn the_forward_row_fails_when_the_published_port_does_not_reach_the_container() {
+    let before = firewall_here();
+    let text = forward_config("nftables", "protect = \"docker\"\ndefault = \"drop\"\n");
+    let (_d, cfg) = config(&text);
+    let (out, doc) = selftest_env(&cfg, &[("FWCTL_IPTABLES_RESTORE", "/bin/true")]);
+    let rows = rows(&doc);
+    assert_eq!(out.status.code(), Some(1), "{rows:#?}");
+    let failed: Vec<&(String, String, String)> = rows.iter().filter(|r| r.1 == "fail").collect();
+    assert_eq!(failed.len(), 1, "{rows:#?}");
+    assert_eq!(failed[0].0, "forward chain holds");
+    assert!(
+        failed[0].2.contains("tcp/22 (service, not reached)"),
+        "{:?}",
+        failed[0]
+    );
+    assert_eq!(firewall_here(), before);
+}
+
 /// A realistic breakage: sshd moved to tcp/PORT, and the config lists it
 /// with the wrong protocol. The twin opens udp/PORT as told, so only the
 /// comparison with what this host serves catches it, on that row alone.
@@ -291,7 +388,9 @@ fn an_interrupted_run_deletes_its_namespaces() {
 #[ignore = "needs root: kernel test"]
 fn a_killed_runs_leftovers_go_with_the_next_run() {
     let run = tempfile::tempdir().unwrap();
-    let mut child = start(&shipped(), run.path());
+    // With the forward row's container: four namespaces.
+    let (_d, cfg) = config(&forward_config("iptables", "protect = \"docker\"\n"));
+    let mut child = start(&cfg, run.path());
     let pid = child.id();
     let host = format!("fwst-{pid}-host");
     // The listener and capture (which, unlike the listener, does not end
@@ -304,7 +403,10 @@ fn a_killed_runs_leftovers_go_with_the_next_run() {
     until("the twin's processes to die with selftest", || {
         pids_in(&host).is_empty()
     });
-    assert_eq!(namespaces_of(pid).len(), 3);
+    let mut left = namespaces_of(pid);
+    left.sort();
+    let want = ["attacker", "client", "ctr", "host"].map(|r| format!("fwst-{pid}-{r}"));
+    assert_eq!(left, want);
     let (out, _) = selftest(&shipped());
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(namespaces_of(pid), Vec::<String>::new());
