@@ -205,6 +205,9 @@ fn forward_row(rows: &[(String, String, String)]) -> &(String, String, String) {
 #[ignore = "needs root: kernel test"]
 fn the_forward_row_passes_with_protect_docker_on_iptables() {
     let before = firewall_here();
+    // Forwarding goes on in the twin only.
+    let fwd = ["ipv4/ip_forward", "ipv6/conf/all/forwarding"]
+        .map(|f| std::fs::read_to_string(format!("/proc/sys/net/{f}")).unwrap());
     let (_d, cfg) = config(&forward_config("iptables", "protect = \"docker\"\n"));
     let (out, doc) = selftest(&cfg);
     let rows = rows(&doc);
@@ -220,6 +223,9 @@ fn the_forward_row_passes_with_protect_docker_on_iptables() {
         assert!(r.2.contains(want), "{want}: {r:?}");
     }
     assert_eq!(firewall_here(), before);
+    let now = ["ipv4/ip_forward", "ipv6/conf/all/forwarding"]
+        .map(|f| std::fs::read_to_string(format!("/proc/sys/net/{f}")).unwrap());
+    assert_eq!(now, fwd, "selftest changed this namespace's forwarding");
 }
 
 /// `default = "drop"` on nftables (Docker's chains iptables-nft ones): the

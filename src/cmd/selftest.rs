@@ -183,9 +183,7 @@ fn rows(inv: &Invocation) -> Result<Vec<Row>> {
         .iter()
         .any(|p| p.check == Check::Forward && p.skip.is_none())
     {
-        let a = &run.a;
-        let daemon = st::docker::daemon(&run.lab.bridge, &format!("{}/32", a.container));
-        run.docker = Some(match run.lab.docker_host(a.gateway, a.container, &daemon) {
+        run.docker = Some(match run.docker_host() {
             Ok(()) => Ok(()),
             Err(LabError::Interrupted) => bail!("interrupted (the namespaces are deleted)"),
             Err(e) => Err(e.to_string()),
@@ -451,6 +449,17 @@ impl Run<'_> {
         self.banned = true;
         let how = format!("{} (fwctl ban)", self.cfg.sets.blacklist.as_str());
         self.dropped(self.a.banned, &how)
+    }
+
+    /// The twin made a Docker host (forwarding on in the twin only).
+    fn docker_host(&mut self) -> std::result::Result<(), LabError> {
+        let (gw, ctr) = (self.a.gateway, self.a.container);
+        let daemon = st::docker::daemon(&self.lab.bridge, &format!("{ctr}/32"));
+        self.lab.docker_host(gw, ctr, &daemon)?;
+        probe::in_ns(&self.lab.twin, probe::forwarding_on).map_err(|e| LabError::Step {
+            what: "forwarding on in the twin".into(),
+            detail: e.to_string(),
+        })
     }
 
     /// A container publishes ports through the twin (Docker's DNAT and

@@ -186,6 +186,14 @@ pub fn udp_once(src: IpAddr, dst: SocketAddr) -> io::Result<()> {
     Ok(())
 }
 
+/// Forwarding on (IPv4 and IPv6) in the current thread's namespace (run
+/// it through [`in_ns`]: /proc/sys/net is the namespace of the thread that
+/// opens it, so the host's stays as it is).
+pub fn forwarding_on() -> io::Result<()> {
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+    std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+}
+
 const ALL_NETNS: &str = "/proc/sys/net/netfilter/nf_log_all_netns";
 
 /// The kernel's log from the moment it was opened, with `nf_log_all_netns`

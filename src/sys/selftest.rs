@@ -478,9 +478,9 @@ impl Lab {
 impl Lab {
     /// What Docker builds on a host, in the twin, for the forward row: a
     /// bridge `bridge` holding `gateway`, the "container" namespace at
-    /// `container` behind it (its default route through the gateway),
-    /// forwarding on in the twin (IPv4 and IPv6; the twin only), and the
-    /// daemon's chains `daemon` (iptables-restore input). Run before the
+    /// `container` behind it (its default route through the gateway), and
+    /// the daemon's chains `daemon` (iptables-restore input); forwarding is
+    /// `probe::forwarding_on`'s. Run before the
     /// twin's `fwctl apply`, which then finds DOCKER-USER.
     pub fn docker_host(
         &mut self,
@@ -513,12 +513,6 @@ impl Lab {
         ];
         self.ip_batch(&self.twin, &twin)?;
         self.ip_batch(&ns, &ctr)?;
-        // /proc/sys/net is the namespace of the thread that opens it.
-        super::probe::in_ns(&self.twin, || {
-            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
-            std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
-        })
-        .map_err(|e| step("forwarding on in the twin", e))?;
         self.iptables_restore(daemon, "docker-daemon.rules")
     }
 

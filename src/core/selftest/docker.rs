@@ -10,6 +10,14 @@ use crate::core::config::forward::{Fallback, Protect};
 use crate::core::config::{Config, Mode};
 use std::net::IpAddr;
 
+/// The first TCP [[service]] (`super::tcp_service`, which this module
+/// cannot import: the parent imports it).
+fn tcp_service(cfg: &Config) -> Option<usize> {
+    cfg.services
+        .iter()
+        .position(|s| s.protocol == crate::core::config::Protocol::Tcp)
+}
+
 /// The container's own ports: host port `published[i]` maps to `80 + i`.
 pub const CONTAINER_PORT: u16 = 80;
 
@@ -34,7 +42,7 @@ pub fn skip(cfg: &Config, forward: bool) -> Option<String> {
     if cfg.mode == Mode::DetectionOnly {
         return Some("mode = \"detection_only\" drops nothing".into());
     }
-    (cfg.forward.default == Fallback::Drop && super::tcp_service(cfg).is_none())
+    (cfg.forward.default == Fallback::Drop && tcp_service(cfg).is_none())
         .then(|| "default = \"drop\" and no TCP [[service]] to publish".into())
 }
 
@@ -43,7 +51,7 @@ pub fn skip(cfg: &Config, forward: bool) -> Option<String> {
 /// = "accept"`, dropped with `"drop"`). Without a TCP service the free
 /// port is the only one.
 pub fn published(cfg: &Config) -> Vec<u16> {
-    let service = super::tcp_service(cfg).map(|i| cfg.services[i].ports.first);
+    let service = tcp_service(cfg).map(|i| cfg.services[i].ports.first);
     let free = (8080..=u16::MAX)
         .chain(1024..8080)
         .find(|p| !super::twin::taken(cfg, *p));
@@ -100,7 +108,7 @@ pub fn verdict(
     banned_silent: bool,
 ) -> (bool, String) {
     let drop = cfg.forward.default == Fallback::Drop;
-    let has_service = super::tcp_service(cfg).is_some();
+    let has_service = tcp_service(cfg).is_some();
     let mut ok = banned_silent;
     let mut said = Vec::new();
     for (i, (p, r)) in ports.iter().zip(reached).enumerate() {
