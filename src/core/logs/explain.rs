@@ -47,6 +47,13 @@ pub struct Moved {
 /// which the source reads the planted address instead of the real one.
 /// Empty when the line does not match or the pattern held.
 pub fn plant(src: &mut RegexSource, line: &[u8]) -> Vec<Moved> {
+    plant_in(src, line, false)
+}
+
+/// [`plant`], before the address only when `before_only` (for a source
+/// whose text after the address is the program's alone, free text or not:
+/// planted there, a copy of the shape would take that text as its own).
+pub fn plant_in(src: &mut RegexSource, line: &[u8], before_only: bool) -> Vec<Moved> {
     let (rule, at, real) = match src.find(line) {
         Found::Matched {
             rule,
@@ -76,7 +83,7 @@ pub fn plant(src: &mut RegexSource, line: &[u8]) -> Vec<Moved> {
     let msg = &line[at..];
     let spaces: Vec<usize> = memchr::memchr_iter(b' ', msg)
         .map(|i| at + i)
-        .filter(|&i| i + 1 < line.len())
+        .filter(|&i| i + 1 < line.len() && (!before_only || i < as_))
         .take(PLANT_WORDS)
         .collect();
     let mut tries: Vec<Vec<u8>> = Vec::new();
@@ -167,7 +174,7 @@ pub fn line(src: &mut RegexSource, line: &[u8]) -> LineReport {
     };
     match src.find(line) {
         Found::Unrelated => {
-            r.why_not = Some(match super::header::split(line) {
+            r.why_not = Some(match super::header::split_any(line) {
                 Some(h) => format!(
                     "the line's program is \"{}\", not one this source reads",
                     String::from_utf8_lossy(h.program)
@@ -297,7 +304,7 @@ impl Summary {
             Found::TooLong => self.too_long += 1,
             Found::NoMatch => {
                 self.unmatched += 1;
-                let msg = match super::header::split(line) {
+                let msg = match super::header::split_any(line) {
                     Some(h) => h.msg,
                     None => line,
                 };

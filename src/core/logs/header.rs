@@ -19,6 +19,10 @@ pub enum Stamp {
     At(usize),
     /// `Jun 7 01:10:56` at the start: one digit, no padding.
     Unpadded,
+    /// daemontools' TAI64N label (`@400000004c91b044077a9e94`): this UTC
+    /// second (TAI less the 10 s of 1970; later leap seconds are not
+    /// subtracted, at most 27 s).
+    Tai64(i64),
 }
 
 /// A line's header: its time, its program (the tag without `[PID]`) and its
@@ -48,7 +52,28 @@ pub fn time(stamps: &mut Stamps, line: &[u8], stamp: Stamp) -> Option<i64> {
             padded[5..15].copy_from_slice(line.get(4..14)?);
             stamps.syslog(&padded)
         }
+        Stamp::Tai64(t) => Some(t),
     }
+}
+
+/// [`split`], and also multilog's `@TAI64N TAG: MSG` (dovecot or any
+/// daemon under daemontools or runit).
+pub fn split_any(line: &[u8]) -> Option<Head<'_>> {
+    if line.first() != Some(&b'@') {
+        return split(line);
+    }
+    let label = line.get(1..25)?;
+    if line.get(25) != Some(&b' ') || !label.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let secs = u64::from_str_radix(std::str::from_utf8(&label[..16]).ok()?, 16).ok()?;
+    let t = i64::try_from(secs.checked_sub((1 << 62) + 10)?).ok()?;
+    let (program, msg) = tag(&line[26..])?;
+    Some(Head {
+        stamp: Stamp::Tai64(t),
+        program,
+        msg: kernel_stamp(solaris(msg)),
+    })
 }
 
 /// The header of any syslog line: the first word after the time (or after
@@ -277,7 +302,7 @@ mod tests {
     fn any_program_is_read_from_the_tag_only() {
         for (line, program) in [
             ("Nov 21 10:00:01 h postfix/submission/smtpd[7]: x", "postfix/submission/smtpd"),
-            ("Jan 29 13:54:06 auth-worker(22401): Info: x", "auth-worker(22401)"),
+            ("Jan 29 13:54:06 auth-worker(22401): x", "auth-worker(22401)"),
             ("Oct 11 01:06:47 ServerJV vsftpd: x", "vsftpd"),
             ("<38>1 2019-07-08T17:40:16Z h mysqld 5 - - x", "mysqld"),
         ] {
@@ -288,5 +313,8 @@ mod tests {
         // program is that program's message.
         let h = split(b"Nov 21 10:00:01 myapp[7]: sshd[1]: x").unwrap();
         assert_eq!(h.program, b"myapp");
+        let h = split_any(b"@400000004c91b044077a9e94 imap-login: x").unwrap();
+        assert_eq!((h.stamp, h.program, h.msg), (Stamp::Tai64(1_284_616_250), &b"imap-login"[..], &b"x"[..]));
+        assert!(split(b"@400000004c91b044077a9e94 imap-login: x").is_none());
     }
 }

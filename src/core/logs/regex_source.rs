@@ -88,6 +88,9 @@ pub struct RegexSource {
     /// A rule reads lines of every program (no `program`).
     every_line: bool,
     stamps: Stamps,
+    /// RFC 3339 without a zone (`2026-11-21T10:00:01 host prog: ...`):
+    /// local time.
+    iso: TimeFormat,
     zone: Zone,
     now: i64,
     window: (i64, i64),
@@ -139,6 +142,7 @@ impl RegexSource {
             rules,
             kinds,
             stamps: Stamps::new(zone.clone(), now),
+            iso: TimeFormat::new("%Y-%m-%dT%H:%M:%S%.f").expect("a valid format"),
             zone,
             now,
             window,
@@ -169,21 +173,27 @@ impl RegexSource {
             let s = std::str::from_utf8(c.get(*g)?.as_bytes()).ok()?;
             return fmt.read(s, &self.zone, self.now);
         }
-        match head {
+        let t = match head {
             Some(h) => header::time(&mut self.stamps, line, h.stamp),
             None => self.stamps.syslog(line),
-        }
+        };
+        t.or_else(|| {
+            let word = &line[..memchr::memchr(b' ', line)?];
+            (word.len() >= 19 && word[10] == b'T')
+                .then(|| self.iso.read(std::str::from_utf8(word).ok()?, &self.zone, self.now))
+                .flatten()
+        })
     }
 
     /// The time of any line of the log, to seek the window by.
     pub fn timestamp(&mut self, line: &[u8]) -> Option<i64> {
-        let head = header::split(line);
+        let head = header::split_any(line);
         self.time_of(0..self.rules.len(), line, head.as_ref())
     }
 
     /// Which rule matches, where, and what it read.
     pub fn find(&mut self, line: &[u8]) -> Found {
-        let head = header::split(line);
+        let head = header::split_any(line);
         let mut related = self.every_line;
         for i in 0..self.rules.len() {
             let r = &self.rules[i];
@@ -234,7 +244,7 @@ impl RegexSource {
     pub fn time_span(&self, rule: usize, line: &[u8]) -> Option<(usize, usize)> {
         let r = &self.rules[rule];
         let (re, g, _) = r.time.as_ref()?;
-        let head = header::split(line);
+        let head = header::split_any(line);
         let text = Self::text(r, line, head.as_ref())?;
         let at = text.as_ptr() as usize - line.as_ptr() as usize;
         let m = re.captures(text)?.get(*g)?;
@@ -368,6 +378,8 @@ mod tests {
         }
         assert_eq!(s.timestamp(b"2026/11/21 10:00:01 [notice] 1#0: start"), Some(T));
         assert_eq!(s.timestamp(b"Nov 21 10:00:01 mx cron[1]: x"), Some(T));
+        assert_eq!(s.timestamp(b"2026-11-21T10:00:01 mx cron[1]: x"), Some(T));
+        assert_eq!(s.timestamp(b"2026-11-21T10:00:01.5 mx cron[1]: x"), Some(T));
         assert!(!Program::new("postfix*/smtpd").matches(b"postfix/smtpd/x"));
         assert!(!Program::new("a*b*c").matches(b"abc/"));
         assert!(Program::new("a*b*c").matches(b"a-b-c"));

@@ -5,13 +5,16 @@
 //! and the auth process's password database failures
 //! (`pam(USER,ADDR): unknown user`, `sql(USER,ADDR,<SESSION>): Password
 //! mismatch`), and PAM's `pam_unix(dovecot:auth): authentication failure`.
-//! Through syslog (program `dovecot`, `auth`, `dovecot-auth`) or dovecot's
-//! own log file (`imap-login: Info: ...`, `auth-worker(123): ...`).
+//! Through syslog (program `dovecot`, `auth`, `dovecot-auth`), dovecot's
+//! own log file (`imap-login: Info: ...`, `auth-worker(123): ...`) or
+//! multilog (`@TAI64N imap-login: ...`).
 //!
 //! The client writes its user name before the address, never after it:
 //! every pattern reads the address followed by nothing but dovecot's own
-//! fields to the end of the line (login), or right after fixed text with no
-//! space in the user field before it (PAM).
+//! fields to the end of the line (login: lip, mpid, TLS and OpenSSL's
+//! error, without `,` `=` `<` `>` or a second call's parentheses, the
+//! cipher, session), or right after fixed text with no space in the user
+//! field before it (PAM).
 
 use super::{Builtin, BuiltinRule};
 
@@ -24,13 +27,13 @@ pub const SOURCE: Builtin = Builtin {
     rules: &[
         BuiltinRule {
             program: Some(PROGRAMS),
-            line: r"\((?:auth failed, \d+ attempts?(?: in \d+ secs?)?|tried to use disall?owed plaintext auth|proxy dest auth failed)\): (?:user=<.*>, )?(?:method=[-\w]+, )?rip=(?P<addr>[0-9a-fA-F:.]+)(?:, lip=[0-9a-fA-F:.]+)?(?:, mpid=\d+)?(?:, TLS(?: handshaking)?(?:: [^,]*)?)?(?:, TLSv[\d.]+ with cipher [-\w]+ \(\d+/\d+ bits\))?(?:, session=<[\w+/=]*>)?$",
+            line: r"\((?:auth failed, \d+ attempts?(?: in \d+ secs?)?|tried to use (?:disallowed|disabled) plaintext auth|proxy dest auth failed)\): (?:user=<.*>, )?(?:method=[-\w]+, )?rip=(?P<addr>[0-9a-fA-F:.]+)(?:, lip=[0-9a-fA-F:.]+)?(?:, mpid=\d+)?(?:, TLS(?: handshaking)?(?:: (?:\w+\([^()]*\) (?:syscall )?failed: )?[^,=<>()]*)?)?(?:, TLSv[\d.]+ with cipher [-\w]+ \(\d+/\d+ bits\))?(?:, session=<[\w+/=]*>)?$",
             kind: "auth-failed",
             time: None,
         },
         BuiltinRule {
             program: Some(PROGRAMS),
-            line: r"\((?:no auth attempts(?: in \d+ secs?)?|disconnected before auth was ready, waited \d+ secs?|client didn't finish SASL auth, waited \d+ secs?)\): (?:user=<.*>, )?(?:method=[-\w]+, )?rip=(?P<addr>[0-9a-fA-F:.]+)(?:, lip=[0-9a-fA-F:.]+)?(?:, mpid=\d+)?(?:, TLS(?: handshaking)?(?:: [^,]*)?)?(?:, TLSv[\d.]+ with cipher [-\w]+ \(\d+/\d+ bits\))?(?:, session=<[\w+/=]*>)?$",
+            line: r"\((?:no auth attempts(?: in \d+ secs?)?|disconnected before auth was ready, waited \d+ secs?|client didn't finish SASL auth, waited \d+ secs?)\): (?:user=<.*>, )?(?:method=[-\w]+, )?rip=(?P<addr>[0-9a-fA-F:.]+)(?:, lip=[0-9a-fA-F:.]+)?(?:, mpid=\d+)?(?:, TLS(?: handshaking)?(?:: (?:\w+\([^()]*\) (?:syscall )?failed: )?[^,=<>()]*)?)?(?:, TLSv[\d.]+ with cipher [-\w]+ \(\d+/\d+ bits\))?(?:, session=<[\w+/=]*>)?$",
             kind: "no-auth",
             time: None,
         },
@@ -55,7 +58,9 @@ mod tests {
 
     #[test]
     fn login_auth_and_pam_failures() {
-        super::super::check::lines(
+        // After the address: dovecot's fields and OpenSSL's error text,
+        // which no client writes.
+        super::super::check::lines_planted(
             "dovecot",
             &[
                 ("Nov 21 10:00:01 mx dovecot: imap-login: Disconnected (auth failed, 2 attempts in 8 secs): user=<bob>, method=PLAIN, rip=203.0.113.5, lip=192.0.2.1, TLS, session=<abc+/d>", "203.0.113.5", "auth-failed", T),
@@ -69,15 +74,16 @@ mod tests {
                 // The client's user names, shaped like dovecot's fields.
                 ("Nov 21 10:00:01 mx dovecot: imap-login: Disconnected (auth failed, 1 attempts): user=<a>, method=PLAIN, rip=192.0.2.9, lip=192.0.2.1, TLS>, method=PLAIN, rip=203.0.113.5, lip=192.0.2.1", "203.0.113.5", "auth-failed", T),
                 ("Nov 21 10:00:01 mx dovecot: auth: pam(x,192.0.2.9,<a>,203.0.113.5): unknown user", "203.0.113.5", "auth-failed", T),
+                ("Nov 21 10:00:01 mx dovecot: auth: pam(x,192.0.2.9,<a,203.0.113.5,<b>): unknown user", "203.0.113.5", "auth-failed", T),
                 ("Nov 21 10:00:01 mx auth: pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser=rhost=192.0.2.9 rhost=203.0.113.5  user=x rhost=192.0.2.9", "203.0.113.5", "auth-failed", T),
             ],
             &[
                 "Nov 21 10:00:01 mx dovecot: imap-login: Login: user=<bob>, method=PLAIN, rip=203.0.113.5, lip=192.0.2.1, mpid=7, TLS",
                 "Nov 21 10:00:01 mx dovecot: auth: pam(x,192.0.2.9): unknown user,203.0.113.5): pam_authenticate() failed: Permission denied",
-                "Nov 21 10:00:01 mx dovecot: auth: pam(x,192.0.2.9,<a,203.0.113.5,<b>): unknown user",
                 "Nov 21 10:00:01 mx auth: pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser=a rhost=192.0.2.9 rhost=203.0.113.5",
                 "Nov 21 10:00:01 mx postfix/smtpd[1]: warning: pam(x,203.0.113.5): unknown user",
             ],
+            true,
         );
     }
 }

@@ -15,7 +15,7 @@ use super::{Builtin, BuiltinRule};
 /// The message, after the error log's time and thread.
 macro_rules! denied {
     () => {
-        r" +\d+ (?:\[[-\w]+\] )+Access denied for user '.*'@'(?P<addr>[0-9a-fA-F:.]+)' \(using password: (?:YES|NO)\)$"
+        r"(?: +\d+)? +(?:\[[-\w]+\] )+Access denied for user '.*'@'(?P<addr>[0-9a-fA-F:.]+)' \(using password: (?:YES|NO)\)$"
     };
 }
 

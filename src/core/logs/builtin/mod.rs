@@ -67,7 +67,7 @@ impl Builtin {
 #[cfg(test)]
 pub(crate) mod check {
     use crate::core::logline::Line;
-    use crate::core::logs::explain::plant;
+    use crate::core::logs::explain::plant_in;
     use crate::core::logs::regex_source::RegexSource;
     use crate::units::time::Zone;
     use std::net::IpAddr;
@@ -81,6 +81,11 @@ pub(crate) mod check {
     /// Each line gives its address and kind, at its time, and no address
     /// planted in its text moves the pattern off it; the others give none.
     pub fn lines(name: &str, hits: &[(&str, &str, &str, i64)], others: &[&str]) {
+        lines_planted(name, hits, others, false)
+    }
+
+    /// [`lines`], planting only before the address when `tail_is_programs`.
+    pub fn lines_planted(name: &str, hits: &[(&str, &str, &str, i64)], others: &[&str], tail_is_programs: bool) {
         let mut s = source(name);
         for (line, addr, kind, time) in hits {
             match s.parse(line.as_bytes()) {
@@ -91,7 +96,7 @@ pub(crate) mod check {
                 }
                 other => panic!("{other:?}: {line}"),
             }
-            let moved = plant(&mut s, line.as_bytes());
+            let moved = plant_in(&mut s, line.as_bytes(), tail_is_programs);
             assert!(moved.is_empty(), "{line}: {moved:?}");
         }
         for line in others {
