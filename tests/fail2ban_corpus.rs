@@ -135,7 +135,7 @@ fn builtin(name: &str, file: &str, modes: &[&str], aside: &[(&str, &str)], min: 
         assert!(text.contains(piece), "aside {piece:?} ({why}) is not in {file}");
         eprintln!("aside on purpose: {piece:?}: {why}");
     }
-    let def = fwctl::core::logs::find(&[], name).expect("a built-in source");
+    let def = fwctl::core::logs::registry::find(&[], name).expect("a built-in source");
     let mut src = RegexSource::new(&def, Zone::fixed(0), 2_000_000_000, (i64::MIN, i64::MAX))
         .expect("built-ins compile");
     check(cases_of(&text, modes, aside), min, move |l| src.parse(l));

@@ -156,10 +156,10 @@ impl Plan {
     pub fn new(opts: &Options, cfg: Config) -> Result<Plan> {
         let src = &opts.source;
         let regex = match src {
-            Source::Regex(name) => Some(crate::core::logs::find(&cfg.sources, name).ok_or_else(|| {
+            Source::Regex(name) => Some(crate::core::logs::registry::find(&cfg.sources, name).ok_or_else(|| {
                 anyhow!(
                     "--source {name}: no such source; fix: use one of {}, or add a [[source]] named {name} to {}",
-                    crate::core::logs::known(&cfg.sources).join(", "),
+                    crate::core::logs::registry::known(&cfg.sources).join(", "),
                     cfg.path.display()
                 )
             })?),

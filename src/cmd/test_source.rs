@@ -57,7 +57,7 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<bool> {
             known(&cfg.sources)
         );
     }
-    let def = logs::find(&cfg.sources, name).ok_or_else(|| {
+    let def = logs::registry::find(&cfg.sources, name).ok_or_else(|| {
         anyhow!(
             "--source {name}: no such source; fix: use one of {}, or add a [[source]] named {name} to {}",
             known(&cfg.sources),
@@ -99,7 +99,7 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<bool> {
 }
 
 fn known(cfg: &[logs::Def]) -> String {
-    logs::known(cfg)
+    logs::registry::known(cfg)
         .into_iter()
         .filter(|n| !logs::FIXED.contains(&n.as_str()))
         .collect::<Vec<_>>()

@@ -29,7 +29,7 @@ impl Source {
     /// `--source NAME`: one of the fixed four, or any well-formed name
     /// (checked against the built-in and config sources once the config is
     /// read).
-    pub fn parse(s: &str) -> Result<Source, String> {
+    pub fn parse(s: &str) -> Result<Source, crate::units::Invalid> {
         Ok(match s {
             "kernel" => Source::Kernel,
             "nginx" => Source::Nginx,

@@ -445,7 +445,7 @@ impl Config {
         for t in raw.source {
             sources.push(t.validate().map_err(|m| err_at(None, m.0))?);
         }
-        let sources = crate::core::logs::group(sources);
+        let sources = crate::core::logs::registry::group(sources);
         let reputation = raw
             .reputation
             .map(intel::RawReputation::validate)

@@ -15,7 +15,10 @@ pub mod builtin;
 pub mod explain;
 pub mod header;
 pub mod regex_source;
+pub mod registry;
 pub mod time;
+
+use crate::units::Invalid;
 
 /// The longest line a regex source reads: a longer one is counted as
 /// malformed, never cut (a cut line's end is not the program's end).
@@ -50,32 +53,32 @@ pub struct Def {
 }
 
 /// A source's name: what `--source` takes.
-pub fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), Invalid> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !ok {
-        return Err(format!(
+        return Err(Invalid(format!(
             "source name \"{name}\": fix: 1 to 64 of A-Z a-z 0-9 - _ ."
-        ));
+        )));
     }
     if FIXED.contains(&name) {
-        return Err(format!(
+        return Err(Invalid(format!(
             "source name \"{name}\" is fwctl's own {name} reader, which a [[source]] cannot replace; fix: choose another name"
-        ));
+        )));
     }
     Ok(())
 }
 
 /// A regex, compiled with the size limit, or why not.
-pub fn compile(key: &str, pattern: &str) -> Result<regex::bytes::Regex, String> {
+pub fn compile(key: &str, pattern: &str) -> Result<regex::bytes::Regex, Invalid> {
     if pattern.len() > MAX_PATTERN {
-        return Err(format!(
+        return Err(Invalid(format!(
             "{key} is {} bytes; fix: at most {MAX_PATTERN}",
             pattern.len()
-        ));
+        )));
     }
     regex::bytes::RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE)
@@ -83,7 +86,7 @@ pub fn compile(key: &str, pattern: &str) -> Result<regex::bytes::Regex, String> 
         .build()
         .map_err(|e| {
             let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
-            format!("{key} = '{pattern}' is not a regex within fwctl's size limit ({first}); fix: correct or shorten it")
+            Invalid(format!("{key} = '{pattern}' is not a regex within fwctl's size limit ({first}); fix: correct or shorten it"))
         })
 }
 
@@ -91,13 +94,13 @@ impl Rule {
     /// Every check a config load makes: the regexes compile within the
     /// size limit, `line` has an `addr` group and `time` a `time` group,
     /// `time` and `time_format` come together, the kind is a name.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Invalid> {
         let line = compile("line", &self.line)?;
         if !line.capture_names().any(|n| n == Some("addr")) {
-            return Err(format!(
+            return Err(Invalid::new(format!(
                 "line = '{}' has no (?P<addr>...) group; fix: put the address in one, anchored where only the program writes (see test-source)",
                 self.line
-            ));
+            )));
         }
         let k = &self.kind;
         if k.is_empty()
@@ -106,84 +109,40 @@ impl Rule {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "kind \"{k}\": fix: 1 to 32 of A-Z a-z 0-9 - _"
-            ));
+            )));
         }
         if let Some(p) = &self.program {
             let ok = !p.is_empty()
                 && p.len() <= 64
                 && p.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'[' | b']' | b':'));
             if !ok {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "program \"{p}\": fix: the syslog tag without [PID], e.g. postfix/smtpd (no spaces, brackets or colons)"
-                ));
+                )));
             }
         }
         match (&self.time, &self.time_format) {
             (Some(t), Some(f)) => {
                 let re = compile("time", t)?;
                 if !re.capture_names().any(|n| n == Some("time")) {
-                    return Err(format!(
+                    return Err(Invalid(format!(
                         "time = '{t}' has no (?P<time>...) group; fix: put the timestamp in one"
-                    ));
+                    )));
                 }
-                time::TimeFormat::new(f).map_err(|e| format!("{e}; fix: use chrono's strftime % sequences"))?;
+                time::TimeFormat::new(f)
+                    .map_err(|e| Invalid(format!("{e}; fix: use chrono's strftime % sequences")))?;
             }
             (None, None) => {}
             _ => {
-                return Err(
-                    "time and time_format come together; fix: give both, or neither (then the syslog or RFC 3339 prefix is the time)".into(),
-                )
+                return Err(Invalid::new(
+                    "time and time_format come together; fix: give both, or neither (then the syslog or RFC 3339 prefix is the time)",
+                ))
             }
         }
         Ok(())
     }
-}
-
-/// The source `name`: the config's `[[source]]`s of that name (replacing a
-/// built-in one, whose default log it keeps), else the built-in one.
-pub fn find(config: &[Def], name: &str) -> Option<Def> {
-    let builtin = builtin::ALL.iter().find(|b| b.name == name).map(|b| b.def());
-    match config.iter().find(|d| d.name == name) {
-        Some(d) => Some(Def {
-            default_log: builtin.and_then(|b| b.default_log),
-            ..d.clone()
-        }),
-        None => builtin,
-    }
-}
-
-/// Every name `--source` takes, for the error that lists them.
-pub fn known(config: &[Def]) -> Vec<String> {
-    let mut v: Vec<String> = FIXED.iter().map(|s| s.to_string()).collect();
-    for b in builtin::ALL {
-        v.push(b.name.to_string());
-    }
-    for d in config {
-        if !v.contains(&d.name) {
-            v.push(d.name.clone());
-        }
-    }
-    v
-}
-
-/// The config's `[[source]]` tables, one [`Def`] per name (tables of one
-/// name are that source's rules, in order).
-pub fn group(tables: Vec<(String, Rule)>) -> Vec<Def> {
-    let mut out: Vec<Def> = Vec::new();
-    for (name, rule) in tables {
-        match out.iter_mut().find(|d| d.name == name) {
-            Some(d) => d.rules.push(rule),
-            None => out.push(Def {
-                name,
-                default_log: None,
-                rules: vec![rule],
-                builtin: false,
-            }),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -202,7 +161,7 @@ mod tests {
 
     #[test]
     fn a_rule_needs_an_addr_group_a_compiling_bounded_regex_and_both_time_keys() {
-        assert_eq!(rule(r"^warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL").check(), Ok(()));
+        assert!(rule(r"^warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL").check().is_ok());
         for (r, want) in [
             (rule(r"^warning: [-._\w]+\[[0-9a-fA-F:.]+\]: SASL"), "no (?P<addr>...) group"),
             (rule(r"(?P<addr>[0-9.]+"), "is not a regex"),
@@ -214,25 +173,10 @@ mod tests {
             (Rule { kind: "a kind".into(), ..rule("(?P<addr>x)") }, "kind \"a kind\""),
             (Rule { program: Some("postfix[1]".into()), ..rule("(?P<addr>x)") }, "program \"postfix[1]\""),
         ] {
-            let e = r.check().unwrap_err();
+            let e = r.check().unwrap_err().0;
             assert!(e.contains(want) && e.contains("fix:"), "{e}");
         }
-        assert!(check_name("sshd").unwrap_err().contains("cannot replace"));
+        assert!(check_name("sshd").unwrap_err().0.contains("cannot replace"));
         assert!(check_name("a b").is_err());
-    }
-
-    #[test]
-    fn a_config_source_replaces_the_built_in_one_of_its_name() {
-        let mine = group(vec![
-            ("dovecot".into(), rule("(?P<addr>x)")),
-            ("mine".into(), rule("(?P<addr>y)")),
-            ("dovecot".into(), rule("(?P<addr>z)")),
-        ]);
-        let d = find(&mine, "dovecot").unwrap();
-        assert_eq!((d.rules.len(), d.builtin), (2, false));
-        assert_eq!(d.default_log.as_deref(), Some("/var/log/mail.log"));
-        assert!(find(&mine, "vsftpd").unwrap().builtin);
-        assert!(find(&mine, "nope").is_none());
-        assert!(known(&mine).contains(&"mine".to_string()));
     }
 }

@@ -7,6 +7,7 @@
 use super::header::{self, Head};
 use super::time::TimeFormat;
 use super::{Def, MAX_LINE};
+use crate::units::Invalid;
 use crate::core::logline::{parse_addr, Hit, Line, Malformed, Proto, Stamps};
 use crate::units::time::Zone;
 use regex::bytes::{CaptureLocations, Regex};
@@ -99,11 +100,12 @@ pub struct RegexSource {
 impl RegexSource {
     /// The source's rules compiled (checked at config load already: an
     /// error here is a built-in's bug or a config changed since).
-    pub fn new(def: &Def, zone: Zone, now: i64, window: (i64, i64)) -> Result<RegexSource, String> {
+    pub fn new(def: &Def, zone: Zone, now: i64, window: (i64, i64)) -> Result<RegexSource, Invalid> {
         let mut kinds: Vec<String> = Vec::new();
         let mut rules = Vec::new();
         for r in &def.rules {
-            r.check().map_err(|e| format!("source {}: {e}", def.name))?;
+            r.check()
+                .map_err(|e| Invalid(format!("source {}: {e}", def.name)))?;
             let line = super::compile("line", &r.line)?;
             let addr = line
                 .capture_names()

@@ -6,6 +6,7 @@
 //! trailing `Z` (MySQL 8's `...T08:50:04.634875Z`) means UTC.
 
 use crate::units::time::Zone;
+use crate::units::Invalid;
 use chrono::format::{parse, Item, Parsed, StrftimeItems};
 
 #[derive(Clone, Debug)]
@@ -18,15 +19,15 @@ pub struct TimeFormat {
 impl TimeFormat {
     /// The format, or why it is not one (an unknown `%` sequence, or no
     /// hour: a log's time has one).
-    pub fn new(fmt: &str) -> Result<TimeFormat, String> {
+    pub fn new(fmt: &str) -> Result<TimeFormat, Invalid> {
         let items = StrftimeItems::new(fmt)
             .parse_to_owned()
-            .map_err(|_| format!("time_format \"{fmt}\" has an unknown % sequence"))?;
+            .map_err(|_| Invalid(format!("time_format \"{fmt}\" has an unknown % sequence")))?;
         if !(fmt.contains("%H") || fmt.contains("%T") || fmt.contains("%s") || fmt.contains("%I"))
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "time_format \"{fmt}\" has no hour (%H, %I, %T) nor %s"
-            ));
+            )));
         }
         Ok(TimeFormat {
             items,

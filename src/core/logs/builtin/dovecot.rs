@@ -16,7 +16,7 @@
 //! cipher, session), or right after fixed text with no space in the user
 //! field before it (PAM).
 
-use super::{Builtin, BuiltinRule};
+use super::rule::{Builtin, BuiltinRule};
 
 const PROGRAMS: &str = "dovecot|dovecot-auth|auth|auth-worker*|*-login";
 
@@ -61,7 +61,7 @@ mod tests {
         // After the address: dovecot's fields and OpenSSL's error text,
         // which no client writes.
         super::super::check::lines_planted(
-            "dovecot",
+            &super::SOURCE,
             &[
                 ("Nov 21 10:00:01 mx dovecot: imap-login: Disconnected (auth failed, 2 attempts in 8 secs): user=<bob>, method=PLAIN, rip=203.0.113.5, lip=192.0.2.1, TLS, session=<abc+/d>", "203.0.113.5", "auth-failed", T),
                 ("Nov 21 10:00:01 mx dovecot[44]: pop3-login: Aborted login (auth failed, 1 attempts in 2 secs): user=<x>, rip=::ffff:203.0.113.5, lip=192.0.2.1, TLS: Disconnected, TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)", "203.0.113.5", "auth-failed", T),

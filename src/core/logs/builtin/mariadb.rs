@@ -10,7 +10,7 @@
 //! last `'@'ADDR' (using password: ...)` with nothing after. A host name
 //! (skip_name_resolve off) is never resolved: not counted.
 
-use super::{Builtin, BuiltinRule};
+use super::rule::{Builtin, BuiltinRule};
 
 /// The message, after the error log's time and thread.
 macro_rules! denied {
@@ -52,7 +52,7 @@ mod tests {
     #[test]
     fn access_denied_in_every_log_form() {
         super::super::check::lines(
-            "mariadb",
+            &super::SOURCE,
             &[
                 ("2026-11-21 10:00:01 4644 [Warning] Access denied for user 'root'@'203.0.113.5' (using password: YES)", "203.0.113.5", "access-denied", T),
                 ("2026-11-21  9:00:01 139845235329792 [Warning] Access denied for user 'u'@'203.0.113.5' (using password: NO)", "203.0.113.5", "access-denied", T - 3600),

@@ -10,7 +10,7 @@
 //! one gives no address (which is the price: such a line is not counted),
 //! never another one.
 
-use super::{Builtin, BuiltinRule};
+use super::rule::{Builtin, BuiltinRule};
 
 const TIME: Option<(&str, &str)> = Some((r"^(?P<time>\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) ", "%Y/%m/%d %H:%M:%S"));
 
@@ -41,7 +41,7 @@ mod tests {
     #[test]
     fn user_not_found_password_mismatch_and_tls_garbage() {
         super::super::check::lines(
-            "nginx-http-auth",
+            &super::SOURCE,
             &[
                 ("2026/11/21 10:00:01 [error] 2865#0: *66647 user \"xyz\" was not found in \"/etc/nginx/.htpasswd\", client: 203.0.113.5, server: www.example.com, request: \"GET / HTTP/1.1\", host: \"www.example.com\"", "203.0.113.5", "auth-failed", T),
                 ("2026/11/21 10:00:01 [error] 30708#0: *3 user \"scriben dio\": password mismatch, client: 2001:db8::5, server: , request: \"GET /?a=,+client:+192.0.2.9 HTTP/1.1\", host: \"localhost:8443\", referrer: \"https://example.com/\"", "2001:db8::5", "auth-failed", T),

@@ -6,7 +6,7 @@
 //! config's); the request and headers after it are the client's: the
 //! pattern is anchored at the start of the line.
 
-use super::{Builtin, BuiltinRule};
+use super::rule::{Builtin, BuiltinRule};
 
 pub const SOURCE: Builtin = Builtin {
     name: "nginx-limit-req",
@@ -27,7 +27,7 @@ mod tests {
     #[test]
     fn limited_requests() {
         super::super::check::lines(
-            "nginx-limit-req",
+            &super::SOURCE,
             &[
                 ("2026/11/21 10:00:01 [error] 256554#0: *99927 limiting requests, excess: 1.852 by zone \"one\", client: 203.0.113.5, server: example.com, request: \"POST /index.htm HTTP/1.0\", host: \"example.com\"", "203.0.113.5", "limited", T),
                 ("2026/11/21 10:00:01 [warn] 1#1: *2 limiting requests, excess: 0.5 by zone \"api\", client: 2001:db8::5, server: , request: \"GET /?, client: 192.0.2.9, server: x HTTP/1.1\", host: \"a\", referrer: \"client: 192.0.2.9\"", "2001:db8::5", "limited", T),

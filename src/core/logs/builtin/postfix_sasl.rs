@@ -10,7 +10,7 @@
 //! link to the SASL server (`Connection lost to authentication server`) is
 //! not the client's and does not count.
 
-use super::{Builtin, BuiltinRule};
+use super::rule::{Builtin, BuiltinRule};
 
 pub const SOURCE: Builtin = Builtin {
     name: "postfix-sasl",
@@ -31,7 +31,7 @@ mod tests {
     #[test]
     fn sasl_failures_of_any_instance() {
         super::super::check::lines(
-            "postfix-sasl",
+            &super::SOURCE,
             &[
                 ("Nov 21 10:00:01 mx postfix/smtpd[7]: warning: unknown[203.0.113.5]: SASL LOGIN authentication failed: UGFzc3dvcmQ6", "203.0.113.5", "sasl-failed", T),
                 ("Nov 21 10:00:01 mx postfix/submission/smtpd[7]: warning: mail.example.com[2001:db8::5]: SASL PLAIN authentication failed: authentication failure", "2001:db8::5", "sasl-failed", T),

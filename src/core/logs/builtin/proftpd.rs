@@ -9,7 +9,7 @@
 //! after its own fixed header and before any client text (the user name
 //! comes later): the pattern is anchored at the start of the line.
 
-use super::{Builtin, BuiltinRule};
+use super::rule::{Builtin, BuiltinRule};
 
 /// After the time: the host, the tag, the server name, `(CLIENT[ADDR])`.
 macro_rules! after_time {
@@ -51,7 +51,7 @@ mod tests {
     #[test]
     fn failed_logins_in_both_log_forms() {
         super::super::check::lines(
-            "proftpd",
+            &super::SOURCE,
             &[
                 ("Nov 21 10:00:01 ftp proftpd[123] ftp.example.com (client.example.net[203.0.113.5]): USER bob (Login failed): Incorrect password.", "203.0.113.5", "login-failed", T),
                 ("Nov 21 10:00:01 ftp proftpd[123]: ftp.example.com (::ffff:203.0.113.5[::ffff:203.0.113.5]) - USER god: no such user found from ::ffff:203.0.113.5 [::ffff:203.0.113.5] to ::ffff:192.0.2.1:21", "203.0.113.5", "login-failed", T),

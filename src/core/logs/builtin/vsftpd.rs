@@ -8,7 +8,7 @@
 //! where only vsftpd's own text follows it to the end of the line (PAM's
 //! `user=` field excepted, after two spaces, with no space in `ruser=`).
 
-use super::{Builtin, BuiltinRule};
+use super::rule::{Builtin, BuiltinRule};
 
 pub const SOURCE: Builtin = Builtin {
     name: "vsftpd",
@@ -40,7 +40,7 @@ mod tests {
     #[test]
     fn fail_login_in_its_own_log_and_syslog_and_pam() {
         super::super::check::lines(
-            "vsftpd",
+            &super::SOURCE,
             &[
                 ("Sat Nov 21 10:00:01 2026 [pid 27202] [anonymous] FAIL LOGIN: Client \"203.0.113.5\"", "203.0.113.5", "login-failed", T),
                 ("Sat Nov 21 10:00:01 2026 [pid 2] [guest] FAIL LOGIN: Client \"::ffff:203.0.113.5\", \"User is not in the allow user list.\"", "203.0.113.5", "login-failed", T),
