@@ -53,10 +53,16 @@ fn cases_of(text: &str, modes: &[&str], aside: &[(&str, &str)]) -> Vec<Case> {
                 serde_json::Value::Array(v) => v,
                 one => vec![one],
             };
-            wanted = opts.iter().any(|o| modes.contains(&o["mode"].as_str().unwrap_or("normal")));
+            wanted = opts
+                .iter()
+                .any(|o| modes.contains(&o["mode"].as_str().unwrap_or("normal")));
             continue;
         }
-        if let Some(j) = line.trim_start_matches('#').trim_start().strip_prefix("failJSON:") {
+        if let Some(j) = line
+            .trim_start_matches('#')
+            .trim_start()
+            .strip_prefix("failJSON:")
+        {
             want = Some(serde_json::from_str(j.trim()).expect("a failJSON comment"));
             continue;
         }
@@ -132,7 +138,10 @@ fn sshd() -> impl FnMut(&[u8]) -> Line {
 fn builtin(name: &str, file: &str, modes: &[&str], aside: &[(&str, &str)], min: usize) {
     let text = std::fs::read_to_string(logs().join(file)).expect("fail2ban's test log");
     for (piece, why) in aside {
-        assert!(text.contains(piece), "aside {piece:?} ({why}) is not in {file}");
+        assert!(
+            text.contains(piece),
+            "aside {piece:?} ({why}) is not in {file}"
+        );
         eprintln!("aside on purpose: {piece:?}: {why}");
     }
     let def = fwctl::core::logs::registry::find(&[], name).expect("a built-in source");
@@ -174,7 +183,13 @@ fn mariadb_lines_of_fail2bans_suite() {
 #[test]
 #[ignore = "needs fail2ban's test logs: run by .ci/run"]
 fn nginx_limit_req_lines_of_fail2bans_suite() {
-    builtin("nginx-limit-req", "nginx-limit-req", &["normal", "aggressive"], &[], 3);
+    builtin(
+        "nginx-limit-req",
+        "nginx-limit-req",
+        &["normal", "aggressive"],
+        &[],
+        3,
+    );
 }
 
 #[test]

@@ -580,17 +580,29 @@ fn mail_log(addrs: &[(&str, usize)]) -> String {
 
 #[test]
 fn a_config_source_and_a_built_in_one_scan_as_the_built_in_sources_do() {
-    let text = mail_log(&[("203.0.113.5", 31), ("2001:db8::5", 40), ("203.0.113.6", 30)]);
+    let text = mail_log(&[
+        ("203.0.113.5", 31),
+        ("2001:db8::5", 40),
+        ("203.0.113.6", 30),
+    ]);
     // The built-in postfix-sasl, then the config's of the same name
     // replacing it; both through the same dry run, JSON and report.
     for config in ["", POSTFIX_SOURCE] {
         let (out, v, found) = scan_text("postfix-sasl", &text, config, &[]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v = v.unwrap();
         assert_eq!(found, ["2001:db8::5", "203.0.113.5"], "{config}");
         assert_eq!(
             (v["source"].as_str(), v["rule"].as_str(), v["type"].as_str()),
-            (Some("postfix-sasl"), Some("postfix-sasl"), Some("sasl-failed"))
+            (
+                Some("postfix-sasl"),
+                Some("postfix-sasl"),
+                Some("sasl-failed")
+            )
         );
         assert_eq!(v["lines_matched"].as_u64(), Some(101));
         assert_eq!(v["offenders"][0]["kinds"][0].as_str(), Some("sasl-failed"));
@@ -598,19 +610,41 @@ fn a_config_source_and_a_built_in_one_scan_as_the_built_in_sources_do() {
     // A source of the config's own name.
     let mine = POSTFIX_SOURCE.replace("name = \"postfix-sasl\"", "name = \"my-mail\"");
     let (out, _, found) = scan_text("my-mail", &text, &mine, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(found, ["2001:db8::5", "203.0.113.5"]);
     // The human report says what it counted.
     let d = dir();
     let log = write(d.path(), "mail.log", text.as_bytes());
     let cfg = d.path().join("fwctl.toml");
     let out = fwctl(&[
-        "--config", cfg.to_str().unwrap(), "scan", "--source", "postfix-sasl", "--dryrun",
-        "--log", log.to_str().unwrap(), "--now", "2026-11-21T12:00:00Z", "--howmany", "30",
-        "--within", "10m", "--ipset", "blacklist", "--removeafter", "1h",
+        "--config",
+        cfg.to_str().unwrap(),
+        "scan",
+        "--source",
+        "postfix-sasl",
+        "--dryrun",
+        "--log",
+        log.to_str().unwrap(),
+        "--now",
+        "2026-11-21T12:00:00Z",
+        "--howmany",
+        "30",
+        "--within",
+        "10m",
+        "--ipset",
+        "blacklist",
+        "--removeafter",
+        "1h",
     ]);
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.contains("source postfix-sasl, counting sasl-failed"), "{s}");
+    assert!(
+        s.contains("source postfix-sasl, counting sasl-failed"),
+        "{s}"
+    );
     assert!(s.contains("sasl-failed:40"), "{s}");
 }
 
@@ -633,8 +667,27 @@ fn an_unknown_source_or_a_bad_source_table_is_one_line_naming_the_fix() {
     }
     // A config source has no default log.
     let d = dir();
-    let cfg = write(d.path(), "fwctl.toml", POSTFIX_SOURCE.replace("postfix-sasl", "mine").as_bytes());
-    let out = fwctl(&["--config", cfg.to_str().unwrap(), "scan", "--source", "mine", "--dryrun", "--howmany", "1", "--within", "1m", "--ipset", "blacklist", "--removeafter", "1h"]);
+    let cfg = write(
+        d.path(),
+        "fwctl.toml",
+        POSTFIX_SOURCE.replace("postfix-sasl", "mine").as_bytes(),
+    );
+    let out = fwctl(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "scan",
+        "--source",
+        "mine",
+        "--dryrun",
+        "--howmany",
+        "1",
+        "--within",
+        "1m",
+        "--ipset",
+        "blacklist",
+        "--removeafter",
+        "1h",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("fix: pass --log PATH"), "{err}");
 }
@@ -652,11 +705,28 @@ fn test_source(config: &str, args: &[&str]) -> Output {
 fn test_source_summarises_a_log_and_explains_a_line() {
     let d = dir();
     let mut text = mail_log(&[("203.0.113.5", 3), ("2001:db8::5", 2)]);
-    text.push_str("2026-11-21T11:57:00+00:00 mx postfix/smtpd[7]: connect from unknown[203.0.113.7]\n");
-    text.push_str("2026-11-21T11:57:01+00:00 mx postfix/smtpd[7]: connect from unknown[203.0.113.8]\n");
+    text.push_str(
+        "2026-11-21T11:57:00+00:00 mx postfix/smtpd[7]: connect from unknown[203.0.113.7]\n",
+    );
+    text.push_str(
+        "2026-11-21T11:57:01+00:00 mx postfix/smtpd[7]: connect from unknown[203.0.113.8]\n",
+    );
     let log = write(d.path(), "mail.log", text.as_bytes());
-    let out = test_source("", &["--source", "postfix-sasl", "--log", log.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = test_source(
+        "",
+        &[
+            "--source",
+            "postfix-sasl",
+            "--log",
+            log.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["lines_read"].as_u64(), Some(47));
     assert_eq!(v["lines_matched"].as_u64(), Some(5));
@@ -664,26 +734,48 @@ fn test_source_summarises_a_log_and_explains_a_line() {
     assert_eq!(v["addresses"][0]["address"].as_str(), Some("203.0.113.5"));
     assert_eq!(v["addresses"][0]["lines"].as_u64(), Some(3));
     assert_eq!(v["unmatched"].as_u64(), Some(2));
-    assert_eq!(v["unmatched_shapes"][0]["shape"].as_str(), Some("connect from unknown[<ADDR>]"));
+    assert_eq!(
+        v["unmatched_shapes"][0]["shape"].as_str(),
+        Some("connect from unknown[<ADDR>]")
+    );
     assert_eq!(v["unmatched_shapes"][0]["lines"].as_u64(), Some(2));
     assert_eq!(v["unanchored"].as_array().unwrap().len(), 0);
 
     // The example has no ^: test-source says a planted address moves it.
-    let out = test_source(POSTFIX_SOURCE, &["--source", "postfix-sasl", "--log", log.to_str().unwrap()]);
+    let out = test_source(
+        POSTFIX_SOURCE,
+        &["--source", "postfix-sasl", "--log", log.to_str().unwrap()],
+    );
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(s.contains("WARNING: rule 1's addr is not anchored") && s.contains("read 192.0.2.99 instead of"), "{s}");
+    assert!(
+        s.contains("WARNING: rule 1's addr is not anchored")
+            && s.contains("read 192.0.2.99 instead of"),
+        "{s}"
+    );
 
     // One line: which group took what.
     let line = "2026-11-21 10:00:01 7 [Warning] Access denied for user 'root'@'203.0.113.5' (using password: YES)";
     let out = test_source("", &["--source", "mariadb", "--line", line, "--json"]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["matched"].as_bool(), v["address"].as_str(), v["kind"].as_str()), (Some(true), Some("203.0.113.5"), Some("access-denied")));
+    assert_eq!(
+        (
+            v["matched"].as_bool(),
+            v["address"].as_str(),
+            v["kind"].as_str()
+        ),
+        (Some(true), Some("203.0.113.5"), Some("access-denied"))
+    );
     let groups = v["groups"].as_array().unwrap();
     let addr = groups.iter().find(|g| g["name"] == "addr").unwrap();
-    assert_eq!(&line[addr["start"].as_u64().unwrap() as usize..addr["end"].as_u64().unwrap() as usize], "203.0.113.5");
-    assert!(groups.iter().any(|g| g["name"] == "time" && g["text"] == "2026-11-21 10:00:01"));
+    assert_eq!(
+        &line[addr["start"].as_u64().unwrap() as usize..addr["end"].as_u64().unwrap() as usize],
+        "203.0.113.5"
+    );
+    assert!(groups
+        .iter()
+        .any(|g| g["name"] == "time" && g["text"] == "2026-11-21 10:00:01"));
 
     // Nothing matched: exit 1, and still the report.
     let out = test_source("", &["--source", "dovecot", "--log", log.to_str().unwrap()]);

@@ -422,7 +422,10 @@ pub fn execute(
             window,
         )),
         Source::Regex(_) => {
-            let def = plan.regex.as_ref().expect("a regex source's plan has its definition");
+            let def = plan
+                .regex
+                .as_ref()
+                .expect("a regex source's plan has its definition");
             LineParser::Regex(
                 crate::core::logs::regex_source::RegexSource::new(
                     def,
@@ -435,7 +438,10 @@ pub fn execute(
         }
     };
     let kinds: Vec<String> = match (&o.source, &parser) {
-        (Source::Sshd, _) => crate::core::ssh_log::KINDS.iter().map(|k| k.to_string()).collect(),
+        (Source::Sshd, _) => crate::core::ssh_log::KINDS
+            .iter()
+            .map(|k| k.to_string())
+            .collect(),
         (_, LineParser::Regex(p)) => p.kinds.clone(),
         _ => Vec::new(),
     };

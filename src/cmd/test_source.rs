@@ -131,7 +131,11 @@ fn human_line(r: &LineReport) -> String {
         let _ = writeln!(o, "not matched: {}", r.why_not.as_deref().unwrap_or("-"));
     }
     for g in &r.groups {
-        let _ = writeln!(o, "  {:<8} bytes {:>4}..{:<4} {}", g.name, g.start, g.end, g.text);
+        let _ = writeln!(
+            o,
+            "  {:<8} bytes {:>4}..{:<4} {}",
+            g.name, g.start, g.end, g.text
+        );
     }
     for m in &r.unanchored {
         warn_unanchored(&mut o, r.rule.unwrap_or(0), m);
@@ -150,9 +154,15 @@ fn human_log(r: &LogReport, path: &str) -> String {
         let _ = writeln!(o, "  {:<24} {}", k.kind, k.lines);
     }
     for (n, what) in [
-        (r.no_address, "matched, but the addr group is not an IP address (host names are never resolved)"),
+        (
+            r.no_address,
+            "matched, but the addr group is not an IP address (host names are never resolved)",
+        ),
         (r.no_time, "matched, but no time could be read"),
-        (r.too_long, "of the source's program, longer than 8 KiB: not read"),
+        (
+            r.too_long,
+            "of the source's program, longer than 8 KiB: not read",
+        ),
     ] {
         if n > 0 {
             let _ = writeln!(o, "  {n} {what}");
@@ -163,7 +173,11 @@ fn human_log(r: &LogReport, path: &str) -> String {
         "addresses: {}{}",
         r.distinct_addresses,
         if r.addresses_not_kept > 0 {
-            format!(" (and {} lines of addresses past the first {} not kept)", r.addresses_not_kept, explain::MAX_ADDRS)
+            format!(
+                " (and {} lines of addresses past the first {} not kept)",
+                r.addresses_not_kept,
+                explain::MAX_ADDRS
+            )
         } else {
             String::new()
         }
@@ -177,10 +191,19 @@ fn human_log(r: &LogReport, path: &str) -> String {
         r.unmatched
     );
     for s in &r.unmatched_shapes {
-        let _ = writeln!(o, "  {:>6}  {}\n          e.g. {}", s.lines, s.shape, s.example);
+        let _ = writeln!(
+            o,
+            "  {:>6}  {}\n          e.g. {}",
+            s.lines, s.shape, s.example
+        );
     }
     if r.shapes_not_kept > 0 {
-        let _ = writeln!(o, "  ({} lines of shapes past the first {} not kept)", r.shapes_not_kept, explain::MAX_SHAPES);
+        let _ = writeln!(
+            o,
+            "  ({} lines of shapes past the first {} not kept)",
+            r.shapes_not_kept,
+            explain::MAX_SHAPES
+        );
     }
     for u in &r.unanchored {
         warn_unanchored(&mut o, u.rule, &u.moved);

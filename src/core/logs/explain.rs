@@ -184,10 +184,7 @@ pub fn line(src: &mut RegexSource, line: &[u8]) -> LineReport {
         }
         Found::NoMatch => r.why_not = Some("no rule's pattern matched".into()),
         Found::TooLong => {
-            r.why_not = Some(format!(
-                "longer than {} bytes: not read",
-                super::MAX_LINE
-            ))
+            r.why_not = Some(format!("longer than {} bytes: not read", super::MAX_LINE))
         }
         Found::Matched {
             rule,
@@ -223,9 +220,14 @@ pub fn line(src: &mut RegexSource, line: &[u8]) -> LineReport {
             r.time = time.map(crate::units::time::utc);
             r.matched = addr.is_some() && time.is_some();
             if addr.is_none() {
-                r.why_not = Some("the addr group is not an IP address (a host name is never resolved)".into());
+                r.why_not = Some(
+                    "the addr group is not an IP address (a host name is never resolved)".into(),
+                );
             } else if time.is_none() {
-                r.why_not = Some("no time: neither the time group nor a syslog / RFC 3339 prefix could be read".into());
+                r.why_not = Some(
+                    "no time: neither the time group nor a syslog / RFC 3339 prefix could be read"
+                        .into(),
+                );
             }
             r.unanchored = plant(src, line);
         }
@@ -336,7 +338,10 @@ impl Summary {
                     return;
                 };
                 self.matched += 1;
-                *self.per_kind.entry(src.kind_of(rule).to_string()).or_default() += 1;
+                *self
+                    .per_kind
+                    .entry(src.kind_of(rule).to_string())
+                    .or_default() += 1;
                 let room = self.addrs.len() < MAX_ADDRS;
                 match self.addrs.get_mut(&a) {
                     Some(n) => *n += 1,
@@ -483,35 +488,50 @@ mod tests {
     #[test]
     fn an_unanchored_pattern_is_caught_and_an_anchored_one_passes() {
         // The issue's example has no ^: a client text before it moves it.
-        let loose = r"warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL \w+ authentication failed";
+        let loose =
+            r"warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL \w+ authentication failed";
         let moved = plant(&mut src(loose), LINE);
         assert!(!moved.is_empty());
-        assert_eq!((moved[0].read.as_str(), moved[0].instead_of.as_str()), ("192.0.2.99", "203.0.113.5"));
-        let anchored = r"^warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL \w+ authentication failed";
+        assert_eq!(
+            (moved[0].read.as_str(), moved[0].instead_of.as_str()),
+            ("192.0.2.99", "203.0.113.5")
+        );
+        let anchored =
+            r"^warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL \w+ authentication failed";
         assert_eq!(plant(&mut src(anchored), LINE), vec![]);
         // Anything goes: the address is the first one seen.
         assert!(!plant(&mut src(r"(?P<addr>\d+\.\d+\.\d+\.\d+)"), LINE).is_empty());
         // A greedy pattern reads the last one: planted text after it moves it.
-        assert!(!plant(&mut src(r".*\[(?P<addr>[0-9.]+)\]"), b"Nov 21 10:00:01 mx postfix/smtpd[7]: warning: a[203.0.113.5]: SASL x y").is_empty());
+        assert!(!plant(
+            &mut src(r".*\[(?P<addr>[0-9.]+)\]"),
+            b"Nov 21 10:00:01 mx postfix/smtpd[7]: warning: a[203.0.113.5]: SASL x y"
+        )
+        .is_empty());
     }
 
     #[test]
     fn one_line_says_which_group_took_what() {
-        let mut s = src(r"^warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL (?P<mech>\w+) authentication failed");
+        let mut s = src(
+            r"^warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL (?P<mech>\w+) authentication failed",
+        );
         let r = line(&mut s, LINE);
         assert!(r.matched, "{r:?}");
         assert_eq!(r.address.as_deref(), Some("203.0.113.5"));
         assert_eq!(r.time.as_deref(), Some("2026-11-21T10:00:01Z"));
         let addr = r.groups.iter().find(|g| g.name == "addr").unwrap();
         assert_eq!(&LINE[addr.start..addr.end], b"203.0.113.5");
-        assert!(r.groups.iter().any(|g| g.name == "mech" && g.text == "LOGIN"));
+        assert!(r
+            .groups
+            .iter()
+            .any(|g| g.name == "mech" && g.text == "LOGIN"));
         let r = line(&mut s, b"Nov 21 10:00:01 mx cron[7]: warning: x");
         assert!(!r.matched && r.why_not.unwrap().contains("\"cron\""));
     }
 
     #[test]
     fn a_log_summary_is_bounded_and_groups_misses_by_shape() {
-        let mut s = src(r"^warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL \w+ authentication failed");
+        let mut s =
+            src(r"^warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL \w+ authentication failed");
         let mut sum = Summary::default();
         for i in 0..(MAX_ADDRS + 10) {
             let a = std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | i as u128);
@@ -519,17 +539,33 @@ mod tests {
             sum.feed(&mut s, l.as_bytes());
         }
         for i in 0..(MAX_SHAPES + 10) {
-            let w: String = i.to_string().bytes().map(|c| char::from(b'a' + c - b'0')).collect();
-            let l = format!("Nov 21 10:00:01 mx postfix/smtpd[7]: connect from {w}[203.0.113.{}]", i % 200);
+            let w: String = i
+                .to_string()
+                .bytes()
+                .map(|c| char::from(b'a' + c - b'0'))
+                .collect();
+            let l = format!(
+                "Nov 21 10:00:01 mx postfix/smtpd[7]: connect from {w}[203.0.113.{}]",
+                i % 200
+            );
             sum.feed(&mut s, l.as_bytes());
         }
         sum.feed(&mut s, b"Nov 21 10:00:01 mx cron[7]: whatever");
         let r = sum.report("t", 5);
         assert_eq!(r.lines_read, (MAX_ADDRS + MAX_SHAPES + 21) as u64);
-        assert_eq!((r.lines_matched, r.distinct_addresses, r.addresses_not_kept), ((MAX_ADDRS + 10) as u64, MAX_ADDRS as u64, 10));
-        assert_eq!((r.unmatched, r.shapes_not_kept), ((MAX_SHAPES + 10) as u64, 10));
+        assert_eq!(
+            (r.lines_matched, r.distinct_addresses, r.addresses_not_kept),
+            ((MAX_ADDRS + 10) as u64, MAX_ADDRS as u64, 10)
+        );
+        assert_eq!(
+            (r.unmatched, r.shapes_not_kept),
+            ((MAX_SHAPES + 10) as u64, 10)
+        );
         assert_eq!(r.addresses.len(), 5);
         assert!(r.unanchored.is_empty());
-        assert_eq!(shape(b"connect from x[203.0.113.5]:25 id 42"), "connect from x[<ADDR>]:N id N");
+        assert_eq!(
+            shape(b"connect from x[203.0.113.5]:25 id 42"),
+            "connect from x[<ADDR>]:N id N"
+        );
     }
 }

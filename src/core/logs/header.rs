@@ -145,7 +145,10 @@ fn kernel_stamp(msg: &[u8]) -> &[u8] {
 /// `NAME[PID]: `, `[NAME]: ` or `[NAME] ` (a name has no space, bracket or
 /// colon).
 fn tag(s: &[u8]) -> Option<(&[u8], &[u8])> {
-    let name_end = |s: &[u8]| s.iter().position(|&b| matches!(b, b' ' | b'[' | b']' | b':'));
+    let name_end = |s: &[u8]| {
+        s.iter()
+            .position(|&b| matches!(b, b' ' | b'[' | b']' | b':'))
+    };
     if let Some(r) = s.strip_prefix(b"[") {
         let n = name_end(r).filter(|&n| n > 0 && r[n] == b']')?;
         let rest = &r[n + 1..];
@@ -301,20 +304,33 @@ mod tests {
     #[test]
     fn any_program_is_read_from_the_tag_only() {
         for (line, program) in [
-            ("Nov 21 10:00:01 h postfix/submission/smtpd[7]: x", "postfix/submission/smtpd"),
-            ("Jan 29 13:54:06 auth-worker(22401): x", "auth-worker(22401)"),
+            (
+                "Nov 21 10:00:01 h postfix/submission/smtpd[7]: x",
+                "postfix/submission/smtpd",
+            ),
+            (
+                "Jan 29 13:54:06 auth-worker(22401): x",
+                "auth-worker(22401)",
+            ),
             ("Oct 11 01:06:47 ServerJV vsftpd: x", "vsftpd"),
             ("<38>1 2019-07-08T17:40:16Z h mysqld 5 - - x", "mysqld"),
         ] {
             let h = split(line.as_bytes()).unwrap();
-            assert_eq!((h.program, h.msg), (program.as_bytes(), &b"x"[..]), "{line}");
+            assert_eq!(
+                (h.program, h.msg),
+                (program.as_bytes(), &b"x"[..]),
+                "{line}"
+            );
         }
         // The first tag-like word is the program: a message naming another
         // program is that program's message.
         let h = split(b"Nov 21 10:00:01 myapp[7]: sshd[1]: x").unwrap();
         assert_eq!(h.program, b"myapp");
         let h = split_any(b"@400000004c91b044077a9e94 imap-login: x").unwrap();
-        assert_eq!((h.stamp, h.program, h.msg), (Stamp::Tai64(1_284_616_250), &b"imap-login"[..], &b"x"[..]));
+        assert_eq!(
+            (h.stamp, h.program, h.msg),
+            (Stamp::Tai64(1_284_616_250), &b"imap-login"[..], &b"x"[..])
+        );
         assert!(split(b"@400000004c91b044077a9e94 imap-login: x").is_none());
     }
 }

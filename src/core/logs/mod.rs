@@ -116,7 +116,8 @@ impl Rule {
         if let Some(p) = &self.program {
             let ok = !p.is_empty()
                 && p.len() <= 64
-                && p.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'[' | b']' | b':'));
+                && p.bytes()
+                    .all(|b| b.is_ascii_graphic() && !matches!(b, b'[' | b']' | b':'));
             if !ok {
                 return Err(Invalid(format!(
                     "program \"{p}\": fix: the syslog tag without [PID], e.g. postfix/smtpd (no spaces, brackets or colons)"
@@ -161,17 +162,56 @@ mod tests {
 
     #[test]
     fn a_rule_needs_an_addr_group_a_compiling_bounded_regex_and_both_time_keys() {
-        assert!(rule(r"^warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL").check().is_ok());
+        assert!(
+            rule(r"^warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL")
+                .check()
+                .is_ok()
+        );
         for (r, want) in [
-            (rule(r"^warning: [-._\w]+\[[0-9a-fA-F:.]+\]: SASL"), "no (?P<addr>...) group"),
+            (
+                rule(r"^warning: [-._\w]+\[[0-9a-fA-F:.]+\]: SASL"),
+                "no (?P<addr>...) group",
+            ),
             (rule(r"(?P<addr>[0-9.]+"), "is not a regex"),
             (rule(r"(?P<addr>\w{1000}){1000}"), "is not a regex"),
             (rule(&"a".repeat(5000)), "at most 4096"),
-            (Rule { time: Some("^(?P<time>\\S+)".into()), ..rule("(?P<addr>x)") }, "come together"),
-            (Rule { time: Some("^(\\S+)".into()), time_format: Some("%s".into()), ..rule("(?P<addr>x)") }, "no (?P<time>...) group"),
-            (Rule { time: Some("^(?P<time>\\S+)".into()), time_format: Some("%Q".into()), ..rule("(?P<addr>x)") }, "unknown % sequence"),
-            (Rule { kind: "a kind".into(), ..rule("(?P<addr>x)") }, "kind \"a kind\""),
-            (Rule { program: Some("postfix[1]".into()), ..rule("(?P<addr>x)") }, "program \"postfix[1]\""),
+            (
+                Rule {
+                    time: Some("^(?P<time>\\S+)".into()),
+                    ..rule("(?P<addr>x)")
+                },
+                "come together",
+            ),
+            (
+                Rule {
+                    time: Some("^(\\S+)".into()),
+                    time_format: Some("%s".into()),
+                    ..rule("(?P<addr>x)")
+                },
+                "no (?P<time>...) group",
+            ),
+            (
+                Rule {
+                    time: Some("^(?P<time>\\S+)".into()),
+                    time_format: Some("%Q".into()),
+                    ..rule("(?P<addr>x)")
+                },
+                "unknown % sequence",
+            ),
+            (
+                Rule {
+                    kind: "a kind".into(),
+                    ..rule("(?P<addr>x)")
+                },
+                "kind \"a kind\"",
+            ),
+            (
+                Rule {
+                    program: Some("postfix[1]".into()),
+                    ..rule("(?P<addr>x)")
+                },
+                "program \"postfix[1]\"",
+            ),
         ] {
             let e = r.check().unwrap_err().0;
             assert!(e.contains(want) && e.contains("fix:"), "{e}");

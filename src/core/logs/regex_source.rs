@@ -7,9 +7,9 @@
 use super::header::{self, Head};
 use super::time::TimeFormat;
 use super::{Def, MAX_LINE};
-use crate::units::Invalid;
 use crate::core::logline::{parse_addr, Hit, Line, Malformed, Proto, Stamps};
 use crate::units::time::Zone;
+use crate::units::Invalid;
 use regex::bytes::{CaptureLocations, Regex};
 use std::net::IpAddr;
 
@@ -100,7 +100,12 @@ pub struct RegexSource {
 impl RegexSource {
     /// The source's rules compiled (checked at config load already: an
     /// error here is a built-in's bug or a config changed since).
-    pub fn new(def: &Def, zone: Zone, now: i64, window: (i64, i64)) -> Result<RegexSource, Invalid> {
+    pub fn new(
+        def: &Def,
+        zone: Zone,
+        now: i64,
+        window: (i64, i64),
+    ) -> Result<RegexSource, Invalid> {
         let mut kinds: Vec<String> = Vec::new();
         let mut rules = Vec::new();
         for r in &def.rules {
@@ -166,11 +171,20 @@ impl RegexSource {
 
     /// A line's time: the first rule's `time` group that matches, else the
     /// syslog header's or the RFC 3339 / syslog prefix's.
-    fn time_of(&mut self, rules: std::ops::Range<usize>, line: &[u8], head: Option<&Head>) -> Option<i64> {
+    fn time_of(
+        &mut self,
+        rules: std::ops::Range<usize>,
+        line: &[u8],
+        head: Option<&Head>,
+    ) -> Option<i64> {
         for i in rules {
             let r = &self.rules[i];
-            let Some((re, g, fmt)) = &r.time else { continue };
-            let Some(text) = Self::text(r, line, head) else { continue };
+            let Some((re, g, fmt)) = &r.time else {
+                continue;
+            };
+            let Some(text) = Self::text(r, line, head) else {
+                continue;
+            };
             let Some(c) = re.captures(text) else { continue };
             let s = std::str::from_utf8(c.get(*g)?.as_bytes()).ok()?;
             return fmt.read(s, &self.zone, self.now);
@@ -182,7 +196,10 @@ impl RegexSource {
         t.or_else(|| {
             let word = &line[..memchr::memchr(b' ', line)?];
             (word.len() >= 19 && word[10] == b'T')
-                .then(|| self.iso.read(std::str::from_utf8(word).ok()?, &self.zone, self.now))
+                .then(|| {
+                    self.iso
+                        .read(std::str::from_utf8(word).ok()?, &self.zone, self.now)
+                })
                 .flatten()
         })
     }
@@ -236,7 +253,11 @@ impl RegexSource {
             .enumerate()
             .filter_map(|(i, n)| {
                 let (s, e) = self.locs[rule].get(i)?;
-                Some((n.map_or_else(|| i.to_string(), str::to_string), at + s, at + e))
+                Some((
+                    n.map_or_else(|| i.to_string(), str::to_string),
+                    at + s,
+                    at + e,
+                ))
             })
             .collect()
     }
@@ -267,7 +288,9 @@ impl RegexSource {
         match self.find(line) {
             Found::Unrelated | Found::NoMatch => Line::Other,
             Found::TooLong => Line::Malformed(Malformed::TooLong),
-            Found::Matched { rule, addr, time, .. } => {
+            Found::Matched {
+                rule, addr, time, ..
+            } => {
                 let Some(time) = time else {
                     return Line::Malformed(Malformed::Timestamp);
                 };
@@ -313,7 +336,8 @@ mod tests {
     fn postfix() -> Rule {
         Rule {
             program: Some("postfix/smtpd".into()),
-            line: r"warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL \w+ authentication failed".into(),
+            line: r"warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL \w+ authentication failed"
+                .into(),
             kind: "sasl-failed".into(),
             time: None,
             time_format: None,
@@ -325,7 +349,10 @@ mod tests {
         let mut s = src(vec![postfix()]);
         let l = b"Nov 21 10:00:01 mx postfix/smtpd[7]: warning: unknown[203.0.113.5]: SASL LOGIN authentication failed: x";
         match s.parse(l) {
-            Line::Hit(h) => assert_eq!((h.src, h.time, h.dport), ("203.0.113.5".parse().unwrap(), T, Some(0))),
+            Line::Hit(h) => assert_eq!(
+                (h.src, h.time, h.dport),
+                ("203.0.113.5".parse().unwrap(), T, Some(0))
+            ),
             o => panic!("{o:?}"),
         }
         for other in [
@@ -349,7 +376,10 @@ mod tests {
             Line::Outside
         );
         let long = format!("Nov 21 10:00:01 mx postfix/smtpd[7]: warning: x[203.0.113.5]: SASL LOGIN authentication failed {}", "x".repeat(MAX_LINE));
-        assert_eq!(s.parse(long.as_bytes()), Line::Malformed(Malformed::TooLong));
+        assert_eq!(
+            s.parse(long.as_bytes()),
+            Line::Malformed(Malformed::TooLong)
+        );
     }
 
     #[test]
@@ -378,7 +408,10 @@ mod tests {
                 o => panic!("{o:?}: {l}"),
             }
         }
-        assert_eq!(s.timestamp(b"2026/11/21 10:00:01 [notice] 1#0: start"), Some(T));
+        assert_eq!(
+            s.timestamp(b"2026/11/21 10:00:01 [notice] 1#0: start"),
+            Some(T)
+        );
         assert_eq!(s.timestamp(b"Nov 21 10:00:01 mx cron[1]: x"), Some(T));
         assert_eq!(s.timestamp(b"2026-11-21T10:00:01 mx cron[1]: x"), Some(T));
         assert_eq!(s.timestamp(b"2026-11-21T10:00:01.5 mx cron[1]: x"), Some(T));

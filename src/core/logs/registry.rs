@@ -8,7 +8,10 @@ use super::{Def, Rule, FIXED};
 /// The source `name`: the config's `[[source]]`s of that name (replacing a
 /// built-in one, whose default log it keeps), else the built-in one.
 pub fn find(config: &[Def], name: &str) -> Option<Def> {
-    let builtin = builtin::ALL.iter().find(|b| b.name == name).map(|b| b.def());
+    let builtin = builtin::ALL
+        .iter()
+        .find(|b| b.name == name)
+        .map(|b| b.def());
     match config.iter().find(|d| d.name == name) {
         Some(d) => Some(Def {
             default_log: builtin.and_then(|b| b.default_log),
@@ -49,7 +52,6 @@ pub fn group(tables: Vec<(String, Rule)>) -> Vec<Def> {
     }
     out
 }
-
 
 #[cfg(test)]
 mod tests {

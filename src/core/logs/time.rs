@@ -23,8 +23,7 @@ impl TimeFormat {
         let items = StrftimeItems::new(fmt)
             .parse_to_owned()
             .map_err(|_| Invalid(format!("time_format \"{fmt}\" has an unknown % sequence")))?;
-        if !(fmt.contains("%H") || fmt.contains("%T") || fmt.contains("%s") || fmt.contains("%I"))
-        {
+        if !(fmt.contains("%H") || fmt.contains("%T") || fmt.contains("%s") || fmt.contains("%I")) {
             return Err(Invalid(format!(
                 "time_format \"{fmt}\" has no hour (%H, %I, %T) nor %s"
             )));
@@ -88,19 +87,37 @@ mod tests {
 
     #[test]
     fn zones_years_and_padding() {
-        assert_eq!(read("%d/%b/%Y:%H:%M:%S %z", "21/Nov/2026:10:00:01 +0000"), Some(T));
-        assert_eq!(read("%d/%b/%Y:%H:%M:%S %z", "21/Nov/2026:12:00:01 +0200"), Some(T));
+        assert_eq!(
+            read("%d/%b/%Y:%H:%M:%S %z", "21/Nov/2026:10:00:01 +0000"),
+            Some(T)
+        );
+        assert_eq!(
+            read("%d/%b/%Y:%H:%M:%S %z", "21/Nov/2026:12:00:01 +0200"),
+            Some(T)
+        );
         // Local time (the zone is UTC+1 here).
         assert_eq!(read("%Y/%m/%d %H:%M:%S", "2026/11/21 11:00:01"), Some(T));
         assert_eq!(read("%Y-%m-%d %H:%M:%S", "2026-11-21 11:00:01"), Some(T));
         // MariaDB's padded hour, MySQL 5's two-digit year, MySQL 8's Z.
-        assert_eq!(read("%Y-%m-%d %H:%M:%S", "2026-11-21  9:00:01").map(|t| t - T), Some(-7200));
+        assert_eq!(
+            read("%Y-%m-%d %H:%M:%S", "2026-11-21  9:00:01").map(|t| t - T),
+            Some(-7200)
+        );
         assert_eq!(read("%y%m%d %H:%M:%S", "261121 11:00:01"), Some(T));
-        assert_eq!(read("%Y-%m-%dT%H:%M:%S%.f", "2026-11-21T10:00:01.634875Z"), Some(T));
+        assert_eq!(
+            read("%Y-%m-%dT%H:%M:%S%.f", "2026-11-21T10:00:01.634875Z"),
+            Some(T)
+        );
         // No year: this year's, or last year's when that would be the future.
         assert_eq!(read("%b %d %H:%M:%S", "Nov 21 11:00:01"), Some(T));
-        assert_eq!(read("%b %d %H:%M:%S", "Dec 21 11:00:01").map(|t| t < T - 300 * 86_400), Some(true));
-        assert_eq!(read("%a %b %e %H:%M:%S %Y", "Sat Nov 21 11:00:01 2026"), Some(T));
+        assert_eq!(
+            read("%b %d %H:%M:%S", "Dec 21 11:00:01").map(|t| t < T - 300 * 86_400),
+            Some(true)
+        );
+        assert_eq!(
+            read("%a %b %e %H:%M:%S %Y", "Sat Nov 21 11:00:01 2026"),
+            Some(T)
+        );
         assert_eq!(read("%s", "1795255201"), Some(T));
         assert_eq!(read("%Y-%m-%d %H:%M:%S", "2026-13-21 11:00:01"), None);
         assert_eq!(read("%Y-%m-%d %H:%M:%S", "yesterday"), None);

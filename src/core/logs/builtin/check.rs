@@ -22,7 +22,12 @@ pub fn lines(b: &Builtin, hits: &[(&str, &str, &str, i64)], others: &[&str]) {
 }
 
 /// [`lines`], planting only before the address when `tail_is_programs`.
-pub fn lines_planted(b: &Builtin, hits: &[(&str, &str, &str, i64)], others: &[&str], tail_is_programs: bool) {
+pub fn lines_planted(
+    b: &Builtin,
+    hits: &[(&str, &str, &str, i64)],
+    others: &[&str],
+    tail_is_programs: bool,
+) {
     let mut s = source(b);
     for (line, addr, kind, time) in hits {
         match s.parse(line.as_bytes()) {
@@ -40,4 +45,3 @@ pub fn lines_planted(b: &Builtin, hits: &[(&str, &str, &str, i64)], others: &[&s
         assert!(!matches!(s.parse(line.as_bytes()), Line::Hit(_)), "{line}");
     }
 }
-

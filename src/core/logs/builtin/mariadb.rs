@@ -28,7 +28,10 @@ pub const SOURCE: Builtin = Builtin {
             program: None,
             line: concat!(r"(?:^|: )\d{4}-\d\d-\d\d +\d?\d:\d\d:\d\d", denied!()),
             kind: "access-denied",
-            time: Some((r"^(?P<time>\d{4}-\d\d-\d\d +\d?\d:\d\d:\d\d) ", "%Y-%m-%d %H:%M:%S")),
+            time: Some((
+                r"^(?P<time>\d{4}-\d\d-\d\d +\d?\d:\d\d:\d\d) ",
+                "%Y-%m-%d %H:%M:%S",
+            )),
         },
         BuiltinRule {
             program: None,
@@ -38,9 +41,15 @@ pub const SOURCE: Builtin = Builtin {
         },
         BuiltinRule {
             program: None,
-            line: concat!(r"(?:^|: )\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?", denied!()),
+            line: concat!(
+                r"(?:^|: )\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?",
+                denied!()
+            ),
             kind: "access-denied",
-            time: Some((r"^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?) ", "%Y-%m-%dT%H:%M:%S%.f")),
+            time: Some((
+                r"^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?) ",
+                "%Y-%m-%dT%H:%M:%S%.f",
+            )),
         },
     ],
 };

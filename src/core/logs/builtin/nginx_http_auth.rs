@@ -12,7 +12,10 @@
 
 use super::rule::{Builtin, BuiltinRule};
 
-const TIME: Option<(&str, &str)> = Some((r"^(?P<time>\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) ", "%Y/%m/%d %H:%M:%S"));
+const TIME: Option<(&str, &str)> = Some((
+    r"^(?P<time>\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) ",
+    "%Y/%m/%d %H:%M:%S",
+));
 
 pub const SOURCE: Builtin = Builtin {
     name: "nginx-http-auth",

@@ -16,7 +16,10 @@ pub const SOURCE: Builtin = Builtin {
         program: None,
         line: r#"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[\w+\] \d+#\d+: \*\d+ limiting requests, excess: [\d.]+ by zone "[^"]*", client: (?P<addr>[0-9a-fA-F:.]+), server: "#,
         kind: "limited",
-        time: Some((r"^(?P<time>\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) ", "%Y/%m/%d %H:%M:%S")),
+        time: Some((
+            r"^(?P<time>\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) ",
+            "%Y/%m/%d %H:%M:%S",
+        )),
     }],
 };
 

@@ -33,7 +33,10 @@ pub const SOURCE: Builtin = Builtin {
             program: None,
             line: concat!(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+", after_time!()),
             kind: "login-failed",
-            time: Some((r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),", "%Y-%m-%d %H:%M:%S")),
+            time: Some((
+                r"^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),",
+                "%Y-%m-%d %H:%M:%S",
+            )),
         },
         BuiltinRule {
             program: None,
