@@ -777,6 +777,25 @@ fn test_source_summarises_a_log_and_explains_a_line() {
         .iter()
         .any(|g| g["name"] == "time" && g["text"] == "2026-11-21 10:00:01"));
 
+    // Standard input, as `-` or `--log -`.
+    for args in [
+        &["--source", "postfix-sasl", "-", "--json"][..],
+        &["--source", "postfix-sasl", "--log", "-", "--json"],
+    ] {
+        let d = dir();
+        let cfg = write(d.path(), "fwctl.toml", b"");
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fwctl"));
+        c.args(["--config", cfg.to_str().unwrap(), "test-source"])
+            .args(args);
+        let out = c
+            .stdin(std::fs::File::open(&log).unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["lines_matched"].as_u64(), Some(5));
+    }
+
     // Nothing matched: exit 1, and still the report.
     let out = test_source("", &["--source", "dovecot", "--log", log.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));

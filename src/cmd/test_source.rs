@@ -13,11 +13,11 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug, Clone)]
 #[command(
-    group(clap::ArgGroup::new("input").required(true).args(["log", "line"])),
+    group(clap::ArgGroup::new("input").required(true).args(["log", "line", "stdin"])),
     after_help = "\
 Examples:
   fwctl test-source --source postfix-sasl --log /var/log/mail.log
-  journalctl -u dovecot -o short-iso-precise | fwctl test-source --source dovecot --log -
+  journalctl -u dovecot -o short-iso-precise | fwctl test-source --source dovecot -
   fwctl test-source --source mariadb --line \"2026-11-21 10:00:01 7 [Warning] Access denied for user 'root'@'203.0.113.5' (using password: YES)\" --json
 The anchoring check: on the first line each rule matches (and on --line), a documentation address
 is planted in the line's free text (the text the pattern matched, inserted at every space and put
@@ -31,6 +31,9 @@ pub struct Options {
     /// The log to read (`-`: standard input), whole.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// `-`: read the log from standard input (as `--log -`).
+    #[arg(value_name = "-", value_parser = clap::builder::PossibleValuesParser::new(["-"]))]
+    pub stdin: Option<String>,
     /// One line to explain: matched or not, address, time, kind, and which
     /// part of the pattern took each.
     #[arg(long, value_name = "TEXT")]
@@ -79,7 +82,7 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<bool> {
             r.matched
         }
         None => {
-            let path = opts.log.clone().expect("clap requires --log or --line");
+            let path = opts.log.clone().unwrap_or_else(|| PathBuf::from("-"));
             let mut sum = Summary::default();
             logfile::each_line(&path, MAX_LINE, |l| sum.feed(&mut src, l))?;
             let r = sum.report(name, opts.top);

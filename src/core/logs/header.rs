@@ -34,10 +34,18 @@ pub struct Head<'a> {
     pub msg: &'a [u8],
 }
 
-/// The time and the message of a line whose program `is_program` accepts.
+/// The time and the message of a line whose program starts with `prefix`
+/// and is one `is_program` accepts. The prefix makes the common case fast
+/// (a host name or another program is passed over at its first byte) and,
+/// as sshd's reader always did, a first word without it is taken for the
+/// host.
 #[inline]
-pub fn head(line: &[u8], is_program: impl Fn(&[u8]) -> bool) -> Option<(Stamp, &[u8])> {
-    let h = split(line)?;
+pub fn head<'a, const N: usize>(
+    line: &'a [u8],
+    prefix: &[u8; N],
+    is_program: impl Fn(&[u8]) -> bool,
+) -> Option<(Stamp, &'a [u8])> {
+    let h = split_with(line, prefix)?;
     is_program(h.program).then_some((h.stamp, h.msg))
 }
 
@@ -68,7 +76,7 @@ pub fn split_any(line: &[u8]) -> Option<Head<'_>> {
     }
     let secs = u64::from_str_radix(std::str::from_utf8(&label[..16]).ok()?, 16).ok()?;
     let t = i64::try_from(secs.checked_sub((1 << 62) + 10)?).ok()?;
-    let (program, msg) = tag(&line[26..])?;
+    let (program, msg) = tag(&line[26..], b"")?;
     Some(Head {
         stamp: Stamp::Tai64(t),
         program,
@@ -79,8 +87,13 @@ pub fn split_any(line: &[u8]) -> Option<Head<'_>> {
 /// The header of any syslog line: the first word after the time (or after
 /// the host) that is a tag, `NAME: `, `NAME[PID]: `, `[NAME]: ` or `[NAME] `.
 pub fn split(line: &[u8]) -> Option<Head<'_>> {
+    split_with(line, b"")
+}
+
+#[inline]
+fn split_with<'a, const N: usize>(line: &'a [u8], prefix: &[u8; N]) -> Option<Head<'a>> {
     if line.first() == Some(&b'<') {
-        return rfc5424(line);
+        return rfc5424(line).filter(|h| h.program.get(..N) == Some(&prefix[..]));
     }
     let (stamp, end) = if line.len() >= 20 && line[4] == b'-' && line[10] == b'T' {
         // RFC 3339, or journalctl's short-iso-precise: one word.
@@ -101,14 +114,14 @@ pub fn split(line: &[u8]) -> Option<Head<'_>> {
     let rest = &line[end + 1..];
     // The host, unless the daemon left it out: then the first word is the
     // tag (a host name has neither brackets nor a colon).
-    let (program, msg) = match tag(rest) {
+    let (program, msg) = match tag(rest, prefix) {
         Some(m) => m,
         None => {
             let host = memchr::memchr(b' ', rest)?;
             if host == 0 {
                 return None;
             }
-            tag(&rest[host + 1..])?
+            tag(&rest[host + 1..], prefix)?
         }
     };
     Some(Head {
@@ -144,18 +157,29 @@ fn kernel_stamp(msg: &[u8]) -> &[u8] {
 /// The program and the message after a tag at the start of `s`: `NAME: `,
 /// `NAME[PID]: `, `[NAME]: ` or `[NAME] ` (a name has no space, bracket or
 /// colon).
-fn tag(s: &[u8]) -> Option<(&[u8], &[u8])> {
+#[inline]
+fn tag<'a, const N: usize>(s: &'a [u8], prefix: &[u8; N]) -> Option<(&'a [u8], &'a [u8])> {
+    // Past the prefix (checked first: most words are not the program; a
+    // constant length, so the compare is inlined).
     let name_end = |s: &[u8]| {
-        s.iter()
+        s[N..]
+            .iter()
             .position(|&b| matches!(b, b' ' | b'[' | b']' | b':'))
+            .map(|n| n + N)
     };
     if let Some(r) = s.strip_prefix(b"[") {
+        if r.get(..N) != Some(&prefix[..]) {
+            return None;
+        }
         let n = name_end(r).filter(|&n| n > 0 && r[n] == b']')?;
         let rest = &r[n + 1..];
         return rest
             .strip_prefix(b": ")
             .or_else(|| rest.strip_prefix(b" "))
             .map(|m| (&r[..n], m));
+    }
+    if s.get(..N) != Some(&prefix[..]) {
+        return None;
     }
     let n = name_end(s).filter(|&n| n > 0)?;
     let (name, t) = (&s[..n], &s[n..]);
@@ -252,7 +276,7 @@ mod tests {
     }
 
     fn head(line: &[u8]) -> Option<(Stamp, &[u8])> {
-        super::head(line, sshd)
+        super::head(line, b"sshd", sshd)
     }
 
     fn msg(line: &str) -> Option<&str> {

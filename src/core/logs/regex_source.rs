@@ -205,6 +205,7 @@ impl RegexSource {
     }
 
     /// The time of any line of the log, to seek the window by.
+    #[inline(never)]
     pub fn timestamp(&mut self, line: &[u8]) -> Option<i64> {
         let head = header::split_any(line);
         self.time_of(0..self.rules.len(), line, head.as_ref())
@@ -284,6 +285,8 @@ impl RegexSource {
         self.rules.len()
     }
 
+    // Kept out of the line loop's dispatch, which the fixed readers share.
+    #[inline(never)]
     pub fn parse(&mut self, line: &[u8]) -> Line {
         match self.find(line) {
             Found::Unrelated | Found::NoMatch => Line::Other,

@@ -111,7 +111,7 @@ impl SshParser {
 /// `sshd-session` (with or without `[PID]`, or as `[sshd]`).
 #[inline]
 fn head(line: &[u8]) -> Option<(Stamp, &[u8])> {
-    header::head(line, |p| p == b"sshd" || p == b"sshd-session")
+    header::head(line, b"sshd", |p| p == b"sshd" || p == b"sshd-session")
 }
 
 #[cfg(test)]

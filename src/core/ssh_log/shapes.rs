@@ -92,6 +92,7 @@ impl Kind {
     }
 }
 
+#[inline]
 pub fn kind(msg: &[u8]) -> Option<Kind> {
     if let Some(r) = msg.strip_prefix(b"Failed ") {
         return Some(Kind::Failed {
