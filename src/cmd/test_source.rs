@@ -19,7 +19,8 @@ Examples:
   fwctl test-source --source postfix-sasl --log /var/log/mail.log
   journalctl -u dovecot -o short-iso-precise | fwctl test-source --source dovecot -
   fwctl test-source --source mariadb --line \"2026-11-21 10:00:01 7 [Warning] Access denied for user 'root'@'203.0.113.5' (using password: YES)\" --json
-The anchoring check: on the first line each rule matches (and on --line), a documentation address
+The anchoring check ([[source]]s; the built-ins' tests check theirs): on the first line each rule
+matches (and on --line), a documentation address
 is planted in the line's free text (the text the pattern matched, inserted at every space and put
 in place of every word but the first and the last); a pattern that then reads the planted address
 lets a client choose the address, and test-source warns.")]
@@ -72,7 +73,7 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<bool> {
         .map_err(|e| anyhow!(e))?;
     let matched = match &opts.line {
         Some(l) => {
-            let r = explain::line(&mut src, l.as_bytes());
+            let r = explain::line(&mut src, l.as_bytes(), !def.builtin);
             let text = if opts.json {
                 serde_json::to_string_pretty(&r)? + "\n"
             } else {
@@ -84,6 +85,7 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<bool> {
         None => {
             let path = opts.log.clone().unwrap_or_else(|| PathBuf::from("-"));
             let mut sum = Summary::default();
+            sum.check_anchoring = !def.builtin;
             logfile::each_line(&path, MAX_LINE, |l| sum.feed(&mut src, l))?;
             let r = sum.report(name, opts.top);
             let text = if opts.json {
