@@ -63,6 +63,14 @@ pub enum Command {
     /// the whitelist sets, loopback and this host's own addresses. Addresses already
     /// in the set keep their timeout.
     Scan(crate::cmd::scan::Options),
+    /// Show what a log source (built in or [[source]]) makes of a log or of one line.
+    ///
+    /// For a log: lines read, matched per kind, the addresses found with their counts,
+    /// and the lines of the source's program that no pattern matched, grouped by shape
+    /// with an example each. With --line: matched or not, address, time, kind, and which
+    /// part of the pattern took each. Warns when a pattern's addr is not anchored.
+    /// Reads only, needs no root; exit status 1 when nothing matched.
+    TestSource(crate::cmd::test_source::Options),
     /// Watch packets and ban port scanners as they scan (a long-running service).
     ///
     /// Reads probes (TCP without ACK: SYN, FIN, NULL, XMAS and odd flag sets; and UDP)

@@ -550,3 +550,259 @@ fn a_trusted_proxy_is_counted_but_never_banned() {
         "{o}"
     );
 }
+
+/// The issue's `[[source]]`, as written (README shows it).
+const POSTFIX_SOURCE: &str = r#"
+[[source]]
+name = "postfix-sasl"
+program = "postfix/smtpd"
+line = 'warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL \w+ authentication failed'
+kind = "sasl-failed"
+"#;
+
+/// `n` SASL failures of `addr` a second apart ending at 11:55, and a line
+/// of another program naming another address.
+fn mail_log(addrs: &[(&str, usize)]) -> String {
+    let mut text = String::new();
+    for (addr, n) in addrs {
+        for i in 0..*n {
+            text.push_str(&format!(
+                "2026-11-21T11:55:{:02}+00:00 mx postfix/smtpd[7]: warning: unknown[{addr}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n",
+                i % 60
+            ));
+        }
+    }
+    for i in 0..40 {
+        text.push_str(&format!("2026-11-21T11:56:{:02}+00:00 mx myapp[9]: postfix/smtpd[7]: warning: unknown[198.51.100.9]: SASL LOGIN authentication failed: x\n", i));
+    }
+    text
+}
+
+#[test]
+fn a_config_source_and_a_built_in_one_scan_as_the_built_in_sources_do() {
+    let text = mail_log(&[
+        ("203.0.113.5", 31),
+        ("2001:db8::5", 40),
+        ("203.0.113.6", 30),
+    ]);
+    // The built-in postfix-sasl, then the config's of the same name
+    // replacing it; both through the same dry run, JSON and report.
+    for config in ["", POSTFIX_SOURCE] {
+        let (out, v, found) = scan_text("postfix-sasl", &text, config, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = v.unwrap();
+        assert_eq!(found, ["2001:db8::5", "203.0.113.5"], "{config}");
+        assert_eq!(
+            (v["source"].as_str(), v["rule"].as_str(), v["type"].as_str()),
+            (
+                Some("postfix-sasl"),
+                Some("postfix-sasl"),
+                Some("sasl-failed")
+            )
+        );
+        assert_eq!(v["lines_matched"].as_u64(), Some(101));
+        assert_eq!(v["offenders"][0]["kinds"][0].as_str(), Some("sasl-failed"));
+    }
+    // A source of the config's own name.
+    let mine = POSTFIX_SOURCE.replace("name = \"postfix-sasl\"", "name = \"my-mail\"");
+    let (out, _, found) = scan_text("my-mail", &text, &mine, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(found, ["2001:db8::5", "203.0.113.5"]);
+    // The human report says what it counted.
+    let d = dir();
+    let log = write(d.path(), "mail.log", text.as_bytes());
+    let cfg = d.path().join("fwctl.toml");
+    let out = fwctl(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "scan",
+        "--source",
+        "postfix-sasl",
+        "--dryrun",
+        "--log",
+        log.to_str().unwrap(),
+        "--now",
+        "2026-11-21T12:00:00Z",
+        "--howmany",
+        "30",
+        "--within",
+        "10m",
+        "--ipset",
+        "blacklist",
+        "--removeafter",
+        "1h",
+    ]);
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("source postfix-sasl, counting sasl-failed"),
+        "{s}"
+    );
+    assert!(s.contains("sasl-failed:40"), "{s}");
+}
+
+#[test]
+fn an_unknown_source_or_a_bad_source_table_is_one_line_naming_the_fix() {
+    let text = mail_log(&[("203.0.113.5", 3)]);
+    for (source, config, want) in [
+        ("nope", "", "--source nope: no such source; fix: use one of kernel, nginx, apache, sshd, postfix-sasl, dovecot"),
+        ("x", "[[source]]\nname = \"x\"\nline = 'warning: (\\S+)'\nkind = \"k\"\n", "has no (?P<addr>...) group"),
+        ("x", "[[source]]\nname = \"x\"\nline = '(?P<addr>[0-9.]+'\nkind = \"k\"\n", "is not a regex"),
+        ("x", "[[source]]\nname = \"x\"\nline = '(?P<addr>\\w{500}){500}'\nkind = \"k\"\n", "size limit"),
+        ("x", "[[source]]\nname = \"x\"\nline = '(?P<addr>\\S+)'\nkind = \"k\"\ntime = '^(?P<time>\\S+)'\n", "time and time_format come together"),
+        ("sshd", "[[source]]\nname = \"sshd\"\nline = '(?P<addr>\\S+)'\nkind = \"k\"\n", "cannot replace"),
+    ] {
+        let (out, _, _) = scan_text(source, &text, config, &[]);
+        assert!(!out.status.success(), "{config}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(want) && err.contains("fix:"), "{want}: {err}");
+    }
+    // A config source has no default log.
+    let d = dir();
+    let cfg = write(
+        d.path(),
+        "fwctl.toml",
+        POSTFIX_SOURCE.replace("postfix-sasl", "mine").as_bytes(),
+    );
+    let out = fwctl(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "scan",
+        "--source",
+        "mine",
+        "--dryrun",
+        "--howmany",
+        "1",
+        "--within",
+        "1m",
+        "--ipset",
+        "blacklist",
+        "--removeafter",
+        "1h",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fix: pass --log PATH"), "{err}");
+}
+
+/// `fwctl test-source` with `args`, the config's text `config`.
+fn test_source(config: &str, args: &[&str]) -> Output {
+    let d = dir();
+    let cfg = write(d.path(), "fwctl.toml", config.as_bytes());
+    let mut a = vec!["--config", cfg.to_str().unwrap(), "test-source"];
+    a.extend_from_slice(args);
+    fwctl(&a)
+}
+
+#[test]
+fn test_source_summarises_a_log_and_explains_a_line() {
+    let d = dir();
+    let mut text = mail_log(&[("203.0.113.5", 3), ("2001:db8::5", 2)]);
+    text.push_str(
+        "2026-11-21T11:57:00+00:00 mx postfix/smtpd[7]: connect from unknown[203.0.113.7]\n",
+    );
+    text.push_str(
+        "2026-11-21T11:57:01+00:00 mx postfix/smtpd[7]: connect from unknown[203.0.113.8]\n",
+    );
+    let log = write(d.path(), "mail.log", text.as_bytes());
+    let out = test_source(
+        "",
+        &[
+            "--source",
+            "postfix-sasl",
+            "--log",
+            log.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["lines_read"].as_u64(), Some(47));
+    assert_eq!(v["lines_matched"].as_u64(), Some(5));
+    assert_eq!(v["kinds"][0]["kind"].as_str(), Some("sasl-failed"));
+    assert_eq!(v["addresses"][0]["address"].as_str(), Some("203.0.113.5"));
+    assert_eq!(v["addresses"][0]["lines"].as_u64(), Some(3));
+    assert_eq!(v["unmatched"].as_u64(), Some(2));
+    assert_eq!(
+        v["unmatched_shapes"][0]["shape"].as_str(),
+        Some("connect from unknown[<ADDR>]")
+    );
+    assert_eq!(v["unmatched_shapes"][0]["lines"].as_u64(), Some(2));
+    assert_eq!(v["unanchored"].as_array().unwrap().len(), 0);
+
+    // The issue's example has no ^: test-source says a planted address moves it.
+    let out = test_source(
+        POSTFIX_SOURCE,
+        &["--source", "postfix-sasl", "--log", log.to_str().unwrap()],
+    );
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        s.contains("WARNING: rule 1's addr is not anchored")
+            && s.contains("read 192.0.2.99 instead of"),
+        "{s}"
+    );
+
+    // One line: which group took what.
+    let line = "2026-11-21 10:00:01 7 [Warning] Access denied for user 'root'@'203.0.113.5' (using password: YES)";
+    let out = test_source("", &["--source", "mariadb", "--line", line, "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            v["matched"].as_bool(),
+            v["address"].as_str(),
+            v["kind"].as_str()
+        ),
+        (Some(true), Some("203.0.113.5"), Some("access-denied"))
+    );
+    let groups = v["groups"].as_array().unwrap();
+    let addr = groups.iter().find(|g| g["name"] == "addr").unwrap();
+    assert_eq!(
+        &line[addr["start"].as_u64().unwrap() as usize..addr["end"].as_u64().unwrap() as usize],
+        "203.0.113.5"
+    );
+    assert!(groups
+        .iter()
+        .any(|g| g["name"] == "time" && g["text"] == "2026-11-21 10:00:01"));
+
+    // Standard input, as `-` or `--log -`.
+    for args in [
+        &["--source", "postfix-sasl", "-", "--json"][..],
+        &["--source", "postfix-sasl", "--log", "-", "--json"],
+    ] {
+        let d = dir();
+        let cfg = write(d.path(), "fwctl.toml", b"");
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fwctl"));
+        c.args(["--config", cfg.to_str().unwrap(), "test-source"])
+            .args(args);
+        let out = c
+            .stdin(std::fs::File::open(&log).unwrap())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["lines_matched"].as_u64(), Some(5));
+    }
+
+    // Nothing matched: exit 1, and still the report.
+    let out = test_source("", &["--source", "dovecot", "--log", log.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("47 lines read, 0 matched"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no line matched source dovecot"));
+    let out = test_source("", &["--source", "mariadb", "--line", "hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = test_source("", &["--source", "sshd", "--line", "x"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("test-source reads regex sources"));
+}

@@ -20,6 +20,7 @@ pub mod selftest;
 pub mod status;
 pub mod sync;
 pub mod telemetry;
+pub mod test_source;
 pub mod unban;
 
 use crate::core::config::{Config, DEFAULT_PATH};

@@ -39,6 +39,7 @@ Examples (cron, as in cron/fwctl):
   fwctl scan --source nginx --status 4xx --howmany 100 --within 10m --ipset throttle-hard --removeafter 1h
   fwctl scan --source nginx --match all --howmany 5 --within 1h --ipset blacklist --removeafter 1d
   fwctl scan --source sshd --howmany 10 --within 10m --ipset blacklist --removeafter 1d
+  fwctl scan --source postfix-sasl --howmany 5 --within 10m --ipset blacklist --removeafter 1d
 Behind reverse proxies of your own that append X-Forwarded-For, log it as the last quoted
 field after the user agent (nginx: log_format ... '\"$http_user_agent\" \"$http_x_forwarded_for\"';
 Apache: \"%{User-agent}i\" \"%{X-Forwarded-For}i\") and pass --client forwarded with
@@ -50,13 +51,16 @@ whose peer is not a trusted proxy counts against its peer. A trusted proxy is ne
 Audit an old log without changing anything:
   fwctl scan --dryrun --log rules/sample-iptables.log --now 2026-11-21T12:00:00Z --rule blocked --howmany 50 --within 30m --ipset throttle-hard --removeafter 2h")]
 pub struct Options {
-    /// What the log is: the kernel's LOG lines, nginx's or Apache's access
-    /// log, or sshd's lines (auth.log).
-    #[arg(long, value_enum, value_name = "SOURCE", default_value = "kernel")]
+    /// What the log is: kernel (the kernel's LOG lines), nginx or apache
+    /// (access logs), sshd (auth.log), a built-in regex source
+    /// (postfix-sasl, dovecot, vsftpd, proftpd, mariadb, nginx-limit-req,
+    /// nginx-http-auth) or a [[source]] of the config.
+    #[arg(long, value_name = "SOURCE", default_value = "kernel", value_parser = Source::parse)]
     pub source: Source,
     /// The log (`-` reads standard input); default: /ram/iptables.log,
-    /// /var/log/nginx/access.log, /var/log/apache2/access.log or
-    /// /var/log/auth.log by --source. When the window starts before the
+    /// /var/log/nginx/access.log, /var/log/apache2/access.log,
+    /// /var/log/auth.log or a built-in source's log by --source (a
+    /// [[source]] of its own name needs --log). When the window starts before the
     /// file's first line, PATH.1 (the last rotation) is read too.
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
@@ -133,6 +137,8 @@ pub struct Plan {
     pub patterns: Vec<Pattern>,
     /// --client forwarded: the trusted proxies (flags and config).
     pub proxies: Vec<ipnet::IpNet>,
+    /// A regex source: its definition (built in or the config's).
+    pub regex: Option<crate::core::logs::Def>,
     /// The log (None: the journal).
     pub log: Option<PathBuf>,
     /// What the report and the state file call the run: the rule and type
@@ -148,7 +154,17 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(opts: &Options, cfg: Config) -> Result<Plan> {
-        let src = opts.source;
+        let src = &opts.source;
+        let regex = match src {
+            Source::Regex(name) => Some(crate::core::logs::registry::find(&cfg.sources, name).ok_or_else(|| {
+                anyhow!(
+                    "--source {name}: no such source; fix: use one of {}, or add a [[source]] named {name} to {}",
+                    crate::core::logs::registry::known(&cfg.sources).join(", "),
+                    cfg.path.display()
+                )
+            })?),
+            _ => None,
+        };
         let only = |flag: &str, given: bool, which: &str| -> Result<()> {
             if given {
                 bail!(
@@ -158,7 +174,7 @@ impl Plan {
             }
             Ok(())
         };
-        if src != Source::Kernel {
+        if *src != Source::Kernel {
             only("--rule", opts.rule.is_some(), "kernel")?;
             only("--type", opts.kind.is_some(), "kernel")?;
         }
@@ -187,12 +203,12 @@ impl Plan {
         } else if src.is_web() && !opts.trusted_proxies.is_empty() {
             bail!("--trusted-proxy is for --client forwarded; fix: add --client forwarded, or drop it");
         }
-        if src != Source::Sshd {
+        if *src != Source::Sshd {
             only("--journal", opts.journal, "sshd")?;
         }
         let rule = opts.rule.clone().unwrap_or_else(|| "blocked".into());
         let mut prefixes = Vec::new();
-        if src == Source::Kernel {
+        if *src == Source::Kernel {
             let pair = cfg.prefixes.get(&rule).ok_or_else(|| {
                 anyhow!(
                     "--rule {rule}: no such rule; fix: use one of {} (the LOG prefixes of {})",
@@ -219,6 +235,18 @@ impl Plan {
         let (rule_name, kind_name) = match src {
             Source::Kernel => (rule, kind.as_str().to_string()),
             Source::Sshd => ("sshd".to_string(), "ssh".to_string()),
+            Source::Regex(name) => {
+                let kinds: Vec<&str> = regex
+                    .iter()
+                    .flat_map(|d| d.rules.iter().map(|r| r.kind.as_str()))
+                    .fold(Vec::new(), |mut v, k| {
+                        if !v.contains(&k) {
+                            v.push(k);
+                        }
+                        v
+                    });
+                (name.clone(), kinds.join(","))
+            }
             web => {
                 let mut k = vec![opts.status.clone().unwrap_or_else(|| "all".into())];
                 if !patterns.is_empty() {
@@ -231,7 +259,18 @@ impl Plan {
         let log = if opts.journal {
             None
         } else {
-            Some(opts.log.clone().unwrap_or_else(|| src.default_log().into()))
+            let default = src
+                .default_log()
+                .map(str::to_string)
+                .or_else(|| regex.as_ref().and_then(|d| d.default_log.clone()));
+            match (&opts.log, default) {
+                (Some(l), _) => Some(l.clone()),
+                (None, Some(d)) => Some(d.into()),
+                (None, None) => bail!(
+                    "--source {}: a [[source]] has no default log; fix: pass --log PATH",
+                    src.name()
+                ),
+            }
         };
         let base =
             SetName::parse(&opts.ipset).map_err(|e| anyhow!("--ipset {}: {e}", opts.ipset))?;
@@ -254,6 +293,7 @@ impl Plan {
             statuses,
             patterns,
             proxies,
+            regex,
             log,
             rule: rule_name,
             kind_name,
@@ -363,7 +403,7 @@ pub fn execute(
     };
 
     let window = (host.now - o.within as i64, host.now);
-    let parser = match o.source {
+    let parser = match &o.source {
         Source::Kernel => {
             let prefixes: Vec<&[u8]> = plan.prefixes.iter().map(Vec::as_slice).collect();
             LineParser::Kernel(Parser::new(&prefixes, host.zone.clone(), host.now, window))
@@ -381,6 +421,29 @@ pub fn execute(
             host.now,
             window,
         )),
+        Source::Regex(_) => {
+            let def = plan
+                .regex
+                .as_ref()
+                .expect("a regex source's plan has its definition");
+            LineParser::Regex(
+                crate::core::logs::regex_source::RegexSource::new(
+                    def,
+                    host.zone.clone(),
+                    host.now,
+                    window,
+                )
+                .map_err(|e| anyhow!(e))?,
+            )
+        }
+    };
+    let kinds: Vec<String> = match (&o.source, &parser) {
+        (Source::Sshd, _) => crate::core::ssh_log::KINDS
+            .iter()
+            .map(|k| k.to_string())
+            .collect(),
+        (_, LineParser::Regex(p)) => p.kinds.clone(),
+        _ => Vec::new(),
     };
     let (tally, files) = read(&parser, plan.kind)?;
     notes.extend(crate::core::scan::window_notes(&files, window));
@@ -489,7 +552,7 @@ pub fn execute(
         added = ops.len() as u64;
     }
     Ok(Report {
-        source: o.source.name(),
+        source: o.source.name().to_string(),
         top_label: o.source.top_label(),
         rule: plan.rule.clone(),
         kind: plan.kind_name.clone(),
@@ -508,7 +571,7 @@ pub fn execute(
         malformed: report::malformed(&tally),
         offenders: report::offenders(
             &decisions,
-            o.source,
+            &kinds,
             &plan.patterns,
             &scores,
             rep_summary.as_ref().map(|r| r.1),

@@ -82,10 +82,15 @@ pub enum Malformed {
     /// Web logs, --client forwarded: a trusted proxy's line without a
     /// readable X-Forwarded-For.
     NoForwarded,
+    /// A `[[source]]` line whose `addr` group is not an IP address (a host
+    /// name: never resolved).
+    NoAddr,
+    /// A line of a `[[source]]` longer than the longest one read.
+    TooLong,
 }
 
 impl Malformed {
-    pub const ALL: [Malformed; 11] = [
+    pub const ALL: [Malformed; 13] = [
         Malformed::Timestamp,
         Malformed::NotUtf8,
         Malformed::NoSrc,
@@ -97,6 +102,8 @@ impl Malformed {
         Malformed::NoStatus,
         Malformed::NoSshAddr,
         Malformed::NoForwarded,
+        Malformed::NoAddr,
+        Malformed::TooLong,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -112,6 +119,8 @@ impl Malformed {
             Malformed::NoStatus => "no status code after the request",
             Malformed::NoSshAddr => "an sshd failure without an address only sshd wrote (client text after it, or cut at 500 bytes)",
             Malformed::NoForwarded => "a trusted proxy's line without an X-Forwarded-For address list as the last of 4 or more quoted fields",
+            Malformed::NoAddr => "the pattern's addr is not an IP address (a host name is never resolved)",
+            Malformed::TooLong => "longer than 8 KiB, not read (a pattern anchored at the end would read a cut line's text)",
         }
     }
 

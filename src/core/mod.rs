@@ -18,6 +18,7 @@ pub mod fleetsig;
 pub mod history;
 pub mod lockout;
 pub mod logline;
+pub mod logs;
 pub mod logsource;
 pub mod metrics;
 pub mod notify;

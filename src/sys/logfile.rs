@@ -641,6 +641,44 @@ pub fn read_stream(mut r: impl Read, parser: &LineParser, filter: TypeFilter) ->
     Ok(tally)
 }
 
+/// Every line of a whole log (`-`: standard input), each without its
+/// newline, for `test-source`. A line longer than `limit` is handed over cut
+/// to `limit + 1` bytes (so the reader sees it is too long) and the rest of
+/// it skipped: memory stays bounded whatever the file holds.
+pub fn each_line(path: &Path, limit: usize, mut f: impl FnMut(&[u8])) -> Result<(), LogError> {
+    let read_err = |err| LogError::Read {
+        path: path.to_path_buf(),
+        err,
+    };
+    let input: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        let file = open(path)?;
+        if gzip(&file) {
+            return Err(LogError::Gzip {
+                path: path.to_path_buf(),
+            });
+        }
+        Box::new(file)
+    };
+    let mut r = io::BufReader::with_capacity(BUF.min(1 << 20), input);
+    let mut line = Vec::with_capacity(limit + 2);
+    loop {
+        line.clear();
+        let n = io::BufRead::read_until(&mut (&mut r).take(limit as u64 + 1), b'\n', &mut line)
+            .map_err(read_err)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        } else if line.len() > limit {
+            io::BufRead::skip_until(&mut r, b'\n').map_err(read_err)?;
+        }
+        f(&line);
+    }
+}
+
 enum Fill {
     Data(usize),
     /// The end: a last line without a newline still counts.

@@ -12,6 +12,7 @@ pub mod intel;
 pub mod notify;
 pub mod pattern;
 pub mod signature;
+pub mod source;
 pub mod web;
 
 use crate::units::addr::parse_net;
@@ -174,6 +175,8 @@ pub struct Config {
     pub fleet: Option<fleet::Fleet>,
     /// `[[pattern]]`: named request patterns for web logs.
     pub patterns: Vec<pattern::Pattern>,
+    /// `[[source]]`: regex log sources, one per name.
+    pub sources: Vec<crate::core::logs::Def>,
     /// `[web]`: the trusted reverse proxies of web logs.
     pub web: web::Web,
     /// `[reputation]`: AbuseIPDB, asked about offenders near the threshold.
@@ -441,6 +444,11 @@ impl Config {
             }
             patterns.push(p);
         }
+        let mut sources = Vec::new();
+        for t in raw.source {
+            sources.push(t.validate().map_err(|m| err_at(None, m.0))?);
+        }
+        let sources = crate::core::logs::registry::group(sources);
         let reputation = raw
             .reputation
             .map(intel::RawReputation::validate)
@@ -464,6 +472,7 @@ impl Config {
         Ok(Config {
             fleet,
             patterns,
+            sources,
             web: raw.web.validate(),
             firewall: raw.firewall,
             forward: raw.forward,
@@ -593,6 +602,8 @@ struct Raw {
     fleet: Option<fleet::RawFleet>,
     #[serde(default)]
     pattern: Vec<pattern::RawPattern>,
+    #[serde(default)]
+    source: Vec<source::RawSource>,
     #[serde(default)]
     web: web::RawWeb,
     reputation: Option<intel::RawReputation>,

@@ -6,8 +6,6 @@ use super::decide::{ActionKind, Decision};
 use super::FileRead;
 use crate::core::config::pattern::Pattern;
 use crate::core::logline::Malformed;
-use crate::core::logsource::Source;
-use crate::core::ssh_log::KINDS;
 use crate::units::duration::human;
 use crate::units::time::utc;
 use serde::Serialize;
@@ -15,8 +13,8 @@ use std::fmt::Write;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
-    /// kernel, nginx, apache or sshd.
-    pub source: &'static str,
+    /// kernel, nginx, apache, sshd or a regex source's name.
+    pub source: String,
     #[serde(skip)]
     pub top_label: &'static str,
     pub rule: String,
@@ -120,7 +118,7 @@ pub fn malformed(t: &Tally) -> Vec<MalformedKind> {
 
 pub fn offenders(
     decisions: &[Decision],
-    source: Source,
+    kinds: &[String],
     patterns: &[Pattern],
     scores: &std::collections::BTreeMap<std::net::IpAddr, (u8, bool)>,
     min_score: Option<u8>,
@@ -144,13 +142,11 @@ pub fn offenders(
                     .map(|(port, hits)| PortHits { port, hits })
                     .collect(),
                 ports_estimated: d.source.ports.estimated,
-                kinds: if source == Source::Sshd {
-                    top.iter()
-                        .filter_map(|(k, _)| KINDS.get(usize::from(*k)).map(|s| s.to_string()))
-                        .collect()
-                } else {
-                    Vec::new()
-                },
+                // sshd's and the regex sources' kinds by name.
+                kinds: top
+                    .iter()
+                    .filter_map(|(k, _)| kinds.get(usize::from(*k)).cloned())
+                    .collect(),
                 patterns: names,
                 severity: severity.map(|s| s.as_str()),
                 score: scores.get(&d.addr).map(|s| s.0),
@@ -225,10 +221,10 @@ impl Report {
             self.lines_matched,
             self.lines_outside_window,
             self.lines_other_type,
-            match self.source {
+            match self.source.as_str() {
                 "kernel" => "of other protocols",
-                "sshd" => "of other kinds",
-                _ => "of other statuses or requests",
+                "nginx" | "apache" => "of other statuses or requests",
+                _ => "of other kinds",
             },
             self.lines_malformed
         );

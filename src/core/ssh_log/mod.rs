@@ -1,5 +1,5 @@
 //! sshd's lines in auth.log (RFC 3339, `Nov 21 10:00:01` and the other
-//! syslog headers of [`header`]) or the journal (`journalctl -o
+//! syslog headers of [`crate::core::logs::header`]) or the journal (`journalctl -o
 //! short-iso-precise`), pure. What counts, per address: failed passwords
 //! and keys, invalid users and users sshd does not allow, "maximum
 //! authentication attempts exceeded", PAM's failures, connections closed,
@@ -15,12 +15,11 @@
 //! rsyslog folds repeats into "message repeated N times: [ ... ]": that line
 //! counts N times.
 
-mod header;
 mod shapes;
 
 use super::logline::{digits, Hit, Line, Malformed, Proto, Stamps};
+use crate::core::logs::header::{self, Stamp};
 use crate::units::time::Zone;
-use header::Stamp;
 use memchr::memmem::Finder;
 pub use shapes::KINDS;
 use shapes::{address, kind};
@@ -56,27 +55,18 @@ impl SshParser {
     }
 
     pub fn timestamp(&mut self, line: &[u8]) -> Option<i64> {
-        match header::head(line) {
+        match head(line) {
             Some((stamp, _)) => self.time(line, stamp),
             None => self.stamps.syslog(line),
         }
     }
 
     fn time(&mut self, line: &[u8], stamp: Stamp) -> Option<i64> {
-        match stamp {
-            Stamp::At(i) => self.stamps.syslog(&line[i..]),
-            Stamp::Unpadded => {
-                // "Jun 7 01:10:56 " read as "Jun  7 01:10:56 ".
-                let mut padded = [b' '; 16];
-                padded[..4].copy_from_slice(&line[..4]);
-                padded[5..15].copy_from_slice(line.get(4..14)?);
-                self.stamps.syslog(&padded)
-            }
-        }
+        header::time(&mut self.stamps, line, stamp)
     }
 
     pub fn parse(&mut self, line: &[u8]) -> Line {
-        let Some((stamp, msg)) = header::head(line) else {
+        let Some((stamp, msg)) = head(line) else {
             return Line::Other;
         };
         // A trailing space is the daemon's or a copy's, never sshd's shape.
@@ -115,6 +105,13 @@ impl SshParser {
             n,
         })
     }
+}
+
+/// The time and message of a line whose program is exactly `sshd` or
+/// `sshd-session` (with or without `[PID]`, or as `[sshd]`).
+#[inline]
+fn head(line: &[u8]) -> Option<(Stamp, &[u8])> {
+    header::head(line, b"sshd", |p| p == b"sshd" || p == b"sshd-session")
 }
 
 #[cfg(test)]
@@ -275,7 +272,7 @@ mod tests {
                 "{head}"
             );
         }
-        assert!(header::head(b"Nov  1 10:00:01 host sshd[1]: x").is_some());
+        assert!(head(b"Nov  1 10:00:01 host sshd[1]: x").is_some());
     }
 
     /// The shapes of older sshd, PAM, tcp_wrappers, negotiation and

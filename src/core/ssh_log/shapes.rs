@@ -97,6 +97,7 @@ impl Kind {
     }
 }
 
+#[inline]
 pub fn kind(msg: &[u8]) -> Option<Kind> {
     // By the first byte: most of auth.log is sshd's other words, and a
     // dozen prefix compares a line showed in the scan's profile.

@@ -1,13 +1,16 @@
-//! The syslog header of a line sshd wrote: where its time is and where its
-//! message starts, in the forms syslog daemons write (fail2ban's test suite
-//! shows them all): RFC 3339 or `Nov 21 10:00:01` (rsyslog), an unpadded
-//! day (`Jun 7 01:10:56`), no host name, `[sshd]` as the tag, Solaris'
-//! `[ID 800047 auth.info]` message ID, and RFC 5424 (`<38>1 TIME HOST sshd
-//! PID - [SD] MSG`).
+//! The syslog header of a line: where its time is, which program wrote it
+//! and where its message starts, in the forms syslog daemons write
+//! (fail2ban's test suite shows them all): RFC 3339 or `Nov 21 10:00:01`
+//! (rsyslog), an unpadded day (`Jun 7 01:10:56`), no host name, `[sshd]` as
+//! the tag, Solaris' `[ID 800047 auth.info]` message ID, and RFC 5424
+//! (`<38>1 TIME HOST APP PID - [SD] MSG`).
 //!
 //! The program is read only where the header puts it, never anywhere in the
-//! line, so that no other program's message can pass for sshd's. (Any local
-//! user can still write such a line with logger(1): the threat model's.)
+//! line, so that no other program's message can pass for the one a source
+//! reads (sshd, postfix/smtpd, ...). (Any local user can still write such a
+//! line with logger(1): the threat model's.)
+
+use crate::core::logline::Stamps;
 
 /// Where a line's time is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,14 +19,81 @@ pub enum Stamp {
     At(usize),
     /// `Jun 7 01:10:56` at the start: one digit, no padding.
     Unpadded,
+    /// daemontools' TAI64N label (`@400000004c91b044077a9e94`): this UTC
+    /// second (TAI less the 10 s of 1970; later leap seconds are not
+    /// subtracted, at most 27 s).
+    Tai64(i64),
 }
 
-/// The time and the message of a line whose program is exactly `sshd` or
-/// `sshd-session` (with or without `[PID]`).
+/// A line's header: its time, its program (the tag without `[PID]`) and its
+/// message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head<'a> {
+    pub stamp: Stamp,
+    pub program: &'a [u8],
+    pub msg: &'a [u8],
+}
+
+/// The time and the message of a line whose program starts with `prefix`
+/// and is one `is_program` accepts. The prefix makes the common case fast
+/// (a host name or another program is passed over at its first byte) and,
+/// as sshd's reader always did, a first word without it is taken for the
+/// host.
 #[inline]
-pub fn head(line: &[u8]) -> Option<(Stamp, &[u8])> {
+pub fn head<'a, const N: usize>(
+    line: &'a [u8],
+    prefix: &[u8; N],
+    is_program: impl Fn(&[u8]) -> bool,
+) -> Option<(Stamp, &'a [u8])> {
+    let h = split_with(line, prefix)?;
+    is_program(h.program).then_some((h.stamp, h.msg))
+}
+
+/// The time a header's stamp gives.
+pub fn time(stamps: &mut Stamps, line: &[u8], stamp: Stamp) -> Option<i64> {
+    match stamp {
+        Stamp::At(i) => stamps.syslog(&line[i..]),
+        Stamp::Unpadded => {
+            // "Jun 7 01:10:56 " read as "Jun  7 01:10:56 ".
+            let mut padded = [b' '; 16];
+            padded[..4].copy_from_slice(&line[..4]);
+            padded[5..15].copy_from_slice(line.get(4..14)?);
+            stamps.syslog(&padded)
+        }
+        Stamp::Tai64(t) => Some(t),
+    }
+}
+
+/// [`split`], and also multilog's `@TAI64N TAG: MSG` (dovecot or any
+/// daemon under daemontools or runit).
+pub fn split_any(line: &[u8]) -> Option<Head<'_>> {
+    if line.first() != Some(&b'@') {
+        return split(line);
+    }
+    let label = line.get(1..25)?;
+    if line.get(25) != Some(&b' ') || !label.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let secs = u64::from_str_radix(std::str::from_utf8(&label[..16]).ok()?, 16).ok()?;
+    let t = i64::try_from(secs.checked_sub((1 << 62) + 10)?).ok()?;
+    let (program, msg) = tag(&line[26..], b"")?;
+    Some(Head {
+        stamp: Stamp::Tai64(t),
+        program,
+        msg: kernel_stamp(solaris(msg)),
+    })
+}
+
+/// The header of any syslog line: the first word after the time (or after
+/// the host) that is a tag, `NAME: `, `NAME[PID]: `, `[NAME]: ` or `[NAME] `.
+pub fn split(line: &[u8]) -> Option<Head<'_>> {
+    split_with(line, b"")
+}
+
+#[inline]
+fn split_with<'a, const N: usize>(line: &'a [u8], prefix: &[u8; N]) -> Option<Head<'a>> {
     if line.first() == Some(&b'<') {
-        return rfc5424(line);
+        return rfc5424(line).filter(|h| h.program.get(..N) == Some(&prefix[..]));
     }
     let (stamp, end) = if line.len() >= 20 && line[4] == b'-' && line[10] == b'T' {
         // RFC 3339, or journalctl's short-iso-precise: one word.
@@ -51,12 +121,16 @@ pub fn head(line: &[u8]) -> Option<(Stamp, &[u8])> {
     if first.is_empty() {
         return None;
     }
-    let msg = if first.contains(&b'[') || first.ends_with(b":") {
-        tag(rest)?
+    let (program, msg) = if first.contains(&b'[') || first.ends_with(b":") {
+        tag(rest, prefix)?
     } else {
-        tag(&rest[sp + 1..])?
+        tag(&rest[sp + 1..], prefix)?
     };
-    Some((stamp, kernel_stamp(solaris(msg))))
+    Some(Head {
+        stamp,
+        program,
+        msg: kernel_stamp(solaris(msg)),
+    })
 }
 
 /// Some relays put the kernel's clock first: `kernel: [  970.699397] ` or
@@ -82,15 +156,35 @@ fn kernel_stamp(msg: &[u8]) -> &[u8] {
     }
 }
 
-/// The message after an sshd tag at the start of `s`: `sshd: `,
-/// `sshd[PID]: `, `sshd-session[PID]: `, `[sshd]: ` or `[sshd] `.
+/// The program and the message after a tag at the start of `s`: `NAME: `,
+/// `NAME[PID]: `, `[NAME]: ` or `[NAME] ` (a name has no space, bracket or
+/// colon).
 #[inline]
-fn tag(s: &[u8]) -> Option<&[u8]> {
-    if let Some(r) = s.strip_prefix(b"[sshd]") {
-        return r.strip_prefix(b": ").or_else(|| r.strip_prefix(b" "));
+fn tag<'a, const N: usize>(s: &'a [u8], prefix: &[u8; N]) -> Option<(&'a [u8], &'a [u8])> {
+    // Past the prefix (checked first: most words are not the program; a
+    // constant length, so the compare is inlined).
+    let name_end = |s: &[u8]| {
+        s[N..]
+            .iter()
+            .position(|&b| matches!(b, b' ' | b'[' | b']' | b':'))
+            .map(|n| n + N)
+    };
+    if let Some(r) = s.strip_prefix(b"[") {
+        if r.get(..N) != Some(&prefix[..]) {
+            return None;
+        }
+        let n = name_end(r).filter(|&n| n > 0 && r[n] == b']')?;
+        let rest = &r[n + 1..];
+        return rest
+            .strip_prefix(b": ")
+            .or_else(|| rest.strip_prefix(b" "))
+            .map(|m| (&r[..n], m));
     }
-    let t = s.strip_prefix(b"sshd")?;
-    let t = t.strip_prefix(b"-session").unwrap_or(t);
+    if s.get(..N) != Some(&prefix[..]) {
+        return None;
+    }
+    let n = name_end(s).filter(|&n| n > 0)?;
+    let (name, t) = (&s[..n], &s[n..]);
     let t = match t.strip_prefix(b"[") {
         Some(r) => {
             let close = memchr::memchr(b']', r)?;
@@ -101,7 +195,7 @@ fn tag(s: &[u8]) -> Option<&[u8]> {
         }
         None => t,
     };
-    t.strip_prefix(b": ")
+    t.strip_prefix(b": ").map(|m| (name, m))
 }
 
 /// Solaris' syslog puts a message ID first: `[ID 800047 auth.info] `.
@@ -123,10 +217,10 @@ fn solaris(msg: &[u8]) -> &[u8] {
     }
 }
 
-/// `<PRI>1 TIME HOST APP PROCID MSGID SD MSG` (RFC 5424): APP must be
-/// sshd's; SD is `-` or `[...]` elements, whose quoted values may hold
+/// `<PRI>1 TIME HOST APP PROCID MSGID SD MSG` (RFC 5424): APP is the
+/// program; SD is `-` or `[...]` elements, whose quoted values may hold
 /// `]` escaped as `\]`.
-fn rfc5424(line: &[u8]) -> Option<(Stamp, &[u8])> {
+fn rfc5424(line: &[u8]) -> Option<Head<'_>> {
     let r = &line[1..];
     let gt = memchr::memchr(b'>', r)?;
     if gt == 0 || gt > 3 || !r[..gt].iter().all(u8::is_ascii_digit) {
@@ -142,19 +236,17 @@ fn rfc5424(line: &[u8]) -> Option<(Stamp, &[u8])> {
         words.next()?,
         words.next()?,
     );
-    if app != b"sshd" && app != b"sshd-session" {
-        return None;
-    }
     let sd = words.next()?;
     let msg = match sd.strip_prefix(b"- ") {
         Some(m) => m,
         None => &sd[structured(sd)?..],
     };
     // A UTF-8 byte order mark may open the message.
-    Some((
-        Stamp::At(at),
-        msg.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(msg),
-    ))
+    Some(Head {
+        stamp: Stamp::At(at),
+        program: app,
+        msg: msg.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(msg),
+    })
 }
 
 /// The length of the SD-ELEMENTs at the start of `s` and the space after.
@@ -180,6 +272,14 @@ fn structured(s: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sshd(p: &[u8]) -> bool {
+        p == b"sshd" || p == b"sshd-session"
+    }
+
+    fn head(line: &[u8]) -> Option<(Stamp, &[u8])> {
+        super::head(line, b"sshd", sshd)
+    }
 
     fn msg(line: &str) -> Option<&str> {
         head(line.as_bytes()).map(|(_, m)| std::str::from_utf8(m).unwrap())
@@ -228,5 +328,38 @@ mod tests {
         }
         // A message ID that is not Solaris' stays part of the message.
         assert_eq!(msg("Nov 21 10:00:01 h sshd[1]: [ID x] y"), Some("[ID x] y"));
+    }
+
+    #[test]
+    fn any_program_is_read_from_the_tag_only() {
+        for (line, program) in [
+            (
+                "Nov 21 10:00:01 h postfix/submission/smtpd[7]: x",
+                "postfix/submission/smtpd",
+            ),
+            (
+                "Jan 29 13:54:06 auth-worker(22401): x",
+                "auth-worker(22401)",
+            ),
+            ("Oct 11 01:06:47 ServerJV vsftpd: x", "vsftpd"),
+            ("<38>1 2019-07-08T17:40:16Z h mysqld 5 - - x", "mysqld"),
+        ] {
+            let h = split(line.as_bytes()).unwrap();
+            assert_eq!(
+                (h.program, h.msg),
+                (program.as_bytes(), &b"x"[..]),
+                "{line}"
+            );
+        }
+        // The first tag-like word is the program: a message naming another
+        // program is that program's message.
+        let h = split(b"Nov 21 10:00:01 myapp[7]: sshd[1]: x").unwrap();
+        assert_eq!(h.program, b"myapp");
+        let h = split_any(b"@400000004c91b044077a9e94 imap-login: x").unwrap();
+        assert_eq!(
+            (h.stamp, h.program, h.msg),
+            (Stamp::Tai64(1_284_616_250), &b"imap-login"[..], &b"x"[..])
+        );
+        assert!(split(b"@400000004c91b044077a9e94 imap-login: x").is_none());
     }
 }
