@@ -102,6 +102,14 @@ fn failed_hostbased_cut_inside_the_client_host() {
     assert_not_planted(&journal);
 }
 
+/// A GSSAPI name after sshd's address: the client's (its principal's) text.
+#[test]
+fn failed_gssapi_name_ending_in_a_planted_key() {
+    assert_not_planted(
+        "Failed gssapi-with-mic for x from 203.0.113.5 port 1 ssh2: y from 192.0.2.99 port 22 ssh2: RSA SHA256:abc",
+    );
+}
+
 /// Honest lines stay counted: the planted address in the user name, sshd's
 /// at the end.
 #[test]
@@ -118,4 +126,13 @@ fn honest_lines_still_give_sshds_address() {
             other => panic!("{other:?}: {msg}"),
         }
     }
+}
+
+/// rsyslog keeps the padding: a message of 500 bytes is a cut one also
+/// when its last bytes are spaces.
+#[test]
+fn a_message_cut_in_its_padding_reads_no_address() {
+    let msg = format!("Invalid user x from 192.0.2.99 port 22{}", " ".repeat(470));
+    assert_eq!(msg.len(), 508);
+    assert_not_planted(&msg[..500]);
 }
