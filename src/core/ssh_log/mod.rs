@@ -69,7 +69,9 @@ impl SshParser {
         let Some((stamp, msg)) = head(line) else {
             return Line::Other;
         };
-        // A trailing space is the daemon's or a copy's, never sshd's shape.
+        // A trailing space is the daemon's or a copy's, never sshd's shape;
+        // but a message cut at 500 bytes stays one without its spaces.
+        let cut = msg.len() >= CUT;
         let (mut msg, mut n) = (msg.trim_ascii_end(), 1u32);
         if let Some(r) = msg.strip_prefix(b"message repeated ") {
             let sp = memchr::memchr(b' ', r).unwrap_or(0);
@@ -91,7 +93,9 @@ impl SshParser {
         if time < self.window.0 || time > self.window.1 {
             return Line::Outside;
         }
-        let src = (msg.len() < CUT).then(|| address(kind, msg)).flatten();
+        let src = (!cut && msg.len() < CUT)
+            .then(|| address(kind, msg))
+            .flatten();
         let Some(src) = src else {
             return Line::Malformed(Malformed::NoSshAddr);
         };
