@@ -1,0 +1,60 @@
+//! An attacker's text in the built-in regex sources' logs: the address
+//! planted (192.0.2.99) must never be read; the client's own (203.0.113.5)
+//! or none.
+
+use fwctl::core::logline::Line;
+use fwctl::core::logs::regex_source::RegexSource;
+use fwctl::core::logs::registry;
+use fwctl::units::time::Zone;
+use std::net::IpAddr;
+
+const T: i64 = 1_795_255_201; // 2026-11-21T10:00:01Z
+
+fn source(name: &str) -> RegexSource {
+    let def = registry::find(&[], name).unwrap();
+    RegexSource::new(&def, Zone::fixed(0), T + 60, (i64::MIN, i64::MAX)).unwrap()
+}
+
+fn assert_not_planted(name: &str, line: &str) {
+    let l = source(name).parse(line.as_bytes());
+    let planted = "192.0.2.99".parse::<IpAddr>().unwrap();
+    assert!(
+        !matches!(&l, Line::Hit(h) if h.src == planted),
+        "{name}: {l:?}: {line}"
+    );
+}
+
+/// postfix logs a forbidden command (GET, POST, CONNECT) with its text,
+/// `%.100s`, at the end of the line; vsftpd and MariaDB log to syslog too
+/// (`syslog_enable`, Debian's mariadb), so their log may be the one file
+/// with every program's lines, where the SMTP client's text is.
+#[test]
+fn another_programs_line_ending_in_client_text_is_not_vsftpds_or_mariadbs() {
+    let head = "Nov 21 10:00:01 mx postfix/smtpd[7]: warning: non-SMTP command from unknown[203.0.113.5]: ";
+    let vsftpd = r#"GET x] FAIL LOGIN: Client "192.0.2.99""#;
+    let mariadb = "GET: 2026-11-21 10:00:01 1 [Warning] Access denied for user ''@'192.0.2.99' (using password: NO)";
+    assert!(vsftpd.len() <= 100 && mariadb.len() <= 100);
+    assert_not_planted("vsftpd", &format!("{head}{vsftpd}"));
+    assert_not_planted("mariadb", &format!("{head}{mariadb}"));
+}
+
+/// vsftpd's own log with `log_ftp_protocol=YES`: before login, the USER
+/// command's text ends the line.
+#[test]
+fn vsftpds_protocol_log_is_not_a_failed_login() {
+    assert_not_planted(
+        "vsftpd",
+        r#"Sat Nov 21 10:00:01 2026 [pid 2] FTP command: Client "203.0.113.5", "USER x] FAIL LOGIN: Client "192.0.2.99""#,
+    );
+}
+
+/// A user with write access (an FTP account, or anonymous upload) names a
+/// directory: vsftpd logs the path, the client's, at the end.
+#[test]
+#[ignore = "finding: vsftpd's [user] is read as .*; [^\\]]* would fix it but drops a FAIL LOGIN whose user holds ']' (an existing test expects it counted)"]
+fn vsftpds_mkdir_path_is_not_a_failed_login() {
+    assert_not_planted(
+        "vsftpd",
+        r#"Sat Nov 21 10:00:01 2026 [pid 2] [bob] FAIL MKDIR: Client "203.0.113.5", "/home/bob/x] FAIL LOGIN: Client "192.0.2.99""#,
+    );
+}
