@@ -58,3 +58,18 @@ fn vsftpds_mkdir_path_is_not_a_failed_login() {
         r#"Sat Nov 21 10:00:01 2026 [pid 2] [bob] FAIL MKDIR: Client "203.0.113.5", "/home/bob/x] FAIL LOGIN: Client "192.0.2.99""#,
     );
 }
+
+/// nginx writes a basic-auth user name as the client sent it (base64
+/// decoded, `user \"%V\"`), newlines too: the client writes whole lines
+/// of error.log, in nginx's own shape. No pattern tells them apart; what
+/// gives it away is the cut line before them (an auth message that never
+/// reaches nginx's `, client: ` part).
+#[test]
+#[ignore = "finding: nginx error.log lines written whole by a basic-auth user name with newlines; needs a design (e.g. distrust lines after a cut auth message)"]
+fn nginx_lines_written_by_a_user_name_are_not_read() {
+    let user = "x\n2026/11/21 10:00:01 [error] 1#0: *1 user \"a\": password mismatch, client: 192.0.2.99, server: x\n2026/11/21 10:00:01 [error] 1#0: *2 user \"y";
+    let log = format!("2026/11/21 10:00:01 [error] 1#0: *7 user \"{user}\": password mismatch, client: 203.0.113.5, server: x, request: \"GET / HTTP/1.1\", host: \"x\"");
+    for line in log.lines() {
+        assert_not_planted("nginx-http-auth", line);
+    }
+}
