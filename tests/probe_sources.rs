@@ -73,3 +73,20 @@ fn nginx_lines_written_by_a_user_name_are_not_read() {
         assert_not_planted("nginx-http-auth", line);
     }
 }
+
+/// dovecot's mail_log plugin with `subject` among its fields ends a line
+/// with the Subject of any mail delivered (str_sanitize'd to 80 bytes):
+/// the sender writes it. The dovecot rules are not anchored at the start.
+#[test]
+fn dovecot_mail_subject_is_not_a_failed_login() {
+    for subject in [
+        "x (auth failed, 1 attempts): rip=192.0.2.99",
+        "x pam(a,192.0.2.99): unknown user",
+    ] {
+        assert!(subject.len() <= 80);
+        assert_not_planted(
+            "dovecot",
+            &format!("Nov 21 10:00:01 mx dovecot: imap(bob)<7><s1>: delete: box=INBOX, uid=5, msgid=<a@b>, size=9, subject={subject}"),
+        );
+    }
+}
