@@ -136,3 +136,19 @@ fn a_message_cut_in_its_padding_reads_no_address() {
     assert_eq!(msg.len(), 508);
     assert_not_planted(&msg[..500]);
 }
+
+/// rsyslog's "message repeated N times: [ MSG]" is longer than MSG: an
+/// honest MSG under 500 bytes still counts.
+#[test]
+fn a_long_repeated_message_still_counts() {
+    let msg = format!(
+        "Failed keyboard-interactive/pam for invalid user {} from 203.0.113.5 port 65000 ssh2",
+        "\\001".repeat(100)
+    );
+    let line = format!("message repeated 2 times: [ {msg}]");
+    assert!(line.len() >= 500 && msg.len() < 500);
+    match parse(&line) {
+        Line::Hit(h) => assert_eq!((h.src, h.n), ("203.0.113.5".parse::<IpAddr>().unwrap(), 2)),
+        other => panic!("{other:?}"),
+    }
+}
