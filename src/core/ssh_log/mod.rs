@@ -69,7 +69,9 @@ impl SshParser {
         let Some((stamp, msg)) = head(line) else {
             return Line::Other;
         };
-        // A trailing space is the daemon's or a copy's, never sshd's shape.
+        // A trailing space is the daemon's or a copy's, never sshd's shape;
+        // but a message cut at 500 bytes stays one without its spaces.
+        let mut cut = msg.len() >= CUT;
         let (mut msg, mut n) = (msg.trim_ascii_end(), 1u32);
         if let Some(r) = msg.strip_prefix(b"message repeated ") {
             let sp = memchr::memchr(b' ', r).unwrap_or(0);
@@ -78,6 +80,7 @@ impl SshParser {
                     n = u32::try_from(k).unwrap_or(u32::MAX);
                     // rsyslog writes "[ MSG]": the bracket closes MSG.
                     msg = r[i + 4..].strip_suffix(b"]").unwrap_or(&r[i + 4..]);
+                    cut = msg.len() >= CUT;
                 }
                 _ => return Line::Other,
             }
@@ -91,7 +94,7 @@ impl SshParser {
         if time < self.window.0 || time > self.window.1 {
             return Line::Outside;
         }
-        let src = (msg.len() < CUT).then(|| address(kind, msg)).flatten();
+        let src = (!cut).then(|| address(kind, msg)).flatten();
         let Some(src) = src else {
             return Line::Malformed(Malformed::NoSshAddr);
         };

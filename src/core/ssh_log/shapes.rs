@@ -194,9 +194,15 @@ pub fn address(kind: Kind, msg: &[u8]) -> Option<IpAddr> {
             Found::One(a) => Some(a),
             // More than one: the last is sshd's when only a plain key's
             // type and fingerprint (sshd's text, no room for the client's)
-            // follows it.
+            // follows it, in a publickey line without a certificate. A
+            // certificate's ID, hostbased's client user and host and a
+            // GSSAPI name are the client's text after sshd's address: cut
+            // at 500 bytes, its padding spaces stripped (the journal does),
+            // the line ends in whatever the client wrote there.
             Found::Many => {
                 let i = memmem::rfind(msg, b" ssh2: ")?;
+                let publickey = msg.starts_with(b"Failed publickey for ");
+                (publickey && memmem::find(&msg[..i], b"-CERT ").is_none()).then_some(())?;
                 plain_key(&msg[i + 7..]).then_some(())?;
                 let (a, before) = addr_at_end(&msg[..i], true)?;
                 before.ends_with(b" from ").then_some(a)
@@ -223,6 +229,7 @@ pub fn address(kind: Kind, msg: &[u8]) -> Option<IpAddr> {
         Kind::PreauthClosed(lead) => {
             // "Connection closed by [authenticating user USER |invalid
             // user USER ]ADDR[ port N] [preauth]", and so on.
+            preamble_fits(msg)?;
             let (a, before) = addr_at_end(msg.strip_suffix(b" [preauth]")?, false)?;
             let who = before.strip_prefix(lead)?;
             (who.is_empty()
@@ -272,10 +279,13 @@ pub fn address(kind: Kind, msg: &[u8]) -> Option<IpAddr> {
             let bare = msg.strip_prefix(b"error: ").unwrap_or(msg);
             Some(disconnect(bare)?.0)
         }
-        Kind::Disconnecting => match addr_port_colon(msg) {
-            Found::One(a) => Some(a),
-            _ => None,
-        },
+        Kind::Disconnecting => {
+            preamble_fits(msg)?;
+            match addr_port_colon(msg) {
+                Found::One(a) => Some(a),
+                _ => None,
+            }
+        }
         Kind::Banner => {
             // "banner exchange: Connection from ADDR port N: REASON": no
             // client text before the address; REASON is ssh_err()'s.
@@ -292,6 +302,18 @@ pub fn address(kind: Kind, msg: &[u8]) -> Option<IpAddr> {
             .then_some(a)
         }
     }
+}
+
+/// sshd cuts its preamble (`invalid user USER`, before the address) at 200
+/// bytes, before escaping: without escapes a line with one is shorter than
+/// this (Disconnecting's reason, at most 100 bytes, included). A longer one
+/// has the client's escapes (`\ooo`, 4 bytes a byte) and may be one cut at
+/// 500 bytes inside the user name, its padding spaces stripped by the
+/// journal: its end is then the client's (at least 428 bytes).
+const PREAMBLE_LINE: usize = 400;
+
+fn preamble_fits(msg: &[u8]) -> Option<()> {
+    (msg.len() < PREAMBLE_LINE).then_some(())
 }
 
 /// How many of a shape a message holds.

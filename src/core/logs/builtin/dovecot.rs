@@ -14,7 +14,10 @@
 //! fields to the end of the line (login: lip, mpid, TLS and OpenSSL's
 //! error, without `,` `=` `<` `>` or a second call's parentheses, the
 //! cipher, session), or right after fixed text with no space in the user
-//! field before it (PAM).
+//! field before it (PAM). And every pattern starts where the message does
+//! (the login process's name and its reason, or the auth process's prefixes):
+//! a message that ends in client text, such as mail_log's `subject=` of any
+//! mail delivered, is not read from its middle.
 
 use super::rule::{Builtin, BuiltinRule};
 
@@ -27,19 +30,19 @@ pub const SOURCE: Builtin = Builtin {
     rules: &[
         BuiltinRule {
             program: Some(PROGRAMS),
-            line: r"\((?:auth failed, \d+ attempts?(?: in \d+ secs?)?|tried to use (?:disallowed|disabled) plaintext auth|proxy dest auth failed)\): (?:user=<.*>, )?(?:method=[-\w]+, )?rip=(?P<addr>[0-9a-fA-F:.]+)(?:, lip=[0-9a-fA-F:.]+)?(?:, mpid=\d+)?(?:, TLS(?: handshaking)?(?:: (?:\w+\([^()]*\) (?:syscall )?failed: )?[^,=<>()]*)?)?(?:, TLSv[\d.]+ with cipher [-\w]+ \(\d+/\d+ bits\))?(?:, session=<[\w+/=]*>)?$",
+            line: r"^(?:[-\w]+-login: )?(?:Info: )?[A-Z][^<>]*?\((?:auth failed, \d+ attempts?(?: in \d+ secs?)?|tried to use (?:disallowed|disabled) plaintext auth|proxy dest auth failed)\): (?:user=<.*>, )?(?:method=[-\w]+, )?rip=(?P<addr>[0-9a-fA-F:.]+)(?:, lip=[0-9a-fA-F:.]+)?(?:, mpid=\d+)?(?:, TLS(?: handshaking)?(?:: (?:\w+\([^()]*\) (?:syscall )?failed: )?[^,=<>()]*)?)?(?:, TLSv[\d.]+ with cipher [-\w]+ \(\d+/\d+ bits\))?(?:, session=<[\w+/=]*>)?$",
             kind: "auth-failed",
             time: None,
         },
         BuiltinRule {
             program: Some(PROGRAMS),
-            line: r"\((?:no auth attempts(?: in \d+ secs?)?|disconnected before auth was ready, waited \d+ secs?|client didn't finish SASL auth, waited \d+ secs?)\): (?:user=<.*>, )?(?:method=[-\w]+, )?rip=(?P<addr>[0-9a-fA-F:.]+)(?:, lip=[0-9a-fA-F:.]+)?(?:, mpid=\d+)?(?:, TLS(?: handshaking)?(?:: (?:\w+\([^()]*\) (?:syscall )?failed: )?[^,=<>()]*)?)?(?:, TLSv[\d.]+ with cipher [-\w]+ \(\d+/\d+ bits\))?(?:, session=<[\w+/=]*>)?$",
+            line: r"^(?:[-\w]+-login: )?(?:Info: )?[A-Z][^<>]*?\((?:no auth attempts(?: in \d+ secs?)?|disconnected before auth was ready, waited \d+ secs?|client didn't finish SASL auth, waited \d+ secs?)\): (?:user=<.*>, )?(?:method=[-\w]+, )?rip=(?P<addr>[0-9a-fA-F:.]+)(?:, lip=[0-9a-fA-F:.]+)?(?:, mpid=\d+)?(?:, TLS(?: handshaking)?(?:: (?:\w+\([^()]*\) (?:syscall )?failed: )?[^,=<>()]*)?)?(?:, TLSv[\d.]+ with cipher [-\w]+ \(\d+/\d+ bits\))?(?:, session=<[\w+/=]*>)?$",
             kind: "no-auth",
             time: None,
         },
         BuiltinRule {
             program: Some(PROGRAMS),
-            line: r"\b[a-z][-\w]*\([^)]*,(?P<addr>[0-9a-fA-F:.]+)(?:,<[\w+/=]*>|,)?\): (?:unknown user|invalid credentials|Password mismatch|pam_authenticate\(\) failed: [\w ?.:()]*)(?: \(for LDAP bind\))?(?: \(SHA1 of given password: [0-9a-f]+\))?$",
+            line: r"^(?:[-\w]+(?:\(\w*\))?: )*(?:conn unix:auth-worker \([^()]*\): auth-worker<\d+>: )?[a-z][-\w]*\([^)]*,(?P<addr>[0-9a-fA-F:.]+)(?:,<[\w+/=]*>|,)?\): (?:unknown user|invalid credentials|Password mismatch|pam_authenticate\(\) failed: [\w ?.:()]*)(?: \(for LDAP bind\))?(?: \(SHA1 of given password: [0-9a-f]+\))?$",
             kind: "auth-failed",
             time: None,
         },

@@ -19,6 +19,19 @@ macro_rules! denied {
     };
 }
 
+const PROGRAMS: &str = "mysqld|mysqld-*|mariadbd|mariadbd-*|mariadb|mysql";
+
+const MARIADB: Option<(&str, &str)> = Some((
+    r"^(?P<time>\d{4}-\d\d-\d\d +\d?\d:\d\d:\d\d) ",
+    "%Y-%m-%d %H:%M:%S",
+));
+const MYSQL5: Option<(&str, &str)> =
+    Some((r"^(?P<time>\d{6} +\d?\d:\d\d:\d\d) ", "%y%m%d %H:%M:%S"));
+const MYSQL8: Option<(&str, &str)> = Some((
+    r"^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?) ",
+    "%Y-%m-%dT%H:%M:%S%.f",
+));
+
 pub const SOURCE: Builtin = Builtin {
     name: "mariadb",
     about: "MariaDB / MySQL: access denied",
@@ -26,30 +39,42 @@ pub const SOURCE: Builtin = Builtin {
     rules: &[
         BuiltinRule {
             program: None,
-            line: concat!(r"(?:^|: )\d{4}-\d\d-\d\d +\d?\d:\d\d:\d\d", denied!()),
+            line: concat!(r"^\d{4}-\d\d-\d\d +\d?\d:\d\d:\d\d", denied!()),
             kind: "access-denied",
-            time: Some((
-                r"^(?P<time>\d{4}-\d\d-\d\d +\d?\d:\d\d:\d\d) ",
-                "%Y-%m-%d %H:%M:%S",
-            )),
+            time: MARIADB,
         },
         BuiltinRule {
             program: None,
-            line: concat!(r"(?:^|: )\d{6} +\d?\d:\d\d:\d\d", denied!()),
+            line: concat!(r"^\d{6} +\d?\d:\d\d:\d\d", denied!()),
             kind: "access-denied",
-            time: Some((r"^(?P<time>\d{6} +\d?\d:\d\d:\d\d) ", "%y%m%d %H:%M:%S")),
+            time: MYSQL5,
         },
         BuiltinRule {
             program: None,
-            line: concat!(
-                r"(?:^|: )\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?",
-                denied!()
-            ),
+            line: concat!(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?", denied!()),
             kind: "access-denied",
-            time: Some((
-                r"^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?) ",
-                "%Y-%m-%dT%H:%M:%S%.f",
-            )),
+            time: MYSQL8,
+        },
+        // Through syslog: the server's message only. (Read anywhere after
+        // a ": ", a line of any program ending in a client's text, as
+        // postfix logs a forbidden SMTP command, would count.)
+        BuiltinRule {
+            program: Some(PROGRAMS),
+            line: concat!(r"^\d{4}-\d\d-\d\d +\d?\d:\d\d:\d\d", denied!()),
+            kind: "access-denied",
+            time: MARIADB,
+        },
+        BuiltinRule {
+            program: Some(PROGRAMS),
+            line: concat!(r"^\d{6} +\d?\d:\d\d:\d\d", denied!()),
+            kind: "access-denied",
+            time: MYSQL5,
+        },
+        BuiltinRule {
+            program: Some(PROGRAMS),
+            line: concat!(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?", denied!()),
+            kind: "access-denied",
+            time: MYSQL8,
         },
     ],
 };

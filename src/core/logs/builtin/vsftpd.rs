@@ -15,14 +15,24 @@ pub const SOURCE: Builtin = Builtin {
     about: "vsftpd: failed FTP logins",
     default_log: "/var/log/vsftpd.log",
     rules: &[
+        // Anchored at vsftpd's own start: another program's line (postfix
+        // logs an SMTP client's forbidden command at its end) or vsftpd's
+        // protocol log (`FTP command: Client "ADDR", "USER TEXT"`) may end
+        // in the client's `] FAIL LOGIN: Client "ADDR"`.
         BuiltinRule {
             program: None,
-            line: r#"\] FAIL LOGIN: Client "(?P<addr>[0-9a-fA-F:.]+)"(?:, "[^"]*")?$"#,
+            line: r#"^\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4} \[pid \d+\] \[.*\] FAIL LOGIN: Client "(?P<addr>[0-9a-fA-F:.]+)"(?:, "[^"]*")?$"#,
             kind: "login-failed",
             time: Some((
                 r"^(?P<time>\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}) \[pid \d+\] ",
                 "%a %b %e %H:%M:%S %Y",
             )),
+        },
+        BuiltinRule {
+            program: Some("vsftpd"),
+            line: r#"^(?:\[pid \d+\] )?\[.*\] FAIL LOGIN: Client "(?P<addr>[0-9a-fA-F:.]+)"(?:, "[^"]*")?$"#,
+            kind: "login-failed",
+            time: None,
         },
         BuiltinRule {
             program: Some("vsftpd"),
