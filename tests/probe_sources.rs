@@ -51,7 +51,6 @@ fn vsftpds_protocol_log_is_not_a_failed_login() {
 /// A user with write access (an FTP account, or anonymous upload) names a
 /// directory: vsftpd logs the path, the client's, at the end.
 #[test]
-#[ignore = "finding: vsftpd's [user] is read as .*; [^\\]]* would fix it but drops a FAIL LOGIN whose user holds ']' (an existing test expects it counted)"]
 fn vsftpds_mkdir_path_is_not_a_failed_login() {
     assert_not_planted(
         "vsftpd",
