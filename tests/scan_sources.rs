@@ -806,3 +806,25 @@ fn test_source_summarises_a_log_and_explains_a_line() {
     let out = test_source("", &["--source", "sshd", "--line", "x"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("test-source reads regex sources"));
 }
+
+/// nginx's error.log holds a basic-auth user name raw, newlines too
+/// (tests/probe_sources.rs): every scan of the two error.log sources says
+/// so and names the access log instead; the other built-ins say nothing.
+#[test]
+fn the_error_log_sources_warn_that_a_client_writes_whole_lines() {
+    let line = "2026/11/21 11:59:00 [error] 7#7: *1 user \"a\": password mismatch, client: 203.0.113.5, server: x, request: \"GET / HTTP/1.1\", host: \"x\"\n";
+    for source in ["nginx-http-auth", "nginx-limit-req"] {
+        let (out, v, _) = scan_text(source, line, "", &[]);
+        assert!(out.status.success(), "{out:?}");
+        assert!(v.is_some());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "warning: --source {source}: nginx writes a basic-auth user name"
+            )) && err.contains("--source nginx --status 401"),
+            "{err}"
+        );
+    }
+    let (out, _, _) = scan_text("postfix-sasl", &mail_log(&[("203.0.113.5", 3)]), "", &[]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+}

@@ -156,7 +156,11 @@ impl Plan {
     pub fn new(opts: &Options, cfg: Config) -> Result<Plan> {
         let src = &opts.source;
         let regex = match src {
-            Source::Regex(name) => Some(crate::core::logs::registry::find(&cfg.sources, name).ok_or_else(|| {
+            Source::Regex(name) => Some(crate::core::logs::registry::find(&cfg.sources, name).inspect(|_| {
+                if let Some(c) = crate::core::logs::registry::caveat(&cfg.sources, name) {
+                    super::say!("fwctl: warning: --source {name}: {c}");
+                }
+            }).ok_or_else(|| {
                 anyhow!(
                     "--source {name}: no such source; fix: use one of {}, or add a [[source]] named {name} to {}",
                     crate::core::logs::registry::known(&cfg.sources).join(", "),

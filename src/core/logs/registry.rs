@@ -21,6 +21,15 @@ pub fn find(config: &[Def], name: &str) -> Option<Def> {
     }
 }
 
+/// The caveat of the built-in source `name` (none once a `[[source]]`
+/// replaces it).
+pub fn caveat(config: &[Def], name: &str) -> Option<&'static str> {
+    if config.iter().any(|d| d.name == name) {
+        return None;
+    }
+    builtin::ALL.iter().find(|b| b.name == name)?.caveat
+}
+
 /// Every name `--source` takes, for the error that lists them.
 pub fn known(config: &[Def]) -> Vec<String> {
     let mut v: Vec<String> = FIXED.iter().map(|s| s.to_string()).collect();

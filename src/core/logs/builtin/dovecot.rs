@@ -27,6 +27,7 @@ pub const SOURCE: Builtin = Builtin {
     name: "dovecot",
     about: "dovecot: failed logins and authentications",
     default_log: "/var/log/mail.log",
+    caveat: None,
     rules: &[
         BuiltinRule {
             program: Some(PROGRAMS),

@@ -36,6 +36,7 @@ pub const SOURCE: Builtin = Builtin {
     name: "mariadb",
     about: "MariaDB / MySQL: access denied",
     default_log: "/var/log/mysql/error.log",
+    caveat: None,
     rules: &[
         BuiltinRule {
             program: None,

@@ -21,6 +21,7 @@ pub const SOURCE: Builtin = Builtin {
     name: "nginx-http-auth",
     about: "nginx error.log: basic authentication failed",
     default_log: "/var/log/nginx/error.log",
+    caveat: Some("nginx writes a basic-auth user name to error.log as the client sent it, newlines too, so a client can write whole error.log lines naming any address (only never-ban addresses are safe); prefer --source nginx --status 401 (or 429/503 for limit_req) on the access log, which nginx escapes"),
     rules: &[
         BuiltinRule {
             program: None,

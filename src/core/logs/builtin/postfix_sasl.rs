@@ -16,6 +16,7 @@ pub const SOURCE: Builtin = Builtin {
     name: "postfix-sasl",
     about: "postfix smtpd: SASL authentication failed",
     default_log: "/var/log/mail.log",
+    caveat: None,
     rules: &[BuiltinRule {
         program: Some("postfix*/smtpd"),
         line: r"^warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\](?::\d+)?: SASL [-\w]+ authentication failed:(?: ?$| [^C]| C[^o])",

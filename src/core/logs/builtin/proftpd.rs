@@ -22,6 +22,7 @@ pub const SOURCE: Builtin = Builtin {
     name: "proftpd",
     about: "ProFTPD: failed logins",
     default_log: "/var/log/proftpd/proftpd.log",
+    caveat: None,
     rules: &[
         BuiltinRule {
             program: None,

@@ -8,6 +8,9 @@ pub struct Builtin {
     /// What it counts, for `test-source` and the docs.
     pub about: &'static str,
     pub default_log: &'static str,
+    /// Said on every scan of it: a way its log lets a client steer a ban
+    /// that no pattern can close.
+    pub caveat: Option<&'static str>,
     pub rules: &'static [BuiltinRule],
 }
 

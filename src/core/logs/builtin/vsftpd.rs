@@ -14,6 +14,7 @@ pub const SOURCE: Builtin = Builtin {
     name: "vsftpd",
     about: "vsftpd: failed FTP logins",
     default_log: "/var/log/vsftpd.log",
+    caveat: None,
     rules: &[
         // Anchored at vsftpd's own start: another program's line (postfix
         // logs an SMTP client's forbidden command at its end) or vsftpd's
