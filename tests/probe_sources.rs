@@ -60,16 +60,35 @@ fn vsftpds_mkdir_path_is_not_a_failed_login() {
 
 /// nginx writes a basic-auth user name as the client sent it (base64
 /// decoded, `user \"%V\"`), newlines too: the client writes whole lines
-/// of error.log, in nginx's own shape. No pattern tells them apart; what
-/// gives it away is the cut line before them (an auth message that never
-/// reaches nginx's `, client: ` part).
+/// of error.log, in nginx's own shape. No pattern tells them apart (what
+/// gives it away is the cut line before them, an auth message that never
+/// reaches nginx's `, client: ` part; a reader that knows it is a design
+/// still to make). Until then the hole is pinned here, so that a fix has
+/// to face this test, and every scan of the two error.log sources warns
+/// (scan_sources' `the_error_log_sources_warn_that_a_client_writes_whole_lines`).
 #[test]
-#[ignore = "finding: nginx error.log lines written whole by a basic-auth user name with newlines; needs a design (e.g. distrust lines after a cut auth message)"]
-fn nginx_lines_written_by_a_user_name_are_not_read() {
+fn nginx_lines_written_by_a_user_name_are_read_so_scans_warn() {
     let user = "x\n2026/11/21 10:00:01 [error] 1#0: *1 user \"a\": password mismatch, client: 192.0.2.99, server: x\n2026/11/21 10:00:01 [error] 1#0: *2 user \"y";
     let log = format!("2026/11/21 10:00:01 [error] 1#0: *7 user \"{user}\": password mismatch, client: 203.0.113.5, server: x, request: \"GET / HTTP/1.1\", host: \"x\"");
-    for line in log.lines() {
-        assert_not_planted("nginx-http-auth", line);
+    let planted = "192.0.2.99".parse::<IpAddr>().unwrap();
+    let read: Vec<IpAddr> = log
+        .lines()
+        .filter_map(
+            |line| match source("nginx-http-auth").parse(line.as_bytes()) {
+                Line::Hit(h) => Some(h.src),
+                _ => None,
+            },
+        )
+        .collect();
+    assert!(
+        read.contains(&planted),
+        "fixed? then assert_not_planted here, and drop the caveat: {read:?}"
+    );
+    for name in ["nginx-http-auth", "nginx-limit-req"] {
+        assert!(
+            registry::caveat(&[], name).is_some_and(|c| c.contains("newlines")),
+            "{name}"
+        );
     }
 }
 
