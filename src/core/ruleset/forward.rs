@@ -28,7 +28,7 @@
 //! Other lines (UDP, `allowed`, `throttled`) are logged in the forward chain
 //! and show the packet's port after DNAT.
 
-use super::rules::{limiter, rule, Chain, Match, Rule, Target};
+use super::rules::{limiter, log_rule, prefix, rule, Chain, Match, Rule, Target};
 use crate::core::config::forward::{Fallback, Hook, Protect};
 use crate::core::config::{Config, Mode, PrefixPair};
 use crate::units::addr::Family;
@@ -76,18 +76,8 @@ pub fn build(cfg: &Config, family: Family) -> Option<ForwardTable> {
     } else {
         Target::Drop
     };
-    let prefix = |p: &PrefixPair| match family {
-        Family::V4 => p.v4.clone(),
-        Family::V6 => p.v6.clone(),
-    };
-    let log = |name: &str, p: &PrefixPair, audit: bool| {
-        let m = if audit && cfg.mode == Mode::Corporate {
-            vec![]
-        } else {
-            vec![limiter(name, cfg.log_limit)]
-        };
-        rule(m, Target::Log(prefix(p)))
-    };
+    let prefix = |p: &PrefixPair| prefix(p, family);
+    let log = |name: &str, p: &PrefixPair, audit: bool| log_rule(cfg, family, name, p, audit);
     let set = |base: &crate::units::names::SetName| Match::SrcSet(base.for_family(family.is_v6()));
     let drop_default = cfg.forward.default == Fallback::Drop;
     let prelog = drop_default && !detect_only;
@@ -206,10 +196,7 @@ pub fn build(cfg: &Config, family: Family) -> Option<ForwardTable> {
 /// whitelist through and dropped the bans; throttled sources, services and
 /// decoys go on unlogged, as INPUT and the forward chain treat them.
 fn raw_prelog(cfg: &Config, family: Family) -> Vec<Rule> {
-    let prefix = match family {
-        Family::V4 => cfg.prefixes.blocked.v4.clone(),
-        Family::V6 => cfg.prefixes.blocked.v6.clone(),
-    };
+    let prefix = prefix(&cfg.prefixes.blocked, family);
     let mut out = vec![
         rule(
             vec![Match::SrcSet(

@@ -222,21 +222,9 @@ fn table(cfg: &Config, family: Family) -> Table {
     } else {
         Target::Drop
     };
-    let prefix = |p: &PrefixPair| match family {
-        Family::V4 => p.v4.clone(),
-        Family::V6 => p.v6.clone(),
-    };
-    // Log lines are limited per source so a flood cannot fill the RAM disk,
-    // yet every scanner still leaves a trace. Corporate mode logs every allowed
-    // new connection, for audit.
-    let log = |name: &str, p: &PrefixPair, audit: bool| {
-        let m = if audit && cfg.mode == Mode::Corporate {
-            vec![]
-        } else {
-            vec![limiter(name, cfg.log_limit)]
-        };
-        rule(m, Target::Log(prefix(p)))
-    };
+    let prefix = |p: &PrefixPair| rules::prefix(p, family);
+    let log =
+        |name: &str, p: &PrefixPair, audit: bool| rules::log_rule(cfg, family, name, p, audit);
     let set = |base: &crate::units::names::SetName| Match::SrcSet(set_name(base, family));
 
     let mut main = vec![rule(vec![Match::InIface("lo")], Target::Accept)];

@@ -2,7 +2,8 @@
 //! `iptables-save` form (pure). The backends' renderers and the forward
 //! part build on these.
 
-use crate::core::config::Limit;
+use crate::core::config::{Config, Limit, Mode, PrefixPair};
+use crate::units::addr::Family;
 use crate::units::names::{LogPrefix, PortRange};
 use std::fmt::Write;
 
@@ -79,6 +80,27 @@ pub fn limiter(name: &str, limit: Limit) -> Match {
         name: name.to_string(),
         limit,
     }
+}
+
+/// One family's log prefix of a pair (`IPTABLES-`, `IP6TABLES-`).
+pub fn prefix(p: &PrefixPair, family: Family) -> LogPrefix {
+    match family {
+        Family::V4 => p.v4.clone(),
+        Family::V6 => p.v6.clone(),
+    }
+}
+
+/// A LOG rule with `p`'s prefix, limited per source by the limiter
+/// `name` so a flood cannot fill the RAM disk, yet every scanner still
+/// leaves a trace. An `audit` line is not limited in corporate mode, which
+/// logs every allowed new connection.
+pub fn log_rule(cfg: &Config, family: Family, name: &str, p: &PrefixPair, audit: bool) -> Rule {
+    let m = if audit && cfg.mode == Mode::Corporate {
+        vec![]
+    } else {
+        vec![limiter(name, cfg.log_limit)]
+    };
+    rule(m, Target::Log(prefix(p, family)))
 }
 
 impl Rule {
