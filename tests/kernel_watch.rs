@@ -270,6 +270,70 @@ fn watch_bans_as_lines_are_written_across_rotations_and_restarts() {
         (Some("blacklist"), Some("postfix-sasl"))
     );
 
+    // The same README [[source]] works for scan and test-source.
+    let mail = d.join("later/mail.log");
+    let out = lab.fwctl(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "test-source",
+            "--source",
+            "postfix-sasl",
+            "--log",
+            mail.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("203.0.113.41"));
+    let out = lab.fwctl(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "scan",
+            "--source",
+            "postfix-sasl",
+            "--log",
+            mail.to_str().unwrap(),
+            "--howmany",
+            "2",
+            "--within",
+            "10m",
+            "--ipset",
+            "blacklist",
+            "--removeafter",
+            "1d",
+            "--json",
+            "--dryrun",
+        ],
+        &[],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["offenders"][0]["address"], "203.0.113.41",
+        "{report:#}"
+    );
+
+    // One watch at a time; status tells it runs.
+    let out = lab.fwctl(&["--config", cfg.to_str().unwrap(), "watch"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("already running") && err.contains("fix:"),
+        "{err}"
+    );
+    let out = lab.fwctl(
+        &["--config", cfg.to_str().unwrap(), "status", "--json"],
+        &[],
+    );
+    let st: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(st["watch"]["running"], true, "{st:#}");
+
     // Deleted and created again.
     append(&log, &ssh("203.0.113.33", 2)); // decoy
     std::fs::remove_file(&log).unwrap();

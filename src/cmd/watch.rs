@@ -212,7 +212,7 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     // One watch per run directory: a second would read the same lines and
     // fight over the positions.
     lock::ensure_run_dir(&lock::run_dir())?;
-    let _running = match lock::acquire_file(&lock::run_dir().join("watch.pid"), Duration::ZERO) {
+    let _running = match lock::acquire_file(&lock::watch_lock(), Duration::ZERO) {
         Ok(l) => l,
         Err(lock::LockError::Held { pid, .. }) => bail!(
             "fwctl watch is already running{}; fix: stop it first (systemctl stop fwctl-watch)",
