@@ -7,6 +7,7 @@
 //! line is written last), never a sleep.
 
 mod common;
+use common::receiver::Receiver as Http;
 use common::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -560,10 +561,15 @@ os.execvp("sleep", ["sleep", "600"])
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Its bans go to [[notify]] as scan's do (a real HTTP receiver).
+    let rx = Http::start_in(&lab.target, 0);
     let cfg = d.join("fwctl.toml");
     std::fs::write(
         &cfg,
-        "[metrics]\nlisten = \"\"\nwatch_listen = \"\"\n[[watch]]\nsource = \"sshd\"\njournal = true\nhowmany = 1\nwithin = \"10m\"\nipset = \"blacklist\"\nremoveafter = \"1h\"\n",
+        format!(
+            "[metrics]\nlisten = \"\"\nwatch_listen = \"\"\n[[notify]]\nname = \"ops\"\nurl = \"{}\"\n[[watch]]\nsource = \"sshd\"\njournal = true\nhowmany = 1\nwithin = \"10m\"\nipset = \"blacklist\"\nremoveafter = \"1h\"\n",
+            rx.url()
+        ),
     )
     .unwrap();
     let out = lab.fwctl(
@@ -591,4 +597,28 @@ os.execvp("sleep", ["sleep", "600"])
     );
     assert!(runs[1].contains("--after-cursor=s=run1;i=1"), "{args}");
     assert!(lab.set_members("blacklist").contains_key("203.0.113.52"));
+    let blocked = |r: &[common::receiver::Request]| -> Vec<Value> {
+        r.iter()
+            .flat_map(|q| q.events())
+            .filter(|e| e["event"] == "ip_blocked")
+            .collect()
+    };
+    assert!(
+        rx.wait_for(LIMIT, |r| blocked(r).len() >= 2),
+        "{:?}",
+        rx.requests()
+    );
+    let evs = blocked(&rx.requests());
+    let e = evs.iter().find(|e| e["address"] == "203.0.113.51").unwrap();
+    assert_eq!(
+        (e["origin"].as_str(), e["set"].as_str()),
+        (Some("scan"), Some("blacklist"))
+    );
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("watch sshd: 2 ssh lines within 10m"),
+        "{e}"
+    );
 }
