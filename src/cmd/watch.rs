@@ -105,7 +105,7 @@ enum From {
 }
 
 /// The plans of the entries, checked as their scan lines would be.
-fn plans(cfg: &Config, only: &[String], inv: &Invocation, dryrun: bool) -> Result<Vec<Plan>> {
+pub fn plans(cfg: &Config, only: &[String], inv: &Invocation, dryrun: bool) -> Result<Vec<Plan>> {
     if cfg.watch.is_empty() {
         bail!(
             "{} has no [[watch]] entry; fix: add one (fwctl watch --help shows the keys)",
