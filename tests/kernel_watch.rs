@@ -502,6 +502,47 @@ fn watch_bans_as_lines_are_written_across_rotations_and_restarts() {
         of("203.0.113.28").is_empty(),
         "already listed is not recorded: {st:#}"
     );
+
+    // fwctl why: the set and time left, the ban with its rule and the lines
+    // that crossed (watch), or what the scan counted; and the verdict.
+    let why = |a: &str| -> Value {
+        let out = lab.fwctl(
+            &["--config", cfg.to_str().unwrap(), "why", a, "--json"],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let w = why("203.0.113.26");
+    assert_eq!(w["sets"][0]["set"], "throttle-hard", "{w:#}");
+    let ban = &w["bans"][0];
+    assert_eq!(
+        (ban["why"]["origin"].as_str(), ban["why"]["hits"].as_u64()),
+        (Some("watch"), Some(4)),
+        "{w:#}"
+    );
+    let evidence = ban["why"]["evidence"].as_array().unwrap();
+    assert_eq!(evidence.len(), 4, "{w:#}");
+    assert!(
+        evidence.iter().all(|e| e
+            .as_str()
+            .unwrap()
+            .contains("Failed password for root from 203.0.113.26")),
+        "{w:#}"
+    );
+    let w = why("203.0.113.35");
+    assert_eq!(w["bans"][0]["why"]["origin"], "scan", "{w:#}");
+    assert_eq!(
+        w["bans"][0]["why"]["evidence"][0], "kinds: failed-password",
+        "{w:#}"
+    );
+    let w = why("192.0.2.77");
+    assert_eq!(w["never_ban"], true, "{w:#}");
+    assert!(w["bans"].as_array().unwrap().is_empty());
 }
 
 fn which(tool: &str) -> Result<String, ()> {

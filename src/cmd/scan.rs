@@ -605,12 +605,19 @@ fn record(
     path: &Path,
     now: i64,
     scores: &crate::core::scan::reputation::Cache,
+    keep: usize,
 ) -> Vec<u32> {
-    let added: Vec<(ipnet::IpNet, &str)> = report
+    let added: Vec<(ipnet::IpNet, &str, crate::core::history::Why)> = report
         .offenders
         .iter()
         .filter(|o| o.added())
-        .filter_map(|o| Some((o.address.parse::<IpAddr>().ok()?.into(), o.set.as_str())))
+        .filter_map(|o| {
+            Some((
+                o.address.parse::<IpAddr>().ok()?.into(),
+                o.set.as_str(),
+                why(report, o),
+            ))
+        })
         .collect();
     let secs = report.removeafter_secs;
     let run = crate::core::state::ScanRun {
@@ -628,9 +635,10 @@ fn record(
     let count = added.len();
     let result = statefile::update(path, now, |st| {
         let mut offences = Vec::new();
-        for (addr, set) in added {
+        for (addr, set, why) in added {
             let (n, _) = st.history.next_ban(&addr, now, &[secs]);
             st.history.record(addr, set, n, now, secs);
+            st.history.explain(&addr, why, keep);
             offences.push(n);
         }
         st.note_scan(run);
@@ -652,6 +660,39 @@ fn record(
             );
             vec![1; count]
         }
+    }
+}
+
+/// Why a scan banned an offender, for `fwctl why`: the rule, the window's
+/// count, and what was counted (its top ports, statuses or kinds; the
+/// lines themselves `fwctl scan --explain` prints again from the log).
+fn why(report: &Report, o: &report::Offender) -> crate::core::history::Why {
+    let zone = Zone::fixed(0);
+    let t = |s: &str| crate::core::scan::parse_now(s, &zone).unwrap_or(0);
+    let mut evidence = Vec::new();
+    if !o.kinds.is_empty() {
+        evidence.push(format!("kinds: {}", o.kinds.join(", ")));
+    }
+    if !o.top_ports.is_empty() && o.kinds.is_empty() {
+        let label = report.top_label.to_lowercase();
+        let top: Vec<String> = o
+            .top_ports
+            .iter()
+            .map(|p| format!("{} ({})", p.port, p.hits))
+            .collect();
+        evidence.push(format!("{label}: {}", top.join(", ")));
+    }
+    if !o.patterns.is_empty() {
+        evidence.push(format!("patterns: {}", o.patterns.join(", ")));
+    }
+    crate::core::history::Why {
+        origin: "scan".into(),
+        rule: format!("{} {} ({})", report.source, report.rule, report.kind),
+        hits: o.hits,
+        window_s: report.within_secs,
+        first: t(&o.first_seen),
+        last: t(&o.last_seen),
+        evidence,
     }
 }
 
@@ -837,7 +878,14 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     // Shared with the fleet publisher's thread, which makes its entries.
     let report = std::sync::Arc::new(report);
     if !opts.dryrun {
-        let offences = record(&report, &opts.ipset, &state_file, real_now, &cache);
+        let offences = record(
+            &report,
+            &opts.ipset,
+            &state_file,
+            real_now,
+            &cache,
+            plan.cfg.evidence,
+        );
         // Handed over now; their threads work while the report is written.
         if let Some(n) = &run.notifier {
             notify(n, &report, &offences, real_now);
