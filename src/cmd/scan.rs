@@ -118,6 +118,10 @@ pub struct Options {
     /// (2026-11-21T10:30:00Z, with an offset or Z) or local "2026-11-21 10:30:00".
     #[arg(long, value_name = "TIMESTAMP")]
     pub now: Option<String>,
+    /// Print the lines of the window that counted for this address (or
+    /// every address of a CIDR), oldest file first, and ban nothing.
+    #[arg(long, value_name = "ADDRESS")]
+    pub explain: Option<String>,
 }
 
 /// A --trusted-proxy value: as the config's networks (no host bits, no /0).
@@ -785,8 +789,84 @@ fn fleet_entries(
         .collect()
 }
 
+/// `--explain ADDRESS`: the lines of the window that counted for it, as
+/// the run would count them (same parser, window and filters). Reads only.
+fn explain(opts: &Options, inv: &Invocation, address: &str) -> Result<()> {
+    let query = crate::units::addr::parse_addr(address.trim())
+        .map_err(|e| anyhow!("--explain {address}: {e}"))?;
+    let plan = Plan::new(opts, inv.load()?)?;
+    let Some(log) = plan.log.clone() else {
+        bail!("--explain reads a log file, not the journal; fix: pass --log PATH instead of --journal");
+    };
+    let real_now = host::now();
+    let now = match &opts.now {
+        Some(s) => parse_now(s, &host::local_zone(real_now))?,
+        None => real_now,
+    };
+    let window = (now - opts.within as i64, now);
+    let mut parser = plan.parser(host::local_zone(now), now, window)?;
+    let mut files = Vec::new();
+    if log.as_os_str() != "-" {
+        let mut older = log.as_os_str().to_owned();
+        older.push(".1");
+        let older = PathBuf::from(older);
+        if older.exists() {
+            files.push(older);
+        }
+    }
+    files.push(log);
+    let mut lines = Vec::new();
+    let mut hits = 0u64;
+    for f in &files {
+        logfile::each_line(f, 64 * 1024, |line| {
+            if let crate::core::logline::Line::Hit(h) = parser.parse(line) {
+                if plan.kind.wants(h.proto) && query.contains(&h.src) {
+                    hits += u64::from(h.n);
+                    lines.push(crate::core::history::evidence_text(
+                        &line[..line.len().min(4096)],
+                    ));
+                }
+            }
+        })?;
+    }
+    let text = if opts.json {
+        serde_json::to_string_pretty(&serde_json::json!({
+            "address": query.to_string(),
+            "window_start": utc(window.0),
+            "window_end": utc(window.1),
+            "hits": hits,
+            "howmany": opts.howmany,
+            "lines": lines,
+        }))
+        .expect("json")
+            + "\n"
+    } else {
+        let mut t = format!(
+            "{query}: {hits} hits within {} .. {} ({}over --howmany {}){}\n",
+            utc(window.0),
+            utc(window.1),
+            if hits > opts.howmany { "" } else { "not " },
+            opts.howmany,
+            if lines.is_empty() {
+                ""
+            } else {
+                ", from these lines:"
+            }
+        );
+        for l in &lines {
+            t.push_str(l);
+            t.push('\n');
+        }
+        t
+    };
+    super::out(text)
+}
+
 /// The command: checks, lock, read, decide, ban, print.
 pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
+    if let Some(a) = &opts.explain {
+        return explain(opts, inv, a);
+    }
     let mut plan = Plan::new(opts, inv.load()?)?;
     plan.apply_fix = inv.fix("apply");
     // A dry run needs nothing; as root it still reads the sets it can.
@@ -942,6 +1022,7 @@ mod tests {
             dryrun,
             json: false,
             now: None,
+            explain: None,
         }
     }
 

@@ -154,6 +154,7 @@ pub fn plans(cfg: &Config, only: &[String], inv: &Invocation, dryrun: bool) -> R
             dryrun,
             json: false,
             now: None,
+            explain: None,
         };
         let mut plan = Plan::new(&opts, cfg.clone()).map_err(|e| {
             // The plan speaks of scan's flags; the entry has keys.
