@@ -11,7 +11,8 @@
 #  - CPU: utime + stime + cutime + cstime of the tool's process (/proc/PID/stat: all its
 #    threads and its waited-for children, e.g. fail2ban's action shells) from the stream's
 #    first line to the end of the drain, per line written; and that CPU over the same
-#    wall time as % of one core (clock ticks: 10 ms each). Tool pinned to CPU 1, generator to CPU 0 (taskset).
+#    wall time as % of one core (clock ticks: 10 ms each); and the process's threads.
+#    Tool pinned to CPU 1, generator to CPU 0 (taskset).
 # fail2ban (Debian's 1.0.2: apt-get install fail2ban python3-pyinotify, never started on
 # the host) runs in the foreground with its own config, socket, pid file and an in-memory
 # database under a temp dir: pyinotify backend, the stock sshd filter (mode normal),
@@ -133,10 +134,11 @@ start_tool() {
       FWCTL_RUN_DIR=$work/state taskset -c 1 ip netns exec "$ns" "$bin" --config "$work/fwctl.toml" \
         --state "$work/state/state.json" watch --json >"$work/watch.out" 2>"$work/tool.err" &
       pid=$!
-      # Ready: it holds the log open.
+      # Ready: it holds the log open, or an inotify watch (the log is empty: a
+      # watch that starts at its end starts at its beginning).
       for _ in $(seq 200); do
         for fd in /proc/$pid/fd/*; do
-          [ "$(readlink "$fd" 2>/dev/null)" = "$work/auth.log" ] && return 0
+          case $(readlink "$fd" 2>/dev/null) in "$work/auth.log" | anon_inode:inotify) return 0 ;; esac
         done
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
@@ -161,7 +163,7 @@ run() {
   rm -f "$work/auth.log" "$work/record"
   : >"$work/auth.log"
   start_tool "$tool" || return 1
-  local c0 t0 c1 t1 t2 tend
+  local c0 t0 c1 t1 t2 tend threads
   c0=$(cpu "$pid"); t0=$(date +%s%N)
   taskset -c 0 "$gen" --rate "$rate" --secs "$secs" --shape "$shape" --attackers "$attackers" \
     --out "$work/auth.log" --record "$work/record"
@@ -169,11 +171,12 @@ run() {
   tend=$(( t1 + grace * 1000000000 ))
   while [ "$(banned "$tool")" -lt "$attackers" ] && [ "$(date +%s%N)" -lt "$tend" ]; do sleep 0.05; done
   c1=$(cpu "$pid"); t2=$(date +%s%N)
+  threads=$(awk '/^Threads:/ { print $2 }' "/proc/$pid/status")
   stop_tool "$tool"
   python3 - "$tool" "$shape" "$rate" "$work" "$((c1 - c0))" "$(getconf CLK_TCK)" "$(( (t1 - t0) / 1000 ))" \
-    "$(( (t2 - t0) / 1000 ))" <<'EOF'
+    "$(( (t2 - t0) / 1000 ))" "$threads" <<'EOF'
 import ipaddress, json, math, sys
-tool, shape, rate, work, ticks, hz, wall_us, cpu_wall_us = sys.argv[1:]
+tool, shape, rate, work, ticks, hz, wall_us, cpu_wall_us, threads = sys.argv[1:]
 ticks, hz, wall_us, cpu_wall_us = int(ticks), int(hz), int(wall_us), int(cpu_wall_us)
 cross, decoys, lines = {}, set(), 0
 for l in open(f"{work}/record"):
@@ -203,7 +206,7 @@ row = [tool, shape, rate, f"{size / lines:.0f}", f"{lines / wall_us * 1e6:.0f}",
        f"{len(lat)}/{len(cross)}", f"{sum(a in decoys for a in bans)}",
        f"{pct(.5):.1f}", f"{pct(.99):.1f}", f"{lat[-1] if lat else float('nan'):.1f}",
        f"{ticks / hz / lines * 1e6:.2f}", f"{ticks / hz / (cpu_wall_us / 1e6) * 100:.0f}",
-       f"{ticks / hz:.2f}"]
+       f"{ticks / hz:.2f}", threads]
 if tool == "fwctl":
     row.append(f"sets {sum(a in members for a in cross)}/{len(cross)}, decoys {sum(a in members for a in decoys)}")
 else:
@@ -235,5 +238,5 @@ for shape in $shapes; do
   unset behind
 done
 echo
-{ printf 'tool\tshape\tlines/s\tB/line\tgen/s\tgen late ms\tbanned\tdecoys\tp50 ms\tp99 ms\tmax ms\tCPU us/line\tCPU %%core\tCPU s\tkernel sets\n'
+{ printf 'tool\tshape\tlines/s\tB/line\tgen/s\tgen late ms\tbanned\tdecoys\tp50 ms\tp99 ms\tmax ms\tCPU us/line\tCPU %%core\tCPU s\tthreads\tkernel sets\n'
   cat "$work/rows"; } | column -t -s $'\t'
