@@ -22,6 +22,7 @@ pub mod sync;
 pub mod telemetry;
 pub mod test_source;
 pub mod unban;
+pub mod watch;
 
 use crate::core::config::{Config, DEFAULT_PATH};
 use crate::core::ruleset::{self, Plan};

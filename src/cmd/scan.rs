@@ -307,6 +307,46 @@ impl Plan {
         })
     }
 
+    /// The line parser of this plan's source, for a window ending at `now`
+    /// (which also places yearless timestamps).
+    pub fn parser(&self, zone: Zone, now: i64, window: (i64, i64)) -> Result<LineParser> {
+        let o = &self.opts;
+        Ok(match &o.source {
+            Source::Kernel => {
+                let prefixes: Vec<&[u8]> = self.prefixes.iter().map(Vec::as_slice).collect();
+                LineParser::Kernel(Parser::new(&prefixes, zone.clone(), now, window))
+            }
+            Source::Nginx | Source::Apache => LineParser::Web(WebParser::new(
+                zone.clone(),
+                now,
+                window,
+                (o.client, self.proxies.clone()),
+                self.statuses.clone(),
+                (!self.patterns.is_empty()).then(|| crate::core::patterns::compile(&self.patterns)),
+            )),
+            Source::Sshd => LineParser::Ssh(crate::core::ssh_log::SshParser::new(
+                zone.clone(),
+                now,
+                window,
+            )),
+            Source::Regex(_) => {
+                let def = self
+                    .regex
+                    .as_ref()
+                    .expect("a regex source's plan has its definition");
+                LineParser::Regex(
+                    crate::core::logs::regex_source::RegexSource::new(
+                        def,
+                        zone.clone(),
+                        now,
+                        window,
+                    )
+                    .map_err(|e| anyhow!(e))?,
+                )
+            }
+        })
+    }
+
     /// A target set must exist, be of the right family and take timeouts.
     fn check_target(&self, headers: &std::collections::BTreeMap<String, SetHead>) -> Result<()> {
         Ok(check_ban_sets(
@@ -407,40 +447,7 @@ pub fn execute(
     };
 
     let window = (host.now - o.within as i64, host.now);
-    let parser = match &o.source {
-        Source::Kernel => {
-            let prefixes: Vec<&[u8]> = plan.prefixes.iter().map(Vec::as_slice).collect();
-            LineParser::Kernel(Parser::new(&prefixes, host.zone.clone(), host.now, window))
-        }
-        Source::Nginx | Source::Apache => LineParser::Web(WebParser::new(
-            host.zone.clone(),
-            host.now,
-            window,
-            (o.client, plan.proxies.clone()),
-            plan.statuses.clone(),
-            (!plan.patterns.is_empty()).then(|| crate::core::patterns::compile(&plan.patterns)),
-        )),
-        Source::Sshd => LineParser::Ssh(crate::core::ssh_log::SshParser::new(
-            host.zone.clone(),
-            host.now,
-            window,
-        )),
-        Source::Regex(_) => {
-            let def = plan
-                .regex
-                .as_ref()
-                .expect("a regex source's plan has its definition");
-            LineParser::Regex(
-                crate::core::logs::regex_source::RegexSource::new(
-                    def,
-                    host.zone.clone(),
-                    host.now,
-                    window,
-                )
-                .map_err(|e| anyhow!(e))?,
-            )
-        }
-    };
+    let parser = plan.parser(host.zone.clone(), host.now, window)?;
     let kinds: Vec<String> = match (&o.source, &parser) {
         (Source::Sshd, _) => crate::core::ssh_log::KINDS
             .iter()

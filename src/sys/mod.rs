@@ -14,6 +14,7 @@ pub mod feedstore;
 pub mod firewall;
 pub mod fleetbox;
 pub mod fleetkey;
+pub mod follow;
 pub mod host;
 pub mod http;
 pub mod ipset;

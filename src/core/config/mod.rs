@@ -13,6 +13,7 @@ pub mod notify;
 pub mod pattern;
 pub mod signature;
 pub mod source;
+pub mod watch;
 pub mod web;
 
 use crate::units::addr::parse_net;
@@ -190,6 +191,8 @@ pub struct Config {
     pub firewall: firewall::Firewall,
     /// `[forward]`: bans and default drop for forwarded (container) traffic.
     pub forward: forward::Forward,
+    /// `[[watch]]`: the logs `fwctl watch` follows and bans from.
+    pub watch: Vec<watch::Watch>,
 }
 
 impl Config {
@@ -469,7 +472,9 @@ impl Config {
             feeds.push(f);
         }
 
+        let watch = watch::validate_all(raw.watch).map_err(|m| err_at(None, m.0))?;
         Ok(Config {
+            watch,
             fleet,
             patterns,
             sources,
@@ -614,6 +619,8 @@ struct Raw {
     firewall: firewall::Firewall,
     #[serde(default)]
     forward: forward::Forward,
+    #[serde(default)]
+    watch: Vec<watch::RawWatch>,
 }
 
 #[derive(Deserialize)]
