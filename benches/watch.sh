@@ -18,7 +18,8 @@
 # database under a temp dir: pyinotify backend, the stock sshd filter (mode normal),
 # maxretry 6 findtime 10m, an action that only records (no iptables). fwctl runs
 # `watch --json` in a throwaway network namespace after `apply --force` there, with
-# rules/fwctl.toml plus one [[watch]] (sshd, howmany 5, within 10m, blacklist, 1h).
+# rules/fwctl.toml plus one [[watch]] (sshd, howmany 5, within 10m, blacklist, 1h), alone
+# followed (--only).
 # Usage: benches/watch.sh [SECS] [RATES] [SHAPES] [TOOLS]     (root)
 #   e.g. benches/watch.sh 20 "1000 3000 10000 100000 300000" "short long" "fail2ban fwctl"
 #   GRACE=5 (s after the stream for the last bans), ATTACKERS=100, KEEP=1 (keep the work
@@ -51,11 +52,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# fwctl's config: the shipped one (its [blacklist] file beside it) plus the watch.
+# fwctl's config: the shipped one (its [blacklist] file beside it) plus the bench's watch,
+# the one followed (--only bench: not the shipped one's /var/log/auth.log).
 cp rules/fwctl.toml rules/blacklist.txt "$work/"
 cat >>"$work/fwctl.toml" <<EOF
 
 [[watch]]
+name = "bench"
 source = "sshd"
 log = "$work/auth.log"
 howmany = 5
@@ -132,7 +135,7 @@ start_tool() {
         --state "$work/state/state.json" apply --force >"$work/apply.out" 2>&1 \
         || { cat "$work/apply.out"; return 1; }
       FWCTL_RUN_DIR=$work/state taskset -c 1 ip netns exec "$ns" "$bin" --config "$work/fwctl.toml" \
-        --state "$work/state/state.json" watch --json >"$work/watch.out" 2>"$work/tool.err" &
+        --state "$work/state/state.json" watch --json --only bench >"$work/watch.out" 2>"$work/tool.err" &
       pid=$!
       # Ready: it holds the log open, or an inotify watch (the log is empty: a
       # watch that starts at its end starts at its beginning).
