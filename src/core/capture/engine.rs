@@ -89,8 +89,76 @@ pub type BanFn<'a> = dyn FnMut(&str, IpNet, u32) -> Result<Added, BanFailed> + '
 /// flags to tell, and every answer to a resolver lookup would otherwise count
 /// as a probe of a new high port. nmap -sU sends from a high port unless told
 /// otherwise (-g 53 evades this, as it evades most firewalls' DNS rules).
+/// The same goes for an ACK (conntrack's word that it belongs to no
+/// connection) from a server port to a client one: a late segment of a
+/// connection this host made, after conntrack forgot it.
 pub fn is_reply(p: &packet::Probe) -> bool {
-    p.kind == packet::Kind::Udp && p.sport < 1024 && p.dport >= 1024
+    matches!(
+        p.kind,
+        packet::Kind::Udp | packet::Kind::Ack | packet::Kind::Maimon
+    ) && p.sport < 1024
+        && p.dport >= 1024
+}
+
+/// TCP first fragments too short for the flags, held (a few at a time)
+/// until the fragment holding the flags comes: keyed by source,
+/// destination and IP identification, forgotten after `FRAG_TTL`.
+#[derive(Default)]
+pub struct Frags {
+    slots: Vec<Held>,
+}
+
+#[derive(Clone, Copy)]
+struct Held {
+    src: Addr,
+    dst: Addr,
+    id: u32,
+    sport: u16,
+    dport: u16,
+    time: Micros,
+}
+
+const FRAG_SLOTS: usize = 64;
+const FRAG_TTL: Micros = 30 * SECOND;
+
+impl Frags {
+    fn slot(f: &packet::Fragment) -> usize {
+        ((f.src.0 as u64) ^ u64::from(f.id).wrapping_mul(0x9e37_79b9_7f4a_7c15)) as usize % FRAG_SLOTS
+    }
+
+    fn hold(&mut self, f: &packet::Fragment, sport: u16, dport: u16, now: Micros) {
+        if self.slots.is_empty() {
+            self.slots = vec![
+                Held {
+                    src: Addr(0),
+                    dst: Addr(0),
+                    id: 0,
+                    sport: 0,
+                    dport: 0,
+                    time: 0,
+                };
+                FRAG_SLOTS
+            ];
+        }
+        self.slots[Self::slot(f)] = Held {
+            src: f.src,
+            dst: f.dst,
+            id: f.id,
+            sport,
+            dport,
+            time: now,
+        };
+    }
+
+    fn take(&mut self, f: &packet::Fragment, now: Micros) -> Option<(u16, u16)> {
+        let h = self.slots.get_mut(Self::slot(f))?;
+        if h.src != f.src || h.dst != f.dst || h.id != f.id || h.time == 0 {
+            return None;
+        }
+        let fresh = h.time.saturating_add(FRAG_TTL) >= now;
+        h.time = 0;
+        fresh.then_some((h.sport, h.dport))
+    }
 }
 
 /// The set of a pair (IPv4, IPv6) for an address's family.
@@ -177,6 +245,7 @@ pub struct Engine {
     /// `conns::MAX_ADMIN_PEERS`): never banned on forgeable evidence. Looked
     /// at only when a ban is decided, never per frame.
     pub admin_peers: Vec<(IpAddr, u16)>,
+    frags: Frags,
 }
 
 /// Payload signatures: the matcher, the handshakes this host answered on
@@ -231,6 +300,7 @@ impl Engine {
             floods: Vec::new(),
             signatures: None,
             admin_peers: Vec::new(),
+            frags: Frags::default(),
         }
     }
 
@@ -266,12 +336,106 @@ impl Engine {
     ) {
         self.counts.frames += 1;
         let Some(p) = packet::parse(link, data) else {
+            if link == Link::Nflog {
+                return;
+            }
+            // A TCP fragment: a tiny first one, or the one holding its flags.
+            if let Some(f) = packet::fragment(link, data) {
+                self.fragment(&f, now, ban, clock, out);
+                return;
+            }
             // Not a probe: with signatures, a data segment or our SYN-ACK.
             if self.signatures.is_some() {
                 self.payload(link, data, now, ban, clock, out);
             }
             return;
         };
+        self.probe(&p, link, data, now, ban, clock, out);
+    }
+
+    /// A TCP fragment to this host: a first one too short to hold the
+    /// flags is a scan on its own (reported and banned at once, as a
+    /// forgeable probe); the fragment that holds its flags (at byte 8)
+    /// makes the probe the two are once put back together.
+    fn fragment(
+        &mut self,
+        f: &packet::Fragment,
+        now: Micros,
+        ban: &mut BanFn,
+        clock: &dyn Fn() -> Micros,
+        out: &mut Vec<Event>,
+    ) {
+        if !self.dests.contains(f.dst) || self.own.contains(f.src) {
+            return;
+        }
+        let port = |at: usize| {
+            f.l4
+                .get(at..at + 2)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+        };
+        if f.offset == 0 {
+            if f.l4.len() >= packet::FLAGS_END {
+                return;
+            }
+            let (sport, dport) = (port(0), port(2));
+            self.frags.hold(f, sport, dport, now);
+            self.counts.probes += 1;
+            let key = self.detector.key(f.src);
+            if self.detector.is_quiet(key, now) {
+                return;
+            }
+            self.detector.stats.scans += 1;
+            let s = Scan {
+                time: now,
+                source: self.detector.net(key),
+                key,
+                reason: Reason::TinyFragment {
+                    port: dport,
+                    bytes: f.l4.len(),
+                },
+                counted: vec![dport],
+                services: vec![],
+                kinds: packet::Kinds::of(packet::Kind::Frag),
+                probes: 1,
+                first: now,
+                same_ports_as: vec![],
+                fixed_low_sport: None,
+            };
+            self.scan(&s, ban, clock, out);
+        } else if f.offset == 8 {
+            let Some((sport, dport)) = self.frags.take(f, now) else {
+                return;
+            };
+            // TCP's flags are its 14th byte: the 6th of this fragment.
+            let Some(kind) = f.l4.get(packet::FLAGS_END - 1 - 8).and_then(|&b| packet::classify(b))
+            else {
+                return;
+            };
+            let p = packet::Probe {
+                src: f.src,
+                dst: f.dst,
+                sport,
+                dport,
+                kind,
+            };
+            self.probe(&p, Link::Raw, &[], now, ban, clock, out);
+        }
+    }
+
+    /// One probe, from a frame or put together from fragments (`data` is
+    /// its frame, for a UDP payload signature; empty when there is none).
+    #[allow(clippy::too_many_arguments)]
+    fn probe(
+        &mut self,
+        p: &packet::Probe,
+        link: Link,
+        data: &[u8],
+        now: Micros,
+        ban: &mut BanFn,
+        clock: &dyn Fn() -> Micros,
+        out: &mut Vec<Event>,
+    ) {
+        let p = *p;
         if !self.dests.contains(p.dst) || self.own.contains(p.src) || is_reply(&p) {
             return;
         }
@@ -629,7 +793,18 @@ impl Engine {
                 span(window / SECOND),
                 settings.port_thresholds.get(port).copied().unwrap_or(0)
             ),
+            Reason::TinyFragment { port, bytes } => format!(
+                "a TCP first fragment of {bytes} bytes to port {port}, too short to hold the flags (RFC 1858's tiny fragment)"
+            ),
         };
+        let mut nmap = s.kinds.nmap();
+        let note = s.fixed_low_sport.map(|port| {
+            nmap.push_str(" (or -sI)");
+            format!("every SYN came from port {port}: an idle scan (-sI) forges such SYNs with its zombie's address, so this is forgeable evidence, not proof that {} scanned", member(&s.source))
+        });
+        if !s.same_ports_as.is_empty() {
+            nmap.push_str(" -D");
+        }
         let profile = settings.profile.name.clone();
         let set = family_set(&self.sets, s.source);
         let (action, blocked, secs) =
@@ -643,7 +818,7 @@ impl Engine {
             time: time(s.time),
             src: member(&s.source),
             scan_type: s.kinds.label(),
-            nmap: s.kinds.nmap(),
+            nmap,
             reason,
             ports: s.counted.clone(),
             port_count: s.counted.len(),
@@ -653,6 +828,8 @@ impl Engine {
             duration_s: s.time.saturating_sub(s.first) / SECOND,
             profile,
             action,
+            same_ports_as: s.same_ports_as.iter().map(member).collect(),
+            note,
         }));
         out.extend(blocked);
     }
