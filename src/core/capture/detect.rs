@@ -518,7 +518,12 @@ impl Detector {
 
     /// The sources of recent scans with this port sequence (nmap -D: one
     /// scanner, several source addresses); remembers this one.
-    fn same_scanner(&mut self, seq: &[(Micros, u8, u16)], now: Micros, source: IpNet) -> Vec<IpNet> {
+    fn same_scanner(
+        &mut self,
+        seq: &[(Micros, u8, u16)],
+        now: Micros,
+        source: IpNet,
+    ) -> Vec<IpNet> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         for &(_, space, port) in seq {

@@ -123,7 +123,8 @@ const FRAG_TTL: Micros = 30 * SECOND;
 
 impl Frags {
     fn slot(f: &packet::Fragment) -> usize {
-        ((f.src.0 as u64) ^ u64::from(f.id).wrapping_mul(0x9e37_79b9_7f4a_7c15)) as usize % FRAG_SLOTS
+        ((f.src.0 as u64) ^ u64::from(f.id).wrapping_mul(0x9e37_79b9_7f4a_7c15)) as usize
+            % FRAG_SLOTS
     }
 
     fn hold(&mut self, f: &packet::Fragment, sport: u16, dport: u16, now: Micros) {
@@ -369,8 +370,7 @@ impl Engine {
             return;
         }
         let port = |at: usize| {
-            f.l4
-                .get(at..at + 2)
+            f.l4.get(at..at + 2)
                 .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
         };
         if f.offset == 0 {
@@ -407,7 +407,9 @@ impl Engine {
                 return;
             };
             // TCP's flags are its 14th byte: the 6th of this fragment.
-            let Some(kind) = f.l4.get(packet::FLAGS_END - 1 - 8).and_then(|&b| packet::classify(b))
+            let Some(kind) =
+                f.l4.get(packet::FLAGS_END - 1 - 8)
+                    .and_then(|&b| packet::classify(b))
             else {
                 return;
             };
