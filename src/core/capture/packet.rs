@@ -135,8 +135,13 @@ impl Kinds {
             .filter(move |k| self.0 & (1 << *k as u8) != 0)
     }
 
-    /// "SYN", "UDP", ... or "mixed" when more than one kind was seen.
+    /// "SYN", "UDP", ... or "mixed" when more than one kind was seen. A
+    /// protocol scan (-sO) sends real TCP, UDP and SCTP headers among its
+    /// other protocols: with any unusual protocol, it is that.
     pub fn label(self) -> &'static str {
+        if self.has(Kind::Proto) {
+            return Kind::Proto.name();
+        }
         let mut it = self.iter();
         match (it.next(), it.next()) {
             (Some(k), None) => k.name(),
@@ -147,6 +152,9 @@ impl Kinds {
 
     /// The nmap options that would produce this mix, e.g. "-sS" or "-sS -sU".
     pub fn nmap(self) -> String {
+        if self.has(Kind::Proto) {
+            return Kind::Proto.nmap().to_string();
+        }
         self.iter().map(Kind::nmap).collect::<Vec<_>>().join(" ")
     }
 }
