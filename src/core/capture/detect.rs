@@ -944,4 +944,110 @@ mod tests {
             .collect();
         assert_eq!(scans, vec!["198.51.100.99/32"]);
     }
+
+    #[test]
+    fn decoys_with_one_port_sequence_name_each_other_and_others_do_not() {
+        let mut d = standard();
+        let mut out = Vec::new();
+        // nmap -D: every probe from each decoy and the scanner in turn.
+        let order = [1005u16, 1001, 1009, 1003, 1002, 1008, 1004];
+        for (i, port) in order.iter().enumerate() {
+            for src in ["198.51.100.51", "198.51.100.41", "198.51.100.52"] {
+                d.probe(&probe(src, *port, Kind::Syn), SECOND + i as u64, &mut out);
+            }
+        }
+        // Another scanner at the same time, the same ports in another order.
+        for (i, port) in order.iter().rev().enumerate() {
+            d.probe(
+                &probe("203.0.113.7", *port, Kind::Syn),
+                SECOND + i as u64,
+                &mut out,
+            );
+        }
+        let same: Vec<(String, Vec<String>)> = out
+            .iter()
+            .filter_map(|e| match e {
+                Event::Scan(s) => Some((
+                    s.source.to_string(),
+                    s.same_ports_as.iter().map(|n| n.to_string()).collect(),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            same,
+            vec![
+                ("198.51.100.51/32".into(), vec![]),
+                ("198.51.100.41/32".into(), vec!["198.51.100.51/32".into()]),
+                (
+                    "198.51.100.52/32".into(),
+                    vec!["198.51.100.51/32".into(), "198.51.100.41/32".into()]
+                ),
+                ("203.0.113.7/32".into(), vec![]),
+            ]
+        );
+        // A minute later the same sequence is another scan.
+        let mut out = Vec::new();
+        for (i, port) in order.iter().enumerate() {
+            let t = SECOND + SAME_SCANNER + 10 * SECOND + i as u64;
+            d.probe(&probe("198.51.100.60", *port, Kind::Syn), t, &mut out);
+        }
+        assert!(matches!(&out[..], [Event::Scan(s)] if s.same_ports_as.is_empty()));
+    }
+
+    #[test]
+    fn syns_all_from_one_low_port_are_told_apart_as_an_idle_scans() {
+        let scan = |sports: &[u16]| {
+            let mut d = standard();
+            let mut out = Vec::new();
+            for (i, &sport) in sports.iter().enumerate() {
+                let p = Probe {
+                    sport,
+                    ..probe("198.51.100.77", 2000 + i as u16, Kind::Syn)
+                };
+                d.probe(&p, SECOND, &mut out);
+            }
+            match &out[..] {
+                [Event::Scan(s)] => s.fixed_low_sport,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(scan(&[80; 7]), Some(80));
+        assert_eq!(scan(&[40000; 7]), None, "nmap -sS: one high port");
+        assert_eq!(scan(&[80, 80, 80, 81, 80, 80, 80]), None);
+    }
+
+    #[test]
+    fn ack_sctp_and_protocol_probes_count_on_every_port_each_in_its_own_space() {
+        let mut d = standard();
+        // ACKs to the service ports count (a client's ACKs belong to a
+        // connection conntrack knows, so never reach the detector).
+        let acks: Vec<_> = [22, 80, 443, 1, 2, 3, 4]
+            .iter()
+            .map(|&p| (0, p, Kind::Ack))
+            .collect();
+        let s = feed(&mut d, "203.0.113.20", &acks);
+        assert_eq!((s.len(), s[0].kinds.label()), (1, "ACK"));
+        // TCP port 6, UDP port 6, SCTP port 6 and protocol 6 are four
+        // ports, not one; seven protocols make an -sO scan.
+        let mut d = standard();
+        let mix = [
+            (0, 6, Kind::Syn),
+            (0, 6, Kind::Udp),
+            (0, 6, Kind::SctpInit),
+            (0, 6, Kind::Proto),
+        ];
+        assert!(feed(&mut d, "203.0.113.21", &mix).is_empty());
+        let t = d
+            .table
+            .get(d.key("203.0.113.21".parse::<Addr>().unwrap()))
+            .unwrap();
+        assert_eq!(t.ports().count(), 4);
+        let protos: Vec<_> = (40..47).map(|p| (0, p, Kind::Proto)).collect();
+        let s = feed(&mut d, "203.0.113.22", &protos);
+        assert_eq!(
+            (s[0].kinds.label(), s[0].kinds.nmap()),
+            ("IP-PROTOCOL", "-sO".into())
+        );
+    }
 }

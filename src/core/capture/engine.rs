@@ -1616,4 +1616,151 @@ mod tests {
             .unwrap()
             .contains("fwctl apply"));
     }
+
+    /// An IPv4 TCP fragment from `src` to 198.51.100.1: id 77, at byte
+    /// `offset`, more to come or not, carrying `l4`.
+    fn frag4(src: &str, offset: u16, more: bool, l4: &[u8]) -> Vec<u8> {
+        let s: std::net::Ipv4Addr = src.parse().unwrap();
+        let total = (20 + l4.len()) as u16;
+        let fo = offset / 8 | if more { 0x2000 } else { 0 };
+        let mut f = vec![0x45, 0];
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 77]);
+        f.extend_from_slice(&fo.to_be_bytes());
+        f.extend_from_slice(&[64, 6, 0, 0]);
+        f.extend_from_slice(&s.octets());
+        f.extend_from_slice(&[198, 51, 100, 1]);
+        f.extend_from_slice(l4);
+        f
+    }
+
+    #[test]
+    fn a_tiny_first_fragment_is_a_scan_at_once_and_its_flags_fragment_makes_the_probe() {
+        let mut r = Rig::new(Mode::Ban);
+        // nmap -sS -f: ports and sequence number, then ack, offset, flags...
+        let first = frag4(
+            "203.0.113.9",
+            0,
+            true,
+            &[0x9d, 0x25, 0x03, 0xea, 0, 0, 0, 1],
+        );
+        let second = frag4("203.0.113.9", 8, true, &[0, 0, 0, 0, 0x60, 0x02, 4, 0]);
+        r.feed(&first, 10 * SECOND);
+        let det = r.of("scan_detected");
+        assert_eq!(det.len(), 1, "{det:?}");
+        assert_eq!(det[0]["scan_type"], "TINY-FRAGMENT");
+        assert_eq!(det[0]["nmap"], "-f");
+        assert_eq!(det[0]["ports"], serde_json::json!([1002]));
+        assert!(det[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("8 bytes to port 1002"));
+        assert_eq!(r.banner.adds.len(), 1);
+        // The fragment holding the flags is put together with it: a SYN to
+        // 1002 from port 40229 (counted; the source is banned, so quiet).
+        r.feed(&second, 10 * SECOND + 5);
+        assert_eq!(r.e.counts.probes, 2);
+        assert_eq!(r.of("scan_detected").len(), 1);
+        // Alone (no first fragment held), the same fragment is no probe;
+        // nor is a later one (byte 16), nor a first fragment holding the
+        // flags (a probe like any other, parsed whole).
+        let mut r = Rig::new(Mode::DetectOnly);
+        r.feed(&second, SECOND);
+        r.feed(&frag4("203.0.113.9", 16, false, &[0; 8]), SECOND);
+        assert_eq!(r.e.counts.probes, 0);
+        let whole = vec![
+            0x9d, 0x25, 0x03, 0xea, 0, 0, 0, 1, 0, 0, 0, 0, 0x60, 0x02, 4, 0,
+        ];
+        r.feed(&frag4("203.0.113.9", 0, true, &whole), SECOND);
+        assert_eq!((r.e.counts.probes, r.of("scan_detected").len()), (1, 0));
+    }
+
+    #[test]
+    fn held_fragments_match_on_source_destination_and_id_and_expire() {
+        let mut f = Frags::default();
+        let first = frag4("203.0.113.9", 0, true, &[0; 8]);
+        let first = packet::fragment(Link::Raw, &first).unwrap();
+        let second = frag4("203.0.113.9", 8, true, &[0; 8]);
+        let second = packet::fragment(Link::Raw, &second).unwrap();
+        let other = frag4("203.0.113.8", 8, true, &[0; 8]);
+        let other = packet::fragment(Link::Raw, &other).unwrap();
+        f.hold(&first, 4000, 22, SECOND);
+        assert_eq!(f.take(&other, SECOND), None);
+        assert_eq!(f.take(&second, SECOND), Some((4000, 22)));
+        assert_eq!(f.take(&second, SECOND), None, "taken once");
+        f.hold(&first, 4000, 22, SECOND);
+        assert_eq!(f.take(&second, SECOND + FRAG_TTL + 1), None, "expired");
+    }
+
+    /// An NFLOG message (as netlink and LINKTYPE_NFLOG carry it) holding
+    /// an IPv4 TCP segment with `flags` from `src`:`sport` to port `dport`.
+    fn nflog(src: &str, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+        let s: std::net::Ipv4Addr = src.parse().unwrap();
+        let mut ip = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
+        ip.extend_from_slice(&s.octets());
+        ip.extend_from_slice(&[198, 51, 100, 1]);
+        ip.extend_from_slice(&sport.to_be_bytes());
+        ip.extend_from_slice(&dport.to_be_bytes());
+        ip.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 9, 0x50, flags, 4, 0, 0, 0, 0, 0]);
+        let mut m = vec![2, 0, 0, 33];
+        // A prefix attribute first (type 10), then the payload (type 9).
+        m.extend_from_slice(&8u16.to_le_bytes());
+        m.extend_from_slice(&10u16.to_le_bytes());
+        m.extend_from_slice(b"abc\0");
+        m.extend_from_slice(&((4 + ip.len()) as u16).to_le_bytes());
+        m.extend_from_slice(&9u16.to_le_bytes());
+        m.extend_from_slice(&ip);
+        m
+    }
+
+    #[test]
+    fn conntrack_hands_over_the_ack_scans_and_nothing_else_counts_from_it() {
+        let feed = |r: &mut Rig, m: &[u8], t: Micros| {
+            let banner = &mut r.banner;
+            r.e.frame(
+                Link::Nflog,
+                m,
+                t,
+                &mut |set, net, secs| banner.add(set, net, secs),
+                &|| t,
+                &mut r.out,
+            );
+        };
+        for (flags, kind, nmap) in [(0x10, "ACK", "-sA/-sW"), (0x11, "MAIMON", "-sM")] {
+            let mut r = Rig::new(Mode::Ban);
+            for port in 0..3 {
+                feed(
+                    &mut r,
+                    &nflog("203.0.113.9", 40000, 1000 + port, flags),
+                    SECOND,
+                );
+            }
+            let det = r.of("scan_detected");
+            assert_eq!(det.len(), 1, "{kind}");
+            assert_eq!(
+                (det[0]["scan_type"].as_str(), det[0]["nmap"].as_str()),
+                (Some(kind), Some(nmap))
+            );
+        }
+        let mut r = Rig::new(Mode::Ban);
+        for port in 0..10 {
+            // SYN-ACK and RST backscatter, a plain SYN (the packet socket's),
+            // and late ACKs from a server port to a client one.
+            for (sport, flags) in [
+                (40000, 0x12),
+                (40000, 0x14),
+                (40000, 0x04),
+                (40000, 0x02),
+                (443, 0x10),
+            ] {
+                feed(
+                    &mut r,
+                    &nflog("203.0.113.9", sport, 40000 + port, flags),
+                    SECOND,
+                );
+            }
+        }
+        assert_eq!(r.e.counts.probes, 0);
+        assert!(r.out.is_empty());
+    }
 }

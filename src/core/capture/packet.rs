@@ -765,4 +765,108 @@ mod tests {
             }
         }
     }
+
+    /// A raw IPv4 packet of protocol `proto` from 203.0.113.5 to
+    /// 198.51.100.1 carrying `l4`.
+    fn ip4(proto: u8, l4: &[u8]) -> Vec<u8> {
+        let total = (20 + l4.len()) as u16;
+        let mut f = vec![0x45, 0];
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0, 64, proto, 0, 0, 203, 0, 113, 5, 198, 51, 100, 1]);
+        f.extend_from_slice(l4);
+        f
+    }
+
+    #[test]
+    fn sctp_init_and_cookie_echo_and_unusual_protocols_are_probes() {
+        let sctp = |chunk: u8| {
+            let mut l4 = vec![
+                0x9c, 0x40, 0x03, 0xe8, 0, 0, 0, 0, 0, 0, 0, 0, chunk, 0, 0, 20,
+            ];
+            l4.extend_from_slice(&[0; 16]);
+            parse(Link::Raw, &ip4(132, &l4)).map(|p| (p.kind, p.dport))
+        };
+        assert_eq!(sctp(1), Some((Kind::SctpInit, 1000)));
+        assert_eq!(sctp(10), Some((Kind::SctpCookie, 1000)));
+        assert_eq!(sctp(0), None, "DATA: an association's traffic");
+        let p = parse(Link::Raw, &ip4(77, &[])).unwrap();
+        assert_eq!(
+            (p.kind, p.dport, p.kind.space()),
+            (Kind::Proto, 77, SPACE_PROTO)
+        );
+        for bulk in [1, 2, 4, 41, 47, 50, 51, 58, 89, 103, 112] {
+            assert_eq!(parse(Link::Raw, &ip4(bulk, &[0; 8])), None, "{bulk}");
+        }
+        // Kinds with an unusual protocol are a protocol scan, whatever
+        // real headers it sent among them.
+        let mut k = Kinds::of(Kind::SctpInit);
+        k.add(Kind::Proto);
+        assert_eq!((k.label(), k.nmap().as_str()), ("IP-PROTOCOL", "-sO"));
+    }
+
+    #[test]
+    fn a_tiny_first_fragment_is_no_probe_but_a_fragment_and_ipv6_too() {
+        // 8 bytes of TCP: ports and sequence number, no flags.
+        let tiny = {
+            let mut f = ip4(6, &[0x0f, 0xa0, 0, 22, 0, 0, 0, 1]);
+            f[6] = 0x20; // more fragments
+            f
+        };
+        assert_eq!(parse(Link::Raw, &tiny), None);
+        // Frame padding past the IP length is not read as the flags.
+        let mut padded = tiny.clone();
+        padded.extend_from_slice(&[0; 18]);
+        padded[20 + 13] = SYN;
+        assert_eq!(parse(Link::Raw, &padded), None);
+        let f = fragment(Link::Raw, &tiny).unwrap();
+        assert_eq!((f.offset, f.l4.len(), f.id), (0, 8, 0));
+        let f = fragment(Link::Raw, &padded).unwrap();
+        assert_eq!(f.l4.len(), 8);
+        // Not a fragment: a whole packet.
+        assert_eq!(fragment(Link::Raw, &syn()), None);
+        // IPv6: a fragment header (id 0x01020304) at byte 8 of TCP.
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 16, 44, 64];
+        v6.extend_from_slice(&"2001:db8::5".parse::<Ipv6Addr>().unwrap().octets());
+        v6.extend_from_slice(&"2001:db8::1".parse::<Ipv6Addr>().unwrap().octets());
+        v6.extend_from_slice(&[6, 0, 0, 9, 1, 2, 3, 4]);
+        v6.extend_from_slice(&[0, 0, 0, 0, 0x50, 0x02, 4, 0]);
+        let f = fragment(Link::Raw, &v6).unwrap();
+        assert_eq!((f.offset, f.id, f.l4[5]), (8, 0x0102_0304, 0x02));
+        assert_eq!(parse(Link::Raw, &v6), None);
+    }
+
+    #[test]
+    fn an_nflog_message_gives_its_payload_and_only_ack_probes() {
+        let msg = |flags: u8| {
+            let mut l4 = vec![
+                0x9c, 0x40, 0x03, 0xe8, 0, 0, 0, 1, 0, 0, 0, 2, 0x50, flags, 4, 0,
+            ];
+            l4.extend_from_slice(&[0; 4]);
+            let ip = ip4(6, &l4);
+            let mut m = vec![2, 0, 0, 33];
+            m.extend_from_slice(&((4 + ip.len()) as u16).to_le_bytes());
+            m.extend_from_slice(&9u16.to_le_bytes());
+            m.extend_from_slice(&ip);
+            m
+        };
+        let kind = |flags| parse(Link::Nflog, &msg(flags)).map(|p| p.kind);
+        assert_eq!(kind(ACK), Some(Kind::Ack));
+        assert_eq!(kind(ACK | PSH), Some(Kind::Ack));
+        assert_eq!(kind(ACK | FIN), Some(Kind::Maimon));
+        assert_eq!(kind(ACK | URG), Some(Kind::Odd));
+        for no in [SYN, SYN | ACK, RST, RST | ACK, FIN, 0] {
+            assert_eq!(kind(no), None, "{no:#x}");
+        }
+        assert_eq!(
+            source(Link::Nflog, &msg(ACK)),
+            Some(Addr::v4([203, 0, 113, 5]))
+        );
+        // A message cut anywhere, or with a zero-length attribute, is none.
+        let m = msg(ACK);
+        for len in 0..m.len() {
+            assert_eq!(parse(Link::Nflog, &m[..len]), None, "{len}");
+        }
+        assert_eq!(parse(Link::Nflog, &[2, 0, 0, 33, 0, 0, 9, 0]), None);
+        assert_eq!(Link::from_linktype(239), Some(Link::Nflog));
+    }
 }
