@@ -47,7 +47,10 @@ fn replay(cfg: &str, name: &str) -> Vec<Value> {
         .collect()
 }
 
-fn scans(evs: &[Value]) -> Vec<(String, String, String)> {
+/// A scan as reported: source, scan type, nmap option.
+type Reported = (String, String, String);
+
+fn scans(evs: &[Value]) -> Vec<Reported> {
     let mut v: Vec<_> = evs
         .iter()
         .filter(|e| e["event"] == "scan_detected")
@@ -63,7 +66,7 @@ fn scans(evs: &[Value]) -> Vec<(String, String, String)> {
     v
 }
 
-fn both(n: u8, scan_type: &str, nmap: &str) -> Vec<(String, String, String)> {
+fn both(n: u8, scan_type: &str, nmap: &str) -> Vec<Reported> {
     vec![
         (format!("198.51.100.{n}"), scan_type.into(), nmap.into()),
         (format!("2001:db8:100::{n}"), scan_type.into(), nmap.into()),
@@ -73,7 +76,7 @@ fn both(n: u8, scan_type: &str, nmap: &str) -> Vec<(String, String, String)> {
 #[test]
 fn each_recorded_nmap_scan_is_reported_by_its_name_and_would_be_banned() {
     let (_d, cfg) = config();
-    let cases: Vec<(&str, Vec<(String, String, String)>)> = vec![
+    let cases: Vec<(&str, Vec<Reported>)> = vec![
         ("sA", both(61, "ACK", "-sA/-sW")),
         ("sW", both(63, "ACK", "-sA/-sW")),
         ("sM", both(62, "MAIMON", "-sM")),

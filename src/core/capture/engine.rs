@@ -1622,7 +1622,7 @@ mod tests {
     fn frag4(src: &str, offset: u16, more: bool, l4: &[u8]) -> Vec<u8> {
         let s: std::net::Ipv4Addr = src.parse().unwrap();
         let total = (20 + l4.len()) as u16;
-        let fo = offset / 8 | if more { 0x2000 } else { 0 };
+        let fo = (offset / 8) | if more { 0x2000 } else { 0 };
         let mut f = vec![0x45, 0];
         f.extend_from_slice(&total.to_be_bytes());
         f.extend_from_slice(&[0, 77]);
