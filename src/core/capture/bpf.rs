@@ -127,7 +127,14 @@ fn other(sctp_label: &'static str, sctp_ind: bool, sctp: u32) -> Vec<Op> {
 
 /// The IPv4 and IPv6 tests at `base`, and the signature tests they jump to
 /// (placed after every main test, so the common path stays short).
-fn l3(base: u32, n: &Names, tcp: &[u16], udp: &[u16], extra: &mut Vec<Op>) -> Vec<Op> {
+fn l3(
+    base: u32,
+    n: &Names,
+    tcp: &[u16],
+    udp: &[u16],
+    near: &mut Vec<Op>,
+    extra: &mut Vec<Op>,
+) -> Vec<Op> {
     use Op::*;
     // Without signature ports of a protocol, its frames go where they
     // always went (TCP with ACK: dropped; UDP: passed).
@@ -191,16 +198,18 @@ fn l3(base: u32, n: &Names, tcp: &[u16], udp: &[u16], extra: &mut Vec<Op>) -> Ve
     // A TCP fragment: the first passes (user space reports one too short
     // to hold the flags, RFC 1858's tiny fragment) and so does the one at
     // byte 8, which holds a tiny first fragment's flags; later ones do not.
-    extra.extend([
+    // (Placed before the signature tests, whose port chains would put
+    // them out of a jump's reach.)
+    near.extend([
         Label(n.frag4),
         Load(AND_K, 0x1fff),
         Jump(JEQ_K, 0, To::Accept, To::Next),
         Jump(JEQ_K, 1, To::Accept, To::Reject),
     ]);
-    extra.extend([Label(n.other4), Load(LDX_B_MSH, base)]);
-    extra.extend(other(n.sctp4, true, base + 12));
-    extra.push(Label(n.other6));
-    extra.extend(other(n.sctp6, false, base + 40 + 12));
+    near.extend([Label(n.other4), Load(LDX_B_MSH, base)]);
+    near.extend(other(n.sctp4, true, base + 12));
+    near.push(Label(n.other6));
+    near.extend(other(n.sctp6, false, base + 40 + 12));
     vec![
         Label(n.v4),
         Load(LD_B_ABS, base + 9),
@@ -318,30 +327,42 @@ pub fn program(tcp: &[u16], udp: &[u16]) -> Vec<Insn> {
         sctp4: "sctp4vlan",
         sctp6: "sctp6vlan",
     };
-    ops.extend(l3(14, &plain, tcp, udp, &mut extra));
-    ops.extend(l3(18, &tagged, tcp, udp, &mut extra));
+    let mut near = Vec::new();
+    ops.extend(l3(14, &plain, tcp, udp, &mut near, &mut extra));
+    ops.extend(l3(18, &tagged, tcp, udp, &mut near, &mut extra));
+    ops.extend(near);
+    // Returns here too, for the tests above: a jump reaches at most 255
+    // instructions ahead, and each goes to the first return of its kind
+    // after it.
+    ops.extend(returns());
     ops.extend(extra);
     if !tcp.is_empty() {
         ops.extend(syn_acks(tcp));
     }
-    ops.push(Label("accept"));
-    ops.push(Ret(SNAP));
-    ops.push(Label("data"));
-    ops.push(Ret(DATA_SNAP));
-    ops.push(Label("reject"));
-    ops.push(Ret(0));
+    ops.extend(returns());
     assemble(&ops)
 }
 
+fn returns() -> [Op; 6] {
+    use Op::*;
+    [
+        Label("accept"),
+        Ret(SNAP),
+        Label("data"),
+        Ret(DATA_SNAP),
+        Label("reject"),
+        Ret(0),
+    ]
+}
+
 fn assemble(ops: &[Op]) -> Vec<Insn> {
-    // Index of each real instruction and each label.
-    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    // Index of each real instruction and each label (a label may be
+    // placed more than once: a jump goes to the first one after it).
+    let mut at: std::collections::HashMap<&str, Vec<usize>> = std::collections::HashMap::new();
     let mut n = 0usize;
     for op in ops {
         match op {
-            Op::Label(l) => {
-                at.insert(*l, n);
-            }
+            Op::Label(l) => at.entry(*l).or_default().push(n),
             _ => n += 1,
         }
     }
@@ -349,11 +370,17 @@ fn assemble(ops: &[Op]) -> Vec<Insn> {
     for op in ops {
         let here = out.len();
         let off = |t: To| -> u8 {
+            let after = |l: &str| {
+                *at[l]
+                    .iter()
+                    .find(|&&i| i > here)
+                    .expect("a label after the jump")
+            };
             let target = match t {
                 To::Next => here + 1,
-                To::Accept => at["accept"],
-                To::Reject => at["reject"],
-                To::Label(l) => at[l],
+                To::Accept => after("accept"),
+                To::Reject => after("reject"),
+                To::Label(l) => after(l),
             };
             u8::try_from(target - here - 1).expect("jump fits in a byte")
         };
