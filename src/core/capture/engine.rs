@@ -1763,4 +1763,47 @@ mod tests {
         assert_eq!(r.e.counts.probes, 0);
         assert!(r.out.is_empty());
     }
+
+    #[test]
+    fn syns_from_one_low_port_say_idle_scan_and_forgeable_and_decoys_say_so_too() {
+        let mut r = Rig::new(Mode::Ban);
+        for i in 0..3 {
+            let p = packet::Probe {
+                src: "203.0.113.30".parse().unwrap(),
+                dst: "198.51.100.1".parse().unwrap(),
+                sport: 80,
+                dport: 3000 + i,
+                kind: packet::Kind::Syn,
+            };
+            r.feed(&frame_of(&p), SECOND);
+        }
+        let det = &r.of("scan_detected")[0];
+        assert_eq!(det["nmap"], "-sS (or -sI)");
+        assert!(det["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("every SYN came from port 80: an idle scan (-sI) forges"));
+        // Banned as a SYN scan (forgeable: an admin peer would be spared).
+        assert_eq!(r.banner.adds.len(), 1);
+        let line = r.out[0].human();
+        assert!(line.contains("forgeable evidence"), "{line}");
+        // Decoys: the second of two sources with one port sequence.
+        let mut r = Rig::new(Mode::Ban);
+        r.scan("203.0.113.31", "198.51.100.1", 3, 1);
+        r.scan("203.0.113.32", "198.51.100.1", 3, 1);
+        let det = r.of("scan_detected");
+        assert_eq!(det[1]["nmap"], "-sS -D");
+        assert_eq!(det[1]["same_ports_as"], serde_json::json!(["203.0.113.31"]));
+        assert!(det[0].get("same_ports_as").is_none());
+        let line = r
+            .out
+            .iter()
+            .find(|e| matches!(e, Event::ScanDetected(s) if s.src == "203.0.113.32"))
+            .unwrap()
+            .human();
+        assert!(
+            line.contains("same ports in the same order as 203.0.113.31 (one scanner, decoys)"),
+            "{line}"
+        );
+    }
 }
