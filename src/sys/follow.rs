@@ -17,8 +17,11 @@
 //! The first start without a saved position begins at the log's end (as
 //! `tail -f`): what is already there is the cron scan's to read.
 //! Wakeups come from inotify on the log's directory (which also reports
-//! the log's own writes); `Follower::poll` is also called on a timer, so a
-//! lost event delays a line by at most that tick.
+//! the log's own writes), and say what changed: a write to the log is
+//! read with one `read` (`Follower::read_said`), and only a change of the
+//! log's name (created, moved, deleted) or a lost event looks the name up
+//! again. `Follower::poll` does every check, and is also called on a
+//! timer: a lost event delays a line by at most that tick.
 
 use crate::core::watch::positions::{hex, unhex, FilePos, TAIL};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
@@ -47,15 +50,30 @@ pub struct Stats {
     pub truncations: u64,
 }
 
-/// The last TAIL bytes of `a` followed by `b`.
-fn last_tail(a: &[u8], b: &[u8]) -> Vec<u8> {
+/// What inotify said about one followed log since it was last read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Said {
+    /// Written to (or truncated, or closed after writing).
+    pub written: bool,
+    /// Its name was created, moved or deleted, its attributes changed,
+    /// its directory changed or came, or events were lost: look the name
+    /// up again.
+    pub renamed: bool,
+}
+
+/// `v` becomes the last TAIL bytes of `v` followed by `b`, in place (no
+/// allocation once `v` has held TAIL bytes: this runs at every read).
+fn push_tail(v: &mut Vec<u8>, b: &[u8]) {
     if b.len() >= TAIL {
-        return b[b.len() - TAIL..].to_vec();
+        v.clear();
+        v.extend_from_slice(&b[b.len() - TAIL..]);
+        return;
     }
     let keep = TAIL - b.len();
-    let mut v = a[a.len().saturating_sub(keep)..].to_vec();
+    if v.len() > keep {
+        v.drain(..v.len() - keep);
+    }
     v.extend_from_slice(b);
-    v
 }
 
 /// One open file and how far its whole lines were read.
@@ -114,6 +132,11 @@ impl Open {
             };
             total += n as u64;
             self.take(&buf[..n], stats, sink);
+            // A regular file reads short only at its end: no second read
+            // to hear that (one system call per wake-up, not two).
+            if n < buf.len() {
+                break;
+            }
         }
         if total > 0 {
             self.grew = Instant::now();
@@ -146,7 +169,9 @@ impl Open {
         }
         if let Some(i) = last_nl {
             self.offset = self.read_pos + i as u64 + 1;
-            self.tail = last_tail(&self.recent, &data[..=i]);
+            self.tail.clear();
+            self.tail.extend_from_slice(&self.recent);
+            push_tail(&mut self.tail, &data[..=i]);
         }
         let rest = &data[start..];
         if !self.skipping && !rest.is_empty() {
@@ -158,7 +183,7 @@ impl Open {
                 self.partial.extend_from_slice(rest);
             }
         }
-        self.recent = last_tail(&self.recent, data);
+        push_tail(&mut self.recent, data);
         self.read_pos += data.len() as u64;
     }
 
@@ -282,8 +307,23 @@ impl Follower {
     }
 
     /// Read what was written since the last poll, handing out each whole
-    /// line once, oldest file first. Returns what happened, for people.
+    /// line once, oldest file first, after every check (shrunk, replaced).
+    /// Returns what happened, for people.
     pub fn poll(&mut self, sink: &mut dyn FnMut(&[u8])) -> Vec<String> {
+        self.read_said(
+            Said {
+                written: true,
+                renamed: true,
+            },
+            sink,
+        )
+    }
+
+    /// As `poll`, doing only what `said` calls for: the log written, one
+    /// read (and a size check only if that read found nothing: a
+    /// truncation is a write too); its name changed, every check; neither,
+    /// only the rotated-away files are read.
+    pub fn read_said(&mut self, said: Said, sink: &mut dyn FnMut(&[u8])) -> Vec<String> {
         let mut notes = Vec::new();
         if !self.started {
             self.started = true;
@@ -300,12 +340,18 @@ impl Follower {
             }
         }
         self.retired = keep;
-        if let Some(o) = &mut self.cur {
-            if let Err(e) = o.drain(&mut self.buf, &mut self.stats, sink) {
-                notes.push(format!("{}: read error: {e}", self.path.display()));
-            }
-            // Shrunk under us: copytruncate.
-            if let Ok(m) = o.file.metadata() {
+        if let Some(o) = self.cur.as_mut().filter(|_| said.written || said.renamed) {
+            let got = match o.drain(&mut self.buf, &mut self.stats, sink) {
+                Ok(n) => n,
+                Err(e) => {
+                    notes.push(format!("{}: read error: {e}", self.path.display()));
+                    0
+                }
+            };
+            // Shrunk under us: copytruncate (a write that brought nothing
+            // to read).
+            let look = got == 0 || said.renamed;
+            if let Some(m) = look.then(|| o.file.metadata().ok()).flatten() {
                 if m.len() < o.read_pos {
                     self.stats.truncations += 1;
                     notes.push(truncated(
@@ -318,6 +364,9 @@ impl Follower {
                     let _ = o.drain(&mut self.buf, &mut self.stats, sink);
                 }
             }
+        }
+        if !said.renamed {
+            return notes;
         }
         // Replaced under us: renamed away, or deleted and created again.
         match identity(&self.path) {
@@ -504,15 +553,23 @@ fn truncated(
 }
 
 /// inotify on the followed logs' directories: a wakeup when anything in
-/// them changes. A directory that does not exist yet is tried again.
+/// them changes, and what it was, per followed log. A directory that does
+/// not exist yet is tried again.
 pub struct Wakeup {
     inotify: Inotify,
     dirs: Vec<(PathBuf, bool)>,
+    /// The followed logs' file names, and what was said of each.
+    names: Vec<Vec<u8>>,
+    said: Vec<Said>,
     buf: Vec<u8>,
 }
 
+/// inotify's event header: wd, mask, cookie, len (then len bytes of name).
+const EVENT_HEAD: usize = 16;
+
 impl Wakeup {
     pub fn new(paths: &[&Path]) -> io::Result<Wakeup> {
+        use std::os::unix::ffi::OsStrExt;
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
             .map_err(io::Error::from)?;
         let mut dirs: Vec<(PathBuf, bool)> = Vec::new();
@@ -522,16 +579,25 @@ impl Wakeup {
                 dirs.push((d, false));
             }
         }
+        let names = paths
+            .iter()
+            .map(|p| p.file_name().map_or(Vec::new(), |n| n.as_bytes().to_vec()))
+            .collect();
         let mut w = Wakeup {
             inotify,
             dirs,
+            names,
+            said: vec![Said::default(); paths.len()],
+            // Room for many events; a write stream queues one IN_MODIFY
+            // per log (the kernel merges repeats while they are unread).
             buf: vec![0; 1 << 14],
         };
         w.add_missing();
         Ok(w)
     }
 
-    /// Watch the directories not watched yet (made since).
+    /// Watch the directories not watched yet (made since). A directory
+    /// newly watched may hold its logs already: they are looked up.
     fn add_missing(&mut self) {
         let mask = AddWatchFlags::IN_MODIFY
             | AddWatchFlags::IN_CREATE
@@ -542,34 +608,135 @@ impl Wakeup {
             | AddWatchFlags::IN_ATTRIB
             | AddWatchFlags::IN_DELETE_SELF
             | AddWatchFlags::IN_MOVE_SELF;
+        let mut added = false;
         for (d, watched) in &mut self.dirs {
             if !*watched {
                 *watched = self.inotify.add_watch(d.as_path(), mask).is_ok();
+                added |= *watched;
             }
+        }
+        if added {
+            self.all_renamed();
         }
     }
 
-    /// Wait until something changed or `timeout` passed; true if woken by
-    /// a change (or a signal).
+    fn all_renamed(&mut self) {
+        for s in &mut self.said {
+            s.renamed = true;
+        }
+    }
+
+    /// Wait until something changed or `timeout` passed (or an `extra` fd
+    /// is readable, or a signal came); true if woken by a change.
     pub fn wait(&mut self, timeout: Duration, extra: &[std::os::fd::BorrowedFd]) -> bool {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let ms = timeout.as_millis().min(60_000) as u16;
-        let mut fds = vec![PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
-        fds.extend(extra.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
-        let woke = matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0);
-        // Drain every queued event: what changed is read by polling the
-        // followers (a queue overflow loses nothing that way).
+        use nix::poll::{PollFd, PollFlags};
+        let me = PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN);
+        let woke = if extra.is_empty() {
+            poll_for(&mut [me], timeout)
+        } else {
+            let mut fds = vec![me];
+            fds.extend(extra.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
+            poll_for(&mut fds, timeout)
+        };
+        self.collect();
+        woke
+    }
+
+    /// Sleep `timeout` whatever the logs do (waking for an `extra` fd or
+    /// a signal): a busy log is read once for many writes. inotify is not
+    /// read: what it queued meanwhile (one IN_MODIFY per log, the kernel
+    /// merges repeats) wakes the next `wait` at once.
+    pub fn sleep(&mut self, timeout: Duration, extra: &[std::os::fd::BorrowedFd]) {
+        use nix::poll::{PollFd, PollFlags};
+        let mut fds: Vec<PollFd> = extra
+            .iter()
+            .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+            .collect();
+        poll_for(&mut fds, timeout);
+    }
+
+    /// What was said of the `i`-th log since the last `take`.
+    pub fn take(&mut self, i: usize) -> Said {
+        self.said.get_mut(i).map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Read every queued event (non-blocking) into `said`.
+    fn collect(&mut self) {
         loop {
             match nix::unistd::read(self.inotify.as_fd(), &mut self.buf) {
-                Ok(n) if n > 0 => continue,
+                Ok(n) if n > 0 => {
+                    let (said, names) = (&mut self.said, &self.names);
+                    let lost = note_events(&self.buf[..n], names, said);
+                    if lost {
+                        // The directory itself went or moved, or the
+                        // queue overflowed: watch again, look everything up.
+                        for d in &mut self.dirs {
+                            d.1 = false;
+                        }
+                        self.all_renamed();
+                    }
+                    // Short: the queue was empty a moment ago.
+                    if n + EVENT_HEAD + 256 < self.buf.len() {
+                        break;
+                    }
+                }
                 _ => break,
             }
         }
         if self.dirs.iter().any(|(_, w)| !w) {
             self.add_missing();
         }
-        woke
     }
+}
+
+/// poll(2) for up to `timeout` (rounded up to the millisecond, at most a
+/// minute); true if an fd is ready.
+fn poll_for(fds: &mut [nix::poll::PollFd], timeout: Duration) -> bool {
+    use nix::poll::{poll, PollTimeout};
+    let ms = timeout.as_micros().div_ceil(1000).min(60_000) as u16;
+    matches!(poll(fds, PollTimeout::from(ms)), Ok(n) if n > 0)
+}
+
+/// Mark in `said` what the raw inotify events in `data` say of the logs
+/// named `names`; true if an event was about a directory itself or events
+/// were lost (a name is not enough then).
+fn note_events(data: &[u8], names: &[Vec<u8>], said: &mut [Said]) -> bool {
+    let word = |i: usize| {
+        data.get(i..i + 4)
+            .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let written = (AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CLOSE_WRITE).bits();
+    let mut lost = false;
+    let mut i = 0;
+    while i + EVENT_HEAD <= data.len() {
+        let mask = word(i + 4);
+        let len = word(i + 12) as usize;
+        let name = data
+            .get(i + EVENT_HEAD..i + EVENT_HEAD + len)
+            .unwrap_or(&[]);
+        // The name is padded with NULs.
+        let name = &name[..memchr::memchr(0, name).unwrap_or(name.len())];
+        i += EVENT_HEAD + len;
+        if name.is_empty() {
+            // The directory itself (moved, deleted, unwatched), or
+            // IN_Q_OVERFLOW.
+            lost = true;
+            continue;
+        }
+        // Two logs of one name in two directories: both hear it (a look
+        // too many, never one too few).
+        for (n, s) in names.iter().zip(said.iter_mut()) {
+            if n.as_slice() == name {
+                if mask & written != 0 {
+                    s.written = true;
+                }
+                if mask & !written != 0 {
+                    s.renamed = true;
+                }
+            }
+        }
+    }
+    lost
 }
 
 #[cfg(test)]
@@ -786,7 +953,151 @@ mod tests {
         let mut w = Wakeup::new(&[&later]).unwrap();
         std::fs::create_dir(d.path().join("sub")).unwrap();
         assert!(!w.wait(Duration::from_millis(1), &[]));
+        assert!(
+            w.take(0).renamed,
+            "a directory newly watched: look its logs up"
+        );
         append(&later, "x\n");
         assert!(w.wait(Duration::from_secs(5), &[]));
+    }
+
+    fn read(f: &mut Follower, said: Said) -> (Vec<String>, Vec<String>) {
+        let mut got = Vec::new();
+        let notes = f.read_said(said, &mut |l| {
+            got.push(String::from_utf8_lossy(l).into_owned())
+        });
+        (got, notes)
+    }
+
+    /// What inotify said, after a wait that must find something.
+    fn said(w: &mut Wakeup) -> Said {
+        assert!(w.wait(Duration::from_secs(5), &[]));
+        w.take(0)
+    }
+
+    #[test]
+    fn led_by_inotify_alone_a_write_rotation_copytruncate_and_recreation_are_read() {
+        const WROTE: Said = Said {
+            written: true,
+            renamed: false,
+        };
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("auth.log");
+        append(&p, "");
+        let mut w = Wakeup::new(&[&p]).unwrap();
+        let mut f = Follower::new(p.clone(), None);
+        read(&mut f, w.take(0));
+        // A write is only a write; another file's doings say nothing.
+        append(&p, &lines(0..2));
+        append(&d.path().join("other.log"), "x\n");
+        assert_eq!(said(&mut w), WROTE);
+        assert_eq!(read(&mut f, WROTE).0, names(0..2));
+        // Rotation by rename: the name changed, both files read.
+        append(&p, &lines(2..3));
+        std::fs::rename(&p, d.path().join("auth.log.1")).unwrap();
+        append(&p, &lines(3..4));
+        let s = said(&mut w);
+        assert!(s.renamed, "{s:?}");
+        let (got, notes) = read(&mut f, s);
+        assert_eq!(got, names(2..4));
+        assert!(notes[0].contains("a new file took its name"), "{notes:?}");
+        // A late line to the rotated file is read with nothing said of
+        // the log.
+        append(&d.path().join("auth.log.1"), &lines(4..5));
+        assert_eq!(said(&mut w), Said::default());
+        assert_eq!(read(&mut f, Said::default()).0, names(4..5));
+        // copytruncate is only writes to the log (the copy has another
+        // name): the read that finds nothing looks at the size.
+        append(&p, &lines(5..7));
+        assert_eq!(read(&mut f, said(&mut w)).0, names(5..7));
+        append(&p, &lines(7..9));
+        std::fs::copy(&p, d.path().join("auth.log-20261207")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&p, &lines(9..10));
+        let s = said(&mut w);
+        assert_eq!(s, WROTE);
+        let (got, notes) = read(&mut f, s);
+        assert_eq!(got, names(7..10));
+        assert!(notes[0].contains("auth.log-20261207"), "{notes:?}");
+        assert_eq!(f.stats.truncations, 1);
+        // Deleted and created again.
+        append(&p, &lines(10..11));
+        std::fs::remove_file(&p).unwrap();
+        append(&p, &lines(11..12));
+        let s = said(&mut w);
+        assert!(s.renamed, "{s:?}");
+        assert_eq!(read(&mut f, s).0, names(10..12));
+        assert_eq!(f.stats.rotations, 2);
+        // Nothing said, nothing read from the log (the timer's `poll`
+        // reads it).
+        append(&p, &lines(12..13));
+        assert_eq!(read(&mut f, Said::default()).0, Vec::<String>::new());
+        assert_eq!(poll(&mut f).0, names(12..13));
+    }
+
+    #[test]
+    fn the_tail_kept_in_place_is_the_last_bytes_of_all_that_came() {
+        let mut all = Vec::new();
+        let mut v = Vec::new();
+        for (i, n) in [0, 3, 70, 1, 63, 64, 65, 200, 5].into_iter().enumerate() {
+            let b: Vec<u8> = (0..n).map(|k| (i * 31 + k) as u8).collect();
+            all.extend_from_slice(&b);
+            push_tail(&mut v, &b);
+            assert_eq!(v, all[all.len().saturating_sub(TAIL)..], "after {n} bytes");
+        }
+    }
+
+    #[test]
+    fn a_lost_event_or_the_directory_itself_says_look_everything_up() {
+        let ev = |mask: AddWatchFlags, name: &[u8]| {
+            let mut v = Vec::new();
+            v.extend_from_slice(&1i32.to_ne_bytes());
+            v.extend_from_slice(&mask.bits().to_ne_bytes());
+            v.extend_from_slice(&0u32.to_ne_bytes());
+            let len = name.len().div_ceil(16) * 16;
+            v.extend_from_slice(&(len as u32).to_ne_bytes());
+            v.extend_from_slice(name);
+            v.resize(v.len() + len - name.len(), 0);
+            v
+        };
+        let names = [b"auth.log".to_vec(), b"syslog".to_vec()];
+        let mut said = [Said::default(); 2];
+        let mut data = ev(AddWatchFlags::IN_MODIFY, b"auth.log");
+        data.extend(ev(AddWatchFlags::IN_CREATE, b"syslog"));
+        data.extend(ev(AddWatchFlags::IN_MODIFY, b"auth.log.1"));
+        assert!(!note_events(&data, &names, &mut said));
+        assert_eq!(
+            said,
+            [
+                Said {
+                    written: true,
+                    renamed: false
+                },
+                Said {
+                    written: false,
+                    renamed: true
+                }
+            ]
+        );
+        assert!(note_events(
+            &ev(AddWatchFlags::IN_Q_OVERFLOW, b""),
+            &names,
+            &mut said
+        ));
+        assert!(note_events(
+            &ev(AddWatchFlags::IN_MOVE_SELF, b""),
+            &names,
+            &mut said
+        ));
+        // A cut event (the kernel hands out whole ones) reads no name
+        // beyond the buffer: look everything up.
+        let mut none = [Said::default(); 2];
+        assert!(note_events(&data[..20], &names, &mut none));
+        assert_eq!(none, [Said::default(); 2]);
     }
 }
