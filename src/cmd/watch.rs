@@ -22,7 +22,7 @@ use crate::core::watch::events::{Event, Kind, Stats};
 use crate::core::watch::positions::{self, Positions};
 use crate::core::watch::{Counter, Crossed, BUDGET};
 use crate::ports::{Banner, SetStore};
-use crate::sys::follow::{Follower, Wakeup};
+use crate::sys::follow::{Follower, Said, Wakeup};
 use crate::sys::journal::JournalFollower;
 use crate::sys::{firewall, host, lock, statefile};
 use crate::units::time::utc;
@@ -88,6 +88,21 @@ const AHEAD: i64 = 5;
 /// year of yearless stamps follow the clock).
 const REMAKE_EVERY: Duration = Duration::from_secs(600);
 
+/// Every log gets every check (shrunk, replaced) at least this often,
+/// whatever inotify says: a lost event delays a line by at most this.
+/// Positions and metrics are written at most this often.
+const TICK: Duration = Duration::from_secs(1);
+
+/// A log read again with new lines within this of its last lines is busy:
+/// from then on it is read every COALESCE rather than at each write, until
+/// a reading finds nothing new. An isolated line is read at once.
+const BUSY_GAP: Duration = Duration::from_millis(10);
+
+/// How long lines of a busy log wait to be read together: the latency
+/// added under load (a ban comes at most this much later), for one wake-up
+/// per COALESCE instead of one per write (see docs/watch.md).
+const COALESCE: Duration = Duration::from_millis(30);
+
 /// One `[[watch]]` entry at work.
 struct Entry {
     name: String,
@@ -97,6 +112,8 @@ struct Entry {
     counter: Counter,
     from: From,
     stats: Stats,
+    /// What inotify said of its log since it was last read.
+    said: Said,
 }
 
 enum From {
@@ -238,6 +255,10 @@ struct Service<'a> {
     notifier: Option<Notifier>,
     publisher: Option<super::fleet::Publisher>,
     metrics: Arc<Mutex<String>>,
+    /// Bans in the kernel, to be recorded (state file, notify, fleet) at
+    /// the next tick: one state file update a second at most, not one per
+    /// ban.
+    pending: Vec<(usize, Event, crate::core::history::Why)>,
     started: i64,
     out: std::io::BufWriter<std::io::Stdout>,
 }
@@ -310,6 +331,7 @@ impl<'a> Service<'a> {
                 counter: Counter::new(plan.opts.howmany, within, cfg.capture.max_sources, BUDGET)
                     .keep_lines(cfg.evidence),
                 stats: Stats::default(),
+                said: Said::default(),
                 name,
                 plan,
                 parser,
@@ -346,6 +368,7 @@ impl<'a> Service<'a> {
             notifier,
             publisher,
             metrics,
+            pending: Vec::new(),
             started: host::now(),
             out: std::io::BufWriter::new(std::io::stdout()),
         };
@@ -401,7 +424,7 @@ impl<'a> Service<'a> {
         // The first reading places each log's start (its end, or the
         // saved position): only then is watch following, and says so.
         let mut crossings: Vec<(usize, Crossed)> = Vec::new();
-        self.poll_all(&mut crossings);
+        self.poll_all(&mut crossings, true);
         say!(
             "fwctl: watch follows {} log(s){}{}",
             self.entries.len(),
@@ -415,24 +438,44 @@ impl<'a> Service<'a> {
         for e in &self.entries {
             say!("fwctl:   {}", describe(&e.plan, &e.name));
         }
-        let mut last_save = Instant::now();
+        let mut last_tick = Instant::now();
         let mut last_refresh = Instant::now();
         let mut last_stats = Instant::now();
         let mut saved = self.positions();
+        // Lines read since the positions and metrics were last written.
+        let mut unsaved = false;
+        // The last reading that found lines, and whether the logs are busy
+        // (read on a timer, see COALESCE).
+        let mut last_lines: Option<Instant> = None;
+        let mut busy = false;
         while !stop.load(Ordering::Relaxed) {
-            self.poll_all(&mut crossings);
+            let full = last_tick.elapsed() >= TICK;
+            let t = Instant::now();
+            let got = self.poll_all(&mut crossings, full);
+            busy = got > 0 && (busy || last_lines.is_some_and(|p| t - p < BUSY_GAP));
+            if got > 0 {
+                last_lines = Some(t);
+                unsaved = true;
+            }
             if !crossings.is_empty() {
                 let batch = std::mem::take(&mut crossings);
                 self.act(batch)?;
             }
-            if last_save.elapsed() >= Duration::from_secs(1) {
-                let p = self.positions();
-                if p != saved && !self.opts.dryrun {
-                    self.save_positions(&p);
-                    saved = p;
+            if full {
+                if !self.pending.is_empty() {
+                    let p = std::mem::take(&mut self.pending);
+                    self.record(&p);
                 }
-                self.publish_metrics();
-                last_save = Instant::now();
+                if unsaved {
+                    let p = self.positions();
+                    if p != saved && !self.opts.dryrun {
+                        self.save_positions(&p);
+                        saved = p;
+                    }
+                    self.publish_metrics();
+                    unsaved = false;
+                }
+                last_tick = Instant::now();
             }
             if last_refresh.elapsed() >= Duration::from_secs(30) {
                 self.refresh();
@@ -450,7 +493,29 @@ impl<'a> Service<'a> {
                     From::File(_) => None,
                 })
                 .collect();
-            wake.wait(Duration::from_secs(1), &fds);
+            let to_tick = TICK.saturating_sub(last_tick.elapsed());
+            if busy {
+                // inotify is not even read: the busy logs are read as if
+                // written (a rotation meanwhile is seen when a reading
+                // finds nothing and inotify is read again, or at the tick).
+                wake.sleep(COALESCE.saturating_sub(t.elapsed()).min(to_tick), &fds);
+                for e in &mut self.entries {
+                    e.said.written = true;
+                }
+            } else {
+                wake.wait(to_tick, &fds);
+                let mut slot = 0;
+                for e in &mut self.entries {
+                    if let From::File(_) = e.from {
+                        e.said = wake.take(slot);
+                        slot += 1;
+                    }
+                }
+            }
+        }
+        if !self.pending.is_empty() {
+            let p = std::mem::take(&mut self.pending);
+            self.record(&p);
         }
         if !self.opts.dryrun {
             let p = self.positions();
@@ -476,10 +541,13 @@ impl<'a> Service<'a> {
     }
 
     /// Read every log on from where it was, counting each line's hit;
-    /// the sources that crossed go to `crossings`.
-    fn poll_all(&mut self, crossings: &mut Vec<(usize, Crossed)>) {
+    /// the sources that crossed go to `crossings`. `full`: every check on
+    /// every log; otherwise only what inotify said. Returns the lines read.
+    fn poll_all(&mut self, crossings: &mut Vec<(usize, Crossed)>, full: bool) -> u64 {
         let now = host::now();
+        let mut got = 0;
         for (i, e) in self.entries.iter_mut().enumerate() {
+            let before = e.stats.lines;
             let within = e.plan.opts.within as i64;
             if e.made.elapsed() >= REMAKE_EVERY {
                 if let Ok(p) =
@@ -507,13 +575,20 @@ impl<'a> Service<'a> {
                 }
             };
             let notes = match &mut e.from {
-                From::File(f) => f.poll(&mut sink),
+                From::File(f) if full => f.poll(&mut sink),
+                From::File(f) => f.read_said(std::mem::take(&mut e.said), &mut sink),
                 From::Journal(j) => j.poll(&mut sink),
             };
+            if !notes.is_empty() {
+                // Said once, and the positions after it written.
+                got += 1;
+            }
             for n in notes {
                 say!("fwctl: {}: {n}", e.name);
             }
+            got += e.stats.lines - before;
         }
+        got
     }
 
     fn positions(&self) -> Positions {
@@ -551,8 +626,8 @@ impl<'a> Service<'a> {
         }
     }
 
-    /// Ban (or report) the sources that crossed, then record the bans in
-    /// the state file at once and hand them to notify and the fleet.
+    /// Ban (or report) the sources that crossed; their records (state
+    /// file, notify, fleet) wait for the next tick (within a second).
     fn act(&mut self, batch: Vec<(usize, Crossed)>) -> Result<()> {
         let mut added = Vec::new();
         for (i, c) in batch {
@@ -625,9 +700,7 @@ impl<'a> Service<'a> {
         // its ban counted at /metrics.
         self.publish_metrics();
         self.out.flush()?;
-        if !added.is_empty() {
-            self.record(&added);
-        }
+        self.pending.extend(added);
         Ok(())
     }
 
