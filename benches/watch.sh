@@ -8,10 +8,13 @@
 #  - latency: from the end of the write() that held an attacker's crossing line to its ban
 #    (fwctl: the watch_ban event's at_us, taken after the kernel set add returned;
 #    fail2ban: `date +%s%N` in its recording action), p50 / p99 (nearest rank) / max;
-#  - CPU: utime + stime + cutime + cstime of the tool's process (/proc/PID/stat: all its
-#    threads and its waited-for children, e.g. fail2ban's action shells) from the stream's
-#    first line to the end of the drain, per line written; and that CPU over the same
-#    wall time as % of one core (clock ticks: 10 ms each); and the process's threads.
+#  - CPU: the tool's process is put in a cgroup of its own (v1 cpuacct) as it starts, so
+#    cpuacct.usage counts, in ns, the run time of all its threads and of every process it
+#    starts (fail2ban's action shells), exited ones included; from the stream's first line
+#    to the end of the drain, per line written ("CPU us/line"); that CPU over the same wall
+#    time as % of one core; and, as a check, utime + stime + cutime + cstime of
+#    /proc/PID/stat (all threads, waited-for children; in clock ticks of 10 ms: too coarse
+#    for a few ms) per line ("ticks us/line"); and the process's threads.
 #    Tool pinned to CPU 1, generator to CPU 0 (taskset).
 # fail2ban (Debian's 1.0.2: apt-get install fail2ban python3-pyinotify, never started on
 # the host) runs in the foreground with its own config, socket, pid file and an in-memory
@@ -48,6 +51,7 @@ pid=
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
+  [ -n "${cg:-}" ] && rmdir "$cg" 2>/dev/null || true
   if [ -n "${KEEP:-}" ]; then echo "kept: $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -108,6 +112,11 @@ EOF
 
 # cpu PID: utime + stime + cutime + cstime, in clock ticks.
 cpu() { awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$1/stat"; }
+# cpu_ns: the ns of CPU used by everything in the bench's cgroup (the tool and what it starts).
+cg=/sys/fs/cgroup/cpuacct/fwctl-watch-bench-$$
+[ -d /sys/fs/cgroup/cpuacct ] || { echo "benches/watch.sh: needs the cgroup v1 cpuacct controller at /sys/fs/cgroup/cpuacct"; exit 1; }
+mkdir -p "$cg"
+cpu_ns() { cat "$cg/cpuacct.usage"; }
 banned() {
   case $1 in
     fail2ban) wc -l <"$work/bans" ;;
@@ -166,21 +175,22 @@ run() {
   rm -f "$work/auth.log" "$work/record"
   : >"$work/auth.log"
   start_tool "$tool" || return 1
-  local c0 t0 c1 t1 t2 tend threads
-  c0=$(cpu "$pid"); t0=$(date +%s%N)
+  echo "$pid" >"$cg/cgroup.procs"
+  local c0 n0 t0 c1 n1 t1 t2 tend threads
+  c0=$(cpu "$pid"); n0=$(cpu_ns); t0=$(date +%s%N)
   taskset -c 0 "$gen" --rate "$rate" --secs "$secs" --shape "$shape" --attackers "$attackers" \
     --out "$work/auth.log" --record "$work/record"
   t1=$(date +%s%N)
   tend=$(( t1 + grace * 1000000000 ))
   while [ "$(banned "$tool")" -lt "$attackers" ] && [ "$(date +%s%N)" -lt "$tend" ]; do sleep 0.05; done
-  c1=$(cpu "$pid"); t2=$(date +%s%N)
+  c1=$(cpu "$pid"); n1=$(cpu_ns); t2=$(date +%s%N)
   threads=$(awk '/^Threads:/ { print $2 }' "/proc/$pid/status")
   stop_tool "$tool"
   python3 - "$tool" "$shape" "$rate" "$work" "$((c1 - c0))" "$(getconf CLK_TCK)" "$(( (t1 - t0) / 1000 ))" \
-    "$(( (t2 - t0) / 1000 ))" "$threads" <<'EOF'
+    "$(( (t2 - t0) / 1000 ))" "$threads" "$((n1 - n0))" <<'EOF'
 import ipaddress, json, math, sys
-tool, shape, rate, work, ticks, hz, wall_us, cpu_wall_us, threads = sys.argv[1:]
-ticks, hz, wall_us, cpu_wall_us = int(ticks), int(hz), int(wall_us), int(cpu_wall_us)
+tool, shape, rate, work, ticks, hz, wall_us, cpu_wall_us, threads, cpu_ns = sys.argv[1:]
+ticks, hz, wall_us, cpu_wall_us, cpu_ns = int(ticks), int(hz), int(wall_us), int(cpu_wall_us), int(cpu_ns)
 cross, decoys, lines = {}, set(), 0
 for l in open(f"{work}/record"):
     f = l.split()
@@ -208,8 +218,8 @@ other = [a for a in bans if a not in cross]
 row = [tool, shape, rate, f"{size / lines:.0f}", f"{lines / wall_us * 1e6:.0f}", f"{late:.1f}",
        f"{len(lat)}/{len(cross)}", f"{sum(a in decoys for a in bans)}",
        f"{pct(.5):.1f}", f"{pct(.99):.1f}", f"{lat[-1] if lat else float('nan'):.1f}",
-       f"{ticks / hz / lines * 1e6:.2f}", f"{ticks / hz / (cpu_wall_us / 1e6) * 100:.0f}",
-       f"{ticks / hz:.2f}", threads]
+       f"{cpu_ns / 1e3 / lines:.3f}", f"{cpu_ns / 1e3 / cpu_wall_us * 100:.1f}",
+       f"{cpu_ns / 1e9:.3f}", f"{ticks / hz / lines * 1e6:.2f}", threads]
 if tool == "fwctl":
     row.append(f"sets {sum(a in members for a in cross)}/{len(cross)}, decoys {sum(a in members for a in decoys)}")
 else:
@@ -219,6 +229,7 @@ print("\t".join(row))
 EOF
 }
 
+uptime
 printf '%s\n' "watch bench: $secs s streams, $attackers attackers, 24 decoys, grace $grace s; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 "$bin" --version 2>/dev/null | head -1 || true
 fail2ban-server -V 2>/dev/null | head -1 || true
@@ -241,5 +252,6 @@ for shape in $shapes; do
   unset behind
 done
 echo
-{ printf 'tool\tshape\tlines/s\tB/line\tgen/s\tgen late ms\tbanned\tdecoys\tp50 ms\tp99 ms\tmax ms\tCPU us/line\tCPU %%core\tCPU s\tthreads\tkernel sets\n'
+{ printf 'tool\tshape\tlines/s\tB/line\tgen/s\tgen late ms\tbanned\tdecoys\tp50 ms\tp99 ms\tmax ms\tCPU us/line\tCPU %%core\tCPU s\tticks us/line\tthreads\tkernel sets\n'
   cat "$work/rows"; } | column -t -s $'\t'
+echo "after: $(uptime)"
