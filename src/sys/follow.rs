@@ -4,7 +4,9 @@
 //! - Rotation by rename (`create`): the old file is read to its end, then
 //!   kept open and read on for a while (the writer may not have reopened
 //!   yet), while the new file is read from its start.
-//! - `copytruncate`: the file shrinks under us. The lines written between
+//! - `copytruncate`: the file shrinks under us (seen by each read, which
+//!   starts at the bytes last read and finds them gone, even when the
+//!   file grew past our position again before we looked). The lines written between
 //!   our last read and the truncation are in the copy (`NAME.1`,
 //!   `NAME-DATE`): found by the bytes just before our position, and read
 //!   from there. Lines written between logrotate's copy and its truncate
@@ -95,6 +97,9 @@ struct Open {
     /// Up to TAIL bytes just before `read_pos`.
     recent: Vec<u8>,
     grew: Instant,
+    /// The last `drain` found other bytes than `recent` before `read_pos`:
+    /// the file was truncated (or rewritten) under us.
+    rewritten: bool,
 }
 
 impl Open {
@@ -112,31 +117,47 @@ impl Open {
             recent: tail.clone(),
             tail,
             grew: Instant::now(),
+            rewritten: false,
         })
     }
 
     /// Read to the end, handing out whole lines. Returns the bytes read.
+    ///
+    /// Each read starts at the bytes last read (`recent`) and checks they
+    /// are still there: a file truncated and written again past our
+    /// position before we looked (copytruncate then a burst of lines)
+    /// would otherwise be read on from the middle of a new line. Then
+    /// nothing is read and `rewritten` says so. One `pread` per read, as a
+    /// `read` would be.
     fn drain(
         &mut self,
         buf: &mut [u8],
         stats: &mut Stats,
         sink: &mut dyn FnMut(&[u8]),
     ) -> io::Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut k = self.recent.len().min(self.read_pos as usize);
         let mut total = 0;
         loop {
-            let n = match self.file.read(buf) {
-                Ok(0) => break,
+            let n = match self.file.read_at(buf, self.read_pos - k as u64) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            total += n as u64;
-            self.take(&buf[..n], stats, sink);
+            if k > 0 && (n < k || buf[..k] != self.recent[self.recent.len() - k..]) {
+                self.rewritten = true;
+                break;
+            }
+            if n > k {
+                total += (n - k) as u64;
+                self.take(&buf[k..n], stats, sink);
+            }
             // A regular file reads short only at its end: no second read
             // to hear that (one system call per wake-up, not two).
             if n < buf.len() {
                 break;
             }
+            k = 0;
         }
         if total > 0 {
             self.grew = Instant::now();
@@ -333,7 +354,9 @@ impl Follower {
         let mut keep = Vec::new();
         for mut o in std::mem::take(&mut self.retired) {
             let _ = o.drain(&mut self.buf, &mut self.stats, sink);
-            if o.grew.elapsed() < RETIRE_AFTER {
+            // Rewritten (a copy made over it): what it holds now is
+            // another file's, not to be read.
+            if !o.rewritten && o.grew.elapsed() < RETIRE_AFTER {
                 keep.push(o);
             } else {
                 o.finish(&mut self.stats, sink);
@@ -341,28 +364,20 @@ impl Follower {
         }
         self.retired = keep;
         if let Some(o) = self.cur.as_mut().filter(|_| said.written || said.renamed) {
-            let got = match o.drain(&mut self.buf, &mut self.stats, sink) {
-                Ok(n) => n,
-                Err(e) => {
-                    notes.push(format!("{}: read error: {e}", self.path.display()));
-                    0
-                }
-            };
-            // Shrunk under us: copytruncate (a write that brought nothing
-            // to read).
-            let look = got == 0 || said.renamed;
-            if let Some(m) = look.then(|| o.file.metadata().ok()).flatten() {
-                if m.len() < o.read_pos {
-                    self.stats.truncations += 1;
-                    notes.push(truncated(
-                        &self.path,
-                        o,
-                        &mut self.buf,
-                        &mut self.stats,
-                        sink,
-                    ));
-                    let _ = o.drain(&mut self.buf, &mut self.stats, sink);
-                }
+            if let Err(e) = o.drain(&mut self.buf, &mut self.stats, sink) {
+                notes.push(format!("{}: read error: {e}", self.path.display()));
+            }
+            // Shrunk (or rewritten) under us: copytruncate.
+            if o.rewritten {
+                self.stats.truncations += 1;
+                notes.push(truncated(
+                    &self.path,
+                    o,
+                    &mut self.buf,
+                    &mut self.stats,
+                    sink,
+                ));
+                let _ = o.drain(&mut self.buf, &mut self.stats, sink);
             }
         }
         if !said.renamed {
@@ -534,6 +549,7 @@ fn truncated(
     }
     o.partial.clear();
     o.skipping = false;
+    o.rewritten = false;
     o.offset = 0;
     o.read_pos = 0;
     o.tail.clear();
@@ -869,6 +885,34 @@ mod tests {
         assert_eq!(poll(&mut f).0, names(2..3), "the deleted file's last line");
         append(&p, &lines(3..5));
         assert_eq!(poll(&mut f).0, names(3..5));
+    }
+
+    #[test]
+    fn truncated_and_written_past_the_position_before_a_read_is_still_truncated() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("access.log");
+        append(&p, &lines(0..2));
+        let mut f = Follower::new(p.clone(), None);
+        poll(&mut f);
+        append(&p, &lines(2..3));
+        assert_eq!(poll(&mut f).0, names(2..3));
+        // Copied and truncated, then more written than had been read,
+        // all before the next read: the size alone would not tell.
+        append(&p, &lines(3..5));
+        std::fs::copy(&p, d.path().join("access.log.1")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let long = "x".repeat(40);
+        append(&p, &format!("{long}\n"));
+        append(&p, &lines(5..6));
+        let (got, notes) = poll(&mut f);
+        assert_eq!(got, [&names(3..5)[..], &[long], &names(5..6)[..]].concat());
+        assert!(notes[0].contains("access.log.1"), "{notes:?}");
+        assert_eq!(f.stats.truncations, 1);
     }
 
     #[test]
