@@ -156,6 +156,50 @@ pub struct Tally {
     pub examples: [Option<String>; Malformed::ALL.len()],
     /// Keyed by [`key`]: one u128 hashes faster than an `IpAddr`.
     pub sources: HashMap<u128, Source, foldhash::fast::RandomState>,
+    /// Matching lines per minute of their time, for the baseline.
+    pub minutes: Minutes,
+}
+
+/// Counts per minute (Unix seconds / 60). Lines come mostly in order, so
+/// the current minute is counted aside and folded into the map when the
+/// minute changes: one comparison a line, not a map lookup. Bounded by the
+/// window (only lines inside it are counted).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Minutes {
+    done: std::collections::BTreeMap<i64, u64>,
+    current: Option<(i64, u64)>,
+}
+
+impl Minutes {
+    pub fn add(&mut self, time: i64, n: u64) {
+        let m = time.div_euclid(60);
+        match &mut self.current {
+            Some((cm, c)) if *cm == m => *c += n,
+            cur => {
+                if let Some((cm, c)) = cur.replace((m, n)) {
+                    *self.done.entry(cm).or_default() += c;
+                }
+            }
+        }
+    }
+
+    /// Every minute's count, oldest first.
+    pub fn counts(&self) -> std::collections::BTreeMap<i64, u64> {
+        let mut all = self.done.clone();
+        if let Some((m, c)) = self.current {
+            *all.entry(m).or_default() += c;
+        }
+        all
+    }
+
+    fn merge(&mut self, other: &Minutes) {
+        if let Some((m, c)) = self.current.take() {
+            *self.done.entry(m).or_default() += c;
+        }
+        for (m, c) in other.counts() {
+            *self.done.entry(m).or_default() += c;
+        }
+    }
 }
 
 impl Tally {
@@ -169,6 +213,7 @@ impl Tally {
             malformed: [0; Malformed::ALL.len()],
             examples: Default::default(),
             sources: HashMap::default(),
+            minutes: Minutes::default(),
         }
     }
 
@@ -197,6 +242,7 @@ impl Tally {
                     s.ports.add(p, h.n);
                 }
                 self.matched += u64::from(h.n) - 1;
+                self.minutes.add(h.time, u64::from(h.n));
             }
             Line::Hit(_) | Line::Unwanted => self.other_type += 1,
             Line::Outside => self.outside += 1,
@@ -254,6 +300,7 @@ impl Tally {
         self.matched += other.matched;
         self.outside += other.outside;
         self.other_type += other.other_type;
+        self.minutes.merge(&other.minutes);
         for i in 0..self.malformed.len() {
             self.malformed[i] += other.malformed[i];
             if self.examples[i].is_none() {
@@ -398,6 +445,12 @@ mod tests {
         let (addr, s) = &t.offenders(4)[0];
         assert_eq!(*addr, src.parse::<IpAddr>().unwrap());
         assert_eq!((s.hits, s.first, s.last), (5, T0 - 50, T0 - 5));
+        // Per minute for the baseline, out of order too: T0 is a whole minute.
+        let m = T0 / 60;
+        assert_eq!(
+            t.minutes.counts().into_iter().collect::<Vec<_>>(),
+            vec![(m - 1, 5)]
+        );
         assert_eq!(s.ports.top(3), vec![(80, 4), (81, 1)]);
     }
 
@@ -434,7 +487,9 @@ mod tests {
             a.merge(tally(&log[cut..], T0, 60, TypeFilter::Tcp));
             assert_eq!((a.lines, a.matched), (whole.lines, whole.matched));
             assert_eq!(a.offenders(0), whole.offenders(0));
+            assert_eq!(a.minutes.counts(), whole.minutes.counts());
         }
+        assert_eq!(whole.minutes.counts().values().sum::<u64>(), 12);
     }
 
     #[test]
