@@ -500,7 +500,7 @@ fn exported() -> std::collections::BTreeSet<String> {
         sent: 1,
         ..Default::default()
     };
-    fwctl::core::scan::abuse::metrics(&ledger, &mut side);
+    fwctl::core::metrics::abuse_reports(&ledger, &mut side);
     (m.render() + &textfile(&st, 0) + &side.text())
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

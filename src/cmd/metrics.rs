@@ -48,7 +48,7 @@ fn side_metrics(state_file: &Path) -> String {
         &super::afterscan::ledger_path(state_file),
         crate::core::scan::abuse::parse,
     ) {
-        crate::core::scan::abuse::metrics(&l, &mut e);
+        crate::core::metrics::abuse_reports(&l, &mut e);
     }
     e.text()
 }

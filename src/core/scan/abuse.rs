@@ -212,32 +212,19 @@ impl Ledger {
     }
 }
 
-pub fn parse(text: &[u8]) -> Result<Ledger, String> {
-    serde_json::from_slice(text).map_err(|e| e.to_string())
+/// Why a ledger file's text is not a ledger (serde_json's reason).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Corrupt(pub String);
+
+pub fn parse(text: &[u8]) -> Result<Ledger, Corrupt> {
+    serde_json::from_slice(text).map_err(|e| Corrupt(e.to_string()))
 }
 
 pub fn to_text(l: &Ledger) -> Vec<u8> {
     let mut t = serde_json::to_vec(l).expect("a ledger serializes");
     t.push(b'\n');
     t
-}
-
-/// The counters, for the textfile.
-pub fn metrics(l: &Ledger, e: &mut crate::core::metrics::Exposition) {
-    if *l == Ledger::default() {
-        return;
-    }
-    e.family(
-        "fwctl_abuseipdb_reports_total",
-        "counter",
-        "Bans reported to AbuseIPDB, by result: sent, failed, refused (an address never reported), limited (reported within 15 minutes, or over a run's limit).",
-        &[
-            (vec![("result", "sent")], l.sent as f64),
-            (vec![("result", "failed")], l.failed as f64),
-            (vec![("result", "refused")], l.refused as f64),
-            (vec![("result", "limited")], l.limited as f64),
-        ],
-    );
 }
 
 #[cfg(test)]
