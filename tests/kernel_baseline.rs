@@ -210,3 +210,68 @@ fn report_true_never_posts_a_documentation_address_and_counts_it() {
     // The key is never printed.
     assert!(!v.to_string().contains("the-key"));
 }
+
+/// The report client against a real stand-in of AbuseIPDB's v2 report
+/// endpoint: the form fields, the `Key` header, and which failures stop a
+/// run's reports. (The client is below the address filter, so it posts a
+/// documentation address here; scan never would.)
+#[test]
+#[ignore = "needs root: kernel test"]
+fn the_report_client_posts_the_form_abuseipdb_takes() {
+    use fwctl::core::scan::abuse;
+    let lab = Lab::new();
+    let rx = Receiver::start_fn(&lab.target, |req: &Request| -> Answer {
+        if req.headers.get("key").map(String::as_str) != Some("the-key") {
+            return (
+                401,
+                vec![],
+                br#"{"errors":[{"detail":"Authentication failed."}]}"#.to_vec(),
+            );
+        }
+        (
+            200,
+            vec![],
+            br#"{"data":{"ipAddress":"x","abuseConfidenceScore":100}}"#.to_vec(),
+        )
+    });
+    let url = format!("http://127.0.0.1:{}/api/v2/report", rx.port);
+    let r = abuse::Report {
+        ip: "2001:db8:5::1".parse().unwrap(),
+        categories: abuse::categories("sshd", "sshd", &[]),
+        comment: abuse::comment("sshd", "ssh", 12, "10m"),
+    };
+    let post = |key: &str, url: &str| {
+        let (key, url, r) = (key.to_string(), url.to_string(), r.clone());
+        in_ns(&lab.target, move || {
+            fwctl::sys::http::AbuseIpdb::new(&url, key, Duration::from_secs(2)).report(&url, &r)
+        })
+    };
+    assert_eq!(post("the-key", &url), Ok(()));
+    let got = rx.requests();
+    assert_eq!(got.len(), 1);
+    let req = &got[0];
+    assert_eq!(req.path, "/api/v2/report");
+    assert_eq!(
+        req.headers.get("content-type").map(String::as_str),
+        Some("application/x-www-form-urlencoded")
+    );
+    let form: std::collections::HashMap<String, String> = url::form_urlencoded::parse(&req.body)
+        .into_owned()
+        .collect();
+    assert_eq!(form.get("ip").map(String::as_str), Some("2001:db8:5::1"));
+    assert_eq!(form.get("categories").map(String::as_str), Some("18,22"));
+    assert_eq!(
+        form.get("comment").map(String::as_str),
+        Some("fwctl scan rule sshd (ssh): 12 matching log lines within 10m")
+    );
+    // A refused key stops the run's reports; so does a closed port (9,
+    // discard, in the lab's namespace where nothing listens).
+    let (e, stop) = post("wrong", &url).unwrap_err();
+    assert!(
+        e.contains("HTTP 401") && e.contains("abuseipdb_key_file") && stop,
+        "{e}"
+    );
+    let (e, stop) = post("the-key", "http://127.0.0.1:9/api/v2/report").unwrap_err();
+    assert!(stop, "{e}");
+    assert!(!e.contains("the-key"), "{e}");
+}
