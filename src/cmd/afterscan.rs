@@ -72,6 +72,9 @@ pub fn count(cfg: &Config, state_file: &Path, report: &Report, now: i64, n: Opti
     }
 }
 
+/// A post's outcome: done, or the error and whether to stop the run's reports.
+pub type Posted = Result<(), (String, bool)>;
+
 /// Report the run's bans to AbuseIPDB (`post` posts one; the real one is
 /// `sys::http::AbuseIpdb::report`). Returns what happened, for the report.
 pub fn report_bans(
@@ -79,7 +82,7 @@ pub fn report_bans(
     state_file: &Path,
     report: &Report,
     now: i64,
-    post: &mut dyn FnMut(&abuse::Report) -> Result<(), (String, bool)>,
+    post: &mut dyn FnMut(&abuse::Report) -> Posted,
 ) -> Summary {
     let mut s = Summary::default();
     let within = crate::units::duration::human(report.within_secs);
