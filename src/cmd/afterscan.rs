@@ -2,7 +2,8 @@
 //! lines and bans into the baseline (and tell an anomaly), and report its
 //! bans to AbuseIPDB when `[reputation] report = true`. Neither can fail
 //! the run: a problem is a warning, and the reports are bounded in number
-//! and time.
+//! and time. Also what live capture adds to the baseline (its scans and
+//! bans, gathered in memory and written once a minute).
 
 use super::notify::Notifier;
 use crate::core::baseline::{self, Key, What};
@@ -159,6 +160,59 @@ pub fn report_bans(
     s
 }
 
+/// Capture's scans and bans per hour, not yet in the baseline's file
+/// (series rule `capture`, type `all`; the scan runs judge them).
+#[derive(Default)]
+pub struct Pending {
+    counts: std::collections::BTreeMap<(What, i64), u64>,
+}
+
+impl Pending {
+    pub fn note(&mut self, ev: &crate::core::capture::events::Event, now: i64) {
+        use crate::core::capture::events::Event;
+        let what = match ev {
+            Event::ScanDetected(_) => What::Scans,
+            Event::IpBlocked(b) if b.applied => What::Bans,
+            _ => return,
+        };
+        *self
+            .counts
+            .entry((what, baseline::hour_of(now)))
+            .or_default() += 1;
+    }
+
+    /// Add what was gathered to the file; kept for the next try when the
+    /// file cannot be written (bounded: one entry per hour and kind).
+    pub fn flush(&mut self, state_file: &Path, now: i64) {
+        if self.counts.is_empty() {
+            return;
+        }
+        self.counts
+            .retain(|(_, h), _| now / 3600 - h < baseline::HOURS as i64);
+        let counts = &self.counts;
+        let r = sidefile::update(
+            &baseline_path(state_file),
+            now,
+            baseline::parse,
+            baseline::to_text,
+            |b| {
+                for (&(what, hour), &n) in counts {
+                    b.add(&Key::new(what, "capture", "all"), hour * 3600, n);
+                }
+            },
+        );
+        match r {
+            Ok((_, warning)) => {
+                if let Some(w) = warning {
+                    super::say!("fwctl: warning: baseline: {w}");
+                }
+                self.counts.clear();
+            }
+            Err(e) => super::say!("fwctl: warning: the baseline was not counted ({e})"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +318,39 @@ mod tests {
         });
         assert_eq!((s.sent, s.failed), (0, 2));
         assert_eq!(s.error.as_deref(), Some("connection refused"));
+    }
+
+    /// Capture's scans and bans go into series of their own, once.
+    #[test]
+    fn capture_counts_reach_the_file_once() {
+        use crate::core::capture::events::Event;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.json");
+        let mut p = Pending::default();
+        let scan = Event::ScanDetected(crate::core::capture::events::ScanDetected {
+            time: String::new(),
+            src: "192.0.2.1".into(),
+            scan_type: "SYN",
+            nmap: "-sS".into(),
+            reason: String::new(),
+            ports: vec![],
+            port_count: 0,
+            service_ports: vec![],
+            probes: 0,
+            first_seen: String::new(),
+            duration_s: 0,
+            profile: String::new(),
+            action: String::new(),
+            same_ports_as: vec![],
+            note: None,
+        });
+        let now = 1_796_000_000;
+        p.note(&scan, now);
+        p.note(&scan, now);
+        p.flush(&state, now);
+        p.flush(&state, now + 60);
+        let (b, _) = sidefile::read(&baseline_path(&state), baseline::parse).unwrap();
+        let s = b.get(&Key::new(What::Scans, "capture", "all")).unwrap();
+        assert_eq!(s.get(baseline::hour_of(now)), Some(2));
     }
 }

@@ -1,5 +1,6 @@
 //! The baseline (pure): hourly counts per rule of what fwctl saw (matching
-//! log lines, bans) over the last 30 days, and the decision whether the
+//! log lines and bans of each scan rule, capture's scans and bans) over
+//! the last 30 days, and the decision whether the
 //! last complete hour is an anomaly: more than `[baseline] over` of the
 //! mean of the same hour of the day over the past days, and at least
 //! `[baseline] floor`, once `[baseline] min_days` of history exist.
@@ -29,8 +30,10 @@ pub const VERSION: u32 = 1;
 pub enum What {
     /// Log lines of a scan rule (a kernel rule's are blocked packets).
     Lines,
-    /// Bans a scan rule made.
+    /// Bans a scan rule (or capture) made.
     Bans,
+    /// Port scans capture detected.
+    Scans,
 }
 
 impl What {
@@ -38,6 +41,7 @@ impl What {
         match self {
             What::Lines => "lines",
             What::Bans => "bans",
+            What::Scans => "scans",
         }
     }
 }
