@@ -314,3 +314,27 @@ impl RawFeed {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rep(t: &str) -> Result<Reputation, Invalid> {
+        toml::from_str::<RawReputation>(&format!("abuseipdb_key_file = \"/k\"\n{t}"))
+            .unwrap()
+            .validate()
+    }
+
+    #[test]
+    fn report_is_off_by_default_and_its_url_is_checked() {
+        let r = rep("").unwrap();
+        assert!(!r.report);
+        assert_eq!(r.report_url, ABUSEIPDB_REPORT_URL);
+        let r = rep("report = true\nreport_url = \"http://127.0.0.1:9/api/v2/report\"").unwrap();
+        assert!(r.report && r.report_url.ends_with("/report"));
+        let e = rep("report_url = \"ftp://x\"").unwrap_err().0;
+        assert!(e.contains("[reputation] report_url"), "{e}");
+        let e = rep("report_url = \"https://u:hunter2@x/r\"").unwrap_err().0;
+        assert!(e.contains("fix:") && !e.contains("hunter2"), "{e}");
+    }
+}
