@@ -100,6 +100,10 @@ pub struct Series {
     /// The last hour told as an anomaly (told once, whatever the runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub told: Option<i64>,
+    /// The hour of the last run that counted into it (0: unknown), so the
+    /// series of a rule no longer run is the one that goes.
+    #[serde(default)]
+    pub counted_at: i64,
 }
 
 impl Series {
@@ -112,6 +116,7 @@ impl Series {
             counted_until: 0,
             last: None,
             told: None,
+            counted_at: hour,
         }
     }
 
@@ -180,7 +185,7 @@ impl Baseline {
         }
         if self.series.len() >= MAX_SERIES {
             let oldest = (0..self.series.len())
-                .min_by_key(|&i| (self.series[i].end, self.series[i].key.clone()))
+                .min_by_key(|&i| (self.series[i].counted_at, self.series[i].key.clone()))
                 .expect("full");
             self.series.remove(oldest);
         }
@@ -195,6 +200,7 @@ impl Baseline {
     /// Add `n` at `now`'s hour (bans).
     pub fn add(&mut self, key: &Key, now: i64, n: u64) {
         let s = self.series(key, now);
+        s.counted_at = s.counted_at.max(hour_of(now));
         s.advance(hour_of(now));
         s.add(hour_of(now), n);
     }
@@ -209,6 +215,7 @@ impl Baseline {
     pub fn add_minutes(&mut self, key: &Key, minutes: &BTreeMap<i64, u64>, now: i64) -> u64 {
         let until = now.div_euclid(60) * 60;
         let s = self.series(key, now);
+        s.counted_at = s.counted_at.max(hour_of(now));
         s.advance(hour_of(now));
         let from = s.counted_until;
         let mut added = 0;
@@ -228,6 +235,16 @@ impl Baseline {
     /// result for the metrics, and return the anomalies not told before
     /// (each is marked told).
     pub fn judge(&mut self, now: i64, cfg: &Settings) -> Vec<(Key, Eval)> {
+        // A series nothing counted into for the whole kept window is
+        // zeros only: it goes (its rule is no longer run).
+        self.series.retain(|s| {
+            let at = if s.counted_at == 0 {
+                s.end
+            } else {
+                s.counted_at
+            };
+            hour_of(now) - at < HOURS as i64
+        });
         let mut new = Vec::new();
         for s in &mut self.series {
             s.advance(hour_of(now));
@@ -511,8 +528,13 @@ mod tests {
             );
         }
         assert_eq!(b.series.len(), MAX_SERIES);
-        // The least recently counted went.
+        // The least recently counted went (judging moves every series'
+        // end to now, not its last count).
+        b.judge(DAY0 + 100 * 3600, &cfg());
         assert!(b.get(&Key::new(What::Bans, "r0", "all")).is_none());
+        b.add(&Key::new(What::Bans, "new", "all"), DAY0 + 101 * 3600, 1);
+        assert!(b.get(&Key::new(What::Bans, "r10", "all")).is_none());
+        assert!(b.get(&Key::new(What::Bans, "r11", "all")).is_some());
         assert!(b
             .get(&Key::new(
                 What::Bans,
@@ -520,10 +542,13 @@ mod tests {
                 "all"
             ))
             .is_some());
+        // Nothing counted into a series for 31 days: judging drops it.
+        b.judge(DAY0 + (100 + HOURS as i64) * 3600, &cfg());
+        assert_eq!(b.series.len(), 1, "only \"new\" was counted since");
         // A long name is cut.
         let long = "x".repeat(500);
         assert_eq!(Key::new(What::Lines, &long, "t").rule.len(), MAX_NAME);
-        // The whole file stays small: 64 series of 720 hours.
+        // The whole file stays small: 64 series of 744 hours.
         let mut b = Baseline::default();
         for i in 0..MAX_SERIES {
             let k = Key::new(What::Lines, &format!("rule-{i}"), "all");
