@@ -1002,13 +1002,20 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
             );
         }
     }
-    // [reputation] report: after every other handover, bounded in time.
+    // [reputation] report: after every other handover, bounded in time,
+    // and outside the run lock (the ledger has its own): a slow AbuseIPDB
+    // never holds up the next scan.
     let reported = match (&plan.cfg.reputation, abuse.as_mut()) {
-        (Some(rep), Some(port)) if rep.report && !opts.dryrun => Some(
-            super::afterscan::report_bans(&plan.cfg, &state_file, &report, real_now, &mut |r| {
-                port.report(&rep.report_url, r)
-            }),
-        ),
+        (Some(rep), Some(port)) if rep.report && !opts.dryrun => {
+            run.release_lock();
+            Some(super::afterscan::report_bans(
+                &plan.cfg,
+                &state_file,
+                &report,
+                real_now,
+                &mut |r| port.report(&rep.report_url, r),
+            ))
+        }
         _ => None,
     };
     let text = match (opts.json, &reported) {
