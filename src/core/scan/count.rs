@@ -162,13 +162,17 @@ pub struct Tally {
 
 /// Counts per minute (Unix seconds / 60). Lines come mostly in order, so
 /// the current minute is counted aside and folded into the map when the
-/// minute changes: one comparison a line, not a map lookup. Bounded by the
-/// window (only lines inside it are counted).
+/// minute changes: one comparison a line, not a map lookup. Bounded: the
+/// newest [`MAX_MINUTES`] minutes are kept (the baseline keeps no more),
+/// about 2 MB at most, whatever the window.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Minutes {
     done: std::collections::BTreeMap<i64, u64>,
     current: Option<(i64, u64)>,
 }
+
+/// 31 days of minutes.
+pub const MAX_MINUTES: usize = 31 * 24 * 60;
 
 impl Minutes {
     pub fn add(&mut self, time: i64, n: u64) {
@@ -177,9 +181,16 @@ impl Minutes {
             Some((cm, c)) if *cm == m => *c += n,
             cur => {
                 if let Some((cm, c)) = cur.replace((m, n)) {
-                    *self.done.entry(cm).or_default() += c;
+                    self.fold(cm, c);
                 }
             }
+        }
+    }
+
+    fn fold(&mut self, m: i64, c: u64) {
+        *self.done.entry(m).or_default() += c;
+        if self.done.len() > MAX_MINUTES {
+            self.done.pop_first();
         }
     }
 
@@ -188,16 +199,19 @@ impl Minutes {
         let mut all = self.done.clone();
         if let Some((m, c)) = self.current {
             *all.entry(m).or_default() += c;
+            if all.len() > MAX_MINUTES {
+                all.pop_first();
+            }
         }
         all
     }
 
     fn merge(&mut self, other: &Minutes) {
         if let Some((m, c)) = self.current.take() {
-            *self.done.entry(m).or_default() += c;
+            self.fold(m, c);
         }
         for (m, c) in other.counts() {
-            *self.done.entry(m).or_default() += c;
+            self.fold(m, c);
         }
     }
 }
@@ -490,6 +504,18 @@ mod tests {
             assert_eq!(a.minutes.counts(), whole.minutes.counts());
         }
         assert_eq!(whole.minutes.counts().values().sum::<u64>(), 12);
+    }
+
+    #[test]
+    fn the_minutes_kept_are_bounded_to_the_newest() {
+        let mut m = Minutes::default();
+        for i in 0..(MAX_MINUTES as i64 + 100) {
+            m.add(i * 60 + 5, 1);
+        }
+        let c = m.counts();
+        assert_eq!(c.len(), MAX_MINUTES);
+        assert_eq!(c.keys().next(), Some(&100));
+        assert_eq!(c.keys().last(), Some(&(MAX_MINUTES as i64 + 99)));
     }
 
     #[test]
