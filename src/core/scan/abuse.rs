@@ -15,6 +15,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub const EVERY: i64 = 15 * 60;
 /// Most reports a run posts (the rest are counted as skipped).
 pub const MAX_PER_RUN: usize = 50;
+/// Most addresses the ledger remembers (all reported within 15 minutes).
+pub const MAX_LEDGER: usize = 10_000;
 /// Longest comment the API takes.
 pub const MAX_COMMENT: usize = 1024;
 
@@ -196,7 +198,10 @@ impl Ledger {
             if refused(b.ip, trusted).is_some() {
                 s.refused += 1;
                 self.refused += 1;
-            } else if self.reported.contains_key(&b.ip) || out.len() >= MAX_PER_RUN {
+            } else if self.reported.contains_key(&b.ip)
+                || out.len() >= MAX_PER_RUN
+                || self.reported.len() >= MAX_LEDGER
+            {
                 s.limited += 1;
                 self.limited += 1;
             } else {
