@@ -145,6 +145,9 @@ pub fn report_bans(
         }
     }
     let (sent, failed) = (u64::from(s.sent), u64::from(s.failed));
+    if sent + failed == 0 {
+        return s;
+    }
     if let Err(e) = sidefile::update(
         &path,
         now,
