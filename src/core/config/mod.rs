@@ -4,6 +4,7 @@
 //! know which file and line it came from, so a mistake is reported as
 //! `FILE:LINE: what is wrong; fix: ...` and nothing gets installed.
 
+pub mod aggregate;
 pub mod capture;
 pub mod firewall;
 pub mod fleet;
@@ -195,6 +196,8 @@ pub struct Config {
     pub watch: Vec<watch::Watch>,
     /// `[history] evidence`: pieces of evidence kept per ban for `fwctl why`.
     pub evidence: usize,
+    /// `[aggregate]`: IPv6 counting prefix, and bans of one prefix gathered.
+    pub aggregate: aggregate::Aggregate,
 }
 
 impl Config {
@@ -390,6 +393,7 @@ impl Config {
             .map_err(|m| err_at(None, format!("[bandwidth] above: {}", m.0)))?;
 
         let admin_ports_given = raw.capture.admin_ports_given();
+        let ipv6_prefix_given = raw.capture.ipv6_prefix_given();
         let mut capture = capture::Capture::from_raw(raw.capture).map_err(|m| err_at(None, m.0))?;
         if !admin_ports_given {
             capture.admin_ports = ssh_ports(&services);
@@ -474,6 +478,14 @@ impl Config {
             feeds.push(f);
         }
 
+        let bounds = aggregate::Bounds::new(
+            fleet.as_ref().map(|f| (f.min_prefix_v4, f.min_prefix_v6)),
+            feeds.iter().map(|f| (f.min_prefix_v4, f.min_prefix_v6)),
+        );
+        let aggregate = aggregate::validate(raw.aggregate, ipv6_prefix_given, &bounds)
+            .map_err(|m| err_at(None, m.0))?;
+        // One key for scan, watch and capture alike.
+        capture.ipv6_prefix = aggregate.v6_count_prefix;
         let watch = watch::validate_all(raw.watch).map_err(|m| err_at(None, m.0))?;
         let evidence = raw.history.evidence.unwrap_or(5);
         if evidence > crate::core::history::MAX_EVIDENCE {
@@ -486,6 +498,7 @@ impl Config {
             ));
         }
         Ok(Config {
+            aggregate,
             evidence,
             watch,
             fleet,
@@ -636,6 +649,7 @@ struct Raw {
     watch: Vec<watch::RawWatch>,
     #[serde(default)]
     history: RawHistory,
+    aggregate: Option<aggregate::RawAggregate>,
 }
 
 #[derive(Deserialize, Default)]
