@@ -103,11 +103,31 @@ pub struct Known {
     pub blocked_names: [String; 2],
     /// Free entries in the v4 and v6 target sets (None: unknown).
     pub room: [Option<u64>; 2],
+    /// The prefix IPv6 offenders were counted by (None or 128: each
+    /// address): an offender is banned as that network.
+    pub v6_prefix: Option<u8>,
+}
+
+impl Known {
+    /// What an offender stands for: its address, or its IPv6 network.
+    pub fn net_of(&self, a: IpAddr) -> IpNet {
+        match (a, self.v6_prefix) {
+            (IpAddr::V6(_), Some(p)) if p < 128 => IpNet::new(a, p).expect("prefix <= 128").trunc(),
+            _ => IpNet::from(a),
+        }
+    }
+}
+
+/// The member of `m` that holds all of `net`.
+fn covering(m: &Members, net: &IpNet) -> Option<IpNet> {
+    m.holding(&net.addr()).filter(|h| h.contains(net))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub addr: IpAddr,
+    /// What is banned: the address, or the network it was counted by.
+    pub net: IpNet,
     pub source: Source,
     /// The set it goes (or would go) into.
     pub set: String,
@@ -127,11 +147,18 @@ pub fn decide(
         .into_iter()
         .map(|(addr, source)| {
             let fam = usize::from(addr.is_ipv6());
-            let action = if let Some(why) = known.policy.check_addr(&addr) {
+            let net = known.net_of(addr);
+            let single = net.prefix_len() == net.max_prefix_len();
+            let refusal = if single {
+                known.policy.check_addr(&addr)
+            } else {
+                known.policy.check(&net)
+            };
+            let action = if let Some(why) = refusal {
                 Action::Skipped(why.to_string())
-            } else if known.listed.contains(&addr) {
+            } else if covering(&known.listed, &net).is_some() {
                 Action::AlreadyListed
-            } else if let Some(net) = known.blocked.holding(&addr) {
+            } else if let Some(net) = covering(&known.blocked, &net) {
                 Action::AlreadyBlocked(format!(
                     "{} {}",
                     known.blocked_names[fam],
@@ -151,6 +178,7 @@ pub fn decide(
             };
             Decision {
                 addr,
+                net,
                 source,
                 set: sets[fam].clone(),
                 action,
@@ -172,7 +200,7 @@ pub fn ops(decisions: &[Decision], timeout_secs: u64) -> Vec<SetOp> {
         {
             out.push(SetOp::Add {
                 set: d.set.clone(),
-                net: IpNet::from(d.addr),
+                net: d.net,
                 timeout,
             });
         }
