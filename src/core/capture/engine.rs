@@ -541,6 +541,21 @@ impl Engine {
             ),
             Some(Ok(Added::Added)) | None => {
                 self.history.record(source, &set, offence, now_s, secs);
+                // For `fwctl why`, and so [aggregate] knows a ban capture
+                // counted from one made by hand.
+                self.history.explain(
+                    &source,
+                    crate::core::history::Why {
+                        origin: "capture".into(),
+                        rule: format!("{scan_type} scan (profile {profile})"),
+                        hits: 0,
+                        window_s: 0,
+                        first: now_s,
+                        last: now_s,
+                        evidence: vec![reason.to_string()],
+                    },
+                    1,
+                );
                 self.dirty = true;
                 self.counts.bans += 1;
                 let action = if applied.is_some() {
