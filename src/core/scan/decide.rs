@@ -254,6 +254,57 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_offender_counted_per_64_is_banned_as_the_64() {
+        let known = Known {
+            policy: Policy {
+                trusted: vec!["2001:db8:7:7::99/128".parse().unwrap()],
+                ..Policy::default()
+            },
+            listed: ["2001:db8:5::/48", "2001:db8:6:6::1/128"]
+                .map(|s| s.parse::<IpNet>().unwrap())
+                .into_iter()
+                .collect(),
+            v6_prefix: Some(64),
+            ..Known::default()
+        };
+        let offenders = [
+            "2001:db8:1:2::",
+            "2001:db8:5:1::",
+            "2001:db8:6:6::",
+            "2001:db8:7:7::",
+            "203.0.113.9",
+        ]
+        .map(|a| (ip(a), src(9)))
+        .to_vec();
+        let d = decide(offenders, &known, &sets(), true);
+        let got: Vec<(String, Action)> = d
+            .iter()
+            .map(|d| (crate::units::addr::member(&d.net), d.action.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("2001:db8:1:2::/64".to_string(), Action::Added),
+                // A wider member holds all of it.
+                ("2001:db8:5:1::/64".to_string(), Action::AlreadyListed),
+                // One address of it listed: the /64 still goes in.
+                ("2001:db8:6:6::/64".to_string(), Action::Added),
+                (
+                    "2001:db8:7:7::/64".to_string(),
+                    Action::Skipped("in trusted network 2001:db8:7:7::99/128 (config)".into())
+                ),
+                ("203.0.113.9".to_string(), Action::Added),
+            ]
+        );
+        let ops = ops(&d, 60);
+        assert!(ops.contains(&SetOp::Add {
+            set: "throttle-hard_v6".into(),
+            net: "2001:db8:1:2::/64".parse().unwrap(),
+            timeout: Some(60)
+        }));
+    }
+
+    #[test]
     fn each_reason_to_skip_and_the_rest_added_to_their_familys_set() {
         let known = Known {
             policy: Policy {
