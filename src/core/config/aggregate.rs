@@ -21,7 +21,8 @@ pub struct Aggregate {
     /// Seconds: bans started this long ago or less count.
     pub within: u64,
     /// Whether bans are aggregated at all: only with an `[aggregate]`
-    /// section (the counting prefix applies without one).
+    /// section whose `min_offenders` is not 0 (the counting prefix applies
+    /// without one).
     pub enabled: bool,
 }
 
@@ -97,7 +98,8 @@ pub fn validate(
     alias: Option<u8>,
     bounds: &Bounds,
 ) -> Result<Aggregate, Invalid> {
-    let enabled = raw.is_some();
+    // `min_offenders = 0`: the section only sets the counting prefix.
+    let enabled = raw.as_ref().is_some_and(|r| r.min_offenders != Some(0));
     let raw = raw.unwrap_or_default();
     let d = Aggregate::default();
     let v6_count_prefix = match (raw.v6_count_prefix, alias) {
@@ -146,9 +148,9 @@ pub fn validate(
         }
     }
     let min_offenders = raw.min_offenders.unwrap_or(d.min_offenders);
-    if !(2..=65_536).contains(&min_offenders) {
+    if min_offenders != 0 && !(2..=65_536).contains(&min_offenders) {
         return Err(Invalid(format!(
-            "[aggregate] min_offenders = {min_offenders}; fix: 2 to 65536"
+            "[aggregate] min_offenders = {min_offenders}; fix: 2 to 65536 (0: never aggregate, only count IPv6 per v6_count_prefix)"
         )));
     }
     let within = match raw.within {
@@ -249,6 +251,10 @@ mod tests {
             e.contains("wider than a [[feed]]'s min_prefix_v4 = 20"),
             "{e}"
         );
+        // min_offenders = 0: counting only, no aggregation, no bound on
+        // the aggregate prefixes.
+        let a = parse("v6_count_prefix = 128\nmin_offenders = 0\nv4_prefix = 16", None, None).unwrap();
+        assert!(!a.enabled && a.v6_count_prefix == 128);
         // Without a section only the counting prefix is bound.
         let e = validate(None, Some(40), &Bounds::new(None, std::iter::empty()))
             .unwrap_err()
