@@ -253,7 +253,12 @@ mod tests {
         );
         // min_offenders = 0: counting only, no aggregation, no bound on
         // the aggregate prefixes.
-        let a = parse("v6_count_prefix = 128\nmin_offenders = 0\nv4_prefix = 16", None, None).unwrap();
+        let a = parse(
+            "v6_count_prefix = 128\nmin_offenders = 0\nv4_prefix = 16",
+            None,
+            None,
+        )
+        .unwrap();
         assert!(!a.enabled && a.v6_count_prefix == 128);
         // Without a section only the counting prefix is bound.
         let e = validate(None, Some(40), &Bounds::new(None, std::iter::empty()))
