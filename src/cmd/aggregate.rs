@@ -182,3 +182,57 @@ pub fn fleet_entries(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_and_lines_show_prefixes_as_prefixes() {
+        let net = |s: &str| crate::units::addr::parse_addr(s).unwrap();
+        let done = Done {
+            gathered: vec![Gather {
+                prefix: net("2001:db8:1::/48"),
+                set: "blacklist_v6".into(),
+                until: 1600,
+                members: vec![
+                    net("2001:db8:1:1::/64"),
+                    net("2001:db8:1:2::/64"),
+                    net("2001:db8:1:3::5"),
+                ],
+            }],
+            kept: vec![Kept {
+                prefix: net("192.0.2.0/24"),
+                members: vec![net("192.0.2.1"), net("192.0.2.2"), net("192.0.2.3")],
+                refusal: crate::core::policy::Refusal::Trusted(net("192.0.2.77")),
+            }],
+        };
+        let cfg = Config::builtin();
+        let n = notices(&done, &cfg, 1000);
+        assert_eq!(n.len(), 1);
+        match &n[0] {
+            Notice::IpBlocked {
+                address,
+                reason,
+                duration_s,
+                origin,
+                ..
+            } => {
+                assert_eq!(address, "2001:db8:1::/48");
+                assert_eq!(*duration_s, 600);
+                assert_eq!(*origin, Origin::Aggregate);
+                assert!(
+                    reason.ends_with("2001:db8:1:1::/64, 2001:db8:1:2::/64, 2001:db8:1:3::5"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let l = lines(&done);
+        assert!(l[0].starts_with("aggregated 3 members into 2001:db8:1::/48 (blacklist_v6)"));
+        assert_eq!(
+            l[1],
+            "not aggregated into 192.0.2.0/24: in trusted network 192.0.2.77/32 (config); its 3 members stay banned one by one"
+        );
+    }
+}
