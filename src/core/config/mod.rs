@@ -484,8 +484,19 @@ impl Config {
         );
         let aggregate = aggregate::validate(raw.aggregate, ipv6_prefix_given, &bounds)
             .map_err(|m| err_at(None, m.0))?;
-        // One key for scan, watch and capture alike.
-        capture.ipv6_prefix = aggregate.v6_count_prefix;
+        // One key for scan, watch and capture alike; but iptables' throttle
+        // sets are hash:ip, which takes no /64: capture banning into one
+        // ([capture] ban_set, [capture.flood] set) tracks each address.
+        let hash_ip = |key: &str| {
+            raw.firewall.backend == firewall::Backend::Iptables && key.starts_with("throttle")
+        };
+        capture.ipv6_prefix = if hash_ip(&capture.ban_set)
+            || capture.flood.as_ref().is_some_and(|f| hash_ip(&f.set))
+        {
+            128
+        } else {
+            aggregate.v6_count_prefix
+        };
         let watch = watch::validate_all(raw.watch).map_err(|m| err_at(None, m.0))?;
         let evidence = raw.history.evidence.unwrap_or(5);
         if evidence > crate::core::history::MAX_EVIDENCE {
@@ -1037,6 +1048,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.msg.contains("raise maxelem"), "{e}");
+    }
+
+    #[test]
+    fn capture_counts_ipv6_per_v6_count_prefix_unless_it_bans_into_a_hash_ip_set() {
+        assert_eq!(parse("").unwrap().capture.ipv6_prefix, 64);
+        let c = parse("[aggregate]\nv6_count_prefix = 56\nmin_offenders = 0\n").unwrap();
+        assert_eq!(
+            (c.capture.ipv6_prefix, c.aggregate.v6_count_prefix),
+            (56, 56)
+        );
+        for (text, want) in [
+            ("[capture]\nban_set = \"throttle_hard\"\n", 128),
+            ("[capture.flood]\n", 128),
+            ("[firewall]\nbackend = \"nftables\"\n[capture.flood]\n", 64),
+            ("[capture.flood]\nset = \"blacklist\"\n", 64),
+        ] {
+            assert_eq!(parse(text).unwrap().capture.ipv6_prefix, want, "{text}");
+        }
     }
 
     #[test]
