@@ -255,3 +255,128 @@ fn aggregate_iptables() {
 fn aggregate_nftables() {
     scenario("nftables");
 }
+
+/// `fwctl watch` gathers too, after the batch of bans that makes the third
+/// offender of a /24; an IPv6 source is followed per /64.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn watch_gathers_its_bans() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.log");
+    let (_d, cfg) = config(&format!(
+        "{CONFIG}[metrics]\nlisten = \"\"\nwatch_listen = \"\"\n[[watch]]\nsource = \"sshd\"\nlog = \"{}\"\nhowmany = 2\nwithin = \"10m\"\nipset = \"blacklist\"\nremoveafter = \"1h\"\n",
+        auth.display()
+    ));
+    let r = Run {
+        lab: &lab,
+        cfg: cfg.to_str().unwrap().to_string(),
+    };
+    ok(&r.fwctl(&["apply", "--force"]), "apply");
+    std::fs::write(&auth, "").unwrap();
+    let mut child = lab
+        .fwctl_cmd(&["--config", &r.cfg, "watch", "--json"], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "watch ended");
+        if line.contains("fwctl: watch follows") {
+            break;
+        }
+    }
+    let said = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut all);
+        all
+    });
+    // Events on a channel, so each wait is bounded.
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let (tx, events) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for l in out.lines().map_while(Result::ok) {
+            if tx.send(serde_json::from_str(&l).unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let now = std::process::Command::new("date")
+        .args(["+%b %e %H:%M:%S"])
+        .output()
+        .unwrap();
+    let t = String::from_utf8(now.stdout).unwrap().trim().to_string();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&auth)
+        .unwrap();
+    for a in [
+        "203.0.113.1",
+        "203.0.113.2",
+        "203.0.113.3",
+        "2001:db8:1:2::a",
+        "2001:db8:1:2::b",
+        "2001:db8:1:2::c",
+    ] {
+        for i in 0..3 {
+            writeln!(
+                f,
+                "{t} web1 sshd[12]: Failed password for root from {a} port {} ssh2",
+                40000 + i
+            )
+            .unwrap();
+        }
+    }
+    drop(f);
+    // Each offender's ban event, the /64 once.
+    let want = [
+        "203.0.113.1",
+        "203.0.113.2",
+        "203.0.113.3",
+        "2001:db8:1:2::/64",
+    ];
+    let mut bans = Vec::new();
+    let mut seen = Vec::new();
+    while bans.len() < want.len() {
+        let v = events
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{e}: bans {bans:?}, events {seen:#?}"));
+        if v["event"] == "watch_ban" {
+            bans.push(v["address"].as_str().unwrap().to_string());
+        }
+        seen.push(v);
+    }
+    bans.sort();
+    let mut want = want.to_vec();
+    want.sort();
+    assert_eq!(bans, want);
+    // SIGTERM is seen between batches: the gathering after the last one
+    // is done when watch exits.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let said = said.join().unwrap();
+    assert!(
+        said.contains("aggregated 3 members into 203.0.113.0/24 (blacklist)"),
+        "{said}"
+    );
+    assert!(r.has("blacklist", "203.0.113.0/24"));
+    for a in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        assert!(!r.has("blacklist", a), "{a}");
+    }
+    assert!(r.has("blacklist_v6", "2001:db8:1:2::/64"));
+    let why: Value =
+        serde_json::from_str(&ok(&r.fwctl(&["why", "203.0.113.0/24", "--json"]), "why")).unwrap();
+    let agg = why["bans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["address"] == "203.0.113.0/24")
+        .unwrap_or_else(|| panic!("{why}"));
+    assert_eq!(agg["why"]["origin"], "aggregate");
+    assert_eq!(agg["members"].as_array().unwrap().len(), 3);
+}
