@@ -276,13 +276,22 @@ fn watch_gathers_its_bans() {
     };
     ok(&r.fwctl(&["apply", "--force"]), "apply");
     std::fs::write(&auth, "").unwrap();
-    let mut child = lab
-        .fwctl_cmd(&["--config", &r.cfg, "watch", "--json"], &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
+    /// Killed on drop: a failed assertion leaves no watch running.
+    struct Guard(std::process::Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Guard(
+        lab.fwctl_cmd(&["--config", &r.cfg, "watch", "--json"], &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut err = BufReader::new(child.0.stderr.take().unwrap());
     let mut line = String::new();
     loop {
         line.clear();
@@ -297,7 +306,7 @@ fn watch_gathers_its_bans() {
         all
     });
     // Events on a channel, so each wait is bounded.
-    let out = BufReader::new(child.stdout.take().unwrap());
+    let out = BufReader::new(child.0.stdout.take().unwrap());
     let (tx, events) = std::sync::mpsc::channel::<Value>();
     std::thread::spawn(move || {
         for l in out.lines().map_while(Result::ok) {
@@ -357,8 +366,8 @@ fn watch_gathers_its_bans() {
     assert_eq!(bans, want);
     // SIGTERM is seen between batches: the gathering after the last one
     // is done when watch exits.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    assert!(child.0.wait().unwrap().success());
     let said = said.join().unwrap();
     assert!(
         said.contains("aggregated 3 members into 203.0.113.0/24 (blacklist)"),
