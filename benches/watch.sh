@@ -22,7 +22,7 @@
 # maxretry 6 findtime 10m, an action that only records (no iptables). fwctl runs
 # `watch --json` in a throwaway network namespace after `apply --force` there, with
 # rules/fwctl.toml plus one [[watch]] (sshd, howmany 5, within 10m, blacklist, 1h), alone
-# followed (--only).
+# followed (--only), and [aggregate] v6_count_prefix = 128 (each address, as fail2ban).
 # Usage: benches/watch.sh [SECS] [RATES] [SHAPES] [TOOLS]     (root)
 #   e.g. benches/watch.sh 20 "1000 3000 10000 100000 300000" "short long" "fail2ban fwctl"
 #   GRACE=5 (s after the stream for the last bans), ATTACKERS=100, KEEP=1 (keep the work
@@ -69,6 +69,12 @@ howmany = 5
 within = "10m"
 ipset = "blacklist"
 removeafter = "1h"
+
+# Each attacker counted by its own address, as fail2ban counts (the IPv6 ones share a /64);
+# no gathering into prefixes.
+[aggregate]
+v6_count_prefix = 128
+min_offenders = 0
 EOF
 
 # fail2ban's config directory: nothing of /etc/fail2ban but the sshd filter.
