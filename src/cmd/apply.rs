@@ -150,6 +150,9 @@ pub fn apply(
             }
         }
     }
+    // `[geo]`: each country's networks from the database; one that cannot
+    // be read stops here, before anything changed.
+    super::geo::fill(&cfg, &mut plan)?;
     let t = host::now();
     let locked_out =
         cfg.services.is_empty() && cfg.trusted.is_empty() && cfg.mode != Mode::DetectionOnly;

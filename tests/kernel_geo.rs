@@ -1,0 +1,166 @@
+//! `[geo]` on a real kernel (root; namespaces the test makes and deletes):
+//! with a country database the test writes (198.51.100.0/24 and
+//! 2001:db8:1::/48 are NL, 203.0.113.0/24 DE, 192.0.2.0/24 nobody's), a
+//! blocked country's connection is logged and dropped before any service
+//! while another country's gets through; a service's allow_countries lets
+//! only those in; a corrupt database on re-apply and on `feeds update` is
+//! one error line and the sets stay as they were; `list --geo` and `why`
+//! name the country and AS.
+
+mod common;
+#[path = "common/geodb.rs"]
+mod geodb;
+
+use common::*;
+use std::net::IpAddr;
+use std::time::Duration;
+
+const SSH: u16 = 22;
+const APP: u16 = 8080;
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "fwctl failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn countries_are_blocked_and_allowed_and_a_corrupt_database_changes_nothing() {
+    let host_before = host_firewall();
+    let lab = Lab::new();
+    // One source per country, all on the veth's link.
+    let (nl, de, none): (IpAddr, IpAddr, IpAddr) = (
+        "198.51.100.7".parse().unwrap(),
+        "203.0.113.7".parse().unwrap(),
+        "192.0.2.7".parse().unwrap(),
+    );
+    for (ns, dev, addrs) in [
+        (
+            &lab.client,
+            &lab.client_if,
+            ["198.51.100.7/24", "203.0.113.7/24", "192.0.2.7/24"],
+        ),
+        (
+            &lab.target,
+            &lab.target_if,
+            ["203.0.113.1/24", "192.0.2.1/24", "192.0.2.2/24"],
+        ),
+    ] {
+        for a in addrs {
+            lab.ip(ns, &["addr", "add", a, "dev", dev]);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (country, asn) = (dir.path().join("country.mmdb"), dir.path().join("asn.mmdb"));
+    geodb::country_db(&country, &[]);
+    geodb::asn_db(&asn);
+    // A prefix only this run logs with.
+    let tag = format!("GEO{}", std::process::id() % 100_000);
+    let cfg = dir.path().join("fwctl.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[geo]\ncountry_db = \"{}\"\nasn_db = \"{}\"\nblock_countries = [\"NL\"]\n\n\
+             [[service]]\nname = \"ssh\"\nport = {SSH}\n\n\
+             [[service]]\nname = \"app\"\nport = {APP}\nallow_countries = [\"DE\"]\n\n\
+             [logging.prefixes]\nblacklisted = {{ v4 = \"{tag}-BL: \", v6 = \"{tag}6-BL: \" }}\n",
+            country.display(),
+            asn.display()
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let _listeners = lab.listen(&[SSH, APP]);
+    let mut kmsg = Kmsg::open();
+    let applied = lab.fwctl(&["--config", c, "apply"], &[]);
+    ok(&applied);
+    let err = String::from_utf8_lossy(&applied.stderr);
+    assert!(
+        err.contains("fwctl: geo-NL: 2 networks (IPv4 1, IPv6 1)"),
+        "{err}"
+    );
+    assert_eq!(
+        lab.set_members("geo-NL").keys().collect::<Vec<_>>(),
+        ["198.51.100.0/24"]
+    );
+    assert!(lab.set_members("geo-DE").contains_key("203.0.113.0/24"));
+
+    // NL: dropped before the open ssh service, and logged.
+    assert_eq!(lab.reach(nl, SSH), Reply::Silent);
+    let lines = kmsg.wait_for(&format!("{tag}-BL: "), Duration::from_secs(5), |l| {
+        l.iter().any(|m| m.contains("SRC=198.51.100.7 "))
+    });
+    assert!(
+        lines
+            .iter()
+            .any(|m| m.contains("SRC=198.51.100.7 ") && m.contains(&format!("DPT={SSH} "))),
+        "no LOG line for the blocked country: {lines:?}"
+    );
+    // DE: through to ssh, and to the app that only DE may reach.
+    assert_eq!(lab.reach(de, SSH), Reply::Connected);
+    assert_eq!(lab.reach(de, APP), Reply::Connected);
+    // No country: ssh yes, the app no.
+    assert_eq!(lab.reach(none, SSH), Reply::Connected);
+    assert_eq!(lab.reach(none, APP), Reply::Silent);
+
+    // list --geo and why name the country and AS.
+    let listed = ok(&lab.fwctl(&["--config", c, "list", "--geo"], &[]));
+    assert!(
+        listed.contains("198.51.100.0/24") && listed.contains("NL, AS64501 Voorbeeld BV"),
+        "{listed}"
+    );
+    let why = ok(&lab.fwctl(&["--config", c, "why", "198.51.100.7"], &[]));
+    assert!(
+        why.contains("  country: NL, AS64501 Voorbeeld BV\n")
+            && why.contains("in geo-NL as 198.51.100.0/24"),
+        "{why}"
+    );
+
+    // A corrupt database: apply and feeds update refuse in one line, the
+    // sets and rules stay, NL stays blocked.
+    let rules_before = lab.rules();
+    std::fs::write(&country, b"\xab\xcd\xefMaxMind.com not really").unwrap();
+    for args in [&["apply"][..], &["feeds", "update"][..]] {
+        let mut a = vec!["--config", c];
+        a.extend_from_slice(args);
+        let out = lab.fwctl(&a, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} took a corrupt database");
+        assert!(
+            err.lines().any(|l| l.contains("[geo] country_db ")
+                && l.contains("not a MaxMind DB")
+                && l.contains("fix: ")),
+            "{args:?}: {err}"
+        );
+        assert_eq!(lab.rules(), rules_before, "{args:?} changed the rules");
+        assert_eq!(
+            lab.set_members("geo-NL").keys().collect::<Vec<_>>(),
+            ["198.51.100.0/24"],
+            "{args:?} touched the geo sets"
+        );
+    }
+    assert_eq!(lab.reach(nl, SSH), Reply::Silent);
+    assert_eq!(lab.reach(de, APP), Reply::Connected);
+
+    // A good database again: feeds update refills the sets in place.
+    geodb::country_db(&country, &[("192.0.2.0/24", "NL")]);
+    let out = ok(&lab.fwctl(&["--config", c, "feeds", "update"], &[]));
+    assert!(out.contains("geo: 4 sets updated"), "{out}");
+    assert!(lab.set_members("geo-NL").contains_key("192.0.2.0/24"));
+    assert_eq!(
+        lab.reach(none, SSH),
+        Reply::Silent,
+        "192.0.2.0/24 is NL now"
+    );
+    drop(lab);
+    assert_eq!(
+        host_firewall(),
+        host_before,
+        "the host's firewall was touched"
+    );
+}
