@@ -82,15 +82,46 @@ pub struct Sink {
     json: bool,
     /// Flush after every event (live: a reader sees it at once).
     eager: bool,
+    /// `[geo]`: the country and AS of each event's address.
+    geo: Option<Box<dyn crate::ports::GeoLookup>>,
 }
 
 impl Sink {
     pub fn new(out: Box<dyn Write>, json: bool, eager: bool) -> Sink {
-        Sink { out, json, eager }
+        Sink {
+            out,
+            json,
+            eager,
+            geo: None,
+        }
+    }
+
+    /// Events name the country and AS of their address.
+    pub fn with_geo(mut self, geo: Option<Box<dyn crate::ports::GeoLookup>>) -> Sink {
+        self.geo = geo;
+        self
     }
 
     pub fn emit(&mut self, ev: &Event) -> std::io::Result<()> {
-        let line = if self.json { ev.json() } else { ev.human() };
+        let mut line = if self.json { ev.json() } else { ev.human() };
+        let info = self.geo.as_ref().and_then(|g| {
+            let n = crate::core::notify::from_capture(ev)?;
+            let a = crate::units::addr::parse_addr(n.address()?).ok()?;
+            Some(g.lookup(a.addr())).filter(|i| !i.is_empty())
+        });
+        if let Some(i) = info {
+            if self.json {
+                // The event's own fields first, as ever; then "geo".
+                if line.ends_with('}') {
+                    line.pop();
+                    line.push_str(",\"geo\":");
+                    line.push_str(&serde_json::to_string(&i).expect("json"));
+                    line.push('}');
+                }
+            } else {
+                line = format!("{line} [{i}]");
+            }
+        }
         self.out.write_all(line.as_bytes())?;
         self.out.write_all(b"\n")?;
         if self.eager {
@@ -130,6 +161,11 @@ fn deliver(
         }
     }
     out.clear();
+}
+
+/// The `[geo]` lookup for the events (None: not configured or unreadable).
+fn geo_of(config: &Config) -> Option<Box<dyn crate::ports::GeoLookup>> {
+    super::geo::lookup(config).map(|db| Box::new(db) as Box<dyn crate::ports::GeoLookup>)
 }
 
 fn open_sink(opts: &Options, eager: bool) -> Result<Sink> {
@@ -225,7 +261,7 @@ fn run_replay(config: &Config, opts: &Options, path: &Path, state_named: bool) -
     let mut e = engine(config, opts, Mode::Replay, History::default())?;
     e.dests.any = e.dests.nets.is_empty();
     let mut source = pcap::Pcap::open(path)?;
-    let mut sink = open_sink(opts, false)?;
+    let mut sink = open_sink(opts, false)?.with_geo(geo_of(config));
     let started = Instant::now();
     let mut last: Micros = 0;
     let mut out = Vec::new();
@@ -535,7 +571,7 @@ fn live(
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("signal handler")?;
     }
-    let mut sink = open_sink(opts, true)?;
+    let mut sink = open_sink(opts, true)?.with_geo(geo_of(config));
     say!(
         "fwctl: capture on {} (profile {}, {}), {} tracked sources at most{}",
         opts.iface.as_deref().unwrap_or("every interface"),

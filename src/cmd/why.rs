@@ -80,6 +80,7 @@ pub fn run(o: &Options, inv: &Invocation) -> Result<()> {
         policy: &policy,
         blacklist: &cfg.blacklist,
         score,
+        geo: super::geo::lookup(&cfg).map(|db| crate::ports::GeoLookup::lookup(&db, query.addr())),
     });
     super::out(if o.json { r.json() } else { r.human() })
 }
