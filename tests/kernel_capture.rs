@@ -301,6 +301,24 @@ fn every_nmap_scan_type_is_detected_banned_and_then_dropped() {
     // The ban history was saved on SIGTERM.
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(saved["bans"].as_array().unwrap().len(), 7);
+    // `fwctl why` tells each ban's evidence: what capture counted.
+    let out = lab.fwctl(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+            "why",
+            "198.51.100.22",
+        ],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("in blacklist as 198.51.100.22"), "{text}");
+    assert!(text.contains("by capture: FIN"), "{text}");
+    assert!(text.contains("| ports: 100"), "{text}");
+    assert!(text.contains("-sF"), "{text}");
     drop(lab);
     assert_eq!(host_firewall(), host_before);
 }

@@ -27,6 +27,15 @@ pub struct Facts<'a> {
     pub score: Option<(u8, i64)>,
     /// What the `[geo]` databases say of the query's address.
     pub geo: Option<crate::core::geo::Info>,
+    /// Each `[[feed]]`'s last good list (name, entries).
+    pub feeds: Vec<(String, Vec<IpNet>)>,
+}
+
+/// A feed entry that holds (or lies inside) the query.
+#[derive(Debug, Serialize)]
+pub struct FeedHit {
+    pub feed: String,
+    pub entry: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,6 +78,9 @@ pub struct Report {
     /// Country and AS (when `[geo]` is configured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub geo: Option<crate::core::geo::Info>,
+    /// The feeds whose last good list holds it (at most 20 entries).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub feeds: Vec<FeedHit>,
 }
 
 #[derive(Debug, Serialize)]
@@ -140,6 +152,19 @@ pub fn report(f: &Facts) -> Report {
             asked: utc(at),
         }),
         geo: f.geo.clone(),
+        feeds: f
+            .feeds
+            .iter()
+            .flat_map(|(name, nets)| {
+                nets.iter()
+                    .filter(|n| overlaps(n, &f.query))
+                    .map(move |n| FeedHit {
+                        feed: name.clone(),
+                        entry: n.to_string(),
+                    })
+            })
+            .take(20)
+            .collect(),
     }
 }
 
@@ -168,6 +193,9 @@ impl Report {
         if let Some(b) = &self.blacklisted_by_config {
             let _ = writeln!(s, "  the config's [blacklist] holds {b}");
         }
+        for f in &self.feeds {
+            let _ = writeln!(s, "  feed {} lists {}", f.feed, f.entry);
+        }
         if self.bans.is_empty() {
             s.push_str("  history: no ban recorded\n");
         }
@@ -187,16 +215,21 @@ impl Report {
                     .unwrap_or_default()
             );
             if let Some(w) = &b.why {
-                let _ = writeln!(
-                    s,
-                    "    by {}: {}, {} hits within {} ({} .. {})",
-                    w.origin,
-                    w.rule,
-                    w.hits,
-                    human(w.window_s),
-                    utc(w.first),
-                    utc(w.last)
-                );
+                let _ = if w.hits == 0 {
+                    // A ban by hand or from the fleet: nothing counted here.
+                    writeln!(s, "    by {}: {} ({})", w.origin, w.rule, utc(w.first))
+                } else {
+                    writeln!(
+                        s,
+                        "    by {}: {}, {} hits within {} ({} .. {})",
+                        w.origin,
+                        w.rule,
+                        w.hits,
+                        human(w.window_s),
+                        utc(w.first),
+                        utc(w.last)
+                    )
+                };
                 for e in &w.evidence {
                     let _ = writeln!(s, "    | {e}");
                 }
@@ -273,6 +306,7 @@ mod tests {
             policy: &policy,
             blacklist: &[net("203.0.113.0/24")],
             score: Some((97, 990)),
+            feeds: vec![("spamhaus".into(), vec![net("203.0.113.0/26")])],
         });
         let text = r.human();
         assert!(
@@ -299,6 +333,10 @@ mod tests {
         assert!(text.contains("verdict: would be banned"), "{text}");
         assert!(text.contains("AbuseIPDB score 97"), "{text}");
         assert_eq!(r.blacklisted_by_config.as_deref(), Some("203.0.113.0/24"));
+        assert!(
+            text.contains("feed spamhaus lists 203.0.113.0/26"),
+            "{text}"
+        );
         // A trusted address: the verdict says which rule protects it.
         let r = report(&Facts {
             geo: None,
@@ -309,6 +347,7 @@ mod tests {
             policy: &policy,
             blacklist: &[],
             score: None,
+            feeds: Vec::new(),
         });
         assert!(
             r.never_ban && r.verdict.contains("trusted network 192.0.2.0/24"),
