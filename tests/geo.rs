@@ -172,6 +172,50 @@ fn a_corrupt_or_missing_database_is_one_line_and_no_ruleset() {
 }
 
 #[test]
+fn an_unreadable_database_falls_back_on_the_last_good_networks_kept() {
+    let s = Setup::new();
+    let cfg = s.config("");
+    // What an earlier apply kept (geo/ beside the state file; 0755 so
+    // that nobody, whom the commands run as under root, reads it).
+    let store = s.root.join("geo");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (c, list) in [
+        ("NL", "198.51.100.0/24\n2001:db8:1::/48\n"),
+        ("DE", "203.0.113.0/24\n"),
+    ] {
+        std::fs::write(store.join(format!("{c}.list")), list).unwrap();
+        std::fs::write(
+            store.join(format!("{c}.json")),
+            "{\"fetched\": 1796637600, \"ok_at\": 1796637600, \"entries\": 2}",
+        )
+        .unwrap();
+    }
+    std::fs::write(s.root.join("country.mmdb"), b"not a database").unwrap();
+    let out = s.run(&cfg, &["apply", "--dry-run"]);
+    let (dry, err) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let nl = temp_of(&dry, "geo-NL");
+    assert!(
+        dry.contains(&format!("add {nl} 198.51.100.0/24\n")),
+        "{dry}"
+    );
+    assert!(
+        err.contains("[geo] country_db ")
+            && err.contains("not a MaxMind DB")
+            && err.contains(
+                "applying the last good networks of its countries (read 2026-12-07T10:00:00Z)"
+            ),
+        "{err}"
+    );
+    // A country with nothing kept: refused, nothing rendered.
+    std::fs::remove_file(store.join("DE.json")).unwrap();
+    let out = s.run(&cfg, &["apply", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn bad_country_codes_are_refused_with_the_fix() {
     let s = Setup::new();
     for (extra, want) in [

@@ -121,29 +121,43 @@ fn countries_are_blocked_and_allowed_and_a_corrupt_database_changes_nothing() {
         "{why}"
     );
 
-    // A corrupt database: apply and feeds update refuse in one line, the
-    // sets and rules stay, NL stays blocked.
+    // A corrupt database: feeds update refuses in one line and leaves the
+    // sets; an apply after a reboot (the sets emptied) puts the last good
+    // networks back, says so and exits 2. The rules stay the same.
     let rules_before = lab.rules();
     std::fs::write(&country, b"\xab\xcd\xefMaxMind.com not really").unwrap();
-    for args in [&["apply"][..], &["feeds", "update"][..]] {
-        let mut a = vec!["--config", c];
-        a.extend_from_slice(args);
-        let out = lab.fwctl(&a, &[]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} took a corrupt database");
+    let geo_nl = || lab.set_members("geo-NL").into_keys().collect::<Vec<_>>();
+    let corrupt = |out: &std::process::Output, what: &str| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
         assert!(
             err.lines().any(|l| l.contains("[geo] country_db ")
                 && l.contains("not a MaxMind DB")
                 && l.contains("fix: ")),
-            "{args:?}: {err}"
+            "{what}: {err}"
         );
-        assert_eq!(lab.rules(), rules_before, "{args:?} changed the rules");
-        assert_eq!(
-            lab.set_members("geo-NL").keys().collect::<Vec<_>>(),
-            ["198.51.100.0/24"],
-            "{args:?} touched the geo sets"
-        );
-    }
+        err
+    };
+    corrupt(
+        &lab.fwctl(&["--config", c, "feeds", "update"], &[]),
+        "feeds update",
+    );
+    assert_eq!(
+        geo_nl(),
+        ["198.51.100.0/24"],
+        "feeds update touched the geo sets"
+    );
+    assert_eq!(lab.rules(), rules_before);
+    lab.exec_ok(&lab.target, &["ipset", "flush", "geo-NL"]);
+    assert_eq!(lab.reach(nl, SSH), Reply::Connected, "the reboot let NL in");
+    let err = corrupt(&lab.fwctl(&["--config", c, "apply"], &[]), "apply");
+    assert!(err.contains("applying the last good networks"), "{err}");
+    assert_eq!(
+        geo_nl(),
+        ["198.51.100.0/24"],
+        "apply did not bring the last good set back"
+    );
+    assert_eq!(lab.rules(), rules_before, "apply changed the rules");
     assert_eq!(lab.reach(nl, SSH), Reply::Silent);
     assert_eq!(lab.reach(de, APP), Reply::Connected);
 

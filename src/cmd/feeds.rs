@@ -240,13 +240,16 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
         feedstore::save_meta(&dir, &f.name, &meta)?;
     }
     match geo
-        .map(|r| r.and_then(|nets| super::geo::refill(run.sets(), &cfg, &nets.unwrap_or_default())))
+        .map(|r| r.and_then(|nets| super::geo::refill(run.sets(), &cfg, nets.unwrap_or_default())))
     {
         None => {}
-        Some(Ok(())) => out(format!(
-            "geo: {} updated\n",
-            count(cfg.countries.len() as u64 * 2, "set", "sets")
-        ))?,
+        Some(Ok(nets)) => {
+            super::geo::save(&run.state_file, &nets);
+            out(format!(
+                "geo: {} updated\n",
+                count(cfg.countries.len() as u64 * 2, "set", "sets")
+            ))?
+        }
         Some(Err(e)) => {
             failed += 1;
             super::say!("fwctl: {e:#}; the geo sets stay as they are");
