@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The most networks a walk of a database may yield: GeoLite2-Country
-/// holds about 600 000 (both families); a corrupt or hostile tree whose
-/// nodes point back into one another could yield 2^128.
+/// The most networks a walk of a database may yield (with data or
+/// without): GeoLite2-Country holds about 600 000 with data (both
+/// families); a corrupt or hostile tree whose nodes share their children
+/// could yield 2^128.
 pub const MAX_WALK: u64 = 8_000_000;
 /// The most characters of an AS organisation's name kept.
 pub const ORG_MAX: usize = 64;
@@ -107,8 +108,8 @@ fn clean(s: &str) -> String {
 /// Why a database gives no sets (nothing is changed for it).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WalkError {
-    #[error("it yields more than {MAX_WALK} networks (a corrupt database?)")]
-    TooBig,
+    #[error("it yields more than {0} networks (a corrupt database?)")]
+    TooBig(u64),
     #[error("{set} would get {n} members, over [sets] maxelem {max}; fix: raise [sets] maxelem")]
     SetFull { set: String, n: usize, max: u32 },
 }
@@ -117,14 +118,21 @@ pub enum WalkError {
 /// them (bounded by [`MAX_WALK`]).
 pub struct Gather {
     wanted: Vec<Country>,
+    limit: u64,
     seen: u64,
     nets: BTreeMap<Country, Vec<IpNet>>,
 }
 
 impl Gather {
     pub fn new(wanted: &[Country]) -> Gather {
+        Gather::with_limit(wanted, MAX_WALK)
+    }
+
+    /// At most `limit` networks (tests walk small ones).
+    pub fn with_limit(wanted: &[Country], limit: u64) -> Gather {
         Gather {
             wanted: wanted.to_vec(),
+            limit,
             seen: 0,
             nets: wanted.iter().map(|c| (*c, Vec::new())).collect(),
         }
@@ -138,8 +146,8 @@ impl Gather {
     /// One network of the walk and the country code its record names.
     pub fn add(&mut self, net: IpNet, code: Option<&str>) -> Result<(), WalkError> {
         self.seen += 1;
-        if self.seen > MAX_WALK {
-            return Err(WalkError::TooBig);
+        if self.seen > self.limit {
+            return Err(WalkError::TooBig(self.limit));
         }
         if let Some(c) = code.and_then(|c| Country::parse(c).ok()) {
             if self.wanted.contains(&c) {
@@ -299,7 +307,10 @@ mod tests {
     fn a_walk_stops_at_its_bound() {
         let mut g = Gather::new(&[]);
         g.seen = MAX_WALK;
-        assert_eq!(g.add(net("192.0.2.0/24"), None), Err(WalkError::TooBig));
+        assert_eq!(
+            g.add(net("192.0.2.0/24"), None),
+            Err(WalkError::TooBig(MAX_WALK))
+        );
     }
 
     #[test]

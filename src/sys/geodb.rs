@@ -92,20 +92,32 @@ pub struct Walked {
 /// The networks of `countries` in the country database (adjacent ones
 /// merged), each family within `maxelem`; or the one-line reason none.
 pub fn networks(geo: &Geo, countries: &[Country], maxelem: u32) -> Result<Walked, GeoDbError> {
+    walk(geo, countries, maxelem, crate::core::geo::MAX_WALK)
+}
+
+/// [`networks`], at most `limit` networks walked.
+fn walk(geo: &Geo, countries: &[Country], maxelem: u32, limit: u64) -> Result<Walked, GeoDbError> {
     let started = Instant::now();
     let key = "country_db";
     let path = &geo.country_db;
     let reader = open(key, path)?;
     let bad = |why: String| err(key, path, why, FIX_FORMAT);
-    let mut gather = Gather::new(countries);
+    let mut gather = Gather::with_limit(countries, limit);
     let mut cache: HashMap<usize, Option<String>> = HashMap::new();
+    // Networks without data are yielded too, so that the bound counts
+    // every leaf: a tree whose nodes share their children could otherwise
+    // lead the walk through 2^128 empty leaves without yielding one.
     let walk = reader
-        .networks(WithinOptions::default())
+        .networks(WithinOptions::default().include_networks_without_data())
         .map_err(|e| bad(one_line(&e.to_string())))?;
     for item in walk {
         let found = item.map_err(|e| bad(one_line(&e.to_string())))?;
         let net = found.network().map_err(|e| bad(one_line(&e.to_string())))?;
         let net = IpNet::new(net.ip(), net.prefix()).map_err(|e| bad(e.to_string()))?;
+        if !found.has_data() {
+            gather.add(net, None).map_err(|e| bad(e.to_string()))?;
+            continue;
+        }
         let code = match found.offset().and_then(|o| cache.get(&o)) {
             Some(c) => c.clone(),
             None => {
@@ -205,5 +217,105 @@ pub fn lookup_for(geo: Option<&Geo>, warn: &mut dyn FnMut(String)) -> Option<Db>
             warn(format!("fwctl: warning: {e}; going on without countries"));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mmdb_writer::{Ipv4Aliasing, RecordSize, Writer};
+
+    fn geo(path: &Path) -> Geo {
+        Geo {
+            country_db: path.to_path_buf(),
+            asn_db: None,
+            block_countries: vec![Country::parse("NL").unwrap()],
+        }
+    }
+
+    #[derive(serde::Serialize)]
+    struct Iso {
+        iso_code: &'static str,
+    }
+    #[derive(serde::Serialize)]
+    struct Rec {
+        country: Iso,
+    }
+
+    #[test]
+    fn a_tree_whose_nodes_share_their_children_stops_at_the_bound() {
+        // One /128 makes a path of 128 nodes; then every node's two
+        // records point at the next one: 2^128 leaves, all without data.
+        let mut w = Writer::builder("GeoLite2-Country")
+            .record_size(RecordSize::Bits24)
+            .ipv4_aliasing(Ipv4Aliasing::Disabled)
+            .build();
+        w.insert(
+            "8000::/128".parse::<IpNet>().unwrap(),
+            &Rec {
+                country: Iso { iso_code: "NL" },
+            },
+        )
+        .unwrap();
+        let mut bytes = w.to_bytes().unwrap();
+        let n = Reader::from_source(bytes.clone())
+            .unwrap()
+            .metadata()
+            .node_count as usize;
+        assert!(n >= 128, "{n} nodes");
+        for i in 0..n {
+            let next = if i < 127 { i + 1 } else { n } as u32;
+            let rec = &next.to_be_bytes()[1..];
+            bytes[i * 6..i * 6 + 3].copy_from_slice(rec);
+            bytes[i * 6 + 3..i * 6 + 6].copy_from_slice(rec);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hostile.mmdb");
+        std::fs::write(&path, &bytes).unwrap();
+        let g = geo(&path);
+        let t = Instant::now();
+        let e = walk(&g, &g.block_countries, 1024, 100_000)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("it yields more than 100000 networks (a corrupt database?)")
+                && e.contains("hostile.mmdb"),
+            "{e}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn a_good_database_gives_its_countrys_networks_and_lookups() {
+        let mut w = Writer::new("GeoLite2-Country");
+        for (net, iso) in [
+            ("198.51.100.0/24", "NL"),
+            ("2001:db8:1::/48", "NL"),
+            ("203.0.113.0/24", "DE"),
+        ] {
+            w.insert(
+                net.parse::<IpNet>().unwrap(),
+                &Rec {
+                    country: Iso { iso_code: iso },
+                },
+            )
+            .unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.mmdb");
+        std::fs::write(&path, w.to_bytes().unwrap()).unwrap();
+        let g = geo(&path);
+        let got = networks(&g, &g.block_countries, 1024).unwrap();
+        let nl = got.nets[&g.block_countries[0]]
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>();
+        assert_eq!(nl, ["198.51.100.0/24", "2001:db8:1::/48"]);
+        let db = Db::open(&g).unwrap();
+        let at = |a: &str| db.lookup(a.parse().unwrap()).country;
+        assert_eq!(at("198.51.100.7").as_deref(), Some("NL"));
+        assert_eq!(at("203.0.113.7").as_deref(), Some("DE"));
+        assert_eq!(at("192.0.2.1"), None);
     }
 }
