@@ -178,3 +178,79 @@ fn countries_are_blocked_and_allowed_and_a_corrupt_database_changes_nothing() {
         "the host's firewall was touched"
     );
 }
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_ban_tells_its_country_and_as_in_events_and_the_metrics() {
+    let lab = Lab::new();
+    let rx = common::receiver::Receiver::start_in(&lab.target, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let (country, asn) = (dir.path().join("country.mmdb"), dir.path().join("asn.mmdb"));
+    geodb::country_db(&country, &[]);
+    geodb::asn_db(&asn);
+    let prom = dir.path().join("prom");
+    std::fs::create_dir(&prom).unwrap();
+    let cfg = dir.path().join("fwctl.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[geo]\ncountry_db = \"{}\"\nasn_db = \"{}\"\nblock_countries = [\"NL\"]\n\n\
+             [[service]]\nname = \"ssh\"\nport = {SSH}\n\n\
+             [metrics]\ntextfile_dir = \"{}\"\n\n\
+             [[notify]]\nname = \"ops\"\nurl = \"{url}\"\n\n\
+             [[notify]]\nname = \"chat\"\nurl = \"{url}\"\nformat = \"slack\"\nevents = [\"ip_blocked\"]\n",
+            country.display(),
+            asn.display(),
+            prom.display(),
+            url = rx.url()
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    ok(&lab.fwctl(&["--config", c, "apply"], &[]));
+    let before = rx.requests().len();
+    ok(&lab.fwctl(&["--config", c, "ban", "203.0.113.9", "--for", "1h"], &[]));
+    ok(&lab.fwctl(&["--config", c, "ban", "192.0.2.9", "--for", "1h"], &[]));
+    let reqs = rx.requests()[before..].to_vec();
+    let blocked: Vec<serde_json::Value> = reqs
+        .iter()
+        .map(|r| r.json())
+        .filter(|v| v["event"] == "ip_blocked")
+        .collect();
+    let of = |a: &str| {
+        blocked
+            .iter()
+            .find(|v| v["address"] == a)
+            .unwrap_or_else(|| panic!("no ip_blocked for {a}: {blocked:?}"))
+            .clone()
+    };
+    assert_eq!(
+        of("203.0.113.9")["geo"],
+        serde_json::json!({"country": "DE", "asn": 64500, "as_org": "Example Net"})
+    );
+    assert!(of("192.0.2.9").get("geo").is_none(), "in neither database");
+    let chat: Vec<String> = reqs
+        .iter()
+        .filter_map(|r| r.json()["text"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        chat.iter()
+            .any(|t| t.contains("203.0.113.9") && t.ends_with("[DE, AS64500 Example Net]")),
+        "{chat:?}"
+    );
+    // The metric: the configured country, other, unknown; nothing else.
+    let text = std::fs::read_to_string(prom.join("fwctl.prom")).unwrap();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("fwctl_bans_by_country{"))
+        .collect();
+    assert_eq!(
+        series,
+        [
+            "fwctl_bans_by_country{country=\"NL\"} 0",
+            "fwctl_bans_by_country{country=\"other\"} 1",
+            "fwctl_bans_by_country{country=\"unknown\"} 1",
+        ],
+        "{text}"
+    );
+}
