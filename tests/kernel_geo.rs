@@ -109,6 +109,10 @@ fn countries_are_blocked_and_allowed_and_a_corrupt_database_changes_nothing() {
         ["198.51.100.0/24"]
     );
     assert!(lab.set_members("geo-DE").contains_key("203.0.113.0/24"));
+    // The countries' networks are no config change (no drift either).
+    let st =
+        String::from_utf8_lossy(&lab.fwctl(&["--config", c, "status"], &[]).stdout).into_owned();
+    assert!(st.starts_with("fwctl status: OK"), "{st}");
 
     // NL: dropped before the open ssh service, and logged.
     let lines = blocked_and_logged(&lab, &mut kmsg, nl, &format!("{tag}-BL: "));
