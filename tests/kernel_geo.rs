@@ -182,8 +182,21 @@ fn countries_are_blocked_and_allowed_and_a_corrupt_database_changes_nothing() {
     assert_eq!(lab.reach(nl, SSH), Reply::Silent);
     assert_eq!(lab.reach(de, APP), Reply::Connected);
 
-    // A good database again: feeds update refills the sets in place.
+    // A good database again, which puts 192.0.2.0/24 in NL: while
+    // 192.0.2.7 is connected to ssh (the admin), feeds update refuses it
+    // and the sets stay; once it is gone, the sets are refilled in place.
     geodb::country_db(&country, &[("192.0.2.0/24", "NL")]);
+    let admin = lab.session(none, SSH);
+    let out = lab.fwctl(&["--config", c, "feeds", "update"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("fwctl: lock-out: 192.0.2.7 is connected to port 22 now")
+            && err.contains("would lock out 1 connected peer (above)"),
+        "{err}"
+    );
+    assert!(!lab.set_members("geo-NL").contains_key("192.0.2.0/24"));
+    drop(admin);
     let out = ok(&lab.fwctl(&["--config", c, "feeds", "update"], &[]));
     assert!(out.contains("geo: 4 sets updated"), "{out}");
     assert!(lab.set_members("geo-NL").contains_key("192.0.2.0/24"));

@@ -239,9 +239,22 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
         }
         feedstore::save_meta(&dir, &f.name, &meta)?;
     }
-    match geo
-        .map(|r| r.and_then(|nets| super::geo::refill(run.sets(), &cfg, nets.unwrap_or_default())))
-    {
+    // A database that now puts a connected peer (the admin's SSH) in a
+    // blocked country would cut it off: refused, as apply refuses it.
+    let geo = geo.map(|r| {
+        r.and_then(|nets| {
+            let nets = nets.unwrap_or_default();
+            let n = super::geo::locks_out(&cfg, &nets);
+            if n > 0 {
+                bail!(
+                    "[geo] the countries' new networks would lock out {} (above); fix: put them in [trusted] networks, or take their country out of block_countries",
+                    count(n as u64, "connected peer", "connected peers")
+                );
+            }
+            super::geo::refill(run.sets(), &cfg, nets)
+        })
+    });
+    match geo {
         None => {}
         Some(Ok(nets)) => {
             super::geo::save(&run.state_file, &nets);

@@ -130,6 +130,39 @@ pub fn refill(
     Ok(nets)
 }
 
+/// How many peers connected now the countries' new networks would cut
+/// off that the ruleset without them lets in (each said on a line; the raw
+/// table drops established traffic too): `feeds update` refuses those
+/// networks then, as apply refuses such a ruleset. A socket table that
+/// cannot be read only warns.
+pub fn locks_out(cfg: &Config, nets: &BTreeMap<Country, Vec<IpNet>>) -> usize {
+    use crate::ports::Connections;
+    let est = match crate::sys::sockdiag::Host::new().established(None) {
+        Ok(e) => e,
+        Err(e) => {
+            say!("fwctl: warning: cannot check whether the countries' new networks lock out a connected peer: {e}");
+            return 0;
+        }
+    };
+    let own = host::own_addresses();
+    let without = crate::core::ruleset::build(cfg);
+    let mut with = without.clone();
+    for r in geo::refills(nets, cfg.sets.maxelem) {
+        if let Some(s) = with.sets.iter_mut().find(|s| s.name == r.set) {
+            s.members = r.nets;
+        }
+    }
+    let before = crate::core::lockout::check(&without, &est.conns, &own);
+    let new: Vec<_> = crate::core::lockout::check(&with, &est.conns, &own)
+        .into_iter()
+        .filter(|l| !before.contains(l))
+        .collect();
+    for l in new.iter().take(20) {
+        say!("fwctl: lock-out: {}", l.line());
+    }
+    new.len()
+}
+
 /// The lookup, when `[geo]` is configured and readable (else a warning).
 pub fn lookup(cfg: &Config) -> Option<geodb::Db> {
     geodb::lookup_for(cfg.geo.as_ref(), &mut |w| say!("{w}"))
