@@ -259,3 +259,34 @@ fn why_names_the_country_and_as_of_an_address() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["geo"], serde_json::json!({}), "in neither database");
 }
+
+#[test]
+fn doctor_says_whether_the_databases_open() {
+    let s = Setup::new();
+    let cfg = s.config("");
+    let row = |out: &Output| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+        v["checks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .find(|c| c["name"] == "geo")
+            .unwrap_or_else(|| panic!("no geo row: {v}"))
+            .clone()
+    };
+    let r = row(&s.run(&cfg, &["doctor", "--json"]));
+    assert_eq!(r["level"], "ok", "{r}");
+    assert!(r["detail"].as_str().unwrap().contains("asn.mmdb"), "{r}");
+    std::fs::write(s.root.join("asn.mmdb"), b"junk").unwrap();
+    let r = row(&s.run(&cfg, &["doctor", "--json"]));
+    assert_eq!(r["level"], "fail", "{r}");
+    assert!(
+        r["detail"].as_str().unwrap().contains("[geo] asn_db ")
+            && r["fix"]
+                .as_str()
+                .unwrap()
+                .contains("download the database again"),
+        "{r}"
+    );
+}
