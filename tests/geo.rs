@@ -290,3 +290,47 @@ fn doctor_says_whether_the_databases_open() {
         "{r}"
     );
 }
+
+#[test]
+fn capture_events_name_the_country_and_as_of_their_address() {
+    let s = Setup::new();
+    let cfg = s.config("");
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/sample-scan.pcap");
+    let pcap = pcap.to_str().unwrap();
+    let out = s.run(&cfg, &["capture", "--pcap", pcap, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let events: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let blocked = events
+        .iter()
+        .find(|v| v["event"] == "ip_blocked" && v["src"] == "203.0.113.1")
+        .expect("the sample's scanner is banned");
+    assert_eq!(
+        blocked["geo"],
+        serde_json::json!({"country": "DE", "asn": 64500, "as_org": "Example Net"})
+    );
+    // The event's own fields come first, as without [geo].
+    let line = text(&out.stdout)
+        .lines()
+        .find(|l| l.contains("\"ip_blocked\"") && l.contains("203.0.113.1"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.starts_with("{\"event\":\"ip_blocked\",\"time\":"),
+        "{line}"
+    );
+    assert!(events
+        .iter()
+        .filter(|v| v["event"] == "distributed_scan")
+        .all(|v| v.get("geo").is_none()));
+    let human = text(&s.run(&cfg, &["capture", "--pcap", pcap]).stdout);
+    assert!(
+        human
+            .lines()
+            .any(|l| l.contains(" ip_blocked 203.0.113.1 ")
+                && l.ends_with(" [DE, AS64500 Example Net]")),
+        "{human}"
+    );
+}
