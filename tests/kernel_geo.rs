@@ -363,3 +363,126 @@ fn the_nftables_backend_blocks_and_allows_countries_alike() {
     assert!(set().contains("198.51.100.0/24"), "{}", set());
     assert_eq!(lab.reach(nl, SSH), Reply::Silent);
 }
+
+/// GET a path on 127.0.0.1:PORT inside namespace `ns`; the body.
+fn get_in(ns: &str, port: u16, path: &str) -> Option<String> {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    in_ns(ns, move || {
+        ureq::get(&url)
+            .timeout(Duration::from_secs(5))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+    })
+}
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn live_capture_bans_carry_their_country_in_events_and_metrics() {
+    use std::io::BufRead;
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (country, asn) = (dir.path().join("country.mmdb"), dir.path().join("asn.mmdb"));
+    geodb::country_db(&country, &[]);
+    geodb::asn_db(&asn);
+    let cfg = dir.path().join("fwctl.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[geo]\ncountry_db = \"{}\"\nasn_db = \"{}\"\nblock_countries = [\"NL\"]\n\n\
+             [[service]]\nname = \"ssh\"\nport = {SSH}\n\n\
+             [capture]\nprofile = \"aggressive\"\n\n\
+             [metrics]\nlisten = \"127.0.0.1:9469\"\n",
+            country.display(),
+            asn.display()
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    ok(&lab.fwctl(&["--config", c, "apply"], &[]));
+    let state = dir.path().join("state.json");
+    let mut child = lab
+        .fwctl_cmd(
+            &[
+                "--config",
+                c,
+                "capture",
+                "--state",
+                state.to_str().unwrap(),
+                "--iface",
+                &lab.target_if,
+            ],
+            &[],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first stderr line: the socket is open, no probe is missed.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    assert!(first.contains("fwctl: capture on"), "{first}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for l in out.lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    // The attacker (198.51.100.14) is in NL; capture sees its probes on
+    // the interface even though the raw table drops them.
+    let (attacker, _) = src("attacker");
+    lab.exec_ok(
+        &lab.client,
+        &[
+            "nmap",
+            "-n",
+            "-Pn",
+            "--max-retries",
+            "0",
+            "--host-timeout",
+            "30s",
+            "-e",
+            &lab.client_if,
+            "-S",
+            &attacker.to_string(),
+            "-sS",
+            "-p",
+            "3000-3009",
+            TARGET4,
+        ],
+    );
+    let want = format!(" ip_blocked {attacker} ");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    let line = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(&want) => break Some(l),
+            Ok(l) => seen.push(l),
+            Err(_) => break None,
+        }
+    };
+    let metrics = get_in(&lab.target, 9469, "/metrics");
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.unwrap_or_else(|| panic!("no ban of {attacker}: {seen:?}"));
+    assert!(line.ends_with(" [NL, AS64501 Voorbeeld BV]"), "{line}");
+    let text = metrics.expect("/metrics answers");
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("fwctl_capture_bans_by_country_total{"))
+        .collect();
+    assert_eq!(
+        series,
+        [
+            "fwctl_capture_bans_by_country_total{country=\"NL\"} 1",
+            "fwctl_capture_bans_by_country_total{country=\"other\"} 0",
+            "fwctl_capture_bans_by_country_total{country=\"unknown\"} 0",
+        ],
+        "{text}"
+    );
+}
