@@ -486,3 +486,97 @@ fn live_capture_bans_carry_their_country_in_events_and_metrics() {
         "{text}"
     );
 }
+
+#[test]
+#[ignore = "needs root: kernel test"]
+fn watch_events_carry_their_country_and_as() {
+    use std::io::{BufRead, Write};
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (country, asn) = (dir.path().join("country.mmdb"), dir.path().join("asn.mmdb"));
+    geodb::country_db(&country, &[]);
+    geodb::asn_db(&asn);
+    let log = dir.path().join("auth.log");
+    std::fs::write(&log, "").unwrap();
+    let cfg = dir.path().join("fwctl.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[geo]\ncountry_db = \"{}\"\nasn_db = \"{}\"\n\n\
+             [[service]]\nname = \"ssh\"\nport = {SSH}\nallow_countries = [\"DE\"]\n\n\
+             [metrics]\nlisten = \"\"\nwatch_listen = \"\"\n\n\
+             [[watch]]\nsource = \"sshd\"\nlog = \"{}\"\nhowmany = 3\nwithin = \"10m\"\n\
+             ipset = \"blacklist\"\nremoveafter = \"1h\"\n",
+            country.display(),
+            asn.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    ok(&lab.fwctl(&["--config", c, "apply"], &[]));
+    let mut child = lab
+        .fwctl_cmd(&["--config", c, "watch", "--json"], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // "watch follows": lines written from then on are read.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "watch ended: {line}");
+        if line.contains("fwctl: watch follows") {
+            break;
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for l in out.lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let stamp = String::from_utf8(
+        std::process::Command::new("date")
+            .args(["-u", "+%Y-%m-%dT%H:%M:%S.%6N+00:00"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    for i in 0..4 {
+        writeln!(
+            f,
+            "{} web1 sshd[12]: Failed password for root from 203.0.113.9 port {} ssh2",
+            stamp.trim(),
+            40000 + i
+        )
+        .unwrap();
+    }
+    drop(f);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    let ev = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains("\"203.0.113.9\"") => break Some(l),
+            Ok(l) => seen.push(l),
+            Err(_) => break None,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let ev = ev.unwrap_or_else(|| panic!("no event for 203.0.113.9: {seen:?}"));
+    let v: serde_json::Value = serde_json::from_str(&ev).unwrap();
+    assert_eq!(v["address"], "203.0.113.9");
+    assert_eq!(
+        v["geo"],
+        serde_json::json!({"country": "DE", "asn": 64500, "as_org": "Example Net"}),
+        "{ev}"
+    );
+}

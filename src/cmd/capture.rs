@@ -103,25 +103,14 @@ impl Sink {
     }
 
     pub fn emit(&mut self, ev: &Event) -> std::io::Result<()> {
-        let mut line = if self.json { ev.json() } else { ev.human() };
-        let info = self.geo.as_ref().and_then(|g| {
-            let n = crate::core::notify::from_capture(ev)?;
-            let a = crate::units::addr::parse_addr(n.address()?).ok()?;
-            Some(g.lookup(a.addr())).filter(|i| !i.is_empty())
-        });
-        if let Some(i) = info {
-            if self.json {
-                // The event's own fields first, as ever; then "geo".
-                if line.ends_with('}') {
-                    line.pop();
-                    line.push_str(",\"geo\":");
-                    line.push_str(&serde_json::to_string(&i).expect("json"));
-                    line.push('}');
-                }
-            } else {
-                line = format!("{line} [{i}]");
-            }
-        }
+        let line = if self.json { ev.json() } else { ev.human() };
+        let addr = crate::core::notify::from_capture(ev);
+        let line = super::geo::tag(
+            line,
+            self.json,
+            self.geo.as_deref(),
+            addr.as_ref().and_then(|n| n.address()),
+        );
         self.out.write_all(line.as_bytes())?;
         self.out.write_all(b"\n")?;
         if self.eager {

@@ -163,6 +163,34 @@ pub fn locks_out(cfg: &Config, nets: &BTreeMap<Country, Vec<IpNet>>) -> usize {
     new.len()
 }
 
+/// An event line with what the databases say of its address: a JSON
+/// object gets `"geo"` after its own fields, a readable line ends with
+/// ` [NL, AS64500 Example Net]`; unchanged when they know nothing of it.
+pub fn tag(
+    mut line: String,
+    json: bool,
+    look: Option<&dyn crate::ports::GeoLookup>,
+    addr: Option<&str>,
+) -> String {
+    let info = look.zip(addr).and_then(|(g, a)| {
+        let a = crate::units::addr::parse_addr(a).ok()?;
+        Some(g.lookup(a.addr())).filter(|i| !i.is_empty())
+    });
+    let Some(i) = info else {
+        return line;
+    };
+    if !json {
+        return format!("{line} [{i}]");
+    }
+    if line.ends_with('}') {
+        line.pop();
+        line.push_str(",\"geo\":");
+        line.push_str(&serde_json::to_string(&i).expect("plain data"));
+        line.push('}');
+    }
+    line
+}
+
 /// The lookup, when `[geo]` is configured and readable (else a warning).
 pub fn lookup(cfg: &Config) -> Option<geodb::Db> {
     geodb::lookup_for(cfg.geo.as_ref(), &mut |w| say!("{w}"))
