@@ -75,6 +75,14 @@ fn countries_are_blocked_and_allowed_and_a_corrupt_database_changes_nothing() {
             lab.ip(ns, &["addr", "add", a, "dev", dev]);
         }
     }
+    // And an IPv6 source in NL (2001:db8:1::/48).
+    let nl6: IpAddr = "2001:db8:1::7".parse().unwrap();
+    for (ns, dev, a) in [
+        (&lab.client, &lab.client_if, "2001:db8:1::7/64"),
+        (&lab.target, &lab.target_if, "2001:db8:1::1/64"),
+    ] {
+        lab.ip(ns, &["addr", "add", a, "dev", dev, "nodad"]);
+    }
     let dir = tempfile::tempdir().unwrap();
     let (country, asn) = (dir.path().join("country.mmdb"), dir.path().join("asn.mmdb"));
     geodb::country_db(&country, &[]);
@@ -128,6 +136,17 @@ fn countries_are_blocked_and_allowed_and_a_corrupt_database_changes_nothing() {
     // No country: ssh yes, the app no.
     assert_eq!(lab.reach(none, SSH), Reply::Connected);
     assert_eq!(lab.reach(none, APP), Reply::Silent);
+    // IPv6: NL's /48 is dropped, a source in no country is not.
+    assert_eq!(lab.reach(nl6, SSH), Reply::Silent);
+    // ... by the geo rule: its DROP counted the SYN.
+    let raw6 = lab.exec_ok(&lab.target, &["ip6tables-save", "-c", "-t", "raw"]);
+    let drop6 = raw6
+        .lines()
+        .find(|l| l.ends_with("--match-set geo-NL_v6 src -j DROP"))
+        .unwrap_or_else(|| panic!("{raw6}"));
+    assert!(!drop6.starts_with("[0:"), "{drop6}");
+    assert_eq!(lab.reach(src("benign").1, SSH), Reply::Connected);
+    assert!(lab.set_members("geo-NL_v6").contains_key("2001:db8:1::/48"));
 
     // list --geo and why name the country and AS.
     let listed = ok(&lab.fwctl(&["--config", c, "list", "--geo"], &[]));
