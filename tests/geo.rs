@@ -334,3 +334,31 @@ fn capture_events_name_the_country_and_as_of_their_address() {
         "{human}"
     );
 }
+
+#[test]
+fn a_country_over_maxelem_is_one_line_naming_the_set_and_the_fix() {
+    let s = Setup::new();
+    // 1100 NL /64s between 1100 DE ones: nothing merges (DE, with its
+    // /48, is the first set over).
+    let nets: Vec<(String, &str)> = (0..2200u32)
+        .map(|i| {
+            (
+                format!("2001:db8:1:{:x}::/64", i),
+                if i % 2 == 0 { "NL" } else { "DE" },
+            )
+        })
+        .collect();
+    let extra: Vec<(&str, &str)> = nets.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    geodb::country_db(&s.root.join("country.mmdb"), &extra);
+    let cfg = s.config("\n[sets]\nmaxelem = 1024\n");
+    let out = s.run(&cfg, &["apply", "--dry-run"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success() && out.stdout.is_empty(), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(
+            "geo-DE_v6 would get 1101 members, over [sets] maxelem 1024; fix: raise [sets] maxelem"
+        ),
+        "{err}"
+    );
+}

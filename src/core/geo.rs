@@ -110,29 +110,48 @@ fn clean(s: &str) -> String {
 pub enum WalkError {
     #[error("it yields more than {0} networks (a corrupt database?)")]
     TooBig(u64),
-    #[error("{set} would get {n} members, over [sets] maxelem {max}; fix: raise [sets] maxelem")]
+    #[error("{set} would get {n} members, over [sets] maxelem {max}")]
     SetFull { set: String, n: usize, max: u32 },
 }
 
 /// The networks of the wanted countries, as a walk of the database finds
-/// them (bounded by [`MAX_WALK`]).
+/// them (bounded by [`MAX_WALK`]). The walk comes in address order, so
+/// each network is merged with the one before it as it comes (siblings
+/// make their parent): what is kept never grows past what the sets take.
 pub struct Gather {
     wanted: Vec<Country>,
     limit: u64,
+    maxelem: u32,
     seen: u64,
     nets: BTreeMap<Country, Vec<IpNet>>,
 }
 
+/// Push `net`, then fold the last two while they are siblings.
+fn push_merged(list: &mut Vec<IpNet>, net: IpNet) {
+    list.push(net);
+    while let [.., a, b] = list[..] {
+        match (a.supernet(), b.supernet()) {
+            (Some(pa), Some(pb)) if pa == pb && a != b && a.prefix_len() == b.prefix_len() => {
+                list.truncate(list.len() - 2);
+                list.push(pa);
+            }
+            _ => break,
+        }
+    }
+}
+
 impl Gather {
-    pub fn new(wanted: &[Country]) -> Gather {
-        Gather::with_limit(wanted, MAX_WALK)
+    /// Each family of a country's set within `maxelem`.
+    pub fn new(wanted: &[Country], maxelem: u32) -> Gather {
+        Gather::with_limit(wanted, maxelem, MAX_WALK)
     }
 
     /// At most `limit` networks (tests walk small ones).
-    pub fn with_limit(wanted: &[Country], limit: u64) -> Gather {
+    pub fn with_limit(wanted: &[Country], maxelem: u32, limit: u64) -> Gather {
         Gather {
             wanted: wanted.to_vec(),
             limit,
+            maxelem,
             seen: 0,
             nets: wanted.iter().map(|c| (*c, Vec::new())).collect(),
         }
@@ -163,7 +182,16 @@ impl Gather {
                     },
                     n => n,
                 };
-                self.nets.entry(c).or_default().push(net.trunc());
+                let list = self.nets.entry(c).or_default();
+                push_merged(list, net.trunc());
+                // Both families together: over twice maxelem, one is over.
+                if list.len() > 2 * self.maxelem as usize {
+                    return Err(WalkError::SetFull {
+                        set: set_names(c)[usize::from(net.addr().is_ipv6())].clone(),
+                        n: list.len(),
+                        max: self.maxelem,
+                    });
+                }
             }
         }
         Ok(())
@@ -171,7 +199,8 @@ impl Gather {
 
     /// Each wanted country's networks, adjacent and nested ones merged,
     /// each family within `maxelem`.
-    pub fn finish(self, maxelem: u32) -> Result<BTreeMap<Country, Vec<IpNet>>, WalkError> {
+    pub fn finish(self) -> Result<BTreeMap<Country, Vec<IpNet>>, WalkError> {
+        let maxelem = self.maxelem;
         let mut out = BTreeMap::new();
         for (c, nets) in self.nets {
             let merged = IpNet::aggregate(&nets);
@@ -270,7 +299,7 @@ mod tests {
     #[test]
     fn the_wanted_countries_networks_are_merged_and_bounded() {
         let nl = Country::parse("NL").unwrap();
-        let mut g = Gather::new(&[nl]);
+        let mut g = Gather::new(&[nl], 1024);
         g.add(net("198.51.100.0/25"), Some("NL")).unwrap();
         g.add(net("198.51.100.128/25"), Some("NL")).unwrap();
         g.add(net("203.0.113.0/24"), Some("DE")).unwrap();
@@ -278,7 +307,9 @@ mod tests {
         g.add(net("2001:db8:1::/48"), Some("NL")).unwrap();
         g.add(net("2001:db8:2::/48"), Some("nl\n")).unwrap();
         assert_eq!(g.seen(), 6);
-        let out = g.finish(1024).unwrap();
+        // Merged as they came: the two /25s are one /24 already.
+        assert_eq!(g.nets[&nl].len(), 3);
+        let out = g.finish().unwrap();
         assert_eq!(
             out[&nl],
             vec![
@@ -295,17 +326,34 @@ mod tests {
         assert_eq!(r[1].set, "geo-NL_v6");
         assert_eq!(r[1].nets, vec![net("2001:db8:1::/48")]);
 
-        let mut g = Gather::new(&[nl]);
+        let mut g = Gather::new(&[nl], 2);
         for i in 0..3u8 {
             g.add(net(&format!("198.51.100.{}/32", i * 2)), Some("NL"))
                 .unwrap();
         }
-        assert!(matches!(g.finish(2), Err(WalkError::SetFull { n: 3, .. })));
+        assert!(matches!(g.finish(), Err(WalkError::SetFull { n: 3, .. })));
+        // What is kept stops growing while the walk goes on.
+        let mut g = Gather::new(&[nl], 2);
+        let r: Vec<_> = (0..6u8)
+            .map(|i| g.add(net(&format!("198.51.100.{}/32", i * 2)), Some("NL")))
+            .collect();
+        assert!(r[..4].iter().all(Result::is_ok));
+        assert!(
+            matches!(r[4], Err(WalkError::SetFull { n: 5, .. })),
+            "{r:?}"
+        );
+        // Adjacent runs of any length fold to their covering networks.
+        let mut g = Gather::new(&[nl], 1024);
+        for i in 0..=255u16 {
+            g.add(net(&format!("203.0.113.{i}/32")), Some("NL"))
+                .unwrap();
+        }
+        assert_eq!(g.nets[&nl], vec![net("203.0.113.0/24")]);
     }
 
     #[test]
     fn a_walk_stops_at_its_bound() {
-        let mut g = Gather::new(&[]);
+        let mut g = Gather::new(&[], 1024);
         g.seen = MAX_WALK;
         assert_eq!(
             g.add(net("192.0.2.0/24"), None),

@@ -102,7 +102,12 @@ fn walk(geo: &Geo, countries: &[Country], maxelem: u32, limit: u64) -> Result<Wa
     let path = &geo.country_db;
     let reader = open(key, path)?;
     let bad = |why: String| err(key, path, why, FIX_FORMAT);
-    let mut gather = Gather::with_limit(countries, limit);
+    // Too many networks for a set is the config's to fix; the rest the file's.
+    let walk_err = |e: WalkError| match e {
+        WalkError::SetFull { .. } => err(key, path, e.to_string(), "raise [sets] maxelem"),
+        e => bad(e.to_string()),
+    };
+    let mut gather = Gather::with_limit(countries, maxelem, limit);
     let mut cache: HashMap<usize, Option<String>> = HashMap::new();
     // Networks without data are yielded too, so that the bound counts
     // every leaf: a tree whose nodes share their children could otherwise
@@ -115,7 +120,7 @@ fn walk(geo: &Geo, countries: &[Country], maxelem: u32, limit: u64) -> Result<Wa
         let net = found.network().map_err(|e| bad(one_line(&e.to_string())))?;
         let net = IpNet::new(net.ip(), net.prefix()).map_err(|e| bad(e.to_string()))?;
         if !found.has_data() {
-            gather.add(net, None).map_err(|e| bad(e.to_string()))?;
+            gather.add(net, None).map_err(walk_err)?;
             continue;
         }
         let code = match found.offset().and_then(|o| cache.get(&o)) {
@@ -130,15 +135,10 @@ fn walk(geo: &Geo, countries: &[Country], maxelem: u32, limit: u64) -> Result<Wa
                 c
             }
         };
-        gather
-            .add(net, code.as_deref())
-            .map_err(|e| bad(e.to_string()))?;
+        gather.add(net, code.as_deref()).map_err(walk_err)?;
     }
     let seen = gather.seen();
-    let nets = gather.finish(maxelem).map_err(|e| match e {
-        WalkError::SetFull { .. } => err(key, path, e.to_string(), "raise [sets] maxelem"),
-        e => bad(e.to_string()),
-    })?;
+    let nets = gather.finish().map_err(walk_err)?;
     Ok(Walked {
         nets,
         seen,
