@@ -21,6 +21,10 @@ port = 22
 [[service]]
 name = "http"
 port = 80
+# The lab's IPv6 sources share the target's /64: track each address.
+[aggregate]
+v6_count_prefix = 128
+min_offenders = 0
 [capture]
 profile = "aggressive"
 "#;
@@ -431,6 +435,16 @@ fn detect_only_bans_nothing_and_a_missing_set_is_refused() {
     assert_eq!(d["scan_type"], "XMAS");
     cap.stop();
     assert!(lab.set_members("blacklist").is_empty());
+    // The scan is counted in the baseline (written when capture stops).
+    use fwctl::core::baseline::{self, Key, What};
+    let (b, _) =
+        fwctl::sys::sidefile::read(&state.with_file_name("baseline.json"), baseline::parse)
+            .unwrap();
+    let scans = b.get(&Key::new(What::Scans, "capture", "all"));
+    assert!(
+        scans.is_some_and(|s| s.counts.iter().sum::<u64>() >= 1),
+        "{b:?}"
+    );
 }
 
 /// fwctl-capture.service keeps only CAP_NET_ADMIN, CAP_NET_RAW and
