@@ -274,6 +274,8 @@ struct Service<'a> {
     pending: Vec<(usize, Event, crate::core::history::Why)>,
     started: i64,
     out: std::io::BufWriter<std::io::Stdout>,
+    /// `[geo]`: the country and AS of each event's address.
+    geo: Option<crate::sys::geodb::Db>,
 }
 
 impl<'a> Service<'a> {
@@ -392,7 +394,9 @@ impl<'a> Service<'a> {
             )
         };
         let metrics = Arc::new(Mutex::new(String::new()));
+        let geo = super::geo::lookup(&cfg);
         let mut svc = Service {
+            geo,
             cfg,
             opts,
             state_path: state_path.to_path_buf(),
@@ -796,6 +800,8 @@ impl<'a> Service<'a> {
         } else {
             ev.human()
         };
+        let look = self.geo.as_ref().map(|g| g as &dyn crate::ports::GeoLookup);
+        let line = super::geo::tag(line, self.opts.json, look, Some(&ev.address));
         self.out.write_all(line.as_bytes())?;
         self.out.write_all(b"\n")?;
         Ok(())
