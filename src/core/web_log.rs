@@ -138,18 +138,38 @@ impl WebParser {
     }
 
     pub fn parse(&mut self, line: &[u8]) -> Line {
+        self.parse_line(line, false)
+    }
+
+    /// What [`Self::parse`] gives a line holding the needle, and `Other`
+    /// for a line without it, without searching every line for the needle
+    /// first (the scan hands every line here): a line whose time is read
+    /// holds it (the space before the bracket), so only a line that fails
+    /// before that is searched.
+    pub fn parse_candidate(&mut self, line: &[u8]) -> Line {
+        self.parse_line(line, true)
+    }
+
+    fn parse_line(&mut self, line: &[u8], unsearched: bool) -> Line {
+        let malformed = |why| {
+            if unsearched && memchr::memmem::find(line, b" [").is_none() {
+                Line::Other
+            } else {
+                Line::Malformed(why)
+            }
+        };
         let Some(sp) = memchr::memchr(b' ', line) else {
             return Line::Other;
         };
         // The request's opening quote: nothing before it can hold one.
         let Some(open) = request_open(line, sp) else {
             return match memchr::memchr(b'[', line) {
-                Some(_) => Line::Malformed(Malformed::NoRequest),
+                Some(_) => malformed(Malformed::NoRequest),
                 None => Line::Other,
             };
         };
         let Some(time) = stamp_before(line, open).and_then(|s| self.stamps.web(s)) else {
-            return Line::Malformed(Malformed::Timestamp);
+            return malformed(Malformed::Timestamp);
         };
         if time < self.window.0 || time > self.window.1 {
             return Line::Outside;
