@@ -7,6 +7,7 @@
 //! line is written last), never a sleep.
 
 mod common;
+use common::receiver::Receiver as Http;
 use common::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -270,6 +271,70 @@ fn watch_bans_as_lines_are_written_across_rotations_and_restarts() {
         (Some("blacklist"), Some("postfix-sasl"))
     );
 
+    // The same README [[source]] works for scan and test-source.
+    let mail = d.join("later/mail.log");
+    let out = lab.fwctl(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "test-source",
+            "--source",
+            "postfix-sasl",
+            "--log",
+            mail.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("203.0.113.41"));
+    let out = lab.fwctl(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "scan",
+            "--source",
+            "postfix-sasl",
+            "--log",
+            mail.to_str().unwrap(),
+            "--howmany",
+            "2",
+            "--within",
+            "10m",
+            "--ipset",
+            "blacklist",
+            "--removeafter",
+            "1d",
+            "--json",
+            "--dryrun",
+        ],
+        &[],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["offenders"][0]["address"], "203.0.113.41",
+        "{report:#}"
+    );
+
+    // One watch at a time; status tells it runs.
+    let out = lab.fwctl(&["--config", cfg.to_str().unwrap(), "watch"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("already running") && err.contains("fix:"),
+        "{err}"
+    );
+    let out = lab.fwctl(
+        &["--config", cfg.to_str().unwrap(), "status", "--json"],
+        &[],
+    );
+    let st: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(st["watch"]["running"], true, "{st:#}");
+
     // Deleted and created again.
     append(&log, &ssh("203.0.113.33", 2)); // decoy
     std::fs::remove_file(&log).unwrap();
@@ -437,6 +502,47 @@ fn watch_bans_as_lines_are_written_across_rotations_and_restarts() {
         of("203.0.113.28").is_empty(),
         "already listed is not recorded: {st:#}"
     );
+
+    // fwctl why: the set and time left, the ban with its rule and the lines
+    // that crossed (watch), or what the scan counted; and the verdict.
+    let why = |a: &str| -> Value {
+        let out = lab.fwctl(
+            &["--config", cfg.to_str().unwrap(), "why", a, "--json"],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let w = why("203.0.113.26");
+    assert_eq!(w["sets"][0]["set"], "throttle-hard", "{w:#}");
+    let ban = &w["bans"][0];
+    assert_eq!(
+        (ban["why"]["origin"].as_str(), ban["why"]["hits"].as_u64()),
+        (Some("watch"), Some(4)),
+        "{w:#}"
+    );
+    let evidence = ban["why"]["evidence"].as_array().unwrap();
+    assert_eq!(evidence.len(), 4, "{w:#}");
+    assert!(
+        evidence.iter().all(|e| e
+            .as_str()
+            .unwrap()
+            .contains("Failed password for root from 203.0.113.26")),
+        "{w:#}"
+    );
+    let w = why("203.0.113.35");
+    assert_eq!(w["bans"][0]["why"]["origin"], "scan", "{w:#}");
+    assert_eq!(
+        w["bans"][0]["why"]["evidence"][0], "kinds: failed-password",
+        "{w:#}"
+    );
+    let w = why("192.0.2.77");
+    assert_eq!(w["never_ban"], true, "{w:#}");
+    assert!(w["bans"].as_array().unwrap().is_empty());
 }
 
 fn which(tool: &str) -> Result<String, ()> {
@@ -496,10 +602,15 @@ os.execvp("sleep", ["sleep", "600"])
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Its bans go to [[notify]] as scan's do (a real HTTP receiver).
+    let rx = Http::start_in(&lab.target, 0);
     let cfg = d.join("fwctl.toml");
     std::fs::write(
         &cfg,
-        "[metrics]\nlisten = \"\"\nwatch_listen = \"\"\n[[watch]]\nsource = \"sshd\"\njournal = true\nhowmany = 1\nwithin = \"10m\"\nipset = \"blacklist\"\nremoveafter = \"1h\"\n",
+        format!(
+            "[metrics]\nlisten = \"\"\nwatch_listen = \"\"\n[[notify]]\nname = \"ops\"\nurl = \"{}\"\n[[watch]]\nsource = \"sshd\"\njournal = true\nhowmany = 1\nwithin = \"10m\"\nipset = \"blacklist\"\nremoveafter = \"1h\"\n",
+            rx.url()
+        ),
     )
     .unwrap();
     let out = lab.fwctl(
@@ -527,4 +638,28 @@ os.execvp("sleep", ["sleep", "600"])
     );
     assert!(runs[1].contains("--after-cursor=s=run1;i=1"), "{args}");
     assert!(lab.set_members("blacklist").contains_key("203.0.113.52"));
+    let blocked = |r: &[common::receiver::Request]| -> Vec<Value> {
+        r.iter()
+            .flat_map(|q| q.events())
+            .filter(|e| e["event"] == "ip_blocked")
+            .collect()
+    };
+    assert!(
+        rx.wait_for(LIMIT, |r| blocked(r).len() >= 2),
+        "{:?}",
+        rx.requests()
+    );
+    let evs = blocked(&rx.requests());
+    let e = evs.iter().find(|e| e["address"] == "203.0.113.51").unwrap();
+    assert_eq!(
+        (e["origin"].as_str(), e["set"].as_str()),
+        (Some("scan"), Some("blacklist"))
+    );
+    assert!(
+        e["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("watch sshd: 2 ssh lines within 10m"),
+        "{e}"
+    );
 }

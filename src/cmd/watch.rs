@@ -105,7 +105,7 @@ enum From {
 }
 
 /// The plans of the entries, checked as their scan lines would be.
-fn plans(cfg: &Config, only: &[String], inv: &Invocation, dryrun: bool) -> Result<Vec<Plan>> {
+pub fn plans(cfg: &Config, only: &[String], inv: &Invocation, dryrun: bool) -> Result<Vec<Plan>> {
     if cfg.watch.is_empty() {
         bail!(
             "{} has no [[watch]] entry; fix: add one (fwctl watch --help shows the keys)",
@@ -154,6 +154,7 @@ fn plans(cfg: &Config, only: &[String], inv: &Invocation, dryrun: bool) -> Resul
             dryrun,
             json: false,
             now: None,
+            explain: None,
         };
         let mut plan = Plan::new(&opts, cfg.clone()).map_err(|e| {
             // The plan speaks of scan's flags; the entry has keys.
@@ -212,7 +213,7 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     // One watch per run directory: a second would read the same lines and
     // fight over the positions.
     lock::ensure_run_dir(&lock::run_dir())?;
-    let _running = match lock::acquire_file(&lock::run_dir().join("watch.pid"), Duration::ZERO) {
+    let _running = match lock::acquire_file(&lock::watch_lock(), Duration::ZERO) {
         Ok(l) => l,
         Err(lock::LockError::Held { pid, .. }) => bail!(
             "fwctl watch is already running{}; fix: stop it first (systemctl stop fwctl-watch)",
@@ -306,7 +307,8 @@ impl<'a> Service<'a> {
                 None => From::Journal(JournalFollower::new(saved.journal.get(&name).cloned())),
             };
             entries.push(Entry {
-                counter: Counter::new(plan.opts.howmany, within, cfg.capture.max_sources, BUDGET),
+                counter: Counter::new(plan.opts.howmany, within, cfg.capture.max_sources, BUDGET)
+                    .keep_lines(cfg.evidence),
                 stats: Stats::default(),
                 name,
                 plan,
@@ -496,7 +498,7 @@ impl<'a> Service<'a> {
                 match parser.parse(line) {
                     Line::Hit(h) if filter.wants(h.proto) => {
                         stats.hits += u64::from(h.n);
-                        if let Some(c) = counter.hit(h.src, h.time, h.n, now) {
+                        if let Some(c) = counter.hit_line(h.src, h.time, h.n, now, line) {
                             crossings.push((i, c));
                         }
                     }
@@ -592,7 +594,20 @@ impl<'a> Service<'a> {
                     Ok(crate::core::capture::engine::Added::Added) => {
                         ev.at_us = Some(host::now_micros());
                         *e.stats.bans.entry(set.clone()).or_default() += 1;
-                        added.push((i, ev.clone()));
+                        let why = crate::core::history::Why {
+                            origin: "watch".into(),
+                            rule: format!("{} ({} {})", e.name, e.plan.rule, e.plan.kind_name),
+                            hits: c.hits,
+                            window_s: o.within,
+                            first: c.first,
+                            last: c.last,
+                            evidence: c
+                                .lines
+                                .iter()
+                                .map(|l| crate::core::history::evidence_text(l))
+                                .collect(),
+                        };
+                        added.push((i, ev.clone(), why));
                     }
                     Ok(crate::core::capture::engine::Added::AlreadyListed) => {
                         ev.event = Kind::AlreadyListed;
@@ -629,16 +644,18 @@ impl<'a> Service<'a> {
 
     /// The bans in the state file (a reboot's apply restores them; repeat
     /// offences count), then to notify and the fleet.
-    fn record(&mut self, added: &[(usize, Event)]) {
+    fn record(&mut self, added: &[(usize, Event, crate::core::history::Why)]) {
         let now = host::now();
+        let keep = self.cfg.evidence;
         let result = statefile::update(&self.state_path, now, |st| {
             added
                 .iter()
-                .map(|(_, ev)| {
+                .map(|(_, ev, why)| {
                     let addr: ipnet::IpNet =
                         ev.address.parse::<std::net::IpAddr>().expect("ours").into();
                     let (n, _) = st.history.next_ban(&addr, now, &[ev.removeafter_s]);
                     st.history.record(addr, &ev.set, n, now, ev.removeafter_s);
+                    st.history.explain(&addr, why.clone(), keep);
                     n
                 })
                 .collect::<Vec<u32>>()
@@ -659,7 +676,7 @@ impl<'a> Service<'a> {
             let notices = added
                 .iter()
                 .zip(&offences)
-                .map(|((i, ev), offence)| Notice::IpBlocked {
+                .map(|((i, ev, _), offence)| Notice::IpBlocked {
                     address: ev.address.clone(),
                     set: ev.set.clone(),
                     reason: format!(
@@ -682,7 +699,7 @@ impl<'a> Service<'a> {
             let items: Vec<(ipnet::IpNet, &'static str, u64, String, u32)> = added
                 .iter()
                 .zip(&offences)
-                .filter_map(|((_, ev), offence)| {
+                .filter_map(|((_, ev, _), offence)| {
                     let role = crate::core::ban::role_of(&self.cfg, &ev.set)?.0;
                     let addr = ev.address.parse::<std::net::IpAddr>().ok()?.into();
                     Some((

@@ -33,3 +33,4 @@ pub mod state;
 pub mod status;
 pub mod watch;
 pub mod web_log;
+pub mod why;

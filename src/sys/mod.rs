@@ -24,6 +24,7 @@ pub mod lock;
 pub mod logfile;
 pub mod mem;
 pub mod netlink;
+pub mod nflog;
 pub mod nft;
 pub mod nftdump;
 pub mod nftfw;

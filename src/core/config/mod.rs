@@ -193,6 +193,8 @@ pub struct Config {
     pub forward: forward::Forward,
     /// `[[watch]]`: the logs `fwctl watch` follows and bans from.
     pub watch: Vec<watch::Watch>,
+    /// `[history] evidence`: pieces of evidence kept per ban for `fwctl why`.
+    pub evidence: usize,
 }
 
 impl Config {
@@ -473,7 +475,18 @@ impl Config {
         }
 
         let watch = watch::validate_all(raw.watch).map_err(|m| err_at(None, m.0))?;
+        let evidence = raw.history.evidence.unwrap_or(5);
+        if evidence > crate::core::history::MAX_EVIDENCE {
+            return Err(err_at(
+                None,
+                format!(
+                    "[history] evidence = {evidence}; fix: at most {} pieces a ban (0 keeps none)",
+                    crate::core::history::MAX_EVIDENCE
+                ),
+            ));
+        }
         Ok(Config {
+            evidence,
             watch,
             fleet,
             patterns,
@@ -621,6 +634,14 @@ struct Raw {
     forward: forward::Forward,
     #[serde(default)]
     watch: Vec<watch::RawWatch>,
+    #[serde(default)]
+    history: RawHistory,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHistory {
+    evidence: Option<usize>,
 }
 
 #[derive(Deserialize)]

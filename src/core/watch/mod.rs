@@ -26,6 +26,8 @@ use std::net::IpAddr;
 pub struct Window {
     runs: VecDeque<(i64, u32)>,
     hits: u64,
+    /// The last lines of a source near the threshold (evidence for `why`).
+    lines: VecDeque<Box<[u8]>>,
 }
 
 /// A source that crossed the threshold with this hit.
@@ -37,6 +39,8 @@ pub struct Crossed {
     /// The oldest and newest hit's second.
     pub first: i64,
     pub last: i64,
+    /// Up to `keep` of its last lines, the crossing one last.
+    pub lines: Vec<Box<[u8]>>,
 }
 
 /// The windows of one `[[watch]]` entry.
@@ -48,7 +52,15 @@ pub struct Counter {
     budget: usize,
     /// Runs folded because the budget was reached (for the metrics).
     pub folded: u64,
+    /// Lines kept per source as evidence, and their bytes over all sources.
+    keep: usize,
+    kept_bytes: usize,
 }
+
+/// Bytes of evidence lines one entry keeps at most, over all its sources
+/// (a line is kept cut to [`LINE_KEPT`]).
+pub const EVIDENCE_BYTES: usize = 16 << 20;
+pub const LINE_KEPT: usize = 1024;
 
 /// Runs all sources of one entry may hold together: 16 bytes each, so
 /// 16 MiB at most, besides the table's own slots.
@@ -71,7 +83,15 @@ impl Counter {
             runs: 0,
             budget: budget.max(2),
             folded: 0,
+            keep: 0,
+            kept_bytes: 0,
         }
+    }
+
+    /// Keep the last `n` lines of a source near its crossing (0: none).
+    pub fn keep_lines(mut self, n: usize) -> Counter {
+        self.keep = n;
+        self
     }
 
     /// Sources tracked now.
@@ -94,6 +114,19 @@ impl Counter {
     /// `howmany` (the window includes its first second, as scan's). A hit
     /// older than the window does not count.
     pub fn hit(&mut self, addr: IpAddr, time: i64, n: u32, now: i64) -> Option<Crossed> {
+        self.hit_line(addr, time, n, now, &[])
+    }
+
+    /// `hit`, with the line it came from (kept as evidence once the source
+    /// is within `keep` hits of crossing).
+    pub fn hit_line(
+        &mut self,
+        addr: IpAddr,
+        time: i64,
+        n: u32,
+        now: i64,
+        line: &[u8],
+    ) -> Option<Crossed> {
         let start = now - self.within;
         if time < start || n == 0 {
             return None;
@@ -102,6 +135,7 @@ impl Counter {
         let (i, new, evicted) = self.table.touch_evicting(k, Window::default);
         if let Some(old) = evicted {
             self.runs -= old.runs.len();
+            self.kept_bytes -= old.lines.iter().map(|l| l.len()).sum::<usize>();
         }
         if !new {
             // A second hit: worth keeping through a flood of one-line sources.
@@ -136,14 +170,28 @@ impl Counter {
             }
         }
         w.hits += u64::from(n);
+        if self.keep > 0 && w.hits + self.keep as u64 > self.howmany {
+            let cut = &line[..line.len().min(LINE_KEPT)];
+            if self.kept_bytes + cut.len() <= EVIDENCE_BYTES {
+                w.lines.push_back(cut.into());
+                self.kept_bytes += cut.len();
+            }
+            while w.lines.len() > self.keep {
+                let old = w.lines.pop_front().expect("more than keep");
+                self.kept_bytes -= old.len();
+            }
+        }
         if w.hits <= self.howmany {
             return None;
         }
+        let lines: Vec<Box<[u8]>> = w.lines.drain(..).collect();
+        self.kept_bytes -= lines.iter().map(|l| l.len()).sum::<usize>();
         let crossed = Crossed {
             addr,
             hits: w.hits,
             first: w.runs.front().map_or(time, |r| r.0),
             last: w.runs.back().map_or(time, |r| r.0),
+            lines,
         };
         // Banned now: it starts over (a ban that did not take, or a
         // detect-only run, reports it again after another `howmany`).
@@ -232,5 +280,22 @@ mod tests {
         }
         assert_eq!(crossed.unwrap().hits, 101);
         assert!(c.folded > 0);
+    }
+
+    #[test]
+    fn the_last_lines_before_the_crossing_are_kept_as_evidence() {
+        let mut c = Counter::new(5, 60, 100, BUDGET).keep_lines(3);
+        let mut got = None;
+        for i in 0..6 {
+            let line = format!("line {i}");
+            got = got.or(c.hit_line(a("203.0.113.5"), T + i, 1, T + i, line.as_bytes()));
+        }
+        let x = got.unwrap();
+        let lines: Vec<&[u8]> = x.lines.iter().map(|l| &l[..]).collect();
+        assert_eq!(lines, [&b"line 3"[..], b"line 4", b"line 5"]);
+        assert_eq!(c.kept_bytes, 0);
+        // Far from its threshold a source keeps none.
+        c.hit_line(a("203.0.113.6"), T, 1, T, b"x");
+        assert_eq!(c.kept_bytes, 0);
     }
 }
