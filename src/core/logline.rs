@@ -564,11 +564,21 @@ fn fast_v6(s: &[u8]) -> Option<Ipv6Addr> {
             return None;
         }
         for &c in part {
-            let d = (c as char).to_digit(16)? as u16;
-            *x = *x << 4 | d;
+            *x = *x << 4 | hex(c)?;
         }
     }
     Some(Ipv6Addr::from(g))
+}
+
+/// A hex digit's value.
+#[inline]
+fn hex(c: u8) -> Option<u16> {
+    match c {
+        b'0'..=b'9' => Some(u16::from(c - b'0')),
+        b'a'..=b'f' => Some(u16::from(c - b'a' + 10)),
+        b'A'..=b'F' => Some(u16::from(c - b'A' + 10)),
+        _ => None,
+    }
 }
 
 /// The compressed form web servers write (`2001:db8::5`, `::1`): groups of
@@ -595,7 +605,7 @@ fn compressed_v6(s: &[u8]) -> Option<Ipv6Addr> {
                 out[n] = val;
                 (n, val, len) = (n + 1, 0, 0);
             } else {
-                let d = (c as char).to_digit(16)? as u16;
+                let d = hex(c)?;
                 if len == 4 {
                     return None;
                 }
@@ -609,7 +619,8 @@ fn compressed_v6(s: &[u8]) -> Option<Ipv6Addr> {
         Some(n + 1)
     }
     let mut g = [0u16; 8];
-    match memchr::memmem::find(s, b"::") {
+    // (A searcher built per address would cost more than this loop.)
+    match s.windows(2).position(|w| w == b"::") {
         None => (groups(s, &mut g)? == 8).then(|| Ipv6Addr::from(g)),
         Some(p) => {
             let mut tail = [0u16; 7];
@@ -981,16 +992,35 @@ mod tests {
     #[test]
     fn compressed_ipv6_agrees_with_the_standard_parser() {
         for s in [
-            "2001:db8::5", "::1", "::", "1::", "2001:db8:a:b:c:d:e:f", "2001:DB8::ffff:1",
-            "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "1:2:3:4:5:6:7::8", "1::2::3", ":::", "1:::2",
-            "12345::", "::g", ":1::", "1::2:", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7", "::ffff:1.2.3.4",
+            "2001:db8::5",
+            "::1",
+            "::",
+            "1::",
+            "2001:db8:a:b:c:d:e:f",
+            "2001:DB8::ffff:1",
+            "1:2:3:4:5:6:7::",
+            "::2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7::8",
+            "1::2::3",
+            ":::",
+            "1:::2",
+            "12345::",
+            "::g",
+            ":1::",
+            "1::2:",
+            "1:2:3:4:5:6:7:8:9",
+            "1:2:3:4:5:6:7",
+            "::ffff:1.2.3.4",
         ] {
             let ours = compressed_v6(s.as_bytes());
             let std = s.parse::<Ipv6Addr>().ok();
             assert!(ours.is_none() || ours == std, "{s}: {ours:?} vs {std:?}");
         }
         assert_eq!(compressed_v6(b"2001:db8::5"), "2001:db8::5".parse().ok());
-        assert_eq!(compressed_v6(b"2001:db8:a:b:c:d:e:f"), "2001:db8:a:b:c:d:e:f".parse().ok());
+        assert_eq!(
+            compressed_v6(b"2001:db8:a:b:c:d:e:f"),
+            "2001:db8:a:b:c:d:e:f".parse().ok()
+        );
     }
 
     proptest::proptest! {
