@@ -199,8 +199,8 @@ impl WebParser {
             None => 0,
             Some(set) => {
                 // Most requests match nothing: telling so stops at the first
-                // match and skips the bookkeeping of which (measured: the
-                // set's `matches` on every line was most of a --match scan).
+                // match and skips the bookkeeping of which (measured: a
+                // --match all scan took 12-14 % less CPU).
                 if !set.is_match(request) {
                     return Line::Unwanted;
                 }
