@@ -9,7 +9,7 @@ use memchr::memmem::Finder;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
-pub use super::sources::Sources;
+pub use super::sources::{Source, Sources, TopPorts};
 
 /// `--type`: which protocols count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -39,100 +39,6 @@ impl TypeFilter {
             TypeFilter::Icmp => "icmp",
             TypeFilter::All => "all",
         }
-    }
-}
-
-/// The most hit destination ports of one source, in bounded space (the
-/// space-saving algorithm). Exact while a source has hit at most `SLOTS`
-/// distinct ports; beyond that each slot keeps how much of its count may
-/// belong to ports it replaced, and ports are ranked and reported by the
-/// count they certainly have (flagged as a lower bound).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TopPorts {
-    /// (port, count, of which possibly other ports'); the first `used` are
-    /// live. Inline, so a source costs no allocation of its own.
-    slots: [(u16, u32, u32); SLOTS],
-    used: u8,
-    pub estimated: bool,
-}
-
-const SLOTS: usize = 8;
-
-impl TopPorts {
-    pub fn add(&mut self, port: u16, n: u32) {
-        let used = usize::from(self.used);
-        // Every slot compared, without a branch on which: a web log's
-        // statuses come in no order a branch predictor could learn (perf:
-        // the loop's exits were most of this function's time).
-        let mut at = SLOTS;
-        for j in (0..SLOTS).rev() {
-            at = if (self.slots[j].0 == port) & (j < used) {
-                j
-            } else {
-                at
-            };
-        }
-        if let Some(s) = self.slots.get_mut(at) {
-            s.1 = s.1.saturating_add(n);
-        } else if used < SLOTS {
-            self.slots[used] = (port, n, 0);
-            self.used += 1;
-        } else {
-            // Take over the least counted slot; its count becomes our error.
-            let min = self
-                .slots
-                .iter_mut()
-                .min_by_key(|s| s.1)
-                .expect("slots are full");
-            *min = (port, min.1.saturating_add(n), min.1);
-            self.estimated = true;
-        }
-    }
-
-    /// Up to `n` ports with the hits they certainly have, most first (ties:
-    /// lower port first).
-    pub fn top(&self, n: usize) -> Vec<(u16, u64)> {
-        let mut v: Vec<(u16, u64)> = self.slots[..usize::from(self.used)]
-            .iter()
-            .map(|s| (s.0, u64::from(s.1 - s.2)))
-            .collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        v.truncate(n);
-        v
-    }
-
-    fn merge(&mut self, other: &TopPorts) {
-        self.estimated |= other.estimated;
-        for &(p, n, err) in &other.slots[..usize::from(other.used)] {
-            self.add(p, n);
-            if err > 0 {
-                if let Some(s) = self.slots.iter_mut().find(|s| s.0 == p) {
-                    s.2 = s.2.saturating_add(err).min(s.1);
-                }
-            }
-        }
-    }
-}
-
-/// One source's hits inside the window.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Source {
-    pub hits: u64,
-    /// Earliest and latest hit (lines may be slightly out of order).
-    pub first: i64,
-    pub last: i64,
-    pub ports: TopPorts,
-    /// The web `[[pattern]]`s its requests matched (bit i: pattern i).
-    pub marks: u64,
-}
-
-impl Source {
-    fn merge(&mut self, o: &Source) {
-        self.marks |= o.marks;
-        self.hits += o.hits;
-        self.first = self.first.min(o.first);
-        self.last = self.last.max(o.last);
-        self.ports.merge(&o.ports);
     }
 }
 

@@ -1,5 +1,6 @@
-//! The sources a scan has seen (pure): an open-addressing index from an
-//! address's key to a place in a list of [`Source`]s.
+//! The sources a scan has seen (pure): each one's tally ([`Source`], its
+//! [`TopPorts`]), and an open-addressing index from an address's key to a
+//! place in a list of them.
 //!
 //! A whole-file scan of an access log takes one lookup a line, at a random
 //! place of a table as big as the clients are many; perf showed the line's
@@ -15,12 +16,105 @@
 //! the hash is foldhash's, seeded at random per process, so no one can aim
 //! many addresses at one run of slots.
 
-use super::count::Source;
 use std::hash::BuildHasher;
 
 /// Marks an empty slot (a place no list reaches: more sources than u32
 /// counts could not be held in memory anyway).
 const EMPTY: u32 = u32::MAX;
+
+/// The most hit destination ports of one source, in bounded space (the
+/// space-saving algorithm). Exact while a source has hit at most `SLOTS`
+/// distinct ports; beyond that each slot keeps how much of its count may
+/// belong to ports it replaced, and ports are ranked and reported by the
+/// count they certainly have (flagged as a lower bound).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopPorts {
+    /// (port, count, of which possibly other ports'); the first `used` are
+    /// live. Inline, so a source costs no allocation of its own.
+    slots: [(u16, u32, u32); SLOTS],
+    used: u8,
+    pub estimated: bool,
+}
+
+const SLOTS: usize = 8;
+
+impl TopPorts {
+    pub fn add(&mut self, port: u16, n: u32) {
+        let used = usize::from(self.used);
+        // Every slot compared, without a branch on which: a web log's
+        // statuses come in no order a branch predictor could learn (perf:
+        // the loop's exits were most of this function's time).
+        let mut at = SLOTS;
+        for j in (0..SLOTS).rev() {
+            at = if (self.slots[j].0 == port) & (j < used) {
+                j
+            } else {
+                at
+            };
+        }
+        if let Some(s) = self.slots.get_mut(at) {
+            s.1 = s.1.saturating_add(n);
+        } else if used < SLOTS {
+            self.slots[used] = (port, n, 0);
+            self.used += 1;
+        } else {
+            // Take over the least counted slot; its count becomes our error.
+            let min = self
+                .slots
+                .iter_mut()
+                .min_by_key(|s| s.1)
+                .expect("slots are full");
+            *min = (port, min.1.saturating_add(n), min.1);
+            self.estimated = true;
+        }
+    }
+
+    /// Up to `n` ports with the hits they certainly have, most first (ties:
+    /// lower port first).
+    pub fn top(&self, n: usize) -> Vec<(u16, u64)> {
+        let mut v: Vec<(u16, u64)> = self.slots[..usize::from(self.used)]
+            .iter()
+            .map(|s| (s.0, u64::from(s.1 - s.2)))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(n);
+        v
+    }
+
+    pub(super) fn merge(&mut self, other: &TopPorts) {
+        self.estimated |= other.estimated;
+        for &(p, n, err) in &other.slots[..usize::from(other.used)] {
+            self.add(p, n);
+            if err > 0 {
+                if let Some(s) = self.slots.iter_mut().find(|s| s.0 == p) {
+                    s.2 = s.2.saturating_add(err).min(s.1);
+                }
+            }
+        }
+    }
+}
+
+/// One source's hits inside the window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub hits: u64,
+    /// Earliest and latest hit (lines may be slightly out of order).
+    pub first: i64,
+    pub last: i64,
+    pub ports: TopPorts,
+    /// The web `[[pattern]]`s its requests matched (bit i: pattern i).
+    pub marks: u64,
+}
+
+impl Source {
+    pub(super) fn merge(&mut self, o: &Source) {
+        self.marks |= o.marks;
+        self.hits += o.hits;
+        self.first = self.first.min(o.first);
+        self.last = self.last.max(o.last);
+        self.ports.merge(&o.ports);
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
@@ -41,7 +135,7 @@ impl Sources {
         self.list.is_empty()
     }
 
-    /// The sources' keys ([`super::count::addr`] gives the address).
+    /// The sources' keys (`count::addr` gives the address).
     pub fn keys(&self) -> impl Iterator<Item = &u128> {
         self.keys.iter()
     }
@@ -138,7 +232,6 @@ impl Sources {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::scan::count::TopPorts;
 
     fn src(hits: u64) -> Source {
         Source {
