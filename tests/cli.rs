@@ -453,8 +453,13 @@ fn scan_survives_garbage_and_reports_it() {
 /// problem and the fix, before root or the kernel is needed.
 #[test]
 fn ban_unban_list_refuse_bad_input_before_touching_anything() {
-    let cases: [(&[&str], &str); 11] = [
+    let long = "x".repeat(201);
+    let cases: [(&[&str], &str); 12] = [
         (&["ban", "203.0.113.300"], "is not an IPv4 or IPv6 address"),
+        (
+            &["ban", "203.0.113.5", "--reason", &long],
+            "--reason is longer than 200 bytes; fix:",
+        ),
         (&["ban", "example.com"], "fix: write e.g. 203.0.113.5"),
         (
             &["ban", "203.0.113.5/24"],

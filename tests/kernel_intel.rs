@@ -95,6 +95,13 @@ fn a_feed_update_swaps_its_members_while_packets_flow_and_bans_survive() {
             .contains_key(&attacker.to_string()),
         "the ban survived"
     );
+    // `fwctl why` names the feed and its entry, and the set holding it.
+    let why = ok(&lab.fwctl(&["--config", c, "why", "203.0.113.5"], &[]));
+    assert!(
+        why.contains("feed drop lists 203.0.113.0/28")
+            && why.contains("in feed-drop as 203.0.113.0/28"),
+        "{why}"
+    );
 
     // Not due yet: nothing fetched. Forced, unchanged: a 304.
     let n = rx.requests().len();

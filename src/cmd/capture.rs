@@ -169,6 +169,7 @@ fn protected(config: &Config, opts: &Options) -> Result<Vec<ipnet::IpNet>> {
 fn engine(config: &Config, opts: &Options, mode: Mode, history: History) -> Result<Engine> {
     let detector = detect::Detector::new(detect::Settings::from_config(config));
     let mut e = Engine::new(detector, history, config::ban_sets(config), mode);
+    e.evidence = config.evidence;
     e.policy.trusted = config.trusted.clone();
     e.policy.whitelist_name = config.sets.whitelist.to_string();
     e.dests.nets = protected(config, opts)?;

@@ -592,6 +592,7 @@ pub fn execute(
             rep_summary.as_ref().map(|r| r.1),
         ),
         reputation: rep_summary.map(|r| r.0),
+        minutes: tally.minutes.counts(),
         added,
         restore_ms,
         duration_ms: started.elapsed().as_millis() as u64,
@@ -862,6 +863,21 @@ fn explain(opts: &Options, inv: &Invocation, address: &str) -> Result<()> {
     super::out(text)
 }
 
+/// The human line of the AbuseIPDB reports.
+fn abuse_line(s: &crate::core::scan::abuse::Summary) -> String {
+    format!(
+        "abuseipdb: {} reported, {} failed{}, {} never reported (private, documentation, trusted), {} reported within 15 minutes already or over the run's limit\n",
+        s.sent,
+        s.failed,
+        s.error
+            .as_ref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default(),
+        s.refused,
+        s.limited
+    )
+}
+
 /// The command: checks, lock, read, decide, ban, print.
 pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     if let Some(a) = &opts.explain {
@@ -975,11 +991,41 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
             let (report, offences) = (std::sync::Arc::clone(&report), offences);
             p.share_later(move |m| fleet_entries(m, &roles, &report, &offences));
         }
+        // Not for an audit (--now): its lines are not this hour's.
+        if opts.now.is_none() {
+            super::afterscan::count(
+                &plan.cfg,
+                &state_file,
+                &report,
+                real_now,
+                run.notifier.as_ref(),
+            );
+        }
     }
-    let text = if opts.json {
-        report.json()
-    } else {
-        report.human()
+    // [reputation] report: after every other handover, bounded in time,
+    // and outside the run lock (the ledger has its own): a slow AbuseIPDB
+    // never holds up the next scan.
+    let reported = match (&plan.cfg.reputation, abuse.as_mut()) {
+        (Some(rep), Some(port)) if rep.report && !opts.dryrun => {
+            run.release_lock();
+            Some(super::afterscan::report_bans(
+                &plan.cfg,
+                &state_file,
+                &report,
+                real_now,
+                &mut |r| port.report(&rep.report_url, r),
+            ))
+        }
+        _ => None,
+    };
+    let text = match (opts.json, &reported) {
+        (true, Some(s)) => {
+            let mut v = serde_json::to_value(&*report).expect("plain data");
+            v["abuseipdb"] = serde_json::to_value(s).expect("plain data");
+            serde_json::to_string_pretty(&v).expect("plain data") + "\n"
+        }
+        (true, None) => report.json(),
+        (false, s) => report.human() + &s.as_ref().map(abuse_line).unwrap_or_default(),
     };
     // A closed pipe (`| head`) ends the run quietly; the bans are in already.
     let printed = super::out(text);

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod ban;
+pub mod baseline;
 pub mod capture;
 pub mod config;
 pub mod conns;

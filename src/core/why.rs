@@ -25,6 +25,15 @@ pub struct Facts<'a> {
     pub blacklist: &'a [IpNet],
     /// The cached AbuseIPDB score and when it was asked.
     pub score: Option<(u8, i64)>,
+    /// Each `[[feed]]`'s last good list (name, entries).
+    pub feeds: Vec<(String, Vec<IpNet>)>,
+}
+
+/// A feed entry that holds (or lies inside) the query.
+#[derive(Debug, Serialize)]
+pub struct FeedHit {
+    pub feed: String,
+    pub entry: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -64,6 +73,9 @@ pub struct Report {
     pub blacklisted_by_config: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reputation: Option<Score>,
+    /// The feeds whose last good list holds it (at most 20 entries).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub feeds: Vec<FeedHit>,
 }
 
 #[derive(Debug, Serialize)]
@@ -134,6 +146,19 @@ pub fn report(f: &Facts) -> Report {
             score,
             asked: utc(at),
         }),
+        feeds: f
+            .feeds
+            .iter()
+            .flat_map(|(name, nets)| {
+                nets.iter()
+                    .filter(|n| overlaps(n, &f.query))
+                    .map(move |n| FeedHit {
+                        feed: name.clone(),
+                        entry: n.to_string(),
+                    })
+            })
+            .take(20)
+            .collect(),
     }
 }
 
@@ -159,6 +184,9 @@ impl Report {
         if let Some(b) = &self.blacklisted_by_config {
             let _ = writeln!(s, "  the config's [blacklist] holds {b}");
         }
+        for f in &self.feeds {
+            let _ = writeln!(s, "  feed {} lists {}", f.feed, f.entry);
+        }
         if self.bans.is_empty() {
             s.push_str("  history: no ban recorded\n");
         }
@@ -178,16 +206,21 @@ impl Report {
                     .unwrap_or_default()
             );
             if let Some(w) = &b.why {
-                let _ = writeln!(
-                    s,
-                    "    by {}: {}, {} hits within {} ({} .. {})",
-                    w.origin,
-                    w.rule,
-                    w.hits,
-                    human(w.window_s),
-                    utc(w.first),
-                    utc(w.last)
-                );
+                let _ = if w.hits == 0 {
+                    // A ban by hand or from the fleet: nothing counted here.
+                    writeln!(s, "    by {}: {} ({})", w.origin, w.rule, utc(w.first))
+                } else {
+                    writeln!(
+                        s,
+                        "    by {}: {}, {} hits within {} ({} .. {})",
+                        w.origin,
+                        w.rule,
+                        w.hits,
+                        human(w.window_s),
+                        utc(w.first),
+                        utc(w.last)
+                    )
+                };
                 for e in &w.evidence {
                     let _ = writeln!(s, "    | {e}");
                 }
@@ -263,6 +296,7 @@ mod tests {
             policy: &policy,
             blacklist: &[net("203.0.113.0/24")],
             score: Some((97, 990)),
+            feeds: vec![("spamhaus".into(), vec![net("203.0.113.0/26")])],
         });
         let text = r.human();
         assert!(
@@ -289,6 +323,10 @@ mod tests {
         assert!(text.contains("verdict: would be banned"), "{text}");
         assert!(text.contains("AbuseIPDB score 97"), "{text}");
         assert_eq!(r.blacklisted_by_config.as_deref(), Some("203.0.113.0/24"));
+        assert!(
+            text.contains("feed spamhaus lists 203.0.113.0/26"),
+            "{text}"
+        );
         // A trusted address: the verdict says which rule protects it.
         let r = report(&Facts {
             query: net("192.0.2.7"),
@@ -298,6 +336,7 @@ mod tests {
             policy: &policy,
             blacklist: &[],
             score: None,
+            feeds: Vec::new(),
         });
         assert!(
             r.never_ban && r.verdict.contains("trusted network 192.0.2.0/24"),

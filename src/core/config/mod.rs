@@ -4,6 +4,7 @@
 //! know which file and line it came from, so a mistake is reported as
 //! `FILE:LINE: what is wrong; fix: ...` and nothing gets installed.
 
+pub mod baseline;
 pub mod capture;
 pub mod firewall;
 pub mod fleet;
@@ -195,6 +196,8 @@ pub struct Config {
     pub watch: Vec<watch::Watch>,
     /// `[history] evidence`: pieces of evidence kept per ban for `fwctl why`.
     pub evidence: usize,
+    /// `[baseline]`: when an hour's count is an anomaly.
+    pub baseline: baseline::Baseline,
 }
 
 impl Config {
@@ -485,7 +488,9 @@ impl Config {
                 ),
             ));
         }
+        let baseline = raw.baseline.validate().map_err(|m| err_at(None, m.0))?;
         Ok(Config {
+            baseline,
             evidence,
             watch,
             fleet,
@@ -636,6 +641,8 @@ struct Raw {
     watch: Vec<watch::RawWatch>,
     #[serde(default)]
     history: RawHistory,
+    #[serde(default)]
+    baseline: baseline::RawBaseline,
 }
 
 #[derive(Deserialize, Default)]

@@ -96,6 +96,64 @@ pub struct Tally {
     pub examples: [Option<String>; Malformed::ALL.len()],
     /// Keyed by [`key`]: one u128 hashes faster than an `IpAddr`.
     pub sources: Sources,
+    /// Matching lines per minute of their time, for the baseline.
+    pub minutes: Minutes,
+}
+
+/// Counts per minute (Unix seconds / 60). Lines come mostly in order, so
+/// the current minute is counted aside and folded into the map when the
+/// minute changes: one comparison a line, not a map lookup. Bounded: the
+/// newest [`MAX_MINUTES`] minutes are kept (the baseline keeps no more),
+/// about 2 MB at most, whatever the window.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Minutes {
+    done: std::collections::BTreeMap<i64, u64>,
+    current: Option<(i64, u64)>,
+}
+
+/// 31 days of minutes.
+pub const MAX_MINUTES: usize = 31 * 24 * 60;
+
+impl Minutes {
+    pub fn add(&mut self, time: i64, n: u64) {
+        let m = time.div_euclid(60);
+        match &mut self.current {
+            Some((cm, c)) if *cm == m => *c += n,
+            cur => {
+                if let Some((cm, c)) = cur.replace((m, n)) {
+                    self.fold(cm, c);
+                }
+            }
+        }
+    }
+
+    fn fold(&mut self, m: i64, c: u64) {
+        *self.done.entry(m).or_default() += c;
+        if self.done.len() > MAX_MINUTES {
+            self.done.pop_first();
+        }
+    }
+
+    /// Every minute's count, oldest first.
+    pub fn counts(&self) -> std::collections::BTreeMap<i64, u64> {
+        let mut all = self.done.clone();
+        if let Some((m, c)) = self.current {
+            *all.entry(m).or_default() += c;
+            if all.len() > MAX_MINUTES {
+                all.pop_first();
+            }
+        }
+        all
+    }
+
+    fn merge(&mut self, other: &Minutes) {
+        if let Some((m, c)) = self.current.take() {
+            self.fold(m, c);
+        }
+        for (m, c) in other.counts() {
+            self.fold(m, c);
+        }
+    }
 }
 
 impl Tally {
@@ -109,6 +167,7 @@ impl Tally {
             malformed: [0; Malformed::ALL.len()],
             examples: Default::default(),
             sources: Sources::default(),
+            minutes: Minutes::default(),
         }
     }
 
@@ -137,6 +196,7 @@ impl Tally {
         if let Some(p) = h.dport {
             s.ports.add(p, h.n);
         }
+        self.minutes.add(h.time, u64::from(h.n));
     }
 
     /// Counts a line's outcome but for a hit to count, which it returns.
@@ -260,6 +320,7 @@ impl Tally {
         self.matched += other.matched;
         self.outside += other.outside;
         self.other_type += other.other_type;
+        self.minutes.merge(&other.minutes);
         for i in 0..self.malformed.len() {
             self.malformed[i] += other.malformed[i];
             if self.examples[i].is_none() {
@@ -410,6 +471,12 @@ mod tests {
         let (addr, s) = &t.offenders(4)[0];
         assert_eq!(*addr, src.parse::<IpAddr>().unwrap());
         assert_eq!((s.hits, s.first, s.last), (5, T0 - 50, T0 - 5));
+        // Per minute for the baseline, out of order too: T0 is a whole minute.
+        let m = T0 / 60;
+        assert_eq!(
+            t.minutes.counts().into_iter().collect::<Vec<_>>(),
+            vec![(m - 1, 5)]
+        );
         assert_eq!(s.ports.top(3), vec![(80, 4), (81, 1)]);
     }
 
@@ -446,7 +513,21 @@ mod tests {
             a.merge(tally(&log[cut..], T0, 60, TypeFilter::Tcp));
             assert_eq!((a.lines, a.matched), (whole.lines, whole.matched));
             assert_eq!(a.offenders(0), whole.offenders(0));
+            assert_eq!(a.minutes.counts(), whole.minutes.counts());
         }
+        assert_eq!(whole.minutes.counts().values().sum::<u64>(), 12);
+    }
+
+    #[test]
+    fn the_minutes_kept_are_bounded_to_the_newest() {
+        let mut m = Minutes::default();
+        for i in 0..(MAX_MINUTES as i64 + 100) {
+            m.add(i * 60 + 5, 1);
+        }
+        let c = m.counts();
+        assert_eq!(c.len(), MAX_MINUTES);
+        assert_eq!(c.keys().next(), Some(&100));
+        assert_eq!(c.keys().last(), Some(&(MAX_MINUTES as i64 + 99)));
     }
 
     #[test]
