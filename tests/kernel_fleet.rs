@@ -323,7 +323,9 @@ fn redis_count(v: &redis::Value, addr: &str) -> usize {
 #[test]
 #[ignore = "needs root: kernel test"]
 fn a_host_away_during_a_thousand_bans_catches_up_and_skips_the_expired() {
-    let mut lab = FleetLab::new(|_| String::new());
+    // A thousand addresses of one /64, each its own ban: counted per address.
+    let mut lab =
+        FleetLab::new(|_| "[aggregate]\nv6_count_prefix = 128\nmin_offenders = 0\n".into());
     lab.start_sync(0);
     lab.start_sync(1);
     // C was running, and is stopped before the bans.

@@ -208,7 +208,8 @@ fn a_scan_asks_the_reputation_service_about_offenders_near_the_threshold() {
     std::fs::write(
         &cfg,
         format!(
-            "[reputation]\nabuseipdb_key_file = \"{}\"\nurl = \"http://127.0.0.1:{}/api/v2/check\"\nmin_score = 90\n",
+            // The offenders share one /64 and are asked about one by one.
+            "[reputation]\nabuseipdb_key_file = \"{}\"\nurl = \"http://127.0.0.1:{}/api/v2/check\"\nmin_score = 90\n[aggregate]\nv6_count_prefix = 128\nmin_offenders = 0\n",
             key.display(),
             rx.port
         ),

@@ -4,6 +4,7 @@
 //! here and above; below, errors are typed.
 
 pub mod afterscan;
+pub mod aggregate;
 pub mod apply;
 pub mod ban;
 pub mod capture;

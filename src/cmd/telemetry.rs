@@ -150,6 +150,22 @@ impl Telemetry {
         }
     }
 
+    /// Prefixes `[aggregate]` banned: notified, and shared as capture's.
+    pub fn aggregated(&self, done: &super::aggregate::Done, cfg: &Config, now: i64) {
+        if let Some(n) = &self.notifier {
+            n.send_all(super::aggregate::notices(done, cfg, now));
+        }
+        if let Some(p) = &self.publisher {
+            p.share(super::aggregate::fleet_entries(
+                p.member(),
+                cfg,
+                done,
+                "capture",
+                now,
+            ));
+        }
+    }
+
     /// The engine's counters, after each batch of frames.
     pub fn counters(&self, e: &Engine) {
         let mut m = self.metrics.lock().expect("metrics");

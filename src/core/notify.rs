@@ -31,6 +31,8 @@ pub enum Origin {
     Scan,
     Manual,
     Fleet,
+    /// Bans of one prefix gathered into a ban of the prefix ([aggregate]).
+    Aggregate,
 }
 
 /// One notification's content, tagged by its event name (the names the
@@ -422,6 +424,7 @@ fn origin_name(o: Origin) -> &'static str {
         Origin::Scan => "scan",
         Origin::Manual => "an admin",
         Origin::Fleet => "the fleet",
+        Origin::Aggregate => "aggregation",
     }
 }
 

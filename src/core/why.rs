@@ -6,6 +6,7 @@
 use crate::core::history::{Record, Why};
 use crate::core::policy::{Policy, Refusal};
 use crate::core::sets::Member;
+use crate::units::addr::member;
 use crate::units::duration::human;
 use crate::units::time::utc;
 use ipnet::IpNet;
@@ -58,6 +59,9 @@ pub struct Ban {
     pub from: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<Why>,
+    /// An aggregate ban's members: the bans it replaced.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -122,6 +126,7 @@ pub fn report(f: &Facts) -> Report {
             running: r.until > f.now,
             from: r.from.clone(),
             why: r.why.clone(),
+            members: r.members.iter().map(member).collect(),
         })
         .collect();
     let refusal: Option<Refusal> = f.policy.check(&f.query);
@@ -225,6 +230,9 @@ impl Report {
                     let _ = writeln!(s, "    | {e}");
                 }
             }
+            if !b.members.is_empty() {
+                let _ = writeln!(s, "    members: {}", b.members.join(", "));
+            }
         }
         let _ = writeln!(s, "  verdict: {}", self.verdict);
         if let Some(r) = &self.reputation {
@@ -245,6 +253,89 @@ mod tests {
 
     fn net(s: &str) -> IpNet {
         crate::units::addr::parse_addr(s).unwrap()
+    }
+
+    #[test]
+    fn an_aggregate_ban_lists_its_members_and_their_evidence() {
+        let mut h = History::default();
+        let members: Vec<IpNet> = ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+            .iter()
+            .map(|a| net(a))
+            .collect();
+        for m in &members {
+            h.record(*m, "blacklist", 1, 1000, 600);
+            h.explain(
+                m,
+                Why {
+                    origin: "scan".into(),
+                    rule: "kernel blocked (tcp)".into(),
+                    hits: 7,
+                    window_s: 1800,
+                    first: 900,
+                    last: 990,
+                    evidence: vec![format!("ports: 22 (7) from {m}")],
+                },
+                5,
+            );
+        }
+        h.gather(
+            net("203.0.113.0/24"),
+            "blacklist",
+            1600,
+            &members,
+            Why {
+                origin: "aggregate".into(),
+                rule: "3 bans within 1h in one /24".into(),
+                hits: 21,
+                window_s: 3600,
+                first: 900,
+                last: 990,
+                evidence: vec!["member 203.0.113.1: kernel blocked (tcp)".into()],
+            },
+            1010,
+        );
+        // The members' bans ended; the prefix runs for the longest left.
+        assert!(h.banned(&members[0], 1010).is_none());
+        assert_eq!(h.banned(&net("203.0.113.0/24"), 1010).unwrap().until, 1600);
+        let recs = h.records();
+        let refs: Vec<&Record> = recs.iter().collect();
+        let r = report(&Facts {
+            query: net("203.0.113.0/24"),
+            now: 1010,
+            sets: None,
+            history: refs,
+            policy: &Policy::default(),
+            blacklist: &[],
+            score: None,
+            feeds: vec![],
+        });
+        let text = r.human();
+        assert!(
+            text.contains("ban of 203.0.113.0/24 into blacklist: offence 1")
+                && text.contains("(running)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("by aggregate: 3 bans within 1h in one /24"),
+            "{text}"
+        );
+        assert!(
+            text.contains("members: 203.0.113.1, 203.0.113.2, 203.0.113.3"),
+            "{text}"
+        );
+        // Each member's own ban, with its evidence.
+        assert!(
+            text.contains("| ports: 22 (7) from 203.0.113.2/32"),
+            "{text}"
+        );
+        let j: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        let agg = j["bans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["why"]["origin"] == "aggregate")
+            .unwrap();
+        assert_eq!(agg["members"].as_array().unwrap().len(), 3);
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub struct Tally {
     pub sources: Sources,
     /// Matching lines per minute of their time, for the baseline.
     pub minutes: Minutes,
+    /// The prefix IPv6 sources are counted by (128: each address); see
+    /// [`Tally::fold_v6`].
+    pub v6_prefix: u8,
 }
 
 /// Counts per minute (Unix seconds / 60). Lines come mostly in order, so
@@ -168,6 +171,41 @@ impl Tally {
             examples: Default::default(),
             sources: Sources::default(),
             minutes: Minutes::default(),
+            v6_prefix: 128,
+        }
+    }
+
+    /// Count IPv6 sources per `/len` network (`[aggregate] v6_count_prefix`):
+    /// a host rotating through the addresses of its /64 is one source. Done
+    /// once the parts are merged; the key of a folded source is its
+    /// network's first address.
+    pub fn fold_v6(&mut self, len: u8) {
+        if len >= self.v6_prefix {
+            return;
+        }
+        self.v6_prefix = len;
+        let mask = !(u128::MAX >> len);
+        let old = std::mem::take(&mut self.sources);
+        for (k, s) in old.into_pairs() {
+            let k = if addr(k).is_ipv6() { k & mask } else { k };
+            let mut fresh = Some(s);
+            let mine = self
+                .sources
+                .get_or_insert_with(k, || fresh.take().expect("taken once"));
+            if let Some(s) = fresh {
+                mine.merge(&s);
+            }
+        }
+    }
+
+    /// What a source key stands for: the address, or (IPv6, folded) its
+    /// network.
+    pub fn net_of(&self, a: IpAddr) -> ipnet::IpNet {
+        match a {
+            IpAddr::V6(_) if self.v6_prefix < 128 => ipnet::IpNet::new(a, self.v6_prefix)
+                .expect("prefix <= 128")
+                .trunc(),
+            _ => ipnet::IpNet::from(a),
         }
     }
 
@@ -343,9 +381,9 @@ impl Tally {
         }
     }
 
-    /// One source's tally.
+    /// One source's tally (an IPv6 address: its network's, when folded).
     pub fn get(&self, a: &IpAddr) -> Option<&Source> {
-        self.sources.get(&key(*a))
+        self.sources.get(&key(self.net_of(*a).network()))
     }
 
     /// Sources with more than `howmany` hits, most hits first (then by address).
@@ -528,6 +566,39 @@ mod tests {
         assert_eq!(c.len(), MAX_MINUTES);
         assert_eq!(c.keys().next(), Some(&100));
         assert_eq!(c.keys().last(), Some(&(MAX_MINUTES as i64 + 99)));
+    }
+
+    #[test]
+    fn ipv6_sources_fold_into_their_count_prefix() {
+        // One /64 rotating through 40 addresses, two hits each; another
+        // /64 with one address; an IPv4 source untouched.
+        let mut log = String::new();
+        for i in 1..=40 {
+            log += &burst(2, &format!("2001:db8:1:2::{i:x}"), T0 - 100);
+        }
+        log += &burst(3, "2001:db8:1:3::1", T0 - 50);
+        log += &burst(7, "192.0.2.9", T0 - 50);
+        let mut t = tally(&log, T0, 1800, TypeFilter::Tcp);
+        assert!(t.offenders(5).iter().all(|(a, _)| a.is_ipv4()));
+        t.fold_v6(64);
+        let off = t.offenders(5);
+        assert_eq!(off.len(), 2);
+        assert_eq!(off[0].0, "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_eq!(off[0].1.hits, 80);
+        assert_eq!(t.net_of(off[0].0).to_string(), "2001:db8:1:2::/64");
+        assert_eq!(t.net_of(off[1].0).to_string(), "192.0.2.9/32");
+        // Any address of the /64 finds it.
+        assert_eq!(
+            t.get(&"2001:db8:1:2::99".parse().unwrap()).unwrap().hits,
+            80
+        );
+        assert_eq!(t.get(&"2001:db8:1:3::7".parse().unwrap()).unwrap().hits, 3);
+        // 128 (or a second, wider-or-equal fold) changes nothing.
+        let mut u = tally(&log, T0, 1800, TypeFilter::Tcp);
+        u.fold_v6(128);
+        assert_eq!(u.sources.len(), 42);
+        t.fold_v6(64);
+        assert_eq!(t.sources.len(), 3);
     }
 
     #[test]

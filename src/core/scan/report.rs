@@ -132,7 +132,7 @@ pub fn offenders(
             let (names, severity) = crate::core::patterns::marked(patterns, d.source.marks);
             let top = d.source.ports.top(3);
             Offender {
-                address: d.addr.to_string(),
+                address: crate::units::addr::member(&d.net),
                 family: if d.addr.is_ipv6() { "ipv6" } else { "ipv4" },
                 hits: d.source.hits,
                 first_seen: utc(d.source.first),
