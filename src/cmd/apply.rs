@@ -150,6 +150,9 @@ pub fn apply(
             }
         }
     }
+    // `[geo]`: each country's networks from the database, or its last good
+    // ones (exit 2); with neither, apply stops here, before any change.
+    let geo_read = super::geo::fill(&cfg, &mut plan, &state_file, !dry_run)?;
     let t = host::now();
     let locked_out =
         cfg.services.is_empty() && cfg.trusted.is_empty() && cfg.mode != Mode::DetectionOnly;
@@ -194,7 +197,7 @@ pub fn apply(
         if n > 0 && !past {
             say!("fwctl: {}", refusal(n));
         }
-        return Ok(n == 0 || past);
+        return Ok((n == 0 || past) && geo_read);
     }
     let does = "changes the kernel firewall and must run as root";
     let fix = "sudo fwctl apply (or --dry-run to only look)";
@@ -232,7 +235,7 @@ pub fn apply(
         }),
     }
     run.finish();
-    result.map(|_| true)
+    result.map(|_| geo_read)
 }
 
 /// An apply whose confirmation did not come: the previous rules are back.
