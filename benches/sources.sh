@@ -7,6 +7,9 @@
 #     windows agree); the offenders each tool finds are compared;
 #  2. the cron case: a 21-hour log, the last 10 minutes (fwctl reads only those),
 #     beside the kernel log's cron case of the same size.
+# Every nginx query (--status, --match, --client forwarded) on access logs of
+# several shapes (short, long, IPv6, many clients, X-Forwarded-For), old binary
+# beside new: benches/scan-shapes.sh.
 # Usage: benches/sources.sh [RUNS] [SIZES]   e.g. benches/sources.sh 3 "100M 1G"
 # fail2ban-rs: FAIL2BAN_RS=path, or on PATH (cargo install fail2ban-rs --version 1.2.1).
 set -euo pipefail

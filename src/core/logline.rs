@@ -168,6 +168,8 @@ pub struct Stamps {
     day_cache: ([u8; 10], i64),
     /// The same for the web form's `21/Nov/2026`.
     web_day: ([u8; 11], i64),
+    /// And its whole last stamp: a busy access log writes many lines a second.
+    web_last: ([u8; 28], i64),
     /// And for the traditional `Nov 21`: its local day number.
     bsd_day: ([u8; 6], i64),
 }
@@ -269,6 +271,7 @@ impl Stamps {
             now,
             day_cache: ([0; 10], 0),
             web_day: ([0; 11], 0),
+            web_last: ([0; 28], 0),
             bsd_day: ([0; 6], 0),
         }
     }
@@ -296,6 +299,10 @@ impl Stamps {
         {
             return None;
         }
+        // (After the checks above: the zeros it starts with never match.)
+        if *s == self.web_last.0 {
+            return Some(self.web_last.1);
+        }
         let date: [u8; 11] = s[1..12].try_into().ok()?;
         let day = if date == self.web_day.0 {
             self.web_day.1
@@ -317,7 +324,9 @@ impl Stamps {
             b'-' => -o,
             _ => return None,
         };
-        Some(day * 86_400 + secs - offset)
+        let t = day * 86_400 + secs - offset;
+        self.web_last = (s.try_into().ok()?, t);
+        Some(t)
     }
 
     fn rfc3339(&mut self, line: &[u8]) -> Option<i64> {
@@ -492,7 +501,7 @@ pub fn parse_addr(s: &[u8]) -> Option<IpAddr> {
     if let Some(v4) = fast_v4(s) {
         return Some(IpAddr::V4(v4));
     }
-    let v6 = match fast_v6(s) {
+    let v6 = match fast_v6(s).or_else(|| compressed_v6(s)) {
         Some(v6) => v6,
         None => {
             let s = std::str::from_utf8(s).ok()?;
@@ -555,11 +564,72 @@ fn fast_v6(s: &[u8]) -> Option<Ipv6Addr> {
             return None;
         }
         for &c in part {
-            let d = (c as char).to_digit(16)? as u16;
-            *x = *x << 4 | d;
+            *x = *x << 4 | hex(c)?;
         }
     }
     Some(Ipv6Addr::from(g))
+}
+
+/// A hex digit's value.
+#[inline]
+fn hex(c: u8) -> Option<u16> {
+    match c {
+        b'0'..=b'9' => Some(u16::from(c - b'0')),
+        b'a'..=b'f' => Some(u16::from(c - b'a' + 10)),
+        b'A'..=b'F' => Some(u16::from(c - b'A' + 10)),
+        _ => None,
+    }
+}
+
+/// The compressed form web servers write (`2001:db8::5`, `::1`): groups of
+/// one to four hex digits, at most one `::` standing for at least one group.
+/// Only hex digits and colons; anything else (an embedded IPv4 address, a
+/// zone) is left to the standard parser, which this agrees with wherever it
+/// answers (tested below against it).
+fn compressed_v6(s: &[u8]) -> Option<Ipv6Addr> {
+    if s.len() < 2 || s.len() > 39 {
+        return None;
+    }
+    // Groups of `part` (no empty group, no leading or trailing colon) into
+    // `out`; how many.
+    fn groups(part: &[u8], out: &mut [u16]) -> Option<usize> {
+        if part.is_empty() {
+            return Some(0);
+        }
+        let (mut n, mut val, mut len) = (0usize, 0u16, 0u8);
+        for &c in part {
+            if c == b':' {
+                if len == 0 || n == out.len() {
+                    return None;
+                }
+                out[n] = val;
+                (n, val, len) = (n + 1, 0, 0);
+            } else {
+                let d = hex(c)?;
+                if len == 4 {
+                    return None;
+                }
+                (val, len) = (val << 4 | d, len + 1);
+            }
+        }
+        if len == 0 || n == out.len() {
+            return None;
+        }
+        out[n] = val;
+        Some(n + 1)
+    }
+    let mut g = [0u16; 8];
+    // (A searcher built per address would cost more than this loop.)
+    match s.windows(2).position(|w| w == b"::") {
+        None => (groups(s, &mut g)? == 8).then(|| Ipv6Addr::from(g)),
+        Some(p) => {
+            let mut tail = [0u16; 7];
+            let head = groups(&s[..p], &mut g[..7])?;
+            let n = groups(&s[p + 2..], &mut tail[..7 - head])?;
+            g[8 - n..].copy_from_slice(&tail[..n]);
+            Some(Ipv6Addr::from(g))
+        }
+    }
 }
 
 pub(crate) fn digits(s: &[u8]) -> Option<i64> {
@@ -919,7 +989,51 @@ mod tests {
         }
     }
 
+    #[test]
+    fn compressed_ipv6_agrees_with_the_standard_parser() {
+        for s in [
+            "2001:db8::5",
+            "::1",
+            "::",
+            "1::",
+            "2001:db8:a:b:c:d:e:f",
+            "2001:DB8::ffff:1",
+            "1:2:3:4:5:6:7::",
+            "::2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7::8",
+            "1::2::3",
+            ":::",
+            "1:::2",
+            "12345::",
+            "::g",
+            ":1::",
+            "1::2:",
+            "1:2:3:4:5:6:7:8:9",
+            "1:2:3:4:5:6:7",
+            "::ffff:1.2.3.4",
+        ] {
+            let ours = compressed_v6(s.as_bytes());
+            let std = s.parse::<Ipv6Addr>().ok();
+            assert!(ours.is_none() || ours == std, "{s}: {ours:?} vs {std:?}");
+        }
+        assert_eq!(compressed_v6(b"2001:db8::5"), "2001:db8::5".parse().ok());
+        assert_eq!(
+            compressed_v6(b"2001:db8:a:b:c:d:e:f"),
+            "2001:db8:a:b:c:d:e:f".parse().ok()
+        );
+    }
+
     proptest::proptest! {
+        /// Wherever the fast parser answers, the standard one answers the same.
+        #[test]
+        fn compressed_ipv6_never_disagrees(s in "[0-9a-fA-F:]{0,40}", t in "(:|::|[0-9a-f]{1,5}){1,12}") {
+            for s in [s, t] {
+                let ours = compressed_v6(s.as_bytes());
+                proptest::prop_assert!(ours.is_none() || ours == s.parse::<Ipv6Addr>().ok(), "{} {:?}", s, ours);
+                proptest::prop_assert_eq!(ours.is_some(), s.parse::<Ipv6Addr>().is_ok(), "{}", s);
+            }
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400), ours in proptest::bool::ANY) {
             let mut line = if ours { b"2026-11-21T10:00:01Z h kernel: IPTABLES-BLOCKED: ".to_vec() } else { Vec::new() };

@@ -102,10 +102,14 @@ impl LineParser {
 
     /// Whether nearly every line holds the needle, so that the tally
     /// hands the parser every line rather than search for the needle
-    /// first. Only for a parser that finds the needle itself and answers
-    /// `Other` without it: auth.log's lines are mostly sshd's.
+    /// first (through [`Self::parse_candidate`]). Only for a parser that
+    /// answers `Other` without the needle there: auth.log's lines are
+    /// mostly sshd's, an access log's all have it.
     pub fn needle_on_most_lines(&self) -> bool {
-        matches!(self, LineParser::Ssh(_) | LineParser::Regex(_))
+        matches!(
+            self,
+            LineParser::Ssh(_) | LineParser::Regex(_) | LineParser::Web(_)
+        )
     }
 
     pub fn window(&self) -> (i64, i64) {
@@ -166,6 +170,15 @@ impl LineParser {
             LineParser::Web(p) => p.parse(line),
             LineParser::Ssh(p) => p.parse(line),
             LineParser::Regex(p) => p.parse(line),
+        }
+    }
+
+    /// What the tally asks of every line it hands over: [`Self::parse`] for
+    /// a line holding the needle, `Other` for one without it.
+    pub fn parse_candidate(&mut self, line: &[u8]) -> Line {
+        match self {
+            LineParser::Web(p) => p.parse_candidate(line),
+            _ => self.parse(line),
         }
     }
 }

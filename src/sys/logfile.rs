@@ -728,7 +728,7 @@ fn feed(
         match memchr::memrchr(b'\n', &buf[start..end]) {
             Some(j) => {
                 let last = start + j;
-                tally.feed_buffer(&mut p, &finder, &buf[start..=last]);
+                tally.feed_buffer_warm(&mut p, &finder, &buf[start..=last], super::cpu::prefetch);
                 buf.copy_within(last + 1..end, 0);
                 carry = end - last - 1;
             }
@@ -744,7 +744,7 @@ fn feed(
         }
     }
     if carry > 0 && !skipping {
-        tally.feed_buffer(&mut p, &finder, &buf[..carry]);
+        tally.feed_buffer_warm(&mut p, &finder, &buf[..carry], super::cpu::prefetch);
     }
     Ok((tally, None))
 }

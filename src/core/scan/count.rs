@@ -3,11 +3,13 @@
 //! amount of log read: lines outside the window or of other rules and types
 //! are counted and dropped.
 
-use crate::core::logline::{Line, Malformed, Proto};
+use crate::core::logline::{Hit, Line, Malformed, Proto};
 use crate::core::logsource::LineParser;
 use memchr::memmem::Finder;
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::IpAddr;
+
+pub use super::sources::{Source, Sources, TopPorts};
 
 /// `--type`: which protocols count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -40,89 +42,6 @@ impl TypeFilter {
     }
 }
 
-/// The most hit destination ports of one source, in bounded space (the
-/// space-saving algorithm). Exact while a source has hit at most `SLOTS`
-/// distinct ports; beyond that each slot keeps how much of its count may
-/// belong to ports it replaced, and ports are ranked and reported by the
-/// count they certainly have (flagged as a lower bound).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TopPorts {
-    /// (port, count, of which possibly other ports'); the first `used` are
-    /// live. Inline, so a source costs no allocation of its own.
-    slots: [(u16, u32, u32); SLOTS],
-    used: u8,
-    pub estimated: bool,
-}
-
-const SLOTS: usize = 8;
-
-impl TopPorts {
-    pub fn add(&mut self, port: u16, n: u32) {
-        let used = usize::from(self.used);
-        if let Some(s) = self.slots[..used].iter_mut().find(|s| s.0 == port) {
-            s.1 = s.1.saturating_add(n);
-        } else if used < SLOTS {
-            self.slots[used] = (port, n, 0);
-            self.used += 1;
-        } else {
-            // Take over the least counted slot; its count becomes our error.
-            let min = self
-                .slots
-                .iter_mut()
-                .min_by_key(|s| s.1)
-                .expect("slots are full");
-            *min = (port, min.1.saturating_add(n), min.1);
-            self.estimated = true;
-        }
-    }
-
-    /// Up to `n` ports with the hits they certainly have, most first (ties:
-    /// lower port first).
-    pub fn top(&self, n: usize) -> Vec<(u16, u64)> {
-        let mut v: Vec<(u16, u64)> = self.slots[..usize::from(self.used)]
-            .iter()
-            .map(|s| (s.0, u64::from(s.1 - s.2)))
-            .collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        v.truncate(n);
-        v
-    }
-
-    fn merge(&mut self, other: &TopPorts) {
-        self.estimated |= other.estimated;
-        for &(p, n, err) in &other.slots[..usize::from(other.used)] {
-            self.add(p, n);
-            if err > 0 {
-                if let Some(s) = self.slots.iter_mut().find(|s| s.0 == p) {
-                    s.2 = s.2.saturating_add(err).min(s.1);
-                }
-            }
-        }
-    }
-}
-
-/// One source's hits inside the window.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Source {
-    pub hits: u64,
-    /// Earliest and latest hit (lines may be slightly out of order).
-    pub first: i64,
-    pub last: i64,
-    pub ports: TopPorts,
-    /// The web `[[pattern]]`s its requests matched (bit i: pattern i).
-    pub marks: u64,
-}
-
-impl Source {
-    fn merge(&mut self, o: &Source) {
-        self.marks |= o.marks;
-        self.hits += o.hits;
-        self.first = self.first.min(o.first);
-        self.last = self.last.max(o.last);
-        self.ports.merge(&o.ports);
-    }
-}
-
 /// An address as one number: IPv4 as its IPv4-mapped IPv6 form (the parser
 /// never yields a mapped IPv6 address, so the two cannot collide).
 fn key(a: IpAddr) -> u128 {
@@ -137,6 +56,27 @@ pub fn addr(k: u128) -> IpAddr {
     match v6.to_ipv4_mapped() {
         Some(v4) => IpAddr::V4(v4),
         None => IpAddr::V6(v6),
+    }
+}
+
+/// How many hits ahead the tally warms a slot, and then a source.
+const AHEAD: usize = 8;
+
+/// The hits between warming and counting: (key, hash, hit) whose slot is
+/// warm, (place, hit) whose source is.
+struct Pipe {
+    looked: VecDeque<(u128, u64, Hit)>,
+    placed: VecDeque<(u32, Hit)>,
+}
+
+/// A new source's tally, before its first hit is added.
+fn fresh(h: &Hit) -> Source {
+    Source {
+        hits: 0,
+        first: h.time,
+        last: h.time,
+        ports: TopPorts::default(),
+        marks: 0,
     }
 }
 
@@ -155,7 +95,7 @@ pub struct Tally {
     /// The first malformed line of each kind (cut to 300 bytes), to show.
     pub examples: [Option<String>; Malformed::ALL.len()],
     /// Keyed by [`key`]: one u128 hashes faster than an `IpAddr`.
-    pub sources: HashMap<u128, Source, foldhash::fast::RandomState>,
+    pub sources: Sources,
     /// Matching lines per minute of their time, for the baseline.
     pub minutes: Minutes,
     /// The prefix IPv6 sources are counted by (128: each address); see
@@ -229,7 +169,7 @@ impl Tally {
             other_type: 0,
             malformed: [0; Malformed::ALL.len()],
             examples: Default::default(),
-            sources: HashMap::default(),
+            sources: Sources::default(),
             minutes: Minutes::default(),
             v6_prefix: 128,
         }
@@ -246,13 +186,14 @@ impl Tally {
         self.v6_prefix = len;
         let mask = !(u128::MAX >> len);
         let old = std::mem::take(&mut self.sources);
-        for (k, s) in old {
+        for (k, s) in old.into_pairs() {
             let k = if addr(k).is_ipv6() { k & mask } else { k };
-            match self.sources.entry(k) {
-                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&s),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(s);
-                }
+            let mut fresh = Some(s);
+            let mine = self
+                .sources
+                .get_or_insert_with(k, || fresh.take().expect("taken once"));
+            if let Some(s) = fresh {
+                mine.merge(&s);
             }
         }
     }
@@ -274,27 +215,33 @@ impl Tally {
 
     /// One line, without its newline.
     pub fn feed_line(&mut self, parser: &mut LineParser, line: &[u8]) {
-        match parser.parse(line) {
-            Line::Hit(h) if self.filter.wants(h.proto) => {
-                self.matched += 1;
-                // Built only for a new source (measured: no speed difference).
-                let s = self.sources.entry(key(h.src)).or_insert_with(|| Source {
-                    hits: 0,
-                    first: h.time,
-                    last: h.time,
-                    ports: TopPorts::default(),
-                    marks: 0,
-                });
-                s.hits += u64::from(h.n);
-                s.first = s.first.min(h.time);
-                s.last = s.last.max(h.time);
-                s.marks |= h.marks;
-                if let Some(p) = h.dport {
-                    s.ports.add(p, h.n);
-                }
-                self.matched += u64::from(h.n) - 1;
-                self.minutes.add(h.time, u64::from(h.n));
-            }
+        if let Some(h) = self.count(parser.parse_candidate(line), line) {
+            let k = key(h.src);
+            let i = self.sources.place(k, self.sources.hash(k), || fresh(&h));
+            self.add(i, &h);
+        }
+    }
+
+    /// A counted hit, for the source at place `i`.
+    #[inline]
+    fn add(&mut self, i: u32, h: &Hit) {
+        self.matched += u64::from(h.n);
+        let s = self.sources.at_mut(i);
+        s.hits += u64::from(h.n);
+        s.first = s.first.min(h.time);
+        s.last = s.last.max(h.time);
+        s.marks |= h.marks;
+        if let Some(p) = h.dport {
+            s.ports.add(p, h.n);
+        }
+        self.minutes.add(h.time, u64::from(h.n));
+    }
+
+    /// Counts a line's outcome but for a hit to count, which it returns.
+    #[inline]
+    fn count(&mut self, outcome: Line, line: &[u8]) -> Option<Hit> {
+        match outcome {
+            Line::Hit(h) if self.filter.wants(h.proto) => return Some(h),
             Line::Hit(_) | Line::Unwanted => self.other_type += 1,
             Line::Outside => self.outside += 1,
             Line::Other => {}
@@ -307,25 +254,84 @@ impl Tally {
                 }
             }
         }
+        None
+    }
+
+    /// A hit into the pipeline: its slot is warmed now, looked up (and its
+    /// source warmed) `AHEAD` hits later, counted `AHEAD` hits after that,
+    /// so that neither cache miss stalls a line (see [`Sources`]).
+    #[inline]
+    fn queue(&mut self, h: Hit, pipe: &mut Pipe, warm: impl Fn(*const u8) + Copy) {
+        let k = key(h.src);
+        let hash = self.sources.hash(k);
+        if let Some(p) = self.sources.slot_addr(hash) {
+            warm(p);
+        }
+        pipe.looked.push_back((k, hash, h));
+        if pipe.looked.len() > AHEAD {
+            let (k, hash, h) = pipe.looked.pop_front().expect("longer than AHEAD");
+            let i = self.sources.place(k, hash, || fresh(&h));
+            self.sources.source_addr(i).into_iter().for_each(warm);
+            pipe.placed.push_back((i, h));
+        }
+        if pipe.placed.len() > AHEAD {
+            let (i, h) = pipe.placed.pop_front().expect("longer than AHEAD");
+            self.add(i, &h);
+        }
+    }
+
+    /// Counts what is left in the pipeline, in order.
+    fn drain(&mut self, pipe: &mut Pipe) {
+        while let Some((i, h)) = pipe.placed.pop_front() {
+            self.add(i, &h);
+        }
+        while let Some((k, hash, h)) = pipe.looked.pop_front() {
+            let i = self.sources.place(k, hash, || fresh(&h));
+            self.add(i, &h);
+        }
     }
 
     /// Whole lines, each ending in a newline except perhaps the last. Only
     /// lines holding the parser's needle are looked at (all lines, when the
     /// parser says the needle is on most); the rest are counted.
     pub fn feed_buffer(&mut self, parser: &mut LineParser, finder: &Finder, buf: &[u8]) {
-        if parser.needle_on_most_lines() {
+        self.feed_buffer_warm(parser, finder, buf, |_| {});
+    }
+
+    /// [`Self::feed_buffer`], with `warm` asked to bring the memory a hit
+    /// will need into the cache some hits ahead (the caller's prefetch: an
+    /// intrinsic the core cannot call). The counts are the same.
+    pub fn feed_buffer_warm(
+        &mut self,
+        parser: &mut LineParser,
+        finder: &Finder,
+        buf: &[u8],
+        warm: impl Fn(*const u8) + Copy,
+    ) {
+        let mut pipe = Pipe {
+            looked: VecDeque::with_capacity(AHEAD + 1),
+            placed: VecDeque::with_capacity(AHEAD + 1),
+        };
+        let most = parser.needle_on_most_lines();
+        let mut feed = |t: &mut Tally, line: &[u8]| {
+            if let Some(h) = t.count(parser.parse_candidate(line), line) {
+                t.queue(h, &mut pipe, warm);
+            }
+        };
+        if most {
             // Searching for the needle would find it on the next line
             // nearly every time, and the parser looks for it anyway.
             let mut start = 0;
             for end in memchr::memchr_iter(b'\n', buf) {
-                self.feed_line(parser, &buf[start..end]);
+                feed(self, &buf[start..end]);
                 start = end + 1;
                 self.lines += 1;
             }
             if start < buf.len() {
-                self.feed_line(parser, &buf[start..]);
+                feed(self, &buf[start..]);
                 self.lines += 1;
             }
+            self.drain(&mut pipe);
             return;
         }
         self.lines += memchr::memchr_iter(b'\n', buf).count() as u64;
@@ -340,9 +346,10 @@ impl Tally {
             let at = from + i;
             let start = memchr::memrchr(b'\n', &buf[from..at]).map_or(from, |j| from + j + 1);
             let end = memchr::memchr(b'\n', &buf[at..]).map_or(buf.len(), |j| at + j);
-            self.feed_line(parser, &buf[start..end]);
+            feed(self, &buf[start..end]);
             from = end + 1;
         }
+        self.drain(&mut pipe);
     }
 
     /// Fold another part's tally (another thread, another file) into this one.
@@ -358,12 +365,18 @@ impl Tally {
                 self.examples[i].clone_from(&other.examples[i]);
             }
         }
-        for (addr, s) in other.sources {
-            match self.sources.entry(addr) {
-                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&s),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(s);
-                }
+        // Into the bigger of the two: fewer lookups, no growing.
+        let mut other = other.sources;
+        if other.len() > self.sources.len() {
+            std::mem::swap(&mut self.sources, &mut other);
+        }
+        for (k, s) in other.into_pairs() {
+            let mut fresh = Some(s);
+            let mine = self
+                .sources
+                .get_or_insert_with(k, || fresh.take().expect("taken once"));
+            if let Some(s) = fresh {
+                mine.merge(&s);
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod count;
 pub mod decide;
 pub mod report;
 pub mod reputation;
+pub mod sources;
 
 use crate::core::logline::Parser;
 use crate::units::time::{utc, Zone};

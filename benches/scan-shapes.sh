@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Whole-file `fwctl scan` over access logs of several shapes and every kind of
+# nginx query, plus sshd, beside `rg -c` on the same file in the same run; no
+# root. Logs from examples/weblog.rs (real user agents, paths and statuses; no
+# planted offenders) and examples/loggen.rs (sshd) on /dev/shm, one hour each,
+# scanned with `--within 2h` so that every line is read.
+#   short: 110-200-byte lines (bots, curl), IPv4 only, 10 000 clients
+#   long:  300-450-byte lines (browsers, query strings, referers), 20 % IPv6
+#   v6:    mixed lengths, 90 % IPv6 clients (full-length interface ids)
+#   many:  mixed lengths, 1 000 000 distinct clients, 30 % IPv6
+#   xff:   mixed lengths, an X-Forwarded-For field, 80 % of the lines from 4
+#          trusted proxies (queried with --client forwarded as well)
+# Queries: every request (`--howmany N` alone), --status 4xx, --status 404,
+# --match all (the built-in request patterns).
+# GB/s = file bytes / best wall time. CPU = user + sys of the best run, all
+# threads (the scan reads a whole file with one thread per core, here 2).
+# OLD_BIN=path: the same queries with another fwctl binary in the same run.
+# Usage: benches/scan-shapes.sh [RUNS] [SIZE in M] [SHAPES]
+#   e.g. benches/scan-shapes.sh 5 240M "short long v6 many xff sshd"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+size=${2:-240M}
+shapes=${3:-"short long v6 many xff sshd"}
+[ -n "${FWCTL_BIN:-}" ] || cargo build --release --quiet --bin fwctl --example weblog --example loggen
+bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
+ex=${FWCTL_EXAMPLES:-$PWD/target/release/examples}
+old=${OLD_BIN:-}
+rg=$(command -v rg || true)
+work=$(mktemp -d /dev/shm/fwctl-shapes.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export TZ=UTC
+end=2026-11-21T12:00:00Z
+: >"$work/fwctl.toml"
+
+run() { # LABEL BYTES CMD...: best and median wall of $runs, GB/s of the best, its CPU
+  local label=$1 bytes=$2; shift 2
+  local times=()
+  for _ in $(seq "$runs"); do
+    local t0; t0=$(date +%s%N)
+    # Not to /dev/null: some readers stop early when their output goes there.
+    /usr/bin/time -f "%U %S" -o "$work/cpu" "$@" >"$work/out" 2>&1 || true
+    local t=$(( ($(date +%s%N) - t0) / 1000 ))
+    times+=("$t $(awk '{ printf "%.0f", ($1 + $2) * 1000 }' "$work/cpu")")
+  done
+  IFS=$'\n' s=($(sort -n <<<"${times[*]}")); unset IFS
+  local best=${s[0]%% *} median=${s[$(( ${#s[@]} / 2 ))]%% *} cpu=${s[0]##* }
+  printf '  %-52s best %7.1f ms  median %7.1f ms  %5s GB/s  cpu %5s ms\n' "$label" \
+    "$(awk -v t="$best" 'BEGIN { print t / 1000 }')" "$(awk -v t="$median" 'BEGIN { print t / 1000 }')" \
+    "$(awk -v b="$bytes" -v t="$best" 'BEGIN { printf "%.2f", b / (t / 1e6) / 1e9 }')" "$cpu"
+}
+
+cmd() { # BIN SOURCE LOG [FLAGS...]: the scan's argument vector, in $c
+  local b=$1 s=$2 l=$3; shift 3
+  local n=100
+  [ "$s" = sshd ] && n=20 # the generator's 50 offenders have more than 20
+  c=("$b" --config "$work/fwctl.toml" scan --source "$s" --log "$l" --now "$end" --howmany "$n" --within 2h
+    --ipset blacklist --removeafter 1h --dryrun "$@")
+}
+found() { # BIN SOURCE LOG [FLAGS...]: the offenders it finds, one address a line
+  cmd "$@"
+  "${c[@]}" --json 2>/dev/null | grep '"address"' || true
+}
+
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"
+for shape in $shapes; do
+  log=$work/$shape.log
+  case $shape in
+    short) "$ex/weblog" --out "$log" --size "$size" --lines short --clients 10000 --v6 0 ;;
+    long) "$ex/weblog" --out "$log" --size "$size" --lines long --clients 100000 --v6 20 ;;
+    v6) "$ex/weblog" --out "$log" --size "$size" --lines mixed --clients 100000 --v6 90 ;;
+    many) "$ex/weblog" --out "$log" --size "$size" --lines mixed --clients 1000000 --v6 30 ;;
+    xff) "$ex/weblog" --out "$log" --size "$size" --lines mixed --clients 100000 --v6 20 --xff ;;
+    # (loggen's size is in kernel-log lines: 2.5 times it makes about SIZE of auth.log)
+    sshd) "$ex/loggen" --source sshd --bsd-offset 0 --size "$(( ${size%M} * 5 / 2 ))M" --span 1h --within 1h --sources 20000 \
+      --offenders 50 --howmany 20 --no-near-misses --end "$end" --out "$log" >/dev/null 2>&1 ;;
+  esac
+  bytes=$(stat -c %s "$log")
+  cat "$log" >/dev/null
+  echo "$shape: $bytes bytes, $(wc -l <"$log") lines, load $(cut -d' ' -f1 /proc/loadavg)"
+  if [ "$shape" = sshd ]; then
+    [ -n "$rg" ] && run "rg -c ' sshd\\['" "$bytes" "$rg" -c ' sshd\[' "$log"
+    queries=("--source sshd")
+  else
+    [ -n "$rg" ] && run "rg -c ' \\['" "$bytes" "$rg" -c ' \[' "$log"
+    queries=("" "--status 4xx" "--status 404" "--match all")
+    [ "$shape" = xff ] && queries+=("--client forwarded --trusted-proxy 10.0.0.0/24")
+  fi
+  for q in "${queries[@]}"; do
+    # shellcheck disable=SC2206 # the query's flags, split on purpose
+    flags=($q)
+    src=nginx
+    [ "$shape" = sshd ] && { src=sshd; flags=(); }
+    for b in "$bin" ${old:+"$old"}; do
+      tag=new; [ "$b" = "$old" ] && tag=old
+      [ -z "$old" ] && tag=
+      cmd "$b" "$src" "$log" "${flags[@]}"
+      run "${tag:+$tag: }--source $src ${flags[*]}" "$bytes" "${c[@]}"
+    done
+    if [ -n "$old" ]; then
+      # The two binaries must agree on what they find.
+      found "$bin" "$src" "$log" "${flags[@]}" >"$work/new.found"
+      found "$old" "$src" "$log" "${flags[@]}" >"$work/old.found"
+      if cmp -s "$work/new.found" "$work/old.found"; then
+        echo "    old and new find the same $(wc -l <"$work/new.found") offenders"
+      else
+        echo "    old and new DIFFER: new $(wc -l <"$work/new.found"), old $(wc -l <"$work/old.found") offenders"
+      fi
+    fi
+  done
+  rm -f "$log"
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
