@@ -104,19 +104,21 @@ pub struct NftSet {
     pub size: Option<u32>,
     /// Whether its members can carry a timeout (`flags timeout`).
     pub timeout: bool,
+    /// An interval set (networks), not a hash set (addresses).
+    pub interval: bool,
     /// Members, with the seconds they have left (None: no timeout, a
     /// member of the config).
     pub members: Vec<(IpNet, Option<u64>)>,
 }
 
 /// A set as GETSET describes it (members read next).
-#[derive(Debug, PartialEq, Eq)]
-struct Head {
-    name: String,
-    family: Family,
-    interval: bool,
-    timeout: bool,
-    size: Option<u32>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub name: String,
+    pub family: Family,
+    pub interval: bool,
+    pub timeout: bool,
+    pub size: Option<u32>,
 }
 
 /// One GETSET answer's payload (after nfgenmsg); None for a set that does
@@ -271,17 +273,31 @@ fn dump(sock: &mut Netfilter, req: &[u8], seq: u32) -> io::Result<Vec<Vec<u8>>> 
     done.map(|()| out)
 }
 
-/// Every address set of `table` with its members; None without the table.
-pub fn sets(table: &str, only: Option<&str>) -> io::Result<Option<Vec<NftSet>>> {
+/// The address sets of `table` without their members (one GETSET dump,
+/// however many members); None without the table.
+pub fn heads(table: &str) -> io::Result<Option<Vec<Head>>> {
     let mut sock = Netfilter::open()?;
-    let heads = match dump(&mut sock, &request(1, NFT_MSG_GETSET, table, None), 1) {
-        Ok(p) => p,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
-        Err(e) => return Err(e),
+    heads_on(&mut sock, table)
+}
+
+fn heads_on(sock: &mut Netfilter, table: &str) -> io::Result<Option<Vec<Head>>> {
+    match dump(sock, &request(1, NFT_MSG_GETSET, table, None), 1) {
+        Ok(p) => Ok(Some(p.iter().filter_map(|p| head(p)).collect())),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every address set of `table` with its members (those `only` names, when
+/// given); None without the table.
+pub fn sets(table: &str, only: Option<&[&str]>) -> io::Result<Option<Vec<NftSet>>> {
+    let mut sock = Netfilter::open()?;
+    let Some(heads) = heads_on(&mut sock, table)? else {
+        return Ok(None);
     };
     let mut out = Vec::new();
-    for (i, h) in heads.iter().filter_map(|p| head(p)).enumerate() {
-        if only.is_some_and(|o| o != h.name) {
+    for (i, h) in heads.into_iter().enumerate() {
+        if only.is_some_and(|o| !o.contains(&h.name.as_str())) {
             continue;
         }
         let seq = 2 + i as u32;
@@ -295,6 +311,7 @@ pub fn sets(table: &str, only: Option<&str>) -> io::Result<Option<Vec<NftSet>>> 
             family: h.family,
             size: h.size,
             timeout: h.timeout,
+            interval: h.interval,
             members: members(&h, es),
         });
     }
