@@ -46,13 +46,11 @@ impl Nft {
         Ok(parse_tables(&out).iter().any(|t| t == TABLE))
     }
 
-    /// Whether `table ip filter` (`ip6` for IPv6) holds Docker's DOCKER-USER
-    /// chain, as iptables-nft writes it (an error reads as no).
-    pub fn has_docker_user(&self, v6: bool) -> bool {
-        let family = if v6 { "ip6" } else { "ip" };
-        let chain = crate::core::config::forward::DOCKER_USER;
-        self.run(&["-t", "list", "chain", family, "filter", chain], None)
-            .is_ok()
+    /// Every chain of every table, as (family, table, name): one `nft -j
+    /// list chains`, which reads no set element.
+    pub fn chains(&self) -> StepResult<Vec<(String, String, String)>> {
+        let out = self.run(&["-j", "list", "chains"], None)?;
+        Ok(parse_chains(&out))
     }
 
     /// fwctl's table without set elements (`nft -t`), as the kernel prints
@@ -71,13 +69,6 @@ impl Nft {
     /// Every set of fwctl's table with its members; None without the table.
     pub fn table_sets(&self) -> StepResult<Option<Vec<NftSet>>> {
         dumped(None)
-    }
-
-    /// The chains of fwctl's table (`nft -j list chains`: chains only, no
-    /// set element is read).
-    pub fn chains(&self) -> StepResult<Vec<String>> {
-        let out = self.run(&["-j", "list", "chains", FAMILY], None)?;
-        Ok(parse_chains(&out, TABLE))
     }
 
     /// A listing of fwctl's table, None when there is none. Asked at once,
@@ -599,14 +590,14 @@ pub fn parse_tables(json: &str) -> Vec<String> {
         .collect()
 }
 
-/// The names of `table`'s chains in `nft -j list chains` output.
-pub fn parse_chains(json: &str, table: &str) -> Vec<String> {
+/// The chains in `nft -j list chains` output: (family, table, name).
+pub fn parse_chains(json: &str) -> Vec<(String, String, String)> {
     let Ok(v) = serde_json::from_str::<Value>(json) else {
         return Vec::new();
     };
+    let field = |c: &Value, k: &str| c.get(k).and_then(Value::as_str).map(String::from);
     objects(&v, "chain")
-        .filter(|c| c.get("table").and_then(Value::as_str) == Some(table))
-        .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
+        .filter_map(|c| Some((field(c, "family")?, field(c, "table")?, field(c, "name")?)))
         .collect()
 }
 
@@ -783,12 +774,15 @@ mod tests {
             ),
             ["fwctl"]
         );
+        let s = |x: &str| x.to_string();
         assert_eq!(
             parse_chains(
-                r#"{"nftables": [{"metainfo": {}}, {"chain": {"family": "inet", "table": "fwctl", "name": "input", "handle": 1}}, {"chain": {"family": "inet", "table": "other", "name": "x", "handle": 2}}]}"#,
-                "fwctl"
+                r#"{"nftables": [{"metainfo": {}}, {"chain": {"family": "inet", "table": "fwctl", "name": "input", "handle": 1}}, {"chain": {"family": "ip", "table": "filter", "name": "DOCKER-USER", "handle": 2}}]}"#,
             ),
-            ["input"]
+            [
+                (s("inet"), s("fwctl"), s("input")),
+                (s("ip"), s("filter"), s("DOCKER-USER"))
+            ]
         );
     }
 }

@@ -77,11 +77,22 @@ fn attrs(b: &[u8]) -> Vec<(u16, &[u8])> {
     out
 }
 
+/// The first attribute `kind` in `b` (a walk, no allocation: it runs
+/// several times for each of 100 000 elements).
 fn get(b: &[u8], kind: u16) -> Option<&[u8]> {
-    attrs(b)
-        .into_iter()
-        .find(|(k, _)| *k == kind)
-        .map(|(_, v)| v)
+    let mut at = 0;
+    while at + 4 <= b.len() {
+        let len = usize::from(u16::from_ne_bytes([b[at], b[at + 1]]));
+        let k = u16::from_ne_bytes([b[at + 2], b[at + 3]]) & 0x3fff;
+        if len < 4 || at + len > b.len() {
+            return None;
+        }
+        if k == kind {
+            return Some(&b[at + 4..at + len]);
+        }
+        at += (len + 3) & !3;
+    }
+    None
 }
 
 fn be32(v: &[u8]) -> Option<u32> {

@@ -229,13 +229,26 @@ impl Firewall for Nftables {
         // interval sets hold the networks, few next to the addresses).
         let table = self.nft.table_sets()?;
         let sets = table.clone().unwrap_or_default();
-        let chains = match table {
+        // One listing of every chain: fwctl's, and Docker's DOCKER-USER
+        // in `table ip filter` / `ip6 filter` as iptables-nft writes it
+        // (an error reads as none).
+        let all = match table {
             Some(_) => self.nft.chains()?,
-            None => Vec::new(),
+            None => self.nft.chains().unwrap_or_default(),
+        };
+        let chains: Vec<String> = all
+            .iter()
+            .filter(|(f, t, _)| f == FAMILY && t == TABLE)
+            .map(|(_, _, c)| c.clone())
+            .collect();
+        let docker = |family: &str| {
+            let user = crate::core::config::forward::DOCKER_USER;
+            all.iter()
+                .any(|(f, t, c)| f == family && t == "filter" && c == user)
         };
         let mut now = carried(plan, &sets);
-        now.v4.docker_user = self.nft.has_docker_user(false);
-        now.v6.docker_user = self.nft.has_docker_user(true);
+        now.v4.docker_user = docker("ip");
+        now.v6.docker_user = docker("ip6");
         restore_bans(&mut now, plan, bans);
         let have: Vec<render::KernelSet> = sets.iter().map(kernel_set).collect();
         let kernel = table.is_some().then_some(render::Kernel {
@@ -255,42 +268,29 @@ impl Firewall for Nftables {
     fn install(&mut self, plan: &Plan) -> Result<Installed, ApplyError> {
         let read = self.read.as_ref().expect("prepare before install");
         let steps = &read.steps;
-        // The new sets, empty and named by no rule: when this fails,
-        // nothing changed.
-        if let Some(skeleton) = &steps.skeleton {
-            self.nft
-                .transaction(skeleton)
-                .map_err(|failed| ApplyError {
-                    failed,
-                    rollback: Ok(()),
-                    check: CHECK,
-                })?;
-        }
-        let filled = self.nft.batch(&fill_change(&steps.fill));
-        // The rules: one transaction; when it fails, only the new sets
-        // (or table) are there, and they go again.
-        if let Err(failed) = filled.and_then(|()| self.nft.transaction(&steps.main)) {
-            let undo = render::render_undo(steps);
-            let rollback = match undo.is_empty() {
-                true => Ok(()),
-                false => self.nft.transaction(&undo),
-            };
-            return Err(ApplyError {
-                failed,
-                rollback,
-                check: CHECK,
-            });
-        }
+        let nft = &self.nft;
         // The drift record: the rules as nft prints them, read in a
         // namespace of their own with empty sets (reading them here would
-        // read every element, 2 s per 100 000). The transaction took whole,
-        // so the kernel holds exactly these rules.
+        // read every element, 2 s per 100 000), beside the install. When
+        // the install's transaction takes, the kernel holds exactly these
+        // rules.
         let mut bare = plan.clone();
         for s in &mut bare.sets {
             s.members.clear();
         }
         let script = render::render_install(&bare, &Current::default());
-        let printed = self.nft.printed(&script).map(|t| installed_of(&t));
+        let (done, printed) = std::thread::scope(|scope| {
+            let printed = scope.spawn(|| nft.printed(&script).map(|t| installed_of(&t)));
+            let done = install_steps(nft, steps);
+            let printed = printed.join().unwrap_or_else(|_| {
+                Err(StepError {
+                    step: "printing the ruleset".into(),
+                    detail: "the thread panicked".into(),
+                })
+            });
+            (done, printed)
+        });
+        done?;
         printed.map_err(|failed| ApplyError {
             failed,
             rollback: Err(StepError {
@@ -354,6 +354,34 @@ impl Firewall for Nftables {
             .map(|t| installed_of(&t))
             .unwrap_or_default())
     }
+}
+
+/// Run `steps`: the new sets (empty, named by no rule: when this fails,
+/// nothing changed), their members over netlink, then the rules in one
+/// transaction; when either of those fails, only the new sets (or table)
+/// are there, and they go again.
+fn install_steps(nft: &Nft, steps: &render::Install) -> Result<(), ApplyError> {
+    if let Some(skeleton) = &steps.skeleton {
+        nft.transaction(skeleton).map_err(|failed| ApplyError {
+            failed,
+            rollback: Ok(()),
+            check: CHECK,
+        })?;
+    }
+    let filled = nft.batch(&fill_change(&steps.fill));
+    if let Err(failed) = filled.and_then(|()| nft.transaction(&steps.main)) {
+        let undo = render::render_undo(steps);
+        let rollback = match undo.is_empty() {
+            true => Ok(()),
+            false => nft.transaction(&undo),
+        };
+        return Err(ApplyError {
+            failed,
+            rollback,
+            check: CHECK,
+        });
+    }
+    Ok(())
 }
 
 /// A set as read, as the plan's sets are described.
