@@ -71,6 +71,24 @@ pub enum Command {
     /// part of the pattern took each. Warns when a pattern's addr is not anchored.
     /// Reads only, needs no root; exit status 1 when nothing matched.
     TestSource(crate::cmd::test_source::Options),
+    /// Follow the [[watch]] logs as they are written and ban at once (a long-running service).
+    ///
+    /// Each [[watch]] entry of the config is a cron scan line's flags as keys (source,
+    /// log or journal, rule/type/match/status, howmany, within, ipset, removeafter).
+    /// watch follows each log with inotify across rotation (rename or copytruncate),
+    /// deletion and re-creation, keeps a sliding window per source, and bans a source
+    /// the moment it has more than howmany lines within the window. Never banned: the
+    /// config's trusted networks, the whitelist sets, this host's addresses. Positions
+    /// are kept beside the state file, so a restart neither loses nor recounts lines.
+    Watch(crate::cmd::watch::Options),
+    /// Say everything fwctl knows and would do about one address or network.
+    ///
+    /// Which of fwctl's sets hold it now and the time left (as root), each ban of it the
+    /// state file remembers (rule or scan type, window, hits, first and last seen, offence,
+    /// origin, and up to [history] evidence pieces of evidence: the log lines that crossed
+    /// the threshold, or a summary of what was counted), whether the never-ban policy
+    /// protects it and why, and its cached reputation score. Reads only.
+    Why(crate::cmd::why::Options),
     /// Watch packets and ban port scanners as they scan (a long-running service).
     ///
     /// Reads probes (TCP without ACK: SYN, FIN, NULL, XMAS and odd flag sets; and UDP)

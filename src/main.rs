@@ -28,6 +28,8 @@ fn main() -> ExitCode {
         } => cmd::apply::apply(&inv, dry_run, confirm, force),
         Command::Scan(opts) => cmd::scan::run(&opts, &inv).map(|()| true),
         Command::TestSource(opts) => cmd::test_source::run(&opts, &inv),
+        Command::Watch(opts) => cmd::watch::run(&opts, &inv).map(|()| true),
+        Command::Why(opts) => cmd::why::run(&opts, &inv).map(|()| true),
         Command::Capture(opts) => cmd::capture::run(&opts, &inv).map(|()| true),
         Command::Status(opts) => cmd::status::run(&opts, &inv),
         Command::Ban(opts) => cmd::ban::ban(&opts, &inv).map(|()| true),

@@ -309,9 +309,11 @@ fn with_signatures_the_filter_passes_data_to_their_ports_and_our_syn_acks() {
     assert_eq!(bpf::run(&plain, &f, HOST, ETHER), 0);
     let sa = pkt::tcp(ip(TARGET), ip(ATTACKER), 80, 40000, SYN_ACK, None);
     assert_eq!(bpf::run(&plain, &sa, OUTGOING, ETHER), 0);
-    // The most ports the config allows still assemble (every jump in range).
+    // The most ports the config allows still assemble (`program` panics on
+    // a jump out of range: each goes to the first return after it), well
+    // within the kernel's 4096 instructions.
     let most: Vec<u16> = (1..=8).collect();
-    assert!(bpf::program(&most, &most).len() < 255);
+    assert!(bpf::program(&most, &most).len() < 400);
 }
 
 fn fwctl(args: &[&str]) -> Command {

@@ -287,6 +287,33 @@ fn sample_offenders_inside_the_shipped_blacklist_are_already_blocked() {
     assert!(!s.contains("would add"), "{s}");
 }
 
+/// `scan --explain ADDRESS` prints exactly the lines the run counted for
+/// an address (its count is the report's), and for a network its members'.
+#[test]
+fn scan_explain_prints_the_lines_that_counted() {
+    let out = as_user(sample_scan(&["--dryrun", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &v["offenders"][0];
+    let (addr, hits) = (
+        first["address"].as_str().unwrap(),
+        first["hits"].as_u64().unwrap(),
+    );
+    let out = as_user(sample_scan(&["--explain", addr, "--json"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["hits"].as_u64(), Some(hits), "{e:#}");
+    let lines = e["lines"].as_array().unwrap();
+    assert_eq!(lines.len() as u64, hits);
+    assert!(lines
+        .iter()
+        .all(|l| l.as_str().unwrap().contains(&format!("SRC={addr} "))
+            && l.as_str().unwrap().contains("PROTO=TCP")));
+    let out = as_user(sample_scan(&["--explain", "2001:db8:ffff::/48"]));
+    assert!(text(&out.stdout).starts_with("2001:db8:ffff::/48: 0 hits within 2026-11-21T11:30:00Z .. 2026-11-21T12:00:00Z (not over --howmany 50)"), "{}", text(&out.stdout));
+    let out = as_user(sample_scan(&["--explain", "nonsense"]));
+    assert!(!out.status.success() && one_line_error(&out).contains("--explain nonsense"));
+}
+
 #[test]
 fn scan_dryrun_of_the_sample_needs_no_root_and_finds_exactly_the_offenders() {
     let mut log = Vec::new();

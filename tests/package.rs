@@ -404,10 +404,10 @@ fn the_deb_installs_upgrades_removes_and_purges_in_a_throwaway_root() {
     );
     assert!(!said.contains("Next steps"), "{said}");
     assert_eq!(version(&root), new_version);
-    // Only capture and sync restart, and only if running (try-restart).
+    // Only capture, watch and sync restart, and only if running (try-restart).
     assert_eq!(
         root.systemctl_calls(),
-        "--system daemon-reload\ntry-restart fwctl-capture.service fwctl-sync.service\n"
+        "--system daemon-reload\ntry-restart fwctl-capture.service fwctl-watch.service fwctl-sync.service\n"
     );
     for l in ENABLED {
         assert!(link(&root, l).is_symlink(), "{l:?} disabled by the upgrade");
@@ -422,7 +422,7 @@ fn the_deb_installs_upgrades_removes_and_purges_in_a_throwaway_root() {
     let calls = root.systemctl_calls();
     assert!(
         calls.contains(
-            "stop fwctl-capture.service fwctl-sync.service fwctl-scan.timer fwctl-feeds.timer\n"
+            "stop fwctl-capture.service fwctl-watch.service fwctl-sync.service fwctl-scan.timer fwctl-feeds.timer\n"
         ),
         "{calls}"
     );

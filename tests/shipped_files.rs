@@ -225,7 +225,7 @@ fn check_scan_entry(cmd: &[&str]) {
 
 /// Run the binary as `nobody` (when the suite runs as root): what a shipped
 /// file runs must work without touching the kernel here; it must succeed.
-fn run_ok(args: &[&str]) {
+fn run_ok(args: &[&str]) -> String {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fwctl"));
     c.args(args);
     if unsafe { libc::geteuid() } == 0 {
@@ -238,6 +238,7 @@ fn run_ok(args: &[&str]) {
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The `Key=value` lines of a unit file's section (`ExecStart` may repeat).
@@ -261,6 +262,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
         "fwctl-apply.service",
         "fwctl-docker.service",
         "fwctl-capture.service",
+        "fwctl-watch.service",
         "fwctl-sync.service",
         "fwctl-feeds.service",
         "fwctl-feeds.timer",
@@ -374,6 +376,15 @@ fn systemd_unit_commands_run() {
     ];
     args.extend(w[4..].iter().map(String::as_str));
     run_ok(&args);
+    // watch: the arguments parse, and the shipped config's entries pass
+    // the checks watch makes before it starts.
+    let w = words(&unit_values("fwctl-watch.service", "ExecStart")[0]);
+    assert_eq!(w[1..4], ["watch", "--config", "/etc/fwctl/fwctl.toml"]);
+    let mut args = vec!["watch", "--config", cfg];
+    args.extend(w[4..].iter().map(String::as_str));
+    args.push("--check");
+    let said = run_ok(&args);
+    assert!(said.contains("sshd lines of /var/log/auth.log"), "{said}");
     // sync: the arguments parse (the command itself needs [fleet] and Redis:
     // the kernel fleet tests run it).
     let w = words(&unit_values("fwctl-sync.service", "ExecStart")[0]);

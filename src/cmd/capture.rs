@@ -9,6 +9,7 @@ use super::{say, Invocation};
 use crate::core::capture::detect::{self, Micros};
 use crate::core::capture::engine::{Added, BanFailed, Engine, Mode, Signatures};
 use crate::core::capture::events::Event;
+use crate::core::capture::packet::Link;
 use crate::core::config::signature::Proto;
 use crate::core::config::{self, Config, Mode as ConfigMode};
 use crate::core::conns::Established;
@@ -17,7 +18,7 @@ use crate::core::policy::Members;
 use crate::ports::{Banner, Clock, ConnError, Connections, PacketSource, Received, SetStore};
 use crate::sys::firewall;
 use crate::sys::host::{self, SystemClock};
-use crate::sys::{cpu, lock, packet, pcap, sockdiag, statefile};
+use crate::sys::{cpu, lock, nflog, packet, pcap, sockdiag, statefile};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -504,6 +505,22 @@ fn live(
     let mut sock = packet::Live::open(index, tcp, udp).map_err(|err| {
         anyhow::anyhow!("cannot open the packet socket: {err}; fix: run as root (CAP_NET_RAW)")
     })?;
+    // The packets conntrack says belong to no connection, from apply's
+    // NFLOG rules: the ACK-type scans. Without them capture still sees
+    // every other kind, so a failure only warns.
+    let mut conntracked = match config.capture.nflog_group {
+        0 => None,
+        group => match nflog::Nflog::open(group, crate::core::ruleset::NFLOG_SIZE) {
+            Ok(n) => {
+                sock.wake_on(n.fd());
+                Some(n)
+            }
+            Err(err) => {
+                say!("fwctl: warning: {err}; ACK scans (-sA, -sW, -sM) go unseen");
+                None
+            }
+        },
+    };
     let decoys = if config.capture.decoy_ports.is_empty() {
         None
     } else {
@@ -550,6 +567,14 @@ fn live(
             e.frame(f.link, f.data, f.time, &mut ban, &now_us, &mut out);
             deliver(&mut out, telemetry, &mut sink, &mut failed);
         })?;
+        if let Some(n) = conntracked.as_mut() {
+            // At most 64 datagrams a lap (the rules' limit keeps them few).
+            n.drain(64, |msg| {
+                let at = nflog::timestamp(msg).unwrap_or_else(|| clock.now_micros());
+                e.frame(Link::Nflog, msg, at, &mut ban, &now_us, &mut out);
+                deliver(&mut out, telemetry, &mut sink, &mut failed);
+            });
+        }
         if let Some(d) = &decoys {
             while let Ok((src, port, at)) = d.touches.try_recv() {
                 e.decoy(src, port, at, &mut ban, &now_us, &mut out);

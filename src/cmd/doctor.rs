@@ -25,6 +25,7 @@ pub fn run(o: &Options, inv: &super::Invocation) -> anyhow::Result<bool> {
     let mut facts = facts;
     facts.fleet = fleet_check(inv);
     facts.lockout = lockout_check(inv);
+    facts.watch = watch_check(inv);
     let list = checks(&facts);
     let failed = list.iter().filter(|c| c.level == Level::Fail).count();
     let text = if o.json {
@@ -54,6 +55,27 @@ pub fn run(o: &Options, inv: &super::Invocation) -> anyhow::Result<bool> {
     };
     super::out(text)?;
     Ok(failed == 0)
+}
+
+/// Each [[watch]] entry: what it follows, or why watch would refuse it;
+/// and the logs that are not there (yet).
+fn watch_check(inv: &super::Invocation) -> Option<Result<Vec<String>, String>> {
+    let cfg = inv.load().ok()?;
+    if cfg.watch.is_empty() {
+        return None;
+    }
+    Some(match super::watch::plans(&cfg, &[], inv, false) {
+        Err(e) => Err(format!("{e:#}")),
+        Ok(plans) => Ok(plans
+            .iter()
+            .zip(&cfg.watch)
+            .filter_map(|(p, w)| {
+                let log = p.log.as_ref()?;
+                (!log.exists())
+                    .then(|| format!("{}: {} does not exist (yet)", w.name, log.display()))
+            })
+            .collect()),
+    })
 }
 
 /// doctor sees what an install has; whether its rules do their work is

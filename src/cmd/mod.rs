@@ -22,6 +22,8 @@ pub mod sync;
 pub mod telemetry;
 pub mod test_source;
 pub mod unban;
+pub mod watch;
+pub mod why;
 
 use crate::core::config::{Config, DEFAULT_PATH};
 use crate::core::ruleset::{self, Plan};

@@ -118,6 +118,10 @@ pub struct Options {
     /// (2026-11-21T10:30:00Z, with an offset or Z) or local "2026-11-21 10:30:00".
     #[arg(long, value_name = "TIMESTAMP")]
     pub now: Option<String>,
+    /// Print the lines of the window that counted for this address (or
+    /// every address of a CIDR), oldest file first, and ban nothing.
+    #[arg(long, value_name = "ADDRESS")]
+    pub explain: Option<String>,
 }
 
 /// A --trusted-proxy value: as the config's networks (no host bits, no /0).
@@ -307,6 +311,46 @@ impl Plan {
         })
     }
 
+    /// The line parser of this plan's source, for a window ending at `now`
+    /// (which also places yearless timestamps).
+    pub fn parser(&self, zone: Zone, now: i64, window: (i64, i64)) -> Result<LineParser> {
+        let o = &self.opts;
+        Ok(match &o.source {
+            Source::Kernel => {
+                let prefixes: Vec<&[u8]> = self.prefixes.iter().map(Vec::as_slice).collect();
+                LineParser::Kernel(Parser::new(&prefixes, zone.clone(), now, window))
+            }
+            Source::Nginx | Source::Apache => LineParser::Web(WebParser::new(
+                zone.clone(),
+                now,
+                window,
+                (o.client, self.proxies.clone()),
+                self.statuses.clone(),
+                (!self.patterns.is_empty()).then(|| crate::core::patterns::compile(&self.patterns)),
+            )),
+            Source::Sshd => LineParser::Ssh(crate::core::ssh_log::SshParser::new(
+                zone.clone(),
+                now,
+                window,
+            )),
+            Source::Regex(_) => {
+                let def = self
+                    .regex
+                    .as_ref()
+                    .expect("a regex source's plan has its definition");
+                LineParser::Regex(
+                    crate::core::logs::regex_source::RegexSource::new(
+                        def,
+                        zone.clone(),
+                        now,
+                        window,
+                    )
+                    .map_err(|e| anyhow!(e))?,
+                )
+            }
+        })
+    }
+
     /// A target set must exist, be of the right family and take timeouts.
     fn check_target(&self, headers: &std::collections::BTreeMap<String, SetHead>) -> Result<()> {
         Ok(check_ban_sets(
@@ -407,40 +451,7 @@ pub fn execute(
     };
 
     let window = (host.now - o.within as i64, host.now);
-    let parser = match &o.source {
-        Source::Kernel => {
-            let prefixes: Vec<&[u8]> = plan.prefixes.iter().map(Vec::as_slice).collect();
-            LineParser::Kernel(Parser::new(&prefixes, host.zone.clone(), host.now, window))
-        }
-        Source::Nginx | Source::Apache => LineParser::Web(WebParser::new(
-            host.zone.clone(),
-            host.now,
-            window,
-            (o.client, plan.proxies.clone()),
-            plan.statuses.clone(),
-            (!plan.patterns.is_empty()).then(|| crate::core::patterns::compile(&plan.patterns)),
-        )),
-        Source::Sshd => LineParser::Ssh(crate::core::ssh_log::SshParser::new(
-            host.zone.clone(),
-            host.now,
-            window,
-        )),
-        Source::Regex(_) => {
-            let def = plan
-                .regex
-                .as_ref()
-                .expect("a regex source's plan has its definition");
-            LineParser::Regex(
-                crate::core::logs::regex_source::RegexSource::new(
-                    def,
-                    host.zone.clone(),
-                    host.now,
-                    window,
-                )
-                .map_err(|e| anyhow!(e))?,
-            )
-        }
-    };
+    let parser = plan.parser(host.zone.clone(), host.now, window)?;
     let kinds: Vec<String> = match (&o.source, &parser) {
         (Source::Sshd, _) => crate::core::ssh_log::KINDS
             .iter()
@@ -598,12 +609,19 @@ fn record(
     path: &Path,
     now: i64,
     scores: &crate::core::scan::reputation::Cache,
+    keep: usize,
 ) -> Vec<u32> {
-    let added: Vec<(ipnet::IpNet, &str)> = report
+    let added: Vec<(ipnet::IpNet, &str, crate::core::history::Why)> = report
         .offenders
         .iter()
         .filter(|o| o.added())
-        .filter_map(|o| Some((o.address.parse::<IpAddr>().ok()?.into(), o.set.as_str())))
+        .filter_map(|o| {
+            Some((
+                o.address.parse::<IpAddr>().ok()?.into(),
+                o.set.as_str(),
+                why(report, o),
+            ))
+        })
         .collect();
     let secs = report.removeafter_secs;
     let run = crate::core::state::ScanRun {
@@ -621,9 +639,10 @@ fn record(
     let count = added.len();
     let result = statefile::update(path, now, |st| {
         let mut offences = Vec::new();
-        for (addr, set) in added {
+        for (addr, set, why) in added {
             let (n, _) = st.history.next_ban(&addr, now, &[secs]);
             st.history.record(addr, set, n, now, secs);
+            st.history.explain(&addr, why, keep);
             offences.push(n);
         }
         st.note_scan(run);
@@ -645,6 +664,39 @@ fn record(
             );
             vec![1; count]
         }
+    }
+}
+
+/// Why a scan banned an offender, for `fwctl why`: the rule, the window's
+/// count, and what was counted (its top ports, statuses or kinds; the
+/// lines themselves `fwctl scan --explain` prints again from the log).
+fn why(report: &Report, o: &report::Offender) -> crate::core::history::Why {
+    let zone = Zone::fixed(0);
+    let t = |s: &str| crate::core::scan::parse_now(s, &zone).unwrap_or(0);
+    let mut evidence = Vec::new();
+    if !o.kinds.is_empty() {
+        evidence.push(format!("kinds: {}", o.kinds.join(", ")));
+    }
+    if !o.top_ports.is_empty() && o.kinds.is_empty() {
+        let label = report.top_label.to_lowercase();
+        let top: Vec<String> = o
+            .top_ports
+            .iter()
+            .map(|p| format!("{} ({})", p.port, p.hits))
+            .collect();
+        evidence.push(format!("{label}: {}", top.join(", ")));
+    }
+    if !o.patterns.is_empty() {
+        evidence.push(format!("patterns: {}", o.patterns.join(", ")));
+    }
+    crate::core::history::Why {
+        origin: "scan".into(),
+        rule: format!("{} {} ({})", report.source, report.rule, report.kind),
+        hits: o.hits,
+        window_s: report.within_secs,
+        first: t(&o.first_seen),
+        last: t(&o.last_seen),
+        evidence,
     }
 }
 
@@ -737,8 +789,84 @@ fn fleet_entries(
         .collect()
 }
 
+/// `--explain ADDRESS`: the lines of the window that counted for it, as
+/// the run would count them (same parser, window and filters). Reads only.
+fn explain(opts: &Options, inv: &Invocation, address: &str) -> Result<()> {
+    let query = crate::units::addr::parse_addr(address.trim())
+        .map_err(|e| anyhow!("--explain {address}: {e}"))?;
+    let plan = Plan::new(opts, inv.load()?)?;
+    let Some(log) = plan.log.clone() else {
+        bail!("--explain reads a log file, not the journal; fix: pass --log PATH instead of --journal");
+    };
+    let real_now = host::now();
+    let now = match &opts.now {
+        Some(s) => parse_now(s, &host::local_zone(real_now))?,
+        None => real_now,
+    };
+    let window = (now - opts.within as i64, now);
+    let mut parser = plan.parser(host::local_zone(now), now, window)?;
+    let mut files = Vec::new();
+    if log.as_os_str() != "-" {
+        let mut older = log.as_os_str().to_owned();
+        older.push(".1");
+        let older = PathBuf::from(older);
+        if older.exists() {
+            files.push(older);
+        }
+    }
+    files.push(log);
+    let mut lines = Vec::new();
+    let mut hits = 0u64;
+    for f in &files {
+        logfile::each_line(f, 64 * 1024, |line| {
+            if let crate::core::logline::Line::Hit(h) = parser.parse(line) {
+                if plan.kind.wants(h.proto) && query.contains(&h.src) {
+                    hits += u64::from(h.n);
+                    lines.push(crate::core::history::evidence_text(
+                        &line[..line.len().min(4096)],
+                    ));
+                }
+            }
+        })?;
+    }
+    let text = if opts.json {
+        serde_json::to_string_pretty(&serde_json::json!({
+            "address": query.to_string(),
+            "window_start": utc(window.0),
+            "window_end": utc(window.1),
+            "hits": hits,
+            "howmany": opts.howmany,
+            "lines": lines,
+        }))
+        .expect("json")
+            + "\n"
+    } else {
+        let mut t = format!(
+            "{query}: {hits} hits within {} .. {} ({}over --howmany {}){}\n",
+            utc(window.0),
+            utc(window.1),
+            if hits > opts.howmany { "" } else { "not " },
+            opts.howmany,
+            if lines.is_empty() {
+                ""
+            } else {
+                ", from these lines:"
+            }
+        );
+        for l in &lines {
+            t.push_str(l);
+            t.push('\n');
+        }
+        t
+    };
+    super::out(text)
+}
+
 /// The command: checks, lock, read, decide, ban, print.
 pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
+    if let Some(a) = &opts.explain {
+        return explain(opts, inv, a);
+    }
     let mut plan = Plan::new(opts, inv.load()?)?;
     plan.apply_fix = inv.fix("apply");
     // A dry run needs nothing; as root it still reads the sets it can.
@@ -830,7 +958,14 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     // Shared with the fleet publisher's thread, which makes its entries.
     let report = std::sync::Arc::new(report);
     if !opts.dryrun {
-        let offences = record(&report, &opts.ipset, &state_file, real_now, &cache);
+        let offences = record(
+            &report,
+            &opts.ipset,
+            &state_file,
+            real_now,
+            &cache,
+            plan.cfg.evidence,
+        );
         // Handed over now; their threads work while the report is written.
         if let Some(n) = &run.notifier {
             notify(n, &report, &offences, real_now);
@@ -887,6 +1022,7 @@ mod tests {
             dryrun,
             json: false,
             now: None,
+            explain: None,
         }
     }
 

@@ -59,6 +59,7 @@ pub(super) fn gather<'a>(
         state_path: state_path.to_path_buf(),
         state_warning: loaded.warning,
         capture_pid: lock::holder(&lock::capture_lock()),
+        watch_pid: lock::holder(&lock::watch_lock()),
         sync: super::sync::read_status().map(|(pid, s)| crate::core::status::SyncFacts {
             pid,
             connected: s.connected,

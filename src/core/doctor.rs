@@ -108,6 +108,8 @@ pub struct Facts {
     pub docker_user: bool,
     /// The config's `[forward] protect` (None: no valid config).
     pub protect: Option<crate::core::config::forward::Protect>,
+    /// With [[watch]] entries: the logs missing, or why watch refuses them.
+    pub watch: Option<Result<Vec<String>, String>>,
 }
 
 fn check(name: &'static str, level: Level, detail: String, fix: Option<&str>) -> Check {
@@ -406,7 +408,28 @@ pub fn checks(f: &Facts) -> Vec<Check> {
         v.push(lockout_check(l));
     }
     telemetry_checks(f, &mut v);
+    if let Some(w) = &f.watch {
+        v.push(watch_row(w));
+    }
     v
+}
+
+fn watch_row(w: &Result<Vec<String>, String>) -> Check {
+    match w {
+        Ok(missing) if missing.is_empty() => check(
+            "watch",
+            Level::Ok,
+            "the [[watch]] entries are valid and their logs exist (fwctl watch --check shows them)".into(),
+            None,
+        ),
+        Ok(missing) => check(
+            "watch",
+            Level::Warn,
+            format!("{}; watch reads such a log from its start when it appears", missing.join("; ")),
+            Some("correct the entry's log, or let the program write it (journal = true for sshd on a journal-only host)"),
+        ),
+        Err(e) => split_fix("watch", Level::Fail, e),
+    }
 }
 
 /// The peers connected now that the config's ruleset would lock out, as
@@ -800,6 +823,22 @@ mod tests {
         f.nft = Some(Footprint::default());
         assert!(level(&f, "backend").1.contains("iptables is legacy"));
         assert_eq!(backend_of("iptables v1.4.21"), None);
+    }
+
+    #[test]
+    fn watch_entries_are_checked_as_watch_would() {
+        let mut f = good();
+        f.watch = Some(Ok(vec![]));
+        assert_eq!(level(&f, "watch").0, Level::Ok);
+        f.watch = Some(Ok(vec![
+            "sshd: /var/log/auth.log does not exist (yet)".into()
+        ]));
+        assert_eq!(level(&f, "watch").0, Level::Warn);
+        f.watch = Some(Err(
+            "[[watch]] nginx: status is for source nginx or apache, not sshd; fix: drop it".into(),
+        ));
+        let (l, d) = level(&f, "watch");
+        assert!(l == Level::Fail && d.contains("status"), "{d}");
     }
 
     #[test]

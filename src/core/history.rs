@@ -32,6 +32,56 @@ pub struct Record {
     /// (None: this host's own ban).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// Why it was banned, for `fwctl why` (None: a ban from before this
+    /// was kept, or one made without a reason to keep).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<Why>,
+}
+
+/// What made a ban: the rule, the window's count, and a few pieces of
+/// evidence (log lines, or a summary of what was counted). Evidence is
+/// attacker-written text: kept cut to [`EVIDENCE_LINE`] bytes, at most
+/// [`MAX_EVIDENCE`] a ban, and, over the whole history, [`EVIDENCE_BUDGET`]
+/// bytes (the newest bans keep theirs).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Why {
+    /// scan, watch, capture, manual.
+    pub origin: String,
+    /// The rule and type (scan, watch) or what was detected.
+    pub rule: String,
+    pub hits: u64,
+    pub window_s: u64,
+    /// The first and last hit counted (Unix seconds).
+    pub first: i64,
+    pub last: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
+}
+
+pub const EVIDENCE_LINE: usize = 512;
+pub const MAX_EVIDENCE: usize = 20;
+pub const EVIDENCE_BUDGET: usize = 4 << 20;
+
+/// A piece of evidence as kept: valid UTF-8, control characters shown
+/// escaped (a line from a log must not act on a terminal), cut.
+pub fn evidence_text(raw: &[u8]) -> String {
+    let mut s = String::new();
+    for c in String::from_utf8_lossy(&raw[..raw.len().min(EVIDENCE_LINE * 2)]).chars() {
+        if c.is_control() {
+            s.extend(c.escape_default());
+        } else {
+            s.push(c);
+        }
+        if s.len() >= EVIDENCE_LINE {
+            let mut cut = EVIDENCE_LINE;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            break;
+        }
+    }
+    s
 }
 
 impl Record {
@@ -119,8 +169,23 @@ impl History {
                 until: now + secs as i64,
                 updated: now,
                 from: from.map(str::to_string),
+                why: None,
             },
         );
+    }
+
+    /// Keep why `addr`'s ban was made (its record must exist: after
+    /// `record`). Evidence beyond `keep` pieces is dropped.
+    pub fn explain(&mut self, addr: &IpNet, mut why: Why, keep: usize) {
+        why.evidence.truncate(keep.min(MAX_EVIDENCE));
+        for e in &mut why.evidence {
+            if e.len() > EVIDENCE_LINE || e.chars().any(char::is_control) {
+                *e = evidence_text(e.as_bytes());
+            }
+        }
+        if let Some(r) = self.records.get_mut(addr) {
+            r.why = Some(why);
+        }
     }
 
     /// End the ban of `addr` at `now` (an unban), keeping its offence count.
@@ -166,9 +231,23 @@ impl History {
         v
     }
 
-    /// Every record, soonest end first (the state file's order).
+    /// Every record, soonest end first (the state file's order), with the
+    /// evidence of the oldest bans dropped past [`EVIDENCE_BUDGET`].
     pub fn records(&self) -> Vec<Record> {
         let mut bans: Vec<Record> = self.records.values().cloned().collect();
+        let mut by_age: Vec<usize> = (0..bans.len()).collect();
+        by_age.sort_by_key(|&i| std::cmp::Reverse((bans[i].since, bans[i].addr)));
+        let mut used = 0usize;
+        for i in by_age {
+            if let Some(w) = &mut bans[i].why {
+                let size: usize = w.evidence.iter().map(String::len).sum();
+                if used + size > EVIDENCE_BUDGET {
+                    w.evidence.clear();
+                } else {
+                    used += size;
+                }
+            }
+        }
         bans.sort_by_key(|r| (r.until, r.addr));
         bans
     }
@@ -261,5 +340,56 @@ mod tests {
         mem.record(a, "blacklist", 2, 300, 7200);
         mem.merge(&file);
         assert_eq!(mem.banned(&a, 301).unwrap().offences, 2);
+    }
+
+    #[test]
+    fn why_is_kept_bounded_and_escaped() {
+        let mut h = History::default();
+        let a: IpNet = "203.0.113.5/32".parse().unwrap();
+        h.record(a, "blacklist", 1, 100, 600);
+        let why = Why {
+            origin: "watch".into(),
+            rule: "sshd".into(),
+            hits: 6,
+            window_s: 600,
+            first: 90,
+            last: 100,
+            evidence: vec![
+                "ok".into(),
+                "bell\u{7} and \x1b[31mred".into(),
+                "x".repeat(5000),
+                "4".into(),
+            ],
+        };
+        h.explain(&a, why, 3);
+        let w = h.get(&a).unwrap().why.clone().unwrap();
+        assert_eq!(w.evidence.len(), 3);
+        assert_eq!(w.evidence[1], "bell\\u{7} and \\u{1b}[31mred");
+        assert_eq!(w.evidence[2].len(), EVIDENCE_LINE);
+        // Over the budget, the oldest bans lose their evidence first.
+        let mut h = History::default();
+        for i in 0..3000u32 {
+            let n: IpNet = std::net::IpAddr::from(std::net::Ipv4Addr::from(0xC633_6400 + i)).into();
+            h.record(n, "blacklist", 1, i64::from(i), 600);
+            h.explain(
+                &n,
+                Why {
+                    evidence: vec!["e".repeat(EVIDENCE_LINE); 5],
+                    ..Why::default()
+                },
+                5,
+            );
+        }
+        let recs = h.records();
+        let kept: usize = recs
+            .iter()
+            .filter_map(|r| r.why.as_ref())
+            .map(|w| w.evidence.len())
+            .sum();
+        assert!(kept * EVIDENCE_LINE <= EVIDENCE_BUDGET && kept > 0);
+        let newest = recs.iter().max_by_key(|r| r.since).unwrap();
+        let oldest = recs.iter().min_by_key(|r| r.since).unwrap();
+        assert_eq!(newest.why.as_ref().unwrap().evidence.len(), 5);
+        assert!(oldest.why.as_ref().unwrap().evidence.is_empty());
     }
 }

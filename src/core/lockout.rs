@@ -64,7 +64,8 @@ fn matches(m: &Match, p: &NewTcp, plan: &Plan) -> bool {
         Match::OrigPort(proto, ports) => {
             *proto == "tcp" && (ports.first..=ports.last).contains(&p.port)
         }
-        Match::Syn | Match::DstLocal | Match::NotMarked => true,
+        Match::Syn | Match::DstLocal | Match::NotMarked | Match::Limit { .. } => true,
+        Match::NotSyn => false,
     }
 }
 
@@ -78,7 +79,7 @@ fn walk(table: &Table, chain: &Chain, p: &NewTcp, plan: &Plan, depth: usize) -> 
             Target::Accept => return Some(true),
             Target::Drop => return Some(false),
             Target::Return => return None,
-            Target::Log(_) | Target::Mark => {}
+            Target::Log(_) | Target::Mark | Target::Nflog { .. } => {}
             Target::Jump(name) => {
                 let next = table.chains.iter().find(|c| c.name == *name)?;
                 if depth < DEPTH {

@@ -203,6 +203,11 @@ impl Parser {
         self.window
     }
 
+    /// Move the window (a follower's slides as time goes on).
+    pub fn set_window(&mut self, window: (i64, i64)) {
+        self.window = window;
+    }
+
     /// Parse one line (without its newline).
     pub fn parse(&mut self, line: &[u8]) -> Line {
         let Some((prefix, msg)) = self.message(line) else {

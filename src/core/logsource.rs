@@ -117,6 +117,16 @@ impl LineParser {
         }
     }
 
+    /// Move the window: `fwctl watch` slides it as time goes on.
+    pub fn set_window(&mut self, window: (i64, i64)) {
+        match self {
+            LineParser::Kernel(p) => p.set_window(window),
+            LineParser::Web(p) => p.set_window(window),
+            LineParser::Ssh(p) => p.set_window(window),
+            LineParser::Regex(p) => p.set_window(window),
+        }
+    }
+
     /// The time of a line of the log (the source's or not), to seek by.
     pub fn timestamp(&mut self, line: &[u8]) -> Option<i64> {
         match self {

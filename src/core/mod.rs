@@ -31,4 +31,6 @@ pub mod sets;
 pub mod ssh_log;
 pub mod state;
 pub mod status;
+pub mod watch;
 pub mod web_log;
+pub mod why;

@@ -39,6 +39,8 @@ pub struct Facts<'a> {
     pub state_warning: Option<String>,
     /// The pid of a running capture, if one runs.
     pub capture_pid: Option<String>,
+    /// The pid of a running watch, if one runs.
+    pub watch_pid: Option<String>,
     /// With [fleet]: what `fwctl sync` says of itself (None: it does not
     /// run), and the bans waiting in the fleet outbox.
     pub sync: Option<SyncFacts>,
@@ -100,6 +102,8 @@ pub struct Status {
     pub state: StateStatus,
     pub scans: Vec<ScanStatus>,
     pub capture: Capture,
+    /// `fwctl watch`: running or not (the same shape as capture's).
+    pub watch: Capture,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetStatus>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -494,6 +498,10 @@ pub fn evaluate(f: &Facts) -> Status {
             running: f.capture_pid.is_some(),
             pid: f.capture_pid.clone(),
         },
+        watch: Capture {
+            running: f.watch_pid.is_some(),
+            pid: f.watch_pid.clone(),
+        },
         fleet,
         feeds,
     }
@@ -609,6 +617,10 @@ impl Status {
         line(match &self.capture.pid {
             Some(p) => format!("capture: running (pid {p})"),
             None => "capture: not running".into(),
+        });
+        line(match &self.watch.pid {
+            Some(p) => format!("watch: running (pid {p})"),
+            None => "watch: not running".into(),
         });
         for fd in &self.feeds {
             line(format!(
@@ -746,6 +758,7 @@ mod tests {
             state_path: "/var/lib/fwctl/state.json".into(),
             state_warning: None,
             capture_pid: None,
+            watch_pid: None,
             sync: None,
             fleet_outbox: 0,
             feeds: vec![],

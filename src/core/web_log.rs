@@ -121,6 +121,11 @@ impl WebParser {
         self.window
     }
 
+    /// Move the window (a follower's slides as time goes on).
+    pub fn set_window(&mut self, window: (i64, i64)) {
+        self.window = window;
+    }
+
     /// Every line of an access log is a candidate: its timestamp opens with
     /// " [" after the client and user fields.
     pub fn needle(&self) -> &'static [u8] {

@@ -316,6 +316,8 @@ pub fn gather(
         docker,
         docker_user,
         protect: cfg.as_ref().ok().map(|c| c.forward.protect),
+        // The command fills it in: the check is the watch command's own.
+        watch: None,
         notify: cfg
             .as_ref()
             .map(|c| {

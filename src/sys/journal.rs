@@ -64,3 +64,158 @@ pub fn read_ssh(
         }],
     ))
 }
+
+/// `fwctl watch --journal`: `journalctl -f -o json` for sshd's units,
+/// from the saved cursor (or from now), its entries handed out as lines.
+/// If journalctl ends, it is started again after the last cursor.
+pub struct JournalFollower {
+    child: Option<std::process::Child>,
+    partial: Vec<u8>,
+    cursor: Option<String>,
+    /// When to try starting journalctl again.
+    retry: Option<std::time::Instant>,
+    pub lines: u64,
+}
+
+const JSON_LINE_MAX: usize = 64 * 1024;
+
+impl JournalFollower {
+    pub fn new(cursor: Option<String>) -> JournalFollower {
+        JournalFollower {
+            child: None,
+            partial: Vec::new(),
+            cursor,
+            retry: Some(std::time::Instant::now()),
+            lines: 0,
+        }
+    }
+
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+
+    fn start(&mut self) -> std::io::Result<()> {
+        let tool = locate_tool("journalctl", "systemd")
+            .map_err(|m| std::io::Error::new(std::io::ErrorKind::NotFound, m.to_string()))?;
+        let mut cmd = Command::new(tool);
+        for u in UNITS {
+            cmd.args(["-u", u]);
+        }
+        cmd.args(["-f", "-o", "json", "--no-pager", "--quiet"]);
+        match &self.cursor {
+            Some(c) => cmd.arg(format!("--after-cursor={c}")),
+            // A first start reads from now on, as a file's does.
+            None => cmd.args(["--lines=0"]),
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let child = cmd.spawn()?;
+        let out = child.stdout.as_ref().expect("piped");
+        let fd = std::os::fd::AsFd::as_fd(out);
+        let fl = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?;
+        let fl = nix::fcntl::OFlag::from_bits_truncate(fl) | nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(fl))?;
+        self.child = Some(child);
+        self.partial.clear();
+        Ok(())
+    }
+
+    /// journalctl's output, for waiting on it.
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.child
+            .as_ref()
+            .and_then(|c| c.stdout.as_ref())
+            .map(std::os::fd::AsFd::as_fd)
+    }
+
+    /// Hand out the entries journalctl wrote since the last poll.
+    pub fn poll(&mut self, sink: &mut dyn FnMut(&[u8])) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.child.is_none() {
+            if self.retry.is_some_and(|t| t <= std::time::Instant::now()) {
+                self.retry = None;
+                if let Err(e) = self.start() {
+                    notes.push(format!(
+                        "journal: cannot run journalctl: {e}; tried again in 5s"
+                    ));
+                    self.retry =
+                        Some(std::time::Instant::now() + std::time::Duration::from_secs(5));
+                }
+            }
+            if self.child.is_none() {
+                return notes;
+            }
+        }
+        let mut buf = [0u8; 1 << 16];
+        let mut ended = false;
+        loop {
+            let out = self
+                .child
+                .as_mut()
+                .and_then(|c| c.stdout.as_mut())
+                .expect("running");
+            match std::io::Read::read(out, &mut buf) {
+                Ok(0) => {
+                    ended = true;
+                    break;
+                }
+                Ok(n) => self.take(&buf[..n], sink),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    notes.push(format!("journal: read error: {e}"));
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        if ended {
+            if let Some(mut c) = self.child.take() {
+                let _ = c.kill();
+                let status = c.wait().map(|s| s.to_string()).unwrap_or_default();
+                notes.push(format!(
+                    "journal: journalctl ended ({status}); started again in 1s after the last entry read"
+                ));
+            }
+            self.retry = Some(std::time::Instant::now() + std::time::Duration::from_secs(1));
+        }
+        notes
+    }
+
+    fn take(&mut self, mut data: &[u8], sink: &mut dyn FnMut(&[u8])) {
+        while let Some(i) = memchr::memchr(b'\n', data) {
+            let line = if self.partial.is_empty() {
+                &data[..i]
+            } else {
+                self.partial.extend_from_slice(&data[..i]);
+                &self.partial[..]
+            };
+            if line.len() <= JSON_LINE_MAX {
+                if let Some(e) = crate::core::watch::journal::entry(line) {
+                    sink(&e.line);
+                    self.lines += 1;
+                    self.cursor = Some(e.cursor);
+                }
+            }
+            self.partial.clear();
+            data = &data[i + 1..];
+        }
+        if self.partial.len() + data.len() <= JSON_LINE_MAX {
+            self.partial.extend_from_slice(data);
+        } else {
+            // Too long to be an entry of sshd: dropped when its end comes.
+            self.partial.clear();
+            self.partial.resize(JSON_LINE_MAX + 1, b' ');
+        }
+    }
+}
+
+impl Drop for JournalFollower {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -46,6 +46,11 @@ pub fn capture_lock() -> PathBuf {
     run_dir().join("capture.pid")
 }
 
+/// Held by a running `fwctl watch`.
+pub fn watch_lock() -> PathBuf {
+    run_dir().join("watch.pid")
+}
+
 /// Create the run directory (0700, whatever the umask) if it is missing, and refuse one that is
 /// a symbolic link, not ours, or writable by group or others.
 pub fn ensure_run_dir(dir: &Path) -> Result<(), LockError> {

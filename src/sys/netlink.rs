@@ -46,7 +46,10 @@ pub fn add_request(seq: u32, set: &str, net: IpNet, timeout: u32) -> Vec<u8> {
     // nlmsghdr: len (patched below), type, flags, seq, pid.
     m.extend_from_slice(&0u32.to_ne_bytes());
     m.extend_from_slice(&((NFNL_SUBSYS_IPSET << 8) | IPSET_CMD_ADD).to_ne_bytes());
-    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
+    // NLM_F_EXCL: without it the kernel adds as `ipset -exist` does, so an
+    // address already banned would get this ban's timeout (a 3-day ban cut
+    // to 10 minutes) and read as new. With it, the kernel says it exists.
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_EXCL) as u16;
     m.extend_from_slice(&flags.to_ne_bytes());
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
@@ -409,6 +412,9 @@ mod tests {
         assert_eq!(len, m.len());
         assert_eq!(len % 4, 0);
         assert_eq!(u16::from_ne_bytes([m[4], m[5]]), 6 << 8 | 9);
+        // An address banned already keeps its timeout and reads as listed.
+        let flags = u16::from_ne_bytes([m[6], m[7]]);
+        assert_ne!(flags & libc::NLM_F_EXCL as u16, 0);
         assert_eq!(m[16], libc::NFPROTO_IPV4 as u8);
         // The set name, NUL-terminated, after the 8-byte protocol attribute.
         let name_at = 20 + 8 + 4;

@@ -55,6 +55,9 @@ pub struct Live {
     /// The block the kernel hands over next.
     next: usize,
     poll_ms: i32,
+    /// Another descriptor whose input also ends a wait (capture's NFLOG
+    /// socket), or -1.
+    also: libc::c_int,
     /// The last lap brought BUSY frames or more.
     busy: bool,
     /// Kernel drops since the socket opened (PACKET_STATISTICS).
@@ -135,6 +138,7 @@ impl Live {
             ring: std::ptr::null_mut(),
             next: 0,
             poll_ms: POLL_MS,
+            also: -1,
             busy: false,
             drops: 0,
             kernel_packets: 0,
@@ -210,6 +214,11 @@ impl Live {
         self.poll_ms = ms.clamp(1, 999) as i32;
     }
 
+    /// Let input on `fd` end a wait too (the caller reads it after `recv`).
+    pub fn wake_on(&mut self, fd: libc::c_int) {
+        self.also = fd;
+    }
+
     /// The status word of block `i`, which the kernel and we hand back and
     /// forth: TP_STATUS_USER while it is ours.
     fn status(&self, i: usize) -> &AtomicU32 {
@@ -228,13 +237,22 @@ impl Live {
             std::thread::sleep(NAP.min(std::time::Duration::from_millis(self.poll_ms as u64)));
         }
         if !self.ready() {
-            let mut p = libc::pollfd {
-                fd: self.fd,
-                events: libc::POLLIN | libc::POLLERR,
-                revents: 0,
-            };
-            // SAFETY: one pollfd that lives across the call.
-            let r = unsafe { libc::poll(&mut p, 1, self.poll_ms) };
+            let mut fds = [
+                libc::pollfd {
+                    fd: self.fd,
+                    events: libc::POLLIN | libc::POLLERR,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.also,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            let n = if self.also < 0 { 1 } else { 2 };
+            // SAFETY: `n` pollfds that live across the call.
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), n, self.poll_ms) };
+            let p = fds[0];
             if r < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() != io::ErrorKind::Interrupted {

@@ -94,11 +94,47 @@ struct Names {
     len6: &'static str,
     udp4: &'static str,
     udp6: &'static str,
+    frag4: &'static str,
+    other4: &'static str,
+    other6: &'static str,
+    sctp4: &'static str,
+    sctp6: &'static str,
+}
+
+/// What a frame of another protocol than TCP or UDP is, A holding the
+/// protocol (and X the IPv4 header length when `sctp_ind`; IPv6's SCTP
+/// header is read at `sctp` itself): an SCTP INIT or COOKIE-ECHO passes (-sY, -sZ), a
+/// bulk protocol (ICMP, tunnels, IPsec, routing) does not, any other
+/// passes (-sO). Off the TCP path, so a flood of SYNs pays nothing for it.
+fn other(sctp_label: &'static str, sctp_ind: bool, sctp: u32) -> Vec<Op> {
+    use Op::*;
+    let mut ops = vec![Jump(JEQ_K, 132, To::Label(sctp_label), To::Next)];
+    let bulk = [1u32, 2, 4, 41, 47, 50, 51, 58, 89, 103, 112];
+    for (i, &p) in bulk.iter().enumerate() {
+        let miss = if i + 1 == bulk.len() {
+            To::Accept
+        } else {
+            To::Next
+        };
+        ops.push(Jump(JEQ_K, p, To::Reject, miss));
+    }
+    ops.push(Label(sctp_label));
+    ops.push(Load(if sctp_ind { LD_B_IND } else { LD_B_ABS }, sctp));
+    ops.push(Jump(JEQ_K, 1, To::Accept, To::Next));
+    ops.push(Jump(JEQ_K, 10, To::Accept, To::Reject));
+    ops
 }
 
 /// The IPv4 and IPv6 tests at `base`, and the signature tests they jump to
 /// (placed after every main test, so the common path stays short).
-fn l3(base: u32, n: &Names, tcp: &[u16], udp: &[u16], extra: &mut Vec<Op>) -> Vec<Op> {
+fn l3(
+    base: u32,
+    n: &Names,
+    tcp: &[u16],
+    udp: &[u16],
+    near: &mut Vec<Op>,
+    extra: &mut Vec<Op>,
+) -> Vec<Op> {
     use Op::*;
     // Without signature ports of a protocol, its frames go where they
     // always went (TCP with ACK: dropped; UDP: passed).
@@ -159,11 +195,28 @@ fn l3(base: u32, n: &Names, tcp: &[u16], udp: &[u16], extra: &mut Vec<Op>) -> Ve
         extra.extend([Label(n.udp6), Load(LD_H_ABS, base + 40 + 2)]);
         extra.extend(chain(udp, To::Label("data"), To::Accept));
     }
+    // A TCP fragment: the first passes (user space reports one too short
+    // to hold the flags, RFC 1858's tiny fragment) and so does the one at
+    // byte 8, which holds a tiny first fragment's flags; later ones do not.
+    // (Placed before the signature tests, whose port chains would put
+    // them out of a jump's reach.)
+    near.extend([
+        Label(n.frag4),
+        Load(AND_K, 0x1fff),
+        Jump(JEQ_K, 0, To::Accept, To::Next),
+        Jump(JEQ_K, 1, To::Accept, To::Reject),
+    ]);
+    near.extend([Label(n.other4), Load(LDX_B_MSH, base)]);
+    near.extend(other(n.sctp4, true, base + 12));
+    near.push(Label(n.other6));
+    near.extend(other(n.sctp6, false, base + 40 + 12));
     vec![
         Label(n.v4),
         Load(LD_B_ABS, base + 9),
         Jump(JEQ_K, 17, udp4, To::Next),
-        Jump(JEQ_K, 6, To::Next, To::Reject),
+        Jump(JEQ_K, 6, To::Next, To::Label(n.other4)),
+        Load(LD_H_ABS, base + 6),
+        Jump(JSET_K, 0x3fff, To::Label(n.frag4), To::Next),
         Load(LDX_B_MSH, base),
         Load(LD_B_IND, base + 13),
         Jump(JSET_K, ACK_OR_RST, data4, To::Accept),
@@ -177,7 +230,7 @@ fn l3(base: u32, n: &Names, tcp: &[u16], udp: &[u16], extra: &mut Vec<Op>) -> Ve
         Jump(JEQ_K, 43, To::Label("data"), To::Next),
         Jump(JEQ_K, 44, To::Label("data"), To::Next),
         Jump(JEQ_K, 60, To::Label("data"), To::Next),
-        Jump(JEQ_K, 6, To::Next, To::Reject),
+        Jump(JEQ_K, 6, To::Next, To::Label(n.other6)),
         Load(LD_B_ABS, base + 40 + 13),
         Jump(JSET_K, ACK_OR_RST, data6, To::Accept),
     ]
@@ -253,6 +306,11 @@ pub fn program(tcp: &[u16], udp: &[u16]) -> Vec<Insn> {
         len6: "len6",
         udp4: "udp4",
         udp6: "udp6",
+        frag4: "frag4",
+        other4: "other4",
+        other6: "other6",
+        sctp4: "sctp4",
+        sctp6: "sctp6",
     };
     let tagged = Names {
         v4: "v4vlan",
@@ -263,31 +321,48 @@ pub fn program(tcp: &[u16], udp: &[u16]) -> Vec<Insn> {
         len6: "len6vlan",
         udp4: "udp4vlan",
         udp6: "udp6vlan",
+        frag4: "frag4vlan",
+        other4: "other4vlan",
+        other6: "other6vlan",
+        sctp4: "sctp4vlan",
+        sctp6: "sctp6vlan",
     };
-    ops.extend(l3(14, &plain, tcp, udp, &mut extra));
-    ops.extend(l3(18, &tagged, tcp, udp, &mut extra));
+    let mut near = Vec::new();
+    ops.extend(l3(14, &plain, tcp, udp, &mut near, &mut extra));
+    ops.extend(l3(18, &tagged, tcp, udp, &mut near, &mut extra));
+    ops.extend(near);
+    // Returns here too, for the tests above: a jump reaches at most 255
+    // instructions ahead, and each goes to the first return of its kind
+    // after it.
+    ops.extend(returns());
     ops.extend(extra);
     if !tcp.is_empty() {
         ops.extend(syn_acks(tcp));
     }
-    ops.push(Label("accept"));
-    ops.push(Ret(SNAP));
-    ops.push(Label("data"));
-    ops.push(Ret(DATA_SNAP));
-    ops.push(Label("reject"));
-    ops.push(Ret(0));
+    ops.extend(returns());
     assemble(&ops)
 }
 
+fn returns() -> [Op; 6] {
+    use Op::*;
+    [
+        Label("accept"),
+        Ret(SNAP),
+        Label("data"),
+        Ret(DATA_SNAP),
+        Label("reject"),
+        Ret(0),
+    ]
+}
+
 fn assemble(ops: &[Op]) -> Vec<Insn> {
-    // Index of each real instruction and each label.
-    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    // Index of each real instruction and each label (a label may be
+    // placed more than once: a jump goes to the first one after it).
+    let mut at: std::collections::HashMap<&str, Vec<usize>> = std::collections::HashMap::new();
     let mut n = 0usize;
     for op in ops {
         match op {
-            Op::Label(l) => {
-                at.insert(*l, n);
-            }
+            Op::Label(l) => at.entry(*l).or_default().push(n),
             _ => n += 1,
         }
     }
@@ -295,11 +370,17 @@ fn assemble(ops: &[Op]) -> Vec<Insn> {
     for op in ops {
         let here = out.len();
         let off = |t: To| -> u8 {
+            let after = |l: &str| {
+                *at[l]
+                    .iter()
+                    .find(|&&i| i > here)
+                    .expect("a label after the jump")
+            };
             let target = match t {
                 To::Next => here + 1,
-                To::Accept => at["accept"],
-                To::Reject => at["reject"],
-                To::Label(l) => at[l],
+                To::Accept => after("accept"),
+                To::Reject => after("reject"),
+                To::Label(l) => after(l),
             };
             u8::try_from(target - here - 1).expect("jump fits in a byte")
         };

@@ -83,6 +83,8 @@ impl Settings {
     }
 
     pub fn is_service(&self, p: &Probe) -> bool {
+        // (An ACK, SCTP or protocol probe is never a service visit: a
+        // client's ACKs belong to a connection conntrack knows.)
         let udp = match p.kind {
             Kind::Syn => false,
             Kind::Udp => true,
@@ -101,7 +103,17 @@ pub enum Reason {
     Ports,
     /// This many probes to one port with its own threshold.
     Port { port: u16, probes: u32 },
+    /// A TCP first fragment of `bytes` TCP bytes to `port`: too short to
+    /// hold the flags (RFC 1858), a scan on its own.
+    TinyFragment { port: u16, bytes: usize },
 }
+
+/// How long after a scan another one with the same port sequence counts as
+/// the same scanner's (nmap -D sends each probe from every decoy within
+/// microseconds).
+pub const SAME_SCANNER: Micros = 60 * SECOND;
+/// Recent scans remembered for that.
+const RECENT: usize = 256;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -127,6 +139,13 @@ pub struct Scan {
     pub kinds: Kinds,
     pub probes: u32,
     pub first: Micros,
+    /// Other sources whose scans probed the same ports in the same order
+    /// within `SAME_SCANNER` before this one: decoys of one scanner (-D).
+    pub same_ports_as: Vec<IpNet>,
+    /// Every TCP probe came from this one port below 1024: what the SYNs
+    /// of an idle scan (-sI) look like, forged with the zombie's address
+    /// and port (or a scanner's -g).
+    pub fixed_low_sport: Option<u16>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -135,7 +154,8 @@ struct PortSeen {
     first: Micros,
     count: u32,
     port: u16,
-    udp: bool,
+    /// `Kind::space`: TCP, UDP, SCTP port or IP protocol.
+    space: u8,
     service: bool,
 }
 
@@ -147,20 +167,36 @@ pub struct Tracked {
     probes: u32,
     kinds: Kinds,
     quiet_until: Micros,
+    /// The TCP source port of every probe so far (from the second on);
+    /// `MIXED` once two differ.
+    sport: Option<u16>,
     one: Option<PortSeen>,
     more: Vec<PortSeen>,
 }
+
+const MIXED: u16 = 0;
 
 impl Tracked {
     fn ports(&self) -> impl Iterator<Item = &PortSeen> {
         self.one.iter().chain(self.more.iter())
     }
 
-    fn find(&mut self, port: u16, udp: bool) -> Option<&mut PortSeen> {
+    fn find(&mut self, port: u16, space: u8) -> Option<&mut PortSeen> {
         self.one
             .iter_mut()
             .chain(self.more.iter_mut())
-            .find(|p| p.port == port && p.udp == udp)
+            .find(|p| p.port == port && p.space == space)
+    }
+
+    fn note_sport(&mut self, p: &Probe) {
+        if p.kind.space() != super::packet::SPACE_TCP || p.kind == Kind::Frag {
+            return;
+        }
+        self.sport = match self.sport {
+            None => Some(p.sport),
+            Some(s) if s == p.sport => Some(s),
+            Some(_) => Some(MIXED),
+        };
     }
 
     fn push(&mut self, p: PortSeen) {
@@ -184,6 +220,7 @@ impl Tracked {
         self.more = Vec::new();
         self.probes = 0;
         self.kinds = Kinds::default();
+        self.sport = None;
     }
 }
 
@@ -209,19 +246,20 @@ pub struct Stats {
 #[derive(Clone, Copy, Default)]
 struct Sight {
     port: u16,
-    /// UDP, and service: bit 0 and bit 1.
+    /// The port's space (`Kind::space`) in bits 0-1, service in bit 2.
     flags: u8,
-    kinds: Kinds,
+    /// The probe's kind (`Kind as u8`).
+    kind: u8,
     time: [u32; 2],
 }
 
 impl Sight {
-    fn udp(&self) -> bool {
-        self.flags & 1 != 0
+    fn space(&self) -> u8 {
+        self.flags & 3
     }
 
     fn service(&self) -> bool {
-        self.flags & 2 != 0
+        self.flags & 4 != 0
     }
 
     fn time(&self) -> Micros {
@@ -246,6 +284,8 @@ pub struct Detector {
     /// threshold of 1): then every source goes straight into the table.
     first: Option<Sightings<Sight>>,
     ports: Vec<PortWindow>,
+    /// Recent scans: (port-sequence hash, time, source), for decoys.
+    recent: std::collections::VecDeque<(u64, Micros, IpNet)>,
     pub stats: Stats,
 }
 
@@ -267,6 +307,7 @@ impl Detector {
             first,
             settings,
             ports,
+            recent: Default::default(),
             stats: Stats::default(),
         }
     }
@@ -315,6 +356,11 @@ impl Detector {
         t.quiet_until = until;
     }
 
+    /// Whether `key` is to be left alone at `now` (banned, or reported).
+    pub fn is_quiet(&self, key: u128, now: Micros) -> bool {
+        self.table.get(key).is_some_and(|t| t.quiet_until > now)
+    }
+
     /// `src` sends a probe a few frames from now: what to prefetch for it
     /// (see `Sightings::bucket_addr_hashed`).
     pub fn warm(&self, src: Addr) -> [Option<*const u8>; 2] {
@@ -330,22 +376,18 @@ impl Detector {
         let key = self.key(p.src);
         let window = self.settings.profile.window;
         let service = self.settings.is_service(p);
-        let udp = p.kind.is_udp();
+        let space = p.kind.space();
         let h = self.table.hash(key);
         let t = match self.table.find_hashed(key, h) {
             Some(i) => self.table.touch_at(i),
             None => {
                 let mut seen = None;
                 if let Some(fs) = self.first.as_mut() {
-                    let first = || {
-                        let mut kinds = Kinds::default();
-                        kinds.add(p.kind);
-                        Sight {
-                            port: p.dport,
-                            flags: u8::from(udp) | u8::from(service) << 1,
-                            kinds,
-                            time: [(now >> 32) as u32, now as u32],
-                        }
+                    let first = || Sight {
+                        port: p.dport,
+                        flags: space | u8::from(service) << 2,
+                        kind: p.kind as u8,
+                        time: [(now >> 32) as u32, now as u32],
                     };
                     match fs.take_or_record_hashed(h, first) {
                         Some(s) => seen = Some(s),
@@ -363,13 +405,13 @@ impl Detector {
                     let time = s.time();
                     t.first = time;
                     t.probes = 1;
-                    t.kinds = s.kinds;
+                    t.kinds = Kinds::of(Kind::from_index(s.kind));
                     t.push(PortSeen {
                         last: time,
                         first: time,
                         count: 1,
                         port: s.port,
-                        udp: s.udp(),
+                        space: s.space(),
                         service: s.service(),
                     });
                 }
@@ -384,9 +426,10 @@ impl Detector {
         }
         t.probes = t.probes.saturating_add(1);
         t.kinds.add(p.kind);
+        t.note_sport(p);
         let since = now.saturating_sub(window);
         let mut new_port = false;
-        let count = match t.find(p.dport, udp) {
+        let count = match t.find(p.dport, space) {
             Some(seen) => {
                 if seen.first < since {
                     seen.first = now;
@@ -405,7 +448,7 @@ impl Detector {
                     first: now,
                     count: 1,
                     port: p.dport,
-                    udp,
+                    space,
                     service,
                 });
                 new_port = true;
@@ -428,6 +471,14 @@ impl Detector {
                 })
         };
         if let Some(reason) = reason {
+            // The counted ports in the order they were first probed: what
+            // decoys of one scanner share.
+            let mut seq: Vec<(Micros, u8, u16)> = t
+                .ports()
+                .filter(|s| !s.service)
+                .map(|s| (s.first, s.space, s.port))
+                .collect();
+            seq.sort_by_key(|&(first, _, _)| first);
             let mut counted: Vec<u16> = t.ports().filter(|s| !s.service).map(|s| s.port).collect();
             let mut services: Vec<u16> = t.ports().filter(|s| s.service).map(|s| s.port).collect();
             counted.sort_unstable();
@@ -435,13 +486,18 @@ impl Detector {
             services.sort_unstable();
             services.dedup();
             let (kinds, probes, first) = (t.kinds, t.probes, t.first);
+            let fixed_low_sport = t
+                .sport
+                .filter(|&s| s != MIXED && s < 1024 && kinds == Kinds::of(Kind::Syn));
             // Until the caller says otherwise, stay quiet for a window.
             t.reset();
             t.quiet_until = now.saturating_add(window);
             self.stats.scans += 1;
+            let source = self.net(key);
+            let same_ports_as = self.same_scanner(&seq, now, source);
             out.push(Event::Scan(Scan {
                 time: now,
-                source: self.net(key),
+                source,
                 key,
                 reason,
                 counted,
@@ -449,6 +505,8 @@ impl Detector {
                 kinds,
                 probes,
                 first,
+                same_ports_as,
+                fixed_low_sport,
             }));
         } else if distinct >= 2 {
             self.table.promote(key);
@@ -458,8 +516,42 @@ impl Detector {
         }
     }
 
+    /// The sources of recent scans with this port sequence (nmap -D: one
+    /// scanner, several source addresses); remembers this one.
+    fn same_scanner(
+        &mut self,
+        seq: &[(Micros, u8, u16)],
+        now: Micros,
+        source: IpNet,
+    ) -> Vec<IpNet> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for &(_, space, port) in seq {
+            (space, port).hash(&mut h);
+        }
+        let fp = h.finish();
+        while self
+            .recent
+            .front()
+            .is_some_and(|&(_, t, _)| t.saturating_add(SAME_SCANNER) < now)
+        {
+            self.recent.pop_front();
+        }
+        let same = self
+            .recent
+            .iter()
+            .filter(|&&(f, _, s)| f == fp && s != source)
+            .map(|&(_, _, s)| s)
+            .collect();
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((fp, now, source));
+        same
+    }
+
     fn count_source(&mut self, p: &Probe, now: Micros, out: &mut Vec<Event>) {
-        if self.ports.is_empty() {
+        if self.ports.is_empty() || p.kind.space() > super::packet::SPACE_UDP {
             return;
         }
         let udp = p.kind.is_udp();
@@ -851,5 +943,111 @@ mod tests {
             })
             .collect();
         assert_eq!(scans, vec!["198.51.100.99/32"]);
+    }
+
+    #[test]
+    fn decoys_with_one_port_sequence_name_each_other_and_others_do_not() {
+        let mut d = standard();
+        let mut out = Vec::new();
+        // nmap -D: every probe from each decoy and the scanner in turn.
+        let order = [1005u16, 1001, 1009, 1003, 1002, 1008, 1004];
+        for (i, port) in order.iter().enumerate() {
+            for src in ["198.51.100.51", "198.51.100.41", "198.51.100.52"] {
+                d.probe(&probe(src, *port, Kind::Syn), SECOND + i as u64, &mut out);
+            }
+        }
+        // Another scanner at the same time, the same ports in another order.
+        for (i, port) in order.iter().rev().enumerate() {
+            d.probe(
+                &probe("203.0.113.7", *port, Kind::Syn),
+                SECOND + i as u64,
+                &mut out,
+            );
+        }
+        let same: Vec<(String, Vec<String>)> = out
+            .iter()
+            .filter_map(|e| match e {
+                Event::Scan(s) => Some((
+                    s.source.to_string(),
+                    s.same_ports_as.iter().map(|n| n.to_string()).collect(),
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            same,
+            vec![
+                ("198.51.100.51/32".into(), vec![]),
+                ("198.51.100.41/32".into(), vec!["198.51.100.51/32".into()]),
+                (
+                    "198.51.100.52/32".into(),
+                    vec!["198.51.100.51/32".into(), "198.51.100.41/32".into()]
+                ),
+                ("203.0.113.7/32".into(), vec![]),
+            ]
+        );
+        // A minute later the same sequence is another scan.
+        let mut out = Vec::new();
+        for (i, port) in order.iter().enumerate() {
+            let t = SECOND + SAME_SCANNER + 10 * SECOND + i as u64;
+            d.probe(&probe("198.51.100.60", *port, Kind::Syn), t, &mut out);
+        }
+        assert!(matches!(&out[..], [Event::Scan(s)] if s.same_ports_as.is_empty()));
+    }
+
+    #[test]
+    fn syns_all_from_one_low_port_are_told_apart_as_an_idle_scans() {
+        let scan = |sports: &[u16]| {
+            let mut d = standard();
+            let mut out = Vec::new();
+            for (i, &sport) in sports.iter().enumerate() {
+                let p = Probe {
+                    sport,
+                    ..probe("198.51.100.77", 2000 + i as u16, Kind::Syn)
+                };
+                d.probe(&p, SECOND, &mut out);
+            }
+            match &out[..] {
+                [Event::Scan(s)] => s.fixed_low_sport,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(scan(&[80; 7]), Some(80));
+        assert_eq!(scan(&[40000; 7]), None, "nmap -sS: one high port");
+        assert_eq!(scan(&[80, 80, 80, 81, 80, 80, 80]), None);
+    }
+
+    #[test]
+    fn ack_sctp_and_protocol_probes_count_on_every_port_each_in_its_own_space() {
+        let mut d = standard();
+        // ACKs to the service ports count (a client's ACKs belong to a
+        // connection conntrack knows, so never reach the detector).
+        let acks: Vec<_> = [22, 80, 443, 1, 2, 3, 4]
+            .iter()
+            .map(|&p| (0, p, Kind::Ack))
+            .collect();
+        let s = feed(&mut d, "203.0.113.20", &acks);
+        assert_eq!((s.len(), s[0].kinds.label()), (1, "ACK"));
+        // TCP port 6, UDP port 6, SCTP port 6 and protocol 6 are four
+        // ports, not one; seven protocols make an -sO scan.
+        let mut d = standard();
+        let mix = [
+            (0, 6, Kind::Syn),
+            (0, 6, Kind::Udp),
+            (0, 6, Kind::SctpInit),
+            (0, 6, Kind::Proto),
+        ];
+        assert!(feed(&mut d, "203.0.113.21", &mix).is_empty());
+        let t = d
+            .table
+            .get(d.key("203.0.113.21".parse::<Addr>().unwrap()))
+            .unwrap();
+        assert_eq!(t.ports().count(), 4);
+        let protos: Vec<_> = (40..47).map(|p| (0, p, Kind::Proto)).collect();
+        let s = feed(&mut d, "203.0.113.22", &protos);
+        assert_eq!(
+            (s[0].kinds.label(), s[0].kinds.nmap()),
+            ("IP-PROTOCOL", "-sO".into())
+        );
     }
 }

@@ -89,8 +89,77 @@ pub type BanFn<'a> = dyn FnMut(&str, IpNet, u32) -> Result<Added, BanFailed> + '
 /// flags to tell, and every answer to a resolver lookup would otherwise count
 /// as a probe of a new high port. nmap -sU sends from a high port unless told
 /// otherwise (-g 53 evades this, as it evades most firewalls' DNS rules).
+/// The same goes for an ACK (conntrack's word that it belongs to no
+/// connection) from a server port to a client one: a late segment of a
+/// connection this host made, after conntrack forgot it.
 pub fn is_reply(p: &packet::Probe) -> bool {
-    p.kind == packet::Kind::Udp && p.sport < 1024 && p.dport >= 1024
+    matches!(
+        p.kind,
+        packet::Kind::Udp | packet::Kind::Ack | packet::Kind::Maimon
+    ) && p.sport < 1024
+        && p.dport >= 1024
+}
+
+/// TCP first fragments too short for the flags, held (a few at a time)
+/// until the fragment holding the flags comes: keyed by source,
+/// destination and IP identification, forgotten after `FRAG_TTL`.
+#[derive(Default)]
+pub struct Frags {
+    slots: Vec<Held>,
+}
+
+#[derive(Clone, Copy)]
+struct Held {
+    src: Addr,
+    dst: Addr,
+    id: u32,
+    sport: u16,
+    dport: u16,
+    time: Micros,
+}
+
+const FRAG_SLOTS: usize = 64;
+const FRAG_TTL: Micros = 30 * SECOND;
+
+impl Frags {
+    fn slot(f: &packet::Fragment) -> usize {
+        ((f.src.0 as u64) ^ u64::from(f.id).wrapping_mul(0x9e37_79b9_7f4a_7c15)) as usize
+            % FRAG_SLOTS
+    }
+
+    fn hold(&mut self, f: &packet::Fragment, sport: u16, dport: u16, now: Micros) {
+        if self.slots.is_empty() {
+            self.slots = vec![
+                Held {
+                    src: Addr(0),
+                    dst: Addr(0),
+                    id: 0,
+                    sport: 0,
+                    dport: 0,
+                    time: 0,
+                };
+                FRAG_SLOTS
+            ];
+        }
+        self.slots[Self::slot(f)] = Held {
+            src: f.src,
+            dst: f.dst,
+            id: f.id,
+            sport,
+            dport,
+            time: now,
+        };
+    }
+
+    fn take(&mut self, f: &packet::Fragment, now: Micros) -> Option<(u16, u16)> {
+        let h = self.slots.get_mut(Self::slot(f))?;
+        if h.src != f.src || h.dst != f.dst || h.id != f.id || h.time == 0 {
+            return None;
+        }
+        let fresh = h.time.saturating_add(FRAG_TTL) >= now;
+        h.time = 0;
+        fresh.then_some((h.sport, h.dport))
+    }
 }
 
 /// The set of a pair (IPv4, IPv6) for an address's family.
@@ -177,6 +246,7 @@ pub struct Engine {
     /// `conns::MAX_ADMIN_PEERS`): never banned on forgeable evidence. Looked
     /// at only when a ban is decided, never per frame.
     pub admin_peers: Vec<(IpAddr, u16)>,
+    frags: Frags,
 }
 
 /// Payload signatures: the matcher, the handshakes this host answered on
@@ -231,6 +301,7 @@ impl Engine {
             floods: Vec::new(),
             signatures: None,
             admin_peers: Vec::new(),
+            frags: Frags::default(),
         }
     }
 
@@ -266,12 +337,107 @@ impl Engine {
     ) {
         self.counts.frames += 1;
         let Some(p) = packet::parse(link, data) else {
+            if link == Link::Nflog {
+                return;
+            }
+            // A TCP fragment: a tiny first one, or the one holding its flags.
+            if let Some(f) = packet::fragment(link, data) {
+                self.fragment(&f, now, ban, clock, out);
+                return;
+            }
             // Not a probe: with signatures, a data segment or our SYN-ACK.
             if self.signatures.is_some() {
                 self.payload(link, data, now, ban, clock, out);
             }
             return;
         };
+        self.probe(&p, link, data, now, ban, clock, out);
+    }
+
+    /// A TCP fragment to this host: a first one too short to hold the
+    /// flags is a scan on its own (reported and banned at once, as a
+    /// forgeable probe); the fragment that holds its flags (at byte 8)
+    /// makes the probe the two are once put back together.
+    fn fragment(
+        &mut self,
+        f: &packet::Fragment,
+        now: Micros,
+        ban: &mut BanFn,
+        clock: &dyn Fn() -> Micros,
+        out: &mut Vec<Event>,
+    ) {
+        if !self.dests.contains(f.dst) || self.own.contains(f.src) {
+            return;
+        }
+        let port = |at: usize| {
+            f.l4.get(at..at + 2)
+                .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+        };
+        if f.offset == 0 {
+            if f.l4.len() >= packet::FLAGS_END {
+                return;
+            }
+            let (sport, dport) = (port(0), port(2));
+            self.frags.hold(f, sport, dport, now);
+            self.counts.probes += 1;
+            let key = self.detector.key(f.src);
+            if self.detector.is_quiet(key, now) {
+                return;
+            }
+            self.detector.stats.scans += 1;
+            let s = Scan {
+                time: now,
+                source: self.detector.net(key),
+                key,
+                reason: Reason::TinyFragment {
+                    port: dport,
+                    bytes: f.l4.len(),
+                },
+                counted: vec![dport],
+                services: vec![],
+                kinds: packet::Kinds::of(packet::Kind::Frag),
+                probes: 1,
+                first: now,
+                same_ports_as: vec![],
+                fixed_low_sport: None,
+            };
+            self.scan(&s, ban, clock, out);
+        } else if f.offset == 8 {
+            let Some((sport, dport)) = self.frags.take(f, now) else {
+                return;
+            };
+            // TCP's flags are its 14th byte: the 6th of this fragment.
+            let Some(kind) =
+                f.l4.get(packet::FLAGS_END - 1 - 8)
+                    .and_then(|&b| packet::classify(b))
+            else {
+                return;
+            };
+            let p = packet::Probe {
+                src: f.src,
+                dst: f.dst,
+                sport,
+                dport,
+                kind,
+            };
+            self.probe(&p, Link::Raw, &[], now, ban, clock, out);
+        }
+    }
+
+    /// One probe, from a frame or put together from fragments (`data` is
+    /// its frame, for a UDP payload signature; empty when there is none).
+    #[allow(clippy::too_many_arguments)]
+    fn probe(
+        &mut self,
+        p: &packet::Probe,
+        link: Link,
+        data: &[u8],
+        now: Micros,
+        ban: &mut BanFn,
+        clock: &dyn Fn() -> Micros,
+        out: &mut Vec<Event>,
+    ) {
+        let p = *p;
         if !self.dests.contains(p.dst) || self.own.contains(p.src) || is_reply(&p) {
             return;
         }
@@ -629,7 +795,18 @@ impl Engine {
                 span(window / SECOND),
                 settings.port_thresholds.get(port).copied().unwrap_or(0)
             ),
+            Reason::TinyFragment { port, bytes } => format!(
+                "a TCP first fragment of {bytes} bytes to port {port}, too short to hold the flags (RFC 1858's tiny fragment)"
+            ),
         };
+        let mut nmap = s.kinds.nmap();
+        let note = s.fixed_low_sport.map(|port| {
+            nmap.push_str(" (or -sI)");
+            format!("every SYN came from port {port}: an idle scan (-sI) forges such SYNs with its zombie's address, so this is forgeable evidence, not proof that {} scanned", member(&s.source))
+        });
+        if !s.same_ports_as.is_empty() {
+            nmap.push_str(" -D");
+        }
         let profile = settings.profile.name.clone();
         let set = family_set(&self.sets, s.source);
         let (action, blocked, secs) =
@@ -643,7 +820,7 @@ impl Engine {
             time: time(s.time),
             src: member(&s.source),
             scan_type: s.kinds.label(),
-            nmap: s.kinds.nmap(),
+            nmap,
             reason,
             ports: s.counted.clone(),
             port_count: s.counted.len(),
@@ -653,6 +830,8 @@ impl Engine {
             duration_s: s.time.saturating_sub(s.first) / SECOND,
             profile,
             action,
+            same_ports_as: s.same_ports_as.iter().map(member).collect(),
+            note,
         }));
         out.extend(blocked);
     }
@@ -1436,5 +1615,195 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("fwctl apply"));
+    }
+
+    /// An IPv4 TCP fragment from `src` to 198.51.100.1: id 77, at byte
+    /// `offset`, more to come or not, carrying `l4`.
+    fn frag4(src: &str, offset: u16, more: bool, l4: &[u8]) -> Vec<u8> {
+        let s: std::net::Ipv4Addr = src.parse().unwrap();
+        let total = (20 + l4.len()) as u16;
+        let fo = (offset / 8) | if more { 0x2000 } else { 0 };
+        let mut f = vec![0x45, 0];
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 77]);
+        f.extend_from_slice(&fo.to_be_bytes());
+        f.extend_from_slice(&[64, 6, 0, 0]);
+        f.extend_from_slice(&s.octets());
+        f.extend_from_slice(&[198, 51, 100, 1]);
+        f.extend_from_slice(l4);
+        f
+    }
+
+    #[test]
+    fn a_tiny_first_fragment_is_a_scan_at_once_and_its_flags_fragment_makes_the_probe() {
+        let mut r = Rig::new(Mode::Ban);
+        // nmap -sS -f: ports and sequence number, then ack, offset, flags...
+        let first = frag4(
+            "203.0.113.9",
+            0,
+            true,
+            &[0x9d, 0x25, 0x03, 0xea, 0, 0, 0, 1],
+        );
+        let second = frag4("203.0.113.9", 8, true, &[0, 0, 0, 0, 0x60, 0x02, 4, 0]);
+        r.feed(&first, 10 * SECOND);
+        let det = r.of("scan_detected");
+        assert_eq!(det.len(), 1, "{det:?}");
+        assert_eq!(det[0]["scan_type"], "TINY-FRAGMENT");
+        assert_eq!(det[0]["nmap"], "-f");
+        assert_eq!(det[0]["ports"], serde_json::json!([1002]));
+        assert!(det[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("8 bytes to port 1002"));
+        assert_eq!(r.banner.adds.len(), 1);
+        // The fragment holding the flags is put together with it: a SYN to
+        // 1002 from port 40229 (counted; the source is banned, so quiet).
+        r.feed(&second, 10 * SECOND + 5);
+        assert_eq!(r.e.counts.probes, 2);
+        assert_eq!(r.of("scan_detected").len(), 1);
+        // Alone (no first fragment held), the same fragment is no probe;
+        // nor is a later one (byte 16), nor a first fragment holding the
+        // flags (a probe like any other, parsed whole).
+        let mut r = Rig::new(Mode::DetectOnly);
+        r.feed(&second, SECOND);
+        r.feed(&frag4("203.0.113.9", 16, false, &[0; 8]), SECOND);
+        assert_eq!(r.e.counts.probes, 0);
+        let whole = vec![
+            0x9d, 0x25, 0x03, 0xea, 0, 0, 0, 1, 0, 0, 0, 0, 0x60, 0x02, 4, 0,
+        ];
+        r.feed(&frag4("203.0.113.9", 0, true, &whole), SECOND);
+        assert_eq!((r.e.counts.probes, r.of("scan_detected").len()), (1, 0));
+    }
+
+    #[test]
+    fn held_fragments_match_on_source_destination_and_id_and_expire() {
+        let mut f = Frags::default();
+        let first = frag4("203.0.113.9", 0, true, &[0; 8]);
+        let first = packet::fragment(Link::Raw, &first).unwrap();
+        let second = frag4("203.0.113.9", 8, true, &[0; 8]);
+        let second = packet::fragment(Link::Raw, &second).unwrap();
+        let other = frag4("203.0.113.8", 8, true, &[0; 8]);
+        let other = packet::fragment(Link::Raw, &other).unwrap();
+        f.hold(&first, 4000, 22, SECOND);
+        assert_eq!(f.take(&other, SECOND), None);
+        assert_eq!(f.take(&second, SECOND), Some((4000, 22)));
+        assert_eq!(f.take(&second, SECOND), None, "taken once");
+        f.hold(&first, 4000, 22, SECOND);
+        assert_eq!(f.take(&second, SECOND + FRAG_TTL + 1), None, "expired");
+    }
+
+    /// An NFLOG message (as netlink and LINKTYPE_NFLOG carry it) holding
+    /// an IPv4 TCP segment with `flags` from `src`:`sport` to port `dport`.
+    fn nflog(src: &str, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+        let s: std::net::Ipv4Addr = src.parse().unwrap();
+        let mut ip = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
+        ip.extend_from_slice(&s.octets());
+        ip.extend_from_slice(&[198, 51, 100, 1]);
+        ip.extend_from_slice(&sport.to_be_bytes());
+        ip.extend_from_slice(&dport.to_be_bytes());
+        ip.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 9, 0x50, flags, 4, 0, 0, 0, 0, 0]);
+        let mut m = vec![2, 0, 0, 33];
+        // A prefix attribute first (type 10), then the payload (type 9).
+        m.extend_from_slice(&8u16.to_le_bytes());
+        m.extend_from_slice(&10u16.to_le_bytes());
+        m.extend_from_slice(b"abc\0");
+        m.extend_from_slice(&((4 + ip.len()) as u16).to_le_bytes());
+        m.extend_from_slice(&9u16.to_le_bytes());
+        m.extend_from_slice(&ip);
+        m
+    }
+
+    #[test]
+    fn conntrack_hands_over_the_ack_scans_and_nothing_else_counts_from_it() {
+        let feed = |r: &mut Rig, m: &[u8], t: Micros| {
+            let banner = &mut r.banner;
+            r.e.frame(
+                Link::Nflog,
+                m,
+                t,
+                &mut |set, net, secs| banner.add(set, net, secs),
+                &|| t,
+                &mut r.out,
+            );
+        };
+        for (flags, kind, nmap) in [(0x10, "ACK", "-sA/-sW"), (0x11, "MAIMON", "-sM")] {
+            let mut r = Rig::new(Mode::Ban);
+            for port in 0..3 {
+                feed(
+                    &mut r,
+                    &nflog("203.0.113.9", 40000, 1000 + port, flags),
+                    SECOND,
+                );
+            }
+            let det = r.of("scan_detected");
+            assert_eq!(det.len(), 1, "{kind}");
+            assert_eq!(
+                (det[0]["scan_type"].as_str(), det[0]["nmap"].as_str()),
+                (Some(kind), Some(nmap))
+            );
+        }
+        let mut r = Rig::new(Mode::Ban);
+        for port in 0..10 {
+            // SYN-ACK and RST backscatter, a plain SYN (the packet socket's),
+            // and late ACKs from a server port to a client one.
+            for (sport, flags) in [
+                (40000, 0x12),
+                (40000, 0x14),
+                (40000, 0x04),
+                (40000, 0x02),
+                (443, 0x10),
+            ] {
+                feed(
+                    &mut r,
+                    &nflog("203.0.113.9", sport, 40000 + port, flags),
+                    SECOND,
+                );
+            }
+        }
+        assert_eq!(r.e.counts.probes, 0);
+        assert!(r.out.is_empty());
+    }
+
+    #[test]
+    fn syns_from_one_low_port_say_idle_scan_and_forgeable_and_decoys_say_so_too() {
+        let mut r = Rig::new(Mode::Ban);
+        for i in 0..3 {
+            let p = packet::Probe {
+                src: "203.0.113.30".parse().unwrap(),
+                dst: "198.51.100.1".parse().unwrap(),
+                sport: 80,
+                dport: 3000 + i,
+                kind: packet::Kind::Syn,
+            };
+            r.feed(&frame_of(&p), SECOND);
+        }
+        let det = &r.of("scan_detected")[0];
+        assert_eq!(det["nmap"], "-sS (or -sI)");
+        assert!(det["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("every SYN came from port 80: an idle scan (-sI) forges"));
+        // Banned as a SYN scan (forgeable: an admin peer would be spared).
+        assert_eq!(r.banner.adds.len(), 1);
+        let line = r.out[0].human();
+        assert!(line.contains("forgeable evidence"), "{line}");
+        // Decoys: the second of two sources with one port sequence.
+        let mut r = Rig::new(Mode::Ban);
+        r.scan("203.0.113.31", "198.51.100.1", 3, 1);
+        r.scan("203.0.113.32", "198.51.100.1", 3, 1);
+        let det = r.of("scan_detected");
+        assert_eq!(det[1]["nmap"], "-sS -D");
+        assert_eq!(det[1]["same_ports_as"], serde_json::json!(["203.0.113.31"]));
+        assert!(det[0].get("same_ports_as").is_none());
+        let line = r
+            .out
+            .iter()
+            .find(|e| matches!(e, Event::ScanDetected(s) if s.src == "203.0.113.32"))
+            .unwrap()
+            .human();
+        assert!(
+            line.contains("same ports in the same order as 203.0.113.31 (one scanner, decoys)"),
+            "{line}"
+        );
     }
 }

@@ -97,6 +97,13 @@ pub struct ScanDetected {
     pub duration_s: u64,
     pub profile: String,
     pub action: String,
+    /// Sources that scanned the same ports in the same order within the
+    /// last minute: one scanner behind decoys (nmap -D).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub same_ports_as: Vec<String>,
+    /// What the evidence says of its source (an idle scan's forged SYNs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -179,7 +186,7 @@ impl Event {
             Event::ScanDetected(e) => {
                 let svc = list(&e.service_ports);
                 format!(
-                    "{} scan_detected {} {} scan ({}) {}: ports {}{}; {} probes over {}s; profile {}; {}",
+                    "{} scan_detected {} {} scan ({}) {}: ports {}{}; {} probes over {}s; profile {}; {}{}{}",
                     e.time,
                     e.src,
                     e.scan_type,
@@ -195,6 +202,15 @@ impl Event {
                     e.duration_s,
                     e.profile,
                     e.action,
+                    if e.same_ports_as.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; same ports in the same order as {} (one scanner, decoys)",
+                            e.same_ports_as.join(", ")
+                        )
+                    },
+                    e.note.as_deref().map(|n| format!("; {n}")).unwrap_or_default(),
                 )
             }
             Event::IpBlocked(e) => format!(

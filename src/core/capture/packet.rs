@@ -1,8 +1,11 @@
 //! Frame parsing (pure): from the bytes of one captured frame to the probe it
 //! carries, if any. A probe is a TCP segment without ACK or RST (SYN, FIN,
 //! NULL, XMAS and other odd flag sets: what opens a connection or what port
-//! scanners send) or a UDP datagram. Everything else (replies, established
-//! traffic, ICMP, later fragments) is `None`.
+//! scanners send), a UDP datagram, an SCTP INIT or COOKIE-ECHO, or a packet
+//! of a protocol no bulk traffic uses (nmap -sO). Everything else (replies,
+//! established traffic, ICMP, later fragments) is `None`. ACK-flagged probes
+//! come only from the kernel's conntrack (NFLOG frames, `Link::Nflog`): it
+//! alone knows which connections exist. TCP fragments are `fragment`'s.
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -17,16 +20,36 @@ pub enum Kind {
     /// Any other flag set without ACK (SYN+FIN, FIN+PSH, ...): nmap --scanflags.
     Odd = 4,
     Udp = 5,
+    /// A bare ACK to no connection (conntrack's word): -sA and -sW send
+    /// the same probe, so which one it was cannot be told.
+    Ack = 6,
+    /// FIN+ACK to no connection: -sM (Maimon).
+    Maimon = 7,
+    /// SCTP INIT (-sY), COOKIE-ECHO (-sZ).
+    SctpInit = 8,
+    SctpCookie = 9,
+    /// A packet of an IP protocol that no bulk traffic uses (-sO): its
+    /// "port" is the protocol number.
+    Proto = 10,
+    /// A TCP first fragment too short to hold the flags (RFC 1858's tiny
+    /// fragment, nmap -f): no stack sends one, so it is a scan on its own.
+    Frag = 11,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Syn,
         Kind::Fin,
         Kind::Null,
         Kind::Xmas,
         Kind::Odd,
         Kind::Udp,
+        Kind::Ack,
+        Kind::Maimon,
+        Kind::SctpInit,
+        Kind::SctpCookie,
+        Kind::Proto,
+        Kind::Frag,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,6 +60,12 @@ impl Kind {
             Kind::Xmas => "XMAS",
             Kind::Odd => "ODD-FLAGS",
             Kind::Udp => "UDP",
+            Kind::Ack => "ACK",
+            Kind::Maimon => "MAIMON",
+            Kind::SctpInit => "SCTP-INIT",
+            Kind::SctpCookie => "SCTP-COOKIE-ECHO",
+            Kind::Proto => "IP-PROTOCOL",
+            Kind::Frag => "TINY-FRAGMENT",
         }
     }
 
@@ -49,21 +78,55 @@ impl Kind {
             Kind::Xmas => "-sX",
             Kind::Odd => "--scanflags",
             Kind::Udp => "-sU",
+            Kind::Ack => "-sA/-sW",
+            Kind::Maimon => "-sM",
+            Kind::SctpInit => "-sY",
+            Kind::SctpCookie => "-sZ",
+            Kind::Proto => "-sO",
+            Kind::Frag => "-f",
         }
     }
 
     pub fn is_udp(self) -> bool {
         self == Kind::Udp
     }
+
+    /// Which numbers its "port" is one of: TCP ports, UDP ports, SCTP
+    /// ports, IP protocol numbers (the detector counts each apart).
+    pub fn space(self) -> u8 {
+        match self {
+            Kind::Udp => SPACE_UDP,
+            Kind::SctpInit | Kind::SctpCookie => SPACE_SCTP,
+            Kind::Proto => SPACE_PROTO,
+            _ => SPACE_TCP,
+        }
+    }
+
+    pub fn from_index(i: u8) -> Kind {
+        Kind::ALL[usize::from(i) % Kind::ALL.len()]
+    }
 }
+
+pub const SPACE_TCP: u8 = 0;
+pub const SPACE_UDP: u8 = 1;
+pub const SPACE_SCTP: u8 = 2;
+pub const SPACE_PROTO: u8 = 3;
 
 /// A set of kinds, as a bit mask.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Kinds(pub u8);
+pub struct Kinds(pub u16);
 
 impl Kinds {
     pub fn add(&mut self, k: Kind) {
         self.0 |= 1 << k as u8;
+    }
+
+    pub fn of(k: Kind) -> Kinds {
+        Kinds(1 << k as u8)
+    }
+
+    pub fn has(self, k: Kind) -> bool {
+        self.0 & (1 << k as u8) != 0
     }
 
     pub fn iter(self) -> impl Iterator<Item = Kind> {
@@ -72,8 +135,13 @@ impl Kinds {
             .filter(move |k| self.0 & (1 << *k as u8) != 0)
     }
 
-    /// "SYN", "UDP", ... or "mixed" when more than one kind was seen.
+    /// "SYN", "UDP", ... or "mixed" when more than one kind was seen. A
+    /// protocol scan (-sO) sends real TCP, UDP and SCTP headers among its
+    /// other protocols: with any unusual protocol, it is that.
     pub fn label(self) -> &'static str {
+        if self.has(Kind::Proto) {
+            return Kind::Proto.name();
+        }
         let mut it = self.iter();
         match (it.next(), it.next()) {
             (Some(k), None) => k.name(),
@@ -84,6 +152,9 @@ impl Kinds {
 
     /// The nmap options that would produce this mix, e.g. "-sS" or "-sS -sU".
     pub fn nmap(self) -> String {
+        if self.has(Kind::Proto) {
+            return Kind::Proto.nmap().to_string();
+        }
         self.iter().map(Kind::nmap).collect::<Vec<_>>().join(" ")
     }
 }
@@ -157,6 +228,10 @@ pub enum Link {
     LinuxSll,
     /// Linux cooked capture v2.
     LinuxSll2,
+    /// An NFLOG message (LINKTYPE_NFLOG 239, or what capture reads from its
+    /// NFLOG group): a packet the kernel's conntrack handed over because
+    /// it belongs to no connection (`apply`'s rule), as raw IP in TLVs.
+    Nflog,
 }
 
 impl Link {
@@ -167,6 +242,7 @@ impl Link {
             101 | 228 | 229 | 12 | 14 => Some(Link::Raw),
             113 => Some(Link::LinuxSll),
             276 => Some(Link::LinuxSll2),
+            239 => Some(Link::Nflog),
             _ => None,
         }
     }
@@ -192,8 +268,97 @@ pub fn parse(link: Link, frame: &[u8]) -> Option<Probe> {
     if outgoing {
         return None;
     }
-    transport(n.proto, n.l4, n.src, n.dst)
+    if link == Link::Nflog {
+        return conntracked(&n);
+    }
+    transport(&n)
 }
+
+/// A TCP fragment: what capture needs to put a tiny first fragment and the
+/// fragment holding its flags back together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fragment<'a> {
+    pub src: Addr,
+    pub dst: Addr,
+    /// The IP identification (IPv4: 16 bits; IPv6: the fragment header's 32).
+    pub id: u32,
+    /// Where this fragment's bytes start in the TCP segment.
+    pub offset: usize,
+    /// The fragment's TCP bytes (as far as the IP length says and the
+    /// capture holds).
+    pub l4: &'a [u8],
+}
+
+/// The TCP fragment a frame carries, if it is one (first or later).
+pub fn fragment(link: Link, frame: &[u8]) -> Option<Fragment<'_>> {
+    let (ethertype, ip, outgoing) = layer3(link, frame)?;
+    if outgoing || link == Link::Nflog {
+        return None;
+    }
+    let (src, dst, id, offset, more, proto, l4, len) = match ethertype {
+        ETH_IPV4 => {
+            let ihl = usize::from(ip.first()? & 0x0f) * 4;
+            if ip[0] >> 4 != 4 || ihl < 20 || ip.len() < ihl {
+                return None;
+            }
+            let fo = be16(ip, 6)?;
+            (
+                Addr::v4(ip[12..16].try_into().ok()?),
+                Addr::v4(ip[16..20].try_into().ok()?),
+                u32::from(be16(ip, 4)?),
+                usize::from(fo & 0x1fff) * 8,
+                fo & 0x2000 != 0,
+                ip[9],
+                &ip[ihl..],
+                usize::from(be16(ip, 2)?).saturating_sub(ihl),
+            )
+        }
+        ETH_IPV6 => {
+            if ip.len() < 40 || ip[0] >> 4 != 6 {
+                return None;
+            }
+            let (mut next, mut at) = (ip[6], 40);
+            // The headers before the fragment header (hop-by-hop, routing,
+            // destination), as `ipv6` walks them.
+            for _ in 0..8 {
+                if !matches!(next, 0 | 43 | 60) {
+                    break;
+                }
+                next = *ip.get(at)?;
+                at += (usize::from(*ip.get(at + 1)?) + 1) * 8;
+            }
+            if next != 44 {
+                return None;
+            }
+            let fo = be16(ip, at + 2)?;
+            let id = u32::from_be_bytes(ip.get(at + 4..at + 8)?.try_into().ok()?);
+            (
+                Addr::v6(ip[8..24].try_into().ok()?),
+                Addr::v6(ip[24..40].try_into().ok()?),
+                id,
+                usize::from(fo & 0xfff8),
+                fo & 1 != 0,
+                *ip.get(at)?,
+                ip.get(at + 8..)?,
+                (40 + usize::from(be16(ip, 4)?)).saturating_sub(at + 8),
+            )
+        }
+        _ => return None,
+    };
+    if proto != 6 || (offset == 0 && !more) {
+        return None;
+    }
+    Some(Fragment {
+        src,
+        dst,
+        id,
+        offset,
+        l4: &l4[..l4.len().min(len)],
+    })
+}
+
+/// The fewest TCP bytes a first fragment holds for its flags to be in it.
+pub const FLAGS_END: usize = 14;
 
 /// The source address of an IP frame, and nothing else: what `Engine::warm`
 /// needs of a frame a few ahead (a full parse there was a tenth of a
@@ -307,6 +472,7 @@ fn layer3(link: Link, frame: &[u8]) -> Option<(u16, &[u8], bool)> {
             outgoing = u16::from(*frame.get(10)?) == PACKET_OUTGOING;
             (be16(frame, 0)?, 20)
         }
+        Link::Nflog => return nflog_payload(frame),
     };
     Some((ethertype, frame.get(l3..)?, outgoing))
 }
@@ -391,19 +557,104 @@ pub fn classify(flags: u8) -> Option<Kind> {
     })
 }
 
-fn transport(proto: u8, l4: &[u8], src: Addr, dst: Addr) -> Option<Probe> {
-    let sport = be16(l4, 0)?;
-    let dport = be16(l4, 2)?;
-    let kind = match proto {
-        6 => classify(*l4.get(13)?)?,
-        17 => Kind::Udp,
+/// The NFLOG header (family, version, resource id) and its TLVs, each a
+/// length and a type in the host's byte order (little-endian here, as
+/// netlink and libpcap's LINKTYPE_NFLOG write them), padded to 4 bytes:
+/// the IP bytes are the NFULA_PAYLOAD one.
+fn nflog_payload(frame: &[u8]) -> Option<(u16, &[u8], bool)> {
+    const NFULA_PAYLOAD: u16 = 9;
+    let ethertype = match *frame.first()? {
+        2 => ETH_IPV4,
+        10 => ETH_IPV6,
         _ => return None,
     };
+    let mut at = 4;
+    // A bounded walk: a message has a dozen attributes at most.
+    for _ in 0..32 {
+        let len = usize::from(u16::from_le_bytes(frame.get(at..at + 2)?.try_into().ok()?));
+        let kind = u16::from_le_bytes(frame.get(at + 2..at + 4)?.try_into().ok()?) & 0x7fff;
+        if len < 4 {
+            return None;
+        }
+        if kind == NFULA_PAYLOAD {
+            return Some((ethertype, frame.get(at + 4..at + len)?, false));
+        }
+        at += (len + 3) & !3;
+    }
+    None
+}
+
+/// Protocols whose every packet is ordinary (ICMP, IGMP, tunnels, IPsec,
+/// OSPF, PIM, VRRP): never an -sO probe, and the kernel filter drops them.
+pub fn bulk_protocol(p: u8) -> bool {
+    matches!(p, 1 | 2 | 4 | 41 | 47 | 50 | 51 | 58 | 89 | 103 | 112)
+}
+
+/// The transport bytes the IP header says there are (a capture cut
+/// shorter gives what it holds; a length of 0, as a GRO super-packet may
+/// carry, leaves them whole).
+fn bounded<'a>(n: &Net<'a>) -> &'a [u8] {
+    if n.l4_len == 0 {
+        n.l4
+    } else {
+        &n.l4[..n.l4.len().min(n.l4_len)]
+    }
+}
+
+fn transport(n: &Net<'_>) -> Option<Probe> {
+    let l4 = bounded(n);
+    let kind = match n.proto {
+        6 => classify(*l4.get(13)?)?,
+        17 => Kind::Udp,
+        132 => match *l4.get(12)? {
+            1 => Kind::SctpInit,
+            10 => Kind::SctpCookie,
+            _ => return None,
+        },
+        p if bulk_protocol(p) => return None,
+        p => {
+            return Some(Probe {
+                src: n.src,
+                dst: n.dst,
+                sport: 0,
+                dport: u16::from(p),
+                kind: Kind::Proto,
+            })
+        }
+    };
     Some(Probe {
-        src,
-        dst,
-        sport,
-        dport,
+        src: n.src,
+        dst: n.dst,
+        sport: be16(l4, 0)?,
+        dport: be16(l4, 2)?,
+        kind,
+    })
+}
+
+/// A TCP segment conntrack handed over as belonging to no connection
+/// (NFLOG): the ACK-flagged probes, which only it can tell from a
+/// connection's traffic. Without ACK, or with SYN or RST (a SYN-ACK or RST
+/// answering someone who forged this host's address), it is not one:
+/// the packet socket sees the others.
+fn conntracked(n: &Net<'_>) -> Option<Probe> {
+    if n.proto != 6 {
+        return None;
+    }
+    let l4 = bounded(n);
+    let flags = *l4.get(13)?;
+    if flags & ACK == 0 || flags & (SYN | RST) != 0 {
+        return None;
+    }
+    let kind = match flags & 0x3f & !PSH {
+        ACK => Kind::Ack,
+        x if x == ACK | FIN => Kind::Maimon,
+        _ => Kind::Odd,
+    };
+    Some(Probe {
+        src: n.src,
+        dst: n.dst,
+        sport: be16(l4, 0)?,
+        dport: be16(l4, 2)?,
         kind,
     })
 }
@@ -513,5 +764,109 @@ mod tests {
                 let _ = source(link, &junk);
             }
         }
+    }
+
+    /// A raw IPv4 packet of protocol `proto` from 203.0.113.5 to
+    /// 198.51.100.1 carrying `l4`.
+    fn ip4(proto: u8, l4: &[u8]) -> Vec<u8> {
+        let total = (20 + l4.len()) as u16;
+        let mut f = vec![0x45, 0];
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0, 64, proto, 0, 0, 203, 0, 113, 5, 198, 51, 100, 1]);
+        f.extend_from_slice(l4);
+        f
+    }
+
+    #[test]
+    fn sctp_init_and_cookie_echo_and_unusual_protocols_are_probes() {
+        let sctp = |chunk: u8| {
+            let mut l4 = vec![
+                0x9c, 0x40, 0x03, 0xe8, 0, 0, 0, 0, 0, 0, 0, 0, chunk, 0, 0, 20,
+            ];
+            l4.extend_from_slice(&[0; 16]);
+            parse(Link::Raw, &ip4(132, &l4)).map(|p| (p.kind, p.dport))
+        };
+        assert_eq!(sctp(1), Some((Kind::SctpInit, 1000)));
+        assert_eq!(sctp(10), Some((Kind::SctpCookie, 1000)));
+        assert_eq!(sctp(0), None, "DATA: an association's traffic");
+        let p = parse(Link::Raw, &ip4(77, &[])).unwrap();
+        assert_eq!(
+            (p.kind, p.dport, p.kind.space()),
+            (Kind::Proto, 77, SPACE_PROTO)
+        );
+        for bulk in [1, 2, 4, 41, 47, 50, 51, 58, 89, 103, 112] {
+            assert_eq!(parse(Link::Raw, &ip4(bulk, &[0; 8])), None, "{bulk}");
+        }
+        // Kinds with an unusual protocol are a protocol scan, whatever
+        // real headers it sent among them.
+        let mut k = Kinds::of(Kind::SctpInit);
+        k.add(Kind::Proto);
+        assert_eq!((k.label(), k.nmap().as_str()), ("IP-PROTOCOL", "-sO"));
+    }
+
+    #[test]
+    fn a_tiny_first_fragment_is_no_probe_but_a_fragment_and_ipv6_too() {
+        // 8 bytes of TCP: ports and sequence number, no flags.
+        let tiny = {
+            let mut f = ip4(6, &[0x0f, 0xa0, 0, 22, 0, 0, 0, 1]);
+            f[6] = 0x20; // more fragments
+            f
+        };
+        assert_eq!(parse(Link::Raw, &tiny), None);
+        // Frame padding past the IP length is not read as the flags.
+        let mut padded = tiny.clone();
+        padded.extend_from_slice(&[0; 18]);
+        padded[20 + 13] = SYN;
+        assert_eq!(parse(Link::Raw, &padded), None);
+        let f = fragment(Link::Raw, &tiny).unwrap();
+        assert_eq!((f.offset, f.l4.len(), f.id), (0, 8, 0));
+        let f = fragment(Link::Raw, &padded).unwrap();
+        assert_eq!(f.l4.len(), 8);
+        // Not a fragment: a whole packet.
+        assert_eq!(fragment(Link::Raw, &syn()), None);
+        // IPv6: a fragment header (id 0x01020304) at byte 8 of TCP.
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 16, 44, 64];
+        v6.extend_from_slice(&"2001:db8::5".parse::<Ipv6Addr>().unwrap().octets());
+        v6.extend_from_slice(&"2001:db8::1".parse::<Ipv6Addr>().unwrap().octets());
+        v6.extend_from_slice(&[6, 0, 0, 9, 1, 2, 3, 4]);
+        v6.extend_from_slice(&[0, 0, 0, 0, 0x50, 0x02, 4, 0]);
+        let f = fragment(Link::Raw, &v6).unwrap();
+        assert_eq!((f.offset, f.id, f.l4[5]), (8, 0x0102_0304, 0x02));
+        assert_eq!(parse(Link::Raw, &v6), None);
+    }
+
+    #[test]
+    fn an_nflog_message_gives_its_payload_and_only_ack_probes() {
+        let msg = |flags: u8| {
+            let mut l4 = vec![
+                0x9c, 0x40, 0x03, 0xe8, 0, 0, 0, 1, 0, 0, 0, 2, 0x50, flags, 4, 0,
+            ];
+            l4.extend_from_slice(&[0; 4]);
+            let ip = ip4(6, &l4);
+            let mut m = vec![2, 0, 0, 33];
+            m.extend_from_slice(&((4 + ip.len()) as u16).to_le_bytes());
+            m.extend_from_slice(&9u16.to_le_bytes());
+            m.extend_from_slice(&ip);
+            m
+        };
+        let kind = |flags| parse(Link::Nflog, &msg(flags)).map(|p| p.kind);
+        assert_eq!(kind(ACK), Some(Kind::Ack));
+        assert_eq!(kind(ACK | PSH), Some(Kind::Ack));
+        assert_eq!(kind(ACK | FIN), Some(Kind::Maimon));
+        assert_eq!(kind(ACK | URG), Some(Kind::Odd));
+        for no in [SYN, SYN | ACK, RST, RST | ACK, FIN, 0] {
+            assert_eq!(kind(no), None, "{no:#x}");
+        }
+        assert_eq!(
+            source(Link::Nflog, &msg(ACK)),
+            Some(Addr::v4([203, 0, 113, 5]))
+        );
+        // A message cut anywhere, or with a zero-length attribute, is none.
+        let m = msg(ACK);
+        for len in 0..m.len() {
+            assert_eq!(parse(Link::Nflog, &m[..len]), None, "{len}");
+        }
+        assert_eq!(parse(Link::Nflog, &[2, 0, 0, 33, 0, 0, 9, 0]), None);
+        assert_eq!(Link::from_linktype(239), Some(Link::Nflog));
     }
 }

@@ -230,9 +230,20 @@ impl<V> Table<V> {
     /// The entry for `key`, most recently seen now; a new one made by `make`
     /// (evicting the least recently seen if full). The bool says "new".
     pub fn touch(&mut self, key: u128, make: impl FnOnce() -> V) -> (&mut V, bool) {
+        let (i, new, _) = self.touch_evicting(key, make);
+        (&mut self.slots[i as usize].val, new)
+    }
+
+    /// `touch`, saying where the entry is and handing back the value of
+    /// the entry evicted to make room, if one was.
+    pub fn touch_evicting(
+        &mut self,
+        key: u128,
+        make: impl FnOnce() -> V,
+    ) -> (u32, bool, Option<V>) {
         if let Some(i) = self.lookup(key) {
             self.make_recent(i);
-            return (&mut self.slots[i as usize].val, false);
+            return (i, false, None);
         }
         let slot = Slot {
             key,
@@ -241,7 +252,7 @@ impl<V> Table<V> {
             seg: PROBATION as u8,
             val: make(),
         };
-        let i = if self.map.len() >= self.cap {
+        let (i, old) = if self.map.len() >= self.cap {
             // Full: the new entry takes the slot of the least recently seen
             // probation entry (protected only when probation is empty).
             let seg = if self.lists[PROBATION].len > 0 {
@@ -253,16 +264,21 @@ impl<V> Table<V> {
             self.unlink(victim);
             self.map.remove(&self.slots[victim as usize].key);
             self.evicted += 1;
-            self.slots[victim as usize] = slot;
-            victim
+            let old = std::mem::replace(&mut self.slots[victim as usize], slot);
+            (victim, Some(old.val))
         } else {
             self.slots.push(slot);
-            (self.slots.len() - 1) as u32
+            ((self.slots.len() - 1) as u32, None)
         };
         self.map.insert(key, i);
         self.mark(key);
         self.push_front(PROBATION, i);
-        (&mut self.slots[i as usize].val, true)
+        (i, true, old)
+    }
+
+    /// The entry at `i` (from `touch_evicting` or `find`), as it is.
+    pub fn at_mut(&mut self, i: u32) -> &mut V {
+        &mut self.slots[i as usize].val
     }
 
     /// Move `key` to the protected segment (it has shown scanner-like

@@ -76,6 +76,10 @@ pub struct Capture {
     /// its peer counts as an admin (sshd drops a client that has not
     /// logged in after LoginGraceTime, 120 s by default).
     pub admin_min_age: u64,
+    /// The NFLOG group `apply`'s rules hand conntrack's INVALID packets and
+    /// TCP non-SYNs opening no connection to, and capture reads (ACK-type
+    /// scans); 0: neither.
+    pub nflog_group: u16,
 }
 
 /// The validated `[capture.flood]` section.
@@ -187,7 +191,11 @@ pub struct RawCapture {
     signature: Vec<super::signature::RawSignature>,
     admin_ports: Option<Vec<i64>>,
     admin_min_age: Option<String>,
+    nflog_group: Option<i64>,
 }
+
+/// `[capture] nflog_group`'s default.
+pub const NFLOG_GROUP: u16 = 33;
 
 impl RawCapture {
     /// Whether the config names its admin ports (else the config takes
@@ -377,6 +385,14 @@ impl Capture {
             admin_min_age: match raw.admin_min_age {
                 Some(a) => admin_min_age(&a)?,
                 None => ADMIN_MIN_AGE,
+            },
+            nflog_group: match raw.nflog_group {
+                None => NFLOG_GROUP,
+                Some(g) => u16::try_from(g).map_err(|_| {
+                    Invalid(format!(
+                        "[capture] nflog_group = {g}; fix: an NFLOG group 1-65535 no other program (ulogd) reads, or 0 for none"
+                    ))
+                })?,
             },
         })
     }

@@ -13,6 +13,7 @@ pub mod notify;
 pub mod pattern;
 pub mod signature;
 pub mod source;
+pub mod watch;
 pub mod web;
 
 use crate::units::addr::parse_net;
@@ -190,6 +191,10 @@ pub struct Config {
     pub firewall: firewall::Firewall,
     /// `[forward]`: bans and default drop for forwarded (container) traffic.
     pub forward: forward::Forward,
+    /// `[[watch]]`: the logs `fwctl watch` follows and bans from.
+    pub watch: Vec<watch::Watch>,
+    /// `[history] evidence`: pieces of evidence kept per ban for `fwctl why`.
+    pub evidence: usize,
 }
 
 impl Config {
@@ -469,7 +474,20 @@ impl Config {
             feeds.push(f);
         }
 
+        let watch = watch::validate_all(raw.watch).map_err(|m| err_at(None, m.0))?;
+        let evidence = raw.history.evidence.unwrap_or(5);
+        if evidence > crate::core::history::MAX_EVIDENCE {
+            return Err(err_at(
+                None,
+                format!(
+                    "[history] evidence = {evidence}; fix: at most {} pieces a ban (0 keeps none)",
+                    crate::core::history::MAX_EVIDENCE
+                ),
+            ));
+        }
         Ok(Config {
+            evidence,
+            watch,
             fleet,
             patterns,
             sources,
@@ -614,6 +632,16 @@ struct Raw {
     firewall: firewall::Firewall,
     #[serde(default)]
     forward: forward::Forward,
+    #[serde(default)]
+    watch: Vec<watch::RawWatch>,
+    #[serde(default)]
+    history: RawHistory,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHistory {
+    evidence: Option<usize>,
 }
 
 #[derive(Deserialize)]

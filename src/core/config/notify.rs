@@ -164,17 +164,22 @@ impl RawNotify {
 pub struct Metrics {
     /// capture's /metrics endpoint (None: off).
     pub listen: Option<SocketAddr>,
+    /// watch's /metrics endpoint (None: off): its own port, as capture and
+    /// watch run side by side.
+    pub watch_listen: Option<SocketAddr>,
     /// The node_exporter textfile directory scan, apply and status write
     /// `fwctl.prom` into (None: off).
     pub textfile_dir: Option<PathBuf>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
+pub const DEFAULT_WATCH_LISTEN: &str = "127.0.0.1:9470";
 
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             listen: Some(DEFAULT_LISTEN.parse().expect("valid")),
+            watch_listen: Some(DEFAULT_WATCH_LISTEN.parse().expect("valid")),
             textfile_dir: None,
         }
     }
@@ -184,20 +189,34 @@ impl Default for Metrics {
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     listen: Option<String>,
+    watch_listen: Option<String>,
     textfile_dir: Option<PathBuf>,
 }
 
 impl RawMetrics {
     pub fn validate(self) -> Result<Metrics, Invalid> {
-        let listen = match self.listen.as_deref() {
-            None => Metrics::default().listen,
-            Some("") => None,
-            Some(s) => Some(s.parse::<SocketAddr>().map_err(|_| {
+        let addr = |v: Option<&str>, key: &str, default: &str| {
+            match v {
+            None => Ok(Some(default.parse::<SocketAddr>().expect("valid"))),
+            Some("") => Ok(None),
+            Some(s) => s.parse::<SocketAddr>().map(Some).map_err(|_| {
                 Invalid(format!(
-                    "[metrics] listen = \"{s}\" is not ADDRESS:PORT; fix: e.g. \"{DEFAULT_LISTEN}\", or \"\" to turn the endpoint off"
+                    "[metrics] {key} = \"{s}\" is not ADDRESS:PORT; fix: e.g. \"{default}\", or \"\" to turn the endpoint off"
                 ))
-            })?),
+            }),
+        }
         };
+        let listen = addr(self.listen.as_deref(), "listen", DEFAULT_LISTEN)?;
+        let watch_listen = addr(
+            self.watch_listen.as_deref(),
+            "watch_listen",
+            DEFAULT_WATCH_LISTEN,
+        )?;
+        if let Some(both) = listen.filter(|l| Some(*l) == watch_listen) {
+            return Err(Invalid(format!(
+                "[metrics] listen and watch_listen are both {both}; fix: capture and watch each need a port of their own"
+            )));
+        }
         if let Some(d) = &self.textfile_dir {
             if !d.is_absolute() {
                 return Err(Invalid(format!(
@@ -208,6 +227,7 @@ impl RawMetrics {
         }
         Ok(Metrics {
             listen,
+            watch_listen,
             textfile_dir: self.textfile_dir,
         })
     }
@@ -220,6 +240,25 @@ mod tests {
     fn sink(text: &str) -> Result<NotifySink, String> {
         let raw: RawNotify = toml::from_str(text).map_err(|e| e.to_string())?;
         raw.validate().map_err(|e| e.0)
+    }
+
+    #[test]
+    fn capture_and_watch_each_get_an_endpoint() {
+        let m = |t: &str| toml::from_str::<RawMetrics>(t).unwrap().validate();
+        let d = m("").unwrap();
+        assert_eq!(
+            (d.listen.unwrap().port(), d.watch_listen.unwrap().port()),
+            (9469, 9470)
+        );
+        assert!(m("watch_listen = \"\"").unwrap().watch_listen.is_none());
+        let e = m("listen = \"127.0.0.1:9000\"\nwatch_listen = \"127.0.0.1:9000\"")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("a port of their own"), "{e}");
+        assert!(m("watch_listen = \"nine\"")
+            .unwrap_err()
+            .0
+            .contains("[metrics] watch_listen"));
     }
 
     #[test]

@@ -160,6 +160,11 @@ impl RegexSource {
         self.window
     }
 
+    /// Move the window (a follower's slides as time goes on).
+    pub fn set_window(&mut self, window: (i64, i64)) {
+        self.window = window;
+    }
+
     /// The text a rule reads: the message of its program's line, or the
     /// whole line.
     fn text<'a>(rule: &Compiled, line: &'a [u8], head: Option<&Head<'a>>) -> Option<&'a [u8]> {

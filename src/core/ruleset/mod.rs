@@ -76,6 +76,11 @@ const THROTTLE_HARD: &str = "FWCTL-THROTTLE-HARD";
 const THROTTLE_SOFT: &str = "FWCTL-THROTTLE-SOFT";
 const ALLOW: &str = "FWCTL-ALLOW";
 const BLOCK: &str = "FWCTL-BLOCK";
+/// What the NFLOG rules hand capture of each packet: its headers.
+pub const NFLOG_SIZE: u32 = 256;
+/// Packets a second the NFLOG rules hand over at most (each rule): an
+/// nmap -T5 scan sends fewer, a flood of ACKs costs capture no more.
+pub const NFLOG_RATE: u32 = 1000;
 
 /// Every chain fwctl may own in the filter table, in the order they are
 /// declared (FWCTL-BLACKLIST only in detection-only mode: otherwise the
@@ -234,6 +239,29 @@ fn table(cfg: &Config, family: Family) -> Table {
         for t in [1u8, 2, 3, 4, 133, 134, 135, 136] {
             main.push(rule(vec![Match::Icmp6(t)], Target::Accept));
         }
+    }
+    // What conntrack says belongs to no connection (INVALID, and a TCP
+    // segment other than a SYN that would open one), handed to `fwctl
+    // capture`'s NFLOG group: the ACK-type scans (-sA, -sW, -sM) only it
+    // can tell from a connection's traffic. Limited, so that a flood of
+    // them costs capture no more than the limit.
+    if cfg.capture.nflog_group != 0 {
+        let nflog = Target::Nflog {
+            group: cfg.capture.nflog_group,
+            size: NFLOG_SIZE,
+        };
+        let limit = Match::Limit {
+            per_second: NFLOG_RATE,
+            burst: NFLOG_RATE,
+        };
+        main.push(rule(
+            vec![Match::CtState("INVALID"), limit.clone()],
+            nflog.clone(),
+        ));
+        main.push(rule(
+            vec![Match::NotSyn, Match::CtState("NEW"), limit],
+            nflog,
+        ));
     }
     if !detect_only {
         main.push(rule(vec![Match::CtState("INVALID")], Target::Drop));

@@ -493,6 +493,10 @@ pub fn render_rule(rule: &Rule, family: Family) -> String {
             ),
             Match::Syn => write!(s, "tcp flags & (fin|syn|rst|ack) == syn"),
             Match::DstLocal => write!(s, "fib daddr type local"),
+            Match::NotSyn => write!(s, "tcp flags & (fin|syn|rst|ack) != syn"),
+            Match::Limit { per_second, burst } => {
+                write!(s, "limit rate {per_second}/second burst {burst} packets")
+            }
             Match::NotMarked => write!(
                 s,
                 "meta mark & {:#010x} != {:#010x}",
@@ -519,6 +523,9 @@ pub fn render_rule(rule: &Rule, family: Family) -> String {
             super::forward::PRELOGGED
         )
         .expect("write"),
+        Target::Nflog { group, size } => {
+            write!(s, "log group {group} snaplen {size}").expect("write")
+        }
     }
     s
 }

@@ -44,6 +44,14 @@ pub enum Match {
     DstLocal,
     /// fwctl's mark bit [`PRELOGGED`] is not set.
     NotMarked,
+    /// A TCP segment that is not a bare SYN.
+    NotSyn,
+    /// At most `per_second` packets a second (all sources together), in
+    /// bursts of `burst`.
+    Limit {
+        per_second: u32,
+        burst: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +65,12 @@ pub enum Target {
     Log(LogPrefix),
     /// Set fwctl's mark bit [`PRELOGGED`] (and no other).
     Mark,
+    /// Hand the packet (its first `size` bytes) to NFLOG `group`, for
+    /// `fwctl capture`, and go on.
+    Nflog {
+        group: u16,
+        size: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,6 +152,10 @@ impl Rule {
                 ),
                 Match::Syn => write!(s, " -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN"),
                 Match::DstLocal => write!(s, " -m addrtype --dst-type LOCAL"),
+                Match::NotSyn => write!(s, " -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN"),
+                Match::Limit { per_second, burst } => {
+                    write!(s, " -m limit --limit {per_second}/sec --limit-burst {burst}")
+                }
                 Match::NotMarked => write!(
                     s,
                     " -m mark ! --mark {:#010x}/{:#010x}",
@@ -161,6 +179,9 @@ impl Rule {
                 PRELOGGED, PRELOGGED
             )
             .expect("write"),
+            Target::Nflog { group, size } => {
+                write!(s, " -j NFLOG --nflog-group {group} --nflog-size {size}").expect("write")
+            }
         }
         s
     }

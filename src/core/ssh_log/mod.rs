@@ -48,6 +48,11 @@ impl SshParser {
         self.window
     }
 
+    /// Move the window (a follower's slides as time goes on).
+    pub fn set_window(&mut self, window: (i64, i64)) {
+        self.window = window;
+    }
+
     /// sshd and sshd-session (OpenSSH 9.8 on) both start with it, also as
     /// `[sshd]`.
     pub fn needle(&self) -> &'static [u8] {

@@ -1,0 +1,310 @@
+//! `fwctl why ADDRESS` (pure): everything fwctl knows and would do about
+//! one address or network, from facts the command gathers (the sets'
+//! members, the state file's history, the never-ban policy, the cached
+//! reputation score).
+
+use crate::core::history::{Record, Why};
+use crate::core::policy::{Policy, Refusal};
+use crate::core::sets::Member;
+use crate::units::duration::human;
+use crate::units::time::utc;
+use ipnet::IpNet;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// What the command read.
+pub struct Facts<'a> {
+    pub query: IpNet,
+    pub now: i64,
+    /// (set, its members), for every fwctl set in the kernel (None: the
+    /// sets could not be read, e.g. not root).
+    pub sets: Option<Vec<(String, Vec<Member>)>>,
+    pub history: Vec<&'a Record>,
+    pub policy: &'a Policy,
+    /// The config's [blacklist] entries.
+    pub blacklist: &'a [IpNet],
+    /// The cached AbuseIPDB score and when it was asked.
+    pub score: Option<(u8, i64)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InSet {
+    pub set: String,
+    /// The member that holds the query (itself, or a network around it).
+    pub member: String,
+    /// Seconds left (None: permanent).
+    pub left_s: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ban {
+    pub address: String,
+    pub set: String,
+    pub offences: u32,
+    pub since: String,
+    pub until: String,
+    pub running: bool,
+    /// The fleet host whose ban it is, if it came through `fwctl sync`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<Why>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub query: String,
+    /// None: the kernel's sets were not read.
+    pub sets: Option<Vec<InSet>>,
+    pub bans: Vec<Ban>,
+    /// "would be banned", or why it never is.
+    pub verdict: String,
+    pub never_ban: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blacklisted_by_config: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reputation: Option<Score>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Score {
+    pub score: u8,
+    pub asked: String,
+}
+
+/// Whether two networks share an address.
+fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(b) || b.contains(a)
+}
+
+pub fn report(f: &Facts) -> Report {
+    let sets = f.sets.as_ref().map(|sets| {
+        sets.iter()
+            .flat_map(|(name, members)| {
+                members
+                    .iter()
+                    .filter(|m| overlaps(&m.net, &f.query))
+                    .map(move |m| InSet {
+                        set: name.clone(),
+                        member: m.net.to_string(),
+                        left_s: m.left,
+                    })
+            })
+            .collect()
+    });
+    let mut history: Vec<&Record> = f
+        .history
+        .iter()
+        .copied()
+        .filter(|r| overlaps(&r.addr, &f.query))
+        .collect();
+    history.sort_by_key(|r| std::cmp::Reverse(r.since));
+    let bans = history
+        .into_iter()
+        .map(|r| Ban {
+            address: r.addr.to_string(),
+            set: r.set.clone(),
+            offences: r.offences,
+            since: utc(r.since),
+            until: utc(r.until),
+            running: r.until > f.now,
+            from: r.from.clone(),
+            why: r.why.clone(),
+        })
+        .collect();
+    let refusal: Option<Refusal> = f.policy.check(&f.query);
+    let verdict = match &refusal {
+        Some(r) => format!("never banned: {r}"),
+        None => {
+            "would be banned by a scan, watch or capture that counts it over a threshold".into()
+        }
+    };
+    Report {
+        query: f.query.to_string(),
+        sets,
+        bans,
+        verdict,
+        never_ban: refusal.is_some(),
+        blacklisted_by_config: f
+            .blacklist
+            .iter()
+            .find(|n| overlaps(n, &f.query))
+            .map(|n| n.to_string()),
+        reputation: f.score.map(|(score, at)| Score {
+            score,
+            asked: utc(at),
+        }),
+    }
+}
+
+impl Report {
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("serializable") + "\n"
+    }
+
+    pub fn human(&self) -> String {
+        let mut s = format!("{}\n", self.query);
+        match &self.sets {
+            None => s.push_str("  sets: not read (not root): run as root to see them\n"),
+            Some(v) if v.is_empty() => s.push_str("  sets: in none of fwctl's sets\n"),
+            Some(v) => {
+                for m in v {
+                    let left = m.left_s.map_or("permanent".to_string(), |l| {
+                        format!("{} left", human(u64::from(l)))
+                    });
+                    let _ = writeln!(s, "  in {} as {} ({left})", m.set, m.member);
+                }
+            }
+        }
+        if let Some(b) = &self.blacklisted_by_config {
+            let _ = writeln!(s, "  the config's [blacklist] holds {b}");
+        }
+        if self.bans.is_empty() {
+            s.push_str("  history: no ban recorded\n");
+        }
+        for b in &self.bans {
+            let _ = writeln!(
+                s,
+                "  ban of {} into {}: offence {}, {} .. {}{}{}",
+                b.address,
+                b.set,
+                b.offences,
+                b.since,
+                b.until,
+                if b.running { " (running)" } else { "" },
+                b.from
+                    .as_ref()
+                    .map(|h| format!(", from fleet host {h}"))
+                    .unwrap_or_default()
+            );
+            if let Some(w) = &b.why {
+                let _ = writeln!(
+                    s,
+                    "    by {}: {}, {} hits within {} ({} .. {})",
+                    w.origin,
+                    w.rule,
+                    w.hits,
+                    human(w.window_s),
+                    utc(w.first),
+                    utc(w.last)
+                );
+                for e in &w.evidence {
+                    let _ = writeln!(s, "    | {e}");
+                }
+            }
+        }
+        let _ = writeln!(s, "  verdict: {}", self.verdict);
+        if let Some(r) = &self.reputation {
+            let _ = writeln!(
+                s,
+                "  reputation: AbuseIPDB score {} (asked {})",
+                r.score, r.asked
+            );
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::history::History;
+
+    fn net(s: &str) -> IpNet {
+        crate::units::addr::parse_addr(s).unwrap()
+    }
+
+    #[test]
+    fn one_address_its_sets_bans_evidence_and_verdict() {
+        let mut h = History::default();
+        h.record(net("203.0.113.5"), "blacklist", 2, 1000, 600);
+        h.explain(
+            &net("203.0.113.5"),
+            Why {
+                origin: "watch".into(),
+                rule: "sshd (sshd ssh)".into(),
+                hits: 6,
+                window_s: 600,
+                first: 900,
+                last: 1000,
+                evidence: vec!["Failed password for root from 203.0.113.5".into()],
+            },
+            5,
+        );
+        h.record(net("198.51.100.9"), "blacklist", 1, 1000, 600);
+        let policy = Policy {
+            trusted: vec![net("192.0.2.0/24")],
+            ..Policy::default()
+        };
+        let recs = h.records();
+        let refs: Vec<&Record> = recs.iter().collect();
+        let sets = vec![(
+            "blacklist".to_string(),
+            vec![
+                Member {
+                    net: net("203.0.113.5"),
+                    left: Some(300),
+                },
+                Member {
+                    net: net("203.0.113.0/28"),
+                    left: None,
+                },
+                Member {
+                    net: net("198.51.100.9"),
+                    left: Some(9),
+                },
+            ],
+        )];
+        let r = report(&Facts {
+            query: net("203.0.113.5"),
+            now: 1300,
+            sets: Some(sets),
+            history: refs.clone(),
+            policy: &policy,
+            blacklist: &[net("203.0.113.0/24")],
+            score: Some((97, 990)),
+        });
+        let text = r.human();
+        assert!(
+            text.contains("in blacklist as 203.0.113.5/32 (5m left)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("in blacklist as 203.0.113.0/28 (permanent)"),
+            "{text}"
+        );
+        assert!(!text.contains("198.51.100.9"), "{text}");
+        assert!(
+            text.contains("offence 2") && text.contains("(running)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("by watch: sshd (sshd ssh), 6 hits within 10m"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| Failed password for root from 203.0.113.5"),
+            "{text}"
+        );
+        assert!(text.contains("verdict: would be banned"), "{text}");
+        assert!(text.contains("AbuseIPDB score 97"), "{text}");
+        assert_eq!(r.blacklisted_by_config.as_deref(), Some("203.0.113.0/24"));
+        // A trusted address: the verdict says which rule protects it.
+        let r = report(&Facts {
+            query: net("192.0.2.7"),
+            now: 1300,
+            sets: None,
+            history: refs,
+            policy: &policy,
+            blacklist: &[],
+            score: None,
+        });
+        assert!(
+            r.never_ban && r.verdict.contains("trusted network 192.0.2.0/24"),
+            "{}",
+            r.verdict
+        );
+        assert!(r.human().contains("sets: not read"));
+        assert!(r.json().contains("\"never_ban\": true"));
+    }
+}

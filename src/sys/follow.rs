@@ -1,0 +1,792 @@
+//! Following a log as it is written, for `fwctl watch`: whole lines, each
+//! once, across what logrotate and admins do to a log.
+//!
+//! - Rotation by rename (`create`): the old file is read to its end, then
+//!   kept open and read on for a while (the writer may not have reopened
+//!   yet), while the new file is read from its start.
+//! - `copytruncate`: the file shrinks under us. The lines written between
+//!   our last read and the truncation are in the copy (`NAME.1`,
+//!   `NAME-DATE`): found by the bytes just before our position, and read
+//!   from there. Lines written between logrotate's copy and its truncate
+//!   are lost by logrotate itself (its documented race).
+//! - A log that does not exist yet, or is deleted and created again: read
+//!   from its start when it appears.
+//! - A restart: from the saved position, in the same file or, if it was
+//!   rotated meanwhile, in the rotated file found by its inode.
+//!
+//! The first start without a saved position begins at the log's end (as
+//! `tail -f`): what is already there is the cron scan's to read.
+//! Wakeups come from inotify on the log's directory (which also reports
+//! the log's own writes); `Follower::poll` is also called on a timer, so a
+//! lost event delays a line by at most that tick.
+
+use crate::core::watch::positions::{hex, unhex, FilePos, TAIL};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A line longer than this is cut here and the rest skipped: no log line
+/// of the sources is near it, and a writer must not make us hold more.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// How long a rotated-away file is read on after it last grew.
+const RETIRE_AFTER: Duration = Duration::from_secs(30);
+
+/// What a follower read, for the metrics and the run's notes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub lines: u64,
+    pub bytes: u64,
+    /// Lines longer than MAX_LINE, skipped.
+    pub overlong: u64,
+    pub rotations: u64,
+    pub truncations: u64,
+}
+
+/// The last TAIL bytes of `a` followed by `b`.
+fn last_tail(a: &[u8], b: &[u8]) -> Vec<u8> {
+    if b.len() >= TAIL {
+        return b[b.len() - TAIL..].to_vec();
+    }
+    let keep = TAIL - b.len();
+    let mut v = a[a.len().saturating_sub(keep)..].to_vec();
+    v.extend_from_slice(b);
+    v
+}
+
+/// One open file and how far its whole lines were read.
+struct Open {
+    file: File,
+    dev: u64,
+    ino: u64,
+    /// Just after the last whole line handed out (where a restart or a
+    /// copy resumes).
+    offset: u64,
+    /// The file's cursor: what was read.
+    read_pos: u64,
+    /// The bytes of the line begun after `offset` (none while skipping).
+    partial: Vec<u8>,
+    /// Inside an overlong line: skip to its newline.
+    skipping: bool,
+    /// Up to TAIL bytes just before `offset`.
+    tail: Vec<u8>,
+    /// Up to TAIL bytes just before `read_pos`.
+    recent: Vec<u8>,
+    grew: Instant,
+}
+
+impl Open {
+    /// `file` with its cursor at `offset`, `tail` the bytes before it.
+    fn new(file: File, offset: u64, tail: Vec<u8>) -> io::Result<Open> {
+        let m = file.metadata()?;
+        Ok(Open {
+            file,
+            dev: m.dev(),
+            ino: m.ino(),
+            offset,
+            read_pos: offset,
+            partial: Vec::new(),
+            skipping: false,
+            recent: tail.clone(),
+            tail,
+            grew: Instant::now(),
+        })
+    }
+
+    /// Read to the end, handing out whole lines. Returns the bytes read.
+    fn drain(
+        &mut self,
+        buf: &mut [u8],
+        stats: &mut Stats,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> io::Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = match self.file.read(buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            total += n as u64;
+            self.take(&buf[..n], stats, sink);
+        }
+        if total > 0 {
+            self.grew = Instant::now();
+            stats.bytes += total;
+        }
+        Ok(total)
+    }
+
+    fn take(&mut self, data: &[u8], stats: &mut Stats, sink: &mut dyn FnMut(&[u8])) {
+        let mut start = 0;
+        let mut last_nl = None;
+        for i in memchr::memchr_iter(b'\n', data) {
+            if self.skipping {
+                self.skipping = false;
+            } else if self.partial.is_empty() {
+                sink(&data[start..i]);
+                stats.lines += 1;
+            } else {
+                self.partial.extend_from_slice(&data[start..i]);
+                if self.partial.len() <= MAX_LINE {
+                    sink(&self.partial);
+                    stats.lines += 1;
+                } else {
+                    stats.overlong += 1;
+                }
+                self.partial.clear();
+            }
+            start = i + 1;
+            last_nl = Some(i);
+        }
+        if let Some(i) = last_nl {
+            self.offset = self.read_pos + i as u64 + 1;
+            self.tail = last_tail(&self.recent, &data[..=i]);
+        }
+        let rest = &data[start..];
+        if !self.skipping && !rest.is_empty() {
+            if self.partial.len() + rest.len() > MAX_LINE {
+                self.partial.clear();
+                self.skipping = true;
+                stats.overlong += 1;
+            } else {
+                self.partial.extend_from_slice(rest);
+            }
+        }
+        self.recent = last_tail(&self.recent, data);
+        self.read_pos += data.len() as u64;
+    }
+
+    /// A rotated file read for the last time: its last line, if it has no
+    /// newline, is whole all the same.
+    fn finish(&mut self, stats: &mut Stats, sink: &mut dyn FnMut(&[u8])) {
+        if !self.skipping && !self.partial.is_empty() {
+            sink(&self.partial);
+            stats.lines += 1;
+        }
+        self.partial.clear();
+    }
+
+    fn position(&self, path: &Path) -> FilePos {
+        FilePos {
+            path: path.display().to_string(),
+            dev: self.dev,
+            ino: self.ino,
+            offset: self.offset,
+            tail: hex(&self.tail),
+        }
+    }
+}
+
+fn identity(path: &Path) -> io::Result<(u64, u64, u64)> {
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino(), m.len()))
+}
+
+/// Whether `file` holds `tail` just before `offset` (an empty tail: the
+/// position is the file's start).
+fn holds_at(file: &mut File, offset: u64, tail: &[u8]) -> bool {
+    if (tail.len() as u64) > offset {
+        return false;
+    }
+    let mut got = vec![0; tail.len()];
+    file.seek(SeekFrom::Start(offset - tail.len() as u64))
+        .is_ok()
+        && file.read_exact(&mut got).is_ok()
+        && got == tail
+}
+
+/// The rotated copies of `path` in its directory (`NAME.1`, `NAME-DATE`,
+/// `NAME.1.gz` excluded), newest first, at most a few.
+fn rotated_siblings(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name().to_str().is_some_and(|n| {
+                n.len() > name.len()
+                    && n.starts_with(name)
+                    && matches!(n.as_bytes()[name.len()], b'.' | b'-')
+                    && !n.ends_with(".gz")
+                    && !n.ends_with(".xz")
+                    && !n.ends_with(".zst")
+            })
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    v.sort_by_key(|x| std::cmp::Reverse(x.0));
+    v.truncate(4);
+    v.into_iter().map(|x| x.1).collect()
+}
+
+/// The file in `path`'s directory with this device and inode (a log
+/// rotated while watch was stopped).
+fn find_inode(path: &Path, dev: u64, ino: u64) -> Option<PathBuf> {
+    let dir = path.parent()?;
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|e| {
+            e.metadata()
+                .is_ok_and(|m| m.dev() == dev && m.ino() == ino && m.is_file())
+        })
+        .map(|e| e.path())
+}
+
+/// One followed log.
+pub struct Follower {
+    path: PathBuf,
+    cur: Option<Open>,
+    /// Rotated away, read on until quiet (oldest first).
+    retired: Vec<Open>,
+    /// Where the last run stopped, for the first poll.
+    resume: Option<FilePos>,
+    started: bool,
+    pub stats: Stats,
+    buf: Vec<u8>,
+}
+
+impl Follower {
+    pub fn new(path: PathBuf, resume: Option<FilePos>) -> Follower {
+        Follower {
+            path,
+            cur: None,
+            retired: Vec::new(),
+            resume,
+            started: false,
+            stats: Stats::default(),
+            buf: vec![0; 1 << 16],
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where to resume after a restart: the current file's position.
+    pub fn position(&self) -> Option<FilePos> {
+        match &self.cur {
+            Some(o) => Some(o.position(&self.path)),
+            None => self.resume.clone(),
+        }
+    }
+
+    /// Read what was written since the last poll, handing out each whole
+    /// line once, oldest file first. Returns what happened, for people.
+    pub fn poll(&mut self, sink: &mut dyn FnMut(&[u8])) -> Vec<String> {
+        let mut notes = Vec::new();
+        if !self.started {
+            self.started = true;
+            self.start(&mut notes, sink);
+        }
+        // Rotated files first: their lines are the older ones.
+        let mut keep = Vec::new();
+        for mut o in std::mem::take(&mut self.retired) {
+            let _ = o.drain(&mut self.buf, &mut self.stats, sink);
+            if o.grew.elapsed() < RETIRE_AFTER {
+                keep.push(o);
+            } else {
+                o.finish(&mut self.stats, sink);
+            }
+        }
+        self.retired = keep;
+        if let Some(o) = &mut self.cur {
+            if let Err(e) = o.drain(&mut self.buf, &mut self.stats, sink) {
+                notes.push(format!("{}: read error: {e}", self.path.display()));
+            }
+            // Shrunk under us: copytruncate.
+            if let Ok(m) = o.file.metadata() {
+                if m.len() < o.read_pos {
+                    self.stats.truncations += 1;
+                    notes.push(truncated(
+                        &self.path,
+                        o,
+                        &mut self.buf,
+                        &mut self.stats,
+                        sink,
+                    ));
+                    let _ = o.drain(&mut self.buf, &mut self.stats, sink);
+                }
+            }
+        }
+        // Replaced under us: renamed away, or deleted and created again.
+        match identity(&self.path) {
+            Ok((dev, ino, _)) => {
+                let same = self
+                    .cur
+                    .as_ref()
+                    .is_some_and(|o| o.dev == dev && o.ino == ino);
+                if !same {
+                    if let Some(old) = self.cur.take() {
+                        self.stats.rotations += 1;
+                        notes.push(format!(
+                            "{}: a new file took its name (rotated, or deleted and created again); reading the new one from its start and the old one to its end",
+                            self.path.display()
+                        ));
+                        self.retired.push(old);
+                        if self.retired.len() > 4 {
+                            let mut o = self.retired.remove(0);
+                            o.finish(&mut self.stats, sink);
+                        }
+                    }
+                    self.open_from_start(&mut notes, sink);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => notes.push(format!("{}: {e}", self.path.display())),
+        }
+        notes
+    }
+
+    fn open_from_start(&mut self, notes: &mut Vec<String>, sink: &mut dyn FnMut(&[u8])) {
+        match File::open(&self.path).and_then(|f| Open::new(f, 0, Vec::new())) {
+            Ok(mut o) => {
+                if let Err(e) = o.drain(&mut self.buf, &mut self.stats, sink) {
+                    notes.push(format!("{}: read error: {e}", self.path.display()));
+                }
+                self.cur = Some(o);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => notes.push(format!(
+                "{}: cannot open it ({e}); fix: let fwctl read it (it runs as root)",
+                self.path.display()
+            )),
+        }
+    }
+
+    /// The first poll: resume where the last run stopped, or begin at the
+    /// end of what is there.
+    fn start(&mut self, notes: &mut Vec<String>, sink: &mut dyn FnMut(&[u8])) {
+        let here = identity(&self.path).ok();
+        let resume = self
+            .resume
+            .take()
+            .filter(|r| r.path == self.path.display().to_string());
+        if let Some(r) = resume {
+            let tail = unhex(&r.tail).unwrap_or_default();
+            if here.is_some_and(|(d, i, _)| (d, i) == (r.dev, r.ino)) {
+                // The same file: on from the position, unless it was
+                // truncated (or rewritten) meanwhile.
+                if let Ok(mut f) = File::open(&self.path) {
+                    if holds_at(&mut f, r.offset, &tail) {
+                        if let Ok(o) = f
+                            .seek(SeekFrom::Start(r.offset))
+                            .and_then(|_| Open::new(f, r.offset, tail))
+                        {
+                            self.cur = Some(o);
+                            return;
+                        }
+                    } else if let Ok(mut o) = Open::new(f, r.offset, tail) {
+                        // Truncated (or rewritten) while stopped.
+                        self.stats.truncations += 1;
+                        notes.push(truncated(
+                            &self.path,
+                            &mut o,
+                            &mut self.buf,
+                            &mut self.stats,
+                            sink,
+                        ));
+                        let _ = o.drain(&mut self.buf, &mut self.stats, sink);
+                        self.cur = Some(o);
+                        return;
+                    }
+                }
+            } else if let Some(old) = find_inode(&self.path, r.dev, r.ino) {
+                // Rotated while stopped: the rest of the old file first.
+                if let Ok(mut f) = File::open(&old) {
+                    if holds_at(&mut f, r.offset, &tail)
+                        && f.seek(SeekFrom::Start(r.offset)).is_ok()
+                    {
+                        if let Ok(mut o) = Open::new(f, r.offset, tail) {
+                            notes.push(format!(
+                                "{}: rotated while watch was stopped; reading {} on from where it stopped",
+                                self.path.display(),
+                                old.display()
+                            ));
+                            let _ = o.drain(&mut self.buf, &mut self.stats, sink);
+                            self.retired.push(o);
+                        }
+                    }
+                }
+            }
+            // A new file since: all of it is new.
+            self.open_from_start(notes, sink);
+            return;
+        }
+        // No position: from the end, as tail -f.
+        match File::open(&self.path) {
+            Ok(mut f) => {
+                let end = f.seek(SeekFrom::End(0)).unwrap_or(0);
+                let mut tail = vec![0; (end as usize).min(TAIL)];
+                let ok = f.seek(SeekFrom::Start(end - tail.len() as u64)).is_ok()
+                    && f.read_exact(&mut tail).is_ok();
+                // Only whole lines: a line being written at the end is
+                // read when its newline comes.
+                let cut = if ok {
+                    tail.iter().rposition(|&b| b == b'\n').map(|i| i + 1)
+                } else {
+                    None
+                };
+                let (offset, tail) = match cut {
+                    Some(i) => (end - (tail.len() - i) as u64, tail[..i].to_vec()),
+                    None if end == 0 => (0, Vec::new()),
+                    // No newline in the last TAIL bytes: take the end.
+                    None => (end, tail),
+                };
+                if f.seek(SeekFrom::Start(offset)).is_ok() {
+                    self.cur = Open::new(f, offset, tail).ok();
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => notes.push(format!(
+                "{}: does not exist yet; it is read from its start when it appears",
+                self.path.display()
+            )),
+            Err(e) => notes.push(format!(
+                "{}: cannot open it ({e}); fix: let fwctl read it (it runs as root)",
+                self.path.display()
+            )),
+        }
+    }
+}
+
+/// `o` shrank under us: read what it held after our position from its
+/// copy, if one holds our position, then go on from its start.
+fn truncated(
+    path: &Path,
+    o: &mut Open,
+    buf: &mut [u8],
+    stats: &mut Stats,
+    sink: &mut dyn FnMut(&[u8]),
+) -> String {
+    let mut from_copy = None;
+    for c in rotated_siblings(path) {
+        let Ok(mut f) = File::open(&c) else { continue };
+        if f.metadata().map_or(true, |m| m.len() < o.offset) {
+            continue;
+        }
+        if holds_at(&mut f, o.offset, &o.tail) && f.seek(SeekFrom::Start(o.offset)).is_ok() {
+            if let Ok(mut copy) = Open::new(f, o.offset, o.tail.clone()) {
+                let _ = copy.drain(buf, stats, sink);
+                copy.finish(stats, sink);
+                from_copy = Some(c);
+                break;
+            }
+        }
+    }
+    o.partial.clear();
+    o.skipping = false;
+    o.offset = 0;
+    o.read_pos = 0;
+    o.tail.clear();
+    o.recent.clear();
+    let _ = o.file.seek(SeekFrom::Start(0));
+    match from_copy {
+        Some(c) => format!(
+            "{}: truncated (copytruncate); its last lines were read from {}, and it is read on from its start",
+            path.display(),
+            c.display()
+        ),
+        None => format!(
+            "{}: truncated (copytruncate) and no copy holds where reading stopped; read on from its start",
+            path.display()
+        ),
+    }
+}
+
+/// inotify on the followed logs' directories: a wakeup when anything in
+/// them changes. A directory that does not exist yet is tried again.
+pub struct Wakeup {
+    inotify: Inotify,
+    dirs: Vec<(PathBuf, bool)>,
+    buf: Vec<u8>,
+}
+
+impl Wakeup {
+    pub fn new(paths: &[&Path]) -> io::Result<Wakeup> {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(io::Error::from)?;
+        let mut dirs: Vec<(PathBuf, bool)> = Vec::new();
+        for p in paths {
+            let d = p.parent().unwrap_or(Path::new("/")).to_path_buf();
+            if !dirs.iter().any(|(x, _)| *x == d) {
+                dirs.push((d, false));
+            }
+        }
+        let mut w = Wakeup {
+            inotify,
+            dirs,
+            buf: vec![0; 1 << 14],
+        };
+        w.add_missing();
+        Ok(w)
+    }
+
+    /// Watch the directories not watched yet (made since).
+    fn add_missing(&mut self) {
+        let mask = AddWatchFlags::IN_MODIFY
+            | AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_CLOSE_WRITE
+            | AddWatchFlags::IN_ATTRIB
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_MOVE_SELF;
+        for (d, watched) in &mut self.dirs {
+            if !*watched {
+                *watched = self.inotify.add_watch(d.as_path(), mask).is_ok();
+            }
+        }
+    }
+
+    /// Wait until something changed or `timeout` passed; true if woken by
+    /// a change (or a signal).
+    pub fn wait(&mut self, timeout: Duration, extra: &[std::os::fd::BorrowedFd]) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let ms = timeout.as_millis().min(60_000) as u16;
+        let mut fds = vec![PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
+        fds.extend(extra.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
+        let woke = matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0);
+        // Drain every queued event: what changed is read by polling the
+        // followers (a queue overflow loses nothing that way).
+        loop {
+            match nix::unistd::read(self.inotify.as_fd(), &mut self.buf) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
+        }
+        if self.dirs.iter().any(|(_, w)| !w) {
+            self.add_missing();
+        }
+        woke
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn append(p: &Path, text: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    /// Every line the follower hands out at this poll.
+    fn poll(f: &mut Follower) -> (Vec<String>, Vec<String>) {
+        let mut got = Vec::new();
+        let notes = f.poll(&mut |l| got.push(String::from_utf8_lossy(l).into_owned()));
+        (got, notes)
+    }
+
+    fn lines(a: std::ops::Range<u32>) -> String {
+        a.map(|i| format!("line {i}\n")).collect()
+    }
+
+    fn names(a: std::ops::Range<u32>) -> Vec<String> {
+        a.map(|i| format!("line {i}")).collect()
+    }
+
+    #[test]
+    fn starts_at_the_end_then_hands_out_whole_lines_once() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("auth.log");
+        append(&p, &lines(0..3));
+        append(&p, "half a li");
+        let mut f = Follower::new(p.clone(), None);
+        assert_eq!(
+            poll(&mut f).0,
+            Vec::<String>::new(),
+            "what was there is the cron scan's"
+        );
+        append(&p, "ne\n");
+        append(&p, &lines(3..5));
+        append(&p, "line 5 not yet");
+        assert_eq!(poll(&mut f).0, ["half a line", "line 3", "line 4"]);
+        assert_eq!(poll(&mut f).0, Vec::<String>::new());
+        append(&p, " done\n");
+        assert_eq!(poll(&mut f).0, ["line 5 not yet done"]);
+        assert_eq!(f.stats.lines, 4);
+    }
+
+    #[test]
+    fn rotation_by_rename_loses_nothing_and_counts_nothing_twice() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("auth.log");
+        append(&p, "");
+        let mut f = Follower::new(p.clone(), None);
+        poll(&mut f);
+        append(&p, &lines(0..3));
+        assert_eq!(poll(&mut f).0, names(0..3));
+        // Written, then rotated before the next poll; the writer keeps
+        // writing to the old file a moment before it reopens.
+        append(&p, &lines(3..5));
+        std::fs::rename(&p, d.path().join("auth.log.1")).unwrap();
+        append(&d.path().join("auth.log.1"), &lines(5..6));
+        append(&p, &lines(6..8));
+        let (got, notes) = poll(&mut f);
+        assert_eq!(got, names(3..8));
+        assert!(notes[0].contains("a new file took its name"), "{notes:?}");
+        // A late line to the old file is still read, once.
+        append(&d.path().join("auth.log.1"), &lines(8..9));
+        append(&p, &lines(9..10));
+        assert_eq!(poll(&mut f).0, names(8..10));
+        assert_eq!(poll(&mut f).0, Vec::<String>::new());
+        assert_eq!(f.stats.rotations, 1);
+    }
+
+    #[test]
+    fn copytruncate_reads_the_rest_from_the_copy() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("access.log");
+        append(&p, &lines(0..2));
+        let mut f = Follower::new(p.clone(), None);
+        poll(&mut f);
+        append(&p, &lines(2..4));
+        assert_eq!(poll(&mut f).0, names(2..4));
+        // Written but not read yet when logrotate copies and truncates.
+        append(&p, &lines(4..7));
+        std::fs::copy(&p, d.path().join("access.log.1")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&p, &lines(7..8));
+        let (got, notes) = poll(&mut f);
+        assert_eq!(got, names(4..8));
+        assert!(notes[0].contains("access.log.1"), "{notes:?}");
+        // Without a copy: on from the start, and said so.
+        append(&p, &lines(8..9));
+        poll(&mut f);
+        std::fs::remove_file(d.path().join("access.log.1")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&p, "x\n");
+        let (got, notes) = poll(&mut f);
+        assert_eq!(got, ["x"]);
+        assert!(notes[0].contains("no copy"), "{notes:?}");
+        assert_eq!(f.stats.truncations, 2);
+    }
+
+    #[test]
+    fn a_log_that_does_not_exist_yet_and_one_deleted_and_created_again() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("later.log");
+        let mut f = Follower::new(p.clone(), None);
+        let (got, notes) = poll(&mut f);
+        assert!(got.is_empty() && notes[0].contains("does not exist yet"));
+        append(&p, &lines(0..2));
+        assert_eq!(poll(&mut f).0, names(0..2), "read from its start");
+        append(&p, &lines(2..3));
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(poll(&mut f).0, names(2..3), "the deleted file's last line");
+        append(&p, &lines(3..5));
+        assert_eq!(poll(&mut f).0, names(3..5));
+    }
+
+    #[test]
+    fn a_restart_resumes_where_it_stopped() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("auth.log");
+        append(&p, &lines(0..2));
+        let mut f = Follower::new(p.clone(), None);
+        poll(&mut f);
+        append(&p, &lines(2..4));
+        append(&p, "part");
+        assert_eq!(poll(&mut f).0, names(2..4));
+        let pos = f.position().unwrap();
+        drop(f);
+        // Written while stopped: read once, the partial line whole.
+        append(&p, " of a line\n");
+        append(&p, &lines(4..5));
+        let mut f = Follower::new(p.clone(), Some(pos.clone()));
+        assert_eq!(poll(&mut f).0, ["part of a line", "line 4"]);
+        let pos = f.position().unwrap();
+        // Rotated while stopped: the old file's rest, then the new one.
+        append(&p, &lines(5..6));
+        std::fs::rename(&p, d.path().join("auth.log.1")).unwrap();
+        append(&p, &lines(6..7));
+        let mut f = Follower::new(p.clone(), Some(pos));
+        let (got, notes) = poll(&mut f);
+        assert_eq!(got, names(5..7));
+        assert!(
+            notes[0].contains("rotated while watch was stopped"),
+            "{notes:?}"
+        );
+        let pos = f.position().unwrap();
+        // Truncated while stopped, with a copy.
+        append(&p, &lines(7..8));
+        std::fs::copy(&p, d.path().join("auth.log.1")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&p, &lines(8..9));
+        let mut f = Follower::new(p.clone(), Some(pos));
+        assert_eq!(poll(&mut f).0, names(7..9));
+        // A position of another file is not used.
+        let other = FilePos {
+            path: "/elsewhere".into(),
+            ..f.position().unwrap()
+        };
+        let mut f = Follower::new(p.clone(), Some(other));
+        append(&p, &lines(9..10));
+        assert_eq!(poll(&mut f).0, Vec::<String>::new(), "as a first start");
+    }
+
+    #[test]
+    fn an_overlong_line_is_skipped_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("auth.log");
+        append(&p, "");
+        let mut f = Follower::new(p.clone(), None);
+        poll(&mut f);
+        append(&p, &"A".repeat(MAX_LINE + 10));
+        assert!(poll(&mut f).0.is_empty());
+        append(&p, &format!("{}\nline 1\n", "B".repeat(100_000)));
+        assert_eq!(poll(&mut f).0, ["line 1"]);
+        assert_eq!(f.stats.overlong, 1);
+        let line = "C".repeat(MAX_LINE);
+        append(&p, &format!("{line}\n"));
+        assert_eq!(poll(&mut f).0, [line]);
+    }
+
+    #[test]
+    fn inotify_wakes_on_a_write_in_the_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("auth.log");
+        let mut w = Wakeup::new(&[&p]).unwrap();
+        assert!(!w.wait(Duration::from_millis(1), &[]));
+        append(&p, "x\n");
+        assert!(w.wait(Duration::from_secs(5), &[]));
+        // A directory made later is watched once it exists.
+        let later = d.path().join("sub").join("a.log");
+        let mut w = Wakeup::new(&[&later]).unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        assert!(!w.wait(Duration::from_millis(1), &[]));
+        append(&later, "x\n");
+        assert!(w.wait(Duration::from_secs(5), &[]));
+    }
+}
