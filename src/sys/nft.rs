@@ -8,6 +8,7 @@
 use super::ipset::checked;
 use super::tools::{locate_tool, Missing};
 use crate::core::ruleset::nft::{is_address, net_set, FAMILY, NET_SUFFIX, TABLE};
+use crate::core::ruleset::nftmark::loaded_set;
 use crate::core::sets::{Holds, Member, Refill, SetHead, SetOp};
 use crate::ports::{SetStore, StepError, StepResult};
 use crate::units::addr::{member, Family};
@@ -66,9 +67,16 @@ impl Nft {
         Ok(dumped(None)?.unwrap_or_default())
     }
 
-    /// Every set of fwctl's table with its members; None without the table.
-    pub fn table_sets(&self) -> StepResult<Option<Vec<NftSet>>> {
-        dumped(None)
+    /// Every set of fwctl's table, the members of those `read` says yes
+    /// to (the others with none); None without the table.
+    pub fn table_sets(&self, read: &dyn Fn(&str) -> bool) -> StepResult<Option<Vec<NftSet>>> {
+        super::nftdump::sets_reading(TABLE, read).map_err(read_failed)
+    }
+
+    /// The comments of fwctl's marker sets, by the set each marks
+    /// (`core::ruleset::nftmark`); None without the table.
+    pub fn marks(&self) -> StepResult<Option<BTreeMap<String, String>>> {
+        super::nftdump::marks(TABLE).map_err(read_failed)
     }
 
     /// A listing of fwctl's table, None when there is none. Asked at once,
@@ -428,6 +436,31 @@ impl Nft {
                 }
             }
         }
+        // A set that loses members loses its marker in the same batch:
+        // the next apply reads it whole (`core::ruleset::nftmark`).
+        let losing: Vec<&str> = change
+            .iter()
+            .filter(|c| c.flush || !c.dels.is_empty())
+            .map(|c| c.set.as_str())
+            .collect();
+        let stale: Vec<String> = match losing.is_empty() {
+            true => Vec::new(),
+            false => super::nftdump::marks(TABLE)
+                .map_err(|e| fail(e.to_string()))?
+                .unwrap_or_default()
+                .into_keys()
+                .filter(|s| losing.contains(&s.as_str()))
+                .map(|s| loaded_set(&s))
+                .collect(),
+        };
+        for m in &stale {
+            lists.push(Elements {
+                set: m,
+                verb: Verb::DropSet,
+                interval: false,
+                items: &[],
+            });
+        }
         let mut sock = super::netlink::Netfilter::open().map_err(|e| fail(e.to_string()))?;
         super::nftlink::run_batch(&mut sock, TABLE, &lists).map_err(|e| fail(e.to_string()))
     }
@@ -558,10 +591,14 @@ impl SetStore for Nft {
 
 /// fwctl's sets (or those named) with their members, over netlink.
 fn dumped(only: Option<&[&str]>) -> StepResult<Option<Vec<NftSet>>> {
-    super::nftdump::sets(TABLE, only).map_err(|e| StepError {
+    super::nftdump::sets(TABLE, only).map_err(read_failed)
+}
+
+fn read_failed(e: std::io::Error) -> StepError {
+    StepError {
         step: format!("reading table {FAMILY} {TABLE}'s sets (netlink)"),
         detail: e.to_string(),
-    })
+    }
 }
 
 /// `nftables v1.0.6 (Lester Gooch #5)` → (1, 0, 6).

@@ -24,6 +24,7 @@ const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
+const NFT_MSG_DELSET: u16 = 11;
 
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
@@ -139,6 +140,8 @@ pub enum Verb {
     Delete,
     /// Take out every element (the items are ignored).
     Flush,
+    /// Delete the set itself (an empty marker set; the items are ignored).
+    DropSet,
 }
 
 /// One set's elements to add or delete in a [`batch_request`]: each
@@ -200,7 +203,7 @@ pub fn batch_request(seq: u32, table: &str, lists: &[Elements]) -> (Vec<u8>, Vec
     for l in lists {
         let flush: &[&[(IpNet, Option<u32>)]] = &[&[]];
         let chunks: Vec<&[(IpNet, Option<u32>)]> = match l.verb {
-            Verb::Flush => flush.to_vec(),
+            Verb::Flush | Verb::DropSet => flush.to_vec(),
             _ => l.items.chunks(PER_MESSAGE).collect(),
         };
         for chunk in chunks {
@@ -209,6 +212,7 @@ pub fn batch_request(seq: u32, table: &str, lists: &[Elements]) -> (Vec<u8>, Vec
             let (kind, flags) = match l.verb {
                 Verb::Add => (NFT_MSG_NEWSETELEM, libc::NLM_F_ACK | libc::NLM_F_CREATE),
                 Verb::Delete | Verb::Flush => (NFT_MSG_DELSETELEM, libc::NLM_F_ACK),
+                Verb::DropSet => (NFT_MSG_DELSET, libc::NLM_F_ACK),
             };
             let at = header(
                 &mut m,
@@ -220,8 +224,9 @@ pub fn batch_request(seq: u32, table: &str, lists: &[Elements]) -> (Vec<u8>, Vec
             );
             attr(&mut m, NFTA_SET_ELEM_LIST_TABLE, &cstr(table));
             attr(&mut m, NFTA_SET_ELEM_LIST_SET, &cstr(l.set));
-            // A DELSETELEM without a list flushes the set.
-            if l.verb != Verb::Flush {
+            // A DELSETELEM without a list flushes the set; a DELSET names
+            // the set as these two attributes do (NFTA_SET_TABLE, _NAME).
+            if !matches!(l.verb, Verb::Flush | Verb::DropSet) {
                 let list = nest_start(&mut m, NFTA_SET_ELEM_LIST_ELEMENTS);
                 for (net, timeout) in chunk {
                     let t = if l.verb == Verb::Add { *timeout } else { None };
@@ -269,7 +274,7 @@ pub fn run_batch(
             let mut set = "";
             for l in lists {
                 n += match l.verb {
-                    Verb::Flush => 1,
+                    Verb::Flush | Verb::DropSet => 1,
                     _ => l.items.len().div_ceil(PER_MESSAGE),
                 };
                 if (seq as usize) <= 1 + n {

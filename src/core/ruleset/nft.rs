@@ -13,10 +13,12 @@
 //! role that holds networks too (ipset `hash:net`: trusted, blacklist,
 //! feeds) has a second, interval set beside it for its networks, named
 //! `blacklist/net` ([`net_set`]: '/' is in no name fwctl accepts, so it
-//! cannot clash). The kernel loads, and reads back, a hash set element
-//! about twice as fast as an interval (two elements a network), and dumps
-//! a hash set in one pass where an interval set's dump starts over for
-//! every batch (2-4 s for 100 000): most members are single addresses.
+//! cannot clash). The kernel loads a hash set element about twice as fast
+//! as an interval (two elements a network): most members are single
+//! addresses. Reading a set back is slow either way (the dump's walk
+//! starts over for every 32 KB batch, 1-4 s for 100 000 members), so a
+//! re-apply leaves unread a set whose config members did not change
+//! ([`super::nftmark`]).
 //! A rule that matches the role matches both sets. Members without a
 //! timeout belong to the config. hashlimit becomes a dynamic set per
 //! limiter and family updated with `limit rate`.
@@ -34,7 +36,7 @@
 //! netlink and keeps the sets that are there (`sys::nftfw`), with
 //! [`render_body`] and [`render_set`] as its parts.
 
-use super::{Current, Match, Plan, Rule, SetKind, Table, Target};
+use super::{nftmark, Current, Match, Plan, Rule, SetKind, Table, Target};
 use crate::core::config::Limit;
 use crate::units::addr::Family;
 use crate::units::names::{ByteRate, RateUnit};
@@ -77,7 +79,7 @@ pub struct KernelSet {
 
 impl KernelSet {
     /// Whether `other` is the same set but for its members.
-    fn same_kind(&self, other: &KernelSet) -> bool {
+    pub fn same_kind(&self, other: &KernelSet) -> bool {
         (
             &self.name,
             self.family,
@@ -124,6 +126,10 @@ pub const INLINE_MAX: usize = 2_000;
 pub struct Kernel<'a> {
     pub sets: &'a [KernelSet],
     pub chains: &'a [String],
+    /// Sets kept as they are, members not read ([`nftmark::unread`]).
+    pub unread: &'a BTreeSet<String>,
+    /// The markers there: set → comment ([`nftmark`]).
+    pub marks: &'a BTreeMap<String, String>,
 }
 
 /// The steps that install `plan` over `kernel` (None: no table), `now`
@@ -136,10 +142,13 @@ pub fn plan_install(plan: &Plan, now: &Current, kernel: Option<Kernel>) -> Insta
         new_table: kernel.is_none(),
         ..Install::default()
     };
-    let (have, chains): (&[KernelSet], &[String]) = match &kernel {
-        Some(k) => (k.sets, k.chains),
-        None => (&[], &[]),
+    let none = (BTreeSet::new(), BTreeMap::new());
+    let (have, chains, unread, marks) = match &kernel {
+        Some(k) => (k.sets, k.chains, k.unread, k.marks),
+        None => (&[][..], &[][..], &none.0, &none.1),
     };
+    // The markers go again and are written anew with the rules.
+    let mut marked = String::new();
     let mut skeleton = String::new();
     let mut recreated = String::new();
     let mut diff = String::new();
@@ -147,6 +156,10 @@ pub fn plan_install(plan: &Plan, now: &Current, kernel: Option<Kernel>) -> Insta
     let chains_now = chain_names(plan, now);
     for c in chains.iter().filter(|c| !chains_now.contains(c)) {
         writeln!(main, "delete chain {FAMILY} {TABLE} {c}").expect("write");
+    }
+    for set in marks.keys() {
+        let m = nftmark::loaded_set(set);
+        writeln!(main, "delete set {FAMILY} {TABLE} {m}").expect("write");
     }
     for h in have {
         let kept = want.iter().any(|w| w.same_kind(h));
@@ -165,7 +178,18 @@ pub fn plan_install(plan: &Plan, now: &Current, kernel: Option<Kernel>) -> Insta
         .sum();
     let inline = new_members <= INLINE_MAX;
     for w in &want {
+        let comment = match marks.get(&w.name) {
+            Some(c) if unread.contains(&w.name) => c.clone(),
+            _ => nftmark::comment(w),
+        };
+        writeln!(
+            marked,
+            "\tset {} {{\n\t\ttype inet_service\n\t\tcomment \"{comment}\"\n\t}}",
+            nftmark::loaded_set(&w.name)
+        )
+        .expect("write");
         match have.iter().find(|h| h.name == w.name) {
+            Some(h) if w.same_kind(h) && unread.contains(&w.name) => {}
             Some(h) if w.same_kind(h) => element_diff(&mut diff, w, h),
             Some(_) => render_set(&mut recreated, w, true),
             None if inline => render_set(&mut recreated, w, true),
@@ -184,7 +208,7 @@ pub fn plan_install(plan: &Plan, now: &Current, kernel: Option<Kernel>) -> Insta
     main.push_str(&diff);
     write!(
         main,
-        "table {FAMILY} {TABLE} {{\n{recreated}{}}}\n",
+        "table {FAMILY} {TABLE} {{\n{recreated}{}{marked}}}\n",
         render_body(plan, now)
     )
     .expect("write");
@@ -1010,6 +1034,8 @@ mod tests {
             Some(Kernel {
                 sets: &have,
                 chains: &chains,
+                unread: &BTreeSet::new(),
+                marks: &BTreeMap::new(),
             }),
         );
         assert!(!steps.new_table && steps.skeleton.is_none() && steps.fill.is_empty());
@@ -1034,6 +1060,8 @@ mod tests {
             Some(Kernel {
                 sets: &fresh,
                 chains: &[],
+                unread: &BTreeSet::new(),
+                marks: &BTreeMap::new(),
             }),
         );
         assert!(
@@ -1041,6 +1069,70 @@ mod tests {
             "{}",
             same.main
         );
+    }
+
+    /// A set whose marker names the plan's config members is kept unread:
+    /// no element sent, whatever bans it holds; its marker is written
+    /// again as it was, every other set's from the plan's members.
+    #[test]
+    fn a_set_left_unread_is_kept_and_every_marker_written_again() {
+        let plan = build(&cfg(
+            "[blacklist]\nentries = [\"203.0.113.0/24\", \"198.51.100.7\"]\n",
+        ));
+        let fresh = kernel_sets(&plan, &Current::default());
+        let have: Vec<KernelSet> = fresh
+            .iter()
+            .map(|s| KernelSet {
+                members: vec![],
+                ..s.clone()
+            })
+            .collect();
+        let bl = fresh.iter().find(|s| s.name == "blacklist").unwrap();
+        let marks = BTreeMap::from([
+            ("blacklist".to_string(), nftmark::comment(bl)),
+            ("gone".to_string(), "fwctl config members 0 0".to_string()),
+        ]);
+        let unread = nftmark::unread(&fresh, &have, &marks);
+        assert_eq!(unread, BTreeSet::from(["blacklist".to_string()]));
+        let steps = plan_install(
+            &plan,
+            &Current::default(),
+            Some(Kernel {
+                sets: &have,
+                chains: &[],
+                unread: &unread,
+                marks: &marks,
+            }),
+        );
+        let m = &steps.main;
+        assert!(
+            m.contains(
+                "delete set inet fwctl blacklist/loaded\ndelete set inet fwctl gone/loaded\n"
+            ),
+            "{m}"
+        );
+        assert!(!m.contains("element inet fwctl blacklist {"), "{m}");
+        // blacklist/net was read (no marker): its member is sent.
+        assert!(
+            m.contains("add element inet fwctl blacklist/net { 203.0.113.0/24 }"),
+            "{m}"
+        );
+        assert!(
+            m.contains(&format!(
+                "\tset blacklist/loaded {{\n\t\ttype inet_service\n\t\tcomment \"{}\"\n\t}}",
+                marks["blacklist"]
+            )),
+            "{m}"
+        );
+        let net = fresh.iter().find(|s| s.name == "blacklist/net").unwrap();
+        assert!(
+            m.contains(&format!(
+                "\tset blacklist/net/loaded {{\n\t\ttype inet_service\n\t\tcomment \"{}\"",
+                nftmark::comment(net)
+            )),
+            "{m}"
+        );
+        assert!(!m.contains("gone/loaded {"), "{m}");
     }
 
     #[test]
