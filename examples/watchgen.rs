@@ -165,7 +165,13 @@ enum Who {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = Args::parse();
-    if a.rate == 0 || !(a.secs >= 3.0) || a.attackers == 0 || a.attackers > 150 || a.decoys > 90 {
+    if a.rate == 0
+        || a.secs.is_nan()
+        || a.secs < 3.0
+        || a.attackers == 0
+        || a.attackers > 150
+        || a.decoys > 90
+    {
         return Err(
             "--rate above 0, --secs at least 3, --attackers 1 to 150, --decoys 0 to 90".into(),
         );
@@ -217,8 +223,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         tick += 1;
         let elapsed = start.elapsed();
-        let upto =
-            (((elapsed.as_nanos() as u128 * a.rate as u128) / 1_000_000_000) as u64).min(total);
+        let upto = (((elapsed.as_nanos() * a.rate as u128) / 1_000_000_000) as u64).min(total);
         if upto <= line {
             continue;
         }

@@ -541,7 +541,8 @@ fn a_pcap_replay_reports_each_scan_with_its_type() {
         found,
         vec![
             (ATTACKER.to_string(), "SYN".into(), "-sS".into()),
-            (ATTACKER6.to_string(), "XMAS".into(), "-sX".into()),
+            // IPv6 sources are counted per [aggregate] v6_count_prefix (/64).
+            ("2001:db8:bad::/64".to_string(), "XMAS".into(), "-sX".into()),
             ("203.0.113.77".to_string(), "UDP".into(), "-sU".into()),
             ("192.0.2.9".to_string(), "SYN".into(), "-sS".into()),
         ]

@@ -14,9 +14,11 @@ const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/nmap");
 fn config() -> (tempfile::TempDir, String) {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("fwctl.toml");
+    // The recordings' IPv6 scanners (and decoys) share one /64: count each
+    // address, as nmap's own report does ([aggregate] v6_count_prefix).
     std::fs::write(
         &p,
-        "[[service]]\nname = \"ssh\"\nport = 22\n[[service]]\nname = \"http\"\nport = 80\n[capture]\nprofile = \"standard\"\n",
+        "[[service]]\nname = \"ssh\"\nport = 22\n[[service]]\nname = \"http\"\nport = 80\n[capture]\nprofile = \"standard\"\n[aggregate]\nv6_count_prefix = 128\n",
     )
     .unwrap();
     let p = p.to_str().unwrap().to_string();

@@ -453,8 +453,13 @@ fn scan_survives_garbage_and_reports_it() {
 /// problem and the fix, before root or the kernel is needed.
 #[test]
 fn ban_unban_list_refuse_bad_input_before_touching_anything() {
-    let cases: [(&[&str], &str); 11] = [
+    let long = "x".repeat(201);
+    let cases: [(&[&str], &str); 12] = [
         (&["ban", "203.0.113.300"], "is not an IPv4 or IPv6 address"),
+        (
+            &["ban", "203.0.113.5", "--reason", &long],
+            "--reason is longer than 200 bytes; fix:",
+        ),
         (&["ban", "example.com"], "fix: write e.g. 203.0.113.5"),
         (
             &["ban", "203.0.113.5/24"],
@@ -914,4 +919,85 @@ fn fleet_keys_are_made_private_and_bad_fleet_settings_are_refused() {
         .unwrap(),
     );
     assert!(e.contains("has no [fleet] section"), "{e}");
+}
+
+/// `[aggregate]`: a bad value is one line naming the key and the fix.
+#[test]
+fn bad_aggregate_settings_are_one_line_naming_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (body, want)) in [
+        ("[aggregate]\nv4_prefix = 16\n", "[aggregate] v4_prefix = 16 is wider than [fleet] min_prefix_v4 = 24; fix: a v4_prefix of 24 or more"),
+        ("[aggregate]\nv6_count_prefix = 200\n", "[aggregate] v6_count_prefix = 200; fix: 32 to 128"),
+        ("[aggregate]\nwithin = \"soon\"\n", "[aggregate] within ="),
+        ("[capture]\nipv6_prefix = 128\n[aggregate]\nv6_count_prefix = 64\n", "fix: remove [capture] ipv6_prefix"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let p = dir.path().join(format!("a{i}.toml"));
+        std::fs::write(&p, body).unwrap();
+        let out = fwctl(&["apply", "--dry-run", "--config", p.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = one_line_error(&out);
+        assert!(err.contains(want), "case {i}: {err}");
+    }
+}
+
+/// A /64 rotating through 30 addresses, two lines each: per address no
+/// one is over --howmany 5; per /64 (the default) the /64 is.
+#[test]
+fn scan_counts_ipv6_per_64_by_default_and_per_address_when_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("rotating.log");
+    let mut text_log = String::new();
+    for n in 1..=30u32 {
+        let a: std::net::Ipv6Addr = format!("2001:db8:1:2::{n:x}").parse().unwrap();
+        let full = fwctl::testing::loggen::full_v6(a);
+        for port in [22, 23] {
+            text_log.push_str(&format!(
+                "2026-11-21T11:59:00.000000+00:00 host kernel: [ 1.0] IP6TABLES-BLOCKED: IN=eth0 OUT= MAC=00 SRC={full} DST=2001:0db8:0000:0000:0000:0000:0000:0001 LEN=80 TC=0 HOPLIMIT=64 FLOWLBL=0 PROTO=TCP SPT=40000 DPT={port} WINDOW=1024 RES=0x00 SYN URGP=0 \n"
+            ));
+        }
+    }
+    std::fs::write(&log, text_log).unwrap();
+    // Readable by the unprivileged user the scan runs as.
+    use std::os::unix::fs::PermissionsExt;
+    let open = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(dir.path(), open.clone()).unwrap();
+    std::fs::set_permissions(&log, open.clone()).unwrap();
+    let run = |cfg_body: &str| {
+        let cfg = dir.path().join("fwctl.toml");
+        std::fs::write(&cfg, cfg_body).unwrap();
+        std::fs::set_permissions(&cfg, open.clone()).unwrap();
+        let out = as_user(fwctl(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "scan",
+            "--dryrun",
+            "--json",
+            "--log",
+            log.to_str().unwrap(),
+            "--now",
+            "2026-11-21T12:00:00Z",
+            "--howmany",
+            "5",
+            "--within",
+            "10m",
+            "--ipset",
+            "blacklist",
+            "--removeafter",
+            "1h",
+        ]));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        offender_actions(&v)
+    };
+    assert_eq!(
+        run(""),
+        [("2001:db8:1:2::/64".to_string(), 60, "would add".to_string())]
+    );
+    assert!(run("[aggregate]\nv6_count_prefix = 128\nmin_offenders = 0\n").is_empty());
+    // The old name of the key still works.
+    assert!(run("[capture]\nipv6_prefix = 128\n").is_empty());
 }

@@ -83,6 +83,11 @@ burst = 3
 [[service]]
 name = "web"
 port = 80
+# The lab's IPv6 sources share the target's /64: count each address, as
+# these scenarios expect ([aggregate] on both backends: kernel_aggregate.rs).
+[aggregate]
+v6_count_prefix = 128
+min_offenders = 0
 "#
     )
 }

@@ -21,6 +21,10 @@ port = 22
 [[service]]
 name = "http"
 port = 80
+# The lab's IPv6 sources share the target's /64: track each address.
+[aggregate]
+v6_count_prefix = 128
+min_offenders = 0
 [capture]
 profile = "aggressive"
 "#;
@@ -301,6 +305,24 @@ fn every_nmap_scan_type_is_detected_banned_and_then_dropped() {
     // The ban history was saved on SIGTERM.
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(saved["bans"].as_array().unwrap().len(), 7);
+    // `fwctl why` tells each ban's evidence: what capture counted.
+    let out = lab.fwctl(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+            "why",
+            "198.51.100.22",
+        ],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("in blacklist as 198.51.100.22"), "{text}");
+    assert!(text.contains("by capture: FIN"), "{text}");
+    assert!(text.contains("| ports: 100"), "{text}");
+    assert!(text.contains("-sF"), "{text}");
     drop(lab);
     assert_eq!(host_firewall(), host_before);
 }
@@ -413,6 +435,16 @@ fn detect_only_bans_nothing_and_a_missing_set_is_refused() {
     assert_eq!(d["scan_type"], "XMAS");
     cap.stop();
     assert!(lab.set_members("blacklist").is_empty());
+    // The scan is counted in the baseline (written when capture stops).
+    use fwctl::core::baseline::{self, Key, What};
+    let (b, _) =
+        fwctl::sys::sidefile::read(&state.with_file_name("baseline.json"), baseline::parse)
+            .unwrap();
+    let scans = b.get(&Key::new(What::Scans, "capture", "all"));
+    assert!(
+        scans.is_some_and(|s| s.counts.iter().sum::<u64>() >= 1),
+        "{b:?}"
+    );
 }
 
 /// fwctl-capture.service keeps only CAP_NET_ADMIN, CAP_NET_RAW and

@@ -35,7 +35,10 @@ fn a_ban_on_one_host_is_blocked_by_every_host_within_a_second_and_an_unban_lifts
         1,
         "B serves the attacker before the ban"
     );
-    ok(&lab.fwctl(0, &["ban", ATTACKER, "--for", "1h"]));
+    ok(&lab.fwctl(
+        0,
+        &["ban", ATTACKER, "--for", "1h", "--reason", "ticket-42"],
+    ));
     for i in [1, 2] {
         let took = lab.wait_member(i, "blacklist", ATTACKER, true, SEC);
         assert!(took.is_some(), "not on {} within 1 s", lab.hosts[i].name);
@@ -68,6 +71,25 @@ fn a_ban_on_one_host_is_blocked_by_every_host_within_a_second_and_an_unban_lifts
             && l.contains("manual")
             && l.contains("yes")),
         "{listed}"
+    );
+    // `fwctl why`: on A a ban by hand with its note; on C the fleet's ban,
+    // from A, once sync has saved its history (at most a second later).
+    let why = ok(&lab.fwctl(0, &["why", ATTACKER]));
+    assert!(
+        why.contains("by manual: by hand") && why.contains("| reason: ticket-42"),
+        "{why}"
+    );
+    let deadline = std::time::Instant::now() + 5 * SEC;
+    let why = loop {
+        let why = ok(&lab.fwctl(2, &["why", ATTACKER]));
+        if why.contains("by fleet:") || std::time::Instant::now() > deadline {
+            break why;
+        }
+        std::thread::sleep(SEC / 10);
+    };
+    assert!(
+        why.contains("by fleet: manual on A") && why.contains("from fleet host A"),
+        "{why}"
     );
     let local = ok(&lab.fwctl(2, &["list", "blacklist"]));
     assert!(
@@ -301,7 +323,9 @@ fn redis_count(v: &redis::Value, addr: &str) -> usize {
 #[test]
 #[ignore = "needs root: kernel test"]
 fn a_host_away_during_a_thousand_bans_catches_up_and_skips_the_expired() {
-    let mut lab = FleetLab::new(|_| String::new());
+    // A thousand addresses of one /64, each its own ban: counted per address.
+    let mut lab =
+        FleetLab::new(|_| "[aggregate]\nv6_count_prefix = 128\nmin_offenders = 0\n".into());
     lab.start_sync(0);
     lab.start_sync(1);
     // C was running, and is stopped before the bans.

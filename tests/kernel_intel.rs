@@ -95,6 +95,13 @@ fn a_feed_update_swaps_its_members_while_packets_flow_and_bans_survive() {
             .contains_key(&attacker.to_string()),
         "the ban survived"
     );
+    // `fwctl why` names the feed and its entry, and the set holding it.
+    let why = ok(&lab.fwctl(&["--config", c, "why", "203.0.113.5"], &[]));
+    assert!(
+        why.contains("feed drop lists 203.0.113.0/28")
+            && why.contains("in feed-drop as 203.0.113.0/28"),
+        "{why}"
+    );
 
     // Not due yet: nothing fetched. Forced, unchanged: a 304.
     let n = rx.requests().len();
@@ -201,7 +208,8 @@ fn a_scan_asks_the_reputation_service_about_offenders_near_the_threshold() {
     std::fs::write(
         &cfg,
         format!(
-            "[reputation]\nabuseipdb_key_file = \"{}\"\nurl = \"http://127.0.0.1:{}/api/v2/check\"\nmin_score = 90\n",
+            // The offenders share one /64 and are asked about one by one.
+            "[reputation]\nabuseipdb_key_file = \"{}\"\nurl = \"http://127.0.0.1:{}/api/v2/check\"\nmin_score = 90\n[aggregate]\nv6_count_prefix = 128\nmin_offenders = 0\n",
             key.display(),
             rx.port
         ),

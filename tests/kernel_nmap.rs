@@ -21,6 +21,10 @@ port = 22
 [[service]]
 name = "http"
 port = 80
+# The lab's scanners share the target's /64: each address is one scanner.
+[aggregate]
+v6_count_prefix = 128
+min_offenders = 0
 [capture]
 profile = "standard"
 admin_ports = []

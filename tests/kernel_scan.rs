@@ -24,6 +24,11 @@ networks = ["198.51.100.12", "2001:db8:100::12"]
 [[service]]
 name = "web"
 port = 80
+# The lab's IPv6 sources share the target's /64: count each address
+# (and aggregate nothing).
+[aggregate]
+v6_count_prefix = 128
+min_offenders = 0
 [logging]
 rate = "1000/second"
 burst = 1000

@@ -491,11 +491,109 @@ fn exported() -> std::collections::BTreeSet<String> {
         notified: None,
         sets: vec![("blacklist".into(), 1, 2)],
     });
-    (m.render() + &textfile(&st, 0))
+    let mut side = fwctl::core::metrics::Exposition::default();
+    let (b, now) = synthetic_month(400);
+    let mut b = b;
+    b.judge(now, &fwctl::core::config::baseline::Baseline::default());
+    fwctl::core::baseline::metrics(&b, &mut side);
+    let ledger = fwctl::core::scan::abuse::Ledger {
+        sent: 1,
+        ..Default::default()
+    };
+    fwctl::core::metrics::abuse_reports(&ledger, &mut side);
+    (m.render() + &textfile(&st, 0) + &side.text())
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
         .collect()
+}
+
+/// A synthetic month of a scan rule's hourly counts (blocked tcp lines):
+/// 30 days of a daily shape (quiet nights, busy afternoons; the 15:00 hour
+/// counts 100), then the next day's 15:00 hour counting `last`. Returns
+/// the baseline and the moment its last hour is judged (16:00:30).
+fn synthetic_month(last: u64) -> (fwctl::core::baseline::Baseline, i64) {
+    use fwctl::core::baseline::{Baseline, Key, What};
+    const DAY0: i64 = 1_793_491_200; // 2026-11-01T00:00:00Z
+    let k = Key::new(What::Lines, "blocked", "tcp");
+    let mut b = Baseline::default();
+    for hour in 0..30 * 24 {
+        let n = match hour % 24 {
+            0..=6 => 10,
+            7..=12 => 40,
+            13..=18 => 100,
+            _ => 30,
+        };
+        b.add(&k, DAY0 + hour * 3600 + 1800, n);
+    }
+    let at = DAY0 + (30 * 24 + 15) * 3600 + 1800;
+    b.add(&k, at, last);
+    (b, at + 1800 + 30)
+}
+
+/// The shipped alert fires on the synthetic month's anomaly and not on an
+/// ordinary hour: `promtool test rules` on the gauges fwctl writes for the
+/// month's last hours (one sample an hour), judged as scan runs judge them.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn the_anomaly_alert_fires_on_the_synthetic_month() {
+    use fwctl::core::config::baseline::Baseline as Settings;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root().join("prometheus/fwctl-alerts.yml"),
+        dir.path().join("fwctl-alerts.yml"),
+    )
+    .unwrap();
+    // Hours judged: 13:00 and 14:00 (ordinary), 15:00 (400 against 100).
+    let mut ratio = Vec::new();
+    let mut anomaly = Vec::new();
+    for (last, back) in [(0u64, 2i64), (0, 1), (400, 0)] {
+        let (mut b, now) = synthetic_month(last);
+        let now = now - back * 3600;
+        b.judge(now, &Settings::default());
+        let e = b.series[0].last.clone().unwrap();
+        ratio.push(format!("{}", e.ratio));
+        anomaly.push(if e.anomaly { "1" } else { "0" });
+    }
+    assert_eq!(anomaly, ["0", "0", "1"]);
+    let labels = r#"{what="lines",rule="blocked",type="tcp",instance="h1"}"#;
+    let test = format!(
+        r#"rule_files: [fwctl-alerts.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1h
+    input_series:
+      - series: 'fwctl_baseline_ratio{labels}'
+        values: '{r}'
+      - series: 'fwctl_anomaly{labels}'
+        values: '{a}'
+    alert_rule_test:
+      - eval_time: 1h
+        alertname: FwctlTrafficAnomaly
+        exp_alerts: []
+      - eval_time: 2h
+        alertname: FwctlTrafficAnomaly
+        exp_alerts:
+          - exp_labels: {{severity: warning, what: lines, rule: blocked, type: tcp, instance: h1}}
+            exp_annotations:
+              summary: "fwctl scan rule blocked (tcp) counted 4.0 times the usual lines in the last hour on h1"
+              description: "More than [baseline] over of the mean of the same hour over the past days (an attack, or a change on the host). See: fwctl status; fwctl list."
+"#,
+        r = ratio.join(" "),
+        a = anomaly.join(" ")
+    );
+    std::fs::write(dir.path().join("test.yml"), test).unwrap();
+    let out = Command::new("promtool")
+        .current_dir(dir.path())
+        .args(["test", "rules", "test.yml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The metric names a shipped file uses.
@@ -564,6 +662,7 @@ fn the_dashboard_and_the_alert_rules_name_only_exported_metrics() {
         "FwctlScanRuleNotRun",
         "FwctlRulesDrift",
         "FwctlNotificationsFailing",
+        "FwctlTrafficAnomaly",
     ] {
         assert!(alerts.contains(&format!("alert: {a}")), "{a}");
     }

@@ -39,6 +39,10 @@ pub struct BanOptions {
     /// address to the config's [blacklist] instead.
     #[arg(long = "for", value_name = "DURATION", default_value = DEFAULT_FOR, value_parser = parse_timeout)]
     pub duration: u64,
+    /// A note kept with the ban for `fwctl why` (at most 200 bytes; e.g. a
+    /// ticket number).
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
 }
 
 /// Why a manual ban of `addr` is refused, said for the admin who typed it.
@@ -60,6 +64,11 @@ pub fn refusal_text(r: &Refusal, addr: &IpNet, config: &Path) -> String {
 }
 
 pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
+    if o.reason.as_ref().is_some_and(|r| r.len() > 200) {
+        bail!(
+            "--reason is longer than 200 bytes; fix: keep the note short (a ticket number, a word)"
+        );
+    }
     let (cfg, plan) = inv.load_plan()?;
     let addr = parse_addr(&o.addr)?;
     let set = target::ban_set(&cfg, &plan, o.set.as_deref(), &addr)?;
@@ -108,6 +117,27 @@ pub fn ban(o: &BanOptions, inv: &Invocation) -> Result<()> {
     let (offence, n) = match statefile::update(&run.state_file, now, |st| {
         let (n, _) = st.history.next_ban(&addr, now, &[o.duration]);
         st.history.record(addr, &set, n, now, o.duration);
+        // Who typed it: sudo's user when there is one.
+        let by = std::env::var("SUDO_USER")
+            .ok()
+            .filter(|u| !u.is_empty() && u.len() <= 64)
+            .map_or_else(|| "by hand".to_string(), |u| format!("by hand, by {u}"));
+        let mut evidence = vec![format!(
+            "fwctl ban {} --for {}",
+            member(&addr),
+            human(o.duration)
+        )];
+        evidence.extend(o.reason.as_ref().map(|r| format!("reason: {r}")));
+        let why = crate::core::history::Why {
+            origin: "manual".into(),
+            rule: by,
+            hits: 0,
+            window_s: 0,
+            first: now,
+            last: now,
+            evidence,
+        };
+        st.history.explain(&addr, why, cfg.evidence);
         n
     }) {
         Ok((n, warning)) => {

@@ -169,6 +169,7 @@ fn protected(config: &Config, opts: &Options) -> Result<Vec<ipnet::IpNet>> {
 fn engine(config: &Config, opts: &Options, mode: Mode, history: History) -> Result<Engine> {
     let detector = detect::Detector::new(detect::Settings::from_config(config));
     let mut e = Engine::new(detector, history, config::ban_sets(config), mode);
+    e.evidence = config.evidence;
     e.policy.trusted = config.trusted.clone();
     e.policy.whitelist_name = config.sets.whitelist.to_string();
     e.dests.nets = protected(config, opts)?;
@@ -604,6 +605,11 @@ fn live(
                     }
                     save_failing = false;
                     e.dirty = false;
+                    if mode == Mode::Ban {
+                        if let Ok(s) = sys.as_mut() {
+                            gather(config, &mut **s, state_path, &mut e, telemetry);
+                        }
+                    }
                 }
                 Err(err) if !save_failing => {
                     say!("fwctl: warning: {err:#}; bans go on, the history is kept in memory and saved when it can be");
@@ -633,6 +639,33 @@ fn live(
         state_path.display()
     );
     Ok(())
+}
+
+/// After the bans just saved: `[aggregate]` gathers bans of one prefix
+/// (the file then holds the prefix and the ended members; the next save's
+/// merge brings them into memory, newest change winning). A failure warns.
+fn gather(
+    config: &Config,
+    sys: &mut dyn SetStore,
+    state_path: &Path,
+    e: &mut Engine,
+    telemetry: &Telemetry,
+) {
+    let own = host::own_addresses();
+    let now = host::now();
+    match super::aggregate::after_bans(config, sys, state_path, &own, &[], now) {
+        Ok(done) => {
+            for l in super::aggregate::lines(&done) {
+                say!("fwctl: {l}");
+            }
+            if !done.gathered.is_empty() {
+                // Saved again at once, so memory takes the file's changes.
+                e.dirty = true;
+                telemetry.aggregated(&done, config, now);
+            }
+        }
+        Err(err) => say!("fwctl: warning: aggregating the bans: {err:#}"),
+    }
 }
 
 fn live_stats(e: &Engine, sock: &mut packet::Live) -> Event {

@@ -15,7 +15,8 @@ pub fn write_textfile(dir: Option<&Path>, state_file: &Path) {
     };
     let result = (|| -> anyhow::Result<()> {
         let state = statefile::read(state_file)?.state;
-        let text = textfile(&state, outbox::waiting(&outbox::path_for(state_file)));
+        let mut text = textfile(&state, outbox::waiting(&outbox::path_for(state_file)));
+        text.push_str(&side_metrics(state_file));
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         tmp.write_all(text.as_bytes())?;
         use std::os::unix::fs::PermissionsExt;
@@ -30,4 +31,24 @@ pub fn write_textfile(dir: Option<&Path>, state_file: &Path) {
             dir.display()
         );
     }
+}
+
+/// The baseline's gauges and the AbuseIPDB report counters, from their
+/// files beside the state file (an unreadable one adds nothing).
+fn side_metrics(state_file: &Path) -> String {
+    use crate::sys::sidefile;
+    let mut e = crate::core::metrics::Exposition::default();
+    if let Ok((b, _)) = sidefile::read(
+        &super::afterscan::baseline_path(state_file),
+        crate::core::baseline::parse,
+    ) {
+        crate::core::baseline::metrics(&b, &mut e);
+    }
+    if let Ok((l, _)) = sidefile::read(
+        &super::afterscan::ledger_path(state_file),
+        crate::core::scan::abuse::parse,
+    ) {
+        crate::core::metrics::abuse_reports(&l, &mut e);
+    }
+    e.text()
 }

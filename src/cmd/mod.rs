@@ -3,6 +3,8 @@
 //! the core through the ports and wire in the system layer. `anyhow` lives
 //! here and above; below, errors are typed.
 
+pub mod afterscan;
+pub mod aggregate;
 pub mod apply;
 pub mod ban;
 pub mod capture;

@@ -158,6 +158,12 @@ impl Run {
     /// flushes below may take seconds), then the fleet and the sinks get at
     /// most their short waits (what they have not taken waits in their
     /// outboxes), then the metrics textfile is written from the state file.
+    /// Let other runs in before this one ends: its kernel changes and
+    /// state are written (what follows has locks of its own).
+    pub fn release_lock(&mut self) {
+        self.held = None;
+    }
+
     pub fn finish(mut self) {
         self.held = None;
         if let Some(p) = self.publisher.take() {

@@ -460,8 +460,26 @@ pub fn execute(
         (_, LineParser::Regex(p)) => p.kinds.clone(),
         _ => Vec::new(),
     };
-    let (tally, files) = read(&parser, plan.kind)?;
+    let (mut tally, files) = read(&parser, plan.kind)?;
     notes.extend(crate::core::scan::window_notes(&files, window));
+    // IPv6 offenders per [aggregate] v6_count_prefix, as capture counts
+    // them; per address only for a target set that takes no networks.
+    let count = plan.cfg.aggregate.v6_count_prefix;
+    let takes_nets = match headers.as_ref().and_then(|h| h.get(&plan.sets[1])) {
+        Some(h) => h.holds == crate::core::sets::Holds::Networks,
+        None => !matches!(
+            crate::core::ban::role_of(&plan.cfg, &plan.sets[1]),
+            Some(("throttle-hard" | "throttle-soft", _))
+        ),
+    };
+    if takes_nets {
+        tally.fold_v6(count);
+    } else if count < 128 {
+        notes.push(format!(
+            "IPv6 offenders were counted per address, not per /{count}: {} holds single addresses (hash:ip)",
+            plan.sets[1]
+        ));
+    }
     let mut offenders = tally.offenders(o.howmany);
     let mut scores = std::collections::BTreeMap::new();
     let mut rep_summary = None;
@@ -517,6 +535,7 @@ pub fn execute(
             plan.cfg.sets.blacklist.for_family(false),
             plan.cfg.sets.blacklist.for_family(true),
         ],
+        v6_prefix: Some(tally.v6_prefix),
         ..Known::default()
     };
     // An offender the blacklist covers is dropped already: the config's
@@ -592,6 +611,7 @@ pub fn execute(
             rep_summary.as_ref().map(|r| r.1),
         ),
         reputation: rep_summary.map(|r| r.0),
+        minutes: tally.minutes.counts(),
         added,
         restore_ms,
         duration_ms: started.elapsed().as_millis() as u64,
@@ -617,7 +637,7 @@ fn record(
         .filter(|o| o.added())
         .filter_map(|o| {
             Some((
-                o.address.parse::<IpAddr>().ok()?.into(),
+                crate::units::addr::parse_addr(&o.address).ok()?,
                 o.set.as_str(),
                 why(report, o),
             ))
@@ -789,12 +809,49 @@ fn fleet_entries(
         .collect()
 }
 
+/// After the run's bans: `[aggregate]` gathers bans of one prefix. A
+/// failure warns; the run's own bans stand.
+fn gather(plan: &Plan, run: &mut Run, own: &[IpAddr], state: &Path, now: i64) {
+    let Some(sets) = run.sets.as_mut() else {
+        return;
+    };
+    let extra = plan.proxies.clone();
+    match super::aggregate::after_bans(&plan.cfg, sets.as_mut(), state, own, &extra, now) {
+        Ok(done) => {
+            for l in super::aggregate::lines(&done) {
+                eprintln!("fwctl: {l}");
+            }
+            if let Some(n) = &run.notifier {
+                n.send_all(super::aggregate::notices(&done, &plan.cfg, now));
+            }
+            if let Some(p) = &run.publisher {
+                p.share(super::aggregate::fleet_entries(
+                    p.member(),
+                    &plan.cfg,
+                    &done,
+                    "scan",
+                    now,
+                ));
+            }
+        }
+        Err(e) => eprintln!("fwctl: warning: aggregating the bans: {e:#}"),
+    }
+}
+
 /// `--explain ADDRESS`: the lines of the window that counted for it, as
 /// the run would count them (same parser, window and filters). Reads only.
 fn explain(opts: &Options, inv: &Invocation, address: &str) -> Result<()> {
     let query = crate::units::addr::parse_addr(address.trim())
         .map_err(|e| anyhow!("--explain {address}: {e}"))?;
     let plan = Plan::new(opts, inv.load()?)?;
+    // An IPv6 address counts with its /v6_count_prefix, as the run counts.
+    let count = plan.cfg.aggregate.v6_count_prefix;
+    let query = match query {
+        ipnet::IpNet::V6(n) if n.prefix_len() > count => ipnet::IpNet::new(n.addr().into(), count)
+            .expect("prefix <= 128")
+            .trunc(),
+        q => q,
+    };
     let Some(log) = plan.log.clone() else {
         bail!("--explain reads a log file, not the journal; fix: pass --log PATH instead of --journal");
     };
@@ -860,6 +917,21 @@ fn explain(opts: &Options, inv: &Invocation, address: &str) -> Result<()> {
         t
     };
     super::out(text)
+}
+
+/// The human line of the AbuseIPDB reports.
+fn abuse_line(s: &crate::core::scan::abuse::Summary) -> String {
+    format!(
+        "abuseipdb: {} reported, {} failed{}, {} never reported (private, documentation, trusted), {} reported within 15 minutes already or over the run's limit\n",
+        s.sent,
+        s.failed,
+        s.error
+            .as_ref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default(),
+        s.refused,
+        s.limited
+    )
 }
 
 /// The command: checks, lock, read, decide, ban, print.
@@ -975,11 +1047,44 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
             let (report, offences) = (std::sync::Arc::clone(&report), offences);
             p.share_later(move |m| fleet_entries(m, &roles, &report, &offences));
         }
+        // Not for an audit (--now): its lines are not this hour's.
+        if opts.now.is_none() {
+            super::afterscan::count(
+                &plan.cfg,
+                &state_file,
+                &report,
+                real_now,
+                run.notifier.as_ref(),
+            );
+        }
+        if report.added > 0 {
+            gather(&plan, &mut run, &h.own, &state_file, real_now);
+        }
     }
-    let text = if opts.json {
-        report.json()
-    } else {
-        report.human()
+    // [reputation] report: after every other handover, bounded in time,
+    // and outside the run lock (the ledger has its own): a slow AbuseIPDB
+    // never holds up the next scan.
+    let reported = match (&plan.cfg.reputation, abuse.as_mut()) {
+        (Some(rep), Some(port)) if rep.report && !opts.dryrun => {
+            run.release_lock();
+            Some(super::afterscan::report_bans(
+                &plan.cfg,
+                &state_file,
+                &report,
+                real_now,
+                &mut |r| port.report(&rep.report_url, r),
+            ))
+        }
+        _ => None,
+    };
+    let text = match (opts.json, &reported) {
+        (true, Some(s)) => {
+            let mut v = serde_json::to_value(&*report).expect("plain data");
+            v["abuseipdb"] = serde_json::to_value(s).expect("plain data");
+            serde_json::to_string_pretty(&v).expect("plain data") + "\n"
+        }
+        (true, None) => report.json(),
+        (false, s) => report.human() + &s.as_ref().map(abuse_line).unwrap_or_default(),
     };
     // A closed pipe (`| head`) ends the run quietly; the bans are in already.
     let printed = super::out(text);

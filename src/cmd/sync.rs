@@ -572,6 +572,18 @@ impl Sync {
                         *secs,
                         Some(&e.host),
                     );
+                    // The remote host's words, signed by it: kept as its
+                    // claim (escaped and cut like any evidence).
+                    let why = crate::core::history::Why {
+                        origin: "fleet".into(),
+                        rule: format!("{} on {}", e.origin, e.host),
+                        hits: 0,
+                        window_s: 0,
+                        first: e.at,
+                        last: e.at,
+                        evidence: vec![format!("{}: {}", e.host, e.reason)],
+                    };
+                    self.history.explain(net, why, self.cfg.evidence);
                     self.dirty = true;
                     if each {
                         say!("fwctl: sync: applied {}", fleet::describe(e));

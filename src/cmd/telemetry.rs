@@ -36,6 +36,9 @@ pub struct Telemetry {
     serving: Option<Result<std::net::SocketAddr, String>>,
     /// The watcher and the sender whose drop stops it.
     watcher: Option<(JoinHandle<()>, Sender<()>)>,
+    /// Scans and bans for the baseline, written once a minute.
+    baseline: Mutex<(super::afterscan::Pending, std::time::Instant)>,
+    state_path: std::path::PathBuf,
 }
 
 impl Telemetry {
@@ -82,6 +85,8 @@ impl Telemetry {
             share_spoofable: cfg.fleet.as_ref().is_some_and(|f| f.share_spoofable),
             serving,
             watcher,
+            baseline: Mutex::new((Default::default(), std::time::Instant::now())),
+            state_path: state_path.to_path_buf(),
         })
     }
 
@@ -109,6 +114,12 @@ impl Telemetry {
             m.observe(ev);
         }
         drop(m);
+        let mut b = self.baseline.lock().expect("baseline");
+        let now = crate::sys::host::now();
+        for ev in evs {
+            b.0.note(ev, now);
+        }
+        drop(b);
         if let Some(n) = &self.notifier {
             n.send_all(evs.iter().filter_map(notify::from_capture).collect());
         }
@@ -139,6 +150,22 @@ impl Telemetry {
         }
     }
 
+    /// Prefixes `[aggregate]` banned: notified, and shared as capture's.
+    pub fn aggregated(&self, done: &super::aggregate::Done, cfg: &Config, now: i64) {
+        if let Some(n) = &self.notifier {
+            n.send_all(super::aggregate::notices(done, cfg, now));
+        }
+        if let Some(p) = &self.publisher {
+            p.share(super::aggregate::fleet_entries(
+                p.member(),
+                cfg,
+                done,
+                "capture",
+                now,
+            ));
+        }
+    }
+
     /// The engine's counters, after each batch of frames.
     pub fn counters(&self, e: &Engine) {
         let mut m = self.metrics.lock().expect("metrics");
@@ -163,12 +190,23 @@ impl Telemetry {
         if let Some(c) = counts {
             m.notify = c;
         }
+        drop(m);
+        let mut b = self.baseline.lock().expect("baseline");
+        if b.1.elapsed() >= std::time::Duration::from_secs(60) {
+            b.0.flush(&self.state_path, crate::sys::host::now());
+            b.1 = std::time::Instant::now();
+        }
     }
 
     /// Stop: a capture that ends on an error says so (`capture_down`); what
     /// the sinks still hold goes out within a few seconds or waits in the
     /// outbox for the next run.
     pub fn finish(mut self, error: Option<&anyhow::Error>) {
+        self.baseline
+            .lock()
+            .expect("baseline")
+            .0
+            .flush(&self.state_path, crate::sys::host::now());
         if let Some((handle, stop)) = self.watcher.take() {
             drop(stop);
             let _ = handle.join();

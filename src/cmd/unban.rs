@@ -25,10 +25,17 @@ pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
     let root = NotRoot("unban", does, "sudo fwctl unban ...".into());
     let needs = Needs::SETS | Needs::LOCK | Needs::NOTIFY | Needs::FLEET;
     let mut run = Run::start(&cfg, inv, Some(root), needs)?;
+    let state_file = run.state_file.clone();
     let sys = run.sets();
     let v6 = matches!(addr, IpNet::V6(_));
     let headers = sys.heads()?;
     let shown = member(&addr);
+    // An aggregate ban's members left in a set (a gathering cut short) go
+    // with it: their bans were ended when it was made.
+    let members: Vec<IpNet> = statefile::read(&state_file)
+        .ok()
+        .and_then(|l| l.state.history.get(&addr).map(|r| r.members.clone()))
+        .unwrap_or_default();
     let mut ops = Vec::new();
     let mut found = Vec::new();
     let mut inside = Vec::new();
@@ -45,6 +52,11 @@ pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
                     net,
                 });
                 found.push(set.clone());
+            } else if members.contains(&net) {
+                ops.push(SetOp::Del {
+                    set: set.clone(),
+                    net,
+                });
             } else if net.contains(&addr) {
                 inside.push(format!("{} in {set}", member(&net)));
             }
@@ -55,7 +67,12 @@ pub fn unban(o: &UnbanOptions, inv: &Invocation) -> Result<()> {
             .map_err(|e| anyhow!("removing {shown}: {e}"))?;
     }
     let now = host::now();
-    let ended = match statefile::update(&run.state_file, now, |st| st.history.end(&addr, now)) {
+    let ended = match statefile::update(&run.state_file, now, |st| {
+        for m in &members {
+            st.history.end(m, now);
+        }
+        st.history.end(&addr, now)
+    }) {
         Ok((ended, _)) => ended,
         Err(e) => {
             eprintln!("fwctl: warning: could not record the unban in the state file ({e}); a reboot may restore the ban");

@@ -97,6 +97,19 @@ struct Entry {
     counter: Counter,
     from: From,
     stats: Stats,
+    /// The prefix its IPv6 sources are counted and banned by
+    /// ([aggregate] v6_count_prefix; 128 into a set of single addresses).
+    v6_count: u8,
+}
+
+/// `addr` as its source key: an IPv6 address masked to `len`.
+fn counted(addr: std::net::IpAddr, len: u8) -> ipnet::IpNet {
+    match addr {
+        std::net::IpAddr::V6(_) if len < 128 => {
+            ipnet::IpNet::new(addr, len).expect("prefix <= 128").trunc()
+        }
+        a => ipnet::IpNet::from(a),
+    }
 }
 
 enum From {
@@ -254,16 +267,38 @@ impl<'a> Service<'a> {
         let positions_path = dir.join(positions::FILE);
         let mut sets = None;
         let mut banner = None;
+        // Which IPv6 target sets hold networks (a dry run without the
+        // kernel goes by the set's role: the throttle sets are hash:ip).
+        let mut v6_counts: Vec<u8> = plans
+            .iter()
+            .map(|p| {
+                let addresses_only = matches!(
+                    crate::core::ban::role_of(&cfg, &p.sets[1]),
+                    Some(("throttle-hard" | "throttle-soft", _))
+                );
+                if addresses_only {
+                    128
+                } else {
+                    cfg.aggregate.v6_count_prefix
+                }
+            })
+            .collect();
         if !opts.dryrun {
             let mut s = firewall::sets(cfg.firewall.backend).map_err(|e| anyhow!("{e}"))?;
             let heads = s.heads()?;
-            for p in &plans {
+            for (p, count) in plans.iter().zip(&mut v6_counts) {
                 crate::core::ban::check_ban_sets(
                     &p.sets,
                     &heads,
                     &p.apply_fix,
                     "or name an existing set in the [[watch]] entry's ipset",
                 )?;
+                if heads
+                    .get(&p.sets[1])
+                    .is_some_and(|h| h.holds != crate::core::sets::Holds::Networks)
+                {
+                    *count = 128;
+                }
             }
             sets = Some(s);
             banner = Some(firewall::banner(cfg.firewall.backend).with_context(|| {
@@ -292,7 +327,7 @@ impl<'a> Service<'a> {
         };
         let now = host::now();
         let mut entries = Vec::new();
-        for (plan, name) in plans.into_iter().zip(names) {
+        for ((plan, name), v6_count) in plans.into_iter().zip(names).zip(v6_counts) {
             let within = plan.opts.within;
             let parser = plan.parser(
                 host::local_zone(now),
@@ -315,6 +350,7 @@ impl<'a> Service<'a> {
                 parser,
                 made: Instant::now(),
                 from,
+                v6_count,
             });
         }
         let mut policy = Policy {
@@ -491,14 +527,20 @@ impl<'a> Service<'a> {
                 }
             }
             e.parser.set_window((now - within, now + AHEAD));
-            let (parser, counter, stats, filter) =
-                (&mut e.parser, &mut e.counter, &mut e.stats, e.plan.kind);
+            let (parser, counter, stats, filter, count) = (
+                &mut e.parser,
+                &mut e.counter,
+                &mut e.stats,
+                e.plan.kind,
+                e.v6_count,
+            );
             let mut sink = |line: &[u8]| {
                 stats.lines += 1;
                 match parser.parse(line) {
                     Line::Hit(h) if filter.wants(h.proto) => {
                         stats.hits += u64::from(h.n);
-                        if let Some(c) = counter.hit_line(h.src, h.time, h.n, now, line) {
+                        let src = counted(h.src, count).network();
+                        if let Some(c) = counter.hit_line(src, h.time, h.n, now, line) {
                             crossings.push((i, c));
                         }
                     }
@@ -559,11 +601,12 @@ impl<'a> Service<'a> {
             let e = &mut self.entries[i];
             let o = &e.plan.opts;
             let set = e.plan.sets[usize::from(c.addr.is_ipv6())].clone();
+            let net = counted(c.addr, e.v6_count);
             let mut ev = Event {
                 event: Kind::Ban,
                 time: utc(host::now()),
                 watch: e.name.clone(),
-                address: c.addr.to_string(),
+                address: crate::units::addr::member(&net),
                 set: set.clone(),
                 hits: c.hits,
                 within_s: o.within,
@@ -573,12 +616,11 @@ impl<'a> Service<'a> {
                 reason: None,
                 at_us: None,
             };
-            let net = ipnet::IpNet::from(c.addr);
             if let Some(why) = self.policy.check(&net) {
                 ev.event = Kind::Skipped;
                 ev.reason = Some(why.to_string());
                 e.stats.refused += 1;
-            } else if let Some(n) = self.cfg.blacklist.iter().find(|n| n.contains(&c.addr)) {
+            } else if let Some(n) = self.cfg.blacklist.iter().find(|n| n.contains(&net)) {
                 ev.event = Kind::AlreadyBlocked;
                 ev.reason = Some(format!("blacklist {n} (config)"));
             } else if self.opts.dryrun {
@@ -627,8 +669,51 @@ impl<'a> Service<'a> {
         self.out.flush()?;
         if !added.is_empty() {
             self.record(&added);
+            self.gather();
         }
         Ok(())
+    }
+
+    /// After a batch of bans: `[aggregate]` gathers bans of one prefix. A
+    /// failure warns; the bans made stand.
+    fn gather(&mut self) {
+        let Some(sets) = self.sets.as_mut() else {
+            return;
+        };
+        let extra: Vec<ipnet::IpNet> = self
+            .entries
+            .iter()
+            .flat_map(|e| e.plan.proxies.iter().copied())
+            .collect();
+        let now = host::now();
+        let own = self.policy.own.clone();
+        match super::aggregate::after_bans(
+            &self.cfg,
+            sets.as_mut(),
+            &self.state_path,
+            &own,
+            &extra,
+            now,
+        ) {
+            Ok(done) => {
+                for l in super::aggregate::lines(&done) {
+                    say!("fwctl: {l}");
+                }
+                if let Some(n) = &self.notifier {
+                    n.send_all(super::aggregate::notices(&done, &self.cfg, now));
+                }
+                if let Some(p) = &self.publisher {
+                    p.share(super::aggregate::fleet_entries(
+                        p.member(),
+                        &self.cfg,
+                        &done,
+                        "scan",
+                        now,
+                    ));
+                }
+            }
+            Err(e) => say!("fwctl: warning: aggregating the bans: {e:#}"),
+        }
     }
 
     fn emit(&mut self, ev: &Event) -> Result<()> {
@@ -651,8 +736,7 @@ impl<'a> Service<'a> {
             added
                 .iter()
                 .map(|(_, ev, why)| {
-                    let addr: ipnet::IpNet =
-                        ev.address.parse::<std::net::IpAddr>().expect("ours").into();
+                    let addr = crate::units::addr::parse_addr(&ev.address).expect("ours");
                     let (n, _) = st.history.next_ban(&addr, now, &[ev.removeafter_s]);
                     st.history.record(addr, &ev.set, n, now, ev.removeafter_s);
                     st.history.explain(&addr, why.clone(), keep);
@@ -701,7 +785,7 @@ impl<'a> Service<'a> {
                 .zip(&offences)
                 .filter_map(|((_, ev, _), offence)| {
                     let role = crate::core::ban::role_of(&self.cfg, &ev.set)?.0;
-                    let addr = ev.address.parse::<std::net::IpAddr>().ok()?.into();
+                    let addr = crate::units::addr::parse_addr(&ev.address).ok()?;
                     Some((
                         addr,
                         role,

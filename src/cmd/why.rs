@@ -7,7 +7,7 @@ use super::Invocation;
 use crate::core::policy::{Members, Policy};
 use crate::core::why::{report, Facts};
 use crate::ports::SetStore;
-use crate::sys::{firewall, host, statefile};
+use crate::sys::{feedstore, firewall, host, statefile};
 use anyhow::{anyhow, Result};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -72,6 +72,17 @@ pub fn run(o: &Options, inv: &Invocation) -> Result<()> {
         .get(&query.addr())
         .filter(|_| query.prefix_len() == query.max_prefix_len())
         .map(|s| (s.score, s.at));
+    // The feeds' last good lists, as `feeds update` kept them (an unreadable
+    // directory only leaves them out).
+    let dir = feedstore::dir_for(&cfg.state_path(inv.state()));
+    let mut feeds = Vec::new();
+    if feedstore::check(&dir).is_ok() {
+        for f in &cfg.feeds {
+            if let Ok(nets) = feedstore::list(&dir, &f.name) {
+                feeds.push((f.name.clone(), nets));
+            }
+        }
+    }
     let r = report(&Facts {
         query,
         now: host::now(),
@@ -80,6 +91,7 @@ pub fn run(o: &Options, inv: &Invocation) -> Result<()> {
         policy: &policy,
         blacklist: &cfg.blacklist,
         score,
+        feeds,
     });
     super::out(if o.json { r.json() } else { r.human() })
 }

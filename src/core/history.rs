@@ -36,6 +36,10 @@ pub struct Record {
     /// was kept, or one made without a reason to keep).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub why: Option<Why>,
+    /// An aggregate ban's members: the bans it replaced (their records are
+    /// ended, and keep their evidence).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<IpNet>,
 }
 
 /// What made a ban: the rule, the window's count, and a few pieces of
@@ -170,6 +174,7 @@ impl History {
                 updated: now,
                 from: from.map(str::to_string),
                 why: None,
+                members: Vec::new(),
             },
         );
     }
@@ -185,6 +190,28 @@ impl History {
         }
         if let Some(r) = self.records.get_mut(addr) {
             r.why = Some(why);
+        }
+    }
+
+    /// Record an aggregate ban: `prefix` until `until`, replacing `members`
+    /// (their bans end now; their records stay, with their evidence).
+    pub fn gather(
+        &mut self,
+        prefix: IpNet,
+        set: &str,
+        until: i64,
+        members: &[IpNet],
+        why: Why,
+        now: i64,
+    ) {
+        let (n, _) = self.next_ban(&prefix, now, &[0]);
+        self.record(prefix, set, n, now, (until - now).max(1) as u64);
+        self.explain(&prefix, why, MAX_EVIDENCE);
+        if let Some(r) = self.records.get_mut(&prefix) {
+            r.members = members.to_vec();
+        }
+        for m in members {
+            self.end(m, now);
         }
     }
 

@@ -434,6 +434,24 @@ pub fn textfile(state: &State, outbox: usize) -> String {
     e.text()
 }
 
+/// The AbuseIPDB report counters (`[reputation] report`), for the textfile.
+pub fn abuse_reports(l: &crate::core::scan::abuse::Ledger, e: &mut Exposition) {
+    if *l == crate::core::scan::abuse::Ledger::default() {
+        return;
+    }
+    e.family(
+        "fwctl_abuseipdb_reports_total",
+        "counter",
+        "Bans reported to AbuseIPDB, by result: sent, failed, refused (an address never reported), limited (reported within 15 minutes, or over a run's limit).",
+        &[
+            (vec![("result", "sent")], l.sent as f64),
+            (vec![("result", "failed")], l.failed as f64),
+            (vec![("result", "refused")], l.refused as f64),
+            (vec![("result", "limited")], l.limited as f64),
+        ],
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,8 +5,10 @@
 //! capture detection, the ban history and the state file's contents, and the
 //! evaluations behind `status` and `doctor`.
 
+pub mod aggregate;
 pub mod apply;
 pub mod ban;
+pub mod baseline;
 pub mod capture;
 pub mod config;
 pub mod conns;

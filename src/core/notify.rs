@@ -31,6 +31,8 @@ pub enum Origin {
     Scan,
     Manual,
     Fleet,
+    /// Bans of one prefix gathered into a ban of the prefix ([aggregate]).
+    Aggregate,
 }
 
 /// One notification's content, tagged by its event name (the names the
@@ -141,6 +143,22 @@ pub enum Notice {
         reason: String,
         kept: usize,
     },
+    /// The baseline: a scan rule's last complete hour counted more than
+    /// `[baseline] over` of the mean of the same hour (and at least floor).
+    Anomaly {
+        /// lines or bans.
+        what: String,
+        rule: String,
+        #[serde(rename = "type")]
+        kind: String,
+        /// The hour's start (RFC 3339).
+        hour: String,
+        count: u64,
+        mean: f64,
+        days: u32,
+        ratio: f64,
+        over_percent: u32,
+    },
     Test {
         message: String,
     },
@@ -174,6 +192,7 @@ impl Notice {
             Notice::Drift { .. } => "drift",
             Notice::CaptureDown { .. } => "capture_down",
             Notice::FeedRefused { .. } => "feed_refused",
+            Notice::Anomaly { .. } => "anomaly",
             Notice::Test { .. } => "test",
         }
     }
@@ -318,6 +337,19 @@ impl Notice {
                     format!("its last good copy ({kept} entries) stays")
                 }
             ),
+            Notice::Anomaly {
+                what,
+                rule,
+                kind,
+                hour,
+                count,
+                mean,
+                days,
+                ratio,
+                over_percent,
+            } => format!(
+                "Anomaly: scan rule {rule} ({kind}) counted {count} {what} in the hour from {hour}, {ratio:.1} times the mean of that hour over {days} days ({mean:.1}; over {over_percent}%)"
+            ),
             Notice::Test { message } => message.clone(),
         }
     }
@@ -392,6 +424,7 @@ fn origin_name(o: Origin) -> &'static str {
         Origin::Scan => "scan",
         Origin::Manual => "an admin",
         Origin::Fleet => "the fleet",
+        Origin::Aggregate => "aggregation",
     }
 }
 

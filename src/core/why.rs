@@ -6,6 +6,7 @@
 use crate::core::history::{Record, Why};
 use crate::core::policy::{Policy, Refusal};
 use crate::core::sets::Member;
+use crate::units::addr::member;
 use crate::units::duration::human;
 use crate::units::time::utc;
 use ipnet::IpNet;
@@ -25,6 +26,15 @@ pub struct Facts<'a> {
     pub blacklist: &'a [IpNet],
     /// The cached AbuseIPDB score and when it was asked.
     pub score: Option<(u8, i64)>,
+    /// Each `[[feed]]`'s last good list (name, entries).
+    pub feeds: Vec<(String, Vec<IpNet>)>,
+}
+
+/// A feed entry that holds (or lies inside) the query.
+#[derive(Debug, Serialize)]
+pub struct FeedHit {
+    pub feed: String,
+    pub entry: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,6 +59,9 @@ pub struct Ban {
     pub from: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<Why>,
+    /// An aggregate ban's members: the bans it replaced.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -64,6 +77,9 @@ pub struct Report {
     pub blacklisted_by_config: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reputation: Option<Score>,
+    /// The feeds whose last good list holds it (at most 20 entries).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub feeds: Vec<FeedHit>,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,6 +126,7 @@ pub fn report(f: &Facts) -> Report {
             running: r.until > f.now,
             from: r.from.clone(),
             why: r.why.clone(),
+            members: r.members.iter().map(member).collect(),
         })
         .collect();
     let refusal: Option<Refusal> = f.policy.check(&f.query);
@@ -134,6 +151,19 @@ pub fn report(f: &Facts) -> Report {
             score,
             asked: utc(at),
         }),
+        feeds: f
+            .feeds
+            .iter()
+            .flat_map(|(name, nets)| {
+                nets.iter()
+                    .filter(|n| overlaps(n, &f.query))
+                    .map(move |n| FeedHit {
+                        feed: name.clone(),
+                        entry: n.to_string(),
+                    })
+            })
+            .take(20)
+            .collect(),
     }
 }
 
@@ -159,6 +189,9 @@ impl Report {
         if let Some(b) = &self.blacklisted_by_config {
             let _ = writeln!(s, "  the config's [blacklist] holds {b}");
         }
+        for f in &self.feeds {
+            let _ = writeln!(s, "  feed {} lists {}", f.feed, f.entry);
+        }
         if self.bans.is_empty() {
             s.push_str("  history: no ban recorded\n");
         }
@@ -178,19 +211,27 @@ impl Report {
                     .unwrap_or_default()
             );
             if let Some(w) = &b.why {
-                let _ = writeln!(
-                    s,
-                    "    by {}: {}, {} hits within {} ({} .. {})",
-                    w.origin,
-                    w.rule,
-                    w.hits,
-                    human(w.window_s),
-                    utc(w.first),
-                    utc(w.last)
-                );
+                let _ = if w.hits == 0 {
+                    // A ban by hand or from the fleet: nothing counted here.
+                    writeln!(s, "    by {}: {} ({})", w.origin, w.rule, utc(w.first))
+                } else {
+                    writeln!(
+                        s,
+                        "    by {}: {}, {} hits within {} ({} .. {})",
+                        w.origin,
+                        w.rule,
+                        w.hits,
+                        human(w.window_s),
+                        utc(w.first),
+                        utc(w.last)
+                    )
+                };
                 for e in &w.evidence {
                     let _ = writeln!(s, "    | {e}");
                 }
+            }
+            if !b.members.is_empty() {
+                let _ = writeln!(s, "    members: {}", b.members.join(", "));
             }
         }
         let _ = writeln!(s, "  verdict: {}", self.verdict);
@@ -212,6 +253,89 @@ mod tests {
 
     fn net(s: &str) -> IpNet {
         crate::units::addr::parse_addr(s).unwrap()
+    }
+
+    #[test]
+    fn an_aggregate_ban_lists_its_members_and_their_evidence() {
+        let mut h = History::default();
+        let members: Vec<IpNet> = ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+            .iter()
+            .map(|a| net(a))
+            .collect();
+        for m in &members {
+            h.record(*m, "blacklist", 1, 1000, 600);
+            h.explain(
+                m,
+                Why {
+                    origin: "scan".into(),
+                    rule: "kernel blocked (tcp)".into(),
+                    hits: 7,
+                    window_s: 1800,
+                    first: 900,
+                    last: 990,
+                    evidence: vec![format!("ports: 22 (7) from {m}")],
+                },
+                5,
+            );
+        }
+        h.gather(
+            net("203.0.113.0/24"),
+            "blacklist",
+            1600,
+            &members,
+            Why {
+                origin: "aggregate".into(),
+                rule: "3 bans within 1h in one /24".into(),
+                hits: 21,
+                window_s: 3600,
+                first: 900,
+                last: 990,
+                evidence: vec!["member 203.0.113.1: kernel blocked (tcp)".into()],
+            },
+            1010,
+        );
+        // The members' bans ended; the prefix runs for the longest left.
+        assert!(h.banned(&members[0], 1010).is_none());
+        assert_eq!(h.banned(&net("203.0.113.0/24"), 1010).unwrap().until, 1600);
+        let recs = h.records();
+        let refs: Vec<&Record> = recs.iter().collect();
+        let r = report(&Facts {
+            query: net("203.0.113.0/24"),
+            now: 1010,
+            sets: None,
+            history: refs,
+            policy: &Policy::default(),
+            blacklist: &[],
+            score: None,
+            feeds: vec![],
+        });
+        let text = r.human();
+        assert!(
+            text.contains("ban of 203.0.113.0/24 into blacklist: offence 1")
+                && text.contains("(running)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("by aggregate: 3 bans within 1h in one /24"),
+            "{text}"
+        );
+        assert!(
+            text.contains("members: 203.0.113.1, 203.0.113.2, 203.0.113.3"),
+            "{text}"
+        );
+        // Each member's own ban, with its evidence.
+        assert!(
+            text.contains("| ports: 22 (7) from 203.0.113.2/32"),
+            "{text}"
+        );
+        let j: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        let agg = j["bans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["why"]["origin"] == "aggregate")
+            .unwrap();
+        assert_eq!(agg["members"].as_array().unwrap().len(), 3);
     }
 
     #[test]
@@ -263,6 +387,7 @@ mod tests {
             policy: &policy,
             blacklist: &[net("203.0.113.0/24")],
             score: Some((97, 990)),
+            feeds: vec![("spamhaus".into(), vec![net("203.0.113.0/26")])],
         });
         let text = r.human();
         assert!(
@@ -289,6 +414,10 @@ mod tests {
         assert!(text.contains("verdict: would be banned"), "{text}");
         assert!(text.contains("AbuseIPDB score 97"), "{text}");
         assert_eq!(r.blacklisted_by_config.as_deref(), Some("203.0.113.0/24"));
+        assert!(
+            text.contains("feed spamhaus lists 203.0.113.0/26"),
+            "{text}"
+        );
         // A trusted address: the verdict says which rule protects it.
         let r = report(&Facts {
             query: net("192.0.2.7"),
@@ -298,6 +427,7 @@ mod tests {
             policy: &policy,
             blacklist: &[],
             score: None,
+            feeds: Vec::new(),
         });
         assert!(
             r.never_ban && r.verdict.contains("trusted network 192.0.2.0/24"),

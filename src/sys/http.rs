@@ -144,6 +144,48 @@ impl crate::ports::ReputationCheck for AbuseIpdb {
     }
 }
 
+impl AbuseIpdb {
+    /// Post one report to AbuseIPDB's v2 `report` endpoint (or a stand-in
+    /// at [reputation] report_url): the form fields ip, categories and
+    /// comment, the key in the `Key` header. The error says whether to
+    /// stop this run's reports (the key refused, the quota used, the
+    /// service unreachable).
+    pub fn report(
+        &mut self,
+        url: &str,
+        r: &crate::core::scan::abuse::Report,
+    ) -> Result<(), (String, bool)> {
+        let cats: Vec<String> = r.categories.iter().map(u8::to_string).collect();
+        let res = self
+            .agent
+            .post(url)
+            .set("Key", &self.key)
+            .set("Accept", "application/json")
+            .send_form(&[
+                ("ip", &r.ip.to_string()),
+                ("categories", &cats.join(",")),
+                ("comment", &r.comment),
+            ]);
+        match res {
+            Ok(_) => Ok(()),
+            Err(ureq::Error::Status(code, _)) => Err((
+                format!(
+                    "HTTP {code}{}",
+                    match code {
+                        401 | 403 =>
+                            " (the key is refused; fix: check [reputation] abuseipdb_key_file)",
+                        429 => " (rate-limited: reported within 15 minutes, or the daily quota is used up)",
+                        422 => " (the report was refused as invalid)",
+                        _ => "",
+                    }
+                ),
+                matches!(code, 401 | 403) || code >= 500,
+            )),
+            Err(ureq::Error::Transport(t)) => Err((transport_text(&t, url), true)),
+        }
+    }
+}
+
 /// What a feed's server answered.
 pub enum Fetched {
     /// 304: the copy we have is current.

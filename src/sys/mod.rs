@@ -37,6 +37,7 @@ pub mod probe;
 pub mod redis;
 pub mod secret;
 pub mod selftest;
+pub mod sidefile;
 pub mod sockdiag;
 pub mod statefile;
 pub mod tools;

@@ -11,7 +11,7 @@ use super::packet::{self, Addr, Link};
 use super::signature::{escaped, Handshakes, Hit, Matcher};
 use crate::core::config::pattern::Severity;
 use crate::core::config::signature::Proto;
-use crate::core::history::History;
+use crate::core::history::{History, Why};
 use crate::core::policy::Policy;
 use crate::units::addr::member;
 use ipnet::IpNet;
@@ -247,6 +247,8 @@ pub struct Engine {
     /// at only when a ban is decided, never per frame.
     pub admin_peers: Vec<(IpAddr, u16)>,
     frags: Frags,
+    /// `[history] evidence`: pieces of evidence kept per ban for `fwctl why`.
+    pub evidence: usize,
 }
 
 /// Payload signatures: the matcher, the handshakes this host answered on
@@ -302,6 +304,7 @@ impl Engine {
             signatures: None,
             admin_peers: Vec::new(),
             frags: Frags::default(),
+            evidence: 5,
         }
     }
 
@@ -541,6 +544,18 @@ impl Engine {
             ),
             Some(Ok(Added::Added)) | None => {
                 self.history.record(source, &set, offence, now_s, secs);
+                // What the packets showed, for `fwctl why` (the scan's own
+                // caller adds its ports and times).
+                let why = Why {
+                    origin: "capture".into(),
+                    rule: format!("{scan_type} ({profile})"),
+                    hits: 1,
+                    window_s: 0,
+                    first: now_s,
+                    last: now_s,
+                    evidence: vec![reason.to_string()],
+                };
+                self.history.explain(&source, why, self.evidence);
                 self.dirty = true;
                 self.counts.bans += 1;
                 let action = if applied.is_some() {
@@ -564,6 +579,41 @@ impl Engine {
                 (action, Some(blocked), Some(secs))
             }
         }
+    }
+
+    /// A scan's ban as `fwctl why` shows it: its probes, window and times,
+    /// the reason, the ports counted and what nmap would have been run with.
+    /// Ports are the scanner's choice but only numbers; nothing here is
+    /// packet payload.
+    fn explain_scan(&mut self, s: &Scan, reason: &str, nmap: &str, note: Option<&str>) {
+        let settings = self.detector.settings();
+        let mut ports: Vec<String> = s.counted.iter().take(32).map(u16::to_string).collect();
+        if s.counted.len() > 32 {
+            ports.push(format!("... ({} in all)", s.counted.len()));
+        }
+        let mut evidence = vec![
+            reason.to_string(),
+            format!("ports: {}", ports.join(",")),
+            format!("as nmap {nmap}"),
+        ];
+        if !s.same_ports_as.is_empty() {
+            let others: Vec<String> = s.same_ports_as.iter().take(8).map(member).collect();
+            evidence.push(format!(
+                "the same ports in the same order from {}: one scanner's decoys (-D)",
+                others.join(", ")
+            ));
+        }
+        evidence.extend(note.map(str::to_string));
+        let why = Why {
+            origin: "capture".into(),
+            rule: format!("{} ({})", s.kinds.label(), settings.profile.name),
+            hits: u64::from(s.probes),
+            window_s: settings.profile.window / SECOND,
+            first: (s.first / SECOND) as i64,
+            last: (s.time / SECOND) as i64,
+            evidence,
+        };
+        self.history.explain(&s.source, why, self.evidence);
     }
 
     /// Ban the source of `key` now, before any threshold, into the capture
@@ -811,6 +861,9 @@ impl Engine {
         let set = family_set(&self.sets, s.source);
         let (action, blocked, secs) =
             self.decide(s.source, s.time, s.kinds.label(), &reason, set, ban, clock);
+        if blocked.is_some() {
+            self.explain_scan(s, &reason, &nmap, note.as_deref());
+        }
         let quiet_until = match secs {
             Some(secs) => s.time.saturating_add(secs * SECOND),
             None => s.time.saturating_add(window),
@@ -1499,6 +1552,21 @@ mod tests {
         assert_eq!(r.of("scan_detected")[0]["action"], "banned for 5m");
         assert!(r.e.dirty);
         assert_eq!(r.e.history.active(1002).len(), 1);
+        // What `fwctl why` shows: capture's reason, the ports, nmap's flags.
+        let rec = r.e.history.get(&"203.0.113.5/32".parse().unwrap()).unwrap();
+        let why = rec.why.as_ref().expect("a capture ban keeps why");
+        assert_eq!(why.origin, "capture");
+        assert!(why.rule.starts_with("SYN"), "{why:?}");
+        assert_eq!(why.hits, 3);
+        assert!(why.evidence[0].contains("3 distinct ports"), "{why:?}");
+        assert!(why.evidence[1].starts_with("ports: "), "{why:?}");
+        assert!(why.evidence[2].contains("-sS"), "{why:?}");
+        // `[history] evidence = 0` keeps none.
+        let mut r = Rig::new(Mode::Ban);
+        r.e.evidence = 0;
+        r.scan("203.0.113.5", "198.51.100.1", 3, 1000);
+        let rec = r.e.history.get(&"203.0.113.5/32".parse().unwrap()).unwrap();
+        assert!(rec.why.as_ref().unwrap().evidence.is_empty());
     }
 
     #[test]

@@ -203,6 +203,12 @@ impl RawCapture {
     pub fn admin_ports_given(&self) -> bool {
         self.admin_ports.is_some()
     }
+
+    /// The deprecated `[capture] ipv6_prefix`, when given: the old name of
+    /// `[aggregate] v6_count_prefix`.
+    pub fn ipv6_prefix_given(&self) -> Option<u8> {
+        self.ipv6_prefix
+    }
 }
 
 /// Most admin ports (each is a comparison of capture's connection filter).

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub const ABUSEIPDB_URL: &str = "https://api.abuseipdb.com/api/v2/check";
+/// AbuseIPDB's v2 `report` endpoint, where `report = true` posts bans.
+pub const ABUSEIPDB_REPORT_URL: &str = "https://api.abuseipdb.com/api/v2/report";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reputation {
@@ -20,6 +22,9 @@ pub struct Reputation {
     pub cache: u64,
     pub max_lookups: u32,
     pub timeout: Duration,
+    /// `report = true`: scan's bans are reported to `report_url`.
+    pub report: bool,
+    pub report_url: String,
 }
 
 #[derive(Deserialize)]
@@ -31,6 +36,8 @@ pub struct RawReputation {
     cache: Option<String>,
     max_lookups: Option<u32>,
     timeout: Option<String>,
+    report: Option<bool>,
+    report_url: Option<String>,
 }
 
 fn http_url(what: &str, s: &str) -> Result<(), Invalid> {
@@ -76,6 +83,10 @@ impl RawReputation {
     pub fn validate(self) -> Result<Reputation, Invalid> {
         let url = self.url.unwrap_or_else(|| ABUSEIPDB_URL.to_string());
         http_url("[reputation] url", &url)?;
+        let report_url = self
+            .report_url
+            .unwrap_or_else(|| ABUSEIPDB_REPORT_URL.to_string());
+        http_url("[reputation] report_url", &report_url)?;
         let min_score = self.min_score.unwrap_or(90);
         if !(1..=100).contains(&min_score) {
             return Err(Invalid(format!(
@@ -114,6 +125,8 @@ impl RawReputation {
             cache,
             max_lookups,
             timeout,
+            report: self.report.unwrap_or(false),
+            report_url,
         })
     }
 }
@@ -299,5 +312,29 @@ impl RawFeed {
             min_prefix_v6,
             max_coverage,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rep(t: &str) -> Result<Reputation, Invalid> {
+        toml::from_str::<RawReputation>(&format!("abuseipdb_key_file = \"/k\"\n{t}"))
+            .unwrap()
+            .validate()
+    }
+
+    #[test]
+    fn report_is_off_by_default_and_its_url_is_checked() {
+        let r = rep("").unwrap();
+        assert!(!r.report);
+        assert_eq!(r.report_url, ABUSEIPDB_REPORT_URL);
+        let r = rep("report = true\nreport_url = \"http://127.0.0.1:9/api/v2/report\"").unwrap();
+        assert!(r.report && r.report_url.ends_with("/report"));
+        let e = rep("report_url = \"ftp://x\"").unwrap_err().0;
+        assert!(e.contains("[reputation] report_url"), "{e}");
+        let e = rep("report_url = \"https://u:hunter2@x/r\"").unwrap_err().0;
+        assert!(e.contains("fix:") && !e.contains("hunter2"), "{e}");
     }
 }

@@ -4,6 +4,8 @@
 //! know which file and line it came from, so a mistake is reported as
 //! `FILE:LINE: what is wrong; fix: ...` and nothing gets installed.
 
+pub mod aggregate;
+pub mod baseline;
 pub mod capture;
 pub mod firewall;
 pub mod fleet;
@@ -195,6 +197,10 @@ pub struct Config {
     pub watch: Vec<watch::Watch>,
     /// `[history] evidence`: pieces of evidence kept per ban for `fwctl why`.
     pub evidence: usize,
+    /// `[baseline]`: when an hour's count is an anomaly.
+    pub baseline: baseline::Baseline,
+    /// `[aggregate]`: IPv6 counting prefix, and bans of one prefix gathered.
+    pub aggregate: aggregate::Aggregate,
 }
 
 impl Config {
@@ -390,6 +396,7 @@ impl Config {
             .map_err(|m| err_at(None, format!("[bandwidth] above: {}", m.0)))?;
 
         let admin_ports_given = raw.capture.admin_ports_given();
+        let ipv6_prefix_given = raw.capture.ipv6_prefix_given();
         let mut capture = capture::Capture::from_raw(raw.capture).map_err(|m| err_at(None, m.0))?;
         if !admin_ports_given {
             capture.admin_ports = ssh_ports(&services);
@@ -474,6 +481,25 @@ impl Config {
             feeds.push(f);
         }
 
+        let bounds = aggregate::Bounds::new(
+            fleet.as_ref().map(|f| (f.min_prefix_v4, f.min_prefix_v6)),
+            feeds.iter().map(|f| (f.min_prefix_v4, f.min_prefix_v6)),
+        );
+        let aggregate = aggregate::validate(raw.aggregate, ipv6_prefix_given, &bounds)
+            .map_err(|m| err_at(None, m.0))?;
+        // One key for scan, watch and capture alike; but iptables' throttle
+        // sets are hash:ip, which takes no /64: capture banning into one
+        // ([capture] ban_set, [capture.flood] set) tracks each address.
+        let hash_ip = |key: &str| {
+            raw.firewall.backend == firewall::Backend::Iptables && key.starts_with("throttle")
+        };
+        capture.ipv6_prefix = if hash_ip(&capture.ban_set)
+            || capture.flood.as_ref().is_some_and(|f| hash_ip(&f.set))
+        {
+            128
+        } else {
+            aggregate.v6_count_prefix
+        };
         let watch = watch::validate_all(raw.watch).map_err(|m| err_at(None, m.0))?;
         let evidence = raw.history.evidence.unwrap_or(5);
         if evidence > crate::core::history::MAX_EVIDENCE {
@@ -485,7 +511,10 @@ impl Config {
                 ),
             ));
         }
+        let baseline = raw.baseline.validate().map_err(|m| err_at(None, m.0))?;
         Ok(Config {
+            baseline,
+            aggregate,
             evidence,
             watch,
             fleet,
@@ -636,6 +665,9 @@ struct Raw {
     watch: Vec<watch::RawWatch>,
     #[serde(default)]
     history: RawHistory,
+    #[serde(default)]
+    baseline: baseline::RawBaseline,
+    aggregate: Option<aggregate::RawAggregate>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1023,6 +1055,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.msg.contains("raise maxelem"), "{e}");
+    }
+
+    #[test]
+    fn capture_counts_ipv6_per_v6_count_prefix_unless_it_bans_into_a_hash_ip_set() {
+        assert_eq!(parse("").unwrap().capture.ipv6_prefix, 64);
+        let c = parse("[aggregate]\nv6_count_prefix = 56\nmin_offenders = 0\n").unwrap();
+        assert_eq!(
+            (c.capture.ipv6_prefix, c.aggregate.v6_count_prefix),
+            (56, 56)
+        );
+        for (text, want) in [
+            ("[capture]\nban_set = \"throttle_hard\"\n", 128),
+            ("[capture.flood]\n", 128),
+            ("[firewall]\nbackend = \"nftables\"\n[capture.flood]\n", 64),
+            ("[capture.flood]\nset = \"blacklist\"\n", 64),
+        ] {
+            assert_eq!(parse(text).unwrap().capture.ipv6_prefix, want, "{text}");
+        }
     }
 
     #[test]

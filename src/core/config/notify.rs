@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The event names, as the config writes them.
-pub const EVENTS: [&str; 16] = [
+pub const EVENTS: [&str; 17] = [
     "decoy_touched",
     "signature_matched",
     "ip_blocked",
@@ -24,6 +24,7 @@ pub const EVENTS: [&str; 16] = [
     "drift",
     "capture_down",
     "feed_refused",
+    "anomaly",
     "test",
 ];
 

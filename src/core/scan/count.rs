@@ -156,6 +156,67 @@ pub struct Tally {
     pub examples: [Option<String>; Malformed::ALL.len()],
     /// Keyed by [`key`]: one u128 hashes faster than an `IpAddr`.
     pub sources: HashMap<u128, Source, foldhash::fast::RandomState>,
+    /// Matching lines per minute of their time, for the baseline.
+    pub minutes: Minutes,
+    /// The prefix IPv6 sources are counted by (128: each address); see
+    /// [`Tally::fold_v6`].
+    pub v6_prefix: u8,
+}
+
+/// Counts per minute (Unix seconds / 60). Lines come mostly in order, so
+/// the current minute is counted aside and folded into the map when the
+/// minute changes: one comparison a line, not a map lookup. Bounded: the
+/// newest [`MAX_MINUTES`] minutes are kept (the baseline keeps no more),
+/// about 2 MB at most, whatever the window.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Minutes {
+    done: std::collections::BTreeMap<i64, u64>,
+    current: Option<(i64, u64)>,
+}
+
+/// 31 days of minutes.
+pub const MAX_MINUTES: usize = 31 * 24 * 60;
+
+impl Minutes {
+    pub fn add(&mut self, time: i64, n: u64) {
+        let m = time.div_euclid(60);
+        match &mut self.current {
+            Some((cm, c)) if *cm == m => *c += n,
+            cur => {
+                if let Some((cm, c)) = cur.replace((m, n)) {
+                    self.fold(cm, c);
+                }
+            }
+        }
+    }
+
+    fn fold(&mut self, m: i64, c: u64) {
+        *self.done.entry(m).or_default() += c;
+        if self.done.len() > MAX_MINUTES {
+            self.done.pop_first();
+        }
+    }
+
+    /// Every minute's count, oldest first.
+    pub fn counts(&self) -> std::collections::BTreeMap<i64, u64> {
+        let mut all = self.done.clone();
+        if let Some((m, c)) = self.current {
+            *all.entry(m).or_default() += c;
+            if all.len() > MAX_MINUTES {
+                all.pop_first();
+            }
+        }
+        all
+    }
+
+    fn merge(&mut self, other: &Minutes) {
+        if let Some((m, c)) = self.current.take() {
+            self.fold(m, c);
+        }
+        for (m, c) in other.counts() {
+            self.fold(m, c);
+        }
+    }
 }
 
 impl Tally {
@@ -169,6 +230,41 @@ impl Tally {
             malformed: [0; Malformed::ALL.len()],
             examples: Default::default(),
             sources: HashMap::default(),
+            minutes: Minutes::default(),
+            v6_prefix: 128,
+        }
+    }
+
+    /// Count IPv6 sources per `/len` network (`[aggregate] v6_count_prefix`):
+    /// a host rotating through the addresses of its /64 is one source. Done
+    /// once the parts are merged; the key of a folded source is its
+    /// network's first address.
+    pub fn fold_v6(&mut self, len: u8) {
+        if len >= self.v6_prefix {
+            return;
+        }
+        self.v6_prefix = len;
+        let mask = !(u128::MAX >> len);
+        let old = std::mem::take(&mut self.sources);
+        for (k, s) in old {
+            let k = if addr(k).is_ipv6() { k & mask } else { k };
+            match self.sources.entry(k) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(&s),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(s);
+                }
+            }
+        }
+    }
+
+    /// What a source key stands for: the address, or (IPv6, folded) its
+    /// network.
+    pub fn net_of(&self, a: IpAddr) -> ipnet::IpNet {
+        match a {
+            IpAddr::V6(_) if self.v6_prefix < 128 => ipnet::IpNet::new(a, self.v6_prefix)
+                .expect("prefix <= 128")
+                .trunc(),
+            _ => ipnet::IpNet::from(a),
         }
     }
 
@@ -197,6 +293,7 @@ impl Tally {
                     s.ports.add(p, h.n);
                 }
                 self.matched += u64::from(h.n) - 1;
+                self.minutes.add(h.time, u64::from(h.n));
             }
             Line::Hit(_) | Line::Unwanted => self.other_type += 1,
             Line::Outside => self.outside += 1,
@@ -254,6 +351,7 @@ impl Tally {
         self.matched += other.matched;
         self.outside += other.outside;
         self.other_type += other.other_type;
+        self.minutes.merge(&other.minutes);
         for i in 0..self.malformed.len() {
             self.malformed[i] += other.malformed[i];
             if self.examples[i].is_none() {
@@ -270,9 +368,9 @@ impl Tally {
         }
     }
 
-    /// One source's tally.
+    /// One source's tally (an IPv6 address: its network's, when folded).
     pub fn get(&self, a: &IpAddr) -> Option<&Source> {
-        self.sources.get(&key(*a))
+        self.sources.get(&key(self.net_of(*a).network()))
     }
 
     /// Sources with more than `howmany` hits, most hits first (then by address).
@@ -398,6 +496,12 @@ mod tests {
         let (addr, s) = &t.offenders(4)[0];
         assert_eq!(*addr, src.parse::<IpAddr>().unwrap());
         assert_eq!((s.hits, s.first, s.last), (5, T0 - 50, T0 - 5));
+        // Per minute for the baseline, out of order too: T0 is a whole minute.
+        let m = T0 / 60;
+        assert_eq!(
+            t.minutes.counts().into_iter().collect::<Vec<_>>(),
+            vec![(m - 1, 5)]
+        );
         assert_eq!(s.ports.top(3), vec![(80, 4), (81, 1)]);
     }
 
@@ -434,7 +538,54 @@ mod tests {
             a.merge(tally(&log[cut..], T0, 60, TypeFilter::Tcp));
             assert_eq!((a.lines, a.matched), (whole.lines, whole.matched));
             assert_eq!(a.offenders(0), whole.offenders(0));
+            assert_eq!(a.minutes.counts(), whole.minutes.counts());
         }
+        assert_eq!(whole.minutes.counts().values().sum::<u64>(), 12);
+    }
+
+    #[test]
+    fn the_minutes_kept_are_bounded_to_the_newest() {
+        let mut m = Minutes::default();
+        for i in 0..(MAX_MINUTES as i64 + 100) {
+            m.add(i * 60 + 5, 1);
+        }
+        let c = m.counts();
+        assert_eq!(c.len(), MAX_MINUTES);
+        assert_eq!(c.keys().next(), Some(&100));
+        assert_eq!(c.keys().last(), Some(&(MAX_MINUTES as i64 + 99)));
+    }
+
+    #[test]
+    fn ipv6_sources_fold_into_their_count_prefix() {
+        // One /64 rotating through 40 addresses, two hits each; another
+        // /64 with one address; an IPv4 source untouched.
+        let mut log = String::new();
+        for i in 1..=40 {
+            log += &burst(2, &format!("2001:db8:1:2::{i:x}"), T0 - 100);
+        }
+        log += &burst(3, "2001:db8:1:3::1", T0 - 50);
+        log += &burst(7, "192.0.2.9", T0 - 50);
+        let mut t = tally(&log, T0, 1800, TypeFilter::Tcp);
+        assert!(t.offenders(5).iter().all(|(a, _)| a.is_ipv4()));
+        t.fold_v6(64);
+        let off = t.offenders(5);
+        assert_eq!(off.len(), 2);
+        assert_eq!(off[0].0, "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_eq!(off[0].1.hits, 80);
+        assert_eq!(t.net_of(off[0].0).to_string(), "2001:db8:1:2::/64");
+        assert_eq!(t.net_of(off[1].0).to_string(), "192.0.2.9/32");
+        // Any address of the /64 finds it.
+        assert_eq!(
+            t.get(&"2001:db8:1:2::99".parse().unwrap()).unwrap().hits,
+            80
+        );
+        assert_eq!(t.get(&"2001:db8:1:3::7".parse().unwrap()).unwrap().hits, 3);
+        // 128 (or a second, wider-or-equal fold) changes nothing.
+        let mut u = tally(&log, T0, 1800, TypeFilter::Tcp);
+        u.fold_v6(128);
+        assert_eq!(u.sources.len(), 42);
+        t.fold_v6(64);
+        assert_eq!(t.sources.len(), 3);
     }
 
     #[test]

@@ -103,11 +103,31 @@ pub struct Known {
     pub blocked_names: [String; 2],
     /// Free entries in the v4 and v6 target sets (None: unknown).
     pub room: [Option<u64>; 2],
+    /// The prefix IPv6 offenders were counted by (None or 128: each
+    /// address): an offender is banned as that network.
+    pub v6_prefix: Option<u8>,
+}
+
+impl Known {
+    /// What an offender stands for: its address, or its IPv6 network.
+    pub fn net_of(&self, a: IpAddr) -> IpNet {
+        match (a, self.v6_prefix) {
+            (IpAddr::V6(_), Some(p)) if p < 128 => IpNet::new(a, p).expect("prefix <= 128").trunc(),
+            _ => IpNet::from(a),
+        }
+    }
+}
+
+/// The member of `m` that holds all of `net`.
+fn covering(m: &Members, net: &IpNet) -> Option<IpNet> {
+    m.holding(&net.addr()).filter(|h| h.contains(net))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub addr: IpAddr,
+    /// What is banned: the address, or the network it was counted by.
+    pub net: IpNet,
     pub source: Source,
     /// The set it goes (or would go) into.
     pub set: String,
@@ -127,11 +147,18 @@ pub fn decide(
         .into_iter()
         .map(|(addr, source)| {
             let fam = usize::from(addr.is_ipv6());
-            let action = if let Some(why) = known.policy.check_addr(&addr) {
+            let net = known.net_of(addr);
+            let single = net.prefix_len() == net.max_prefix_len();
+            let refusal = if single {
+                known.policy.check_addr(&addr)
+            } else {
+                known.policy.check(&net)
+            };
+            let action = if let Some(why) = refusal {
                 Action::Skipped(why.to_string())
-            } else if known.listed.contains(&addr) {
+            } else if covering(&known.listed, &net).is_some() {
                 Action::AlreadyListed
-            } else if let Some(net) = known.blocked.holding(&addr) {
+            } else if let Some(net) = covering(&known.blocked, &net) {
                 Action::AlreadyBlocked(format!(
                     "{} {}",
                     known.blocked_names[fam],
@@ -151,6 +178,7 @@ pub fn decide(
             };
             Decision {
                 addr,
+                net,
                 source,
                 set: sets[fam].clone(),
                 action,
@@ -172,7 +200,7 @@ pub fn ops(decisions: &[Decision], timeout_secs: u64) -> Vec<SetOp> {
         {
             out.push(SetOp::Add {
                 set: d.set.clone(),
-                net: IpNet::from(d.addr),
+                net: d.net,
                 timeout,
             });
         }
@@ -223,6 +251,57 @@ mod tests {
 
     fn sets() -> [String; 2] {
         ["throttle-hard".into(), "throttle-hard_v6".into()]
+    }
+
+    #[test]
+    fn an_ipv6_offender_counted_per_64_is_banned_as_the_64() {
+        let known = Known {
+            policy: Policy {
+                trusted: vec!["2001:db8:7:7::99/128".parse().unwrap()],
+                ..Policy::default()
+            },
+            listed: ["2001:db8:5::/48", "2001:db8:6:6::1/128"]
+                .map(|s| s.parse::<IpNet>().unwrap())
+                .into_iter()
+                .collect(),
+            v6_prefix: Some(64),
+            ..Known::default()
+        };
+        let offenders = [
+            "2001:db8:1:2::",
+            "2001:db8:5:1::",
+            "2001:db8:6:6::",
+            "2001:db8:7:7::",
+            "203.0.113.9",
+        ]
+        .map(|a| (ip(a), src(9)))
+        .to_vec();
+        let d = decide(offenders, &known, &sets(), true);
+        let got: Vec<(String, Action)> = d
+            .iter()
+            .map(|d| (crate::units::addr::member(&d.net), d.action.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("2001:db8:1:2::/64".to_string(), Action::Added),
+                // A wider member holds all of it.
+                ("2001:db8:5:1::/64".to_string(), Action::AlreadyListed),
+                // One address of it listed: the /64 still goes in.
+                ("2001:db8:6:6::/64".to_string(), Action::Added),
+                (
+                    "2001:db8:7:7::/64".to_string(),
+                    Action::Skipped("in trusted network 2001:db8:7:7::99/128 (config)".into())
+                ),
+                ("203.0.113.9".to_string(), Action::Added),
+            ]
+        );
+        let ops = ops(&d, 60);
+        assert!(ops.contains(&SetOp::Add {
+            set: "throttle-hard_v6".into(),
+            net: "2001:db8:1:2::/64".parse().unwrap(),
+            timeout: Some(60)
+        }));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and what the run says. The file reading is the system layer's part, the
 //! command that ties it to the kernel's sets is `cmd::scan`.
 
+pub mod abuse;
 pub mod count;
 pub mod decide;
 pub mod report;

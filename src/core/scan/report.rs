@@ -38,6 +38,9 @@ pub struct Report {
     /// [reputation]: lookups made, cached, failed, and bans for a score.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reputation: Option<super::reputation::Summary>,
+    /// Matching lines per minute (for the baseline; not printed).
+    #[serde(skip)]
+    pub minutes: std::collections::BTreeMap<i64, u64>,
     pub added: u64,
     /// How long the one `ipset restore` that added them took.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -129,7 +132,7 @@ pub fn offenders(
             let (names, severity) = crate::core::patterns::marked(patterns, d.source.marks);
             let top = d.source.ports.top(3);
             Offender {
-                address: d.addr.to_string(),
+                address: crate::units::addr::member(&d.net),
                 family: if d.addr.is_ipv6() { "ipv6" } else { "ipv4" },
                 hits: d.source.hits,
                 first_seen: utc(d.source.first),

@@ -40,6 +40,10 @@ pub fn candidates(
         .keys()
         .filter_map(|k| {
             let a = super::count::addr(*k);
+            // A folded IPv6 network is no address to ask about.
+            if t.net_of(a).prefix_len() != t.net_of(a).max_prefix_len() {
+                return None;
+            }
             let s = t.get(&a)?;
             (s.hits >= near).then_some((a, s.hits))
         })
@@ -71,6 +75,9 @@ pub fn below_threshold(
         .iter()
         .filter(|(_, s)| s.score >= rep.min_score && now - s.at < rep.cache as i64)
         .filter_map(|(a, _)| {
+            if t.net_of(*a).prefix_len() != t.net_of(*a).max_prefix_len() {
+                return None;
+            }
             let s = t.get(a)?;
             (s.hits <= howmany).then(|| (*a, s.clone()))
         })
