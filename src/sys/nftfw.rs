@@ -243,10 +243,15 @@ impl Firewall for Nftables {
             .iter()
             .map(kernel_set)
             .collect();
-        let fresh = render::kernel_sets(plan, &Current::default());
-        let unread = match self.whole {
+        // (No marker, as on a first install: no set to leave unread, and
+        // the plan's 100 000 members not sorted an extra time.)
+        let unread = match self.whole || marks.is_empty() {
             true => Default::default(),
-            false => nftmark::unread(&fresh, &heads, &marks),
+            false => nftmark::unread(
+                &render::kernel_sets(plan, &Current::default()),
+                &heads,
+                &marks,
+            ),
         };
         let table = self.nft.table_sets(&|name| !unread.contains(name))?;
         let sets = table.clone().unwrap_or_default();
