@@ -162,6 +162,9 @@ pub fn apply_reading(
             }
         }
     }
+    // `[geo]`: each country's networks from the database, or its last good
+    // ones (exit 2); with neither, apply stops here, before any change.
+    let geo_read = super::geo::fill(&cfg, &mut plan, &state_file, !dry_run)?;
     let t = host::now();
     let locked_out =
         cfg.services.is_empty() && cfg.trusted.is_empty() && cfg.mode != Mode::DetectionOnly;
@@ -206,7 +209,7 @@ pub fn apply_reading(
         if n > 0 && !past {
             say!("fwctl: {}", refusal(n));
         }
-        return Ok(n == 0 || past);
+        return Ok((n == 0 || past) && geo_read);
     }
     let does = "changes the kernel firewall and must run as root";
     let fix = "sudo fwctl apply (or --dry-run to only look)";
@@ -247,7 +250,7 @@ pub fn apply_reading(
         }),
     }
     run.finish();
-    result.map(|_| true)
+    result.map(|_| geo_read)
 }
 
 /// An apply whose confirmation did not come: the previous rules are back.

@@ -82,15 +82,35 @@ pub struct Sink {
     json: bool,
     /// Flush after every event (live: a reader sees it at once).
     eager: bool,
+    /// `[geo]`: the country and AS of each event's address.
+    geo: Option<Box<dyn crate::ports::GeoLookup>>,
 }
 
 impl Sink {
     pub fn new(out: Box<dyn Write>, json: bool, eager: bool) -> Sink {
-        Sink { out, json, eager }
+        Sink {
+            out,
+            json,
+            eager,
+            geo: None,
+        }
+    }
+
+    /// Events name the country and AS of their address.
+    pub fn with_geo(mut self, geo: Option<Box<dyn crate::ports::GeoLookup>>) -> Sink {
+        self.geo = geo;
+        self
     }
 
     pub fn emit(&mut self, ev: &Event) -> std::io::Result<()> {
         let line = if self.json { ev.json() } else { ev.human() };
+        let addr = crate::core::notify::from_capture(ev);
+        let line = super::geo::tag(
+            line,
+            self.json,
+            self.geo.as_deref(),
+            addr.as_ref().and_then(|n| n.address()),
+        );
         self.out.write_all(line.as_bytes())?;
         self.out.write_all(b"\n")?;
         if self.eager {
@@ -130,6 +150,11 @@ fn deliver(
         }
     }
     out.clear();
+}
+
+/// The `[geo]` lookup for the events (None: not configured or unreadable).
+fn geo_of(config: &Config) -> Option<Box<dyn crate::ports::GeoLookup>> {
+    super::geo::lookup(config).map(|db| Box::new(db) as Box<dyn crate::ports::GeoLookup>)
 }
 
 fn open_sink(opts: &Options, eager: bool) -> Result<Sink> {
@@ -226,7 +251,7 @@ fn run_replay(config: &Config, opts: &Options, path: &Path, state_named: bool) -
     let mut e = engine(config, opts, Mode::Replay, History::default())?;
     e.dests.any = e.dests.nets.is_empty();
     let mut source = pcap::Pcap::open(path)?;
-    let mut sink = open_sink(opts, false)?;
+    let mut sink = open_sink(opts, false)?.with_geo(geo_of(config));
     let started = Instant::now();
     let mut last: Micros = 0;
     let mut out = Vec::new();
@@ -536,7 +561,7 @@ fn live(
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).context("signal handler")?;
     }
-    let mut sink = open_sink(opts, true)?;
+    let mut sink = open_sink(opts, true)?.with_geo(geo_of(config));
     say!(
         "fwctl: capture on {} (profile {}, {}), {} tracked sources at most{}",
         opts.iface.as_deref().unwrap_or("every interface"),

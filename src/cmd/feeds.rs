@@ -99,9 +99,12 @@ fn fetch_and_check(
 /// the copies, which takes milliseconds.
 pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
     let cfg = inv.load()?;
-    if cfg.feeds.is_empty() {
+    // `[geo]`: the countries' sets are read again from the country database
+    // (not with --feed, which names one feed).
+    let geo = o.feed.is_none() && !cfg.countries.is_empty();
+    if cfg.feeds.is_empty() && !geo {
         bail!(
-            "{} has no [[feed]]; fix: add one (name, url, and optionally every, max_entries, min_prefix_v4, min_prefix_v6, max_coverage), then run apply to create its sets",
+            "{} has no [[feed]] and no [geo] countries; fix: add a [[feed]] (name, url, and optionally every, max_entries, min_prefix_v4, min_prefix_v6, max_coverage) or [geo] block_countries, then run apply to create its sets",
             cfg.path.display()
         );
     }
@@ -130,6 +133,16 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
             }
         }
     }
+    for c in cfg.countries.iter().filter(|_| geo) {
+        for s in crate::core::geo::set_names(*c) {
+            if !headers.contains_key(&s) {
+                bail!(
+                    "set {s} of [geo] country {c} does not exist; fix: {} (it creates the country's sets)",
+                    inv.fix("apply")
+                );
+            }
+        }
+    }
     let dir = feedstore::dir_for(&run.state_file);
     feedstore::check(&dir)?;
     run.notifier = Notifier::start(&cfg, &run.state_file, Life::Run)?;
@@ -152,7 +165,9 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
         let outcome = fetch_and_check(f, &meta, &refuse);
         fetched.push((f, meta, outcome));
     }
-    if fetched.is_empty() {
+    // Read before the lock too; a database that cannot be read changes nothing.
+    let geo = geo.then(|| super::geo::read(&cfg));
+    if fetched.is_empty() && geo.is_none() {
         run.finish();
         return Ok(true);
     }
@@ -223,6 +238,35 @@ pub fn update(o: &UpdateOptions, inv: &Invocation) -> Result<bool> {
             }
         }
         feedstore::save_meta(&dir, &f.name, &meta)?;
+    }
+    // A database that now puts a connected peer (the admin's SSH) in a
+    // blocked country would cut it off: refused, as apply refuses it.
+    let geo = geo.map(|r| {
+        r.and_then(|nets| {
+            let nets = nets.unwrap_or_default();
+            let n = super::geo::locks_out(&cfg, &nets);
+            if n > 0 {
+                bail!(
+                    "[geo] the countries' new networks would lock out {} (above); fix: put them in [trusted] networks, or take their country out of block_countries",
+                    count(n as u64, "connected peer", "connected peers")
+                );
+            }
+            super::geo::refill(run.sets(), &cfg, nets)
+        })
+    });
+    match geo {
+        None => {}
+        Some(Ok(nets)) => {
+            super::geo::save(&run.state_file, &nets);
+            out(format!(
+                "geo: {} updated\n",
+                count(cfg.countries.len() as u64 * 2, "set", "sets")
+            ))?
+        }
+        Some(Err(e)) => {
+            failed += 1;
+            super::say!("fwctl: {e:#}; the geo sets stay as they are");
+        }
     }
     if let Some(n) = &run.notifier {
         n.send_all(refused);

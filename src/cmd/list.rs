@@ -21,6 +21,9 @@ pub struct ListOptions {
     /// each came from and whether it is in this host's sets.
     #[arg(long, conflicts_with = "set")]
     pub fleet: bool,
+    /// Add each entry's country and AS (from the [geo] databases).
+    #[arg(long, conflicts_with = "fleet")]
+    pub geo: bool,
 }
 
 pub fn list(o: &ListOptions, inv: &Invocation) -> Result<()> {
@@ -60,7 +63,38 @@ pub fn list(o: &ListOptions, inv: &Invocation) -> Result<()> {
         eprintln!("fwctl: warning: {w}");
     }
     let list = entries(&saves, &loaded.state.history.records());
+    let db = if o.geo {
+        if cfg.geo.is_none() {
+            bail!(
+                "{} has no [geo] section; fix: add one (country_db = \"/var/lib/GeoIP/GeoLite2-Country.mmdb\") or leave out --geo",
+                cfg.path.display()
+            );
+        }
+        super::geo::lookup(&cfg)
+    } else {
+        None
+    };
+    let geo: Option<Vec<crate::core::geo::Info>> = db.as_ref().map(|db| {
+        list.iter()
+            .map(|e| {
+                crate::units::addr::parse_addr(&e.address)
+                    .map(|n| crate::ports::GeoLookup::lookup(db, n.addr()))
+                    .unwrap_or_default()
+            })
+            .collect()
+    });
     if o.json {
+        let list: Vec<serde_json::Value> = list
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut v = serde_json::to_value(e).expect("json");
+                if let (Some(g), Some(obj)) = (geo.as_ref().map(|g| &g[i]), v.as_object_mut()) {
+                    obj.insert("geo".into(), serde_json::to_value(g).expect("json"));
+                }
+                v
+            })
+            .collect();
         let doc = serde_json::json!({ "entries": list, "missing_sets": missing });
         return super::out(serde_json::to_string_pretty(&doc).expect("json") + "\n");
     }
@@ -71,7 +105,11 @@ pub fn list(o: &ListOptions, inv: &Invocation) -> Result<()> {
             inv.fix("apply")
         );
     }
-    super::out(table(&list, saves.keys().cloned().collect()))
+    super::out(table(
+        &list,
+        saves.keys().cloned().collect(),
+        geo.as_deref(),
+    ))
 }
 
 /// Columns as wide as their widest value; the last one as it is.
@@ -214,11 +252,16 @@ fn fleet(o: &ListOptions, inv: &Invocation) -> Result<()> {
 
 /// The listing: columns as wide as their widest value; FROM (the fleet
 /// host of a ban sync applied) only when there is one.
-fn table(list: &[target::Entry], sets: Vec<String>) -> String {
+fn table(
+    list: &[target::Entry],
+    sets: Vec<String>,
+    geo: Option<&[crate::core::geo::Info]>,
+) -> String {
     let fleet = list.iter().any(|e| e.from.is_some());
     let rows: Vec<Vec<String>> = list
         .iter()
-        .map(|e| {
+        .enumerate()
+        .map(|(i, e)| {
             let mut r = vec![
                 e.set.clone(),
                 e.address.clone(),
@@ -233,12 +276,18 @@ fn table(list: &[target::Entry], sets: Vec<String>) -> String {
             if fleet {
                 r.push(e.from.clone().unwrap_or_else(|| "-".into()));
             }
+            if let Some(g) = geo.and_then(|g| g.get(i)) {
+                r.push(g.to_string());
+            }
             r
         })
         .collect();
     let mut head = vec!["SET", "ADDRESS", "EXPIRES IN", "OFFENCES", "SINCE"];
     if fleet {
         head.push("FROM");
+    }
+    if geo.is_some() {
+        head.push("COUNTRY, AS");
     }
     columns(&head, &rows)
         + &format!(
@@ -268,6 +317,7 @@ mod tests {
                 e("2001:db8::/32", None),
             ],
             vec!["blacklist_v6".into()],
+            None,
         );
         let lines: Vec<&str> = t.lines().collect();
         let col = |l: &str| {
@@ -279,6 +329,12 @@ mod tests {
         assert_eq!(col(lines[1]), col(lines[2]));
         assert!(lines[1].contains("23d 3h  "), "{t}");
         assert_eq!(lines[3], "2 entries in blacklist_v6");
-        assert!(table(&[e("203.0.113.5", Some(5))], vec!["b".into()]).ends_with("1 entry in b\n"));
+        assert!(
+            table(&[e("203.0.113.5", Some(5))], vec!["b".into()], None).ends_with("1 entry in b\n")
+        );
+        let nl = crate::core::geo::Info::from_raw(Some("NL"), Some(64500), Some("Example Net"));
+        let t = table(&[e("198.51.100.7", Some(5))], vec!["b".into()], Some(&[nl]));
+        assert!(t.lines().next().unwrap().ends_with("COUNTRY, AS"), "{t}");
+        assert!(t.contains("  NL, AS64500 Example Net\n"), "{t}");
     }
 }

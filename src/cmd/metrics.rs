@@ -9,13 +9,30 @@ use std::path::Path;
 
 /// Write `fwctl.prom` into `[metrics] textfile_dir`, if the config names
 /// one; a failure only warns (the command's work is done).
-pub fn write_textfile(dir: Option<&Path>, state_file: &Path) {
+pub fn write_textfile(
+    dir: Option<&Path>,
+    state_file: &Path,
+    geo: Option<&(
+        crate::core::config::geo::Geo,
+        Vec<crate::core::geo::Country>,
+    )>,
+) {
     let Some(dir) = dir else {
         return;
     };
     let result = (|| -> anyhow::Result<()> {
         let state = statefile::read(state_file)?.state;
         let mut text = textfile(&state, outbox::waiting(&outbox::path_for(state_file)));
+        // `[geo]`: running bans per country (a database that cannot be
+        // read only leaves the family out, with a warning).
+        if let Some((g, countries)) = geo {
+            if let Some(db) = crate::sys::geodb::lookup_for(Some(g), &mut |w| super::say!("{w}")) {
+                let now = crate::sys::host::now();
+                let addrs = state.history.active(now).into_iter().map(|r| r.addr.addr());
+                let look = |a| crate::ports::GeoLookup::lookup(&db, a);
+                text.push_str(&crate::core::geo::bans_by_country(addrs, &look, countries));
+            }
+        }
         text.push_str(&side_metrics(state_file));
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         tmp.write_all(text.as_bytes())?;

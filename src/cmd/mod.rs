@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod feeds;
 pub mod fleet;
 pub mod fleet_admin;
+pub mod geo;
 pub mod list;
 pub mod man;
 pub mod metrics;

@@ -141,6 +141,7 @@ pub fn envelope(notice: Notice, host: &str) -> Envelope {
         host: host.to_string(),
         fwctl: env!("CARGO_PKG_VERSION").to_string(),
         notice,
+        geo: None,
     }
 }
 
@@ -149,6 +150,8 @@ pub struct Notifier {
     sinks: Vec<(NotifySink, Arc<Shared>, JoinHandle<()>)>,
     host: String,
     state_file: PathBuf,
+    /// `[geo]`: the country and AS of each event's address.
+    geo: Option<Box<dyn crate::ports::GeoLookup + Send + Sync>>,
 }
 
 impl Notifier {
@@ -160,7 +163,11 @@ impl Notifier {
             .iter()
             .map(Sink::open)
             .collect::<Result<Vec<_>>>()?;
-        Ok(Notifier::with_sinks(sinks, state_file, life))
+        Ok(Notifier::with_sinks(sinks, state_file, life).map(|mut n| {
+            n.geo = super::geo::lookup(cfg)
+                .map(|db| Box::new(db) as Box<dyn crate::ports::GeoLookup + Send + Sync>);
+            n
+        }))
     }
 
     pub fn with_sinks(sinks: Vec<Sink>, state_file: &Path, life: Life) -> Option<Notifier> {
@@ -199,6 +206,7 @@ impl Notifier {
             sinks: all,
             host: host::hostname(),
             state_file: state_file.to_path_buf(),
+            geo: None,
         })
     }
 
@@ -213,7 +221,14 @@ impl Notifier {
     pub fn send_all(&self, notices: Vec<Notice>) {
         let envs: Vec<Envelope> = notices
             .into_iter()
-            .map(|n| envelope(n, &self.host))
+            .map(|n| {
+                let mut e = envelope(n, &self.host);
+                e.geo = self.geo.as_ref().and_then(|g| {
+                    let a = crate::units::addr::parse_addr(e.notice.address()?).ok()?;
+                    Some(g.lookup(a.addr())).filter(|i| !i.is_empty())
+                });
+                e
+            })
             .collect();
         for (cfg, shared, _) in &self.sinks {
             let mut q = shared.queue.lock().expect("queue");

@@ -71,6 +71,11 @@ impl std::ops::BitOr for Needs {
 pub struct Run {
     pub state_file: PathBuf,
     textfile_dir: Option<PathBuf>,
+    /// `[geo]` and its countries, for the metrics' `country` label.
+    geo: Option<(
+        crate::core::config::geo::Geo,
+        Vec<crate::core::geo::Country>,
+    )>,
     pub fw: Option<Box<dyn Firewall>>,
     pub sets: Option<Box<dyn SetStore + Send>>,
     held: Option<lock::Lock>,
@@ -98,6 +103,7 @@ impl Run {
         let mut run = Run {
             state_file: cfg.state_path(inv.state()),
             textfile_dir: cfg.metrics.textfile_dir.clone(),
+            geo: cfg.geo.clone().map(|g| (g, cfg.countries.clone())),
             fw: None,
             sets: None,
             held: None,
@@ -172,7 +178,11 @@ impl Run {
         if let Some(n) = self.notifier.take() {
             n.finish(NOTIFY_WAIT);
         }
-        super::metrics::write_textfile(self.textfile_dir.as_deref(), &self.state_file);
+        super::metrics::write_textfile(
+            self.textfile_dir.as_deref(),
+            &self.state_file,
+            self.geo.as_ref(),
+        );
     }
 }
 

@@ -36,6 +36,12 @@ pub struct Telemetry {
     serving: Option<Result<std::net::SocketAddr, String>>,
     /// The watcher and the sender whose drop stops it.
     watcher: Option<(JoinHandle<()>, Sender<()>)>,
+    /// `[geo]`: the lookup and the configured countries, for the
+    /// `country` label of the bans.
+    geo: Option<(
+        Box<dyn crate::ports::GeoLookup + Send + Sync>,
+        Vec<crate::core::geo::Country>,
+    )>,
     /// Scans and bans for the baseline, written once a minute.
     baseline: Mutex<(super::afterscan::Pending, std::time::Instant)>,
     state_path: std::path::PathBuf,
@@ -66,6 +72,18 @@ impl Telemetry {
         if let Some(n) = &notifier {
             m.notify = n.counts();
         }
+        let geo = super::geo::lookup(cfg).map(|db| {
+            let b: Box<dyn crate::ports::GeoLookup + Send + Sync> = Box::new(db);
+            (b, cfg.countries.clone())
+        });
+        if geo.is_some() {
+            for l in cfg.countries.iter().map(|c| c.to_string()).chain([
+                crate::core::geo::OTHER.to_string(),
+                crate::core::geo::UNKNOWN.to_string(),
+            ]) {
+                m.bans_by_country.insert(l, 0);
+            }
+        }
         let metrics = Arc::new(Mutex::new(m));
         let serving = cfg.metrics.listen.map(|addr| {
             let shared = Arc::clone(&metrics);
@@ -85,6 +103,7 @@ impl Telemetry {
             share_spoofable: cfg.fleet.as_ref().is_some_and(|f| f.share_spoofable),
             serving,
             watcher,
+            geo,
             baseline: Mutex::new((Default::default(), std::time::Instant::now())),
             state_path: state_path.to_path_buf(),
         })
@@ -112,6 +131,16 @@ impl Telemetry {
         let mut m = self.metrics.lock().expect("metrics");
         for ev in evs {
             m.observe(ev);
+            if let (Some((look, countries)), Event::IpBlocked(b)) = (&self.geo, ev) {
+                if b.applied {
+                    let info = crate::units::addr::parse_addr(&b.src)
+                        .map(|a| look.lookup(a.addr()))
+                        .unwrap_or_default();
+                    *m.bans_by_country
+                        .entry(info.label(countries).to_string())
+                        .or_default() += 1;
+                }
+            }
         }
         drop(m);
         let mut b = self.baseline.lock().expect("baseline");

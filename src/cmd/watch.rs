@@ -253,6 +253,8 @@ struct Service<'a> {
     metrics: Arc<Mutex<String>>,
     started: i64,
     out: std::io::BufWriter<std::io::Stdout>,
+    /// `[geo]`: the country and AS of each event's address.
+    geo: Option<crate::sys::geodb::Db>,
 }
 
 impl<'a> Service<'a> {
@@ -370,7 +372,9 @@ impl<'a> Service<'a> {
             )
         };
         let metrics = Arc::new(Mutex::new(String::new()));
+        let geo = super::geo::lookup(&cfg);
         let mut svc = Service {
+            geo,
             cfg,
             opts,
             state_path: state_path.to_path_buf(),
@@ -722,6 +726,8 @@ impl<'a> Service<'a> {
         } else {
             ev.human()
         };
+        let look = self.geo.as_ref().map(|g| g as &dyn crate::ports::GeoLookup);
+        let line = super::geo::tag(line, self.opts.json, look, Some(&ev.address));
         self.out.write_all(line.as_bytes())?;
         self.out.write_all(b"\n")?;
         Ok(())

@@ -91,6 +91,7 @@ pub fn run(o: &Options, inv: &Invocation) -> Result<()> {
         policy: &policy,
         blacklist: &cfg.blacklist,
         score,
+        geo: super::geo::lookup(&cfg).map(|db| crate::ports::GeoLookup::lookup(&db, query.addr())),
         feeds,
     });
     super::out(if o.json { r.json() } else { r.human() })

@@ -110,6 +110,8 @@ pub struct Facts {
     pub protect: Option<crate::core::config::forward::Protect>,
     /// With [[watch]] entries: the logs missing, or why watch refuses them.
     pub watch: Option<Result<Vec<String>, String>>,
+    /// With [geo]: its databases opened (what they are), or why not.
+    pub geo: Option<Result<String, String>>,
 }
 
 fn check(name: &'static str, level: Level, detail: String, fix: Option<&str>) -> Check {
@@ -411,6 +413,11 @@ pub fn checks(f: &Facts) -> Vec<Check> {
     if let Some(w) = &f.watch {
         v.push(watch_row(w));
     }
+    match &f.geo {
+        Some(Result::Ok(d)) => v.push(check("geo", Ok, d.clone(), None)),
+        Some(Result::Err(e)) => v.push(split_fix("geo", Fail, e)),
+        None => {}
+    }
     v
 }
 
@@ -637,6 +644,22 @@ mod tests {
             state_path: "/var/lib/fwctl/state.json".into(),
             ..Facts::default()
         }
+    }
+
+    #[test]
+    fn an_unreadable_country_database_fails_with_its_fix() {
+        let mut f = good();
+        f.geo = Some(Err(
+            "[geo] country_db /x.mmdb: not a MaxMind DB; fix: download it again".into(),
+        ));
+        let c = checks(&f).into_iter().find(|c| c.name == "geo").unwrap();
+        assert_eq!(c.level, Level::Fail);
+        assert_eq!(c.fix.as_deref(), Some("download it again"));
+        f.geo = None;
+        assert!(
+            checks(&f).iter().all(|c| c.name != "geo"),
+            "no [geo], no row"
+        );
     }
 
     fn level(f: &Facts, name: &str) -> (Level, String) {

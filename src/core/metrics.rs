@@ -121,6 +121,9 @@ pub struct CaptureMetrics {
     pub scans: BTreeMap<String, u64>,
     /// Bans by (set, source).
     pub bans: BTreeMap<(String, String), u64>,
+    /// `[geo]`: bans by the `country` label of their address (the
+    /// configured countries, "other", "unknown"; empty without `[geo]`).
+    pub bans_by_country: BTreeMap<String, u64>,
     pub ban_failures: u64,
     /// Bans not made: forgeable evidence against an admin peer.
     pub spared: u64,
@@ -199,6 +202,19 @@ impl CaptureMetrics {
             "Bans made, by set and by what made them.",
             &bans,
         );
+        if !self.bans_by_country.is_empty() {
+            let by: Vec<_> = self
+                .bans_by_country
+                .iter()
+                .map(|(c, n)| (vec![("country", c.as_str())], *n as f64))
+                .collect();
+            e.family(
+                "fwctl_capture_bans_by_country_total",
+                "counter",
+                "Bans capture made, by the country of the address ([geo] countries; the rest other, none unknown).",
+                &by,
+            );
+        }
         e.one(
             "fwctl_ban_failures_total",
             "counter",
@@ -494,6 +510,20 @@ mod tests {
             "{t}"
         );
         assert_eq!(labels(&[("a", "x\"y\\z\n")]), "{a=\"x\\\"y\\\\z\\n\"}");
+    }
+
+    #[test]
+    fn bans_by_country_are_exported_only_with_geo() {
+        let mut m = CaptureMetrics::default();
+        assert!(!m.render().contains("by_country"));
+        m.bans_by_country.insert("NL".into(), 2);
+        m.bans_by_country.insert("other".into(), 0);
+        let t = m.render();
+        assert!(
+            t.contains("fwctl_capture_bans_by_country_total{country=\"NL\"} 2\n")
+                && t.contains("fwctl_capture_bans_by_country_total{country=\"other\"} 0\n"),
+            "{t}"
+        );
     }
     #[test]
     fn the_textfile_has_every_rules_last_run_the_last_apply_and_status() {

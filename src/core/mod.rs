@@ -17,6 +17,7 @@ pub mod feeds;
 pub mod fleet;
 pub mod fleetroom;
 pub mod fleetsig;
+pub mod geo;
 pub mod history;
 pub mod lockout;
 pub mod logline;

@@ -205,8 +205,8 @@ impl Notice {
             || matches!(self, Notice::ScanRun { unlisted, .. } if *unlisted > 0 && wants("ip_blocked"))
     }
 
-    /// The address it is about, if any (for summaries).
-    fn address(&self) -> Option<&str> {
+    /// The address it is about, if any (for summaries and `[geo]`).
+    pub fn address(&self) -> Option<&str> {
         match self {
             Notice::IpBlocked { address, .. }
             | Notice::ScanDetected { address, .. }
@@ -450,6 +450,19 @@ pub struct Envelope {
     pub fwctl: String,
     #[serde(flatten)]
     pub notice: Notice,
+    /// Country and AS of the address it is about (`[geo]` configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo: Option<crate::core::geo::Info>,
+}
+
+impl Envelope {
+    /// The chat line: the notice's text, and where its address is.
+    fn line(&self) -> String {
+        match &self.geo {
+            Some(g) => format!("{} [{g}]", self.notice.text()),
+            None => self.notice.text(),
+        }
+    }
 }
 
 /// The request body for one batch: a single event as itself, several as a
@@ -466,7 +479,7 @@ pub fn body(format: Format, batch: &[Envelope]) -> Vec<u8> {
     match (format, batch) {
         (_, []) => Vec::new(),
         (Format::Json, [one]) => serde_json::to_vec(one).expect("plain data"),
-        (Format::Slack, [one]) => slack(&format!("[fwctl on {}] {}", one.host, one.notice.text())),
+        (Format::Slack, [one]) => slack(&format!("[fwctl on {}] {}", one.host, one.line())),
         (Format::Json, many) => serde_json::to_vec(&serde_json::json!({
             "event": "summary",
             "time": many.last().map(|e| e.time.clone()),
@@ -479,7 +492,7 @@ pub fn body(format: Format, batch: &[Envelope]) -> Vec<u8> {
         }))
         .expect("plain data"),
         (Format::Slack, few) if few.len() <= CHAT_LINES => {
-            let lines: Vec<String> = few.iter().map(|e| e.notice.text()).collect();
+            let lines: Vec<String> = few.iter().map(Envelope::line).collect();
             slack(&format!("[fwctl on {}] {}", few[0].host, lines.join("\n")))
         }
         (Format::Slack, many) => {
@@ -754,7 +767,36 @@ mod tests {
                 until: "2026-12-02T10:10:00Z".into(),
                 origin: Origin::Capture,
             },
+            geo: None,
         }
+    }
+
+    #[test]
+    fn an_event_carries_its_addresss_country_and_as() {
+        let mut e = env(1);
+        e.geo = Some(crate::core::geo::Info::from_raw(
+            Some("NL"),
+            Some(64500),
+            Some("Example Net"),
+        ));
+        let v: serde_json::Value =
+            serde_json::from_slice(&body(Format::Json, &[e.clone()])).unwrap();
+        assert_eq!(v["geo"]["country"], "NL");
+        assert_eq!(v["geo"]["asn"], 64500);
+        assert_eq!(v["geo"]["as_org"], "Example Net");
+        let back: Envelope = serde_json::from_slice(&body(Format::Json, &[e.clone()])).unwrap();
+        assert_eq!(back, e);
+        let chat: serde_json::Value = serde_json::from_slice(&body(Format::Slack, &[e])).unwrap();
+        assert!(
+            chat["text"]
+                .as_str()
+                .unwrap()
+                .ends_with("[NL, AS64500 Example Net]"),
+            "{chat}"
+        );
+        let plain: serde_json::Value =
+            serde_json::from_slice(&body(Format::Json, &[env(2)])).unwrap();
+        assert!(plain.get("geo").is_none(), "no [geo], no field: {plain}");
     }
 
     /// Slack, Discord and Mattermost put the webhook's secret in its path.

@@ -26,6 +26,8 @@ pub struct Facts<'a> {
     pub blacklist: &'a [IpNet],
     /// The cached AbuseIPDB score and when it was asked.
     pub score: Option<(u8, i64)>,
+    /// What the `[geo]` databases say of the query's address.
+    pub geo: Option<crate::core::geo::Info>,
     /// Each `[[feed]]`'s last good list (name, entries).
     pub feeds: Vec<(String, Vec<IpNet>)>,
 }
@@ -77,6 +79,9 @@ pub struct Report {
     pub blacklisted_by_config: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reputation: Option<Score>,
+    /// Country and AS (when `[geo]` is configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geo: Option<crate::core::geo::Info>,
     /// The feeds whose last good list holds it (at most 20 entries).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub feeds: Vec<FeedHit>,
@@ -151,6 +156,7 @@ pub fn report(f: &Facts) -> Report {
             score,
             asked: utc(at),
         }),
+        geo: f.geo.clone(),
         feeds: f
             .feeds
             .iter()
@@ -174,6 +180,9 @@ impl Report {
 
     pub fn human(&self) -> String {
         let mut s = format!("{}\n", self.query);
+        if let Some(g) = &self.geo {
+            let _ = writeln!(s, "  country: {g}");
+        }
         match &self.sets {
             None => s.push_str("  sets: not read (not root): run as root to see them\n"),
             Some(v) if v.is_empty() => s.push_str("  sets: in none of fwctl's sets\n"),
@@ -300,6 +309,7 @@ mod tests {
         let recs = h.records();
         let refs: Vec<&Record> = recs.iter().collect();
         let r = report(&Facts {
+            geo: None,
             query: net("203.0.113.0/24"),
             now: 1010,
             sets: None,
@@ -380,6 +390,7 @@ mod tests {
             ],
         )];
         let r = report(&Facts {
+            geo: None,
             query: net("203.0.113.5"),
             now: 1300,
             sets: Some(sets),
@@ -420,6 +431,7 @@ mod tests {
         );
         // A trusted address: the verdict says which rule protects it.
         let r = report(&Facts {
+            geo: None,
             query: net("192.0.2.7"),
             now: 1300,
             sets: None,

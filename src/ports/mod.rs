@@ -269,3 +269,9 @@ pub trait Connections {
         ports: Option<&[u16]>,
     ) -> Result<crate::core::conns::Established, ConnError>;
 }
+
+/// What the `[geo]` databases say of an address (`sys::geodb::Db`); an
+/// address neither holds, or a lookup that fails, is an empty `Info`.
+pub trait GeoLookup {
+    fn lookup(&self, addr: std::net::IpAddr) -> crate::core::geo::Info;
+}

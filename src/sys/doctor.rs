@@ -318,6 +318,17 @@ pub fn gather(
         protect: cfg.as_ref().ok().map(|c| c.forward.protect),
         // The command fills it in: the check is the watch command's own.
         watch: None,
+        geo: cfg.as_ref().ok().and_then(|c| c.geo.as_ref()).map(|g| {
+            super::geodb::Db::open(g)
+                .map(|_| {
+                    let mut d = format!("{} opens", g.country_db.display());
+                    if let Some(a) = &g.asn_db {
+                        d.push_str(&format!(", and {}", a.display()));
+                    }
+                    d
+                })
+                .map_err(|e| e.to_string())
+        }),
         notify: cfg
             .as_ref()
             .map(|c| {

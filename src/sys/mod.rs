@@ -15,6 +15,7 @@ pub mod firewall;
 pub mod fleetbox;
 pub mod fleetkey;
 pub mod follow;
+pub mod geodb;
 pub mod host;
 pub mod http;
 pub mod ipset;

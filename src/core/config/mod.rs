@@ -10,6 +10,7 @@ pub mod capture;
 pub mod firewall;
 pub mod fleet;
 pub mod forward;
+pub mod geo;
 pub mod intel;
 pub mod notify;
 pub mod pattern;
@@ -99,6 +100,8 @@ pub struct Service {
     pub ports: PortRange,
     pub protocol: Protocol,
     pub limit: Option<Limit>,
+    /// `allow_countries`: only sources of these reach it (empty: any).
+    pub allow_countries: Vec<geo::Country>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,6 +200,10 @@ pub struct Config {
     pub watch: Vec<watch::Watch>,
     /// `[history] evidence`: pieces of evidence kept per ban for `fwctl why`.
     pub evidence: usize,
+    /// `[geo]`: the country/ASN databases and the blocked countries.
+    pub geo: Option<geo::Geo>,
+    /// Every country with a pair of sets (`geo-XX`): blocked, then allowed.
+    pub countries: Vec<geo::Country>,
     /// `[baseline]`: when an hour's count is an anomaly.
     pub baseline: baseline::Baseline,
     /// `[aggregate]`: IPv6 counting prefix, and bans of one prefix gathered.
@@ -344,11 +351,17 @@ impl Config {
                     "a [[service]] needs a name of 1 to 64 characters".into(),
                 ));
             }
+            let allow_countries = geo::countries(
+                &format!("[[service]] \"{}\" allow_countries", s.name),
+                &s.allow_countries,
+            )
+            .map_err(|m| err_at(None, m.0))?;
             services.push(Service {
                 name: s.name,
                 ports: s.port.0,
                 protocol: s.protocol,
                 limit,
+                allow_countries,
             });
         }
         if services.len() > 99 {
@@ -511,8 +524,21 @@ impl Config {
                 ),
             ));
         }
+        let geo = raw
+            .geo
+            .map(geo::RawGeo::validate)
+            .transpose()
+            .map_err(|m| err_at(None, m.0))?;
+        let allowed: Vec<(&str, &[geo::Country])> = services
+            .iter()
+            .map(|s| (s.name.as_str(), &s.allow_countries[..]))
+            .collect();
+        let countries =
+            geo::all_countries(geo.as_ref(), &allowed).map_err(|m| err_at(None, m.0))?;
         let baseline = raw.baseline.validate().map_err(|m| err_at(None, m.0))?;
         Ok(Config {
+            geo,
+            countries,
             baseline,
             aggregate,
             evidence,
@@ -665,6 +691,7 @@ struct Raw {
     watch: Vec<watch::RawWatch>,
     #[serde(default)]
     history: RawHistory,
+    geo: Option<geo::RawGeo>,
     #[serde(default)]
     baseline: baseline::RawBaseline,
     aggregate: Option<aggregate::RawAggregate>,
@@ -730,6 +757,8 @@ struct RawService {
     protocol: Protocol,
     rate: Option<V<Rate>>,
     burst: Option<u32>,
+    #[serde(default)]
+    allow_countries: Vec<String>,
 }
 
 fn tcp() -> Protocol {

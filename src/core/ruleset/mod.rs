@@ -171,6 +171,11 @@ fn set_name(base: &crate::units::names::SetName, family: Family) -> String {
     base.for_family(family.is_v6())
 }
 
+/// The kernel set of a country's networks for one family.
+fn geo_set(c: crate::core::geo::Country, family: Family) -> String {
+    crate::core::geo::set_names(c)[usize::from(family.is_v6())].clone()
+}
+
 /// Temporary set names used while rebuilding a set, swapped in at the end.
 /// Short and fixed so they can never collide with the 31-character limit.
 pub fn temp_set_name(index: usize) -> String {
@@ -208,6 +213,17 @@ pub fn build(cfg: &Config) -> Plan {
                 kind: SetKind::HashNet,
                 family,
                 maxelem: f.max_entries.max(1024) as u32,
+                members: vec![],
+            });
+        }
+        // `[geo]`: each country's pair; its members come from the country
+        // database, which the apply command reads.
+        for c in &cfg.countries {
+            sets.push(SetPlan {
+                name: geo_set(*c, family),
+                kind: SetKind::HashNet,
+                family,
+                maxelem: cfg.sets.maxelem,
                 members: vec![],
             });
         }
@@ -309,6 +325,14 @@ fn table(cfg: &Config, family: Family) -> Table {
             )
         })
         .chain([set(&cfg.sets.blacklist)])
+        // `[geo] block_countries`: dropped (and logged) like the bans,
+        // before any service.
+        .chain(
+            cfg.geo
+                .iter()
+                .flat_map(|g| &g.block_countries)
+                .map(|c| Match::SrcSet(geo_set(*c, family))),
+        )
         .collect();
     if detect_only {
         for m in &bans {
@@ -341,7 +365,17 @@ fn table(cfg: &Config, family: Family) -> Table {
             // Over the per-source rate the packet falls through to FWCTL-BLOCK.
             m.push(limiter(&format!("fwctl-svc-{i}"), limit));
         }
-        main.push(rule(m, Target::Jump(ALLOW)));
+        if svc.allow_countries.is_empty() {
+            main.push(rule(m, Target::Jump(ALLOW)));
+        } else {
+            // Only these countries' sources reach it (one rule each: a
+            // rule matches one set); the rest fall through to FWCTL-BLOCK.
+            for c in &svc.allow_countries {
+                let mut m = m.clone();
+                m.insert(1, Match::SrcSet(geo_set(*c, family)));
+                main.push(rule(m, Target::Jump(ALLOW)));
+            }
+        }
     }
     // Decoy ports: let in, so a scanner completes the handshake with
     // capture's listener and is banned for it.
