@@ -13,6 +13,8 @@
 #     that crossed the threshold to the netlink acknowledgement of the add.
 # Prints the median and best of RUNS runs (wall time, date +%s%N around the
 # process). Usage: sudo benches/backends.sh [RUNS]   (needs nmap, nftables, ipset)
+# FWCTL_BEFORE=/path/to/an/older/fwctl: the applies are measured with it too,
+# run for run beside this one (`before` lines), for a change's effect in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
@@ -47,21 +49,30 @@ stats() { sort -n | awk '{ v[NR] = $1 } END { printf "median %6d ms  best %6d ms
 ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 apply_bench() { # LABEL CONFIG-STEM
+  local bins=("$bin") tags=("")
+  [ -n "${FWCTL_BEFORE:-}" ] && bins+=("$FWCTL_BEFORE") && tags+=(" (before)")
   for b in iptables nftables; do
-    local first="" again=""
+    local first=("" "") again=("" "")
     for _ in $(seq "$runs"); do
-      ip netns add "$ns"; ip -n "$ns" link set lo up
-      local t0; t0=$(date +%s%N)
-      ip netns exec "$ns" "$bin" --config "$work/$2$b.toml" --state "$work/st.json" apply --force 2>/dev/null
-      first+="$(ms_since "$t0")"$'\n'
-      t0=$(date +%s%N)
-      ip netns exec "$ns" "$bin" --config "$work/$2$b.toml" --state "$work/st.json" apply --force 2>/dev/null
-      again+="$(ms_since "$t0")"$'\n'
-      ip netns del "$ns"; rm -f "$work/st.json"
+      for i in "${!bins[@]}"; do
+        ip netns add "$ns"; ip -n "$ns" link set lo up
+        local t0; t0=$(date +%s%N)
+        ip netns exec "$ns" "${bins[$i]}" --config "$work/$2$b.toml" --state "$work/st.json" apply --force 2>/dev/null
+        first[i]+="$(ms_since "$t0")"$'\n'
+        t0=$(date +%s%N)
+        ip netns exec "$ns" "${bins[$i]}" --config "$work/$2$b.toml" --state "$work/st.json" apply --force 2>/dev/null
+        again[i]+="$(ms_since "$t0")"$'\n'
+        ip netns del "$ns"; rm -f "$work/st.json"
+      done
     done
-    printf '  %-9s %-28s first %s   re-apply %s\n' "$b" "$1" "$(grep . <<<"$first" | stats)" "$(grep . <<<"$again" | stats)"
+    for i in "${!bins[@]}"; do
+      printf '  %-9s %-28s first %s   re-apply %s\n' "$b" "$1${tags[$i]}" "$(grep . <<<"${first[$i]}" | stats)" "$(grep . <<<"${again[$i]}" | stats)"
+    done
   done
 }
+# Other work on the machine moves every figure: its load is printed too.
+load() { echo "load average $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) on $(nproc) cores"; }
+load
 echo "== apply (wall time of the whole fwctl process)"
 apply_bench "rules/fwctl.toml" ""
 apply_bench "100 000 set members" "big-"
@@ -113,4 +124,5 @@ for b in iptables nftables; do
   # Take this backend out before the other goes in (both own INPUT's verdict).
   ip netns exec "$t" "$bin" --config "$cfg" remove --sets 2>/dev/null
 done
+load
 echo "(drop before conntrack, both backends: benches/raw-drop.sh)"

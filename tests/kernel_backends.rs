@@ -127,20 +127,33 @@ fn members(lab: &Lab, b: Backend, set: &str) -> HashMap<String, Option<u32>> {
 }
 
 fn members_in(ns: &str, b: Backend, set: &str) -> HashMap<String, Option<u32>> {
+    let read = |tool: &[&str]| {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(tool)
+            .output()
+            .unwrap()
+    };
     let tool: &[&str] = match b {
         Backend::Iptables => &["ipset", "save", set],
         Backend::Nftables => &["nft", "-j", "list", "set", "inet", "fwctl", set],
     };
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(tool)
-        .output()
-        .unwrap();
+    let out = read(tool);
     assert!(out.status.success(), "{tool:?}: {}", text(&out));
-    let out = String::from_utf8_lossy(&out.stdout);
+    let got = String::from_utf8_lossy(&out.stdout);
     match b {
-        Backend::Iptables => ipset_members(&out),
-        Backend::Nftables => nft_members(&out),
+        Backend::Iptables => ipset_members(&got),
+        Backend::Nftables => {
+            // A role's networks are in the interval set beside its set of
+            // addresses (none for a role of addresses only).
+            let mut all = nft_members(&got);
+            let nets = format!("{set}/net");
+            let out = read(&["nft", "-j", "list", "set", "inet", "fwctl", &nets]);
+            if out.status.success() {
+                all.extend(nft_members(&String::from_utf8_lossy(&out.stdout)));
+            }
+            all
+        }
     }
 }
 

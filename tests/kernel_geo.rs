@@ -350,7 +350,8 @@ fn the_nftables_backend_blocks_and_allows_countries_alike() {
     let set = || {
         lab.exec_ok(
             &lab.target,
-            &["nft", "list", "set", "inet", "fwctl", "geo-NL"],
+            // Networks are in the role's interval set (`geo-NL/net`).
+            &["nft", "list", "set", "inet", "fwctl", "geo-NL/net"],
         )
     };
     assert!(set().contains("198.51.100.0/24"), "{}", set());

@@ -153,9 +153,10 @@ fn the_nft_store_keeps_the_contract() {
 }
 
 /// Members come back over netlink (`sys::nftdump`) as nft put them in:
-/// addresses, networks (one touching the next, one reaching the top of the
-/// address space), with and without a timeout, both families, a config
-/// set without timeouts; another table's set is not read.
+/// addresses (the role's hash set), networks (its interval set `/net`: one
+/// touching the next, one reaching the top of the address space), with and
+/// without a timeout, both families, read as one role; another table's
+/// set is not read.
 #[test]
 #[ignore = "needs root: kernel test"]
 fn nft_members_read_over_netlink_are_what_went_in() {
@@ -167,8 +168,10 @@ fn nft_members_read_over_netlink_are_what_went_in() {
     exec_input_ok(
         &lab.target,
         &["nft", "-f", "-"],
-        "add element inet fwctl blacklist { 203.0.113.5 timeout 300s, 192.0.2.0/25, 192.0.2.128/25 timeout 60s, 255.255.255.0/24 }\n\
-         add element inet fwctl blacklist_v6 { 2001:db8::5, 2001:db8:bad::/48 timeout 100s }\n\
+        "add element inet fwctl blacklist { 203.0.113.5 timeout 300s }\n\
+         add element inet fwctl blacklist/net { 192.0.2.0/25, 192.0.2.128/25 timeout 60s, 255.255.255.0/24 }\n\
+         add element inet fwctl blacklist_v6 { 2001:db8::5 }\n\
+         add element inet fwctl blacklist_v6/net { 2001:db8:bad::/48 timeout 100s }\n\
          add table inet other\nadd set inet other s { type ipv4_addr; }\nadd element inet other s { 198.51.100.1 }\n",
     );
     in_ns(&lab.target, || {
@@ -194,6 +197,9 @@ fn nft_members_read_over_netlink_are_what_went_in() {
         assert_eq!(got, ["2001:db8::5/128", "2001:db8:bad::/48"]);
         let heads = nft.heads().unwrap();
         assert_eq!(heads["blacklist"].entries, 4);
+        assert_eq!(heads["blacklist"].holds, fwctl::ports::Holds::Networks);
+        assert_eq!(heads["throttle-hard"].holds, fwctl::ports::Holds::Addresses);
+        assert!(!heads.contains_key("blacklist/net"), "one role: {heads:?}");
         assert!(!heads.contains_key("s"), "another table's set: {heads:?}");
     });
 }

@@ -128,6 +128,18 @@ pub fn apply(
     confirm: Option<Duration>,
     force: bool,
 ) -> Result<bool> {
+    apply_reading(inv, dry_run, confirm, force, false)
+}
+
+/// [`apply`]; `whole`: every set read back whole (`status --repair`: a set
+/// flushed by hand keeps the marker that would leave it unread).
+pub fn apply_reading(
+    inv: &Invocation,
+    dry_run: bool,
+    confirm: Option<Duration>,
+    force: bool,
+    whole: bool,
+) -> Result<bool> {
     if !dry_run && inv.builtin() {
         bail!(
             "no config: {} does not exist, and apply does not install the built-in defaults (no service and no trusted network: nothing could connect, SSH included); fix: cp rules/fwctl.toml {} and set your [[service]] and [trusted] entries, or pass --config PATH",
@@ -213,6 +225,9 @@ pub fn apply(
     let config = cfg.path.display().to_string();
     // Every end of a real apply is told (apply, apply_failed, rollback) and
     // leaves the metrics textfile behind.
+    if whole {
+        run.firewall().read_whole_sets();
+    }
     let result = install_and_confirm(run.firewall(), &cfg, &plan, &state_file, t, confirm);
     match &result {
         Ok(Some(counts)) => run.tell(Notice::Apply {
@@ -278,6 +293,12 @@ fn install_and_confirm(
         prepared.carried - prepared.restored,
         prepared.restored
     );
+    if !prepared.unread.is_empty() {
+        say!(
+            "fwctl: kept as they were, not read (their config members did not change; their bans stay): {}",
+            prepared.unread.join(", ")
+        );
+    }
     let Some(window) = confirm else {
         record_applied(installed, cfg, plan, state_file, t);
         return Ok(Some(counts));

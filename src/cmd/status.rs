@@ -104,7 +104,7 @@ pub fn run(o: &Options, inv: &Invocation) -> Result<bool> {
             eprintln!("fwctl: repairing: {}", status.problems.join("; "));
             // What the last apply installed goes back; a peer it would
             // lock out is warned about, not a reason to leave drift.
-            super::apply::apply(inv, false, None, true)?;
+            super::apply::apply_reading(inv, false, None, true, true)?;
             let (fw, sys) = run.kernel();
             status = evaluate(&gather(&cfg, &plan, &path, fw, sys, inv.sudo(), true)?);
         } else {

@@ -78,6 +78,10 @@ pub struct Prepared {
     /// many of them came from the state file.
     pub carried: usize,
     pub restored: usize,
+    /// Sets kept as they were without reading their members (nftables:
+    /// their config members did not change); their bans, not counted in
+    /// `carried`, stay with them.
+    pub unread: Vec<String>,
 }
 
 /// The kernel's firewall as `apply`, `confirm`, `remove` and `status` drive
@@ -94,6 +98,10 @@ pub trait Firewall {
     /// install (`--confirm`): a backend whose snapshot is slow to read
     /// (nft lists every set element) takes it only then.
     fn expect_rollback(&mut self) {}
+    /// Say, before `prepare`, that every set is to be read back whole
+    /// (`status --repair`: a set was flushed or changed by hand), not
+    /// kept unread because its config members did not change (nftables).
+    fn read_whole_sets(&mut self) {}
     /// Install what the last `prepare` worked out; on failure put back what
     /// it read. Returns fwctl's rules as the kernel has them now.
     fn install(&mut self, plan: &Plan) -> Result<Installed, ApplyError>;

@@ -6,8 +6,10 @@
 //! linux/netfilter/nf_tables.h.
 
 use super::netlink::Netfilter;
+use crate::core::ruleset::nftmark::{COMMENT_PREFIX, LOADED_SUFFIX};
 use crate::units::addr::{unmap, Family};
 use ipnet::IpNet;
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -21,6 +23,7 @@ const NFTA_SET_FLAGS: u16 = 3;
 const NFTA_SET_KEY_LEN: u16 = 5;
 const NFTA_SET_DESC: u16 = 9;
 const NFTA_SET_DESC_SIZE: u16 = 1;
+const NFTA_SET_USERDATA: u16 = 13;
 
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
@@ -77,11 +80,22 @@ fn attrs(b: &[u8]) -> Vec<(u16, &[u8])> {
     out
 }
 
+/// The first attribute `kind` in `b` (a walk, no allocation: it runs
+/// several times for each of 100 000 elements).
 fn get(b: &[u8], kind: u16) -> Option<&[u8]> {
-    attrs(b)
-        .into_iter()
-        .find(|(k, _)| *k == kind)
-        .map(|(_, v)| v)
+    let mut at = 0;
+    while at + 4 <= b.len() {
+        let len = usize::from(u16::from_ne_bytes([b[at], b[at + 1]]));
+        let k = u16::from_ne_bytes([b[at + 2], b[at + 3]]) & 0x3fff;
+        if len < 4 || at + len > b.len() {
+            return None;
+        }
+        if k == kind {
+            return Some(&b[at + 4..at + len]);
+        }
+        at += (len + 3) & !3;
+    }
+    None
 }
 
 fn be32(v: &[u8]) -> Option<u32> {
@@ -104,19 +118,21 @@ pub struct NftSet {
     pub size: Option<u32>,
     /// Whether its members can carry a timeout (`flags timeout`).
     pub timeout: bool,
+    /// An interval set (networks), not a hash set (addresses).
+    pub interval: bool,
     /// Members, with the seconds they have left (None: no timeout, a
     /// member of the config).
     pub members: Vec<(IpNet, Option<u64>)>,
 }
 
 /// A set as GETSET describes it (members read next).
-#[derive(Debug, PartialEq, Eq)]
-struct Head {
-    name: String,
-    family: Family,
-    interval: bool,
-    timeout: bool,
-    size: Option<u32>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub name: String,
+    pub family: Family,
+    pub interval: bool,
+    pub timeout: bool,
+    pub size: Option<u32>,
 }
 
 /// One GETSET answer's payload (after nfgenmsg); None for a set that does
@@ -271,30 +287,93 @@ fn dump(sock: &mut Netfilter, req: &[u8], seq: u32) -> io::Result<Vec<Vec<u8>>> 
     done.map(|()| out)
 }
 
-/// Every address set of `table` with its members; None without the table.
-pub fn sets(table: &str, only: Option<&str>) -> io::Result<Option<Vec<NftSet>>> {
+/// The address sets of `table` without their members (one GETSET dump,
+/// however many members); None without the table.
+pub fn heads(table: &str) -> io::Result<Option<Vec<Head>>> {
     let mut sock = Netfilter::open()?;
-    let heads = match dump(&mut sock, &request(1, NFT_MSG_GETSET, table, None), 1) {
+    heads_on(&mut sock, table)
+}
+
+fn heads_on(sock: &mut Netfilter, table: &str) -> io::Result<Option<Vec<Head>>> {
+    match dump(sock, &request(1, NFT_MSG_GETSET, table, None), 1) {
+        Ok(p) => Ok(Some(p.iter().filter_map(|p| head(p)).collect())),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The comments of `table`'s marker sets (`core::ruleset::nftmark`), by
+/// the set each marks; None without the table. One GETSET dump.
+pub fn marks(table: &str) -> io::Result<Option<BTreeMap<String, String>>> {
+    let mut sock = Netfilter::open()?;
+    let answers = match dump(&mut sock, &request(1, NFT_MSG_GETSET, table, None), 1) {
         Ok(p) => p,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
         Err(e) => return Err(e),
     };
+    Ok(Some(answers.iter().filter_map(|p| mark(p)).collect()))
+}
+
+/// One GETSET answer's (marked set, comment), if it is a marker set. The
+/// comment is one of the userdata's TLVs (type, length, value), a string
+/// ending in NUL; found by what it says rather than by nft's type number.
+fn mark(p: &[u8]) -> Option<(String, String)> {
+    let name = name(get(p, NFTA_SET_NAME)?);
+    let set = name.strip_suffix(LOADED_SUFFIX)?.to_string();
+    let mut ud = get(p, NFTA_SET_USERDATA)?;
+    while ud.len() >= 2 {
+        let len = usize::from(ud[1]);
+        let value = ud.get(2..2 + len)?;
+        let text = String::from_utf8_lossy(value.split(|&b| b == 0).next().unwrap_or(value));
+        if text.starts_with(COMMENT_PREFIX) {
+            return Some((set, text.into_owned()));
+        }
+        ud = &ud[2 + len..];
+    }
+    None
+}
+
+/// Every address set of `table` with its members (those `only` names, when
+/// given); None without the table.
+pub fn sets(table: &str, only: Option<&[&str]>) -> io::Result<Option<Vec<NftSet>>> {
+    let keep = |name: &str| only.is_none_or(|o| o.contains(&name));
+    read_sets(table, &keep, &|_| true)
+}
+
+/// Every address set of `table`, the members of those `read` says yes to
+/// (the others with none); None without the table.
+pub fn sets_reading(table: &str, read: &dyn Fn(&str) -> bool) -> io::Result<Option<Vec<NftSet>>> {
+    read_sets(table, &|_| true, read)
+}
+
+fn read_sets(
+    table: &str,
+    keep: &dyn Fn(&str) -> bool,
+    read: &dyn Fn(&str) -> bool,
+) -> io::Result<Option<Vec<NftSet>>> {
+    let mut sock = Netfilter::open()?;
+    let Some(heads) = heads_on(&mut sock, table)? else {
+        return Ok(None);
+    };
     let mut out = Vec::new();
-    for (i, h) in heads.iter().filter_map(|p| head(p)).enumerate() {
-        if only.is_some_and(|o| o != h.name) {
+    for (i, h) in heads.into_iter().enumerate() {
+        if !keep(&h.name) {
             continue;
         }
         let seq = 2 + i as u32;
         let req = request(seq, NFT_MSG_GETSETELEM, table, Some(&h.name));
         let mut es = Vec::new();
-        for p in dump(&mut sock, &req, seq)? {
-            elems(&p, &mut es);
+        if read(&h.name) {
+            for p in dump(&mut sock, &req, seq)? {
+                elems(&p, &mut es);
+            }
         }
         out.push(NftSet {
             name: h.name.clone(),
             family: h.family,
             size: h.size,
             timeout: h.timeout,
+            interval: h.interval,
             members: members(&h, es),
         });
     }
@@ -319,6 +398,34 @@ mod tests {
             attr(m, NFTA_SET_ELEM_EXPIRATION, &ms.to_be_bytes());
         }
         nest_end(m, e);
+    }
+
+    /// A marker's comment is read from its userdata (nft's TLVs: a byte
+    /// order entry, then the comment); any other set is no marker.
+    #[test]
+    fn a_markers_comment_is_read_from_its_userdata() {
+        let payload = |name: &[u8], ud: &[u8]| {
+            let mut p = Vec::new();
+            attr(&mut p, NFTA_SET_TABLE, b"fwctl\0");
+            attr(&mut p, NFTA_SET_NAME, name);
+            attr(&mut p, NFTA_SET_KEY_LEN, &2u32.to_be_bytes());
+            attr(&mut p, NFTA_SET_USERDATA, ud);
+            p
+        };
+        let text = b"fwctl config members 00000000000000ab 3\0";
+        let mut ud = vec![0u8, 4, 2, 0, 0, 0, 7, text.len() as u8];
+        ud.extend_from_slice(text);
+        assert_eq!(
+            mark(&payload(b"blacklist_v6/loaded\0", &ud)),
+            Some((
+                "blacklist_v6".to_string(),
+                "fwctl config members 00000000000000ab 3".to_string()
+            ))
+        );
+        assert_eq!(mark(&payload(b"blacklist_v6\0", &ud)), None);
+        // A comment of someone else's, or a TLV running past the end.
+        assert_eq!(mark(&payload(b"x/loaded\0", &[7, 3, b'h', b'i', 0])), None);
+        assert_eq!(mark(&payload(b"x/loaded\0", &[7, 40, b'f'])), None);
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! The batch is what `nft add element inet fwctl SET { NET timeout Ns }`
 //! sends (uapi linux/netfilter/nf_tables.h): BATCH_BEGIN for subsystem
 //! NFTABLES, one NEWSETELEM naming the table and set with a list of
-//! elements, BATCH_END. fwctl's ban sets are interval sets, so a network is
-//! two elements: its first address, and the first address past it flagged
+//! elements, BATCH_END. A single address goes into the role's hash set
+//! (`blacklist`), one element; a network into its interval set
+//! (`blacklist/net`, see `core::ruleset::nft::net_set`), where it is two
+//! elements: its first address, and the first address past it flagged
 //! INTERVAL_END (left out when the network ends at the top of the address
 //! space). With NLM_F_EXCL an element that is there already, or a network
 //! that overlaps one, is reported back rather than silently merged.
@@ -14,6 +16,7 @@
 use super::netlink::{attr, nest_end, nest_start};
 use crate::core::capture::engine::{Added, BanFailed};
 use ipnet::IpNet;
+use std::collections::BTreeMap;
 use std::io;
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -21,6 +24,7 @@ const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
+const NFT_MSG_DELSET: u16 = 11;
 
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
@@ -79,7 +83,14 @@ fn cstr(s: &str) -> Vec<u8> {
 /// The batch that adds `net` to `table`'s `set` for `timeout` seconds
 /// (pure, so its layout is unit-tested). The element message is `seq`,
 /// the batch markers `seq - 1` and `seq + 1`.
-pub fn add_request(seq: u32, table: &str, set: &str, net: IpNet, timeout: u32) -> Vec<u8> {
+pub fn add_request(
+    seq: u32,
+    table: &str,
+    set: &str,
+    interval: bool,
+    net: IpNet,
+    timeout: u32,
+) -> Vec<u8> {
     let mut m = Vec::with_capacity(160);
     let req = libc::NLM_F_REQUEST as u16;
     let at = header(
@@ -103,28 +114,7 @@ pub fn add_request(seq: u32, table: &str, set: &str, net: IpNet, timeout: u32) -
     attr(&mut m, NFTA_SET_ELEM_LIST_TABLE, &cstr(table));
     attr(&mut m, NFTA_SET_ELEM_LIST_SET, &cstr(set));
     let list = nest_start(&mut m, NFTA_SET_ELEM_LIST_ELEMENTS);
-    let elem = nest_start(&mut m, NFTA_LIST_ELEM);
-    let k = nest_start(&mut m, NFTA_SET_ELEM_KEY);
-    attr(&mut m, NFTA_DATA_VALUE, &key(net));
-    nest_end(&mut m, k);
-    attr(
-        &mut m,
-        NFTA_SET_ELEM_TIMEOUT,
-        &(u64::from(timeout) * 1000).to_be_bytes(),
-    );
-    nest_end(&mut m, elem);
-    if let Some(end) = past(net) {
-        let elem = nest_start(&mut m, NFTA_LIST_ELEM);
-        attr(
-            &mut m,
-            NFTA_SET_ELEM_FLAGS,
-            &NFT_SET_ELEM_INTERVAL_END.to_be_bytes(),
-        );
-        let k = nest_start(&mut m, NFTA_SET_ELEM_KEY);
-        attr(&mut m, NFTA_DATA_VALUE, &end);
-        nest_end(&mut m, k);
-        nest_end(&mut m, elem);
-    }
+    element(&mut m, interval, net, Some(timeout));
     nest_end(&mut m, list);
     finish(&mut m, at);
     let at = header(
@@ -143,16 +133,29 @@ pub fn add_request(seq: u32, table: &str, set: &str, net: IpNet, timeout: u32) -
 /// stays well under a page, as nft's own batches do.
 const PER_MESSAGE: usize = 256;
 
+/// What a [`batch_request`] does with one set's elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Add,
+    Delete,
+    /// Take out every element (the items are ignored).
+    Flush,
+    /// Delete the set itself (an empty marker set; the items are ignored).
+    DropSet,
+}
+
 /// One set's elements to add or delete in a [`batch_request`]: each
-/// (network, timeout in seconds; None: none).
+/// (network, timeout in seconds; None: none). An interval set holds a
+/// network as two elements, a hash set an address as one.
 pub struct Elements<'a> {
     pub set: &'a str,
-    pub add: bool,
+    pub verb: Verb,
+    pub interval: bool,
     pub items: &'a [(IpNet, Option<u32>)],
 }
 
-/// One element (and its interval end) into an open element list.
-fn element(m: &mut Vec<u8>, net: IpNet, timeout: Option<u32>) {
+/// One element (and in an interval set its end) into an open element list.
+fn element(m: &mut Vec<u8>, interval: bool, net: IpNet, timeout: Option<u32>) {
     let elem = nest_start(m, NFTA_LIST_ELEM);
     let k = nest_start(m, NFTA_SET_ELEM_KEY);
     attr(m, NFTA_DATA_VALUE, &key(net));
@@ -165,7 +168,7 @@ fn element(m: &mut Vec<u8>, net: IpNet, timeout: Option<u32>) {
         );
     }
     nest_end(m, elem);
-    if let Some(end) = past(net) {
+    if let Some(end) = past(net).filter(|_| interval) {
         let elem = nest_start(m, NFTA_LIST_ELEM);
         attr(
             m,
@@ -198,13 +201,18 @@ pub fn batch_request(seq: u32, table: &str, lists: &[Elements]) -> (Vec<u8>, Vec
     let mut seqs = Vec::new();
     let mut next = seq;
     for l in lists {
-        for chunk in l.items.chunks(PER_MESSAGE) {
+        let flush: &[&[(IpNet, Option<u32>)]] = &[&[]];
+        let chunks: Vec<&[(IpNet, Option<u32>)]> = match l.verb {
+            Verb::Flush | Verb::DropSet => flush.to_vec(),
+            _ => l.items.chunks(PER_MESSAGE).collect(),
+        };
+        for chunk in chunks {
             next = next.wrapping_add(1);
             seqs.push(next);
-            let (kind, flags) = if l.add {
-                (NFT_MSG_NEWSETELEM, libc::NLM_F_ACK | libc::NLM_F_CREATE)
-            } else {
-                (NFT_MSG_DELSETELEM, libc::NLM_F_ACK)
+            let (kind, flags) = match l.verb {
+                Verb::Add => (NFT_MSG_NEWSETELEM, libc::NLM_F_ACK | libc::NLM_F_CREATE),
+                Verb::Delete | Verb::Flush => (NFT_MSG_DELSETELEM, libc::NLM_F_ACK),
+                Verb::DropSet => (NFT_MSG_DELSET, libc::NLM_F_ACK),
             };
             let at = header(
                 &mut m,
@@ -216,11 +224,16 @@ pub fn batch_request(seq: u32, table: &str, lists: &[Elements]) -> (Vec<u8>, Vec
             );
             attr(&mut m, NFTA_SET_ELEM_LIST_TABLE, &cstr(table));
             attr(&mut m, NFTA_SET_ELEM_LIST_SET, &cstr(l.set));
-            let list = nest_start(&mut m, NFTA_SET_ELEM_LIST_ELEMENTS);
-            for (net, timeout) in chunk {
-                element(&mut m, *net, if l.add { *timeout } else { None });
+            // A DELSETELEM without a list flushes the set; a DELSET names
+            // the set as these two attributes do (NFTA_SET_TABLE, _NAME).
+            if !matches!(l.verb, Verb::Flush | Verb::DropSet) {
+                let list = nest_start(&mut m, NFTA_SET_ELEM_LIST_ELEMENTS);
+                for (net, timeout) in chunk {
+                    let t = if l.verb == Verb::Add { *timeout } else { None };
+                    element(&mut m, l.interval, *net, t);
+                }
+                nest_end(&mut m, list);
             }
-            nest_end(&mut m, list);
             finish(&mut m, at);
         }
     }
@@ -260,7 +273,10 @@ pub fn run_batch(
             let mut n = 0;
             let mut set = "";
             for l in lists {
-                n += l.items.len().div_ceil(PER_MESSAGE);
+                n += match l.verb {
+                    Verb::Flush | Verb::DropSet => 1,
+                    _ => l.items.len().div_ceil(PER_MESSAGE),
+                };
                 if (seq as usize) <= 1 + n {
                     set = l.set;
                     break;
@@ -292,6 +308,10 @@ pub struct NftSets {
     sock: super::netlink::Netfilter,
     seq: u32,
     table: String,
+    /// The table's sets: name → whether it is an interval set (read on the
+    /// first ban, and again when the kernel refuses one: an apply between
+    /// may have changed them).
+    kinds: Option<BTreeMap<String, bool>>,
 }
 
 impl NftSets {
@@ -300,25 +320,75 @@ impl NftSets {
             sock: super::netlink::Netfilter::open()?,
             seq: 1,
             table: table.to_string(),
+            kinds: None,
         })
     }
 
-    /// Add `net` to `set` with `timeout` seconds.
+    fn kinds(&mut self) -> Result<&BTreeMap<String, bool>, BanFailed> {
+        if self.kinds.is_none() {
+            let heads = super::nftdump::heads(&self.table)
+                .map_err(|e| BanFailed(format!("reading table inet fwctl's sets: {e}")))?;
+            self.kinds = Some(
+                heads
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|h| (h.name, h.interval))
+                    .collect(),
+            );
+        }
+        Ok(self.kinds.as_ref().expect("read above"))
+    }
+
+    /// Add `net` to `set` with `timeout` seconds: an address to the set
+    /// itself, a network to its interval set (or to the set itself, when
+    /// it is an interval set: a table from before the split).
     pub fn add(&mut self, set: &str, net: IpNet, timeout: u32) -> Result<Added, BanFailed> {
+        let fresh = self.kinds.is_none();
+        match self.try_add(set, net, timeout) {
+            Err(_) if !fresh => {
+                self.kinds = None;
+                self.try_add(set, net, timeout)
+            }
+            r => r,
+        }
+    }
+
+    fn try_add(&mut self, set: &str, net: IpNet, timeout: u32) -> Result<Added, BanFailed> {
+        let (name, interval) = route(self.kinds()?, set, &net)?;
         self.seq = self.seq.wrapping_add(3);
-        let req = add_request(self.seq, &self.table, set, net, timeout);
+        let req = add_request(self.seq, &self.table, &name, interval, net, timeout);
         match self.sock.ask(&req, self.seq).map_err(BanFailed)? {
             0 => Ok(Added::Added),
             // There already, or inside a network that is.
             e if e == -libc::EEXIST || e == -libc::ENOTEMPTY => Ok(Added::AlreadyListed),
-            e => Err(BanFailed(explain(-e, set))),
+            e => Err(BanFailed(explain(-e, &name))),
         }
     }
 }
 
-impl crate::ports::Banner for NftSets {
-    fn add(&mut self, set: &str, net: IpNet, secs: u32) -> Result<Added, BanFailed> {
-        NftSets::add(self, set, net, secs)
+/// The kernel set `net` goes to in role `set`, and whether it is an
+/// interval set, given the table's sets (`kinds`: name → interval).
+pub fn route(
+    kinds: &BTreeMap<String, bool>,
+    set: &str,
+    net: &IpNet,
+) -> Result<(String, bool), BanFailed> {
+    use crate::core::ruleset::nft::{is_address, net_set};
+    let own = kinds.get(set).copied();
+    if is_address(net) {
+        return Ok((set.to_string(), own.unwrap_or(false)));
+    }
+    let nets = net_set(set);
+    if kinds.get(&nets) == Some(&true) {
+        return Ok((nets, true));
+    }
+    match own {
+        Some(true) => Ok((set.to_string(), true)),
+        Some(false) => Err(BanFailed(format!(
+            "nftables set {set} holds single addresses, not networks like {net}; \
+             fix: ban a single address into it, or a network into a set of networks (blacklist)"
+        ))),
+        None => Err(BanFailed(explain(libc::ENOENT, set))),
     }
 }
 
@@ -344,14 +414,22 @@ mod tests {
             "fwctl",
             &[
                 Elements {
-                    set: "blacklist",
-                    add: false,
+                    set: "blacklist/net",
+                    verb: Verb::Delete,
+                    interval: true,
                     items: &gone,
                 },
                 Elements {
                     set: "blacklist",
-                    add: true,
+                    verb: Verb::Add,
+                    interval: false,
                     items: &items,
+                },
+                Elements {
+                    set: "feed",
+                    verb: Verb::Flush,
+                    interval: false,
+                    items: &[],
                 },
             ],
         );
@@ -365,10 +443,17 @@ mod tests {
                 10 << 8 | 12,
                 10 << 8 | 12,
                 10 << 8 | 12,
+                10 << 8 | 14,
                 0x11
             ]
         );
-        assert_eq!(seqs, [2, 3, 4, 5]);
+        assert_eq!(seqs, [2, 3, 4, 5, 6]);
+        // The flush names the set and lists no element.
+        assert!(msgs[5].2.windows(5).any(|w| w == b"feed\0"));
+        assert_eq!(msgs[5].2.len(), 16 + 4 + 12 + 12);
+        // A hash set's address is one element (key and timeout), no
+        // interval end: headers, table, set, the list, 256 elements.
+        assert_eq!(msgs[2].2.len(), 16 + 4 + 12 + 16 + 4 + 256 * 28);
         // The delete carries no timeout; each add does.
         let has = |b: &[u8], w: &[u8]| b.windows(w.len()).any(|x| x == w);
         assert!(!has(msgs[1].2, &60_000u64.to_be_bytes()));
@@ -395,7 +480,8 @@ mod tests {
         let m = add_request(
             9,
             "fwctl",
-            "blacklist",
+            "blacklist/net",
+            true,
             "203.0.113.8/29".parse().unwrap(),
             600,
         );
@@ -406,7 +492,7 @@ mod tests {
         let elem = msgs[1].2;
         assert_eq!(elem[16], libc::NFPROTO_INET as u8);
         let find = |w: &[u8]| elem.windows(w.len()).position(|x| x == w);
-        assert!(find(b"fwctl\0").is_some() && find(b"blacklist\0").is_some());
+        assert!(find(b"fwctl\0").is_some() && find(b"blacklist/net\0").is_some());
         let start = find(&[203, 0, 113, 8]).unwrap();
         let end = find(&[203, 0, 113, 16]).unwrap();
         assert!(start < end);
@@ -417,15 +503,67 @@ mod tests {
 
     #[test]
     fn a_network_at_the_top_has_no_end_element() {
-        let top = add_request(1, "fwctl", "b", "255.255.255.255/32".parse().unwrap(), 5);
-        let mid = add_request(1, "fwctl", "b", "203.0.113.9/32".parse().unwrap(), 5);
+        let top = add_request(
+            1,
+            "fwctl",
+            "b",
+            true,
+            "255.255.255.0/24".parse().unwrap(),
+            5,
+        );
+        let mid = add_request(1, "fwctl", "b", true, "203.0.113.0/24".parse().unwrap(), 5);
+        let hash = add_request(1, "fwctl", "b", false, "203.0.113.9/32".parse().unwrap(), 5);
+        assert_eq!(top.len(), hash.len(), "one element each");
         assert!(top.len() < mid.len());
-        let v6 = add_request(1, "fwctl", "b_v6", "2001:db8::/64".parse().unwrap(), 5);
+        let v6 = add_request(
+            1,
+            "fwctl",
+            "b_v6",
+            true,
+            "2001:db8::/64".parse().unwrap(),
+            5,
+        );
         let end: [u8; 16] = "2001:db8:0:1::"
             .parse::<std::net::Ipv6Addr>()
             .unwrap()
             .octets();
         assert!(v6.windows(16).any(|w| w == end));
+    }
+
+    /// An address goes to the role's hash set, a network to its interval
+    /// set; a table from before the split (one interval set) takes both.
+    #[test]
+    fn a_ban_goes_to_the_set_that_holds_its_kind() {
+        let split = BTreeMap::from([
+            ("blacklist".to_string(), false),
+            ("blacklist/net".to_string(), true),
+            ("throttle-hard".to_string(), false),
+        ]);
+        let a: IpNet = "203.0.113.9/32".parse().unwrap();
+        let n: IpNet = "2001:db8::/64".parse().unwrap();
+        assert_eq!(
+            route(&split, "blacklist", &a).unwrap(),
+            ("blacklist".into(), false)
+        );
+        assert_eq!(
+            route(&split, "blacklist", &n).unwrap(),
+            ("blacklist/net".into(), true)
+        );
+        let e = route(&split, "throttle-hard", &n).unwrap_err();
+        assert!(e.0.contains("single addresses"), "{}", e.0);
+        assert!(route(&split, "nope", &n)
+            .unwrap_err()
+            .0
+            .contains("fwctl apply"));
+        let old = BTreeMap::from([("blacklist".to_string(), true)]);
+        assert_eq!(
+            route(&old, "blacklist", &a).unwrap(),
+            ("blacklist".into(), true)
+        );
+        assert_eq!(
+            route(&old, "blacklist", &n).unwrap(),
+            ("blacklist".into(), true)
+        );
     }
 
     #[test]

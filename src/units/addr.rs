@@ -62,7 +62,13 @@ pub fn unmap(net: IpNet) -> IpNet {
 pub fn parse_net(s: &str, mask_host_bits: bool) -> Result<IpNet, Invalid> {
     let fix =
         "fix: write an address or network such as 192.0.2.1, 198.51.100.0/24 or 2001:db8::/32";
-    let net = match s.parse::<IpNet>() {
+    // A bare address (most lines of a 100 000-entry feed) is parsed as
+    // one, not first tried as a network and failed.
+    let parsed = match s.contains('/') {
+        true => s.parse::<IpNet>(),
+        false => s.parse::<IpAddr>().map(IpNet::from).or_else(|_| s.parse()),
+    };
+    let net = match parsed {
         Ok(n) => n,
         Err(_) => match s.parse::<IpAddr>() {
             Ok(a) => IpNet::from(a),

@@ -22,6 +22,7 @@ pub mod drift;
 pub mod forward;
 pub mod ipset;
 pub mod nft;
+pub mod nftmark;
 pub mod rules;
 
 use crate::core::config::forward::Hook;

@@ -8,11 +8,20 @@
 //! `log prefix` goes through the same kernel logger as `-j LOG`, so the
 //! lines rsyslog writes and `scan` reads are byte for byte the same.
 //!
-//! Sets: one per role and family, named as the ipsets are (`blacklist`,
-//! `blacklist_v6`), `flags interval, timeout` so networks and bans with
-//! their own time live side by side; members without a timeout belong to
-//! the config. hashlimit becomes a dynamic set per limiter and family
-//! updated with `limit rate`.
+//! Sets: per role and family, named as the ipsets are (`blacklist`,
+//! `blacklist_v6`), a hash set of single addresses (`flags timeout`); a
+//! role that holds networks too (ipset `hash:net`: trusted, blacklist,
+//! feeds) has a second, interval set beside it for its networks, named
+//! `blacklist/net` ([`net_set`]: '/' is in no name fwctl accepts, so it
+//! cannot clash). The kernel loads a hash set element about twice as fast
+//! as an interval (two elements a network): most members are single
+//! addresses. Reading a set back is slow either way (the dump's walk
+//! starts over for every 32 KB batch, 1-4 s for 100 000 members), so a
+//! re-apply leaves unread a set whose config members did not change
+//! ([`super::nftmark`]).
+//! A rule that matches the role matches both sets. Members without a
+//! timeout belong to the config. hashlimit becomes a dynamic set per
+//! limiter and family updated with `limit rate`.
 //!
 //! The raw part ([`Table::raw`]) becomes `FWCTL-RAW` / `FWCTL6-RAW`, sent
 //! to from a base chain `prerouting` at priority raw: banned sources are
@@ -20,22 +29,293 @@
 //! carry a `counter` (iptables counts every rule; nft only when asked), so
 //! `nft list chain inet fwctl FWCTL-RAW` shows what the bans dropped.
 //!
-//! A replace is `table` (create if absent), `delete table`, then the whole
-//! table: nft runs a file as one transaction, so a failing line changes
-//! nothing, and no other table (firewalld's, Docker's) is ever named.
+//! [`render_install`] is the whole table from scratch: `table` (create if
+//! absent), `delete table`, then the table: nft runs a file as one
+//! transaction, so a failing line changes nothing, and no other table
+//! (firewalld's, Docker's) is ever named. `apply` sends the elements over
+//! netlink and keeps the sets that are there (`sys::nftfw`), with
+//! [`render_body`] and [`render_set`] as its parts.
 
-use super::{Current, Match, Plan, Rule, SetPlan, Table, Target};
+use super::{nftmark, Current, Match, Plan, Rule, SetKind, Table, Target};
 use crate::core::config::Limit;
 use crate::units::addr::Family;
 use crate::units::names::{ByteRate, RateUnit};
 use ipnet::IpNet;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 /// The one table fwctl owns on an nftables host.
 pub const TABLE: &str = "fwctl";
 /// Its family: both IP families in one table.
 pub const FAMILY: &str = "inet";
+
+/// The interval set of networks beside a role's set of addresses
+/// (`blacklist/net`).
+pub fn net_set(name: &str) -> String {
+    format!("{name}{NET_SUFFIX}")
+}
+
+/// What [`net_set`] appends.
+pub const NET_SUFFIX: &str = "/net";
+
+/// Whether `net` is one address (a member of the hash set), not a network.
+pub fn is_address(net: &IpNet) -> bool {
+    net.prefix_len() == net.max_prefix_len()
+}
+
+/// One set as the kernel holds it: a role's addresses (hash) or its
+/// networks (interval), with the members it starts with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelSet {
+    pub name: String,
+    pub family: Family,
+    pub interval: bool,
+    /// `flags timeout` (all of fwctl's have it).
+    pub timeout: bool,
+    pub size: u32,
+    /// Members, with their timeout (None: the config's).
+    pub members: Vec<(IpNet, Option<u32>)>,
+}
+
+impl KernelSet {
+    /// Whether `other` is the same set but for its members.
+    pub fn same_kind(&self, other: &KernelSet) -> bool {
+        (
+            &self.name,
+            self.family,
+            self.interval,
+            self.timeout,
+            self.size,
+        ) == (
+            &other.name,
+            other.family,
+            other.interval,
+            other.timeout,
+            other.size,
+        )
+    }
+}
+
+/// What `apply` runs to bring fwctl's table from what the kernel has to
+/// `plan`, in order ([`plan_install`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Install {
+    /// Whether the table is new (undoing the install takes it out).
+    pub new_table: bool,
+    /// `nft -f` declaring the sets that are new, empty: no rule names them
+    /// yet, so this changes nothing a packet meets. None when none is new.
+    pub skeleton: Option<String>,
+    /// The new sets (undoing the install deletes them).
+    pub new_sets: Vec<String>,
+    /// Their members, sent over netlink in one batch: the kernel takes an
+    /// element over netlink in half the time `nft -f` text takes.
+    pub fill: Vec<KernelSet>,
+    /// The one `nft -f` transaction that puts the rules in: every rule
+    /// flushed, the chains and sets no longer wanted (and the meters)
+    /// deleted, the members of the sets kept changed to the plan's (only
+    /// the difference), a set whose kind changed made again with its
+    /// members, then the meters and chains declared and their rules added.
+    pub main: String,
+}
+
+/// New sets holding at most this many members in all go in with the rules'
+/// transaction as text; more are filled over netlink first.
+pub const INLINE_MAX: usize = 2_000;
+
+/// The kernel's sets of fwctl's table, as read.
+pub struct Kernel<'a> {
+    pub sets: &'a [KernelSet],
+    pub chains: &'a [String],
+    /// Sets kept as they are, members not read ([`nftmark::unread`]).
+    pub unread: &'a BTreeSet<String>,
+    /// The markers there: set → comment ([`nftmark`]).
+    pub marks: &'a BTreeMap<String, String>,
+}
+
+/// The steps that install `plan` over `kernel` (None: no table), `now`
+/// carrying the bans to keep (see [`kernel_sets`]). A set the kernel holds
+/// as the plan wants it is kept with its elements: bans keep their own
+/// time, and only the difference to the plan's members is sent.
+pub fn plan_install(plan: &Plan, now: &Current, kernel: Option<Kernel>) -> Install {
+    let want = kernel_sets(plan, now);
+    let mut out = Install {
+        new_table: kernel.is_none(),
+        ..Install::default()
+    };
+    let none = (BTreeSet::new(), BTreeMap::new());
+    let (have, chains, unread, marks) = match &kernel {
+        Some(k) => (k.sets, k.chains, k.unread, k.marks),
+        None => (&[][..], &[][..], &none.0, &none.1),
+    };
+    // The markers go again and are written anew with the rules.
+    let mut marked = String::new();
+    let mut skeleton = String::new();
+    let mut recreated = String::new();
+    let mut diff = String::new();
+    let mut main = format!("table {FAMILY} {TABLE}\nflush table {FAMILY} {TABLE}\n");
+    let chains_now = chain_names(plan, now);
+    for c in chains.iter().filter(|c| !chains_now.contains(c)) {
+        writeln!(main, "delete chain {FAMILY} {TABLE} {c}").expect("write");
+    }
+    for set in marks.keys() {
+        let m = nftmark::loaded_set(set);
+        writeln!(main, "delete set {FAMILY} {TABLE} {m}").expect("write");
+    }
+    for h in have {
+        let kept = want.iter().any(|w| w.same_kind(h));
+        if !kept {
+            // Gone from the plan, a kind changed (made again below), or a
+            // meter (declared afresh, as a new table would have it).
+            writeln!(main, "delete set {FAMILY} {TABLE} {}", h.name).expect("write");
+        }
+    }
+    // New sets with few members in all are declared with them in the
+    // rules' transaction: one nft run fewer, as fast as a netlink batch.
+    let new_members: usize = want
+        .iter()
+        .filter(|w| !have.iter().any(|h| h.name == w.name))
+        .map(|w| w.members.len())
+        .sum();
+    let inline = new_members <= INLINE_MAX;
+    for w in &want {
+        let comment = match marks.get(&w.name) {
+            Some(c) if unread.contains(&w.name) => c.clone(),
+            _ => nftmark::comment(w),
+        };
+        writeln!(
+            marked,
+            "\tset {} {{\n\t\ttype inet_service\n\t\tcomment \"{comment}\"\n\t}}",
+            nftmark::loaded_set(&w.name)
+        )
+        .expect("write");
+        match have.iter().find(|h| h.name == w.name) {
+            Some(h) if w.same_kind(h) && unread.contains(&w.name) => {}
+            Some(h) if w.same_kind(h) => element_diff(&mut diff, w, h),
+            Some(_) => render_set(&mut recreated, w, true),
+            None if inline => render_set(&mut recreated, w, true),
+            None => {
+                render_set(&mut skeleton, w, false);
+                out.new_sets.push(w.name.clone());
+                if !w.members.is_empty() {
+                    out.fill.push(w.clone());
+                }
+            }
+        }
+    }
+    if !skeleton.is_empty() {
+        out.skeleton = Some(format!("table {FAMILY} {TABLE} {{\n{skeleton}}}\n"));
+    }
+    main.push_str(&diff);
+    write!(
+        main,
+        "table {FAMILY} {TABLE} {{\n{recreated}{}{marked}}}\n",
+        render_body(plan, now)
+    )
+    .expect("write");
+    out.main = main;
+    out
+}
+
+/// `nft -f` input that takes out what the steps' skeleton put in (the new
+/// table, or the new sets), after a later step failed; empty when it put
+/// nothing in.
+pub fn render_undo(steps: &Install) -> String {
+    if steps.skeleton.is_none() {
+        return String::new();
+    }
+    if steps.new_table {
+        return render_removal();
+    }
+    steps
+        .new_sets
+        .iter()
+        .map(|s| format!("delete set {FAMILY} {TABLE} {s}\n"))
+        .collect()
+}
+
+/// The `delete element` / `add element` commands that make `have`'s
+/// members `want`'s: a config member there with a timeout is made one
+/// without; a ban there stays as it is (its own time left); a member the
+/// plan no longer has goes.
+fn element_diff(out: &mut String, want: &KernelSet, have: &KernelSet) {
+    let there: BTreeMap<IpNet, Option<u32>> = have.members.iter().copied().collect();
+    let wanted: BTreeMap<IpNet, Option<u32>> = want.members.iter().copied().collect();
+    let mut dels: Vec<(IpNet, Option<u32>)> = Vec::new();
+    let mut adds: Vec<(IpNet, Option<u32>)> = Vec::new();
+    for (n, left) in &there {
+        match wanted.get(n) {
+            None => dels.push((*n, None)),
+            Some(None) if left.is_some() => {
+                dels.push((*n, None));
+                adds.push((*n, None));
+            }
+            Some(_) => {}
+        }
+    }
+    for (n, t) in &wanted {
+        if !there.contains_key(n) {
+            adds.push((*n, *t));
+        }
+    }
+    for (verb, items) in [("delete", &dels), ("add", &adds)] {
+        if items.is_empty() {
+            continue;
+        }
+        write!(out, "{verb} element {FAMILY} {TABLE} {} {{ ", want.name).expect("write");
+        for (i, (n, t)) in items.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&crate::units::addr::member(n));
+            if let Some(secs) = t {
+                write!(out, " timeout {secs}s").expect("write");
+            }
+        }
+        out.push_str(" }\n");
+    }
+}
+
+/// The kernel sets of `plan`'s sets, holding the config's members and the
+/// bans `now` carries (a member inside another is left out, as an
+/// interval set would refuse it; the config's wins over a ban of the same).
+/// A `hash:ip` role is one hash set; a `hash:net` role is the hash set and
+/// its [`net_set`].
+pub fn kernel_sets(plan: &Plan, now: &Current) -> Vec<KernelSet> {
+    let mut out = Vec::new();
+    for set in &plan.sets {
+        let mut members: Vec<(IpNet, Option<u32>)> =
+            set.members.iter().map(|n| (n.trunc(), None)).collect();
+        if let Some(carried) = now.carried.get(&set.name) {
+            for (m, secs) in carried {
+                if let Ok(n) = crate::units::addr::parse_addr(m) {
+                    members.push((n.trunc(), Some(*secs)));
+                }
+            }
+        }
+        let (addrs, nets): (Vec<_>, Vec<_>) = uncovered(members)
+            .into_iter()
+            .partition(|(n, _)| is_address(n));
+        out.push(KernelSet {
+            name: set.name.clone(),
+            family: set.family,
+            interval: false,
+            timeout: true,
+            size: set.maxelem,
+            members: addrs,
+        });
+        if set.kind == SetKind::HashNet {
+            out.push(KernelSet {
+                name: net_set(&set.name),
+                family: set.family,
+                interval: true,
+                timeout: true,
+                size: set.maxelem,
+                members: nets,
+            });
+        }
+    }
+    out
+}
 
 /// A chain's name in the table: the iptables name for IPv4, `FWCTL6-` for
 /// IPv6 (`FWCTL-BLOCK`, `FWCTL6-BLOCK`).
@@ -133,6 +413,57 @@ fn meters(table: &Table) -> BTreeMap<String, u64> {
         }
     }
     out
+}
+
+/// One rule as nft statements: one line, or two where it matches a role
+/// whose networks are in a [`net_set`] of `split`: the first for the
+/// addresses, the second for the networks. A source in both meets the
+/// second only when its verdict is final (accept, drop, return, goto):
+/// otherwise the second asks that it is not in the first, so a source is
+/// logged (or jumped) once.
+pub fn render_rules(rule: &Rule, family: Family, split: &BTreeSet<String>) -> Vec<String> {
+    let Some(name) = rule.matches.iter().find_map(|m| match m {
+        Match::SrcSet(n) if split.contains(n) => Some(n),
+        _ => None,
+    }) else {
+        return vec![render_rule(rule, family)];
+    };
+    let last = matches!(
+        rule.target,
+        Target::Accept | Target::Drop | Target::Return | Target::Goto(_)
+    );
+    let addrs = render_rule(rule, family);
+    let mut nets = String::new();
+    let mut rest = rule.clone();
+    let at = rest
+        .matches
+        .iter()
+        .position(|m| matches!(m, Match::SrcSet(n) if n == name))
+        .expect("found above");
+    rest.matches.remove(at);
+    let (before, after) = rest.matches.split_at(at);
+    let part = |matches: &[Match]| {
+        let r = Rule {
+            matches: matches.to_vec(),
+            target: Target::Accept,
+        };
+        let t = render_rule(&r, family);
+        t[..t.len() - "accept".len()].to_string()
+    };
+    nets.push_str(&part(before));
+    write!(nets, "{} @{}", saddr(family), net_set(name)).expect("write");
+    if !last {
+        write!(nets, " {} != @{name}", saddr(family)).expect("write");
+    }
+    nets.push(' ');
+    nets.push_str(&render_rule(
+        &Rule {
+            matches: after.to_vec(),
+            target: rule.target.clone(),
+        },
+        family,
+    ));
+    vec![addrs, nets]
 }
 
 /// One rule as nft statements.
@@ -242,27 +573,24 @@ pub fn uncovered(members: Vec<(IpNet, Option<u32>)>) -> Vec<(IpNet, Option<u32>)
     kept
 }
 
-fn render_set(out: &mut String, set: &SetPlan, now: &Current) {
-    let mut members: Vec<(IpNet, Option<u32>)> = set.members.iter().map(|n| (*n, None)).collect();
-    if let Some(carried) = now.carried.get(&set.name) {
-        for (m, secs) in carried {
-            if let Ok(n) = crate::units::addr::parse_addr(m) {
-                members.push((n, Some(*secs)));
-            }
-        }
-    }
-    let members = uncovered(members);
+/// One set's declaration (with its members when `elements`).
+pub fn render_set(out: &mut String, set: &KernelSet, elements: bool) {
+    let flags = if set.interval {
+        "interval, timeout"
+    } else {
+        "timeout"
+    };
     writeln!(
         out,
-        "\tset {} {{\n\t\ttype {}\n\t\tflags interval, timeout\n\t\tsize {}",
+        "\tset {} {{\n\t\ttype {}\n\t\tflags {flags}\n\t\tsize {}",
         set.name,
         addr_type(set.family),
-        set.maxelem
+        set.size
     )
     .expect("write");
-    if !members.is_empty() {
+    if elements && !set.members.is_empty() {
         out.push_str("\t\telements = {");
-        for (i, (n, t)) in members.iter().enumerate() {
+        for (i, (n, t)) in set.members.iter().enumerate() {
             out.push_str(if i == 0 { " " } else { ",\n\t\t\t     " });
             out.push_str(&crate::units::addr::member(n));
             if let Some(secs) = t {
@@ -274,19 +602,21 @@ fn render_set(out: &mut String, set: &SetPlan, now: &Current) {
     out.push_str("\t}\n");
 }
 
-fn render_chains(out: &mut String, table: &Table) {
+fn render_chains(out: &mut String, table: &Table, split: &BTreeSet<String>) {
     let forward = table.forward.iter().flat_map(|f| &f.chains);
     for c in table.chains.iter().chain(forward) {
         writeln!(out, "\tchain {} {{", chain_name(c.name, table.family)).expect("write");
         for r in &c.rules {
-            writeln!(out, "\t\t{}", render_rule(r, table.family)).expect("write");
+            for line in render_rules(r, table.family, split) {
+                writeln!(out, "\t\t{line}").expect("write");
+            }
         }
         out.push_str("\t}\n");
     }
 }
 
 /// The raw chain of one family; its drops counted.
-fn render_raw_chain(out: &mut String, table: &Table) {
+fn render_raw_chain(out: &mut String, table: &Table, split: &BTreeSet<String>) {
     writeln!(
         out,
         "\tchain {} {{",
@@ -294,25 +624,45 @@ fn render_raw_chain(out: &mut String, table: &Table) {
     )
     .expect("write");
     for r in &table.raw.rules {
-        let mut line = render_rule(r, table.family);
-        if r.target == Target::Drop {
-            line.truncate(line.len() - "drop".len());
-            line.push_str("counter drop");
+        for mut line in render_rules(r, table.family, split) {
+            if r.target == Target::Drop {
+                line.truncate(line.len() - "drop".len());
+                line.push_str("counter drop");
+            }
+            writeln!(out, "\t\t{line}").expect("write");
         }
-        writeln!(out, "\t\t{line}").expect("write");
     }
     out.push_str("\t}\n");
 }
 
+/// The roles of `plan` that have a [`net_set`].
+fn split_sets(plan: &Plan) -> BTreeSet<String> {
+    plan.sets
+        .iter()
+        .filter(|s| s.kind == SetKind::HashNet)
+        .map(|s| s.name.clone())
+        .collect()
+}
+
 /// The table's contents: sets, meters, chains and the base chain.
 pub fn render_table(plan: &Plan, now: &Current) -> String {
+    let mut out = format!("table {FAMILY} {TABLE} {{\n");
+    for set in kernel_sets(plan, now) {
+        render_set(&mut out, &set, true);
+    }
+    out.push_str(&render_body(plan, now));
+    out.push_str("}\n");
+    out
+}
+
+/// The dynamic sets (meters) and the chains of the table, without its
+/// sets: what `apply` declares again on every install (the sets it keeps).
+pub fn render_body(plan: &Plan, now: &Current) -> String {
     // "auto" decided by Docker's DOCKER-USER (in iptables-nft's tables),
     // which the backend's adapter looked for.
     let plan = &super::resolve(plan, &now.v4, &now.v6);
-    let mut out = format!("table {FAMILY} {TABLE} {{\n");
-    for set in &plan.sets {
-        render_set(&mut out, set, now);
-    }
+    let split = split_sets(plan);
+    let mut out = String::new();
     for t in [&plan.v4, &plan.v6] {
         for (name, timeout) in meters(t) {
             writeln!(
@@ -323,10 +673,10 @@ pub fn render_table(plan: &Plan, now: &Current) -> String {
             .expect("write");
         }
     }
-    render_chains(&mut out, &plan.v4);
-    render_chains(&mut out, &plan.v6);
-    render_raw_chain(&mut out, &plan.v4);
-    render_raw_chain(&mut out, &plan.v6);
+    render_chains(&mut out, &plan.v4, &split);
+    render_chains(&mut out, &plan.v6, &split);
+    render_raw_chain(&mut out, &plan.v4, &split);
+    render_raw_chain(&mut out, &plan.v6, &split);
     let policy = if plan.v4.drop_policy {
         "drop"
     } else {
@@ -374,7 +724,37 @@ pub fn render_table(plan: &Plan, now: &Current) -> String {
         }
         out.push_str("\t}\n");
     }
-    out.push_str("}\n");
+    out
+}
+
+/// The names of the dynamic sets (meters) [`render_body`] declares.
+pub fn meter_names(plan: &Plan) -> Vec<String> {
+    [&plan.v4, &plan.v6]
+        .into_iter()
+        .flat_map(|t| meters(t).into_keys())
+        .collect()
+}
+
+/// The chains [`render_body`] declares, with the base chains.
+pub fn chain_names(plan: &Plan, now: &Current) -> Vec<String> {
+    let plan = &super::resolve(plan, &now.v4, &now.v6);
+    let mut out = Vec::new();
+    for t in [&plan.v4, &plan.v6] {
+        let forward = t.forward.iter().flat_map(|f| &f.chains);
+        for c in t.chains.iter().chain(forward) {
+            out.push(chain_name(c.name, t.family));
+        }
+    }
+    for t in [&plan.v4, &plan.v6] {
+        out.push(chain_name(t.raw.name, t.family));
+    }
+    out.extend(["input".to_string(), "prerouting".to_string()]);
+    let forward = [&plan.v4, &plan.v6]
+        .iter()
+        .any(|t| t.forward.as_ref().is_some_and(|f| f.hook.is_some()));
+    if forward {
+        out.push("forward".to_string());
+    }
     out
 }
 
@@ -497,11 +877,16 @@ mod tests {
             "\tchain FWCTL6-RAW {\n\t\tiifname \"lo\" accept\n\t\ticmpv6 type 1 accept\n"
         ));
         assert!(t.contains("\t\tip6 saddr @blacklist_v6 counter drop\n"));
+        // Each role matched in its two sets, a source logged once.
         assert!(t.contains(
             "\tchain FWCTL-RAW {\n\t\tiifname \"lo\" accept\n\t\tip saddr @whitelist accept\n\
+             \t\tip saddr @whitelist/net accept\n\
              \t\tip saddr @blacklist update @fwctl-log-bl { ip saddr limit rate 10/second burst 20 packets } log prefix \"IPTABLES-BLOCKED: \"\n\
-             \t\tip saddr @blacklist counter drop\n\t}\n"
+             \t\tip saddr @blacklist/net ip saddr != @blacklist update @fwctl-log-bl { ip saddr limit rate 10/second burst 20 packets } log prefix \"IPTABLES-BLOCKED: \"\n\
+             \t\tip saddr @blacklist counter drop\n\
+             \t\tip saddr @blacklist/net counter drop\n\t}\n"
         ), "{t}");
+        assert!(t.contains("\t\tip6 saddr @blacklist_v6/net counter drop\n"));
         assert!(t.contains(
             "\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n\
              \t\tmeta nfproto ipv4 jump FWCTL-RAW\n\t\tmeta nfproto ipv6 jump FWCTL6-RAW\n\t}\n"
@@ -527,13 +912,227 @@ mod tests {
             vec![("198.51.100.9".into(), 300), ("203.0.113.9".into(), 50)],
         );
         let t = render_install(&plan, &now);
-        assert!(t.contains("\tset whitelist {\n\t\ttype ipv4_addr\n\t\tflags interval, timeout\n\t\tsize 262144\n\t\telements = { 192.0.2.0/24 }\n"), "{t}");
+        // Addresses in a hash set, networks in the interval set beside it.
+        assert!(t.contains("\tset whitelist {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t\tsize 262144\n\t}\n\
+            \tset whitelist/net {\n\t\ttype ipv4_addr\n\t\tflags interval, timeout\n\t\tsize 262144\n\t\telements = { 192.0.2.0/24 }\n"), "{t}");
         assert!(t.contains("\tset whitelist_v6 {\n\t\ttype ipv6_addr\n"));
         assert!(
-            t.contains("elements = { 198.51.100.9 timeout 300s,\n\t\t\t     203.0.113.0/24 }"),
+            t.contains("\tset blacklist {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t\tsize 262144\n\t\telements = { 198.51.100.9 timeout 300s }\n"),
             "{t}"
         );
+        assert!(
+            t.contains("\tset blacklist/net {\n\t\ttype ipv4_addr\n\t\tflags interval, timeout\n\t\tsize 262144\n\t\telements = { 203.0.113.0/24 }\n"),
+            "{t}"
+        );
+        // Single addresses only: no interval set for throttle's roles.
+        assert!(t.contains("\tset throttle-hard {\n\t\ttype ipv4_addr\n\t\tflags timeout\n"));
+        assert!(!t.contains("throttle-hard/net"));
         assert!(!t.contains("203.0.113.7") && !t.contains("203.0.113.9"));
+    }
+
+    /// A first install: every set declared empty first (no rule names it
+    /// yet), its members sent over netlink, then the rules in one
+    /// transaction; undoing it takes the new table out.
+    #[test]
+    fn a_first_install_declares_the_sets_then_fills_them_then_adds_the_rules() {
+        let plan = build(&cfg(
+            "[blacklist]\nentries = [\"203.0.113.0/24\", \"198.51.100.7\", \"2001:db8::1\"]\n",
+        ));
+        // A small config: one transaction, the members in it.
+        let small = plan_install(&plan, &Current::default(), None);
+        assert!(small.skeleton.is_none() && small.fill.is_empty());
+        assert!(small.main.contains("\tset blacklist/net {\n\t\ttype ipv4_addr\n\t\tflags interval, timeout\n\t\tsize 262144\n\t\telements = { 203.0.113.0/24 }\n"), "{}", small.main);
+        assert_eq!(render_undo(&small), "", "one transaction: nothing to undo");
+        // A feed's worth: declared empty, filled over netlink.
+        let mut plan = plan;
+        let bl = plan
+            .sets
+            .iter_mut()
+            .find(|s| s.name == "blacklist")
+            .unwrap();
+        bl.members.extend((0..INLINE_MAX as u32).map(|i| {
+            IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::from(
+                0xc633_6400 + (1 << 16) + i,
+            )))
+        }));
+        let steps = plan_install(&plan, &Current::default(), None);
+        assert!(steps.new_table);
+        let skeleton = steps.skeleton.as_deref().unwrap();
+        assert!(skeleton.starts_with("table inet fwctl {\n\tset whitelist {\n"));
+        assert!(skeleton.contains("\tset blacklist/net {\n\t\ttype ipv4_addr\n\t\tflags interval, timeout\n\t\tsize 262144\n\t}\n"));
+        assert!(!skeleton.contains("elements") && !skeleton.contains("chain"));
+        let fill: Vec<(&str, usize)> = steps
+            .fill
+            .iter()
+            .map(|s| (s.name.as_str(), s.members.len()))
+            .collect();
+        assert_eq!(
+            fill,
+            [
+                ("blacklist", 1 + INLINE_MAX),
+                ("blacklist/net", 1),
+                ("blacklist_v6", 1)
+            ]
+        );
+        assert!(
+            steps.main.starts_with(
+                "table inet fwctl\nflush table inet fwctl\ntable inet fwctl {\n\tset fwctl-"
+            ),
+            "{}",
+            steps.main
+        );
+        assert!(!steps.main.contains("delete") && !steps.main.contains("elements"));
+        assert!(steps.main.contains("\tchain input {\n"));
+        assert_eq!(render_undo(&steps), render_removal());
+    }
+
+    /// A re-apply keeps the sets the kernel holds as the plan wants them:
+    /// only the difference of the config's members is sent, a ban stays as
+    /// it is; a set whose kind changed is made again with its members; a
+    /// set, meter or chain the plan no longer has goes.
+    #[test]
+    fn a_reapply_keeps_the_sets_and_sends_only_the_difference() {
+        let n = |s: &str| crate::units::addr::parse_addr(s).unwrap();
+        let plan = build(&cfg(
+            "[blacklist]\nentries = [\"203.0.113.0/24\", \"198.51.100.7\", \"198.51.100.8\"]\n",
+        ));
+        let fresh = kernel_sets(&plan, &Current::default());
+        let mut have: Vec<KernelSet> = fresh.clone();
+        let bl = have.iter_mut().find(|s| s.name == "blacklist").unwrap();
+        // .7 is there; .8 is there as a ban (the config's now); .9 the
+        // config had; .50 is a ban.
+        bl.members = vec![
+            (n("198.51.100.7"), None),
+            (n("198.51.100.8"), Some(100)),
+            (n("198.51.100.9"), None),
+            (n("198.51.100.50"), Some(300)),
+        ];
+        // The whitelist's size changed: made again.
+        have.iter_mut()
+            .find(|s| s.name == "whitelist")
+            .unwrap()
+            .size = 1024;
+        for name in ["fwctl-log-bl", "old-set"] {
+            have.push(KernelSet {
+                name: name.into(),
+                family: Family::V4,
+                interval: false,
+                timeout: true,
+                size: 65535,
+                members: vec![],
+            });
+        }
+        let chains = ["FWCTL-INPUT".to_string(), "FWCTL-GONE".to_string()];
+        let mut now = Current::default();
+        now.carried.insert(
+            "blacklist".into(),
+            vec![("198.51.100.8".into(), 100), ("198.51.100.50".into(), 300)],
+        );
+        let steps = plan_install(
+            &plan,
+            &now,
+            Some(Kernel {
+                sets: &have,
+                chains: &chains,
+                unread: &BTreeSet::new(),
+                marks: &BTreeMap::new(),
+            }),
+        );
+        assert!(!steps.new_table && steps.skeleton.is_none() && steps.fill.is_empty());
+        let m = &steps.main;
+        assert!(m.starts_with(
+            "table inet fwctl\nflush table inet fwctl\ndelete chain inet fwctl FWCTL-GONE\n\
+             delete set inet fwctl whitelist\ndelete set inet fwctl fwctl-log-bl\ndelete set inet fwctl old-set\n\
+             delete element inet fwctl blacklist { 198.51.100.8, 198.51.100.9 }\n\
+             add element inet fwctl blacklist { 198.51.100.8 }\n\
+             table inet fwctl {\n\tset whitelist {\n\t\ttype ipv4_addr\n\t\tflags timeout\n\t\tsize 262144\n\t}\n\tset fwctl-"
+        ), "{m}");
+        assert!(
+            !m.contains("blacklist/net {") && !m.contains("198.51.100.50"),
+            "{m}"
+        );
+        assert!(!m.contains("delete chain inet fwctl FWCTL-INPUT"));
+        assert_eq!(render_undo(&steps), "");
+        // Nothing changed: nothing sent but the rules.
+        let same = plan_install(
+            &plan,
+            &Current::default(),
+            Some(Kernel {
+                sets: &fresh,
+                chains: &[],
+                unread: &BTreeSet::new(),
+                marks: &BTreeMap::new(),
+            }),
+        );
+        assert!(
+            !same.main.contains("element") && !same.main.contains("delete"),
+            "{}",
+            same.main
+        );
+    }
+
+    /// A set whose marker names the plan's config members is kept unread:
+    /// no element sent, whatever bans it holds; its marker is written
+    /// again as it was, every other set's from the plan's members.
+    #[test]
+    fn a_set_left_unread_is_kept_and_every_marker_written_again() {
+        let plan = build(&cfg(
+            "[blacklist]\nentries = [\"203.0.113.0/24\", \"198.51.100.7\"]\n",
+        ));
+        let fresh = kernel_sets(&plan, &Current::default());
+        let have: Vec<KernelSet> = fresh
+            .iter()
+            .map(|s| KernelSet {
+                members: vec![],
+                ..s.clone()
+            })
+            .collect();
+        let bl = fresh.iter().find(|s| s.name == "blacklist").unwrap();
+        let marks = BTreeMap::from([
+            ("blacklist".to_string(), nftmark::comment(bl)),
+            ("gone".to_string(), "fwctl config members 0 0".to_string()),
+        ]);
+        let unread = nftmark::unread(&fresh, &have, &marks);
+        assert_eq!(unread, BTreeSet::from(["blacklist".to_string()]));
+        let steps = plan_install(
+            &plan,
+            &Current::default(),
+            Some(Kernel {
+                sets: &have,
+                chains: &[],
+                unread: &unread,
+                marks: &marks,
+            }),
+        );
+        let m = &steps.main;
+        assert!(
+            m.contains(
+                "delete set inet fwctl blacklist/loaded\ndelete set inet fwctl gone/loaded\n"
+            ),
+            "{m}"
+        );
+        assert!(!m.contains("element inet fwctl blacklist {"), "{m}");
+        // blacklist/net was read (no marker): its member is sent.
+        assert!(
+            m.contains("add element inet fwctl blacklist/net { 203.0.113.0/24 }"),
+            "{m}"
+        );
+        assert!(
+            m.contains(&format!(
+                "\tset blacklist/loaded {{\n\t\ttype inet_service\n\t\tcomment \"{}\"\n\t}}",
+                marks["blacklist"]
+            )),
+            "{m}"
+        );
+        let net = fresh.iter().find(|s| s.name == "blacklist/net").unwrap();
+        assert!(
+            m.contains(&format!(
+                "\tset blacklist/net/loaded {{\n\t\ttype inet_service\n\t\tcomment \"{}\"",
+                nftmark::comment(net)
+            )),
+            "{m}"
+        );
+        assert!(!m.contains("gone/loaded {"), "{m}");
     }
 
     #[test]

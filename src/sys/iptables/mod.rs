@@ -257,6 +257,7 @@ impl<T: Tools> Firewall for Iptables<T> {
             script: scripts.text(),
             carried: now.carried.values().map(Vec::len).sum(),
             restored: now.restored,
+            ..Prepared::default()
         };
         self.read = Some((snap, scripts));
         Ok(prepared)
