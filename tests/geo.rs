@@ -136,11 +136,11 @@ fn the_nftables_backend_gets_interval_sets_of_the_same_networks() {
     let dry = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        dry.contains("\tset geo-NL {\n\t\ttype ipv4_addr\n\t\tflags interval, timeout\n\t\tsize 262144\n\t\telements = { 198.51.100.0/24 }\n"),
+        dry.contains("\tset geo-NL/net {\n\t\ttype ipv4_addr\n\t\tflags interval, timeout\n\t\tsize 262144\n\t\telements = { 198.51.100.0/24 }\n"),
         "{dry}"
     );
     assert!(dry.contains("elements = { 2001:db8:1::/48 }"), "{dry}");
-    assert!(dry.contains("ip saddr @geo-NL "), "{dry}");
+    assert!(dry.contains("ip saddr @geo-NL/net "), "{dry}");
     assert!(dry.contains("tcp dport 443 ip saddr @geo-DE "), "{dry}");
 }
 
