@@ -63,38 +63,7 @@ pub fn is_address(net: &IpNet) -> bool {
     net.prefix_len() == net.max_prefix_len()
 }
 
-/// One set as the kernel holds it: a role's addresses (hash) or its
-/// networks (interval), with the members it starts with.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KernelSet {
-    pub name: String,
-    pub family: Family,
-    pub interval: bool,
-    /// `flags timeout` (all of fwctl's have it).
-    pub timeout: bool,
-    pub size: u32,
-    /// Members, with their timeout (None: the config's).
-    pub members: Vec<(IpNet, Option<u32>)>,
-}
-
-impl KernelSet {
-    /// Whether `other` is the same set but for its members.
-    pub fn same_kind(&self, other: &KernelSet) -> bool {
-        (
-            &self.name,
-            self.family,
-            self.interval,
-            self.timeout,
-            self.size,
-        ) == (
-            &other.name,
-            other.family,
-            other.interval,
-            other.timeout,
-            other.size,
-        )
-    }
-}
+pub use super::nftmark::KernelSet;
 
 /// What `apply` runs to bring fwctl's table from what the kernel has to
 /// `plan`, in order ([`plan_install`]).

@@ -13,8 +13,42 @@
 //! batch, so the next apply reads that set whole. A set changed by hand
 //! with `nft` keeps its marker: `status --repair` reads every set whole.
 
-use super::nft::KernelSet;
+use crate::units::addr::Family;
+use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// One set as the kernel holds it: a role's addresses (hash) or its
+/// networks (interval), with the members it starts with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelSet {
+    pub name: String,
+    pub family: Family,
+    pub interval: bool,
+    /// `flags timeout` (all of fwctl's have it).
+    pub timeout: bool,
+    pub size: u32,
+    /// Members, with their timeout (None: the config's).
+    pub members: Vec<(IpNet, Option<u32>)>,
+}
+
+impl KernelSet {
+    /// Whether `other` is the same set but for its members.
+    pub fn same_kind(&self, other: &KernelSet) -> bool {
+        (
+            &self.name,
+            self.family,
+            self.interval,
+            self.timeout,
+            self.size,
+        ) == (
+            &other.name,
+            other.family,
+            other.interval,
+            other.timeout,
+            other.size,
+        )
+    }
+}
 
 /// How a marker's comment starts.
 pub const COMMENT_PREFIX: &str = "fwctl config members ";
