@@ -832,6 +832,16 @@ mod tests {
         assert_eq!(f.stats.rotations, 1);
     }
 
+    /// What logrotate's copytruncate does to the live file.
+    fn truncate(p: &std::path::Path) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+
     #[test]
     fn copytruncate_reads_the_rest_from_the_copy() {
         let d = tempfile::tempdir().unwrap();
@@ -844,12 +854,7 @@ mod tests {
         // Written but not read yet when logrotate copies and truncates.
         append(&p, &lines(4..7));
         std::fs::copy(&p, d.path().join("access.log.1")).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&p);
         append(&p, &lines(7..8));
         let (got, notes) = poll(&mut f);
         assert_eq!(got, names(4..8));
@@ -858,12 +863,7 @@ mod tests {
         append(&p, &lines(8..9));
         poll(&mut f);
         std::fs::remove_file(d.path().join("access.log.1")).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&p);
         append(&p, "x\n");
         let (got, notes) = poll(&mut f);
         assert_eq!(got, ["x"]);
@@ -900,12 +900,7 @@ mod tests {
         // all before the next read: the size alone would not tell.
         append(&p, &lines(3..5));
         std::fs::copy(&p, d.path().join("access.log.1")).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&p);
         let long = "x".repeat(40);
         append(&p, &format!("{long}\n"));
         append(&p, &lines(5..6));
@@ -948,12 +943,7 @@ mod tests {
         // Truncated while stopped, with a copy.
         append(&p, &lines(7..8));
         std::fs::copy(&p, d.path().join("auth.log.1")).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&p);
         append(&p, &lines(8..9));
         let mut f = Follower::new(p.clone(), Some(pos));
         assert_eq!(poll(&mut f).0, names(7..9));
@@ -1056,12 +1046,7 @@ mod tests {
         assert_eq!(read(&mut f, said(&mut w)).0, names(5..7));
         append(&p, &lines(7..9));
         std::fs::copy(&p, d.path().join("auth.log-20261207")).unwrap();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&p);
         append(&p, &lines(9..10));
         let s = said(&mut w);
         assert_eq!(s, WROTE);
