@@ -277,9 +277,9 @@ fn in_force(f: &Facts, set: &str, addr: &IpNet) -> bool {
 
 pub fn evaluate(f: &Facts) -> Status {
     let mut problems = Vec::new();
-    let digest = drift::digest_for(f.cfg.firewall.backend.as_str(), f.plan);
+    let backend = f.cfg.firewall.backend.as_str();
     let applied = f.state.applied.as_ref();
-    let config_changed = applied.is_some_and(|a| a.digest != digest);
+    let config_changed = applied.is_some_and(|a| !drift::same_config(&a.digest, backend, f.plan));
     // Exact comparison only against an apply of this same config.
     let then = |v: fn(&state::Applied) -> &Vec<String>| {
         applied.filter(|_| !config_changed).map(|a| v(a).as_slice())

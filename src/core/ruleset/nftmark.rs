@@ -64,22 +64,31 @@ pub fn loaded_set(set: &str) -> String {
 /// The comment a marker carries for `set`'s config members: their digest
 /// (independent of order: an FNV-1a hash of each member, summed) and count.
 pub fn comment(set: &KernelSet) -> String {
+    let config = set.members.iter().filter(|(_, t)| t.is_none());
+    let (sum, count) = members_digest(config.map(|(net, _)| net));
+    format!("{COMMENT_PREFIX}{sum:016x} {count}")
+}
+
+/// An order-independent digest of `members`: each one's address bytes and
+/// prefix length hashed (FNV-1a, 64 bits), the hashes summed; and how many.
+pub fn members_digest<'a>(members: impl Iterator<Item = &'a IpNet>) -> (u64, usize) {
     let mut sum: u64 = 0;
     let mut count = 0usize;
-    for (net, _) in set.members.iter().filter(|(_, t)| t.is_none()) {
+    for net in members {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let bytes: Vec<u8> = match net.addr() {
-            std::net::IpAddr::V4(a) => a.octets().to_vec(),
-            std::net::IpAddr::V6(a) => a.octets().to_vec(),
-        };
-        for b in bytes.iter().chain(std::iter::once(&net.prefix_len())) {
-            h ^= u64::from(*b);
+        let mut step = |b: u8| {
+            h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
+        };
+        match net.addr() {
+            std::net::IpAddr::V4(a) => a.octets().into_iter().for_each(&mut step),
+            std::net::IpAddr::V6(a) => a.octets().into_iter().for_each(&mut step),
         }
+        step(net.prefix_len());
         sum = sum.wrapping_add(h);
         count += 1;
     }
-    format!("{COMMENT_PREFIX}{sum:016x} {count}")
+    (sum, count)
 }
 
 /// The sets of `have` (as the kernel describes them, members not read)
