@@ -312,7 +312,10 @@ impl Firewall for Nftables {
     }
 
     fn install(&mut self, plan: &Plan) -> Result<Installed, ApplyError> {
-        let read = self.read.as_ref().expect("prepare before install");
+        let read = self.read.as_mut().expect("prepare before install");
+        // The new sets' members go to the netlink batch as they are (not
+        // copied: 100 000 of them); nothing after the install reads them.
+        let fill = fill_change(std::mem::take(&mut read.steps.fill));
         let steps = &read.steps;
         let nft = &self.nft;
         // The drift record: the rules as nft prints them, read in a
@@ -327,7 +330,7 @@ impl Firewall for Nftables {
         let script = render::render_install(&bare, &Current::default());
         let (done, printed) = std::thread::scope(|scope| {
             let printed = scope.spawn(|| nft.printed(&script).map(|t| installed_of(&t)));
-            let done = install_steps(nft, steps);
+            let done = install_steps(nft, steps, &fill);
             let printed = printed.join().unwrap_or_else(|_| {
                 Err(StepError {
                     step: "printing the ruleset".into(),
@@ -406,7 +409,11 @@ impl Firewall for Nftables {
 /// nothing changed), their members over netlink, then the rules in one
 /// transaction; when either of those fails, only the new sets (or table)
 /// are there, and they go again.
-fn install_steps(nft: &Nft, steps: &render::Install) -> Result<(), ApplyError> {
+fn install_steps(
+    nft: &Nft,
+    steps: &render::Install,
+    fill: &crate::sys::nft::Change,
+) -> Result<(), ApplyError> {
     if let Some(skeleton) = &steps.skeleton {
         nft.transaction(skeleton).map_err(|failed| ApplyError {
             failed,
@@ -414,7 +421,7 @@ fn install_steps(nft: &Nft, steps: &render::Install) -> Result<(), ApplyError> {
             check: CHECK,
         })?;
     }
-    let filled = nft.batch(&fill_change(&steps.fill));
+    let filled = nft.batch(fill);
     if let Err(failed) = filled.and_then(|()| nft.transaction(&steps.main)) {
         let undo = render::render_undo(steps);
         let rollback = match undo.is_empty() {
@@ -452,14 +459,14 @@ fn kernel_set(s: &NftSet) -> render::KernelSet {
 }
 
 /// The netlink batch that fills the new sets.
-fn fill_change(fill: &[render::KernelSet]) -> crate::sys::nft::Change {
-    fill.iter()
+fn fill_change(fill: Vec<render::KernelSet>) -> crate::sys::nft::Change {
+    fill.into_iter()
         .map(|s| crate::sys::nft::SetChange {
-            set: s.name.clone(),
+            set: s.name,
             interval: s.interval,
             flush: false,
             dels: Vec::new(),
-            adds: s.members.clone(),
+            adds: s.members,
         })
         .collect()
 }

@@ -146,10 +146,12 @@ pub fn plan_install(plan: &Plan, now: &Current, kernel: Option<Kernel>) -> Insta
         .map(|w| w.members.len())
         .sum();
     let inline = new_members <= INLINE_MAX;
-    for w in &want {
+    // By value: a new set's members move into `fill` (100 000 of them are
+    // not copied again).
+    for w in want {
         let comment = match marks.get(&w.name) {
             Some(c) if unread.contains(&w.name) => c.clone(),
-            _ => nftmark::comment(w),
+            _ => nftmark::comment(&w),
         };
         writeln!(
             marked,
@@ -159,14 +161,14 @@ pub fn plan_install(plan: &Plan, now: &Current, kernel: Option<Kernel>) -> Insta
         .expect("write");
         match have.iter().find(|h| h.name == w.name) {
             Some(h) if w.same_kind(h) && unread.contains(&w.name) => {}
-            Some(h) if w.same_kind(h) => element_diff(&mut diff, w, h),
-            Some(_) => render_set(&mut recreated, w, true),
-            None if inline => render_set(&mut recreated, w, true),
+            Some(h) if w.same_kind(h) => element_diff(&mut diff, &w, h),
+            Some(_) => render_set(&mut recreated, &w, true),
+            None if inline => render_set(&mut recreated, &w, true),
             None => {
-                render_set(&mut skeleton, w, false);
+                render_set(&mut skeleton, &w, false);
                 out.new_sets.push(w.name.clone());
                 if !w.members.is_empty() {
-                    out.fill.push(w.clone());
+                    out.fill.push(w);
                 }
             }
         }
