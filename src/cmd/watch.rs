@@ -287,6 +287,9 @@ struct Service<'a> {
     geo: Option<crate::sys::geodb::Db>,
     /// `[reputation] report = true`: the bans go to AbuseIPDB.
     reporter: Option<super::reporter::Reporter>,
+    /// The state as watch last wrote it: read again only when another
+    /// writer changed it (a state of many bans costs milliseconds to parse).
+    state_cache: statefile::Cached,
 }
 
 impl<'a> Service<'a> {
@@ -422,6 +425,7 @@ impl<'a> Service<'a> {
             notifier,
             publisher,
             reporter,
+            state_cache: statefile::Cached::default(),
             metrics,
             pending: Vec::new(),
             started: host::now(),
@@ -839,7 +843,7 @@ impl<'a> Service<'a> {
     fn record(&mut self, added: &[(usize, Event, crate::core::history::Why)]) {
         let now = host::now();
         let keep = self.cfg.evidence;
-        let result = statefile::update(&self.state_path, now, |st| {
+        let result = statefile::update_cached(&self.state_path, now, &mut self.state_cache, |st| {
             added
                 .iter()
                 .map(|(_, ev, why)| {
