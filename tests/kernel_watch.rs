@@ -564,3 +564,60 @@ os.execvp("sleep", ["sleep", "600"])
         "{e}"
     );
 }
+
+/// `journal = true` for a regex source: a stand-in journalctl gives
+/// entries of postfix's smtpd and of another program writing the same
+/// words; only smtpd's count, and its offender is banned in the kernel.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn a_regex_source_is_followed_in_the_journal() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fake = d.join("journalctl");
+    std::fs::write(
+        &fake,
+        r#"#!/usr/bin/python3
+import json, time, os
+def entry(i, ident, addr):
+    return {"__CURSOR": "s=x;i=%d" % i, "__REALTIME_TIMESTAMP": str(int(time.time() * 1e6)),
+            "_HOSTNAME": "mx", "SYSLOG_IDENTIFIER": ident, "_PID": "7",
+            "MESSAGE": "warning: unknown[%s]: SASL LOGIN authentication failed: authentication failure" % addr}
+# The other program's lines first: by the time smtpd's offender is banned,
+# they were read.
+for i, (ident, addr) in enumerate([("evil", "203.0.113.61"), ("evil", "203.0.113.61"),
+                                   ("postfix/smtpd", "203.0.113.60"), ("postfix/smtpd", "203.0.113.60")]):
+    print(json.dumps(entry(i, ident, addr)), flush=True)
+os.execvp("sleep", ["sleep", "600"])
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg = d.join("fwctl.toml");
+    std::fs::write(
+        &cfg,
+        "[metrics]\nlisten = \"\"\nwatch_listen = \"\"\n[[watch]]\nsource = \"postfix-sasl\"\njournal = true\nhowmany = 1\nwithin = \"10m\"\nipset = \"blacklist\"\nremoveafter = \"1h\"\n",
+    )
+    .unwrap();
+    let out = lab.fwctl(
+        &["--config", cfg.to_str().unwrap(), "apply", "--force"],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = [("FWCTL_JOURNALCTL", fake.to_str().unwrap())];
+    let mut w = Watch::start(&lab, &cfg, &env);
+    w.wait("watch_ban", "203.0.113.60");
+    let seen = w.stop();
+    assert!(
+        !seen.iter().any(|e| e["address"] == "203.0.113.61"),
+        "{seen:#?}"
+    );
+    let members = lab.set_members("blacklist");
+    assert!(members.contains_key("203.0.113.60"), "{members:?}");
+    assert!(!members.contains_key("203.0.113.61"), "{members:?}");
+}

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 Each [[watch]] entry of the config takes the flags of a cron scan line, as config keys:
   [[watch]]
   source = \"sshd\"              # kernel (default), nginx, apache, sshd, a built-in or [[source]]
-  log = \"/var/log/auth.log\"    # or journal = true (sshd); default: the source's log
+  log = \"/var/log/auth.log\"    # or journal = true (sshd, regex sources); default: the source's log
   howmany = 5                  # more than this many lines within `within` bans
   within = \"10m\"
   ipset = \"blacklist\"
@@ -210,7 +210,7 @@ fn describe(p: &Plan, name: &str) -> String {
     let o = &p.opts;
     let from = match &p.log {
         Some(l) => l.display().to_string(),
-        None => "the journal (ssh.service, sshd.service)".into(),
+        None => format!("the {}", p.journal_matches().shown()),
     };
     format!(
         "{name}: {} lines of {from} ({} {}): more than {} within {} bans into {} / {} for {}",
@@ -376,7 +376,10 @@ impl<'a> Service<'a> {
                     l.clone(),
                     saved.files.get(&name).cloned(),
                 ))),
-                None => From::Journal(JournalFollower::new(saved.journal.get(&name).cloned())),
+                None => From::Journal(JournalFollower::new(
+                    plan.journal_matches(),
+                    saved.journal.get(&name).cloned(),
+                )),
             };
             entries.push(Entry {
                 counter: Counter::new(plan.opts.howmany, within, cfg.capture.max_sources, BUDGET)
