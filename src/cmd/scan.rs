@@ -983,8 +983,7 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     // already had come from the state file.
     let mut abuse = match &plan.cfg.reputation {
         Some(r) => {
-            let key = String::from_utf8(crate::sys::secret::read(&r.key_file)?)
-                .map_err(|_| anyhow!("{}: the key is not text", r.key_file.display()))?;
+            let key = crate::sys::secret::read_secret(&r.key_file)?;
             Some(crate::sys::http::AbuseIpdb::new(&r.url, key, r.timeout))
         }
         None => None,
