@@ -5,7 +5,7 @@
 use super::logfile::{read_stream, LogError, MARGIN};
 use super::tools::locate_tool;
 use crate::core::logsource::LineParser;
-use crate::core::scan::count::{Tally, TypeFilter};
+use crate::core::scan::count::{Counting, Tally};
 use crate::core::scan::FileRead;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -13,10 +13,7 @@ use std::process::{Command, Stdio};
 /// The units sshd runs as: `ssh` on Debian, `sshd` elsewhere.
 const UNITS: [&str; 2] = ["ssh.service", "sshd.service"];
 
-pub fn read_ssh(
-    parser: &LineParser,
-    filter: TypeFilter,
-) -> Result<(Tally, Vec<FileRead>), LogError> {
+pub fn read_ssh(parser: &LineParser, filter: Counting) -> Result<(Tally, Vec<FileRead>), LogError> {
     let shown = PathBuf::from("journal (ssh.service, sshd.service)");
     let fail = |err| LogError::Read {
         path: shown.clone(),
