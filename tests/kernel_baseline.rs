@@ -275,3 +275,121 @@ fn the_report_client_posts_the_form_abuseipdb_takes() {
     assert!(stop, "{e}");
     assert!(!e.contains("the-key"), "{e}");
 }
+
+/// watch counts its rule's matching lines (each whole minute once, shared
+/// with cron scans of the same rule) and its bans into the baseline, and
+/// with `report = true` hands its bans to AbuseIPDB's reporter: the
+/// documentation addresses it bans are refused and counted, never posted.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn watch_counts_into_the_baseline_beside_scan_and_reports_through_the_ledger() {
+    use common::watch::Watch;
+    let lab = Lab::new();
+    let rx = Receiver::start_fn(&lab.target, |_: &Request| -> Answer {
+        (200, vec![], br#"{"data":{}}"#.to_vec())
+    });
+    let (d, cfg) = config("");
+    let key = d.path().join("abuseipdb.key");
+    std::fs::write(&key, "the-key\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let auth = d.path().join("auth.log");
+    std::fs::write(&auth, "").unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[reputation]\nabuseipdb_key_file = \"{}\"\nurl = \"http://127.0.0.1:{p}/api/v2/check\"\nreport = true\nreport_url = \"http://127.0.0.1:{p}/api/v2/report\"\n[metrics]\nlisten = \"\"\nwatch_listen = \"\"\n[[watch]]\nsource = \"sshd\"\nlog = \"{}\"\nhowmany = 2\nwithin = \"10m\"\nipset = \"blacklist\"\nremoveafter = \"1h\"\n",
+            key.display(),
+            auth.display(),
+            p = rx.port
+        ),
+    )
+    .unwrap();
+    ok(&lab.fwctl(&["--config", cfg.to_str().unwrap(), "apply"], &[]));
+    let mut w = Watch::start(&lab, &cfg, &[]);
+    // Two minutes ago: whole minutes, counted when watch stops.
+    let stamp = fwctl::units::time::utc(now() - 120).replace('Z', ".000000+00:00");
+    let mut text = String::new();
+    for n in 1..=3 {
+        for port in [40001, 40002, 40003] {
+            text.push_str(&format!(
+                "{stamp} web1 sshd[{n}]: Failed password for root from 203.0.113.{n} port {port} ssh2\n"
+            ));
+        }
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&auth)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+        .unwrap();
+    for n in 1..=3 {
+        w.wait("watch_ban", &format!("203.0.113.{n}"));
+    }
+    w.stop();
+
+    let path = lab.state_path().with_file_name("baseline.json");
+    let lines_and_bans = || {
+        let (b, warn) = fwctl::sys::sidefile::read(&path, baseline::parse).unwrap();
+        assert!(warn.is_none());
+        let sum = |what: What| -> Vec<(String, String, u64)> {
+            b.series
+                .iter()
+                .filter(|s| s.key.what == what)
+                .map(|s| {
+                    (
+                        s.key.rule.clone(),
+                        s.key.kind.clone(),
+                        s.counts.iter().sum(),
+                    )
+                })
+                .collect()
+        };
+        (sum(What::Lines), sum(What::Bans))
+    };
+    let (lines, bans) = lines_and_bans();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].2, 9, "nine matching lines: {lines:?}");
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert_eq!(
+        (&bans[0].0, &bans[0].1, bans[0].2),
+        (&lines[0].0, &lines[0].1, 3)
+    );
+
+    // A cron scan of the same rule over the same lines adds no line twice
+    // (and no ban: watch's are in).
+    let out = lab.fwctl(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "scan",
+            "--source",
+            "sshd",
+            "--log",
+            auth.to_str().unwrap(),
+            "--howmany",
+            "2",
+            "--within",
+            "10m",
+            "--ipset",
+            "blacklist",
+            "--removeafter",
+            "1h",
+        ],
+        &[],
+    );
+    ok(&out);
+    let (again, bans_again) = lines_and_bans();
+    assert_eq!((again, bans_again), (lines, bans));
+
+    // Watch's three bans went to the reporter: refused (documentation
+    // addresses), counted in the ledger, never posted.
+    let ledger = std::fs::read(lab.state_path().with_file_name("abuseipdb-reports.json"))
+        .expect("watch kept the report ledger");
+    let l = fwctl::core::scan::abuse::parse(&ledger).unwrap();
+    assert_eq!((l.refused, l.sent, l.failed), (3, 0, 0));
+    assert!(
+        !rx.requests().iter().any(|r| r.path.contains("/report")),
+        "{:?}",
+        rx.requests().iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+}

@@ -1145,3 +1145,95 @@ fn a_fresh_connection_to_the_ssh_port_shields_no_scanner() {
     );
     cap.stop();
 }
+
+/// Whether `addr` is in `set`, waited for up to 10 s (capture gathers
+/// after its once-a-second save: no event marks the moment).
+fn wait_member(lab: &Lab, set: &str, addr: &str, present: bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if lab.set_members(set).contains_key(addr) == present {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `[aggregate]` in capture: a scanner rotating through the addresses of
+/// one /64 (a port from each) is one scanner, banned as the /64; three
+/// scanners of one /24 become one /24 ban with the members taken out; three
+/// of the target's own /24 stay banned one by one (a prefix over this host
+/// is never banned). `why` of the /24 names its members.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn capture_bans_a_rotating_64_as_one_and_gathers_a_24_but_never_its_own() {
+    let lab = Lab::new();
+    let (dir, cfg) = config(
+        "[[service]]\nname = \"ssh\"\nport = 22\n[aggregate]\nv6_count_prefix = 64\nv4_prefix = 24\nmin_offenders = 3\nwithin = \"1h\"\n[capture]\nprofile = \"aggressive\"\n",
+    );
+    apply(&lab, &cfg);
+    let rotating = ["2001:db8:200::a", "2001:db8:200::b", "2001:db8:200::c"];
+    let gathered = ["203.0.113.1", "203.0.113.2", "203.0.113.3"];
+    let own = ["198.51.100.31", "198.51.100.32", "198.51.100.33"];
+    add_sources(&lab, &rotating);
+    add_sources(&lab, &gathered);
+    add_sources(&lab, &own);
+    let state = dir.path().join("state.json");
+    let mut cap = Capture::start(&lab, &cfg, &state, &[]);
+    // One port from each address of the /64: no address alone reaches the
+    // profile's 3 ports.
+    for (a, port) in rotating.iter().zip(["1001", "1002", "1003"]) {
+        nmap(&lab, a, &["-sS", "-p", port]);
+    }
+    for a in gathered.iter().chain(&own) {
+        nmap(&lab, a, &["-sS", "-p", "1000-1004"]);
+    }
+    let banned = |seen: &[Value], a: &str| {
+        seen.iter()
+            .any(|e| e["event"] == "ip_blocked" && e["src"].as_str() == Some(a))
+    };
+    let ok = cap.wait_for(Duration::from_secs(30), |seen| {
+        banned(seen, "2001:db8:200::/64") && gathered.iter().chain(&own).all(|a| banned(seen, a))
+    });
+    assert!(ok, "not every scanner was banned: {:#?}", cap.seen);
+    assert!(
+        !rotating.iter().any(|a| banned(&cap.seen, a)),
+        "an address of the /64 was banned alone: {:#?}",
+        cap.seen
+    );
+    assert!(lab
+        .set_members("blacklist_v6")
+        .contains_key("2001:db8:200::/64"));
+    assert!(
+        wait_member(&lab, "blacklist", "203.0.113.0/24", true),
+        "{:?}",
+        lab.set_members("blacklist")
+    );
+    let members = lab.set_members("blacklist");
+    for a in gathered {
+        assert!(!members.contains_key(a), "{a} left beside its /24");
+    }
+    for a in own {
+        assert!(members.contains_key(a), "{a}: {members:?}");
+    }
+    assert!(!members.contains_key("198.51.100.0/24"), "{members:?}");
+    cap.stop();
+    let out = lab.fwctl(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+            "why",
+            "203.0.113.0/24",
+        ],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    for a in gathered {
+        assert!(text.contains(a), "{text}");
+    }
+}

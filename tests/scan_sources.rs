@@ -11,8 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fwctl(args: &[&str]) -> Output {
+    fwctl_env(args, &[])
+}
+
+fn fwctl_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fwctl"));
     c.args(args)
+        .envs(env.iter().copied())
         .env_remove("FWCTL_CONFIG")
         .env_remove("FWCTL_STATE")
         .env("TZ", "UTC")
@@ -467,7 +472,7 @@ fn flags_of_another_source_are_refused_in_one_line() {
         ),
         (
             vec!["--source", "nginx", "--journal"],
-            "--journal is for --source sshd",
+            "--journal is for --source sshd or a regex source",
         ),
         (
             vec!["--source", "nginx", "--match", "nope"],
@@ -838,4 +843,97 @@ fn the_error_log_sources_warn_that_a_client_writes_whole_lines() {
     }
     let (out, _, _) = scan_text("postfix-sasl", &mail_log(&[("203.0.113.5", 3)]), "", &[]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+}
+
+/// `scan --journal` for a regex source: journalctl is asked for the
+/// entries of the source's programs (one `--identifier=` each, so a name
+/// cannot become an option), or for every entry when a program has a `*`;
+/// the source's parser still picks its program's lines. A stand-in
+/// journalctl (journald does not run here) records its arguments and
+/// prints `-o short-iso-precise` lines.
+#[test]
+fn a_regex_source_reads_its_programs_from_the_journal() {
+    let d = dir();
+    let args = d.path().join("args");
+    let now = "2026-11-21T12:00:00";
+    let lines: String = ["203.0.113.7", "203.0.113.7", "203.0.113.7", "203.0.113.8"]
+        .iter()
+        .map(|a| format!("{now}.000001+00:00 web1 myapp[9]: login failed from {a}\n"))
+        // Another program writing the same words never counts.
+        .chain(std::iter::once(format!(
+            "{now}.000002+00:00 web1 other[9]: login failed from 192.0.2.9\n"
+        )))
+        .collect();
+    let fake = write(
+        d.path(),
+        "journalctl",
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\ncat <<'EOF'\n{lines}EOF\n",
+            args.display()
+        )
+        .as_bytes(),
+    );
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(&args, "").unwrap();
+    std::fs::set_permissions(&args, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let cfg = write(
+        d.path(),
+        "fwctl.toml",
+        br#"
+[[source]]
+name = "myapp"
+program = "myapp|-v"
+line = 'login failed from (?P<addr>[0-9.]+)$'
+kind = "login-failed"
+
+[[source]]
+name = "anyapp"
+program = "my*"
+line = 'login failed from (?P<addr>[0-9.]+)$'
+kind = "login-failed"
+"#,
+    );
+    for source in ["myapp", "anyapp"] {
+        let out = fwctl_env(
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "scan",
+                "--source",
+                source,
+                "--journal",
+                "--now",
+                "2026-11-21T12:01:00Z",
+                "--howmany",
+                "2",
+                "--within",
+                "10m",
+                "--ipset",
+                "blacklist",
+                "--removeafter",
+                "1h",
+                "--dryrun",
+                "--json",
+            ],
+            &[("FWCTL_JOURNALCTL", &fake)],
+        );
+        assert!(out.status.success(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let found: Vec<&str> = v["offenders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["address"].as_str().unwrap())
+            .collect();
+        assert_eq!(found, ["203.0.113.7"], "{source}: {v}");
+        assert_eq!(v["lines_matched"], 4, "{source}: {v}");
+    }
+    let called = std::fs::read_to_string(&args).unwrap();
+    let runs: Vec<&str> = called.lines().collect();
+    assert_eq!(runs.len(), 2, "{called}");
+    assert!(
+        runs[0].starts_with("--identifier=myapp --identifier=-v -o short-iso-precise"),
+        "{called}"
+    );
+    assert!(runs[1].starts_with("-o short-iso-precise"), "{called}");
 }

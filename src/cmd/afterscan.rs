@@ -32,16 +32,44 @@ const REPORT_BUDGET: Duration = Duration::from_secs(15);
 /// Count the run into the baseline, judge the last complete hour of every
 /// series, and tell the anomalies not told before.
 pub fn count(cfg: &Config, state_file: &Path, report: &Report, now: i64, n: Option<&Notifier>) {
-    let lines = Key::new(What::Lines, &report.rule, &report.kind);
-    let bans = Key::new(What::Bans, &report.rule, &report.kind);
+    let run = Counted {
+        rule: &report.rule,
+        kind: &report.kind,
+        minutes: &report.minutes,
+        bans: report.added,
+    };
+    count_series(cfg, state_file, &run, now, n);
+}
+
+/// What a scan run, or watch over its last minute, adds to one rule's
+/// series: matching lines per minute of their time, and bans made.
+pub struct Counted<'a> {
+    pub rule: &'a str,
+    pub kind: &'a str,
+    pub minutes: &'a std::collections::BTreeMap<i64, u64>,
+    pub bans: u64,
+}
+
+/// [`count`] for any counter of lines: the minutes before `now`'s not
+/// counted before (a cron scan and watch on the same rule share the
+/// series, and each minute is taken once, by whichever comes first).
+pub fn count_series(
+    cfg: &Config,
+    state_file: &Path,
+    run: &Counted,
+    now: i64,
+    n: Option<&Notifier>,
+) {
+    let lines = Key::new(What::Lines, run.rule, run.kind);
+    let bans = Key::new(What::Bans, run.rule, run.kind);
     let r = sidefile::update(
         &baseline_path(state_file),
         now,
         baseline::parse,
         baseline::to_text,
         |b| {
-            b.add_minutes(&lines, &report.minutes, now);
-            b.add(&bans, now, report.added);
+            b.add_minutes(&lines, run.minutes, now);
+            b.add(&bans, now, run.bans);
             b.judge(now, &cfg.baseline)
         },
     );
@@ -85,7 +113,6 @@ pub fn report_bans(
     now: i64,
     post: &mut dyn FnMut(&abuse::Report) -> Posted,
 ) -> Summary {
-    let mut s = Summary::default();
     let within = crate::units::duration::human(report.within_secs);
     let bans: Vec<Ban> = report
         .offenders
@@ -99,6 +126,21 @@ pub fn report_bans(
             })
         })
         .collect();
+    report_list(cfg, state_file, bans, now, post)
+}
+
+/// Report `bans` (scan's, or watch's from its reporter thread): chosen
+/// under the ledger's lock (never a private, documentation or trusted
+/// address, once per address per 15 minutes, at most
+/// [`abuse::MAX_PER_RUN`]), posted within [`REPORT_BUDGET`], counted.
+pub fn report_list(
+    cfg: &Config,
+    state_file: &Path,
+    bans: Vec<Ban>,
+    now: i64,
+    post: &mut dyn FnMut(&abuse::Report) -> Posted,
+) -> Summary {
+    let mut s = Summary::default();
     if bans.is_empty() {
         return s;
     }

@@ -17,6 +17,7 @@ pub mod list;
 pub mod man;
 pub mod metrics;
 pub mod notify;
+pub mod reporter;
 pub mod run;
 pub mod scan;
 pub mod selftest;

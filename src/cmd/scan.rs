@@ -64,8 +64,9 @@ pub struct Options {
     /// file's first line, PATH.1 (the last rotation) is read too.
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
-    /// --source sshd: read the journal (journalctl, the ssh and sshd units)
-    /// for the window instead of a file.
+    /// --source sshd or a regex source: read the journal (journalctl: the
+    /// ssh and sshd units, or the source's syslog programs) for the window
+    /// instead of a file.
     #[arg(long, conflicts_with = "log")]
     pub journal: bool,
     /// --source kernel: which LOG lines count, a rule name of the config's
@@ -157,6 +158,16 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Which journal entries `--journal` (or watch's `journal = true`)
+    /// reads for this source.
+    pub fn journal_matches(&self) -> crate::core::watch::journal::Matches {
+        use crate::core::watch::journal::Matches;
+        match &self.regex {
+            Some(def) => Matches::of(def),
+            None => Matches::ssh(),
+        }
+    }
+
     pub fn new(opts: &Options, cfg: Config) -> Result<Plan> {
         let src = &opts.source;
         let regex = match src {
@@ -211,8 +222,8 @@ impl Plan {
         } else if src.is_web() && !opts.trusted_proxies.is_empty() {
             bail!("--trusted-proxy is for --client forwarded; fix: add --client forwarded, or drop it");
         }
-        if *src != Source::Sshd {
-            only("--journal", opts.journal, "sshd")?;
+        if !matches!(src, Source::Sshd | Source::Regex(_)) {
+            only("--journal", opts.journal, "sshd or a regex source")?;
         }
         let rule = opts.rule.clone().unwrap_or_else(|| "blocked".into());
         let mut prefixes = Vec::new();
@@ -991,6 +1002,7 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
         None => Default::default(),
     };
     let log = plan.log.clone();
+    let journal = plan.journal_matches();
     let intel = match (&plan.cfg.reputation, abuse.as_mut()) {
         (Some(cfg), Some(port)) => Some(Intel {
             cfg,
@@ -1006,7 +1018,7 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
         run.sets.as_mut().map(|s| s.as_mut() as &mut dyn SetStore),
         |p, kind| {
             let Some(log) = log else {
-                return crate::sys::journal::read_ssh(p, kind);
+                return crate::sys::journal::read(p, kind, &journal);
             };
             if log.as_os_str() == "-" {
                 let t = logfile::read_stream(std::io::stdin().lock(), p, kind).map_err(|err| {

@@ -18,6 +18,8 @@ use crate::core::logline::Line;
 use crate::core::logsource::LineParser;
 use crate::core::notify::{Notice, Origin};
 use crate::core::policy::{Members, Policy};
+use crate::core::scan::abuse::{self, Ban};
+use crate::core::scan::count::Minutes;
 use crate::core::watch::events::{Event, Kind, Stats};
 use crate::core::watch::positions::{self, Positions};
 use crate::core::watch::{Counter, Crossed, BUDGET};
@@ -38,7 +40,7 @@ use std::time::{Duration, Instant};
 Each [[watch]] entry of the config takes the flags of a cron scan line, as config keys:
   [[watch]]
   source = \"sshd\"              # kernel (default), nginx, apache, sshd, a built-in or [[source]]
-  log = \"/var/log/auth.log\"    # or journal = true (sshd); default: the source's log
+  log = \"/var/log/auth.log\"    # or journal = true (sshd, regex sources); default: the source's log
   howmany = 5                  # more than this many lines within `within` bans
   within = \"10m\"
   ipset = \"blacklist\"
@@ -103,6 +105,10 @@ const BUSY_GAP: Duration = Duration::from_millis(10);
 /// per COALESCE instead of one per write (see docs/watch.md).
 const COALESCE: Duration = Duration::from_millis(30);
 
+/// How often the lines and bans are counted into the baseline (whole
+/// minutes; the one still being written waits for the next time).
+const COUNT_EVERY: Duration = Duration::from_secs(60);
+
 /// One `[[watch]]` entry at work.
 struct Entry {
     name: String,
@@ -117,6 +123,9 @@ struct Entry {
     /// The prefix its IPv6 sources are counted and banned by
     /// ([aggregate] v6_count_prefix; 128 into a set of single addresses).
     v6_count: u8,
+    /// Matching lines per minute and bans made, not in the baseline yet.
+    minutes: Minutes,
+    bans_uncounted: u64,
 }
 
 /// `addr` as its source key: an IPv6 address masked to `len`.
@@ -201,7 +210,7 @@ fn describe(p: &Plan, name: &str) -> String {
     let o = &p.opts;
     let from = match &p.log {
         Some(l) => l.display().to_string(),
-        None => "the journal (ssh.service, sshd.service)".into(),
+        None => format!("the {}", p.journal_matches().shown()),
     };
     format!(
         "{name}: {} lines of {from} ({} {}): more than {} within {} bans into {} / {} for {}",
@@ -276,6 +285,11 @@ struct Service<'a> {
     out: std::io::BufWriter<std::io::Stdout>,
     /// `[geo]`: the country and AS of each event's address.
     geo: Option<crate::sys::geodb::Db>,
+    /// `[reputation] report = true`: the bans go to AbuseIPDB.
+    reporter: Option<super::reporter::Reporter>,
+    /// The state as watch last wrote it: read again only when another
+    /// writer changed it (a state of many bans costs milliseconds to parse).
+    state_cache: statefile::Cached,
 }
 
 impl<'a> Service<'a> {
@@ -362,7 +376,10 @@ impl<'a> Service<'a> {
                     l.clone(),
                     saved.files.get(&name).cloned(),
                 ))),
-                None => From::Journal(JournalFollower::new(saved.journal.get(&name).cloned())),
+                None => From::Journal(JournalFollower::new(
+                    plan.journal_matches(),
+                    saved.journal.get(&name).cloned(),
+                )),
             };
             entries.push(Entry {
                 counter: Counter::new(plan.opts.howmany, within, cfg.capture.max_sources, BUDGET)
@@ -375,6 +392,8 @@ impl<'a> Service<'a> {
                 made: Instant::now(),
                 from,
                 v6_count,
+                minutes: Minutes::default(),
+                bans_uncounted: 0,
             });
         }
         let mut policy = Policy {
@@ -385,12 +404,13 @@ impl<'a> Service<'a> {
         for e in &entries {
             policy.trusted.extend(e.plan.proxies.iter().copied());
         }
-        let (notifier, publisher) = if opts.dryrun {
-            (None, None)
+        let (notifier, publisher, reporter) = if opts.dryrun {
+            (None, None, None)
         } else {
             (
                 Notifier::start(&cfg, state_path, Life::Service)?,
                 super::fleet::Publisher::start(&cfg, state_path, Life::Service)?,
+                super::reporter::Reporter::start(&cfg, state_path)?,
             )
         };
         let metrics = Arc::new(Mutex::new(String::new()));
@@ -407,6 +427,8 @@ impl<'a> Service<'a> {
             policy,
             notifier,
             publisher,
+            reporter,
+            state_cache: statefile::Cached::default(),
             metrics,
             pending: Vec::new(),
             started: host::now(),
@@ -481,6 +503,7 @@ impl<'a> Service<'a> {
         let mut last_tick = Instant::now();
         let mut last_refresh = Instant::now();
         let mut last_stats = Instant::now();
+        let mut last_count = Instant::now();
         let mut saved = self.positions();
         // Lines read since the positions and metrics were last written.
         let mut unsaved = false;
@@ -521,6 +544,10 @@ impl<'a> Service<'a> {
             if last_refresh.elapsed() >= Duration::from_secs(30) {
                 self.refresh();
                 last_refresh = Instant::now();
+            }
+            if last_count.elapsed() >= COUNT_EVERY {
+                self.count();
+                last_count = Instant::now();
             }
             if last_stats.elapsed() >= self.opts.stats_every {
                 self.stats_events()?;
@@ -563,6 +590,7 @@ impl<'a> Service<'a> {
             let p = self.positions();
             self.save_positions(&p);
         }
+        self.count();
         self.stats_events()?;
         self.out.flush()?;
         if let Some(n) = self.notifier.take() {
@@ -570,6 +598,9 @@ impl<'a> Service<'a> {
         }
         if let Some(p) = self.publisher.take() {
             p.finish(NOTIFY_WAIT);
+        }
+        if let Some(r) = self.reporter.take() {
+            r.finish(NOTIFY_WAIT);
         }
         if self.opts.dryrun {
             say!("fwctl: watch stopped");
@@ -601,10 +632,11 @@ impl<'a> Service<'a> {
                 }
             }
             e.parser.set_window((now - within, now + AHEAD));
-            let (parser, counter, stats, filter, count) = (
+            let (parser, counter, stats, minutes, filter, count) = (
                 &mut e.parser,
                 &mut e.counter,
                 &mut e.stats,
+                &mut e.minutes,
                 e.plan.kind,
                 e.v6_count,
             );
@@ -613,6 +645,7 @@ impl<'a> Service<'a> {
                 match parser.parse(line) {
                     Line::Hit(h) if filter.wants(h.proto) => {
                         stats.hits += u64::from(h.n);
+                        minutes.add(h.time, u64::from(h.n));
                         let src = counted(h.src, count).network();
                         if let Some(c) = counter.hit_line(src, h.time, h.n, now, line) {
                             crossings.push((i, c));
@@ -717,6 +750,7 @@ impl<'a> Service<'a> {
                     Ok(crate::core::capture::engine::Added::Added) => {
                         ev.at_us = Some(host::now_micros());
                         *e.stats.bans.entry(set.clone()).or_default() += 1;
+                        e.bans_uncounted += 1;
                         let why = crate::core::history::Why {
                             origin: "watch".into(),
                             rule: format!("{} ({} {})", e.name, e.plan.rule, e.plan.kind_name),
@@ -812,7 +846,7 @@ impl<'a> Service<'a> {
     fn record(&mut self, added: &[(usize, Event, crate::core::history::Why)]) {
         let now = host::now();
         let keep = self.cfg.evidence;
-        let result = statefile::update(&self.state_path, now, |st| {
+        let result = statefile::update_cached(&self.state_path, now, &mut self.state_cache, |st| {
             added
                 .iter()
                 .map(|(_, ev, why)| {
@@ -836,6 +870,12 @@ impl<'a> Service<'a> {
                 vec![1; added.len()]
             }
         };
+        if self.reporter.is_some() {
+            let bans = self.reports(added);
+            if let Some(r) = self.reporter.as_mut() {
+                r.send(bans);
+            }
+        }
         if let Some(n) = &self.notifier {
             let notices = added
                 .iter()
@@ -897,6 +937,69 @@ impl<'a> Service<'a> {
                     .collect()
             });
         }
+    }
+
+    /// Each entry's whole minutes of matching lines and its bans into the
+    /// baseline (as a cron scan of the same rule does: each minute is
+    /// counted once, by whichever comes first), judged, anomalies told.
+    fn count(&mut self) {
+        if self.opts.dryrun {
+            return;
+        }
+        let now = host::now();
+        for e in &mut self.entries {
+            let minutes = e.minutes.counts();
+            if minutes.is_empty() && e.bans_uncounted == 0 {
+                continue;
+            }
+            let run = super::afterscan::Counted {
+                rule: &e.plan.rule,
+                kind: &e.plan.kind_name,
+                minutes: &minutes,
+                bans: e.bans_uncounted,
+            };
+            super::afterscan::count_series(
+                &self.cfg,
+                &self.state_path,
+                &run,
+                now,
+                self.notifier.as_ref(),
+            );
+            e.minutes.forget_before(now.div_euclid(60));
+            e.bans_uncounted = 0;
+        }
+    }
+
+    /// The single addresses of a batch of bans, for AbuseIPDB (a prefix
+    /// is not an address the API takes; scan skips them too). Only
+    /// fwctl's words go in the comment.
+    fn reports(&self, added: &[(usize, Event, crate::core::history::Why)]) -> Vec<Ban> {
+        added
+            .iter()
+            .filter_map(|(i, ev, _)| {
+                let p = &self.entries[*i].plan;
+                // Which pattern an offender's lines matched is not kept:
+                // a web attack, never a claim of SQL injection.
+                let patterns: Vec<String> = p
+                    .patterns
+                    .iter()
+                    .filter(|x| x.name != "sql-injection")
+                    .map(|x| x.name.clone())
+                    .take(1)
+                    .collect();
+                Some(Ban {
+                    ip: ev.address.parse().ok()?,
+                    categories: abuse::categories(p.opts.source.name(), &p.rule, &patterns),
+                    comment: abuse::comment_by(
+                        "watch",
+                        &p.rule,
+                        &p.kind_name,
+                        ev.hits,
+                        &crate::units::duration::human(ev.within_s),
+                    ),
+                })
+            })
+            .collect()
     }
 
     fn publish_metrics(&self) {

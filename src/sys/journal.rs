@@ -1,20 +1,35 @@
-//! The journal as a log source: `journalctl` for sshd's units over the
-//! window (plus the reader's margin), its output read as a stream through
-//! the same parser and tally as a file.
+//! The journal as a log source: `journalctl` for a source's entries (sshd's
+//! units, or a regex source's programs), over a scan's window or followed
+//! by watch.
 
 use super::logfile::{read_stream, LogError, MARGIN};
 use super::tools::locate_tool;
 use crate::core::logsource::LineParser;
 use crate::core::scan::count::{Counting, Tally};
 use crate::core::scan::FileRead;
+use crate::core::watch::journal::Matches;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-/// The units sshd runs as: `ssh` on Debian, `sshd` elsewhere.
-const UNITS: [&str; 2] = ["ssh.service", "sshd.service"];
+/// journalctl's arguments for `m`. A program goes as one `--identifier=`
+/// argument: a name that starts with `-` cannot become an option.
+fn match_args(m: &Matches) -> Vec<String> {
+    match m {
+        Matches::Units(units) => units.iter().map(|u| format!("--unit={u}")).collect(),
+        Matches::Identifiers(ids) => ids.iter().map(|i| format!("--identifier={i}")).collect(),
+        Matches::Everything => Vec::new(),
+    }
+}
 
-pub fn read_ssh(parser: &LineParser, filter: Counting) -> Result<(Tally, Vec<FileRead>), LogError> {
-    let shown = PathBuf::from("journal (ssh.service, sshd.service)");
+/// `scan --journal`: the entries `m` names over the window (plus the
+/// reader's margin), read as a stream through the same parser and tally
+/// as a file.
+pub fn read(
+    parser: &LineParser,
+    filter: Counting,
+    m: &Matches,
+) -> Result<(Tally, Vec<FileRead>), LogError> {
+    let shown = PathBuf::from(m.shown());
     let fail = |err| LogError::Read {
         path: shown.clone(),
         err,
@@ -27,9 +42,7 @@ pub fn read_ssh(parser: &LineParser, filter: Counting) -> Result<(Tally, Vec<Fil
     })?;
     let (from, to) = parser.window();
     let mut cmd = Command::new(tool);
-    for u in UNITS {
-        cmd.args(["-u", u]);
-    }
+    cmd.args(match_args(m));
     cmd.args(["-o", "short-iso-precise", "--no-pager", "--quiet"])
         .arg(format!("--since=@{}", from.saturating_sub(MARGIN)))
         .arg(format!("--until=@{}", to.saturating_add(MARGIN)))
@@ -62,10 +75,12 @@ pub fn read_ssh(parser: &LineParser, filter: Counting) -> Result<(Tally, Vec<Fil
     ))
 }
 
-/// `fwctl watch --journal`: `journalctl -f -o json` for sshd's units,
-/// from the saved cursor (or from now), its entries handed out as lines.
-/// If journalctl ends, it is started again after the last cursor.
+/// `journal = true` in a `[[watch]]`: `journalctl -f -o json` for the
+/// entries `m` names, from the saved cursor (or from now), its entries
+/// handed out as lines. If journalctl ends, it is started again after the
+/// last cursor.
 pub struct JournalFollower {
+    matches: Matches,
     child: Option<std::process::Child>,
     partial: Vec<u8>,
     cursor: Option<String>,
@@ -77,8 +92,9 @@ pub struct JournalFollower {
 const JSON_LINE_MAX: usize = 64 * 1024;
 
 impl JournalFollower {
-    pub fn new(cursor: Option<String>) -> JournalFollower {
+    pub fn new(matches: Matches, cursor: Option<String>) -> JournalFollower {
         JournalFollower {
+            matches,
             child: None,
             partial: Vec::new(),
             cursor,
@@ -95,9 +111,7 @@ impl JournalFollower {
         let tool = locate_tool("journalctl", "systemd")
             .map_err(|m| std::io::Error::new(std::io::ErrorKind::NotFound, m.to_string()))?;
         let mut cmd = Command::new(tool);
-        for u in UNITS {
-            cmd.args(["-u", u]);
-        }
+        cmd.args(match_args(&self.matches));
         cmd.args(["-f", "-o", "json", "--no-pager", "--quiet"]);
         match &self.cursor {
             Some(c) => cmd.arg(format!("--after-cursor={c}")),

@@ -54,8 +54,6 @@ fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
     }
 }
 
-/// Read without changing anything (status, list): a corrupt file reads as
-/// empty with a warning.
 /// A file that lives beside the state file (outboxes, the feeds' copies):
 /// in its directory, or the current one for a bare file name.
 pub fn beside(state: &Path, name: &str) -> std::path::PathBuf {
@@ -66,6 +64,8 @@ pub fn beside(state: &Path, name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// Read without changing anything (status, list): a corrupt file reads as
+/// empty with a warning.
 pub fn read(path: &Path) -> Result<Loaded> {
     let Some(text) = read_bytes(path)? else {
         return Ok(Loaded {
@@ -193,6 +193,67 @@ pub fn update_state(
     Ok((loaded.state, loaded.warning))
 }
 
+/// A long-running writer's copy of the state as it last wrote it (watch
+/// records its bans once a second): the next [`update_cached`] parses the
+/// file again only when another writer changed it since. Every writer
+/// replaces the file by a rename, so a change is a new inode; the size and
+/// modification time catch an edit in place.
+#[derive(Default)]
+pub struct Cached {
+    state: Option<State>,
+    id: Option<FileId>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileId {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    })
+}
+
+/// [`update`] for a writer that keeps a [`Cached`] copy: the same lock,
+/// the same atomic write, without reading back its own last write.
+pub fn update_cached<T>(
+    path: &Path,
+    now: i64,
+    cache: &mut Cached,
+    f: impl FnOnce(&mut State) -> T,
+) -> Result<(T, Option<String>)> {
+    let dir = dir_of(path);
+    super::dirs::create_private(&dir).map_err(|err| StateError::Dir {
+        dir: dir.clone(),
+        err,
+    })?;
+    let _lock = lock::acquire_file(&lock_name(path), LOCK_WAIT)?;
+    // Taken out: a failure below leaves no copy, and the next update reads.
+    let held = cache.state.take();
+    let id = file_id(path);
+    let (mut state, warning) = match held {
+        Some(s) if id.is_some() && id == cache.id => (s, None),
+        _ => {
+            let l = load(path, now)?;
+            (l.state, l.warning)
+        }
+    };
+    let out = f(&mut state);
+    save(path, &state)?;
+    cache.id = file_id(path);
+    cache.state = Some(state);
+    Ok((out, warning))
+}
+
 /// Write the state atomically, creating the directory if needed. Callers
 /// other than `update` must hold the lock or own the file alone.
 pub fn save(path: &Path, state: &State) -> Result<()> {
@@ -233,6 +294,36 @@ mod tests {
             history: h,
             ..State::default()
         }
+    }
+
+    #[test]
+    fn a_cached_writer_reads_again_only_what_another_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let mut cache = Cached::default();
+        let a: std::net::IpAddr = "203.0.113.1".parse().unwrap();
+        let b: std::net::IpAddr = "203.0.113.2".parse().unwrap();
+        let c: std::net::IpAddr = "203.0.113.3".parse().unwrap();
+        update_cached(&path, 100, &mut cache, |st| {
+            st.history.record(a.into(), "blacklist", 1, 100, 60)
+        })
+        .unwrap();
+        // Another writer in between: its change is read, not lost.
+        update(&path, 101, |st| {
+            st.history.record(b.into(), "blacklist", 1, 101, 60)
+        })
+        .unwrap();
+        update_cached(&path, 102, &mut cache, |st| {
+            st.history.record(c.into(), "blacklist", 1, 102, 60)
+        })
+        .unwrap();
+        let got = read(&path).unwrap().state;
+        assert_eq!(got.history.iter().count(), 3);
+        assert_eq!(cache.state.as_ref(), Some(&got));
+        // The file taken away (a hand removal): the copy is not written back.
+        std::fs::remove_file(&path).unwrap();
+        update_cached(&path, 103, &mut cache, |_| ()).unwrap();
+        assert_eq!(read(&path).unwrap().state.history.iter().count(), 0);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod fleet;
 pub mod receiver;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::fs::File;

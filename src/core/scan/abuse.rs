@@ -123,6 +123,11 @@ fn refused_v6(a: Ipv6Addr) -> Option<&'static str> {
 /// make markup or a second field of anything (rule and type names come
 /// from the config and the command line, never from a log).
 pub fn comment(rule: &str, kind: &str, hits: u64, within: &str) -> String {
+    comment_by("scan", rule, kind, hits, within)
+}
+
+/// [`comment`] for a ban that `by` made (`scan`, `watch`).
+pub fn comment_by(by: &str, rule: &str, kind: &str, hits: u64, within: &str) -> String {
     let clean = |s: &str| -> String {
         s.chars()
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '_' | ',' | ':' | '-'))
@@ -130,7 +135,8 @@ pub fn comment(rule: &str, kind: &str, hits: u64, within: &str) -> String {
             .collect()
     };
     let mut c = format!(
-        "fwctl scan rule {} ({}): {hits} matching log lines within {}",
+        "fwctl {} rule {} ({}): {hits} matching log lines within {}",
+        clean(by),
         clean(rule),
         clean(kind),
         clean(within)

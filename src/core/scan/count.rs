@@ -219,6 +219,15 @@ impl Minutes {
         all
     }
 
+    /// Forget the minutes before `minute` (watch, once the baseline has
+    /// taken them: a long-running counter stays small).
+    pub fn forget_before(&mut self, minute: i64) {
+        self.done = self.done.split_off(&minute);
+        if self.current.is_some_and(|(m, _)| m < minute) {
+            self.current = None;
+        }
+    }
+
     fn merge(&mut self, other: &Minutes) {
         if let Some((m, c)) = self.current.take() {
             self.fold(m, c);
@@ -521,6 +530,23 @@ mod tests {
 
     const T0: i64 = 1_795_262_400; // 2026-11-21T12:00:00Z
     const BLOCKED: [&[u8]; 2] = [b"IPTABLES-BLOCKED: ", b"IP6TABLES-BLOCKED: "];
+
+    #[test]
+    fn minutes_forget_what_was_taken_and_keep_the_rest() {
+        let mut m = Minutes::default();
+        for (t, n) in [(T0, 1), (T0 + 60, 2), (T0 + 61, 3), (T0 + 125, 4)] {
+            m.add(t, n);
+        }
+        m.forget_before(T0 / 60 + 1);
+        let want: std::collections::BTreeMap<i64, u64> =
+            [(T0 / 60 + 1, 5), (T0 / 60 + 2, 4)].into_iter().collect();
+        assert_eq!(m.counts(), want);
+        m.forget_before(T0 / 60 + 3);
+        assert!(m.counts().is_empty());
+        // Counting goes on after.
+        m.add(T0 + 200, 7);
+        assert_eq!(m.counts().get(&(T0 / 60 + 3)), Some(&7));
+    }
 
     /// rsyslog's RFC 3339 stamp, with microseconds.
     fn stamp(t: i64) -> String {

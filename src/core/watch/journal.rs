@@ -7,6 +7,61 @@
 
 use serde_json::Value;
 
+/// Which entries of the journal a source reads (`journal = true`,
+/// `scan --journal`): sshd by its units (a field journald sets itself); a
+/// regex source by the syslog programs of its rules (`SYSLOG_IDENTIFIER`,
+/// which a local process names itself, as it does in the syslog files:
+/// the same trust as the files), or every entry when a rule has no
+/// program or a `*` in it (its parser then picks the lines).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Matches {
+    Units(&'static [&'static str]),
+    Identifiers(Vec<String>),
+    Everything,
+}
+
+/// The units sshd runs as: `ssh` on Debian, `sshd` elsewhere.
+pub const SSH_UNITS: [&str; 2] = ["ssh.service", "sshd.service"];
+
+impl Matches {
+    pub fn ssh() -> Matches {
+        Matches::Units(&SSH_UNITS)
+    }
+
+    /// The entries a regex source's rules can match.
+    pub fn of(def: &crate::core::logs::Def) -> Matches {
+        let mut ids: Vec<String> = Vec::new();
+        for r in &def.rules {
+            // `a|b`: either program; `*` is not a journal match.
+            let Some(alternatives) = &r.program else {
+                return Matches::Everything;
+            };
+            for p in alternatives.split('|') {
+                if p.is_empty() || p.contains('*') {
+                    return Matches::Everything;
+                }
+                if !ids.iter().any(|i| i == p) {
+                    ids.push(p.to_string());
+                }
+            }
+        }
+        if ids.is_empty() {
+            Matches::Everything
+        } else {
+            Matches::Identifiers(ids)
+        }
+    }
+
+    /// What the reports call it.
+    pub fn shown(&self) -> String {
+        match self {
+            Matches::Units(u) => format!("journal ({})", u.join(", ")),
+            Matches::Identifiers(i) => format!("journal ({})", i.join(", ")),
+            Matches::Everything => "journal (every entry)".into(),
+        }
+    }
+}
+
 pub const MAX_MESSAGE: usize = 8 * 1024;
 
 /// One entry: the line, and the cursor that resumes after it.
@@ -93,6 +148,42 @@ pub fn entry(json: &[u8]) -> Option<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_reads_the_entries_of_its_programs_or_every_entry() {
+        let def = |programs: &[Option<&str>]| crate::core::logs::Def {
+            name: "x".into(),
+            default_log: None,
+            rules: programs
+                .iter()
+                .map(|p| crate::core::logs::Rule {
+                    program: p.map(str::to_string),
+                    line: "(?P<addr>x)".into(),
+                    kind: "k".into(),
+                    time: None,
+                    time_format: None,
+                })
+                .collect(),
+            builtin: false,
+        };
+        assert_eq!(
+            Matches::of(&def(&[Some("dovecot|auth"), Some("dovecot"), Some("imap")])),
+            Matches::Identifiers(vec!["dovecot".into(), "auth".into(), "imap".into()])
+        );
+        assert_eq!(
+            Matches::of(&def(&[Some("dovecot|*-login")])),
+            Matches::Everything
+        );
+        assert_eq!(
+            Matches::of(&def(&[Some("postfix*/smtpd")])),
+            Matches::Everything
+        );
+        assert_eq!(Matches::of(&def(&[Some("a"), None])), Matches::Everything);
+        assert_eq!(
+            Matches::ssh().shown(),
+            "journal (ssh.service, sshd.service)"
+        );
+    }
     use crate::core::logline::Line;
     use crate::core::ssh_log::SshParser;
     use crate::units::time::Zone;
