@@ -708,8 +708,11 @@ mod tests {
         assert_eq!(c.keys().last(), Some(&(MAX_MINUTES as i64 + 99)));
     }
 
+    /// A source as a report shows it: address, hits, first, last, ports.
+    type Shown = (IpAddr, u64, i64, i64, Vec<(u16, u64)>);
+
     /// Every source with its hits, times and ports, in the offenders' order.
-    fn everything(t: &Tally) -> Vec<(IpAddr, u64, i64, i64, Vec<(u16, u64)>)> {
+    fn everything(t: &Tally) -> Vec<Shown> {
         t.offenders(0)
             .into_iter()
             .map(|(a, s)| (a, s.hits, s.first, s.last, s.ports.top(8)))
