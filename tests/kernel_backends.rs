@@ -8,13 +8,13 @@
 mod common;
 use common::fleet::{FleetLab, ATTACKER};
 use common::receiver::{Answer, Receiver, Request};
+use common::service::Service;
 use common::*;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
-use std::sync::mpsc::{channel, Receiver as Events};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -562,15 +562,12 @@ fn scan(b: Backend) {
     assert_eq!(p.connected, 20, "not throttled: {p:?}");
 }
 
-/// A running `fwctl capture --json`, its events on a channel.
-struct Capture {
-    child: Child,
-    events: Events<Value>,
-    seen: Vec<Value>,
-}
+/// `fwctl capture --json` in the target namespace. Its first stderr line
+/// comes once the socket is open and filtered.
+struct Capture;
 
 impl Capture {
-    fn start(lab: &Lab, cfg: &Path) -> Capture {
+    fn start(lab: &Lab, cfg: &Path) -> Service {
         let args = [
             "--config",
             cfg.to_str().unwrap(),
@@ -579,60 +576,7 @@ impl Capture {
             "--iface",
             &lab.target_if,
         ];
-        let mut child = lab
-            .fwctl_cmd(&args, &[])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Its first stderr line comes once the socket is open and filtered.
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        err.read_line(&mut first).unwrap();
-        assert!(first.contains("fwctl: capture on"), "{first}");
-        std::thread::spawn(move || {
-            let mut rest = String::new();
-            while err.read_line(&mut rest).unwrap_or(0) > 0 {
-                eprint!("capture stderr: {rest}");
-                rest.clear();
-            }
-        });
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in out.lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line).unwrap();
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        Capture {
-            child,
-            events: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    fn wait_for(&mut self, limit: Duration, done: impl Fn(&[Value]) -> bool) -> bool {
-        let end = Instant::now() + limit;
-        while !done(&self.seen) {
-            match self
-                .events
-                .recv_timeout(end.saturating_duration_since(Instant::now()))
-            {
-                Ok(v) => self.seen.push(v),
-                Err(_) => return false,
-            }
-        }
-        true
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Service::spawn(lab.fwctl_cmd(&args, &[]), "fwctl: capture on", "capture")
     }
 }
 

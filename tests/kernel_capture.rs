@@ -5,13 +5,13 @@
 //! services must never be banned; a spoofed flood must stay within memory.
 
 mod common;
+use common::service::Service;
 use common::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const CONFIG: &str = r#"
@@ -29,19 +29,17 @@ min_offenders = 0
 profile = "aggressive"
 "#;
 
-/// A running `fwctl capture` with its events arriving on a channel.
-struct Capture {
-    child: Child,
-    events: Receiver<Value>,
-    seen: Vec<Value>,
-}
+/// `fwctl capture --json` in the target namespace. Its first stderr line
+/// comes once the socket is open and the filter attached: from then on no
+/// probe is missed.
+struct Capture;
 
 impl Capture {
-    fn start(lab: &Lab, cfg: &Path, state: &Path, extra: &[&str]) -> Capture {
+    fn start(lab: &Lab, cfg: &Path, state: &Path, extra: &[&str]) -> Service {
         Capture::start_via(lab, &[], cfg, state, extra)
     }
 
-    fn start_via(lab: &Lab, wrapper: &[&str], cfg: &Path, state: &Path, extra: &[&str]) -> Capture {
+    fn start_via(lab: &Lab, wrapper: &[&str], cfg: &Path, state: &Path, extra: &[&str]) -> Service {
         let mut args = vec![
             "--config",
             cfg.to_str().unwrap(),
@@ -53,77 +51,8 @@ impl Capture {
             &lab.target_if,
         ];
         args.extend_from_slice(extra);
-        let mut child = lab
-            .fwctl_cmd_via(wrapper, &args, &[])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The first stderr line is printed once the socket is open and the
-        // filter attached: from then on no probe is missed.
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        err.read_line(&mut first).unwrap();
-        assert!(
-            first.contains("fwctl: capture on"),
-            "capture did not start: {first}"
-        );
-        std::thread::spawn(move || {
-            let mut rest = String::new();
-            while err.read_line(&mut rest).unwrap_or(0) > 0 {
-                eprint!("capture stderr: {rest}");
-                rest.clear();
-            }
-        });
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in out.lines().map_while(Result::ok) {
-                let v: Value =
-                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        Capture {
-            child,
-            events: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Collect events until `done` holds for all seen so far, or `limit` passes.
-    fn wait_for(&mut self, limit: Duration, done: impl Fn(&[Value]) -> bool) -> bool {
-        let end = Instant::now() + limit;
-        while !done(&self.seen) {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(v) => self.seen.push(v),
-                Err(_) => return false,
-            }
-        }
-        true
-    }
-
-    fn of(&self, kind: &str) -> Vec<&Value> {
-        self.seen.iter().filter(|e| e["event"] == kind).collect()
-    }
-
-    /// SIGTERM, wait for a clean exit, and collect the last events.
-    fn stop(mut self) -> Vec<Value> {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "capture exited with {status}");
-        self.seen.extend(self.events.iter());
-        std::mem::take(&mut self.seen)
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let cmd = lab.fwctl_cmd_via(wrapper, &args, &[]);
+        Service::spawn(cmd, "fwctl: capture on", "capture stderr")
     }
 }
 

@@ -5,14 +5,13 @@
 //! (a long-lived connection with keep-alives, downloads both ways) never is.
 
 mod common;
+use common::service::Service;
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CONFIG: &str = r#"
 [[service]]
@@ -30,15 +29,13 @@ profile = "standard"
 admin_ports = []
 "#;
 
-/// A running `fwctl capture`, its JSON events on a channel.
-struct Capture {
-    child: Child,
-    events: Receiver<Value>,
-    seen: Vec<Value>,
-}
+/// `fwctl capture --json` in the target namespace. Its first stderr line
+/// comes once the socket, its filter and the NFLOG group are open: from
+/// then on no probe is missed.
+struct Capture;
 
 impl Capture {
-    fn start(lab: &Lab, cfg: &Path, state: &Path) -> Capture {
+    fn start(lab: &Lab, cfg: &Path, state: &Path) -> Service {
         let args = [
             "--config",
             cfg.to_str().unwrap(),
@@ -49,68 +46,7 @@ impl Capture {
             "--iface",
             &lab.target_if,
         ];
-        let mut child = lab
-            .fwctl_cmd(&args, &[])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The first stderr line comes once the socket, its filter and the
-        // NFLOG group are open: from then on no probe is missed.
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        err.read_line(&mut first).unwrap();
-        assert!(first.contains("fwctl: capture on"), "capture: {first}");
-        std::thread::spawn(move || {
-            let mut rest = String::new();
-            while err.read_line(&mut rest).unwrap_or(0) > 0 {
-                eprint!("capture stderr: {rest}");
-                rest.clear();
-            }
-        });
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in out.lines().map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line).unwrap();
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        Capture {
-            child,
-            events: rx,
-            seen: Vec::new(),
-        }
-    }
-
-    fn wait_for(&mut self, limit: Duration, done: impl Fn(&[Value]) -> bool) -> bool {
-        let end = Instant::now() + limit;
-        while !done(&self.seen) {
-            match self
-                .events
-                .recv_timeout(end.saturating_duration_since(Instant::now()))
-            {
-                Ok(v) => self.seen.push(v),
-                Err(_) => return false,
-            }
-        }
-        true
-    }
-
-    fn stop(mut self) -> Vec<Value> {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        assert!(self.child.wait().unwrap().success());
-        self.seen.extend(self.events.iter());
-        std::mem::take(&mut self.seen)
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Service::spawn(lab.fwctl_cmd(&args, &[]), "fwctl: capture on", "capture")
     }
 }
 

@@ -8,7 +8,8 @@
 
 mod common;
 use common::receiver::Receiver as Http;
-use common::watch::{Watch, LIMIT};
+use common::service::LIMIT;
+use common::watch::Watch;
 use common::*;
 use serde_json::Value;
 use std::io::Write;

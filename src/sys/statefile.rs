@@ -181,16 +181,21 @@ pub fn update_state(
     now: i64,
     f: impl FnOnce(&mut State),
 ) -> Result<(State, Option<String>)> {
+    let _lock = locked(path)?;
+    let mut loaded = load(path, now)?;
+    f(&mut loaded.state);
+    save(path, &loaded.state)?;
+    Ok((loaded.state, loaded.warning))
+}
+
+/// The writers' lock, its directory made first.
+fn locked(path: &Path) -> Result<lock::Lock> {
     let dir = dir_of(path);
     super::dirs::create_private(&dir).map_err(|err| StateError::Dir {
         dir: dir.clone(),
         err,
     })?;
-    let _lock = lock::acquire_file(&lock_name(path), LOCK_WAIT)?;
-    let mut loaded = load(path, now)?;
-    f(&mut loaded.state);
-    save(path, &loaded.state)?;
-    Ok((loaded.state, loaded.warning))
+    Ok(lock::acquire_file(&lock_name(path), LOCK_WAIT)?)
 }
 
 /// A long-running writer's copy of the state as it last wrote it (watch
@@ -231,12 +236,7 @@ pub fn update_cached<T>(
     cache: &mut Cached,
     f: impl FnOnce(&mut State) -> T,
 ) -> Result<(T, Option<String>)> {
-    let dir = dir_of(path);
-    super::dirs::create_private(&dir).map_err(|err| StateError::Dir {
-        dir: dir.clone(),
-        err,
-    })?;
-    let _lock = lock::acquire_file(&lock_name(path), LOCK_WAIT)?;
+    let _lock = locked(path)?;
     // Taken out: a failure below leaves no copy, and the next update reads.
     let held = cache.state.take();
     let id = file_id(path);

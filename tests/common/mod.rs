@@ -7,6 +7,7 @@
 
 pub mod fleet;
 pub mod receiver;
+pub mod service;
 pub mod watch;
 
 use std::collections::HashMap;
