@@ -10,18 +10,23 @@
 #   many:  mixed lengths, 1 000 000 distinct clients, 30 % IPv6
 #   xff:   mixed lengths, an X-Forwarded-For field, 80 % of the lines from 4
 #          trusted proxies (queried with --client forwarded as well)
+#   odd:   not examples/weblog.rs: hand-written combined, common and
+#          X-Forwarded-For lines; Apache's "" user, user names with brackets,
+#          escaped quotes, addresses and stamps planted in paths, agents and
+#          referers, 900-byte query strings, IPv6 compressed, full, zero-padded
+#          and upper-case; 60 000 clients, 50 of them 5 % of the lines
 # Queries: every request (`--howmany N` alone), --status 4xx, --status 404,
 # --match all (the built-in request patterns).
 # GB/s = file bytes / best wall time. CPU = user + sys of the best run, all
 # threads (the scan reads a whole file with one thread per core, here 2).
 # OLD_BIN=path: the same queries with another fwctl binary in the same run.
 # Usage: benches/scan-shapes.sh [RUNS] [SIZE in M] [SHAPES]
-#   e.g. benches/scan-shapes.sh 5 240M "short long v6 many xff sshd"
+#   e.g. benches/scan-shapes.sh 5 240M "short long v6 many xff odd sshd"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 size=${2:-240M}
-shapes=${3:-"short long v6 many xff sshd"}
+shapes=${3:-"short long v6 many xff odd sshd"}
 [ -n "${FWCTL_BIN:-}" ] || cargo build --release --quiet --bin fwctl --example weblog --example loggen
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 ex=${FWCTL_EXAMPLES:-$PWD/target/release/examples}
@@ -71,6 +76,50 @@ for shape in $shapes; do
     v6) "$ex/weblog" --out "$log" --size "$size" --lines mixed --clients 100000 --v6 90 ;;
     many) "$ex/weblog" --out "$log" --size "$size" --lines mixed --clients 1000000 --v6 30 ;;
     xff) "$ex/weblog" --out "$log" --size "$size" --lines mixed --clients 100000 --v6 20 --xff ;;
+    odd) python3 - "$log" "${size%M}" <<'PY'
+import random, sys
+random.seed(7)
+out = open(sys.argv[1], 'w')
+size = int(sys.argv[2]) << 20
+months = "Nov"
+def v4(): return f"{random.choice([198,203,192])}.{random.choice([51,0])}.{random.randrange(256)}.{random.randrange(1,255)}"
+def v6():
+    r = random.random()
+    if r < 0.3: return f"2001:db8:{random.randrange(65536):x}::{random.randrange(1,65536):x}"
+    if r < 0.6: return "2001:db8:" + ":".join(f"{random.randrange(65536):x}" for _ in range(6))
+    if r < 0.8: return "2001:0db8:" + ":".join(f"{random.randrange(65536):04x}" for _ in range(6))
+    return f"2001:DB8:{random.randrange(16):X}:0:0:0:0:{random.randrange(1,65536):X}"
+clients = [v4() for _ in range(30000)] + [v6() for _ in range(30000)]
+heavy = clients[:50]
+users = ['-', '-', '-', 'frank', '""', '[admin]', 'a]b', '203.0.113.250']
+agents = ['curl/8.5.0', 'Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0',
+          'python-requests/2.32 "192.0.2.77"', 'sqlmap/1.8 \\"203.0.113.9\\" [21/Nov/2026:11:00:00 +0000] 404',
+          'Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html) 198.51.100.1 - - [x]',
+          '-', 'Go-http-client/1.1', 'x\\x22 200 1 \\x22y']
+paths = ['/', '/index.php?page=' + 'A' * 900, '/search?q=' + '%20'.join(['union', 'select'] * 60),
+         '/../../etc/passwd', '/wp-login.php', '/api/v1/items/12345?fields=a,b,c&sort=-id&token=' + 'f' * 64,
+         '/a\\" 200 1 \\"b', '/203.0.113.5 - - [21/Nov/2026:11:00:00 +0000]', '/.env', '/cgi-bin/test.cgi']
+statuses = [200, 200, 200, 301, 304, 400, 401, 403, 404, 404, 500, 502]
+n = 0; t = 0
+while n < size:
+    sec = t // 300
+    hh, mm, ss = 11 + sec // 3600, (sec // 60) % 60, sec % 60
+    t += 1
+    c = random.choice(heavy) if random.random() < 0.05 else random.choice(clients)
+    st = random.choice(statuses)
+    req = f'{random.choice(["GET","POST","HEAD"])} {random.choice(paths)} HTTP/1.1'
+    stamp = f'[21/Nov/2026:{hh:02d}:{mm:02d}:{ss:02d} +0000]'
+    u = random.choice(users)
+    r = random.random()
+    if r < 0.15:
+        line = f'{c} - {u} {stamp} "{req}" {st} {random.randrange(5000)}\n'
+    elif r < 0.3:
+        line = f'{c} - {u} {stamp} "{req}" {st} {random.randrange(5000)} "http://{v4()}/" "{random.choice(agents)}" "{v4()}, {v6()}"\n'
+    else:
+        line = f'{c} - {u} {stamp} "{req}" {st} {random.randrange(5000)} "-" "{random.choice(agents)}"\n'
+    out.write(line); n += len(line)
+PY
+    ;;
     # (loggen's size is in kernel-log lines: 2.5 times it makes about SIZE of auth.log)
     sshd) "$ex/loggen" --source sshd --bsd-offset 0 --size "$(( ${size%M} * 5 / 2 ))M" --span 1h --within 1h --sources 20000 \
       --offenders 50 --howmany 20 --no-near-misses --end "$end" --out "$log" >/dev/null 2>&1 ;;

@@ -1075,21 +1075,6 @@ fn a_fresh_connection_to_the_ssh_port_shields_no_scanner() {
     cap.stop();
 }
 
-/// Whether `addr` is in `set`, waited for up to 10 s (capture gathers
-/// after its once-a-second save: no event marks the moment).
-fn wait_member(lab: &Lab, set: &str, addr: &str, present: bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        if lab.set_members(set).contains_key(addr) == present {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// `[aggregate]` in capture: a scanner rotating through the addresses of
 /// one /64 (a port from each) is one scanner, banned as the /64; three
 /// scanners of one /24 become one /24 ban with the members taken out; three
@@ -1135,11 +1120,14 @@ fn capture_bans_a_rotating_64_as_one_and_gathers_a_24_but_never_its_own() {
     assert!(lab
         .set_members("blacklist_v6")
         .contains_key("2001:db8:200::/64"));
+    // Gathered after capture's once-a-second save; it says so.
+    let said = cap.wait_said("into 203.0.113.0/24", Duration::from_secs(10));
     assert!(
-        wait_member(&lab, "blacklist", "203.0.113.0/24", true),
-        "{:?}",
-        lab.set_members("blacklist")
+        said.as_deref()
+            .is_some_and(|l| l.contains("aggregated 3 members")),
+        "{said:?}"
     );
+    assert!(lab.set_members("blacklist").contains_key("203.0.113.0/24"));
     let members = lab.set_members("blacklist");
     for a in gathered {
         assert!(!members.contains_key(a), "{a} left beside its /24");

@@ -566,9 +566,12 @@ os.execvp("sleep", ["sleep", "600"])
     );
 }
 
-/// `journal = true` for a regex source: a stand-in journalctl gives
-/// entries of postfix's smtpd and of another program writing the same
-/// words; only smtpd's count, and its offender is banned in the kernel.
+/// `journal = true` for regex sources: a stand-in journalctl that keeps
+/// to the `--identifier=` arguments it is given gives entries of postfix's
+/// smtpd and of another program writing the same words. A `[[source]]` of
+/// the exact program asks journalctl for it alone; the built-in
+/// `postfix-sasl` (`postfix*/smtpd`) asks for every entry and its parser
+/// picks smtpd's. Either way only smtpd's offender is banned.
 #[test]
 #[ignore = "needs root: kernel test"]
 fn a_regex_source_is_followed_in_the_journal() {
@@ -576,29 +579,44 @@ fn a_regex_source_is_followed_in_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let fake = d.join("journalctl");
+    let args = d.join("args");
     std::fs::write(
         &fake,
-        r#"#!/usr/bin/python3
-import json, time, os
+        format!(
+            r#"#!/usr/bin/python3
+import json, time, os, sys
+with open("{args}", "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\n")
+ids = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--identifier=")]
 def entry(i, ident, addr):
-    return {"__CURSOR": "s=x;i=%d" % i, "__REALTIME_TIMESTAMP": str(int(time.time() * 1e6)),
+    return {{"__CURSOR": "s=x;i=%d" % i, "__REALTIME_TIMESTAMP": str(int(time.time() * 1e6)),
             "_HOSTNAME": "mx", "SYSLOG_IDENTIFIER": ident, "_PID": "7",
-            "MESSAGE": "warning: unknown[%s]: SASL LOGIN authentication failed: authentication failure" % addr}
+            "MESSAGE": "warning: unknown[%s]: SASL LOGIN authentication failed: authentication failure" % addr}}
 # The other program's lines first: by the time smtpd's offender is banned,
 # they were read.
 for i, (ident, addr) in enumerate([("evil", "203.0.113.61"), ("evil", "203.0.113.61"),
                                    ("postfix/smtpd", "203.0.113.60"), ("postfix/smtpd", "203.0.113.60")]):
-    print(json.dumps(entry(i, ident, addr)), flush=True)
+    if not ids or ident in ids:
+        print(json.dumps(entry(i, ident, addr)), flush=True)
 os.execvp("sleep", ["sleep", "600"])
 "#,
+            args = args.display()
+        ),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     let cfg = d.join("fwctl.toml");
+    let entry = |source: &str, set: &str| {
+        format!("[[watch]]\nsource = \"{source}\"\njournal = true\nhowmany = 1\nwithin = \"10m\"\nipset = \"{set}\"\nremoveafter = \"1h\"\n")
+    };
     std::fs::write(
         &cfg,
-        "[metrics]\nlisten = \"\"\nwatch_listen = \"\"\n[[watch]]\nsource = \"postfix-sasl\"\njournal = true\nhowmany = 1\nwithin = \"10m\"\nipset = \"blacklist\"\nremoveafter = \"1h\"\n",
+        format!(
+            "[metrics]\nlisten = \"\"\nwatch_listen = \"\"\n[[source]]\nname = \"smtp-auth\"\nprogram = \"postfix/smtpd\"\nline = 'warning: [-._\\w]+\\[(?P<addr>[0-9a-fA-F:.]+)\\]: SASL \\w+ authentication failed'\nkind = \"sasl-failed\"\n{}{}",
+            entry("postfix-sasl", "blacklist"),
+            entry("smtp-auth", "throttle-hard")
+        ),
     )
     .unwrap();
     let out = lab.fwctl(
@@ -612,13 +630,41 @@ os.execvp("sleep", ["sleep", "600"])
     );
     let env = [("FWCTL_JOURNALCTL", fake.to_str().unwrap())];
     let mut w = Watch::start(&lab, &cfg, &env);
-    w.wait("watch_ban", "203.0.113.60");
+    let both = |seen: &[Value]| {
+        ["blacklist", "throttle-hard"].iter().all(|set| {
+            seen.iter().any(|e| {
+                e["event"] == "watch_ban" && e["address"] == "203.0.113.60" && e["set"] == *set
+            })
+        })
+    };
+    assert!(w.wait_for(LIMIT, both), "{:#?}", w.seen);
     let seen = w.stop();
     assert!(
         !seen.iter().any(|e| e["address"] == "203.0.113.61"),
         "{seen:#?}"
     );
-    let members = lab.set_members("blacklist");
-    assert!(members.contains_key("203.0.113.60"), "{members:?}");
-    assert!(!members.contains_key("203.0.113.61"), "{members:?}");
+    for set in ["blacklist", "throttle-hard"] {
+        let members = lab.set_members(set);
+        assert!(members.contains_key("203.0.113.60"), "{set}: {members:?}");
+        assert!(!members.contains_key("203.0.113.61"), "{set}: {members:?}");
+    }
+    let runs: Vec<Vec<String>> = std::fs::read_to_string(&args)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let ids = |r: &Vec<String>| -> Vec<String> {
+        r.iter()
+            .filter(|a| a.starts_with("--identifier=") || a.starts_with("--unit="))
+            .cloned()
+            .collect()
+    };
+    let mut asked: Vec<Vec<String>> = runs.iter().map(ids).collect();
+    asked.sort();
+    assert_eq!(
+        asked,
+        [vec![], vec!["--identifier=postfix/smtpd".to_string()]],
+        "{runs:?}"
+    );
 }

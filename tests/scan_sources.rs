@@ -868,7 +868,7 @@ fn a_regex_source_reads_its_programs_from_the_journal() {
         d.path(),
         "journalctl",
         format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\ncat <<'EOF'\n{lines}EOF\n",
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" --- >> {}\ncat <<'EOF'\n{lines}EOF\n",
             args.display()
         )
         .as_bytes(),
@@ -928,12 +928,23 @@ kind = "login-failed"
         assert_eq!(found, ["203.0.113.7"], "{source}: {v}");
         assert_eq!(v["lines_matched"], 4, "{source}: {v}");
     }
+    // One argument a line, each run ended by ---.
     let called = std::fs::read_to_string(&args).unwrap();
-    let runs: Vec<&str> = called.lines().collect();
+    let runs: Vec<Vec<&str>> = called
+        .split("---\n")
+        .filter(|r| !r.is_empty())
+        .map(|r| r.lines().collect())
+        .collect();
     assert_eq!(runs.len(), 2, "{called}");
-    assert!(
-        runs[0].starts_with("--identifier=myapp --identifier=-v -o short-iso-precise"),
+    assert_eq!(
+        runs[0][..4],
+        [
+            "--identifier=myapp",
+            "--identifier=-v",
+            "-o",
+            "short-iso-precise"
+        ],
         "{called}"
     );
-    assert!(runs[1].starts_with("-o short-iso-precise"), "{called}");
+    assert_eq!(runs[1][..2], ["-o", "short-iso-precise"], "{called}");
 }

@@ -36,6 +36,7 @@ pub fn count(cfg: &Config, state_file: &Path, report: &Report, now: i64, n: Opti
         rule: &report.rule,
         kind: &report.kind,
         minutes: &report.minutes,
+        lines_until: now,
         bans: report.added,
     };
     count_series(cfg, state_file, &run, now, n);
@@ -47,6 +48,8 @@ pub struct Counted<'a> {
     pub rule: &'a str,
     pub kind: &'a str,
     pub minutes: &'a std::collections::BTreeMap<i64, u64>,
+    /// Only whole minutes before this time's are counted.
+    pub lines_until: i64,
     pub bans: u64,
 }
 
@@ -68,7 +71,7 @@ pub fn count_series(
         baseline::parse,
         baseline::to_text,
         |b| {
-            b.add_minutes(&lines, run.minutes, now);
+            b.add_minutes(&lines, run.minutes, run.lines_until);
             b.add(&bans, now, run.bans);
             b.judge(now, &cfg.baseline)
         },
@@ -179,6 +182,7 @@ pub fn report_list(
                 s.failed += 1;
                 s.error.get_or_insert(e);
                 if stop {
+                    s.stopped = true;
                     // The rest would fail the same way: counted, not tried.
                     s.failed += (chosen.len() as u32).saturating_sub(s.sent + s.failed);
                     break;

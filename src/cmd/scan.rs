@@ -15,7 +15,7 @@ use crate::core::logline::Parser;
 use crate::core::logsource::{LineParser, Source};
 use crate::core::notify::{self, Notice, Origin};
 use crate::core::policy::{Members, Policy};
-use crate::core::scan::count::{Tally, TypeFilter};
+use crate::core::scan::count::{Counting, Tally, TypeFilter};
 use crate::core::scan::decide::{self, Known};
 use crate::core::scan::report::{self, Report};
 use crate::core::scan::{parse_now, FileRead};
@@ -438,7 +438,7 @@ pub fn execute(
     host: &Host,
     intel: Option<Intel>,
     mut store: Option<&mut dyn SetStore>,
-    read: impl FnOnce(&LineParser, TypeFilter) -> Result<(Tally, Vec<FileRead>), logfile::LogError>,
+    read: impl FnOnce(&LineParser, Counting) -> Result<(Tally, Vec<FileRead>), logfile::LogError>,
 ) -> Result<Report> {
     let started = std::time::Instant::now();
     let o = &plan.opts;
@@ -471,10 +471,10 @@ pub fn execute(
         (_, LineParser::Regex(p)) => p.kinds.clone(),
         _ => Vec::new(),
     };
-    let (mut tally, files) = read(&parser, plan.kind)?;
-    notes.extend(crate::core::scan::window_notes(&files, window));
     // IPv6 offenders per [aggregate] v6_count_prefix, as capture counts
     // them; per address only for a target set that takes no networks.
+    // Known before the read, so each hit is counted under its network
+    // straight away (no second table after the read).
     let count = plan.cfg.aggregate.v6_count_prefix;
     let takes_nets = match headers.as_ref().and_then(|h| h.get(&plan.sets[1])) {
         Some(h) => h.holds == crate::core::sets::Holds::Networks,
@@ -483,6 +483,12 @@ pub fn execute(
             Some(("throttle-hard" | "throttle-soft", _))
         ),
     };
+    let counting = Counting {
+        kind: plan.kind,
+        v6_prefix: if takes_nets { count } else { 128 },
+    };
+    let (mut tally, files) = read(&parser, counting)?;
+    notes.extend(crate::core::scan::window_notes(&files, window));
     if takes_nets {
         tally.fold_v6(count);
     } else if count < 128 {
@@ -983,8 +989,7 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
     // already had come from the state file.
     let mut abuse = match &plan.cfg.reputation {
         Some(r) => {
-            let key = String::from_utf8(crate::sys::secret::read(&r.key_file)?)
-                .map_err(|_| anyhow!("{}: the key is not text", r.key_file.display()))?;
+            let key = crate::sys::secret::read_secret(&r.key_file)?;
             Some(crate::sys::http::AbuseIpdb::new(&r.url, key, r.timeout))
         }
         None => None,

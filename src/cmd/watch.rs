@@ -22,7 +22,7 @@ use crate::core::scan::abuse::{self, Ban};
 use crate::core::scan::count::Minutes;
 use crate::core::watch::events::{Event, Kind, Stats};
 use crate::core::watch::positions::{self, Positions};
-use crate::core::watch::{Counter, Crossed, BUDGET};
+use crate::core::watch::{series, Counter, Crossed, BUDGET};
 use crate::ports::{Banner, SetStore};
 use crate::sys::follow::{Follower, Said, Wakeup};
 use crate::sys::journal::JournalFollower;
@@ -109,6 +109,10 @@ const COALESCE: Duration = Duration::from_millis(30);
 /// minutes; the one still being written waits for the next time).
 const COUNT_EVERY: Duration = Duration::from_secs(60);
 
+/// A line read up to this many seconds after its minute ended is still
+/// counted in the baseline (rsyslog's buffering, a batch's delay).
+const LATE: i64 = 10;
+
 /// One `[[watch]]` entry at work.
 struct Entry {
     name: String,
@@ -123,9 +127,11 @@ struct Entry {
     /// The prefix its IPv6 sources are counted and banned by
     /// ([aggregate] v6_count_prefix; 128 into a set of single addresses).
     v6_count: u8,
-    /// Matching lines per minute and bans made, not in the baseline yet.
+    /// Matching lines per minute and bans made, not in the baseline yet;
+    /// the minute it started in is not counted.
     minutes: Minutes,
     bans_uncounted: u64,
+    started_minute: i64,
 }
 
 /// `addr` as its source key: an IPv6 address masked to `len`.
@@ -394,6 +400,7 @@ impl<'a> Service<'a> {
                 v6_count,
                 minutes: Minutes::default(),
                 bans_uncounted: 0,
+                started_minute: now.div_euclid(60),
             });
         }
         let mut policy = Policy {
@@ -947,16 +954,42 @@ impl<'a> Service<'a> {
             return;
         }
         let now = host::now();
-        for e in &mut self.entries {
-            let minutes = e.minutes.counts();
-            if minutes.is_empty() && e.bans_uncounted == 0 {
-                continue;
-            }
-            let run = super::afterscan::Counted {
+        // A line read up to LATE after its minute ended still counts.
+        let until = now - LATE;
+        let froms: Vec<String> = self
+            .entries
+            .iter()
+            .map(|e| match &e.plan.log {
+                Some(l) => l.display().to_string(),
+                None => e.plan.journal_matches().shown(),
+            })
+            .collect();
+        let entries: Vec<series::Entry> = self
+            .entries
+            .iter()
+            .zip(&froms)
+            .map(|(e, from)| series::Entry {
                 rule: &e.plan.rule,
                 kind: &e.plan.kind_name,
-                minutes: &minutes,
+                from,
+                // The minute watch started in was read in part: a cron
+                // scan (or nobody) counts it, never a part of it.
+                minutes: {
+                    let mut m = e.minutes.counts();
+                    m.remove(&e.started_minute);
+                    m
+                },
                 bans: e.bans_uncounted,
+            })
+            .filter(|e| !e.minutes.is_empty() || e.bans > 0)
+            .collect();
+        for share in series::gather(&entries) {
+            let run = super::afterscan::Counted {
+                rule: &share.rule,
+                kind: &share.kind,
+                minutes: &share.minutes,
+                lines_until: until,
+                bans: share.bans,
             };
             super::afterscan::count_series(
                 &self.cfg,
@@ -965,7 +998,9 @@ impl<'a> Service<'a> {
                 now,
                 self.notifier.as_ref(),
             );
-            e.minutes.forget_before(now.div_euclid(60));
+        }
+        for e in &mut self.entries {
+            e.minutes.forget_before(until.div_euclid(60));
             e.bans_uncounted = 0;
         }
     }
@@ -978,18 +1013,13 @@ impl<'a> Service<'a> {
             .iter()
             .filter_map(|(i, ev, _)| {
                 let p = &self.entries[*i].plan;
-                // Which pattern an offender's lines matched is not kept:
-                // a web attack, never a claim of SQL injection.
-                let patterns: Vec<String> = p
-                    .patterns
-                    .iter()
-                    .filter(|x| x.name != "sql-injection")
-                    .map(|x| x.name.clone())
-                    .take(1)
-                    .collect();
                 Some(Ban {
                     ip: ev.address.parse().ok()?,
-                    categories: abuse::categories(p.opts.source.name(), &p.rule, &patterns),
+                    categories: abuse::watch_categories(
+                        p.opts.source.name(),
+                        &p.rule,
+                        !p.patterns.is_empty(),
+                    ),
                     comment: abuse::comment_by(
                         "watch",
                         &p.rule,

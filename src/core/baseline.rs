@@ -19,7 +19,7 @@ pub use crate::core::config::baseline::DAYS;
 /// Hours kept per series: the judged day and the [`DAYS`] before it.
 pub const HOURS: usize = (DAYS as usize + 1) * 24;
 /// Most series kept (rules × what is counted).
-pub const MAX_SERIES: usize = 64;
+pub const MAX_SERIES: usize = 256;
 /// Longest rule or type name kept (longer ones are cut).
 pub const MAX_NAME: usize = 64;
 pub const VERSION: u32 = 1;
@@ -530,9 +530,10 @@ mod tests {
         assert_eq!(b.series.len(), MAX_SERIES);
         // The least recently counted went (judging moves every series'
         // end to now, not its last count).
-        b.judge(DAY0 + 100 * 3600, &cfg());
+        let t = MAX_SERIES as i64 + 36;
+        b.judge(DAY0 + t * 3600, &cfg());
         assert!(b.get(&Key::new(What::Bans, "r0", "all")).is_none());
-        b.add(&Key::new(What::Bans, "new", "all"), DAY0 + 101 * 3600, 1);
+        b.add(&Key::new(What::Bans, "new", "all"), DAY0 + (t + 1) * 3600, 1);
         assert!(b.get(&Key::new(What::Bans, "r10", "all")).is_none());
         assert!(b.get(&Key::new(What::Bans, "r11", "all")).is_some());
         assert!(b
@@ -543,12 +544,12 @@ mod tests {
             ))
             .is_some());
         // Nothing counted into a series for 31 days: judging drops it.
-        b.judge(DAY0 + (100 + HOURS as i64) * 3600, &cfg());
+        b.judge(DAY0 + (t + HOURS as i64) * 3600, &cfg());
         assert_eq!(b.series.len(), 1, "only \"new\" was counted since");
         // A long name is cut.
         let long = "x".repeat(500);
         assert_eq!(Key::new(What::Lines, &long, "t").rule.len(), MAX_NAME);
-        // The whole file stays small: 64 series of 744 hours.
+        // The whole file stays small: MAX_SERIES series of 744 hours.
         let mut b = Baseline::default();
         for i in 0..MAX_SERIES {
             let k = Key::new(What::Lines, &format!("rule-{i}"), "all");
@@ -557,7 +558,7 @@ mod tests {
             }
         }
         let text = to_text(&b);
-        assert!(text.len() < 600_000, "{}", text.len());
+        assert!(text.len() < MAX_SERIES * 9_400, "{}", text.len());
         assert_eq!(parse(&text).unwrap(), b);
     }
 

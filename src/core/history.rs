@@ -262,21 +262,33 @@ impl History {
     /// evidence of the oldest bans dropped past [`EVIDENCE_BUDGET`].
     pub fn records(&self) -> Vec<Record> {
         let mut bans: Vec<Record> = self.records.values().cloned().collect();
-        let mut by_age: Vec<usize> = (0..bans.len()).collect();
-        by_age.sort_by_key(|&i| std::cmp::Reverse((bans[i].since, bans[i].addr)));
-        let mut used = 0usize;
-        for i in by_age {
-            if let Some(w) = &mut bans[i].why {
-                let size: usize = w.evidence.iter().map(String::len).sum();
-                if used + size > EVIDENCE_BUDGET {
-                    w.evidence.clear();
-                } else {
-                    used += size;
-                }
-            }
-        }
+        trim(bans.iter_mut());
         bans.sort_by_key(|r| (r.until, r.addr));
         bans
+    }
+
+    /// Drop the evidence of the oldest bans past [`EVIDENCE_BUDGET`] here,
+    /// as [`History::records`] does in what it writes: a writer that keeps
+    /// the history in memory (watch, capture) stays as small as the file.
+    pub fn trim_evidence(&mut self) {
+        trim(self.records.values_mut());
+    }
+}
+
+/// The budget over `records`: the newest bans keep their evidence.
+fn trim<'a>(records: impl Iterator<Item = &'a mut Record>) {
+    let mut bans: Vec<&mut Record> = records.collect();
+    bans.sort_by_key(|r| std::cmp::Reverse((r.since, r.addr)));
+    let mut used = 0usize;
+    for r in bans {
+        if let Some(w) = &mut r.why {
+            let size: usize = w.evidence.iter().map(String::len).sum();
+            if used + size > EVIDENCE_BUDGET {
+                w.evidence.clear();
+            } else {
+                used += size;
+            }
+        }
     }
 }
 
@@ -418,5 +430,10 @@ mod tests {
         let oldest = recs.iter().min_by_key(|r| r.since).unwrap();
         assert_eq!(newest.why.as_ref().unwrap().evidence.len(), 5);
         assert!(oldest.why.as_ref().unwrap().evidence.is_empty());
+        // Trimmed in place, the history in memory is what was written.
+        h.trim_evidence();
+        let mut mem: Vec<Record> = h.iter().cloned().collect();
+        mem.sort_by_key(|r| (r.until, r.addr));
+        assert_eq!(mem, recs);
     }
 }

@@ -518,38 +518,35 @@ pub fn parse_addr(s: &[u8]) -> Option<IpAddr> {
     })
 }
 
-/// Dotted quad without leading zeros (what the kernel prints), in one pass.
+/// Dotted quad without leading zeros (what the kernel prints), in one pass:
+/// four numbers of one to three digits (a loop over the bytes with a branch
+/// for each kind was a twelfth of an every-request scan).
 fn fast_v4(s: &[u8]) -> Option<Ipv4Addr> {
     if s.len() < 7 || s.len() > 15 {
         return None;
     }
+    let digit = |i: usize| s.get(i).map(|c| c.wrapping_sub(b'0')).filter(|&d| d < 10);
     let mut out = [0u8; 4];
-    let (mut part, mut val, mut len) = (0usize, 0u32, 0u8);
-    for &c in s {
-        if c == b'.' {
-            if len == 0 || part == 3 {
-                return None;
-            }
-            out[part] = val as u8;
-            (part, val, len) = (part + 1, 0, 0);
-        } else if c.is_ascii_digit() {
-            if len > 0 && val == 0 {
+    let mut i = 0;
+    for (k, o) in out.iter_mut().enumerate() {
+        let mut v = u32::from(digit(i)?);
+        i += 1;
+        for _ in 0..2 {
+            let Some(d) = digit(i) else { break };
+            if v == 0 {
                 return None; // a leading zero
             }
-            val = val * 10 + u32::from(c - b'0');
-            len += 1;
-            if val > 255 {
+            (v, i) = (v * 10 + u32::from(d), i + 1);
+        }
+        *o = u8::try_from(v).ok()?;
+        if k < 3 {
+            if s.get(i) != Some(&b'.') {
                 return None;
             }
-        } else {
-            return None;
+            i += 1;
         }
     }
-    if part != 3 || len == 0 {
-        return None;
-    }
-    out[3] = val as u8;
-    Some(Ipv4Addr::from(out))
+    (i == s.len()).then(|| Ipv4Addr::from(out))
 }
 
 /// The kernel's full IPv6 form: eight groups of four hex digits.
@@ -590,43 +587,55 @@ fn compressed_v6(s: &[u8]) -> Option<Ipv6Addr> {
     if s.len() < 2 || s.len() > 39 {
         return None;
     }
-    // Groups of `part` (no empty group, no leading or trailing colon) into
-    // `out`; how many.
-    fn groups(part: &[u8], out: &mut [u16]) -> Option<usize> {
-        if part.is_empty() {
-            return Some(0);
-        }
-        let (mut n, mut val, mut len) = (0usize, 0u16, 0u8);
-        for &c in part {
-            if c == b':' {
-                if len == 0 || n == out.len() {
-                    return None;
-                }
-                out[n] = val;
-                (n, val, len) = (n + 1, 0, 0);
-            } else {
-                let d = hex(c)?;
-                if len == 4 {
-                    return None;
-                }
-                (val, len) = (val << 4 | d, len + 1);
-            }
-        }
-        if len == 0 || n == out.len() {
+    // One pass: groups into `g`, and where the `::` stands (the groups
+    // after it are moved to the end). It was a search for `::` first and
+    // a pass per side; on a log of IPv6 clients that was a tenth of a scan.
+    let mut g = [0u16; 8];
+    let (mut n, mut gap, mut i) = (0usize, None, 0usize);
+    if s[0] == b':' {
+        if s[1] != b':' {
             return None;
         }
-        out[n] = val;
-        Some(n + 1)
+        (gap, i) = (Some(0), 2);
     }
-    let mut g = [0u16; 8];
-    // (A searcher built per address would cost more than this loop.)
-    match s.windows(2).position(|w| w == b"::") {
-        None => (groups(s, &mut g)? == 8).then(|| Ipv6Addr::from(g)),
+    while i < s.len() {
+        let (mut val, mut len) = (0u16, 0usize);
+        while let Some(d) = s.get(i).and_then(|&c| hex(c)) {
+            if len == 4 {
+                return None;
+            }
+            (val, len, i) = (val << 4 | d, len + 1, i + 1);
+        }
+        if len == 0 || n == 8 {
+            return None;
+        }
+        g[n] = val;
+        n += 1;
+        match s.get(i) {
+            None => break,
+            Some(b':') => i += 1,
+            Some(_) => return None,
+        }
+        match s.get(i) {
+            // A colon ends the address only as the second of `::`.
+            None => return None,
+            Some(b':') => {
+                if gap.is_some() {
+                    return None;
+                }
+                (gap, i) = (Some(n), i + 1);
+            }
+            Some(_) => {}
+        }
+    }
+    match gap {
+        None => (n == 8).then(|| Ipv6Addr::from(g)),
+        // `::` stands for at least one group.
+        Some(_) if n > 7 => None,
         Some(p) => {
-            let mut tail = [0u16; 7];
-            let head = groups(&s[..p], &mut g[..7])?;
-            let n = groups(&s[p + 2..], &mut tail[..7 - head])?;
-            g[8 - n..].copy_from_slice(&tail[..n]);
+            let tail = n - p;
+            g.copy_within(p..n, 8 - tail);
+            g[p..8 - tail].fill(0);
             Some(Ipv6Addr::from(g))
         }
     }
@@ -1024,6 +1033,15 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The dotted-quad parser answers as the standard one does (which
+        /// also refuses leading zeros).
+        #[test]
+        fn fast_ipv4_agrees_with_the_standard_parser(s in "[0-9.]{0,16}", t in "([0-9]{1,4}[.]){3}[0-9]{1,4}") {
+            for s in [s, t] {
+                proptest::prop_assert_eq!(fast_v4(s.as_bytes()), s.parse::<Ipv4Addr>().ok(), "{}", s);
+            }
+        }
+
         /// Wherever the fast parser answers, the standard one answers the same.
         #[test]
         fn compressed_ipv6_never_disagrees(s in "[0-9a-fA-F:]{0,40}", t in "(:|::|[0-9a-f]{1,5}){1,12}") {

@@ -553,6 +553,35 @@ mod tests {
         assert_eq!(wp.timestamp(l.as_bytes()), None);
     }
 
+    /// Addresses an attacker plants in the fields it writes (the odd log of
+    /// benches/scan-shapes.sh has each of these) never become the client,
+    /// whichever form the client's own address takes.
+    #[test]
+    fn planted_addresses_never_become_the_client() {
+        let mut wp = p(Client::Remote, "all", None);
+        for client in [
+            "198.51.100.7",
+            "2001:db8::7",
+            "2001:db8:1:2:3:4:5:6",
+            "2001:0DB8:0000:0000:0000:0000:0000:0007",
+        ] {
+            for l in [
+                format!(
+                    r#"{client} - 203.0.113.250 [21/Nov/2026:10:00:01 +0000] "GET / HTTP/1.1" 404 1 "-" "ua""#
+                ),
+                format!(
+                    r#"{client} - - [21/Nov/2026:10:00:01 +0000] "GET /203.0.113.5 - - [21/Nov/2026:10:00:01 +0000] HTTP/1.1" 404 1 "http://192.0.2.1/" "sqlmap \"203.0.113.9\" 2001:db8::1""#
+                ),
+                format!(
+                    r#"{client} - "" [21/Nov/2026:10:00:01 +0000] "GET /a\" 200 1 \"b HTTP/1.1" 404 1 "-" "x\x22 198.51.100.1 \x22y" "203.0.113.8, 2001:db8::9""#
+                ),
+            ] {
+                let h = hit(wp.parse(l.as_bytes()));
+                assert_eq!((h.src, h.dport), (ip(client), Some(404)), "{l}");
+            }
+        }
+    }
+
     /// Apache writes an empty user name (`Authorization: Basic Og==`) as
     /// `""`: the client chose it, and it does not hide the line.
     #[test]

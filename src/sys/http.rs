@@ -179,7 +179,9 @@ impl AbuseIpdb {
                         _ => "",
                     }
                 ),
-                matches!(code, 401 | 403) || code >= 500,
+                // 429 stops too: the rest would use up what is left of
+                // the day's quota, or be refused the same way.
+                matches!(code, 401 | 403 | 429) || code >= 500,
             )),
             Err(ureq::Error::Transport(t)) => Err((transport_text(&t, url), true)),
         }

@@ -5,7 +5,7 @@
 use super::logfile::{read_stream, LogError, MARGIN};
 use super::tools::locate_tool;
 use crate::core::logsource::LineParser;
-use crate::core::scan::count::{Tally, TypeFilter};
+use crate::core::scan::count::{Counting, Tally};
 use crate::core::scan::FileRead;
 use crate::core::watch::journal::Matches;
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ fn match_args(m: &Matches) -> Vec<String> {
 /// as a file.
 pub fn read(
     parser: &LineParser,
-    filter: TypeFilter,
+    filter: Counting,
     m: &Matches,
 ) -> Result<(Tally, Vec<FileRead>), LogError> {
     let shown = PathBuf::from(m.shown());

@@ -21,7 +21,7 @@
 //! at `PATH` is read for what was written after the rotation.
 
 use crate::core::logsource::LineParser;
-use crate::core::scan::count::{Tally, TypeFilter};
+use crate::core::scan::count::{Counting, Tally};
 use crate::core::scan::FileRead;
 use memchr::memmem::Finder;
 use std::fs::File;
@@ -170,18 +170,19 @@ fn gzip(file: &File) -> bool {
 pub fn read_log(
     path: &Path,
     parser: &LineParser,
-    filter: TypeFilter,
+    count: impl Into<Counting>,
 ) -> Result<(Tally, Vec<FileRead>), LogError> {
-    read_log_watched(path, parser, filter, &|_| {})
+    read_log_watched(path, parser, count, &|_| {})
 }
 
 /// `read_log` with a hook called after every buffer read.
 pub fn read_log_watched(
     path: &Path,
     parser: &LineParser,
-    filter: TypeFilter,
+    count: impl Into<Counting>,
     hook: &Hook,
 ) -> Result<(Tally, Vec<FileRead>), LogError> {
+    let count = count.into();
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |err| LogError::Read { path, err }
@@ -207,8 +208,8 @@ pub fn read_log_watched(
     // descriptor keeps what it held.
     let older_path = rotated_name(path);
     let older = open_if_there(&older_path)?;
-    let mut part = read_file(&file, path, parser, filter, id.head, hook).map_err(io(path))?;
-    let mut tally = std::mem::replace(&mut part.tally, Tally::new(filter));
+    let mut part = read_file(&file, path, parser, count, id.head, hook).map_err(io(path))?;
+    let mut tally = std::mem::replace(&mut part.tally, Tally::new(count));
     let mut reads = Vec::new();
 
     // Reading from the first byte means the window starts at or before the
@@ -221,7 +222,7 @@ pub fn read_log_watched(
                 if gzip(old) {
                     return Err(LogError::RotatedGzip { path: older_path });
                 }
-                let p = read_file(old, &older_path, parser, filter, oid.head, &|_| {})
+                let p = read_file(old, &older_path, parser, count, oid.head, &|_| {})
                     .map_err(io(&older_path))?;
                 tally.merge(p.tally);
                 reads.push(p.read);
@@ -244,7 +245,7 @@ pub fn read_log_watched(
                         m.at,
                         m.to,
                         parser,
-                        filter,
+                        count,
                         m.skipping,
                         &Watch {
                             head: cid.head,
@@ -270,8 +271,8 @@ pub fn read_log_watched(
         let nid = ident(&file).map_err(io(path))?;
         if nid.head.is_some() && nid.head != id.head {
             let mut p =
-                read_file(&file, path, parser, filter, nid.head, &|_| {}).map_err(io(path))?;
-            tally.merge(std::mem::replace(&mut p.tally, Tally::new(filter)));
+                read_file(&file, path, parser, count, nid.head, &|_| {}).map_err(io(path))?;
+            tally.merge(std::mem::replace(&mut p.tally, Tally::new(count)));
             p.read.note = Some("written after the rotation".into());
             after.push(p.read);
         }
@@ -281,8 +282,8 @@ pub fn read_log_watched(
     if let Some((now, nid)) = open_if_there(path)? {
         if !nid.same_inode(&id) && nid.head != id.head {
             let mut p =
-                read_file(&now, path, parser, filter, nid.head, &|_| {}).map_err(io(path))?;
-            tally.merge(std::mem::replace(&mut p.tally, Tally::new(filter)));
+                read_file(&now, path, parser, count, nid.head, &|_| {}).map_err(io(path))?;
+            tally.merge(std::mem::replace(&mut p.tally, Tally::new(count)));
             p.read.note =
                 Some("a new file, created by a rotation while the old one was read".into());
             part.read.note.get_or_insert_with(|| {
@@ -327,7 +328,7 @@ fn read_file(
     file: &File,
     path: &Path,
     parser: &LineParser,
-    filter: TypeFilter,
+    count: Counting,
     head: Option<u64>,
     hook: &Hook,
 ) -> io::Result<Part> {
@@ -365,7 +366,7 @@ fn read_file(
             .map(|w| {
                 let (a, b) = (w[0], w[1]);
                 let watch = &watch;
-                s.spawn(move || read_range(file, a, b, parser, filter, false, watch))
+                s.spawn(move || read_range(file, a, b, parser, count, false, watch))
             })
             .collect();
         handles
@@ -373,7 +374,7 @@ fn read_file(
             .map(|h| h.join().expect("reader thread"))
             .collect()
     });
-    let mut tally = Tally::new(filter);
+    let mut tally = Tally::new(count);
     let mut missing = Vec::new();
     for (part, w) in parts.into_iter().zip(cuts.windows(2)) {
         let (t, end) = part?;
@@ -593,12 +594,12 @@ fn read_range(
     from: u64,
     to: u64,
     parser: &LineParser,
-    filter: TypeFilter,
+    count: Counting,
     skipping: bool,
     watch: &Watch,
 ) -> io::Result<(Tally, RangeEnd)> {
     let mut off = from;
-    let (tally, stop) = feed(parser, filter, skipping, |buf| {
+    let (tally, stop) = feed(parser, count, skipping, |buf| {
         let want = (buf.len() as u64).min(to - off) as usize;
         if want == 0 {
             return Ok(Fill::End);
@@ -629,8 +630,13 @@ fn read_range(
 }
 
 /// Tally a stream (stdin): the window filter applies, nothing is skipped.
-pub fn read_stream(mut r: impl Read, parser: &LineParser, filter: TypeFilter) -> io::Result<Tally> {
-    let (tally, _) = feed(parser, filter, false, |buf| loop {
+pub fn read_stream(
+    mut r: impl Read,
+    parser: &LineParser,
+    count: impl Into<Counting>,
+) -> io::Result<Tally> {
+    let count = count.into();
+    let (tally, _) = feed(parser, count, false, |buf| loop {
         match r.read(buf) {
             Ok(0) => return Ok(Fill::End),
             Ok(n) => return Ok(Fill::Data(n)),
@@ -694,13 +700,13 @@ enum Fill {
 /// carried partial line) and whether an over-long line was being skipped.
 fn feed(
     parser: &LineParser,
-    filter: TypeFilter,
+    count: Counting,
     mut skipping: bool,
     mut fill: impl FnMut(&mut [u8]) -> io::Result<Fill>,
 ) -> io::Result<(Tally, Option<(u64, bool)>)> {
     let mut p = parser.clone();
     let finder = Finder::new(p.needle()).into_owned();
-    let mut tally = Tally::new(filter);
+    let mut tally = Tally::new(count);
     let mut buf = vec![0u8; BUF];
     let mut carry = 0;
     let mut fed: u64 = 0;
@@ -751,6 +757,7 @@ fn feed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::scan::count::TypeFilter;
     use crate::testing::loggen::{self, Format, Manifest, Spec};
     use crate::units::time::Zone;
     use std::collections::BTreeSet;
@@ -936,7 +943,7 @@ mod tests {
             0,
             log.len() as u64,
             &p,
-            TypeFilter::Tcp,
+            TypeFilter::Tcp.into(),
             false,
             &watch,
         )

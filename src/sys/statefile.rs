@@ -184,6 +184,8 @@ pub fn update_state(
     let _lock = locked(path)?;
     let mut loaded = load(path, now)?;
     f(&mut loaded.state);
+    // What is returned is what the file holds (capture keeps it).
+    loaded.state.history.trim_evidence();
     save(path, &loaded.state)?;
     Ok((loaded.state, loaded.warning))
 }
@@ -200,36 +202,27 @@ fn locked(path: &Path) -> Result<lock::Lock> {
 
 /// A long-running writer's copy of the state as it last wrote it (watch
 /// records its bans once a second): the next [`update_cached`] parses the
-/// file again only when another writer changed it since. Every writer
-/// replaces the file by a rename, so a change is a new inode; the size and
-/// modification time catch an edit in place.
+/// file again only when its bytes are not the ones written last (another
+/// writer changed it; checked by length and hash, which costs a read, not
+/// a parse).
 #[derive(Default)]
 pub struct Cached {
     state: Option<State>,
-    id: Option<FileId>,
+    written: Option<(usize, u64)>,
+    /// How many times the file was parsed.
+    pub loads: u64,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-}
-
-fn file_id(path: &Path) -> Option<FileId> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some(FileId {
-        dev: m.dev(),
-        ino: m.ino(),
-        len: m.len(),
-        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-    })
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 /// [`update`] for a writer that keeps a [`Cached`] copy: the same lock,
-/// the same atomic write, without reading back its own last write.
+/// the same atomic write, without parsing its own last write again. The
+/// copy's evidence is trimmed as the file's is, so it stays as small.
 pub fn update_cached<T>(
     path: &Path,
     now: i64,
@@ -237,19 +230,25 @@ pub fn update_cached<T>(
     f: impl FnOnce(&mut State) -> T,
 ) -> Result<(T, Option<String>)> {
     let _lock = locked(path)?;
-    // Taken out: a failure below leaves no copy, and the next update reads.
+    // Taken out: a failure below leaves no copy, and the next update parses.
     let held = cache.state.take();
-    let id = file_id(path);
-    let (mut state, warning) = match held {
-        Some(s) if id.is_some() && id == cache.id => (s, None),
-        _ => {
+    let mine = match (held, read_bytes(path)?, cache.written.take()) {
+        (Some(s), Some(b), Some((len, hash))) if b.len() == len && digest(&b) == hash => Some(s),
+        _ => None,
+    };
+    let (mut state, warning) = match mine {
+        Some(s) => (s, None),
+        None => {
+            cache.loads += 1;
             let l = load(path, now)?;
             (l.state, l.warning)
         }
     };
     let out = f(&mut state);
-    save(path, &state)?;
-    cache.id = file_id(path);
+    state.history.trim_evidence();
+    let text = state::to_text(&state);
+    save_text(path, &text)?;
+    cache.written = Some((text.len(), digest(&text)));
     cache.state = Some(state);
     Ok((out, warning))
 }
@@ -257,6 +256,10 @@ pub fn update_cached<T>(
 /// Write the state atomically, creating the directory if needed. Callers
 /// other than `update` must hold the lock or own the file alone.
 pub fn save(path: &Path, state: &State) -> Result<()> {
+    save_text(path, &state::to_text(state))
+}
+
+fn save_text(path: &Path, text: &[u8]) -> Result<()> {
     let dir = dir_of(path);
     super::dirs::create_private(&dir).map_err(|err| StateError::Dir {
         dir: dir.clone(),
@@ -267,7 +270,7 @@ pub fn save(path: &Path, state: &State) -> Result<()> {
         err,
     };
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(write)?;
-    tmp.write_all(&state::to_text(state)).map_err(write)?;
+    tmp.write_all(text).map_err(write)?;
     tmp.as_file().sync_all().map_err(write)?;
     // Readable by status/list run by an admin's monitoring user; nothing secret.
     use std::os::unix::fs::PermissionsExt;
@@ -320,6 +323,23 @@ mod tests {
         let got = read(&path).unwrap().state;
         assert_eq!(got.history.iter().count(), 3);
         assert_eq!(cache.state.as_ref(), Some(&got));
+        // Parsed at the first update and after the other writer's, never
+        // for its own last write.
+        assert_eq!(cache.loads, 2);
+        update_cached(&path, 102, &mut cache, |_| ()).unwrap();
+        assert_eq!(cache.loads, 2);
+        // The same length, other bytes (an edit in place): parsed again.
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("203.0.113.3", "203.0.113.9")).unwrap();
+        update_cached(&path, 102, &mut cache, |_| ()).unwrap();
+        assert_eq!(cache.loads, 3);
+        assert!(cache
+            .state
+            .as_ref()
+            .unwrap()
+            .history
+            .iter()
+            .any(|r| r.addr.to_string() == "203.0.113.9/32"));
         // The file taken away (a hand removal): the copy is not written back.
         std::fs::remove_file(&path).unwrap();
         update_cached(&path, 103, &mut cache, |_| ()).unwrap();

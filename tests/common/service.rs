@@ -15,39 +15,44 @@ pub const LIMIT: Duration = Duration::from_secs(20);
 pub struct Service {
     pub child: Child,
     events: Receiver<Value>,
+    /// Its standard error's lines after the ready one.
+    said: Receiver<String>,
     pub seen: Vec<Value>,
 }
 
 impl Service {
-    /// Start `cmd` and read its standard error up to the line holding
-    /// `ready` (which the command prints once it misses nothing from then
-    /// on); the rest of it is passed on, each line headed by `label`.
+    /// Start `cmd` and wait (up to [`LIMIT`]) for the line of its standard
+    /// error holding `ready` (which the command prints once it misses
+    /// nothing from then on). Every stderr line is passed on, headed by
+    /// `label`, and the later ones kept for [`Service::wait_said`].
     pub fn spawn(mut cmd: Command, ready: &str, label: &'static str) -> Service {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        loop {
-            line.clear();
-            assert!(
-                err.read_line(&mut line).unwrap() > 0,
-                "{label} ended before \"{ready}\""
-            );
-            eprint!("{label}: {line}");
-            if line.contains(ready) {
-                break;
-            }
-        }
+        let err = BufReader::new(child.stderr.take().unwrap());
+        let (said_tx, said) = channel();
         std::thread::spawn(move || {
-            let mut rest = String::new();
-            while err.read_line(&mut rest).unwrap_or(0) > 0 {
-                eprint!("{label}: {rest}");
-                rest.clear();
+            for line in err.lines().map_while(Result::ok) {
+                eprintln!("{label}: {line}");
+                if said_tx.send(line).is_err() {
+                    break;
+                }
             }
         });
+        let end = Instant::now() + LIMIT;
+        loop {
+            match said.recv_timeout(end.saturating_duration_since(Instant::now())) {
+                Ok(line) if line.contains(ready) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{label}: no \"{ready}\" within {LIMIT:?} ({e})");
+                }
+            }
+        }
         let out = BufReader::new(child.stdout.take().unwrap());
         let (tx, rx) = channel();
         std::thread::spawn(move || {
@@ -62,6 +67,7 @@ impl Service {
         Service {
             child,
             events: rx,
+            said,
             seen: Vec::new(),
         }
     }
@@ -112,12 +118,42 @@ impl Service {
         self.seen.iter().filter(|e| e["address"] == addr).collect()
     }
 
-    /// SIGTERM, a clean exit, and every event.
+    /// Wait (up to `limit`) for a line of its standard error holding
+    /// `needle`; the line.
+    pub fn wait_said(&mut self, needle: &str, limit: Duration) -> Option<String> {
+        let end = Instant::now() + limit;
+        loop {
+            match self
+                .said
+                .recv_timeout(end.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// SIGTERM, a clean exit within [`LIMIT`], and every event.
     pub fn stop(mut self) -> Vec<Value> {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        // The event reader ends when the process closes its output, so
+        // its end is the process's end, bounded.
+        let end = Instant::now() + LIMIT;
+        loop {
+            match self
+                .events
+                .recv_timeout(end.saturating_duration_since(Instant::now()))
+            {
+                Ok(v) => self.seen.push(v),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("did not stop within {LIMIT:?} of SIGTERM")
+                }
+            }
+        }
         let status = self.child.wait().unwrap();
         assert!(status.success(), "exited with {status}");
-        self.seen.extend(self.events.iter());
         std::mem::take(&mut self.seen)
     }
 }

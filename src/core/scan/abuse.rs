@@ -58,6 +58,16 @@ pub fn categories(source: &str, rule: &str, patterns: &[String]) -> Vec<u8> {
     }
 }
 
+/// The categories of a watch ban: watch does not keep which pattern each
+/// line matched, so a web entry with `match` patterns is a web attack
+/// (never a claim of SQL injection), one without is a bad bot.
+pub fn watch_categories(source: &str, rule: &str, has_patterns: bool) -> Vec<u8> {
+    match source {
+        "nginx" | "apache" if has_patterns => vec![category::WEB_APP_ATTACK],
+        _ => categories(source, rule, &[]),
+    }
+}
+
 /// Why an address is never reported, if it is not.
 pub fn refused(a: IpAddr, trusted: &[IpNet]) -> Option<&'static str> {
     if trusted.iter().any(|n| n.contains(&a)) {
@@ -183,6 +193,10 @@ pub struct Summary {
     pub limited: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A failure stopped the reports (the key refused, the quota used up,
+    /// the service unreachable): watch pauses its reports then.
+    #[serde(skip)]
+    pub stopped: bool,
 }
 
 impl Ledger {
@@ -303,6 +317,18 @@ mod tests {
             [BRUTE_FORCE]
         );
         assert_eq!(categories("my-app", "my-app", &[]), [HACKING]);
+    }
+
+    #[test]
+    fn watch_categories_never_claim_what_was_not_kept() {
+        use category::*;
+        assert_eq!(watch_categories("nginx", "nginx", true), [WEB_APP_ATTACK]);
+        assert_eq!(watch_categories("apache", "apache", false), [BAD_WEB_BOT]);
+        assert_eq!(watch_categories("sshd", "sshd", false), [BRUTE_FORCE, SSH]);
+        assert_eq!(
+            comment_by("watch", "sshd", "ssh", 6, "10m"),
+            "fwctl watch rule sshd (ssh): 6 matching log lines within 10m"
+        );
     }
 
     #[test]

@@ -6,7 +6,6 @@
 use crate::core::logline::{Hit, Line, Malformed, Proto};
 use crate::core::logsource::LineParser;
 use memchr::memmem::Finder;
-use std::collections::VecDeque;
 use std::net::IpAddr;
 
 pub use super::sources::{Source, Sources, TopPorts};
@@ -42,12 +41,44 @@ impl TypeFilter {
     }
 }
 
+/// What a tally counts: the protocols, and the prefix IPv6 sources are
+/// counted by (128: each address; see [`Tally::fold_v6`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counting {
+    pub kind: TypeFilter,
+    pub v6_prefix: u8,
+}
+
+impl From<TypeFilter> for Counting {
+    /// Every IPv6 address on its own.
+    fn from(kind: TypeFilter) -> Counting {
+        Counting {
+            kind,
+            v6_prefix: 128,
+        }
+    }
+}
+
 /// An address as one number: IPv4 as its IPv4-mapped IPv6 form (the parser
 /// never yields a mapped IPv6 address, so the two cannot collide).
 fn key(a: IpAddr) -> u128 {
     match a {
         IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
         IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+/// The IPv4-mapped block `::ffff:0:0/96`, as [`key`] writes IPv4.
+fn is_v4_key(k: u128) -> bool {
+    k >> 32 == 0xffff
+}
+
+/// The bits of an IPv6 key kept when counting per `/len`.
+fn v6_mask(len: u8) -> u128 {
+    match len {
+        0 => 0,
+        128.. => u128::MAX,
+        n => !(u128::MAX >> n),
     }
 }
 
@@ -62,15 +93,52 @@ pub fn addr(k: u128) -> IpAddr {
 /// How many hits ahead the tally warms a slot, and then a source.
 const AHEAD: usize = 8;
 
+/// What counting a hit needs of it once its source is known: a third of a
+/// [`Hit`], moved twice through the [`Pipe`] on every line.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counted {
+    time: i64,
+    marks: u64,
+    n: u32,
+    dport: Option<u16>,
+}
+
+impl From<&Hit> for Counted {
+    fn from(h: &Hit) -> Counted {
+        Counted {
+            time: h.time,
+            marks: h.marks,
+            n: h.n,
+            dport: h.dport,
+        }
+    }
+}
+
 /// The hits between warming and counting: (key, hash, hit) whose slot is
-/// warm, (place, hit) whose source is.
+/// warm, (place, hit) whose source is. Two rings of `AHEAD`: the hit put in
+/// at `at` replaces the one looked up there (now placed at `at`), which
+/// replaces the one counted, so each stage is `AHEAD` hits behind the one
+/// before, in order. `queued` says which entries are live.
 struct Pipe {
-    looked: VecDeque<(u128, u64, Hit)>,
-    placed: VecDeque<(u32, Hit)>,
+    looked: [(u128, u64, Counted); AHEAD],
+    placed: [(u32, Counted); AHEAD],
+    at: usize,
+    queued: usize,
+}
+
+impl Pipe {
+    fn new() -> Pipe {
+        Pipe {
+            looked: Default::default(),
+            placed: Default::default(),
+            at: 0,
+            queued: 0,
+        }
+    }
 }
 
 /// A new source's tally, before its first hit is added.
-fn fresh(h: &Hit) -> Source {
+fn fresh(h: &Counted) -> Source {
     Source {
         hits: 0,
         first: h.time,
@@ -101,6 +169,8 @@ pub struct Tally {
     /// The prefix IPv6 sources are counted by (128: each address); see
     /// [`Tally::fold_v6`].
     pub v6_prefix: u8,
+    /// Its mask, applied to each IPv6 hit's key as it is counted.
+    v6_mask: u128,
 }
 
 /// Counts per minute (Unix seconds / 60). Lines come mostly in order, so
@@ -169,9 +239,15 @@ impl Minutes {
 }
 
 impl Tally {
-    pub fn new(filter: TypeFilter) -> Tally {
+    /// A tally of `count.kind`, IPv6 sources counted per
+    /// `count.v6_prefix` from the first hit: folding the table after the
+    /// scan built a second one as big (with a million clients, a third of
+    /// a whole-file scan).
+    pub fn new(count: impl Into<Counting>) -> Tally {
+        let Counting { kind, v6_prefix } = count.into();
+        let v6_prefix = v6_prefix.min(128);
         Tally {
-            filter,
+            filter: kind,
             lines: 0,
             matched: 0,
             outside: 0,
@@ -180,32 +256,51 @@ impl Tally {
             examples: Default::default(),
             sources: Sources::default(),
             minutes: Minutes::default(),
-            v6_prefix: 128,
+            v6_prefix,
+            v6_mask: v6_mask(v6_prefix),
+        }
+    }
+
+    /// What this tally counts (to make another that merges into it).
+    pub fn counting(&self) -> Counting {
+        Counting {
+            kind: self.filter,
+            v6_prefix: self.v6_prefix,
+        }
+    }
+
+    /// The key a hit from `a` is counted under: the address, or its
+    /// network when IPv6 is counted per prefix.
+    #[inline]
+    fn key_of(&self, a: IpAddr) -> u128 {
+        let k = key(a);
+        if is_v4_key(k) {
+            k
+        } else {
+            k & self.v6_mask
         }
     }
 
     /// Count IPv6 sources per `/len` network (`[aggregate] v6_count_prefix`):
-    /// a host rotating through the addresses of its /64 is one source. Done
-    /// once the parts are merged; the key of a folded source is its
-    /// network's first address.
+    /// a host rotating through the addresses of its /64 is one source; the
+    /// key of a folded source is its network's first address. Nothing to
+    /// do for a tally made counting per `/len` already ([`Counting`]), as
+    /// the scan's are.
     pub fn fold_v6(&mut self, len: u8) {
         if len >= self.v6_prefix {
             return;
         }
         self.v6_prefix = len;
-        let mask = !(u128::MAX >> len);
+        let mask = v6_mask(len);
+        self.v6_mask = mask;
         // Most logs hold no IPv6 source a fold would change: then the
         // table stays (rebuilding it was a third of a whole-file scan).
-        if !self
-            .sources
-            .keys()
-            .any(|&k| k & mask != k && addr(k).is_ipv6())
-        {
+        if !self.sources.keys().any(|&k| k & mask != k && !is_v4_key(k)) {
             return;
         }
         let old = std::mem::take(&mut self.sources);
         for (k, s) in old.into_pairs() {
-            let k = if addr(k).is_ipv6() { k & mask } else { k };
+            let k = if is_v4_key(k) { k } else { k & mask };
             let mut fresh = Some(s);
             let mine = self
                 .sources
@@ -234,7 +329,8 @@ impl Tally {
     /// One line, without its newline.
     pub fn feed_line(&mut self, parser: &mut LineParser, line: &[u8]) {
         if let Some(h) = self.count(parser.parse_candidate(line), line) {
-            let k = key(h.src);
+            let k = self.key_of(h.src);
+            let h = Counted::from(&h);
             let i = self.sources.place(k, self.sources.hash(k), || fresh(&h));
             self.add(i, &h);
         }
@@ -242,7 +338,7 @@ impl Tally {
 
     /// A counted hit, for the source at place `i`.
     #[inline]
-    fn add(&mut self, i: u32, h: &Hit) {
+    fn add(&mut self, i: u32, h: &Counted) {
         self.matched += u64::from(h.n);
         let s = self.sources.at_mut(i);
         s.hits += u64::from(h.n);
@@ -280,33 +376,42 @@ impl Tally {
     /// so that neither cache miss stalls a line (see [`Sources`]).
     #[inline]
     fn queue(&mut self, h: Hit, pipe: &mut Pipe, warm: impl Fn(*const u8) + Copy) {
-        let k = key(h.src);
+        let k = self.key_of(h.src);
         let hash = self.sources.hash(k);
         if let Some(p) = self.sources.slot_addr(hash) {
             warm(p);
         }
-        pipe.looked.push_back((k, hash, h));
-        if pipe.looked.len() > AHEAD {
-            let (k, hash, h) = pipe.looked.pop_front().expect("longer than AHEAD");
+        let at = pipe.at;
+        pipe.at = (at + 1) % AHEAD;
+        if pipe.queued >= 2 * AHEAD {
+            let (i, h) = pipe.placed[at];
+            self.add(i, &h);
+        } else {
+            pipe.queued += 1;
+        }
+        let (k, hash, h) = std::mem::replace(&mut pipe.looked[at], (k, hash, Counted::from(&h)));
+        if pipe.queued > AHEAD {
             let i = self.sources.place(k, hash, || fresh(&h));
             self.sources.source_addr(i).into_iter().for_each(warm);
-            pipe.placed.push_back((i, h));
-        }
-        if pipe.placed.len() > AHEAD {
-            let (i, h) = pipe.placed.pop_front().expect("longer than AHEAD");
-            self.add(i, &h);
+            pipe.placed[at] = (i, h);
         }
     }
 
     /// Counts what is left in the pipeline, in order.
     fn drain(&mut self, pipe: &mut Pipe) {
-        while let Some((i, h)) = pipe.placed.pop_front() {
+        // The oldest live entry of each ring is the next to be replaced.
+        let (q, at) = (pipe.queued, pipe.at);
+        let live = |n: usize| (AHEAD - n.min(AHEAD)..AHEAD).map(move |j| (at + j) % AHEAD);
+        for j in live(q.saturating_sub(AHEAD)) {
+            let (i, h) = pipe.placed[j];
             self.add(i, &h);
         }
-        while let Some((k, hash, h)) = pipe.looked.pop_front() {
+        for j in live(q) {
+            let (k, hash, h) = pipe.looked[j];
             let i = self.sources.place(k, hash, || fresh(&h));
             self.add(i, &h);
         }
+        (pipe.at, pipe.queued) = (0, 0);
     }
 
     /// Whole lines, each ending in a newline except perhaps the last. Only
@@ -326,10 +431,7 @@ impl Tally {
         buf: &[u8],
         warm: impl Fn(*const u8) + Copy,
     ) {
-        let mut pipe = Pipe {
-            looked: VecDeque::with_capacity(AHEAD + 1),
-            placed: VecDeque::with_capacity(AHEAD + 1),
-        };
+        let mut pipe = Pipe::new();
         let most = parser.needle_on_most_lines();
         let mut feed = |t: &mut Tally, line: &[u8]| {
             if let Some(h) = t.count(parser.parse_candidate(line), line) {
@@ -370,8 +472,11 @@ impl Tally {
         self.drain(&mut pipe);
     }
 
-    /// Fold another part's tally (another thread, another file) into this one.
-    pub fn merge(&mut self, other: Tally) {
+    /// Fold another part's tally (another thread, another file) into this
+    /// one (the one counting IPv6 per longer prefixes is folded first).
+    pub fn merge(&mut self, mut other: Tally) {
+        self.fold_v6(other.v6_prefix);
+        other.fold_v6(self.v6_prefix);
         self.lines += other.lines;
         self.matched += other.matched;
         self.outside += other.outside;
@@ -458,7 +563,7 @@ mod tests {
     }
 
     /// The tally of `lines` for a window of `within` seconds ending at `now`.
-    fn tally(lines: &str, now: i64, within: i64, filter: TypeFilter) -> Tally {
+    fn tally(lines: &str, now: i64, within: i64, filter: impl Into<Counting>) -> Tally {
         let mut p = LineParser::Kernel(Parser::new(
             &BLOCKED,
             Zone::fixed(0),
@@ -601,6 +706,75 @@ mod tests {
         assert_eq!(c.len(), MAX_MINUTES);
         assert_eq!(c.keys().next(), Some(&100));
         assert_eq!(c.keys().last(), Some(&(MAX_MINUTES as i64 + 99)));
+    }
+
+    /// A source as a report shows it: address, hits, first, last, ports.
+    type Shown = (IpAddr, u64, i64, i64, Vec<(u16, u64)>);
+
+    /// Every source with its hits, times and ports, in the offenders' order.
+    fn everything(t: &Tally) -> Vec<Shown> {
+        t.offenders(0)
+            .into_iter()
+            .map(|(a, s)| (a, s.hits, s.first, s.last, s.ports.top(8)))
+            .collect()
+    }
+
+    /// A scan counts each IPv6 hit under its /64 as it reads: the same
+    /// sources, hits, times and ports as folding the table afterwards,
+    /// also for parts read apart (threads, rotated files) and merged,
+    /// whichever of them counted per address.
+    #[test]
+    fn counting_per_prefix_while_reading_equals_folding_after() {
+        let mut log = String::new();
+        for i in 1..=40u32 {
+            let v6 = format!("2001:db8:1:{:x}::{i:x}", i % 4);
+            log += &burst(2 + (i % 3) as usize, &v6, T0 - 1000 + i64::from(i));
+            log += &burst(1, &format!("192.0.2.{i}"), T0 - 900 + i64::from(i));
+        }
+        log += &burst(2, "::1", T0 - 10);
+        let mut after = tally(&log, T0, 1800, TypeFilter::Tcp);
+        assert_eq!(after.sources.len(), 81);
+        after.fold_v6(64);
+        let per64 = Counting {
+            kind: TypeFilter::Tcp,
+            v6_prefix: 64,
+        };
+        let mut during = tally(&log, T0, 1800, per64);
+        assert_eq!((during.v6_prefix, during.sources.len()), (64, 45));
+        assert_eq!(everything(&during), everything(&after));
+        assert_eq!(during.matched, after.matched);
+        // Folding again to the prefix it counted by changes nothing.
+        during.fold_v6(64);
+        assert_eq!(everything(&during), everything(&after));
+        let lines: Vec<&str> = log.split_inclusive('\n').collect();
+        for cut in [1, 17, lines.len() / 2, lines.len() - 1] {
+            let (head, tail) = (lines[..cut].concat(), lines[cut..].concat());
+            let mut a = tally(&head, T0, 1800, per64);
+            a.merge(tally(&tail, T0, 1800, TypeFilter::Tcp));
+            assert_eq!(everything(&a), everything(&after), "cut at {cut}");
+            let mut b = tally(&head, T0, 1800, TypeFilter::Tcp);
+            b.merge(tally(&tail, T0, 1800, per64));
+            assert_eq!(everything(&b), everything(&after), "cut at {cut}");
+        }
+    }
+
+    /// Hits wait in the pipeline between warming and counting: a buffer
+    /// that ends with it empty, part full or full loses none of them.
+    #[test]
+    fn no_hit_is_lost_in_the_pipeline_whatever_its_fill() {
+        for n in 0..=3 * AHEAD + 1 {
+            let log: String = (0..n)
+                .map(|i| line(T0 - 100, &format!("198.51.100.{i}"), "TCP", 22))
+                .collect();
+            let mut p =
+                LineParser::Kernel(Parser::new(&BLOCKED, Zone::fixed(0), T0, (T0 - 600, T0)));
+            let f = Finder::new(p.needle()).into_owned();
+            let mut t = Tally::new(TypeFilter::Tcp);
+            t.feed_buffer(&mut p, &f, log.as_bytes());
+            t.feed_buffer(&mut p, &f, log.as_bytes());
+            assert_eq!((t.matched, t.sources.len()), (2 * n as u64, n), "{n}");
+            assert!(t.sources.iter().all(|(_, s)| s.hits == 2), "{n}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! of the scan, and the kernel zeroing the pages of a map of whole sources,
 //! rehashed as it grew, as another sixth. So the index holds only (key,
 //! place), 32 bytes a source, and is the only part rehashed; the list grows
-//! in place; and the tally asks for both lines some lines ahead of using them
+//! by blocks that never move (a source is 96 bytes, see [`TopPorts`]); and the tally asks for both lines some lines ahead of using them
 //! (`Tally::feed_buffer_warm`): [`Sources::slot_addr`] and
 //! [`Sources::source_addr`] say where they are.
 //!
@@ -27,11 +27,20 @@ const EMPTY: u32 = u32::MAX;
 /// distinct ports; beyond that each slot keeps how much of its count may
 /// belong to ports it replaced, and ports are ranked and reported by the
 /// count they certainly have (flagged as a lower bound).
+///
+/// Ports and counts are kept apart, inline, so that a source costs no
+/// allocation of its own and finding a port is one compare of all eight
+/// (a web log's statuses come in no order a branch predictor could learn).
+/// What a slot may owe to replaced ports is boxed: only a source that hit
+/// more than `SLOTS` ports has it, and every source's size is the table's
+/// (a whole-file scan of a million clients was a third page zeroing).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TopPorts {
-    /// (port, count, of which possibly other ports'); the first `used` are
-    /// live. Inline, so a source costs no allocation of its own.
-    slots: [(u16, u32, u32); SLOTS],
+    /// The first `used` are live.
+    ports: [u16; SLOTS],
+    counts: [u32; SLOTS],
+    /// Of each slot's count, how much may be other ports' (once full).
+    errs: Option<Box<[u32; SLOTS]>>,
     used: u8,
     pub estimated: bool,
 }
@@ -39,42 +48,58 @@ pub struct TopPorts {
 const SLOTS: usize = 8;
 
 impl TopPorts {
+    /// The live slot holding `port`, if any.
+    #[inline]
+    fn find(&self, port: u16) -> Option<usize> {
+        let mut hit = 0u32;
+        for (j, &p) in self.ports.iter().enumerate() {
+            hit |= u32::from(p == port) << j;
+        }
+        hit &= (1u32 << self.used) - 1;
+        (hit != 0).then(|| hit.trailing_zeros() as usize)
+    }
+
+    #[inline]
     pub fn add(&mut self, port: u16, n: u32) {
+        if let Some(at) = self.find(port) {
+            self.counts[at] = self.counts[at].saturating_add(n);
+            return;
+        }
+        self.add_new(port, n);
+    }
+
+    /// A port not in the slots: into a free one, or over the least counted.
+    fn add_new(&mut self, port: u16, n: u32) {
         let used = usize::from(self.used);
-        // Every slot compared, without a branch on which: a web log's
-        // statuses come in no order a branch predictor could learn (perf:
-        // the loop's exits were most of this function's time).
-        let mut at = SLOTS;
-        for j in (0..SLOTS).rev() {
-            at = if (self.slots[j].0 == port) & (j < used) {
-                j
-            } else {
-                at
-            };
-        }
-        if let Some(s) = self.slots.get_mut(at) {
-            s.1 = s.1.saturating_add(n);
-        } else if used < SLOTS {
-            self.slots[used] = (port, n, 0);
+        if used < SLOTS {
+            self.ports[used] = port;
+            self.counts[used] = n;
+            if let Some(e) = &mut self.errs {
+                e[used] = 0;
+            }
             self.used += 1;
-        } else {
-            // Take over the least counted slot; its count becomes our error.
-            let min = self
-                .slots
-                .iter_mut()
-                .min_by_key(|s| s.1)
-                .expect("slots are full");
-            *min = (port, min.1.saturating_add(n), min.1);
-            self.estimated = true;
+            return;
         }
+        // Take over the least counted slot; its count becomes our error.
+        let min = (0..SLOTS)
+            .min_by_key(|&j| self.counts[j])
+            .expect("slots are full");
+        let was = self.counts[min];
+        self.errs.get_or_insert_with(Default::default)[min] = was;
+        self.ports[min] = port;
+        self.counts[min] = was.saturating_add(n);
+        self.estimated = true;
+    }
+
+    fn err(&self, j: usize) -> u32 {
+        self.errs.as_ref().map_or(0, |e| e[j])
     }
 
     /// Up to `n` ports with the hits they certainly have, most first (ties:
     /// lower port first).
     pub fn top(&self, n: usize) -> Vec<(u16, u64)> {
-        let mut v: Vec<(u16, u64)> = self.slots[..usize::from(self.used)]
-            .iter()
-            .map(|s| (s.0, u64::from(s.1 - s.2)))
+        let mut v: Vec<(u16, u64)> = (0..usize::from(self.used))
+            .map(|j| (self.ports[j], u64::from(self.counts[j] - self.err(j))))
             .collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         v.truncate(n);
@@ -83,11 +108,14 @@ impl TopPorts {
 
     pub(super) fn merge(&mut self, other: &TopPorts) {
         self.estimated |= other.estimated;
-        for &(p, n, err) in &other.slots[..usize::from(other.used)] {
+        for j in 0..usize::from(other.used) {
+            let (p, n, err) = (other.ports[j], other.counts[j], other.err(j));
             self.add(p, n);
             if err > 0 {
-                if let Some(s) = self.slots.iter_mut().find(|s| s.0 == p) {
-                    s.2 = s.2.saturating_add(err).min(s.1);
+                if let Some(at) = self.find(p) {
+                    let count = self.counts[at];
+                    let e = &mut self.errs.get_or_insert_with(Default::default)[at];
+                    *e = e.saturating_add(err).min(count);
                 }
             }
         }
@@ -116,23 +144,73 @@ impl Source {
     }
 }
 
+/// The sources in blocks that never move once full: growing adds a block
+/// instead of copying the whole list into a twice bigger one (each doubling
+/// copied, and had the kernel zero, the table's biggest part again). The
+/// first block grows as a vector does, so a small tally stays small.
+#[derive(Clone, Debug, Default)]
+struct List {
+    blocks: Vec<Vec<Source>>,
+    len: usize,
+}
+
+/// Sources a block (6 MiB at 96 bytes a source: whole huge pages).
+const BLOCK: usize = 1 << 16;
+
+impl List {
+    fn push(&mut self, s: Source) {
+        match self.blocks.last_mut() {
+            Some(b) if b.len() < BLOCK => b.push(s),
+            last => {
+                let mut b = match last {
+                    Some(_) => Vec::with_capacity(BLOCK),
+                    None => Vec::new(),
+                };
+                b.push(s);
+                self.blocks.push(b);
+            }
+        }
+        self.len += 1;
+    }
+
+    #[inline]
+    fn get(&self, i: u32) -> &Source {
+        let i = i as usize;
+        &self.blocks[i / BLOCK][i % BLOCK]
+    }
+
+    #[inline]
+    fn get_mut(&mut self, i: u32) -> &mut Source {
+        let i = i as usize;
+        &mut self.blocks[i / BLOCK][i % BLOCK]
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Source> {
+        self.blocks.iter().flatten()
+    }
+
+    fn into_all(self) -> impl Iterator<Item = Source> {
+        self.blocks.into_iter().flatten()
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
     /// (key, place in `keys` and `list`); a power of two long, at most
     /// five eighths full; empty before the first source.
     slots: Vec<(u128, u32)>,
     keys: Vec<u128>,
-    list: Vec<Source>,
+    list: List,
     hasher: foldhash::fast::RandomState,
 }
 
 impl Sources {
     pub fn len(&self) -> usize {
-        self.list.len()
+        self.list.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.list.len == 0
     }
 
     /// The sources' keys (`count::addr` gives the address).
@@ -141,11 +219,11 @@ impl Sources {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&u128, &Source)> {
-        self.keys.iter().zip(&self.list)
+        self.keys.iter().zip(self.list.iter())
     }
 
     pub fn into_pairs(self) -> impl Iterator<Item = (u128, Source)> {
-        self.keys.into_iter().zip(self.list)
+        self.keys.into_iter().zip(self.list.into_all())
     }
 
     pub fn hash(&self, k: u128) -> u64 {
@@ -162,7 +240,7 @@ impl Sources {
                 return None;
             }
             if key == *k {
-                return Some(&self.list[i as usize]);
+                return Some(self.list.get(i));
             }
             at = (at + 1) & mask;
         }
@@ -176,19 +254,19 @@ impl Sources {
 
     /// Where source `i`'s fields lie: its first and last byte (to warm).
     pub fn source_addr(&self, i: u32) -> [*const u8; 2] {
-        let p: *const u8 = (&raw const self.list[i as usize]).cast();
+        let p: *const u8 = (&raw const *self.list.get(i)).cast();
         [p, p.wrapping_add(std::mem::size_of::<Source>() - 1)]
     }
 
     pub fn at_mut(&mut self, i: u32) -> &mut Source {
-        &mut self.list[i as usize]
+        self.list.get_mut(i)
     }
 
     /// The place of key `k` (of hash `h`), a new source from `new` if there
     /// is none yet.
     #[inline]
     pub fn place(&mut self, k: u128, h: u64, new: impl FnOnce() -> Source) -> u32 {
-        if (self.list.len() + 1) * 8 > self.slots.len() * 5 {
+        if (self.list.len + 1) * 8 > self.slots.len() * 5 {
             self.grow();
         }
         let mask = self.slots.len() - 1;
@@ -196,7 +274,7 @@ impl Sources {
         loop {
             let (key, i) = self.slots[at];
             if i == EMPTY {
-                let i = self.list.len() as u32;
+                let i = self.list.len as u32;
                 self.slots[at] = (k, i);
                 self.keys.push(k);
                 self.list.push(new());
@@ -270,5 +348,59 @@ mod tests {
         let seen: std::collections::HashSet<u128> = s.keys().copied().collect();
         assert_eq!(seen.len(), keys.len());
         assert!(s.slots.len().is_power_of_two() && s.len() * 8 <= s.slots.len() * 5);
+    }
+
+    /// A source's size is the table's: a million clients are a million of
+    /// them (kept small by boxing what only overflowing ports need).
+    #[test]
+    fn a_source_stays_small() {
+        assert!(std::mem::size_of::<Source>() <= 96);
+    }
+
+    #[test]
+    fn the_list_keeps_every_source_across_its_blocks() {
+        let mut s = Sources::default();
+        let n = BLOCK as u128 * 2 + 7;
+        for k in 0..n {
+            s.get_or_insert_with(k * 7919, || src(k as u64)).marks = 1;
+        }
+        assert_eq!(s.len() as u128, n);
+        for k in [0, 1, BLOCK as u128 - 1, BLOCK as u128, n - 1] {
+            assert_eq!(s.get(&(k * 7919)).map(|x| x.hits), Some(k as u64));
+        }
+        // In the order they came, keys beside their sources.
+        assert!(s
+            .iter()
+            .enumerate()
+            .all(|(i, (&k, x))| k == i as u128 * 7919 && x.hits == i as u64));
+        assert_eq!(s.clone().into_pairs().count() as u128, n);
+    }
+
+    /// Past `SLOTS` ports the counts reported are lower bounds, merged or
+    /// not, and a heavy port keeps its exact count.
+    #[test]
+    fn merged_estimates_stay_lower_bounds() {
+        let mut truth = std::collections::HashMap::<u16, u64>::new();
+        let (mut a, mut b) = (TopPorts::default(), TopPorts::default());
+        for i in 0..300u16 {
+            let port = if i % 3 == 0 { 443 } else { 1000 + i % 37 };
+            let t = if i % 2 == 0 { &mut a } else { &mut b };
+            t.add(port, 1);
+            *truth.entry(port).or_default() += 1;
+        }
+        assert!(a.estimated && b.estimated);
+        a.merge(&b);
+        assert!(a.estimated);
+        let top = a.top(8);
+        assert_eq!(top[0], (443, truth[&443]));
+        assert!(top.iter().all(|(p, n)| *n <= truth[p]), "{top:?}");
+        // Few ports: exact, and merging exact counts stays exact.
+        let (mut c, mut d) = (TopPorts::default(), TopPorts::default());
+        c.add(22, 3);
+        c.add(80, 1);
+        d.add(80, 4);
+        c.merge(&d);
+        assert!(!c.estimated);
+        assert_eq!(c.top(3), vec![(80, 5), (22, 3)]);
     }
 }

@@ -16,6 +16,7 @@
 pub mod events;
 pub mod journal;
 pub mod positions;
+pub mod series;
 
 use crate::core::capture::table::Table;
 use std::collections::VecDeque;
