@@ -533,7 +533,11 @@ mod tests {
         let t = MAX_SERIES as i64 + 36;
         b.judge(DAY0 + t * 3600, &cfg());
         assert!(b.get(&Key::new(What::Bans, "r0", "all")).is_none());
-        b.add(&Key::new(What::Bans, "new", "all"), DAY0 + (t + 1) * 3600, 1);
+        b.add(
+            &Key::new(What::Bans, "new", "all"),
+            DAY0 + (t + 1) * 3600,
+            1,
+        );
         assert!(b.get(&Key::new(What::Bans, "r10", "all")).is_none());
         assert!(b.get(&Key::new(What::Bans, "r11", "all")).is_some());
         assert!(b
