@@ -16,6 +16,25 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+/// The lab's firewall from `cfg`, whatever runs on the host.
+fn apply_force(lab: &Lab, cfg: &Path) {
+    let out = lab.fwctl(
+        &["--config", cfg.to_str().unwrap(), "apply", "--force"],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A stand-in program the test wrote, made runnable.
+fn executable(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 fn now_stamp() -> String {
     let out = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%dT%H:%M:%S.%6N+00:00"])
@@ -122,15 +141,7 @@ fn watch_bans_as_lines_are_written_across_rotations_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let cfg = config(d, 19470);
-    let out = lab.fwctl(
-        &["--config", cfg.to_str().unwrap(), "apply", "--force"],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply_force(&lab, &cfg);
     let log = d.join("auth.log");
     let old = d.join("auth.log.1");
     append(&log, &ssh("203.0.113.99", 10)); // before the start: the cron scan's
@@ -502,8 +513,7 @@ os.execvp("sleep", ["sleep", "600"])
         ),
     )
     .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    executable(&fake);
     // Its bans go to [[notify]] as scan's do (a real HTTP receiver).
     let rx = Http::start_in(&lab.target, 0);
     let cfg = d.join("fwctl.toml");
@@ -515,15 +525,7 @@ os.execvp("sleep", ["sleep", "600"])
         ),
     )
     .unwrap();
-    let out = lab.fwctl(
-        &["--config", cfg.to_str().unwrap(), "apply", "--force"],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply_force(&lab, &cfg);
     let env = [("FWCTL_JOURNALCTL", fake.to_str().unwrap())];
     let mut w = Watch::start(&lab, &cfg, &env);
     w.wait("watch_ban", "203.0.113.51");
@@ -604,8 +606,7 @@ os.execvp("sleep", ["sleep", "600"])
         ),
     )
     .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    executable(&fake);
     let cfg = d.join("fwctl.toml");
     let entry = |source: &str, set: &str| {
         format!("[[watch]]\nsource = \"{source}\"\njournal = true\nhowmany = 1\nwithin = \"10m\"\nipset = \"{set}\"\nremoveafter = \"1h\"\n")
@@ -619,15 +620,7 @@ os.execvp("sleep", ["sleep", "600"])
         ),
     )
     .unwrap();
-    let out = lab.fwctl(
-        &["--config", cfg.to_str().unwrap(), "apply", "--force"],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply_force(&lab, &cfg);
     let env = [("FWCTL_JOURNALCTL", fake.to_str().unwrap())];
     let mut w = Watch::start(&lab, &cfg, &env);
     let both = |seen: &[Value]| {
