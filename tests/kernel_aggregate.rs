@@ -63,23 +63,7 @@ impl Run<'_> {
     }
 
     fn scan(&self, log: &Path, howmany: &str) -> Output {
-        self.fwctl(&[
-            "scan",
-            "--log",
-            log.to_str().unwrap(),
-            "--rule",
-            "blocked",
-            "--type",
-            "tcp",
-            "--howmany",
-            howmany,
-            "--within",
-            "10m",
-            "--ipset",
-            "blacklist",
-            "--removeafter",
-            "1h",
-        ])
+        self.fwctl(&blocked_scan(log, howmany, "blacklist", "1h"))
     }
 
     /// `list --json`: (set, address) -> seconds left, for either backend.

@@ -521,27 +521,7 @@ fn scan(b: Backend) {
     text_now.push_str(&more);
     std::fs::write(&log, text_now).unwrap();
 
-    let out = run(
-        &lab,
-        &c,
-        &[
-            "scan",
-            "--log",
-            log.to_str().unwrap(),
-            "--rule",
-            "blocked",
-            "--type",
-            "tcp",
-            "--howmany",
-            "2",
-            "--within",
-            "10m",
-            "--ipset",
-            "throttle-hard",
-            "--removeafter",
-            "2h",
-        ],
-    );
+    let out = run(&lab, &c, &blocked_scan(&log, "2", "throttle-hard", "2h"));
     ok(&out, "scan");
     let m = members(&lab, b, "throttle-hard_v6");
     for a in offenders.iter().chain([&a6.to_string()]) {
@@ -1068,27 +1048,7 @@ fn scan_kernel_log(b: Backend) {
         .map(|m| format!("{t} host kernel: [ 100.000000] {m}\n"))
         .collect();
     std::fs::write(&log, &written).unwrap();
-    let out = run(
-        &lab,
-        &c,
-        &[
-            "scan",
-            "--log",
-            log.to_str().unwrap(),
-            "--rule",
-            "blocked",
-            "--type",
-            "tcp",
-            "--howmany",
-            "2",
-            "--within",
-            "10m",
-            "--ipset",
-            "blacklist",
-            "--removeafter",
-            "1h",
-        ],
-    );
+    let out = run(&lab, &c, &blocked_scan(&log, "2", "blacklist", "1h"));
     let said = ok(&out, "scan");
     assert!(said.contains("added: 2"), "{said}\n{written}");
     for (set, a) in [("blacklist", a4), ("blacklist_v6", a6)] {

@@ -48,29 +48,10 @@ fn log_two_minutes_ago(path: &Path) -> i64 {
 }
 
 fn scan(lab: &Lab, cfg: &Path, log: &Path) -> Output {
-    lab.fwctl(
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "scan",
-            "--json",
-            "--log",
-            log.to_str().unwrap(),
-            "--rule",
-            "blocked",
-            "--type",
-            "tcp",
-            "--howmany",
-            "2",
-            "--within",
-            "10m",
-            "--ipset",
-            "throttle-hard",
-            "--removeafter",
-            "1h",
-        ],
-        &[],
-    )
+    let mut args = vec!["--config", cfg.to_str().unwrap()];
+    args.extend(blocked_scan(log, "2", "throttle-hard", "1h"));
+    args.push("--json");
+    lab.fwctl(&args, &[])
 }
 
 #[test]
@@ -168,9 +149,7 @@ fn report_true_never_posts_a_documentation_address_and_counts_it() {
     let prom = tempfile::tempdir().unwrap();
     let (d, cfg) = config("");
     let key = d.path().join("abuseipdb.key");
-    std::fs::write(&key, "the-key\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    secret_file(&key, "the-key\n");
     std::fs::write(
         &cfg,
         format!(
@@ -290,9 +269,7 @@ fn watch_counts_into_the_baseline_beside_scan_and_reports_through_the_ledger() {
     });
     let (d, cfg) = config("");
     let key = d.path().join("abuseipdb.key");
-    std::fs::write(&key, "the-key\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    secret_file(&key, "the-key\n");
     let auth = d.path().join("auth.log");
     std::fs::write(&auth, "").unwrap();
     std::fs::write(

@@ -5,6 +5,7 @@
 
 mod common;
 use common::fleet::{FleetLab, ATTACKER};
+use common::{blocked_scan, secret_file};
 use std::time::Duration;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -233,9 +234,7 @@ fn a_host_that_trusts_an_address_refuses_its_ban_and_says_why() {
     let good = check(lab.fwctl(0, &["doctor", "--json"]));
     assert_eq!(good["level"], "ok", "{good}");
     let wrong = lab.dir().join("wrong.secret");
-    std::fs::write(&wrong, "not-the-password\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    secret_file(&wrong, "not-the-password\n");
     let cfg = std::fs::read_to_string(&lab.hosts[0].cfg).unwrap();
     let bad_cfg = lab.dir().join("wrong.toml");
     std::fs::write(&bad_cfg, cfg.replace("redis.secret", "wrong.secret")).unwrap();
@@ -334,47 +333,9 @@ fn a_host_away_during_a_thousand_bans_catches_up_and_skips_the_expired() {
     // 1 000 bans from A's cron scan (an hour each) and 20 of two seconds.
     let log = lab.dir().join("iptables.log");
     let long = common::offenders_log(&log, 1..1001);
-    ok(&lab.fwctl(
-        0,
-        &[
-            "scan",
-            "--log",
-            log.to_str().unwrap(),
-            "--rule",
-            "blocked",
-            "--type",
-            "tcp",
-            "--howmany",
-            "2",
-            "--within",
-            "10m",
-            "--ipset",
-            "blacklist",
-            "--removeafter",
-            "1h",
-        ],
-    ));
+    ok(&lab.fwctl(0, &blocked_scan(&log, "2", "blacklist", "1h")));
     let short = common::offenders_log(&log, 2001..2021);
-    ok(&lab.fwctl(
-        0,
-        &[
-            "scan",
-            "--log",
-            log.to_str().unwrap(),
-            "--rule",
-            "blocked",
-            "--type",
-            "tcp",
-            "--howmany",
-            "2",
-            "--within",
-            "10m",
-            "--ipset",
-            "blacklist",
-            "--removeafter",
-            "2s",
-        ],
-    ));
+    ok(&lab.fwctl(0, &blocked_scan(&log, "2", "blacklist", "2s")));
     // B has them all as they come.
     assert!(lab
         .wait_member(1, "blacklist_v6", &long[999], true, 5 * SEC)

@@ -366,26 +366,7 @@ fn scenario(backend: &str) {
         .map(|m| format!("{t} host kernel: [ 100.000000] {m}\n"))
         .collect();
     std::fs::write(&log, text).unwrap();
-    let out = fw(
-        &dropcfg,
-        &[
-            "scan",
-            "--log",
-            log.to_str().unwrap(),
-            "--rule",
-            "blocked",
-            "--type",
-            "tcp",
-            "--howmany",
-            "10",
-            "--within",
-            "10m",
-            "--ipset",
-            "blacklist",
-            "--removeafter",
-            "1h",
-        ],
-    );
+    let out = fw(&dropcfg, &blocked_scan(&log, "10", "blacklist", "1h"));
     ok("scan", &out);
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -202,9 +202,7 @@ fn a_scan_asks_the_reputation_service_about_offenders_near_the_threshold() {
     });
     let (d, cfg) = config("");
     let key = d.path().join("abuseipdb.key");
-    std::fs::write(&key, "the-key\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    secret_file(&key, "the-key\n");
     std::fs::write(
         &cfg,
         format!(
@@ -220,29 +218,10 @@ fn a_scan_asks_the_reputation_service_about_offenders_near_the_threshold() {
     let log = d.path().join("iptables.log");
     offenders_log(&log, 1..7);
     let scan = || {
-        lab.fwctl(
-            &[
-                "--config",
-                c,
-                "scan",
-                "--json",
-                "--log",
-                log.to_str().unwrap(),
-                "--rule",
-                "blocked",
-                "--type",
-                "tcp",
-                "--howmany",
-                "3",
-                "--within",
-                "10m",
-                "--ipset",
-                "blacklist",
-                "--removeafter",
-                "1h",
-            ],
-            &[],
-        )
+        let mut args = vec!["--config", c];
+        args.extend(blocked_scan(&log, "3", "blacklist", "1h"));
+        args.push("--json");
+        lab.fwctl(&args, &[])
     };
     // howmany 3: three hits each is not over it, but near (>= 1.5).
     let v: serde_json::Value = serde_json::from_str(&ok(&scan())).unwrap();

@@ -203,28 +203,9 @@ fn a_503_is_retried_until_delivered_once_and_a_400_is_not_retried() {
 }
 
 fn scan(lab: &Lab, cfg: &Path, log: &Path) -> Output {
-    lab.fwctl(
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "scan",
-            "--log",
-            log.to_str().unwrap(),
-            "--rule",
-            "blocked",
-            "--type",
-            "tcp",
-            "--howmany",
-            "2",
-            "--within",
-            "10m",
-            "--ipset",
-            "throttle-hard",
-            "--removeafter",
-            "1h",
-        ],
-        &[],
-    )
+    let mut args = vec!["--config", cfg.to_str().unwrap()];
+    args.extend(blocked_scan(log, "2", "throttle-hard", "1h"));
+    lab.fwctl(&args, &[])
 }
 
 /// Addresses of the ip_blocked events, each with how often it came.

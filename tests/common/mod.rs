@@ -469,6 +469,40 @@ impl Kmsg {
 }
 
 /// Write a config into a temp dir; returns the dir (keep it alive) and path.
+/// `scan` of the kernel log `log`'s blocked TCP lines within 10 minutes:
+/// more than `howmany` bans into `set` for `removeafter`.
+pub fn blocked_scan<'a>(
+    log: &'a Path,
+    howmany: &'a str,
+    set: &'a str,
+    removeafter: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "scan",
+        "--log",
+        log.to_str().unwrap(),
+        "--rule",
+        "blocked",
+        "--type",
+        "tcp",
+        "--howmany",
+        howmany,
+        "--within",
+        "10m",
+        "--ipset",
+        set,
+        "--removeafter",
+        removeafter,
+    ]
+}
+
+/// A secret file the way fwctl takes one: only its owner may read it.
+pub fn secret_file(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 pub fn config(text: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fwctl.toml");
