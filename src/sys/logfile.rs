@@ -6,10 +6,11 @@
 //! arrive slightly out of order; the same is done for the window's end when
 //! `--now` points into the past. Bytes that are not log lines (a stretch of
 //! NULs after a crash, one huge line, binary garbage) are skipped, however
-//! long, to the next line with a timestamp. The part between is read with
-//! `pread` into a fixed buffer per thread (never the whole file, never
-//! `mmap`: a log truncated by logrotate's copytruncate under an mmap would
-//! kill us with SIGBUS) and split over the CPUs when it is large.
+//! long, to the next line with a timestamp. The part between is split over
+//! the CPUs when it is large and read through maps of at most 16 MiB
+//! (`sys::mapfile`: a file truncated under one does not kill us with SIGBUS,
+//! and the range is then read again from the copy), or, for what cannot be
+//! mapped, with `pread` into a fixed buffer per thread.
 //!
 //! A line is counted at most once whatever rotation happens during the read.
 //! A file is known by its device, inode and a hash of its first line; the
@@ -23,6 +24,7 @@
 use crate::core::logsource::LineParser;
 use crate::core::scan::count::{Counting, Tally};
 use crate::core::scan::FileRead;
+use crate::sys::mapfile::Mapped;
 use memchr::memmem::Finder;
 use std::fs::File;
 use std::io::{self, Read};
@@ -31,8 +33,12 @@ use std::path::{Path, PathBuf};
 
 /// Slack around the window for lines written out of time order (seconds).
 pub const MARGIN: i64 = 300;
-/// Read size per thread.
+/// Read size per thread (`pread`), window between two checks of the file
+/// (map), and the length from which a line is over-long.
 const BUF: usize = 1 << 20;
+/// How much of a file one map holds: bounds the pages mapped at a time
+/// (and so the RSS a scan shows); more than `BUF` and a page.
+const MAP: usize = 16 << 20;
 /// Ranges smaller than this are not worth a second thread.
 const SPLIT_MIN: u64 = 4 << 20;
 /// How much of a line's start is kept to read its timestamp from (a web
@@ -378,7 +384,7 @@ fn read_file(
     let mut missing = Vec::new();
     for (part, w) in parts.into_iter().zip(cuts.windows(2)) {
         let (t, end) = part?;
-        tally.merge(t);
+        tally.merge_warm(t, super::cpu::prefetch);
         if let RangeEnd::Cut { at, skipping } = end {
             missing.push(Missing {
                 at,
@@ -588,8 +594,133 @@ enum RangeEnd {
 }
 
 /// Tally [from, to) of a file, stopping at the first sign that the file is
-/// no longer the one we started on.
+/// no longer the one we started on. A regular file is read through a map
+/// (no copy of its bytes), anything else, or a file that cannot be mapped,
+/// through `pread` into a buffer.
 fn read_range(
+    file: &File,
+    from: u64,
+    to: u64,
+    parser: &LineParser,
+    count: Counting,
+    skipping: bool,
+    watch: &Watch,
+) -> io::Result<(Tally, RangeEnd)> {
+    if file.metadata()?.file_type().is_file() {
+        let r = read_range_mapped(file, (from, to), parser, count, skipping, watch, MAP)?;
+        if let Some(r) = r {
+            return Ok(r);
+        }
+    }
+    read_range_copied(file, from, to, parser, count, skipping, watch)
+}
+
+/// Whether the file changed under a map since the window that ends at
+/// `reached` was counted: shorter than that, another first line (a
+/// copytruncate that refilled it), or a page of the map faulted. A fault
+/// with the file intact is a read error.
+fn changed(file: &File, reached: u64, watch: &Watch, map: &Mapped) -> io::Result<bool> {
+    if file.metadata()?.len() < reached || (watch.head.is_some() && head_hash(file)? != watch.head)
+    {
+        return Ok(true);
+    }
+    if map.faulted() {
+        return Err(io::Error::other(
+            "a page of the file could not be read (SIGBUS)",
+        ));
+    }
+    Ok(false)
+}
+
+/// [`read_range`] through maps of at most `most` bytes ([`MAP`]), window by window
+/// of at most [`BUF`] (the same lines, the same over-long line rule as the
+/// buffer: a line of `BUF` bytes or more is counted once and skipped).
+/// After each window the file is checked ([`changed`]); the bytes of a
+/// window being read when the file was truncated may be zeros or new lines
+/// at old offsets, so on any change nothing of the range counts (a fresh
+/// tally and a cut at `from`: the caller reads the range from the rotated
+/// copy). None when the first map cannot be made.
+fn read_range_mapped(
+    file: &File,
+    (from, to): (u64, u64),
+    parser: &LineParser,
+    count: Counting,
+    mut skipping: bool,
+    watch: &Watch,
+    most: usize,
+) -> io::Result<Option<(Tally, RangeEnd)>> {
+    debug_assert!(most as u64 > BUF as u64 + Mapped::page());
+    let cut = RangeEnd::Cut { at: from, skipping };
+    let page = Mapped::page();
+    let mut p = parser.clone();
+    let finder = Finder::new(p.needle()).into_owned();
+    let mut tally = Tally::new(count);
+    let mut pos = from;
+    while pos < to {
+        let base = pos - pos % page;
+        let len = (to - base).min(most as u64) as usize;
+        let Some(map) = Mapped::new(file, base, len) else {
+            if pos == from {
+                return Ok(None);
+            }
+            let (t, end) = read_range_copied(file, pos, to, parser, count, skipping, watch)?;
+            if end != RangeEnd::Done {
+                return Ok(Some((Tally::new(count), cut)));
+            }
+            tally.merge(t);
+            break;
+        };
+        let data = map.bytes();
+        let last = base + len as u64 == to;
+        let mut at = (pos - base) as usize;
+        loop {
+            let end = (at + BUF).min(len);
+            if end == at {
+                break;
+            }
+            (watch.hook)(base + end as u64);
+            let next = if skipping {
+                match memchr::memchr(b'\n', &data[at..end]) {
+                    Some(j) => {
+                        skipping = false;
+                        at + j + 1
+                    }
+                    None => end,
+                }
+            } else {
+                match memchr::memrchr(b'\n', &data[at..end]) {
+                    Some(j) => {
+                        let w = &data[at..=at + j];
+                        tally.feed_buffer_warm(&mut p, &finder, w, super::cpu::prefetch);
+                        at + j + 1
+                    }
+                    // The range's last line, without a newline.
+                    None if end == len && last => {
+                        let w = &data[at..end];
+                        tally.feed_buffer_warm(&mut p, &finder, w, super::cpu::prefetch);
+                        end
+                    }
+                    None if end - at == BUF => {
+                        tally.lines += 1;
+                        skipping = true;
+                        end
+                    }
+                    // The line runs past this map: the next map starts at it.
+                    None => break,
+                }
+            };
+            if changed(file, base + end as u64, watch, &map)? {
+                return Ok(Some((Tally::new(count), cut)));
+            }
+            at = next;
+        }
+        pos = base + at as u64;
+    }
+    Ok(Some((tally, RangeEnd::Done)))
+}
+
+/// [`read_range`] through `pread` into a buffer.
+fn read_range_copied(
     file: &File,
     from: u64,
     to: u64,
@@ -926,6 +1057,76 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("delaycompress"), "{err}");
+    }
+
+    /// The map and the buffer read the same lines: over-long ones (at the
+    /// start, between maps, at the end), a last line without a newline,
+    /// a range that starts while skipping, lines across maps (small maps
+    /// here: a map holds a little more than a window).
+    #[test]
+    fn a_map_reads_what_the_buffer_reads() {
+        let spec = Spec {
+            bytes: 3 << 20,
+            ..Spec::default()
+        };
+        let (gen, _) = generated(&spec);
+        let mut log = vec![b'x'; BUF + 5];
+        log.push(b'\n');
+        log.extend_from_slice(&gen[..gen.len() / 2]);
+        log.extend(std::iter::repeat_n(b'y', 2 * BUF + 77));
+        log.push(b'\n');
+        log.extend(std::iter::repeat_n(b'z', BUF - 1));
+        log.push(b'\n');
+        log.extend_from_slice(&gen[gen.len() / 2..gen.len() - 1]);
+        let f = file_with(&log);
+        let p = parser(&spec, Zone::fixed(0), spec.within);
+        let watch = Watch {
+            head: head_hash(f.as_file()).unwrap(),
+            hook: &|_| {},
+        };
+        let page = Mapped::page() as usize;
+        let len = log.len() as u64;
+        for (from, skipping) in [(0, false), (1000, true), (BUF as u64 + 6, false)] {
+            let count = TypeFilter::Tcp.into();
+            let (want, end) =
+                read_range_copied(f.as_file(), from, len, &p, count, skipping, &watch).unwrap();
+            assert_eq!(end, RangeEnd::Done);
+            for most in [BUF + page + 1, BUF + 3 * page, MAP] {
+                let (got, end) =
+                    read_range_mapped(f.as_file(), (from, len), &p, count, skipping, &watch, most)
+                        .unwrap()
+                        .expect("a regular file maps");
+                assert_eq!(end, RangeEnd::Done);
+                assert_eq!(
+                    (got.lines, got.matched, got.outside, got.malformed),
+                    (want.lines, want.matched, want.outside, want.malformed),
+                    "from {from}, maps of {most}"
+                );
+                assert_eq!(offenders(&got, 0), offenders(&want, 0));
+            }
+        }
+    }
+
+    /// A file cut short under the map: no SIGBUS kills the process, the
+    /// pages past the new end read as zeros, and the map says it faulted.
+    #[test]
+    fn a_file_truncated_under_its_map_faults_into_zeros() {
+        let page = Mapped::page() as usize;
+        let f = file_with(&vec![b'a'; 4 * page]);
+        let map = Mapped::new(f.as_file(), 0, 4 * page).unwrap();
+        assert!(!map.faulted());
+        f.as_file().set_len(page as u64 + 10).unwrap();
+        let bytes = map.bytes();
+        assert_eq!(bytes[0], b'a');
+        assert!(!map.faulted(), "the first page is still the file's");
+        assert_eq!(bytes[3 * page], 0);
+        assert!(map.faulted());
+        assert!(bytes[2 * page..].iter().all(|&b| b == 0));
+        // Read again after the map is gone: a new map of the same file is
+        // not marked.
+        drop(map);
+        let again = Mapped::new(f.as_file(), 0, page).unwrap();
+        assert!(again.bytes().iter().all(|&b| b == b'a') && !again.faulted());
     }
 
     #[test]

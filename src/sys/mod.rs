@@ -23,6 +23,7 @@ pub mod iptables;
 pub mod journal;
 pub mod lock;
 pub mod logfile;
+pub mod mapfile;
 pub mod mem;
 pub mod netlink;
 pub mod nflog;
