@@ -607,9 +607,27 @@ fn read_range(
     watch: &Watch,
 ) -> io::Result<(Tally, RangeEnd)> {
     if file.metadata()?.file_type().is_file() {
-        let r = read_range_mapped(file, (from, to), parser, count, skipping, watch, MAP)?;
-        if let Some(r) = r {
-            return Ok(r);
+        let mapped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            read_range_mapped(file, (from, to), parser, count, skipping, watch, MAP)
+        }));
+        match mapped {
+            Ok(r) => {
+                if let Some(r) = r? {
+                    return Ok(r);
+                }
+            }
+            // The parser reads the page cache itself: bytes that changed
+            // under it (the file truncated or refilled while it was read)
+            // can trip one of its checks. Nothing of the range counts then,
+            // as for any change; a panic with the file intact is a bug.
+            Err(panic) => {
+                if file.metadata()?.len() < to
+                    || (watch.head.is_some() && head_hash(file)? != watch.head)
+                {
+                    return Ok((Tally::new(count), RangeEnd::Cut { at: from, skipping }));
+                }
+                std::panic::resume_unwind(panic);
+            }
         }
     }
     read_range_copied(file, from, to, parser, count, skipping, watch)

@@ -12,7 +12,9 @@
 //! zeros. The reader (`logfile`) checks after every window of the map that
 //! the file still has its length and first line and that no page faulted,
 //! and counts nothing of the map's range otherwise (the rest is read from
-//! the rotated copy, as with `pread`). A SIGBUS outside every registered
+//! the rotated copy, as with `pread`); the reader also catches a panic of
+//! the parser tripped by bytes that changed under it (a digit checked, then
+//! read as a zero), and counts nothing of the range then either. A SIGBUS outside every registered
 //! map goes to the action there was before (Rust's own, which reports a
 //! stack overflow or restores the default), as if this handler were not
 //! there.
@@ -101,10 +103,28 @@ extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mu
     }
 }
 
-/// Installs the handler once; false if it could not be.
+thread_local! {
+    /// The map this thread reads (a thread holds one at a time).
+    static READING: std::cell::Cell<Option<&'static Slot>> = const { std::cell::Cell::new(None) };
+}
+
+/// Installs the handler once; false if it could not be. Also wraps the
+/// panic hook: bytes that turned to zeros under the parser can trip one of
+/// its checks (a digit that was one when checked); the reader then counts
+/// nothing of that range anyway, so the panic of a thread whose map faulted
+/// is not reported.
 fn guard() -> bool {
     PREVIOUS
         .get_or_init(|| {
+            let report = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                let faulted = READING
+                    .with(|r| r.get())
+                    .is_some_and(|s| s.faulted.load(Ordering::Acquire));
+                if !faulted {
+                    report(info);
+                }
+            }));
             // SAFETY: a zeroed sigaction is a valid "no handler" value; we
             // fill in ours and read the old one back from the kernel.
             unsafe {
@@ -168,6 +188,7 @@ impl Mapped {
         slot.faulted.store(false, Ordering::Relaxed);
         slot.end.store(ptr as usize + len, Ordering::Release);
         slot.start.store(ptr as usize, Ordering::Release);
+        READING.with(|r| r.set(Some(slot)));
         Some(Mapped {
             ptr: ptr.cast(),
             len,
@@ -193,6 +214,11 @@ impl Mapped {
 
 impl Drop for Mapped {
     fn drop(&mut self) {
+        READING.with(|r| {
+            if r.get().is_some_and(|s| std::ptr::eq(s, self.slot)) {
+                r.set(None);
+            }
+        });
         self.slot.start.store(0, Ordering::Release);
         // SAFETY: our map, not used after this.
         unsafe { libc::munmap(self.ptr.cast(), self.len) };

@@ -371,7 +371,9 @@ impl Tally {
                 self.malformed[i] += 1;
                 if self.examples[i].is_none() {
                     let cut = &line[..line.len().min(300)];
-                    self.examples[i] = Some(String::from_utf8_lossy(cut).into_owned());
+                    // A copy first: a mapped log's bytes are checked once.
+                    let cut = cut.to_vec();
+                    self.examples[i] = Some(String::from_utf8_lossy(&cut).into_owned());
                 }
             }
         }

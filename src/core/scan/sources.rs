@@ -144,21 +144,32 @@ impl Source {
     }
 }
 
-/// The sources in blocks that never move once full: growing adds a block
-/// instead of copying the whole list into a twice bigger one (each doubling
-/// copied, and had the kernel zero, the table's biggest part again). The
-/// first block grows as a vector does, so a small tally stays small.
-#[derive(Clone, Debug, Default)]
-struct List {
-    blocks: Vec<Vec<Source>>,
+/// The sources (and their keys) in blocks that never move once full:
+/// growing adds a block instead of copying the whole list into a twice
+/// bigger one (each doubling copied, and had the kernel zero, the table's
+/// biggest part again). The first block grows as a vector does, so a small
+/// tally stays small.
+#[derive(Clone, Debug)]
+struct List<T> {
+    blocks: Vec<Vec<T>>,
     len: usize,
 }
 
-/// Sources a block (6 MiB at 96 bytes a source: whole huge pages).
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        List {
+            blocks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+/// Items a block (sources: 6 MiB at 96 bytes a source, whole huge pages;
+/// keys: 1 MiB).
 const BLOCK: usize = 1 << 16;
 
-impl List {
-    fn push(&mut self, s: Source) {
+impl<T> List<T> {
+    fn push(&mut self, s: T) {
         match self.blocks.last_mut() {
             Some(b) if b.len() < BLOCK => b.push(s),
             last => {
@@ -174,22 +185,22 @@ impl List {
     }
 
     #[inline]
-    fn get(&self, i: u32) -> &Source {
+    fn get(&self, i: u32) -> &T {
         let i = i as usize;
         &self.blocks[i / BLOCK][i % BLOCK]
     }
 
     #[inline]
-    fn get_mut(&mut self, i: u32) -> &mut Source {
+    fn get_mut(&mut self, i: u32) -> &mut T {
         let i = i as usize;
         &mut self.blocks[i / BLOCK][i % BLOCK]
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Source> {
+    fn iter(&self) -> impl Iterator<Item = &T> {
         self.blocks.iter().flatten()
     }
 
-    fn into_all(self) -> impl Iterator<Item = Source> {
+    fn into_all(self) -> impl Iterator<Item = T> {
         self.blocks.into_iter().flatten()
     }
 }
@@ -230,8 +241,8 @@ pub struct Sources {
     /// (key, place in `keys` and `list`); a power of two long, at most
     /// five eighths full; empty before the first source.
     slots: Vec<Slot>,
-    keys: Vec<u128>,
-    list: List,
+    keys: List<u128>,
+    list: List<Source>,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -254,7 +265,7 @@ impl Sources {
     }
 
     pub fn into_pairs(self) -> impl Iterator<Item = (u128, Source)> {
-        self.keys.into_iter().zip(self.list.into_all())
+        self.keys.into_all().zip(self.list.into_all())
     }
 
     pub fn hash(&self, k: u128) -> u64 {
@@ -327,9 +338,10 @@ impl Sources {
         const AHEAD: usize = 8;
         self.reserve(self.list.len + other.list.len);
         let Sources { keys, list, .. } = other;
-        for (j, (&k, s)) in keys.iter().zip(list.into_all()).enumerate() {
-            if let Some(&next) = keys.get(j + AHEAD) {
-                if let Some(p) = self.slot_addr(self.hash(next)) {
+        let mut next = keys.iter().skip(AHEAD);
+        for (&k, s) in keys.iter().zip(list.into_all()) {
+            if let Some(&n) = next.next() {
+                if let Some(p) = self.slot_addr(self.hash(n)) {
                     warm(p);
                 }
             }
@@ -367,7 +379,6 @@ impl Sources {
             }
             self.slots[at] = Slot::new(k, i as u32);
         }
-        self.keys.reserve(n.saturating_sub(self.keys.len()));
     }
 }
 
