@@ -20,6 +20,7 @@ use crate::core::notify::{Notice, Origin};
 use crate::core::policy::{Members, Policy};
 use crate::core::scan::abuse::{self, Ban};
 use crate::core::scan::count::Minutes;
+use crate::core::statejournal::Op;
 use crate::core::watch::events::{Event, Kind, Stats};
 use crate::core::watch::positions::{self, Positions};
 use crate::core::watch::{series, Counter, Crossed, BUDGET};
@@ -282,7 +283,9 @@ struct Service<'a> {
     policy: Policy,
     notifier: Option<Notifier>,
     publisher: Option<super::fleet::Publisher>,
-    metrics: Arc<Mutex<String>>,
+    /// What the metrics endpoint shows, rendered when it is asked (a
+    /// scrape every 15 s or so), not at each tick.
+    metrics: Arc<Mutex<Vec<crate::core::watch::events::Row>>>,
     /// Bans in the kernel, to be recorded (state file, notify, fleet) at
     /// the next tick: one state file update a second at most, not one per
     /// ban.
@@ -420,7 +423,7 @@ impl<'a> Service<'a> {
                 super::reporter::Reporter::start(&cfg, state_path)?,
             )
         };
-        let metrics = Arc::new(Mutex::new(String::new()));
+        let metrics = Arc::new(Mutex::new(Vec::new()));
         let geo = super::geo::lookup(&cfg);
         let mut svc = Service {
             geo,
@@ -479,7 +482,10 @@ impl<'a> Service<'a> {
         let serving = match (self.opts.dryrun, self.cfg.metrics.watch_listen) {
             (false, Some(addr)) => {
                 let shared = Arc::clone(&self.metrics);
-                let render = Arc::new(move || shared.lock().expect("metrics").clone());
+                let started = self.started;
+                let render = Arc::new(move || {
+                    crate::core::watch::events::render(&shared.lock().expect("metrics"), started)
+                });
                 match crate::sys::http::serve_metrics(addr, render) {
                     Ok(a) => format!("; metrics at http://{a}/metrics"),
                     Err(e) => {
@@ -596,6 +602,11 @@ impl<'a> Service<'a> {
         if !self.opts.dryrun {
             let p = self.positions();
             self.save_positions(&p);
+            // The records whole in the state file, for whatever reads it
+            // next (an older fwctl does not read the journal).
+            if let Err(e) = statefile::fold(&self.state_path, host::now(), &mut self.state_cache) {
+                say!("fwctl: warning: cannot fold the state journal into the state file ({e}); the next fwctl run that writes the state does");
+            }
         }
         self.count();
         self.stats_events()?;
@@ -853,18 +864,18 @@ impl<'a> Service<'a> {
     fn record(&mut self, added: &[(usize, Event, crate::core::history::Why)]) {
         let now = host::now();
         let keep = self.cfg.evidence;
-        let result = statefile::update_cached(&self.state_path, now, &mut self.state_cache, |st| {
-            added
-                .iter()
-                .map(|(_, ev, why)| {
-                    let addr = crate::units::addr::parse_addr(&ev.address).expect("ours");
-                    let (n, _) = st.history.next_ban(&addr, now, &[ev.removeafter_s]);
-                    st.history.record(addr, &ev.set, n, now, ev.removeafter_s);
-                    st.history.explain(&addr, why.clone(), keep);
-                    n
-                })
-                .collect::<Vec<u32>>()
-        });
+        let ops: Vec<Op> = added
+            .iter()
+            .map(|(_, ev, why)| Op::Ban {
+                addr: crate::units::addr::parse_addr(&ev.address).expect("ours"),
+                set: ev.set.clone(),
+                at: now,
+                removeafter_s: ev.removeafter_s,
+                why: why.clone(),
+                keep,
+            })
+            .collect();
+        let result = statefile::update_cached(&self.state_path, now, &mut self.state_cache, &ops);
         let offences = match result {
             Ok((o, warning)) => {
                 if let Some(w) = warning {
@@ -1051,8 +1062,7 @@ impl<'a> Service<'a> {
                 }
             })
             .collect();
-        *self.metrics.lock().expect("metrics") =
-            crate::core::watch::events::render(&rows, self.started);
+        *self.metrics.lock().expect("metrics") = rows;
     }
 
     fn stats_events(&mut self) -> Result<()> {
