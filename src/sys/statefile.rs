@@ -380,6 +380,8 @@ fn append(jp: &Path, cache: &mut Cached, lines: &[u8]) -> Result<()> {
         .append(true)
         .create(true)
         .mode(0o644)
+        // Never through a link put in its place.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(jp)
         .map_err(write)?;
     let mut buf = if fresh {
