@@ -23,7 +23,7 @@ use crate::core::scan::count::Minutes;
 use crate::core::statejournal::Op;
 use crate::core::watch::events::{Event, Kind, Stats};
 use crate::core::watch::positions::{self, Positions};
-use crate::core::watch::{series, Counter, Crossed, BUDGET};
+use crate::core::watch::{pacing, series, Counter, Crossed, BUDGET};
 use crate::ports::{Banner, SetStore};
 use crate::sys::follow::{Follower, Said, Wakeup};
 use crate::sys::journal::JournalFollower;
@@ -97,23 +97,9 @@ const REMAKE_EVERY: Duration = Duration::from_secs(600);
 const TICK: Duration = Duration::from_secs(1);
 
 /// A log read again with new lines within this of its last lines is busy:
-/// from then on it is read every COALESCE rather than at each write, until
+/// from then on it is read every `pacing::pace` rather than at each write, until
 /// a reading finds nothing new. An isolated line is read at once.
 const BUSY_GAP: Duration = Duration::from_millis(10);
-
-/// How long lines of a busy log wait to be read together: the latency
-/// added under load (a ban comes at most this much later), for one wake-up
-/// per COALESCE instead of one per write. A wake-up costs 40 to 110 us on
-/// the 2-core benchmark VM whatever it reads, a line a fraction of a
-/// microsecond: below FAST_RATE the wake-ups are most of watch's CPU, and
-/// 45 ms keeps the p99 under the 50 ms the issue asks (see docs/watch.md).
-const COALESCE: Duration = Duration::from_millis(45);
-
-/// Above this many lines a second the lines, not the wake-ups, are the
-/// CPU, and a batch takes a millisecond or more to count: busy logs are
-/// read every COALESCE_FAST, so the p99 stays under 50 ms there too.
-const FAST_RATE: f64 = 20_000.0;
-const COALESCE_FAST: Duration = Duration::from_millis(30);
 
 /// How often the lines and bans are counted into the baseline (whole
 /// minutes; the one still being written waits for the next time).
@@ -533,20 +519,14 @@ impl<'a> Service<'a> {
         // (read on a timer, see COALESCE).
         let mut last_lines: Option<Instant> = None;
         let mut busy = false;
-        let mut pace = COALESCE;
+        let mut pace = pacing::COALESCE;
         while !stop.load(Ordering::Relaxed) {
             let full = last_tick.elapsed() >= TICK;
             let t = Instant::now();
             let got = self.poll_all(&mut crossings, full);
             busy = got > 0 && (busy || last_lines.is_some_and(|p| t - p < BUSY_GAP));
             if busy {
-                let since = last_lines.map_or(COALESCE, |p| t - p);
-                let rate = got as f64 / since.as_secs_f64().max(1e-3);
-                pace = if rate >= FAST_RATE {
-                    COALESCE_FAST
-                } else {
-                    COALESCE
-                };
+                pace = pacing::pace(got, last_lines.map(|p| t - p));
             }
             if got > 0 {
                 last_lines = Some(t);
