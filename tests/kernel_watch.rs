@@ -4,7 +4,8 @@
 //! exist yet, a log deleted and created again, and a restart. Decoys stay
 //! at the threshold across each of them: a line counted twice would ban
 //! them. Every wait is for an event (the sentinel attacker whose crossing
-//! line is written last), never a sleep.
+//! line is written last), or for a record in the state (re-read until it is
+//! there, bounded), never a sleep.
 
 mod common;
 use common::receiver::Receiver as Http;
@@ -121,6 +122,28 @@ removeafter = "1d"
     let p = dir.join("fwctl.toml");
     std::fs::write(&p, text).unwrap();
     p
+}
+
+/// Wait until `fwctl why` shows watch's record of `addr`. A record comes
+/// within a second of its ban and no event says when: the state is read
+/// again until it is there, for at most [`LIMIT`].
+fn recorded(lab: &Lab, cfg: &Path, addr: &str) {
+    let end = std::time::Instant::now() + LIMIT;
+    loop {
+        let out = lab.fwctl(
+            &["--config", cfg.to_str().unwrap(), "why", addr, "--json"],
+            &[],
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if v["bans"][0]["why"]["origin"] == "watch" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{addr} never recorded: {v:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 fn scrape(lab: &Lab, port: u16) -> String {
@@ -289,9 +312,24 @@ fn watch_bans_as_lines_are_written_across_rotations_and_restarts() {
     // A restart: a decoy's lines before it are not read again, lines
     // written while stopped are read once.
     append(&log, &ssh("203.0.113.35", 3)); // decoy: 3 now, 1 after the restart
+                                           // The state file's records while watch runs: the first after another
+                                           // writer (status above) writes the whole file; the next is appended to
+                                           // its journal, the file left as it was, and every reader applies it.
+    let state = lab.state_path();
+    let journal = state.with_file_name("state.json.journal");
+    recorded(&lab, &cfg, "203.0.113.24");
+    let before = std::fs::read(&state).unwrap();
     append(&log, &ssh("203.0.113.25", 4));
     w.wait("watch_ban", "203.0.113.25");
+    recorded(&lab, &cfg, "203.0.113.25");
+    assert!(journal.exists());
+    assert_eq!(std::fs::read(&state).unwrap(), before);
     let seen = w.stop();
+    // Folded in at stop: the file whole for whatever reads it next.
+    assert!(!journal.exists());
+    assert!(std::fs::read_to_string(&state)
+        .unwrap()
+        .contains("203.0.113.25"));
     for decoy in [
         "203.0.113.31",
         "203.0.113.32",

@@ -20,9 +20,10 @@ use crate::core::notify::{Notice, Origin};
 use crate::core::policy::{Members, Policy};
 use crate::core::scan::abuse::{self, Ban};
 use crate::core::scan::count::Minutes;
+use crate::core::statejournal::Op;
 use crate::core::watch::events::{Event, Kind, Stats};
 use crate::core::watch::positions::{self, Positions};
-use crate::core::watch::{series, Counter, Crossed, BUDGET};
+use crate::core::watch::{pacing, series, Counter, Crossed, BUDGET};
 use crate::ports::{Banner, SetStore};
 use crate::sys::follow::{Follower, Said, Wakeup};
 use crate::sys::journal::JournalFollower;
@@ -96,14 +97,9 @@ const REMAKE_EVERY: Duration = Duration::from_secs(600);
 const TICK: Duration = Duration::from_secs(1);
 
 /// A log read again with new lines within this of its last lines is busy:
-/// from then on it is read every COALESCE rather than at each write, until
+/// from then on it is read every `pacing::pace` rather than at each write, until
 /// a reading finds nothing new. An isolated line is read at once.
 const BUSY_GAP: Duration = Duration::from_millis(10);
-
-/// How long lines of a busy log wait to be read together: the latency
-/// added under load (a ban comes at most this much later), for one wake-up
-/// per COALESCE instead of one per write (see docs/watch.md).
-const COALESCE: Duration = Duration::from_millis(30);
 
 /// How often the lines and bans are counted into the baseline (whole
 /// minutes; the one still being written waits for the next time).
@@ -282,7 +278,9 @@ struct Service<'a> {
     policy: Policy,
     notifier: Option<Notifier>,
     publisher: Option<super::fleet::Publisher>,
-    metrics: Arc<Mutex<String>>,
+    /// What the metrics endpoint shows, rendered when it is asked (a
+    /// scrape every 15 s or so), not at each tick.
+    metrics: Arc<Mutex<Vec<crate::core::watch::events::Row>>>,
     /// Bans in the kernel, to be recorded (state file, notify, fleet) at
     /// the next tick: one state file update a second at most, not one per
     /// ban.
@@ -420,7 +418,7 @@ impl<'a> Service<'a> {
                 super::reporter::Reporter::start(&cfg, state_path)?,
             )
         };
-        let metrics = Arc::new(Mutex::new(String::new()));
+        let metrics = Arc::new(Mutex::new(Vec::new()));
         let geo = super::geo::lookup(&cfg);
         let mut svc = Service {
             geo,
@@ -479,7 +477,10 @@ impl<'a> Service<'a> {
         let serving = match (self.opts.dryrun, self.cfg.metrics.watch_listen) {
             (false, Some(addr)) => {
                 let shared = Arc::clone(&self.metrics);
-                let render = Arc::new(move || shared.lock().expect("metrics").clone());
+                let started = self.started;
+                let render = Arc::new(move || {
+                    crate::core::watch::events::render(&shared.lock().expect("metrics"), started)
+                });
                 match crate::sys::http::serve_metrics(addr, render) {
                     Ok(a) => format!("; metrics at http://{a}/metrics"),
                     Err(e) => {
@@ -518,11 +519,15 @@ impl<'a> Service<'a> {
         // (read on a timer, see COALESCE).
         let mut last_lines: Option<Instant> = None;
         let mut busy = false;
+        let mut pace = pacing::COALESCE;
         while !stop.load(Ordering::Relaxed) {
             let full = last_tick.elapsed() >= TICK;
             let t = Instant::now();
             let got = self.poll_all(&mut crossings, full);
             busy = got > 0 && (busy || last_lines.is_some_and(|p| t - p < BUSY_GAP));
+            if busy {
+                pace = pacing::pace(got, last_lines.map(|p| t - p));
+            }
             if got > 0 {
                 last_lines = Some(t);
                 unsaved = true;
@@ -573,7 +578,7 @@ impl<'a> Service<'a> {
                 // inotify is not even read: the busy logs are read as if
                 // written (a rotation meanwhile is seen when a reading
                 // finds nothing and inotify is read again, or at the tick).
-                wake.sleep(COALESCE.saturating_sub(t.elapsed()).min(to_tick), &fds);
+                wake.sleep(pace.saturating_sub(t.elapsed()).min(to_tick), &fds);
                 for e in &mut self.entries {
                     e.said.written = true;
                 }
@@ -596,6 +601,11 @@ impl<'a> Service<'a> {
         if !self.opts.dryrun {
             let p = self.positions();
             self.save_positions(&p);
+            // The records whole in the state file, for whatever reads it
+            // next (an older fwctl does not read the journal).
+            if let Err(e) = statefile::fold(&self.state_path, host::now(), &mut self.state_cache) {
+                say!("fwctl: warning: cannot fold the state journal into the state file ({e}); the next fwctl run that writes the state does");
+            }
         }
         self.count();
         self.stats_events()?;
@@ -853,18 +863,18 @@ impl<'a> Service<'a> {
     fn record(&mut self, added: &[(usize, Event, crate::core::history::Why)]) {
         let now = host::now();
         let keep = self.cfg.evidence;
-        let result = statefile::update_cached(&self.state_path, now, &mut self.state_cache, |st| {
-            added
-                .iter()
-                .map(|(_, ev, why)| {
-                    let addr = crate::units::addr::parse_addr(&ev.address).expect("ours");
-                    let (n, _) = st.history.next_ban(&addr, now, &[ev.removeafter_s]);
-                    st.history.record(addr, &ev.set, n, now, ev.removeafter_s);
-                    st.history.explain(&addr, why.clone(), keep);
-                    n
-                })
-                .collect::<Vec<u32>>()
-        });
+        let ops: Vec<Op> = added
+            .iter()
+            .map(|(_, ev, why)| Op::Ban {
+                addr: crate::units::addr::parse_addr(&ev.address).expect("ours"),
+                set: ev.set.clone(),
+                at: now,
+                removeafter_s: ev.removeafter_s,
+                why: why.clone(),
+                keep,
+            })
+            .collect();
+        let result = statefile::update_cached(&self.state_path, now, &mut self.state_cache, &ops);
         let offences = match result {
             Ok((o, warning)) => {
                 if let Some(w) = warning {
@@ -1051,8 +1061,7 @@ impl<'a> Service<'a> {
                 }
             })
             .collect();
-        *self.metrics.lock().expect("metrics") =
-            crate::core::watch::events::render(&rows, self.started);
+        *self.metrics.lock().expect("metrics") = rows;
     }
 
     fn stats_events(&mut self) -> Result<()> {

@@ -262,7 +262,9 @@ impl History {
     /// evidence of the oldest bans dropped past [`EVIDENCE_BUDGET`].
     pub fn records(&self) -> Vec<Record> {
         let mut bans: Vec<Record> = self.records.values().cloned().collect();
-        trim(bans.iter_mut());
+        if over_budget(bans.iter()) {
+            trim(bans.iter_mut());
+        }
         bans.sort_by_key(|r| (r.until, r.addr));
         bans
     }
@@ -271,8 +273,21 @@ impl History {
     /// as [`History::records`] does in what it writes: a writer that keeps
     /// the history in memory (watch, capture) stays as small as the file.
     pub fn trim_evidence(&mut self) {
-        trim(self.records.values_mut());
+        if over_budget(self.records.values()) {
+            trim(self.records.values_mut());
+        }
     }
+}
+
+/// Whether the evidence is over [`EVIDENCE_BUDGET`]: one pass, no sort
+/// (the common case, and a writer trims after each second's bans, over up
+/// to MAX_RECORDS records).
+fn over_budget<'a>(records: impl Iterator<Item = &'a Record>) -> bool {
+    let total: usize = records
+        .filter_map(|r| r.why.as_ref())
+        .map(|w| w.evidence.iter().map(String::len).sum::<usize>())
+        .sum();
+    total > EVIDENCE_BUDGET
 }
 
 /// The budget over `records`: the newest bans keep their evidence.

@@ -33,6 +33,7 @@ pub mod selftest;
 pub mod sets;
 pub mod ssh_log;
 pub mod state;
+pub mod statejournal;
 pub mod status;
 pub mod watch;
 pub mod web_log;

@@ -1,12 +1,15 @@
 //! Reading and writing the state file (`/var/lib/fwctl/state.json`): written
 //! atomically (a temporary file in the same directory, fsync, rename, fsync
 //! of the directory), so a crash leaves the old file or the new one, never
-//! half. Every writer (apply, scan, ban, unban, capture) changes it under a
-//! lock file beside it, reading the file fresh, so no writer loses another's
-//! change.
+//! half. Every writer (apply, scan, ban, unban, capture, watch) changes it
+//! under a lock file beside it, reading the file fresh, so no writer loses
+//! another's change. watch appends its records to a journal beside it
+//! (`state.json.journal`, see [`crate::core::statejournal`]) that every read
+//! applies and every whole write takes in and removes.
 
 use super::lock::{self, LockError};
 use crate::core::state::{self, State};
+use crate::core::statejournal::{self, Op};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -65,19 +68,18 @@ pub fn beside(state: &Path, name: &str) -> std::path::PathBuf {
 }
 
 /// Read without changing anything (status, list): a corrupt file reads as
-/// empty with a warning.
+/// empty with a warning. The journal beside it is applied.
 pub fn read(path: &Path) -> Result<Loaded> {
     let Some(text) = read_bytes(path)? else {
-        return Ok(Loaded {
-            state: State::default(),
-            warning: None,
-        });
+        let mut state = State::default();
+        let warning = with_journal(path, None, &mut state);
+        return Ok(Loaded { state, warning });
     };
     Ok(match state::parse(&text) {
-        Ok(state) => Loaded {
-            state,
-            warning: None,
-        },
+        Ok(mut state) => {
+            let warning = with_journal(path, Some(&text), &mut state);
+            Loaded { state, warning }
+        }
         Err(why) => Loaded {
             state: State::default(),
             warning: Some(format!(
@@ -88,21 +90,77 @@ pub fn read(path: &Path) -> Result<Loaded> {
     })
 }
 
-/// Read for writing. A missing file is an empty state. A corrupt one is
+/// The journal of a state file (see [`crate::core::statejournal`]).
+pub fn journal_name(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".journal");
+    PathBuf::from(name)
+}
+
+/// The most of a journal that is read; a writer folds it into the state
+/// file long before ([`fold_at`]).
+const MAX_JOURNAL: u64 = 64 << 20;
+
+/// A journal is folded into the state file once it is longer than the file
+/// (or 256 KiB): what a reader replays stays small, and the whole file is
+/// written at most once for every file's worth of records appended.
+fn fold_at(file_len: u64) -> u64 {
+    file_len.max(256 << 10)
+}
+
+/// Apply the journal beside `path` to `st`, parsed from the state file's
+/// bytes `file` (None: there is none). A warning when it is not applied
+/// whole; a stale journal (another file's) is left out silently.
+fn with_journal(path: &Path, file: Option<&[u8]>, st: &mut State) -> Option<String> {
+    use std::io::Read;
+    let jp = journal_name(path);
+    let f = match std::fs::File::open(&jp) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            return Some(format!(
+                "cannot read state journal {} ({e}); the newest ban records are left out; fix: run as root",
+                jp.display()
+            ))
+        }
+    };
+    let mut text = Vec::new();
+    if let Err(e) = f.take(MAX_JOURNAL + 1).read_to_end(&mut text) {
+        return Some(format!(
+            "cannot read state journal {} ({e}); the newest ban records are left out",
+            jp.display()
+        ));
+    }
+    if text.len() as u64 > MAX_JOURNAL {
+        return Some(format!(
+            "state journal {} is over {} MiB, not applied; fix: remove it (fwctl never writes one that long)",
+            jp.display(),
+            MAX_JOURNAL >> 20
+        ));
+    }
+    let r = statejournal::replay(&text, &statejournal::digest(file), st);
+    r.bad.map(|why| {
+        format!(
+            "state journal {} stops early: {why}; the records before that are applied",
+            jp.display()
+        )
+    })
+}
+
+/// Read for writing, the journal applied. A missing file is an empty state. A corrupt one is
 /// renamed to `PATH.corrupt-<unix time>` with a warning, so a bad file never
 /// turns into a crash loop and is still there to look at.
 pub fn load(path: &Path, now: i64) -> Result<Loaded> {
     let Some(text) = read_bytes(path)? else {
-        return Ok(Loaded {
-            state: State::default(),
-            warning: None,
-        });
+        let mut state = State::default();
+        let warning = with_journal(path, None, &mut state);
+        return Ok(Loaded { state, warning });
     };
     match state::parse(&text) {
-        Ok(state) => Ok(Loaded {
-            state,
-            warning: None,
-        }),
+        Ok(mut state) => {
+            let warning = with_journal(path, Some(&text), &mut state);
+            Ok(Loaded { state, warning })
+        }
         Err(why) => {
             let aside = match set_aside(path, now) {
                 Ok(a) => a,
@@ -200,57 +258,148 @@ fn locked(path: &Path) -> Result<lock::Lock> {
     Ok(lock::acquire_file(&lock_name(path), LOCK_WAIT)?)
 }
 
-/// A long-running writer's copy of the state as it last wrote it (watch
-/// records its bans once a second): the next [`update_cached`] parses the
-/// file again only when its bytes are not the ones written last (another
-/// writer changed it; checked by length and hash, which costs a read, not
-/// a parse).
+/// A long-running writer's copy of the state as it last left it (watch
+/// records its bans once a second): [`update_cached`] appends the records
+/// to the journal while the state file and the journal are the ones it
+/// left, and reads them again only when another writer changed them.
 #[derive(Default)]
 pub struct Cached {
     state: Option<State>,
-    written: Option<(usize, u64)>,
+    /// The state file as written last, and its length and digest.
+    file: Option<Ident>,
+    file_len: u64,
+    base: String,
+    /// The journal as appended last (None: there is none), and its length.
+    journal: Option<Ident>,
+    journal_len: u64,
     /// How many times the file was parsed.
     pub loads: u64,
+    /// How many times the whole file was written.
+    pub writes: u64,
 }
 
-fn digest(bytes: &[u8]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
+/// What tells a file from one written in its place: every fwctl writer
+/// writes a new file and renames it (a new inode); an edit in place
+/// changes the times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ident {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
 }
 
-/// [`update`] for a writer that keeps a [`Cached`] copy: the same lock,
-/// the same atomic write, without parsing its own last write again. The
-/// copy's evidence is trimmed as the file's is, so it stays as small.
-pub fn update_cached<T>(
+fn ident(path: &Path) -> Option<Ident> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(Ident {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+        ctime: (m.ctime(), m.ctime_nsec()),
+    })
+}
+
+/// Apply `ops` to the state, for a writer that keeps a [`Cached`] copy:
+/// under the same lock as [`update`]; appended to the journal (one write
+/// and a data sync of a few hundred bytes a ban) while the file and the
+/// journal are the ones it left, the whole file written otherwise and when
+/// the journal has grown to the file's length. Returns each op's result
+/// (a ban's offence) and a load warning.
+pub fn update_cached(
     path: &Path,
     now: i64,
     cache: &mut Cached,
-    f: impl FnOnce(&mut State) -> T,
-) -> Result<(T, Option<String>)> {
+    ops: &[Op],
+) -> Result<(Vec<u32>, Option<String>)> {
     let _lock = locked(path)?;
+    let jp = journal_name(path);
     // Taken out: a failure below leaves no copy, and the next update parses.
     let held = cache.state.take();
-    let mine = match (held, read_bytes(path)?, cache.written.take()) {
-        (Some(s), Some(b), Some((len, hash))) if b.len() == len && digest(&b) == hash => Some(s),
-        _ => None,
-    };
-    let (mut state, warning) = match mine {
-        Some(s) => (s, None),
+    let mine = held.filter(|_| {
+        cache.file.is_some() && ident(path) == cache.file && ident(&jp) == cache.journal
+    });
+    let (mut st, warning, whole) = match mine {
+        Some(s) => (s, None, false),
         None => {
             cache.loads += 1;
             let l = load(path, now)?;
-            (l.state, l.warning)
+            (l.state, l.warning, true)
         }
     };
-    let out = f(&mut state);
-    state.history.trim_evidence();
-    let text = state::to_text(&state);
-    save_text(path, &text)?;
-    cache.written = Some((text.len(), digest(&text)));
-    cache.state = Some(state);
+    let out: Vec<u32> = ops.iter().map(|op| op.apply(&mut st)).collect();
+    st.history.trim_evidence();
+    let lines = statejournal::lines(ops);
+    if whole || cache.journal_len + lines.len() as u64 > fold_at(cache.file_len) {
+        write_whole(path, &st, cache)?;
+    } else if !ops.is_empty() {
+        append(&jp, cache, &lines)?;
+    }
+    cache.state = Some(st);
     Ok((out, warning))
+}
+
+/// Fold the journal into the state file (watch at stop): the file is then
+/// whole for whatever reads it next, an older fwctl included.
+pub fn fold(path: &Path, now: i64, cache: &mut Cached) -> Result<()> {
+    if ident(&journal_name(path)).is_none() {
+        return Ok(());
+    }
+    let _lock = locked(path)?;
+    let l = load(path, now)?;
+    cache.loads += 1;
+    write_whole(path, &l.state, cache)?;
+    cache.state = Some(l.state);
+    Ok(())
+}
+
+fn write_whole(path: &Path, st: &State, cache: &mut Cached) -> Result<()> {
+    let text = state::to_text(st);
+    save_text(path, &text)?;
+    cache.writes += 1;
+    cache.file = ident(path);
+    cache.file_len = text.len() as u64;
+    cache.base = statejournal::digest(Some(&text));
+    cache.journal = None;
+    cache.journal_len = 0;
+    Ok(())
+}
+
+/// Append journal lines (a new journal starts with its header naming the
+/// state file it extends), synced before the lock is let go.
+fn append(jp: &Path, cache: &mut Cached, lines: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let write = |err| StateError::Write {
+        path: jp.to_path_buf(),
+        err,
+    };
+    let fresh = cache.journal.is_none();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        // Never through a link put in its place.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(jp)
+        .map_err(write)?;
+    let mut buf = if fresh {
+        statejournal::header(&cache.base)
+    } else {
+        Vec::new()
+    };
+    buf.extend_from_slice(lines);
+    f.write_all(&buf).map_err(write)?;
+    f.sync_data().map_err(write)?;
+    if fresh {
+        if let Ok(d) = std::fs::File::open(dir_of(jp)) {
+            let _ = d.sync_all();
+        }
+    }
+    cache.journal_len += buf.len() as u64;
+    cache.journal = ident(jp);
+    Ok(())
 }
 
 /// Write the state atomically, creating the directory if needed. Callers
@@ -281,6 +430,10 @@ fn save_text(path: &Path, text: &[u8]) -> Result<()> {
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
     }
+    // The whole state is written (loaded with the journal applied): the
+    // journal goes. Left behind by a failure, it names the file before
+    // this one and is never applied.
+    let _ = std::fs::remove_file(journal_name(path));
     Ok(())
 }
 
@@ -299,51 +452,172 @@ mod tests {
         }
     }
 
+    fn ban(addr: &str, at: i64) -> Op {
+        Op::Ban {
+            addr: addr.parse().unwrap(),
+            set: "blacklist".into(),
+            at,
+            removeafter_s: 60,
+            why: crate::core::history::Why {
+                origin: "watch".into(),
+                rule: "w (sshd ssh)".into(),
+                hits: 6,
+                window_s: 600,
+                first: at,
+                last: at,
+                evidence: vec![format!("sshd[1]: Failed password from {addr}")],
+            },
+            keep: 5,
+        }
+    }
+
+    fn count(path: &Path) -> usize {
+        read(path).unwrap().state.history.iter().count()
+    }
+
     #[test]
-    fn a_cached_writer_reads_again_only_what_another_wrote() {
+    fn a_cached_writer_appends_and_reads_again_only_what_another_wrote() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
+        let jp = journal_name(&path);
         let mut cache = Cached::default();
-        let a: std::net::IpAddr = "203.0.113.1".parse().unwrap();
-        let b: std::net::IpAddr = "203.0.113.2".parse().unwrap();
-        let c: std::net::IpAddr = "203.0.113.3".parse().unwrap();
-        update_cached(&path, 100, &mut cache, |st| {
-            st.history.record(a.into(), "blacklist", 1, 100, 60)
+        // The first update writes the whole file (nothing is known of it).
+        let (n, _) = update_cached(&path, 100, &mut cache, &[ban("203.0.113.1/32", 100)]).unwrap();
+        assert_eq!(n, vec![1]);
+        assert_eq!((cache.loads, cache.writes), (1, 1));
+        assert!(!jp.exists());
+        // Then its own bans go to the journal: the file is not written,
+        // and every reader sees them.
+        let file = std::fs::read(&path).unwrap();
+        update_cached(&path, 101, &mut cache, &[ban("203.0.113.2/32", 101)]).unwrap();
+        update_cached(&path, 102, &mut cache, &[ban("203.0.113.1/32", 102)]).unwrap();
+        assert_eq!((cache.loads, cache.writes), (1, 1));
+        assert_eq!(std::fs::read(&path).unwrap(), file);
+        assert!(jp.exists());
+        let got = read(&path).unwrap();
+        assert!(got.warning.is_none());
+        assert_eq!(Some(&got.state), cache.state.as_ref());
+        assert_eq!(load(&path, 103).unwrap().state, got.state);
+        // The repeat offender counted twice, through the journal.
+        let rec = got.state.history.records();
+        assert_eq!(rec.iter().map(|r| r.offences).max(), Some(2));
+        // Another writer in between: it takes the journal in, writes the
+        // whole file, removes the journal; its change is read, not lost.
+        update(&path, 104, |st| {
+            st.history
+                .record("203.0.113.3/32".parse().unwrap(), "blacklist", 1, 104, 60)
         })
         .unwrap();
-        // Another writer in between: its change is read, not lost.
-        update(&path, 101, |st| {
-            st.history.record(b.into(), "blacklist", 1, 101, 60)
-        })
-        .unwrap();
-        update_cached(&path, 102, &mut cache, |st| {
-            st.history.record(c.into(), "blacklist", 1, 102, 60)
-        })
-        .unwrap();
-        let got = read(&path).unwrap().state;
-        assert_eq!(got.history.iter().count(), 3);
-        assert_eq!(cache.state.as_ref(), Some(&got));
-        // Parsed at the first update and after the other writer's, never
-        // for its own last write.
+        assert!(!jp.exists());
+        assert_eq!(count(&path), 3);
+        update_cached(&path, 105, &mut cache, &[ban("203.0.113.4/32", 105)]).unwrap();
+        assert_eq!((cache.loads, cache.writes), (2, 2));
+        assert_eq!(count(&path), 4);
+        assert_eq!(read(&path).unwrap().state, *cache.state.as_ref().unwrap());
+        // An edit in place (same inode, later times): parsed again.
+        update_cached(&path, 106, &mut cache, &[ban("203.0.113.5/32", 106)]).unwrap();
         assert_eq!(cache.loads, 2);
-        update_cached(&path, 102, &mut cache, |_| ()).unwrap();
-        assert_eq!(cache.loads, 2);
-        // The same length, other bytes (an edit in place): parsed again.
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replace("203.0.113.3", "203.0.113.9")).unwrap();
-        update_cached(&path, 102, &mut cache, |_| ()).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        use std::io::Write as _;
+        (&f).write_all(text.replace("203.0.113.4", "203.0.113.9").as_bytes())
+            .unwrap();
+        f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+            .unwrap();
+        drop(f);
+        update_cached(&path, 107, &mut cache, &[]).unwrap();
         assert_eq!(cache.loads, 3);
-        assert!(cache
-            .state
-            .as_ref()
-            .unwrap()
+        // The edit made the journal stale (it names the file before it):
+        // 203.0.113.5, journalled after the file was written, is gone with
+        // it, as an edit of the file replaces what the file held.
+        let st = read(&path).unwrap().state;
+        assert!(st
             .history
             .iter()
             .any(|r| r.addr.to_string() == "203.0.113.9/32"));
-        // The file taken away (a hand removal): the copy is not written back.
+        assert!(!st
+            .history
+            .iter()
+            .any(|r| r.addr.to_string() == "203.0.113.5/32"));
+        // Taken away by hand: the copy is not written back.
         std::fs::remove_file(&path).unwrap();
-        update_cached(&path, 103, &mut cache, |_| ()).unwrap();
-        assert_eq!(read(&path).unwrap().state.history.iter().count(), 0);
+        update_cached(&path, 108, &mut cache, &[]).unwrap();
+        assert_eq!(count(&path), 0);
+    }
+
+    #[test]
+    fn the_journal_is_folded_when_it_outgrows_the_file_and_at_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let jp = journal_name(&path);
+        let mut cache = Cached::default();
+        update_cached(&path, 100, &mut cache, &[ban("203.0.113.1/32", 100)]).unwrap();
+        let mut appended = 0;
+        // Some 300 bytes a ban: folded past 256 KiB, some 900 bans.
+        let mut n = 1;
+        for i in 0..3000u32 {
+            if cache.writes > 1 && appended > 100 {
+                break;
+            }
+            n += 1;
+            let a = format!("198.51.{}.{}/32", 100 + i / 250, i % 250);
+            let before = cache.writes;
+            update_cached(&path, 101, &mut cache, &[ban(&a, 101)]).unwrap();
+            if cache.writes == before {
+                appended += 1;
+            }
+            // Never longer than fold_at of the file it extends.
+            let j = std::fs::metadata(&jp).map_or(0, |m| m.len());
+            assert!(j <= fold_at(cache.file_len), "{j}");
+        }
+        assert!(cache.writes > 1, "folded at least once");
+        assert!(appended > 800, "{appended}");
+        assert_eq!(count(&path), n);
+        fold(&path, 102, &mut cache).unwrap();
+        assert!(!jp.exists());
+        let whole = state::parse(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(whole.history.iter().count(), n);
+        // Nothing to fold: nothing written.
+        let w = cache.writes;
+        fold(&path, 103, &mut cache).unwrap();
+        assert_eq!(cache.writes, w);
+    }
+
+    #[test]
+    fn a_stale_torn_or_oversized_journal_is_not_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let jp = journal_name(&path);
+        save(&path, &state()).unwrap();
+        let file = std::fs::read(&path).unwrap();
+        let base = statejournal::digest(Some(&file));
+        // Torn: the whole lines only.
+        let mut j = statejournal::header(&base);
+        j.extend(statejournal::lines(&[ban("203.0.113.1/32", 100)]));
+        let cut = statejournal::lines(&[ban("203.0.113.2/32", 100)]);
+        j.extend_from_slice(&cut[..cut.len() / 2]);
+        std::fs::write(&jp, &j).unwrap();
+        let got = read(&path).unwrap();
+        assert!(got.warning.is_none());
+        assert_eq!(got.state.history.iter().count(), 2);
+        // Stale: a journal of another file is left out silently.
+        let mut j = statejournal::header(&statejournal::digest(Some(b"other")));
+        j.extend(statejournal::lines(&[ban("203.0.113.1/32", 100)]));
+        std::fs::write(&jp, &j).unwrap();
+        assert_eq!(read(&path).unwrap().state, state());
+        // Garbage: a warning that names the journal.
+        std::fs::write(&jp, b"not a journal\n").unwrap();
+        let got = load(&path, 100).unwrap();
+        assert!(got.warning.unwrap().contains("state.json.journal"));
+        assert_eq!(got.state, state());
+        // Too long: not read past its bound.
+        let f = std::fs::File::create(&jp).unwrap();
+        f.set_len(MAX_JOURNAL + 1).unwrap();
+        let got = read(&path).unwrap();
+        assert!(got.warning.unwrap().contains("over 64 MiB"));
+        // A whole write removes it.
+        update(&path, 100, |_| ()).unwrap();
+        assert!(!jp.exists());
     }
 
     #[test]

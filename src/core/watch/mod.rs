@@ -15,6 +15,7 @@
 
 pub mod events;
 pub mod journal;
+pub mod pacing;
 pub mod positions;
 pub mod series;
 
