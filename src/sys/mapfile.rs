@@ -11,13 +11,13 @@
 //! marks it [`Mapped::faulted`]: the read that faulted retries and sees
 //! zeros. The reader (`logfile`) checks after every window of the map that
 //! the file still has its length and first line and that no page faulted,
-//! and counts nothing of the map's range otherwise (the rest is read from
-//! the rotated copy, as with `pread`); the reader also catches a panic of
-//! the parser tripped by bytes that changed under it (a digit checked, then
-//! read as a zero), and counts nothing of the range then either. A SIGBUS outside every registered
-//! map goes to the action there was before (Rust's own, which reports a
-//! stack overflow or restores the default), as if this handler were not
-//! there.
+//! and counts nothing of the thread's range otherwise (it is read from the
+//! rotated copy, as a cut `pread` was); it also catches a panic of the
+//! parser tripped by bytes that changed under it (a digit checked, then
+//! read as a zero) and counts nothing of the range then either. A SIGBUS
+//! outside every registered map goes to the action there was before (Rust's
+//! own, which reports a stack overflow or restores the default), as if this
+//! handler were not there.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
