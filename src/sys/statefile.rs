@@ -103,9 +103,10 @@ const MAX_JOURNAL: u64 = 64 << 20;
 
 /// A journal is folded into the state file once it is longer than the file
 /// (or 256 KiB): what a reader replays stays small, and the whole file is
-/// written at most once for every file's worth of records appended.
+/// written at most once for every file's worth of records appended; and
+/// always long before a reader would refuse it.
 fn fold_at(file_len: u64) -> u64 {
-    file_len.max(256 << 10)
+    file_len.max(256 << 10).min(MAX_JOURNAL / 2)
 }
 
 /// Apply the journal beside `path` to `st`, parsed from the state file's
@@ -577,6 +578,9 @@ mod tests {
         assert!(!jp.exists());
         let whole = state::parse(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(whole.history.iter().count(), n);
+        // A huge state file: its journal is still folded long before a
+        // reader would refuse it.
+        assert!(fold_at(1 << 30) <= MAX_JOURNAL / 2);
         // Nothing to fold: nothing written.
         let w = cache.writes;
         fold(&path, 103, &mut cache).unwrap();
