@@ -24,7 +24,7 @@ runs=${1:-5}
 packets=${2:-10000000}
 # FWCTL_BIN (and FWCTL_EXAMPLES for the generators): builds made elsewhere,
 # e.g. by benches/compare.sh; nothing is built then.
-[ -n "${FWCTL_BIN:-}" ] || cargo build --release --quiet --bin fwctl --example pcapgen
+[ -n "${FWCTL_BIN:-}" ] || { cargo build --release --quiet --bin fwctl && cargo build --release --quiet --example pcapgen; }
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 work=$(mktemp -d /dev/shm/fwctl-capbench.XXXXXX)
 t=fwcb$$t c=fwcb$$c

@@ -18,7 +18,7 @@ cleanup() { git worktree remove --force "$base" 2>/dev/null || rm -rf "$base"; r
 trap cleanup EXIT
 git worktree add --quiet --detach "$base" "$rev"
 (cd "$base" && cargo build --release --quiet --bin fwctl)
-cargo build --release --quiet --bin fwctl --example loggen --example pcapgen
+cargo build --release --quiet --bin fwctl && cargo build --release --quiet --example loggen --example pcapgen
 mkdir -p "$bins/old" "$bins/new" "$bins/examples"
 cp "$base/target/release/fwctl" "$bins/old/"
 cp target/release/fwctl "$bins/new/"

@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bans=${1:-1000}
 active=${2:-100000}
-[ -n "${FWCTL_BIN:-}" ] || cargo build --release --quiet --bin fwctl --example loggen
+[ -n "${FWCTL_BIN:-}" ] || { cargo build --release --quiet --bin fwctl && cargo build --release --quiet --example loggen; }
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 gen=${FWCTL_EXAMPLES:-$PWD/target/release/examples}/loggen
 work=$(mktemp -d /dev/shm/fwctl-fleetbench.XXXXXX)

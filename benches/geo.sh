@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-[ -n "${FWCTL_BIN:-}" ] || cargo build --release --quiet --bin fwctl --example geogen
+[ -n "${FWCTL_BIN:-}" ] || { cargo build --release --quiet --bin fwctl && cargo build --release --quiet --example geogen; }
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 gen=${FWCTL_EXAMPLES:-$PWD/target/release/examples}/geogen
 ns=fwgeo$$

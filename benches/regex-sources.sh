@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 lines=${2:-1600000}
-[ -n "${FWCTL_BIN:-}" ] || cargo build --release --quiet --bin fwctl --example loggen
+[ -n "${FWCTL_BIN:-}" ] || { cargo build --release --quiet --bin fwctl && cargo build --release --quiet --example loggen; }
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 gen=${FWCTL_EXAMPLES:-$PWD/target/release/examples}/loggen
 rg=$(command -v rg || true)

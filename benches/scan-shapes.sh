@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-5}
 size=${2:-240M}
 shapes=${3:-"short long v6 many xff odd sshd"}
-[ -n "${FWCTL_BIN:-}" ] || cargo build --release --quiet --bin fwctl --example weblog --example loggen
+[ -n "${FWCTL_BIN:-}" ] || { cargo build --release --quiet --bin fwctl && cargo build --release --quiet --example weblog --example loggen; }
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 ex=${FWCTL_EXAMPLES:-$PWD/target/release/examples}
 old=${OLD_BIN:-}

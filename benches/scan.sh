@@ -16,7 +16,7 @@ runs=${1:-5}
 sizes=${2-"100M 1G"}   # "" skips the log sizes (only the 100 000 bans)
 # FWCTL_BIN (and FWCTL_EXAMPLES for the generators): builds made elsewhere,
 # e.g. by benches/compare.sh; nothing is built then.
-[ -n "${FWCTL_BIN:-}" ] || cargo build --release --quiet --bin fwctl --example loggen
+[ -n "${FWCTL_BIN:-}" ] || { cargo build --release --quiet --bin fwctl && cargo build --release --quiet --example loggen; }
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 gen=${FWCTL_EXAMPLES:-$PWD/target/release/examples}/loggen
 work=$(mktemp -d /dev/shm/fwctl-bench.XXXXXX)

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 packets=${2:-10000000}
-[ -n "${FWCTL_BIN:-}" ] || cargo build --release --quiet --bin fwctl --example pcapgen --features test-support
+[ -n "${FWCTL_BIN:-}" ] || { cargo build --release --quiet --bin fwctl && cargo build --release --quiet --example pcapgen; }
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 work=$(mktemp -d /dev/shm/fwctl-sigbench.XXXXXX)
 trap 'rm -rf "$work"' EXIT

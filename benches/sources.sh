@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
 sizes=${2:-"100M 1G"}
-[ -n "${FWCTL_BIN:-}" ] || cargo build --release --quiet --bin fwctl --example loggen
+[ -n "${FWCTL_BIN:-}" ] || { cargo build --release --quiet --bin fwctl && cargo build --release --quiet --example loggen; }
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 gen=${FWCTL_EXAMPLES:-$PWD/target/release/examples}/loggen
 f2b=${FAIL2BAN_RS:-$(command -v fail2ban-rs || true)}

@@ -38,7 +38,7 @@ grace=${GRACE:-5}
 attackers=${ATTACKERS:-100}
 [ "$(id -u)" -eq 0 ] || { echo "benches/watch.sh: needs root (network namespaces)"; exit 1; }
 # FWCTL_BIN / FWCTL_EXAMPLES: builds made elsewhere; nothing is built then.
-[ -n "${FWCTL_BIN:-}" ] || cargo build --release --quiet --bin fwctl --example watchgen
+[ -n "${FWCTL_BIN:-}" ] || { cargo build --release --quiet --bin fwctl && cargo build --release --quiet --example watchgen; }
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 gen=${FWCTL_EXAMPLES:-$PWD/target/release/examples}/watchgen
 if [[ " $tools " == *" fail2ban "* ]] && ! command -v fail2ban-server >/dev/null; then

@@ -12,9 +12,8 @@ use crate::core::scan::abuse::{Ban, Ledger};
 use crate::sys::{host, sidefile};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Batches waiting for the thread (watch hands over one a second at most).
@@ -29,11 +28,19 @@ const STALE: Duration = Duration::from_secs(60);
 /// bans meanwhile are counted as failed.
 const PAUSE: Duration = Duration::from_secs(15 * 60);
 
+#[derive(Default)]
+struct Queued {
+    bans: u64,
+    abandoned: bool,
+}
+
 pub struct Reporter {
     tx: Option<SyncSender<(Instant, Vec<Ban>)>>,
     done: Receiver<()>,
-    /// Bans handed over and not yet taken up by the thread.
-    queued: Arc<AtomicU64>,
+    /// Bans handed over and not yet taken up by the thread, and whether
+    /// `finish` gave up on them (counted them failed): one lock, so a batch
+    /// is either taken up by the thread or counted failed, never both.
+    queued: Arc<Mutex<Queued>>,
     state_file: PathBuf,
 }
 
@@ -65,7 +72,7 @@ impl Reporter {
         let url = r.report_url.clone();
         let (tx, rx) = mpsc::sync_channel::<(Instant, Vec<Ban>)>(QUEUE);
         let (done_tx, done) = mpsc::channel();
-        let queued = Arc::new(AtomicU64::new(0));
+        let queued = Arc::new(Mutex::new(Queued::default()));
         let (cfg, state, left) = (cfg.clone(), state_file.to_path_buf(), Arc::clone(&queued));
         std::thread::Builder::new()
             .name("abuseipdb".into())
@@ -73,7 +80,14 @@ impl Reporter {
                 let mut paused: Option<Instant> = None;
                 for (at, bans) in rx {
                     let n = bans.len() as u64;
-                    left.fetch_sub(n, Ordering::Relaxed);
+                    {
+                        let mut q = left.lock().expect("queue");
+                        if q.abandoned {
+                            // finish counted it failed.
+                            continue;
+                        }
+                        q.bans -= n;
+                    }
                     if at.elapsed() > STALE || paused.is_some_and(|p| p.elapsed() < PAUSE) {
                         count_failed(&state, n);
                         continue;
@@ -113,23 +127,28 @@ impl Reporter {
         }
         let Some(tx) = &self.tx else { return };
         let n = bans.len() as u64;
-        self.queued.fetch_add(n, Ordering::Relaxed);
+        self.queued.lock().expect("queue").bans += n;
         let why = match tx.try_send((Instant::now(), bans)) {
             Ok(()) => return,
             Err(TrySendError::Full(_)) => "the reports are too far behind",
             Err(TrySendError::Disconnected(_)) => "the reporting thread ended",
         };
-        self.queued.fetch_sub(n, Ordering::Relaxed);
+        self.queued.lock().expect("queue").bans -= n;
         say!("fwctl: warning: AbuseIPDB reports: {n} ban(s) not reported ({why})");
         count_failed(&self.state_file, n);
     }
 
     /// Let the thread post what it holds, waiting at most `wait`; what is
-    /// still queued then is counted as failed.
+    /// still queued then is counted as failed (the thread leaves it). A
+    /// batch the thread is posting as the process exits is not counted.
     pub fn finish(mut self, wait: Duration) {
         self.tx.take();
         if self.done.recv_timeout(wait).is_err() {
-            let left = self.queued.swap(0, Ordering::Relaxed);
+            let left = {
+                let mut q = self.queued.lock().expect("queue");
+                q.abandoned = true;
+                std::mem::take(&mut q.bans)
+            };
             if left > 0 {
                 count_failed(&self.state_file, left);
             }

@@ -8,8 +8,14 @@ use std::collections::HashMap;
 /// An offender is forgotten this long after its last ban ended: a source
 /// that behaves for a month starts again at the first step.
 pub const FORGET_AFTER: i64 = 30 * 86400;
-/// Most offenders remembered; past it the longest-quiet one is dropped.
+/// Most offenders remembered; past it the forgotten ones go, then the
+/// [`EVICT`] ending soonest (ties by address: every process that applies
+/// the same bans drops the same records).
 pub const MAX_RECORDS: usize = 100_000;
+/// Dropped at once when full, so that a full history costs one pass over
+/// it per EVICT new offenders, not per new offender (a reader replaying
+/// watch's journal applies each ban again).
+pub const EVICT: usize = MAX_RECORDS / 100;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -152,14 +158,13 @@ impl History {
     ) {
         if !self.records.contains_key(&addr) && self.records.len() >= MAX_RECORDS {
             self.prune(now);
-            if self.records.len() >= MAX_RECORDS {
-                if let Some(oldest) = self
-                    .records
-                    .values()
-                    .min_by_key(|r| r.until)
-                    .map(|r| r.addr)
-                {
-                    self.records.remove(&oldest);
+            let over = (self.records.len() + EVICT).saturating_sub(MAX_RECORDS);
+            if over > 0 {
+                let mut ends: Vec<(i64, IpNet)> =
+                    self.records.values().map(|r| (r.until, r.addr)).collect();
+                ends.select_nth_unstable(over - 1);
+                for (_, a) in &ends[..over] {
+                    self.records.remove(a);
                 }
             }
         }
@@ -315,6 +320,38 @@ mod tests {
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
+    }
+
+    /// The `i`-th address of 2001:db8::/32.
+    fn doc6(i: u128) -> IpNet {
+        IpNet::from(std::net::IpAddr::from(std::net::Ipv6Addr::from(
+            0x2001_0db8_u128 << 96 | i,
+        )))
+    }
+
+    #[test]
+    fn a_full_history_drops_the_bans_ending_soonest_a_hundredth_at_once() {
+        let mut h = History::default();
+        for i in 0..MAX_RECORDS as u32 {
+            // Two bans end at each second: ties are broken by address.
+            let a = doc6(u128::from(i));
+            h.record(a, "blacklist", 1, 1000, 3600 + u64::from(i / 2));
+        }
+        assert_eq!(h.len(), MAX_RECORDS);
+        let newest = net("203.0.113.1/32");
+        h.record(newest, "blacklist", 1, 1000, 60_000);
+        assert_eq!(h.len(), MAX_RECORDS - EVICT + 1);
+        // The first EVICT in (until, address) order went, the rest stayed.
+        let first_kept = doc6(EVICT as u128);
+        assert!(h.get(&first_kept).is_some());
+        let last_gone = doc6(EVICT as u128 - 1);
+        assert!(h.get(&last_gone).is_none());
+        // The next EVICT - 1 new offenders fit without another pass.
+        for i in 0..EVICT as u32 - 1 {
+            let a = doc6((1 << 64) | u128::from(i));
+            h.record(a, "blacklist", 1, 1000, 60_000);
+        }
+        assert_eq!(h.len(), MAX_RECORDS);
     }
 
     #[test]

@@ -68,16 +68,29 @@ pub fn beside(state: &Path, name: &str) -> std::path::PathBuf {
 }
 
 /// Read without changing anything (status, list): a corrupt file reads as
-/// empty with a warning. The journal beside it is applied.
+/// empty with a warning. The journal beside it is applied. Read again
+/// (three times at most) if the file was replaced meanwhile: the file and
+/// its journal are then read as one.
 pub fn read(path: &Path) -> Result<Loaded> {
+    for _ in 0..3 {
+        let before = ident(path);
+        let l = read_once(path)?;
+        if ident(path) == before {
+            return Ok(l);
+        }
+    }
+    read_once(path)
+}
+
+fn read_once(path: &Path) -> Result<Loaded> {
     let Some(text) = read_bytes(path)? else {
         let mut state = State::default();
-        let warning = with_journal(path, None, &mut state);
+        let warning = with_journal(path, None, &mut state).warning(path);
         return Ok(Loaded { state, warning });
     };
     Ok(match state::parse(&text) {
         Ok(mut state) => {
-            let warning = with_journal(path, Some(&text), &mut state);
+            let warning = with_journal(path, Some(&text), &mut state).warning(path);
             Loaded { state, warning }
         }
         Err(why) => Loaded {
@@ -103,48 +116,105 @@ const MAX_JOURNAL: u64 = 64 << 20;
 
 /// A journal is folded into the state file once it is longer than the file
 /// (or 256 KiB): what a reader replays stays small, and the whole file is
-/// written at most once for every file's worth of records appended.
+/// written at most once for every file's worth of records appended; and
+/// always long before a reader would refuse it.
 fn fold_at(file_len: u64) -> u64 {
-    file_len.max(256 << 10)
+    file_len.clamp(256 << 10, MAX_JOURNAL / 2)
+}
+
+/// What became of the journal beside a state file.
+enum Journal {
+    /// None there, or applied whole.
+    Fine,
+    /// Not applied whole: it names another state file (the file was
+    /// edited by hand or written by an fwctl that knows no journal), or a
+    /// line is no record, or it is over [`MAX_JOURNAL`].
+    NotWhole(String),
+    /// Not read: an I/O error, or not a regular file.
+    Unreadable(io::Error),
+}
+
+impl Journal {
+    fn warning(self, path: &Path) -> Option<String> {
+        let jp = journal_name(path);
+        match self {
+            Journal::Fine => None,
+            Journal::NotWhole(why) => Some(format!(
+                "state journal {} is not applied whole ({why}); the next fwctl run that writes the state moves it aside",
+                jp.display()
+            )),
+            Journal::Unreadable(e) => Some(format!(
+                "cannot read state journal {} ({e}); the newest ban records are left out; fix: run as root, or remove it if it is not a file",
+                jp.display()
+            )),
+        }
+    }
 }
 
 /// Apply the journal beside `path` to `st`, parsed from the state file's
-/// bytes `file` (None: there is none). A warning when it is not applied
-/// whole; a stale journal (another file's) is left out silently.
-fn with_journal(path: &Path, file: Option<&[u8]>, st: &mut State) -> Option<String> {
+/// bytes `file` (None: there is none). Opened without following a link
+/// and without blocking on a FIFO; only a regular file is read.
+fn with_journal(path: &Path, file: Option<&[u8]>, st: &mut State) -> Journal {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let jp = journal_name(path);
-    let f = match std::fs::File::open(&jp) {
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&jp)
+    {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            return Some(format!(
-                "cannot read state journal {} ({e}); the newest ban records are left out; fix: run as root",
-                jp.display()
-            ))
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Journal::Fine,
+        Err(e) => return Journal::Unreadable(e),
     };
+    match f.metadata() {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Journal::Unreadable(io::Error::other("not a regular file")),
+        Err(e) => return Journal::Unreadable(e),
+    }
     let mut text = Vec::new();
     if let Err(e) = f.take(MAX_JOURNAL + 1).read_to_end(&mut text) {
-        return Some(format!(
-            "cannot read state journal {} ({e}); the newest ban records are left out",
-            jp.display()
-        ));
+        return Journal::Unreadable(e);
     }
     if text.len() as u64 > MAX_JOURNAL {
-        return Some(format!(
-            "state journal {} is over {} MiB, not applied; fix: remove it (fwctl never writes one that long)",
-            jp.display(),
+        return Journal::NotWhole(format!(
+            "over {} MiB, which fwctl never writes",
             MAX_JOURNAL >> 20
         ));
     }
     let r = statejournal::replay(&text, &statejournal::digest(file), st);
-    r.bad.map(|why| {
-        format!(
-            "state journal {} stops early: {why}; the records before that are applied",
-            jp.display()
-        )
-    })
+    match (r.stale, r.bad) {
+        (true, _) => Journal::NotWhole(
+            "it names another state file: edited by hand, or written by an fwctl without journals"
+                .into(),
+        ),
+        (_, Some(why)) => Journal::NotWhole(format!("{why}; the records before it are applied")),
+        _ => Journal::Fine,
+    }
+}
+
+/// For a writer: the journal applied, or an error (a whole write would
+/// remove a journal it could not read), or, not applied whole, moved aside
+/// to `PATH.journal.aside-<now>` with a warning, never lost.
+fn writer_journal(
+    path: &Path,
+    file: Option<&[u8]>,
+    st: &mut State,
+    now: i64,
+) -> Result<Option<String>> {
+    let jp = journal_name(path);
+    match with_journal(path, file, st) {
+        Journal::Fine => Ok(None),
+        Journal::Unreadable(err) => Err(StateError::Read { path: jp, err }),
+        Journal::NotWhole(why) => match set_aside_as(&jp, "aside", now) {
+            Ok(aside) => Ok(Some(format!(
+                "state journal {} is not applied whole ({why}); moved it to {}",
+                jp.display(),
+                aside.display()
+            ))),
+            Err(err) => Err(StateError::Read { path: jp, err }),
+        },
+    }
 }
 
 /// Read for writing, the journal applied. A missing file is an empty state. A corrupt one is
@@ -153,12 +223,12 @@ fn with_journal(path: &Path, file: Option<&[u8]>, st: &mut State) -> Option<Stri
 pub fn load(path: &Path, now: i64) -> Result<Loaded> {
     let Some(text) = read_bytes(path)? else {
         let mut state = State::default();
-        let warning = with_journal(path, None, &mut state);
+        let warning = writer_journal(path, None, &mut state, now)?;
         return Ok(Loaded { state, warning });
     };
     match state::parse(&text) {
         Ok(mut state) => {
-            let warning = with_journal(path, Some(&text), &mut state);
+            let warning = writer_journal(path, Some(&text), &mut state, now)?;
             Ok(Loaded { state, warning })
         }
         Err(why) => {
@@ -188,9 +258,13 @@ pub fn load(path: &Path, now: i64) -> Result<Loaded> {
 /// linked under the new name first, which fails rather than replace a file
 /// set aside before, then unlinked, so no corrupt file is ever lost.
 fn set_aside(path: &Path, now: i64) -> io::Result<PathBuf> {
+    set_aside_as(path, "corrupt", now)
+}
+
+fn set_aside_as(path: &Path, tag: &str, now: i64) -> io::Result<PathBuf> {
     for n in 1.. {
         let mut name = path.as_os_str().to_owned();
-        name.push(format!(".corrupt-{now}"));
+        name.push(format!(".{tag}-{now}"));
         if n > 1 {
             name.push(format!("-{n}"));
         }
@@ -291,15 +365,18 @@ struct Ident {
 }
 
 fn ident(path: &Path) -> Option<Ident> {
+    std::fs::symlink_metadata(path).ok().map(|m| ident_of(&m))
+}
+
+fn ident_of(m: &std::fs::Metadata) -> Ident {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some(Ident {
+    Ident {
         dev: m.dev(),
         ino: m.ino(),
         len: m.len(),
         mtime: (m.mtime(), m.mtime_nsec()),
         ctime: (m.ctime(), m.ctime_nsec()),
-    })
+    }
 }
 
 /// Apply `ops` to the state, for a writer that keeps a [`Cached`] copy:
@@ -376,11 +453,12 @@ fn append(jp: &Path, cache: &mut Cached, lines: &[u8]) -> Result<()> {
         err,
     };
     let fresh = cache.journal.is_none();
+    // A new journal is created, never one found there taken over; an old
+    // one is the one checked under the lock. Never through a link.
     let mut f = std::fs::OpenOptions::new()
         .append(true)
-        .create(true)
+        .create_new(fresh)
         .mode(0o644)
-        // Never through a link put in its place.
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(jp)
         .map_err(write)?;
@@ -398,7 +476,7 @@ fn append(jp: &Path, cache: &mut Cached, lines: &[u8]) -> Result<()> {
         }
     }
     cache.journal_len += buf.len() as u64;
-    cache.journal = ident(jp);
+    cache.journal = f.metadata().ok().map(|m| ident_of(&m));
     Ok(())
 }
 
@@ -433,8 +511,13 @@ fn save_text(path: &Path, text: &[u8]) -> Result<()> {
     // The whole state is written (loaded with the journal applied): the
     // journal goes. Left behind by a failure, it names the file before
     // this one and is never applied.
-    let _ = std::fs::remove_file(journal_name(path));
-    Ok(())
+    match std::fs::remove_file(journal_name(path)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StateError::Write {
+            path: journal_name(path),
+            err: e,
+        }),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -525,11 +608,23 @@ mod tests {
         f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
             .unwrap();
         drop(f);
-        update_cached(&path, 107, &mut cache, &[]).unwrap();
-        assert_eq!(cache.loads, 3);
         // The edit made the journal stale (it names the file before it):
-        // 203.0.113.5, journalled after the file was written, is gone with
-        // it, as an edit of the file replaces what the file held.
+        // readers say so; the next write moves it aside, with a warning
+        // that says where (203.0.113.5, journalled after the file was
+        // written, is there, not in the edited file).
+        assert!(read(&path)
+            .unwrap()
+            .warning
+            .unwrap()
+            .contains("another state file"));
+        let (_, warning) = update_cached(&path, 107, &mut cache, &[]).unwrap();
+        assert_eq!(cache.loads, 3);
+        let aside = dir.path().join("state.json.journal.aside-107");
+        assert!(warning.unwrap().contains("state.json.journal.aside-107"));
+        assert!(std::fs::read_to_string(&aside)
+            .unwrap()
+            .contains("203.0.113.5"));
+        assert!(!jp.exists());
         let st = read(&path).unwrap().state;
         assert!(st
             .history
@@ -577,6 +672,9 @@ mod tests {
         assert!(!jp.exists());
         let whole = state::parse(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(whole.history.iter().count(), n);
+        // A huge state file: its journal is still folded long before a
+        // reader would refuse it.
+        assert!(fold_at(1 << 30) <= MAX_JOURNAL / 2);
         // Nothing to fold: nothing written.
         let w = cache.writes;
         fold(&path, 103, &mut cache).unwrap();
@@ -600,11 +698,13 @@ mod tests {
         let got = read(&path).unwrap();
         assert!(got.warning.is_none());
         assert_eq!(got.state.history.iter().count(), 2);
-        // Stale: a journal of another file is left out silently.
+        // Stale: a journal of another file is not applied.
         let mut j = statejournal::header(&statejournal::digest(Some(b"other")));
         j.extend(statejournal::lines(&[ban("203.0.113.1/32", 100)]));
         std::fs::write(&jp, &j).unwrap();
-        assert_eq!(read(&path).unwrap().state, state());
+        let got = read(&path).unwrap();
+        assert_eq!(got.state, state());
+        assert!(got.warning.unwrap().contains("another state file"));
         // Garbage: a warning that names the journal.
         std::fs::write(&jp, b"not a journal\n").unwrap();
         let got = load(&path, 100).unwrap();
@@ -615,9 +715,35 @@ mod tests {
         f.set_len(MAX_JOURNAL + 1).unwrap();
         let got = read(&path).unwrap();
         assert!(got.warning.unwrap().contains("over 64 MiB"));
-        // A whole write removes it.
+        // A writer moves it aside.
         update(&path, 100, |_| ()).unwrap();
         assert!(!jp.exists());
+        // Not a file (a directory, a FIFO): a reader warns and does not
+        // block; a writer stops, since its whole write would remove it.
+        for fifo in [false, true] {
+            if fifo {
+                nix::unistd::mkfifo(&jp, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+            } else {
+                std::fs::create_dir(&jp).unwrap();
+            }
+            let got = read(&path).unwrap();
+            assert!(got.warning.unwrap().contains("cannot read state journal"));
+            assert_eq!(got.state, state());
+            assert!(matches!(load(&path, 100), Err(StateError::Read { .. })));
+            assert!(update(&path, 100, |_| ()).is_err());
+            if fifo {
+                std::fs::remove_file(&jp).unwrap();
+            } else {
+                std::fs::remove_dir(&jp).unwrap();
+            }
+        }
+        // A link in its place is not followed.
+        std::os::unix::fs::symlink(&path, &jp).unwrap();
+        assert!(read(&path)
+            .unwrap()
+            .warning
+            .unwrap()
+            .contains("cannot read state journal"));
     }
 
     #[test]
