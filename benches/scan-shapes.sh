@@ -15,18 +15,20 @@
 #          escaped quotes, addresses and stamps planted in paths, agents and
 #          referers, 900-byte query strings, IPv6 compressed, full, zero-padded
 #          and upper-case; 60 000 clients, 50 of them 5 % of the lines
+#   unique: odd with a random token in every request line (none repeats:
+#          `--match` answers no request from its memo of repeated ones)
 # Queries: every request (`--howmany N` alone), --status 4xx, --status 404,
 # --match all (the built-in request patterns).
 # GB/s = file bytes / best wall time. CPU = user + sys of the best run, all
 # threads (the scan reads a whole file with one thread per core, here 2).
 # OLD_BIN=path: the same queries with another fwctl binary in the same run.
 # Usage: benches/scan-shapes.sh [RUNS] [SIZE in M] [SHAPES]
-#   e.g. benches/scan-shapes.sh 5 240M "short long v6 many xff odd sshd"
+#   e.g. benches/scan-shapes.sh 5 240M "short long v6 many xff odd unique sshd"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 size=${2:-240M}
-shapes=${3:-"short long v6 many xff odd sshd"}
+shapes=${3:-"short long v6 many xff odd unique sshd"}
 [ -n "${FWCTL_BIN:-}" ] || { cargo build --release --quiet --bin fwctl && cargo build --release --quiet --example weblog --example loggen; }
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 ex=${FWCTL_EXAMPLES:-$PWD/target/release/examples}
@@ -76,11 +78,12 @@ for shape in $shapes; do
     v6) "$ex/weblog" --out "$log" --size "$size" --lines mixed --clients 100000 --v6 90 ;;
     many) "$ex/weblog" --out "$log" --size "$size" --lines mixed --clients 1000000 --v6 30 ;;
     xff) "$ex/weblog" --out "$log" --size "$size" --lines mixed --clients 100000 --v6 20 --xff ;;
-    odd) python3 - "$log" "${size%M}" <<'PY'
+    odd | unique) python3 - "$log" "${size%M}" "$shape" <<'PY'
 import random, sys
 random.seed(7)
 out = open(sys.argv[1], 'w')
 size = int(sys.argv[2]) << 20
+unique = sys.argv[3] == 'unique'
 months = "Nov"
 def v4(): return f"{random.choice([198,203,192])}.{random.choice([51,0])}.{random.randrange(256)}.{random.randrange(1,255)}"
 def v6():
@@ -107,7 +110,10 @@ while n < size:
     t += 1
     c = random.choice(heavy) if random.random() < 0.05 else random.choice(clients)
     st = random.choice(statuses)
-    req = f'{random.choice(["GET","POST","HEAD"])} {random.choice(paths)} HTTP/1.1'
+    path = random.choice(paths)
+    if unique:
+        path += ('&' if '?' in path else '?') + f'u={random.getrandbits(64):016x}'
+    req = f'{random.choice(["GET","POST","HEAD"])} {path} HTTP/1.1'
     stamp = f'[21/Nov/2026:{hh:02d}:{mm:02d}:{ss:02d} +0000]'
     u = random.choice(users)
     r = random.random()

@@ -37,4 +37,5 @@ pub mod statejournal;
 pub mod status;
 pub mod watch;
 pub mod web_log;
+pub mod web_requests;
 pub mod why;

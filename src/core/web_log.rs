@@ -22,14 +22,11 @@
 //! that is not one is the client.
 
 use super::logline::{digits, parse_addr, Hit, Line, Malformed, Proto, Stamps};
+use super::web_requests::Requests;
 use crate::units::time::Zone;
 use crate::units::Invalid;
 use ipnet::IpNet;
 use regex::bytes::RegexSet;
-use regex_automata::meta;
-use regex_automata::nfa::thompson::WhichCaptures;
-use regex_automata::util::syntax;
-use regex_automata::{Input, MatchKind};
 use std::net::IpAddr;
 
 /// Where the client's address is.
@@ -100,48 +97,6 @@ pub struct WebParser {
     statuses: Statuses,
     /// The request patterns asked for (--match); None: every request counts.
     patterns: Option<Requests>,
-}
-
-/// From this length on a request is searched with the prefilter: it skips
-/// more than it costs on a long request (a 900-byte query string: 12 % less
-/// CPU on the odd log's `--match all` than without).
-const PREFILTER_FROM: usize = 128;
-
-/// The `--match` patterns: whether a request matches any, then which.
-#[derive(Clone)]
-struct Requests {
-    set: RegexSet,
-    /// The same patterns, built as the set is but without the literal
-    /// prefilter: the built-in patterns' case-insensitive alternations
-    /// give it hundreds of literals, searched byte by byte (Aho-Corasick,
-    /// 35 % of a `--match all` scan of short lines), and most requests
-    /// match nothing. None if it cannot be built (the set then answers).
-    any: Option<meta::Regex>,
-}
-
-impl Requests {
-    fn new(set: RegexSet) -> Requests {
-        let config = meta::Config::new()
-            .nfa_size_limit(Some(8 << 20))
-            .hybrid_cache_capacity(2 << 20)
-            .match_kind(MatchKind::LeftmostFirst)
-            .utf8_empty(false)
-            .which_captures(WhichCaptures::None)
-            .auto_prefilter(false);
-        let any = meta::Builder::new()
-            .configure(config)
-            .syntax(syntax::Config::new().utf8(false))
-            .build_many(set.patterns())
-            .ok();
-        Requests { set, any }
-    }
-
-    fn any(&self, request: &[u8]) -> bool {
-        match &self.any {
-            Some(re) if request.len() <= PREFILTER_FROM => re.is_match(Input::new(request)),
-            _ => self.set.is_match(request),
-        }
-    }
 }
 
 impl WebParser {
@@ -241,24 +196,12 @@ impl WebParser {
         if !self.statuses.wants(code) {
             return Line::Unwanted;
         }
-        let marks = match &self.patterns {
+        let marks = match &mut self.patterns {
             None => 0,
-            Some(set) => {
-                // Most requests match nothing: telling so stops at the first
-                // match and skips the bookkeeping of which (measured: a
-                // --match all scan took 12-14 % less CPU).
-                if !set.any(request) {
-                    return Line::Unwanted;
-                }
-                let mut m = 0u64;
-                for i in set.set.matches(request).iter() {
-                    m |= 1 << i;
-                }
-                if m == 0 {
-                    return Line::Unwanted;
-                }
-                m
-            }
+            Some(set) => match set.marks(request) {
+                0 => return Line::Unwanted,
+                m => m,
+            },
         };
         let Some(peer) = parse_addr(&line[..sp]) else {
             return Line::Malformed(Malformed::NoClient);
@@ -749,64 +692,6 @@ mod tests {
                 };
                 assert_eq!(b.parse_candidate(l.as_bytes()), want, "{l}");
             }
-        }
-    }
-
-    /// The set without its prefilter answers as the set does, for the
-    /// built-in patterns and requests made of their pieces, short and long.
-    fn requests_agree(r: &Requests, req: &[u8]) {
-        let any = r.any.as_ref().expect("the built-in patterns build");
-        assert_eq!(
-            any.is_match(Input::new(req)),
-            r.set.is_match(req),
-            "{:?}",
-            String::from_utf8_lossy(req)
-        );
-        assert_eq!(r.any(req), r.set.is_match(req));
-    }
-
-    #[test]
-    fn a_request_matches_any_pattern_as_the_set_says() {
-        let all = crate::core::patterns::for_source(&[], "nginx");
-        let r = Requests::new(crate::core::patterns::compile(&all));
-        let pieces: [&[u8]; 14] = [
-            b"GET /",
-            b"../",
-            b"%2E%2e%2F",
-            b"UNION%20ALL%20SELECT",
-            b"select+a+from+",
-            b"<ScRiPt",
-            b"onerror%3d",
-            b"/.env",
-            b"/.env.local?",
-            b"/WP-LOGIN.PHP",
-            b"/cgi-bin/",
-            b"A",
-            b"%20",
-            b" HTTP/1.1",
-        ];
-        let mut seed = 7u64;
-        for n in 0..3000 {
-            let mut req = Vec::new();
-            for _ in 0..(n % 40) {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let piece = pieces[(seed >> 33) as usize % pieces.len()];
-                req.extend_from_slice(piece);
-                if seed >> 62 == 0 {
-                    req.push((seed >> 40) as u8);
-                }
-            }
-            requests_agree(&r, &req);
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn the_set_without_prefilter_agrees(req in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
-            let all = crate::core::patterns::for_source(&[], "nginx");
-            requests_agree(&Requests::new(crate::core::patterns::compile(&all)), &req);
         }
     }
 
