@@ -24,7 +24,9 @@
 # rules/fwctl.toml plus one [[watch]] (sshd, howmany 5, within 10m, blacklist, 1h), alone
 # followed (--only), and [aggregate] v6_count_prefix = 128 (each address, as fail2ban).
 # Usage: benches/watch.sh [SECS] [RATES] [SHAPES] [TOOLS]     (root)
-#   e.g. benches/watch.sh 20 "1000 3000 10000 100000 300000" "short long" "fail2ban fwctl"
+#   e.g. benches/watch.sh 20 "1000 3000 10000 100000 300000" "short long" "fail2ban fwctl wakes"
+#   (wakes: the floor, a process that only sleeps and wakes at watch's pace: on a VM
+#   each wake-up from an idle CPU costs the woken task tens of microseconds)
 #   GRACE=5 (s after the stream for the last bans), ATTACKERS=100, KEEP=1 (keep the work
 #   directory: logs, bans, fail2ban.log, watch.out); rows above the first rate
 #   a tool falls behind at (not every attacker banned) are skipped for that tool.
@@ -33,14 +35,15 @@ cd "$(dirname "$0")/.."
 secs=${1:-20}
 rates=${2:-"1000 3000 10000 100000 300000"}
 shapes=${3:-"short long"}
-tools=${4:-"fail2ban fwctl"}
+tools=${4:-"fail2ban fwctl wakes"}
 grace=${GRACE:-5}
 attackers=${ATTACKERS:-100}
 [ "$(id -u)" -eq 0 ] || { echo "benches/watch.sh: needs root (network namespaces)"; exit 1; }
 # FWCTL_BIN / FWCTL_EXAMPLES: builds made elsewhere; nothing is built then.
-[ -n "${FWCTL_BIN:-}" ] || { cargo build --release --quiet --bin fwctl && cargo build --release --quiet --example watchgen; }
+[ -n "${FWCTL_BIN:-}" ] || { cargo build --release --quiet --bin fwctl && cargo build --release --quiet --example watchgen --example wakes; }
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 gen=${FWCTL_EXAMPLES:-$PWD/target/release/examples}/watchgen
+wakes=${FWCTL_EXAMPLES:-$PWD/target/release/examples}/wakes
 if [[ " $tools " == *" fail2ban "* ]] && ! command -v fail2ban-server >/dev/null; then
   echo "fail2ban is not installed: apt-get install fail2ban python3-pyinotify (with a"
   echo "/usr/sbin/policy-rc.d that exits 101, so that it does not start on the host)"; exit 1
@@ -175,9 +178,34 @@ stop_tool() {
   fi
 }
 
+# The floor: examples/wakes.rs sleeping and waking at watch's busy pace (45 ms,
+# 30 ms from 20 000 lines/s) in the same cgroup accounting, on the same CPU,
+# while the generator writes the same stream (read by no one).
+run_wakes() {
+  local shape=$1 rate=$2 every=45
+  [ "$rate" -ge 20000 ] && every=30
+  rm -f "$work/auth.log" "$work/record"
+  : >"$work/auth.log"
+  taskset -c 1 "$wakes" --every-ms "$every" --secs $(( secs + 2 )) >"$work/wakes.out" &
+  pid=$!
+  echo "$pid" >"$cg/cgroup.procs"
+  local n0 t0 n1 t1
+  n0=$(cpu_ns); t0=$(date +%s%N)
+  taskset -c 0 "$gen" --rate "$rate" --secs "$secs" --shape "$shape" --attackers "$attackers" \
+    --out "$work/auth.log" --record "$work/record"
+  n1=$(cpu_ns); t1=$(date +%s%N)
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=
+  awk -v shape="$shape" -v rate="$rate" -v ns=$(( n1 - n0 )) -v us=$(( (t1 - t0) / 1000 )) -v every="$every" '
+    $1 == "lines" { printf "wakes\t%s\t%s\t%.0f\t%.0f\t%.1f\t-\t-\t-\t-\t-\t%.3f\t%.1f\t%.3f\t-\t1\tfloor: a wake-up every %s ms\n",
+      shape, rate, $4 / $2, $2 / us * 1e6, $8, ns / 1e3 / $2, ns / 1e3 / us * 100, ns / 1e9, every }' "$work/record"
+}
+
 # One run: prints one row of figures (tab-separated) on stdout.
 run() {
   local tool=$1 shape=$2 rate=$3
+  [ "$tool" = wakes ] && { run_wakes "$shape" "$rate"; return; }
   rm -f "$work/auth.log" "$work/record"
   : >"$work/auth.log"
   start_tool "$tool" || return 1
