@@ -494,7 +494,7 @@ impl<'a> Service<'a> {
         // The first reading places each log's start (its end, or the
         // saved position): only then is watch following, and says so.
         let mut crossings: Vec<(usize, Crossed)> = Vec::new();
-        self.poll_all(&mut crossings, true);
+        self.poll_all(&mut crossings, true, Instant::now());
         say!(
             "fwctl: watch follows {} log(s){}{}",
             self.entries.len(),
@@ -521,9 +521,12 @@ impl<'a> Service<'a> {
         let mut busy = false;
         let mut pace = pacing::COALESCE;
         while !stop.load(Ordering::Relaxed) {
-            let full = last_tick.elapsed() >= TICK;
+            // One clock reading for the checks of this round, one more
+            // before sleeping (a wake-up is watch's CPU at low rates, and
+            // each reading of a cold clock a microsecond of it).
             let t = Instant::now();
-            let got = self.poll_all(&mut crossings, full);
+            let full = t - last_tick >= TICK;
+            let got = self.poll_all(&mut crossings, full, t);
             busy = got > 0 && (busy || last_lines.is_some_and(|p| t - p < BUSY_GAP));
             if busy {
                 pace = pacing::pace(got, last_lines.map(|p| t - p));
@@ -551,19 +554,19 @@ impl<'a> Service<'a> {
                     self.publish_metrics();
                     unsaved = false;
                 }
-                last_tick = Instant::now();
+                last_tick = t;
             }
-            if last_refresh.elapsed() >= Duration::from_secs(30) {
+            if t - last_refresh >= Duration::from_secs(30) {
                 self.refresh();
-                last_refresh = Instant::now();
+                last_refresh = t;
             }
-            if last_count.elapsed() >= COUNT_EVERY {
+            if t - last_count >= COUNT_EVERY {
                 self.count();
-                last_count = Instant::now();
+                last_count = t;
             }
-            if last_stats.elapsed() >= self.opts.stats_every {
+            if t - last_stats >= self.opts.stats_every {
                 self.stats_events()?;
-                last_stats = Instant::now();
+                last_stats = t;
             }
             let fds: Vec<std::os::fd::BorrowedFd> = self
                 .entries
@@ -573,12 +576,13 @@ impl<'a> Service<'a> {
                     From::File(_) => None,
                 })
                 .collect();
-            let to_tick = TICK.saturating_sub(last_tick.elapsed());
+            let done = Instant::now();
+            let to_tick = TICK.saturating_sub(done - last_tick);
             if busy {
                 // inotify is not even read: the busy logs are read as if
                 // written (a rotation meanwhile is seen when a reading
                 // finds nothing and inotify is read again, or at the tick).
-                wake.sleep(pace.saturating_sub(t.elapsed()).min(to_tick), &fds);
+                wake.sleep(pace.saturating_sub(done - t).min(to_tick), &fds);
                 for e in &mut self.entries {
                     e.said.written = true;
                 }
@@ -633,19 +637,19 @@ impl<'a> Service<'a> {
     /// Read every log on from where it was, counting each line's hit;
     /// the sources that crossed go to `crossings`. `full`: every check on
     /// every log; otherwise only what inotify said. Returns the lines read.
-    fn poll_all(&mut self, crossings: &mut Vec<(usize, Crossed)>, full: bool) -> u64 {
+    fn poll_all(&mut self, crossings: &mut Vec<(usize, Crossed)>, full: bool, t: Instant) -> u64 {
         let now = host::now();
         let mut got = 0;
         for (i, e) in self.entries.iter_mut().enumerate() {
             let before = e.stats.lines;
             let within = e.plan.opts.within as i64;
-            if e.made.elapsed() >= REMAKE_EVERY {
+            if t - e.made >= REMAKE_EVERY {
                 if let Ok(p) =
                     e.plan
                         .parser(host::local_zone(now), now, (now - within, now + AHEAD))
                 {
                     e.parser = p;
-                    e.made = Instant::now();
+                    e.made = t;
                 }
             }
             e.parser.set_window((now - within, now + AHEAD));
