@@ -8,9 +8,9 @@
 //! overlapping pass. Access logs repeat their request lines: the same probe
 //! list sent by thousands of scanners, health checks, the site's own pages.
 //! Hashing a request and comparing it with the remembered copy costs a
-//! tenth of a pass, so a repeated request is answered from [`Memo`]; a log
-//! of unique requests pays the hash and the copy on top of the passes.
-//! The answer is the same either way: a remembered request is compared
+//! tenth of a pass, so a repeated request is answered from [`Memo`]; on a
+//! log of unique requests the memo finds few repeats in a probe and is left
+//! alone for a while (`PROBE`, `REST`). The answer is the same either way: a remembered request is compared
 //! byte for byte, never trusted by its hash.
 
 use regex::bytes::RegexSet;
