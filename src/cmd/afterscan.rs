@@ -31,10 +31,18 @@ const REPORT_BUDGET: Duration = Duration::from_secs(15);
 
 /// Count the run into the baseline, judge the last complete hour of every
 /// series, and tell the anomalies not told before.
-pub fn count(cfg: &Config, state_file: &Path, report: &Report, now: i64, n: Option<&Notifier>) {
+pub fn count(
+    cfg: &Config,
+    state_file: &Path,
+    report: &Report,
+    log: &str,
+    now: i64,
+    n: Option<&Notifier>,
+) {
     let run = Counted {
         rule: &report.rule,
         kind: &report.kind,
+        log,
         minutes: &report.minutes,
         lines_until: now,
         bans: report.added,
@@ -47,6 +55,9 @@ pub fn count(cfg: &Config, state_file: &Path, report: &Report, now: i64, n: Opti
 pub struct Counted<'a> {
     pub rule: &'a str,
     pub kind: &'a str,
+    /// The log read (its path, or the journal's matches): each log's lines
+    /// are counted once into the rule's series.
+    pub log: &'a str,
     pub minutes: &'a std::collections::BTreeMap<i64, u64>,
     /// Only whole minutes before this time's are counted.
     pub lines_until: i64,
@@ -71,7 +82,7 @@ pub fn count_series(
         baseline::parse,
         baseline::to_text,
         |b| {
-            b.add_minutes(&lines, run.minutes, run.lines_until);
+            b.add_minutes(&lines, run.log, run.minutes, run.lines_until);
             b.add(&bans, now, run.bans);
             b.judge(now, &cfg.baseline)
         },

@@ -168,6 +168,15 @@ impl Plan {
         }
     }
 
+    /// What it reads, as the baseline tells logs apart: the log's path, or
+    /// the journal's matches.
+    pub fn read_from(&self) -> String {
+        match &self.log {
+            Some(l) => l.display().to_string(),
+            None => self.journal_matches().shown(),
+        }
+    }
+
     pub fn new(opts: &Options, cfg: Config) -> Result<Plan> {
         let src = &opts.source;
         let regex = match src {
@@ -1070,6 +1079,7 @@ pub fn run(opts: &Options, inv: &Invocation) -> Result<()> {
                 &plan.cfg,
                 &state_file,
                 &report,
+                &plan.read_from(),
                 real_now,
                 run.notifier.as_ref(),
             );

@@ -970,14 +970,7 @@ impl<'a> Service<'a> {
         let now = host::now();
         // A line read up to LATE after its minute ended still counts.
         let until = now - LATE;
-        let froms: Vec<String> = self
-            .entries
-            .iter()
-            .map(|e| match &e.plan.log {
-                Some(l) => l.display().to_string(),
-                None => e.plan.journal_matches().shown(),
-            })
-            .collect();
+        let froms: Vec<String> = self.entries.iter().map(|e| e.plan.read_from()).collect();
         let entries: Vec<series::Entry> = self
             .entries
             .iter()
@@ -1001,6 +994,7 @@ impl<'a> Service<'a> {
             let run = super::afterscan::Counted {
                 rule: &share.rule,
                 kind: &share.kind,
+                log: &share.log,
                 minutes: &share.minutes,
                 lines_until: until,
                 bans: share.bans,

@@ -22,6 +22,11 @@ pub const HOURS: usize = (DAYS as usize + 1) * 24;
 pub const MAX_SERIES: usize = 256;
 /// Longest rule or type name kept (longer ones are cut).
 pub const MAX_NAME: usize = 64;
+/// Most logs a series keeps a mark of its own for (see [`Series::logs`]).
+pub const MAX_LOGS: usize = 8;
+/// Longest log name kept: its last characters (a file's name and its
+/// directory's end tell logs apart).
+pub const MAX_LOG: usize = 256;
 pub const VERSION: u32 = 1;
 
 /// What a series counts.
@@ -92,9 +97,18 @@ pub struct Series {
     /// Hours `end - counts.len() + 1 ..= end`, at most [`HOURS`].
     pub counts: Vec<u64>,
     /// Lines before this moment (Unix seconds, a whole minute) are counted
-    /// already: cron runs read overlapping windows.
+    /// already, for a log without a mark of its own in `logs`: a file from
+    /// before the marks, or a log whose mark made room for others'.
     #[serde(default)]
     pub counted_until: i64,
+    /// Per log counted into this series (its path, or the journal's
+    /// matches): lines before this moment are counted already. Cron runs
+    /// and watch read overlapping windows of one log; two logs under one
+    /// rule and type (two sites' access logs) add up, each counted once
+    /// (one mark for both lost the second log's lines of every minute the
+    /// first had counted).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub logs: BTreeMap<String, i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last: Option<Eval>,
     /// The last hour told as an anomaly (told once, whatever the runs).
@@ -114,9 +128,34 @@ impl Series {
             end: hour,
             counts: vec![0],
             counted_until: 0,
+            logs: BTreeMap::new(),
             last: None,
             told: None,
             counted_at: hour,
+        }
+    }
+
+    /// Whence `log`'s lines are still to be counted.
+    fn counted_from(&self, log: &str) -> i64 {
+        self.logs.get(log).copied().unwrap_or(self.counted_until)
+    }
+
+    /// Mark `log` counted up to `until`; past [`MAX_LOGS`] the log counted
+    /// longest ago gives up its mark, which `counted_until` then covers
+    /// (its lines may come back uncounted, never twice).
+    fn mark(&mut self, log: String, until: i64) {
+        let m = self.logs.entry(log).or_insert(until);
+        *m = (*m).max(until);
+        if self.logs.len() > MAX_LOGS {
+            let oldest = self
+                .logs
+                .iter()
+                .min_by_key(|(name, &at)| (at, (*name).clone()))
+                .map(|(name, &at)| (name.clone(), at));
+            if let Some((name, at)) = oldest {
+                self.logs.remove(&name);
+                self.counted_until = self.counted_until.max(at);
+            }
         }
     }
 
@@ -212,12 +251,19 @@ impl Baseline {
     /// line is counted once, provided the window reaches back to the last
     /// run (a gap between runs longer than the window goes uncounted).
     /// Returns how many were added.
-    pub fn add_minutes(&mut self, key: &Key, minutes: &BTreeMap<i64, u64>, now: i64) -> u64 {
+    pub fn add_minutes(
+        &mut self,
+        key: &Key,
+        log: &str,
+        minutes: &BTreeMap<i64, u64>,
+        now: i64,
+    ) -> u64 {
         let until = now.div_euclid(60) * 60;
+        let log = log_name(log);
         let s = self.series(key, now);
         s.counted_at = s.counted_at.max(hour_of(now));
         s.advance(hour_of(now));
-        let from = s.counted_until;
+        let from = s.counted_from(&log);
         let mut added = 0;
         if from >= until {
             // Counted up to here already (or the clock went back).
@@ -227,7 +273,7 @@ impl Baseline {
             s.add(hour_of(m * 60), n);
             added += n;
         }
-        s.counted_until = s.counted_until.max(until);
+        s.mark(log, until);
         added
     }
 
@@ -323,6 +369,8 @@ pub fn parse(text: &[u8]) -> Result<Baseline, Corrupt> {
             || s.end.checked_sub(s.start) != Some(s.counts.len() as i64 - 1)
             || k.rule.chars().count() > MAX_NAME
             || k.kind.chars().count() > MAX_NAME
+            || s.logs.len() > MAX_LOGS
+            || s.logs.keys().any(|l| l.chars().count() > MAX_LOG)
             || s.start > s.end
         {
             return Err(Corrupt::Bounds(format!(
@@ -334,6 +382,13 @@ pub fn parse(text: &[u8]) -> Result<Baseline, Corrupt> {
         }
     }
     Ok(Baseline { series: f.series })
+}
+
+/// A log's name as a series keeps it: at most [`MAX_LOG`] characters,
+/// the last ones.
+fn log_name(log: &str) -> String {
+    let n = log.chars().count();
+    log.chars().skip(n.saturating_sub(MAX_LOG)).collect()
 }
 
 pub fn to_text(b: &Baseline) -> Vec<u8> {
@@ -581,7 +636,7 @@ mod tests {
             for &t in lines.iter().filter(|&&t| t <= now && t > now - 900) {
                 *minutes.entry(t.div_euclid(60)).or_insert(0) += 1;
             }
-            total += b.add_minutes(&k, &minutes, now);
+            total += b.add_minutes(&k, LOG, &minutes, now);
         }
         // The last run was at 10:30:07: every minute before 10:30 is in,
         // each line once.
@@ -590,7 +645,97 @@ mod tests {
         // A run again at the same moment adds nothing.
         let mut minutes = BTreeMap::new();
         minutes.insert(lines[20].div_euclid(60), 1);
-        assert_eq!(b.add_minutes(&k, &minutes, t0 + 1807), 0);
+        assert_eq!(b.add_minutes(&k, LOG, &minutes, t0 + 1807), 0);
+    }
+
+    const LOG: &str = "/ram/iptables.log";
+
+    /// Lines at `at` (one each) into a minute map.
+    fn per_minute(at: &[i64]) -> BTreeMap<i64, u64> {
+        let mut m = BTreeMap::new();
+        for t in at {
+            *m.entry(t.div_euclid(60)).or_insert(0) += 1;
+        }
+        m
+    }
+
+    #[test]
+    fn two_logs_under_one_rule_add_up_each_counted_once() {
+        let k = key();
+        let mut b = Baseline::default();
+        let t0 = DAY0 + 10 * 3600;
+        // Two sites' logs, a line a minute each from 10:00:30; cron scans
+        // each every 5 minutes, a few seconds apart, 15-minute windows.
+        let lines: Vec<i64> = (0..20).map(|i| t0 + i * 60 + 30).collect();
+        let mut total = 0;
+        for run in 1..=4 {
+            for (log, late) in [("/var/log/nginx/a.log", 3), ("/var/log/nginx/b.log", 9)] {
+                let now = t0 + run * 300 + late;
+                let seen: Vec<i64> = lines
+                    .iter()
+                    .copied()
+                    .filter(|&t| t <= now && t > now - 900)
+                    .collect();
+                total += b.add_minutes(&k, log, &per_minute(&seen), now);
+            }
+        }
+        // Up to 10:20, from both: 20 lines each (one mark for both lost
+        // the second log's minutes of every run).
+        assert_eq!(total, 40);
+        assert_eq!(b.get(&k).unwrap().get(hour_of(t0)), Some(40));
+        assert!(parse(&to_text(&b)).is_ok());
+    }
+
+    #[test]
+    fn a_file_from_before_the_marks_counts_nothing_twice() {
+        let k = key();
+        let t0 = DAY0 + 10 * 3600;
+        // Written by a version with one mark a series: counted to 10:10.
+        let old = format!(
+            r#"{{"version":1,"series":[{{"what":"lines","rule":"blocked","type":"tcp","start":{h},"end":{h},"counts":[10],"counted_until":{u}}}]}}"#,
+            h = hour_of(t0),
+            u = t0 + 600
+        );
+        let mut b = parse(old.as_bytes()).unwrap();
+        let lines: Vec<i64> = (0..15).map(|i| t0 + i * 60 + 30).collect();
+        // Either log's run from 10:00 counts only what follows 10:10.
+        assert_eq!(b.add_minutes(&k, LOG, &per_minute(&lines), t0 + 900 + 5), 5);
+        assert_eq!(
+            b.add_minutes(&k, "/other.log", &per_minute(&lines), t0 + 900 + 9),
+            5
+        );
+        assert_eq!(b.get(&k).unwrap().get(hour_of(t0)), Some(20));
+    }
+
+    #[test]
+    fn logs_past_the_bound_give_up_the_oldest_mark_to_the_floor() {
+        let k = key();
+        let mut b = Baseline::default();
+        let t0 = DAY0 + 10 * 3600;
+        for i in 0..=MAX_LOGS as i64 {
+            let now = t0 + (i + 1) * 60 + 1;
+            b.add_minutes(&k, &format!("/log/{i}"), &per_minute(&[now - 61]), now);
+        }
+        let s = b.get(&k).unwrap();
+        assert_eq!(s.logs.len(), MAX_LOGS);
+        assert!(!s.logs.contains_key("/log/0"));
+        // The evicted log's mark is the floor: its lines come back
+        // uncounted, never twice.
+        assert_eq!(s.counted_until, t0 + 60);
+        assert_eq!(
+            b.add_minutes(&k, "/log/0", &per_minute(&[t0 + 30]), t0 + 3000),
+            0
+        );
+        // A name is kept by its end, and the file stays in its bounds.
+        let long = format!("/{}/access.log", "d".repeat(400));
+        b.add_minutes(&k, &long, &per_minute(&[t0 + 3000]), t0 + 3100);
+        let s = b.get(&k).unwrap();
+        assert!(s.logs.keys().all(|l| l.chars().count() <= MAX_LOG));
+        assert!(s.logs.keys().any(|l| l.ends_with("dd/access.log")));
+        assert!(parse(&to_text(&b)).is_ok());
+        let mut over = b.clone();
+        over.series[0].logs.insert("x".repeat(MAX_LOG + 1), 0);
+        assert!(matches!(parse(&to_text(&over)), Err(Corrupt::Bounds(_))));
     }
 
     #[test]
@@ -601,7 +746,7 @@ mod tests {
         let mut minutes = BTreeMap::new();
         minutes.insert((now - 20 * 60) / 60, 7); // 09:45
         minutes.insert((now - 60) / 60, 2); // 10:04
-        assert_eq!(b.add_minutes(&k, &minutes, now), 9);
+        assert_eq!(b.add_minutes(&k, LOG, &minutes, now), 9);
         let s = b.get(&k).unwrap();
         assert_eq!(
             (s.get(hour_of(now) - 1), s.get(hour_of(now))),
