@@ -10,6 +10,8 @@ use crate::core::history::Record;
 use crate::core::notify::{Notice, Origin};
 use crate::core::policy::{Members, Policy};
 use crate::core::sets::Holds;
+use crate::core::state::State;
+use crate::core::statejournal::Op;
 use crate::ports::SetStore;
 use crate::sys::statefile;
 use crate::units::addr::member;
@@ -64,31 +66,16 @@ pub fn after_bans(
     if !cfg.aggregate.enabled {
         return Ok(Done::default());
     }
-    let policy = policy(cfg, sets, own, extra)?;
-    let heads = sets.heads()?;
-    let holds = |s: &str| heads.get(s).is_some_and(|h| h.holds == Holds::Networks);
+    let facts = Facts::read(cfg, sets, own, extra)?;
     let loaded = statefile::read(state)?;
-    let records: Vec<&Record> = loaded.state.history.iter().collect();
-    let out = aggregate::plan(&records, &cfg.aggregate, &policy, &holds, now);
-    if out.gather.is_empty() {
-        return Ok(Done {
-            gathered: vec![],
-            kept: out.kept,
-        });
+    let mut done = Done::default();
+    let ops = facts.gather(cfg, sets, &loaded.state, now, &mut done)?;
+    if ops.is_empty() {
+        return Ok(done);
     }
-    let ops: Vec<_> = out.gather.iter().flat_map(|g| g.ops(now)).collect();
-    sets.change(&ops)
-        .map_err(|e| anyhow!("banning the aggregated prefixes: {e}"))?;
-    let whys: Vec<_> = out
-        .gather
-        .iter()
-        .map(|g| g.why(&cfg.aggregate, &records))
-        .collect();
-    let gathered = out.gather.clone();
     let result = statefile::update(state, now, |st| {
-        for (g, why) in gathered.iter().zip(whys) {
-            st.history
-                .gather(g.prefix, &g.set, g.until, &g.members, why, now);
+        for op in &ops {
+            op.apply(st);
         }
     });
     if let Err(e) = result {
@@ -96,10 +83,113 @@ pub fn after_bans(
             "fwctl: warning: the aggregated prefixes are banned, but the state file was not written ({e}); a reboot restores the members instead"
         );
     }
-    Ok(Done {
-        gathered: out.gather,
-        kept: out.kept,
-    })
+    Ok(done)
+}
+
+/// [`after_bans`] for a writer that keeps the state in a
+/// [`statefile::Cached`] copy (watch): the records are the copy's, and a
+/// gathering is one journal line, not the whole state file read and
+/// written back after each second's bans.
+pub fn after_bans_cached(
+    cfg: &Config,
+    sets: &mut dyn SetStore,
+    (state, cache): (&Path, &mut statefile::Cached),
+    own: &[IpAddr],
+    extra: &[IpNet],
+    now: i64,
+) -> Result<Done> {
+    if !cfg.aggregate.enabled {
+        return Ok(Done::default());
+    }
+    let facts = Facts::read(cfg, sets, own, extra)?;
+    let mut done = Done::default();
+    let mut failed = None;
+    let result = statefile::update_cached_with(state, now, cache, |st| {
+        facts
+            .gather(cfg, sets, st, now, &mut done)
+            .unwrap_or_else(|e| {
+                failed = Some(e);
+                Vec::new()
+            })
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    match result {
+        Ok((_, warning)) => {
+            if let Some(w) = warning {
+                eprintln!("fwctl: warning: {w}");
+            }
+        }
+        // Before anything was gathered (the state could not be read).
+        Err(e) if done.gathered.is_empty() => return Err(e.into()),
+        Err(e) => eprintln!(
+            "fwctl: warning: the aggregated prefixes are banned, but the state file was not written ({e}); a reboot restores the members instead"
+        ),
+    }
+    Ok(done)
+}
+
+/// What a gathering decides by besides the records: the never-ban policy
+/// and which sets hold networks.
+struct Facts {
+    policy: Policy,
+    networks: Vec<String>,
+}
+
+impl Facts {
+    fn read(
+        cfg: &Config,
+        sets: &mut dyn SetStore,
+        own: &[IpAddr],
+        extra: &[IpNet],
+    ) -> Result<Facts> {
+        let policy = policy(cfg, sets, own, extra)?;
+        let networks = sets
+            .heads()?
+            .into_iter()
+            .filter(|(_, h)| h.holds == Holds::Networks)
+            .map(|(name, _)| name)
+            .collect();
+        Ok(Facts { policy, networks })
+    }
+
+    /// Plan from `st`'s records, change the sets (members out, prefix in:
+    /// one batch), and return the journal ops that record it (none when
+    /// nothing is gathered); what was gathered and kept goes to `done`.
+    fn gather(
+        &self,
+        cfg: &Config,
+        sets: &mut dyn SetStore,
+        st: &State,
+        now: i64,
+        done: &mut Done,
+    ) -> Result<Vec<Op>> {
+        let holds = |s: &str| self.networks.iter().any(|n| n == s);
+        let records: Vec<&Record> = st.history.iter().collect();
+        let out = aggregate::plan(&records, &cfg.aggregate, &self.policy, &holds, now);
+        done.kept = out.kept;
+        if out.gather.is_empty() {
+            return Ok(Vec::new());
+        }
+        let changes: Vec<_> = out.gather.iter().flat_map(|g| g.ops(now)).collect();
+        sets.change(&changes)
+            .map_err(|e| anyhow!("banning the aggregated prefixes: {e}"))?;
+        let ops = out
+            .gather
+            .iter()
+            .map(|g| Op::Gather {
+                prefix: g.prefix,
+                set: g.set.clone(),
+                until: g.until,
+                members: g.members.clone(),
+                why: g.why(&cfg.aggregate, &records),
+                at: now,
+            })
+            .collect();
+        done.gathered = out.gather;
+        Ok(ops)
+    }
 }
 
 /// The notices of a gathering: one `ip_blocked` per prefix (origin

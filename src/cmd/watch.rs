@@ -820,10 +820,10 @@ impl<'a> Service<'a> {
             .collect();
         let now = host::now();
         let own = self.policy.own.clone();
-        match super::aggregate::after_bans(
+        match super::aggregate::after_bans_cached(
             &self.cfg,
             sets.as_mut(),
-            &self.state_path,
+            (&self.state_path, &mut self.state_cache),
             &own,
             &extra,
             now,

@@ -32,6 +32,16 @@ pub enum Op {
         why: Why,
         keep: usize,
     },
+    /// `[aggregate]`'s gathering at `at` of `members` into one ban of
+    /// `prefix` until `until` (the members' own bans end).
+    Gather {
+        prefix: IpNet,
+        set: String,
+        until: i64,
+        members: Vec<IpNet>,
+        why: Why,
+        at: i64,
+    },
 }
 
 impl Op {
@@ -50,6 +60,18 @@ impl Op {
                 st.history.record(*addr, set, n, *at, *removeafter_s);
                 st.history.explain(addr, why.clone(), *keep);
                 n
+            }
+            Op::Gather {
+                prefix,
+                set,
+                until,
+                members,
+                why,
+                at,
+            } => {
+                st.history
+                    .gather(*prefix, set, *until, members, why.clone(), *at);
+                0
             }
         }
     }
@@ -250,8 +272,9 @@ mod tests {
         // Attacker-written evidence with control characters and a long
         // line is cut and escaped on replay, exactly as when written.
         let mut op = ban("203.0.113.8/32", 1000);
-        let Op::Ban { why, .. } = &mut op;
-        why.evidence = vec![format!("\x1b[2J{}", "A".repeat(5000))];
+        if let Op::Ban { why, .. } = &mut op {
+            why.evidence = vec![format!("\x1b[2J{}", "A".repeat(5000))];
+        }
         let mut text = header("");
         text.extend(lines(std::slice::from_ref(&op)));
         let mut st = State::default();

@@ -391,6 +391,20 @@ pub fn update_cached(
     cache: &mut Cached,
     ops: &[Op],
 ) -> Result<(Vec<u32>, Option<String>)> {
+    update_cached_with(path, now, cache, |_| ops.to_vec())
+}
+
+/// [`update_cached`] with the ops `decide`d under the lock from the state
+/// as it stands (`[aggregate]` gathers from the records as they are, the
+/// kernel's sets changed in between); none decided: nothing is written
+/// (unless the cached copy was not the file's, which is then written
+/// whole, as `update_cached` does).
+pub fn update_cached_with(
+    path: &Path,
+    now: i64,
+    cache: &mut Cached,
+    decide: impl FnOnce(&State) -> Vec<Op>,
+) -> Result<(Vec<u32>, Option<String>)> {
     let _lock = locked(path)?;
     let jp = journal_name(path);
     // Taken out: a failure below leaves no copy, and the next update parses.
@@ -406,9 +420,10 @@ pub fn update_cached(
             (l.state, l.warning, true)
         }
     };
+    let ops = decide(&st);
     let out: Vec<u32> = ops.iter().map(|op| op.apply(&mut st)).collect();
     st.history.trim_evidence();
-    let lines = statejournal::lines(ops);
+    let lines = statejournal::lines(&ops);
     if whole || cache.journal_len + lines.len() as u64 > fold_at(cache.file_len) {
         write_whole(path, &st, cache)?;
     } else if !ops.is_empty() {
@@ -638,6 +653,63 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         update_cached(&path, 108, &mut cache, &[]).unwrap();
         assert_eq!(count(&path), 0);
+    }
+
+    #[test]
+    fn a_gathering_decided_from_the_cached_state_is_one_journal_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let jp = journal_name(&path);
+        let mut cache = Cached::default();
+        let bans: Vec<Op> = (1..=3)
+            .map(|i| ban(&format!("203.0.113.{i}/32"), 100))
+            .collect();
+        update_cached(&path, 100, &mut cache, &bans).unwrap();
+        let file = std::fs::read(&path).unwrap();
+        // Nothing decided: nothing written, no journal.
+        let (n, _) = update_cached_with(&path, 101, &mut cache, |_| Vec::new()).unwrap();
+        assert!(n.is_empty());
+        assert!(!jp.exists());
+        // Decided from the records as they stand (the three bans).
+        let (_, _) = update_cached_with(&path, 102, &mut cache, |st| {
+            let members: Vec<ipnet::IpNet> = st.history.iter().map(|r| r.addr).collect();
+            assert_eq!(members.len(), 3);
+            vec![Op::Gather {
+                prefix: "203.0.113.0/24".parse().unwrap(),
+                set: "blacklist".into(),
+                until: 3700,
+                members,
+                why: crate::core::history::Why {
+                    origin: "aggregate".into(),
+                    rule: "3 bans within 1h".into(),
+                    hits: 3,
+                    window_s: 3600,
+                    first: 100,
+                    last: 100,
+                    evidence: Vec::new(),
+                },
+                at: 102,
+            }]
+        })
+        .unwrap();
+        assert_eq!((cache.loads, cache.writes), (1, 1));
+        assert_eq!(std::fs::read(&path).unwrap(), file);
+        assert!(jp.exists());
+        // Every reader sees the prefix with its members, and their bans
+        // ended.
+        let st = read(&path).unwrap().state;
+        assert_eq!(Some(&st), cache.state.as_ref());
+        let prefix = st
+            .history
+            .iter()
+            .find(|r| r.addr.to_string() == "203.0.113.0/24")
+            .unwrap();
+        assert_eq!((prefix.members.len(), prefix.until), (3, 3700));
+        assert!(st
+            .history
+            .iter()
+            .filter(|r| r.addr.prefix_len() == 32)
+            .all(|r| r.until <= 102));
     }
 
     #[test]
