@@ -84,6 +84,8 @@ random.seed(7)
 out = open(sys.argv[1], 'w')
 size = int(sys.argv[2]) << 20
 unique = sys.argv[3] == 'unique'
+# The tokens from a generator of their own: every other field as in odd.
+tokens = random.Random(11)
 months = "Nov"
 def v4(): return f"{random.choice([198,203,192])}.{random.choice([51,0])}.{random.randrange(256)}.{random.randrange(1,255)}"
 def v6():
@@ -112,7 +114,7 @@ while n < size:
     st = random.choice(statuses)
     path = random.choice(paths)
     if unique:
-        path += ('&' if '?' in path else '?') + f'u={random.getrandbits(64):016x}'
+        path += ('&' if '?' in path else '?') + f'u={tokens.getrandbits(64):016x}'
     req = f'{random.choice(["GET","POST","HEAD"])} {path} HTTP/1.1'
     stamp = f'[21/Nov/2026:{hh:02d}:{mm:02d}:{ss:02d} +0000]'
     u = random.choice(users)

@@ -47,7 +47,7 @@ pub fn count(
         lines_until: now,
         bans: report.added,
     };
-    count_series(cfg, state_file, &run, now, n);
+    count_series(cfg, state_file, &[run], now, n);
 }
 
 /// What a scan run, or watch over its last minute, adds to one rule's
@@ -65,25 +65,29 @@ pub struct Counted<'a> {
 }
 
 /// [`count`] for any counter of lines: the minutes before `now`'s not
-/// counted before (a cron scan and watch on the same rule share the
-/// series, and each minute is taken once, by whichever comes first).
+/// counted before (a cron scan and watch on the same rule and log share
+/// the series' mark for that log, and each minute is taken once, by
+/// whichever comes first). Every run in one write of the file, judged
+/// once (watch's logs and rules of a minute).
 pub fn count_series(
     cfg: &Config,
     state_file: &Path,
-    run: &Counted,
+    runs: &[Counted],
     now: i64,
     n: Option<&Notifier>,
 ) {
-    let lines = Key::new(What::Lines, run.rule, run.kind);
-    let bans = Key::new(What::Bans, run.rule, run.kind);
     let r = sidefile::update(
         &baseline_path(state_file),
         now,
         baseline::parse,
         baseline::to_text,
         |b| {
-            b.add_minutes(&lines, run.log, run.minutes, run.lines_until);
-            b.add(&bans, now, run.bans);
+            for run in runs {
+                let lines = Key::new(What::Lines, run.rule, run.kind);
+                let bans = Key::new(What::Bans, run.rule, run.kind);
+                b.add_minutes(&lines, run.log, run.minutes, run.lines_until);
+                b.add(&bans, now, run.bans);
+            }
             b.judge(now, &cfg.baseline)
         },
     );

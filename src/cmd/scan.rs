@@ -168,11 +168,24 @@ impl Plan {
         }
     }
 
-    /// What it reads, as the baseline tells logs apart: the log's path, or
-    /// the journal's matches.
+    /// What it reads, as the baseline tells logs apart (each log's lines
+    /// are counted once into a series): the log's real path (links and
+    /// `..` resolved, so that two spellings of one file are one log). The
+    /// journal is named by the source's default log: rsyslog writes the
+    /// same lines there (Debian's auth.log), and a cron scan of that file
+    /// beside a watch of the journal must not count them twice. A source
+    /// without one: the journal's matches.
     pub fn read_from(&self) -> String {
-        match &self.log {
-            Some(l) => l.display().to_string(),
+        let default = || {
+            self.opts
+                .source
+                .default_log()
+                .map(PathBuf::from)
+                .or_else(|| self.regex.as_ref()?.default_log.as_ref().map(PathBuf::from))
+        };
+        match self.log.clone().or_else(default) {
+            Some(l) if l.as_os_str() == "-" => "-".into(),
+            Some(l) => std::fs::canonicalize(&l).unwrap_or(l).display().to_string(),
             None => self.journal_matches().shown(),
         }
     }
@@ -1441,6 +1454,40 @@ mod tests {
             let (r, _) = run_fake(&opts(true), &sets);
             assert!(r.unwrap().notes.iter().any(|n| n.contains(want)));
         }
+    }
+
+    #[test]
+    fn a_log_is_named_once_whatever_the_spelling_and_the_journal_by_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("auth.log");
+        std::fs::write(&real, "").unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link.log")).unwrap();
+        let sshd = |log: Option<PathBuf>, journal| {
+            let o = Options {
+                source: Source::Sshd,
+                log,
+                journal,
+                rule: None,
+                kind: None,
+                ..opts(false)
+            };
+            Plan::new(&o, config()).unwrap().read_from()
+        };
+        let canonical = std::fs::canonicalize(&real).unwrap().display().to_string();
+        for spelling in [
+            real.clone(),
+            dir.path().join("link.log"),
+            dir.path().join(".").join("auth.log"),
+        ] {
+            assert_eq!(sshd(Some(spelling), false), canonical);
+        }
+        // sshd's journal entries are the lines rsyslog writes to auth.log:
+        // a cron scan of that file and a watch of the journal are one log.
+        assert_eq!(
+            sshd(None, true),
+            sshd(Some("/var/log/auth.log".into()), false)
+        );
+        assert_eq!(sshd(Some("-".into()), false), "-");
     }
 
     #[test]

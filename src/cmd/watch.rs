@@ -554,7 +554,6 @@ impl<'a> Service<'a> {
                     self.publish_metrics();
                     unsaved = false;
                 }
-                last_tick = t;
             }
             if t - last_refresh >= Duration::from_secs(30) {
                 self.refresh();
@@ -577,6 +576,11 @@ impl<'a> Service<'a> {
                 })
                 .collect();
             let done = Instant::now();
+            if full {
+                // A second from the end of this round's work (a slow one
+                // is not followed by another at once).
+                last_tick = done;
+            }
             let to_tick = TICK.saturating_sub(done - last_tick);
             if busy {
                 // inotify is not even read: the busy logs are read as if
@@ -990,19 +994,23 @@ impl<'a> Service<'a> {
             })
             .filter(|e| !e.minutes.is_empty() || e.bans > 0)
             .collect();
-        for share in series::gather(&entries) {
-            let run = super::afterscan::Counted {
+        let shares = series::gather(&entries);
+        let runs: Vec<super::afterscan::Counted> = shares
+            .iter()
+            .map(|share| super::afterscan::Counted {
                 rule: &share.rule,
                 kind: &share.kind,
                 log: &share.log,
                 minutes: &share.minutes,
                 lines_until: until,
                 bans: share.bans,
-            };
+            })
+            .collect();
+        if !runs.is_empty() {
             super::afterscan::count_series(
                 &self.cfg,
                 &self.state_path,
-                &run,
+                &runs,
                 now,
                 self.notifier.as_ref(),
             );

@@ -23,8 +23,8 @@ pub const MAX_SERIES: usize = 256;
 /// Longest rule or type name kept (longer ones are cut).
 pub const MAX_NAME: usize = 64;
 /// Most logs a series keeps a mark of its own for (see [`Series::logs`]).
-pub const MAX_LOGS: usize = 8;
-/// Longest log name kept: its last characters (a file's name and its
+pub const MAX_LOGS: usize = 16;
+/// Longest log name kept, in bytes: its end (a file's name and its
 /// directory's end tell logs apart).
 pub const MAX_LOG: usize = 256;
 pub const VERSION: u32 = 1;
@@ -96,11 +96,17 @@ pub struct Series {
     pub end: i64,
     /// Hours `end - counts.len() + 1 ..= end`, at most [`HOURS`].
     pub counts: Vec<u64>,
-    /// Lines before this moment (Unix seconds, a whole minute) are counted
-    /// already, for a log without a mark of its own in `logs`: a file from
-    /// before the marks, or a log whose mark made room for others'.
+    /// The latest of the logs' marks: what an fwctl from before the marks
+    /// reads as the series' one mark (so that going back to it counts
+    /// nothing twice); and in a file it wrote, the floor below.
     #[serde(default)]
     pub counted_until: i64,
+    /// Lines before this moment are counted already for a log without a
+    /// mark of its own in `logs` (a new log, or one whose mark made room
+    /// for others'). None in a file from before the marks: its
+    /// `counted_until` is the floor then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<i64>,
     /// Per log counted into this series (its path, or the journal's
     /// matches): lines before this moment are counted already. Cron runs
     /// and watch read overlapping windows of one log; two logs under one
@@ -128,6 +134,7 @@ impl Series {
             end: hour,
             counts: vec![0],
             counted_until: 0,
+            floor: Some(0),
             logs: BTreeMap::new(),
             last: None,
             told: None,
@@ -137,15 +144,19 @@ impl Series {
 
     /// Whence `log`'s lines are still to be counted.
     fn counted_from(&self, log: &str) -> i64 {
-        self.logs.get(log).copied().unwrap_or(self.counted_until)
+        let floor = self.floor.unwrap_or(self.counted_until);
+        self.logs.get(log).copied().unwrap_or(floor)
     }
 
     /// Mark `log` counted up to `until`; past [`MAX_LOGS`] the log counted
-    /// longest ago gives up its mark, which `counted_until` then covers
-    /// (its lines may come back uncounted, never twice).
+    /// longest ago gives up its mark, which the floor then covers (its
+    /// lines may come back uncounted, never twice).
     fn mark(&mut self, log: String, until: i64) {
-        let m = self.logs.entry(log).or_insert(until);
+        // A file from before the marks: its one mark is the floor.
+        let floor = *self.floor.get_or_insert(self.counted_until);
+        let m = self.logs.entry(log).or_insert(floor);
         *m = (*m).max(until);
+        self.counted_until = self.counted_until.max(until);
         if self.logs.len() > MAX_LOGS {
             let oldest = self
                 .logs
@@ -154,7 +165,7 @@ impl Series {
                 .map(|(name, &at)| (name.clone(), at));
             if let Some((name, at)) = oldest {
                 self.logs.remove(&name);
-                self.counted_until = self.counted_until.max(at);
+                self.floor = Some(floor.max(at));
             }
         }
     }
@@ -370,7 +381,7 @@ pub fn parse(text: &[u8]) -> Result<Baseline, Corrupt> {
             || k.rule.chars().count() > MAX_NAME
             || k.kind.chars().count() > MAX_NAME
             || s.logs.len() > MAX_LOGS
-            || s.logs.keys().any(|l| l.chars().count() > MAX_LOG)
+            || s.logs.keys().any(|l| l.len() > MAX_LOG)
             || s.start > s.end
         {
             return Err(Corrupt::Bounds(format!(
@@ -384,11 +395,14 @@ pub fn parse(text: &[u8]) -> Result<Baseline, Corrupt> {
     Ok(Baseline { series: f.series })
 }
 
-/// A log's name as a series keeps it: at most [`MAX_LOG`] characters,
-/// the last ones.
+/// A log's name as a series keeps it: at most [`MAX_LOG`] bytes, its end
+/// (from a character's start).
 fn log_name(log: &str) -> String {
-    let n = log.chars().count();
-    log.chars().skip(n.saturating_sub(MAX_LOG)).collect()
+    let mut from = log.len().saturating_sub(MAX_LOG);
+    while !log.is_char_boundary(from) {
+        from += 1;
+    }
+    log[from..].to_string()
 }
 
 pub fn to_text(b: &Baseline) -> Vec<u8> {
@@ -705,6 +719,14 @@ mod tests {
             5
         );
         assert_eq!(b.get(&k).unwrap().get(hour_of(t0)), Some(20));
+        // Written back, the old single mark is the latest of the logs'
+        // (an fwctl from before the marks counts nothing twice), and the
+        // floor stays where the old file had it.
+        let again = parse(&to_text(&b)).unwrap();
+        let s = again.get(&k).unwrap();
+        assert_eq!((s.counted_until, s.floor), (t0 + 900, Some(t0 + 600)));
+        let third = b.add_minutes(&k, "/third.log", &per_minute(&lines), t0 + 900 + 20);
+        assert_eq!(third, 5);
     }
 
     #[test]
@@ -721,7 +743,7 @@ mod tests {
         assert!(!s.logs.contains_key("/log/0"));
         // The evicted log's mark is the floor: its lines come back
         // uncounted, never twice.
-        assert_eq!(s.counted_until, t0 + 60);
+        assert_eq!(s.floor, Some(t0 + 60));
         assert_eq!(
             b.add_minutes(&k, "/log/0", &per_minute(&[t0 + 30]), t0 + 3000),
             0
@@ -730,7 +752,10 @@ mod tests {
         let long = format!("/{}/access.log", "d".repeat(400));
         b.add_minutes(&k, &long, &per_minute(&[t0 + 3000]), t0 + 3100);
         let s = b.get(&k).unwrap();
-        assert!(s.logs.keys().all(|l| l.chars().count() <= MAX_LOG));
+        assert!(s.logs.keys().all(|l| l.len() <= MAX_LOG));
+        assert_eq!(log_name("/é/x"), "/é/x");
+        let cut = log_name(&format!("/{}", "é".repeat(200)));
+        assert!(cut.len() <= MAX_LOG && cut.chars().all(|c| c == 'é'));
         assert!(s.logs.keys().any(|l| l.ends_with("dd/access.log")));
         assert!(parse(&to_text(&b)).is_ok());
         let mut over = b.clone();

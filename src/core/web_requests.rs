@@ -93,7 +93,8 @@ impl Requests {
 }
 
 /// Requests remembered: 2 x `SETS` of them, each at most `MEMO_LONGEST`
-/// bytes (at most 2 MiB a reading thread, whatever the log holds).
+/// bytes (at most 2 MiB a parser: one per reading thread of a scan, one per
+/// `[[watch]]` entry with `match`; whatever the log holds).
 const SETS: usize = 512;
 const MEMO_LONGEST: usize = 2048;
 
@@ -105,9 +106,11 @@ const PROBE: u32 = 4096;
 const FEW: u32 = 16;
 const REST: u32 = 1 << 16;
 
-/// A two-way set-associative table of request -> marks. The hash is
-/// seeded at random per process: a client cannot aim its requests at one
-/// set to push the others out (and could only cost time if it did).
+/// A two-way set-associative table of request -> marks. The hash only
+/// picks the set (foldhash, seeded per process, not built to resist a
+/// chosen-collision flood): requests aimed at one set would only push each
+/// other out, costing misses (a hash and a copy each, and a probe that
+/// finds few repeats rests the memo), never a wrong answer.
 #[derive(Default, Clone)]
 struct Memo {
     /// `2 * SETS` once the first request is remembered.
@@ -176,6 +179,8 @@ impl Memo {
         way.hash = h;
         way.marks = marks;
         way.request.clear();
+        // Exactly its length: a copy never holds more than MEMO_LONGEST.
+        way.request.reserve_exact(request.len());
         way.request.extend_from_slice(request);
         way.used = true;
     }
@@ -295,6 +300,32 @@ mod tests {
         assert_eq!(r.marks(long.as_bytes()), 1 << 5);
         assert!(r.memo.ways.iter().all(|w| w.request.len() <= MEMO_LONGEST));
         assert_eq!(r.memo.ways.len(), 2 * SETS);
+    }
+
+    #[test]
+    fn a_request_is_answered_by_its_bytes_not_its_hash() {
+        let mut m = Memo::default();
+        m.put(7, b"GET /a HTTP/1.1", 1);
+        // Same hash, other bytes: not this entry's answer.
+        assert_eq!(m.get(7, b"GET /b HTTP/1.1"), None);
+        assert_eq!(m.get(8, b"GET /a HTTP/1.1"), None);
+        assert_eq!(m.get(7, b"GET /a HTTP/1.1"), Some(1));
+        // Both ways of a set hold their own request.
+        m.put(7 + SETS as u64, b"GET /c HTTP/1.1", 2);
+        assert_eq!(m.get(7, b"GET /a HTTP/1.1"), Some(1));
+        assert_eq!(m.get(7 + SETS as u64, b"GET /c HTTP/1.1"), Some(2));
+        // A short request after a long one in the same way: its copy holds
+        // no more than the longest kept.
+        let long = vec![b'x'; MEMO_LONGEST];
+        // (1 500 then 2 000 bytes: a vector's doubling would make it 3 000.)
+        for (i, len) in [1500, MEMO_LONGEST - 48, 10, MEMO_LONGEST]
+            .into_iter()
+            .enumerate()
+        {
+            m.put(9, &long[..len], i as u64);
+            assert_eq!(m.get(9, &long[..len]), Some(i as u64));
+        }
+        assert!(m.ways.iter().all(|w| w.request.capacity() <= MEMO_LONGEST));
     }
 
     #[test]
