@@ -27,6 +27,8 @@
 #   e.g. benches/watch.sh 20 "1000 3000 10000 100000 300000" "short long" "fail2ban fwctl wakes"
 #   (wakes: the floor, a process that only sleeps and wakes at watch's pace: on a VM
 #   each wake-up from an idle CPU costs the woken task tens of microseconds)
+#   REPEAT=3 (each row that many times, the tools alternating; then the median run of
+#   each by CPU per line: the VM's wake-up cost moves by a third between runs),
 #   GRACE=5 (s after the stream for the last bans), ATTACKERS=100, KEEP=1 (keep the work
 #   directory: logs, bans, fail2ban.log, watch.out); rows above the first rate
 #   a tool falls behind at (not every attacker banned) are skipped for that tool.
@@ -37,6 +39,7 @@ rates=${2:-"1000 3000 10000 100000 300000"}
 shapes=${3:-"short long"}
 tools=${4:-"fail2ban fwctl wakes"}
 grace=${GRACE:-5}
+repeat=${REPEAT:-1}
 attackers=${ATTACKERS:-100}
 [ "$(id -u)" -eq 0 ] || { echo "benches/watch.sh: needs root (network namespaces)"; exit 1; }
 # FWCTL_BIN / FWCTL_EXAMPLES: builds made elsewhere; nothing is built then.
@@ -271,21 +274,44 @@ fail2ban-server -V 2>/dev/null | head -1 || true
 for shape in $shapes; do
   declare -A behind=()
   for rate in $rates; do
-    for tool in $tools; do
-      if [ -n "${behind[$tool]:-}" ]; then
-        printf '%s\t%s\t%s\tskipped: falls behind at %s lines/s\n' "$tool" "$shape" "$rate" "${behind[$tool]}" >>"$work/rows"
-        continue
-      fi
-      row=$(run "$tool" "$shape" "$rate") || { echo "$tool $shape $rate failed"; continue; }
-      echo "$row" >>"$work/rows"
-      echo "$row" >&2
-      ok=$(cut -f7 <<<"$row")
-      [ "${ok%/*}" = "${ok#*/}" ] || behind[$tool]=$rate
+    for _ in $(seq "$repeat"); do
+      for tool in $tools; do
+        if [ -n "${behind[$tool]:-}" ]; then
+          printf '%s\t%s\t%s\tskipped: falls behind at %s lines/s\n' "$tool" "$shape" "$rate" "${behind[$tool]}" >>"$work/rows"
+          continue
+        fi
+        row=$(run "$tool" "$shape" "$rate") || { echo "$tool $shape $rate failed"; continue; }
+        echo "$row" >>"$work/rows"
+        echo "$row" >&2
+        ok=$(cut -f7 <<<"$row")
+        [ "${ok%/*}" = "${ok#*/}" ] || behind[$tool]=$rate
+      done
     done
   done
   unset behind
 done
 echo
-{ printf 'tool\tshape\tlines/s\tB/line\tgen/s\tgen late ms\tbanned\tdecoys\tp50 ms\tp99 ms\tmax ms\tCPU us/line\tCPU %%core\tCPU s\tticks us/line\tthreads\tkernel sets\n'
-  cat "$work/rows"; } | column -t -s $'\t'
+head='tool\tshape\tlines/s\tB/line\tgen/s\tgen late ms\tbanned\tdecoys\tp50 ms\tp99 ms\tmax ms\tCPU us/line\tCPU %%core\tCPU s\tticks us/line\tthreads\tkernel sets\n'
+# shellcheck disable=SC2059 # the header is the format
+{ printf "$head"; cat "$work/rows"; } | column -t -s $'\t'
+if [ "$repeat" -gt 1 ]; then
+  # Each tool, shape and rate: the run of median CPU per line (the tools
+  # alternate run by run, so a slow spell of the VM falls on all of them).
+  echo
+  echo "median of $repeat runs by CPU per line:"
+  # shellcheck disable=SC2059
+  { printf "$head"
+    python3 - "$work/rows" <<'PY'
+import sys
+runs = {}
+for l in open(sys.argv[1]):
+    f = l.rstrip('\n').split('\t')
+    if len(f) > 12:
+        runs.setdefault((f[0], f[1], f[2]), []).append(f)
+for rows in runs.values():
+    rows.sort(key=lambda f: float(f[11]))
+    print('\t'.join(rows[(len(rows) - 1) // 2]))
+PY
+  } | column -t -s $'\t'
+fi
 echo "after: $(uptime)"
