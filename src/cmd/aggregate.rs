@@ -79,9 +79,7 @@ pub fn after_bans(
         }
     });
     if let Err(e) = result {
-        eprintln!(
-            "fwctl: warning: the aggregated prefixes are banned, but the state file was not written ({e}); a reboot restores the members instead"
-        );
+        unwritten(&e);
     }
     Ok(done)
 }
@@ -123,11 +121,16 @@ pub fn after_bans_cached(
         }
         // Before anything was gathered (the state could not be read).
         Err(e) if done.gathered.is_empty() => return Err(e.into()),
-        Err(e) => eprintln!(
-            "fwctl: warning: the aggregated prefixes are banned, but the state file was not written ({e}); a reboot restores the members instead"
-        ),
+        Err(e) => unwritten(&e),
     }
     Ok(done)
+}
+
+/// The prefixes are in the kernel's sets but not in the state file.
+fn unwritten(e: &dyn std::fmt::Display) {
+    eprintln!(
+        "fwctl: warning: the aggregated prefixes are banned, but the state file was not written ({e}); a reboot restores the members instead"
+    );
 }
 
 /// What a gathering decides by besides the records: the never-ban policy
