@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod notify;
 pub mod patterns;
 pub mod policy;
+pub mod request_walk;
 pub mod ruleset;
 pub mod scan;
 pub mod selftest;
