@@ -1,7 +1,8 @@
 //! The request patterns a web log is scanned for (pure): the built-in ones,
 //! replaced by a config `[[pattern]]` of the same name, and the selection
-//! `--match` makes, compiled as one RegexSet (a request is matched against
-//! all of them in one pass).
+//! `--match` makes, compiled as one RegexSet (what `[[pattern]]` is checked
+//! with, and what answers when their DFA cannot be walked: see
+//! web_requests).
 
 use super::config::pattern::{Pattern, Severity};
 use crate::units::Invalid;
@@ -96,6 +97,9 @@ pub fn select(all: &[Pattern], names: &[String]) -> Result<Vec<Pattern>, Invalid
     Ok(out)
 }
 
+/// The set, with the regex crate's default syntax: request_walk builds the
+/// walked DFA from the same strings with the same defaults (a flag set here
+/// must be set there too; its tests compare the two).
 pub fn compile(patterns: &[Pattern]) -> RegexSet {
     RegexSetBuilder::new(patterns.iter().map(|p| p.request.as_str()))
         .size_limit(8 << 20)

@@ -1,6 +1,6 @@
-//! Which `--match` patterns a request line matches, in one pass of a lazy
-//! DFA walked here byte by byte (pure), skipping the bytes that leave it
-//! where it idles.
+//! Which `--match` patterns a request line matches, by walking a lazy DFA
+//! here byte by byte (pure), skipping the bytes that leave it where it
+//! idles.
 //!
 //! A DFA step is a load that waits for the one before it: about 1.5 ns a
 //! byte here, whatever the engine. Most bytes of a request are nothing to
@@ -12,27 +12,40 @@
 //! string of letters and digits costs a third of its steps.
 //!
 //! The DFA matches all patterns at once (`MatchKind::All`), so the patterns
-//! of every match state on the way are the answer, in one pass (the regex
-//! set needs one pass to tell whether any matches and another for which).
+//! of every match state on the way are the answer (the regex set needs one
+//! pass to tell whether any matches and another for which); [`Walks`] goes
+//! on with a DFA of the patterns not yet matched, at most two passes' worth
+//! of steps a request.
 //!
 //! The lazy DFA's states are built as the walk meets them in a cache of
 //! bounded size; when the cache is full it is cleared, and every state id
 //! known before is void: the idle state is found again before the next
-//! request, and the request being walked goes on without skipping. A
-//! cache cleared `GIVE_UP` times (patterns whose DFA does not fit) leaves
-//! the answers to the regex set.
+//! request, and the request being walked goes on without skipping. The
+//! walk leaves a request to the regex set (the engine it replaces, with its
+//! own bounds) when its cache is cleared more than `CLEARS_A_REQUEST` times
+//! in it, and leaves every request to the set for `REST` requests after
+//! `STRIKES` clears in a row came sooner than `CLEAR_EVERY` bytes walked:
+//! requests an attacker writes to build states faster than they are used
+//! cost what they cost before the walk, never more.
 
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::hybrid::LazyStateID;
 use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind};
 
-/// The lazy DFA's cache, as the regex crate gives its own (per reading
-/// thread of a scan, per `[[watch]]` entry with `match`).
+/// The cache of the DFA of all the patterns, as the regex crate gives its
+/// own (one per reading thread of a scan, per `[[watch]]` entry with
+/// `match`; with the DFAs of `Walks`, at most `CACHE + SUBSETS *
+/// SUBSET_CACHE` a parser).
 const CACHE: usize = 2 << 20;
 
-/// Clears after which the walk gives up for the set.
-const GIVE_UP: usize = 8;
+/// Clears of the cache in one request after which the set answers it.
+const CLEARS_A_REQUEST: usize = 2;
+/// A clear sooner than this many bytes walked after the one before is a
+/// strike; `STRIKES` in a row and the set answers the next `REST` requests.
+const CLEAR_EVERY: u64 = 1 << 20;
+const STRIKES: u32 = 3;
+const REST: u32 = 1 << 16;
 
 #[derive(Clone)]
 pub(super) struct Walk {
@@ -51,6 +64,11 @@ pub(super) struct Walk {
     /// The last match state met and its patterns' bits, at a clear count
     /// (a run of a pattern's matches meets the same state again and again).
     last: Option<(usize, LazyStateID, u64)>,
+    /// Bytes walked since the cache was last cleared, clears in a row that
+    /// came sooner than `CLEAR_EVERY`, and requests still left to the set.
+    walked: u64,
+    strikes: u32,
+    resting: u32,
 }
 
 /// Where a walk of one request is, to go on from after it stopped.
@@ -71,8 +89,8 @@ pub(super) enum Walked {
 }
 
 impl Walk {
-    /// None if the patterns cannot be walked (a Unicode word boundary, or
-    /// more than the cache holds): the set answers then.
+    /// None if the patterns cannot be walked (a Unicode word boundary, a
+    /// start state that matches): the set answers then.
     pub(super) fn new(patterns: &[&str]) -> Option<Walk> {
         Self::with_cache(patterns, CACHE)
     }
@@ -103,6 +121,9 @@ impl Walk {
             stay: [1; 256],
             bits,
             last: None,
+            walked: 0,
+            strikes: 0,
+            resting: 0,
         };
         w.find_idle().then_some(w)
     }
@@ -111,9 +132,6 @@ impl Walk {
     /// the cache keeps being cleared or the DFA quits at the start.
     fn find_idle(&mut self) -> bool {
         for _ in 0..3 {
-            if self.cache.clear_count() > GIVE_UP {
-                return false;
-            }
             let before = self.cache.clear_count();
             if let Some((start, idle, stay)) = self.idle_states(before) {
                 (self.start, self.idle, self.stay) = (start, idle, stay);
@@ -191,8 +209,27 @@ impl Walk {
     /// The start of a walk of a request; None if the cache keeps being
     /// cleared (the caller asks the set).
     pub(super) fn begin(&mut self) -> Option<At> {
-        if self.cache.clear_count() != self.clears && !self.find_idle() {
+        if self.resting > 0 {
+            self.resting -= 1;
             return None;
+        }
+        if self.cache.clear_count() != self.clears {
+            // Cleared since the idle state was found: soon after the clear
+            // before, a strike.
+            if self.walked < CLEAR_EVERY {
+                self.strikes += 1;
+            } else {
+                self.strikes = 0;
+            }
+            self.walked = 0;
+            if self.strikes >= STRIKES {
+                self.strikes = 0;
+                self.resting = REST;
+                return None;
+            }
+            if !self.find_idle() {
+                return None;
+            }
         }
         Some(At {
             i: 0,
@@ -214,7 +251,7 @@ impl Walk {
         stop: bool,
     ) -> Option<Walked> {
         let mut marks = 0u64;
-        let (mut i, mut sid) = (at.i, at.sid);
+        let (from, mut i, mut sid) = (at.i, at.i, at.sid);
         'walk: loop {
             if at.skipping && sid == self.idle {
                 i = self.skip(hay, i);
@@ -238,15 +275,20 @@ impl Walk {
             i += 1;
             if self.cache.clear_count() != at.clears {
                 at.skipping = false;
+                if self.cache.clear_count() - at.clears > CLEARS_A_REQUEST {
+                    return None;
+                }
             }
             if sid.is_match() {
                 let found = self.patterns(sid);
                 marks |= found;
                 if stop && found & !known != 0 {
                     (at.i, at.sid) = (i, sid);
+                    self.walked += (i - from) as u64;
                     return Some(Walked::Stopped(marks));
                 }
             } else if sid.is_dead() {
+                self.walked += (i - from) as u64;
                 return Some(Walked::End(marks));
             } else if sid.is_quit() {
                 return None;
@@ -261,6 +303,7 @@ impl Walk {
             return None;
         }
         (at.i, at.sid) = (i, sid);
+        self.walked += (i - from) as u64;
         Some(Walked::End(marks))
     }
 
@@ -288,20 +331,24 @@ impl Walk {
     }
 }
 
-/// Sub-DFAs kept at most (each of the patterns not yet matched).
-const SUBSETS: usize = 8;
-/// The cache of each.
-const SUBSET_CACHE: usize = 512 << 10;
+/// Sub-DFAs kept at most (each of the patterns not yet matched), and the
+/// cache of each.
+const SUBSETS: usize = 6;
+const SUBSET_CACHE: usize = 1 << 20;
 /// Stops of one request to go on with another DFA, at most.
 const SWITCHES: usize = 3;
+/// Sub-DFAs are built only for patterns whose NFA is at most this big (a
+/// build takes milliseconds then; the built-in patterns' is ~30 KiB).
+const SUBSET_NFA: usize = 256 << 10;
 
 /// The walk of all the patterns, and of the ones still unmatched: once a
 /// request matched a pattern (a query string of `union select`s), the rest
 /// of it is walked for the others only, by a DFA that idles on more bytes
 /// (measured on such 900-byte strings: 0.9 ns a byte instead of 1.6). It
 /// starts over from the request's first byte (a match of another pattern
-/// may have begun before): a pass up to the first match more, done at
-/// most `SWITCHES` times a request.
+/// may have begun before), so it switches only while the bytes walked so
+/// far are at most the request's length: at most two passes' worth of
+/// steps, however the matches lie.
 #[derive(Clone)]
 pub(super) struct Walks {
     patterns: Vec<String>,
@@ -309,6 +356,8 @@ pub(super) struct Walks {
     /// The DFA of the patterns of each mask; the first is all of them.
     /// None: that subset could not be built (not tried again).
     walks: Vec<(u64, Option<Walk>)>,
+    /// Whether sub-DFAs are built at all (see `SUBSET_NFA`).
+    subsets: bool,
 }
 
 impl Walks {
@@ -319,6 +368,7 @@ impl Walks {
         Some(Walks {
             patterns: patterns.to_vec(),
             all,
+            subsets: walk.dfa.get_nfa().memory_usage() <= SUBSET_NFA,
             walks: vec![(all, Some(walk))],
         })
     }
@@ -329,10 +379,14 @@ impl Walks {
         let mut k = 0;
         let mut known = 0;
         let mut switches = 0;
+        // Bytes walked in this request, by every DFA.
+        let mut spent = 0;
         let mut at = self.walk(k)?.begin()?;
         loop {
-            let stop = switches < SWITCHES;
+            let stop = switches < SWITCHES && spent <= hay.len();
+            let from = at.i;
             let found = self.walk(k)?.walk(hay, &mut at, known, stop)?;
+            spent += at.i - from;
             match found {
                 Walked::End(m) => return Some(known | m),
                 Walked::Stopped(m) => known |= m,
@@ -341,11 +395,16 @@ impl Walks {
                 return Some(known);
             }
             switches += 1;
-            // The rest by the DFA of the others, from the first byte; or on
-            // with this one if that cannot be built.
+            // The rest by the DFA of the others, from the first byte, if
+            // that leaves at most two passes' worth; or on with this one
+            // (also when that DFA cannot be built or is resting).
+            if spent > hay.len() {
+                continue;
+            }
             if let Some(j) = self.subset(self.all & !known) {
-                let a = self.walk(j)?.begin()?;
-                (k, at) = (j, a);
+                if let Some(a) = self.walk(j).and_then(Walk::begin) {
+                    (k, at) = (j, a);
+                }
             }
         }
     }
@@ -360,7 +419,7 @@ impl Walks {
         if let Some(k) = self.walks.iter().position(|(m, _)| *m == mask) {
             return self.walks[k].1.is_some().then_some(k);
         }
-        if self.walks.len() > SUBSETS {
+        if !self.subsets || self.walks.len() > SUBSETS {
             return None;
         }
         let (p, bits): (Vec<&str>, Vec<u64>) = (0..self.patterns.len())
@@ -391,7 +450,7 @@ mod tests {
 
     /// Requests made of the patterns' pieces, long runs of idle bytes and
     /// a stray byte now and then.
-    const PIECES: [&[u8]; 16] = [
+    const PIECES: [&[u8]; 28] = [
         b"GET /",
         b"../",
         b"%2E%2e%2F",
@@ -408,6 +467,18 @@ mod tests {
         b" HTTP/1.1",
         "\u{17f}elect+".as_bytes(),
         b"0123456789abcdef",
+        b"'+oR+7=",
+        b"%27%20Or%201%3d",
+        b"JavaScript:",
+        b"onload=",
+        b"BENCHMARK(",
+        b"sleep%20(3",
+        b"information_schema",
+        b"/xmlrpc.php",
+        b"/wp-admin/",
+        b"%252e%252E",
+        b"%c0%ae%C0%AE",
+        b"..\\",
     ];
 
     fn requests() -> Vec<Vec<u8>> {
@@ -489,9 +560,30 @@ mod tests {
         let (p, set) = built_in();
         // The smallest cache the idle state is found in (1 KiB steps): it
         // is cleared again and again.
-        let mut w = (0..1000)
+        let small = (0..1000)
             .find_map(|k| Walk::with_cache(&p, k << 10))
             .unwrap();
+        // Each request from a walk with the idle state just found: clears
+        // come in the middle of requests (skipping stops, the match memo
+        // is void), and the walk still answers most of them, as the set.
+        let mut cleared_and_answered = 0;
+        for req in requests() {
+            let mut w = small.clone();
+            let before = w.cache.clear_count();
+            if let Some(m) = w.which(&req) {
+                assert_eq!(
+                    m,
+                    set_which(&set, &req),
+                    "{:?}",
+                    String::from_utf8_lossy(&req)
+                );
+                cleared_and_answered += usize::from(w.cache.clear_count() > before);
+            }
+        }
+        assert!(cleared_and_answered > 100, "{cleared_and_answered}");
+        // One walk for all: clears in a row soon after each other rest it
+        // (the set answers, None here), and the answers stay the set's.
+        let mut w = small.clone();
         let mut asked_the_set = 0;
         for req in requests() {
             match w.which(&req) {
@@ -499,9 +591,43 @@ mod tests {
                 None => asked_the_set += 1,
             }
         }
-        // It gave up after GIVE_UP clears, and said so.
-        assert!(w.cache.clear_count() > 0);
-        assert!(asked_the_set > 0);
+        assert!(w.resting > 0 && asked_the_set > 0);
+        // A request that clears the cache more than CLEARS_A_REQUEST times
+        // is the set's; the next one is walked again.
+        let mut w = small.clone();
+        let long: Vec<u8> = requests().concat();
+        let before = w.cache.clear_count();
+        assert_eq!(w.which(&long), None);
+        assert!(w.cache.clear_count() - before > CLEARS_A_REQUEST);
+        assert_eq!(w.which(b"GET /.env HTTP/1.1"), Some(1 << 3));
+    }
+
+    #[test]
+    fn a_request_costs_at_most_two_passes_however_its_matches_lie() {
+        let (p, _) = built_in();
+        let owned: Vec<String> = p.iter().map(|s| s.to_string()).collect();
+        let mut w = Walks::new(&owned).unwrap();
+        // Every pattern matched at the end, one after the other, after a
+        // long run of bytes that are something to every pattern.
+        let mut req = b"%2%2%2".repeat(300);
+        req.extend_from_slice(b"/cgi-bin/ /wp-login.php /.env <script ../ union select");
+        let walked = |w: &Walks| {
+            w.walks
+                .iter()
+                .flat_map(|(_, w)| w)
+                .map(|w| w.walked)
+                .sum::<u64>()
+        };
+        for _ in 0..3 {
+            let before = walked(&w);
+            assert_eq!(w.which(&req), Some(0b11_1111));
+            let spent = walked(&w) - before;
+            assert!(
+                spent <= 2 * req.len() as u64 + 64,
+                "{spent} of {}",
+                req.len()
+            );
+        }
     }
 
     #[test]
@@ -537,7 +663,7 @@ mod tests {
         }
 
         #[test]
-        fn pieces_of_patterns_are_answered_as_the_set_answers(parts in proptest::collection::vec((0..24usize, proptest::num::u8::ANY), 0..40)) {
+        fn pieces_of_patterns_are_answered_as_the_set_answers(parts in proptest::collection::vec((0..PIECES.len() + 8, proptest::num::u8::ANY), 0..40)) {
             let (p, set) = built_in();
             let owned: Vec<String> = p.iter().map(|s| s.to_string()).collect();
             let mut w = Walks::new(&owned).unwrap();

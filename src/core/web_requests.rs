@@ -1,9 +1,10 @@
-//! The `--match` request patterns of a web log (pure): whether a request
-//! line matches any of them, which, and the answer remembered for the
-//! request lines a log repeats.
+//! The `--match` request patterns of a web log (pure): which of them a
+//! request line matches, and the answer remembered for the request lines a
+//! log repeats.
 //!
 //! Telling which patterns a request matches walks their DFA over it (see
-//! request_walk): 0.5 to 1.5 ns a byte of request here, most of a scan's
+//! request_walk): 0.5 to 1.5 ns a byte of an ordinary request here (up to
+//! 4 on bytes crafted to be something to every pattern), most of a scan's
 //! time on a log of long query strings. Access logs repeat their request
 //! lines: the same probe list sent by thousands of scanners, health checks,
 //! the site's own pages. Hashing a request and comparing it with the
@@ -22,8 +23,9 @@ use std::hash::BuildHasher;
 pub(super) struct Requests {
     set: RegexSet,
     /// The same patterns as one lazy DFA walked by hand (see
-    /// request_walk): one pass that skips most bytes, where the set takes
-    /// two that do not. None if they cannot be walked (the set answers).
+    /// request_walk): a walk that skips most bytes, where the set takes
+    /// two passes that do not. None if they cannot be walked (the set
+    /// answers, as it does a request the walk leaves to it).
     walk: Option<Walks>,
     memo: Memo,
 }
