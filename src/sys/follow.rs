@@ -18,11 +18,12 @@
 //!
 //! The first start without a saved position begins at the log's end (as
 //! `tail -f`): what is already there is the cron scan's to read.
-//! Wakeups come from inotify on the log's directory (which also reports
-//! the log's own writes), and say what changed: a write to the log is
-//! read with one `read` (`Follower::read_said`), and only a change of the
-//! log's name (created, moved, deleted) or a lost event looks the name up
-//! again. `Follower::poll` does every check, and is also called on a
+//! Wakeups come from inotify on the log itself (its writes) and on its
+//! directory (its name created, moved, deleted: never the writes of the
+//! directory's other files, which would wake watch for every line another
+//! program logs), and say what changed: a write to the log is read with
+//! one `read` (`Follower::read_said`), and only a change of the log's name
+//! or a lost event looks the name up again. `Follower::poll` does every check, and is also called on a
 //! timer: a lost event delays a line by at most that tick.
 
 use crate::core::watch::positions::{hex, unhex, FilePos, TAIL};
@@ -568,15 +569,21 @@ fn truncated(
     }
 }
 
-/// inotify on the followed logs' directories: a wakeup when anything in
-/// them changes, and what it was, per followed log. A directory that does
-/// not exist yet is tried again.
+/// inotify on the followed logs and their directories: a wakeup when a
+/// log is written or a name in its directory changes, and what it was, per
+/// followed log. A directory that does not exist yet is tried again; a
+/// log's file is watched again whenever its name is said to have changed
+/// (a new file under it).
 pub struct Wakeup {
     inotify: Inotify,
     dirs: Vec<(PathBuf, bool)>,
-    /// The followed logs' file names, and what was said of each.
+    /// The followed logs' paths and file names, and what was said of each.
+    paths: Vec<PathBuf>,
     names: Vec<Vec<u8>>,
     said: Vec<Said>,
+    /// The watches on the logs' files (a rotated file keeps its watch
+    /// until it is deleted: a late line to it wakes too): descriptor, log.
+    files: Vec<(i32, usize)>,
     buf: Vec<u8>,
 }
 
@@ -602,25 +609,39 @@ impl Wakeup {
         let mut w = Wakeup {
             inotify,
             dirs,
+            paths: paths.iter().map(|p| p.to_path_buf()).collect(),
             names,
             said: vec![Said::default(); paths.len()],
+            files: Vec::new(),
             // Room for many events; a write stream queues one IN_MODIFY
             // per log (the kernel merges repeats while they are unread).
             buf: vec![0; 1 << 14],
         };
         w.add_missing();
+        for i in 0..w.paths.len() {
+            w.watch_file(i);
+        }
         Ok(w)
+    }
+
+    /// Watch log `i`'s file for writes (if it exists; when it is created
+    /// its directory says so, and it is watched then).
+    fn watch_file(&mut self, i: usize) {
+        if let Some(wd) = add_write_watch(self.inotify.as_fd(), &self.paths[i]) {
+            if !self.files.contains(&(wd, i)) {
+                self.files.push((wd, i));
+            }
+        }
     }
 
     /// Watch the directories not watched yet (made since). A directory
     /// newly watched may hold its logs already: they are looked up.
     fn add_missing(&mut self) {
-        let mask = AddWatchFlags::IN_MODIFY
-            | AddWatchFlags::IN_CREATE
+        // Names only: the logs' writes come from their own watches.
+        let mask = AddWatchFlags::IN_CREATE
             | AddWatchFlags::IN_MOVED_TO
             | AddWatchFlags::IN_MOVED_FROM
             | AddWatchFlags::IN_DELETE
-            | AddWatchFlags::IN_CLOSE_WRITE
             | AddWatchFlags::IN_ATTRIB
             | AddWatchFlags::IN_DELETE_SELF
             | AddWatchFlags::IN_MOVE_SELF;
@@ -682,7 +703,7 @@ impl Wakeup {
             match nix::unistd::read(self.inotify.as_fd(), &mut self.buf) {
                 Ok(n) if n > 0 => {
                     let (said, names) = (&mut self.said, &self.names);
-                    let lost = note_events(&self.buf[..n], names, said);
+                    let lost = note_events(&self.buf[..n], names, &mut self.files, said);
                     if lost {
                         // The directory itself went or moved, or the
                         // queue overflowed: watch again, look everything up.
@@ -702,7 +723,32 @@ impl Wakeup {
         if self.dirs.iter().any(|(_, w)| !w) {
             self.add_missing();
         }
+        // A log whose name changed may be a new file: watch it.
+        for i in 0..self.said.len() {
+            if self.said[i].renamed {
+                self.watch_file(i);
+            }
+        }
     }
+}
+
+/// inotify_add_watch(2) for a file's writes; the descriptor as the events
+/// carry it (nix's watch descriptor does not show its number).
+fn add_write_watch(fd: std::os::fd::BorrowedFd, path: &Path) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `c` is a NUL-terminated path alive for the call, `fd` an
+    // inotify instance; the call reads the path and changes only the
+    // instance's watches.
+    let wd = unsafe {
+        libc::inotify_add_watch(
+            fd.as_raw_fd(),
+            c.as_ptr(),
+            libc::IN_MODIFY | libc::IN_CLOSE_WRITE,
+        )
+    };
+    (wd >= 0).then_some(wd)
 }
 
 /// poll(2) for up to `timeout` (rounded up to the millisecond, at most a
@@ -714,9 +760,16 @@ fn poll_for(fds: &mut [nix::poll::PollFd], timeout: Duration) -> bool {
 }
 
 /// Mark in `said` what the raw inotify events in `data` say of the logs
-/// named `names`; true if an event was about a directory itself or events
-/// were lost (a name is not enough then).
-fn note_events(data: &[u8], names: &[Vec<u8>], said: &mut [Said]) -> bool {
+/// named `names` (in their directories) and of the logs' own files
+/// (`files`: a watch the kernel drops, its file deleted, is forgotten);
+/// true if an event was about a directory itself or events were lost (a
+/// name is not enough then).
+fn note_events(
+    data: &[u8],
+    names: &[Vec<u8>],
+    files: &mut Vec<(i32, usize)>,
+    said: &mut [Said],
+) -> bool {
     let word = |i: usize| {
         data.get(i..i + 4)
             .map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
@@ -732,7 +785,20 @@ fn note_events(data: &[u8], names: &[Vec<u8>], said: &mut [Said]) -> bool {
             .unwrap_or(&[]);
         // The name is padded with NULs.
         let name = &name[..memchr::memchr(0, name).unwrap_or(name.len())];
+        let wd = word(i) as i32;
         i += EVENT_HEAD + len;
+        if name.is_empty() && files.iter().any(|&(w, _)| w == wd) {
+            // A log's own file: written, or its watch gone.
+            for &(_, log) in files.iter().filter(|&&(w, _)| w == wd) {
+                if let Some(s) = said.get_mut(log) {
+                    s.written |= mask & written != 0;
+                }
+            }
+            if mask & AddWatchFlags::IN_IGNORED.bits() != 0 {
+                files.retain(|&(w, _)| w != wd);
+            }
+            continue;
+        }
         if name.is_empty() {
             // The directory itself (moved, deleted, unwatched), or
             // IN_Q_OVERFLOW.
@@ -1021,7 +1087,14 @@ mod tests {
         let mut w = Wakeup::new(&[&p]).unwrap();
         let mut f = Follower::new(p.clone(), None);
         read(&mut f, w.take(0));
-        // A write is only a write; another file's doings say nothing.
+        // A write is only a write; another file's writes do not even wake
+        // (the event is queued by the write itself: no wait needed).
+        append(&d.path().join("other.log"), "x\n");
+        // (its creation is a name: it wakes, and is consumed here)
+        assert!(w.wait(Duration::ZERO, &[]));
+        w.take(0);
+        append(&d.path().join("other.log"), "y\n");
+        assert!(!w.wait(Duration::ZERO, &[]), "another file's write woke");
         append(&p, &lines(0..2));
         append(&d.path().join("other.log"), "x\n");
         assert_eq!(said(&mut w), WROTE);
@@ -1035,11 +1108,11 @@ mod tests {
         let (got, notes) = read(&mut f, s);
         assert_eq!(got, names(2..4));
         assert!(notes[0].contains("a new file took its name"), "{notes:?}");
-        // A late line to the rotated file is read with nothing said of
-        // the log.
+        // A late line to the rotated file: its watch (kept with it) says
+        // the log was written, and it is read.
         append(&d.path().join("auth.log.1"), &lines(4..5));
-        assert_eq!(said(&mut w), Said::default());
-        assert_eq!(read(&mut f, Said::default()).0, names(4..5));
+        assert_eq!(said(&mut w), WROTE);
+        assert_eq!(read(&mut f, WROTE).0, names(4..5));
         // copytruncate is only writes to the log (the copy has another
         // name): the read that finds nothing looks at the size.
         append(&p, &lines(5..7));
@@ -1095,11 +1168,12 @@ mod tests {
             v
         };
         let names = [b"auth.log".to_vec(), b"syslog".to_vec()];
+        let mut files = Vec::new();
         let mut said = [Said::default(); 2];
         let mut data = ev(AddWatchFlags::IN_MODIFY, b"auth.log");
         data.extend(ev(AddWatchFlags::IN_CREATE, b"syslog"));
         data.extend(ev(AddWatchFlags::IN_MODIFY, b"auth.log.1"));
-        assert!(!note_events(&data, &names, &mut said));
+        assert!(!note_events(&data, &names, &mut files, &mut said));
         assert_eq!(
             said,
             [
@@ -1116,17 +1190,51 @@ mod tests {
         assert!(note_events(
             &ev(AddWatchFlags::IN_Q_OVERFLOW, b""),
             &names,
+            &mut files,
             &mut said
         ));
         assert!(note_events(
             &ev(AddWatchFlags::IN_MOVE_SELF, b""),
             &names,
+            &mut files,
             &mut said
         ));
         // A cut event (the kernel hands out whole ones) reads no name
         // beyond the buffer: look everything up.
         let mut none = [Said::default(); 2];
-        assert!(note_events(&data[..20], &names, &mut none));
+        assert!(note_events(&data[..20], &names, &mut files, &mut none));
         assert_eq!(none, [Said::default(); 2]);
+        // An event of a log's own file (descriptor 1 here, nameless): a
+        // write to that log; its watch dropped (file deleted): forgotten,
+        // and then a nameless event of that descriptor is a lost one.
+        let mut files = vec![(1, 1), (2, 0)];
+        let mut said = [Said::default(); 2];
+        assert!(!note_events(
+            &ev(AddWatchFlags::IN_MODIFY, b""),
+            &names,
+            &mut files,
+            &mut said
+        ));
+        assert_eq!(
+            said[1],
+            Said {
+                written: true,
+                renamed: false
+            }
+        );
+        assert_eq!(said[0], Said::default());
+        assert!(!note_events(
+            &ev(AddWatchFlags::IN_IGNORED, b""),
+            &names,
+            &mut files,
+            &mut said
+        ));
+        assert_eq!(files, [(2, 0)]);
+        assert!(note_events(
+            &ev(AddWatchFlags::IN_MODIFY, b""),
+            &names,
+            &mut files,
+            &mut said
+        ));
     }
 }
