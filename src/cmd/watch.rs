@@ -540,6 +540,11 @@ impl<'a> Service<'a> {
                 self.act(batch)?;
             }
             if full {
+                // Each log's file as its name points now (a symlinked
+                // log's target rotated elsewhere, a watch refused before).
+                if let Some(w) = wake.rewatch() {
+                    say!("fwctl: warning: {w}");
+                }
                 if !self.pending.is_empty() {
                     let p = std::mem::take(&mut self.pending);
                     self.record(&p);

@@ -26,7 +26,7 @@
 //! in it, and leaves every request to the set for `REST` requests after
 //! `STRIKES` clears in a row came sooner than `CLEAR_EVERY` bytes walked:
 //! requests an attacker writes to build states faster than they are used
-//! cost what they cost before the walk, never more.
+//! cost what they cost before the walk, and a partial walk at most.
 
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::hybrid::LazyStateID;

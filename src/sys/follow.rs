@@ -23,8 +23,9 @@
 //! directory's other files, which would wake watch for every line another
 //! program logs), and say what changed: a write to the log is read with
 //! one `read` (`Follower::read_said`), and only a change of the log's name
-//! or a lost event looks the name up again. `Follower::poll` does every check, and is also called on a
-//! timer: a lost event delays a line by at most that tick.
+//! or a lost event looks the name up again. `Follower::poll` does every
+//! check, and is also called on a timer: a lost event delays a line by at
+//! most that tick.
 
 use crate::core::watch::positions::{hex, unhex, FilePos, TAIL};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
@@ -582,10 +583,17 @@ pub struct Wakeup {
     names: Vec<Vec<u8>>,
     said: Vec<Said>,
     /// The watches on the logs' files (a rotated file keeps its watch
-    /// until it is deleted: a late line to it wakes too): descriptor, log.
+    /// until it is deleted and closed, or `FILE_WATCHES` newer ones of its
+    /// log push it out: a late line to it wakes too): descriptor, log.
     files: Vec<(i32, usize)>,
+    /// Whether a watch could not be added for want of room (warned once).
+    full: bool,
     buf: Vec<u8>,
 }
+
+/// Watches kept on one log's files: its current file and the rotated ones
+/// still read (logrotate keeps the last one or two uncompressed).
+const FILE_WATCHES: usize = 4;
 
 /// inotify's event header: wd, mask, cookie, len (then len bytes of name).
 const EVENT_HEAD: usize = 16;
@@ -613,25 +621,56 @@ impl Wakeup {
             names,
             said: vec![Said::default(); paths.len()],
             files: Vec::new(),
+            full: false,
             // Room for many events; a write stream queues one IN_MODIFY
             // per log (the kernel merges repeats while they are unread).
             buf: vec![0; 1 << 14],
         };
         w.add_missing();
-        for i in 0..w.paths.len() {
-            w.watch_file(i);
-        }
+        w.rewatch();
         Ok(w)
     }
 
     /// Watch log `i`'s file for writes (if it exists; when it is created
     /// its directory says so, and it is watched then).
-    fn watch_file(&mut self, i: usize) {
-        if let Some(wd) = add_write_watch(self.inotify.as_fd(), &self.paths[i]) {
-            if !self.files.contains(&(wd, i)) {
-                self.files.push((wd, i));
+    fn watch_file(&mut self, i: usize) -> Option<String> {
+        match add_write_watch(self.inotify.as_fd(), &self.paths[i]) {
+            Ok(wd) => {
+                if !self.files.contains(&(wd, i)) {
+                    self.files.push((wd, i));
+                }
+                // The oldest of this log's watches beyond FILE_WATCHES go
+                // (a log rotated by rename and never deleted, `rotate -1`).
+                while self.files.iter().filter(|&&(_, l)| l == i).count() > FILE_WATCHES {
+                    let at = self.files.iter().position(|&(_, l)| l == i)?;
+                    let (old, _) = self.files.remove(at);
+                    if !self.files.iter().any(|&(w, _)| w == old) {
+                        remove_watch(self.inotify.as_fd(), old);
+                    }
+                }
+                None
             }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && !self.full => {
+                self.full = true;
+                Some(format!(
+                    "{}: no room for another inotify watch (fs.inotify.max_user_watches): its lines are read once a second instead of as they are written; fix: raise the limit (sysctl -w fs.inotify.max_user_watches=65536)",
+                    self.paths[i].display()
+                ))
+            }
+            Err(_) => None,
         }
+    }
+
+    /// Watch each log's file as its name now points (a symlinked log's
+    /// target rotated in another directory, a watch that could not be added
+    /// before): called once a second. An unchanged file keeps its watch.
+    /// A warning the first time there is no room for a watch.
+    pub fn rewatch(&mut self) -> Option<String> {
+        let mut warning = None;
+        for i in 0..self.paths.len() {
+            warning = warning.or(self.watch_file(i));
+        }
+        warning
     }
 
     /// Watch the directories not watched yet (made since). A directory
@@ -726,7 +765,7 @@ impl Wakeup {
         // A log whose name changed may be a new file: watch it.
         for i in 0..self.said.len() {
             if self.said[i].renamed {
-                self.watch_file(i);
+                let _ = self.watch_file(i);
             }
         }
     }
@@ -734,13 +773,13 @@ impl Wakeup {
 
 /// inotify_add_watch(2) for a file's writes; the descriptor as the events
 /// carry it (nix's watch descriptor does not show its number).
-fn add_write_watch(fd: std::os::fd::BorrowedFd, path: &Path) -> Option<i32> {
+fn add_write_watch(fd: std::os::fd::BorrowedFd, path: &Path) -> io::Result<i32> {
     use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
     // SAFETY: `c` is a NUL-terminated path alive for the call, `fd` an
-    // inotify instance; the call reads the path and changes only the
-    // instance's watches.
+    // inotify instance open for the call (borrowed); the call reads the
+    // path and changes only the instance's watches.
     let wd = unsafe {
         libc::inotify_add_watch(
             fd.as_raw_fd(),
@@ -748,7 +787,20 @@ fn add_write_watch(fd: std::os::fd::BorrowedFd, path: &Path) -> Option<i32> {
             libc::IN_MODIFY | libc::IN_CLOSE_WRITE,
         )
     };
-    (wd >= 0).then_some(wd)
+    if wd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(wd)
+}
+
+/// inotify_rm_watch(2): the kernel answers with IN_IGNORED for it.
+fn remove_watch(fd: std::os::fd::BorrowedFd, wd: i32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain integers; the call changes only the inotify instance's
+    // watches (an unknown descriptor is EINVAL, ignored).
+    unsafe {
+        libc::inotify_rm_watch(fd.as_raw_fd(), wd);
+    }
 }
 
 /// poll(2) for up to `timeout` (rounded up to the millisecond, at most a
@@ -797,6 +849,11 @@ fn note_events(
             if mask & AddWatchFlags::IN_IGNORED.bits() != 0 {
                 files.retain(|&(w, _)| w != wd);
             }
+            continue;
+        }
+        if name.is_empty() && mask == AddWatchFlags::IN_IGNORED.bits() {
+            // A watch removed here (a log's oldest file): a directory's
+            // going says IN_DELETE_SELF or IN_MOVE_SELF first.
             continue;
         }
         if name.is_empty() {
@@ -1061,6 +1118,79 @@ mod tests {
         assert!(w.wait(Duration::from_secs(5), &[]));
     }
 
+    const WROTE: Said = Said {
+        written: true,
+        renamed: false,
+    };
+
+    #[test]
+    fn a_log_is_watched_for_writes_from_its_creation_and_each_new_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("auth.log");
+        // Two entries on one path, the log not there yet.
+        let mut w = Wakeup::new(&[&p, &p]).unwrap();
+        append(&p, "a\n");
+        assert!(w.wait(Duration::ZERO, &[]));
+        assert!(w.take(0).renamed && w.take(1).renamed);
+        append(&p, "b\n");
+        assert!(w.wait(Duration::ZERO, &[]));
+        assert_eq!((w.take(0), w.take(1)), (WROTE, WROTE));
+        // Deleted and created again: the new file's writes wake.
+        std::fs::remove_file(&p).unwrap();
+        append(&p, "c\n");
+        assert!(w.wait(Duration::ZERO, &[]));
+        assert!(w.take(0).renamed);
+        append(&p, "d\n");
+        assert!(w.wait(Duration::ZERO, &[]));
+        assert_eq!(w.take(0), WROTE);
+        // Rotated by rename and never deleted, again and again: at most
+        // FILE_WATCHES watches a log, and the ones removed here are not
+        // taken for lost events.
+        for k in 0..2 * FILE_WATCHES {
+            std::fs::rename(&p, d.path().join(format!("auth.log.{k}"))).unwrap();
+            append(&p, "e\n");
+            assert!(w.wait(Duration::ZERO, &[]));
+            w.take(0);
+            w.take(1);
+        }
+        for log in 0..2 {
+            let n = w.files.iter().filter(|&&(_, l)| l == log).count();
+            assert!(n <= FILE_WATCHES, "{n} watches on log {log}");
+        }
+        // (the removal's IN_IGNORED may wake: it says nothing)
+        w.wait(Duration::ZERO, &[]);
+        assert_eq!(w.take(0), Said::default(), "a removed watch said nothing");
+        append(&p, "f\n");
+        assert!(w.wait(Duration::ZERO, &[]));
+        assert_eq!(w.take(0), WROTE);
+    }
+
+    #[test]
+    fn a_symlinked_logs_target_rotated_elsewhere_is_watched_again_at_the_tick() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("real")).unwrap();
+        std::fs::create_dir(d.path().join("logs")).unwrap();
+        let target = d.path().join("real").join("x.log");
+        append(&target, "");
+        let p = d.path().join("logs").join("auth.log");
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        let mut w = Wakeup::new(&[&p]).unwrap();
+        w.take(0);
+        append(&target, "a\n");
+        assert!(w.wait(Duration::ZERO, &[]));
+        assert_eq!(w.take(0), WROTE);
+        // The target rotated in its own directory: nothing the log's
+        // directory hears, so the new target's writes wake only once the
+        // tick's rewatch watches it.
+        std::fs::rename(&target, d.path().join("real").join("x.log.1")).unwrap();
+        append(&target, "b\n");
+        assert!(!w.wait(Duration::ZERO, &[]));
+        assert_eq!(w.rewatch(), None);
+        append(&target, "c\n");
+        assert!(w.wait(Duration::ZERO, &[]));
+        assert_eq!(w.take(0), WROTE);
+    }
+
     fn read(f: &mut Follower, said: Said) -> (Vec<String>, Vec<String>) {
         let mut got = Vec::new();
         let notes = f.read_said(said, &mut |l| {
@@ -1077,10 +1207,6 @@ mod tests {
 
     #[test]
     fn led_by_inotify_alone_a_write_rotation_copytruncate_and_recreation_are_read() {
-        const WROTE: Said = Said {
-            written: true,
-            renamed: false,
-        };
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("auth.log");
         append(&p, "");

@@ -359,7 +359,7 @@ impl Sources {
             if j + NEAR < n {
                 let near = hashes[(j + NEAR) % AHEAD];
                 if let Some(i) = self.first_place(*keys.get((j + NEAR) as u32), near) {
-                    warm(self.source_addr(i)[0]);
+                    self.source_addr(i).into_iter().for_each(&warm);
                 }
             }
             let mut s = Some(s);
@@ -482,7 +482,8 @@ mod tests {
             for k in (na / 2) as u128..(na / 2 + nb) as u128 {
                 b.get_or_insert_with(k << 64 | k, || src(10));
             }
-            // What was warmed: every address one of the two tables holds.
+            // Warmed: a slot for each of b's keys but the last AHEAD, and the
+            // sources of those found at their first slot.
             let warmed = std::cell::Cell::new(0usize);
             a.absorb(b, |_| warmed.set(warmed.get() + 1));
             let all = na.max(na / 2 + nb);
