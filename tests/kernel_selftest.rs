@@ -384,6 +384,11 @@ fn an_interrupted_run_deletes_its_namespaces() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("interrupted"), "{err}");
         assert_eq!(namespaces_of(pid), Vec::<String>::new(), "signal {sig}");
+        assert_eq!(
+            temp_dirs_of(pid),
+            Vec::<std::path::PathBuf>::new(),
+            "signal {sig}"
+        );
     }
     assert_eq!(firewall_here(), before);
 }
@@ -413,7 +418,21 @@ fn a_killed_runs_leftovers_go_with_the_next_run() {
     left.sort();
     let want = ["attacker", "client", "ctr", "host"].map(|r| format!("fwst-{pid}-{r}"));
     assert_eq!(left, want);
+    // Its temp directory (a copy of the config, the twin's state) too.
+    assert_eq!(temp_dirs_of(pid).len(), 1);
     let (out, _) = selftest(&shipped());
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(namespaces_of(pid), Vec::<String>::new());
+    assert_eq!(temp_dirs_of(pid), Vec::<std::path::PathBuf>::new());
+}
+
+/// The temp directories a selftest run of `pid` made.
+fn temp_dirs_of(pid: u32) -> Vec<std::path::PathBuf> {
+    let prefix = format!("fwctl-selftest.{pid}.");
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
 }

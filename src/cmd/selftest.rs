@@ -114,6 +114,7 @@ fn rows(inv: &Invocation) -> Result<Vec<Row>> {
     crate::sys::firewall::open(cfg.firewall.backend)?;
     lab::catch_signals().context("cannot catch SIGINT/SIGTERM")?;
     lab::remove_namespaces(&lab::stale_namespaces());
+    lab::remove_temp_dirs(&lab::stale_temp_dirs());
     let a = twin::addresses(&cfg).ok_or_else(|| {
         anyhow!("the config's [trusted] and [blacklist] cover nearly every documentation address (198.51.100.0/24, 203.0.113.0/24, 192.0.2.0/24, 2001:db8:5e1f::/64); fix: narrow those entries, selftest needs a dozen free ones")
     })?;
@@ -122,7 +123,7 @@ fn rows(inv: &Invocation) -> Result<Vec<Row>> {
     let n = cfg.capture.profile.ports.min(st::MAX_SCAN_PORTS) as usize + 4;
     let ports = twin::scan_ports(&cfg, n);
     let tmp = tempfile::Builder::new()
-        .prefix("fwctl-selftest.")
+        .prefix(&lab::temp_prefix())
         .tempdir()
         .context("cannot make a temp directory")?;
     let dir = tmp.path();

@@ -70,6 +70,49 @@ pub fn stale_namespaces() -> Vec<String> {
         .collect()
 }
 
+/// The name a run's temp directory starts with: the run's pid in it, so
+/// that a later run can tell the directory of a killed one.
+pub fn temp_prefix() -> String {
+    format!("fwctl-selftest.{}.", std::process::id())
+}
+
+/// The temp directories of runs whose process is gone (killed: nothing of
+/// theirs ran to remove them): directories (never a link) named by
+/// `temp_prefix` in the temp directory and owned by this user (the
+/// directory is sticky: no one else can put one of ours in their place).
+pub fn stale_temp_dirs() -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) else {
+        return Vec::new();
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    dir.filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let Some(rest) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("fwctl-selftest."))
+            else {
+                return false;
+            };
+            let pid = rest.split('.').next().unwrap_or("");
+            pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists()
+        })
+        .map(|e| e.path())
+        .filter(|p| {
+            p.symlink_metadata()
+                .is_ok_and(|m| m.is_dir() && m.uid() == me)
+        })
+        .collect()
+}
+
+/// Delete the directories `stale_temp_dirs` found.
+pub fn remove_temp_dirs(dirs: &[PathBuf]) {
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
 /// Delete the namespaces `stale_namespaces` found.
 pub fn remove_namespaces(names: &[String]) {
     let Ok(ip) = locate_tool("ip", "iproute2") else {
