@@ -43,6 +43,23 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// How long a rotated-away file is read on after it last grew.
 const RETIRE_AFTER: Duration = Duration::from_secs(30);
 
+/// Open a followed log for reading without updating its access time: on a
+/// `relatime` mount a read after a write updates it, so every reading of a
+/// busy log would dirty its inode (a journal write on ext4). `O_NOATIME`
+/// needs the file's owner or CAP_FOWNER (watch runs as root); without
+/// either the log is opened as usual.
+fn open_log(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        r => r,
+    }
+}
+
 /// What a follower read, for the metrics and the run's notes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -415,7 +432,7 @@ impl Follower {
     }
 
     fn open_from_start(&mut self, notes: &mut Vec<String>, sink: &mut dyn FnMut(&[u8])) {
-        match File::open(&self.path).and_then(|f| Open::new(f, 0, Vec::new())) {
+        match open_log(&self.path).and_then(|f| Open::new(f, 0, Vec::new())) {
             Ok(mut o) => {
                 if let Err(e) = o.drain(&mut self.buf, &mut self.stats, sink) {
                     notes.push(format!("{}: read error: {e}", self.path.display()));
@@ -443,7 +460,7 @@ impl Follower {
             if here.is_some_and(|(d, i, _)| (d, i) == (r.dev, r.ino)) {
                 // The same file: on from the position, unless it was
                 // truncated (or rewritten) meanwhile.
-                if let Ok(mut f) = File::open(&self.path) {
+                if let Ok(mut f) = open_log(&self.path) {
                     if holds_at(&mut f, r.offset, &tail) {
                         if let Ok(o) = f
                             .seek(SeekFrom::Start(r.offset))
@@ -469,7 +486,7 @@ impl Follower {
                 }
             } else if let Some(old) = find_inode(&self.path, r.dev, r.ino) {
                 // Rotated while stopped: the rest of the old file first.
-                if let Ok(mut f) = File::open(&old) {
+                if let Ok(mut f) = open_log(&old) {
                     if holds_at(&mut f, r.offset, &tail)
                         && f.seek(SeekFrom::Start(r.offset)).is_ok()
                     {
@@ -490,7 +507,7 @@ impl Follower {
             return;
         }
         // No position: from the end, as tail -f.
-        match File::open(&self.path) {
+        match open_log(&self.path) {
             Ok(mut f) => {
                 let end = f.seek(SeekFrom::End(0)).unwrap_or(0);
                 let mut tail = vec![0; (end as usize).min(TAIL)];
@@ -536,7 +553,7 @@ fn truncated(
 ) -> String {
     let mut from_copy = None;
     for c in rotated_siblings(path) {
-        let Ok(mut f) = File::open(&c) else { continue };
+        let Ok(mut f) = open_log(&c) else { continue };
         if f.metadata().map_or(true, |m| m.len() < o.offset) {
             continue;
         }
@@ -927,6 +944,35 @@ mod tests {
         append(&p, " done\n");
         assert_eq!(poll(&mut f).0, ["line 5 not yet done"]);
         assert_eq!(f.stats.lines, 4);
+    }
+
+    #[test]
+    fn reading_a_busy_log_leaves_its_access_time_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("auth.log");
+        append(&p, &lines(0..3));
+        let mut f = Follower::new(p.clone(), None);
+        poll(&mut f);
+        append(&p, &lines(3..5));
+        // An access time before the last write: a relatime mount updates
+        // it at the next read.
+        let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_times(std::fs::FileTimes::new().set_accessed(old))
+            .unwrap();
+        assert_eq!(poll(&mut f).0, names(3..5));
+        let atime = |p: &Path| std::fs::metadata(p).unwrap().accessed().unwrap();
+        assert_eq!(atime(&p), old, "watch's reading updated the access time");
+        // The same read without O_NOATIME does, where the mount updates
+        // access times at all (not on a noatime mount).
+        let mut plain = String::new();
+        File::open(&p).unwrap().read_to_string(&mut plain).unwrap();
+        if atime(&p) == old {
+            eprintln!("this mount does not update access times: nothing to compare");
+        }
     }
 
     #[test]
