@@ -201,8 +201,9 @@ fn is_banned(lab: &Lab, backend: &str, addr: IpAddr) -> bool {
 fn ok(step: &str, out: &Output) {
     assert!(
         out.status.success(),
-        "{step}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "{step}: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
     );
 }
 
@@ -423,6 +424,46 @@ fn scenario(backend: &str) {
     ok("re-apply after a flush", &fw(&dropcfg, &["apply"]));
     expect_hook(&lab, backend, "DOCKER-USER", "re-apply after a flush");
     check("re-apply after a flush");
+
+    // The forward jump deleted behind fwctl's back is drift, in either
+    // backend; status --repair puts it back.
+    ok("status as applied", &fw(&dropcfg, &["status"]));
+    if backend == "iptables" {
+        lab.exec_ok(
+            &lab.target,
+            &["iptables", "-D", "DOCKER-USER", "-j", "FWCTL-FORWARD"],
+        );
+    } else {
+        let listed = lab.exec_ok(
+            &lab.target,
+            &["nft", "-a", "list", "chain", "inet", "fwctl", "forward"],
+        );
+        let handle = listed
+            .lines()
+            .find(|l| l.contains("jump FWCTL-FORWARD"))
+            .and_then(|l| l.rsplit("# handle ").next())
+            .unwrap_or_else(|| panic!("no jump in {listed}"))
+            .trim()
+            .to_string();
+        lab.exec_ok(
+            &lab.target,
+            &[
+                "nft", "delete", "rule", "inet", "fwctl", "forward", "handle", &handle,
+            ],
+        );
+    }
+    expect_hook(&lab, backend, "", "the jump deleted");
+    let out = fw(&dropcfg, &["status"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success()
+            && said.contains("jump at")
+            && said.contains("changed behind its back"),
+        "status after the forward jump was deleted: {said}"
+    );
+    ok("status --repair", &fw(&dropcfg, &["status", "--repair"]));
+    expect_hook(&lab, backend, "DOCKER-USER", "status --repair");
+    ok("status after the repair", &fw(&dropcfg, &["status"]));
 
     // "all": the jump moves to FORWARD, exactly one, none left in DOCKER-USER.
     let (_d3, all) = config(&cfg_text(backend, "[forward]\nprotect = \"all\"\n"));

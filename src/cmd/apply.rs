@@ -70,6 +70,7 @@ fn record_applied(installed: Installed, cfg: &Config, plan: &Plan, path: &Path, 
         v4: installed.v4,
         v6: installed.v6,
         sets: plan.sets.len(),
+        form: ruleset::drift::FORM,
     };
     let saved = statefile::update(path, t, |st| st.applied = Some(applied));
     if let Err(e) = saved {

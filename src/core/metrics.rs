@@ -548,6 +548,7 @@ mod tests {
             v4: vec![":FWCTL-INPUT".into(), "-A FWCTL-INPUT -j ACCEPT".into()],
             v6: vec![],
             sets: 8,
+            form: 1,
         });
         st.status = Some(Checked {
             at: 1_796_000_100,

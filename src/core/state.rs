@@ -45,6 +45,11 @@ pub struct Applied {
     /// How many sets it installed.
     #[serde(default)]
     pub sets: usize,
+    /// The line form `v4` and `v6` are in ([`crate::core::ruleset::drift::FORM`]):
+    /// 0, a record made before nftables' forward base chain was read back
+    /// (its `jump at FORWARD` lines are left out of a comparison with it).
+    #[serde(default)]
+    pub form: u32,
 }
 
 /// What the last `fwctl status` found, for the metrics (a host that runs

@@ -286,9 +286,17 @@ pub fn evaluate(f: &Facts) -> Status {
     };
     let mut drift = Vec::new();
     let mut rules = Vec::new();
+    let form = applied.map_or(drift::FORM, |a| a.form);
+    let read = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .filter(|l| !drift::unrecorded(form, backend, l))
+            .cloned()
+            .collect()
+    };
+    let (v4, v6) = (read(&f.v4), read(&f.v6));
     for (family, save, then) in [
-        (Family::V4, &f.v4, then(|a| &a.v4)),
-        (Family::V6, &f.v6, then(|a| &a.v6)),
+        (Family::V4, &v4, then(|a| &a.v4)),
+        (Family::V6, &v6, then(|a| &a.v6)),
     ] {
         let before = problems.len();
         let mut r = family_rules(family, save, f.plan, then, &f.invoke, &mut problems);
@@ -746,6 +754,7 @@ mod tests {
             v4: ours(&v4),
             v6: ours(&v6),
             sets: plan.sets.len(),
+            form: drift::FORM,
         });
         Facts {
             cfg,
@@ -776,6 +785,32 @@ mod tests {
         assert_eq!(s.last_apply.unwrap().ago_secs, 1000);
         assert!(s.rules.iter().all(|r| r.installed && r.policy == "DROP"));
         assert!(s.drift.is_empty() && s.rules.iter().all(|r| !r.drifted));
+    }
+
+    /// nftables' forward jumps read back since drift::FORM 1: a record
+    /// made before (form 0) is compared without them, not called drift.
+    #[test]
+    fn an_nftables_record_before_the_forward_jumps_is_no_drift() {
+        let mut c = cfg();
+        c.firewall.backend = crate::core::config::firewall::Backend::Nftables;
+        let p = crate::core::ruleset::build(&c);
+        let mut f = facts(&c, &p);
+        f.v4.push("jump at FORWARD 1".into());
+        let a = f.state.applied.as_mut().unwrap();
+        a.digest = drift::digest_for("nftables", &p);
+        a.form = 0;
+        let s = evaluate(&f);
+        assert!(s.healthy, "{:?}", s.problems);
+        f.state.applied.as_mut().unwrap().form = drift::FORM;
+        let s = evaluate(&f);
+        assert_eq!(s.rules[0].extra, ["jump at FORWARD 1"]);
+        // The iptables backend always read its FORWARD jumps.
+        let c = cfg();
+        let p = crate::core::ruleset::build(&c);
+        let mut f = facts(&c, &p);
+        f.v4.push("jump at FORWARD 1".into());
+        f.state.applied.as_mut().unwrap().form = 0;
+        assert_eq!(evaluate(&f).rules[0].extra, ["jump at FORWARD 1"]);
     }
 
     #[test]

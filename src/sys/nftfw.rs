@@ -11,6 +11,7 @@
 //! `nft`'s output is read here and in `sys::nft`, nowhere else.
 
 use crate::core::apply::{restore_bans, Ban};
+use crate::core::ruleset::forward::CHAIN as FORWARD_CHAIN;
 use crate::core::ruleset::nft::{self as render, FAMILY, TABLE};
 use crate::core::ruleset::{nftmark, Current, Family, Plan, CHAIN_PREFIX, MAIN_CHAIN};
 use crate::ports::{ApplyError, Firewall, Installed, Prepared, StepError};
@@ -121,6 +122,7 @@ pub fn installed_of(terse: &str) -> Installed {
     let mut chain: Option<String> = None;
     // Rules of the base chain each family's packets meet so far.
     let mut met = [0usize; 2];
+    let mut met_forward = [0usize; 2];
     for line in terse.lines().map(str::trim) {
         if let Some(name) = line
             .strip_prefix("chain ")
@@ -141,6 +143,25 @@ pub fn installed_of(terse: &str) -> Installed {
         let Some(c) = chain.as_deref() else {
             continue;
         };
+        if c == "forward" {
+            // fwctl's base chain on the forward hook (`[forward]`): where
+            // each family's jump to its FORWARD chain sits, as iptables'
+            // FORWARD. A rule put ahead of it, or the jump gone, is drift.
+            if !line.starts_with("type ") {
+                for (i, family) in [Family::V4, Family::V6].into_iter().enumerate() {
+                    let other = if i == 0 { "ipv6" } else { "ipv4" };
+                    if line.contains(&format!("meta nfproto {other}")) {
+                        continue;
+                    }
+                    met_forward[i] += 1;
+                    let jump = format!("jump {}", render::chain_name(FORWARD_CHAIN, family));
+                    if line.ends_with(&jump) {
+                        lines(&mut out, family).push(format!("jump at FORWARD {}", met_forward[i]));
+                    }
+                }
+            }
+            continue;
+        }
         if c == "input" {
             if line.starts_with("type ") {
                 let policy = line
@@ -509,6 +530,7 @@ fn declared(terse: &str, kind: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::ruleset::drift;
 
     const TERSE: &str = "table inet fwctl {\n\tset blacklist {\n\t\ttype ipv4_addr\n\t\tflags interval,timeout\n\t}\n\
         \tset fwctl-icmp {\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\ttimeout 1s\n\t}\n\
@@ -541,6 +563,47 @@ mod tests {
         );
         assert_eq!(chains_of(TERSE), ["FWCTL-INPUT", "FWCTL6-INPUT", "input"]);
         assert_eq!(sets_of(TERSE), ["blacklist", "fwctl-icmp"]);
+    }
+
+    /// `[forward]`'s base chain: its jumps are read back, so a jump
+    /// deleted, or a rule put ahead of it, is drift.
+    #[test]
+    fn the_forward_base_chains_jumps_are_read_back() {
+        let with = |body: &str| {
+            TERSE.replace(
+                "\tchain input {",
+                &format!("\tchain forward {{\n\t\ttype filter hook forward priority filter - 1; policy accept;\n{body}\t}}\n\tchain input {{"),
+            )
+        };
+        let then = installed_of(&with(
+            "\t\tmeta nfproto ipv4 jump FWCTL-FORWARD\n\t\tmeta nfproto ipv6 jump FWCTL6-FORWARD\n",
+        ));
+        assert!(
+            then.v4.contains(&"jump at FORWARD 1".to_string()),
+            "{:?}",
+            then.v4
+        );
+        assert!(
+            then.v6.contains(&"jump at FORWARD 1".to_string()),
+            "{:?}",
+            then.v6
+        );
+        let gone = installed_of(&with("\t\tmeta nfproto ipv6 jump FWCTL6-FORWARD\n"));
+        let d = drift::diff(&then.v4, &gone.v4);
+        assert_eq!(d.missing, ["jump at FORWARD 1"]);
+        assert!(drift::diff(&then.v6, &gone.v6).is_empty());
+        let ahead = installed_of(&with(
+            "\t\tmeta nfproto ipv4 accept\n\t\tmeta nfproto ipv4 jump FWCTL-FORWARD\n\t\tmeta nfproto ipv6 jump FWCTL6-FORWARD\n",
+        ));
+        let d = drift::diff(&then.v4, &ahead.v4);
+        assert_eq!(
+            (d.missing, d.extra),
+            (
+                vec!["jump at FORWARD 1".to_string()],
+                vec!["jump at FORWARD 2".to_string()]
+            )
+        );
+        assert!(drift::diff(&then.v6, &ahead.v6).is_empty());
     }
 
     /// The raw chain's drops count packets: a ban that dropped one is no

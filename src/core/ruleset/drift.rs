@@ -6,6 +6,18 @@
 
 use super::{Current, Plan, TableState};
 
+/// The line form of the records apply writes now: 1 since nftables' base
+/// chain on the forward hook is read back (`jump at FORWARD N`, as
+/// iptables' FORWARD and DOCKER-USER always were).
+pub const FORM: u32 = 1;
+
+/// Lines a record of an older `form` did not have, for `backend`: left
+/// out of what is read now before the two are compared, so an upgrade is
+/// not drift (the next apply records them).
+pub fn unrecorded(form: u32, backend: &str, line: &str) -> bool {
+    form < 1 && backend == "nftables" && line.starts_with("jump at FORWARD ")
+}
+
 /// How the rules now differ from the rules then.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Diff {
@@ -13,9 +25,9 @@ pub struct Diff {
     /// multisets, in their order).
     pub missing: Vec<String>,
     pub extra: Vec<String>,
-    /// Lines in both that are no longer in the same order: the ones outside
-    /// the longest common subsequence (a rule moved is drift too: packets
-    /// meet the rules in order).
+    /// Rules in both that are no longer in the same order in their chain:
+    /// the ones outside the longest common subsequence, chain by chain (a
+    /// rule moved is drift too: packets meet the rules in order).
     pub moved: Vec<String>,
 }
 
@@ -54,8 +66,41 @@ pub fn diff(then: &[String], now: &[String]) -> Diff {
     Diff {
         missing,
         extra,
-        moved: outside_lcs(&kept_then, &kept_now),
+        moved: moved_in_chains(&kept_then, &kept_now),
     }
+}
+
+/// The chain a `-A CHAIN rule` line is in; None for the other lines, whose
+/// place in the listing means nothing (a chain's declaration, the policy,
+/// a jump's position, which the line itself says).
+fn chain_of(line: &str) -> Option<&str> {
+    line.strip_prefix("-A ")?.split(' ').next()
+}
+
+/// The rules no longer in their order, chain by chain: packets meet a
+/// chain's rules in order, but the order the chains are listed in is the
+/// order they were created in (nftables lists a chain added to an existing
+/// table after the older ones), which is no change to what they do.
+fn moved_in_chains<'a>(then: &[&'a String], now: &[&'a String]) -> Vec<String> {
+    let mut chains: Vec<&str> = Vec::new();
+    for l in now {
+        if let Some(c) = chain_of(l) {
+            if !chains.contains(&c) {
+                chains.push(c);
+            }
+        }
+    }
+    let of = |v: &[&'a String], c: &str| -> Vec<&'a String> {
+        v.iter()
+            .copied()
+            .filter(|l| chain_of(l) == Some(c))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for c in chains {
+        out.extend(outside_lcs(&of(then, c), &of(now, c)));
+    }
+    out
 }
 
 /// The lines of `b` outside a longest common subsequence of `a` and `b`.
@@ -338,6 +383,40 @@ mod tests {
         now2.push("-A FWCTL-INPUT -x".into());
         let d = diff(&then, &now2);
         assert_eq!((d.extra.len(), d.moved.len()), (1, 1));
+    }
+
+    /// nftables lists a chain added to an existing table after the older
+    /// ones: the chains' order is no drift, a rule's place in its chain is.
+    #[test]
+    fn the_order_of_the_chains_is_no_drift() {
+        let then = lines(&[
+            ":FWCTL-A",
+            "-A FWCTL-A -a",
+            "-A FWCTL-A -b",
+            ":FWCTL-B",
+            "-A FWCTL-B -c",
+            "policy INPUT DROP",
+            "jump at INPUT 1",
+        ]);
+        let now = lines(&[
+            "policy INPUT DROP",
+            "jump at INPUT 1",
+            ":FWCTL-B",
+            "-A FWCTL-B -c",
+            ":FWCTL-A",
+            "-A FWCTL-A -a",
+            "-A FWCTL-A -b",
+        ]);
+        assert!(diff(&then, &now).is_empty(), "{:?}", diff(&then, &now));
+        let swapped = lines(&[
+            ":FWCTL-B",
+            "-A FWCTL-B -c",
+            ":FWCTL-A",
+            "-A FWCTL-A -b",
+            "-A FWCTL-A -a",
+        ]);
+        let d = diff(&then[..5], &swapped);
+        assert_eq!(d.moved, lines(&["-A FWCTL-A -a"]));
     }
 
     #[test]
