@@ -483,6 +483,7 @@ fn exported() -> std::collections::BTreeSet<String> {
         v4: vec![],
         v6: vec![],
         sets: 8,
+        form: 1,
     });
     st.status = Some(Checked {
         at: 1,
