@@ -8,6 +8,7 @@ pub mod decide;
 pub mod report;
 pub mod reputation;
 pub mod sources;
+mod table;
 
 use crate::core::logline::Parser;
 use crate::units::time::{utc, Zone};

@@ -1,26 +1,8 @@
 //! The sources a scan has seen (pure): each one's tally ([`Source`], its
-//! [`TopPorts`]), and an open-addressing index from an address's key to a
-//! place in a list of them.
-//!
-//! A whole-file scan of an access log takes one lookup a line, at a random
-//! place of a table as big as the clients are many; perf showed the line's
-//! two cache misses (the map's bucket, then the source) as a third to a half
-//! of the scan, and the kernel zeroing the pages of a map of whole sources,
-//! rehashed as it grew, as another sixth. So the index holds only (key,
-//! place), 32 bytes a source, and is the only part rehashed; the list grows
-//! by blocks that never move (a source is 96 bytes, see [`TopPorts`]); and the tally asks for both lines some lines ahead of using them
-//! (`Tally::feed_buffer_warm`): [`Sources::slot_addr`] and
-//! [`Sources::source_addr`] say where they are.
-//!
-//! The keys are addresses the attacker chooses (an IPv6 /64 is anyone's):
-//! the hash is foldhash's, seeded at random per process, so no one can aim
-//! many addresses at one run of slots.
+//! [`TopPorts`]), in the table a tally counts into and the tables merged
+//! into it ([`Sources`]; one table: [`super::table`]).
 
-use std::hash::BuildHasher;
-
-/// Marks an empty slot (a place no list reaches: more sources than u32
-/// counts could not be held in memory anyway).
-const EMPTY: u32 = u32::MAX;
+use super::table::Table;
 
 /// The most hit destination ports of one source, in bounded space (the
 /// space-saving algorithm). Exact while a source has hit at most `SLOTS`
@@ -144,239 +126,143 @@ impl Source {
     }
 }
 
-/// The sources (and their keys) in blocks that never move once full:
-/// growing adds a block instead of copying the whole list into a twice
-/// bigger one (each doubling copied, and had the kernel zero, the table's
-/// biggest part again). The first block grows as a vector does, so a small
-/// tally stays small.
-#[derive(Clone, Debug)]
-struct List<T> {
-    blocks: Vec<Vec<T>>,
-    len: usize,
-}
-
-impl<T> Default for List<T> {
-    fn default() -> Self {
-        List {
-            blocks: Vec::new(),
-            len: 0,
-        }
-    }
-}
-
-/// Items a block (sources: 6 MiB at 96 bytes a source, whole huge pages;
-/// keys: 1 MiB).
-const BLOCK: usize = 1 << 16;
-
-impl<T> List<T> {
-    fn push(&mut self, s: T) {
-        match self.blocks.last_mut() {
-            Some(b) if b.len() < BLOCK => b.push(s),
-            last => {
-                let mut b = match last {
-                    Some(_) => Vec::with_capacity(BLOCK),
-                    None => Vec::new(),
-                };
-                b.push(s);
-                self.blocks.push(b);
-            }
-        }
-        self.len += 1;
-    }
-
-    #[inline]
-    fn get(&self, i: u32) -> &T {
-        let i = i as usize;
-        &self.blocks[i / BLOCK][i % BLOCK]
-    }
-
-    #[inline]
-    fn get_mut(&mut self, i: u32) -> &mut T {
-        let i = i as usize;
-        &mut self.blocks[i / BLOCK][i % BLOCK]
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &T> {
-        self.blocks.iter().flatten()
-    }
-
-    fn into_all(self) -> impl Iterator<Item = T> {
-        self.blocks.into_iter().flatten()
-    }
-}
-
-/// One slot of the index: a key, split so that the slot is 24 bytes and
-/// not the 32 a `u128`'s alignment makes it (the index of a million
-/// sources is what the kernel zeroes most), and its place.
-#[derive(Clone, Copy, Debug)]
-struct Slot {
-    hi: u64,
-    lo: u64,
-    place: u32,
-}
-
-impl Slot {
-    const FREE: Slot = Slot {
-        hi: 0,
-        lo: 0,
-        place: EMPTY,
-    };
-
-    fn new(k: u128, place: u32) -> Slot {
-        Slot {
-            hi: (k >> 64) as u64,
-            lo: k as u64,
-            place,
-        }
-    }
-
-    #[inline]
-    fn holds(&self, k: u128) -> bool {
-        self.lo == k as u64 && self.hi == (k >> 64) as u64
-    }
-}
-
+/// The sources a tally holds: the table it counts into, and the tables
+/// merged into it ([`Sources::absorb`]) kept whole for the keys that table
+/// did not hold. Merging two threads' million sources into one table grew
+/// its index and list by half a million sources: the rehash, the copies
+/// and the kernel zeroing their fresh pages were a fifth of a whole-file
+/// scan. Now a key of the other table is only looked up: found, its tally
+/// merges into the one found and its own is dead; not found, it stays
+/// where it is.
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
-    /// (key, place in `keys` and `list`); a power of two long, at most
-    /// five eighths full; empty before the first source.
-    slots: Vec<Slot>,
-    keys: List<u128>,
-    list: List<Source>,
-    hasher: foldhash::fast::RandomState,
+    main: Table,
+    /// Whole tables absorbed; a live key is in exactly one table of all.
+    parts: Vec<Part>,
+}
+
+/// A table absorbed whole, with the sources merged elsewhere marked dead.
+#[derive(Clone, Debug)]
+struct Part {
+    table: Table,
+    /// Bit i: source i was merged into another table.
+    dead: Vec<u64>,
+    live: usize,
+}
+
+impl Part {
+    fn whole(table: Table) -> Part {
+        let n = table.list.len;
+        Part {
+            dead: vec![0; n.div_ceil(64)],
+            live: n,
+            table,
+        }
+    }
+
+    #[inline]
+    fn is_live(&self, i: u32) -> bool {
+        self.dead[i as usize / 64] & (1 << (i % 64)) == 0
+    }
+
+    fn kill(&mut self, i: u32) {
+        self.dead[i as usize / 64] |= 1 << (i % 64);
+        self.live -= 1;
+    }
+
+    /// The place of live key `k`.
+    fn find(&self, k: u128) -> Option<u32> {
+        let i = self.table.find(k, self.table.hash(k))?;
+        self.is_live(i).then_some(i)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&u128, &Source)> {
+        self.table
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.is_live(*i as u32))
+            .map(|(_, kv)| kv)
+    }
+
+    fn into_pairs(self) -> impl Iterator<Item = (u128, Source)> {
+        let Part { table, dead, .. } = self;
+        table
+            .keys
+            .into_all()
+            .zip(table.list.into_all())
+            .enumerate()
+            .filter(move |(i, _)| dead[i / 64] & (1 << (i % 64)) == 0)
+            .map(|(_, kv)| kv)
+    }
 }
 
 impl Sources {
     pub fn len(&self) -> usize {
-        self.list.len
+        self.main.list.len + self.parts.iter().map(|p| p.live).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.list.len == 0
+        self.len() == 0
     }
 
     /// The sources' keys (`count::addr` gives the address).
     pub fn keys(&self) -> impl Iterator<Item = &u128> {
-        self.keys.iter()
+        self.iter().map(|(k, _)| k)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&u128, &Source)> {
-        self.keys.iter().zip(self.list.iter())
+        self.main
+            .iter()
+            .chain(self.parts.iter().flat_map(Part::iter))
     }
 
     pub fn into_pairs(self) -> impl Iterator<Item = (u128, Source)> {
-        self.keys.into_all().zip(self.list.into_all())
+        let Sources { main, parts } = self;
+        main.keys
+            .into_all()
+            .zip(main.list.into_all())
+            .chain(parts.into_iter().flat_map(Part::into_pairs))
     }
 
+    /// A key's hash, for [`Self::slot_addr`] and [`Self::place`].
     pub fn hash(&self, k: u128) -> u64 {
-        self.hasher.hash_one(k)
+        self.main.hash(k)
     }
 
     pub fn get(&self, k: &u128) -> Option<&Source> {
-        let h = self.hash(*k);
-        let mask = self.slots.len().checked_sub(1)?;
-        let mut at = h as usize & mask;
-        loop {
-            let slot = self.slots[at];
-            if slot.place == EMPTY {
-                return None;
-            }
-            if slot.holds(*k) {
-                return Some(self.list.get(slot.place));
-            }
-            at = (at + 1) & mask;
-        }
+        self.main.get(k).or_else(|| {
+            self.parts
+                .iter()
+                .find_map(|p| p.find(*k).map(|i| p.table.list.get(i)))
+        })
     }
 
     /// Where the slot a key of hash `h` is looked for first lies (to warm).
     pub fn slot_addr(&self, h: u64) -> Option<*const u8> {
-        let mask = self.slots.len().checked_sub(1)?;
-        Some((&raw const self.slots[h as usize & mask]).cast())
+        self.main.slot_addr(h)
     }
 
-    /// Where source `i`'s fields lie: its first and last byte (to warm).
+    /// Where source `i` (a place [`Self::place`] gave) lies: its first and
+    /// last byte (to warm).
     pub fn source_addr(&self, i: u32) -> [*const u8; 2] {
-        let p: *const u8 = (&raw const *self.list.get(i)).cast();
-        [p, p.wrapping_add(std::mem::size_of::<Source>() - 1)]
+        self.main.source_addr(i)
     }
 
+    /// The source at a place [`Self::place`] gave.
     pub fn at_mut(&mut self, i: u32) -> &mut Source {
-        self.list.get_mut(i)
+        self.main.at_mut(i)
     }
 
     /// The place of key `k` (of hash `h`), a new source from `new` if there
-    /// is none yet.
+    /// is none yet. Counting into sources that absorbed others first puts
+    /// the absorbed ones' live sources into the table counted into (no
+    /// scan does: it counts, then merges).
     #[inline]
     pub fn place(&mut self, k: u128, h: u64, new: impl FnOnce() -> Source) -> u32 {
-        if (self.list.len + 1) * 8 > self.slots.len() * 5 {
-            self.reserve(self.list.len + 1);
+        if !self.parts.is_empty() {
+            self.flatten();
         }
-        let mask = self.slots.len() - 1;
-        let mut at = h as usize & mask;
-        loop {
-            let slot = self.slots[at];
-            if slot.place == EMPTY {
-                let i = self.list.len as u32;
-                self.slots[at] = Slot::new(k, i);
-                self.keys.push(k);
-                self.list.push(new());
-                return i;
-            }
-            if slot.holds(k) {
-                return slot.place;
-            }
-            at = (at + 1) & mask;
-        }
-    }
-
-    /// Adds every source of `other` to these (a key in both: its tallies
-    /// merged). The index is sized once for both; each key's slot is
-    /// warmed `AHEAD` keys before it is looked up, and `NEAR` keys before,
-    /// with its slot in cache by then, the source it holds (`warm`, as in
-    /// [`Sources::slot_addr`]): merging two threads' million sources was
-    /// a fifth of the scan, two cache misses a key in both.
-    pub fn absorb(&mut self, other: Sources, warm: impl Fn(*const u8)) {
-        const AHEAD: usize = 16;
-        const NEAR: usize = 8;
-        self.reserve_warm(self.list.len + other.list.len, &warm);
-        let Sources { keys, list, .. } = other;
-        let n = keys.len;
-        // The hashes of the keys from this one to AHEAD on.
-        let mut hashes = [0u64; AHEAD];
-        for (j, h) in hashes.iter_mut().enumerate().take(n) {
-            *h = self.hash(*keys.get(j as u32));
-        }
-        for (j, s) in list.into_all().enumerate() {
-            let k = *keys.get(j as u32);
-            let h = hashes[j % AHEAD];
-            if j + AHEAD < n {
-                let h = self.hash(*keys.get((j + AHEAD) as u32));
-                hashes[j % AHEAD] = h;
-                if let Some(p) = self.slot_addr(h) {
-                    warm(p);
-                }
-            }
-            if j + NEAR < n {
-                let near = hashes[(j + NEAR) % AHEAD];
-                if let Some(i) = self.first_place(*keys.get((j + NEAR) as u32), near) {
-                    self.source_addr(i).into_iter().for_each(&warm);
-                }
-            }
-            let mut s = Some(s);
-            let i = self.place(k, h, || s.take().expect("taken once"));
-            if let Some(s) = s {
-                self.list.get_mut(i).merge(&s);
-            }
-        }
-    }
-
-    /// The place of key `k` if its first slot holds it (to warm its source;
-    /// a key further on is found when it is looked up).
-    #[inline]
-    fn first_place(&self, k: u128, h: u64) -> Option<u32> {
-        let mask = self.slots.len().checked_sub(1)?;
-        let slot = self.slots[h as usize & mask];
-        (slot.place != EMPTY && slot.holds(k)).then_some(slot.place)
+        self.main.place(k, h, new)
     }
 
     /// The source of key `k`, made by `new` if there is none yet.
@@ -385,44 +271,85 @@ impl Sources {
         self.at_mut(i)
     }
 
-    /// Room in the index for `n` sources without growing again: the least
-    /// power of two at least 16 that `n` fills at most five eighths (as
-    /// doubling would reach, without the sizes between).
-    fn reserve(&mut self, n: usize) {
-        self.reserve_warm(n, |_| {});
+    /// Every source in the table counted into.
+    fn flatten(&mut self) {
+        for p in std::mem::take(&mut self.parts) {
+            for (k, s) in p.into_pairs() {
+                // A live key of a part is in no other table: always new here.
+                let mut s = Some(s);
+                let i = self
+                    .main
+                    .place(k, self.main.hash(k), || s.take().expect("once"));
+                if let Some(s) = s {
+                    self.main.at_mut(i).merge(&s);
+                }
+            }
+        }
     }
 
-    /// [`Self::reserve`], warming each key's new slot `AHEAD` keys before
-    /// it is written (a rehash of a million keys is a cache miss each).
-    fn reserve_warm(&mut self, n: usize, warm: impl Fn(*const u8)) {
+    /// Adds every source of `other` to these (a key in both: its tallies
+    /// merged). Each of other's keys is looked up here: found, its tally
+    /// merges into the one found; the rest stay in other's tables, kept as
+    /// they are. Each key's slot in the table counted into is warmed
+    /// `AHEAD` keys before it is looked up, and `NEAR` keys before, with
+    /// its slot in cache by then, the source it holds (`warm`, as in
+    /// [`Sources::slot_addr`]).
+    pub fn absorb(&mut self, other: Sources, warm: impl Fn(*const u8)) {
+        let Sources { main, parts } = other;
+        for mut p in std::iter::once(Part::whole(main)).chain(parts) {
+            self.merge_found(&mut p, &warm);
+            if p.live > 0 {
+                self.parts.push(p);
+            }
+        }
+    }
+
+    /// The live sources of `p` that a table here holds, merged into it and
+    /// dead in `p`.
+    fn merge_found(&mut self, p: &mut Part, warm: &impl Fn(*const u8)) {
         const AHEAD: usize = 16;
-        let mut size = self.slots.len().max(16);
-        while n * 8 > size * 5 {
-            size *= 2;
-        }
-        if size == self.slots.len() {
-            return;
-        }
-        self.slots = vec![Slot::FREE; size];
-        let mask = size - 1;
-        let len = self.keys.len;
+        const NEAR: usize = 8;
+        let n = p.table.keys.len;
+        let key = |p: &Part, j: usize| *p.table.keys.get(j as u32);
+        // The hashes of the keys from this one to AHEAD on.
         let mut hashes = [0u64; AHEAD];
-        for (j, h) in hashes.iter_mut().enumerate().take(len) {
-            *h = self.hasher.hash_one(*self.keys.get(j as u32));
+        for (j, h) in hashes.iter_mut().enumerate().take(n) {
+            *h = self.main.hash(key(p, j));
         }
-        for i in 0..len {
-            let k = *self.keys.get(i as u32);
-            let h = hashes[i % AHEAD];
-            if i + AHEAD < len {
-                let ahead = self.hasher.hash_one(*self.keys.get((i + AHEAD) as u32));
-                hashes[i % AHEAD] = ahead;
-                warm((&raw const self.slots[ahead as usize & mask]).cast());
+        for j in 0..n {
+            let k = key(p, j);
+            let h = hashes[j % AHEAD];
+            if j + AHEAD < n {
+                let h = self.main.hash(key(p, j + AHEAD));
+                hashes[j % AHEAD] = h;
+                if let Some(a) = self.main.slot_addr(h) {
+                    warm(a);
+                }
             }
-            let mut at = h as usize & mask;
-            while self.slots[at].place != EMPTY {
-                at = (at + 1) & mask;
+            if j + NEAR < n {
+                let near = hashes[(j + NEAR) % AHEAD];
+                if let Some(i) = self.main.first_place(key(p, j + NEAR), near) {
+                    self.main.source_addr(i).into_iter().for_each(warm);
+                }
             }
-            self.slots[at] = Slot::new(k, i as u32);
+            let j = j as u32;
+            if !p.is_live(j) {
+                continue;
+            }
+            let src = p.table.list.get(j);
+            if let Some(i) = self.main.find(k, h) {
+                self.main.at_mut(i).merge(src);
+            } else if let Some((q, i)) = self
+                .parts
+                .iter()
+                .enumerate()
+                .find_map(|(q, o)| o.find(k).map(|i| (q, i)))
+            {
+                self.parts[q].table.at_mut(i).merge(src);
+            } else {
+                continue;
+            }
+            p.kill(j);
         }
     }
 }
@@ -430,6 +357,7 @@ impl Sources {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::scan::table::{Slot, BLOCK};
 
     fn src(hits: u64) -> Source {
         Source {
@@ -467,7 +395,7 @@ mod tests {
         assert!(s.get(&(1u128 << 99)).is_none());
         let seen: std::collections::HashSet<u128> = s.keys().copied().collect();
         assert_eq!(seen.len(), keys.len());
-        assert!(s.slots.len().is_power_of_two() && s.len() * 8 <= s.slots.len() * 5);
+        assert!(s.main.slots.len().is_power_of_two() && s.len() * 8 <= s.main.slots.len() * 5);
         assert_eq!(std::mem::size_of::<Slot>(), 24);
     }
 
@@ -498,10 +426,84 @@ mod tests {
                     "{na} {nb} {k}"
                 );
             }
-            assert!(a.slots.len().is_power_of_two() && a.len() * 8 <= a.slots.len() * 5);
+            // Looked up, not copied: the table counted into is as it was.
+            assert_eq!(a.main.list.len, na, "{na} {nb}");
+            let seen: std::collections::HashSet<u128> = a.keys().copied().collect();
+            assert_eq!((seen.len(), a.iter().count()), (all, all), "each key once");
             if nb > 16 {
                 assert!(warmed.get() >= nb - 16);
             }
+            // Counting on after a merge: the absorbed sources move into the
+            // table counted into, none twice.
+            let k = u128::MAX;
+            a.get_or_insert_with(k, || src(7)).hits += 1;
+            if all > 0 {
+                a.get_or_insert_with(0, || unreachable!("present")).hits += 1;
+            }
+            assert_eq!(
+                (a.len(), a.main.list.len, a.parts.len()),
+                (all + 1, all + 1, 0)
+            );
+            assert_eq!(a.get(&k).map(|s| s.hits), Some(8));
+            assert!(a.main.slots.len().is_power_of_two() && a.len() * 8 <= a.main.slots.len() * 5);
+        }
+    }
+
+    proptest::proptest! {
+        /// Any tree of merges of tables of overlapping keys, then counting
+        /// on: every key once, with the sum of its hits, as a map says.
+        #[test]
+        fn merges_in_any_order_give_what_a_map_gives(
+            tables in proptest::collection::vec(
+                proptest::collection::vec((0u8..40, 1u64..5), 0..30), 1..6),
+            order in proptest::collection::vec(proptest::num::usize::ANY, 0..8),
+            after in proptest::collection::vec(0u8..50, 0..10),
+        ) {
+            let key = |b: u8| u128::from(b) << 70 | u128::from(b);
+            let mut want = std::collections::BTreeMap::<u128, u64>::new();
+            let mut pool: Vec<Sources> = tables
+                .iter()
+                .map(|t| {
+                    let mut s = Sources::default();
+                    for &(b, n) in t {
+                        s.get_or_insert_with(key(b), || src(0)).hits += n;
+                        *want.entry(key(b)).or_default() += n;
+                    }
+                    s
+                })
+                .collect();
+            // Merge by the order given, then the rest into the first.
+            for o in order {
+                if pool.len() < 2 {
+                    break;
+                }
+                let from = pool.remove(o % pool.len());
+                let into = o / 7 % pool.len();
+                pool[into].absorb(from, |_| {});
+            }
+            let mut all = pool.remove(0);
+            for p in pool {
+                all.absorb(p, |_| {});
+            }
+            let got: std::collections::BTreeMap<u128, u64> =
+                all.iter().map(|(k, s)| (*k, s.hits)).collect();
+            proptest::prop_assert_eq!(all.iter().count(), want.len());
+            proptest::prop_assert_eq!(all.len(), want.len());
+            proptest::prop_assert_eq!(&got, &want);
+            for (k, n) in &want {
+                proptest::prop_assert_eq!(all.get(k).map(|s| s.hits), Some(*n));
+            }
+            let pairs: std::collections::BTreeMap<u128, u64> =
+                all.clone().into_pairs().map(|(k, s)| (k, s.hits)).collect();
+            proptest::prop_assert_eq!(&pairs, &want);
+            for b in after {
+                all.get_or_insert_with(key(b), || src(0)).hits += 1;
+                *want.entry(key(b)).or_default() += 1;
+            }
+            let got: std::collections::BTreeMap<u128, u64> =
+                all.iter().map(|(k, s)| (*k, s.hits)).collect();
+            proptest::prop_assert_eq!(all.len(), want.len());
+            proptest::prop_assert_eq!(got, want);
         }
     }
 
