@@ -136,7 +136,7 @@ impl Source {
 /// where it is.
 #[derive(Clone, Debug, Default)]
 pub struct Sources {
-    main: Table,
+    main: Table<Source>,
     /// Whole tables absorbed; a live key is in exactly one table of all.
     parts: Vec<Part>,
 }
@@ -144,14 +144,14 @@ pub struct Sources {
 /// A table absorbed whole, with the sources merged elsewhere marked dead.
 #[derive(Clone, Debug)]
 struct Part {
-    table: Table,
+    table: Table<Source>,
     /// Bit i: source i was merged into another table.
     dead: Vec<u64>,
     live: usize,
 }
 
 impl Part {
-    fn whole(table: Table) -> Part {
+    fn whole(table: Table<Source>) -> Part {
         let n = table.list.len;
         Part {
             dead: vec![0; n.div_ceil(64)],

@@ -15,7 +15,6 @@
 //! the hash is foldhash's, seeded at random per process, so no one can aim
 //! many addresses at one run of slots.
 
-use super::sources::Source;
 use std::hash::BuildHasher;
 
 /// Marks an empty slot (a place no list reaches: more sources than u32
@@ -116,18 +115,30 @@ impl Slot {
 
 /// One table of sources: an index, and the keys and sources in the order
 /// they came.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Table {
+#[derive(Clone, Debug)]
+pub(super) struct Table<V> {
     /// (key, place in `keys` and `list`); a power of two long, at most
     /// five eighths full; empty before the first source.
     pub(super) slots: Vec<Slot>,
     pub(super) keys: List<u128>,
-    pub(super) list: List<Source>,
+    pub(super) list: List<V>,
     hasher: foldhash::fast::RandomState,
 }
 
-impl Table {
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&u128, &Source)> {
+// Not derived: a derive would ask V for Default.
+impl<V> Default for Table<V> {
+    fn default() -> Self {
+        Table {
+            slots: Vec::new(),
+            keys: List::default(),
+            list: List::default(),
+            hasher: Default::default(),
+        }
+    }
+}
+
+impl<V> Table<V> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&u128, &V)> {
         self.keys.iter().zip(self.list.iter())
     }
 
@@ -152,7 +163,7 @@ impl Table {
         }
     }
 
-    pub(super) fn get(&self, k: &u128) -> Option<&Source> {
+    pub(super) fn get(&self, k: &u128) -> Option<&V> {
         self.find(*k, self.hash(*k)).map(|i| self.list.get(i))
     }
 
@@ -165,17 +176,17 @@ impl Table {
     /// Where source `i`'s fields lie: its first and last byte (to warm).
     pub(super) fn source_addr(&self, i: u32) -> [*const u8; 2] {
         let p: *const u8 = (&raw const *self.list.get(i)).cast();
-        [p, p.wrapping_add(std::mem::size_of::<Source>() - 1)]
+        [p, p.wrapping_add(std::mem::size_of::<V>() - 1)]
     }
 
-    pub(super) fn at_mut(&mut self, i: u32) -> &mut Source {
+    pub(super) fn at_mut(&mut self, i: u32) -> &mut V {
         self.list.get_mut(i)
     }
 
     /// The place of key `k` (of hash `h`), a new source from `new` if there
     /// is none yet.
     #[inline]
-    pub(super) fn place(&mut self, k: u128, h: u64, new: impl FnOnce() -> Source) -> u32 {
+    pub(super) fn place(&mut self, k: u128, h: u64, new: impl FnOnce() -> V) -> u32 {
         if (self.list.len + 1) * 8 > self.slots.len() * 5 {
             self.reserve(self.list.len + 1);
         }
