@@ -427,9 +427,9 @@ fn reputation(
     let near = (howmany * rep::NEAR_PERCENT / 100).max(1);
     s.cached = tally
         .sources
-        .keys()
-        .map(|k| crate::core::scan::count::addr(*k))
-        .filter(|a| tally.get(a).is_some_and(|x| x.hits >= near))
+        .iter()
+        .filter(|(_, x)| x.hits >= near)
+        .map(|(k, _)| crate::core::scan::count::addr(*k))
         .filter(|a| rep::fresh(intel.cache, a, intel.cfg, now).is_some())
         .count() as u32;
     for a in ask {

@@ -37,14 +37,13 @@ pub fn candidates(
     let near = (howmany * NEAR_PERCENT / 100).max(1);
     let mut v: Vec<(IpAddr, u64)> = t
         .sources
-        .keys()
-        .filter_map(|k| {
+        .iter()
+        .filter_map(|(k, s)| {
             let a = super::count::addr(*k);
             // A folded IPv6 network is no address to ask about.
             if t.net_of(a).prefix_len() != t.net_of(a).max_prefix_len() {
                 return None;
             }
-            let s = t.get(&a)?;
             (s.hits >= near).then_some((a, s.hits))
         })
         .filter(|(a, _)| cache.get(a).is_none_or(|s| now - s.at >= rep.cache as i64))

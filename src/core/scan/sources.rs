@@ -141,6 +141,10 @@ pub struct Sources {
     parts: Vec<Part>,
 }
 
+/// Tables kept whole beside the one counted into, at most (see
+/// [`Sources::tidy`]).
+const MAX_PARTS: usize = 3;
+
 /// A table absorbed whole, with the sources merged elsewhere marked dead.
 #[derive(Clone, Debug)]
 struct Part {
@@ -274,15 +278,20 @@ impl Sources {
     /// Every source in the table counted into.
     fn flatten(&mut self) {
         for p in std::mem::take(&mut self.parts) {
-            for (k, s) in p.into_pairs() {
-                // A live key of a part is in no other table: always new here.
-                let mut s = Some(s);
-                let i = self
-                    .main
-                    .place(k, self.main.hash(k), || s.take().expect("once"));
-                if let Some(s) = s {
-                    self.main.at_mut(i).merge(&s);
-                }
+            self.move_in(p);
+        }
+    }
+
+    /// A part's live sources into the table counted into.
+    fn move_in(&mut self, p: Part) {
+        for (k, s) in p.into_pairs() {
+            // A live key of a part is in no other table: always new here.
+            let mut s = Some(s);
+            let i = self
+                .main
+                .place(k, self.main.hash(k), || s.take().expect("once"));
+            if let Some(s) = s {
+                self.main.at_mut(i).merge(&s);
             }
         }
     }
@@ -296,17 +305,48 @@ impl Sources {
     /// [`Sources::slot_addr`]).
     pub fn absorb(&mut self, other: Sources, warm: impl Fn(*const u8)) {
         let Sources { main, parts } = other;
+        // Other's tables share no live key: each is looked up in these
+        // only, not in the ones it brought before it.
+        let own = self.parts.len();
+        let mut came = Vec::new();
         for mut p in std::iter::once(Part::whole(main)).chain(parts) {
-            self.merge_found(&mut p, &warm);
-            if p.live > 0 {
-                self.parts.push(p);
-            }
+            self.merge_found(&mut p, own, &warm);
+            came.push(p);
+        }
+        self.parts.extend(came);
+        self.tidy();
+    }
+
+    /// At most MAX_PARTS parts, each at least half live: a lookup goes
+    /// through at most 1 + MAX_PARTS tables (8 reading threads and a
+    /// rotated file's 8 would be 15), and a table whose sources were
+    /// mostly merged elsewhere does not stay in memory for the few left.
+    /// The live sources of a part that goes move into the table counted
+    /// into, as a merge did before parts.
+    fn tidy(&mut self) {
+        self.parts.retain(|p| p.live > 0);
+        loop {
+            let sparse = self
+                .parts
+                .iter()
+                .position(|p| p.live * 2 < p.table.list.len);
+            let over = (self.parts.len() > MAX_PARTS).then(|| {
+                (0..self.parts.len())
+                    .min_by_key(|&i| self.parts[i].live)
+                    .expect("parts")
+            });
+            let Some(i) = sparse.or(over) else {
+                return;
+            };
+            let p = self.parts.swap_remove(i);
+            self.main.reserve(self.main.list.len + p.live);
+            self.move_in(p);
         }
     }
 
-    /// The live sources of `p` that a table here holds, merged into it and
-    /// dead in `p`.
-    fn merge_found(&mut self, p: &mut Part, warm: &impl Fn(*const u8)) {
+    /// The live sources of `p` that a table here holds (the table counted
+    /// into, the first `own` parts), merged into it and dead in `p`.
+    fn merge_found(&mut self, p: &mut Part, own: usize, warm: &impl Fn(*const u8)) {
         const AHEAD: usize = 16;
         const NEAR: usize = 8;
         let n = p.table.keys.len;
@@ -322,11 +362,13 @@ impl Sources {
             if j + AHEAD < n {
                 let h = self.main.hash(key(p, j + AHEAD));
                 hashes[j % AHEAD] = h;
-                if let Some(a) = self.main.slot_addr(h) {
-                    warm(a);
+                if p.is_live((j + AHEAD) as u32) {
+                    if let Some(a) = self.main.slot_addr(h) {
+                        warm(a);
+                    }
                 }
             }
-            if j + NEAR < n {
+            if j + NEAR < n && p.is_live((j + NEAR) as u32) {
                 let near = hashes[(j + NEAR) % AHEAD];
                 if let Some(i) = self.main.first_place(key(p, j + NEAR), near) {
                     self.main.source_addr(i).into_iter().for_each(warm);
@@ -339,8 +381,7 @@ impl Sources {
             let src = p.table.list.get(j);
             if let Some(i) = self.main.find(k, h) {
                 self.main.at_mut(i).merge(src);
-            } else if let Some((q, i)) = self
-                .parts
+            } else if let Some((q, i)) = self.parts[..own]
                 .iter()
                 .enumerate()
                 .find_map(|(q, o)| o.find(k).map(|i| (q, i)))
@@ -426,8 +467,17 @@ mod tests {
                     "{na} {nb} {k}"
                 );
             }
-            // Looked up, not copied: the table counted into is as it was.
-            assert_eq!(a.main.list.len, na, "{na} {nb}");
+            // Looked up, not copied: the table counted into is as it was,
+            // unless most of b was merged into it (then b's few others move
+            // in and b goes).
+            let only_b = all - na;
+            if only_b == 0 {
+                assert_eq!((a.main.list.len, a.parts.len()), (na, 0), "{na} {nb}");
+            } else if only_b * 2 < nb {
+                assert_eq!((a.main.list.len, a.parts.len()), (all, 0), "{na} {nb}");
+            } else {
+                assert_eq!((a.main.list.len, a.parts.len()), (na, 1), "{na} {nb}");
+            }
             let seen: std::collections::HashSet<u128> = a.keys().copied().collect();
             assert_eq!((seen.len(), a.iter().count()), (all, all), "each key once");
             if nb > 16 {
@@ -447,6 +497,28 @@ mod tests {
             assert_eq!(a.get(&k).map(|s| s.hits), Some(8));
             assert!(a.main.slots.len().is_power_of_two() && a.len() * 8 <= a.main.slots.len() * 5);
         }
+    }
+
+    /// Eight threads' tables of different clients: at most MAX_PARTS kept
+    /// whole beside the first, every key once.
+    #[test]
+    fn many_tables_absorbed_leave_few_parts() {
+        let mut all = Sources::default();
+        for t in 0..8u128 {
+            let mut s = Sources::default();
+            for k in 0..1000u128 {
+                // A tenth of each table's clients also in the next one's.
+                let k = t * 900 + k;
+                s.get_or_insert_with(k << 64 | k, || src(0)).hits += 1;
+            }
+            all.absorb(s, |_| {});
+            assert!(all.parts.len() <= MAX_PARTS, "{}", all.parts.len());
+            assert!(all.parts.iter().all(|p| p.live * 2 >= p.table.list.len));
+        }
+        assert_eq!(all.len(), 7 * 900 + 1000);
+        assert_eq!(all.iter().count(), all.len());
+        assert_eq!(all.get(&(900u128 << 64 | 900)).map(|s| s.hits), Some(2));
+        assert_eq!(all.get(&0).map(|s| s.hits), Some(1));
     }
 
     proptest::proptest! {
