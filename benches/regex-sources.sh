@@ -6,14 +6,18 @@
 # about the same size (examples/loggen.rs) scanned with `--source sshd`;
 # `rg -c` of each file as the reader's reference. Whole file, dry run; best and
 # median wall time of RUNS, and CPU time (user + sys, /usr/bin/time) of the best.
+# A second shape: a 240 MB access log (examples/weblog.rs, short lines, 10 000 clients)
+# scanned with the built-in nginx reader (every request, --status 4xx) and with a
+# [[source]] of 4xx requests that reads its own time (`time` + `time_format`).
 # Usage: benches/regex-sources.sh [RUNS] [LINES]   e.g. benches/regex-sources.sh 5 1600000
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 lines=${2:-1600000}
-[ -n "${FWCTL_BIN:-}" ] || { cargo build --release --quiet --bin fwctl && cargo build --release --quiet --example loggen; }
+[ -n "${FWCTL_BIN:-}" ] || { cargo build --release --quiet --bin fwctl && cargo build --release --quiet --example loggen --example weblog; }
 bin=${FWCTL_BIN:-$PWD/target/release/fwctl}
 gen=${FWCTL_EXAMPLES:-$PWD/target/release/examples}/loggen
+weblog=${FWCTL_EXAMPLES:-$PWD/target/release/examples}/weblog
 rg=$(command -v rg || true)
 work=$(mktemp -d /dev/shm/fwctl-regex.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -54,6 +58,13 @@ name = "my-sasl"
 program = "postfix*/smtpd"
 line = '^warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\](?::\d+)?: SASL [-\w]+ authentication failed:'
 kind = "sasl-failed"
+
+[[source]]
+name = "web-4xx"
+line = '^(?P<addr>[0-9a-fA-F:.]+) \S+ \S+ \[[^\]]+\] "[^"]*" 4\d\d '
+time = '^\S+ \S+ \S+ \[(?P<time>[^\]]+)\]'
+time_format = "%d/%b/%Y:%H:%M:%S %z"
+kind = "client-error"
 EOF
 
 run() { # LABEL BYTES CMD...
@@ -97,3 +108,18 @@ for s in postfix-sasl my-sasl; do
   c=$work/empty.toml; [ "$s" = my-sasl ] && c=$work/custom.toml
   echo "  $s finds $(scan "$c" "$s" "$work/mail.log" --json 2>/dev/null | grep -c '"address"') offenders (the generator's: 50)"
 done
+
+"$weblog" --out "$work/access.log" --size 240M --lines short --clients 10000 --v6 0 >/dev/null
+web_bytes=$(stat -c %s "$work/access.log")
+web=(--now 2026-11-21T12:00:00Z --howmany 100 --within 2h --ipset blacklist --removeafter 1h --dryrun)
+echo "access.log: $web_bytes bytes, $(wc -l <"$work/access.log") lines"
+[ -n "$rg" ] && run "rg -c '\" 4' access.log (reference)" "$web_bytes" "$rg" -c '" 4' "$work/access.log"
+run "scan --source nginx (built-in reader)" "$web_bytes" \
+  "$bin" --config "$work/empty.toml" scan --source nginx --log "$work/access.log" "${web[@]}"
+run "scan --source nginx --status 4xx" "$web_bytes" \
+  "$bin" --config "$work/empty.toml" scan --source nginx --status 4xx --log "$work/access.log" "${web[@]}"
+run "scan --source web-4xx ([[source]])" "$web_bytes" \
+  "$bin" --config "$work/custom.toml" scan --source web-4xx --log "$work/access.log" "${web[@]}"
+n4=$("$bin" --config "$work/empty.toml" scan --source nginx --status 4xx --log "$work/access.log" "${web[@]}" --json 2>/dev/null | grep -c '"address"' || true)
+nc=$("$bin" --config "$work/custom.toml" scan --source web-4xx --log "$work/access.log" "${web[@]}" --json 2>/dev/null | grep -c '"address"' || true)
+echo "  nginx --status 4xx finds $n4 offenders, web-4xx $nc"

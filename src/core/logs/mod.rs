@@ -14,6 +14,7 @@
 pub mod builtin;
 pub mod explain;
 pub mod header;
+pub mod prefilter;
 pub mod regex_source;
 pub mod registry;
 pub mod time;

@@ -5,6 +5,7 @@
 //! anywhere else in the line, and a host name is never resolved.
 
 use super::header::{self, Head};
+use super::prefilter::Prefilter;
 use super::time::TimeFormat;
 use super::{Def, MAX_LINE};
 use crate::core::logline::{parse_addr, Hit, Line, Malformed, Proto, Stamps};
@@ -84,6 +85,10 @@ pub struct RegexSource {
     rules: Vec<Compiled>,
     /// Each rule's capture slots, reused from line to line.
     locs: Vec<CaptureLocations>,
+    /// Each rule's first look at a line, before its regex.
+    pre: Vec<Prefilter>,
+    /// Each rule's `time` capture slots (none without a `time`), reused.
+    time_locs: Vec<Option<CaptureLocations>>,
     /// The kinds, in rule order without repeats: a hit's `dport` indexes it.
     pub kinds: Vec<String>,
     /// A rule reads lines of every program (no `program`).
@@ -145,6 +150,11 @@ impl RegexSource {
         Ok(RegexSource {
             name: def.name.clone(),
             locs: rules.iter().map(|r| r.line.capture_locations()).collect(),
+            pre: def.rules.iter().map(|r| Prefilter::new(&r.line)).collect(),
+            time_locs: rules
+                .iter()
+                .map(|r| r.time.as_ref().map(|(re, _, _)| re.capture_locations()))
+                .collect(),
             every_line: rules.iter().any(|r| r.program.is_none()),
             rules,
             kinds,
@@ -190,8 +200,12 @@ impl RegexSource {
             let Some(text) = Self::text(r, line, head) else {
                 continue;
             };
-            let Some(c) = re.captures(text) else { continue };
-            let s = std::str::from_utf8(c.get(*g)?.as_bytes()).ok()?;
+            let locs = self.time_locs[i].as_mut().expect("a rule with a time");
+            if re.captures_read(locs, text).is_none() {
+                continue;
+            }
+            let (a, b) = locs.get(*g)?;
+            let s = std::str::from_utf8(&text[a..b]).ok()?;
             return fmt.read(s, &self.zone, self.now);
         }
         let t = match head {
@@ -229,7 +243,8 @@ impl RegexSource {
             if line.len() > MAX_LINE {
                 return Found::TooLong;
             }
-            if r.line.captures_read(&mut self.locs[i], text).is_none() {
+            if !self.pre[i].admits(text) || r.line.captures_read(&mut self.locs[i], text).is_none()
+            {
                 continue;
             }
             let at = text.as_ptr() as usize - line.as_ptr() as usize;
