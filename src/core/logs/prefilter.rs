@@ -20,9 +20,11 @@ const SAMPLE: u32 = 256;
 const MOST: usize = 4;
 
 /// The byte strings every match of `pattern` holds (parsed as
-/// `regex::bytes` reads it), longest first, at most MOST; none when the
-/// pattern does not parse or has no literal that every match holds
-/// (a top-level alternation, a case-insensitive pattern).
+/// `regex::bytes` reads it), longest first, at most MOST, none inside
+/// another (it could not be missing more often); none when the pattern
+/// does not parse or has no literal that every match holds (a top-level
+/// alternation; the letters of a case-insensitive part are classes, its
+/// digits and punctuation still literals).
 pub fn required(pattern: &str) -> Vec<Vec<u8>> {
     let Ok(hir) = regex_syntax::ParserBuilder::new()
         .utf8(false)
@@ -33,8 +35,14 @@ pub fn required(pattern: &str) -> Vec<Vec<u8>> {
     };
     let mut out = Vec::new();
     collect(&hir, &mut out);
-    out.sort_by_key(|l: &Vec<u8>| std::cmp::Reverse(l.len()));
+    out.sort();
     out.dedup();
+    let all = out.clone();
+    out.retain(|l| {
+        !all.iter()
+            .any(|o| o.len() > l.len() && memchr::memmem::find(o, l).is_some())
+    });
+    out.sort_by_key(|l| std::cmp::Reverse(l.len()));
     out.truncate(MOST);
     out
 }
@@ -132,7 +140,7 @@ mod tests {
         };
         assert_eq!(
             r(r#"^(?P<addr>\S+) \S+ \S+ \[[^\]]+\] "[^"]*" 4\d\d "#),
-            ["] \"", "\" 4", " [", " "]
+            ["\" 4", "] \"", " ["]
         );
         assert_eq!(
             r(r"warning: [-._\w]+\[(?P<addr>[0-9a-fA-F:.]+)\]: SASL \w+ authentication failed"),
