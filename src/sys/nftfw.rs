@@ -148,17 +148,7 @@ pub fn installed_of(terse: &str) -> Installed {
             // each family's jump to its FORWARD chain sits, as iptables'
             // FORWARD. A rule put ahead of it, or the jump gone, is drift.
             if !line.starts_with("type ") {
-                for (i, family) in [Family::V4, Family::V6].into_iter().enumerate() {
-                    let other = if i == 0 { "ipv6" } else { "ipv4" };
-                    if line.contains(&format!("meta nfproto {other}")) {
-                        continue;
-                    }
-                    met_forward[i] += 1;
-                    let jump = format!("jump {}", render::chain_name(FORWARD_CHAIN, family));
-                    if line.ends_with(&jump) {
-                        lines(&mut out, family).push(format!("jump at FORWARD {}", met_forward[i]));
-                    }
-                }
+                base_rule(&mut out, &mut met_forward, line, FORWARD_CHAIN, "FORWARD");
             }
             continue;
         }
@@ -173,17 +163,7 @@ pub fn installed_of(terse: &str) -> Installed {
                 out.v6.push(format!("policy INPUT {policy}"));
                 continue;
             }
-            for (i, family) in [Family::V4, Family::V6].into_iter().enumerate() {
-                let other = if i == 0 { "ipv6" } else { "ipv4" };
-                if line.contains(&format!("meta nfproto {other}")) {
-                    continue;
-                }
-                met[i] += 1;
-                let jump = format!("jump {}", render::chain_name(MAIN_CHAIN, family));
-                if line.ends_with(&jump) {
-                    lines(&mut out, family).push(format!("jump at INPUT {}", met[i]));
-                }
-            }
+            base_rule(&mut out, &mut met, line, MAIN_CHAIN, "INPUT");
             continue;
         }
         if let Some((family, plain)) = plan_name(c) {
@@ -193,6 +173,23 @@ pub fn installed_of(terse: &str) -> Installed {
         }
     }
     out
+}
+
+/// One rule of a base chain (`input`, `forward`): counted for each family
+/// whose packets meet it (`met`), and where it jumps to fwctl's `target`
+/// chain, recorded as `jump at HOOK N`.
+fn base_rule(out: &mut Installed, met: &mut [usize; 2], line: &str, target: &str, hook: &str) {
+    for (i, family) in [Family::V4, Family::V6].into_iter().enumerate() {
+        let other = if i == 0 { "ipv6" } else { "ipv4" };
+        if line.contains(&format!("meta nfproto {other}")) {
+            continue;
+        }
+        met[i] += 1;
+        let jump = format!("jump {}", render::chain_name(target, family));
+        if line.ends_with(&jump) {
+            lines(out, family).push(format!("jump at {hook} {}", met[i]));
+        }
+    }
 }
 
 /// A rule without its counter's values (`counter packets 3 bytes 180` reads
