@@ -275,6 +275,17 @@ fn in_force(f: &Facts, set: &str, addr: &IpNet) -> bool {
         .is_some_and(|ms| ms.iter().any(|m| m.net.contains(addr)))
 }
 
+/// What is read now, without the lines a record of an older `form`
+/// lacks (copied only then).
+fn read_now<'a>(v: &'a [String], form: u32, backend: &str) -> std::borrow::Cow<'a, [String]> {
+    if v.iter().any(|l| drift::unrecorded(form, backend, l)) {
+        let kept = v.iter().filter(|l| !drift::unrecorded(form, backend, l));
+        std::borrow::Cow::Owned(kept.cloned().collect())
+    } else {
+        std::borrow::Cow::Borrowed(v)
+    }
+}
+
 pub fn evaluate(f: &Facts) -> Status {
     let mut problems = Vec::new();
     let backend = f.cfg.firewall.backend.as_str();
@@ -287,16 +298,11 @@ pub fn evaluate(f: &Facts) -> Status {
     let mut drift = Vec::new();
     let mut rules = Vec::new();
     let form = applied.map_or(drift::FORM, |a| a.form);
-    let read = |v: &[String]| -> Vec<String> {
-        v.iter()
-            .filter(|l| !drift::unrecorded(form, backend, l))
-            .cloned()
-            .collect()
-    };
+    let read = |v| read_now(v, form, backend);
     let (v4, v6) = (read(&f.v4), read(&f.v6));
     for (family, save, then) in [
-        (Family::V4, &v4, then(|a| &a.v4)),
-        (Family::V6, &v6, then(|a| &a.v6)),
+        (Family::V4, &*v4, then(|a| &a.v4)),
+        (Family::V6, &*v6, then(|a| &a.v6)),
     ] {
         let before = problems.len();
         let mut r = family_rules(family, save, f.plan, then, &f.invoke, &mut problems);

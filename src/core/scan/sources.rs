@@ -154,6 +154,12 @@ struct Part {
     live: usize,
 }
 
+/// Whether bit `i` of a part's dead bits is clear.
+#[inline]
+fn alive(dead: &[u64], i: usize) -> bool {
+    dead[i / 64] & (1 << (i % 64)) == 0
+}
+
 impl Part {
     fn whole(table: Table<Source>) -> Part {
         let n = table.list.len;
@@ -166,7 +172,7 @@ impl Part {
 
     #[inline]
     fn is_live(&self, i: u32) -> bool {
-        self.dead[i as usize / 64] & (1 << (i % 64)) == 0
+        alive(&self.dead, i as usize)
     }
 
     fn kill(&mut self, i: u32) {
@@ -195,7 +201,7 @@ impl Part {
             .into_all()
             .zip(table.list.into_all())
             .enumerate()
-            .filter(move |(i, _)| dead[i / 64] & (1 << (i % 64)) == 0)
+            .filter(move |(i, _)| alive(&dead, *i))
             .map(|(_, kv)| kv)
     }
 }

@@ -7,7 +7,7 @@
 //! of the scan, and the kernel zeroing the pages of a map of whole sources,
 //! rehashed as it grew, as another sixth. So the index holds only (key,
 //! place), 24 bytes a source, and is the only part rehashed; the lists grow
-//! by blocks that never move (a source is 96 bytes); and the tally asks for
+//! by blocks that never move (a scan's source is 96 bytes); and the tally asks for
 //! both lines some lines ahead of using them (`Tally::feed_buffer_warm`):
 //! [`Table::slot_addr`] and [`Table::source_addr`] say where they are.
 //!
