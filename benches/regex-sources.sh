@@ -6,9 +6,10 @@
 # about the same size (examples/loggen.rs) scanned with `--source sshd`;
 # `rg -c` of each file as the reader's reference. Whole file, dry run; best and
 # median wall time of RUNS, and CPU time (user + sys, /usr/bin/time) of the best.
-# A second shape: a 240 MB access log (examples/weblog.rs, short lines, 10 000 clients)
-# scanned with the built-in nginx reader (every request, --status 4xx) and with a
-# [[source]] of 4xx requests that reads its own time (`time` + `time_format`).
+# Then 240 MB access logs (examples/weblog.rs, 10 000 clients; short lines, then long
+# ones with referers and browser agents) scanned with the built-in nginx reader (every
+# request, --status 4xx) and with [[source]]s that read their own time (`time` +
+# `time_format`): one of 4xx requests, one of every request (each line a match).
 # Usage: benches/regex-sources.sh [RUNS] [LINES]   e.g. benches/regex-sources.sh 5 1600000
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,6 +66,13 @@ line = '^(?P<addr>[0-9a-fA-F:.]+) \S+ \S+ \[[^\]]+\] "[^"]*" 4\d\d '
 time = '^\S+ \S+ \S+ \[(?P<time>[^\]]+)\]'
 time_format = "%d/%b/%Y:%H:%M:%S %z"
 kind = "client-error"
+
+[[source]]
+name = "web-all"
+line = '^(?P<addr>[0-9a-fA-F:.]+) \S+ \S+ \[[^\]]+\] "[^"]*" \d\d\d '
+time = '^\S+ \S+ \S+ \[(?P<time>[^\]]+)\]'
+time_format = "%d/%b/%Y:%H:%M:%S %z"
+kind = "request"
 EOF
 
 run() { # LABEL BYTES CMD...
@@ -109,17 +117,20 @@ for s in postfix-sasl my-sasl; do
   echo "  $s finds $(scan "$c" "$s" "$work/mail.log" --json 2>/dev/null | grep -c '"address"') offenders (the generator's: 50)"
 done
 
-"$weblog" --out "$work/access.log" --size 240M --lines short --clients 10000 --v6 0 >/dev/null
-web_bytes=$(stat -c %s "$work/access.log")
 web=(--now 2026-11-21T12:00:00Z --howmany 100 --within 2h --ipset blacklist --removeafter 1h --dryrun)
-echo "access.log: $web_bytes bytes, $(wc -l <"$work/access.log") lines"
-[ -n "$rg" ] && run "rg -c '\" 4' access.log (reference)" "$web_bytes" "$rg" -c '" 4' "$work/access.log"
-run "scan --source nginx (built-in reader)" "$web_bytes" \
-  "$bin" --config "$work/empty.toml" scan --source nginx --log "$work/access.log" "${web[@]}"
-run "scan --source nginx --status 4xx" "$web_bytes" \
-  "$bin" --config "$work/empty.toml" scan --source nginx --status 4xx --log "$work/access.log" "${web[@]}"
-run "scan --source web-4xx ([[source]])" "$web_bytes" \
-  "$bin" --config "$work/custom.toml" scan --source web-4xx --log "$work/access.log" "${web[@]}"
-n4=$("$bin" --config "$work/empty.toml" scan --source nginx --status 4xx --log "$work/access.log" "${web[@]}" --json 2>/dev/null | grep -c '"address"' || true)
-nc=$("$bin" --config "$work/custom.toml" scan --source web-4xx --log "$work/access.log" "${web[@]}" --json 2>/dev/null | grep -c '"address"' || true)
-echo "  nginx --status 4xx finds $n4 offenders, web-4xx $nc"
+for shape in short long; do
+  "$weblog" --out "$work/access.log" --size 240M --lines "$shape" --clients 10000 --v6 0 >/dev/null
+  web_bytes=$(stat -c %s "$work/access.log")
+  echo "access.log, $shape lines: $web_bytes bytes, $(wc -l <"$work/access.log") lines"
+  [ -n "$rg" ] && run "rg -c '\" 4' access.log (reference)" "$web_bytes" "$rg" -c '" 4' "$work/access.log"
+  run "scan --source nginx (built-in reader)" "$web_bytes" \
+    "$bin" --config "$work/empty.toml" scan --source nginx --log "$work/access.log" "${web[@]}"
+  run "scan --source web-all ([[source]])" "$web_bytes" \
+    "$bin" --config "$work/custom.toml" scan --source web-all --log "$work/access.log" "${web[@]}"
+  run "scan --source nginx --status 4xx" "$web_bytes" \
+    "$bin" --config "$work/empty.toml" scan --source nginx --status 4xx --log "$work/access.log" "${web[@]}"
+  run "scan --source web-4xx ([[source]])" "$web_bytes" \
+    "$bin" --config "$work/custom.toml" scan --source web-4xx --log "$work/access.log" "${web[@]}"
+  found() { "$bin" --config "$work/$1" scan --source "$2" "${@:3}" --log "$work/access.log" "${web[@]}" --json 2>/dev/null | grep -c '"address"' || true; }
+  echo "  offenders: nginx $(found empty.toml nginx), web-all $(found custom.toml web-all); nginx --status 4xx $(found empty.toml nginx --status 4xx), web-4xx $(found custom.toml web-4xx)"
+done

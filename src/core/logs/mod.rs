@@ -12,6 +12,7 @@
 //! only the program writes (`test-source` plants addresses to check).
 
 pub mod builtin;
+pub mod delimited;
 pub mod explain;
 pub mod header;
 pub mod prefilter;
