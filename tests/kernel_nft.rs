@@ -232,3 +232,66 @@ fn nft_log_lines_read_as_iptables_lines() {
     assert!(b6.contains(" DPT=8081 "), "{b6}");
     assert!(find(&format!("{tag}-ALLOWED: ")).contains(" DPT=22 "));
 }
+
+/// The bans' drops are in FWCTL-RAW, reached from the base chain
+/// `prerouting` only: its jump deleted behind fwctl's back lets banned
+/// sources in, and status says so (drift naming the jump); `status
+/// --repair` puts it back and the ban drops again.
+#[test]
+#[ignore = "needs root: kernel test"]
+fn the_prerouting_jump_deleted_is_drift_and_repaired() {
+    let lab = Lab::new();
+    let (_d, cfg) =
+        config("[[service]]\nname = \"ssh\"\nport = 22\n[firewall]\nbackend = \"nftables\"\n");
+    fwctl_ok(&lab, &cfg, &["apply"]);
+    let _l = lab.listen(&[22]);
+    let (a4, _) = src("attacker");
+    fwctl_ok(&lab, &cfg, &["ban", &a4.to_string(), "--for", "10m"]);
+    assert_eq!(lab.reach(a4, 22), Reply::Silent, "banned");
+    fwctl_ok(&lab, &cfg, &["status"]);
+
+    let listed = lab.exec_ok(
+        &lab.target,
+        &["nft", "-a", "list", "chain", "inet", "fwctl", "prerouting"],
+    );
+    let handle = listed
+        .lines()
+        .find(|l| l.contains("jump FWCTL-RAW"))
+        .and_then(|l| l.rsplit("# handle ").next())
+        .unwrap_or_else(|| panic!("no jump in {listed}"))
+        .trim()
+        .to_string();
+    lab.exec_ok(
+        &lab.target,
+        &[
+            "nft",
+            "delete",
+            "rule",
+            "inet",
+            "fwctl",
+            "prerouting",
+            "handle",
+            &handle,
+        ],
+    );
+    assert_eq!(
+        lab.reach(a4, 22),
+        Reply::Connected,
+        "the ban no longer drops"
+    );
+    let out = lab.fwctl(&["--config", cfg.to_str().unwrap(), "status"], &[]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success()
+            && said.contains("jump at PREROUTING 1")
+            && said.contains("changed behind its back"),
+        "status after the prerouting jump was deleted: {said}"
+    );
+    fwctl_ok(&lab, &cfg, &["status", "--repair"]);
+    assert_eq!(
+        lab.reach(a4, 22),
+        Reply::Silent,
+        "banned again after the repair"
+    );
+    fwctl_ok(&lab, &cfg, &["status"]);
+}

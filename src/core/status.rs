@@ -810,6 +810,17 @@ mod tests {
         f.state.applied.as_mut().unwrap().form = drift::FORM;
         let s = evaluate(&f);
         assert_eq!(s.rules[0].extra, ["jump at FORWARD 1"]);
+        // Form 1 records the forward jumps, not yet the prerouting ones.
+        f.v4.push("jump at PREROUTING 1".into());
+        f.state.applied.as_mut().unwrap().form = 1;
+        let s = evaluate(&f);
+        assert_eq!(s.rules[0].extra, ["jump at FORWARD 1"]);
+        f.state.applied.as_mut().unwrap().form = 2;
+        let s = evaluate(&f);
+        assert_eq!(
+            s.rules[0].extra,
+            ["jump at FORWARD 1", "jump at PREROUTING 1"]
+        );
         // The iptables backend always read its FORWARD jumps.
         let c = cfg();
         let p = crate::core::ruleset::build(&c);

@@ -13,7 +13,7 @@
 use crate::core::apply::{restore_bans, Ban};
 use crate::core::ruleset::forward::CHAIN as FORWARD_CHAIN;
 use crate::core::ruleset::nft::{self as render, FAMILY, TABLE};
-use crate::core::ruleset::{nftmark, Current, Family, Plan, CHAIN_PREFIX, MAIN_CHAIN};
+use crate::core::ruleset::{nftmark, Current, Family, Plan, CHAIN_PREFIX, MAIN_CHAIN, RAW_CHAIN};
 use crate::ports::{ApplyError, Firewall, Installed, Prepared, StepError};
 use crate::sys::nft::{Nft, NftSet};
 use ipnet::IpNet;
@@ -123,6 +123,7 @@ pub fn installed_of(terse: &str) -> Installed {
     // Rules of the base chain each family's packets meet so far.
     let mut met = [0usize; 2];
     let mut met_forward = [0usize; 2];
+    let mut met_raw = [0usize; 2];
     for line in terse.lines().map(str::trim) {
         if let Some(name) = line
             .strip_prefix("chain ")
@@ -152,6 +153,15 @@ pub fn installed_of(terse: &str) -> Installed {
             }
             continue;
         }
+        if c == "prerouting" {
+            // The base chain at priority raw: where each family's jump to
+            // its raw chain sits, as iptables' raw PREROUTING. The jump
+            // gone, no ban drops a packet (the drops are in FWCTL-RAW).
+            if !line.starts_with("type ") {
+                base_rule(&mut out, &mut met_raw, line, RAW_CHAIN, "PREROUTING");
+            }
+            continue;
+        }
         if c == "input" {
             if line.starts_with("type ") {
                 let policy = line
@@ -175,7 +185,7 @@ pub fn installed_of(terse: &str) -> Installed {
     out
 }
 
-/// One rule of a base chain (`input`, `forward`): counted for each family
+/// One rule of a base chain (`input`, `forward`, `prerouting`): counted for each family
 /// whose packets meet it (`met`), and where it jumps to fwctl's `target`
 /// chain, recorded as `jump at HOOK N`.
 fn base_rule(out: &mut Installed, met: &mut [usize; 2], line: &str, target: &str, hook: &str) {
@@ -601,6 +611,36 @@ mod tests {
             )
         );
         assert!(drift::diff(&then.v6, &ahead.v6).is_empty());
+    }
+
+    /// The base chain at priority raw: its jumps are read back, so the
+    /// jump that sends packets to the bans' drops, deleted, is drift.
+    #[test]
+    fn the_prerouting_base_chains_jumps_are_read_back() {
+        let with = |body: &str| {
+            TERSE.replace(
+                "\tchain input {",
+                &format!("\tchain prerouting {{\n\t\ttype filter hook prerouting priority raw; policy accept;\n{body}\t}}\n\tchain input {{"),
+            )
+        };
+        let then = installed_of(&with(
+            "\t\tmeta nfproto ipv4 jump FWCTL-RAW\n\t\tmeta nfproto ipv6 jump FWCTL6-RAW\n",
+        ));
+        for v in [&then.v4, &then.v6] {
+            assert!(v.contains(&"jump at PREROUTING 1".to_string()), "{v:?}");
+        }
+        let gone = installed_of(&with("\t\tmeta nfproto ipv6 jump FWCTL6-RAW\n"));
+        assert_eq!(
+            drift::diff(&then.v4, &gone.v4).missing,
+            ["jump at PREROUTING 1"]
+        );
+        assert!(drift::diff(&then.v6, &gone.v6).is_empty());
+        // The whole chain deleted: both families' jumps missing.
+        let none = installed_of(TERSE);
+        assert_eq!(
+            drift::diff(&then.v6, &none.v6).missing,
+            ["jump at PREROUTING 1"]
+        );
     }
 
     /// The raw chain's drops count packets: a ban that dropped one is no

@@ -8,14 +8,18 @@ use super::{Current, Plan, TableState};
 
 /// The line form of the records apply writes now: 1 since nftables' base
 /// chain on the forward hook is read back (`jump at FORWARD N`, as
-/// iptables' FORWARD and DOCKER-USER always were).
-pub const FORM: u32 = 1;
+/// iptables' FORWARD and DOCKER-USER always were), 2 since its base chain
+/// at priority raw is (`jump at PREROUTING N`, as iptables' raw PREROUTING:
+/// without it no ban drops a packet).
+pub const FORM: u32 = 2;
 
 /// Lines a record of an older `form` did not have, for `backend`: left
 /// out of what is read now before the two are compared, so an upgrade is
 /// not drift (the next apply records them).
 pub fn unrecorded(form: u32, backend: &str, line: &str) -> bool {
-    form < 1 && backend == "nftables" && line.starts_with("jump at FORWARD ")
+    backend == "nftables"
+        && ((form < 1 && line.starts_with("jump at FORWARD "))
+            || (form < 2 && line.starts_with("jump at PREROUTING ")))
 }
 
 /// How the rules now differ from the rules then.
