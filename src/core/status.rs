@@ -184,6 +184,7 @@ fn family_rules(
     now: &[String],
     plan: &Plan,
     then: Option<&[String]>,
+    nft: bool,
     invoke: &str,
     problems: &mut Vec<String>,
 ) -> Rules {
@@ -215,6 +216,15 @@ fn family_rules(
         let mut plan_miss: Vec<String> = Vec::new();
         if !has("jump at INPUT 1") {
             plan_miss.push("jump at INPUT 1".into());
+        }
+        // The jumps to the raw chain (where bans drop) and to the forward
+        // chain, wherever they sit (a record tells their place).
+        let forward = forward_hook(table).map(|h| if nft { "FORWARD" } else { h.chain() });
+        for at in std::iter::once("PREROUTING").chain(forward) {
+            let jump = format!("jump at {at} ");
+            if !now.iter().any(|l| l.starts_with(&jump)) {
+                plan_miss.push(format!("{jump}1"));
+            }
         }
         for c in &table.chains {
             let decl = format!(":{}", c.name);
@@ -275,14 +285,32 @@ fn in_force(f: &Facts, set: &str, addr: &IpNet) -> bool {
         .is_some_and(|ms| ms.iter().any(|m| m.net.contains(addr)))
 }
 
-/// What is read now, without the lines a record of an older `form`
-/// lacks (copied only then).
-fn read_now<'a>(v: &'a [String], form: u32, backend: &str) -> std::borrow::Cow<'a, [String]> {
-    if v.iter().any(|l| drift::unrecorded(form, backend, l)) {
-        let kept = v.iter().filter(|l| !drift::unrecorded(form, backend, l));
-        std::borrow::Cow::Owned(kept.cloned().collect())
-    } else {
+/// Where `table`'s forward jump sits, when the config alone says so
+/// (`protect = "docker"` or `"all"`; "auto" is decided by apply, from
+/// whether Docker's DOCKER-USER is there).
+fn forward_hook(table: &crate::core::ruleset::Table) -> Option<crate::core::config::forward::Hook> {
+    let f = table.forward.as_ref()?;
+    f.hook.or(f.protect.resolve(false))
+}
+
+/// A record's lines, with those an older `form` lacks as its apply put
+/// them (copied only then).
+fn as_recorded<'a>(
+    v: &'a [String],
+    form: u32,
+    backend: &str,
+    table: &crate::core::ruleset::Table,
+    now: &[String],
+) -> std::borrow::Cow<'a, [String]> {
+    let forward = match &table.forward {
+        None => Some(false),
+        Some(_) => forward_hook(table).map(|_| true),
+    };
+    let lacked = drift::unrecorded(form, backend, forward, now);
+    if lacked.is_empty() {
         std::borrow::Cow::Borrowed(v)
+    } else {
+        std::borrow::Cow::Owned([v, &lacked].concat())
     }
 }
 
@@ -292,20 +320,28 @@ pub fn evaluate(f: &Facts) -> Status {
     let applied = f.state.applied.as_ref();
     let config_changed = applied.is_some_and(|a| !drift::same_config(&a.digest, backend, f.plan));
     // Exact comparison only against an apply of this same config.
-    let then = |v: fn(&state::Applied) -> &Vec<String>| {
-        applied.filter(|_| !config_changed).map(|a| v(a).as_slice())
+    let then = |v: fn(&state::Applied) -> &Vec<String>, table, now| {
+        applied
+            .filter(|_| !config_changed)
+            .map(|a| as_recorded(v(a), a.form, backend, table, now))
     };
     let mut drift = Vec::new();
     let mut rules = Vec::new();
-    let form = applied.map_or(drift::FORM, |a| a.form);
-    let read = |v| read_now(v, form, backend);
-    let (v4, v6) = (read(&f.v4), read(&f.v6));
+    let nft = backend == "nftables";
     for (family, save, then) in [
-        (Family::V4, &*v4, then(|a| &a.v4)),
-        (Family::V6, &*v6, then(|a| &a.v6)),
+        (Family::V4, &f.v4, then(|a| &a.v4, &f.plan.v4, &f.v4)),
+        (Family::V6, &f.v6, then(|a| &a.v6, &f.plan.v6, &f.v6)),
     ] {
         let before = problems.len();
-        let mut r = family_rules(family, save, f.plan, then, &f.invoke, &mut problems);
+        let mut r = family_rules(
+            family,
+            save,
+            f.plan,
+            then.as_deref(),
+            nft,
+            &f.invoke,
+            &mut problems,
+        );
         // Rules never installed are drift only once fwctl has installed them.
         r.drifted = problems.len() > before && (r.installed || applied.is_some());
         if r.drifted {
@@ -699,8 +735,15 @@ impl Status {
 mod tests {
     use super::*;
     use crate::core::ruleset::{render_sets, render_table, Current, TableState};
-    use crate::sys::iptables::save::ours;
+    use crate::sys::iptables::save::ours_raw;
     use std::path::Path;
+
+    /// fwctl's lines of a family's filter save, and of its raw table as
+    /// apply leaves it (the jump to FWCTL-RAW first in PREROUTING).
+    fn ours(save: &str) -> Vec<String> {
+        let raw = "*raw\n:PREROUTING ACCEPT [0:0]\n:FWCTL-RAW - [0:0]\n-A PREROUTING -j FWCTL-RAW\nCOMMIT\n";
+        [crate::sys::iptables::save::ours(save), ours_raw(raw)].concat()
+    }
 
     fn cfg() -> Config {
         Config::parse(
@@ -793,41 +836,83 @@ mod tests {
         assert!(s.drift.is_empty() && s.rules.iter().all(|r| !r.drifted));
     }
 
-    /// nftables' forward jumps read back since drift::FORM 1: a record
-    /// made before (form 0) is compared without them, not called drift.
+    /// nftables' jumps read back since drift::FORM 1 (forward) and 2
+    /// (prerouting): a record made before holds them as its apply put
+    /// them, so an upgrade is no drift and a jump deleted since still is.
     #[test]
-    fn an_nftables_record_before_the_forward_jumps_is_no_drift() {
+    fn an_nftables_record_before_the_jumps_were_read_back() {
         let mut c = cfg();
         c.firewall.backend = crate::core::config::firewall::Backend::Nftables;
         let p = crate::core::ruleset::build(&c);
         let mut f = facts(&c, &p);
-        f.v4.push("jump at FORWARD 1".into());
         let a = f.state.applied.as_mut().unwrap();
         a.digest = drift::digest_for("nftables", &p);
-        a.form = 0;
-        let s = evaluate(&f);
-        assert!(s.healthy, "{:?}", s.problems);
-        f.state.applied.as_mut().unwrap().form = drift::FORM;
-        let s = evaluate(&f);
-        assert_eq!(s.rules[0].extra, ["jump at FORWARD 1"]);
-        // Form 1 records the forward jumps, not yet the prerouting ones.
-        f.v4.push("jump at PREROUTING 1".into());
-        f.state.applied.as_mut().unwrap().form = 1;
-        let s = evaluate(&f);
-        assert_eq!(s.rules[0].extra, ["jump at FORWARD 1"]);
+        // What a form-1 apply recorded: all but the prerouting jump.
+        for v in [&mut a.v4, &mut a.v6] {
+            v.retain(|l| !l.starts_with("jump at PREROUTING "));
+        }
+        for form in [0, 1] {
+            f.state.applied.as_mut().unwrap().form = form;
+            let s = evaluate(&f);
+            assert!(s.healthy, "form {form}: {:?}", s.problems);
+            // The jump deleted since: drift, from the old record too.
+            let mut g = facts(&c, &p);
+            g.state.applied = f.state.applied.clone();
+            g.v6.retain(|l| !l.starts_with("jump at PREROUTING "));
+            let s = evaluate(&g);
+            assert_eq!(s.rules[1].missing, ["jump at PREROUTING 1"], "form {form}");
+            assert!(!s.healthy && s.rules[0].missing.is_empty());
+        }
+        // A form-2 record without the line is compared as it is.
         f.state.applied.as_mut().unwrap().form = 2;
-        let s = evaluate(&f);
-        assert_eq!(
-            s.rules[0].extra,
-            ["jump at FORWARD 1", "jump at PREROUTING 1"]
-        );
-        // The iptables backend always read its FORWARD jumps.
+        assert_eq!(evaluate(&f).rules[0].extra, ["jump at PREROUTING 1"]);
+        // Form 0 lacked the forward jump too: known from the plan when
+        // `[forward]` names its hook, taken from the kernel for "auto".
+        for (protect, then_lacks) in [("all", true), ("auto", false)] {
+            let c = Config::parse(
+                &format!(
+                    "[[service]]\nname = \"ssh\"\nport = 22\n[firewall]\nbackend = \"nftables\"\n{}",
+                    // "auto" is the default.
+                    if protect == "auto" {
+                        String::new()
+                    } else {
+                        format!("[forward]\nprotect = \"{protect}\"\n")
+                    }
+                ),
+                Path::new("/etc/fwctl/fwctl.toml"),
+                &|_| Ok(String::new()),
+            )
+            .unwrap();
+            let p = crate::core::ruleset::build(&c);
+            let mut f = facts(&c, &p);
+            f.v4.push("jump at FORWARD 1".into());
+            f.v6.push("jump at FORWARD 1".into());
+            let a = f.state.applied.as_mut().unwrap();
+            a.digest = drift::digest_for("nftables", &p);
+            a.form = 0;
+            for v in [&mut a.v4, &mut a.v6] {
+                v.retain(|l| !l.starts_with("jump at "));
+                v.push("jump at INPUT 1".into());
+            }
+            assert!(
+                evaluate(&f).healthy,
+                "{protect}: {:?}",
+                evaluate(&f).problems
+            );
+            f.v4.retain(|l| l != "jump at FORWARD 1");
+            let s = evaluate(&f);
+            assert_eq!(s.healthy, !then_lacks, "{protect}: {:?}", s.problems);
+        }
+        // The iptables backend always read its raw jump: with no record,
+        // the plan alone says it is missing.
         let c = cfg();
         let p = crate::core::ruleset::build(&c);
         let mut f = facts(&c, &p);
-        f.v4.push("jump at FORWARD 1".into());
-        f.state.applied.as_mut().unwrap().form = 0;
-        assert_eq!(evaluate(&f).rules[0].extra, ["jump at FORWARD 1"]);
+        f.state.applied = None;
+        f.v4.retain(|l| !l.starts_with("jump at PREROUTING "));
+        let s = evaluate(&f);
+        assert_eq!(s.rules[0].missing, ["jump at PREROUTING 1"]);
+        assert!(s.rules[1].missing.is_empty());
     }
 
     #[test]
@@ -886,7 +971,7 @@ mod tests {
         let c = cfg();
         let p = crate::core::ruleset::build(&c);
         let mut f = facts(&c, &p);
-        f.v4 = ours("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n");
+        f.v4 = crate::sys::iptables::save::ours("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n");
         f.state.applied.as_mut().unwrap().digest = "0000000000000000".into();
         let s = evaluate(&f);
         assert!(!s.rules[0].installed);

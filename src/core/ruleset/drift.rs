@@ -13,13 +13,32 @@ use super::{Current, Plan, TableState};
 /// without it no ban drops a packet).
 pub const FORM: u32 = 2;
 
-/// Lines a record of an older `form` did not have, for `backend`: left
-/// out of what is read now before the two are compared, so an upgrade is
-/// not drift (the next apply records them).
-pub fn unrecorded(form: u32, backend: &str, line: &str) -> bool {
-    backend == "nftables"
-        && ((form < 1 && line.starts_with("jump at FORWARD "))
-            || (form < 2 && line.starts_with("jump at PREROUTING ")))
+/// The lines a record of an older `form` did not have, for `backend`, as
+/// the apply it records put them: nftables' base chains hold each family's
+/// jump first. Added to the record before it is compared, so an upgrade is
+/// not drift and a jump deleted since still is. `forward`: whether the
+/// table's `[forward]` has a hook, None when that was decided at apply
+/// ("auto": Docker there or not); then the forward jumps `now` holds are
+/// taken as recorded (a deleted one shows from the next apply on).
+pub fn unrecorded(form: u32, backend: &str, forward: Option<bool>, now: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    if backend == "nftables" {
+        if form < 1 {
+            match forward {
+                Some(true) => out.push("jump at FORWARD 1".to_string()),
+                Some(false) => {}
+                None => out.extend(
+                    now.iter()
+                        .filter(|l| l.starts_with("jump at FORWARD "))
+                        .cloned(),
+                ),
+            }
+        }
+        if form < 2 {
+            out.push("jump at PREROUTING 1".to_string());
+        }
+    }
+    out
 }
 
 /// How the rules now differ from the rules then.
