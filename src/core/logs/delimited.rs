@@ -168,7 +168,8 @@ impl Follow {
             0xc2..=0xdf => 2,
             0xe0..=0xef => 3,
             0xf0..=0xf4 => 4,
-            _ => 0,
+            // No char starts with it: matched as the byte it is.
+            _ => return put(&mut self.raw, l[0]),
         };
         match l.get(..n).and_then(|c| std::str::from_utf8(c).ok()) {
             Some(c) => {
@@ -483,6 +484,9 @@ mod tests {
             r"^(?P<addr>\S+) - (?i:user) \d{1,3}\s*$",
             r"^x\S*",
             r"^(?-u:\S)+ (?P<addr>[^ ]+?) ",
+            // A literal whose first byte starts no char, after a run.
+            r"^(?P<addr>[0-9.]+)(?-u:\xff)",
+            r"^a+(?-u:\x80)",
         ] {
             assert!(Delimited::new(p).is_some(), "{p}");
         }
@@ -555,6 +559,9 @@ mod tests {
         r"[^:]{2,4}",
         "(?-u:.)",
         ".",
+        r"(?-u:\xff)",
+        r"(?-u:\x80)+",
+        r"(?-u:\xa9x)",
     ];
     const BITS: &[&[u8]] = &[
         b" ",
@@ -579,6 +586,8 @@ mod tests {
         b"\xed\xa0\x80",
         b"\xf0\x9f\x98\x80",
         b"\t",
+        b"\x80",
+        b"\xa9x",
     ];
 
     proptest::proptest! {
@@ -587,8 +596,8 @@ mod tests {
         /// the regex does, group by group.
         #[test]
         fn the_walk_is_the_regex(
-            pieces in proptest::collection::vec((0usize..31, 0usize..4), 1..8),
-            lines in proptest::collection::vec(proptest::collection::vec(0usize..22, 0..12), 1..12),
+            pieces in proptest::collection::vec((0usize..34, 0usize..4), 1..8),
+            lines in proptest::collection::vec(proptest::collection::vec(0usize..24, 0..12), 1..12),
         ) {
             let mut p = String::from("^");
             for (i, (k, g)) in pieces.iter().enumerate() {

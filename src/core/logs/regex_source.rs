@@ -104,7 +104,7 @@ pub struct RegexSource {
     time_locs: Vec<Option<CaptureLocations>>,
     /// Each rule's last `time` text and what it read: a log's lines share
     /// their second in runs, and chrono's parse is a third of a matched
-    /// line's cost (one line's text, bounded by MAX_LINE).
+    /// line's cost (one line's text, as long as the readers let a line be).
     time_memo: Vec<(Vec<u8>, Option<i64>)>,
     /// Some rule has a `program` or no `time` of its own: the syslog header
     /// is split for every line (otherwise only when a `time` fails).
@@ -237,18 +237,23 @@ impl RegexSource {
             let Some(text) = Self::text(r, line, head) else {
                 continue;
             };
-            let found = match &r.time_walk {
+            // No match: the next rule's time; a match whose `time` group
+            // took no part (an alternation's other branch): no time.
+            let (a, b) = match &r.time_walk {
                 Some(w) => {
                     let slots = &mut self.time_slots[i];
-                    w.captures(text, slots).then(|| span(slots, *g)).flatten()
+                    if !w.captures(text, slots) {
+                        continue;
+                    }
+                    span(slots, *g)?
                 }
                 None => {
                     let locs = self.time_locs[i].as_mut().expect("a rule with a time");
-                    re.captures_read(locs, text).and_then(|_| locs.get(*g))
+                    if re.captures_read(locs, text).is_none() {
+                        continue;
+                    }
+                    locs.get(*g)?
                 }
-            };
-            let Some((a, b)) = found else {
-                continue;
             };
             let text = &text[a..b];
             let memo = &mut self.time_memo[i];
@@ -577,5 +582,35 @@ mod walk_tests {
             a.find(b"203.0.113.9 - - [x] \"GET /\" 200 1 "),
             Found::NoMatch
         );
+    }
+}
+
+#[cfg(test)]
+mod time_group_tests {
+    use super::*;
+    use crate::core::logs::Rule;
+
+    /// A rule's `time` that matches with its group left out (the other
+    /// branch of an alternation) gives the line no time, as before the
+    /// walk: neither the next rule's nor the syslog header's.
+    #[test]
+    fn a_time_match_without_its_group_is_no_time() {
+        let def = Def {
+            name: "t".into(),
+            default_log: None,
+            rules: vec![Rule {
+                program: None,
+                line: r"(?P<addr>\d+\.\d+\.\d+\.\d+)".into(),
+                kind: "k".into(),
+                time: Some(r"(?:\[(?P<time>\d\d/[^\]]+)\]|nodate)".into()),
+                time_format: Some("%d/%b/%Y:%H:%M:%S %z".into()),
+            }],
+            builtin: false,
+        };
+        let t = 1_795_255_201;
+        let mut s = RegexSource::new(&def, Zone::fixed(0), t, (t - 60, t + 60)).unwrap();
+        let line = b"Nov 21 10:00:01 mx app[1]: nodate 203.0.113.5";
+        assert!(matches!(s.find(line), Found::Matched { time: None, .. }));
+        assert_eq!(s.timestamp(line), None);
     }
 }
