@@ -301,28 +301,7 @@ fn delete_a_rule(lab: &Lab, b: Backend) {
             lab.exec_ok(&lab.target, &["iptables", "-D", "FWCTL-INPUT", "1"]);
         }
         Backend::Nftables => {
-            let listed = lab.exec_ok(
-                &lab.target,
-                &["nft", "-a", "list", "chain", "inet", "fwctl", "FWCTL-INPUT"],
-            );
-            let handle = listed
-                .lines()
-                .filter(|l| !l.contains("chain "))
-                .find_map(|l| l.split_once("# handle ").map(|x| x.1.trim().to_string()))
-                .unwrap_or_else(|| panic!("no rule handle in {listed}"));
-            lab.exec_ok(
-                &lab.target,
-                &[
-                    "nft",
-                    "delete",
-                    "rule",
-                    "inet",
-                    "fwctl",
-                    "FWCTL-INPUT",
-                    "handle",
-                    &handle,
-                ],
-            );
+            lab.nft_delete_rule("FWCTL-INPUT", "");
         }
     }
 }

@@ -434,23 +434,7 @@ fn scenario(backend: &str) {
             &["iptables", "-D", "DOCKER-USER", "-j", "FWCTL-FORWARD"],
         );
     } else {
-        let listed = lab.exec_ok(
-            &lab.target,
-            &["nft", "-a", "list", "chain", "inet", "fwctl", "forward"],
-        );
-        let handle = listed
-            .lines()
-            .find(|l| l.contains("jump FWCTL-FORWARD"))
-            .and_then(|l| l.rsplit("# handle ").next())
-            .unwrap_or_else(|| panic!("no jump in {listed}"))
-            .trim()
-            .to_string();
-        lab.exec_ok(
-            &lab.target,
-            &[
-                "nft", "delete", "rule", "inet", "fwctl", "forward", "handle", &handle,
-            ],
-        );
+        lab.nft_delete_rule("forward", "jump FWCTL-FORWARD");
     }
     expect_hook(&lab, backend, "", "the jump deleted");
     let out = fw(&dropcfg, &["status"]);

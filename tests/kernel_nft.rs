@@ -250,30 +250,7 @@ fn the_prerouting_jump_deleted_is_drift_and_repaired() {
     assert_eq!(lab.reach(a4, 22), Reply::Silent, "banned");
     fwctl_ok(&lab, &cfg, &["status"]);
 
-    let listed = lab.exec_ok(
-        &lab.target,
-        &["nft", "-a", "list", "chain", "inet", "fwctl", "prerouting"],
-    );
-    let handle = listed
-        .lines()
-        .find(|l| l.contains("jump FWCTL-RAW"))
-        .and_then(|l| l.rsplit("# handle ").next())
-        .unwrap_or_else(|| panic!("no jump in {listed}"))
-        .trim()
-        .to_string();
-    lab.exec_ok(
-        &lab.target,
-        &[
-            "nft",
-            "delete",
-            "rule",
-            "inet",
-            "fwctl",
-            "prerouting",
-            "handle",
-            &handle,
-        ],
-    );
+    lab.nft_delete_rule("prerouting", "jump FWCTL-RAW");
     assert_eq!(
         lab.reach(a4, 22),
         Reply::Connected,

@@ -161,6 +161,26 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Delete, behind fwctl's back, the first rule of `inet fwctl`'s
+    /// `chain` in the target whose listing holds `needle` ("" for any).
+    pub fn nft_delete_rule(&self, chain: &str, needle: &str) {
+        let listed = self.exec_ok(
+            &self.target,
+            &["nft", "-a", "list", "chain", "inet", "fwctl", chain],
+        );
+        let handle = listed
+            .lines()
+            .filter(|l| !l.contains("chain ") && l.contains(needle))
+            .find_map(|l| l.split_once("# handle ").map(|x| x.1.trim().to_string()))
+            .unwrap_or_else(|| panic!("no rule with {needle:?} in {listed}"));
+        self.exec_ok(
+            &self.target,
+            &[
+                "nft", "delete", "rule", "inet", "fwctl", chain, "handle", &handle,
+            ],
+        );
+    }
+
     /// `fwctl ARGS` in the target namespace with this lab's run directory.
     pub fn fwctl(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         self.fwctl_cmd(args, env).output().unwrap()
