@@ -24,7 +24,8 @@
 # rules/fwctl.toml plus one [[watch]] (sshd, howmany 5, within 10m, blacklist, 1h), alone
 # followed (--only), and [aggregate] v6_count_prefix = 128 (each address, as fail2ban).
 # Usage: benches/watch.sh [SECS] [RATES] [SHAPES] [TOOLS]     (root)
-#   e.g. benches/watch.sh 20 "1000 3000 10000 100000 300000" "short long" "fail2ban fwctl wakes"
+#   e.g. benches/watch.sh 20 "1000 3000 10000 100000 300000" "short long swarm" "fail2ban fwctl wakes"
+#   (shapes: examples/watchgen.rs --shape: short, long, swarm)
 #   (wakes: the floor, a process that only sleeps and wakes at watch's pace: on a VM
 #   each wake-up from an idle CPU costs the woken task tens of microseconds)
 #   REPEAT=3 (each row that many times, the tools alternating; then the median run of

@@ -16,7 +16,10 @@
 //! Stamps are RFC 3339 with microseconds and the wall time of the batch, as
 //! rsyslog writes them. --shape long gives user names of 200 characters
 //! (lines of 120 to 325 bytes, 275 on average): the cost of a line is
-//! then more its bytes than its count.
+//! then more its bytes than its count. --shape swarm: every other line is a
+//! failure from an address of its own (2001:db8:4::/48, never twice: a
+//! botnet's spread guessing, each source far under the threshold), the
+//! rest short benign lines: each tool counts every second line.
 
 use clap::Parser;
 use std::fs::OpenOptions;
@@ -48,7 +51,8 @@ struct Args {
     /// The watch rule's howmany: an attacker's (howmany+1)-th failure crosses it.
     #[arg(long, default_value_t = 5)]
     howmany: usize,
-    /// short (sshd's own line lengths, about 110 bytes) or long (about 300 bytes).
+    /// short (sshd's own line lengths, about 110 bytes), long (about 300
+    /// bytes) or swarm (short, half of them failures of one-time sources).
     #[arg(long, default_value = "short")]
     shape: String,
     /// Milliseconds between writes.
@@ -176,10 +180,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--rate above 0, --secs at least 3, --attackers 1 to 150, --decoys 0 to 90".into(),
         );
     }
-    let long = match a.shape.as_str() {
-        "short" => false,
-        "long" => true,
-        s => return Err(format!("--shape {s}: short or long").into()),
+    let (long, swarm) = match a.shape.as_str() {
+        "short" => (false, false),
+        "long" => (true, false),
+        "swarm" => (false, true),
+        s => return Err(format!("--shape {s}: short, long or swarm").into()),
     };
     let total = (a.rate as f64 * a.secs) as u64;
     let at = |t: f64| (t * a.rate as f64) as u64;
@@ -245,6 +250,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     crossing.push(src);
                 }
                 next += 1;
+            } else if swarm && line % 2 == 0 {
+                // A source of its own: 2001:db8:4:HI::LO from the line number.
+                let src = IpAddr::V6(std::net::Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    4,
+                    (line >> 32) as u16,
+                    0,
+                    0,
+                    (line >> 16) as u16,
+                    line as u16 | 1,
+                ));
+                buf.extend_from_slice(failure(false, src, 300_000 + line, &mut rng).as_bytes());
             } else {
                 buf.extend_from_slice(pool[(line % POOL as u64) as usize].as_bytes());
             }
