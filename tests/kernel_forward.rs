@@ -285,6 +285,9 @@ fn scenario(backend: &str) {
     ok("apply", &fw(&accept, &["apply"]));
     check("apply");
     expect_hook(&lab, backend, "DOCKER-USER", "apply");
+    // What apply recorded is what "auto" installed (nftables once recorded
+    // as if Docker were absent: drift right after every apply).
+    ok("status after the auto apply", &fw(&accept, &["status"]));
     assert!(!reaches(&lab, banned, 8080) && !reaches(&lab, banned, 8081));
     assert!(reaches(&lab, benign, 8080) && reaches(&lab, benign, 8081));
 

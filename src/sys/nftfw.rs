@@ -28,6 +28,9 @@ struct Read {
     terse: Option<Option<String>>,
     sets: Vec<NftSet>,
     steps: render::Install,
+    /// Whether Docker's DOCKER-USER was there, per family (v4, v6): what
+    /// `[forward]`'s "auto" was decided by, for the drift record too.
+    docker_user: (bool, bool),
 }
 
 pub struct Nftables {
@@ -335,7 +338,12 @@ impl Firewall for Nftables {
             restored: now.restored,
             unread: unread.iter().cloned().collect(),
         };
-        self.read = Some(Read { terse, sets, steps });
+        self.read = Some(Read {
+            terse,
+            sets,
+            steps,
+            docker_user: (now.v4.docker_user, now.v6.docker_user),
+        });
         Ok(prepared)
     }
 
@@ -355,7 +363,11 @@ impl Firewall for Nftables {
         for s in &mut bare.sets {
             s.members.clear();
         }
-        let script = render::render_install(&bare, &Current::default());
+        // "auto" decided as the install decides it (a record made as if
+        // Docker were absent lacked the forward chain: drift at once).
+        let mut as_now = Current::default();
+        (as_now.v4.docker_user, as_now.v6.docker_user) = read.docker_user;
+        let script = render::render_install(&bare, &as_now);
         let (done, printed) = std::thread::scope(|scope| {
             let printed = scope.spawn(|| nft.printed(&script).map(|t| installed_of(&t)));
             let done = install_steps(nft, steps, &fill);
