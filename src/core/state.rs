@@ -46,8 +46,10 @@ pub struct Applied {
     #[serde(default)]
     pub sets: usize,
     /// The line form `v4` and `v6` are in ([`crate::core::ruleset::drift::FORM`]):
-    /// 0, a record made before nftables' forward base chain was read back
-    /// (its `jump at FORWARD` lines are left out of a comparison with it).
+    /// 0, a record made before nftables' forward base chain was read back,
+    /// 1 before its prerouting one was; the lines such a record lacks are
+    /// added to it as that apply put them before a comparison
+    /// ([`crate::core::ruleset::drift::unrecorded`]).
     #[serde(default)]
     pub form: u32,
 }

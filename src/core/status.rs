@@ -184,7 +184,7 @@ fn family_rules(
     now: &[String],
     plan: &Plan,
     then: Option<&[String]>,
-    nft: bool,
+    forward: Option<&str>,
     invoke: &str,
     problems: &mut Vec<String>,
 ) -> Rules {
@@ -219,7 +219,6 @@ fn family_rules(
         }
         // The jumps to the raw chain (where bans drop) and to the forward
         // chain, wherever they sit (a record tells their place).
-        let forward = forward_hook(table).map(|h| if nft { "FORWARD" } else { h.chain() });
         for at in std::iter::once("PREROUTING").chain(forward) {
             let jump = format!("jump at {at} ");
             if !now.iter().any(|l| l.starts_with(&jump)) {
@@ -285,6 +284,13 @@ fn in_force(f: &Facts, set: &str, addr: &IpNet) -> bool {
         .is_some_and(|ms| ms.iter().any(|m| m.net.contains(addr)))
 }
 
+fn table_of(plan: &Plan, family: Family) -> &crate::core::ruleset::Table {
+    match family {
+        Family::V4 => &plan.v4,
+        Family::V6 => &plan.v6,
+    }
+}
+
 /// Where `table`'s forward jump sits, when the config alone says so
 /// (`protect = "docker"` or `"all"`; "auto" is decided by apply, from
 /// whether Docker's DOCKER-USER is there).
@@ -338,7 +344,11 @@ pub fn evaluate(f: &Facts) -> Status {
             save,
             f.plan,
             then.as_deref(),
-            nft,
+            // A forward jump the edited config wants is the edit's, not drift.
+            (!config_changed)
+                .then(|| forward_hook(table_of(f.plan, family)))
+                .flatten()
+                .map(|h| if nft { "FORWARD" } else { h.chain() }),
             &f.invoke,
             &mut problems,
         );
@@ -913,6 +923,41 @@ mod tests {
         let s = evaluate(&f);
         assert_eq!(s.rules[0].missing, ["jump at PREROUTING 1"]);
         assert!(s.rules[1].missing.is_empty());
+    }
+
+    /// With no record, the plan wants the forward jump where the config
+    /// puts it (iptables: DOCKER-USER for "docker"; nftables: its own
+    /// forward chain); a config edited to want one since the last apply is
+    /// that edit, not drift.
+    #[test]
+    fn the_forward_jump_the_config_names_and_an_edit_that_adds_it() {
+        let with = |backend: &str| {
+            Config::parse(
+                &format!("[[service]]\nname = \"ssh\"\nport = 22\n[firewall]\nbackend = \"{backend}\"\n[forward]\nprotect = \"docker\"\n"),
+                Path::new("/etc/fwctl/fwctl.toml"),
+                &|_| Ok(String::new()),
+            )
+            .unwrap()
+        };
+        for (backend, at) in [("iptables", "DOCKER-USER"), ("nftables", "FORWARD")] {
+            let c = with(backend);
+            let p = crate::core::ruleset::build(&c);
+            let mut f = facts(&c, &p);
+            f.state.applied = None;
+            let s = evaluate(&f);
+            for r in &s.rules {
+                assert_eq!(r.missing, [format!("jump at {at} 1")], "{backend}");
+            }
+            // Applied before the edit (no [forward] then): the edit only.
+            let before = cfg();
+            let mut f = facts(&c, &p);
+            f.state.applied.as_mut().unwrap().digest =
+                drift::digest_for(backend, &crate::core::ruleset::build(&before));
+            let s = evaluate(&f);
+            assert!(s.last_apply.as_ref().unwrap().config_changed, "{backend}");
+            assert!(s.drift.is_empty(), "{backend}: {:?}", s.drift);
+            assert!(s.rules.iter().all(|r| r.missing.is_empty()), "{backend}");
+        }
     }
 
     #[test]
