@@ -984,6 +984,15 @@ fn remove(b: Backend) {
     );
     assert_eq!(lab.reach(b4, 8080), Reply::Connected, "nothing drops now");
     assert_eq!(lab.reach(b6, 8080), Reply::Connected);
+    // Removed by fwctl: not installed, and no drift (the record went too).
+    let out = run(&lab, &c, &["status", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{v}");
+    assert!(
+        v["rules"].as_array().unwrap().iter().all(|r| r["installed"] == false),
+        "{v}"
+    );
+    assert_eq!(v["drift"], serde_json::json!([]), "{v}");
     ok(&run(&lab, &c, &["remove", "--sets"]), "remove --sets");
     assert_eq!(ours(&lab, b), (false, 0));
 }

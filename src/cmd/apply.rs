@@ -348,17 +348,21 @@ pub fn remove(inv: &Invocation, sets: bool) -> Result<()> {
     let config = inv.config_path();
     // Without a config the backend is not known either: both are taken
     // out, each as far as its tools are here.
-    let (plan, backends) = match crate::sys::configfile::load(config) {
-        Ok(cfg) => (ruleset::build(&cfg), vec![cfg.firewall.backend]),
+    let (cfg, backends) = match crate::sys::configfile::load(config) {
+        Ok(cfg) => {
+            let b = vec![cfg.firewall.backend];
+            (cfg, b)
+        }
         Err(e) if !config.exists() => {
             say!("fwctl: note: {e}; using the default set names, from both backends");
             (
-                ruleset::build(&Config::builtin()),
+                Config::builtin(),
                 vec![Backend::Iptables, Backend::Nftables],
             )
         }
         Err(e) => return Err(e.into()),
     };
+    let plan = ruleset::build(&cfg);
     let does = "changes the kernel firewall and must run as root";
     NotRoot("remove", does, "sudo fwctl remove".into()).check(host::is_root())?;
     let mut fws = Vec::new();
@@ -388,6 +392,14 @@ pub fn remove(inv: &Invocation, sets: bool) -> Result<()> {
                 "; sets kept (use --sets to destroy them)"
             }
         );
+    }
+    // The last apply's record goes with its rules: status then says they
+    // are not installed, not that they changed behind fwctl's back.
+    let state = cfg.state_path(inv.state());
+    if state.exists() {
+        if let Err(e) = statefile::update(&state, host::now(), |st| st.applied = None) {
+            say!("fwctl: warning: could not clear the last apply's record in {} ({e}); `fwctl status` calls the removed rules drift until the next apply", state.display());
+        }
     }
     Ok(())
 }
