@@ -989,7 +989,11 @@ fn remove(b: Backend) {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(2), "{v}");
     assert!(
-        v["rules"].as_array().unwrap().iter().all(|r| r["installed"] == false),
+        v["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["installed"] == false),
         "{v}"
     );
     assert_eq!(v["drift"], serde_json::json!([]), "{v}");
