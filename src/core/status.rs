@@ -179,15 +179,25 @@ pub struct Capture {
     pub pid: Option<String>,
 }
 
+/// What the plan check looks for besides the record.
+struct Want {
+    /// The chain the forward jump sits in, when the config names it.
+    forward: Option<&'static str>,
+    /// The config was edited since the last apply: its chains, rules and
+    /// policy are the edit's to put in (apply), not drift.
+    edited: bool,
+}
+
 fn family_rules(
     family: Family,
     now: &[String],
     plan: &Plan,
     then: Option<&[String]>,
-    forward: Option<&str>,
+    want: Want,
     invoke: &str,
     problems: &mut Vec<String>,
 ) -> Rules {
+    let Want { forward, edited } = want;
     let (name, table) = match family {
         Family::V4 => ("IPv4", &plan.v4),
         Family::V6 => ("IPv6", &plan.v6),
@@ -225,7 +235,7 @@ fn family_rules(
                 plan_miss.push(format!("{jump}1"));
             }
         }
-        for c in &table.chains {
+        for c in table.chains.iter().filter(|_| !edited) {
             let decl = format!(":{}", c.name);
             let rules = now
                 .iter()
@@ -242,7 +252,7 @@ fn family_rules(
             }
         }
         let want_policy = if table.drop_policy { "DROP" } else { "ACCEPT" };
-        if policy != want_policy {
+        if policy != want_policy && !edited {
             plan_miss.push(format!("policy INPUT {want_policy}"));
         }
         for m in plan_miss {
@@ -344,11 +354,14 @@ pub fn evaluate(f: &Facts) -> Status {
             save,
             f.plan,
             then.as_deref(),
-            // A forward jump the edited config wants is the edit's, not drift.
-            (!config_changed)
-                .then(|| forward_hook(table_of(f.plan, family)))
-                .flatten()
-                .map(|h| if nft { "FORWARD" } else { h.chain() }),
+            Want {
+                // A forward jump the edited config wants is the edit's.
+                forward: (!config_changed)
+                    .then(|| forward_hook(table_of(f.plan, family)))
+                    .flatten()
+                    .map(|h| if nft { "FORWARD" } else { h.chain() }),
+                edited: config_changed,
+            },
             &f.invoke,
             &mut problems,
         );
@@ -958,6 +971,24 @@ mod tests {
             assert!(s.drift.is_empty(), "{backend}: {:?}", s.drift);
             assert!(s.rules.iter().all(|r| r.missing.is_empty()), "{backend}");
         }
+        // A service added and not applied yet: the edit, not a rule gone.
+        let more = Config::parse(
+            "[[service]]\nname = \"ssh\"\nport = 22\n[[service]]\nname = \"web\"\nport = 443\n",
+            Path::new("/etc/fwctl/fwctl.toml"),
+            &|_| Ok(String::new()),
+        )
+        .unwrap();
+        let p2 = crate::core::ruleset::build(&more);
+        let c = cfg();
+        let p = crate::core::ruleset::build(&c);
+        let mut f = facts(&c, &p);
+        f.plan = &p2;
+        let s = evaluate(&f);
+        assert!(s.last_apply.as_ref().unwrap().config_changed);
+        assert!(s.drift.is_empty(), "{:?}", s.drift);
+        // The jumps every config installs are still looked for.
+        f.v4.retain(|l| l != "jump at INPUT 1");
+        assert_eq!(evaluate(&f).rules[0].missing, ["jump at INPUT 1"]);
     }
 
     #[test]
