@@ -200,6 +200,12 @@ pub fn digest(plan: &Plan) -> String {
     ] {
         h = fnv(h, part.as_bytes());
     }
+    // "off" renders as "auto" does without Docker: said apart, or a host
+    // whose "auto" put a forward chain in (Docker there) and whose config
+    // now says "off" would read as applied (auto configs keep their digest).
+    if plan.v4.forward.is_none() && plan.v6.forward.is_none() {
+        h = fnv(h, b"forward off\n");
+    }
     for s in &plan.sets {
         let (sum, count) = match members_outside_config(s) {
             true => (0, 0),
@@ -467,5 +473,12 @@ mod tests {
             "[[service]]\nname = \"ssh\"\nport = 22\n[logging.prefixes]\nblacklisted = { v4 = \"BL: \", v6 = \"BL6: \" }\n",
         )));
         assert_ne!(a, d);
+        // [forward] "off" and the default "auto" are two configs (they
+        // render alike where Docker does not run); "auto" keeps its digest.
+        let off = digest(&super::super::build(&parse(
+            "[[service]]\nname = \"ssh\"\nport = 22\n[forward]\nprotect = \"off\"\n",
+        )));
+        assert_ne!(a, off);
+        assert_eq!(a, "b5a917b56fd6fec2", "a digest apply recorded before");
     }
 }
