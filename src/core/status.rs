@@ -885,6 +885,18 @@ mod tests {
             let s = evaluate(&g);
             assert_eq!(s.rules[1].missing, ["jump at PREROUTING 1"], "form {form}");
             assert!(!s.healthy && s.rules[0].missing.is_empty());
+            // Moved behind another rule: only the record knows its place
+            // (the plan check takes a jump anywhere).
+            g.v6.push("jump at PREROUTING 2".into());
+            let s = evaluate(&g);
+            assert_eq!(
+                (s.rules[1].missing.clone(), s.rules[1].extra.clone()),
+                (
+                    vec!["jump at PREROUTING 1".to_string()],
+                    vec!["jump at PREROUTING 2".to_string()]
+                ),
+                "form {form}"
+            );
         }
         // A form-2 record without the line is compared as it is.
         f.state.applied.as_mut().unwrap().form = 2;
