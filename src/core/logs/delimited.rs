@@ -76,6 +76,16 @@ impl Set {
         Set::of(&Class::Unicode(cls))
     }
 
+    /// See `Item::Run`'s `stop`.
+    fn stop(&self) -> Option<u8> {
+        let ascii = match self {
+            Set::Bytes(b) => [b[0], b[1]],
+            Set::Chars { ascii, .. } => *ascii,
+        };
+        let missing = 128 - ascii[0].count_ones() - ascii[1].count_ones();
+        (missing == 1).then(|| (0..128u8).find(|&b| !has(&ascii, b)).expect("one missing"))
+    }
+
     /// The walk's look-up: see `Item::Run`.
     fn table(&self) -> Box<[u8; 256]> {
         let mut t = Box::new([0u8; 256]);
@@ -207,6 +217,10 @@ enum Item {
         /// Per byte: 1 a member of one byte, 2 maybe the start of a wide
         /// member (decoded then), 0 none.
         table: Box<[u8; 256]>,
+        /// The one ASCII character the set lacks, when it holds every
+        /// other (`[^"]`, `[^\]]`, `.`): an ASCII run of it ends there,
+        /// found with memchr.
+        stop: Option<u8>,
         min: u32,
         max: u32,
         greedy: bool,
@@ -322,6 +336,7 @@ impl Delimited {
                 Item::Run {
                     set,
                     table,
+                    stop,
                     min,
                     max,
                     ..
@@ -330,6 +345,14 @@ impl Delimited {
                     if *max == u32::MAX && *min <= 1 {
                         // The common run (`\S+`, `[^"]*`): no count kept.
                         let start = i;
+                        if let Some(stop) = stop {
+                            // All ASCII up to its stop: all members.
+                            let rest = &t[i..];
+                            let end = memchr::memchr(*stop, rest).unwrap_or(rest.len());
+                            if rest[..end].is_ascii() {
+                                i += end;
+                            }
+                        }
                         loop {
                             while i < t.len() && tb[usize::from(t[i])] == 1 {
                                 i += 1;
@@ -394,6 +417,7 @@ fn flatten(h: &Hir, out: &mut Vec<Item>) -> Option<()> {
         },
         HirKind::Class(c) => out.push(Item::Run {
             table: Set::of(c).table(),
+            stop: Set::of(c).stop(),
             set: Set::of(c),
             min: 1,
             max: 1,
@@ -415,6 +439,7 @@ fn flatten(h: &Hir, out: &mut Vec<Item>) -> Option<()> {
             };
             out.push(Item::Run {
                 table: set.table(),
+                stop: set.stop(),
                 set,
                 min: r.min,
                 max: r.max.unwrap_or(u32::MAX),
