@@ -393,11 +393,22 @@ pub fn remove(inv: &Invocation, sets: bool) -> Result<()> {
             }
         );
     }
-    // The last apply's record goes with its rules: status then says they
-    // are not installed, not that they changed behind fwctl's back.
+    // The last apply's record goes with its rules (when they were this
+    // backend's): status then says they are not installed, not that they
+    // changed behind fwctl's back.
+    let removed: Vec<&str> = fws.iter().map(|fw| fw.name()).collect();
     let state = cfg.state_path(inv.state());
     if state.exists() {
-        if let Err(e) = statefile::update(&state, host::now(), |st| st.applied = None) {
+        let forget = |st: &mut crate::core::state::State| {
+            let theirs = st
+                .applied
+                .as_ref()
+                .map(|a| ruleset::drift::backend_of(&a.digest));
+            if theirs.is_some_and(|b| removed.contains(&b)) {
+                st.applied = None;
+            }
+        };
+        if let Err(e) = statefile::update(&state, host::now(), forget) {
             say!("fwctl: warning: could not clear the last apply's record in {} ({e}); `fwctl status` calls the removed rules drift until the next apply", state.display());
         }
     }

@@ -317,8 +317,11 @@ fn as_recorded<'a>(
     backend: &str,
     table: &crate::core::ruleset::Table,
     now: &[String],
+    edited: bool,
 ) -> std::borrow::Cow<'a, [String]> {
+    // The config edited since: its [forward] may not be the applied one.
     let forward = match &table.forward {
+        _ if edited => None,
         None => Some(false),
         Some(_) => forward_hook(table).map(|_| true),
     };
@@ -334,12 +337,23 @@ pub fn evaluate(f: &Facts) -> Status {
     let mut problems = Vec::new();
     let backend = f.cfg.firewall.backend.as_str();
     let applied = f.state.applied.as_ref();
-    let config_changed = applied.is_some_and(|a| !drift::same_config(&a.digest, backend, f.plan));
-    // Exact comparison only against an apply of this same config.
+    let forward_recorded = applied.is_some_and(|a| {
+        a.v4.iter().chain(&a.v6).any(|l| {
+            l == ":FWCTL-FORWARD"
+                || l.starts_with("jump at FORWARD ")
+                || l.starts_with("jump at DOCKER-USER ")
+        })
+    });
+    let config_changed =
+        applied.is_some_and(|a| !drift::same_config(&a.digest, backend, f.plan, forward_recorded));
+    // The kernel holds what the last apply put in until the next apply,
+    // edited config or not: compared with it whenever it was this backend's
+    // (an edit's forward part taken from the kernel for an older record).
+    let same_backend = applied.is_some_and(|a| drift::backend_of(&a.digest) == backend);
     let then = |v: fn(&state::Applied) -> &Vec<String>, table, now| {
         applied
-            .filter(|_| !config_changed)
-            .map(|a| as_recorded(v(a), a.form, backend, table, now))
+            .filter(|_| same_backend)
+            .map(|a| as_recorded(v(a), a.form, backend, table, now, config_changed))
     };
     let mut drift = Vec::new();
     let mut rules = Vec::new();
@@ -365,8 +379,9 @@ pub fn evaluate(f: &Facts) -> Status {
             &f.invoke,
             &mut problems,
         );
-        // Rules never installed are drift only once fwctl has installed them.
-        r.drifted = problems.len() > before && (r.installed || applied.is_some());
+        // Rules never installed are drift only once fwctl has installed
+        // them (with this backend: a switch not yet applied is the edit's).
+        r.drifted = problems.len() > before && (r.installed || same_backend);
         if r.drifted {
             drift.extend(problems[before..].iter().cloned());
         }
@@ -446,7 +461,10 @@ pub fn evaluate(f: &Facts) -> Status {
             if missing_from_kernel == 1 { "is" } else { "are" },
             f.invoke
         ));
-        drift.push(problems.last().expect("just pushed").clone());
+        // After `remove --sets` (no record) the bans are gone on purpose.
+        if applied.is_some() {
+            drift.push(problems.last().expect("just pushed").clone());
+        }
     }
     // Entries come soonest expiry first, the permanent ones last.
     let soonest: Vec<ban::Entry> = members
@@ -1001,6 +1019,49 @@ mod tests {
         // The jumps every config installs are still looked for.
         f.v4.retain(|l| l != "jump at INPUT 1");
         assert_eq!(evaluate(&f).rules[0].missing, ["jump at INPUT 1"]);
+        // And the kernel is still compared with the last apply: a rule put
+        // in behind fwctl's back while an edit waits is drift.
+        let mut f = facts(&c, &p);
+        f.plan = &p2;
+        f.v6.push("-A FWCTL-INPUT -j ACCEPT".into());
+        let s = evaluate(&f);
+        assert_eq!(s.rules[1].extra, ["-A FWCTL-INPUT -j ACCEPT"]);
+        assert!(s.rules[1].drifted && !s.drift.is_empty());
+        // A switch of backend not applied yet: its rules are not in, which
+        // is the edit's (not drift).
+        let mut f = facts(&c, &p);
+        f.state.applied.as_mut().unwrap().digest = drift::digest_for("nftables", &p);
+        f.v4.clear();
+        f.v6.clear();
+        let s = evaluate(&f);
+        assert!(s.last_apply.as_ref().unwrap().config_changed);
+        assert!(
+            s.rules.iter().all(|r| !r.installed && !r.drifted),
+            "{:?}",
+            s.rules
+        );
+        assert!(s.drift.is_empty(), "{:?}", s.drift);
+    }
+
+    /// After `remove --sets` (which clears the record) the state file's
+    /// running bans are not in the kernel: a problem, not drift.
+    #[test]
+    fn bans_gone_with_no_record_are_no_drift() {
+        let c = cfg();
+        let p = crate::core::ruleset::build(&c);
+        let mut f = facts(&c, &p);
+        f.state
+            .history
+            .record("203.0.113.5/32".parse().unwrap(), "blacklist", 1, 1900, 600);
+        assert!(!evaluate(&f).drift.is_empty());
+        f.state.applied = None;
+        let s = evaluate(&f);
+        assert!(
+            s.problems.iter().any(|p| p.contains("running ban")),
+            "{:?}",
+            s.problems
+        );
+        assert!(s.drift.is_empty(), "{:?}", s.drift);
     }
 
     #[test]

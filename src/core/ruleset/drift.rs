@@ -182,6 +182,17 @@ fn members_outside_config(set: &super::SetPlan) -> bool {
 /// builds. The members are hashed as data, not rendered as text: 100 000
 /// of them cost a first install some 50 ms that way ([`legacy_digest`]).
 pub fn digest(plan: &Plan) -> String {
+    digest_with(plan, true)
+}
+
+/// `[forward] protect = "off"`: no forward part in either family's table.
+fn forward_off(plan: &Plan) -> bool {
+    plan.v4.forward.is_none() && plan.v6.forward.is_none()
+}
+
+/// [`digest`], with or without its line for "off" (digests recorded
+/// before it lacked it).
+fn digest_with(plan: &Plan, off_line: bool) -> String {
     // "auto" renders as it would where Docker does not run; an explicit
     // [forward] protect renders its chains. The sets are not cloned.
     let none = TableState::default();
@@ -203,7 +214,7 @@ pub fn digest(plan: &Plan) -> String {
     // "off" renders as "auto" does without Docker: said apart, or a host
     // whose "auto" put a forward chain in (Docker there) and whose config
     // now says "off" would read as applied (auto configs keep their digest).
-    if plan.v4.forward.is_none() && plan.v6.forward.is_none() {
+    if off_line && forward_off(plan) {
         h = fnv(h, b"forward off\n");
     }
     for s in &plan.sets {
@@ -261,12 +272,29 @@ pub fn digest_for(backend: &str, plan: &Plan) -> String {
     tagged(backend, digest(plan))
 }
 
+/// The backend a recorded digest was tagged with (see [`tagged`]).
+pub fn backend_of(recorded: &str) -> &str {
+    recorded.split_once('-').map_or("iptables", |(_, b)| b)
+}
+
 /// Whether `recorded` (the last apply's digest) is this plan's on
-/// `backend`: by [`digest_for`], or by the definition before it, so a
+/// `backend`: by [`digest_for`], or by the definitions before it, so a
 /// state file an older fwctl wrote tells no config change after an
-/// upgrade (that one is worked out only when the first differs).
-pub fn same_config(recorded: &str, backend: &str, plan: &Plan) -> bool {
-    recorded == digest_for(backend, plan) || recorded == tagged(backend, legacy_digest(plan))
+/// upgrade (those are worked out only when the first differs). Those
+/// hashed "off" as "auto" without Docker: for an "off" plan they count
+/// only when the record holds no forward chain (`forward_recorded`: the
+/// record has `:FWCTL-FORWARD` or a forward jump), which "auto" with
+/// Docker would have put in.
+pub fn same_config(recorded: &str, backend: &str, plan: &Plan, forward_recorded: bool) -> bool {
+    if recorded == digest_for(backend, plan) {
+        return true;
+    }
+    let off = forward_off(plan);
+    if off && forward_recorded {
+        return false;
+    }
+    (off && recorded == tagged(backend, digest_with(plan, false)))
+        || recorded == tagged(backend, legacy_digest(plan))
 }
 
 #[cfg(test)]
@@ -313,16 +341,19 @@ mod tests {
             let old = tagged(backend, legacy_digest(&plan));
             let new = digest_for(backend, &plan);
             assert_ne!(old, new);
-            assert!(same_config(&old, backend, &plan));
-            assert!(same_config(&new, backend, &plan));
-            assert!(!same_config(&old, backend, &more));
-            assert!(!same_config(&new, backend, &more));
+            assert!(same_config(&old, backend, &plan, false));
+            assert!(same_config(&new, backend, &plan, false));
+            assert!(!same_config(&old, backend, &more, false));
+            assert!(!same_config(&new, backend, &more, false));
         }
         assert!(!same_config(
             &digest_for("iptables", &plan),
             "nftables",
-            &plan
+            &plan,
+            false
         ));
+        assert_eq!(backend_of(&digest_for("iptables", &plan)), "iptables");
+        assert_eq!(backend_of(&digest_for("nftables", &plan)), "nftables");
         // The members' order is no change; their number is.
         let mut shuffled = plan.clone();
         for s in &mut shuffled.sets {
@@ -480,5 +511,15 @@ mod tests {
         )));
         assert_ne!(a, off);
         assert_eq!(a, "b5a917b56fd6fec2", "a digest apply recorded before");
+        // A record of "off" made before that line: the same config when it
+        // holds no forward chain, not when it does ("auto" with Docker).
+        let off_plan = super::super::build(&parse(
+            "[[service]]\nname = \"ssh\"\nport = 22\n[forward]\nprotect = \"off\"\n",
+        ));
+        for before in [digest_with(&off_plan, false), legacy_digest(&off_plan)] {
+            assert!(same_config(&before, "iptables", &off_plan, false));
+            assert!(!same_config(&before, "iptables", &off_plan, true));
+        }
+        assert!(same_config(&off, "iptables", &off_plan, true));
     }
 }
