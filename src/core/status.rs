@@ -349,10 +349,12 @@ pub fn evaluate(f: &Facts) -> Status {
     // The kernel holds what the last apply put in until the next apply,
     // edited config or not: compared with it whenever it was this backend's
     // (an edit's forward part taken from the kernel for an older record).
+    // A form-0 record with an edited config is not: it may predate lines
+    // read back since (the raw table's) that only its digest tells apart.
     let same_backend = applied.is_some_and(|a| drift::backend_of(&a.digest) == backend);
     let then = |v: fn(&state::Applied) -> &Vec<String>, table, now| {
         applied
-            .filter(|_| same_backend)
+            .filter(|a| same_backend && (!config_changed || a.form >= 1))
             .map(|a| as_recorded(v(a), a.form, backend, table, now, config_changed))
     };
     let mut drift = Vec::new();
@@ -1027,6 +1029,9 @@ mod tests {
         let s = evaluate(&f);
         assert_eq!(s.rules[1].extra, ["-A FWCTL-INPUT -j ACCEPT"]);
         assert!(s.rules[1].drifted && !s.drift.is_empty());
+        // Not with a form-0 record (it may predate lines read back since).
+        f.state.applied.as_mut().unwrap().form = 0;
+        assert!(evaluate(&f).rules[1].extra.is_empty());
         // A switch of backend not applied yet: its rules are not in, which
         // is the edit's (not drift).
         let mut f = facts(&c, &p);
