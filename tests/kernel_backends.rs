@@ -912,7 +912,10 @@ fn sync(b: Backend) {
     assert_eq!(lab.connect_from(ATTACKER, 1).connected, 1);
     ok(&lab.fwctl(0, &["ban", ATTACKER, "--for", "1h"]), "ban on A");
     let ns = lab.hosts[1].ns.clone();
-    let end = Instant::now() + Duration::from_secs(3);
+    // A deadline, not a latency target: on a loaded CI machine the ban's
+    // own connection can time out (1 s), and its entry then waits in A's
+    // outbox for A's sync (a 10 s check).
+    let end = Instant::now() + Duration::from_secs(20);
     let t = loop {
         if let Some(t) = members_in(&ns, b, "blacklist").get(ATTACKER) {
             break *t;
@@ -920,7 +923,7 @@ fn sync(b: Backend) {
         assert!(Instant::now() < end, "the ban did not reach B");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(t.is_some_and(|t| (3_590..=3_600).contains(&t)), "{t:?}");
+    assert!(t.is_some_and(|t| (3_575..=3_600).contains(&t)), "{t:?}");
     let p = lab.connect_from(ATTACKER, 1);
     assert_eq!((p.connected, p.refused, p.silent), (0, 0, 1), "B drops it");
     ok(&lab.fwctl(0, &["unban", ATTACKER]), "unban on A");
