@@ -910,7 +910,8 @@ fn sync(b: Backend) {
     lab.start_sync(0);
     lab.start_sync(1);
     assert_eq!(lab.connect_from(ATTACKER, 1).connected, 1);
-    ok(&lab.fwctl(0, &["ban", ATTACKER, "--for", "1h"]), "ban on A");
+    let banned = lab.fwctl(0, &["ban", ATTACKER, "--for", "1h"]);
+    ok(&banned, "ban on A");
     let ns = lab.hosts[1].ns.clone();
     // A deadline, not a latency target: on a loaded CI machine the ban's
     // own connection can time out (1 s), and its entry then waits in A's
@@ -920,7 +921,11 @@ fn sync(b: Backend) {
         if let Some(t) = members_in(&ns, b, "blacklist").get(ATTACKER) {
             break *t;
         }
-        assert!(Instant::now() < end, "the ban did not reach B");
+        assert!(
+            Instant::now() < end,
+            "the ban did not reach B; the ban said: {}",
+            text(&banned)
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(t.is_some_and(|t| (3_575..=3_600).contains(&t)), "{t:?}");
