@@ -198,10 +198,11 @@ fn family_rules(
     problems: &mut Vec<String>,
 ) -> Rules {
     let Want { forward, edited } = want;
-    let (name, table) = match family {
-        Family::V4 => ("IPv4", &plan.v4),
-        Family::V6 => ("IPv6", &plan.v6),
+    let name = match family {
+        Family::V4 => "IPv4",
+        Family::V6 => "IPv6",
     };
+    let table = table_of(plan, family);
     let policy = now
         .iter()
         .find_map(|l| l.strip_prefix("policy INPUT "))

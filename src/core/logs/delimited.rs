@@ -37,6 +37,18 @@ fn put(bits: &mut [u64], b: u8) {
     bits[usize::from(b >> 6)] |= 1 << (b & 63);
 }
 
+/// The length of the UTF-8 char a byte starts, None for a byte that
+/// starts none (a continuation byte, C0, C1, F5 and above).
+fn utf8_len(lead: u8) -> Option<usize> {
+    match lead {
+        0..=0x7f => Some(1),
+        0xc2..=0xdf => Some(2),
+        0xe0..=0xef => Some(3),
+        0xf0..=0xf4 => Some(4),
+        _ => None,
+    }
+}
+
 impl Set {
     fn of(c: &Class) -> Set {
         match c {
@@ -115,12 +127,7 @@ impl Set {
                 if b < 0x80 {
                     return has(ascii, b).then_some(1);
                 }
-                let n = match b {
-                    0xc2..=0xdf => 2,
-                    0xe0..=0xef => 3,
-                    0xf0..=0xf4 => 4,
-                    _ => return None,
-                };
+                let n = utf8_len(b)?;
                 let c = std::str::from_utf8(t.get(..n)?).ok()?.chars().next()?;
                 let c = u32::from(c);
                 let i = wide.partition_point(|&(_, hi)| hi < c);
@@ -173,13 +180,11 @@ impl Follow {
     }
 
     fn add_lit(&mut self, l: &[u8]) {
-        let n = match l[0] {
-            0..=0x7f => return put(&mut self.ascii, l[0]),
-            0xc2..=0xdf => 2,
-            0xe0..=0xef => 3,
-            0xf0..=0xf4 => 4,
+        let n = match utf8_len(l[0]) {
+            Some(1) => return put(&mut self.ascii, l[0]),
+            Some(n) => n,
             // No char starts with it: matched as the byte it is.
-            _ => return put(&mut self.raw, l[0]),
+            None => return put(&mut self.raw, l[0]),
         };
         match l.get(..n).and_then(|c| std::str::from_utf8(c).ok()) {
             Some(c) => {
@@ -228,6 +233,20 @@ enum Item {
     Open(usize),
     Close(usize),
     End,
+}
+
+impl Item {
+    /// A run of `set`, with its look-ups.
+    fn run(set: Set, min: u32, max: Option<u32>, greedy: bool) -> Item {
+        Item::Run {
+            table: set.table(),
+            stop: set.stop(),
+            set,
+            min,
+            max: max.unwrap_or(u32::MAX),
+            greedy,
+        }
+    }
 }
 
 /// An anchored pattern of delimited fields (see the module's doc).
@@ -329,7 +348,7 @@ impl Delimited {
                     // Byte by byte: most are a few bytes, short of memcmp's call.
                     let end = i + l.len();
                     if end > t.len() || t[i..end].iter().zip(l).any(|(a, b)| a != b) {
-                        return self.fail(slots);
+                        return fail(slots);
                     }
                     i = end;
                 }
@@ -366,7 +385,7 @@ impl Delimited {
                             break;
                         }
                         if *min == 1 && i == start {
-                            return self.fail(slots);
+                            return fail(slots);
                         }
                         continue;
                     }
@@ -383,14 +402,14 @@ impl Delimited {
                         n += 1;
                     }
                     if n < *min {
-                        return self.fail(slots);
+                        return fail(slots);
                     }
                 }
                 Item::Open(g) => slots[2 * g] = Some(i),
                 Item::Close(g) => slots[2 * g + 1] = Some(i),
                 Item::End => {
                     if i != t.len() {
-                        return self.fail(slots);
+                        return fail(slots);
                     }
                 }
             }
@@ -399,11 +418,12 @@ impl Delimited {
         slots[1] = Some(i);
         true
     }
+}
 
-    fn fail(&self, slots: &mut [Option<usize>]) -> bool {
-        slots.iter_mut().for_each(|s| *s = None);
-        false
-    }
+/// No match: every slot None, as regex leaves its locations.
+fn fail(slots: &mut [Option<usize>]) -> bool {
+    slots.iter_mut().for_each(|s| *s = None);
+    false
 }
 
 /// Items in pattern order: literals (adjacent ones joined), runs, group
@@ -415,14 +435,7 @@ fn flatten(h: &Hir, out: &mut Vec<Item>) -> Option<()> {
             Some(Item::Lit(prev)) => prev.extend_from_slice(&l.0),
             _ => out.push(Item::Lit(l.0.to_vec())),
         },
-        HirKind::Class(c) => out.push(Item::Run {
-            table: Set::of(c).table(),
-            stop: Set::of(c).stop(),
-            set: Set::of(c),
-            min: 1,
-            max: 1,
-            greedy: true,
-        }),
+        HirKind::Class(c) => out.push(Item::run(Set::of(c), 1, Some(1), true)),
         HirKind::Look(Look::End) => out.push(Item::End),
         HirKind::Repetition(r) => {
             let set = match r.sub.kind() {
@@ -437,14 +450,7 @@ fn flatten(h: &Hir, out: &mut Vec<Item>) -> Option<()> {
                 }
                 _ => return None,
             };
-            out.push(Item::Run {
-                table: set.table(),
-                stop: set.stop(),
-                set,
-                min: r.min,
-                max: r.max.unwrap_or(u32::MAX),
-                greedy: r.greedy,
-            });
+            out.push(Item::run(set, r.min, r.max, r.greedy));
         }
         HirKind::Capture(c) => {
             out.push(Item::Open(c.index as usize));
